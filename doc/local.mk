@@ -1,0 +1,12 @@
+# Documentation: man pages (installed) and the design pages (shipped in
+# the tarball and installed under docdir).
+
+dist_man_MANS += \
+	doc/man/iosched-bench.1 \
+	doc/man/iosched-calibrate.1 \
+	doc/man/iosched.3 \
+	doc/man/iosched-profile.5
+
+dist_doc_DATA += \
+	doc/architecture.md \
+	doc/sched.md

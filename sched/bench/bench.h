@@ -1,0 +1,83 @@
+/*
+ * Shared declarations of iosched-bench: the workload description, the
+ * figures a run produces, and the engines that run it (the scheduler on
+ * the simulator or io_uring, the psync thread pool, the policy
+ * micro-benchmark).  The load engine is also linked by the test suite, so
+ * tests and the tool measure the same workload.
+ */
+#ifndef IOSCHED_BENCH_H
+#define IOSCHED_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iosched.h"
+
+struct iosched__policy_ops;
+
+enum bench_engine {
+	BENCH_ENGINE_URING = 0, /* libiosched; io_uring, or the simulator for sim: */
+	BENCH_ENGINE_PSYNC = 1, /* thread pool doing blocking pread */
+};
+
+struct bench_cfg {
+	const char *policy;	/* libiosched policy name */
+	const char *device;	/* "sim:PROFILE" or a path */
+	const char *profile;	/* model for a real device; NULL: "nvme" */
+	enum bench_engine engine;
+	unsigned streams;
+	uint32_t size;		/* bytes per request */
+	double period_s;
+	double duration_s;
+	uint64_t seed;
+	unsigned depth;		/* dispatch depth; 0: the profile's */
+	unsigned threads;	/* psync pool size; 0: 64 */
+	bool write;		/* writes instead of reads (real devices: never by default) */
+	/* Test hook: run this policy instead of looking up @policy. */
+	const struct iosched__policy_ops *policy_ops;
+	struct iosched_log log;
+};
+
+struct bench_result {
+	uint64_t requests;
+	uint64_t misses;
+	uint64_t errors;
+	uint64_t bytes;
+	double miss_rate;
+	double lateness_p50_us, lateness_p99_us, lateness_max_us;
+	double latency_p50_us, latency_p99_us, latency_max_us;
+	double throughput_MBps;
+	double cpu_s;
+	double elapsed_s;	/* wall (psync/uring) or virtual (sim) seconds */
+	uint64_t queue_depth_max;
+};
+
+/*
+ * Runs one workload: @streams streams, each issuing one @size-byte request
+ * every @period at its own sequential region of the device, with a random
+ * phase, deadline = issue time + period.  Returns 0 and fills @out, or
+ * -errno (a log line says why).
+ */
+int bench_run(const struct bench_cfg *cfg, struct bench_result *out);
+
+/* The psync engine; same contract (called by bench_run for that engine). */
+int bench_run_psync(const struct bench_cfg *cfg, struct bench_result *out);
+
+struct bench_micro_result {
+	double insert_ns_mean;
+	double insert_ns_p99;
+	double dispatch_ns_mean;
+	uint64_t iterations;
+};
+
+/*
+ * Measures the policy's own cost: a queue held at @depth requests on the
+ * model @profile, timing each insert and each pop.  Returns 0 or -errno.
+ */
+int bench_micro(const char *policy, const char *profile, unsigned depth,
+		uint64_t seed, struct bench_micro_result *out);
+
+/* Opens a real device or file for the run (O_DIRECT) and reports its size. */
+int bench_open_device(const char *path, bool write, int *fd, uint64_t *size);
+
+#endif /* IOSCHED_BENCH_H */

@@ -1,0 +1,767 @@
+/*
+ * iosched-bench: runs a periodic-stream workload (N streams, one request
+ * each per period, deadline one period after arrival) through a libiosched
+ * policy on the simulator or a real device, or through a psync thread
+ * pool as the baseline, and prints what happened as one JSON object on
+ * the last line of stdout.  --sweep searches for the largest stream count
+ * that misses no deadline; --micro times the policy's insert and pop on
+ * their own.  This file only parses arguments, picks the mode and writes
+ * the JSON; the engines are in bench_load.c, bench_psync.c and
+ * bench_micro.c.
+ *
+ * Exit status: 0 success, 1 the run failed, 2 bad usage.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define PROG "iosched-bench"
+#define EXIT_USAGE 2
+
+#define DEF_POLICY "glmd"
+#define DEF_STREAMS 16u
+#define DEF_SWEEP_START 8u
+#define DEF_SIZE 65536u
+#define DEF_PERIOD_S 0.3
+#define DEF_DURATION_SIM_S 30.0
+#define DEF_DURATION_REAL_S 10.0
+#define DEF_SEED 1u
+#define DEF_MICRO_DEPTH 1000u
+#define DEF_THREADS 64u
+#define DEF_REAL_PROFILE "nvme"
+#define DEF_MICRO_PROFILE "hdd-7200"
+#define SWEEP_MAX_TRIALS 128
+
+struct args {
+	struct bench_cfg cfg;
+	bool sweep, micro, quiet, write, help, version;
+	int verbose;
+	/* 0 / NULL: not given, the default depends on the mode or device. */
+	unsigned streams;
+	double duration_s;
+	const char *policy;
+};
+
+/* ------------------------------------------------------------------ */
+/* Options: one table gives getopt_long, --help and the setters.       */
+/* ------------------------------------------------------------------ */
+
+struct opt;
+typedef int (*opt_set_fn)(struct args *a, const struct opt *o,
+			  const char *val);
+
+struct opt {
+	const char *name;
+	char short_name; /* 0: long only */
+	const char *arg; /* NULL: a flag */
+	opt_set_fn set;
+	size_t off;	 /* into struct args */
+	const char *help;
+};
+
+static void *field(struct args *a, const struct opt *o)
+{
+	return (char *)a + o->off;
+}
+
+static int bad_value(const struct opt *o, const char *val, const char *why)
+{
+	fprintf(stderr, "%s: --%s %s: %s\n", PROG, o->name, val, why);
+	return -EINVAL;
+}
+
+/* A whole decimal number; strtoull alone would accept "-1" and " 7". */
+static int parse_u64(const struct opt *o, const char *val, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*val < '0' || *val > '9')
+		return bad_value(o, val, "not a non-negative integer");
+	errno = 0;
+	v = strtoull(val, &end, 10);
+	if (errno || *end)
+		return bad_value(o, val, errno ? strerror(errno) :
+						 "not a non-negative integer");
+	*out = v;
+	return 0;
+}
+
+static int set_uint(struct args *a, const struct opt *o, const char *val)
+{
+	uint64_t v;
+
+	if (parse_u64(o, val, &v) < 0)
+		return -EINVAL;
+	if (v == 0 || v > UINT32_MAX)
+		return bad_value(o, val, "must be between 1 and 4294967295");
+	*(unsigned *)field(a, o) = (unsigned)v;
+	return 0;
+}
+
+static int set_size(struct args *a, const struct opt *o, const char *val)
+{
+	uint64_t v;
+
+	if (parse_u64(o, val, &v) < 0)
+		return -EINVAL;
+	if (v == 0 || v % 512 || v > (1u << 30))
+		return bad_value(o, val,
+				 "must be a positive multiple of 512, at most 1 GiB");
+	*(uint32_t *)field(a, o) = (uint32_t)v;
+	return 0;
+}
+
+static int set_seed(struct args *a, const struct opt *o, const char *val)
+{
+	return parse_u64(o, val, (uint64_t *)field(a, o));
+}
+
+static int set_seconds(struct args *a, const struct opt *o, const char *val)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(val, &end);
+	if (errno || end == val || *end || !isfinite(v) || v <= 0 || v > 1e6)
+		return bad_value(o, val, "not a positive number of seconds");
+	*(double *)field(a, o) = v;
+	return 0;
+}
+
+static int set_str(struct args *a, const struct opt *o, const char *val)
+{
+	if (!*val)
+		return bad_value(o, "''", "empty");
+	*(const char **)field(a, o) = val;
+	return 0;
+}
+
+static int set_flag(struct args *a, const struct opt *o, const char *val)
+{
+	(void)val;
+	*(bool *)field(a, o) = true;
+	return 0;
+}
+
+static int set_count(struct args *a, const struct opt *o, const char *val)
+{
+	(void)val;
+	(*(int *)field(a, o))++;
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	enum bench_engine engine;
+} engines[] = {
+	{ "uring", BENCH_ENGINE_URING },
+	{ "psync", BENCH_ENGINE_PSYNC },
+};
+
+static int set_engine(struct args *a, const struct opt *o, const char *val)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
+		if (strcmp(engines[i].name, val) == 0) {
+			*(enum bench_engine *)field(a, o) = engines[i].engine;
+			return 0;
+		}
+	}
+	return bad_value(o, val, "unknown engine (known: uring, psync)");
+}
+
+static const char *engine_name(enum bench_engine e)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(engines) / sizeof(engines[0]); i++)
+		if (engines[i].engine == e)
+			return engines[i].name;
+	return "unknown";
+}
+
+#define A(f) offsetof(struct args, f)
+
+static const struct opt opts[] = {
+	{ "device", 'd', "sim:PROFILE|PATH", set_str, A(cfg.device),
+	  "simulated disk, or a file or block device" },
+	{ "policy", 'p', "NAME", set_str, A(policy),
+	  "queueing policy (default " DEF_POLICY ")" },
+	{ "engine", 'e', "uring|psync", set_engine, A(cfg.engine),
+	  "libiosched, or a pread pool (default uring)" },
+	{ "streams", 'n', "N", set_uint, A(streams),
+	  "streams (default 16; --sweep starts at 8)" },
+	{ "size", 's', "BYTES", set_size, A(cfg.size),
+	  "bytes per request, n*512 (default 65536)" },
+	{ "period", 0, "SECONDS", set_seconds, A(cfg.period_s),
+	  "a stream's period and deadline (default 0.3)" },
+	{ "duration", 't', "SECONDS", set_seconds, A(duration_s),
+	  "run length (default 30 on sim:, else 10)" },
+	{ "seed", 0, "N", set_seed, A(cfg.seed),
+	  "seed of phases and simulator (default 1)" },
+	{ "depth", 0, "N", set_uint, A(cfg.depth),
+	  "dispatch depth; --micro: queue depth (1000)" },
+	{ "profile", 0, "NAME|PATH", set_str, A(cfg.profile),
+	  "model of PATH (nvme); --micro: hdd-7200" },
+	{ "threads", 0, "N", set_uint, A(cfg.threads),
+	  "psync pool size (default 64)" },
+	{ "write", 0, NULL, set_flag, A(write),
+	  "write, not read: DESTROYS the data on PATH" },
+	{ "sweep", 0, NULL, set_flag, A(sweep),
+	  "find the most streams that miss no deadline" },
+	{ "micro", 0, NULL, set_flag, A(micro),
+	  "time the policy's insert and pop alone" },
+	{ "quiet", 'q', NULL, set_flag, A(quiet),
+	  "no progress lines or warnings on stderr" },
+	{ "verbose", 'v', NULL, set_count, A(verbose),
+	  "library info lines on stderr (-vv: debug)" },
+	{ "help", 'h', NULL, set_flag, A(help), "this text" },
+	{ "version", 0, NULL, set_flag, A(version), "the version" },
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: %s --device sim:PROFILE|PATH [options]\n"
+		   "       %s --micro [--policy NAME] [--depth N] "
+		   "[--profile NAME|PATH]\n\n",
+		PROG, PROG);
+	for (i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		char lhs[64];
+
+		snprintf(lhs, sizeof(lhs), "%c%c%c --%s%s%s",
+			 o->short_name ? '-' : ' ',
+			 o->short_name ? o->short_name : ' ',
+			 o->short_name ? ',' : ' ', o->name, o->arg ? " " : "",
+			 o->arg ? o->arg : "");
+		fprintf(f, "  %-30s %s\n", lhs, o->help);
+	}
+	fprintf(f, "\npolicies: %s\n"
+		   "The JSON result is the last line of stdout; see "
+		   "iosched-bench(1).\n",
+		iosched_policies());
+}
+
+/* Parses argv into @a; returns 0 or -EINVAL (a message was printed). */
+static int parse_args(struct args *a, int argc, char **argv)
+{
+	struct option lo[NOPTS + 1];
+	char so[3 * NOPTS + 2], *sp = so;
+	size_t i;
+	int c;
+
+	memset(lo, 0, sizeof(lo));
+	*sp++ = ':'; /* report a missing argument as ':' */
+	for (i = 0; i < NOPTS; i++) {
+		lo[i].name = opts[i].name;
+		lo[i].has_arg = opts[i].arg ? required_argument : no_argument;
+		lo[i].val = opts[i].short_name ? opts[i].short_name :
+						 (int)(256 + i);
+		if (opts[i].short_name) {
+			*sp++ = opts[i].short_name;
+			if (opts[i].arg)
+				*sp++ = ':';
+		}
+	}
+	*sp = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
+		for (i = 0; i < NOPTS && lo[i].val != c; i++)
+			;
+		if (i == NOPTS) {
+			if (optopt > 0 && optopt < 256)
+				fprintf(stderr, "%s: %s option '-%c'\n", PROG,
+					c == ':' ? "missing value for" :
+						   "unknown",
+					optopt);
+			else
+				fprintf(stderr, "%s: %s option '%s'\n", PROG,
+					c == ':' ? "missing value for" :
+						   "unknown",
+					argv[optind - 1]);
+			return -EINVAL;
+		}
+		if (opts[i].set(a, &opts[i], optarg) < 0)
+			return -EINVAL;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n", PROG,
+			argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Validation and defaults                                             */
+/* ------------------------------------------------------------------ */
+
+static bool is_sim(const char *device)
+{
+	return device && strncmp(device, "sim:", 4) == 0;
+}
+
+static bool policy_known(const char *name)
+{
+	const char *list = iosched_policies(), *p = list;
+	size_t n = strlen(name);
+
+	while (*p) {
+		size_t len = strcspn(p, ",");
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p += len + (p[len] == ',');
+	}
+	return false;
+}
+
+static int usage_error(const char *msg)
+{
+	fprintf(stderr, "%s: %s\n", PROG, msg);
+	return -EINVAL;
+}
+
+/* Checks what getopt can't and fills in the mode-dependent defaults. */
+static int finish_args(struct args *a)
+{
+	struct bench_cfg *c = &a->cfg;
+
+	if (a->policy && !policy_known(a->policy)) {
+		fprintf(stderr, "%s: unknown policy '%s' (known: %s)\n", PROG,
+			a->policy, iosched_policies());
+		return -EINVAL;
+	}
+	c->policy = a->policy ? a->policy : DEF_POLICY;
+	if (a->sweep && a->micro)
+		return usage_error("--sweep and --micro exclude each other");
+	if (a->micro) {
+		if (!c->depth)
+			c->depth = DEF_MICRO_DEPTH;
+		return 0;
+	}
+	if (!c->device)
+		return usage_error("--device is required");
+	if (is_sim(c->device) && !c->device[4])
+		return usage_error("--device sim: needs a profile name");
+	if (is_sim(c->device) && c->engine == BENCH_ENGINE_PSYNC)
+		return usage_error("--engine psync needs a real device, "
+				   "not a sim: one");
+	if (is_sim(c->device) && c->profile)
+		return usage_error("--profile is for real devices; the "
+				   "profile of sim:PROFILE is in its name");
+	c->streams = a->streams ? a->streams :
+		     a->sweep	? DEF_SWEEP_START :
+				  DEF_STREAMS;
+	c->duration_s = a->duration_s ? a->duration_s :
+			is_sim(c->device) ? DEF_DURATION_SIM_S :
+					    DEF_DURATION_REAL_S;
+	c->write = a->write;
+	if (c->engine == BENCH_ENGINE_PSYNC && a->policy && !a->quiet)
+		fprintf(stderr, "%s: --policy has no effect with --engine "
+				"psync; the pool serves in arrival order\n",
+			PROG);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Logging                                                             */
+/* ------------------------------------------------------------------ */
+
+static const char *const level_names[] = {
+	[IOSCHED_LOG_ERROR] = "error", [IOSCHED_LOG_WARN] = "warning",
+	[IOSCHED_LOG_INFO] = "info",   [IOSCHED_LOG_DEBUG] = "debug",
+};
+
+/* Errors always; warnings unless --quiet; the rest with -v / -vv. */
+static void log_line(void *arg, enum iosched_log_level level, const char *msg)
+{
+	const struct args *a = arg;
+	bool show = level == IOSCHED_LOG_ERROR ||
+		    (level == IOSCHED_LOG_WARN && !a->quiet) ||
+		    (level == IOSCHED_LOG_INFO && a->verbose >= 1) ||
+		    (level == IOSCHED_LOG_DEBUG && a->verbose >= 2);
+
+	if (show)
+		fprintf(stderr, "%s: %s: %s\n", PROG,
+			(unsigned)level < 4 ? level_names[level] : "log", msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON                                                                */
+/* ------------------------------------------------------------------ */
+
+struct json {
+	FILE *f;
+	bool open;
+};
+
+static void json_key(struct json *j, const char *key)
+{
+	fprintf(j->f, "%s\"%s\":", j->open ? "," : "{", key);
+	j->open = true;
+}
+
+static void json_str(struct json *j, const char *key, const char *s)
+{
+	json_key(j, key);
+	fputc('"', j->f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			fprintf(j->f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(j->f, "\\u%04x", ch);
+		else
+			fputc(ch, j->f);
+	}
+	fputc('"', j->f);
+}
+
+static void json_u64(struct json *j, const char *key, uint64_t v)
+{
+	json_key(j, key);
+	fprintf(j->f, "%llu", (unsigned long long)v);
+}
+
+/* JSON has no inf or nan. */
+static void json_dbl(struct json *j, const char *key, double v, int prec)
+{
+	json_key(j, key);
+	if (isfinite(v))
+		fprintf(j->f, "%.*f", prec, v);
+	else
+		fputs("null", j->f);
+}
+
+static void json_end(struct json *j)
+{
+	fputs(j->open ? "}\n" : "{}\n", j->f);
+}
+
+static const char *backend_name(const struct bench_cfg *c)
+{
+	if (c->engine == BENCH_ENGINE_PSYNC)
+		return c->write ? "pwrite" : "pread";
+	return is_sim(c->device) ? "sim" : "io_uring";
+}
+
+/* The fields of one run; @depth is the dispatch depth it used. */
+static void json_run(struct json *j, const struct bench_cfg *c,
+		     const struct bench_result *r, unsigned depth)
+{
+	bool psync = c->engine == BENCH_ENGINE_PSYNC;
+
+	json_str(j, "policy", psync ? "fifo" : c->policy);
+	json_str(j, "engine", engine_name(c->engine));
+	json_str(j, "backend", backend_name(c));
+	json_str(j, "device", c->device);
+	if (!psync)
+		json_str(j, "profile", is_sim(c->device) ? c->device + 4 :
+				       c->profile	  ? c->profile :
+							    DEF_REAL_PROFILE);
+	json_str(j, "op", c->write ? "write" : "read");
+	json_u64(j, "streams", c->streams);
+	json_u64(j, "size", c->size);
+	json_dbl(j, "period_s", c->period_s, 6);
+	json_dbl(j, "duration_s", c->duration_s, 3);
+	json_u64(j, "seed", c->seed);
+	json_u64(j, "depth", depth);
+	if (psync)
+		json_u64(j, "threads", c->threads);
+	json_u64(j, "requests", r->requests);
+	json_u64(j, "misses", r->misses);
+	json_u64(j, "errors", r->errors);
+	json_dbl(j, "miss_rate", r->miss_rate, 6);
+	json_dbl(j, "lateness_p50_us", r->lateness_p50_us, 3);
+	json_dbl(j, "lateness_p99_us", r->lateness_p99_us, 3);
+	json_dbl(j, "lateness_max_us", r->lateness_max_us, 3);
+	json_dbl(j, "latency_p50_us", r->latency_p50_us, 3);
+	json_dbl(j, "latency_p99_us", r->latency_p99_us, 3);
+	json_dbl(j, "latency_max_us", r->latency_max_us, 3);
+	json_u64(j, "bytes", r->bytes);
+	json_dbl(j, "throughput_MBps", r->throughput_MBps, 3);
+	json_dbl(j, "cpu_s", r->cpu_s, 3);
+	json_dbl(j, "elapsed_s", r->elapsed_s, 3);
+	json_u64(j, "queue_depth_max", r->queue_depth_max);
+}
+
+/* ------------------------------------------------------------------ */
+/* Modes                                                               */
+/* ------------------------------------------------------------------ */
+
+static const char *model_name(const struct bench_cfg *c)
+{
+	return is_sim(c->device) ? c->device + 4 :
+	       c->profile	 ? c->profile :
+				   DEF_REAL_PROFILE;
+}
+
+/*
+ * Checks the device and the model before any run, so that a bad name is
+ * reported at once rather than after a long sweep, and learns what the
+ * runs will use: the dispatch depth (0 resolves to the profile's; for
+ * psync it is the pool size, which has no model) and the device size.
+ */
+static int probe(const struct bench_cfg *c, unsigned *depth,
+		 uint64_t *capacity)
+{
+	struct iosched_model *m = NULL;
+	int fd = -1, rc = 0;
+
+	*depth = c->threads;
+	if (c->engine != BENCH_ENGINE_PSYNC) {
+		rc = iosched_model_load(&m, model_name(c), &c->log);
+		if (rc < 0) {
+			fprintf(stderr, "%s: profile '%s': %s\n", PROG,
+				model_name(c),
+				rc == -ENOENT ? "no such profile" :
+						strerror(-rc));
+			return rc;
+		}
+		*depth = c->depth ? c->depth : iosched_model_depth(m);
+		*capacity = iosched_model_capacity(m);
+		iosched_model_free(m);
+	}
+	if (!is_sim(c->device)) {
+		rc = bench_open_device(c->device, c->write, &fd, capacity);
+		if (rc < 0)
+			fprintf(stderr, "%s: %s: %s\n", PROG, c->device,
+				strerror(-rc));
+		else
+			close(fd);
+	}
+	return rc;
+}
+
+static int run_one(const struct bench_cfg *c, struct bench_result *r)
+{
+	int rc = bench_run(c, r);
+
+	if (rc < 0)
+		fprintf(stderr, "%s: run on %s with %u streams failed: %s\n",
+			PROG, c->device, c->streams, strerror(-rc));
+	return rc;
+}
+
+static int mode_run(struct args *a)
+{
+	struct json j = { .f = stdout };
+	struct bench_result r;
+	uint64_t capacity;
+	unsigned depth;
+	int rc;
+
+	rc = probe(&a->cfg, &depth, &capacity);
+	if (rc == 0)
+		rc = run_one(&a->cfg, &r);
+	if (rc < 0)
+		return rc;
+	json_run(&j, &a->cfg, &r, depth);
+	json_end(&j);
+	return 0;
+}
+
+struct sweep {
+	struct { unsigned streams; uint64_t misses; } trial[SWEEP_MAX_TRIALS];
+	unsigned ntrials;
+	unsigned max;		   /* streams the device has room for */
+	unsigned best;		   /* largest count with no miss; 0: none */
+	unsigned first_bad;	   /* smallest count with a miss; 0: none yet */
+	struct bench_result best_r; /* at best, or at first_bad if none */
+};
+
+/* One trial at @n streams; records it and narrows the bounds. */
+static int sweep_trial(struct args *a, struct sweep *sw, unsigned n)
+{
+	struct bench_cfg c = a->cfg;
+	struct bench_result r;
+	int rc;
+
+	if (sw->ntrials == SWEEP_MAX_TRIALS)
+		return -E2BIG;
+	c.streams = n;
+	rc = run_one(&c, &r);
+	if (rc < 0)
+		return rc;
+	sw->trial[sw->ntrials].streams = n;
+	sw->trial[sw->ntrials++].misses = r.misses;
+	if (!a->quiet)
+		fprintf(stderr, "%s: streams %u misses %llu miss_rate %.6f\n",
+			PROG, n, (unsigned long long)r.misses, r.miss_rate);
+	if (r.misses == 0 && n > sw->best) {
+		sw->best = n;
+		sw->best_r = r;
+	} else if (r.misses && (!sw->first_bad || n < sw->first_bad)) {
+		sw->first_bad = n;
+		if (!sw->best)
+			sw->best_r = r;
+	}
+	return 0;
+}
+
+/*
+ * Doubles the stream count from the start until a run misses, then
+ * bisects between the last clean count and the first missing one.  The
+ * search assumes misses grow with the load, which holds but for noise
+ * near the boundary; the figure is the boundary this search found.
+ */
+static int sweep_search(struct args *a, struct sweep *sw)
+{
+	unsigned n = a->cfg.streams < sw->max ? a->cfg.streams : sw->max;
+	int rc;
+
+	for (;;) {
+		rc = sweep_trial(a, sw, n);
+		if (rc < 0 || sw->first_bad)
+			break;
+		if (n == sw->max)
+			return 0; /* never missed: the device is the limit */
+		n = n > sw->max / 2 ? sw->max : n * 2;
+	}
+	while (rc == 0 && sw->first_bad - sw->best > 1)
+		rc = sweep_trial(a, sw,
+				 sw->best + (sw->first_bad - sw->best) / 2);
+	return rc;
+}
+
+static int mode_sweep(struct args *a)
+{
+	struct json j = { .f = stdout };
+	struct sweep *sw = calloc(1, sizeof(*sw));
+	struct bench_cfg c = a->cfg;
+	uint64_t capacity, max;
+	unsigned depth, i;
+	int rc = -ENOMEM;
+
+	if (!sw)
+		goto out;
+	rc = probe(&a->cfg, &depth, &capacity);
+	if (rc < 0)
+		goto out;
+	max = capacity / a->cfg.size;
+	sw->max = max > UINT32_MAX ? UINT32_MAX : (unsigned)max;
+	rc = -EINVAL;
+	if (sw->max == 0)
+		fprintf(stderr, "%s: %s holds no %u-byte request\n", PROG,
+			a->cfg.device, a->cfg.size);
+	else
+		rc = sweep_search(a, sw);
+	if (rc < 0)
+		goto out;
+	c.streams = sw->best ? sw->best : sw->first_bad;
+	json_run(&j, &c, &sw->best_r, depth);
+	json_u64(&j, "max_streams_zero_miss", sw->best);
+	json_key(&j, "sweep_trials");
+	for (i = 0; i < sw->ntrials; i++)
+		fprintf(j.f, "%s{\"streams\":%u,\"misses\":%llu}",
+			i ? "," : "[", sw->trial[i].streams,
+			(unsigned long long)sw->trial[i].misses);
+	fputs(sw->ntrials ? "]" : "[]", j.f);
+	json_end(&j);
+out:
+	if (rc == -E2BIG)
+		fprintf(stderr, "%s: sweep gave up after %d trials\n", PROG,
+			SWEEP_MAX_TRIALS);
+	free(sw);
+	return rc;
+}
+
+static int mode_micro(struct args *a)
+{
+	const struct bench_cfg *c = &a->cfg;
+	const char *profile = c->profile ? c->profile :
+			      is_sim(c->device) ? c->device + 4 :
+						  DEF_MICRO_PROFILE;
+	struct json j = { .f = stdout };
+	struct bench_micro_result r;
+	struct iosched_model *m;
+	int rc;
+
+	rc = iosched_model_load(&m, profile, &c->log);
+	if (rc < 0) {
+		fprintf(stderr, "%s: profile '%s': %s\n", PROG, profile,
+			rc == -ENOENT ? "no such profile" : strerror(-rc));
+		return rc;
+	}
+	iosched_model_free(m);
+	rc = bench_micro(c->policy, profile, c->depth, c->seed, &r);
+	if (rc < 0) {
+		fprintf(stderr, "%s: micro-benchmark of %s failed: %s\n", PROG,
+			c->policy, strerror(-rc));
+		return rc;
+	}
+	json_str(&j, "policy", c->policy);
+	json_str(&j, "profile", profile);
+	json_u64(&j, "depth", c->depth);
+	json_u64(&j, "seed", c->seed);
+	json_u64(&j, "iterations", r.iterations);
+	json_dbl(&j, "insert_ns_mean", r.insert_ns_mean, 1);
+	json_dbl(&j, "insert_ns_p99", r.insert_ns_p99, 1);
+	json_dbl(&j, "dispatch_ns_mean", r.dispatch_ns_mean, 1);
+	json_end(&j);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a = {
+		.cfg = {
+			.engine = BENCH_ENGINE_URING,
+			.size = DEF_SIZE,
+			.period_s = DEF_PERIOD_S,
+			.seed = DEF_SEED,
+			.threads = DEF_THREADS,
+		},
+	};
+	int rc;
+
+	a.cfg.log.fn = log_line;
+	a.cfg.log.arg = &a;
+	if (parse_args(&a, argc, argv) < 0)
+		goto usage;
+	if (a.help) {
+		usage(stdout);
+		return fflush(stdout) ? EXIT_FAILURE : EXIT_SUCCESS;
+	}
+	if (a.version) {
+		printf("%s %s\n", PROG, PACKAGE_VERSION);
+		return fflush(stdout) ? EXIT_FAILURE : EXIT_SUCCESS;
+	}
+	if (finish_args(&a) < 0)
+		goto usage;
+	rc = a.micro ? mode_micro(&a) : a.sweep ? mode_sweep(&a) : mode_run(&a);
+	if (rc == 0 && (fflush(stdout) || ferror(stdout))) {
+		fprintf(stderr, "%s: writing the result: %s\n", PROG,
+			strerror(errno));
+		rc = -EIO;
+	}
+	return rc < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+usage:
+	fprintf(stderr, "%s: try '%s --help'\n", PROG, PROG);
+	return EXIT_USAGE;
+}

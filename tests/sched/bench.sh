@@ -1,0 +1,238 @@
+#!/bin/sh
+# Integration test of iosched-bench: runs the tool the way a user would
+# (a simulated disk, a sweep, the policy micro-benchmark, io_uring and
+# psync on a real temporary file) and checks that the last line of stdout
+# is one JSON object with the documented fields and sane values, and that
+# bad usage fails with a message.  The real-file parts are skipped where
+# the file system refuses O_DIRECT or the kernel refuses io_uring.
+#
+# Environment: IOSCHED_BENCH (default ./iosched-bench), IOSCHED_PROFILE_DIR
+# (default: the source tree's sched/profiles).
+# Exit status: 0 pass, 1 fail, 77 skipped.
+
+set -u
+
+BENCH=${IOSCHED_BENCH:-./iosched-bench}
+failures=0
+work=
+data=
+
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+	if [ -n "$work" ]; then rm -rf "$work"; fi
+	if [ -n "$data" ]; then rm -f "$data"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+fail() {
+	echo "FAIL: $*" >&2
+	failures=$((failures + 1))
+}
+
+pass() {
+	echo "ok: $*"
+}
+
+if [ ! -x "$BENCH" ]; then
+	echo "SKIP: $BENCH not built (set IOSCHED_BENCH)" >&2
+	exit 77
+fi
+
+if [ -z "${IOSCHED_PROFILE_DIR:-}" ]; then
+	for d in "${srcdir:-.}/sched/profiles" \
+		"$(dirname "$0")/../../sched/profiles"; do
+		if [ -f "$d/hdd-7200.profile" ]; then
+			IOSCHED_PROFILE_DIR=$d
+			export IOSCHED_PROFILE_DIR
+			break
+		fi
+	done
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/iosched-bench-test.XXXXXX") || exit 1
+out=$work/out
+err=$work/err
+
+if command -v python3 >/dev/null 2>&1; then
+	have_python=yes
+else
+	have_python=no
+fi
+
+# is_json FILE FIELD...: the last line of FILE is one JSON object holding
+# every FIELD.
+is_json() {
+	f=$1
+	shift
+	if [ "$have_python" = yes ]; then
+		python3 - "$f" "$@" <<'EOF'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+try:
+    obj = json.loads(lines[-1]) if lines else None
+except ValueError as e:
+    sys.exit("last line is not JSON: %s" % e)
+if not isinstance(obj, dict):
+    sys.exit("last line is not a JSON object")
+missing = [k for k in sys.argv[2:] if k not in obj]
+if missing:
+    sys.exit("missing fields: " + ", ".join(missing))
+EOF
+		return
+	fi
+	last=$(tail -n 1 "$f")
+	case $last in
+	'{'*'}') ;;
+	*) echo "last line is not a JSON object" >&2; return 1 ;;
+	esac
+	for k in "$@"; do
+		case $last in
+		*"\"$k\":"*) ;;
+		*) echo "missing field: $k" >&2; return 1 ;;
+		esac
+	done
+}
+
+# jget FILE FIELD: the value of a top-level scalar FIELD on the last line
+# (without python, arrays are cut out first so that their members' fields
+# don't shadow the top-level ones).
+jget() {
+	if [ "$have_python" = yes ]; then
+		python3 -c '
+import json, sys
+v = json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]]
+print(v if not isinstance(v, bool) else str(v).lower())' "$1" "$2"
+		return
+	fi
+	tail -n 1 "$1" | sed 's/\[[^]]*\]//g' |
+		sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p"
+}
+
+# run NAME ARGS...: runs the tool, stdout to $out, stderr to $err.
+run() {
+	name=$1
+	shift
+	"$BENCH" "$@" >"$out" 2>"$err"
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		fail "$name: exit $rc: $(cat "$err")"
+		return 1
+	fi
+	return 0
+}
+
+RUN_FIELDS="policy engine backend device streams size period_s duration_s
+	requests misses miss_rate lateness_p50_us lateness_p99_us
+	lateness_max_us throughput_MBps cpu_s latency_p50_us latency_p99_us
+	latency_max_us errors seed depth queue_depth_max"
+
+# --- A short run on the simulated disk: light load, no miss. ---------
+if run sim --device sim:hdd-7200 --policy glmd --streams 10 --duration 5; then
+	# shellcheck disable=SC2086
+	if ! is_json "$out" $RUN_FIELDS; then
+		fail "sim: bad JSON: $(tail -n 1 "$out")"
+	elif [ "$(jget "$out" misses)" != 0 ]; then
+		fail "sim: $(jget "$out" misses) misses at 10 streams"
+	elif [ "$(jget "$out" requests)" -le 0 ]; then
+		fail "sim: no requests"
+	elif [ "$(jget "$out" engine)" != uring ] ||
+		[ "$(jget "$out" backend)" != sim ]; then
+		fail "sim: engine/backend $(jget "$out" engine)/$(jget "$out" backend)"
+	else
+		pass "sim run"
+	fi
+fi
+
+# --- Sweep: the boundary is above zero on the simulated disk. ---------
+if run sweep --device sim:hdd-7200 --sweep --duration 3 --quiet; then
+	# shellcheck disable=SC2086
+	if ! is_json "$out" $RUN_FIELDS max_streams_zero_miss sweep_trials; then
+		fail "sweep: bad JSON: $(tail -n 1 "$out")"
+	elif [ "$(jget "$out" max_streams_zero_miss)" -le 0 ]; then
+		fail "sweep: max_streams_zero_miss is $(jget "$out" max_streams_zero_miss)"
+	elif [ "$(jget "$out" misses)" != 0 ]; then
+		fail "sweep: the reported run has misses"
+	else
+		pass "sweep (max_streams_zero_miss $(jget "$out" max_streams_zero_miss))"
+	fi
+fi
+
+# --- Micro-benchmark of the policy alone. ----------------------------
+if run micro --micro --depth 1000 --policy glmd; then
+	if ! is_json "$out" policy depth insert_ns_mean insert_ns_p99 \
+		dispatch_ns_mean iterations; then
+		fail "micro: bad JSON: $(tail -n 1 "$out")"
+	elif [ "$(jget "$out" depth)" != 1000 ] ||
+		[ "$(jget "$out" policy)" != glmd ] ||
+		[ "$(jget "$out" iterations)" -le 0 ]; then
+		fail "micro: unexpected figures: $(tail -n 1 "$out")"
+	else
+		pass "micro (insert $(jget "$out" insert_ns_mean) ns)"
+	fi
+fi
+
+# --- Real I/O on a temporary file: io_uring, then psync. -------------
+data=$(mktemp "${TMPDIR:-/tmp}/iosched-bench-data.XXXXXX") || exit 1
+direct=no
+if dd if=/dev/urandom of="$data" bs=1048576 count=64 2>/dev/null &&
+	dd if="$data" of=/dev/null bs=65536 count=1 iflag=direct 2>/dev/null; then
+	direct=yes
+fi
+
+# real_run NAME ENGINE: a 2-second run of 4 streams with errors 0.
+real_run() {
+	"$BENCH" --device "$data" --engine "$2" --streams 4 --duration 2 \
+		--quiet >"$out" 2>"$err"
+	rc=$?
+	if [ $rc -ne 0 ] && grep -q 'io_uring unavailable' "$err"; then
+		echo "skip: $1: io_uring is not available here"
+		return
+	fi
+	if [ $rc -ne 0 ]; then
+		fail "$1: exit $rc: $(cat "$err")"
+	elif ! is_json "$out" requests errors misses throughput_MBps; then
+		fail "$1: bad JSON: $(tail -n 1 "$out")"
+	elif [ "$(jget "$out" requests)" -le 0 ] ||
+		[ "$(jget "$out" errors)" != 0 ]; then
+		fail "$1: requests $(jget "$out" requests) errors $(jget "$out" errors)"
+	else
+		pass "$1 ($(jget "$out" requests) requests)"
+	fi
+}
+
+if [ $direct = yes ]; then
+	real_run uring uring
+	real_run psync psync
+else
+	echo "skip: O_DIRECT is not supported on ${TMPDIR:-/tmp}"
+fi
+
+# --- Bad usage fails with a message. ----------------------------------
+# refused NAME ARGS...: a non-zero exit, a message on stderr, no JSON.
+refused() {
+	name=$1
+	shift
+	"$BENCH" "$@" >"$out" 2>"$err"
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		fail "$name: accepted"
+	elif [ ! -s "$err" ]; then
+		fail "$name: exit $rc without a message"
+	elif [ -s "$out" ]; then
+		fail "$name: printed a result anyway"
+	else
+		pass "$name refused (exit $rc)"
+	fi
+}
+
+refused "bad --policy" --device sim:hdd-7200 --policy no-such-policy --duration 1
+refused "bad sim: profile" --device sim:no-such-profile --duration 1
+refused "missing device" --device "$work/no-such-device" --duration 1
+refused "bad --size" --device sim:hdd-7200 --size 1000 --duration 1
+
+if [ $failures -ne 0 ]; then
+	echo "$failures check(s) failed" >&2
+	exit 1
+fi
+exit 0
