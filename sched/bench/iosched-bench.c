@@ -34,6 +34,7 @@
 #define PROG "iosched-bench"
 #define EXIT_USAGE 2
 
+#define DEF_DEVICE "sim:hdd-7200"
 #define DEF_POLICY "glmd"
 #define DEF_STREAMS 16u
 #define DEF_SWEEP_START 8u
@@ -203,7 +204,8 @@ static const char *engine_name(enum bench_engine e)
 
 static const struct opt opts[] = {
 	{ "device", 'd', "sim:PROFILE|PATH", set_str, A(cfg.device),
-	  "simulated disk, or a file or block device" },
+	  "simulated disk, file or device ("
+	  DEF_DEVICE ")" },
 	{ "policy", 'p', "NAME", set_str, A(policy),
 	  "queueing policy (default " DEF_POLICY ")" },
 	{ "engine", 'e', "uring|psync", set_engine, A(cfg.engine),
@@ -244,7 +246,7 @@ static void usage(FILE *f)
 {
 	size_t i;
 
-	fprintf(f, "usage: %s --device sim:PROFILE|PATH [options]\n"
+	fprintf(f, "usage: %s [--device sim:PROFILE|PATH] [options]\n"
 		   "       %s --micro [--policy NAME] [--depth N] "
 		   "[--profile NAME|PATH]\n\n",
 		PROG, PROG);
@@ -364,7 +366,7 @@ static int finish_args(struct args *a)
 		return 0;
 	}
 	if (!c->device)
-		return usage_error("--device is required");
+		c->device = DEF_DEVICE;
 	if (is_sim(c->device) && !c->device[4])
 		return usage_error("--device sim: needs a profile name");
 	if (is_sim(c->device) && c->engine == BENCH_ENGINE_PSYNC)
