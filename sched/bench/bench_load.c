@@ -140,6 +140,15 @@ static void slot_done(struct iosched_req *req, int res)
 	sl->load->outstanding--;
 }
 
+/* Makes @sl a free slot of @l whose buffer is @buf (NULL on the simulator). */
+static void slot_add(struct load *l, struct slot *sl, unsigned char *buf)
+{
+	sl->load = l;
+	sl->req.buf = buf;
+	sl->next_free = l->free_slots;
+	l->free_slots = sl;
+}
+
 /*
  * One buffer per slot, in one arena so io_uring can register it: twice
  * the streams plus room for the dispatch depth covers a run that keeps
@@ -161,15 +170,9 @@ static int slots_init(struct load *l, bool real)
 			return -ENOMEM;
 		memset(l->arena, 0xa5, l->arena_len);
 	}
-	for (i = 0; i < n; i++) {
-		struct slot *sl = &l->slots[i];
-
-		sl->load = l;
-		sl->req.buf = l->arena ? l->arena + (size_t)i * l->cfg->size :
-					 NULL;
-		sl->next_free = l->free_slots;
-		l->free_slots = sl;
-	}
+	for (i = 0; i < n; i++)
+		slot_add(l, &l->slots[i],
+			 l->arena ? l->arena + (size_t)i * l->cfg->size : NULL);
 	return 0;
 }
 
@@ -234,15 +237,9 @@ static int slots_grow(struct load *l)
 		free(b);
 		return -ENOMEM;
 	}
-	for (i = 0; i < n; i++) {
-		struct slot *sl = &b->slots[i];
-
-		sl->load = l;
-		sl->req.buf = b->bufs ? b->bufs + (size_t)i * l->cfg->size :
-					NULL;
-		sl->next_free = l->free_slots;
-		l->free_slots = sl;
-	}
+	for (i = 0; i < n; i++)
+		slot_add(l, &b->slots[i],
+			 b->bufs ? b->bufs + (size_t)i * l->cfg->size : NULL);
 	b->next = l->extra;
 	l->extra = b;
 	return 0;
