@@ -76,6 +76,15 @@ uint64_t iosched__model_service_sample_ns(const struct iosched_model *m,
 					  uint64_t offset, uint32_t len,
 					  double rot_fraction);
 
+/*
+ * The part of a solid-state request's service time spent moving data at
+ * the profile's bandwidth (0 for a disk).  The profile's bandwidth is the
+ * whole device's: lanes overlap their latencies, but their transfers share
+ * it, so the device never moves more than read_MBps / write_MBps.
+ */
+uint64_t iosched__model_transfer_ns(const struct iosched_model *m,
+				    enum iosched_op op, uint32_t len);
+
 /* ---------------------------------------------------------------- */
 /* Back ends                                                        */
 /* ---------------------------------------------------------------- */
@@ -166,14 +175,20 @@ struct iosched;
 int iosched__use_policy(struct iosched *s, const struct iosched__policy_ops *ops);
 
 /* Per-request model cost as a queue sees it: the device time divided among
- * the lanes that serve requests at once. */
+ * the lanes that serve requests at once, but never less than the transfer,
+ * which the lanes share. */
 static inline uint64_t iosched__cost_ns(const struct iosched__ctx *ctx,
 				       uint64_t head,
 				       const struct iosched_req *r)
 {
 	uint64_t t = iosched_model_service_ns(ctx->model, head, r->op,
 					      r->offset, r->len);
-	return ctx->lanes > 1 ? t / ctx->lanes : t;
+	uint64_t x;
+
+	if (ctx->lanes <= 1)
+		return t;
+	x = iosched__model_transfer_ns(ctx->model, r->op, r->len);
+	return t / ctx->lanes > x ? t / ctx->lanes : x;
 }
 
 /* ---------------------------------------------------------------- */

@@ -163,6 +163,15 @@ uint64_t iosched__model_service_sample_ns(const struct iosched_model *m,
 	return round_ns(hdd_exact_ns(m, head, offset, len, rot_fraction));
 }
 
+uint64_t iosched__model_transfer_ns(const struct iosched_model *m,
+				    enum iosched_op op, uint32_t len)
+{
+	if (m->type != IOSCHED__MODEL_SSD)
+		return 0;
+	return round_ns(bytes_ns(len, op == IOSCHED_WRITE ? m->write_Bps :
+							   m->read_Bps));
+}
+
 uint64_t iosched_model_service_ns(const struct iosched_model *m,
 				  uint64_t head, enum iosched_op op,
 				  uint64_t offset, uint32_t len)

@@ -1,6 +1,7 @@
 /*
  * The simulated device: a discrete-event model of a disk (or a
- * solid-state device with several lanes) on a virtual clock.  Requests are
+ * solid-state device whose lanes overlap their latencies but share one
+ * transfer channel at the profile's bandwidth) on a virtual clock.  Requests are
  * served in the order they are started, each taking the model's service
  * time with the rotational wait drawn from a seeded generator, so hours of
  * load run in seconds and a run is the same for the same seed.  The
@@ -30,6 +31,7 @@ struct sim_backend {
 	uint64_t rng;
 	uint64_t head;	   /* byte after the last request the device took */
 	uint64_t *lane_free; /* when each lane is next idle */
+	uint64_t chan_free;  /* when the shared transfer channel is next idle */
 	unsigned lanes;
 	uint64_t seq;
 	uint64_t started;
@@ -145,6 +147,15 @@ static int sim_start(struct iosched_backend *be, struct iosched_req *req)
 	svc += sb->inject_latency_ns;
 	sb->head = req->offset + req->len;
 	e.t = begin + svc;
+	if (sb->lanes > 1) {
+		/* Latencies overlap across lanes; transfers queue for the
+		 * one channel that carries the device's bandwidth. */
+		uint64_t x = iosched__model_transfer_ns(sb->model, req->op,
+							req->len);
+		uint64_t ready = e.t - x;
+
+		e.t = (ready > sb->chan_free ? ready : sb->chan_free) + x;
+	}
 	e.seq = ++sb->seq;
 	e.req = req;
 	e.res = (int)req->len;
@@ -154,6 +165,8 @@ static int sim_start(struct iosched_backend *be, struct iosched_req *req)
 	if (ev_push(sb, e) < 0)
 		return -ENOMEM;
 	sb->lane_free[lane] = e.t;
+	if (sb->lanes > 1)
+		sb->chan_free = e.t;
 	return 0;
 }
 
