@@ -208,8 +208,13 @@ int iosched_new(struct iosched **out, const struct iosched_config *cfg,
 		iosched_default_knobs(&k);
 	if (k.depth == 0)
 		k.depth = iosched_model_depth(s->model);
-	if (k.depth > be->ops->max_depth(be))
+	if (k.depth > be->ops->max_depth(be)) {
+		iosched__log(&s->log, IOSCHED_LOG_WARN,
+			     "iosched: depth %u exceeds what the %s back end "
+			     "takes; using %u", k.depth, be->ops->name,
+			     be->ops->max_depth(be));
 		k.depth = be->ops->max_depth(be);
+	}
 	rc = check_knobs(s, &k);
 	if (rc < 0)
 		goto err;

@@ -65,8 +65,10 @@ struct iosched_model;
  * ends in ".profile") or the name of a shipped profile ("hdd-7200",
  * "ssd-sata", "nvme"), looked up in $IOSCHED_PROFILE_DIR and then in the
  * installed profile directory.  Returns 0 and fills *out (caller frees with
- * iosched_model_free), -ENOENT when no such profile exists, -EINVAL when the
- * file is malformed (a log line names the file, line and key), -ENOMEM.
+ * iosched_model_free), -ENOENT when no such profile exists (a log line
+ * names the places searched), -EINVAL when the file is malformed or over
+ * 64 KiB (a log line names the file, line and key), -ENOMEM, or the errno
+ * of opening or reading the file (-EACCES, -EISDIR, ...).
  */
 int iosched_model_load(struct iosched_model **out, const char *name_or_path,
 		       const struct iosched_log *log);
@@ -223,16 +225,18 @@ struct iosched_config {
 };
 
 /*
- * Creates a scheduler.  Takes ownership of @be (also on failure).  Returns
- * 0, -EINVAL (unknown policy, no model, bad knob: a log line says which),
- * or -ENOMEM.
+ * Creates a scheduler.  Takes ownership of @be (also on failure).  A knob
+ * depth of 0 means the profile's; one beyond what the back end takes is
+ * lowered to its limit with a warning.  Returns 0, -EINVAL (unknown
+ * policy, no model, bad knob: a log line says which), or -ENOMEM.
  */
 int iosched_new(struct iosched **out, const struct iosched_config *cfg,
 		struct iosched_backend *be);
 
 /* Frees the handle and its back end.  Requests still queued or in flight
- * are abandoned without callbacks; drain first to get them.  NULL is a
- * no-op. */
+ * are abandoned without callbacks; on io_uring the kernel may still write
+ * into the buffers of in-flight reads after this returns, so drain first
+ * (iosched_drain) before freeing buffers.  NULL is a no-op. */
 void iosched_free(struct iosched *s);
 
 /*

@@ -50,6 +50,7 @@ struct bench_result {
 	double cpu_s;
 	double elapsed_s;	/* wall (psync/uring) or virtual (sim) seconds */
 	uint64_t queue_depth_max;
+	unsigned depth;		/* dispatch depth used (psync: threads) */
 };
 
 /*

@@ -338,7 +338,9 @@ static int make_backend(const struct bench_cfg *c, struct iosched_model **m,
 			     "bench: open %s: %s", c->device, strerror(-rc));
 		return rc;
 	}
-	return iosched_backend_uring_new(be, 256, BENCH_ALIGN, &c->log);
+	/* The ring bounds the dispatch depth: make room for the one asked. */
+	return iosched_backend_uring_new(be, c->depth > 256 ? c->depth : 256,
+					 BENCH_ALIGN, &c->log);
 }
 
 static void fill_result(const struct load *l, double elapsed, double cpu,
@@ -365,6 +367,12 @@ static void fill_result(const struct load *l, double elapsed, double cpu,
 	out->throughput_MBps = elapsed > 0 ? st.bytes / elapsed / 1e6 : 0;
 	out->cpu_s = cpu;
 	out->queue_depth_max = st.queue_depth_max;
+	{
+		struct iosched_knobs k;
+
+		iosched_get_knobs(l->s, &k);
+		out->depth = k.depth;
+	}
 }
 
 int bench_run(const struct bench_cfg *c, struct bench_result *out)

@@ -366,6 +366,7 @@ static void fill_result(const struct pool *p, double elapsed, double cpu,
 	out->throughput_MBps = elapsed > 0 ? p->bytes / elapsed / 1e6 : 0;
 	out->cpu_s = cpu;
 	out->queue_depth_max = p->queued_max;
+	out->depth = p->cfg->threads ? p->cfg->threads : PSYNC_THREADS_DEFAULT;
 }
 
 /* Opens the device and carves it into one region per stream. */

@@ -472,9 +472,9 @@ static const char *backend_name(const struct bench_cfg *c)
 	return is_sim(c->device) ? "sim" : "io_uring";
 }
 
-/* The fields of one run; @depth is the dispatch depth it used. */
+/* The fields of one run, with the dispatch depth the run really used. */
 static void json_run(struct json *j, const struct bench_cfg *c,
-		     const struct bench_result *r, unsigned depth)
+		     const struct bench_result *r)
 {
 	bool psync = c->engine == BENCH_ENGINE_PSYNC;
 
@@ -492,7 +492,7 @@ static void json_run(struct json *j, const struct bench_cfg *c,
 	json_dbl(j, "period_s", c->period_s, 6);
 	json_dbl(j, "duration_s", c->duration_s, 3);
 	json_u64(j, "seed", c->seed);
-	json_u64(j, "depth", depth);
+	json_u64(j, "depth", r->depth);
 	if (psync)
 		json_u64(j, "threads", c->threads);
 	json_u64(j, "requests", r->requests);
@@ -525,17 +525,14 @@ static const char *model_name(const struct bench_cfg *c)
 
 /*
  * Checks the device and the model before any run, so that a bad name is
- * reported at once rather than after a long sweep, and learns what the
- * runs will use: the dispatch depth (0 resolves to the profile's; for
- * psync it is the pool size, which has no model) and the device size.
+ * reported at once rather than after a long sweep, and learns the
+ * device's size.
  */
-static int probe(const struct bench_cfg *c, unsigned *depth,
-		 uint64_t *capacity)
+static int probe(const struct bench_cfg *c, uint64_t *capacity)
 {
 	struct iosched_model *m = NULL;
 	int fd = -1, rc = 0;
 
-	*depth = c->threads;
 	if (c->engine != BENCH_ENGINE_PSYNC) {
 		rc = iosched_model_load(&m, model_name(c), &c->log);
 		if (rc < 0) {
@@ -545,7 +542,6 @@ static int probe(const struct bench_cfg *c, unsigned *depth,
 						strerror(-rc));
 			return rc;
 		}
-		*depth = c->depth ? c->depth : iosched_model_depth(m);
 		*capacity = iosched_model_capacity(m);
 		iosched_model_free(m);
 	}
@@ -575,15 +571,14 @@ static int mode_run(struct args *a)
 	struct json j = { .f = stdout };
 	struct bench_result r;
 	uint64_t capacity;
-	unsigned depth;
 	int rc;
 
-	rc = probe(&a->cfg, &depth, &capacity);
+	rc = probe(&a->cfg, &capacity);
 	if (rc == 0)
 		rc = run_one(&a->cfg, &r);
 	if (rc < 0)
 		return rc;
-	json_run(&j, &a->cfg, &r, depth);
+	json_run(&j, &a->cfg, &r);
 	json_end(&j);
 	return 0;
 }
@@ -657,12 +652,12 @@ static int mode_sweep(struct args *a)
 	struct sweep *sw = calloc(1, sizeof(*sw));
 	struct bench_cfg c = a->cfg;
 	uint64_t capacity, max;
-	unsigned depth, i;
+	unsigned i;
 	int rc = -ENOMEM;
 
 	if (!sw)
 		goto out;
-	rc = probe(&a->cfg, &depth, &capacity);
+	rc = probe(&a->cfg, &capacity);
 	if (rc < 0)
 		goto out;
 	max = capacity / a->cfg.size;
@@ -676,7 +671,7 @@ static int mode_sweep(struct args *a)
 	if (rc < 0)
 		goto out;
 	c.streams = sw->best ? sw->best : sw->first_bad;
-	json_run(&j, &c, &sw->best_r, depth);
+	json_run(&j, &c, &sw->best_r);
 	json_u64(&j, "max_streams_zero_miss", sw->best);
 	json_key(&j, "sweep_trials");
 	for (i = 0; i < sw->ntrials; i++)

@@ -144,6 +144,16 @@ if run sim --device sim:hdd-7200 --policy glmd --streams 10 --duration 5; then
 	fi
 fi
 
+# --- No --device: the simulated 7,200-rpm disk at the profile's depth. -
+if run default --streams 4 --duration 2 --quiet; then
+	if [ "$(jget "$out" device)" != sim:hdd-7200 ] ||
+		[ "$(jget "$out" depth)" != 1 ]; then
+		fail "default: device $(jget "$out" device) depth $(jget "$out" depth)"
+	else
+		pass "default device"
+	fi
+fi
+
 # --- Sweep: the boundary is above zero on the simulated disk. ---------
 if run sweep --device sim:hdd-7200 --sweep --duration 3 --quiet; then
 	# shellcheck disable=SC2086
@@ -180,30 +190,36 @@ if dd if=/dev/urandom of="$data" bs=1048576 count=64 2>/dev/null &&
 	direct=yes
 fi
 
-# real_run NAME ENGINE: a 2-second run of 4 streams with errors 0.
+# real_run NAME ENGINE DEPTH ARGS...: a 2-second run of 4 streams with
+# errors 0 that reports the dispatch depth (psync: threads) it used.
 real_run() {
-	"$BENCH" --device "$data" --engine "$2" --streams 4 --duration 2 \
-		--quiet >"$out" 2>"$err"
+	name=$1 engine=$2 want_depth=$3
+	shift 3
+	"$BENCH" --device "$data" --engine "$engine" --streams 4 --duration 2 \
+		--quiet "$@" >"$out" 2>"$err"
 	rc=$?
 	if [ $rc -ne 0 ] && grep -q 'io_uring unavailable' "$err"; then
-		echo "skip: $1: io_uring is not available here"
+		echo "skip: $name: io_uring is not available here"
 		return
 	fi
 	if [ $rc -ne 0 ]; then
-		fail "$1: exit $rc: $(cat "$err")"
+		fail "$name: exit $rc: $(cat "$err")"
 	elif ! is_json "$out" requests errors misses throughput_MBps; then
-		fail "$1: bad JSON: $(tail -n 1 "$out")"
+		fail "$name: bad JSON: $(tail -n 1 "$out")"
 	elif [ "$(jget "$out" requests)" -le 0 ] ||
 		[ "$(jget "$out" errors)" != 0 ]; then
-		fail "$1: requests $(jget "$out" requests) errors $(jget "$out" errors)"
+		fail "$name: requests $(jget "$out" requests) errors $(jget "$out" errors)"
+	elif [ "$(jget "$out" depth)" != "$want_depth" ]; then
+		fail "$name: depth $(jget "$out" depth), asked for $want_depth"
 	else
-		pass "$1 ($(jget "$out" requests) requests)"
+		pass "$name ($(jget "$out" requests) requests)"
 	fi
 }
 
 if [ $direct = yes ]; then
-	real_run uring uring
-	real_run psync psync
+	# 300 is beyond a default-sized ring: the run must still use it.
+	real_run uring uring 300 --depth 300
+	real_run psync psync 8 --threads 8
 else
 	echo "skip: O_DIRECT is not supported on ${TMPDIR:-/tmp}"
 fi

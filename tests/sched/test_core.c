@@ -258,3 +258,22 @@ Test(core, histogram_quantiles_are_within_a_bucket)
 	cr_assert_eq(iosched__hist_quantile(h, 1.0), 100000000);
 	free(h);
 }
+
+Test(core, depth_beyond_the_back_end_is_clamped_with_a_log_line)
+{
+	struct iosched_backend *be;
+	struct iosched_knobs k;
+	struct iosched_config cfg = { .policy = "glmd", .model = hdd,
+				      .knobs = &k, .log = test_log };
+	struct iosched *s;
+
+	iosched_default_knobs(&k);
+	k.depth = 1000000;
+	cr_assert_eq(iosched_backend_sim_new(&be, hdd, 0, 1, NULL), 0);
+	cr_assert_eq(iosched_new(&s, &cfg, be), 0);
+	iosched_get_knobs(s, &k);
+	cr_assert_eq(k.depth, 65536);
+	cr_assert(strstr(last_log, "1000000") && strstr(last_log, "65536"),
+		  "log: %s", last_log);
+	iosched_free(s);
+}
