@@ -153,11 +153,13 @@ static unsigned lower_bound(const int64_t *a, unsigned n, int64_t v)
 	return lo;
 }
 
-/* Entries of a whole chunk whose absolute slack lies in [lo, hi). */
+/* Entries of a whole chunk whose absolute slack lies in [lo, hi); lo ==
+ * INT64_MIN means no lower bound (and must not be shifted: it would wrap). */
 static int64_t chunk_count(const struct glmd *g, struct glmd_chunk *ch,
 			   int64_t lo, int64_t hi)
 {
-	int64_t a = lo + ch->lazy + g->shift, b = hi + ch->lazy + g->shift;
+	int64_t a = lo == INT64_MIN ? INT64_MIN : lo + ch->lazy + g->shift;
+	int64_t b = hi + ch->lazy + g->shift;
 
 	if (ch->raw_max < a || ch->raw_min >= b)
 		return 0;
