@@ -1,0 +1,842 @@
+/*
+ * Private interfaces of DJMFS, shared by the server, the client library,
+ * the offline checker and the tests.  Nothing here is installed.
+ *
+ * Modules, one file each:
+ *   djmfs_log.c      formatting for the caller's log hook
+ *   djmfs_crc.c      CRC-32C for superblock, journal and checkpoints
+ *   djmfs_buf.c      growable output buffer and bounds-checked input cursor
+ *   djmfs_wire.c     protocol frames: encode and decode every operation
+ *   djmfs_jrec.c     journal records: encode and decode
+ *   djmfs_volume.c   superblock, layout, mkfs, opening a volume
+ *   djmfs_journal.c  group-commit journal writer, replay, checkpoint slots
+ *   djmfs_tree.c     copy-on-write namespace: roots, files, objects, maps
+ *   djmfs_meta.c     metadata state: applying records, reservations,
+ *                    consistency checks, checkpoint images
+ *   djmfs_alloc.c    free allocation units, prefetcher, deferred frees
+ *   djmfs_fsck.c     offline check and repair
+ *   djmfs_server.c, djmfs_session.c, djmfs_ops.c   the server
+ *   djmfs_client.c, djmfs_file.c, djmfs_io.c       the client
+ *
+ * Byte order on the wire and on the volume is little-endian throughout.
+ */
+#ifndef DJMFS_INT_H
+#define DJMFS_INT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "djmfs.h"
+
+/* ------------------------------------------------------------------ */
+/* Logging                                                              */
+/* ------------------------------------------------------------------ */
+
+void djmfs__log(const struct djmfs_log *log, enum djmfs_log_level lvl,
+		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------ */
+/* CRC-32C (Castagnoli), software                                      */
+/* ------------------------------------------------------------------ */
+
+/* Continues @crc over @n bytes; start with 0.  crc32c("123456789") is
+ * 0xE3069283. */
+uint32_t djmfs__crc32c(uint32_t crc, const void *p, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Buffers                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Growable output.  An allocation failure sets err = -ENOMEM and makes
+ * every later put a no-op, so encoders check once at the end. */
+struct djmfs__buf {
+	uint8_t *p;
+	size_t len;
+	size_t cap;
+	int err;
+};
+
+void djmfs__buf_init(struct djmfs__buf *b);
+void djmfs__buf_free(struct djmfs__buf *b); /* keeps the struct reusable */
+void djmfs__buf_reset(struct djmfs__buf *b); /* len = 0, err = 0 */
+int djmfs__buf_reserve(struct djmfs__buf *b, size_t more);
+void djmfs__put_u8(struct djmfs__buf *b, uint8_t v);
+void djmfs__put_u16(struct djmfs__buf *b, uint16_t v);
+void djmfs__put_u32(struct djmfs__buf *b, uint32_t v);
+void djmfs__put_u64(struct djmfs__buf *b, uint64_t v);
+void djmfs__put_bytes(struct djmfs__buf *b, const void *p, size_t n);
+/* u16 length, then the bytes (no NUL). */
+void djmfs__put_str(struct djmfs__buf *b, const char *s);
+/* Overwrites 4 bytes at @at (for lengths known only at the end). */
+void djmfs__patch_u32(struct djmfs__buf *b, size_t at, uint32_t v);
+
+/* Bounded input.  Reading past the end, or a malformed field, sets
+ * err = -EBADMSG; later gets return zeroes.  Decoders check err once. */
+struct djmfs__cur {
+	const uint8_t *p;
+	size_t len;
+	size_t pos;
+	int err;
+};
+
+void djmfs__cur_init(struct djmfs__cur *c, const void *p, size_t n);
+size_t djmfs__cur_left(const struct djmfs__cur *c);
+uint8_t djmfs__get_u8(struct djmfs__cur *c);
+uint16_t djmfs__get_u16(struct djmfs__cur *c);
+uint32_t djmfs__get_u32(struct djmfs__cur *c);
+uint64_t djmfs__get_u64(struct djmfs__cur *c);
+/* Returns a pointer to @n bytes inside the input, or NULL (and err). */
+const uint8_t *djmfs__get_bytes(struct djmfs__cur *c, size_t n);
+/* Copies a string into @dst (NUL-terminated).  One longer than
+ * @dstsz - 1, empty when !allow_empty, or holding a NUL byte sets err. */
+void djmfs__get_str(struct djmfs__cur *c, char *dst, size_t dstsz,
+		    int allow_empty);
+
+/* Little-endian loads for views into wire bytes. */
+static inline uint32_t djmfs__le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t djmfs__le64(const uint8_t *p)
+{
+	return (uint64_t)djmfs__le32(p) | (uint64_t)djmfs__le32(p + 4) << 32;
+}
+
+/* ------------------------------------------------------------------ */
+/* Extents and runs as they travel (views into wire bytes)             */
+/* ------------------------------------------------------------------ */
+
+#define DJMFS_EXT_WIRE 16 /* u64 volume offset, u64 length */
+#define DJMFS_RUN_WIRE 12 /* u64 first unit, u32 count */
+
+struct djmfs__extv {
+	const uint8_t *p; /* n * DJMFS_EXT_WIRE bytes */
+	uint32_t n;
+};
+
+struct djmfs__run {
+	uint64_t first; /* allocation unit index */
+	uint32_t count;
+};
+
+struct djmfs__runv {
+	const uint8_t *p; /* n * DJMFS_RUN_WIRE bytes */
+	uint32_t n;
+};
+
+static inline struct djmfs_extent djmfs__extv_at(struct djmfs__extv v,
+						 uint32_t i)
+{
+	struct djmfs_extent e = {
+		djmfs__le64(v.p + (size_t)i * DJMFS_EXT_WIRE),
+		djmfs__le64(v.p + (size_t)i * DJMFS_EXT_WIRE + 8),
+	};
+	return e;
+}
+
+static inline struct djmfs__run djmfs__runv_at(struct djmfs__runv v,
+					       uint32_t i)
+{
+	struct djmfs__run r = {
+		djmfs__le64(v.p + (size_t)i * DJMFS_RUN_WIRE),
+		djmfs__le32(v.p + (size_t)i * DJMFS_RUN_WIRE + 8),
+	};
+	return r;
+}
+
+/* Appends one extent / run in wire form (to build views). */
+void djmfs__put_ext(struct djmfs__buf *b, uint64_t off, uint64_t len);
+void djmfs__put_run(struct djmfs__buf *b, uint64_t first, uint32_t count);
+
+/* ------------------------------------------------------------------ */
+/* Protocol (doc/djmfs-protocol.md is the reference)                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Frame: a 16-byte header, then `len` payload bytes.
+ *   u32 len | u16 magic 0xD7F5 | u8 version | u8 kind | u16 op |
+ *   u16 flags (0) | u32 id
+ * kind 0 = request, 1 = response; a response echoes op and id and its
+ * payload starts with an i32 status (0 or -errno); the body follows only
+ * when the status is 0.
+ */
+#define DJMFS_PROTO_VERSION 1
+#define DJMFS_FRAME_MAGIC 0xD7F5
+#define DJMFS_HDR_SIZE 16
+#define DJMFS_FRAME_MAX (16u << 20) /* payload bytes */
+
+enum djmfs__kind { DJMFS_REQ = 0, DJMFS_RESP = 1 };
+
+enum djmfs__op {
+	DJMFS_OP_HELLO = 1,
+	DJMFS_OP_PING,
+	DJMFS_OP_OPEN,
+	DJMFS_OP_CLOSE,
+	DJMFS_OP_CREATE_OBJ,
+	DJMFS_OP_DELETE_OBJ,
+	DJMFS_OP_SET_ATTR,
+	DJMFS_OP_RESERVE,
+	DJMFS_OP_PUBLISH,
+	DJMFS_OP_SYNC_SNAP,
+	DJMFS_OP_LOCK_SNAP,
+	DJMFS_OP_UNLOCK_SNAP,
+	DJMFS_OP_UNLINK,
+	DJMFS_OP_LIST,
+	DJMFS_OP_STAT,
+	DJMFS_OP_DF,
+	DJMFS_OP_STATS,
+	DJMFS_OP_MAX
+};
+
+/* Name of an op for logs ("PUBLISH"), or "?". */
+const char *djmfs__op_name(unsigned op);
+
+struct djmfs__hdr {
+	uint32_t len; /* payload bytes */
+	uint16_t op;
+	uint8_t kind;
+	uint32_t id;
+};
+
+/* Checks and decodes a header from @n >= DJMFS_HDR_SIZE bytes.  Returns 0,
+ * -EPROTO (other version), or -EBADMSG (bad magic, kind, flags, unknown
+ * op, len > DJMFS_FRAME_MAX). */
+int djmfs__hdr_decode(const uint8_t *p, size_t n, struct djmfs__hdr *h);
+
+/* A PUBLISH body (wire PUBLISH and journal PUBLISH share it):
+ *   u64 base_version | u32 n_objs | n_objs * {
+ *     u32 obj_id | u64 size | u32 n_ext | n_ext * EXT |
+ *     u8 has_meta | [u32 meta_len | meta bytes] }
+ * Extents are appended to the object's map, in order; one that starts
+ * where the map ends extends the last extent.  META objects carry their
+ * whole new content (size = meta_len). */
+struct djmfs__pub_obj {
+	uint32_t obj_id;
+	uint64_t size;
+	struct djmfs__extv ext;
+	uint8_t has_meta;
+	const uint8_t *meta;
+	uint32_t meta_len;
+};
+
+struct djmfs__publish {
+	uint64_t base_version;
+	uint32_t n_objs; /* <= DJMFS_MAX_OBJS */
+	struct djmfs__pub_obj objs[DJMFS_MAX_OBJS];
+};
+
+/* What a client already holds, so SYNC_SNAP/LOCK_SNAP send deltas:
+ *   u64 known_version | u32 n | n * { u32 obj_id | u32 n_ext } */
+struct djmfs__known {
+	uint64_t version;
+	uint32_t n; /* <= DJMFS_MAX_OBJS */
+	struct {
+		uint32_t id;
+		uint32_t n_ext;
+	} o[DJMFS_MAX_OBJS];
+};
+
+/* A snapshot (OPEN, SYNC_SNAP, LOCK_SNAP and STAT responses):
+ *   u64 ino | str name | u64 version | u32 flags | u64 ctime_ns |
+ *   u64 mtime_ns | u8 unchanged | u32 n_objs | n_objs * {
+ *     u32 id | u32 attrs | str name | u64 size | u32 ext_total |
+ *     u32 ext_base | u32 n_sent | n_sent * EXT | u32 meta_len | bytes }
+ * unchanged = 1: the client's known version is current; n_objs is 0.
+ * The client replaces its extents from index ext_base on with the n_sent
+ * sent (ext_base + n_sent == ext_total), or, for STAT, keeps none
+ * (n_sent 0).  meta_len bytes are a META object's whole content. */
+struct djmfs__snap_obj {
+	uint32_t id;
+	uint32_t attrs;
+	char name[DJMFS_OBJ_NAME_MAX + 1];
+	uint64_t size;
+	uint32_t ext_total;
+	uint32_t ext_base;
+	struct djmfs__extv ext; /* the n_sent extents */
+	const uint8_t *meta;
+	uint32_t meta_len;
+};
+
+struct djmfs__snap {
+	uint64_t ino;
+	char name[DJMFS_NAME_MAX + 1];
+	uint64_t version;
+	uint32_t flags;
+	uint64_t ctime_ns;
+	uint64_t mtime_ns;
+	uint8_t unchanged;
+	uint32_t n_objs;
+	struct djmfs__snap_obj objs[DJMFS_MAX_OBJS];
+};
+
+/* LIST entry: str name | u64 ino | u64 size | u64 version | u32 flags |
+ * u64 mtime_ns */
+struct djmfs__list_entry {
+	char name[DJMFS_NAME_MAX + 1];
+	uint64_t ino;
+	uint64_t size;
+	uint64_t version;
+	uint32_t flags;
+	uint64_t mtime_ns;
+};
+
+#define DJMFS_VOLPATH_MAX 1023
+#define DJMFS_CLIENT_NAME_MAX 63
+
+/*
+ * One decoded frame.  Pointers and views point into the frame bytes, so
+ * the frame must outlive the message.  Which member of the union is used
+ * depends on op and kind; for a response with status != 0 none is.
+ * Bodies (request -> response on success):
+ *   HELLO       u32 proto | u32 lease_ms | str name
+ *               -> u64 session | u32 lease_ms | u32 au_size | u64 data_off
+ *                  | u64 n_aus | 16 bytes uuid | str volume
+ *   PING        -> u64 now_ns
+ *   OPEN        u32 flags | str name -> u32 handle | SNAP
+ *   CLOSE       u32 handle ->
+ *   CREATE_OBJ  u32 handle | u32 attrs | str name -> u32 obj_id | u64 version
+ *   DELETE_OBJ  u32 handle | u32 obj_id -> u32 obj_id | u64 version
+ *   SET_ATTR    u32 handle | u32 obj_id | u32 attrs -> u32 obj_id | u64 version
+ *   RESERVE     u32 handle | u32 n_aus -> u32 n | n * RUN
+ *   PUBLISH     u32 handle | PUBLISH body -> u64 version
+ *   SYNC_SNAP   u32 handle | KNOWN -> SNAP
+ *   LOCK_SNAP   u32 handle | u32 timeout_ms | KNOWN -> SNAP
+ *   UNLOCK_SNAP u32 handle ->
+ *   UNLINK      str name ->
+ *   LIST        str prefix | str after | u32 max
+ *               -> u32 n | u8 more | n * LIST entry
+ *   STAT        str name -> SNAP (no extents, no META bytes)
+ *   DF          -> u32 au_size | u64 total | free | reserved | deferred |
+ *                  files | quarantined
+ *   STATS       -> the 12 u64 fields of struct djmfs_server_stats, in order
+ */
+struct djmfs__msg {
+	struct djmfs__hdr h;
+	int32_t status; /* responses */
+	union {
+		struct {
+			uint32_t proto;
+			uint32_t lease_ms;
+			char name[DJMFS_CLIENT_NAME_MAX + 1];
+		} hello_req;
+		struct {
+			uint64_t session;
+			uint32_t lease_ms;
+			uint32_t au_size;
+			uint64_t data_off;
+			uint64_t n_aus;
+			uint8_t uuid[16];
+			char volume[DJMFS_VOLPATH_MAX + 1];
+		} hello_resp;
+		struct {
+			uint64_t now_ns;
+		} ping_resp;
+		struct {
+			uint32_t flags;
+			char name[DJMFS_NAME_MAX + 1];
+		} open_req;
+		struct {
+			uint32_t handle;
+			struct djmfs__snap snap;
+		} open_resp;
+		struct {
+			uint32_t handle; /* CLOSE, UNLOCK_SNAP */
+		} handle_req;
+		struct {
+			uint32_t handle;
+			uint32_t attrs;
+			char name[DJMFS_OBJ_NAME_MAX + 1];
+		} create_obj_req;
+		struct {
+			uint32_t handle;
+			uint32_t obj_id;
+			uint32_t attrs; /* SET_ATTR only */
+		} obj_req; /* DELETE_OBJ, SET_ATTR */
+		struct {
+			uint32_t obj_id;
+			uint64_t version;
+		} obj_resp; /* CREATE_OBJ, DELETE_OBJ, SET_ATTR */
+		struct {
+			uint32_t handle;
+			uint32_t n_aus;
+		} reserve_req;
+		struct djmfs__runv reserve_resp;
+		struct {
+			uint32_t handle;
+			struct djmfs__publish pub;
+		} publish_req;
+		struct {
+			uint64_t version;
+		} publish_resp;
+		struct {
+			uint32_t handle;
+			uint32_t timeout_ms; /* LOCK_SNAP only */
+			struct djmfs__known known;
+		} snap_req; /* SYNC_SNAP, LOCK_SNAP */
+		struct djmfs__snap snap_resp; /* SYNC_SNAP, LOCK_SNAP, STAT */
+		struct {
+			char name[DJMFS_NAME_MAX + 1];
+		} name_req; /* UNLINK, STAT */
+		struct {
+			char prefix[DJMFS_NAME_MAX + 1];
+			char after[DJMFS_NAME_MAX + 1];
+			uint32_t max;
+		} list_req;
+		struct {
+			uint32_t n;
+			uint8_t more;
+			const uint8_t *p; /* the n entries, checked */
+			size_t plen;
+		} list_resp;
+		struct djmfs_df df_resp;
+		struct djmfs_server_stats stats_resp;
+	} u;
+};
+
+/*
+ * Decodes one whole frame (header included; @n must be exactly
+ * DJMFS_HDR_SIZE + h.len).  Every count is checked against the bytes
+ * left, every string against its limit, and trailing bytes are an error.
+ * Returns 0, -EPROTO, or -EBADMSG.
+ */
+int djmfs__msg_decode(const uint8_t *frame, size_t n, struct djmfs__msg *m);
+
+/* Appends one frame for @m (its h.op, h.kind, h.id and, for responses,
+ * status; h.len is computed).  Returns 0, -EINVAL (a count or string over
+ * its limit), -EMSGSIZE (payload over DJMFS_FRAME_MAX), or -ENOMEM. */
+int djmfs__msg_encode(struct djmfs__buf *b, const struct djmfs__msg *m);
+
+/* Iterates LIST entries: returns 1 with @e filled, 0 at the end, or
+ * -EBADMSG.  @c starts on list_resp.p/plen. */
+int djmfs__list_next(struct djmfs__cur *c, struct djmfs__list_entry *e);
+void djmfs__put_list_entry(struct djmfs__buf *b,
+			   const struct djmfs__list_entry *e);
+
+/* ------------------------------------------------------------------ */
+/* Journal records                                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Record: a 32-byte header, then `len` payload bytes.
+ *   u32 len | u32 crc | u64 epoch | u64 seq | u16 type | u16 0 | u32 0
+ * crc is CRC-32C, seeded with the volume uuid's CRC, over everything
+ * after the crc field (header rest and payload), so records of an older
+ * format of the same area never pass.  Payloads:
+ *   FILE_CREATE  u64 ino | u64 time_ns | str name
+ *   FILE_UNLINK  u64 ino | u64 time_ns
+ *   OBJ_CREATE   u64 ino | u64 time_ns | u32 obj_id | u32 attrs | str name
+ *   OBJ_DELETE   u64 ino | u64 time_ns | u32 obj_id
+ *   OBJ_SETATTR  u64 ino | u64 time_ns | u32 obj_id | u32 attrs
+ *   PUBLISH      u64 ino | u64 time_ns | PUBLISH body (see above)
+ *   RESERVE      u64 ino | u64 time_ns | u32 n | n * RUN
+ *   RELEASE      u64 ino | u64 time_ns | u32 n | n * RUN
+ *   QUARANTINE   u64 ino | u64 time_ns | str why
+ */
+#define DJMFS_JREC_HDR 32
+#define DJMFS_JREC_MAX (DJMFS_FRAME_MAX + 4096)
+
+enum djmfs__jtype {
+	DJMFS_J_FILE_CREATE = 1,
+	DJMFS_J_FILE_UNLINK,
+	DJMFS_J_OBJ_CREATE,
+	DJMFS_J_OBJ_DELETE,
+	DJMFS_J_OBJ_SETATTR,
+	DJMFS_J_PUBLISH,
+	DJMFS_J_RESERVE,
+	DJMFS_J_RELEASE,
+	DJMFS_J_QUARANTINE,
+	DJMFS_J_MAX
+};
+
+struct djmfs__jrec {
+	uint64_t epoch;
+	uint64_t seq;
+	uint16_t type;
+	uint64_t ino;
+	uint64_t time_ns; /* CLOCK_REALTIME */
+	union {
+		struct {
+			char name[DJMFS_NAME_MAX + 1];
+		} create;
+		struct {
+			uint32_t obj_id;
+			uint32_t attrs;
+			char name[DJMFS_OBJ_NAME_MAX + 1]; /* OBJ_CREATE */
+		} obj; /* OBJ_CREATE, OBJ_DELETE, OBJ_SETATTR */
+		struct djmfs__publish publish;
+		struct djmfs__runv runs; /* RESERVE, RELEASE */
+		struct {
+			char why[128];
+		} quarantine;
+	} u;
+};
+
+/*
+ * Decodes the record at @p (@avail bytes readable).  @seed is the uuid
+ * CRC.  Returns 0 and sets *used, -ENODATA (fewer bytes than the header or
+ * its len need: the end of the log or a torn write), or -EBADMSG (CRC
+ * mismatch, unknown type, malformed payload).  Views point into @p.
+ */
+int djmfs__jrec_decode(const uint8_t *p, size_t avail, uint32_t seed,
+		       struct djmfs__jrec *r, size_t *used);
+/* Appends the record (epoch and seq as given).  Returns 0, -EINVAL, or
+ * -ENOMEM. */
+int djmfs__jrec_encode(struct djmfs__buf *b, uint32_t seed,
+		       const struct djmfs__jrec *r);
+const char *djmfs__jtype_name(unsigned type);
+
+/* ------------------------------------------------------------------ */
+/* Volume                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Layout, every region aligned to 1 MiB (the data area also to the unit):
+ *   [superblock 4 KiB][journal][checkpoint slot 0][slot 1][data area]
+ * Superblock: "DJMFSVOL" | u32 version | u32 sb_size | uuid[16] |
+ *   u32 au_size | u32 block_size | u64 vol_size | journal_off |
+ *   journal_len | ckpt_off[0] | ckpt_off[1] | ckpt_len | data_off |
+ *   n_aus | created_ns | u32 crc32c of all that precedes
+ */
+#define DJMFS_SB_MAGIC "DJMFSVOL"
+#define DJMFS_SB_VERSION 1
+#define DJMFS_SB_SIZE 4096
+#define DJMFS_BLOCK 4096
+
+struct djmfs__sb {
+	uint32_t version;
+	uint8_t uuid[16];
+	uint32_t au_size;
+	uint32_t block_size;
+	uint64_t vol_size;
+	uint64_t journal_off;
+	uint64_t journal_len;
+	uint64_t ckpt_off[2];
+	uint64_t ckpt_len;
+	uint64_t data_off;
+	uint64_t n_aus;
+	uint64_t created_ns;
+};
+
+/* Computes a layout for @size bytes and @au_size (0: 1 MiB).  Returns 0,
+ * -EINVAL (unit not a power of two in [64 KiB, 64 MiB]), or -ENOSPC
+ * (fewer than 16 data units would remain). */
+int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size);
+void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE]);
+/* Returns 0, -EUCLEAN (no magic, bad CRC), or -EINVAL (inconsistent
+ * geometry: regions overlapping or past vol_size). */
+int djmfs__sb_decode(const uint8_t *p, size_t n, struct djmfs__sb *sb);
+/* Reads and decodes the superblock through an aligned bounce buffer, so
+ * it works on O_DIRECT descriptors too. */
+int djmfs__sb_read_fd(int fd, struct djmfs__sb *sb);
+/* CRC of the uuid: the seed of journal and checkpoint CRCs. */
+uint32_t djmfs__sb_seed(const struct djmfs__sb *sb);
+
+#define DJMFS__VOL_EXCL 0x1u   /* flock(LOCK_EX|LOCK_NB): -EBUSY if held */
+#define DJMFS__VOL_RDONLY 0x2u
+
+/* An open volume, for metadata I/O (buffered descriptor). */
+struct djmfs__vol {
+	int fd;
+	char *path;
+	struct djmfs__sb sb;
+	uint32_t seed;
+	uint64_t data_end; /* data_off + n_aus * au_size */
+};
+
+int djmfs__vol_open(struct djmfs__vol **out, const char *path,
+		    unsigned flags, const struct djmfs_log *log);
+void djmfs__vol_close(struct djmfs__vol *v);
+
+/* Allocation unit <-> volume byte offset. */
+static inline uint64_t djmfs__au_off(const struct djmfs__sb *sb, uint64_t au)
+{
+	return sb->data_off + au * (uint64_t)sb->au_size;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checkpoints and journal                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Checkpoint slot: a 64-byte header, then the image.
+ *   "DJMFSCKP" | u32 version | u32 0 | u64 gen | u64 last_seq |
+ *   u64 img_len | u32 img_crc | u32 0 | 12 bytes 0 | u32 hdr_crc
+ * The journal's epoch is the generation of the checkpoint it follows.
+ */
+struct djmfs__ckpt {
+	uint64_t gen;
+	uint64_t last_seq;
+	unsigned slot;
+	uint8_t *img; /* malloc'd; the caller frees */
+	size_t img_len;
+};
+
+/* Loads the newest valid slot.  Returns 0 or -EUCLEAN (neither valid). */
+int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out);
+/* Writes a slot and fdatasyncs.  Returns 0, -ENOSPC (image larger than
+ * the slot), or -errno. */
+int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,
+		      uint64_t last_seq, const uint8_t *img, size_t n);
+
+struct djmfs__replay_info {
+	uint64_t records;  /* applied */
+	uint64_t skipped;  /* decoded but refused by the callback */
+	uint64_t last_seq;
+	uint64_t end_off;  /* bytes of the epoch that hold records */
+	char stop[96];	   /* why replay stopped ("end of log", "bad CRC"...) */
+};
+
+typedef int (*djmfs__replay_fn)(void *arg, const struct djmfs__jrec *r);
+
+/* Reads the journal from its start: records of @epoch with seq
+ * after_seq+1, +2, ... go to @fn until a record fails to decode, has
+ * another epoch or an unexpected seq.  A callback error is logged and
+ * counted in skipped.  Returns 0 or -errno (I/O). */
+int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
+			  uint64_t after_seq, djmfs__replay_fn fn, void *arg,
+			  struct djmfs__replay_info *info,
+			  const struct djmfs_log *log);
+
+struct djmfs__journal;
+
+struct djmfs__journal_opts {
+	struct djmfs__vol *vol; /* borrowed */
+	uint64_t epoch;		/* generation of the current checkpoint */
+	unsigned ckpt_slot;	/* the slot holding it */
+	uint64_t next_seq;	/* first seq to be appended */
+	int notify_fd;		/* eventfd written after each durable batch */
+	const struct djmfs_log *log;
+};
+
+struct djmfs__journal_stats {
+	uint64_t records;
+	uint64_t batches;
+	uint64_t bytes;
+	uint64_t checkpoints;
+	uint64_t sync_ns; /* time spent in fdatasync */
+};
+
+/* Starts the writer thread (journal starts empty at offset 0 of @epoch). */
+int djmfs__journal_start(struct djmfs__journal **out,
+			 const struct djmfs__journal_opts *o);
+/*
+ * Loop thread: encodes @r (its seq must follow the previous one; epoch is
+ * filled in) and queues it for the next group commit.  Returns 0, or
+ * -ENOSPC when the epoch's area cannot hold it (a checkpoint is needed
+ * first).
+ */
+int djmfs__journal_append(struct djmfs__journal *j, struct djmfs__jrec *r);
+/* Loop thread: nonzero when the epoch is three-quarters full. */
+int djmfs__journal_want_checkpoint(const struct djmfs__journal *j);
+/*
+ * Loop thread: queues a checkpoint image (ownership of @img's memory
+ * passes to the journal; @img is left empty) of the state after @seq, the
+ * last record appended.  In order: the records before it are made
+ * durable, the image is written to the other slot and made durable, then
+ * later records start a new epoch at the journal's start.
+ */
+int djmfs__journal_checkpoint(struct djmfs__journal *j,
+			      struct djmfs__buf *img, uint64_t seq);
+/* Highest seq known durable (any thread). */
+uint64_t djmfs__journal_durable(const struct djmfs__journal *j);
+void djmfs__journal_get_stats(const struct djmfs__journal *j,
+			      struct djmfs__journal_stats *out);
+/* Makes everything queued durable, stops the thread, frees.  NULL ok. */
+void djmfs__journal_stop(struct djmfs__journal *j);
+
+/* ------------------------------------------------------------------ */
+/* Copy-on-write namespace                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Invariants:
+ *  1. A root, file or object record reachable from a published root is
+ *     never modified again; a change builds new records along the path
+ *     from the root (path copying) and a new root.
+ *  2. A DATA object's map is append-only.  Versions of one object share
+ *     one extent store; a version sees the first n_ext entries, its last
+ *     one clamped to last_len, so later appends never change what an
+ *     older version reads.
+ *  3. Reference counts are plain integers: every record is created,
+ *     shared and freed on the server's loop thread only.
+ */
+struct djmfs__xstore; /* append-only extent store of one object */
+
+struct djmfs__obj {
+	uint32_t refs;
+	uint32_t id;
+	uint32_t attrs;
+	char name[DJMFS_OBJ_NAME_MAX + 1];
+	uint64_t size;
+	struct djmfs__xstore *xs; /* DATA; NULL when empty */
+	uint32_t n_ext;
+	uint64_t last_len;
+	uint8_t *meta; /* META content, meta_len bytes (== size) */
+	uint32_t meta_len;
+};
+
+struct djmfs__file {
+	uint32_t refs;
+	uint64_t ino;
+	char name[DJMFS_NAME_MAX + 1];
+	uint64_t version;
+	uint32_t flags; /* DJMFS_FILE_QUARANTINED */
+	uint64_t ctime_ns;
+	uint64_t mtime_ns;
+	uint32_t next_obj_id;
+	uint32_t n_objs;
+	struct djmfs__obj *objs[DJMFS_MAX_OBJS];
+};
+
+struct djmfs__root;
+
+struct djmfs__root *djmfs__root_ref(struct djmfs__root *r);
+void djmfs__root_unref(struct djmfs__root *r); /* NULL ok */
+uint64_t djmfs__root_nfiles(const struct djmfs__root *r);
+const struct djmfs__file *djmfs__root_find(const struct djmfs__root *r,
+					   const char *name);
+/* @fn for files with names after @after ("" or NULL: all) in name order;
+ * stops on a non-zero return, which it returns. */
+int djmfs__root_walk(const struct djmfs__root *r, const char *after,
+		     int (*fn)(void *arg, const struct djmfs__file *f),
+		     void *arg);
+
+const struct djmfs__file *djmfs__file_ref(const struct djmfs__file *f);
+void djmfs__file_unref(const struct djmfs__file *f); /* NULL ok */
+const struct djmfs__obj *djmfs__file_obj(const struct djmfs__file *f,
+					 uint32_t id);
+/* Extent @i (< o->n_ext) as this version sees it. */
+struct djmfs_extent djmfs__obj_extent(const struct djmfs__obj *o, uint32_t i);
+/*
+ * The open-time consistency check: every extent inside
+ * [data_off, data_end) and aligned to DJMFS_BLOCK, no two extents of the
+ * file overlapping, each DATA size <= its extents' total, META sizes
+ * within DJMFS_META_MAX, at most one SYNC object.  Returns 0 or -EUCLEAN
+ * with a reason in @why.
+ */
+int djmfs__file_check(const struct djmfs__file *f, uint64_t data_off,
+		      uint64_t data_end, char *why, size_t whylen);
+
+/* ------------------------------------------------------------------ */
+/* Metadata state                                                      */
+/* ------------------------------------------------------------------ */
+
+struct djmfs__meta;
+
+enum djmfs__free_kind {
+	DJMFS_FREE_NOW,	     /* a reservation given back: reusable at once */
+	DJMFS_FREE_DEFERRED, /* deleted data: readers may still hold it */
+};
+
+struct djmfs__meta_opts {
+	uint64_t data_off;
+	uint64_t n_aus;
+	uint32_t au_size;
+	const struct djmfs_log *log;
+	/* Units leaving the metadata (deleted objects and files, released
+	 * reservations).  May be NULL (replay, fsck). */
+	void (*on_free)(void *arg, uint64_t first_au, uint64_t n_aus,
+			enum djmfs__free_kind kind);
+	void *arg;
+};
+
+int djmfs__meta_new(struct djmfs__meta **out, const struct djmfs__meta_opts *o);
+void djmfs__meta_free(struct djmfs__meta *m); /* NULL ok */
+
+/* Replaces the state with a checkpoint image (0 bytes: empty volume) that
+ * holds the state after @last_seq.  Returns 0 or -EBADMSG. */
+int djmfs__meta_load(struct djmfs__meta *m, const uint8_t *img, size_t n,
+		     uint64_t last_seq);
+/* Appends an image of the working state (files and reservations). */
+int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out);
+
+/*
+ * Applies one record to the working state, all or nothing.  r->seq must
+ * be djmfs__meta_seq() + 1.  Checks (each failure a distinct -errno and a
+ * log line at debug level):
+ *   FILE_CREATE: ino == next ino (-EINVAL), name free (-EEXIST).
+ *   PUBLISH: every object exists (-ENOENT); DATA sizes never shrink and
+ *     stay within the map (-EINVAL); META within DJMFS_META_MAX (-EFBIG);
+ *     every unit a new extent touches is in the file's reservation or is
+ *     the unit holding the object's current end (-EPERM); version is
+ *     old version + 1 and base_version == old version (-ESTALE).
+ *   OBJ_CREATE: a second SYNC object (-EEXIST), too many objects
+ *     (-ENOSPC), obj_id == next_obj_id (-EINVAL).
+ *   RELEASE: the runs are in the file's reservation (-EINVAL).
+ * Units leaving the metadata are reported through on_free.
+ */
+int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r);
+
+uint64_t djmfs__meta_seq(const struct djmfs__meta *m);
+uint64_t djmfs__meta_next_ino(const struct djmfs__meta *m);
+/* Name of a live file by inode in the working state, or NULL. */
+const char *djmfs__meta_name(const struct djmfs__meta *m, uint64_t ino);
+
+/* Borrowed roots.  The working root has every applied record; the
+ * durable one only those made durable (what readers are shown). */
+struct djmfs__root *djmfs__meta_working(const struct djmfs__meta *m);
+struct djmfs__root *djmfs__meta_durable(const struct djmfs__meta *m);
+/* Moves the durable root to the state after the newest applied record
+ * with seq <= @seq. */
+void djmfs__meta_mark_durable(struct djmfs__meta *m, uint64_t seq);
+
+/* Reservations: runs handed to a file's writer, not yet mapped. */
+int djmfs__meta_walk_reserved(const struct djmfs__meta *m,
+			      int (*fn)(void *arg, uint64_t ino,
+					struct djmfs__run run),
+			      void *arg);
+uint64_t djmfs__meta_reserved_aus(const struct djmfs__meta *m);
+/* Boot: forgets every reservation (their sessions died with the old
+ * server) without records; returns the units dropped. */
+uint64_t djmfs__meta_drop_reservations(struct djmfs__meta *m);
+
+/* Calls @fn for every unit range the working state maps (boot, fsck). */
+int djmfs__meta_walk_mapped(const struct djmfs__meta *m,
+			    int (*fn)(void *arg, uint64_t ino,
+				      uint64_t first_au, uint64_t n_aus),
+			    void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Free allocation units                                                */
+/* ------------------------------------------------------------------ */
+
+struct djmfs__alloc;
+
+struct djmfs__alloc_info {
+	uint64_t total;
+	uint64_t free;	   /* in the bitmap plus ready in the cache */
+	uint64_t cached;   /* prefetched, ready to hand out */
+	uint64_t deferred; /* waiting for their release time */
+	uint64_t stalls;   /* takes the cache could not serve */
+	uint64_t refills;  /* prefetcher rounds */
+};
+
+/* All units start free.  @prefetch: units the prefetcher keeps ready. */
+int djmfs__alloc_new(struct djmfs__alloc **out, uint64_t n_aus,
+		     uint32_t prefetch, const struct djmfs_log *log);
+void djmfs__alloc_free(struct djmfs__alloc *a); /* stops the prefetcher */
+/* Boot, before start: marks units in use.  Returns the units that were
+ * already marked (a double claim the caller reports). */
+uint64_t djmfs__alloc_mark_used(struct djmfs__alloc *a, uint64_t first,
+				uint64_t n);
+int djmfs__alloc_start(struct djmfs__alloc *a);
+/*
+ * Loop thread: hands out up to @want units as at most @max_runs runs,
+ * contiguous where it can, from the prefetched cache (scanning the bitmap
+ * itself only when the cache is dry, which counts as a stall).  Returns
+ * the number of runs (>= 1), or -ENOSPC when no unit is free.
+ */
+int djmfs__alloc_take(struct djmfs__alloc *a, uint32_t want,
+		      struct djmfs__run *runs, unsigned max_runs);
+void djmfs__alloc_put(struct djmfs__alloc *a, uint64_t first, uint64_t n);
+void djmfs__alloc_defer(struct djmfs__alloc *a, uint64_t first, uint64_t n,
+			uint64_t until_ns);
+/* Returns to free space the deferred runs due by @now_ns (monotonic). */
+void djmfs__alloc_tick(struct djmfs__alloc *a, uint64_t now_ns);
+void djmfs__alloc_get(const struct djmfs__alloc *a,
+		      struct djmfs__alloc_info *out);
+
+#endif /* DJMFS_INT_H */

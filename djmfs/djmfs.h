@@ -1,0 +1,341 @@
+/*
+ * libdjmfs: the client of DJMFS, the SAN file system built for streams.
+ *
+ * A DJMFS file is an ordered list of objects.  The metadata server
+ * (djmfsd) holds the namespace, every object's map and the locks; clients
+ * ask it for metadata only and do the data I/O themselves, straight to the
+ * shared volume, through libiosched with deadlines.  One writer per file,
+ * any number of readers.  A writer decides when readers may see its work:
+ * a write to the file's SYNCHRONOUS object publishes a snapshot (META
+ * objects: their bytes and size; DATA objects: their map and size).
+ * Readers see only published snapshots: SYNC_SNAP fetches the latest,
+ * LOCK_SNAP freezes the image a handle sees until UNLOCK_SNAP (or its
+ * timeout), while the writer goes on appending.
+ *
+ * Conventions: functions return 0 (or a byte count) on success and -errno
+ * on failure; constructors fill an out-parameter.  The library never
+ * prints and never exits: diagnostics go through the caller's log hook.
+ * Errors a caller should expect: -ENOENT (no such file or object), -EEXIST,
+ * -EBUSY (another writer holds the file), -EUCLEAN (the file failed its
+ * consistency check and is quarantined), -ENOSPC (volume or metadata
+ * full), -ENOTCONN (the server connection or the session's lease is lost),
+ * -EPROTO (the server speaks another protocol version), -EBADF (a read
+ * handle asked to write, or the reverse), -EINVAL (bad argument; a log
+ * line says which).
+ *
+ * Thread-safety: a client handle may be used from any number of threads at
+ * once; calls on different files proceed in parallel and share one
+ * connection (requests are pipelined).  A file handle is used by one
+ * thread at a time (blocking calls and submissions of asynchronous ones
+ * must not race on the same handle).  Completion callbacks run on one of
+ * the library's threads: they must not block, and may submit further
+ * asynchronous calls but must not make blocking ones.
+ */
+#ifndef DJMFS_H
+#define DJMFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Logging (shared with the server API in djmfs_server.h)              */
+/* ------------------------------------------------------------------ */
+
+enum djmfs_log_level {
+	DJMFS_LOG_ERROR = 0,
+	DJMFS_LOG_WARN = 1,
+	DJMFS_LOG_INFO = 2,
+	DJMFS_LOG_DEBUG = 3,
+};
+
+/* Receives one complete line (no trailing newline), valid during the call.
+ * May be called from any of the library's threads. */
+typedef void (*djmfs_log_fn)(void *arg, enum djmfs_log_level level,
+			     const char *msg);
+
+struct djmfs_log {
+	djmfs_log_fn fn; /* NULL: diagnostics are dropped */
+	void *arg;
+};
+
+/* ------------------------------------------------------------------ */
+/* Limits and attributes                                               */
+/* ------------------------------------------------------------------ */
+
+#define DJMFS_NAME_MAX 255	 /* bytes in a file name */
+#define DJMFS_OBJ_NAME_MAX 31	 /* bytes in an object name */
+#define DJMFS_MAX_OBJS 16	 /* objects per file */
+#define DJMFS_META_MAX 65536	 /* bytes in a META object */
+
+/* Object attributes.  Exactly one of META or DATA; SYNCHRONOUS only with
+ * DATA, and on at most one object per file. */
+#define DJMFS_ATTR_META 0x1u
+#define DJMFS_ATTR_DATA 0x2u
+#define DJMFS_ATTR_SYNC 0x4u
+
+/* djmfs_open() flags. */
+#define DJMFS_O_READ 0x1u   /* read published snapshots */
+#define DJMFS_O_WRITE 0x2u  /* take the file's single write lock */
+#define DJMFS_O_CREATE 0x4u /* create it if missing (needs WRITE) */
+#define DJMFS_O_EXCL 0x8u   /* with CREATE: fail with -EEXIST if present */
+
+/* File flags in struct djmfs_file_info. */
+#define DJMFS_FILE_QUARANTINED 0x1u /* failed its consistency check */
+#define DJMFS_FILE_WRITE_LOCKED 0x2u /* a writer holds it (stat, list) */
+#define DJMFS_FILE_SNAP_LOCKED 0x4u  /* this handle's image is frozen */
+
+struct djmfs_extent {
+	uint64_t offset; /* byte offset on the volume */
+	uint64_t len;	 /* bytes */
+};
+
+struct djmfs_obj_info {
+	uint32_t id;	/* stable within the file, never reused */
+	uint32_t attrs; /* DJMFS_ATTR_* */
+	char name[DJMFS_OBJ_NAME_MAX + 1];
+	uint64_t size;	     /* bytes, in the snapshot */
+	uint32_t n_extents;  /* DATA: extents in the snapshot's map */
+};
+
+/* One published image of a file (a snapshot), or a file's stat. */
+struct djmfs_file_info {
+	char name[DJMFS_NAME_MAX + 1];
+	uint64_t ino;
+	uint64_t version; /* publish count; grows by one per snapshot */
+	uint32_t flags;	  /* DJMFS_FILE_* */
+	uint32_t n_objs;
+	uint64_t size;	  /* sum of the objects' sizes */
+	uint64_t ctime_ns; /* CLOCK_REALTIME */
+	uint64_t mtime_ns; /* time of the last publish */
+	struct djmfs_obj_info objs[DJMFS_MAX_OBJS]; /* in file order */
+};
+
+/* ------------------------------------------------------------------ */
+/* Connection                                                          */
+/* ------------------------------------------------------------------ */
+
+struct djmfs_client;
+struct djmfs_file;
+
+/* Client flag: skip all data I/O (writes and reads of DATA objects
+ * complete at once without touching the volume) while every metadata
+ * operation still happens.  For benchmarking the server as if storage
+ * were infinitely fast. */
+#define DJMFS_CLIENT_NO_DATA_IO 0x1u
+
+struct djmfs_client_opts {
+	/* "unix:/path", "tcp:host:port", "host:port", or a path containing
+	 * '/' (a Unix socket).  NULL: $DJMFS_SERVER, else
+	 * "unix:/run/djmfs/djmfsd.sock". */
+	const char *server;
+	/* The shared volume as this host sees it.  NULL: the path the
+	 * server announces.  Its superblock uuid must match the server's. */
+	const char *volume;
+	const char *name;	/* shown in the server's log; NULL: "pid N" */
+	uint32_t lease_ms;	/* 0: the server's default */
+	/* Data I/O through libiosched. */
+	const char *policy;	/* NULL: "glmd" */
+	const char *profile;	/* model profile name or path; NULL: "ssd-sata" */
+	unsigned depth;		/* dispatch depth; 0: the profile's */
+	uint32_t reserve_aus;	/* allocation units asked for per
+				   reservation; 0: 16 */
+	unsigned flags;		/* DJMFS_CLIENT_* */
+	struct djmfs_log log;
+};
+
+/*
+ * Connects, opens a session (the lease is renewed by heartbeats from a
+ * library thread), and opens the volume for direct I/O.  @opts is copied.
+ * Returns 0, -ECONNREFUSED/-ENOENT (no server there), -EPROTO, -EXDEV (the
+ * volume is not the server's), or -errno.
+ */
+int djmfs_connect(struct djmfs_client **out,
+		  const struct djmfs_client_opts *opts);
+
+/* Closes every file still open (publishing writers' pending work), ends
+ * the session and frees the handle.  NULL is a no-op. */
+void djmfs_disconnect(struct djmfs_client *c);
+
+/* CLOCK_MONOTONIC in ns: the clock deadlines are given on. */
+uint64_t djmfs_now(void);
+
+/* ------------------------------------------------------------------ */
+/* Files                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Opens @name.  A reader's handle starts on the latest snapshot.  A
+ * writer's takes the single write lock (-EBUSY if another session holds
+ * it, including a dead one until its lease runs out).  A file whose maps
+ * fail the server's check is quarantined: -EUCLEAN.
+ */
+int djmfs_open(struct djmfs_client *c, const char *name, unsigned flags,
+	       struct djmfs_file **out);
+
+/* Writer: publishes pending work (as djmfs_flush) and releases the lock
+ * and unused reservations.  Frees @f in every case; returns 0 or the
+ * -errno of the final publish.  NULL is a no-op returning 0. */
+int djmfs_close(struct djmfs_file *f);
+
+int djmfs_unlink(struct djmfs_client *c, const char *name);
+
+/* Latest published state of @name, without opening it. */
+int djmfs_stat(struct djmfs_client *c, const char *name,
+	       struct djmfs_file_info *out);
+
+/* Calls @fn for every file whose name starts with @prefix (NULL: all), in
+ * name order; a non-zero return from @fn stops the walk and is returned.
+ * Only name, ino, version, flags, size and mtime_ns are filled. */
+typedef int (*djmfs_list_fn)(void *arg, const struct djmfs_file_info *fi);
+int djmfs_list(struct djmfs_client *c, const char *prefix, djmfs_list_fn fn,
+	       void *arg);
+
+struct djmfs_df {
+	uint32_t au_size;	 /* bytes per allocation unit */
+	uint64_t total_aus;
+	uint64_t free_aus;	 /* includes the prefetched ones */
+	uint64_t reserved_aus;	 /* handed to writers, not yet mapped */
+	uint64_t deferred_aus;	 /* freed, waiting for readers to let go */
+	uint64_t files;
+	uint64_t quarantined;
+};
+int djmfs_df(struct djmfs_client *c, struct djmfs_df *out);
+
+/* Server-side counters, for benchmarks and monitoring. */
+struct djmfs_server_stats {
+	uint64_t uptime_ns;
+	uint64_t cpu_user_ns;	  /* the server process's CPU time */
+	uint64_t cpu_sys_ns;
+	uint64_t ops;		  /* requests handled */
+	uint64_t mutations;	  /* journaled operations */
+	uint64_t lock_busy_ns;	  /* time the metadata commit section was held */
+	uint64_t journal_records;
+	uint64_t journal_batches; /* group commits (fdatasync calls) */
+	uint64_t journal_bytes;
+	uint64_t checkpoints;
+	uint64_t sessions;	  /* live now */
+	uint64_t alloc_stalls;	  /* allocations the prefetcher had not covered */
+};
+int djmfs_server_stats(struct djmfs_client *c, struct djmfs_server_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Objects                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Writer: appends a new empty object at the end of the file.  Takes effect
+ * at once (journaled).  Returns 0 and its id, -EEXIST (name taken, or a
+ * second SYNCHRONOUS object), -ENOSPC (DJMFS_MAX_OBJS reached). */
+int djmfs_create_obj(struct djmfs_file *f, const char *name, unsigned attrs,
+		     uint32_t *id_out);
+/* Writer: removes an object; its space is freed once no locked snapshot
+ * can still read it. */
+int djmfs_delete_obj(struct djmfs_file *f, uint32_t id);
+/* Id of the object called @name in the handle's current image. */
+int djmfs_find_obj(struct djmfs_file *f, const char *name, uint32_t *id_out);
+int djmfs_get_attr(struct djmfs_file *f, uint32_t id, unsigned *attrs_out);
+/* Writer: only SYNC may change (set or cleared). */
+int djmfs_set_attr(struct djmfs_file *f, uint32_t id, unsigned attrs);
+
+/*
+ * Writer: the object pointer says where djmfs_write() puts bytes.  A META
+ * object accepts any offset up to its size; a DATA object is append-only,
+ * so its pointer is always its end (@offset must equal its size).
+ */
+int djmfs_set_objptr(struct djmfs_file *f, uint32_t id, uint64_t offset);
+int djmfs_get_objptr(struct djmfs_file *f, uint32_t *id_out,
+		     uint64_t *offset_out);
+
+/* ------------------------------------------------------------------ */
+/* Data                                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Writer: writes @len bytes at the object pointer, growing the object
+ * (never into the next object) and advancing the pointer.  A write to the
+ * SYNCHRONOUS object publishes a snapshot of the whole file once the data
+ * is on the volume; it returns when the server has made the snapshot
+ * durable.  Other writes become visible with the next publish.  Returns
+ * @len or -errno (-ENOSPC: the volume is full; what was published before
+ * stays intact).
+ */
+ssize_t djmfs_write(struct djmfs_file *f, const void *buf, size_t len);
+
+/* Writer: publishes pending work now (for files without a SYNCHRONOUS
+ * object, or before a pause). */
+int djmfs_flush(struct djmfs_file *f);
+
+/* Reads from the handle's current image: by file offset (the objects
+ * laid end to end in file order) or within one object.  Returns the bytes
+ * read (short at the end of the image) or -errno. */
+ssize_t djmfs_pread(struct djmfs_file *f, void *buf, size_t len,
+		    uint64_t offset);
+ssize_t djmfs_pread_obj(struct djmfs_file *f, uint32_t id, void *buf,
+			size_t len, uint64_t offset);
+
+/* Image of the handle (what reads see), with extents for one object:
+ * fills up to @max extents and returns how many the object has. */
+int djmfs_file_info(struct djmfs_file *f, struct djmfs_file_info *out);
+int djmfs_obj_extents(struct djmfs_file *f, uint32_t id,
+		      struct djmfs_extent *out, size_t max);
+
+/* ------------------------------------------------------------------ */
+/* Snapshots                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Moves the handle to the latest published snapshot (fetching only what
+ * changed).  With a frozen image (LOCK_SNAP) it stays on that image.
+ * @out may be NULL. */
+int djmfs_sync_snap(struct djmfs_file *f, struct djmfs_file_info *out);
+
+/* Moves to the latest snapshot and freezes it: the server keeps its data
+ * readable and this handle sees it until djmfs_unlock_snap() or until
+ * @timeout_ms passes (0: the server's maximum), so a dead reader cannot
+ * pin a file forever. */
+int djmfs_lock_snap(struct djmfs_file *f, uint32_t timeout_ms,
+		    struct djmfs_file_info *out);
+int djmfs_unlock_snap(struct djmfs_file *f);
+
+/* ------------------------------------------------------------------ */
+/* Asynchronous data I/O                                               */
+/* ------------------------------------------------------------------ */
+
+/* @res: bytes, or -errno.  Runs on a library thread. */
+typedef void (*djmfs_done_fn)(void *user, ssize_t res);
+
+/*
+ * Submissions return 0 (the callback will run exactly once) or -errno
+ * (it never will).  @deadline_ns is on djmfs_now()'s clock (0: best
+ * effort); the data I/O is scheduled by it.  The buffer is borrowed until
+ * the callback.  Operations on one handle complete in submission order;
+ * a write's callback runs after its publish is durable, when it publishes.
+ */
+int djmfs_write_async(struct djmfs_file *f, const void *buf, size_t len,
+		      uint64_t deadline_ns, djmfs_done_fn done, void *user);
+int djmfs_pread_async(struct djmfs_file *f, void *buf, size_t len,
+		      uint64_t offset, uint64_t deadline_ns,
+		      djmfs_done_fn done, void *user);
+/* SYNC_SNAP without waiting; @res is 0 or -errno. */
+int djmfs_sync_snap_async(struct djmfs_file *f, djmfs_done_fn done,
+			  void *user);
+
+/* Deadline statistics of this client's data I/O since connect. */
+struct djmfs_io_stats {
+	uint64_t requests;  /* completed device requests */
+	uint64_t deadline_requests;
+	uint64_t misses;    /* completed after their deadline */
+	uint64_t bytes;
+	uint64_t latency_p99_ns;
+	uint64_t lateness_max_ns;
+};
+void djmfs_io_stats(struct djmfs_client *c, struct djmfs_io_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DJMFS_H */

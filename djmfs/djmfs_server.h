@@ -1,0 +1,100 @@
+/*
+ * The DJMFS metadata and lock server as a library, so that djmfsd and an
+ * embedding daemon (streamd's single-host default) run the same code.
+ *
+ * Booting opens the volume exclusively (an advisory lock keeps a second
+ * server and an offline fsck away), loads the newest checkpoint, replays
+ * the journal, reclaims allocation units that no map holds, writes a fresh
+ * checkpoint and logs what it found.  Then it serves clients on a Unix
+ * socket and/or TCP until stopped.
+ *
+ * Thread-safety: djmfs_server_run() drives the server on the calling
+ * thread; djmfs_server_stop() may be called from any thread or a signal
+ * handler.  Everything else belongs to the thread that created the handle.
+ */
+#ifndef DJMFS_SERVER_H
+#define DJMFS_SERVER_H
+
+#include <stdint.h>
+
+#include "djmfs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct djmfs_server;
+
+struct djmfs_server_opts {
+	const char *volume;	   /* required: file or block device */
+	const char *unix_path;	   /* Unix socket to listen on, or NULL */
+	const char *tcp_addr;	   /* "host:port" to listen on, or NULL */
+	uint32_t lease_ms;	   /* 0: 10000 */
+	uint32_t snap_lock_max_ms; /* cap on LOCK_SNAP timeouts; 0: 60000 */
+	uint32_t prefetch_aus;	   /* free units kept ready; 0: 1024 */
+	uint32_t reserve_max_aus;  /* cap on one reservation; 0: 256 */
+	struct djmfs_log log;
+};
+
+/*
+ * Boots the server (see above) and binds its sockets.  At least one of
+ * unix_path and tcp_addr must be set.  @opts is copied.  Returns 0,
+ * -EBUSY (another process holds the volume), -EUCLEAN (not a DJMFS volume
+ * or a damaged superblock; a log line says why), -EADDRINUSE, or -errno.
+ */
+int djmfs_server_new(struct djmfs_server **out,
+		     const struct djmfs_server_opts *opts);
+
+/* Serves until djmfs_server_stop().  Returns 0 or -errno. */
+int djmfs_server_run(struct djmfs_server *s);
+
+/* Async-signal-safe; makes djmfs_server_run() return after it has made
+ * every acknowledged mutation durable. */
+void djmfs_server_stop(struct djmfs_server *s);
+
+/* TCP port actually bound (useful with port 0), or 0. */
+uint16_t djmfs_server_tcp_port(const struct djmfs_server *s);
+
+/* Flushes the journal, writes a checkpoint and frees.  NULL is a no-op. */
+void djmfs_server_free(struct djmfs_server *s);
+
+/*
+ * Formats @path as a DJMFS volume of @size bytes (a regular file is
+ * created sparse, or grown to @size; a block device keeps its own size
+ * when @size is 0).  @au_size: bytes per allocation unit, a power of two
+ * from 64 KiB to 64 MiB (0: 1 MiB).  Refuses a path that already holds a
+ * DJMFS volume unless @force.  Returns 0, -EEXIST, -EINVAL, -ENOSPC (too
+ * small for the metadata areas), or -errno.
+ */
+int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
+	       int force, const struct djmfs_log *log);
+
+/* Result of an offline check. */
+struct djmfs_fsck_report {
+	uint64_t files;
+	uint64_t bad_files;	/* maps outside the volume, overlapping, or
+				   shorter than the size */
+	uint64_t quarantined;	/* already marked before this check */
+	uint64_t records_replayed;
+	uint64_t used_aus;
+	uint64_t orphan_aus;	/* reserved in the journal but mapped by none */
+	uint64_t free_aus;
+	int repaired;		/* --repair wrote a new checkpoint */
+};
+
+/*
+ * Offline check of a volume no server has open (-EBUSY otherwise): reads
+ * the checkpoint, replays the journal, checks every file's maps against
+ * the volume and each other.  With @repair, bad files are quarantined and
+ * a new checkpoint is written (the orphans go back to free space).  Each
+ * problem is logged.  Returns 0 when clean, -EUCLEAN when problems were
+ * found (and, with @repair, fixed: @rep->repaired), or -errno.
+ */
+int djmfs_fsck(const char *volume, int repair, struct djmfs_fsck_report *rep,
+	       const struct djmfs_log *log);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DJMFS_SERVER_H */
