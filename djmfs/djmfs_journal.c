@@ -1,0 +1,825 @@
+/*
+ * Durability of the server's metadata: the two checkpoint slots, the
+ * journal of records that follow the newest checkpoint, replaying that
+ * journal at boot, and the group-commit writer that makes appended
+ * records durable.  The loop thread appends and is never blocked by the
+ * disk: a writer thread takes every record queued since its last round,
+ * writes them with one pwrite per run of records and one fdatasync, then
+ * publishes the highest durable seq and wakes the loop through an
+ * eventfd.  A checkpoint rotates the journal: the image goes to the slot
+ * not holding the current checkpoint, under generation epoch + 1, and the
+ * records after it start again at the journal's first byte.
+ *
+ * Invariants:
+ *  1. The queue holds segments in append order.  A segment's records are
+ *     contiguous bytes of one epoch starting at its `off`; a checkpoint
+ *     closes the segment it is attached to, so nothing is ever added to a
+ *     segment after its checkpoint.
+ *  2. The loop thread alone owns epoch, off, next_seq and enc; the writer
+ *     alone owns slot.  The queue and `stopping` are under `lock`;
+ *     durable, failed and the statistics are atomics.
+ *  3. A checkpoint is written only after the records before it are
+ *     durable, and records of its new epoch only after it is durable, so
+ *     at every instant one slot plus the journal it heads describes all
+ *     acknowledged state (a torn slot fails its CRC and the other wins).
+ *  4. durable only grows, and only after an fdatasync that covered those
+ *     records returned success.  After the first I/O error nothing more
+ *     is written and durable never moves again (a later fdatasync may
+ *     "succeed" over lost pages, so an error is final).
+ *
+ * Life of an item:
+ *   record:     journal_append (queued) -> writer_round: pwrite (written)
+ *               -> batch_commit: fdatasync, durable, eventfd (durable)
+ *   checkpoint: journal_checkpoint (queued, loop moves to epoch + 1)
+ *               -> batch_commit of the records before it
+ *               -> ckpt_write: ckpt_store into the other slot (current)
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "djmfs-int.h"
+#include "djmfs_volio.h"
+
+#define CKPT_MAGIC "DJMFSCKP"
+#define CKPT_VERSION 1
+#define CKPT_HDR 64
+#define CKPT_CRC_AT 60
+#define REPLAY_CHUNK (1u << 20)
+
+/* ------------------------------------------------------------------ */
+/* Checkpoint slots                                                     */
+/* ------------------------------------------------------------------ */
+
+struct slot_hdr {
+	uint64_t gen;
+	uint64_t last_seq;
+	uint64_t img_len;
+	uint32_t img_crc;
+};
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	put_le32(p, (uint32_t)v);
+	put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static void slot_hdr_encode(uint8_t h[CKPT_HDR], uint32_t seed,
+			    const struct slot_hdr *s)
+{
+	memset(h, 0, CKPT_HDR);
+	memcpy(h, CKPT_MAGIC, 8);
+	put_le32(h + 8, CKPT_VERSION);
+	put_le64(h + 16, s->gen);
+	put_le64(h + 24, s->last_seq);
+	put_le64(h + 32, s->img_len);
+	put_le32(h + 40, s->img_crc);
+	put_le32(h + CKPT_CRC_AT, djmfs__crc32c(seed, h, CKPT_CRC_AT));
+}
+
+/* Returns 0, -ENODATA (all zero: never written), or -EUCLEAN. */
+static int slot_hdr_decode(const uint8_t h[CKPT_HDR], uint32_t seed,
+			   uint64_t ckpt_len, struct slot_hdr *s)
+{
+	static const uint8_t zero[CKPT_HDR];
+
+	if (memcmp(h, zero, CKPT_HDR) == 0)
+		return -ENODATA;
+	if (memcmp(h, CKPT_MAGIC, 8) != 0 ||
+	    djmfs__le32(h + CKPT_CRC_AT) !=
+		    djmfs__crc32c(seed, h, CKPT_CRC_AT) ||
+	    djmfs__le32(h + 8) != CKPT_VERSION)
+		return -EUCLEAN;
+	s->gen = djmfs__le64(h + 16);
+	s->last_seq = djmfs__le64(h + 24);
+	s->img_len = djmfs__le64(h + 32);
+	s->img_crc = djmfs__le32(h + 40);
+	if (s->img_len > ckpt_len - CKPT_HDR)
+		return -EUCLEAN;
+	return 0;
+}
+
+int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,
+		      uint64_t last_seq, const uint8_t *img, size_t n)
+{
+	struct slot_hdr s = { gen, last_seq, n, 0 };
+	uint8_t h[CKPT_HDR];
+	uint64_t off;
+	int err;
+
+	if (slot > 1)
+		return -EINVAL;
+	if (n > v->sb.ckpt_len - CKPT_HDR)
+		return -ENOSPC;
+	off = v->sb.ckpt_off[slot];
+	s.img_crc = djmfs__crc32c(v->seed, img, n);
+	slot_hdr_encode(h, v->seed, &s);
+	/* One sync covers both writes: a crash in between leaves a header
+	 * whose image CRC fails, and the other slot is loaded instead. */
+	err = djmfs__pwrite_full(v->fd, img, n, off + CKPT_HDR);
+	if (err == 0)
+		err = djmfs__pwrite_full(v->fd, h, sizeof(h), off);
+	if (err == 0)
+		err = djmfs__datasync(v->fd);
+	return err;
+}
+
+/* Returns 0, -ENODATA (blank), -EUCLEAN, or -errno. */
+static int slot_read_hdr(struct djmfs__vol *v, unsigned slot,
+			 struct slot_hdr *s)
+{
+	uint8_t h[CKPT_HDR];
+	int err;
+
+	err = djmfs__pread_full(v->fd, h, sizeof(h), v->sb.ckpt_off[slot]);
+	if (err == -ENODATA)
+		return -EUCLEAN;
+	if (err < 0)
+		return err;
+	return slot_hdr_decode(h, v->seed, v->sb.ckpt_len, s);
+}
+
+/* Reads the image of a slot whose header checked out.  Returns 0,
+ * -EUCLEAN (image CRC), -ENOMEM, or -errno. */
+static int slot_read_img(struct djmfs__vol *v, unsigned slot,
+			 const struct slot_hdr *s, uint8_t **img)
+{
+	uint8_t *p = NULL;
+	int err = 0;
+
+	*img = NULL;
+	if (s->img_len > 0) {
+		p = malloc(s->img_len);
+		if (!p)
+			return -ENOMEM;
+		err = djmfs__pread_full(v->fd, p, s->img_len,
+					v->sb.ckpt_off[slot] + CKPT_HDR);
+		if (err == -ENODATA)
+			err = -EUCLEAN;
+	}
+	if (err == 0 && djmfs__crc32c(v->seed, p, s->img_len) != s->img_crc)
+		err = -EUCLEAN;
+	if (err < 0)
+		free(p);
+	else
+		*img = p;
+	return err;
+}
+
+static const char *slot_err_text(int err)
+{
+	return err == -EUCLEAN ? "torn or corrupt" : strerror(-err);
+}
+
+int djmfs__ckpt_load_log(struct djmfs__vol *v, struct djmfs__ckpt *out,
+			 const struct djmfs_log *log)
+{
+	struct slot_hdr s[2];
+	int rc[2], err, ioerr = 0;
+	unsigned order[2], n = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < 2; i++) {
+		rc[i] = slot_read_hdr(v, i, &s[i]);
+		if (rc[i] == 0)
+			order[n++] = i;
+		if (rc[i] < 0 && rc[i] != -ENODATA && rc[i] != -EUCLEAN)
+			ioerr = rc[i];
+		if (rc[i] < 0 && rc[i] != -ENODATA)
+			djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint "
+				   "slot %u header %s, skipped", v->path, i,
+				   slot_err_text(rc[i]));
+	}
+	if (n == 2 && s[1].gen > s[0].gen) {
+		order[0] = 1;
+		order[1] = 0;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = order[k];
+
+		err = slot_read_img(v, i, &s[i], &out->img);
+		if (err == -ENOMEM)
+			return err;
+		if (err < 0 && err != -EUCLEAN)
+			ioerr = err;
+		if (err == 0) {
+			out->gen = s[i].gen;
+			out->last_seq = s[i].last_seq;
+			out->slot = i;
+			out->img_len = s[i].img_len;
+			return 0;
+		}
+		djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint slot %u (gen %"
+			   PRIu64 ") image %s, skipped", v->path, i, s[i].gen,
+			   slot_err_text(err));
+	}
+	djmfs__log(log, DJMFS_LOG_ERROR, "%s: no valid checkpoint in either "
+		   "slot", v->path);
+	/* An unreadable slot is not proof of damage: say what failed. */
+	return ioerr ? ioerr : -EUCLEAN;
+}
+
+int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out)
+{
+	return djmfs__ckpt_load_log(v, out, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Replay                                                               */
+/* ------------------------------------------------------------------ */
+
+/* A sliding window over the journal area: p[pos, fill) are unread bytes
+ * starting at journal offset base + pos. */
+struct rwin {
+	uint8_t *p;
+	size_t cap, pos, fill;
+	uint64_t base;
+};
+
+/* Makes room for @need bytes from pos and reads as many as fit.
+ * Returns bytes added (0: the area is exhausted) or -errno. */
+static ssize_t rwin_refill(struct rwin *w, const struct djmfs__vol *v,
+			   size_t need)
+{
+	uint64_t left;
+	size_t n;
+	int err;
+
+	memmove(w->p, w->p + w->pos, w->fill - w->pos);
+	w->base += w->pos;
+	w->fill -= w->pos;
+	w->pos = 0;
+	if (need > w->cap) {
+		uint8_t *q = realloc(w->p, need);
+
+		if (!q)
+			return -ENOMEM;
+		w->p = q;
+		w->cap = need;
+	}
+	left = v->sb.journal_len - (w->base + w->fill);
+	n = w->cap - w->fill < left ? w->cap - w->fill : (size_t)left;
+	err = djmfs__pread_full(v->fd, w->p + w->fill, n,
+				v->sb.journal_off + w->base + w->fill);
+	if (err < 0)
+		return err;
+	w->fill += n;
+	return (ssize_t)n;
+}
+
+/* Bytes the record at pos needs, from its header when we have one. */
+static size_t rwin_need(const struct rwin *w)
+{
+	size_t avail = w->fill - w->pos;
+	uint32_t len;
+
+	if (avail < DJMFS_JREC_HDR)
+		return DJMFS_JREC_HDR;
+	len = djmfs__le32(w->p + w->pos);
+	return len > DJMFS_JREC_MAX ? 0 : DJMFS_JREC_HDR + (size_t)len;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i])
+			return 0;
+	}
+	return 1;
+}
+
+/* Why a record at pos did not decode. */
+static void replay_why_bad(const struct rwin *w, int rc, char *why,
+			   size_t len)
+{
+	size_t avail = w->fill - w->pos;
+	size_t hdr = avail < DJMFS_JREC_HDR ? avail : DJMFS_JREC_HDR;
+
+	if (avail == 0)
+		snprintf(why, len, "end of journal area");
+	else if (all_zero(w->p + w->pos, hdr))
+		snprintf(why, len, "end of log");
+	else if (rwin_need(w) == 0)
+		snprintf(why, len, "bad record length at %" PRIu64,
+			 w->base + w->pos);
+	else if (rc == -ENODATA)
+		snprintf(why, len, "torn record at %" PRIu64,
+			 w->base + w->pos);
+	else
+		snprintf(why, len, "bad record (CRC or format) at %" PRIu64,
+			 w->base + w->pos);
+}
+
+/* Decodes the next record, reading more of the area as needed.
+ * Returns 0, 1 (stop; @why says why), or -errno. */
+static int replay_next(struct rwin *w, const struct djmfs__vol *v,
+		       struct djmfs__jrec *r, size_t *used, char *why,
+		       size_t whylen)
+{
+	for (;;) {
+		size_t need;
+		ssize_t got;
+		int rc;
+
+		rc = djmfs__jrec_decode(w->p + w->pos, w->fill - w->pos,
+					v->seed, r, used);
+		if (rc == 0)
+			return 0;
+		need = rwin_need(w);
+		/* Only a record cut off by the window is worth reading on
+		 * for; a zeroed header is complete and ends the log. */
+		if (rc != -ENODATA || need == 0 || need <= w->fill - w->pos) {
+			replay_why_bad(w, rc, why, whylen);
+			return 1;
+		}
+		if (need < REPLAY_CHUNK)
+			need = REPLAY_CHUNK;
+		got = rwin_refill(w, v, need);
+		if (got < 0)
+			return (int)got;
+		if (got == 0) {
+			replay_why_bad(w, rc, why, whylen);
+			return 1;
+		}
+	}
+}
+
+/* Accepts a decoded record, or says why replay stops at it. */
+static int replay_take(const struct djmfs__jrec *r, uint64_t epoch,
+		       uint64_t expect, char *why, size_t whylen,
+		       const struct djmfs_log *log)
+{
+	if (r->epoch < epoch) {
+		snprintf(why, whylen, "record of older epoch %" PRIu64,
+			 r->epoch);
+		return 1;
+	}
+	if (r->epoch > epoch) {
+		/* Possible only if the newest checkpoint was lost. */
+		djmfs__log(log, DJMFS_LOG_WARN, "journal holds epoch %" PRIu64
+			   ", newer than the checkpoint's %" PRIu64 "; its "
+			   "records are ignored", r->epoch, epoch);
+		snprintf(why, whylen, "record of newer epoch %" PRIu64,
+			 r->epoch);
+		return 1;
+	}
+	if (r->seq != expect) {
+		snprintf(why, whylen, "seq %" PRIu64 " where %" PRIu64
+			 " was expected", r->seq, expect);
+		return 1;
+	}
+	return 0;
+}
+
+int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
+			  uint64_t after_seq, djmfs__replay_fn fn, void *arg,
+			  struct djmfs__replay_info *info,
+			  const struct djmfs_log *log)
+{
+	struct rwin w = { 0 };
+	struct djmfs__jrec *r;
+	size_t used;
+	int err = 0;
+
+	memset(info, 0, sizeof(*info));
+	info->last_seq = after_seq;
+	w.cap = v->sb.journal_len < REPLAY_CHUNK ? v->sb.journal_len
+						 : REPLAY_CHUNK;
+	w.p = malloc(w.cap);
+	r = malloc(sizeof(*r)); /* large (a PUBLISH holds every object) */
+	if (!w.p || !r) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		err = replay_next(&w, v, r, &used, info->stop,
+				  sizeof(info->stop));
+		if (err != 0)
+			break;
+		if (replay_take(r, epoch, info->last_seq + 1, info->stop,
+				sizeof(info->stop), log))
+			break;
+		err = fn(arg, r);
+		if (err < 0) {
+			djmfs__log(log, DJMFS_LOG_WARN, "replay of %s seq %"
+				   PRIu64 " refused: %s",
+				   djmfs__jtype_name(r->type), r->seq,
+				   strerror(-err));
+			info->skipped++;
+		} else {
+			info->records++;
+		}
+		info->last_seq = r->seq;
+		w.pos += used;
+		info->end_off = w.base + w.pos;
+	}
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "pread(%s, journal): %s",
+			   v->path, strerror(-err));
+	} else {
+		err = 0;
+		djmfs__log(log, DJMFS_LOG_INFO, "journal replay of epoch %"
+			   PRIu64 ": %" PRIu64 " records applied, %" PRIu64
+			   " refused, last seq %" PRIu64 ", %" PRIu64
+			   " bytes; stopped at %s", epoch, info->records,
+			   info->skipped, info->last_seq, info->end_off,
+			   info->stop);
+	}
+out:
+	free(w.p);
+	free(r);
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Group-commit writer                                                  */
+/* ------------------------------------------------------------------ */
+
+struct jseg {
+	struct jseg *next;
+	struct djmfs__buf recs; /* encoded records, contiguous */
+	uint64_t epoch;
+	uint64_t off;		/* epoch offset of recs.p[0] */
+	uint64_t nrec;
+	uint64_t last_seq;	/* of the last record in recs */
+	int has_ckpt;		/* a checkpoint follows the records */
+	struct djmfs__buf img;
+	uint64_t ckpt_seq;
+};
+
+struct djmfs__journal {
+	struct djmfs__vol *vol;
+	struct djmfs_log log;
+	int notify_fd;
+	uint32_t seed;
+	pthread_t thread;
+
+	/* Loop thread. */
+	uint64_t epoch;
+	uint64_t off;
+	uint64_t next_seq;
+	struct djmfs__buf enc;
+
+	/* Under lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct jseg *head, *tail;
+	int stopping;
+
+	/* Writer thread. */
+	unsigned slot;
+
+	/* Atomics. */
+	uint64_t durable;
+	int failed; /* -errno of the first I/O error */
+	struct djmfs__journal_stats stats;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void stat_add(uint64_t *field, uint64_t n)
+{
+	__atomic_add_fetch(field, n, __ATOMIC_RELAXED);
+}
+
+static void seg_free(struct jseg *s)
+{
+	djmfs__buf_free(&s->recs);
+	djmfs__buf_free(&s->img);
+	free(s);
+}
+
+/* Under lock: the open segment at the tail, or a new one that starts at
+ * the loop's current position. */
+static struct jseg *seg_open(struct djmfs__journal *j)
+{
+	struct jseg *s = j->tail;
+
+	if (s && !s->has_ckpt)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	djmfs__buf_init(&s->recs);
+	djmfs__buf_init(&s->img);
+	s->epoch = j->epoch;
+	s->off = j->off;
+	if (j->tail)
+		j->tail->next = s;
+	else
+		j->head = s;
+	j->tail = s;
+	return s;
+}
+
+static void writer_fail(struct djmfs__journal *j, const char *what, int err)
+{
+	int none = 0;
+
+	if (__atomic_compare_exchange_n(&j->failed, &none, err, 0,
+					__ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		djmfs__log(&j->log, DJMFS_LOG_ERROR, "journal: %s(%s): %s; no "
+			   "further mutation becomes durable", what,
+			   j->vol->path, strerror(-err));
+}
+
+static int writer_failed(const struct djmfs__journal *j)
+{
+	return __atomic_load_n(&j->failed, __ATOMIC_ACQUIRE);
+}
+
+/* Records written since the last commit, not yet synced. */
+struct pending {
+	uint64_t nrec, bytes, last_seq;
+};
+
+static void batch_commit(struct djmfs__journal *j, struct pending *pd)
+{
+	const uint64_t one = 1;
+	uint64_t t0;
+	int err;
+
+	if (pd->nrec == 0 || writer_failed(j))
+		goto out;
+	t0 = mono_ns();
+	err = djmfs__datasync(j->vol->fd);
+	stat_add(&j->stats.sync_ns, mono_ns() - t0);
+	if (err < 0) {
+		writer_fail(j, "fdatasync", err);
+		goto out;
+	}
+	__atomic_store_n(&j->durable, pd->last_seq, __ATOMIC_RELEASE);
+	stat_add(&j->stats.batches, 1);
+	stat_add(&j->stats.records, pd->nrec);
+	stat_add(&j->stats.bytes, pd->bytes);
+	while (j->notify_fd >= 0 &&
+	       write(j->notify_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+out:
+	memset(pd, 0, sizeof(*pd));
+}
+
+static void ckpt_write(struct djmfs__journal *j, struct jseg *s)
+{
+	unsigned other = j->slot ^ 1;
+	int err;
+
+	if (writer_failed(j))
+		return;
+	err = djmfs__ckpt_store(j->vol, other, s->epoch + 1, s->ckpt_seq,
+				s->img.p, s->img.len);
+	if (err < 0) {
+		writer_fail(j, "checkpoint", err);
+		return;
+	}
+	j->slot = other;
+	stat_add(&j->stats.checkpoints, 1);
+	djmfs__log(&j->log, DJMFS_LOG_INFO, "checkpoint gen %" PRIu64
+		   " (after seq %" PRIu64 ", %zu bytes) in slot %u",
+		   s->epoch + 1, s->ckpt_seq, s->img.len, other);
+}
+
+/* Writes one batch taken from the queue, in order, and frees it. */
+static void writer_round(struct djmfs__journal *j, struct jseg *s)
+{
+	struct pending pd = { 0 };
+	struct jseg *next;
+	int err;
+
+	for (; s; s = next) {
+		next = s->next;
+		if (s->recs.len > 0 && !writer_failed(j)) {
+			uint64_t at = j->vol->sb.journal_off + s->off;
+
+			err = djmfs__pwrite_full(j->vol->fd, s->recs.p,
+						 s->recs.len, at);
+			if (err < 0)
+				writer_fail(j, "pwrite", err);
+			pd.nrec += s->nrec;
+			pd.bytes += s->recs.len;
+			pd.last_seq = s->last_seq;
+		}
+		if (s->has_ckpt) {
+			batch_commit(j, &pd);
+			ckpt_write(j, s);
+		}
+		seg_free(s);
+	}
+	batch_commit(j, &pd);
+}
+
+static void *writer_main(void *arg)
+{
+	struct djmfs__journal *j = arg;
+	struct jseg *batch;
+
+	pthread_mutex_lock(&j->lock);
+	for (;;) {
+		while (!j->head && !j->stopping)
+			pthread_cond_wait(&j->cond, &j->lock);
+		batch = j->head;
+		if (!batch)
+			break; /* stopping, and everything is written */
+		j->head = j->tail = NULL;
+		pthread_mutex_unlock(&j->lock);
+		writer_round(j, batch);
+		pthread_mutex_lock(&j->lock);
+	}
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+/* The writer thread takes no signals: they belong to the loop thread. */
+static int writer_spawn(struct djmfs__journal *j)
+{
+	sigset_t all, old;
+	int err;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&j->thread, NULL, writer_main, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -err;
+}
+
+int djmfs__journal_start(struct djmfs__journal **out,
+			 const struct djmfs__journal_opts *o)
+{
+	struct djmfs__journal *j;
+	int err;
+
+	*out = NULL;
+	if (!o->vol || o->ckpt_slot > 1 || o->next_seq == 0 || o->epoch == 0)
+		return -EINVAL;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->vol = o->vol;
+	if (o->log)
+		j->log = *o->log;
+	j->notify_fd = o->notify_fd;
+	j->seed = o->vol->seed;
+	j->epoch = o->epoch;
+	j->next_seq = o->next_seq;
+	j->slot = o->ckpt_slot;
+	j->durable = o->next_seq - 1;
+	djmfs__buf_init(&j->enc);
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	err = writer_spawn(j);
+	if (err < 0) {
+		djmfs__log(o->log, DJMFS_LOG_ERROR, "pthread_create(journal "
+			   "writer): %s", strerror(-err));
+		pthread_cond_destroy(&j->cond);
+		pthread_mutex_destroy(&j->lock);
+		free(j);
+		return err;
+	}
+	*out = j;
+	return 0;
+}
+
+/* Under lock: appends @n bytes to the open segment. */
+static int queue_bytes(struct djmfs__journal *j, const uint8_t *p, size_t n,
+		       uint64_t seq)
+{
+	struct jseg *s = seg_open(j);
+	size_t before;
+
+	if (!s)
+		return -ENOMEM;
+	before = s->recs.len;
+	djmfs__put_bytes(&s->recs, p, n);
+	if (s->recs.err) {
+		/* Undo, so the segment stays usable for the next record. */
+		s->recs.len = before;
+		s->recs.err = 0;
+		return -ENOMEM;
+	}
+	s->nrec++;
+	s->last_seq = seq;
+	return 0;
+}
+
+int djmfs__journal_append(struct djmfs__journal *j, struct djmfs__jrec *r)
+{
+	int err;
+
+	err = writer_failed(j);
+	if (err)
+		return err;
+	if (r->seq != j->next_seq)
+		return -EINVAL;
+	r->epoch = j->epoch;
+	/* Encode outside the lock: the writer may be taking a batch. */
+	djmfs__buf_reset(&j->enc);
+	err = djmfs__jrec_encode(&j->enc, j->seed, r);
+	if (err < 0)
+		return err;
+	if (j->enc.len > j->vol->sb.journal_len - j->off)
+		return -ENOSPC;
+	pthread_mutex_lock(&j->lock);
+	err = queue_bytes(j, j->enc.p, j->enc.len, r->seq);
+	if (err == 0)
+		pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	if (err < 0)
+		return err;
+	j->off += j->enc.len;
+	j->next_seq++;
+	return 0;
+}
+
+int djmfs__journal_want_checkpoint(const struct djmfs__journal *j)
+{
+	return j->off > j->vol->sb.journal_len / 4 * 3;
+}
+
+/* Takes @img whatever the outcome, so no caller path can leak it. */
+int djmfs__journal_checkpoint(struct djmfs__journal *j,
+			      struct djmfs__buf *img, uint64_t seq)
+{
+	struct djmfs__buf taken = *img;
+	struct jseg *s;
+	int err;
+
+	djmfs__buf_init(img);
+	err = writer_failed(j);
+	if (err == 0 && taken.err)
+		err = taken.err;
+	if (err == 0 && seq + 1 != j->next_seq)
+		err = -EINVAL;
+	if (err == 0 && taken.len > j->vol->sb.ckpt_len - CKPT_HDR)
+		err = -ENOSPC;
+	if (err < 0)
+		goto fail;
+	pthread_mutex_lock(&j->lock);
+	s = seg_open(j);
+	if (s) {
+		s->has_ckpt = 1;
+		s->img = taken;
+		s->ckpt_seq = seq;
+		pthread_cond_signal(&j->cond);
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (!s) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	j->epoch++;
+	j->off = 0;
+	return 0;
+fail:
+	djmfs__buf_free(&taken);
+	return err;
+}
+
+uint64_t djmfs__journal_durable(const struct djmfs__journal *j)
+{
+	return __atomic_load_n(&j->durable, __ATOMIC_ACQUIRE);
+}
+
+void djmfs__journal_get_stats(const struct djmfs__journal *j,
+			      struct djmfs__journal_stats *out)
+{
+	const struct djmfs__journal_stats *s = &j->stats;
+
+	out->records = __atomic_load_n(&s->records, __ATOMIC_RELAXED);
+	out->batches = __atomic_load_n(&s->batches, __ATOMIC_RELAXED);
+	out->bytes = __atomic_load_n(&s->bytes, __ATOMIC_RELAXED);
+	out->checkpoints = __atomic_load_n(&s->checkpoints, __ATOMIC_RELAXED);
+	out->sync_ns = __atomic_load_n(&s->sync_ns, __ATOMIC_RELAXED);
+}
+
+void djmfs__journal_stop(struct djmfs__journal *j)
+{
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->lock);
+	j->stopping = 1;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	pthread_join(j->thread, NULL);
+	pthread_cond_destroy(&j->cond);
+	pthread_mutex_destroy(&j->lock);
+	djmfs__buf_free(&j->enc);
+	free(j);
+}
