@@ -1,0 +1,1422 @@
+/*
+ * The metadata state of the DJMFS server: the namespace as of the last
+ * applied journal record (the working root), the namespace as of the last
+ * record known durable (the durable root, what readers are shown), the
+ * roots in between, the inode table and the reservations of allocation
+ * units handed to writers.  Every mutation arrives as a journal record and
+ * is applied all or nothing: a record is validated in full before any
+ * state changes, so the server can apply a record first and journal it
+ * only if it was accepted, and replay reaches the same state.  The module
+ * also writes and reads the checkpoint image of that state.
+ *
+ * Invariants:
+ *  1. working is the state after record seq; durable is the state after
+ *     some record <= seq; the ring holds, oldest first, (s, root) for
+ *     every applied record s after durable's, so mark_durable(x) makes the
+ *     newest entry with s <= x durable.
+ *  2. Every file in working has one inode entry (ino -> name), and no
+ *     other entry exists; every ino < next_ino.
+ *  3. A file's reservation is a sorted set of disjoint, non-adjacent unit
+ *     runs inside [0, n_aus); reserved counts the units of all of them.
+ *     A unit leaves a reservation when a PUBLISH maps it, or when RELEASE,
+ *     FILE_UNLINK or drop_reservations gives it back.
+ *  4. A DATA object owns the units its extents touch; the unit holding
+ *     its map's end is owned whole, so the next extent may continue in
+ *     it.  No unit is owned by two objects, because a new extent may
+ *     only touch that end unit or units it takes out of the file's
+ *     reservation.
+ *  5. A refused record changes nothing, seq included.
+ *
+ * Transitions (djmfs__meta_apply, by record type):
+ *   FILE_CREATE  ap_file_create  inode table + root
+ *   FILE_UNLINK  ap_file_unlink  root, inode table; units out (on_free)
+ *   OBJ_CREATE / OBJ_DELETE / OBJ_SETATTR   ap_obj_*   root
+ *   PUBLISH      ap_publish      root + reservation (units mapped)
+ *   RESERVE / RELEASE            ap_reserve / ap_release   reservation
+ *   QUARANTINE   ap_quarantine   root
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "djmfs_tree.h"
+
+#define IMG_MAGIC 0x494d4a44u /* "DJMI" little-endian */
+#define IMG_VERSION 1u
+#define RING_MIN 16u
+#define INOS_MIN 64u
+
+/* ------------------------------------------------------------------ */
+/* Unit run sets                                                       */
+/* ------------------------------------------------------------------ */
+
+struct urun {
+	uint64_t first;
+	uint64_t count;
+};
+
+/* Sorted, disjoint, non-adjacent runs (invariant 3). */
+struct rset {
+	struct urun *r;
+	uint32_t n;
+	uint32_t cap;
+};
+
+static void rset_free(struct rset *s)
+{
+	free(s->r);
+	memset(s, 0, sizeof(*s));
+}
+
+static int rset_grow(struct rset *s, uint32_t want)
+{
+	uint32_t cap = s->cap ? s->cap : 4;
+	struct urun *r;
+
+	if (want <= s->cap)
+		return 0;
+	while (cap < want)
+		cap *= 2;
+	r = realloc(s->r, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	s->r = r;
+	s->cap = cap;
+	return 0;
+}
+
+static int rset_copy(struct rset *dst, const struct rset *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	if (!src->n)
+		return 0;
+	if (rset_grow(dst, src->n))
+		return -ENOMEM;
+	memcpy(dst->r, src->r, src->n * sizeof(*src->r));
+	dst->n = src->n;
+	return 0;
+}
+
+/* Index of the first run starting after @u. */
+static uint32_t rset_upper(const struct rset *s, uint64_t u)
+{
+	uint32_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (s->r[mid].first <= u)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void rset_insert_at(struct rset *s, uint32_t i, uint64_t first,
+			   uint64_t count)
+{
+	memmove(&s->r[i + 1], &s->r[i], (s->n - i) * sizeof(s->r[0]));
+	s->r[i].first = first;
+	s->r[i].count = count;
+	s->n++;
+}
+
+static void rset_remove_at(struct rset *s, uint32_t i)
+{
+	memmove(&s->r[i], &s->r[i + 1], (s->n - i - 1) * sizeof(s->r[0]));
+	s->n--;
+}
+
+/* Adds [first, first + count).  Returns 0, -EINVAL (overlaps a run), or
+ * -ENOMEM. */
+static int rset_add(struct rset *s, uint64_t first, uint64_t count)
+{
+	uint32_t i = rset_upper(s, first);
+	struct urun *prev = i ? &s->r[i - 1] : NULL;
+	struct urun *next = i < s->n ? &s->r[i] : NULL;
+	int join_prev, join_next;
+
+	if ((prev && prev->first + prev->count > first) ||
+	    (next && first + count > next->first))
+		return -EINVAL;
+	join_prev = prev && prev->first + prev->count == first;
+	join_next = next && first + count == next->first;
+	if (join_prev && join_next) {
+		prev->count += count + next->count;
+		rset_remove_at(s, i);
+	} else if (join_prev) {
+		prev->count += count;
+	} else if (join_next) {
+		next->first = first;
+		next->count += count;
+	} else {
+		if (rset_grow(s, s->n + 1))
+			return -ENOMEM;
+		rset_insert_at(s, i, first, count);
+	}
+	return 0;
+}
+
+/* Takes [first, first + count) out; it must lie inside one run.  Returns
+ * 0, -ENOENT (not all of it is in the set), or -ENOMEM. */
+static int rset_take(struct rset *s, uint64_t first, uint64_t count)
+{
+	uint32_t i = rset_upper(s, first);
+	struct urun *r;
+	uint64_t end = first + count, rend;
+
+	if (!i)
+		return -ENOENT;
+	r = &s->r[i - 1];
+	rend = r->first + r->count;
+	if (first >= rend || end > rend)
+		return -ENOENT;
+	if (first == r->first && end == rend) {
+		rset_remove_at(s, i - 1);
+	} else if (first == r->first) {
+		r->first = end;
+		r->count -= count;
+	} else if (end == rend) {
+		r->count -= count;
+	} else {
+		if (rset_grow(s, s->n + 1))
+			return -ENOMEM;
+		r = &s->r[i - 1];
+		r->count = first - r->first;
+		rset_insert_at(s, i, end, rend - end);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Inode table: ino -> name and reservation, open addressing           */
+/* ------------------------------------------------------------------ */
+
+struct ient {
+	uint64_t ino; /* 0: empty slot */
+	char *name;
+	struct rset res;
+};
+
+struct imap {
+	struct ient *slot;
+	size_t cap; /* power of two */
+	size_t n;
+};
+
+static size_t im_home(const struct imap *im, uint64_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) & (im->cap - 1);
+}
+
+static struct ient *im_find(const struct imap *im, uint64_t ino)
+{
+	size_t i;
+
+	if (!im->cap || !ino)
+		return NULL;
+	for (i = im_home(im, ino); im->slot[i].ino; i = (i + 1) & (im->cap - 1))
+		if (im->slot[i].ino == ino)
+			return &im->slot[i];
+	return NULL;
+}
+
+/* Places @e (ino not present; room guaranteed). */
+static struct ient *im_place(struct imap *im, const struct ient *e)
+{
+	size_t i = im_home(im, e->ino);
+
+	while (im->slot[i].ino)
+		i = (i + 1) & (im->cap - 1);
+	im->slot[i] = *e;
+	im->n++;
+	return &im->slot[i];
+}
+
+/* Makes room for one more entry (load at most one half). */
+static int im_reserve(struct imap *im)
+{
+	struct imap big;
+	size_t i;
+
+	if ((im->n + 1) * 2 <= im->cap)
+		return 0;
+	big.cap = im->cap ? im->cap * 2 : INOS_MIN;
+	big.n = 0;
+	big.slot = calloc(big.cap, sizeof(*big.slot));
+	if (!big.slot)
+		return -ENOMEM;
+	for (i = 0; i < im->cap; i++)
+		if (im->slot[i].ino)
+			im_place(&big, &im->slot[i]);
+	free(im->slot);
+	*im = big;
+	return 0;
+}
+
+/* Frees @e's contents and closes the gap (backward-shift deletion). */
+static void im_remove(struct imap *im, struct ient *e)
+{
+	size_t mask = im->cap - 1, i = (size_t)(e - im->slot), j = i;
+
+	free(e->name);
+	rset_free(&e->res);
+	for (;;) {
+		size_t k;
+
+		j = (j + 1) & mask;
+		if (!im->slot[j].ino)
+			break;
+		k = im_home(im, im->slot[j].ino);
+		/* Move j back to i unless its home is cyclically in (i, j]. */
+		if ((j > i && (k <= i || k > j)) ||
+		    (j < i && k <= i && k > j)) {
+			im->slot[i] = im->slot[j];
+			i = j;
+		}
+	}
+	memset(&im->slot[i], 0, sizeof(im->slot[i]));
+	im->n--;
+}
+
+static void im_clear(struct imap *im)
+{
+	size_t i;
+
+	for (i = 0; i < im->cap; i++) {
+		free(im->slot[i].name);
+		rset_free(&im->slot[i].res);
+	}
+	free(im->slot);
+	memset(im, 0, sizeof(*im));
+}
+
+/* ------------------------------------------------------------------ */
+/* The state                                                           */
+/* ------------------------------------------------------------------ */
+
+struct pend {
+	uint64_t seq;
+	struct djmfs__root *root;
+};
+
+struct djmfs__meta {
+	struct djmfs__meta_opts o;
+	uint64_t data_end;
+	struct djmfs__root *working;
+	struct djmfs__root *durable;
+	struct pend *ring; /* invariant 1 */
+	uint32_t ring_cap, ring_head, ring_n;
+	uint64_t seq;
+	uint64_t next_ino;
+	uint64_t reserved;
+	struct imap inos;
+	const char *why; /* reason for the last refusal, for the log */
+};
+
+static void ring_clear(struct djmfs__meta *m)
+{
+	while (m->ring_n) {
+		djmfs__root_unref(m->ring[m->ring_head].root);
+		m->ring_head = (m->ring_head + 1) % m->ring_cap;
+		m->ring_n--;
+	}
+	m->ring_head = 0;
+}
+
+static int ring_reserve(struct djmfs__meta *m)
+{
+	uint32_t cap = m->ring_cap ? m->ring_cap * 2 : RING_MIN, i;
+	struct pend *r;
+
+	if (m->ring_n < m->ring_cap)
+		return 0;
+	r = malloc(cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (i = 0; i < m->ring_n; i++)
+		r[i] = m->ring[(m->ring_head + i) % m->ring_cap];
+	free(m->ring);
+	m->ring = r;
+	m->ring_cap = cap;
+	m->ring_head = 0;
+	return 0;
+}
+
+/* Forgets everything: the namespace becomes @empty (an empty root whose
+ * reference this takes), after record 0.  Cannot fail. */
+static void meta_reset(struct djmfs__meta *m, struct djmfs__root *empty)
+{
+	ring_clear(m);
+	djmfs__root_unref(m->working);
+	djmfs__root_unref(m->durable);
+	m->working = empty;
+	m->durable = djmfs__root_ref(empty);
+	im_clear(&m->inos);
+	m->seq = 0;
+	m->next_ino = 1;
+	m->reserved = 0;
+}
+
+int djmfs__meta_new(struct djmfs__meta **out, const struct djmfs__meta_opts *o)
+{
+	struct djmfs__meta *m;
+	struct djmfs__root *empty;
+
+	*out = NULL;
+	if (!o->au_size || o->n_aus > (UINT64_MAX - o->data_off) / o->au_size)
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m || djmfs__root_new(&empty)) {
+		free(m);
+		return -ENOMEM;
+	}
+	m->o = *o;
+	m->data_end = o->data_off + o->n_aus * o->au_size;
+	meta_reset(m, empty);
+	*out = m;
+	return 0;
+}
+
+void djmfs__meta_free(struct djmfs__meta *m)
+{
+	if (!m)
+		return;
+	ring_clear(m);
+	free(m->ring);
+	djmfs__root_unref(m->working);
+	djmfs__root_unref(m->durable);
+	im_clear(&m->inos);
+	free(m);
+}
+
+uint64_t djmfs__meta_seq(const struct djmfs__meta *m)
+{
+	return m->seq;
+}
+
+uint64_t djmfs__meta_next_ino(const struct djmfs__meta *m)
+{
+	return m->next_ino;
+}
+
+const char *djmfs__meta_name(const struct djmfs__meta *m, uint64_t ino)
+{
+	const struct ient *e = im_find(&m->inos, ino);
+
+	return e ? e->name : NULL;
+}
+
+struct djmfs__root *djmfs__meta_working(const struct djmfs__meta *m)
+{
+	return m->working;
+}
+
+struct djmfs__root *djmfs__meta_durable(const struct djmfs__meta *m)
+{
+	return m->durable;
+}
+
+void djmfs__meta_mark_durable(struct djmfs__meta *m, uint64_t seq)
+{
+	while (m->ring_n && m->ring[m->ring_head].seq <= seq) {
+		djmfs__root_unref(m->durable);
+		m->durable = m->ring[m->ring_head].root;
+		m->ring_head = (m->ring_head + 1) % m->ring_cap;
+		m->ring_n--;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Units of extents                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Units [*u0, *u1] that the part of an extent inside the data area
+ * touches; 0 when no part is inside. */
+static int ext_units(const struct djmfs__meta *m, uint64_t off, uint64_t len,
+		     uint64_t *u0, uint64_t *u1)
+{
+	uint64_t lo = off > m->o.data_off ? off : m->o.data_off;
+	uint64_t hi = len > m->data_end - off || off > m->data_end ?
+			      m->data_end : off + len;
+
+	if (lo >= hi)
+		return 0;
+	*u0 = (lo - m->o.data_off) / m->o.au_size;
+	*u1 = (hi - 1 - m->o.data_off) / m->o.au_size;
+	return 1;
+}
+
+static int urun_cmp(const void *a, const void *b)
+{
+	const struct urun *x = a, *y = b;
+
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/*
+ * Every unit the extents of @f's objects touch (all of them, or only
+ * index @only >= 0), each once, as sorted runs in *out (caller frees).
+ * Sorting makes even a damaged map report no unit twice.  Returns the
+ * number of runs or -ENOMEM.
+ */
+static int64_t file_units(const struct djmfs__meta *m,
+			  const struct djmfs__file *f, int only,
+			  struct urun **out)
+{
+	uint64_t total = 0, n = 0, k = 0, u0, u1;
+	struct urun *r;
+	uint32_t i, j;
+
+	*out = NULL;
+	for (i = 0; i < f->n_objs; i++)
+		if (only < 0 || (int)i == only)
+			total += f->objs[i]->n_ext;
+	if (!total)
+		return 0;
+	r = malloc(total * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (i = 0; i < f->n_objs; i++) {
+		const struct djmfs__obj *o = f->objs[i];
+
+		for (j = 0; (only < 0 || (int)i == only) && j < o->n_ext; j++) {
+			struct djmfs_extent e = djmfs__obj_extent(o, j);
+
+			if (ext_units(m, e.offset, e.len, &u0, &u1))
+				r[n++] = (struct urun){ u0, u1 - u0 + 1 };
+		}
+	}
+	if (n > 1)
+		qsort(r, n, sizeof(*r), urun_cmp);
+	for (i = 0; i < n; i++) {
+		if (k && r[i].first <= r[k - 1].first + r[k - 1].count) {
+			uint64_t end = r[i].first + r[i].count;
+
+			if (end > r[k - 1].first + r[k - 1].count)
+				r[k - 1].count = end - r[k - 1].first;
+		} else {
+			r[k++] = r[i];
+		}
+	}
+	*out = r;
+	return (int64_t)k;
+}
+
+static void report(const struct djmfs__meta *m, const struct urun *r,
+		   uint64_t n, enum djmfs__free_kind kind)
+{
+	uint64_t i;
+
+	for (i = 0; m->o.on_free && i < n; i++)
+		m->o.on_free(m->o.arg, r[i].first, r[i].count, kind);
+}
+
+/* ------------------------------------------------------------------ */
+/* Applying records                                                    */
+/* ------------------------------------------------------------------ */
+
+static int no(struct djmfs__meta *m, int err, const char *why)
+{
+	m->why = why;
+	return err;
+}
+
+/* The live file @ino in the working state, with its inode entry. */
+static int lookup(struct djmfs__meta *m, uint64_t ino, struct ient **e,
+		  const struct djmfs__file **f)
+{
+	*e = im_find(&m->inos, ino);
+	*f = *e ? djmfs__root_find(m->working, (*e)->name) : NULL;
+	if (!*f)
+		return no(m, -ENOENT, "no such inode");
+	return 0;
+}
+
+/* Puts @nf (owned) into a new working root. */
+static int commit_file(struct djmfs__meta *m, struct djmfs__file *nf)
+{
+	struct djmfs__root *nr;
+	int err = djmfs__root_put(m->working, nf, &nr);
+
+	if (err)
+		return no(m, err, "root_put");
+	djmfs__root_unref(m->working);
+	m->working = nr;
+	return 0;
+}
+
+static int ap_file_create(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	struct djmfs__file *f = NULL;
+	struct ient e = { r->ino, NULL, { NULL, 0, 0 } };
+	int err;
+
+	if (r->ino != m->next_ino)
+		return no(m, -EINVAL, "ino is not the next one");
+	if (djmfs__root_find(m->working, r->u.create.name))
+		return no(m, -EEXIST, "name taken");
+	err = djmfs__file_new(&f, r->ino, r->u.create.name, r->time_ns);
+	if (err)
+		return no(m, err, "bad name");
+	e.name = strdup(r->u.create.name);
+	if (!e.name || im_reserve(&m->inos)) {
+		err = no(m, -ENOMEM, "inode table");
+		goto err;
+	}
+	err = commit_file(m, f);
+	f = NULL;
+	if (err)
+		goto err;
+	im_place(&m->inos, &e);
+	m->next_ino++;
+	return 0;
+err:
+	djmfs__file_unref(f);
+	free(e.name);
+	return err;
+}
+
+static int ap_file_unlink(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const struct djmfs__file *f;
+	struct djmfs__root *nr;
+	struct urun *units;
+	struct ient *e;
+	int64_t n;
+	int err = lookup(m, r->ino, &e, &f);
+
+	if (err)
+		return err;
+	n = file_units(m, f, -1, &units);
+	if (n < 0)
+		return no(m, (int)n, "unit list");
+	err = djmfs__root_del(m->working, f->name, &nr);
+	if (err) {
+		free(units);
+		return no(m, err, "root_del");
+	}
+	djmfs__root_unref(m->working); /* f may be gone from here on */
+	m->working = nr;
+	for (uint32_t i = 0; i < e->res.n; i++)
+		m->reserved -= e->res.r[i].count;
+	report(m, e->res.r, e->res.n, DJMFS_FREE_NOW);
+	report(m, units, (uint64_t)n, DJMFS_FREE_DEFERRED);
+	im_remove(&m->inos, e);
+	free(units);
+	return 0;
+}
+
+/* Checks an OBJ_CREATE against @f. */
+static int obj_create_check(struct djmfs__meta *m, const struct djmfs__file *f,
+			    const struct djmfs__jrec *r)
+{
+	uint32_t i, a = r->u.obj.attrs;
+
+	if (!djmfs__attrs_valid(a))
+		return no(m, -EINVAL, "bad attributes");
+	if (r->u.obj.obj_id != f->next_obj_id)
+		return no(m, -EINVAL, "obj_id is not the next one");
+	if (!r->u.obj.name[0])
+		return no(m, -EINVAL, "empty object name");
+	for (i = 0; i < f->n_objs; i++) {
+		if (!strcmp(f->objs[i]->name, r->u.obj.name))
+			return no(m, -EEXIST, "object name taken");
+		if ((a & f->objs[i]->attrs) & DJMFS_ATTR_SYNC)
+			return no(m, -EEXIST, "a SYNC object exists");
+	}
+	if (f->n_objs >= DJMFS_MAX_OBJS)
+		return no(m, -ENOSPC, "too many objects");
+	return 0;
+}
+
+static int ap_obj_create(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const struct djmfs__file *f;
+	struct djmfs__file *nf = NULL;
+	struct djmfs__obj *o = NULL;
+	struct ient *e;
+	int err = lookup(m, r->ino, &e, &f);
+
+	if (!err)
+		err = obj_create_check(m, f, r);
+	if (err)
+		return err;
+	if (djmfs__file_dup(f, &nf) || djmfs__obj_new(&o, r->u.obj.obj_id,
+						      r->u.obj.attrs,
+						      r->u.obj.name)) {
+		djmfs__file_unref(nf);
+		return no(m, -ENOMEM, "new object");
+	}
+	nf->objs[nf->n_objs++] = o;
+	nf->next_obj_id++;
+	nf->version++;
+	return commit_file(m, nf);
+}
+
+static int ap_obj_delete(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const struct djmfs__file *f;
+	struct djmfs__file *nf;
+	struct urun *units;
+	struct ient *e;
+	int64_t n;
+	int i, err = lookup(m, r->ino, &e, &f);
+
+	if (err)
+		return err;
+	i = djmfs__file_obj_index(f, r->u.obj.obj_id);
+	if (i < 0)
+		return no(m, -ENOENT, "no such object");
+	n = file_units(m, f, i, &units);
+	if (n < 0)
+		return no(m, (int)n, "unit list");
+	err = djmfs__file_dup(f, &nf);
+	if (!err) {
+		djmfs__file_remove_obj(nf, (uint32_t)i);
+		nf->version++;
+		err = commit_file(m, nf);
+	}
+	if (!err)
+		report(m, units, (uint64_t)n, DJMFS_FREE_DEFERRED);
+	free(units);
+	return err ? no(m, err, "new file version") : 0;
+}
+
+static int ap_obj_setattr(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const struct djmfs__file *f;
+	struct djmfs__file *nf = NULL;
+	struct djmfs__obj *o = NULL;
+	struct ient *e;
+	uint32_t a = r->u.obj.attrs, j;
+	int i, err = lookup(m, r->ino, &e, &f);
+
+	if (err)
+		return err;
+	i = djmfs__file_obj_index(f, r->u.obj.obj_id);
+	if (i < 0)
+		return no(m, -ENOENT, "no such object");
+	if (((a ^ f->objs[i]->attrs) & ~DJMFS_ATTR_SYNC) ||
+	    !djmfs__attrs_valid(a))
+		return no(m, -EINVAL, "only SYNC may change");
+	for (j = 0; (a & DJMFS_ATTR_SYNC) && j < f->n_objs; j++)
+		if ((int)j != i && (f->objs[j]->attrs & DJMFS_ATTR_SYNC))
+			return no(m, -EEXIST, "a SYNC object exists");
+	if (djmfs__file_dup(f, &nf) || djmfs__obj_dup(f->objs[i], &o)) {
+		djmfs__file_unref(nf);
+		return no(m, -ENOMEM, "new object version");
+	}
+	o->attrs = a;
+	djmfs__file_set_obj(nf, (uint32_t)i, o);
+	nf->version++;
+	return commit_file(m, nf);
+}
+
+static int ap_quarantine(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const struct djmfs__file *f;
+	struct djmfs__file *nf;
+	struct ient *e;
+	int err = lookup(m, r->ino, &e, &f);
+
+	if (err)
+		return err;
+	if (djmfs__file_dup(f, &nf))
+		return no(m, -ENOMEM, "new file version");
+	nf->flags |= DJMFS_FILE_QUARANTINED;
+	return commit_file(m, nf);
+}
+
+/* ---- PUBLISH ---- */
+
+/* What one object would look like after the extents checked so far. */
+struct psim {
+	int seen;
+	uint64_t end;	 /* end of the last extent; 0: no map */
+	uint64_t maplen; /* bytes mapped */
+	uint64_t size;
+};
+
+/* Checks one new extent of a DATA object and takes the units it needs
+ * out of @res (a private copy of the file's reservation). */
+static int pub_extent(struct djmfs__meta *m, struct psim *s, struct rset *res,
+		      struct djmfs_extent x)
+{
+	uint64_t u0 = 0, u1 = 0, eu = 0;
+	int has_end = s->end > m->o.data_off && s->end <= m->data_end;
+	int err;
+
+	if (!x.len || x.offset % DJMFS_BLOCK || x.offset < m->o.data_off ||
+	    x.offset > m->data_end || x.len > m->data_end - x.offset)
+		return no(m, -EINVAL, "extent empty, misaligned or outside");
+	ext_units(m, x.offset, x.len, &u0, &u1);
+	if (has_end)
+		eu = (s->end - 1 - m->o.data_off) / m->o.au_size;
+	if (has_end && u0 <= eu && eu <= u1) {
+		/* The object's own end unit: only past the map end. */
+		if (x.offset < s->end)
+			return no(m, -EPERM, "extent overlaps the map end");
+		u0 = eu + 1;
+	}
+	if (u0 <= u1) {
+		err = rset_take(res, u0, u1 - u0 + 1);
+		if (err)
+			return no(m, err == -ENOENT ? -EPERM : err,
+				  "extent outside the reservation");
+	}
+	s->end = x.offset + x.len;
+	s->maplen += x.len;
+	return 0;
+}
+
+static int pub_obj_check(struct djmfs__meta *m, const struct djmfs__obj *o,
+			 struct psim *s, struct rset *res,
+			 const struct djmfs__pub_obj *p)
+{
+	uint32_t k;
+	int err;
+
+	if (!s->seen) {
+		s->seen = 1;
+		s->end = djmfs__obj_map_end(o);
+		s->maplen = djmfs__obj_maplen(o);
+		s->size = o->size;
+	}
+	if (o->attrs & DJMFS_ATTR_META) {
+		if (!p->has_meta || p->ext.n)
+			return no(m, -EINVAL, "META without bytes, or extents");
+		if (p->meta_len > DJMFS_META_MAX)
+			return no(m, -EFBIG, "META object too large");
+		if (p->size != p->meta_len)
+			return no(m, -EINVAL, "META size is not its length");
+		return 0;
+	}
+	if (p->has_meta)
+		return no(m, -EINVAL, "bytes for a DATA object");
+	for (k = 0; k < p->ext.n; k++) {
+		err = pub_extent(m, s, res, djmfs__extv_at(p->ext, k));
+		if (err)
+			return err;
+	}
+	if (p->size < s->size || p->size > s->maplen)
+		return no(m, -EINVAL, "DATA size shrinks or exceeds its map");
+	s->size = p->size;
+	return 0;
+}
+
+/* Builds the new file version; the checks have passed. */
+static int pub_build(const struct djmfs__file *f, const struct djmfs__jrec *r,
+		     struct djmfs__file **out)
+{
+	const struct djmfs__publish *pub = &r->u.publish;
+	uint8_t fresh[DJMFS_MAX_OBJS] = { 0 };
+	struct djmfs__file *nf;
+	struct djmfs__obj *o;
+	uint32_t k, x;
+	int i, err = djmfs__file_dup(f, &nf);
+
+	for (k = 0; !err && k < pub->n_objs; k++) {
+		const struct djmfs__pub_obj *p = &pub->objs[k];
+
+		i = djmfs__file_obj_index(nf, p->obj_id);
+		if (!fresh[i]) {
+			err = djmfs__obj_dup(nf->objs[i], &o);
+			if (err)
+				break;
+			djmfs__file_set_obj(nf, (uint32_t)i, o);
+			fresh[i] = 1;
+		}
+		o = nf->objs[i];
+		if (p->has_meta)
+			err = djmfs__obj_set_meta(o, p->meta, p->meta_len);
+		for (x = 0; !err && x < p->ext.n; x++) {
+			struct djmfs_extent e = djmfs__extv_at(p->ext, x);
+
+			err = djmfs__obj_append(o, e.offset, e.len);
+		}
+		o->size = p->size;
+	}
+	if (err) {
+		djmfs__file_unref(nf);
+		return err;
+	}
+	nf->version = pub->base_version + 1;
+	nf->mtime_ns = r->time_ns;
+	*out = nf;
+	return 0;
+}
+
+static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const struct djmfs__publish *pub = &r->u.publish;
+	struct psim sim[DJMFS_MAX_OBJS];
+	const struct djmfs__file *f;
+	struct djmfs__file *nf;
+	struct rset res;
+	struct ient *e;
+	uint64_t taken = 0;
+	uint32_t k;
+	int i, err = lookup(m, r->ino, &e, &f);
+
+	if (err)
+		return err;
+	if (pub->base_version != f->version)
+		return no(m, -ESTALE, "base version is not the current one");
+	if (pub->n_objs > DJMFS_MAX_OBJS)
+		return no(m, -EINVAL, "too many objects");
+	if (rset_copy(&res, &e->res))
+		return no(m, -ENOMEM, "reservation copy");
+	memset(sim, 0, sizeof(sim));
+	for (k = 0; !err && k < pub->n_objs; k++) {
+		i = djmfs__file_obj_index(f, pub->objs[k].obj_id);
+		err = i < 0 ? no(m, -ENOENT, "no such object")
+			    : pub_obj_check(m, f->objs[i], &sim[i], &res,
+					    &pub->objs[k]);
+	}
+	if (!err) {
+		err = pub_build(f, r, &nf);
+		err = err ? no(m, err, "new file version") : commit_file(m, nf);
+	}
+	if (err) {
+		rset_free(&res);
+		return err;
+	}
+	for (k = 0; k < e->res.n; k++)
+		taken += e->res.r[k].count;
+	for (k = 0; k < res.n; k++)
+		taken -= res.r[k].count;
+	m->reserved -= taken;
+	rset_free(&e->res);
+	e->res = res;
+	return 0;
+}
+
+/* ---- RESERVE, RELEASE ---- */
+
+static int ap_reserve(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const struct djmfs__file *f;
+	struct rset res;
+	struct ient *e;
+	uint64_t total = 0;
+	uint32_t k;
+	int err = lookup(m, r->ino, &e, &f);
+
+	if (err)
+		return err;
+	if (rset_copy(&res, &e->res))
+		return no(m, -ENOMEM, "reservation copy");
+	for (k = 0; !err && k < r->u.runs.n; k++) {
+		struct djmfs__run x = djmfs__runv_at(r->u.runs, k);
+
+		if (!x.count || x.first >= m->o.n_aus ||
+		    x.count > m->o.n_aus - x.first) {
+			err = no(m, -EINVAL, "run outside the data area");
+			break;
+		}
+		err = rset_add(&res, x.first, x.count);
+		if (err)
+			err = no(m, err, "run already reserved");
+		total += x.count;
+	}
+	if (err) {
+		rset_free(&res);
+		return err;
+	}
+	rset_free(&e->res);
+	e->res = res;
+	m->reserved += total;
+	return 0;
+}
+
+static int ap_release(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const struct djmfs__file *f;
+	struct rset res;
+	struct ient *e;
+	uint64_t total = 0;
+	uint32_t k;
+	int err = lookup(m, r->ino, &e, &f);
+
+	if (err)
+		return err;
+	if (rset_copy(&res, &e->res))
+		return no(m, -ENOMEM, "reservation copy");
+	for (k = 0; !err && k < r->u.runs.n; k++) {
+		struct djmfs__run x = djmfs__runv_at(r->u.runs, k);
+
+		err = x.count ? rset_take(&res, x.first, x.count) : -ENOENT;
+		if (err)
+			err = no(m, err == -ENOENT ? -EINVAL : err,
+				 "run not reserved");
+		total += x.count;
+	}
+	if (err) {
+		rset_free(&res);
+		return err;
+	}
+	rset_free(&e->res);
+	e->res = res;
+	m->reserved -= total;
+	for (k = 0; m->o.on_free && k < r->u.runs.n; k++) {
+		struct djmfs__run x = djmfs__runv_at(r->u.runs, k);
+
+		m->o.on_free(m->o.arg, x.first, x.count, DJMFS_FREE_NOW);
+	}
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(struct djmfs__meta *m, const struct djmfs__jrec *r);
+} ops[DJMFS_J_MAX] = {
+	[DJMFS_J_FILE_CREATE] = { "FILE_CREATE", ap_file_create },
+	[DJMFS_J_FILE_UNLINK] = { "FILE_UNLINK", ap_file_unlink },
+	[DJMFS_J_OBJ_CREATE] = { "OBJ_CREATE", ap_obj_create },
+	[DJMFS_J_OBJ_DELETE] = { "OBJ_DELETE", ap_obj_delete },
+	[DJMFS_J_OBJ_SETATTR] = { "OBJ_SETATTR", ap_obj_setattr },
+	[DJMFS_J_PUBLISH] = { "PUBLISH", ap_publish },
+	[DJMFS_J_RESERVE] = { "RESERVE", ap_reserve },
+	[DJMFS_J_RELEASE] = { "RELEASE", ap_release },
+	[DJMFS_J_QUARANTINE] = { "QUARANTINE", ap_quarantine },
+};
+
+int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const char *name = r->type < DJMFS_J_MAX && ops[r->type].fn ?
+				   ops[r->type].name : "?";
+	int err;
+
+	m->why = "";
+	if (name[0] == '?')
+		err = no(m, -EINVAL, "unknown record type");
+	else if (r->seq != m->seq + 1)
+		err = no(m, -EINVAL, "seq out of order");
+	else
+		err = ring_reserve(m) ? no(m, -ENOMEM, "ring")
+				      : ops[r->type].fn(m, r);
+	if (err) {
+		djmfs__log(m->o.log, DJMFS_LOG_DEBUG,
+			   "meta_apply: %s seq %" PRIu64 " ino %" PRIu64
+			   " refused (%s): %s", name, r->seq, r->ino, m->why,
+			   strerror(-err));
+		return err;
+	}
+	m->seq = r->seq;
+	m->ring[(m->ring_head + m->ring_n) % m->ring_cap] =
+		(struct pend){ r->seq, djmfs__root_ref(m->working) };
+	m->ring_n++;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reservations and maps, walked                                       */
+/* ------------------------------------------------------------------ */
+
+int djmfs__meta_walk_reserved(const struct djmfs__meta *m,
+			      int (*fn)(void *arg, uint64_t ino,
+					struct djmfs__run run),
+			      void *arg)
+{
+	size_t i;
+	uint32_t k;
+	int ret;
+
+	for (i = 0; i < m->inos.cap; i++) {
+		const struct ient *e = &m->inos.slot[i];
+
+		for (k = 0; e->ino && k < e->res.n; k++) {
+			uint64_t first = e->res.r[k].first;
+			uint64_t left = e->res.r[k].count;
+
+			while (left) { /* runs travel with u32 counts */
+				uint32_t c = left > UINT32_MAX ? UINT32_MAX
+							       : (uint32_t)left;
+
+				struct djmfs__run run = { first, c };
+
+				ret = fn(arg, e->ino, run);
+				if (ret)
+					return ret;
+				first += c;
+				left -= c;
+			}
+		}
+	}
+	return 0;
+}
+
+uint64_t djmfs__meta_reserved_aus(const struct djmfs__meta *m)
+{
+	return m->reserved;
+}
+
+uint64_t djmfs__meta_drop_reservations(struct djmfs__meta *m)
+{
+	uint64_t dropped = m->reserved;
+	size_t i;
+
+	for (i = 0; i < m->inos.cap; i++)
+		rset_free(&m->inos.slot[i].res);
+	m->reserved = 0;
+	return dropped;
+}
+
+struct mwalk {
+	const struct djmfs__meta *m;
+	int (*fn)(void *arg, uint64_t ino, uint64_t first_au, uint64_t n_aus);
+	void *arg;
+};
+
+/* One file: per object, consecutive extents sharing or abutting units
+ * make one range. */
+static int walk_mapped_file(void *arg, const struct djmfs__file *f)
+{
+	const struct mwalk *w = arg;
+	uint64_t u0, u1, a = 0, b = 0;
+	uint32_t i, j;
+	int have, ret;
+
+	for (i = 0; i < f->n_objs; i++) {
+		const struct djmfs__obj *o = f->objs[i];
+
+		have = 0;
+		for (j = 0; j < o->n_ext; j++) {
+			struct djmfs_extent e = djmfs__obj_extent(o, j);
+
+			if (!ext_units(w->m, e.offset, e.len, &u0, &u1))
+				continue;
+			if (have && u0 >= a && u0 <= b + 1) {
+				b = u1 > b ? u1 : b;
+				continue;
+			}
+			if (have && (ret = w->fn(w->arg, f->ino, a, b - a + 1)))
+				return ret;
+			a = u0;
+			b = u1;
+			have = 1;
+		}
+		if (have && (ret = w->fn(w->arg, f->ino, a, b - a + 1)))
+			return ret;
+	}
+	return 0;
+}
+
+int djmfs__meta_walk_mapped(const struct djmfs__meta *m,
+			    int (*fn)(void *arg, uint64_t ino,
+				      uint64_t first_au, uint64_t n_aus),
+			    void *arg)
+{
+	struct mwalk w = { m, fn, arg };
+
+	return djmfs__root_walk(m->working, NULL, walk_mapped_file, &w);
+}
+
+/* ------------------------------------------------------------------ */
+/* Checkpoint image                                                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Image, little-endian:
+ *   u32 magic "DJMI" | u32 version | u64 next_ino | u64 n_files |
+ *   n_files * FILE (in name order) | u32 n_resv | n_resv * RESV
+ * FILE: u64 ino | str name | u64 version | u32 flags | u64 ctime_ns |
+ *   u64 mtime_ns | u32 next_obj_id | u32 n_objs | n_objs * OBJ
+ * OBJ: u32 id | u32 attrs | str name | u64 size | u32 n_ext |
+ *   n_ext * { u64 offset | u64 len } | u32 meta_len | meta bytes
+ * RESV (files in name order): u64 ino | u32 n | n * { u64 first |
+ *   u64 count }
+ */
+#define IMG_FILE_MIN 47u /* smallest FILE: a one-byte name, no objects */
+#define IMG_RUN 16u
+
+struct swalk {
+	const struct djmfs__meta *m;
+	struct djmfs__buf *b;
+	uint32_t n_resv;
+};
+
+static int put_file(void *arg, const struct djmfs__file *f)
+{
+	struct djmfs__buf *b = ((struct swalk *)arg)->b;
+	uint32_t i, j;
+
+	djmfs__put_u64(b, f->ino);
+	djmfs__put_str(b, f->name);
+	djmfs__put_u64(b, f->version);
+	djmfs__put_u32(b, f->flags);
+	djmfs__put_u64(b, f->ctime_ns);
+	djmfs__put_u64(b, f->mtime_ns);
+	djmfs__put_u32(b, f->next_obj_id);
+	djmfs__put_u32(b, f->n_objs);
+	for (i = 0; i < f->n_objs; i++) {
+		const struct djmfs__obj *o = f->objs[i];
+
+		djmfs__put_u32(b, o->id);
+		djmfs__put_u32(b, o->attrs);
+		djmfs__put_str(b, o->name);
+		djmfs__put_u64(b, o->size);
+		djmfs__put_u32(b, o->n_ext);
+		for (j = 0; j < o->n_ext; j++) {
+			struct djmfs_extent e = djmfs__obj_extent(o, j);
+
+			djmfs__put_u64(b, e.offset);
+			djmfs__put_u64(b, e.len);
+		}
+		djmfs__put_u32(b, o->meta_len);
+		if (o->meta_len)
+			djmfs__put_bytes(b, o->meta, o->meta_len);
+	}
+	return b->err;
+}
+
+static int put_resv(void *arg, const struct djmfs__file *f)
+{
+	struct swalk *w = arg;
+	const struct ient *e = im_find(&w->m->inos, f->ino);
+	uint32_t k;
+
+	if (!e || !e->res.n)
+		return 0;
+	djmfs__put_u64(w->b, f->ino);
+	djmfs__put_u32(w->b, e->res.n);
+	for (k = 0; k < e->res.n; k++) {
+		djmfs__put_u64(w->b, e->res.r[k].first);
+		djmfs__put_u64(w->b, e->res.r[k].count);
+	}
+	w->n_resv++;
+	return w->b->err;
+}
+
+int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out)
+{
+	struct swalk w = { m, out, 0 };
+	size_t at;
+
+	djmfs__put_u32(out, IMG_MAGIC);
+	djmfs__put_u32(out, IMG_VERSION);
+	djmfs__put_u64(out, m->next_ino);
+	djmfs__put_u64(out, djmfs__root_nfiles(m->working));
+	djmfs__root_walk(m->working, NULL, put_file, &w);
+	at = out->len;
+	djmfs__put_u32(out, 0);
+	djmfs__root_walk(m->working, NULL, put_resv, &w);
+	if (!out->err)
+		djmfs__patch_u32(out, at, w.n_resv);
+	return out->err;
+}
+
+/* Reads one OBJ into a new object version.  Returns 0, -EBADMSG or
+ * -ENOMEM. */
+static int get_obj(struct djmfs__cur *c, struct djmfs__obj **out)
+{
+	char name[DJMFS_OBJ_NAME_MAX + 1];
+	struct djmfs__obj *o = NULL;
+	uint32_t id = djmfs__get_u32(c), attrs = djmfs__get_u32(c), n, k;
+	uint64_t size;
+	const uint8_t *p;
+	int err;
+
+	djmfs__get_str(c, name, sizeof(name), 0);
+	size = djmfs__get_u64(c);
+	n = djmfs__get_u32(c);
+	if (c->err || !djmfs__attrs_valid(attrs) ||
+	    (n && (attrs & DJMFS_ATTR_META)) ||
+	    (uint64_t)n * DJMFS_EXT_WIRE > djmfs__cur_left(c))
+		return -EBADMSG;
+	err = djmfs__obj_new(&o, id, attrs, name);
+	for (k = 0; !err && k < n; k++) {
+		uint64_t off = djmfs__get_u64(c), len = djmfs__get_u64(c);
+
+		err = len ? djmfs__obj_append(o, off, len) : -EBADMSG;
+	}
+	n = djmfs__get_u32(c);
+	p = djmfs__get_bytes(c, n);
+	if (!err && (attrs & DJMFS_ATTR_META) && size != n)
+		err = -EBADMSG;
+	if (!err && !(attrs & DJMFS_ATTR_META) &&
+	    (n || size > djmfs__obj_maplen(o)))
+		err = -EBADMSG;
+	if (!err && (c->err || n > DJMFS_META_MAX))
+		err = -EBADMSG;
+	if (!err)
+		err = djmfs__obj_set_meta(o, p, n);
+	if (err) {
+		djmfs__obj_unref(o);
+		return err;
+	}
+	o->size = size;
+	*out = o;
+	return 0;
+}
+
+/* Reads one FILE.  Returns 0, -EBADMSG or -ENOMEM. */
+static int get_file(struct djmfs__meta *m, struct djmfs__cur *c,
+		    struct djmfs__file **out)
+{
+	char name[DJMFS_NAME_MAX + 1];
+	struct djmfs__file *f = NULL;
+	uint64_t ino = djmfs__get_u64(c);
+	uint32_t i, j, nsync = 0;
+	int err;
+
+	djmfs__get_str(c, name, sizeof(name), 0);
+	if (c->err || !ino || ino >= m->next_ino || im_find(&m->inos, ino))
+		return -EBADMSG;
+	err = djmfs__file_new(&f, ino, name, 0);
+	if (err)
+		return err;
+	f->version = djmfs__get_u64(c);
+	f->flags = djmfs__get_u32(c);
+	f->ctime_ns = djmfs__get_u64(c);
+	f->mtime_ns = djmfs__get_u64(c);
+	f->next_obj_id = djmfs__get_u32(c);
+	f->n_objs = djmfs__get_u32(c);
+	if (c->err || f->n_objs > DJMFS_MAX_OBJS ||
+	    (f->flags & ~DJMFS_FILE_QUARANTINED))
+		err = -EBADMSG;
+	for (i = 0; !err && i < f->n_objs; i++) {
+		err = get_obj(c, &f->objs[i]);
+		for (j = 0; !err && j < i; j++)
+			if (f->objs[j]->id == f->objs[i]->id ||
+			    !strcmp(f->objs[j]->name, f->objs[i]->name))
+				err = -EBADMSG;
+		if (err)
+			break;
+		if (f->objs[i]->id >= f->next_obj_id ||
+		    ((f->objs[i]->attrs & DJMFS_ATTR_SYNC) && nsync++))
+			err = -EBADMSG;
+	}
+	if (err) {
+		f->n_objs = DJMFS_MAX_OBJS; /* slots not loaded are NULL */
+		djmfs__file_unref(f);
+		return err;
+	}
+	*out = f;
+	return 0;
+}
+
+/* Reads n_files FILEs into a new root and the inode table. */
+static int get_files(struct djmfs__meta *m, struct djmfs__cur *c,
+		     uint64_t n, struct djmfs__root **out)
+{
+	struct djmfs__file **files;
+	uint64_t i, got = 0;
+	int err = 0;
+
+	if (n > djmfs__cur_left(c) / IMG_FILE_MIN)
+		return -EBADMSG;
+	files = malloc((n ? n : 1) * sizeof(*files));
+	if (!files)
+		return -ENOMEM;
+	for (i = 0; !err && i < n; i++) {
+		struct ient e = { 0, NULL, { NULL, 0, 0 } };
+
+		err = get_file(m, c, &files[i]);
+		if (err)
+			break;
+		got++;
+		if (i && strcmp(files[i - 1]->name, files[i]->name) >= 0)
+			err = -EBADMSG;
+		else if (!(e.name = strdup(files[i]->name)) ||
+			 im_reserve(&m->inos))
+			err = -ENOMEM;
+		if (!err) {
+			e.ino = files[i]->ino;
+			im_place(&m->inos, &e);
+		} else {
+			free(e.name);
+		}
+	}
+	if (err) {
+		for (i = 0; i < got; i++)
+			djmfs__file_unref(files[i]);
+	} else {
+		err = djmfs__root_build(files, n, out);
+	}
+	free(files);
+	return err;
+}
+
+static int get_resv(struct djmfs__meta *m, struct djmfs__cur *c)
+{
+	uint32_t n = djmfs__get_u32(c), i, k;
+	int err = 0;
+
+	for (i = 0; !err && !c->err && i < n; i++) {
+		struct ient *e = im_find(&m->inos, djmfs__get_u64(c));
+		uint32_t runs = djmfs__get_u32(c);
+
+		if (c->err || !e || e->res.n || !runs ||
+		    (uint64_t)runs * IMG_RUN > djmfs__cur_left(c))
+			return -EBADMSG;
+		for (k = 0; !err && k < runs; k++) {
+			uint64_t first = djmfs__get_u64(c);
+			uint64_t count = djmfs__get_u64(c);
+
+			if (!count || first >= m->o.n_aus ||
+			    count > m->o.n_aus - first)
+				return -EBADMSG;
+			err = rset_add(&e->res, first, count);
+			m->reserved += count;
+		}
+	}
+	if (err == -EINVAL || c->err)
+		return -EBADMSG;
+	return err;
+}
+
+static int meta_parse(struct djmfs__meta *m, const uint8_t *img, size_t n)
+{
+	struct djmfs__root *r = NULL;
+	struct djmfs__cur c;
+	uint64_t nfiles;
+	int err;
+
+	djmfs__cur_init(&c, img, n);
+	if (djmfs__get_u32(&c) != IMG_MAGIC ||
+	    djmfs__get_u32(&c) != IMG_VERSION)
+		return -EBADMSG;
+	m->next_ino = djmfs__get_u64(&c);
+	nfiles = djmfs__get_u64(&c);
+	if (c.err || !m->next_ino)
+		return -EBADMSG;
+	err = get_files(m, &c, nfiles, &r);
+	if (err)
+		return err;
+	djmfs__root_unref(m->working);
+	djmfs__root_unref(m->durable);
+	m->working = r;
+	m->durable = djmfs__root_ref(r);
+	err = get_resv(m, &c);
+	if (!err && (c.err || djmfs__cur_left(&c)))
+		err = -EBADMSG;
+	return err;
+}
+
+int djmfs__meta_load(struct djmfs__meta *m, const uint8_t *img, size_t n,
+		     uint64_t last_seq)
+{
+	struct djmfs__root *empty;
+	int err = djmfs__root_new(&empty);
+
+	if (err)
+		return err;
+	/* One reference for the state, one kept for the failure path. */
+	meta_reset(m, djmfs__root_ref(empty));
+	if (n)
+		err = meta_parse(m, img, n);
+	if (err) {
+		djmfs__log(m->o.log, DJMFS_LOG_ERROR,
+			   "meta_load: checkpoint image of %zu bytes: %s", n,
+			   strerror(-err));
+		meta_reset(m, empty);
+		return err;
+	}
+	djmfs__root_unref(empty);
+	m->seq = last_seq;
+	return 0;
+}
