@@ -1,0 +1,1077 @@
+/*
+ * The metadata server's body: booting from the volume (checkpoint, journal
+ * replay, rebuilding free space, a fresh checkpoint), then one thread
+ * running an epoll loop over the listening sockets, the client
+ * connections, the journal's "durable" eventfd, a 100 ms timer and a stop
+ * eventfd.  Connections are non-blocking; each assembles frames in a read
+ * buffer, answers every frame of one read before writing, and keeps what
+ * the socket would not take in a write buffer (EPOLLOUT only while that is
+ * non-empty).  Answers to mutations wait on a queue, in seq order, until
+ * the journal reports their record durable; only then does the durable
+ * root move and the answers go out.  A peer that breaks the protocol
+ * loses its connection, never the server.
+ */
+#define _GNU_SOURCE /* accept4, struct ucred */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "djmfs_srv.h"
+
+#define READ_CHUNK (64u << 10)
+#define READ_ROUNDS 16 /* reads per wake-up, so one peer cannot hog */
+#define SHUTDOWN_WAIT_MS 10000
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t djmfs__mono_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+uint64_t djmfs__real_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
+}
+
+const struct djmfs__boot_info *
+djmfs__server_boot_info(const struct djmfs_server *s)
+{
+	return &s->boot;
+}
+
+static int ep_set(struct djmfs_server *s, int op, struct djmfs__ev *ev,
+		  uint32_t events)
+{
+	struct epoll_event e = { .events = events, .data.ptr = ev };
+
+	return epoll_ctl(s->epfd, op, ev->fd, &e) < 0 ? -errno : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Boot                                                                 */
+/* ------------------------------------------------------------------ */
+
+static int replay_one(void *arg, const struct djmfs__jrec *r)
+{
+	struct djmfs_server *s = arg;
+
+	s->cur_ino = r->ino;
+	return djmfs__meta_apply(s->meta, r);
+}
+
+/* Volume, newest checkpoint, then the journal after it. */
+static int boot_load(struct djmfs_server *s)
+{
+	const struct djmfs_log *log = &s->o.log;
+	struct djmfs__ckpt ck = { 0 };
+	struct djmfs__replay_info ri;
+	struct djmfs__meta_opts mo;
+	int err;
+
+	err = djmfs__vol_open(&s->vol, s->volume, DJMFS__VOL_EXCL, log);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__vol_open %s: %s",
+			   s->volume, strerror(-err));
+		return err;
+	}
+	err = djmfs__ckpt_load(s->vol, &ck);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__ckpt_load %s: %s",
+			   s->volume, strerror(-err));
+		return err;
+	}
+	djmfs__log(log, DJMFS_LOG_DEBUG,
+		   "checkpoint generation %llu in slot %u: %zu bytes, seq %llu",
+		   (unsigned long long)ck.gen, ck.slot, ck.img_len,
+		   (unsigned long long)ck.last_seq);
+	s->boot.ckpt_gen = ck.gen;
+	s->boot_slot = ck.slot;
+	mo = (struct djmfs__meta_opts){ s->vol->sb.data_off, s->vol->sb.n_aus,
+					s->vol->sb.au_size, log,
+					djmfs__ops_on_free, s };
+	err = djmfs__meta_new(&s->meta, &mo);
+	if (err == 0)
+		err = djmfs__meta_load(s->meta, ck.img, ck.img_len, ck.last_seq);
+	free(ck.img);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__meta_load: %s",
+			   strerror(-err));
+		return err;
+	}
+	err = djmfs__journal_replay(s->vol, ck.gen, ck.last_seq, replay_one, s,
+				    &ri, log);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__journal_replay: %s",
+			   strerror(-err));
+		return err;
+	}
+	s->boot.records_replayed = ri.records;
+	s->boot.records_skipped = ri.skipped;
+	djmfs__log(log, DJMFS_LOG_DEBUG,
+		   "journal replayed: %llu records, %llu skipped, up to seq "
+		   "%llu (%s)",
+		   (unsigned long long)ri.records,
+		   (unsigned long long)ri.skipped,
+		   (unsigned long long)djmfs__meta_seq(s->meta), ri.stop);
+	return 0;
+}
+
+static int mark_mapped(void *arg, uint64_t ino, uint64_t first, uint64_t n)
+{
+	struct djmfs_server *s = arg;
+	uint64_t twice = djmfs__alloc_mark_used(s->alloc, first, n);
+
+	if (twice) {
+		s->boot.double_claims += twice;
+		djmfs__log(&s->o.log, DJMFS_LOG_WARN,
+			   "ino %llu maps units %llu+%llu, %llu of them "
+			   "already claimed by another map",
+			   (unsigned long long)ino, (unsigned long long)first,
+			   (unsigned long long)n, (unsigned long long)twice);
+	}
+	return 0;
+}
+
+/* Free space is whatever no map holds: reservations of the dead
+ * server's sessions come back here. */
+static int boot_space(struct djmfs_server *s)
+{
+	int err;
+
+	err = djmfs__alloc_new(&s->alloc, s->vol->sb.n_aus,
+			       s->o.prefetch_aus, &s->o.log);
+	if (err < 0) {
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR, "djmfs__alloc_new: %s",
+			   strerror(-err));
+		return err;
+	}
+	err = djmfs__meta_walk_mapped(s->meta, mark_mapped, s);
+	if (err < 0)
+		return err;
+	s->boot.units_reclaimed = djmfs__meta_drop_reservations(s->meta);
+	djmfs__log(&s->o.log, DJMFS_LOG_DEBUG,
+		   "free space rebuilt: %llu units reclaimed from reservations",
+		   (unsigned long long)s->boot.units_reclaimed);
+	return 0;
+}
+
+/* A fresh checkpoint in the other slot, then the journal's new epoch. */
+static int boot_commit(struct djmfs_server *s)
+{
+	uint64_t seq = djmfs__meta_seq(s->meta), gen = s->boot.ckpt_gen + 1;
+	unsigned slot = 1 - s->boot_slot;
+	struct djmfs__journal_opts jo;
+	struct djmfs__buf img;
+	int err;
+
+	djmfs__buf_init(&img);
+	err = djmfs__meta_serialize(s->meta, &img);
+	if (err == 0)
+		err = img.err;
+	if (err == 0)
+		err = djmfs__ckpt_store(s->vol, slot, gen, seq, img.p, img.len);
+	djmfs__buf_free(&img);
+	if (err < 0) {
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+			   "djmfs__ckpt_store slot %u: %s", slot,
+			   strerror(-err));
+		return err;
+	}
+	djmfs__log(&s->o.log, DJMFS_LOG_DEBUG,
+		   "checkpoint generation %llu written to slot %u",
+		   (unsigned long long)gen, slot);
+	jo = (struct djmfs__journal_opts){ s->vol, gen, slot, seq + 1,
+					   s->ev_jnl.fd, &s->o.log };
+	err = djmfs__journal_start(&s->jnl, &jo);
+	if (err < 0) {
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+			   "djmfs__journal_start: %s", strerror(-err));
+		return err;
+	}
+	djmfs__meta_mark_durable(s->meta, seq);
+	s->durable_seq = s->appended_seq = s->last_ckpt_seq = seq;
+	err = djmfs__alloc_start(s->alloc);
+	if (err < 0)
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+			   "djmfs__alloc_start: %s", strerror(-err));
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Listening sockets                                                    */
+/* ------------------------------------------------------------------ */
+
+/* A socket file nobody answers on is left over from a dead server. */
+static int unix_clear(struct djmfs_server *s, const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EADDRINUSE;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	rc = rc < 0 ? errno : 0;
+	close(fd);
+	if (rc != ECONNREFUSED)
+		return -EADDRINUSE;
+	djmfs__log(&s->o.log, DJMFS_LOG_INFO,
+		   "removing stale socket %s (nothing answers on it)",
+		   sa->sun_path);
+	return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+static int listen_unix(struct djmfs_server *s)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = -1, err;
+
+	if (strlen(s->unix_path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, s->unix_path, strlen(s->unix_path) + 1);
+	err = unix_clear(s, &sa);
+	if (err < 0)
+		goto err;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err = -errno;
+		goto err;
+	}
+	s->unix_bound = 1;
+	if (listen(fd, SOMAXCONN) < 0) {
+		err = -errno;
+		goto err;
+	}
+	s->ev_unix.fd = fd;
+	return ep_set(s, EPOLL_CTL_ADD, &s->ev_unix, EPOLLIN);
+err:
+	djmfs__log(&s->o.log, DJMFS_LOG_ERROR, "listening on %s: %s",
+		   s->unix_path, strerror(-err));
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* "host:port", "[v6]:port" or ":port" (every address). */
+static int tcp_split(const char *addr, char *host, size_t hsz,
+		     const char **port)
+{
+	const char *colon = strrchr(addr, ':');
+	size_t n;
+
+	if (!colon || !colon[1])
+		return -EINVAL;
+	n = (size_t)(colon - addr);
+	if (n >= 2 && addr[0] == '[' && addr[n - 1] == ']')
+		addr++, n -= 2;
+	if (n >= hsz)
+		return -EINVAL;
+	memcpy(host, addr, n);
+	host[n] = '\0';
+	*port = colon + 1;
+	return 0;
+}
+
+static int tcp_bind_any(const struct addrinfo *ai)
+{
+	int fd, one = 1;
+
+	for (; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family,
+			    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, SOMAXCONN) == 0)
+			return fd;
+		close(fd);
+	}
+	return -1;
+}
+
+static int listen_tcp(struct djmfs_server *s)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE,
+				  .ai_socktype = SOCK_STREAM },
+			*ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[256];
+	const char *port;
+	int err, fd;
+
+	err = tcp_split(s->tcp_addr, host, sizeof(host), &port);
+	if (err == 0 && (err = getaddrinfo(host[0] ? host : NULL, port,
+					   &hints, &ai)) != 0) {
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR, "getaddrinfo %s: %s",
+			   s->tcp_addr, gai_strerror(err));
+		return -EINVAL;
+	}
+	if (err < 0)
+		goto err;
+	errno = EADDRNOTAVAIL;
+	fd = tcp_bind_any(ai);
+	err = fd < 0 ? -errno : 0;
+	freeaddrinfo(ai);
+	if (err < 0)
+		goto err;
+	s->ev_tcp.fd = fd;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		s->tcp_port = ntohs(ss.ss_family == AF_INET6 ?
+			((struct sockaddr_in6 *)&ss)->sin6_port :
+			((struct sockaddr_in *)&ss)->sin_port);
+	return ep_set(s, EPOLL_CTL_ADD, &s->ev_tcp, EPOLLIN);
+err:
+	djmfs__log(&s->o.log, DJMFS_LOG_ERROR, "listening on %s: %s",
+		   s->tcp_addr, strerror(-err));
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                          */
+/* ------------------------------------------------------------------ */
+
+static void peer_name(int fd, int tcp, char *out, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ucred cr;
+	socklen_t cl = sizeof(cr);
+	char ip[INET6_ADDRSTRLEN] = "?";
+	uint16_t port = 0;
+
+	if (!tcp) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
+			snprintf(out, n, "unix:pid %d", (int)cr.pid);
+		else
+			snprintf(out, n, "unix:?");
+		return;
+	}
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+			port = ntohs(a->sin6_port);
+		} else {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+			port = ntohs(a->sin_port);
+		}
+	}
+	snprintf(out, n, "tcp:%s:%u", ip, port);
+}
+
+static int conn_new(struct djmfs_server *s, int fd, int tcp)
+{
+	struct djmfs__conn *c = calloc(1, sizeof(*c));
+	char peer[64];
+	int one = 1, err;
+
+	if (!c)
+		return -ENOMEM;
+	if (tcp)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->ev.kind = DJMFS_EV_CONN;
+	c->ev.fd = fd;
+	c->id = ++s->next_conn_id;
+	peer_name(fd, tcp, peer, sizeof(peer));
+	snprintf(c->peer, sizeof(c->peer), "conn %llu (%s)",
+		 (unsigned long long)c->id, peer);
+	djmfs__buf_init(&c->wbuf);
+	c->last_rx_ns = djmfs__mono_ns();
+	err = ep_set(s, EPOLL_CTL_ADD, &c->ev, EPOLLIN);
+	if (err < 0) {
+		free(c);
+		return err;
+	}
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	djmfs__log(&s->o.log, DJMFS_LOG_DEBUG, "%s: connected", c->peer);
+	return 0;
+}
+
+void djmfs__conn_kill(struct djmfs_server *s, struct djmfs__conn *c,
+		      const char *why)
+{
+	struct djmfs__session *ss = c->sess;
+
+	if (c->dead)
+		return;
+	c->dead = 1;
+	djmfs__log(&s->o.log, DJMFS_LOG_DEBUG, "%s: closed (%s)", c->peer,
+		   why);
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = NULL;
+	c->next = s->reap;
+	s->reap = c;
+	s->n_conns--;
+	c->sess = NULL;
+	if (ss)
+		djmfs__sess_detach(s, ss);
+}
+
+/* Frees killed connections: only between loop rounds, so no event of
+ * the current round can point at freed memory. */
+static void conn_reap(struct djmfs_server *s)
+{
+	struct djmfs__pending *p;
+	struct djmfs__conn *c;
+
+	while ((c = s->reap)) {
+		s->reap = c->next;
+		for (p = s->pend_head; p; p = p->next)
+			if (p->conn == c)
+				p->conn = NULL;
+		close(c->ev.fd);
+		free(c->rbuf);
+		djmfs__buf_free(&c->wbuf);
+		free(c);
+	}
+}
+
+static void conn_events(struct djmfs_server *s, struct djmfs__conn *c)
+{
+	int want = c->woff < c->wbuf.len;
+	uint32_t ev = (c->closing ? 0 : EPOLLIN) | (want ? EPOLLOUT : 0);
+
+	if (want == c->want_out && !c->closing)
+		return;
+	c->want_out = want;
+	ep_set(s, EPOLL_CTL_MOD, &c->ev, ev);
+}
+
+static void conn_flush(struct djmfs_server *s, struct djmfs__conn *c)
+{
+	ssize_t n;
+
+	while (!c->dead && c->woff < c->wbuf.len) {
+		n = send(c->ev.fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff,
+			 MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n < 0) {
+			djmfs__conn_kill(s, c, strerror(errno));
+			return;
+		}
+		c->woff += (size_t)n;
+	}
+	if (c->dead)
+		return;
+	if (c->woff == c->wbuf.len) {
+		djmfs__buf_reset(&c->wbuf);
+		c->woff = 0;
+		if (c->closing) {
+			djmfs__conn_kill(s, c, "answered, then closed");
+			return;
+		}
+	} else if (c->woff > c->wbuf.len / 2) {
+		memmove(c->wbuf.p, c->wbuf.p + c->woff, c->wbuf.len - c->woff);
+		c->wbuf.len -= c->woff;
+		c->woff = 0;
+	}
+	conn_events(s, c);
+}
+
+/* Room to read into: the whole frame being assembled, plus a chunk. */
+static int conn_room(struct djmfs__conn *c)
+{
+	size_t need = c->rlen + READ_CHUNK, cap;
+	uint8_t *p;
+
+	if (c->rlen >= DJMFS_HDR_SIZE)
+		need += djmfs__le32(c->rbuf);
+	if (c->rcap >= need)
+		return 0;
+	cap = c->rcap ? c->rcap : READ_CHUNK;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(c->rbuf, cap);
+	if (!p)
+		return -ENOMEM;
+	c->rbuf = p;
+	c->rcap = cap;
+	return 0;
+}
+
+/* Answers every whole frame buffered; keeps the tail of a partial one. */
+static void conn_frames(struct djmfs_server *s, struct djmfs__conn *c)
+{
+	struct djmfs__hdr h;
+	size_t off = 0;
+	int err;
+
+	while (!c->dead && !c->closing && c->rlen - off >= DJMFS_HDR_SIZE) {
+		err = djmfs__hdr_decode(c->rbuf + off, DJMFS_HDR_SIZE, &h);
+		if (err < 0) {
+			djmfs__log(&s->o.log, DJMFS_LOG_WARN,
+				   "%s: bad frame header (%s); closing",
+				   c->peer, strerror(-err));
+			djmfs__conn_kill(s, c, "bad frame header");
+			return;
+		}
+		if (c->rlen - off < DJMFS_HDR_SIZE + (size_t)h.len)
+			break;
+		err = djmfs__ops_dispatch(s, c, c->rbuf + off,
+					  DJMFS_HDR_SIZE + (size_t)h.len);
+		if (err < 0) {
+			djmfs__log(&s->o.log, DJMFS_LOG_WARN,
+				   "%s: bad %s frame (%s); closing", c->peer,
+				   djmfs__op_name(h.op), strerror(-err));
+			djmfs__conn_kill(s, c, "bad frame");
+			return;
+		}
+		off += DJMFS_HDR_SIZE + (size_t)h.len;
+	}
+	if (off) {
+		memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+		c->rlen -= off;
+	}
+}
+
+static void conn_read(struct djmfs_server *s, struct djmfs__conn *c)
+{
+	ssize_t n;
+	int round;
+
+	for (round = 0; round < READ_ROUNDS && !c->dead && !c->closing;) {
+		if (conn_room(c) < 0) {
+			djmfs__conn_kill(s, c, "out of memory");
+			return;
+		}
+		n = read(c->ev.fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			djmfs__conn_kill(s, c, n ? strerror(errno) :
+					 c->rlen ? "end of stream inside a frame" :
+						   "end of stream");
+			return;
+		}
+		c->rlen += (size_t)n;
+		c->last_rx_ns = djmfs__mono_ns();
+		conn_frames(s, c);
+		round++;
+	}
+	if (!c->dead)
+		conn_flush(s, c);
+}
+
+static void on_accept(struct djmfs_server *s, struct djmfs__ev *ev,
+		      uint32_t events)
+{
+	int fd, err;
+
+	(void)events;
+	for (;;) {
+		fd = accept4(ev->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			djmfs__log(&s->o.log, DJMFS_LOG_WARN,
+				   "accept4: %s; pausing accepts",
+				   strerror(errno));
+			/* Level-triggered: out of descriptors would spin. */
+			s->accept_paused = 1;
+			ep_set(s, EPOLL_CTL_MOD, ev, 0);
+			return;
+		}
+		err = conn_new(s, fd, ev->kind == DJMFS_EV_TCP);
+		if (err < 0) {
+			djmfs__log(&s->o.log, DJMFS_LOG_WARN,
+				   "accepting a connection: %s",
+				   strerror(-err));
+			close(fd);
+		}
+	}
+}
+
+static void on_conn(struct djmfs_server *s, struct djmfs__ev *ev,
+		    uint32_t events)
+{
+	struct djmfs__conn *c = (struct djmfs__conn *)ev;
+
+	if (c->dead)
+		return;
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		conn_read(s, c);
+	if (!c->dead && (events & EPOLLOUT))
+		conn_flush(s, c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Answers                                                              */
+/* ------------------------------------------------------------------ */
+
+static void mark_dirty(struct djmfs_server *s, struct djmfs__conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = 1;
+	c->dnext = s->dirty;
+	s->dirty = c;
+}
+
+static void flush_dirty(struct djmfs_server *s)
+{
+	struct djmfs__conn *c;
+
+	while ((c = s->dirty)) {
+		s->dirty = c->dnext;
+		c->dirty = 0;
+		if (!c->dead)
+			conn_flush(s, c);
+	}
+}
+
+static int send_now(struct djmfs_server *s, struct djmfs__conn *c,
+		    const struct djmfs__msg *m)
+{
+	size_t before = c->wbuf.len;
+	int err = djmfs__msg_encode(&c->wbuf, m);
+
+	if (err < 0) {
+		c->wbuf.len = before;
+		c->wbuf.err = 0;
+		return err;
+	}
+	if (c->wbuf.len - c->woff > DJMFS_SRV_WBUF_MAX) {
+		djmfs__log(&s->o.log, DJMFS_LOG_WARN,
+			   "%s: not reading its answers; closing", c->peer);
+		djmfs__conn_kill(s, c, "output backlog");
+	}
+	return 0;
+}
+
+int djmfs__srv_send(struct djmfs_server *s, struct djmfs__conn *c,
+		    const struct djmfs__msg *m, uint64_t wait_seq)
+{
+	struct djmfs__pending *p;
+	struct djmfs__buf b;
+	int err;
+
+	if (c->dead)
+		return 0;
+	if (wait_seq <= s->durable_seq)
+		return send_now(s, c, m);
+	p = malloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	djmfs__buf_init(&b);
+	err = djmfs__msg_encode(&b, m);
+	if (err < 0) {
+		djmfs__buf_free(&b);
+		free(p);
+		return err;
+	}
+	*p = (struct djmfs__pending){ wait_seq, c, b.p, b.len, NULL };
+	if (s->pend_tail)
+		s->pend_tail->next = p;
+	else
+		s->pend_head = p;
+	s->pend_tail = p;
+	return 0;
+}
+
+/* Sends the answers whose records are now durable (seq order). */
+static void pending_release(struct djmfs_server *s)
+{
+	struct djmfs__pending *p;
+	struct djmfs__conn *c;
+
+	while ((p = s->pend_head) && p->seq <= s->durable_seq) {
+		s->pend_head = p->next;
+		if (!s->pend_head)
+			s->pend_tail = NULL;
+		c = p->conn;
+		if (c && !c->dead) {
+			djmfs__put_bytes(&c->wbuf, p->frame, p->len);
+			if (c->wbuf.err)
+				djmfs__conn_kill(s, c, "out of memory");
+			else
+				mark_dirty(s, c);
+		}
+		free(p->frame);
+		free(p);
+	}
+	flush_dirty(s);
+}
+
+static void advance_durable(struct djmfs_server *s)
+{
+	uint64_t d = djmfs__journal_durable(s->jnl), t0;
+
+	if (d <= s->durable_seq)
+		return;
+	t0 = djmfs__mono_ns();
+	djmfs__meta_mark_durable(s->meta, d);
+	s->lock_busy_ns += djmfs__mono_ns() - t0;
+	s->durable_seq = d;
+	pending_release(s);
+}
+
+static void on_journal(struct djmfs_server *s, struct djmfs__ev *ev,
+		       uint32_t events)
+{
+	uint64_t v;
+
+	(void)events;
+	if (read(ev->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		djmfs__log(&s->o.log, DJMFS_LOG_WARN, "read eventfd: %s",
+			   strerror(errno));
+	advance_durable(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Timer and stop                                                       */
+/* ------------------------------------------------------------------ */
+
+static void on_timer(struct djmfs_server *s, struct djmfs__ev *ev,
+		     uint32_t events)
+{
+	uint64_t v, now = djmfs__mono_ns();
+	uint64_t idle = (uint64_t)s->o.lease_ms * 1000000u;
+	struct djmfs__conn *c, *next;
+
+	(void)events;
+	if (read(ev->fd, &v, sizeof(v)) < 0)
+		return;
+	djmfs__sess_tick(s, now);
+	/* A connection that never said HELLO has no lease of its own. */
+	for (c = s->conns; c; c = next) {
+		next = c->next;
+		if (!c->sess && now - c->last_rx_ns > idle)
+			djmfs__conn_kill(s, c, "no HELLO within a lease");
+	}
+	djmfs__alloc_tick(s->alloc, now);
+	if (!s->broken && djmfs__journal_want_checkpoint(s->jnl))
+		djmfs__srv_checkpoint(s);
+	if (s->accept_paused) {
+		s->accept_paused = 0;
+		if (s->ev_unix.fd >= 0)
+			ep_set(s, EPOLL_CTL_MOD, &s->ev_unix, EPOLLIN);
+		if (s->ev_tcp.fd >= 0)
+			ep_set(s, EPOLL_CTL_MOD, &s->ev_tcp, EPOLLIN);
+	}
+	flush_dirty(s);
+}
+
+static void on_stop(struct djmfs_server *s, struct djmfs__ev *ev,
+		    uint32_t events)
+{
+	(void)ev, (void)events;
+	s->stopping = 1;
+}
+
+typedef void (*ev_fn)(struct djmfs_server *s, struct djmfs__ev *ev,
+		      uint32_t events);
+
+static const ev_fn ev_table[] = {
+	[DJMFS_EV_UNIX] = on_accept,   [DJMFS_EV_TCP] = on_accept,
+	[DJMFS_EV_JOURNAL] = on_journal, [DJMFS_EV_TIMER] = on_timer,
+	[DJMFS_EV_STOP] = on_stop,     [DJMFS_EV_CONN] = on_conn,
+};
+
+void djmfs_server_stop(struct djmfs_server *s)
+{
+	uint64_t one = 1;
+	ssize_t r;
+
+	if (!s)
+		return;
+	r = write(s->ev_stop.fd, &one, sizeof(one));
+	(void)r;
+}
+
+uint16_t djmfs_server_tcp_port(const struct djmfs_server *s)
+{
+	return s ? s->tcp_port : 0;
+}
+
+static void close_listener(struct djmfs_server *s, struct djmfs__ev *ev)
+{
+	if (ev->fd < 0)
+		return;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, ev->fd, NULL);
+	close(ev->fd);
+	ev->fd = -1;
+}
+
+/* Waits for the journal to make @seq durable, answering as it goes. */
+static void wait_durable(struct djmfs_server *s, uint64_t seq)
+{
+	struct pollfd pfd = { .fd = s->ev_jnl.fd, .events = POLLIN };
+	uint64_t v, last = s->durable_seq;
+	int waited = 0;
+
+	while (s->durable_seq < seq && waited < SHUTDOWN_WAIT_MS) {
+		if (poll(&pfd, 1, 100) > 0 &&
+		    read(pfd.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			break;
+		advance_durable(s);
+		waited = s->durable_seq > last ? 0 : waited + 100;
+		last = s->durable_seq;
+	}
+	if (s->durable_seq < seq)
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+			   "shutdown: records up to seq %llu never became "
+			   "durable (durable: %llu)",
+			   (unsigned long long)seq,
+			   (unsigned long long)s->durable_seq);
+}
+
+/* Stop accepting, make every record durable and answer it, write a
+ * checkpoint, stop the journal.  Idempotent. */
+static void srv_shutdown(struct djmfs_server *s)
+{
+	if (s->shut)
+		return;
+	s->shut = 1;
+	close_listener(s, &s->ev_unix);
+	close_listener(s, &s->ev_tcp);
+	if (s->unix_bound && s->unix_path)
+		unlink(s->unix_path);
+	s->unix_bound = 0;
+	if (!s->jnl)
+		return;
+	if (!s->broken && s->appended_seq > s->last_ckpt_seq)
+		djmfs__srv_checkpoint(s);
+	wait_durable(s, s->appended_seq);
+	djmfs__journal_stop(s->jnl);
+	s->jnl = NULL;
+	djmfs__log(&s->o.log, DJMFS_LOG_INFO,
+		   "stopped: durable up to seq %llu",
+		   (unsigned long long)s->durable_seq);
+}
+
+int djmfs_server_run(struct djmfs_server *s)
+{
+	struct epoll_event evs[64];
+	int i, n, err = 0;
+
+	if (s->shut)
+		return -ESHUTDOWN;
+	while (!s->stopping) {
+		n = epoll_wait(s->epfd, evs, 64, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+				   "epoll_wait: %s", strerror(-err));
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			struct djmfs__ev *ev = evs[i].data.ptr;
+
+			ev_table[ev->kind](s, ev, evs[i].events);
+		}
+		conn_reap(s);
+	}
+	srv_shutdown(s);
+	conn_reap(s);
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Construction                                                         */
+/* ------------------------------------------------------------------ */
+
+static int loop_fds(struct djmfs_server *s)
+{
+	struct itimerspec its = {
+		{ 0, DJMFS_SRV_TICK_MS * 1000000L },
+		{ 0, DJMFS_SRV_TICK_MS * 1000000L },
+	};
+	int err;
+
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	s->ev_jnl.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->ev_stop.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->ev_timer.fd =
+		timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (s->epfd < 0 || s->ev_jnl.fd < 0 || s->ev_stop.fd < 0 ||
+	    s->ev_timer.fd < 0 || timerfd_settime(s->ev_timer.fd, 0, &its, NULL))
+		err = -errno;
+	else if ((err = ep_set(s, EPOLL_CTL_ADD, &s->ev_jnl, EPOLLIN)) == 0 &&
+		 (err = ep_set(s, EPOLL_CTL_ADD, &s->ev_stop, EPOLLIN)) == 0)
+		err = ep_set(s, EPOLL_CTL_ADD, &s->ev_timer, EPOLLIN);
+	if (err < 0)
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+			   "setting up the event loop: %s", strerror(-err));
+	return err;
+}
+
+static int opts_copy(struct djmfs_server *s, const struct djmfs_server_opts *o)
+{
+	s->o = *o;
+	if (!s->o.lease_ms)
+		s->o.lease_ms = DJMFS_SRV_LEASE_MS;
+	if (!s->o.snap_lock_max_ms)
+		s->o.snap_lock_max_ms = DJMFS_SRV_SNAP_LOCK_MS;
+	if (!s->o.prefetch_aus)
+		s->o.prefetch_aus = DJMFS_SRV_PREFETCH;
+	if (!s->o.reserve_max_aus)
+		s->o.reserve_max_aus = DJMFS_SRV_RESERVE_MAX;
+	s->volume = strdup(o->volume);
+	s->volume_abs = realpath(o->volume, NULL);
+	if (!s->volume_abs && s->volume)
+		s->volume_abs = strdup(s->volume);
+	s->unix_path = o->unix_path ? strdup(o->unix_path) : NULL;
+	s->tcp_addr = o->tcp_addr ? strdup(o->tcp_addr) : NULL;
+	s->o.volume = s->volume;
+	s->o.unix_path = s->unix_path;
+	s->o.tcp_addr = s->tcp_addr;
+	if (!s->volume || !s->volume_abs || (o->unix_path && !s->unix_path) ||
+	    (o->tcp_addr && !s->tcp_addr))
+		return -ENOMEM;
+	return 0;
+}
+
+static void log_startup(struct djmfs_server *s)
+{
+	const struct djmfs__sb *sb = &s->vol->sb;
+	struct djmfs__alloc_info ai;
+
+	djmfs__alloc_get(s->alloc, &ai);
+	s->boot.files = djmfs__root_nfiles(djmfs__meta_working(s->meta));
+	s->boot.free_aus = ai.free;
+	djmfs__log(&s->o.log, DJMFS_LOG_INFO,
+		   "serving %s (%llu bytes, unit %u bytes): %llu files, "
+		   "%llu units free (%llu bytes), %llu records replayed, "
+		   "%llu units reclaimed, checkpoint generation %llu; "
+		   "listening on%s%s%s%s%s%.0u",
+		   s->volume, (unsigned long long)sb->vol_size, sb->au_size,
+		   (unsigned long long)s->boot.files,
+		   (unsigned long long)ai.free,
+		   (unsigned long long)(ai.free * sb->au_size),
+		   (unsigned long long)s->boot.records_replayed,
+		   (unsigned long long)s->boot.units_reclaimed,
+		   (unsigned long long)s->boot.ckpt_gen,
+		   s->unix_path ? " unix:" : "",
+		   s->unix_path ? s->unix_path : "",
+		   s->tcp_addr ? " tcp:" : "", s->tcp_addr ? s->tcp_addr : "",
+		   s->tcp_addr ? " port " : "", (unsigned)s->tcp_port);
+}
+
+int djmfs_server_new(struct djmfs_server **out,
+		     const struct djmfs_server_opts *opts)
+{
+	struct djmfs_server *s;
+	int err;
+
+	if (!opts || !opts->volume || (!opts->unix_path && !opts->tcp_addr))
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->epfd = s->ev_unix.fd = s->ev_tcp.fd = -1;
+	s->ev_jnl.fd = s->ev_stop.fd = s->ev_timer.fd = -1;
+	s->ev_unix.kind = DJMFS_EV_UNIX;
+	s->ev_tcp.kind = DJMFS_EV_TCP;
+	s->ev_jnl.kind = DJMFS_EV_JOURNAL;
+	s->ev_timer.kind = DJMFS_EV_TIMER;
+	s->ev_stop.kind = DJMFS_EV_STOP;
+	s->start_ns = djmfs__mono_ns();
+	s->booting = 1;
+	err = opts_copy(s, opts);
+	if (err == 0)
+		err = djmfs__sess_init(s);
+	if (err == 0)
+		err = loop_fds(s);
+	if (err == 0)
+		err = boot_load(s);
+	if (err == 0)
+		err = boot_space(s);
+	if (err == 0)
+		err = boot_commit(s);
+	s->booting = 0;
+	if (err == 0 && s->unix_path)
+		err = listen_unix(s);
+	if (err == 0 && s->tcp_addr)
+		err = listen_tcp(s);
+	if (err < 0) {
+		djmfs_server_free(s);
+		return err;
+	}
+	log_startup(s);
+	*out = s;
+	return 0;
+}
+
+void djmfs_server_free(struct djmfs_server *s)
+{
+	struct djmfs__pending *p;
+	int i, fds[4];
+
+	if (!s)
+		return;
+	srv_shutdown(s);
+	/* Sessions first, so closing their connections journals nothing. */
+	djmfs__sess_free_all(s);
+	while (s->conns)
+		djmfs__conn_kill(s, s->conns, "server shut down");
+	conn_reap(s);
+	while ((p = s->pend_head)) {
+		s->pend_head = p->next;
+		free(p->frame);
+		free(p);
+	}
+	if (s->alloc)
+		djmfs__alloc_free(s->alloc);
+	djmfs__meta_free(s->meta);
+	if (s->vol)
+		djmfs__vol_close(s->vol);
+	fds[0] = s->epfd, fds[1] = s->ev_jnl.fd;
+	fds[2] = s->ev_stop.fd, fds[3] = s->ev_timer.fd;
+	for (i = 0; i < 4; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(s->volume);
+	free(s->volume_abs);
+	free(s->unix_path);
+	free(s->tcp_addr);
+	free(s);
+}

@@ -1,0 +1,226 @@
+/*
+ * Private header of the metadata server, shared by its three files only:
+ * djmfs_server.c (boot, the epoll loop, connections and their buffers,
+ * acknowledgements held back until durable, shutdown), djmfs_session.c
+ * (sessions, leases, handles, the write-lock table, LOCK_SNAP holds) and
+ * djmfs_ops.c (the table of protocol operations, the mutation path through
+ * metadata and journal, checkpoints, freed units).  Everything runs on the
+ * loop thread; only djmfs_server_stop() comes from elsewhere.
+ */
+#ifndef DJMFS_SRV_H
+#define DJMFS_SRV_H
+
+#include <stdint.h>
+
+#include "djmfs-int.h"
+#include "djmfs_server.h"
+
+#define DJMFS_SRV_LEASE_MS 10000u	/* lease when the options say 0 */
+#define DJMFS_SRV_LEASE_MIN_MS 1000u	/* clamp of a client's lease ask */
+#define DJMFS_SRV_SNAP_LOCK_MS 60000u
+#define DJMFS_SRV_PREFETCH 1024u
+#define DJMFS_SRV_RESERVE_MAX 256u
+#define DJMFS_SRV_TICK_MS 100u
+#define DJMFS_SRV_LIST_MAX 1000u
+#define DJMFS_SRV_RESERVE_RUNS 64u	/* runs in one RESERVE answer */
+/* A peer that lets this much output pile up is not reading: drop it. */
+#define DJMFS_SRV_WBUF_MAX (4ull * DJMFS_FRAME_MAX)
+
+struct djmfs__session;
+struct djmfs__handle;
+struct djmfs__map; /* u64 -> pointer hash, djmfs_session.c */
+
+/* What epoll's data.ptr points to: a listener, an internal fd, or a
+ * connection (whose struct starts with one of these). */
+enum djmfs__ev_kind {
+	DJMFS_EV_UNIX,
+	DJMFS_EV_TCP,
+	DJMFS_EV_JOURNAL,
+	DJMFS_EV_TIMER,
+	DJMFS_EV_STOP,
+	DJMFS_EV_CONN,
+};
+
+struct djmfs__ev {
+	enum djmfs__ev_kind kind;
+	int fd;
+};
+
+struct djmfs__conn {
+	struct djmfs__ev ev; /* first: epoll hands this back */
+	uint64_t id;
+	char peer[80];
+	uint8_t *rbuf; /* bytes read, not yet a whole frame */
+	size_t rlen, rcap;
+	struct djmfs__buf wbuf; /* frames not yet written, from woff on */
+	size_t woff;
+	int want_out;  /* EPOLLOUT registered */
+	int closing;   /* answer what is queued, then close */
+	int dead;      /* closed at the end of this loop round */
+	uint64_t last_rx_ns;
+	struct djmfs__session *sess; /* NULL until HELLO */
+	int dirty; /* on the server's flush list */
+	struct djmfs__conn *dnext;
+	struct djmfs__conn *prev, *next; /* live list, or the reap list */
+};
+
+/* An encoded answer held back until the journal has made @seq durable. */
+struct djmfs__pending {
+	uint64_t seq;
+	struct djmfs__conn *conn; /* NULL once the connection went away */
+	uint8_t *frame;
+	size_t len;
+	struct djmfs__pending *next;
+};
+
+struct djmfs__boot_info {
+	uint64_t ckpt_gen;	   /* generation the server booted from */
+	uint64_t records_replayed;
+	uint64_t records_skipped;
+	uint64_t units_reclaimed;  /* reservations no map held */
+	uint64_t double_claims;	   /* units mapped twice (warned) */
+	uint64_t files;
+	uint64_t free_aus;
+};
+
+struct djmfs_server {
+	struct djmfs_server_opts o; /* strings below are our copies */
+	char *volume, *unix_path, *tcp_addr;
+	char *volume_abs; /* what HELLO announces: clients run elsewhere */
+	struct djmfs__vol *vol;
+	struct djmfs__meta *meta;
+	struct djmfs__alloc *alloc;
+	struct djmfs__journal *jnl;
+	int booting;		/* on_free ignored: boot rebuilds free space */
+	int broken;		/* -errno: metadata and journal disagree */
+	uint64_t cur_ino;	/* file of the record being applied */
+	uint64_t last_ckpt_seq;
+	uint64_t appended_seq;	/* last record the journal accepted */
+	uint64_t durable_seq;	/* what the durable root holds */
+	unsigned boot_slot;	/* checkpoint slot booted from */
+
+	int epfd;
+	struct djmfs__ev ev_unix, ev_tcp, ev_jnl, ev_timer, ev_stop;
+	uint16_t tcp_port;
+	int unix_bound; /* we created the socket file: unlink it at the end */
+	int accept_paused; /* out of descriptors: retried each tick */
+	int stopping, shut;
+
+	struct djmfs__conn *conns, *reap;
+	uint64_t next_conn_id;
+	uint64_t n_conns;
+	struct djmfs__pending *pend_head, *pend_tail;
+	struct djmfs__conn *dirty; /* connections with output to flush */
+
+	/* sessions (djmfs_session.c) */
+	struct djmfs__session *sessions;
+	uint64_t n_sessions;
+	uint64_t next_session_id;
+	struct djmfs__map *locks;      /* ino -> writer's handle */
+	struct djmfs__handle *holds;   /* handles with a LOCK_SNAP hold */
+
+	/* counters */
+	uint64_t start_ns;
+	uint64_t ops, mutations, lock_busy_ns, ckpts;
+	struct djmfs__boot_info boot;
+};
+
+/* ---- djmfs_server.c --------------------------------------------- */
+
+uint64_t djmfs__mono_ns(void);
+uint64_t djmfs__real_ns(void);
+/* Encodes @m (a response) and queues it for @c: at once when @wait_seq
+ * is already durable (or 0), else once it is.  Returns 0 or -errno. */
+int djmfs__srv_send(struct djmfs_server *s, struct djmfs__conn *c,
+		    const struct djmfs__msg *m, uint64_t wait_seq);
+/* Marks @c for closing at the end of this loop round (idempotent). */
+void djmfs__conn_kill(struct djmfs_server *s, struct djmfs__conn *c,
+		      const char *why);
+
+/* ---- djmfs_session.c -------------------------------------------- */
+
+enum { DJMFS_H_READ = 0x1, DJMFS_H_WRITE = 0x2 };
+
+struct djmfs__handle {
+	uint32_t id;
+	unsigned mode; /* DJMFS_H_* */
+	uint64_t ino;
+	char name[DJMFS_NAME_MAX + 1];
+	struct djmfs__session *sess;
+	const struct djmfs__file *hold; /* LOCK_SNAP: the frozen version */
+	uint64_t hold_until_ns;
+	struct djmfs__handle *hprev, *hnext; /* server's hold list */
+};
+
+struct djmfs__session {
+	uint64_t id;
+	char name[DJMFS_CLIENT_NAME_MAX + 1];
+	uint32_t lease_ms;
+	uint64_t expires_ns;
+	struct djmfs__conn *conn; /* NULL once the connection closed */
+	struct djmfs__map *handles; /* id -> handle */
+	uint32_t next_handle;
+	uint32_t n_writers;
+	struct djmfs__session *prev, *next;
+};
+
+/* Creates the write-lock table.  Returns 0 or -ENOMEM. */
+int djmfs__sess_init(struct djmfs_server *s);
+/* Lease of a client that asked for @ask ms (0: the server's). */
+uint32_t djmfs__lease_clamp(const struct djmfs_server *s, uint32_t ask);
+/* Opens a session bound to @c.  Returns 0 or -ENOMEM. */
+int djmfs__sess_new(struct djmfs_server *s, struct djmfs__conn *c,
+		    const char *name, uint32_t lease_ms,
+		    struct djmfs__session **out);
+/* Any frame from the client: the lease starts again. */
+void djmfs__sess_touch(struct djmfs__session *ss, uint64_t now_ns);
+/* The connection went away: the session lives on until its lease ends
+ * if it holds write locks (fencing), else it ends now. */
+void djmfs__sess_detach(struct djmfs_server *s, struct djmfs__session *ss);
+/* Ends expired sessions and LOCK_SNAP holds. */
+void djmfs__sess_tick(struct djmfs_server *s, uint64_t now_ns);
+/* Server shutdown: frees every session without journaling anything. */
+void djmfs__sess_free_all(struct djmfs_server *s);
+
+int djmfs__handle_new(struct djmfs_server *s, struct djmfs__session *ss,
+		      uint64_t ino, const char *name, unsigned mode,
+		      struct djmfs__handle **out);
+struct djmfs__handle *djmfs__handle_get(const struct djmfs__session *ss,
+					uint32_t id);
+/* CLOSE: gives back a writer's lock and reservations (journaled) and
+ * any hold, then frees @h.  Returns the units released, or -errno. */
+int64_t djmfs__handle_close(struct djmfs_server *s, struct djmfs__handle *h);
+/* The writer's handle holding @ino's lock, or NULL. */
+struct djmfs__handle *djmfs__lock_owner(const struct djmfs_server *s,
+					uint64_t ino);
+/* Freezes @h on @f (takes a reference) until @until_ns; replaces an
+ * older hold. */
+void djmfs__hold_set(struct djmfs_server *s, struct djmfs__handle *h,
+		     const struct djmfs__file *f, uint64_t until_ns);
+void djmfs__hold_drop(struct djmfs_server *s, struct djmfs__handle *h);
+/* Latest end of a hold on @ino (monotonic ns), or 0. */
+uint64_t djmfs__hold_until(const struct djmfs_server *s, uint64_t ino);
+
+/* ---- djmfs_ops.c ------------------------------------------------- */
+
+/* Decodes one whole frame from @c and answers it.  Returns 0, or -errno
+ * when the frame is malformed (the caller closes @c). */
+int djmfs__ops_dispatch(struct djmfs_server *s, struct djmfs__conn *c,
+			const uint8_t *frame, size_t n);
+/* Applies @r (seq and time are filled in) and journals it.  Returns 0,
+ * the metadata's refusal, or the journal's error. */
+int djmfs__srv_mutate(struct djmfs_server *s, struct djmfs__jrec *r);
+/* Queues a checkpoint of the working state.  Returns 0 or -errno. */
+int djmfs__srv_checkpoint(struct djmfs_server *s);
+/* Journals a RELEASE of every unit reserved for @ino.  Returns the units
+ * released, or -errno. */
+int64_t djmfs__ops_release(struct djmfs_server *s, uint64_t ino);
+/* The metadata's on_free hook (arg: the server). */
+void djmfs__ops_on_free(void *arg, uint64_t first_au, uint64_t n_aus,
+			enum djmfs__free_kind kind);
+
+/* Boot figures (tests). */
+const struct djmfs__boot_info *
+djmfs__server_boot_info(const struct djmfs_server *s);
+
+#endif /* DJMFS_SRV_H */
