@@ -1,0 +1,299 @@
+/*
+ * The client's data path: one thread owns a libiosched handle on the
+ * volume (io_uring back end, O_DIRECT) and carries out every device
+ * request of the client, in the order the scheduler's policy picks from
+ * their deadlines.  Other threads hand requests over through a locked
+ * inbox; the thread submits them, then, while anything is queued or in
+ * flight, drives the scheduler in 200 µs slices (completions run inside
+ * iosched_run), and sleeps on a condition variable when idle.  Requests
+ * whose buffer, offset or length are not block-aligned go through an
+ * aligned bounce buffer.  In NO_DATA_IO mode there is no scheduler: the
+ * thread completes each request at once, so callbacks still run on a
+ * library thread.
+ *
+ * Invariants:
+ *  1. The scheduler, its statistics and every request between
+ *     iosched_submit and its callback belong to the I/O thread alone.
+ *  2. A request is in exactly one place: the inbox (under mu), the
+ *     scheduler, or handed back through its callback (exactly once).
+ *  3. The thread exits only when stop is set, the inbox is empty and the
+ *     scheduler has nothing queued or in flight, so nothing submitted is
+ *     ever abandoned.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "djmfs_clnt.h"
+
+#define SLICE_NS 200000u
+#define RING_ENTRIES 256u
+
+struct djmfs__io {
+	int fd;
+	int no_io;
+	const struct djmfs_log *log;
+	struct iosched_log ilog; /* forwards to log */
+	struct iosched_model *model;
+	struct iosched *s;
+	pthread_t thread;
+
+	pthread_mutex_t mu; /* inbox, stop, stats */
+	pthread_cond_t cv;
+	struct djmfs__ioreq *in_head, *in_tail;
+	int stop;
+	struct djmfs_io_stats stats;
+};
+
+static int aligned(uint64_t v)
+{
+	return (v & (DJMFS_BLOCK - 1)) == 0;
+}
+
+static void finish(struct djmfs__ioreq *r, int res)
+{
+	if (r->bounce) {
+		if (res >= 0 && r->op == IOSCHED_READ)
+			memcpy(r->buf, (uint8_t *)r->bounce + r->skip, r->len);
+		free(r->bounce);
+		r->bounce = NULL;
+	}
+	r->done(r, res);
+}
+
+static void on_done(struct iosched_req *ir, int res)
+{
+	struct djmfs__ioreq *r = ir->user;
+
+	/* The device sees whole blocks; the caller asked for r->len. */
+	if (res >= 0)
+		res = (uint32_t)res >= ir->len ? (int)r->len : -EIO;
+	finish(r, res);
+}
+
+/* Sets up the scheduler request, with a bounce buffer when needed.
+ * Returns 0 or -errno. */
+static int prepare(struct djmfs__io *io, struct djmfs__ioreq *r)
+{
+	struct iosched_req *ir = &r->ireq;
+	uint64_t lo = r->off & ~(uint64_t)(DJMFS_BLOCK - 1);
+	uint64_t hi = (r->off + r->len + DJMFS_BLOCK - 1) &
+		      ~(uint64_t)(DJMFS_BLOCK - 1);
+
+	memset(ir, 0, sizeof(*ir));
+	ir->op = r->op;
+	ir->fd = io->fd;
+	ir->deadline_ns = r->deadline_ns;
+	ir->done = on_done;
+	ir->user = r;
+	r->bounce = NULL;
+	r->skip = (uint32_t)(r->off - lo);
+	if (aligned((uintptr_t)r->buf) && aligned(r->off) && aligned(r->len)) {
+		ir->offset = r->off;
+		ir->len = r->len;
+		ir->buf = r->buf;
+		return 0;
+	}
+	if (r->op == IOSCHED_WRITE && (!aligned(r->off) || !aligned(r->len)))
+		return -EINVAL; /* writes never read-modify-write */
+	if (posix_memalign(&r->bounce, DJMFS_BLOCK, hi - lo))
+		return -ENOMEM;
+	if (r->op == IOSCHED_WRITE)
+		memcpy(r->bounce, r->buf, r->len);
+	ir->offset = lo;
+	ir->len = (uint32_t)(hi - lo);
+	ir->buf = r->bounce;
+	return 0;
+}
+
+static void start(struct djmfs__io *io, struct djmfs__ioreq *r)
+{
+	int err;
+
+	if (io->no_io || r->len == 0) {
+		if (io->no_io && r->op == IOSCHED_READ && r->len)
+			memset(r->buf, 0, r->len);
+		r->done(r, (int)r->len);
+		return;
+	}
+	err = prepare(io, r);
+	if (err == 0)
+		err = iosched_submit(io->s, &r->ireq);
+	if (err < 0) {
+		djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs: iosched_submit "
+			   "(offset %llu, %u bytes): %s",
+			   (unsigned long long)r->off, r->len, strerror(-err));
+		finish(r, err);
+	}
+}
+
+static int busy(const struct djmfs__io *io)
+{
+	return io->s && (iosched_queued(io->s) > 0 || iosched_inflight(io->s) > 0);
+}
+
+static void snapshot_stats(struct djmfs__io *io)
+{
+	struct iosched_stats st;
+
+	iosched_stats_get(io->s, &st);
+	pthread_mutex_lock(&io->mu);
+	io->stats.requests = st.requests;
+	io->stats.deadline_requests = st.deadline_requests;
+	io->stats.misses = st.misses;
+	io->stats.bytes = st.bytes;
+	io->stats.latency_p99_ns = st.latency_p99_ns;
+	io->stats.lateness_max_ns = st.lateness_max_ns;
+	pthread_mutex_unlock(&io->mu);
+}
+
+static void *io_main(void *arg)
+{
+	struct djmfs__io *io = arg;
+
+	pthread_mutex_lock(&io->mu);
+	for (;;) {
+		struct djmfs__ioreq *list = io->in_head;
+
+		io->in_head = io->in_tail = NULL;
+		if (!list && !busy(io)) {
+			if (io->stop)
+				break;
+			pthread_cond_wait(&io->cv, &io->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&io->mu);
+		while (list) {
+			struct djmfs__ioreq *r = list;
+
+			list = r->next;
+			start(io, r);
+		}
+		if (busy(io)) {
+			int n = iosched_run(io->s, iosched_now(io->s) + SLICE_NS);
+
+			if (n < 0)
+				djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs: "
+					   "iosched_run: %s", strerror(-n));
+			if (n != 0)
+				snapshot_stats(io);
+		}
+		pthread_mutex_lock(&io->mu);
+	}
+	pthread_mutex_unlock(&io->mu);
+	return NULL;
+}
+
+int djmfs__io_submit(struct djmfs__io *io, struct djmfs__ioreq *r)
+{
+	r->next = NULL;
+	pthread_mutex_lock(&io->mu);
+	if (io->in_tail)
+		io->in_tail->next = r;
+	else
+		io->in_head = r;
+	io->in_tail = r;
+	pthread_cond_signal(&io->cv);
+	pthread_mutex_unlock(&io->mu);
+	return 0;
+}
+
+void djmfs__io_get_stats(struct djmfs__io *io, struct djmfs_io_stats *out)
+{
+	pthread_mutex_lock(&io->mu);
+	*out = io->stats;
+	pthread_mutex_unlock(&io->mu);
+}
+
+/* libiosched's diagnostics go to the client's hook; the level enums of
+ * both libraries share their values. */
+static void forward_log(void *arg, enum iosched_log_level level,
+			const char *msg)
+{
+	djmfs__log(arg, (enum djmfs_log_level)level, "%s", msg);
+}
+
+/* The scheduler on the volume, configured from the client options. */
+static int sched_new(struct djmfs__io *io, const struct djmfs_client_opts *o,
+		     const struct djmfs_log *log)
+{
+	struct iosched_backend *be = NULL;
+	struct iosched_knobs k;
+	struct iosched_config cfg = { .policy = o->policy, .knobs = &k };
+	const char *profile = o->profile ? o->profile : "ssd-sata";
+	int err;
+
+	io->ilog.fn = forward_log;
+	io->ilog.arg = (void *)log;
+	cfg.log = io->ilog;
+	err = iosched_model_load(&io->model, profile, &io->ilog);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs: iosched_model_load(%s)"
+			   ": %s", profile, strerror(-err));
+		return err;
+	}
+	err = iosched_backend_uring_new(&be, RING_ENTRIES, DJMFS_BLOCK,
+					&io->ilog);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs: iosched_backend_uring_"
+			   "new: %s", strerror(-err));
+		return err;
+	}
+	iosched_default_knobs(&k);
+	k.depth = o->depth;
+	cfg.model = io->model;
+	err = iosched_new(&io->s, &cfg, be);
+	if (err < 0)
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs: iosched_new: %s",
+			   strerror(-err));
+	return err;
+}
+
+int djmfs__io_new(struct djmfs__io **out, int fd,
+		  const struct djmfs_client_opts *o,
+		  const struct djmfs_log *log)
+{
+	struct djmfs__io *io = calloc(1, sizeof(*io));
+	int err = 0;
+
+	if (!io)
+		return -ENOMEM;
+	io->fd = fd;
+	io->log = log;
+	io->no_io = !!(o->flags & DJMFS_CLIENT_NO_DATA_IO);
+	pthread_mutex_init(&io->mu, NULL);
+	pthread_cond_init(&io->cv, NULL);
+	if (!io->no_io)
+		err = sched_new(io, o, log);
+	if (err == 0)
+		err = -pthread_create(&io->thread, NULL, io_main, io);
+	if (err < 0)
+		goto err;
+	*out = io;
+	return 0;
+err:
+	iosched_free(io->s);
+	iosched_model_free(io->model);
+	pthread_cond_destroy(&io->cv);
+	pthread_mutex_destroy(&io->mu);
+	free(io);
+	return err;
+}
+
+void djmfs__io_free(struct djmfs__io *io)
+{
+	if (!io)
+		return;
+	pthread_mutex_lock(&io->mu);
+	io->stop = 1;
+	pthread_cond_signal(&io->cv);
+	pthread_mutex_unlock(&io->mu);
+	pthread_join(io->thread, NULL);
+	iosched_free(io->s);
+	iosched_model_free(io->model);
+	pthread_cond_destroy(&io->cv);
+	pthread_mutex_destroy(&io->mu);
+	free(io);
+}

@@ -1,0 +1,672 @@
+/*
+ * Tests for libdjmfs, the client, against a real server started in this
+ * process on a temporary volume (a Unix socket in a mkdtemp directory):
+ * files and objects, the object pointer, the data path across unit
+ * boundaries with unaligned sizes, what readers see before and after a
+ * publish, frozen snapshots, the single writer, a full volume,
+ * asynchronous operations, the metadata-only mode and a lost server.
+ * Tests that move data skip when the machine has no io_uring.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "djmfs.h"
+#include "djmfs_server.h"
+
+#ifndef IOSCHED_TEST_PROFILE_DIR
+#define IOSCHED_TEST_PROFILE_DIR "sched/profiles"
+#endif
+
+#define KIB 1024ull
+#define MIB (1024ull * 1024ull)
+#define AU (64 * KIB)
+
+struct env {
+	char dir[64];
+	char vol[128];
+	char sock[128];
+	struct djmfs_server *srv;
+	pthread_t th;
+	int running;
+};
+
+static struct env env;
+
+/* Quiet unless DJMFS_TEST_LOG is set. */
+static void log_line(void *arg, enum djmfs_log_level lvl, const char *msg)
+{
+	(void)arg;
+	if (getenv("DJMFS_TEST_LOG"))
+		fprintf(stderr, "[%d] %s\n", (int)lvl, msg);
+}
+
+static const struct djmfs_log test_log = { log_line, NULL };
+
+static void *serve(void *arg)
+{
+	djmfs_server_run(arg);
+	return NULL;
+}
+
+static void env_start_lease(uint64_t vol_size, uint32_t lease_ms)
+{
+	struct djmfs_server_opts so = { 0 };
+
+	snprintf(env.dir, sizeof(env.dir), "/tmp/djmfs-client-XXXXXX");
+	cr_assert_not_null(mkdtemp(env.dir));
+	snprintf(env.vol, sizeof(env.vol), "%s/vol", env.dir);
+	snprintf(env.sock, sizeof(env.sock), "%s/sock", env.dir);
+	cr_assert_eq(djmfs_mkfs(env.vol, vol_size, AU, 0, &test_log), 0);
+	so.volume = env.vol;
+	so.unix_path = env.sock;
+	so.tcp_addr = "127.0.0.1:0";
+	so.lease_ms = lease_ms;
+	so.log = test_log;
+	cr_assert_eq(djmfs_server_new(&env.srv, &so), 0);
+	cr_assert_eq(pthread_create(&env.th, NULL, serve, env.srv), 0);
+	env.running = 1;
+}
+
+static void env_start(uint64_t vol_size)
+{
+	env_start_lease(vol_size, 0);
+}
+
+static void env_stop_server(void)
+{
+	if (!env.running)
+		return;
+	djmfs_server_stop(env.srv);
+	pthread_join(env.th, NULL);
+	djmfs_server_free(env.srv);
+	env.running = 0;
+}
+
+static void setup(void)
+{
+	env_start(64 * MIB);
+}
+
+static void teardown(void)
+{
+	env_stop_server();
+	unlink(env.vol);
+	unlink(env.sock);
+	rmdir(env.dir);
+}
+
+static struct djmfs_client_opts opts(unsigned flags)
+{
+	static char server[160];
+	struct djmfs_client_opts o = { 0 };
+
+	snprintf(server, sizeof(server), "unix:%s", env.sock);
+	o.server = server;
+	o.profile = IOSCHED_TEST_PROFILE_DIR "/ssd-sata.profile";
+	o.flags = flags;
+	o.log = test_log;
+	return o;
+}
+
+/* A connected client, or a skipped test when data I/O is impossible. */
+static struct djmfs_client *client_flags(unsigned flags)
+{
+	struct djmfs_client_opts o = opts(flags);
+	struct djmfs_client *c = NULL;
+	int err = djmfs_connect(&c, &o);
+
+	if (err == -ENOSYS)
+		cr_skip_test("io_uring is not available");
+	cr_assert_eq(err, 0, "djmfs_connect: %s", strerror(-err));
+	return c;
+}
+
+static struct djmfs_client *client(void)
+{
+	return client_flags(0);
+}
+
+static void fill(uint8_t *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)((seed + i) * 2654435761u >> 13);
+}
+
+/* A writer handle on a new file with one SYNC DATA object. */
+static struct djmfs_file *new_stream(struct djmfs_client *c, const char *name,
+				     uint32_t *id)
+{
+	struct djmfs_file *w = NULL;
+
+	cr_assert_eq(djmfs_open(c, name, DJMFS_O_READ | DJMFS_O_WRITE |
+					      DJMFS_O_CREATE, &w), 0);
+	cr_assert_eq(djmfs_create_obj(w, "data", DJMFS_ATTR_DATA |
+						 DJMFS_ATTR_SYNC, id), 0);
+	return w;
+}
+
+TestSuite(client, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(client, creates_opens_lists_and_unlinks_files)
+{
+	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_file *w = NULL, *r = NULL;
+	struct djmfs_file_info fi;
+	struct djmfs_df df;
+	struct djmfs_server_stats st;
+
+	cr_assert_eq(djmfs_open(c, "a", DJMFS_O_READ, &r), -ENOENT);
+	cr_assert_eq(djmfs_open(c, "a", DJMFS_O_WRITE | DJMFS_O_CREATE, &w), 0);
+	cr_assert_eq(djmfs_open(c, "a", DJMFS_O_WRITE | DJMFS_O_CREATE |
+					   DJMFS_O_EXCL, &r), -EEXIST);
+	cr_assert_eq(djmfs_open(c, "a", DJMFS_O_READ | DJMFS_O_CREATE, &r),
+		     -EINVAL);
+	cr_assert_eq(djmfs_stat(c, "a", &fi), 0);
+	cr_assert_str_eq(fi.name, "a");
+	cr_assert(fi.flags & DJMFS_FILE_WRITE_LOCKED);
+	cr_assert_eq(djmfs_close(w), 0);
+	cr_assert_eq(djmfs_open(c, "a", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_close(r), 0);
+	cr_assert_eq(djmfs_df(c, &df), 0);
+	cr_assert_eq(df.au_size, AU);
+	cr_assert_eq(df.files, 1);
+	cr_assert_eq(djmfs_server_stats(c, &st), 0);
+	cr_assert_geq(st.sessions, 1);
+	cr_assert_eq(djmfs_unlink(c, "a"), 0);
+	cr_assert_eq(djmfs_stat(c, "a", &fi), -ENOENT);
+	djmfs_disconnect(c);
+}
+
+struct names {
+	int n;
+	char name[8][DJMFS_NAME_MAX + 1];
+};
+
+static int collect(void *arg, const struct djmfs_file_info *fi)
+{
+	struct names *ns = arg;
+
+	snprintf(ns->name[ns->n++], sizeof(ns->name[0]), "%s", fi->name);
+	return ns->n == 8;
+}
+
+Test(client, lists_files_by_prefix_in_name_order)
+{
+	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	const char *names[] = { "cam/2", "cam/1", "mic/1", "cam/3" };
+	struct names ns = { 0 };
+
+	for (int i = 0; i < 4; i++) {
+		struct djmfs_file *w = NULL;
+
+		cr_assert_eq(djmfs_open(c, names[i], DJMFS_O_WRITE |
+							     DJMFS_O_CREATE,
+					&w), 0);
+		cr_assert_eq(djmfs_close(w), 0);
+	}
+	cr_assert_eq(djmfs_list(c, "cam/", collect, &ns), 0);
+	cr_assert_eq(ns.n, 3);
+	cr_assert_str_eq(ns.name[0], "cam/1");
+	cr_assert_str_eq(ns.name[2], "cam/3");
+	djmfs_disconnect(c);
+}
+
+Test(client, manages_objects_and_refuses_a_second_sync_object)
+{
+	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_file *w = NULL, *r = NULL;
+	uint32_t hdr, data, idx, id;
+	unsigned attrs;
+	struct djmfs_file_info fi;
+
+	cr_assert_eq(djmfs_open(c, "rec", DJMFS_O_WRITE | DJMFS_O_CREATE, &w),
+		     0);
+	cr_assert_eq(djmfs_create_obj(w, "header", DJMFS_ATTR_META, &hdr), 0);
+	cr_assert_eq(djmfs_create_obj(w, "data", DJMFS_ATTR_DATA |
+						 DJMFS_ATTR_SYNC, &data), 0);
+	cr_assert_eq(djmfs_create_obj(w, "index", DJMFS_ATTR_DATA |
+						  DJMFS_ATTR_SYNC, &idx),
+		     -EEXIST);
+	cr_assert_eq(djmfs_create_obj(w, "index", DJMFS_ATTR_DATA, &idx), 0);
+	cr_assert_eq(djmfs_create_obj(w, "header", DJMFS_ATTR_DATA, &id),
+		     -EEXIST);
+	cr_assert_eq(djmfs_create_obj(w, "bad", DJMFS_ATTR_META |
+						DJMFS_ATTR_SYNC, &id),
+		     -EINVAL);
+	cr_assert_eq(djmfs_find_obj(w, "index", &id), 0);
+	cr_assert_eq(id, idx);
+	cr_assert_eq(djmfs_get_attr(w, data, &attrs), 0);
+	cr_assert_eq(attrs, DJMFS_ATTR_DATA | DJMFS_ATTR_SYNC);
+	cr_assert_eq(djmfs_set_attr(w, data, DJMFS_ATTR_DATA), 0);
+	cr_assert_eq(djmfs_set_attr(w, idx, DJMFS_ATTR_DATA | DJMFS_ATTR_SYNC),
+		     0);
+	cr_assert_eq(djmfs_set_attr(w, hdr, DJMFS_ATTR_DATA), -EINVAL);
+	cr_assert_eq(djmfs_delete_obj(w, data), 0);
+	cr_assert_eq(djmfs_find_obj(w, "data", &id), -ENOENT);
+	cr_assert_eq(djmfs_get_attr(w, data, &attrs), -ENOENT);
+
+	/* Object changes take effect at once: a reader sees them. */
+	cr_assert_eq(djmfs_open(c, "rec", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_file_info(r, &fi), 0);
+	cr_assert_eq(fi.n_objs, 2);
+	cr_assert_str_eq(fi.objs[0].name, "header");
+	cr_assert_str_eq(fi.objs[1].name, "index");
+	cr_assert_eq(fi.objs[1].attrs, DJMFS_ATTR_DATA | DJMFS_ATTR_SYNC);
+	cr_assert_eq(djmfs_create_obj(r, "x", DJMFS_ATTR_META, &id), -EBADF);
+	cr_assert_eq(djmfs_close(r), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, keeps_the_object_pointer_rules)
+{
+	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_file *w = NULL;
+	uint32_t hdr, data, id;
+	uint64_t off;
+	char buf[16];
+
+	cr_assert_eq(djmfs_open(c, "p", DJMFS_O_READ | DJMFS_O_WRITE |
+					   DJMFS_O_CREATE, &w), 0);
+	cr_assert_eq(djmfs_get_objptr(w, &id, &off), -ENOENT);
+	cr_assert_eq(djmfs_write(w, "x", 1), -EINVAL);
+	cr_assert_eq(djmfs_create_obj(w, "header", DJMFS_ATTR_META, &hdr), 0);
+	cr_assert_eq(djmfs_get_objptr(w, &id, &off), 0);
+	cr_assert_eq(id, hdr);
+	cr_assert_eq(off, 0);
+	cr_assert_eq(djmfs_write(w, "hello world", 11), 11);
+	cr_assert_eq(djmfs_set_objptr(w, hdr, 12), -EINVAL);
+	cr_assert_eq(djmfs_set_objptr(w, hdr, 6), 0);
+	cr_assert_eq(djmfs_write(w, "WORLD!", 6), 6);
+	cr_assert_eq(djmfs_get_objptr(w, &id, &off), 0);
+	cr_assert_eq(off, 12);
+	cr_assert_eq(djmfs_create_obj(w, "data", DJMFS_ATTR_DATA, &data), 0);
+	cr_assert_eq(djmfs_write(w, "abc", 3), 3);
+	cr_assert_eq(djmfs_set_objptr(w, data, 0), -EINVAL);
+	cr_assert_eq(djmfs_set_objptr(w, data, 3), 0);
+	cr_assert_eq(djmfs_set_objptr(w, 999, 0), -ENOENT);
+	/* META bytes are published whole; nothing visible before. */
+	cr_assert_eq(djmfs_pread_obj(w, hdr, buf, sizeof(buf), 0), 0);
+	cr_assert_eq(djmfs_flush(w), 0);
+	cr_assert_eq(djmfs_pread_obj(w, hdr, buf, sizeof(buf), 0), 12);
+	cr_assert_eq(memcmp(buf, "hello WORLD!", 12), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, round_trips_unaligned_writes_across_unit_boundaries)
+{
+	struct djmfs_client *c = client();
+	static const size_t sizes[] = { 1, 4095, 65536, 100000, 3, 200000 };
+	size_t total = 0, n = sizeof(sizes) / sizeof(sizes[0]);
+	struct djmfs_file *w, *r = NULL;
+	struct djmfs_file_info fi;
+	uint8_t *src = malloc(400000), *dst = malloc(400000);
+	uint32_t id;
+
+	w = new_stream(c, "s", &id);
+	fill(src, 400000, 7);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(djmfs_write(w, src + total, sizes[i]),
+			     (ssize_t)sizes[i]);
+		total += sizes[i];
+	}
+	cr_assert_eq(djmfs_open(c, "s", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_file_info(r, &fi), 0);
+	cr_assert_eq(fi.objs[0].size, total);
+	cr_assert_geq(fi.objs[0].n_extents, 1);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 400000, 0), (ssize_t)total);
+	cr_assert_eq(memcmp(src, dst, total), 0);
+	/* Unaligned pieces in the middle, one crossing a unit boundary. */
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 70001, AU - 5), 70001);
+	cr_assert_eq(memcmp(src + AU - 5, dst, 70001), 0);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 10, total - 4), 4);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 10, total + 4), 0);
+	cr_assert_eq(djmfs_close(r), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+
+	/* A new writer continues where the last one stopped. */
+	cr_assert_eq(djmfs_open(c, "s", DJMFS_O_READ | DJMFS_O_WRITE, &w), 0);
+	cr_assert_eq(djmfs_set_objptr(w, id, total), 0);
+	cr_assert_eq(djmfs_write(w, src + total, 5000), 5000);
+	total += 5000;
+	cr_assert_eq(djmfs_pread(w, dst, 400000, 0), (ssize_t)total);
+	cr_assert_eq(memcmp(src, dst, total), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	free(src);
+	free(dst);
+	djmfs_disconnect(c);
+}
+
+Test(client, reads_by_file_offset_across_objects)
+{
+	struct djmfs_client *c = client();
+	struct djmfs_file *w = NULL;
+	uint32_t hdr, data;
+	uint8_t src[10000], dst[10100];
+
+	cr_assert_eq(djmfs_open(c, "f", DJMFS_O_READ | DJMFS_O_WRITE |
+					   DJMFS_O_CREATE, &w), 0);
+	cr_assert_eq(djmfs_create_obj(w, "header", DJMFS_ATTR_META, &hdr), 0);
+	cr_assert_eq(djmfs_write(w, "HEAD", 4), 4);
+	cr_assert_eq(djmfs_create_obj(w, "data", DJMFS_ATTR_DATA |
+						 DJMFS_ATTR_SYNC, &data), 0);
+	fill(src, sizeof(src), 3);
+	cr_assert_eq(djmfs_write(w, src, sizeof(src)), (ssize_t)sizeof(src));
+	cr_assert_eq(djmfs_pread(w, dst, sizeof(dst), 0), 10004);
+	cr_assert_eq(memcmp(dst, "HEAD", 4), 0);
+	cr_assert_eq(memcmp(dst + 4, src, sizeof(src)), 0);
+	cr_assert_eq(djmfs_pread(w, dst, 6, 2), 6);
+	cr_assert_eq(memcmp(dst, "AD", 2), 0);
+	cr_assert_eq(memcmp(dst + 2, src, 4), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, reader_sees_only_what_a_sync_write_published)
+{
+	struct djmfs_client *c = client();
+	struct djmfs_file *w = NULL, *r = NULL;
+	struct djmfs_file_info fi;
+	uint32_t data, idx;
+	uint8_t src[9000], dst[9000];
+
+	w = new_stream(c, "live", &data);
+	cr_assert_eq(djmfs_create_obj(w, "index", DJMFS_ATTR_DATA, &idx), 0);
+	cr_assert_eq(djmfs_open(c, "live", DJMFS_O_READ, &r), 0);
+	fill(src, sizeof(src), 11);
+	cr_assert_eq(djmfs_write(w, src, 100), 100); /* index: staged */
+	cr_assert_eq(djmfs_sync_snap(r, &fi), 0);
+	cr_assert_eq(fi.size, 0);
+	cr_assert_eq(djmfs_pread(r, dst, sizeof(dst), 0), 0);
+
+	cr_assert_eq(djmfs_set_objptr(w, data, 0), 0);
+	cr_assert_eq(djmfs_write(w, src + 100, 8000), 8000); /* publishes */
+	cr_assert_eq(djmfs_sync_snap(r, &fi), 0);
+	cr_assert_eq(fi.objs[0].size, 8000);
+	cr_assert_eq(fi.objs[1].size, 100);
+	cr_assert_eq(djmfs_pread_obj(r, data, dst, sizeof(dst), 0), 8000);
+	cr_assert_eq(memcmp(dst, src + 100, 8000), 0);
+	cr_assert_eq(djmfs_pread_obj(r, idx, dst, sizeof(dst), 0), 100);
+	cr_assert_eq(memcmp(dst, src, 100), 0);
+	cr_assert_eq(djmfs_close(r), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, lock_snap_freezes_the_image_while_the_writer_appends)
+{
+	struct djmfs_client *c = client();
+	struct djmfs_file *w, *r = NULL;
+	struct djmfs_file_info fi;
+	uint8_t src[3 * AU], dst[3 * AU];
+	uint32_t id;
+
+	fill(src, sizeof(src), 5);
+	w = new_stream(c, "frozen", &id);
+	cr_assert_eq(djmfs_write(w, src, 5000), 5000);
+	cr_assert_eq(djmfs_open(c, "frozen", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_lock_snap(r, 10000, &fi), 0);
+	cr_assert(fi.flags & DJMFS_FILE_SNAP_LOCKED);
+	cr_assert_eq(fi.size, 5000);
+	cr_assert_eq(djmfs_write(w, src + 5000, 2 * AU), (ssize_t)(2 * AU));
+	cr_assert_eq(djmfs_sync_snap(r, &fi), 0);
+	cr_assert_eq(fi.size, 5000);
+	cr_assert_eq(djmfs_pread(r, dst, sizeof(dst), 0), 5000);
+	cr_assert_eq(memcmp(dst, src, 5000), 0);
+	cr_assert_eq(djmfs_unlock_snap(r), 0);
+	cr_assert_eq(djmfs_sync_snap(r, &fi), 0);
+	cr_assert_eq(fi.size, 5000 + 2 * AU);
+	cr_assert_eq(djmfs_pread(r, dst, sizeof(dst), 0), 5000 + 2 * AU);
+	cr_assert_eq(memcmp(dst, src, 5000 + 2 * AU), 0);
+	cr_assert_eq(djmfs_lock_snap(w, 0, NULL), -EBADF);
+	cr_assert_eq(djmfs_close(r), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, refuses_a_second_writer_with_ebusy)
+{
+	struct djmfs_client *c1 = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_client *c2 = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_file *w = NULL, *w2 = NULL;
+	char buf[1];
+
+	cr_assert_eq(djmfs_open(c1, "one", DJMFS_O_WRITE | DJMFS_O_CREATE, &w),
+		     0);
+	cr_assert_eq(djmfs_open(c2, "one", DJMFS_O_WRITE, &w2), -EBUSY);
+	cr_assert_eq(djmfs_write(w, "x", 1), -EINVAL); /* no object yet */
+	cr_assert_eq(djmfs_pread(w, buf, 1, 0), -EBADF); /* write-only */
+	cr_assert_eq(djmfs_close(w), 0);
+	cr_assert_eq(djmfs_open(c2, "one", DJMFS_O_WRITE, &w2), 0);
+	djmfs_disconnect(c2); /* closes w2 */
+	djmfs_disconnect(c1);
+}
+
+Test(client, enospc_on_a_full_volume_keeps_earlier_data)
+{
+	struct djmfs_client *c;
+	struct djmfs_file *w, *r = NULL;
+	uint8_t *src = malloc(4 * MIB), *dst = malloc(4 * MIB);
+	size_t total = 0;
+	ssize_t n;
+	uint32_t id;
+
+	teardown();
+	env_start(5 * MIB); /* 16 units of 64 KiB */
+	c = client();
+	fill(src, 4 * MIB, 9);
+	w = new_stream(c, "big", &id);
+	while ((n = djmfs_write(w, src + total, 50000)) == 50000)
+		total += 50000;
+	cr_assert_eq(n, -ENOSPC);
+	cr_assert_gt(total, 0);
+	cr_assert_leq(total, 16 * AU);
+	cr_assert_eq(djmfs_open(c, "big", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_pread(r, dst, 4 * MIB, 0), (ssize_t)total);
+	cr_assert_eq(memcmp(src, dst, total), 0);
+	cr_assert_eq(djmfs_close(r), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	free(src);
+	free(dst);
+	djmfs_disconnect(c);
+}
+
+struct order {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n;
+	int seq[64];
+	ssize_t res[64];
+};
+
+static struct order ord = { PTHREAD_MUTEX_INITIALIZER,
+			    PTHREAD_COND_INITIALIZER, 0, { 0 }, { 0 } };
+
+static void note(void *user, ssize_t res)
+{
+	pthread_mutex_lock(&ord.mu);
+	ord.seq[ord.n] = (int)(intptr_t)user;
+	ord.res[ord.n] = res;
+	ord.n++;
+	pthread_cond_broadcast(&ord.cv);
+	pthread_mutex_unlock(&ord.mu);
+}
+
+static void wait_for(int n)
+{
+	pthread_mutex_lock(&ord.mu);
+	while (ord.n < n)
+		pthread_cond_wait(&ord.cv, &ord.mu);
+	pthread_mutex_unlock(&ord.mu);
+}
+
+Test(client, async_writes_and_reads_complete_in_order_with_deadlines)
+{
+	struct djmfs_client *c = client();
+	struct djmfs_file *w;
+	struct djmfs_io_stats st;
+	static uint8_t src[20 * 10000], dst[20 * 10000];
+	uint32_t id;
+
+	fill(src, sizeof(src), 21);
+	w = new_stream(c, "async", &id);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(djmfs_write_async(w, src + i * 10000, 10000,
+					       djmfs_now() + 2000000000ull,
+					       note, (void *)(intptr_t)i), 0);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(djmfs_pread_async(w, dst + i * 10000, 10000,
+					       i * 10000,
+					       djmfs_now() + 2000000000ull,
+					       note, (void *)(intptr_t)(20 + i)),
+			     0);
+	cr_assert_eq(djmfs_sync_snap_async(w, note, (void *)(intptr_t)40), 0);
+	wait_for(41);
+	for (int i = 0; i < 41; i++) {
+		cr_assert_eq(ord.seq[i], i);
+		cr_assert_eq(ord.res[i], i == 40 ? 0 : 10000);
+	}
+	cr_assert_eq(memcmp(src, dst, sizeof(src)), 0);
+	djmfs_io_stats(c, &st);
+	cr_assert_gt(st.requests, 0);
+	cr_assert_gt(st.deadline_requests, 0);
+	cr_assert_gt(st.bytes, 0);
+	cr_assert_eq(djmfs_write_async(w, src, 1, 0, NULL, NULL), -EINVAL);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, no_data_io_mode_keeps_every_metadata_operation)
+{
+	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_file *w, *r = NULL;
+	struct djmfs_file_info fi;
+	struct djmfs_df df;
+	uint8_t src[70000], dst[70000];
+	uint32_t id;
+
+	memset(src, 0xab, sizeof(src));
+	w = new_stream(c, "meta-only", &id);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(djmfs_write(w, src, sizeof(src)),
+			     (ssize_t)sizeof(src));
+	cr_assert_eq(djmfs_df(c, &df), 0);
+	cr_assert_lt(df.free_aus, df.total_aus);
+	cr_assert_eq(djmfs_open(c, "meta-only", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_file_info(r, &fi), 0);
+	cr_assert_eq(fi.objs[0].size, 4 * sizeof(src));
+	cr_assert_eq(djmfs_pread(r, dst, sizeof(dst), 1000),
+		     (ssize_t)sizeof(dst));
+	cr_assert_eq(djmfs_close(r), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, a_stopped_server_fails_calls_with_enotconn)
+{
+	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_file *w;
+	struct djmfs_file_info fi;
+	uint32_t id;
+
+	w = new_stream(c, "gone", &id);
+	cr_assert_eq(djmfs_write(w, "abc", 3), 3);
+	env_stop_server();
+	cr_assert_eq(djmfs_stat(c, "gone", &fi), -ENOTCONN);
+	cr_assert_eq(djmfs_write(w, "def", 3), -ENOTCONN);
+	cr_assert_eq(djmfs_close(w), -ENOTCONN);
+	djmfs_disconnect(c);
+}
+
+Test(client, connect_fails_cleanly_without_a_server)
+{
+	struct djmfs_client_opts o = opts(0);
+	struct djmfs_client *c = NULL;
+
+	env_stop_server();
+	cr_assert_eq(djmfs_connect(&c, &o), -ENOENT);
+	cr_assert_null(c);
+}
+
+Test(client, refuses_a_volume_that_is_not_the_servers)
+{
+	struct djmfs_client_opts o = opts(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_client *c = NULL;
+	char other[160];
+
+	snprintf(other, sizeof(other), "%s/other", env.dir);
+	cr_assert_eq(djmfs_mkfs(other, 8 * MIB, AU, 0, &test_log), 0);
+	o.volume = other;
+	cr_assert_eq(djmfs_connect(&c, &o), -EXDEV);
+	unlink(other);
+}
+
+Test(client, heartbeats_keep_an_idle_session_alive)
+{
+	struct djmfs_client *c;
+	struct djmfs_file_info fi;
+	struct djmfs_file *w = NULL;
+
+	teardown();
+	env_start_lease(64 * MIB, 300); /* the server drops silent clients */
+	c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	cr_assert_eq(djmfs_open(c, "hb", DJMFS_O_WRITE | DJMFS_O_CREATE, &w),
+		     0);
+	usleep(800 * 1000);
+	cr_assert_eq(djmfs_stat(c, "hb", &fi), 0);
+	cr_assert(fi.flags & DJMFS_FILE_WRITE_LOCKED);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, a_snapshot_lock_ends_with_its_timeout)
+{
+	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_file *w, *r = NULL;
+	struct djmfs_file_info fi;
+	uint32_t id;
+
+	w = new_stream(c, "t", &id);
+	cr_assert_eq(djmfs_write(w, "abc", 3), 3);
+	cr_assert_eq(djmfs_open(c, "t", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_lock_snap(r, 200, &fi), 0);
+	cr_assert_eq(djmfs_write(w, "def", 3), 3);
+	cr_assert_eq(djmfs_sync_snap(r, &fi), 0);
+	cr_assert_eq(fi.size, 3);
+	usleep(300 * 1000);
+	cr_assert_eq(djmfs_sync_snap(r, &fi), 0);
+	cr_assert_eq(fi.size, 6);
+	cr_assert_not(fi.flags & DJMFS_FILE_SNAP_LOCKED);
+	cr_assert_eq(djmfs_close(r), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, connects_with_every_address_form)
+{
+	char addr[4][160];
+	uint16_t port = djmfs_server_tcp_port(env.srv);
+
+	cr_assert_gt(port, 0);
+	snprintf(addr[0], sizeof(addr[0]), "unix:%s", env.sock);
+	snprintf(addr[1], sizeof(addr[1]), "%s", env.sock);
+	snprintf(addr[2], sizeof(addr[2]), "tcp:127.0.0.1:%u", port);
+	snprintf(addr[3], sizeof(addr[3]), "localhost:%u", port);
+	for (int i = 0; i < 4; i++) {
+		struct djmfs_client_opts o = opts(DJMFS_CLIENT_NO_DATA_IO);
+		struct djmfs_client *c = NULL;
+		struct djmfs_df df;
+
+		o.server = addr[i];
+		cr_assert_eq(djmfs_connect(&c, &o), 0, "%s", addr[i]);
+		cr_assert_eq(djmfs_df(c, &df), 0);
+		djmfs_disconnect(c);
+	}
+}
