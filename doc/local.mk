@@ -5,8 +5,14 @@ dist_man_MANS += \
 	doc/man/iosched-bench.1 \
 	doc/man/iosched-calibrate.1 \
 	doc/man/iosched.3 \
-	doc/man/iosched-profile.5
+	doc/man/iosched-profile.5 \
+	doc/man/djmfs.1 \
+	doc/man/djmfs-bench.1 \
+	doc/man/djmfsd.8 \
+	doc/man/libdjmfs.3 \
+	doc/man/djmfs-volume.5
 
 dist_doc_DATA += \
 	doc/architecture.md \
-	doc/sched.md
+	doc/sched.md \
+	doc/djmfs-protocol.md

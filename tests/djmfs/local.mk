@@ -1,0 +1,90 @@
+# Criterion suites for libdjmfs (one program per module), the pattern tool
+# the integration tests drive, and the shell tests that start the real
+# daemons.  fuzz.sh builds the libFuzzer targets with clang and runs each
+# for a bounded time (DJMFS_FUZZ_SECONDS).
+
+DJMFS_TEST_CPPFLAGS = $(DJMFS_CPPFLAGS) \
+	-DIOSCHED_TEST_PROFILE_DIR='"$(abs_top_srcdir)/sched/profiles"'
+DJMFS_TEST_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
+DJMFS_TEST_LDADD = djmfs/libdjmfs-core.la $(CRITERION_LIBS) $(URING_LIBS) $(LIBM)
+
+DJMFS_UNIT_TESTS = \
+	tests/djmfs/test_wire \
+	tests/djmfs/test_jrec \
+	tests/djmfs/test_volume \
+	tests/djmfs/test_journal \
+	tests/djmfs/test_tree \
+	tests/djmfs/test_meta \
+	tests/djmfs/test_alloc \
+	tests/djmfs/test_fsck \
+	tests/djmfs/test_server \
+	tests/djmfs/test_client
+
+DJMFS_SHELL_TESTS = \
+	tests/djmfs/cli.sh \
+	tests/djmfs/concurrent.sh \
+	tests/djmfs/locksnap.sh \
+	tests/djmfs/crash.sh \
+	tests/djmfs/lease.sh \
+	tests/djmfs/enospc.sh \
+	tests/djmfs/bench.sh \
+	tests/djmfs/fuzz.sh
+
+check_PROGRAMS += $(DJMFS_UNIT_TESTS) tests/djmfs/djmfs-pattern
+TESTS += $(DJMFS_UNIT_TESTS) $(DJMFS_SHELL_TESTS)
+EXTRA_DIST += $(DJMFS_SHELL_TESTS) tests/djmfs/fuzz_frame.c \
+	tests/djmfs/fuzz_jrec.c
+
+tests_djmfs_djmfs_pattern_SOURCES = tests/djmfs/djmfs-pattern.c
+tests_djmfs_djmfs_pattern_CPPFLAGS = $(DJMFS_CPPFLAGS)
+tests_djmfs_djmfs_pattern_LDADD = $(DJMFS_TOOL_LDADD)
+
+tests_djmfs_test_wire_SOURCES = tests/djmfs/test_wire.c
+tests_djmfs_test_wire_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_wire_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_wire_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_jrec_SOURCES = tests/djmfs/test_jrec.c
+tests_djmfs_test_jrec_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_jrec_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_jrec_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_volume_SOURCES = tests/djmfs/test_volume.c
+tests_djmfs_test_volume_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_volume_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_volume_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_journal_SOURCES = tests/djmfs/test_journal.c
+tests_djmfs_test_journal_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_journal_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_journal_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_tree_SOURCES = tests/djmfs/test_tree.c
+tests_djmfs_test_tree_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_tree_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_tree_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_meta_SOURCES = tests/djmfs/test_meta.c
+tests_djmfs_test_meta_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_meta_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_meta_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_alloc_SOURCES = tests/djmfs/test_alloc.c
+tests_djmfs_test_alloc_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_alloc_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_alloc_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_fsck_SOURCES = tests/djmfs/test_fsck.c
+tests_djmfs_test_fsck_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_fsck_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_fsck_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_server_SOURCES = tests/djmfs/test_server.c
+tests_djmfs_test_server_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_server_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_server_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_client_SOURCES = tests/djmfs/test_client.c
+tests_djmfs_test_client_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_client_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_client_LDADD = $(DJMFS_TEST_LDADD)
