@@ -667,29 +667,30 @@ static void dec_list_resp(struct djmfs__cur *c, struct djmfs__msg *m)
 	r->plen = c->pos - start;
 }
 
-/* Field order of the DF and STATS bodies, as on the wire. */
+/* Field order of the DF and STATS bodies, as on the wire; offsets are
+ * from the whole message so the compiler sees the real object bounds. */
 static const size_t df_u64[] = {
-	offsetof(struct djmfs_df, total_aus),
-	offsetof(struct djmfs_df, free_aus),
-	offsetof(struct djmfs_df, reserved_aus),
-	offsetof(struct djmfs_df, deferred_aus),
-	offsetof(struct djmfs_df, files),
-	offsetof(struct djmfs_df, quarantined),
+	offsetof(struct djmfs__msg, u.df_resp.total_aus),
+	offsetof(struct djmfs__msg, u.df_resp.free_aus),
+	offsetof(struct djmfs__msg, u.df_resp.reserved_aus),
+	offsetof(struct djmfs__msg, u.df_resp.deferred_aus),
+	offsetof(struct djmfs__msg, u.df_resp.files),
+	offsetof(struct djmfs__msg, u.df_resp.quarantined),
 };
 
 static const size_t stats_u64[] = {
-	offsetof(struct djmfs_server_stats, uptime_ns),
-	offsetof(struct djmfs_server_stats, cpu_user_ns),
-	offsetof(struct djmfs_server_stats, cpu_sys_ns),
-	offsetof(struct djmfs_server_stats, ops),
-	offsetof(struct djmfs_server_stats, mutations),
-	offsetof(struct djmfs_server_stats, lock_busy_ns),
-	offsetof(struct djmfs_server_stats, journal_records),
-	offsetof(struct djmfs_server_stats, journal_batches),
-	offsetof(struct djmfs_server_stats, journal_bytes),
-	offsetof(struct djmfs_server_stats, checkpoints),
-	offsetof(struct djmfs_server_stats, sessions),
-	offsetof(struct djmfs_server_stats, alloc_stalls),
+	offsetof(struct djmfs__msg, u.stats_resp.uptime_ns),
+	offsetof(struct djmfs__msg, u.stats_resp.cpu_user_ns),
+	offsetof(struct djmfs__msg, u.stats_resp.cpu_sys_ns),
+	offsetof(struct djmfs__msg, u.stats_resp.ops),
+	offsetof(struct djmfs__msg, u.stats_resp.mutations),
+	offsetof(struct djmfs__msg, u.stats_resp.lock_busy_ns),
+	offsetof(struct djmfs__msg, u.stats_resp.journal_records),
+	offsetof(struct djmfs__msg, u.stats_resp.journal_batches),
+	offsetof(struct djmfs__msg, u.stats_resp.journal_bytes),
+	offsetof(struct djmfs__msg, u.stats_resp.checkpoints),
+	offsetof(struct djmfs__msg, u.stats_resp.sessions),
+	offsetof(struct djmfs__msg, u.stats_resp.alloc_stalls),
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -699,8 +700,12 @@ static void put_u64_fields(struct djmfs__buf *b, const void *s,
 {
 	const char *base = s;
 
-	for (size_t i = 0; i < n; i++)
-		djmfs__put_u64(b, *(const uint64_t *)(base + off[i]));
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v;
+
+		memcpy(&v, base + off[i], sizeof(v));
+		djmfs__put_u64(b, v);
+	}
 }
 
 static void get_u64_fields(struct djmfs__cur *c, void *s, const size_t *off,
@@ -708,32 +713,35 @@ static void get_u64_fields(struct djmfs__cur *c, void *s, const size_t *off,
 {
 	char *base = s;
 
-	for (size_t i = 0; i < n; i++)
-		*(uint64_t *)(base + off[i]) = djmfs__get_u64(c);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = djmfs__get_u64(c);
+
+		memcpy(base + off[i], &v, sizeof(v));
+	}
 }
 
 static int enc_df_resp(struct djmfs__buf *b, const struct djmfs__msg *m)
 {
 	djmfs__put_u32(b, m->u.df_resp.au_size);
-	put_u64_fields(b, &m->u.df_resp, df_u64, N_OF(df_u64));
+	put_u64_fields(b, m, df_u64, N_OF(df_u64));
 	return 0;
 }
 
 static void dec_df_resp(struct djmfs__cur *c, struct djmfs__msg *m)
 {
 	m->u.df_resp.au_size = djmfs__get_u32(c);
-	get_u64_fields(c, &m->u.df_resp, df_u64, N_OF(df_u64));
+	get_u64_fields(c, m, df_u64, N_OF(df_u64));
 }
 
 static int enc_stats_resp(struct djmfs__buf *b, const struct djmfs__msg *m)
 {
-	put_u64_fields(b, &m->u.stats_resp, stats_u64, N_OF(stats_u64));
+	put_u64_fields(b, m, stats_u64, N_OF(stats_u64));
 	return 0;
 }
 
 static void dec_stats_resp(struct djmfs__cur *c, struct djmfs__msg *m)
 {
-	get_u64_fields(c, &m->u.stats_resp, stats_u64, N_OF(stats_u64));
+	get_u64_fields(c, m, stats_u64, N_OF(stats_u64));
 }
 
 /* ---------------------------------------------------------------- */
