@@ -1,13 +1,15 @@
 /*
- * CRC-32C (Castagnoli polynomial, reflected form 0x82F63B78) in software,
- * one table lookup per byte.  It guards the superblock, every journal
- * record and both checkpoint slots; none of them is hot enough to need a
- * hardware path, and a plain table keeps the result identical on every
- * host that shares a volume.  The table is constant data generated from
- * the polynomial, so there is no initialisation and no shared state.
+ * CRC-32C (Castagnoli polynomial, reflected form 0x82F63B78).  It guards
+ * the superblock, every journal record and both checkpoint slots.  Every
+ * record is checksummed on the server's loop thread, so x86-64 hosts use
+ * the SSE4.2 crc32 instruction (the same polynomial, so every host that
+ * shares a volume computes the same value); others use a table, one
+ * lookup per byte.  The table is constant data generated from the
+ * polynomial, so there is no initialisation.
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "djmfs-int.h"
 
@@ -79,12 +81,59 @@ static const uint32_t crc32c_table[256] = {
 	0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,
 };
 
-uint32_t djmfs__crc32c(uint32_t crc, const void *p, size_t n)
+static uint32_t crc_table(uint32_t c, const uint8_t *s, size_t n)
 {
-	const uint8_t *s = p;
-	uint32_t c = ~crc; /* pre/post inversion lets callers chain from 0 */
-
 	while (n--)
 		c = crc32c_table[(c ^ *s++) & 0xffu] ^ (c >> 8);
+	return c;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* SSE4.2's crc32 instruction computes this very polynomial, eight bytes
+ * a step: every journal record is checksummed on the server's loop, so
+ * the byte-at-a-time table (about 0.3 GB/s) is worth avoiding. */
+__attribute__((target("sse4.2"))) static uint32_t
+crc_sse42(uint32_t c, const uint8_t *s, size_t n)
+{
+	uint64_t c64 = c, w;
+
+	for (; n >= 8; n -= 8, s += 8) {
+		memcpy(&w, s, sizeof(w));
+		c64 = __builtin_ia32_crc32di(c64, w);
+	}
+	c = (uint32_t)c64;
+	while (n--)
+		c = __builtin_ia32_crc32qi(c, *s++);
+	return c;
+}
+
+static int have_sse42(void)
+{
+	static int v = -1; /* racing first calls store the same value */
+	int have = __atomic_load_n(&v, __ATOMIC_RELAXED);
+
+	if (have < 0) {
+		have = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+		__atomic_store_n(&v, have, __ATOMIC_RELAXED);
+	}
+	return have;
+}
+#else
+static uint32_t crc_sse42(uint32_t c, const uint8_t *s, size_t n)
+{
+	return crc_table(c, s, n);
+}
+
+static int have_sse42(void)
+{
+	return 0;
+}
+#endif
+
+uint32_t djmfs__crc32c(uint32_t crc, const void *p, size_t n)
+{
+	uint32_t c = ~crc; /* pre/post inversion lets callers chain from 0 */
+
+	c = have_sse42() ? crc_sse42(c, p, n) : crc_table(c, p, n);
 	return ~c;
 }
