@@ -128,6 +128,8 @@ struct djmfs_file;
  * were infinitely fast. */
 #define DJMFS_CLIENT_NO_DATA_IO 0x1u
 
+#define DJMFS_CLIENT_NO_BATCH UINT32_MAX
+
 struct djmfs_client_opts {
 	/* "unix:/path", "tcp:host:port", "host:port", or a path containing
 	 * '/' (a Unix socket).  NULL: $DJMFS_SERVER, else
@@ -144,6 +146,13 @@ struct djmfs_client_opts {
 	unsigned depth;		/* dispatch depth; 0: the profile's */
 	uint32_t reserve_aus;	/* allocation units asked for per
 				   reservation; 0: 16 */
+	/* Send coalescing (like Nagle's rule, for RPCs): while other calls
+	 * are waiting for replies, a request made within this many
+	 * microseconds of the last write leaves with the next one instead
+	 * of in a write (and a server wake-up) of its own.  A call made when
+	 * nothing else is in flight always leaves at once.  0: 1000;
+	 * DJMFS_CLIENT_NO_BATCH: off. */
+	uint32_t batch_us;
 	unsigned flags;		/* DJMFS_CLIENT_* */
 	struct djmfs_log log;
 };

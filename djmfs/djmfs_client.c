@@ -78,6 +78,7 @@ static struct djmfs__call *call_take(struct djmfs_client *c, uint32_t id)
 
 		if (k->id == id) {
 			*pp = k->next;
+			c->npending--;
 			return k;
 		}
 	}
@@ -170,6 +171,8 @@ static void flush_queue(struct djmfs_client *c)
 		c->sending = c->sendq;
 		c->sendq = t;
 		djmfs__buf_reset(&c->sendq);
+		c->last_flush_ns = djmfs_now();
+		c->flush_at_ns = 0;
 		pthread_mutex_unlock(&c->send_lock);
 		err = write_all(c->sock, c->sending.p, c->sending.len);
 		djmfs__buf_reset(&c->sending);
@@ -181,10 +184,26 @@ static void flush_queue(struct djmfs_client *c)
 	}
 }
 
-/* Queues one frame and, unless another thread is flushing, writes the
- * queue out.  Returns 0 or the encoder's -errno (nothing queued). */
+/*
+ * Whether a frame queued now may wait for the window's end: only while
+ * other calls are in flight (their replies prove the server is busy and
+ * a lone caller never waits) and a write happened within the window.
+ * Called with send_lock held.
+ */
+static int may_defer(struct djmfs_client *c, uint64_t now)
+{
+	return c->batch_ns &&
+	       __atomic_load_n(&c->npending, __ATOMIC_RELAXED) > 1 &&
+	       now < c->last_flush_ns + c->batch_ns;
+}
+
+/* Queues one frame and, unless another thread is flushing or the frame
+ * may wait for the coalescing window (the heartbeat thread then writes
+ * it out on time), writes the queue out.  Returns 0 or the encoder's
+ * -errno (nothing queued). */
 static int send_msg(struct djmfs_client *c, const struct djmfs__msg *m)
 {
+	int wake = 0;
 	size_t mark;
 	int err;
 
@@ -199,14 +218,50 @@ static int send_msg(struct djmfs_client *c, const struct djmfs__msg *m)
 		goto out;
 	}
 	c->last_send_ns = djmfs_now();
-	if (!c->flushing) {
+	if (c->flushing) {
+		/* The flusher at work takes this frame too. */
+	} else if (may_defer(c, c->last_send_ns)) {
+		if (!c->flush_at_ns) {
+			c->flush_at_ns = c->last_flush_ns + c->batch_ns;
+			wake = 1;
+		}
+	} else {
 		c->flushing = 1;
 		flush_queue(c);
 		c->flushing = 0;
 	}
 out:
 	pthread_mutex_unlock(&c->send_lock);
+	if (wake) {
+		/* Not under send_lock: the heartbeat thread takes hb_lock
+		 * first. */
+		pthread_mutex_lock(&c->hb_lock);
+		pthread_cond_signal(&c->hb_cond);
+		pthread_mutex_unlock(&c->hb_lock);
+	}
 	return err;
+}
+
+/* Heartbeat thread: writes out frames deferred by send_msg once their
+ * window has passed.  Returns when the next deferred flush is due (0:
+ * none). */
+static uint64_t flush_due(struct djmfs_client *c)
+{
+	uint64_t at;
+
+	pthread_mutex_lock(&c->send_lock);
+	at = c->flush_at_ns;
+	if (at && djmfs_now() >= at && !c->flushing) {
+		c->flushing = 1;
+		flush_queue(c);
+		c->flushing = 0;
+		at = 0;
+	} else if (at && c->flushing) {
+		at = 0; /* the flusher at work takes the frames */
+		c->flush_at_ns = 0;
+	}
+	pthread_mutex_unlock(&c->send_lock);
+	return at;
 }
 
 int djmfs__rpc_async(struct djmfs_client *c, struct djmfs__msg *req,
@@ -231,6 +286,7 @@ int djmfs__rpc_async(struct djmfs_client *c, struct djmfs__msg *req,
 	k->id = c->next_id;
 	k->next = *bucket(c, k->id);
 	*bucket(c, k->id) = k;
+	c->npending++;
 	pthread_mutex_unlock(&c->lock);
 
 	req->h.id = k->id;
@@ -411,13 +467,24 @@ static void *hb_main(void *arg)
 		period = 1000000000u;
 	pthread_mutex_lock(&c->hb_lock);
 	while (!c->hb_stop) {
-		uint64_t last, now = djmfs_now(), at = now + period;
-		struct timespec ts = { (time_t)(at / 1000000000u),
-				       (long)(at % 1000000000u) };
+		uint64_t last, now = djmfs_now(), at = now + period, fl;
+		struct timespec ts;
 
+		pthread_mutex_unlock(&c->hb_lock);
+		fl = flush_due(c);
+		pthread_mutex_lock(&c->hb_lock);
+		if (fl && fl < at)
+			at = fl;
+		ts.tv_sec = (time_t)(at / 1000000000u);
+		ts.tv_nsec = (long)(at % 1000000000u);
 		pthread_cond_timedwait(&c->hb_cond, &c->hb_lock, &ts);
 		if (c->hb_stop)
 			break;
+		pthread_mutex_unlock(&c->hb_lock);
+		fl = flush_due(c);
+		pthread_mutex_lock(&c->hb_lock);
+		if (fl)
+			continue; /* not due yet: wait for it */
 		pthread_mutex_lock(&c->send_lock);
 		last = c->last_send_ns;
 		pthread_mutex_unlock(&c->send_lock);
@@ -612,6 +679,11 @@ static int copy_opts(struct djmfs_client *c, const struct djmfs_client_opts *o)
 
 	c->opts = *o;
 	c->log = o->log;
+	if (o->batch_us == DJMFS_CLIENT_NO_BATCH)
+		c->batch_ns = 0;
+	else
+		c->batch_ns = (uint64_t)(o->batch_us ? o->batch_us : 1000u) *
+			      1000u;
 	c->server = strdup(server ? server : DEFAULT_SERVER);
 	if (!c->server)
 		return -ENOMEM;

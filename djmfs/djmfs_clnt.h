@@ -132,6 +132,11 @@ struct djmfs_client {
 	struct djmfs__buf sending; /* frames the flusher is writing */
 	int flushing;
 	uint64_t last_send_ns;
+	uint64_t last_flush_ns; /* start of the last socket write */
+	uint64_t flush_at_ns;	/* a deferred flush is due then; 0: none */
+	uint64_t batch_ns;	/* send coalescing window */
+	int npending;		/* calls in the table (c->lock; read racily
+				   as a hint) */
 
 	/* Threads. */
 	pthread_t rx_thread, hb_thread;
