@@ -608,6 +608,8 @@ struct djmfs__journal_opts {
 	unsigned ckpt_slot;	/* the slot holding it */
 	uint64_t next_seq;	/* first seq to be appended */
 	int notify_fd;		/* eventfd written after each durable batch */
+	uint64_t window_ns;	/* at least this long between two syncs'
+				   starts, so one sync covers more records */
 	const struct djmfs_log *log;
 };
 
@@ -741,6 +743,11 @@ struct djmfs__meta_opts {
 	void (*on_free)(void *arg, uint64_t first_au, uint64_t n_aus,
 			enum djmfs__free_kind kind);
 	void *arg;
+	/* 0: every applied record is a candidate durable state.  1: only
+	 * the states djmfs__meta_seal() marks are (the server seals once per
+	 * loop pass, which is its commit: between seals the working tree is
+	 * private, so records edit it in place instead of copying paths). */
+	int batched;
 };
 
 int djmfs__meta_new(struct djmfs__meta **out, const struct djmfs__meta_opts *o);
@@ -779,9 +786,14 @@ const char *djmfs__meta_name(const struct djmfs__meta *m, uint64_t ino);
  * durable one only those made durable (what readers are shown). */
 struct djmfs__root *djmfs__meta_working(const struct djmfs__meta *m);
 struct djmfs__root *djmfs__meta_durable(const struct djmfs__meta *m);
-/* Moves the durable root to the state after the newest applied record
+/* Moves the durable root to the newest candidate state (see batched)
  * with seq <= @seq. */
 void djmfs__meta_mark_durable(struct djmfs__meta *m, uint64_t seq);
+/* Seq of the durable root's state. */
+uint64_t djmfs__meta_durable_seq(const struct djmfs__meta *m);
+/* Batched mode: makes the working state a candidate durable state (a
+ * no-op when nothing was applied since the last seal). */
+void djmfs__meta_seal(struct djmfs__meta *m);
 
 /* Reservations: runs handed to a file's writer, not yet mapped. */
 int djmfs__meta_walk_reserved(const struct djmfs__meta *m,

@@ -447,6 +447,9 @@ out:
 /* Group-commit writer                                                  */
 /* ------------------------------------------------------------------ */
 
+#define SEG_INITIAL (64u << 10)	/* first capacity of a record segment */
+#define SEG_KEEP_MAX (4u << 20)	/* larger segments are not kept */
+
 struct jseg {
 	struct jseg *next;
 	struct djmfs__buf recs; /* encoded records, contiguous */
@@ -476,10 +479,13 @@ struct djmfs__journal {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct jseg *head, *tail;
+	struct jseg *spare; /* a written segment kept for its buffer */
 	int stopping;
 
 	/* Writer thread. */
 	unsigned slot;
+	uint64_t window_ns;
+	uint64_t last_round_ns; /* start of the previous round */
 
 	/* Atomics. */
 	uint64_t durable;
@@ -502,9 +508,31 @@ static void stat_add(uint64_t *field, uint64_t n)
 
 static void seg_free(struct jseg *s)
 {
+	if (!s)
+		return;
 	djmfs__buf_free(&s->recs);
 	djmfs__buf_free(&s->img);
 	free(s);
+}
+
+/* Keeps one written record segment for the next round, so a steady load
+ * reuses one buffer instead of growing a new one by reallocs each round. */
+static void seg_recycle(struct djmfs__journal *j, struct jseg *s)
+{
+	if (s->has_ckpt || s->recs.cap > SEG_KEEP_MAX) {
+		seg_free(s);
+		return;
+	}
+	pthread_mutex_lock(&j->lock);
+	if (!j->spare) {
+		djmfs__buf_reset(&s->recs);
+		s->nrec = 0;
+		s->next = NULL;
+		j->spare = s;
+		s = NULL;
+	}
+	pthread_mutex_unlock(&j->lock);
+	seg_free(s);
 }
 
 /* Under lock: the open segment at the tail, or a new one that starts at
@@ -515,11 +543,19 @@ static struct jseg *seg_open(struct djmfs__journal *j)
 
 	if (s && !s->has_ckpt)
 		return s;
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
-	djmfs__buf_init(&s->recs);
-	djmfs__buf_init(&s->img);
+	if (j->spare) {
+		s = j->spare;
+		j->spare = NULL;
+	} else {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return NULL;
+		djmfs__buf_init(&s->recs);
+		djmfs__buf_init(&s->img);
+		/* A round's records usually fit, so appends rarely grow it. */
+		djmfs__buf_reserve(&s->recs, SEG_INITIAL);
+		s->recs.err = 0;
+	}
 	s->epoch = j->epoch;
 	s->off = j->off;
 	if (j->tail)
@@ -621,9 +657,31 @@ static void writer_round(struct djmfs__journal *j, struct jseg *s)
 			batch_commit(j, &pd);
 			ckpt_write(j, s);
 		}
-		seg_free(s);
+		seg_recycle(j, s);
 	}
 	batch_commit(j, &pd);
+}
+
+/*
+ * Group commit with a window: when records arrive a few microseconds
+ * apart, syncing as soon as one is queued makes nearly every record pay
+ * for its own fdatasync.  Holding the next round until a window has
+ * passed since the previous one started lets one sync cover every
+ * record of the window.  Called and returns with the lock held.
+ */
+static void writer_window(struct djmfs__journal *j)
+{
+	uint64_t until = j->last_round_ns + j->window_ns;
+	struct timespec ts = { (time_t)(until / 1000000000u),
+			       (long)(until % 1000000000u) };
+
+	if (j->window_ns == 0 || j->stopping || mono_ns() >= until)
+		return;
+	pthread_mutex_unlock(&j->lock);
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+	       EINTR)
+		;
+	pthread_mutex_lock(&j->lock);
 }
 
 static void *writer_main(void *arg)
@@ -635,6 +693,8 @@ static void *writer_main(void *arg)
 	for (;;) {
 		while (!j->head && !j->stopping)
 			pthread_cond_wait(&j->cond, &j->lock);
+		writer_window(j);
+		j->last_round_ns = mono_ns();
 		batch = j->head;
 		if (!batch)
 			break; /* stopping, and everything is written */
@@ -676,6 +736,7 @@ int djmfs__journal_start(struct djmfs__journal **out,
 	if (o->log)
 		j->log = *o->log;
 	j->notify_fd = o->notify_fd;
+	j->window_ns = o->window_ns;
 	j->seed = o->vol->seed;
 	j->epoch = o->epoch;
 	j->next_seq = o->next_seq;
@@ -821,5 +882,6 @@ void djmfs__journal_stop(struct djmfs__journal *j)
 	pthread_cond_destroy(&j->cond);
 	pthread_mutex_destroy(&j->lock);
 	djmfs__buf_free(&j->enc);
+	seg_free(j->spare);
 	free(j);
 }

@@ -11,9 +11,13 @@
  *
  * Invariants:
  *  1. working is the state after record seq; durable is the state after
- *     some record <= seq; the ring holds, oldest first, (s, root) for
- *     every applied record s after durable's, so mark_durable(x) makes the
- *     newest entry with s <= x durable.
+ *     record durable_seq <= seq; the ring holds, oldest first, (s, root)
+ *     for every candidate state s after durable's -- every applied record,
+ *     or in batched mode every sealed one -- so mark_durable(x) makes the
+ *     newest entry with s <= x durable.  In batched mode, from the first
+ *     change after a seal (which path-copies a new root) until the next
+ *     seal, nothing else references the working root, which is what lets
+ *     commit_file edit it in place.
  *  2. Every file in working has one inode entry (ino -> name), and no
  *     other entry exists; every ino < next_ino.
  *  3. A file's reservation is a sorted set of disjoint, non-adjacent unit
@@ -310,6 +314,8 @@ struct djmfs__meta {
 	struct pend *ring; /* invariant 1 */
 	uint32_t ring_cap, ring_head, ring_n;
 	uint64_t seq;
+	uint64_t durable_seq; /* the durable root's state */
+	uint64_t sealed_seq;  /* batched: the newest sealed state */
 	uint64_t next_ino;
 	uint64_t reserved;
 	struct imap inos;
@@ -355,7 +361,7 @@ static void meta_reset(struct djmfs__meta *m, struct djmfs__root *empty)
 	m->working = empty;
 	m->durable = djmfs__root_ref(empty);
 	im_clear(&m->inos);
-	m->seq = 0;
+	m->seq = m->durable_seq = m->sealed_seq = 0;
 	m->next_ino = 1;
 	m->reserved = 0;
 }
@@ -419,11 +425,17 @@ struct djmfs__root *djmfs__meta_durable(const struct djmfs__meta *m)
 	return m->durable;
 }
 
+uint64_t djmfs__meta_durable_seq(const struct djmfs__meta *m)
+{
+	return m->durable_seq;
+}
+
 void djmfs__meta_mark_durable(struct djmfs__meta *m, uint64_t seq)
 {
 	while (m->ring_n && m->ring[m->ring_head].seq <= seq) {
 		djmfs__root_unref(m->durable);
 		m->durable = m->ring[m->ring_head].root;
+		m->durable_seq = m->ring[m->ring_head].seq;
 		m->ring_head = (m->ring_head + 1) % m->ring_cap;
 		m->ring_n--;
 	}
@@ -535,11 +547,17 @@ static int lookup(struct djmfs__meta *m, uint64_t ino, struct ient **e,
 	return 0;
 }
 
-/* Puts @nf (owned) into a new working root. */
+/* Puts @nf (owned) into the working root: in place while the working
+ * root is private (batched mode, after the first change since a seal),
+ * else into a path-copied new root. */
 static int commit_file(struct djmfs__meta *m, struct djmfs__file *nf)
 {
 	struct djmfs__root *nr;
-	int err = djmfs__root_put(m->working, nf, &nr);
+	int err;
+
+	if (m->o.batched && djmfs__root_replace_owned(m->working, nf) == 0)
+		return 0;
+	err = djmfs__root_put(m->working, nf, &nr);
 
 	if (err)
 		return no(m, err, "root_put");
@@ -1006,10 +1024,22 @@ int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r)
 		return err;
 	}
 	m->seq = r->seq;
-	m->ring[(m->ring_head + m->ring_n) % m->ring_cap] =
-		(struct pend){ r->seq, djmfs__root_ref(m->working) };
-	m->ring_n++;
+	if (!m->o.batched) {
+		m->ring[(m->ring_head + m->ring_n) % m->ring_cap] =
+			(struct pend){ r->seq, djmfs__root_ref(m->working) };
+		m->ring_n++;
+	}
 	return 0;
+}
+
+void djmfs__meta_seal(struct djmfs__meta *m)
+{
+	if (m->sealed_seq == m->seq || ring_reserve(m))
+		return; /* out of memory: the next seal covers this one */
+	m->ring[(m->ring_head + m->ring_n) % m->ring_cap] =
+		(struct pend){ m->seq, djmfs__root_ref(m->working) };
+	m->ring_n++;
+	m->sealed_seq = m->seq;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1417,6 +1447,6 @@ int djmfs__meta_load(struct djmfs__meta *m, const uint8_t *img, size_t n,
 		return err;
 	}
 	djmfs__root_unref(empty);
-	m->seq = last_seq;
+	m->seq = m->durable_seq = m->sealed_seq = last_seq;
 	return 0;
 }

@@ -666,7 +666,6 @@ static int op_reserve(struct djmfs_server *s, struct djmfs__conn *c,
 static int op_publish(struct djmfs_server *s, struct djmfs__conn *c,
 		      const struct djmfs__msg *req, struct reply *rep)
 {
-	const struct djmfs__file *f;
 	struct djmfs__handle *h;
 	struct djmfs__jrec r;
 	int err = get_writer(c, req->u.publish_req.handle, &h);
@@ -681,8 +680,9 @@ static int op_publish(struct djmfs_server *s, struct djmfs__conn *c,
 	err = djmfs__srv_mutate(s, &r);
 	if (err < 0)
 		return err;
-	f = working_file(s, h);
-	rep->m.u.publish_resp.version = f ? f->version : 0;
+	/* meta_apply accepted it, so the new version is base + 1: no
+	 * second walk down the tree. */
+	rep->m.u.publish_resp.version = r.u.publish.base_version + 1;
 	rep->wait_seq = r.seq;
 	return 0;
 }

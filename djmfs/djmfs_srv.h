@@ -19,6 +19,7 @@
 #define DJMFS_SRV_LEASE_MIN_MS 1000u	/* clamp of a client's lease ask */
 #define DJMFS_SRV_SNAP_LOCK_MS 60000u
 #define DJMFS_SRV_PREFETCH 1024u
+#define DJMFS_SRV_BATCH_US 2000u	/* batching window when the options say 0 */
 #define DJMFS_SRV_RESERVE_MAX 256u
 #define DJMFS_SRV_TICK_MS 100u
 #define DJMFS_SRV_LIST_MAX 1000u
@@ -97,6 +98,7 @@ struct djmfs_server {
 	uint64_t last_ckpt_seq;
 	uint64_t appended_seq;	/* last record the journal accepted */
 	uint64_t durable_seq;	/* what the durable root holds */
+	uint64_t jnl_durable;	/* what the journal last said is durable */
 	unsigned boot_slot;	/* checkpoint slot booted from */
 
 	int epfd;

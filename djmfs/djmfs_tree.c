@@ -512,13 +512,41 @@ out:
 /* The persistent AVL tree                                             */
 /* ------------------------------------------------------------------ */
 
+/* The first KEY_INLINE bytes of the name live in the node, so a
+ * descent compares without touching every file record on its way (one
+ * cache miss per level instead of two); longer names fall back to the
+ * record's full name only when those bytes tie. */
+#define KEY_INLINE 23
+
 struct tnode {
 	uint32_t refs;
-	int height;
+	uint8_t height;
+	uint8_t key_full; /* key holds the whole name */
+	char key[KEY_INLINE + 1];
 	struct tnode *l;
 	struct tnode *r;
 	const struct djmfs__file *f;
 };
+
+/* strcmp(name, t's name), exactly. */
+static int node_cmp(const char *name, const struct tnode *t)
+{
+	int c;
+
+	if (t->key_full)
+		return strcmp(name, t->key);
+	c = strncmp(name, t->key, KEY_INLINE);
+	return c ? c : strcmp(name, t->f->name);
+}
+
+static void node_key(struct tnode *n)
+{
+	size_t len = strlen(n->f->name);
+
+	n->key_full = len <= KEY_INLINE;
+	memcpy(n->key, n->f->name, n->key_full ? len + 1 : KEY_INLINE);
+	n->key[KEY_INLINE] = '\0';
+}
 
 struct djmfs__root {
 	uint32_t refs;
@@ -574,7 +602,8 @@ static struct tnode *mk(struct tctx *c, struct tnode *l,
 	n->l = l;
 	n->r = r;
 	n->f = f;
-	n->height = 1 + (h(l) > h(r) ? h(l) : h(r));
+	n->height = (uint8_t)(1 + (h(l) > h(r) ? h(l) : h(r)));
+	node_key(n);
 	return n;
 }
 
@@ -624,7 +653,7 @@ static struct tnode *t_put(struct tctx *c, struct tnode *t,
 
 	if (!t)
 		return mk(c, NULL, f, NULL);
-	cmp = strcmp(f->name, t->f->name);
+	cmp = node_cmp(f->name, t);
 	if (cmp == 0) {
 		c->replaced = 1;
 		return mk(c, node_ref(t->l), f, node_ref(t->r));
@@ -653,7 +682,7 @@ static struct tnode *t_del(struct tctx *c, struct tnode *t, const char *name)
 {
 	const struct djmfs__file *min = NULL;
 	struct tnode *r;
-	int cmp = strcmp(name, t->f->name);
+	int cmp = node_cmp(name, t);
 
 	if (cmp < 0)
 		return bal(c, t_del(c, t->l, name), djmfs__file_ref(t->f),
@@ -715,7 +744,7 @@ const struct djmfs__file *djmfs__root_find(const struct djmfs__root *r,
 	const struct tnode *t = r->top;
 
 	while (t) {
-		int cmp = strcmp(name, t->f->name);
+		int cmp = node_cmp(name, t);
 
 		if (!cmp)
 			return t->f;
@@ -736,6 +765,40 @@ int djmfs__root_put(const struct djmfs__root *r, struct djmfs__file *f,
 		return c.err;
 	}
 	return root_alloc(out, top, r->nfiles + !c.replaced);
+}
+
+int djmfs__root_replace_owned(struct djmfs__root *r, struct djmfs__file *f)
+{
+	struct tnode **slot = &r->top, *t;
+	int cmp;
+
+	if (r->refs != 1)
+		return -EBUSY;
+	while ((t = *slot)) {
+		if (t->refs > 1) {
+			/* Shared with an older root: this root gets its own
+			 * copy, the others keep the original. */
+			struct tnode *n = malloc(sizeof(*n));
+
+			if (!n)
+				return -ENOMEM;
+			*n = *t;
+			n->refs = 1;
+			node_ref(n->l);
+			node_ref(n->r);
+			djmfs__file_ref(n->f);
+			t->refs--;
+			*slot = t = n;
+		}
+		cmp = node_cmp(f->name, t);
+		if (cmp == 0) {
+			djmfs__file_unref(t->f);
+			t->f = f;
+			return 0;
+		}
+		slot = cmp < 0 ? &t->l : &t->r;
+	}
+	return -ENOENT;
 }
 
 int djmfs__root_del(const struct djmfs__root *r, const char *name,

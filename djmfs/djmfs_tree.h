@@ -90,4 +90,15 @@ uint64_t djmfs__obj_maplen(const struct djmfs__obj *o);
 /* End (offset + len) of the version's last extent, or 0 with no map. */
 uint64_t djmfs__obj_map_end(const struct djmfs__obj *o);
 
+/*
+ * Replaces the file with @f's name by @f (owned) inside @r itself, when
+ * the caller holds the only reference to @r (a working tree no reader
+ * can see yet).  Nodes only @r reaches are changed in place; a node it
+ * shares with older roots is copied once and from then on is @r's own.
+ * Older roots never change.  Returns 0 (@f taken), -EBUSY (@r is
+ * shared), -ENOENT (no such name) or -ENOMEM; on error @f stays the
+ * caller's and @r holds the same files as before.
+ */
+int djmfs__root_replace_owned(struct djmfs__root *r, struct djmfs__file *f);
+
 #endif /* DJMFS_TREE_H */

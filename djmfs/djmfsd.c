@@ -68,7 +68,7 @@ static void usage(FILE *f)
 		"[--tcp HOST:PORT]\n"
 		"              [--lease-ms N] [--snap-lock-max-ms N] "
 		"[--prefetch N]\n"
-		"              [--log-level error|warn|info|debug]\n"
+		"              [--batch-us N] [--log-level error|warn|info|debug]\n"
 		"       djmfsd --help | --version\n"
 		"\n"
 		"The DJMFS metadata and lock server.  Listens on %s\n"
@@ -105,7 +105,10 @@ static int parse_level(const char *s, enum djmfs_log_level *out)
 	return -1;
 }
 
-enum { OPT_LEASE = 256, OPT_SNAP, OPT_PREFETCH, OPT_LEVEL, OPT_VERSION };
+enum {
+	OPT_LEASE = 256, OPT_SNAP, OPT_PREFETCH, OPT_BATCH, OPT_LEVEL,
+	OPT_VERSION
+};
 
 static const struct option long_opts[] = {
 	{ "volume", required_argument, NULL, 'v' },
@@ -114,6 +117,7 @@ static const struct option long_opts[] = {
 	{ "lease-ms", required_argument, NULL, OPT_LEASE },
 	{ "snap-lock-max-ms", required_argument, NULL, OPT_SNAP },
 	{ "prefetch", required_argument, NULL, OPT_PREFETCH },
+	{ "batch-us", required_argument, NULL, OPT_BATCH },
 	{ "log-level", required_argument, NULL, OPT_LEVEL },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -129,7 +133,8 @@ static int parse_args(int argc, char **argv, struct djmfs_server_opts *o,
 
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		v = 0;
-		if (c == OPT_LEASE || c == OPT_SNAP || c == OPT_PREFETCH) {
+		if (c == OPT_LEASE || c == OPT_SNAP || c == OPT_PREFETCH ||
+		    c == OPT_BATCH) {
 			v = parse_u32(optarg);
 			if (v < 0) {
 				fprintf(stderr, "djmfsd: bad number '%s'\n",
@@ -144,6 +149,10 @@ static int parse_args(int argc, char **argv, struct djmfs_server_opts *o,
 		case OPT_LEASE: o->lease_ms = (uint32_t)v; break;
 		case OPT_SNAP: o->snap_lock_max_ms = (uint32_t)v; break;
 		case OPT_PREFETCH: o->prefetch_aus = (uint32_t)v; break;
+		case OPT_BATCH:
+			/* 0 on the command line means no batching. */
+			o->batch_us = v ? (uint32_t)v : DJMFS_SERVER_NO_BATCH;
+			break;
 		case OPT_LEVEL:
 			if (parse_level(optarg, level) < 0) {
 				fprintf(stderr, "djmfsd: bad log level '%s'\n",

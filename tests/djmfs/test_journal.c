@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "djmfs-int.h"
@@ -633,4 +634,38 @@ Test(journal, records_survive_reopening_the_volume)
 	expect_seqs(s, 1, 20);
 	free(ck.img);
 	free(s);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Only a lower bound is asserted: a slow machine makes the gap longer,
+ * never shorter. */
+Test(journal, window_spaces_syncs_apart)
+{
+	struct djmfs__journal_opts o = {
+		.vol = vol, .epoch = 1, .ckpt_slot = 0, .next_seq = 1,
+		.notify_fd = efd, .window_ns = 30000000u, .log = &test_log,
+	};
+	struct djmfs__journal_stats st;
+	struct djmfs__journal *j;
+	uint64_t t0, t1;
+
+	cr_assert_eq(djmfs__journal_start(&j, &o), 0);
+	t0 = now_ns();
+	append_range(j, 1, 1);
+	wait_durable(j, 1);
+	append_range(j, 2, 2);
+	wait_durable(j, 2);
+	t1 = now_ns();
+	cr_expect_geq(t1 - t0, 30000000u, "second sync %llu ns after the first",
+		      (unsigned long long)(t1 - t0));
+	djmfs__journal_get_stats(j, &st);
+	cr_expect_eq(st.batches, 2);
+	djmfs__journal_stop(j);
 }

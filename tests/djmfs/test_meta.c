@@ -1118,3 +1118,44 @@ Test(meta, random_records_keep_every_unit_owned_once)
 	djmfs__buf_free(&b);
 	djmfs__meta_free(m2);
 }
+
+/* Batched (the server): only sealed states become durable, and edits
+ * between seals go into the private working tree in place without ever
+ * changing what an older sealed root shows. */
+Test(meta, batched_mode_makes_only_sealed_states_durable)
+{
+	struct djmfs__meta_opts o = {
+		.data_off = DOFF, .n_aus = NAUS, .au_size = AU,
+		.on_free = on_free, .batched = 1,
+	};
+	struct djmfs__root *sealed;
+	struct djmfs__meta *m;
+
+	djmfs__meta_free(M);
+	cr_assert_eq(djmfs__meta_new(&m, &o), 0);
+	M = m;
+	cr_assert_eq(file_create(1, "a"), 0); /* seq 1 */
+	cr_assert_eq(file_create(2, "b"), 0); /* seq 2 */
+	djmfs__meta_seal(M);
+	sealed = djmfs__root_ref(djmfs__meta_working(M));
+	cr_assert_eq(file_create(3, "c"), 0); /* seq 3 */
+	cr_assert_eq(pub1(1, 0, 0, 0, 0, 0), -ENOENT); /* no object 0 */
+	cr_assert_eq(obj_op(DJMFS_J_OBJ_CREATE, 1, 1, DJMFS_ATTR_DATA, "d"), 0);
+	cr_assert_eq(obj_op(DJMFS_J_OBJ_CREATE, 1, 2, DJMFS_ATTR_META, "m"), 0);
+	/* seq 5: in place in the private tree; the sealed root keeps v0. */
+	cr_assert_eq(djmfs__root_find(sealed, "a")->version, 0);
+	cr_assert_eq(djmfs__root_find(djmfs__meta_working(M), "a")->version,
+		     2);
+
+	djmfs__meta_mark_durable(M, 4); /* inside the unsealed range */
+	cr_assert_eq(djmfs__meta_durable_seq(M), 2);
+	cr_assert_eq(djmfs__meta_durable(M), sealed);
+	djmfs__meta_seal(M);
+	djmfs__meta_seal(M); /* nothing new: no second entry */
+	djmfs__meta_mark_durable(M, 5);
+	cr_assert_eq(djmfs__meta_durable_seq(M), 5);
+	cr_assert_eq(djmfs__root_nfiles(djmfs__meta_durable(M)), 3);
+	cr_assert_eq(djmfs__root_find(djmfs__meta_durable(M), "a")->n_objs, 2);
+	cr_assert_eq(djmfs__root_nfiles(sealed), 2);
+	djmfs__root_unref(sealed);
+}

@@ -406,3 +406,71 @@ Test(tree, file_check_catches_each_bad_map)
 	((struct djmfs__obj *)f->objs[1])->size = 99;
 	expect_bad(f, "META");
 }
+
+Test(tree, owned_replace_edits_in_place_but_never_a_shared_root)
+{
+	struct djmfs__root *r0, *r1, *held;
+	struct djmfs__file *f;
+	char name[16];
+
+	cr_assert_eq(djmfs__root_new(&r0), 0);
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "f%03d", i);
+		r1 = put(r0, mkfile((uint64_t)i + 1, name, 0));
+		djmfs__root_unref(r0);
+		r0 = r1;
+	}
+	/* Shared: refused, nothing changes. */
+	held = djmfs__root_ref(r0);
+	f = mkfile(8, "f007", 5);
+	cr_assert_eq(djmfs__root_replace_owned(r0, f), -EBUSY);
+	/* A private root made from the held one: edited in place, while
+	 * the held root keeps version 0. */
+	r1 = put(held, mkfile(51, "g", 0));
+	djmfs__root_unref(r0);
+	cr_assert_eq(djmfs__root_replace_owned(r1, f), 0);
+	cr_assert_eq(djmfs__root_find(r1, "f007")->version, 5);
+	cr_assert_eq(djmfs__root_find(held, "f007")->version, 0);
+	f = mkfile(8, "f007", 6);
+	cr_assert_eq(djmfs__root_replace_owned(r1, f), 0); /* again: owned */
+	cr_assert_eq(djmfs__root_find(r1, "f007")->version, 6);
+	cr_assert_eq(djmfs__root_find(held, "f007")->version, 0);
+	f = mkfile(99, "nope", 0);
+	cr_assert_eq(djmfs__root_replace_owned(r1, f), -ENOENT);
+	djmfs__file_unref(f);
+	cr_assert_eq(djmfs__root_nfiles(r1), 51);
+	djmfs__root_unref(r1);
+	djmfs__root_unref(held);
+}
+
+/* Names longer than the key kept in each node, differing only after it,
+ * still sort and find exactly as strcmp says. */
+Test(tree, long_names_with_a_common_prefix_keep_strcmp_order)
+{
+	const char *pre = "recordings/camera-entrance-2026-11-21/";
+	struct djmfs__root *r, *n;
+	char name[96];
+	int i;
+
+	cr_assert_eq(djmfs__root_new(&r), 0);
+	for (i = 99; i >= 0; i -= 3) {
+		snprintf(name, sizeof(name), "%s%02d", pre, i);
+		n = put(r, mkfile((uint64_t)i + 1, name, 0));
+		djmfs__root_unref(r);
+		r = n;
+	}
+	n = put(r, mkfile(1000, "recordings/camera", 0)); /* a prefix */
+	djmfs__root_unref(r);
+	r = n;
+	for (i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "%s%02d", pre, i);
+		if (i % 3 == 0)
+			cr_assert_not_null(djmfs__root_find(r, name), "%s", name);
+		else
+			cr_assert_null(djmfs__root_find(r, name), "%s", name);
+	}
+	cr_assert_not_null(djmfs__root_find(r, "recordings/camera"));
+	cr_assert_null(djmfs__root_find(r, "recordings/camer"));
+	cr_assert_gt(djmfs__root_check(r), 0);
+	djmfs__root_unref(r);
+}
