@@ -67,3 +67,6 @@ djmfs_djmfs_LDADD = $(DJMFS_TOOL_LDADD)
 djmfs_djmfs_bench_SOURCES = djmfs/bench/djmfs-bench.c
 djmfs_djmfs_bench_CPPFLAGS = $(DJMFS_CPPFLAGS)
 djmfs_djmfs_bench_LDADD = $(DJMFS_TOOL_LDADD)
+
+# Side-by-side comparison of the data path with fio (run by hand).
+EXTRA_DIST += djmfs/bench/data-vs-fio.sh
