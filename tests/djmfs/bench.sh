@@ -5,45 +5,20 @@
 # stdout is one JSON object with every documented field and sane values;
 # then that bad usage fails with a message and no result.
 #
-# Environment: DJMFS_BENCH, DJMFSD (default ./djmfs-bench, ./djmfsd).
+# Environment: DJMFS_BENCH, DJMFSD, IOSCHED_PROFILE_DIR (defaults:
+# the build tree's programs and the source tree's profiles, see lib.sh).
 # Exit status: 0 pass, 1 fail, 77 skipped.
 
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-DJMFS_BENCH=${DJMFS_BENCH:-./djmfs-bench}
-DJMFSD=${DJMFSD:-./djmfsd}
-export DJMFSD
-
-for b in "$DJMFS_BENCH" "$DJMFSD"; do
-	if [ ! -x "$b" ]; then
-		echo "SKIP: $b not built" >&2
-		exit 77
-	fi
-done
+need_programs DJMFS_BENCH DJMFSD
 if ! command -v python3 >/dev/null 2>&1; then
 	echo "SKIP: python3 is needed to read the JSON" >&2
 	exit 77
 fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/djmfs-bench-test.XXXXXX")
-bench_pid=
-
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-	if [ -n "$bench_pid" ]; then
-		kill "$bench_pid" 2>/dev/null || true
-		wait "$bench_pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
-
-fail() {
-	echo "FAIL: $*" >&2
-	[ -s "$work/err" ] && sed 's/^/  stderr: /' "$work/err" >&2
-	exit 1
-}
+make_workdir bench-test
 
 # check_json FILE PAIRS DURATION METADATA_ONLY: the last line holds every
 # field, with values a short, light run must give.
@@ -106,20 +81,18 @@ run_bench() {
 	name=$1 md_only=$2
 	shift 2
 	"$DJMFS_BENCH" --pairs 8 --duration 3 --warmup 1 "$@" \
-		>"$work/out" 2>"$work/err" &
-	bench_pid=$!
-	if wait "$bench_pid"; then rc=0; else rc=$?; fi
-	bench_pid=
+		>"$work/out" 2>"$work/bench.err" &
+	wait_rc $! 120
 	if [ "$rc" -ne 0 ] && [ "$md_only" = false ] &&
-		grep -q -e 'Function not implemented' -e 'Operation not supported' "$work/err"; then
+		grep -q -e 'Function not implemented' -e 'Operation not supported' "$work/bench.err"; then
 		echo "skip: $name: no direct I/O here"
 		return
 	fi
 	[ "$rc" -eq 0 ] || fail "$name: exit $rc"
 	summary=$(check_json "$work/out" 8 3 "$md_only" 2>&1) ||
 		fail "$name: $summary"
-	grep -q 'measure' "$work/err" || fail "$name: no progress on stderr"
-	echo "ok: $name: $summary"
+	grep -q 'measure' "$work/bench.err" || fail "$name: no progress on stderr"
+	pass "$name: $summary"
 }
 
 run_bench "with data I/O" false
@@ -128,13 +101,13 @@ run_bench "metadata only" true --metadata-only
 # --- Bad usage: a message, exit 2, no result. --------------------------
 for args in "--pairs 0" "--size 0" "--period-ms x" "--bogus" "--duration -1"; do
 	# shellcheck disable=SC2086 # split on purpose
-	if "$DJMFS_BENCH" $args >"$work/out" 2>"$work/err"; then rc=0; else rc=$?; fi
+	if "$DJMFS_BENCH" $args >"$work/out" 2>"$work/bench.err"; then rc=0; else rc=$?; fi
 	[ "$rc" -eq 2 ] || fail "'$args': exit $rc, expected 2"
-	[ -s "$work/err" ] || fail "'$args': no message"
+	[ -s "$work/bench.err" ] || fail "'$args': no message"
 	[ ! -s "$work/out" ] || fail "'$args': printed a result"
 done
-echo "ok: bad usage refused"
+pass "bad usage refused"
 "$DJMFS_BENCH" --help >"$work/out" || fail "--help failed"
 grep -q -- '--metadata-only' "$work/out" || fail "--help lacks --metadata-only"
-echo "ok: --help"
+pass "--help"
 exit 0

@@ -7,71 +7,18 @@
 # checks --help of every subcommand and that bad usage exits 2 while
 # runtime errors exit 1 with a "djmfs: CMD ARG: text (ENAME)" line.
 #
-# Environment: DJMFS, DJMFSD (default: djmfs/djmfs or ./djmfs, and the
-# same for djmfsd, from the current directory), IOSCHED_PROFILE_DIR
-# (default: the source tree's sched/profiles).
+# Environment: DJMFS, DJMFSD, IOSCHED_PROFILE_DIR (defaults:
+# the build tree's programs and the source tree's profiles, see lib.sh).
 # Exit status: 0 pass, 1 fail, 77 skipped.
 # shellcheck disable=SC2015 # "check && check || fail": fail exits
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-pick() { # pick CANDIDATE...: the first that is an executable file
-	for c in "$@"; do
-		if [ -f "$c" ] && [ -x "$c" ]; then
-			echo "$c"
-			return
-		fi
-	done
-	echo "$1"
-}
-DJMFS=${DJMFS:-$(pick ./djmfs/djmfs ./djmfs)}
-DJMFSD=${DJMFSD:-$(pick ./djmfs/djmfsd ./djmfsd)}
-for b in "$DJMFS" "$DJMFSD"; do
-	if [ ! -f "$b" ] || [ ! -x "$b" ]; then
-		echo "SKIP: $b not built (set DJMFS, DJMFSD)" >&2
-		exit 77
-	fi
-done
-
-# The clients' I/O scheduler needs its device profile (ssd-sata) before
-# the profiles are installed: use the source tree's.
-if [ -z "${IOSCHED_PROFILE_DIR:-}" ]; then
-	for d in "${srcdir:-.}/sched/profiles" \
-		"$(dirname "$0")/../../sched/profiles"; do
-		if [ -f "$d/ssd-sata.profile" ]; then
-			export IOSCHED_PROFILE_DIR=$d
-			break
-		fi
-	done
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/djmfs-cli-test.XXXXXX")
-server_pid=
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-	if [ -n "$server_pid" ]; then
-		kill -9 "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
-
-vol=$work/vol
-sock=$work/djmfsd.sock
+need_programs DJMFS DJMFSD
+make_workdir cli-test
 out=$work/out
 err=$work/err
-export DJMFS_SERVER="unix:$sock"
-
-fail() {
-	echo "FAIL: $*" >&2
-	if [ -s "$work/djmfsd.log" ]; then
-		echo "--- djmfsd log (tail) ---" >&2
-		tail -n 20 "$work/djmfsd.log" >&2
-	fi
-	exit 1
-}
-pass() { echo "ok: $*"; }
 
 # run NAME ARGS...: the tool must succeed; stdout in $out, stderr in $err.
 run() {
@@ -89,40 +36,6 @@ expect_exit() {
 	[ "$rc" -eq "$code" ] || fail "$name: exit $rc, expected $code"
 	[ -s "$err" ] || fail "$name: exit $rc without a message"
 	pass "$name exits $code"
-}
-
-# wait_pid PID SECONDS: waits for PID to end; its exit status, or 124.
-wait_pid() {
-	local pid=$1 i=0 rc=0
-	while kill -0 "$pid" 2>/dev/null; do
-		i=$((i + 1))
-		[ "$i" -le $(($2 * 20)) ] || return 124
-		sleep 0.05
-	done
-	wait "$pid" || rc=$?
-	return "$rc"
-}
-
-start_server() {
-	"$DJMFSD" --volume "$vol" --listen "$sock" >>"$work/djmfsd.log" 2>&1 &
-	server_pid=$!
-	for _ in $(seq 200); do
-		kill -0 "$server_pid" 2>/dev/null ||
-			fail "djmfsd exited at start"
-		if [ -S "$sock" ] && "$DJMFS" -q stats >/dev/null 2>&1; then
-			return
-		fi
-		sleep 0.05
-	done
-	fail "djmfsd did not answer on $sock within 10 s"
-}
-
-stop_server() {
-	local rc=0
-	kill -TERM "$server_pid"
-	wait_pid "$server_pid" 10 || rc=$?
-	[ "$rc" -eq 0 ] || fail "djmfsd stopped with status $rc"
-	server_pid=
 }
 
 # --- Help and usage errors (no server needed). -----------------------
@@ -159,7 +72,7 @@ run "mkfs --force" -q mkfs "$vol" --size 256M --au-size 1M --force
 pass "mkfs --force (quiet)"
 
 # --- A server, and files in it. --------------------------------------
-start_server
+start_server --log-level info
 pass "djmfsd answers on $sock"
 
 movie_size=$((3 * 1048576 + 12345))
@@ -225,14 +138,9 @@ pass "snap, snap --lock 0.2"
 : >"$work/snap.out" # before the job starts: polled at once
 "$DJMFS" snap movie --lock 60 >"$work/snap.out" 2>"$err" &
 snap_pid=$!
-for _ in $(seq 200); do
-	grep -q '^locked' "$work/snap.out" && break
-	sleep 0.05
-done
-grep -q '^locked' "$work/snap.out" || fail "snap --lock 60: not locked"
+wait_for "snap --lock 60 to lock" grep -q '^locked' "$work/snap.out"
 kill -INT "$snap_pid"
-rc=0
-wait_pid "$snap_pid" 5 || rc=$?
+wait_rc "$snap_pid" 5
 [ "$rc" -eq 0 ] || fail "snap --lock after SIGINT: status $rc"
 grep -q '^unlocked' "$work/snap.out" || fail "snap --lock: no unlock"
 pass "snap --lock ends early on SIGINT and unlocks"

@@ -7,132 +7,33 @@
 # least as large as the last acknowledged size, every byte of it holds
 # the pattern, and a new writer can go on appending to it.
 #
-# Environment: DJMFS, DJMFSD, DJMFS_PATTERN (default: from the current
-# directory, djmfs/djmfs, djmfs/djmfsd, tests/djmfs/djmfs-pattern or the
-# same names without the directory), IOSCHED_PROFILE_DIR (default: the
-# source tree's sched/profiles).
+# Environment: DJMFS, DJMFSD, DJMFS_PATTERN, IOSCHED_PROFILE_DIR (defaults:
+# the build tree's programs and the source tree's profiles, see lib.sh).
 # Exit status: 0 pass, 1 fail, 77 skipped.
 # shellcheck disable=SC2015 # "check && check || fail": fail exits
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-pick() { # pick CANDIDATE...: the first that is an executable file
-	for c in "$@"; do
-		if [ -f "$c" ] && [ -x "$c" ]; then
-			echo "$c"
-			return
-		fi
-	done
-	echo "$1"
-}
-DJMFS=${DJMFS:-$(pick ./djmfs/djmfs ./djmfs)}
-DJMFSD=${DJMFSD:-$(pick ./djmfs/djmfsd ./djmfsd)}
-DJMFS_PATTERN=${DJMFS_PATTERN:-$(pick ./tests/djmfs/djmfs-pattern \
-	./djmfs-pattern)}
-for b in "$DJMFS" "$DJMFSD" "$DJMFS_PATTERN"; do
-	if [ ! -f "$b" ] || [ ! -x "$b" ]; then
-		echo "SKIP: $b not built (set DJMFS, DJMFSD, DJMFS_PATTERN)" >&2
-		exit 77
-	fi
-done
-
-# The clients' I/O scheduler needs its device profile (ssd-sata) before
-# the profiles are installed: use the source tree's.
-if [ -z "${IOSCHED_PROFILE_DIR:-}" ]; then
-	for d in "${srcdir:-.}/sched/profiles" \
-		"$(dirname "$0")/../../sched/profiles"; do
-		if [ -f "$d/ssd-sata.profile" ]; then
-			export IOSCHED_PROFILE_DIR=$d
-			break
-		fi
-	done
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/djmfs-crash-test.XXXXXX")
-server_pid=
-writer_pid=
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-	for p in $writer_pid $server_pid; do
-		kill -9 "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
-
-vol=$work/vol
-sock=$work/djmfsd.sock
-export DJMFS_SERVER="unix:$sock"
+need_programs DJMFS DJMFSD DJMFS_PATTERN
+make_workdir crash-test
 ACKS_BEFORE_KILL=40
 
-fail() {
-	echo "FAIL: $*" >&2
-	if [ -s "$work/djmfsd.log" ]; then
-		echo "--- djmfsd log (tail) ---" >&2
-		tail -n 20 "$work/djmfsd.log" >&2
-	fi
-	exit 1
-}
-pass() { echo "ok: $*"; }
-
-# wait_pid PID SECONDS: waits for PID to end; its exit status, or 124.
-wait_pid() {
-	local pid=$1 i=0 rc=0
-	while kill -0 "$pid" 2>/dev/null; do
-		i=$((i + 1))
-		[ "$i" -le $(($2 * 20)) ] || return 124
-		sleep 0.05
-	done
-	wait "$pid" || rc=$?
-	return "$rc"
-}
-
-start_server() {
-	"$DJMFSD" --volume "$vol" --listen "$sock" >>"$work/djmfsd.log" 2>&1 &
-	server_pid=$!
-	for _ in $(seq 200); do
-		kill -0 "$server_pid" 2>/dev/null ||
-			fail "djmfsd exited at start"
-		if [ -S "$sock" ] && "$DJMFS" -q stats >/dev/null 2>&1; then
-			return
-		fi
-		sleep 0.05
-	done
-	fail "djmfsd did not answer on $sock within 10 s"
-}
-
-acks() { grep -c '^acked ' "$work/acks" || true; }
-
 "$DJMFS" -q mkfs "$vol" --size 512M || fail "mkfs"
-start_server
+start_server --log-level info
 pass "djmfsd up on a fresh 512 MiB volume"
 
 # --- A burst of acknowledged publishes, then SIGKILL. ------------------
-: >"$work/acks" # before the job starts: polled at once
-"$DJMFS_PATTERN" write burst --count 1000000 --size 64K \
-	>"$work/acks" 2>"$work/writer.err" &
-writer_pid=$!
-for _ in $(seq 200); do
-	[ "$(acks)" -lt $ACKS_BEFORE_KILL ] || break
-	kill -0 "$writer_pid" 2>/dev/null ||
-		fail "writer ended early: $(cat "$work/writer.err")"
-	sleep 0.05
-done
-[ "$(acks)" -ge $ACKS_BEFORE_KILL ] ||
-	fail "only $(acks) acks in 10 s: $(cat "$work/writer.err")"
-{ kill -9 "$server_pid" && wait "$server_pid"; } 2>/dev/null || true
-server_pid=
+start_writer burst --count 1000000 --size 64K
+wait_acks $ACKS_BEFORE_KILL
+kill_server
 # Lines the writer prints after the kill are replies the server sent
 # before it died: acknowledged all the same.
-rc=0
-wait_pid "$writer_pid" 10 || rc=$?
-writer_pid=
+wait_rc "$writer_pid" 10
 [ "$rc" -ne 124 ] || fail "the writer did not notice the server died"
 [ "$rc" -ne 0 ] || fail "the writer finished although its server died"
-last=$(awk '$1 == "acked" && NF == 3 { s = $3 } END { print s + 0 }' \
-	"$work/acks")
-pass "server killed after $(acks) acks; last acknowledged size $last"
+last=$(last_acked "$work/acks")
+pass "server killed after $(count_acks "$work/acks") acks; last acknowledged size $last"
 
 # --- The volume is consistent without a server. ----------------------
 rc=0
@@ -143,7 +44,7 @@ pass "fsck finds the crashed volume clean"
 # --- Restart: nothing acknowledged was lost. -------------------------
 # The killed server's socket file is still there: the new one must
 # notice that nothing answers on it and take its place.
-start_server
+start_server --log-level info
 pass "djmfsd restarts on the crashed volume"
 "$DJMFS_PATTERN" check burst --min-size "$last" >"$work/check" 2>&1 ||
 	fail "check after restart: $(cat "$work/check")"
