@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -449,6 +450,7 @@ out:
 
 #define SEG_INITIAL (64u << 10)	/* first capacity of a record segment */
 #define SEG_KEEP_MAX (4u << 20)	/* larger segments are not kept */
+#define PREP_CHUNK (1u << 20)	/* journal bytes zero-filled ahead at once */
 
 struct jseg {
 	struct jseg *next;
@@ -486,6 +488,9 @@ struct djmfs__journal {
 	unsigned slot;
 	uint64_t window_ns;
 	uint64_t last_round_ns; /* start of the previous round */
+	int prefill;		/* the volume is a (sparse) regular file */
+	uint64_t prepared;	/* journal bytes [0, prepared) hold blocks */
+	uint8_t *zeros;		/* PREP_CHUNK zero bytes, once needed */
 
 	/* Atomics. */
 	uint64_t durable;
@@ -633,6 +638,40 @@ static void ckpt_write(struct djmfs__journal *j, struct jseg *s)
 		   s->epoch + 1, s->ckpt_seq, s->img.len, other);
 }
 
+/*
+ * On a volume that is a sparse regular file, a record written where the
+ * file has no block yet makes the file system allocate one and write its
+ * own metadata in the next fdatasync, every round.  Zero-filling the
+ * journal a chunk ahead of the records makes that happen once per chunk.
+ * Only bytes past everything this epoch wrote are zeroed (as a fresh
+ * volume's are), so replay still ends where the records do.
+ */
+static int journal_prepare(struct djmfs__journal *j, uint64_t from,
+			   uint64_t end)
+{
+	uint64_t jlen = j->vol->sb.journal_len, to;
+	int err;
+
+	if (!j->prefill || end <= j->prepared)
+		return 0;
+	if (from < j->prepared)
+		from = j->prepared;
+	to = end + PREP_CHUNK < jlen ? end + PREP_CHUNK : jlen;
+	if (!j->zeros && !(j->zeros = calloc(1, PREP_CHUNK)))
+		return 0; /* only slower */
+	for (; from < to; from += PREP_CHUNK) {
+		size_t n = to - from < PREP_CHUNK ? (size_t)(to - from)
+						  : PREP_CHUNK;
+
+		err = djmfs__pwrite_full(j->vol->fd, j->zeros, n,
+					 j->vol->sb.journal_off + from);
+		if (err < 0)
+			return err;
+	}
+	j->prepared = to;
+	return 0;
+}
+
 /* Writes one batch taken from the queue, in order, and frees it. */
 static void writer_round(struct djmfs__journal *j, struct jseg *s)
 {
@@ -645,8 +684,10 @@ static void writer_round(struct djmfs__journal *j, struct jseg *s)
 		if (s->recs.len > 0 && !writer_failed(j)) {
 			uint64_t at = j->vol->sb.journal_off + s->off;
 
-			err = djmfs__pwrite_full(j->vol->fd, s->recs.p,
-						 s->recs.len, at);
+			err = journal_prepare(j, s->off, s->off + s->recs.len);
+			if (err == 0)
+				err = djmfs__pwrite_full(j->vol->fd, s->recs.p,
+							 s->recs.len, at);
 			if (err < 0)
 				writer_fail(j, "pwrite", err);
 			pd.nrec += s->nrec;
@@ -724,6 +765,7 @@ int djmfs__journal_start(struct djmfs__journal **out,
 			 const struct djmfs__journal_opts *o)
 {
 	struct djmfs__journal *j;
+	struct stat st;
 	int err;
 
 	*out = NULL;
@@ -737,6 +779,7 @@ int djmfs__journal_start(struct djmfs__journal **out,
 		j->log = *o->log;
 	j->notify_fd = o->notify_fd;
 	j->window_ns = o->window_ns;
+	j->prefill = fstat(o->vol->fd, &st) == 0 && S_ISREG(st.st_mode);
 	j->seed = o->vol->seed;
 	j->epoch = o->epoch;
 	j->next_seq = o->next_seq;
@@ -883,5 +926,6 @@ void djmfs__journal_stop(struct djmfs__journal *j)
 	pthread_mutex_destroy(&j->lock);
 	djmfs__buf_free(&j->enc);
 	seg_free(j->spare);
+	free(j->zeros);
 	free(j);
 }

@@ -30,6 +30,9 @@
  *     only touch that end unit or units it takes out of the file's
  *     reservation.
  *  5. A refused record changes nothing, seq included.
+ *  6. Every inode entry's wf is the record the working root holds under
+ *     its name: whatever puts a file into working (commit_file, loading
+ *     a checkpoint) sets it in the same step.
  *
  * Transitions (djmfs__meta_apply, by record type):
  *   FILE_CREATE  ap_file_create  inode table + root
@@ -202,6 +205,10 @@ struct ient {
 	uint64_t ino; /* 0: empty slot */
 	char *name;
 	struct rset res;
+	/* The file record the working root holds for ino (invariant 6), so
+	 * a record finds its file without a descent by name; the root owns
+	 * it, this pointer is no reference. */
+	const struct djmfs__file *wf;
 };
 
 struct imap {
@@ -541,7 +548,7 @@ static int lookup(struct djmfs__meta *m, uint64_t ino, struct ient **e,
 		  const struct djmfs__file **f)
 {
 	*e = im_find(&m->inos, ino);
-	*f = *e ? djmfs__root_find(m->working, (*e)->name) : NULL;
+	*f = *e ? (*e)->wf : NULL;
 	if (!*f)
 		return no(m, -ENOENT, "no such inode");
 	return 0;
@@ -549,27 +556,31 @@ static int lookup(struct djmfs__meta *m, uint64_t ino, struct ient **e,
 
 /* Puts @nf (owned) into the working root: in place while the working
  * root is private (batched mode, after the first change since a seal),
- * else into a path-copied new root. */
-static int commit_file(struct djmfs__meta *m, struct djmfs__file *nf)
+ * else into a path-copied new root; @e (NULL: none yet) follows it. */
+static int commit_file(struct djmfs__meta *m, struct ient *e,
+		       struct djmfs__file *nf)
 {
 	struct djmfs__root *nr;
 	int err;
 
 	if (m->o.batched && djmfs__root_replace_owned(m->working, nf) == 0)
-		return 0;
+		goto out;
 	err = djmfs__root_put(m->working, nf, &nr);
 
 	if (err)
 		return no(m, err, "root_put");
 	djmfs__root_unref(m->working);
 	m->working = nr;
+out:
+	if (e)
+		e->wf = nf;
 	return 0;
 }
 
 static int ap_file_create(struct djmfs__meta *m, const struct djmfs__jrec *r)
 {
 	struct djmfs__file *f = NULL;
-	struct ient e = { r->ino, NULL, { NULL, 0, 0 } };
+	struct ient e = { r->ino, NULL, { NULL, 0, 0 }, NULL };
 	int err;
 
 	if (r->ino != m->next_ino)
@@ -584,7 +595,8 @@ static int ap_file_create(struct djmfs__meta *m, const struct djmfs__jrec *r)
 		err = no(m, -ENOMEM, "inode table");
 		goto err;
 	}
-	err = commit_file(m, f);
+	e.wf = f;
+	err = commit_file(m, NULL, f);
 	f = NULL;
 	if (err)
 		goto err;
@@ -671,7 +683,7 @@ static int ap_obj_create(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	nf->objs[nf->n_objs++] = o;
 	nf->next_obj_id++;
 	nf->version++;
-	return commit_file(m, nf);
+	return commit_file(m, e, nf);
 }
 
 static int ap_obj_delete(struct djmfs__meta *m, const struct djmfs__jrec *r)
@@ -695,7 +707,7 @@ static int ap_obj_delete(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	if (!err) {
 		djmfs__file_remove_obj(nf, (uint32_t)i);
 		nf->version++;
-		err = commit_file(m, nf);
+		err = commit_file(m, e, nf);
 	}
 	if (!err)
 		report(m, units, (uint64_t)n, DJMFS_FREE_DEFERRED);
@@ -730,7 +742,7 @@ static int ap_obj_setattr(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	o->attrs = a;
 	djmfs__file_set_obj(nf, (uint32_t)i, o);
 	nf->version++;
-	return commit_file(m, nf);
+	return commit_file(m, e, nf);
 }
 
 static int ap_quarantine(struct djmfs__meta *m, const struct djmfs__jrec *r)
@@ -745,7 +757,7 @@ static int ap_quarantine(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	if (djmfs__file_dup(f, &nf))
 		return no(m, -ENOMEM, "new file version");
 	nf->flags |= DJMFS_FILE_QUARANTINED;
-	return commit_file(m, nf);
+	return commit_file(m, e, nf);
 }
 
 /* ---- PUBLISH ---- */
@@ -758,9 +770,28 @@ struct psim {
 	uint64_t size;
 };
 
+/* The file's reservation as a PUBLISH would leave it: copied only when
+ * an extent takes a unit out of it, which most publishes (appending
+ * inside the object's end unit) never do. */
+struct pres {
+	const struct rset *orig;
+	struct rset copy;
+	int copied;
+};
+
+static int pres_take(struct pres *p, uint64_t first, uint64_t count)
+{
+	if (!p->copied) {
+		if (rset_copy(&p->copy, p->orig))
+			return -ENOMEM;
+		p->copied = 1;
+	}
+	return rset_take(&p->copy, first, count);
+}
+
 /* Checks one new extent of a DATA object and takes the units it needs
- * out of @res (a private copy of the file's reservation). */
-static int pub_extent(struct djmfs__meta *m, struct psim *s, struct rset *res,
+ * out of @res. */
+static int pub_extent(struct djmfs__meta *m, struct psim *s, struct pres *res,
 		      struct djmfs_extent x)
 {
 	uint64_t u0 = 0, u1 = 0, eu = 0;
@@ -780,7 +811,7 @@ static int pub_extent(struct djmfs__meta *m, struct psim *s, struct rset *res,
 		u0 = eu + 1;
 	}
 	if (u0 <= u1) {
-		err = rset_take(res, u0, u1 - u0 + 1);
+		err = pres_take(res, u0, u1 - u0 + 1);
 		if (err)
 			return no(m, err == -ENOENT ? -EPERM : err,
 				  "extent outside the reservation");
@@ -791,7 +822,7 @@ static int pub_extent(struct djmfs__meta *m, struct psim *s, struct rset *res,
 }
 
 static int pub_obj_check(struct djmfs__meta *m, const struct djmfs__obj *o,
-			 struct psim *s, struct rset *res,
+			 struct psim *s, struct pres *res,
 			 const struct djmfs__pub_obj *p)
 {
 	uint32_t k;
@@ -873,7 +904,7 @@ static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	struct psim sim[DJMFS_MAX_OBJS];
 	const struct djmfs__file *f;
 	struct djmfs__file *nf;
-	struct rset res;
+	struct pres res = { NULL, { NULL, 0, 0 }, 0 };
 	struct ient *e;
 	uint64_t taken = 0;
 	uint32_t k;
@@ -885,8 +916,7 @@ static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
 		return no(m, -ESTALE, "base version is not the current one");
 	if (pub->n_objs > DJMFS_MAX_OBJS)
 		return no(m, -EINVAL, "too many objects");
-	if (rset_copy(&res, &e->res))
-		return no(m, -ENOMEM, "reservation copy");
+	res.orig = &e->res;
 	memset(sim, 0, sizeof(sim));
 	for (k = 0; !err && k < pub->n_objs; k++) {
 		i = djmfs__file_obj_index(f, pub->objs[k].obj_id);
@@ -896,19 +926,20 @@ static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	}
 	if (!err) {
 		err = pub_build(f, r, &nf);
-		err = err ? no(m, err, "new file version") : commit_file(m, nf);
+		err = err ? no(m, err, "new file version")
+			  : commit_file(m, e, nf);
 	}
-	if (err) {
-		rset_free(&res);
+	if (err || !res.copied) {
+		rset_free(&res.copy);
 		return err;
 	}
 	for (k = 0; k < e->res.n; k++)
 		taken += e->res.r[k].count;
-	for (k = 0; k < res.n; k++)
-		taken -= res.r[k].count;
+	for (k = 0; k < res.copy.n; k++)
+		taken -= res.copy.r[k].count;
 	m->reserved -= taken;
 	rset_free(&e->res);
-	e->res = res;
+	e->res = res.copy;
 	return 0;
 }
 
@@ -1343,7 +1374,7 @@ static int get_files(struct djmfs__meta *m, struct djmfs__cur *c,
 	if (!files)
 		return -ENOMEM;
 	for (i = 0; !err && i < n; i++) {
-		struct ient e = { 0, NULL, { NULL, 0, 0 } };
+		struct ient e = { 0, NULL, { NULL, 0, 0 }, NULL };
 
 		err = get_file(m, c, &files[i]);
 		if (err)
@@ -1356,6 +1387,7 @@ static int get_files(struct djmfs__meta *m, struct djmfs__cur *c,
 			err = -ENOMEM;
 		if (!err) {
 			e.ino = files[i]->ino;
+			e.wf = files[i]; /* root_build keeps the records */
 			im_place(&m->inos, &e);
 		} else {
 			free(e.name);

@@ -22,7 +22,9 @@ enum { OPF_SESSION = 0x1, OPF_MUTATION = 0x2 };
 struct reply {
 	struct djmfs__msg m;
 	uint64_t wait_seq; /* answer once this seq is durable (0: now) */
-	struct djmfs__buf scratch; /* bytes the answer's views point into */
+	/* Bytes the answer's views point into: the server's buffer, emptied
+	 * for each frame and kept, so answers do not allocate. */
+	struct djmfs__buf scratch;
 };
 
 typedef int (*op_fn)(struct djmfs_server *s, struct djmfs__conn *c,
@@ -698,12 +700,15 @@ static int snap_op(struct djmfs_server *s, struct djmfs__conn *c,
 	struct djmfs__handle *h =
 		djmfs__handle_get(c->sess, req->u.snap_req.handle);
 	const struct djmfs__file *f;
-	uint64_t now = djmfs__mono_ns(), ms;
+	uint64_t now = 0, ms;
 	int changing;
 	uint32_t fl;
 
 	if (!h)
 		return -EBADF;
+	/* The clock only when a hold may end or start. */
+	if (h->hold || lock)
+		now = djmfs__mono_ns();
 	if (h->hold && h->hold_until_ns <= now)
 		djmfs__hold_drop(s, h);
 	changing = lock && !h->hold;
@@ -991,14 +996,18 @@ int djmfs__ops_dispatch(struct djmfs_server *s, struct djmfs__conn *c,
 		return err;
 	}
 	s->ops++;
+	/* The time of the read that brought the frame: lease precision is a
+	 * tick, so one clock call per read serves all its frames. */
 	if (c->sess)
-		djmfs__sess_touch(c->sess, djmfs__mono_ns());
+		djmfs__sess_touch(c->sess, s->rx_ns ? s->rx_ns :
+						      djmfs__mono_ns());
 	memset(&rep.m, 0, sizeof(rep.m));
 	rep.m.h.op = req.h.op;
 	rep.m.h.kind = DJMFS_RESP;
 	rep.m.h.id = req.h.id;
 	rep.wait_seq = 0;
-	djmfs__buf_init(&rep.scratch);
+	rep.scratch = s->scratch;
+	djmfs__buf_reset(&rep.scratch);
 	rc = run_op(s, c, d, &req, &rep);
 	if (rc < 0) {
 		djmfs__log(&s->o.log, DJMFS_LOG_DEBUG, "%s: %s: %s", c->peer,
@@ -1016,6 +1025,9 @@ int djmfs__ops_dispatch(struct djmfs_server *s, struct djmfs__conn *c,
 		rep.m.status = err;
 		err = djmfs__srv_send(s, c, &rep.m, rep.wait_seq);
 	}
-	djmfs__buf_free(&rep.scratch);
+	/* Kept for the next frame; a rare huge one is not. */
+	if (rep.scratch.cap > (1u << 20))
+		djmfs__buf_free(&rep.scratch);
+	s->scratch = rep.scratch;
 	return err;
 }

@@ -455,14 +455,14 @@ void djmfs__conn_kill(struct djmfs_server *s, struct djmfs__conn *c,
  * the current round can point at freed memory. */
 static void conn_reap(struct djmfs_server *s)
 {
-	struct djmfs__pending *p;
 	struct djmfs__conn *c;
+	size_t i;
 
 	while ((c = s->reap)) {
 		s->reap = c->next;
-		for (p = s->pend_head; p; p = p->next)
-			if (p->conn == c)
-				p->conn = NULL;
+		for (i = s->pend_head; i < s->pend_n; i++)
+			if (s->pend[i].conn == c)
+				s->pend[i].conn = NULL;
 		close(c->ev.fd);
 		free(c->rbuf);
 		djmfs__buf_free(&c->wbuf);
@@ -571,9 +571,15 @@ static void conn_frames(struct djmfs_server *s, struct djmfs__conn *c)
 	}
 }
 
+/*
+ * A read that leaves room in the buffer has taken all the socket held,
+ * so the loop stops there instead of paying one more read for EAGAIN;
+ * epoll (level-triggered) reports whatever arrives later.
+ */
 static void conn_read(struct djmfs_server *s, struct djmfs__conn *c)
 {
 	ssize_t n;
+	size_t room;
 	int round;
 
 	for (round = 0; round < READ_ROUNDS && !c->dead && !c->closing;) {
@@ -581,7 +587,8 @@ static void conn_read(struct djmfs_server *s, struct djmfs__conn *c)
 			djmfs__conn_kill(s, c, "out of memory");
 			return;
 		}
-		n = read(c->ev.fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+		room = c->rcap - c->rlen;
+		n = read(c->ev.fd, c->rbuf + c->rlen, room);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -593,9 +600,11 @@ static void conn_read(struct djmfs_server *s, struct djmfs__conn *c)
 			return;
 		}
 		c->rlen += (size_t)n;
-		c->last_rx_ns = djmfs__mono_ns();
+		c->last_rx_ns = s->rx_ns = djmfs__mono_ns();
 		conn_frames(s, c);
 		round++;
+		if ((size_t)n < room)
+			break;
 	}
 	if (!c->dead)
 		conn_flush(s, c);
@@ -689,34 +698,65 @@ static int send_now(struct djmfs_server *s, struct djmfs__conn *c,
 	return 0;
 }
 
+static int pend_grow(struct djmfs_server *s)
+{
+	size_t cap = s->pend_cap ? s->pend_cap * 2 : 64;
+	struct djmfs__pending *p;
+
+	if (s->pend_n < s->pend_cap)
+		return 0;
+	p = realloc(s->pend, cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	s->pend = p;
+	s->pend_cap = cap;
+	return 0;
+}
+
 int djmfs__srv_send(struct djmfs_server *s, struct djmfs__conn *c,
 		    const struct djmfs__msg *m, uint64_t wait_seq)
 {
-	struct djmfs__pending *p;
-	struct djmfs__buf b;
+	struct djmfs__buf *b = &s->pend_bytes;
+	size_t before = b->len;
 	int err;
 
 	if (c->dead)
 		return 0;
 	if (wait_seq <= s->durable_seq)
 		return send_now(s, c, m);
-	p = malloc(sizeof(*p));
-	if (!p)
+	if (pend_grow(s) < 0)
 		return -ENOMEM;
-	djmfs__buf_init(&b);
-	err = djmfs__msg_encode(&b, m);
+	err = djmfs__msg_encode(b, m);
 	if (err < 0) {
-		djmfs__buf_free(&b);
-		free(p);
+		b->len = before;
+		b->err = 0;
 		return err;
 	}
-	*p = (struct djmfs__pending){ wait_seq, c, b.p, b.len, NULL };
-	if (s->pend_tail)
-		s->pend_tail->next = p;
-	else
-		s->pend_head = p;
-	s->pend_tail = p;
+	s->pend[s->pend_n++] = (struct djmfs__pending){ wait_seq, c, before,
+							b->len - before };
 	return 0;
+}
+
+/* Drops the released entries [0, pend_head) and their bytes; what is
+ * left (this pass's answers, usually few) moves to the front. */
+static void pend_compact(struct djmfs_server *s)
+{
+	size_t i, base, keep = s->pend_n - s->pend_head;
+
+	if (!keep) {
+		s->pend_head = s->pend_n = 0;
+		djmfs__buf_reset(&s->pend_bytes);
+		return;
+	}
+	base = s->pend[s->pend_head].off;
+	memmove(s->pend, s->pend + s->pend_head, keep * sizeof(*s->pend));
+	for (i = 0; i < keep; i++)
+		s->pend[i].off -= base;
+	memmove(s->pend_bytes.p, s->pend_bytes.p + base,
+		s->pend_bytes.len - base);
+	s->pend_bytes.len -= base;
+	s->pend_head = 0;
+	s->pend_n = keep;
 }
 
 /* Sends the answers whose records are now durable (seq order). */
@@ -725,21 +765,21 @@ static void pending_release(struct djmfs_server *s)
 	struct djmfs__pending *p;
 	struct djmfs__conn *c;
 
-	while ((p = s->pend_head) && p->seq <= s->durable_seq) {
-		s->pend_head = p->next;
-		if (!s->pend_head)
-			s->pend_tail = NULL;
+	while (s->pend_head < s->pend_n &&
+	       (p = &s->pend[s->pend_head])->seq <= s->durable_seq) {
+		s->pend_head++;
 		c = p->conn;
 		if (c && !c->dead) {
-			djmfs__put_bytes(&c->wbuf, p->frame, p->len);
+			djmfs__put_bytes(&c->wbuf, s->pend_bytes.p + p->off,
+					 p->len);
 			if (c->wbuf.err)
 				djmfs__conn_kill(s, c, "out of memory");
 			else
 				mark_dirty(s, c);
 		}
-		free(p->frame);
-		free(p);
 	}
+	if (s->pend_head)
+		pend_compact(s);
 	flush_dirty(s);
 }
 
@@ -1085,7 +1125,6 @@ int djmfs_server_new(struct djmfs_server **out,
 
 void djmfs_server_free(struct djmfs_server *s)
 {
-	struct djmfs__pending *p;
 	int i, fds[4];
 
 	if (!s)
@@ -1096,11 +1135,9 @@ void djmfs_server_free(struct djmfs_server *s)
 	while (s->conns)
 		djmfs__conn_kill(s, s->conns, "server shut down");
 	conn_reap(s);
-	while ((p = s->pend_head)) {
-		s->pend_head = p->next;
-		free(p->frame);
-		free(p);
-	}
+	free(s->pend);
+	djmfs__buf_free(&s->pend_bytes);
+	djmfs__buf_free(&s->scratch);
 	if (s->alloc)
 		djmfs__alloc_free(s->alloc);
 	djmfs__meta_free(s->meta);

@@ -65,13 +65,12 @@ struct djmfs__conn {
 	struct djmfs__conn *prev, *next; /* live list, or the reap list */
 };
 
-/* An encoded answer held back until the journal has made @seq durable. */
+/* An encoded answer held back until the journal has made @seq durable:
+ * its frame is bytes [off, off + len) of the server's pend_bytes. */
 struct djmfs__pending {
 	uint64_t seq;
 	struct djmfs__conn *conn; /* NULL once the connection went away */
-	uint8_t *frame;
-	size_t len;
-	struct djmfs__pending *next;
+	size_t off, len;
 };
 
 struct djmfs__boot_info {
@@ -111,8 +110,15 @@ struct djmfs_server {
 	struct djmfs__conn *conns, *reap;
 	uint64_t next_conn_id;
 	uint64_t n_conns;
-	struct djmfs__pending *pend_head, *pend_tail;
+	/* Held-back answers, oldest first (seq order): entries [pend_head,
+	 * pend_n) of pend, their frames back to back in pend_bytes.  One
+	 * growing array and buffer instead of two allocations per answer. */
+	struct djmfs__pending *pend;
+	size_t pend_head, pend_n, pend_cap;
+	struct djmfs__buf pend_bytes;
 	struct djmfs__conn *dirty; /* connections with output to flush */
+	struct djmfs__buf scratch; /* an answer's views, reused (ops) */
+	uint64_t rx_ns; /* monotonic time of the latest read */
 
 	/* sessions (djmfs_session.c) */
 	struct djmfs__session *sessions;
