@@ -488,6 +488,7 @@ struct djmfs__journal {
 	unsigned slot;
 	uint64_t window_ns;
 	uint64_t last_round_ns; /* start of the previous round */
+	uint64_t last_round_recs; /* records the previous round wrote */
 	int prefill;		/* the volume is a (sparse) regular file */
 	uint64_t prepared;	/* journal bytes [0, prepared) hold blocks */
 	uint8_t *zeros;		/* PREP_CHUNK zero bytes, once needed */
@@ -679,8 +680,10 @@ static void writer_round(struct djmfs__journal *j, struct jseg *s)
 	struct jseg *next;
 	int err;
 
+	j->last_round_recs = 0;
 	for (; s; s = next) {
 		next = s->next;
+		j->last_round_recs += s->nrec;
 		if (s->recs.len > 0 && !writer_failed(j)) {
 			uint64_t at = j->vol->sb.journal_off + s->off;
 
@@ -716,7 +719,10 @@ static void writer_window(struct djmfs__journal *j)
 	struct timespec ts = { (time_t)(until / 1000000000u),
 			       (long)(until % 1000000000u) };
 
-	if (j->window_ns == 0 || j->stopping || mono_ns() >= until)
+	/* A round of one record is a lone writer waiting on each sync:
+	 * holding the next one back would only slow it down. */
+	if (j->window_ns == 0 || j->stopping || j->last_round_recs < 2 ||
+	    mono_ns() >= until)
 		return;
 	pthread_mutex_unlock(&j->lock);
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==

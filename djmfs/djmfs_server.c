@@ -944,15 +944,21 @@ static void srv_shutdown(struct djmfs_server *s)
  * few microseconds apart, and waking for each one costs more in context
  * switches and socket wake-ups than handling it.  Waiting out the rest of
  * the batching window before the next epoll_wait lets one pass read many
- * frames per read() and answer them with one write().
+ * frames per read() and answer them with one write().  Only under load:
+ * a pass that found a single request (a lone client doing one call after
+ * another) says waiting would only add latency.  The rule settles by
+ * itself: at a high rate even unbatched passes often find two requests,
+ * and at a low rate a batched pass finds fewer than two.
  */
-static void batch_wait(const struct djmfs_server *s, uint64_t pass_start)
+static void batch_wait(const struct djmfs_server *s, uint64_t pass_start,
+		       uint64_t pass_frames)
 {
 	uint64_t until = pass_start + (uint64_t)s->o.batch_us * 1000u;
 	struct timespec ts = { (time_t)(until / 1000000000u),
 			       (long)(until % 1000000000u) };
 
-	if (s->o.batch_us == 0 || s->stopping)
+	if (s->o.batch_us == 0 || s->stopping ||
+	    pass_frames < DJMFS_SRV_BATCH_MIN)
 		return;
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
 	       EINTR && !s->stopping)
@@ -962,15 +968,16 @@ static void batch_wait(const struct djmfs_server *s, uint64_t pass_start)
 int djmfs_server_run(struct djmfs_server *s)
 {
 	struct epoll_event evs[64];
-	uint64_t pass = 0;
+	uint64_t pass = 0, ops0 = s->ops;
 	int i, n, err = 0;
 
 	if (s->shut)
 		return -ESHUTDOWN;
 	while (!s->stopping) {
-		batch_wait(s, pass);
+		batch_wait(s, pass, s->ops - ops0);
 		n = epoll_wait(s->epfd, evs, 64, -1);
 		pass = djmfs__mono_ns();
+		ops0 = s->ops;
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {

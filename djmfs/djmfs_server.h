@@ -35,11 +35,13 @@ struct djmfs_server_opts {
 	uint32_t snap_lock_max_ms; /* cap on LOCK_SNAP timeouts; 0: 60000 */
 	uint32_t prefetch_aus;	   /* free units kept ready; 0: 1024 */
 	uint32_t reserve_max_aus;  /* cap on one reservation; 0: 256 */
-	/* Batching window in microseconds: the loop handles everything that
-	 * arrived within one window in a single pass, and the journal syncs
-	 * at most once per window.  Trades up to about two windows of
-	 * latency for far fewer wake-ups and fdatasyncs under load.  0:
-	 * 2000; DJMFS_SERVER_NO_BATCH turns it off. */
+	/* Batching window in microseconds: under load (a pass or a journal
+	 * round that found two requests or more), the loop handles
+	 * everything that arrived within one window in a single pass, and
+	 * the journal syncs at most once per window.  Trades up to about two
+	 * windows of latency for far fewer wake-ups and fdatasyncs; a lone
+	 * client calling one request after another never waits.  0: 10000;
+	 * DJMFS_SERVER_NO_BATCH turns it off. */
 	uint32_t batch_us;
 	struct djmfs_log log;
 };

@@ -19,7 +19,8 @@
 #define DJMFS_SRV_LEASE_MIN_MS 1000u	/* clamp of a client's lease ask */
 #define DJMFS_SRV_SNAP_LOCK_MS 60000u
 #define DJMFS_SRV_PREFETCH 1024u
-#define DJMFS_SRV_BATCH_US 2000u	/* batching window when the options say 0 */
+#define DJMFS_SRV_BATCH_US 10000u	/* batching window when the options say 0 */
+#define DJMFS_SRV_BATCH_MIN 2	/* requests in a pass that mean "under load" */
 #define DJMFS_SRV_RESERVE_MAX 256u
 #define DJMFS_SRV_TICK_MS 100u
 #define DJMFS_SRV_LIST_MAX 1000u
