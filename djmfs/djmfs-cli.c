@@ -58,7 +58,7 @@ struct cmd_args {
 	uint64_t au_size; /* 0: the library's default */
 	const char *object;
 	double lock_secs; /* snap --lock; 0: not given */
-	int force, long_fmt, extents, lock, sync, human, repair, help;
+	int force, prealloc, long_fmt, extents, lock, sync, human, repair, help;
 	char **pos;
 	int npos;
 };
@@ -311,7 +311,8 @@ static int set_secs(struct cmd_args *a, const struct opt *o, const char *val)
 }
 
 enum opt_id {
-	OPT_SIZE, OPT_AU_SIZE, OPT_FORCE, OPT_LONG, OPT_EXTENTS, OPT_OBJECT,
+	OPT_SIZE, OPT_AU_SIZE, OPT_FORCE, OPT_PREALLOC, OPT_LONG, OPT_EXTENTS,
+	OPT_OBJECT,
 	OPT_LOCK, OPT_LOCK_FOR, OPT_SYNC, OPT_NO_SYNC, OPT_HUMAN, OPT_REPAIR,
 	OPT_HELP, OPT_COUNT
 };
@@ -327,6 +328,8 @@ static const struct opt opts[OPT_COUNT] = {
 		"allocation unit, 64K to 64M (default 1M)" },
 	[OPT_FORCE] = { "force", 'f', NULL, set_flag, A(force),
 		"overwrite an existing DJMFS volume" },
+	[OPT_PREALLOC] = { "preallocate", 0, NULL, set_flag, A(prealloc),
+		"allocate the whole file now (not sparse)" },
 	[OPT_LONG] = { "long", 'l', NULL, set_flag, A(long_fmt),
 		"also the inode number and modification time" },
 	[OPT_EXTENTS] = { "extents", 'e', NULL, set_flag, A(extents),
@@ -378,7 +381,9 @@ static int cmd_mkfs(struct ctx *x)
 					   "a block device");
 	if (x->a.au_size > UINT32_MAX)
 		return usage_error("mkfs", "--au-size is at most 64M");
-	r = djmfs_mkfs(path, x->a.size, (uint32_t)x->a.au_size, x->a.force,
+	r = djmfs_mkfs(path, x->a.size, (uint32_t)x->a.au_size,
+		       (x->a.force ? DJMFS_MKFS_FORCE : 0) |
+			       (x->a.prealloc ? DJMFS_MKFS_PREALLOCATE : 0),
 		       &x->log);
 	if (r < 0) /* the library has logged why (EEXIST: use --force) */
 		return fail("mkfs", path, r);
@@ -854,7 +859,8 @@ static int cmd_stats(struct ctx *x)
 
 static const struct cmd cmds[] = {
 	{ "mkfs", "PATH", "format a file or block device as a volume",
-	  TAKES(OPT_SIZE) | TAKES(OPT_AU_SIZE) | TAKES(OPT_FORCE), 1, 1,
+	  TAKES(OPT_SIZE) | TAKES(OPT_AU_SIZE) | TAKES(OPT_FORCE) |
+		  TAKES(OPT_PREALLOC), 1, 1,
 	  CONN_NONE, cmd_mkfs },
 	{ "ls", "[PREFIX]", "list files: size, version, flags, name",
 	  TAKES(OPT_LONG) | TAKES(OPT_HUMAN), 0, 1, CONN_META, cmd_ls },

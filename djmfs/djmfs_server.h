@@ -68,16 +68,25 @@ uint16_t djmfs_server_tcp_port(const struct djmfs_server *s);
 /* Flushes the journal, writes a checkpoint and frees.  NULL is a no-op. */
 void djmfs_server_free(struct djmfs_server *s);
 
+/* djmfs_mkfs() flags. */
+#define DJMFS_MKFS_FORCE 0x1u /* overwrite an existing DJMFS volume */
+/* Regular files: have the file system allocate the whole volume now
+ * (fallocate), so first writes into the data area do not allocate blocks
+ * (and journal the file system's metadata) while streams are recording. */
+#define DJMFS_MKFS_PREALLOCATE 0x2u
+
 /*
  * Formats @path as a DJMFS volume of @size bytes (a regular file is
- * created sparse, or grown to @size; a block device keeps its own size
- * when @size is 0).  @au_size: bytes per allocation unit, a power of two
- * from 64 KiB to 64 MiB (0: 1 MiB).  Refuses a path that already holds a
- * DJMFS volume unless @force.  Returns 0, -EEXIST, -EINVAL, -ENOSPC (too
- * small for the metadata areas), or -errno.
+ * created sparse unless DJMFS_MKFS_PREALLOCATE, or grown to @size; a
+ * block device keeps its own size when @size is 0).  @au_size: bytes per
+ * allocation unit, a power of two from 64 KiB to 64 MiB (0: 1 MiB).
+ * Refuses a path that already holds a DJMFS volume unless
+ * DJMFS_MKFS_FORCE.  Returns 0, -EEXIST, -EINVAL, -ENOSPC (too small for
+ * the metadata areas, or no room to preallocate), -EOPNOTSUPP (the file
+ * system cannot preallocate), or -errno.
  */
 int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
-	       int force, const struct djmfs_log *log);
+	       unsigned flags, const struct djmfs_log *log);
 
 /* Result of an offline check. */
 struct djmfs_fsck_report {

@@ -8,6 +8,7 @@
  * superblock is validated strictly, because every later offset the server
  * and the clients use is derived from it.
  */
+#define _GNU_SOURCE /* fallocate */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "djmfs-int.h"
+#include "djmfs_server.h"
 #include "djmfs_volio.h"
 
 #define MIB (UINT64_C(1) << 20)
@@ -530,9 +532,29 @@ static void mkfs_log_geometry(const char *path, const struct djmfs__sb *sb,
 		   sb->ckpt_off[0], sb->ckpt_off[1]);
 }
 
-int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
-	       int force, const struct djmfs_log *log)
+/* Allocates the whole file now (as unwritten extents: reads give zeros,
+ * so the metadata areas written below stay as mkfs leaves them). */
+static int mkfs_preallocate(int fd, const char *path, uint64_t size,
+			    const struct djmfs_log *log)
 {
+	struct stat st;
+	int err;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0; /* a device has its blocks already */
+	/* fallocate, not posix_fallocate: a file system without it should
+	 * say so, not be filled with zeros one block at a time. */
+	err = fallocate(fd, 0, 0, (off_t)size) < 0 ? -errno : 0;
+	if (err < 0)
+		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: fallocate(%" PRIu64
+			   " bytes): %s", path, size, strerror(-err));
+	return err;
+}
+
+int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
+	       unsigned flags, const struct djmfs_log *log)
+{
+	int force = !!(flags & DJMFS_MKFS_FORCE);
 	struct djmfs__sb sb;
 	int fd, created = 0, err;
 
@@ -570,6 +592,8 @@ int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
 	}
 	if (err == 0)
 		err = mkfs_grow(fd, path, size, log);
+	if (err == 0 && (flags & DJMFS_MKFS_PREALLOCATE))
+		err = mkfs_preallocate(fd, path, size, log);
 	if (err == 0) {
 		err = mkfs_identity(&sb);
 		if (err < 0)

@@ -747,7 +747,13 @@ static int server_start(struct server *s, const struct cfg *cfg)
 		 cfg->volume ? cfg->volume : s->dir);
 	if (s->temp_volume)
 		strcat(s->volume, "/volume");
-	r = djmfs_mkfs(s->volume, size, 0, s->temp_volume, &log);
+	/* A data run gets its volume allocated up front, as fio lays out
+	 * its file: otherwise the first write to every block also pays for
+	 * the host file system's allocation. */
+	r = djmfs_mkfs(s->volume, size, 0,
+		       (s->temp_volume ? DJMFS_MKFS_FORCE : 0) |
+			       (cfg->metadata_only ? 0 : DJMFS_MKFS_PREALLOCATE),
+		       &log);
 	if (r == -EEXIST) {
 		fprintf(stderr, PROG ": %s already holds a DJMFS volume: "
 			"using it as it is\n", s->volume);
@@ -756,7 +762,7 @@ static int server_start(struct server *s, const struct cfg *cfg)
 			strerror(-r));
 		return r;
 	}
-	if (!cfg->metadata_only && statvfs(s->dir, &sv) == 0 &&
+	if (!cfg->metadata_only && r == -EEXIST && statvfs(s->dir, &sv) == 0 &&
 	    (double)sv.f_bavail * (double)sv.f_frsize <
 		    (double)(size - VOLUME_BASE) * 0.5)
 		fprintf(stderr, PROG ": warning: the run may write more than "

@@ -357,3 +357,19 @@ Test(volume, positioned_io_reports_end_of_file)
 	cr_expect_eq(djmfs__datasync(fd), 0);
 	close(fd);
 }
+
+/* --preallocate: the file's blocks exist before any write, and the
+ * volume is as valid as a sparse one. */
+Test(volume, mkfs_preallocate_allocates_the_whole_file)
+{
+	struct djmfs__vol *v;
+	struct stat st;
+
+	cr_assert_eq(djmfs_mkfs(path, 64 * MIB, 0, DJMFS_MKFS_PREALLOCATE,
+				&test_log), 0);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_expect_geq((uint64_t)st.st_blocks * 512, 64 * MIB);
+	cr_assert_eq(djmfs__vol_open(&v, path, DJMFS__VOL_EXCL, NULL), 0);
+	cr_expect_eq(v->sb.vol_size, 64 * MIB);
+	djmfs__vol_close(v);
+}
