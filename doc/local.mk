@@ -15,4 +15,6 @@ dist_man_MANS += \
 dist_doc_DATA += \
 	doc/architecture.md \
 	doc/sched.md \
-	doc/djmfs-protocol.md
+	doc/djmfs-protocol.md \
+	doc/djmfs.md \
+	doc/djmfsd.service
