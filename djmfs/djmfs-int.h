@@ -778,6 +778,10 @@ int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out);
 int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r);
 
 uint64_t djmfs__meta_seq(const struct djmfs__meta *m);
+/* Replay: a journaled record this state refused (a damaged journal or a
+ * bug) still used its seq; moving past it (@seq == seq + 1) lets the
+ * records after it apply instead of all failing as out of order. */
+void djmfs__meta_skip(struct djmfs__meta *m, uint64_t seq);
 uint64_t djmfs__meta_next_ino(const struct djmfs__meta *m);
 /* Name of a live file by inode in the working state, or NULL. */
 const char *djmfs__meta_name(const struct djmfs__meta *m, uint64_t ino);

@@ -102,7 +102,11 @@ static int mark_bad(struct fsck *c, uint64_t ino, const char *why)
 
 static int replay_one(void *arg, const struct djmfs__jrec *r)
 {
-	return djmfs__meta_apply(arg, r);
+	int err = djmfs__meta_apply(arg, r);
+
+	if (err < 0) /* counted as a problem; the records after it apply */
+		djmfs__meta_skip(arg, r->seq);
+	return err;
 }
 
 static int fsck_load(struct fsck *c, const char *volume, int repair)

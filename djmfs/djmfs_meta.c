@@ -1063,6 +1063,12 @@ int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	return 0;
 }
 
+void djmfs__meta_skip(struct djmfs__meta *m, uint64_t seq)
+{
+	if (seq == m->seq + 1)
+		m->seq = seq;
+}
+
 void djmfs__meta_seal(struct djmfs__meta *m)
 {
 	if (m->sealed_seq == m->seq || ring_reserve(m))

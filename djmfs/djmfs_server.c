@@ -75,9 +75,13 @@ static int ep_set(struct djmfs_server *s, int op, struct djmfs__ev *ev,
 static int replay_one(void *arg, const struct djmfs__jrec *r)
 {
 	struct djmfs_server *s = arg;
+	int err;
 
 	s->cur_ino = r->ino;
-	return djmfs__meta_apply(s->meta, r);
+	err = djmfs__meta_apply(s->meta, r);
+	if (err < 0) /* logged and counted by the replay */
+		djmfs__meta_skip(s->meta, r->seq);
+	return err;
 }
 
 /* Volume, newest checkpoint, then the journal after it. */

@@ -1159,3 +1159,19 @@ Test(meta, batched_mode_makes_only_sealed_states_durable)
 	cr_assert_eq(djmfs__root_nfiles(sealed), 2);
 	djmfs__root_unref(sealed);
 }
+
+/* Replay of a journal holding a record this state refuses: skipping its
+ * seq lets the records after it apply. */
+Test(meta, skipping_a_refused_record_lets_later_ones_apply)
+{
+	cr_assert_eq(file_create(1, "a"), 0);			  /* seq 1 */
+	cr_assert_eq(obj_op(DJMFS_J_OBJ_DELETE, 1, 9, 0, NULL), -ENOENT); /* 2 */
+	cr_assert_eq(djmfs__meta_seq(M), 1);
+	djmfs__meta_skip(M, 3);	/* not the next one: no effect */
+	cr_assert_eq(djmfs__meta_seq(M), 1);
+	djmfs__meta_skip(M, 2);
+	cr_assert_eq(djmfs__meta_seq(M), 2);
+	cr_assert_eq(file_create(2, "b"), 0); /* seq 3 */
+	cr_assert_eq(djmfs__meta_seq(M), 3);
+	cr_assert_not_null(wfile("b"));
+}
