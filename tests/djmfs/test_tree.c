@@ -474,3 +474,24 @@ Test(tree, long_names_with_a_common_prefix_keep_strcmp_order)
 	cr_assert_gt(djmfs__root_check(r), 0);
 	djmfs__root_unref(r);
 }
+
+/* The record cache: a released file record's block comes back for the
+ * next copy made on the same thread (not under AddressSanitizer, which
+ * must keep reporting uses after release). */
+Test(tree, released_records_are_reused_on_the_same_thread)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	cr_skip_test("the record cache is off under AddressSanitizer");
+#else
+	struct djmfs__file *a = mkfile(1, "a", 0), *b, *c;
+
+	cr_assert_eq(djmfs__file_dup(a, &b), 0);
+	djmfs__file_unref(b);
+	cr_assert_eq(djmfs__file_dup(a, &c), 0);
+	cr_expect_eq(c, b, "the released block was not reused");
+	cr_assert_str_eq(c->name, "a");
+	cr_assert_eq(c->refs, 1);
+	djmfs__file_unref(c);
+	djmfs__file_unref(a);
+#endif
+}
