@@ -574,8 +574,11 @@ struct djmfs__ckpt {
 	size_t img_len;
 };
 
-/* Loads the newest valid slot.  Returns 0 or -EUCLEAN (neither valid). */
-int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out);
+/* Loads the newest valid slot; a skipped slot is logged at WARN level and
+ * the lack of any valid one at ERROR level.  Returns 0, -EUCLEAN (neither
+ * valid), -ENOMEM, or the read error when a slot could not be read. */
+int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out,
+		     const struct djmfs_log *log);
 /* Writes a slot and fdatasyncs.  Returns 0, -ENOSPC (image larger than
  * the slot), or -errno. */
 int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,

@@ -119,7 +119,7 @@ static int fsck_load(struct fsck *c, const char *volume, int repair)
 	err = djmfs__vol_open(&c->v, volume, flags, c->log);
 	if (err < 0)
 		return err; /* vol_open logged why */
-	err = djmfs__ckpt_load(c->v, &c->ck);
+	err = djmfs__ckpt_load(c->v, &c->ck, c->log);
 	if (err < 0) {
 		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: %s: "
 			   "djmfs__ckpt_load: %s", volume, strerror(-err));

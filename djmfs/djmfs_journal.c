@@ -184,8 +184,8 @@ static const char *slot_err_text(int err)
 	return err == -EUCLEAN ? "torn or corrupt" : strerror(-err);
 }
 
-int djmfs__ckpt_load_log(struct djmfs__vol *v, struct djmfs__ckpt *out,
-			 const struct djmfs_log *log)
+int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out,
+		     const struct djmfs_log *log)
 {
 	struct slot_hdr s[2];
 	int rc[2], err, ioerr = 0;
@@ -230,11 +230,6 @@ int djmfs__ckpt_load_log(struct djmfs__vol *v, struct djmfs__ckpt *out,
 		   "slot", v->path);
 	/* An unreadable slot is not proof of damage: say what failed. */
 	return ioerr ? ioerr : -EUCLEAN;
-}
-
-int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out)
-{
-	return djmfs__ckpt_load_log(v, out, NULL);
 }
 
 /* ------------------------------------------------------------------ */

@@ -945,12 +945,41 @@ static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
 
 /* ---- RESERVE, RELEASE ---- */
 
-static int ap_reserve(struct djmfs__meta *m, const struct djmfs__jrec *r)
+/* RESERVE adds a run, RELEASE takes one out; -errno and the reason. */
+typedef int (*run_fn)(struct djmfs__meta *m, struct rset *res,
+		      struct djmfs__run x);
+
+static int run_reserve(struct djmfs__meta *m, struct rset *res,
+		       struct djmfs__run x)
+{
+	int err;
+
+	if (!x.count || x.first >= m->o.n_aus ||
+	    x.count > m->o.n_aus - x.first)
+		return no(m, -EINVAL, "run outside the data area");
+	err = rset_add(res, x.first, x.count);
+	return err ? no(m, err, "run already reserved") : 0;
+}
+
+static int run_release(struct djmfs__meta *m, struct rset *res,
+		       struct djmfs__run x)
+{
+	int err = x.count ? rset_take(res, x.first, x.count) : -ENOENT;
+
+	return err ? no(m, err == -ENOENT ? -EINVAL : err, "run not reserved")
+		   : 0;
+}
+
+/* Applies @fn to every run of @r on a copy of the file's reservation,
+ * which replaces it only if every run passed.  Returns the units the
+ * runs hold, or -errno. */
+static int64_t apply_runs(struct djmfs__meta *m, const struct djmfs__jrec *r,
+			  run_fn fn)
 {
 	const struct djmfs__file *f;
 	struct rset res;
 	struct ient *e;
-	uint64_t total = 0;
+	int64_t total = 0;
 	uint32_t k;
 	int err = lookup(m, r->ino, &e, &f);
 
@@ -961,14 +990,7 @@ static int ap_reserve(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	for (k = 0; !err && k < r->u.runs.n; k++) {
 		struct djmfs__run x = djmfs__runv_at(r->u.runs, k);
 
-		if (!x.count || x.first >= m->o.n_aus ||
-		    x.count > m->o.n_aus - x.first) {
-			err = no(m, -EINVAL, "run outside the data area");
-			break;
-		}
-		err = rset_add(&res, x.first, x.count);
-		if (err)
-			err = no(m, err, "run already reserved");
+		err = fn(m, &res, x);
 		total += x.count;
 	}
 	if (err) {
@@ -977,39 +999,27 @@ static int ap_reserve(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	}
 	rset_free(&e->res);
 	e->res = res;
-	m->reserved += total;
+	return total;
+}
+
+static int ap_reserve(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	int64_t n = apply_runs(m, r, run_reserve);
+
+	if (n < 0)
+		return (int)n;
+	m->reserved += (uint64_t)n;
 	return 0;
 }
 
 static int ap_release(struct djmfs__meta *m, const struct djmfs__jrec *r)
 {
-	const struct djmfs__file *f;
-	struct rset res;
-	struct ient *e;
-	uint64_t total = 0;
+	int64_t n = apply_runs(m, r, run_release);
 	uint32_t k;
-	int err = lookup(m, r->ino, &e, &f);
 
-	if (err)
-		return err;
-	if (rset_copy(&res, &e->res))
-		return no(m, -ENOMEM, "reservation copy");
-	for (k = 0; !err && k < r->u.runs.n; k++) {
-		struct djmfs__run x = djmfs__runv_at(r->u.runs, k);
-
-		err = x.count ? rset_take(&res, x.first, x.count) : -ENOENT;
-		if (err)
-			err = no(m, err == -ENOENT ? -EINVAL : err,
-				 "run not reserved");
-		total += x.count;
-	}
-	if (err) {
-		rset_free(&res);
-		return err;
-	}
-	rset_free(&e->res);
-	e->res = res;
-	m->reserved -= total;
+	if (n < 0)
+		return (int)n;
+	m->reserved -= (uint64_t)n;
 	for (k = 0; m->o.on_free && k < r->u.runs.n; k++) {
 		struct djmfs__run x = djmfs__runv_at(r->u.runs, k);
 

@@ -99,7 +99,7 @@ static int boot_load(struct djmfs_server *s)
 			   s->volume, strerror(-err));
 		return err;
 	}
-	err = djmfs__ckpt_load(s->vol, &ck);
+	err = djmfs__ckpt_load(s->vol, &ck, log);
 	if (err < 0) {
 		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__ckpt_load %s: %s",
 			   s->volume, strerror(-err));

@@ -22,9 +22,4 @@ int djmfs__pwrite_full(int fd, const void *p, size_t n, uint64_t off);
 /* fdatasync() retried on EINTR.  Returns 0 or -errno. */
 int djmfs__datasync(int fd);
 
-/* djmfs__ckpt_load() with a log: a skipped slot is logged at WARN level
- * and the lack of any valid slot at ERROR level.  Same returns. */
-int djmfs__ckpt_load_log(struct djmfs__vol *v, struct djmfs__ckpt *out,
-			 const struct djmfs_log *log);
-
 #endif /* DJMFS_VOLIO_H */

@@ -77,7 +77,7 @@ static void writer_open(struct writer *w)
 	memset(w, 0, sizeof(*w));
 	djmfs__buf_init(&w->pub);
 	cr_assert_eq(djmfs__vol_open(&w->v, vol, DJMFS__VOL_EXCL, NULL), 0);
-	cr_assert_eq(djmfs__ckpt_load(w->v, &ck), 0);
+	cr_assert_eq(djmfs__ckpt_load(w->v, &ck, NULL), 0);
 	mo.data_off = w->v->sb.data_off;
 	mo.n_aus = w->v->sb.n_aus;
 	mo.au_size = w->v->sb.au_size;

@@ -262,7 +262,7 @@ Test(journal, checkpoint_rolls_the_journal_into_a_new_epoch)
 	cr_expect_eq(st.checkpoints, 1);
 	djmfs__journal_stop(j);
 
-	cr_assert_eq(djmfs__ckpt_load(vol, &ck), 0);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, NULL), 0);
 	cr_expect_eq(ck.gen, 2);
 	cr_expect_eq(ck.last_seq, 50);
 	cr_expect_eq(ck.slot, 1);
@@ -298,7 +298,7 @@ Test(journal, second_checkpoint_goes_back_to_the_first_slot)
 	append_range(j, 6, 9);
 	djmfs__journal_stop(j); /* drains without waiting */
 
-	cr_assert_eq(djmfs__ckpt_load(vol, &ck), 0);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, NULL), 0);
 	cr_expect_eq(ck.gen, 3);
 	cr_expect_eq(ck.slot, 0);
 	cr_expect_eq(ck.last_seq, 5);
@@ -465,7 +465,7 @@ Test(journal, newest_corrupt_slot_falls_back_to_the_older)
 
 	/* A torn image in slot 1 (gen 2): slot 0 (gen 1) wins. */
 	poke(vol->sb.ckpt_off[1] + 64 + 2, 0x01, 0);
-	cr_assert_eq(djmfs__ckpt_load_log(vol, &ck, &test_log), 0);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
 	cr_expect_eq(ck.gen, 1);
 	cr_expect_eq(ck.slot, 0);
 	cr_expect_eq(ck.img_len, 0);
@@ -477,14 +477,14 @@ Test(journal, newest_corrupt_slot_falls_back_to_the_older)
 	poke(vol->sb.ckpt_off[1] + 64 + 2, 0x01, 0);
 	poke(vol->sb.ckpt_off[1] + 20, 0x80, 0);
 	logbuf[0] = 0;
-	cr_assert_eq(djmfs__ckpt_load_log(vol, &ck, &test_log), 0);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
 	cr_expect_eq(ck.gen, 1);
 	free(ck.img);
 	cr_expect_not_null(strstr(logbuf, "slot 1 header torn"), "%s", logbuf);
 
 	/* Neither valid. */
 	poke(vol->sb.ckpt_off[0], 0xff, 0);
-	cr_expect_eq(djmfs__ckpt_load_log(vol, &ck, &test_log), -EUCLEAN);
+	cr_expect_eq(djmfs__ckpt_load(vol, &ck, &test_log), -EUCLEAN);
 	cr_expect_null(ck.img);
 }
 
@@ -518,7 +518,7 @@ Test(journal, stop_makes_queued_records_durable)
 	append_range(j, 2001, 2500);
 	djmfs__journal_stop(j);
 
-	cr_assert_eq(djmfs__ckpt_load(vol, &ck), 0);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, NULL), 0);
 	cr_expect_eq(ck.gen, 2);
 	cr_expect_eq(ck.last_seq, 2000);
 	free(ck.img);
@@ -629,7 +629,7 @@ Test(journal, records_survive_reopening_the_volume)
 	write_twenty();
 	djmfs__vol_close(vol);
 	cr_assert_eq(djmfs__vol_open(&vol, path, DJMFS__VOL_EXCL, NULL), 0);
-	cr_assert_eq(djmfs__ckpt_load(vol, &ck), 0);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, NULL), 0);
 	s = replay(ck.gen, ck.last_seq, &info);
 	expect_seqs(s, 1, 20);
 	free(ck.img);

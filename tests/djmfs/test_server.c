@@ -1114,7 +1114,7 @@ static void damage_checkpoint(uint64_t off)
 	size_t i;
 
 	cr_assert_eq(djmfs__vol_open(&v, T.vol, DJMFS__VOL_EXCL, NULL), 0);
-	cr_assert_eq(djmfs__ckpt_load(v, &ck), 0);
+	cr_assert_eq(djmfs__ckpt_load(v, &ck, NULL), 0);
 	for (i = 0; i < 8; i++)
 		pat[i] = (uint8_t)(off >> (8 * i));
 	for (i = 0; i + 8 <= ck.img_len; i++)

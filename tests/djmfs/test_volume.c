@@ -222,7 +222,7 @@ Test(volume, mkfs_makes_a_sparse_volume_with_an_empty_checkpoint)
 	cr_expect_eq(v->data_end, want.data_off + want.n_aus * MIB);
 	cr_expect_str_eq(v->path, path);
 
-	cr_assert_eq(djmfs__ckpt_load(v, &ck), 0);
+	cr_assert_eq(djmfs__ckpt_load(v, &ck, NULL), 0);
 	cr_expect_eq(ck.gen, 1);
 	cr_expect_eq(ck.last_seq, 0);
 	cr_expect_eq(ck.slot, 0);
