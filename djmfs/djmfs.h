@@ -328,9 +328,28 @@ int djmfs_write_async(struct djmfs_file *f, const void *buf, size_t len,
 int djmfs_pread_async(struct djmfs_file *f, void *buf, size_t len,
 		      uint64_t offset, uint64_t deadline_ns,
 		      djmfs_done_fn done, void *user);
+/* The same within one object (by object offset). */
+int djmfs_pread_obj_async(struct djmfs_file *f, uint32_t id, void *buf,
+			  size_t len, uint64_t offset, uint64_t deadline_ns,
+			  djmfs_done_fn done, void *user);
 /* SYNC_SNAP without waiting; @res is 0 or -errno. */
 int djmfs_sync_snap_async(struct djmfs_file *f, djmfs_done_fn done,
 			  void *user);
+
+/* The data path's scheduler, changeable at run time.  In djmfs_set_io()
+ * a NULL string or a zero depth keeps the current value. */
+struct djmfs_io_knobs {
+	char policy[16];   /* libiosched policy name */
+	char profile[256]; /* model profile name or path, as given */
+	unsigned depth;	   /* dispatch depth in use */
+};
+/* Applies @policy, @profile and @depth together (all or none) once the
+ * data path's thread reaches them; queued requests keep their order under
+ * the new policy.  Returns 0, -EINVAL (unknown policy, bad depth: a log
+ * line says which), -ENOENT (no such profile), or -errno. */
+int djmfs_set_io(struct djmfs_client *c, const char *policy,
+		 const char *profile, unsigned depth);
+void djmfs_get_io(struct djmfs_client *c, struct djmfs_io_knobs *out);
 
 /* Deadline statistics of this client's data I/O since connect. */
 struct djmfs_io_stats {

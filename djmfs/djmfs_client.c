@@ -969,3 +969,18 @@ void djmfs_io_stats(struct djmfs_client *c, struct djmfs_io_stats *out)
 	if (c && c->io)
 		djmfs__io_get_stats(c->io, out);
 }
+
+int djmfs_set_io(struct djmfs_client *c, const char *policy,
+		 const char *profile, unsigned depth)
+{
+	if (!c || !c->io)
+		return -EINVAL;
+	return djmfs__io_set(c->io, policy, profile, depth);
+}
+
+void djmfs_get_io(struct djmfs_client *c, struct djmfs_io_knobs *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (c && c->io)
+		djmfs__io_get(c->io, out);
+}

@@ -94,6 +94,11 @@ void djmfs__io_free(struct djmfs__io *io);
 /* Any thread.  Returns 0 (the callback will run on the I/O thread). */
 int djmfs__io_submit(struct djmfs__io *io, struct djmfs__ioreq *r);
 void djmfs__io_get_stats(struct djmfs__io *io, struct djmfs_io_stats *out);
+/* Any thread but the I/O thread; waits until the I/O thread applied it.
+ * Returns 0 or -errno (see djmfs_set_io). */
+int djmfs__io_set(struct djmfs__io *io, const char *policy,
+		  const char *profile, unsigned depth);
+void djmfs__io_get(struct djmfs__io *io, struct djmfs_io_knobs *out);
 
 /* ------------------------------------------------------------------ */
 /* The client handle                                                   */

@@ -1719,6 +1719,23 @@ ssize_t djmfs_pread_obj(struct djmfs_file *f, uint32_t id, void *buf,
 	return err < 0 ? err : op_run(op);
 }
 
+int djmfs_pread_obj_async(struct djmfs_file *f, uint32_t id, void *buf,
+			  size_t len, uint64_t offset, uint64_t deadline_ns,
+			  djmfs_done_fn done, void *user)
+{
+	struct fop *op = NULL;
+	int err = !done ? -EINVAL
+		: id == ALL_OBJS ? -ENOENT
+		: read_op(f, id, buf, len, offset, deadline_ns, &op);
+
+	if (err < 0)
+		return err;
+	op->done = done;
+	op->user = user;
+	op_queue(op);
+	return 0;
+}
+
 int djmfs_pread_async(struct djmfs_file *f, void *buf, size_t len,
 		      uint64_t offset, uint64_t deadline_ns,
 		      djmfs_done_fn done, void *user)

@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,17 @@ struct djmfs__io {
 	struct djmfs__ioreq *in_head, *in_tail;
 	int stop;
 	struct djmfs_io_stats stats;
+
+	/* A knob change handed to the I/O thread (under mu): set by
+	 * djmfs__io_set, applied and answered by the thread. */
+	struct {
+		int pending, done, res;
+		const char *policy;
+		struct iosched_model *model; /* new one, or NULL */
+		unsigned depth;
+	} ctl;
+	pthread_cond_t ctl_cv;
+	struct djmfs_io_knobs knobs; /* under mu: what is in use */
 };
 
 static int aligned(uint64_t v)
@@ -149,6 +161,50 @@ static void snapshot_stats(struct djmfs__io *io)
 	pthread_mutex_unlock(&io->mu);
 }
 
+/* On the I/O thread, with mu held: applies a pending knob change to the
+ * scheduler, which only this thread may touch (invariant 1).  Depth is
+ * checked before anything changes, so a refused change leaves all three
+ * as they were. */
+static void apply_ctl(struct djmfs__io *io)
+{
+	struct iosched_knobs k, old;
+	const char *old_policy;
+	int err = 0;
+
+	if (!io->ctl.pending)
+		return;
+	io->ctl.pending = 0;
+	if (io->s) {
+		iosched_get_knobs(io->s, &old);
+		k = old;
+		if (io->ctl.depth)
+			k.depth = io->ctl.depth;
+		old_policy = iosched_policy(io->s);
+		err = iosched_set_knobs(io->s, &k);
+		if (err == 0 && io->ctl.policy)
+			err = iosched_set_policy(io->s, io->ctl.policy);
+		if (err == 0 && io->ctl.model)
+			err = iosched_set_model(io->s, io->ctl.model);
+		if (err < 0) {
+			iosched_set_policy(io->s, old_policy);
+			iosched_set_knobs(io->s, &old);
+		} else if (io->ctl.model) {
+			iosched_model_free(io->model);
+			io->model = io->ctl.model;
+			io->ctl.model = NULL;
+		}
+		if (err == 0) {
+			iosched_get_knobs(io->s, &k);
+			io->knobs.depth = k.depth;
+			snprintf(io->knobs.policy, sizeof(io->knobs.policy),
+				 "%s", iosched_policy(io->s));
+		}
+	}
+	io->ctl.res = err;
+	io->ctl.done = 1;
+	pthread_cond_broadcast(&io->ctl_cv);
+}
+
 static void *io_main(void *arg)
 {
 	struct djmfs__io *io = arg;
@@ -156,6 +212,8 @@ static void *io_main(void *arg)
 	pthread_mutex_lock(&io->mu);
 	for (;;) {
 		struct djmfs__ioreq *list = io->in_head;
+
+		apply_ctl(io);
 
 		io->in_head = io->in_tail = NULL;
 		if (!list && !busy(io)) {
@@ -198,6 +256,54 @@ int djmfs__io_submit(struct djmfs__io *io, struct djmfs__ioreq *r)
 	pthread_cond_signal(&io->cv);
 	pthread_mutex_unlock(&io->mu);
 	return 0;
+}
+
+int djmfs__io_set(struct djmfs__io *io, const char *policy,
+		  const char *profile, unsigned depth)
+{
+	struct iosched_model *m = NULL;
+	int err = 0;
+
+	if (profile) {
+		err = iosched_model_load(&m, profile, &io->ilog);
+		if (err < 0) {
+			djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs_set_io: "
+				   "iosched_model_load(%s): %s", profile,
+				   strerror(-err));
+			return err;
+		}
+	}
+	pthread_mutex_lock(&io->mu);
+	while (io->ctl.pending) /* one change at a time */
+		pthread_cond_wait(&io->ctl_cv, &io->mu);
+	io->ctl.pending = 1;
+	io->ctl.done = 0;
+	io->ctl.policy = policy;
+	io->ctl.model = m;
+	io->ctl.depth = depth;
+	pthread_cond_signal(&io->cv);
+	while (!io->ctl.done)
+		pthread_cond_wait(&io->ctl_cv, &io->mu);
+	err = io->ctl.res;
+	m = io->ctl.model; /* still ours when it was not taken */
+	io->ctl.model = NULL;
+	if (err == 0 && profile)
+		snprintf(io->knobs.profile, sizeof(io->knobs.profile), "%s",
+			 profile);
+	pthread_cond_broadcast(&io->ctl_cv);
+	pthread_mutex_unlock(&io->mu);
+	iosched_model_free(m);
+	if (err < 0)
+		djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs_set_io: %s",
+			   strerror(-err));
+	return err;
+}
+
+void djmfs__io_get(struct djmfs__io *io, struct djmfs_io_knobs *out)
+{
+	pthread_mutex_lock(&io->mu);
+	*out = io->knobs;
+	pthread_mutex_unlock(&io->mu);
 }
 
 void djmfs__io_get_stats(struct djmfs__io *io, struct djmfs_io_stats *out)
@@ -245,10 +351,17 @@ static int sched_new(struct djmfs__io *io, const struct djmfs_client_opts *o,
 	k.depth = o->depth;
 	cfg.model = io->model;
 	err = iosched_new(&io->s, &cfg, be);
-	if (err < 0)
+	if (err < 0) {
 		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs: iosched_new: %s",
 			   strerror(-err));
-	return err;
+		return err;
+	}
+	iosched_get_knobs(io->s, &k);
+	io->knobs.depth = k.depth;
+	snprintf(io->knobs.policy, sizeof(io->knobs.policy), "%s",
+		 iosched_policy(io->s));
+	snprintf(io->knobs.profile, sizeof(io->knobs.profile), "%s", profile);
+	return 0;
 }
 
 int djmfs__io_new(struct djmfs__io **out, int fd,
@@ -265,6 +378,7 @@ int djmfs__io_new(struct djmfs__io **out, int fd,
 	io->no_io = !!(o->flags & DJMFS_CLIENT_NO_DATA_IO);
 	pthread_mutex_init(&io->mu, NULL);
 	pthread_cond_init(&io->cv, NULL);
+	pthread_cond_init(&io->ctl_cv, NULL);
 	if (!io->no_io)
 		err = sched_new(io, o, log);
 	if (err == 0)
@@ -276,6 +390,7 @@ int djmfs__io_new(struct djmfs__io **out, int fd,
 err:
 	iosched_free(io->s);
 	iosched_model_free(io->model);
+	pthread_cond_destroy(&io->ctl_cv);
 	pthread_cond_destroy(&io->cv);
 	pthread_mutex_destroy(&io->mu);
 	free(io);
@@ -293,6 +408,7 @@ void djmfs__io_free(struct djmfs__io *io)
 	pthread_join(io->thread, NULL);
 	iosched_free(io->s);
 	iosched_model_free(io->model);
+	pthread_cond_destroy(&io->ctl_cv);
 	pthread_cond_destroy(&io->cv);
 	pthread_mutex_destroy(&io->mu);
 	free(io);

@@ -543,6 +543,81 @@ Test(client, async_writes_and_reads_complete_in_order_with_deadlines)
 	djmfs_disconnect(c);
 }
 
+Test(client, reads_one_object_asynchronously)
+{
+	struct djmfs_client *c = client();
+	struct djmfs_file *w;
+	uint8_t meta[100], src[30000], dst[30000];
+	uint32_t mid, did;
+
+	fill(src, sizeof(src), 5);
+	memset(meta, 'm', sizeof(meta));
+	cr_assert_eq(djmfs_open(c, "objasync", DJMFS_O_READ | DJMFS_O_WRITE |
+					       DJMFS_O_CREATE, &w), 0);
+	cr_assert_eq(djmfs_create_obj(w, "header", DJMFS_ATTR_META, &mid), 0);
+	cr_assert_eq(djmfs_create_obj(w, "data", DJMFS_ATTR_DATA |
+						 DJMFS_ATTR_SYNC, &did), 0);
+	cr_assert_eq(djmfs_set_objptr(w, mid, 0), 0);
+	cr_assert_eq(djmfs_write(w, meta, sizeof(meta)), (ssize_t)sizeof(meta));
+	cr_assert_eq(djmfs_set_objptr(w, did, 0), 0);
+	cr_assert_eq(djmfs_write(w, src, sizeof(src)), (ssize_t)sizeof(src));
+	/* Object offsets, not file offsets: the META bytes come first in
+	 * the file but not in the object. */
+	cr_assert_eq(djmfs_pread_obj_async(w, did, dst, 1000, 0,
+					   djmfs_now() + 1000000000ull, note,
+					   (void *)(intptr_t)0), 0);
+	cr_assert_eq(djmfs_pread_obj_async(w, did, dst + 1000, 29000, 1000, 0,
+					   note, (void *)(intptr_t)1), 0);
+	wait_for(2);
+	cr_assert_eq(ord.res[0], 1000);
+	cr_assert_eq(ord.res[1], 29000);
+	cr_assert_eq(memcmp(src, dst, sizeof(src)), 0);
+	/* A missing object is reported through the callback. */
+	cr_assert_eq(djmfs_pread_obj_async(w, 99, dst, 1, 0, 0, note,
+					   (void *)(intptr_t)2), 0);
+	wait_for(3);
+	cr_assert_eq(ord.res[2], -ENOENT);
+	cr_assert_eq(djmfs_pread_obj_async(w, did, dst, 1, 0, 0, NULL, NULL),
+		     -EINVAL);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+Test(client, changes_the_data_paths_scheduler_at_run_time)
+{
+	struct djmfs_client *c = client();
+	struct djmfs_io_knobs k;
+	struct djmfs_file *w;
+	uint8_t src[8192], dst[8192];
+	uint32_t id;
+
+	djmfs_get_io(c, &k);
+	cr_assert_str_eq(k.policy, "glmd");
+	cr_assert_gt(k.depth, 0);
+	cr_assert_eq(djmfs_set_io(c, "edf", IOSCHED_TEST_PROFILE_DIR
+				  "/nvme.profile", 4), 0);
+	djmfs_get_io(c, &k);
+	cr_assert_str_eq(k.policy, "edf");
+	cr_assert_eq(k.depth, 4);
+	cr_assert(strstr(k.profile, "nvme") != NULL);
+	/* A refused change leaves everything as it was. */
+	cr_assert_eq(djmfs_set_io(c, "no-such-policy", NULL, 0), -EINVAL);
+	cr_assert_eq(djmfs_set_io(c, NULL, "/nonexistent.profile", 0),
+		     -ENOENT);
+	cr_assert_eq(djmfs_set_io(c, "scan", NULL, 100000), -EINVAL);
+	djmfs_get_io(c, &k);
+	cr_assert_str_eq(k.policy, "edf");
+	cr_assert_eq(k.depth, 4);
+	/* And I/O still flows under the new settings. */
+	fill(src, sizeof(src), 9);
+	w = new_stream(c, "setio", &id);
+	cr_assert_eq(djmfs_write(w, src, sizeof(src)), (ssize_t)sizeof(src));
+	cr_assert_eq(djmfs_pread(w, dst, sizeof(dst), 0), (ssize_t)sizeof(dst));
+	cr_assert_eq(memcmp(src, dst, sizeof(src)), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
 Test(client, no_data_io_mode_keeps_every_metadata_operation)
 {
 	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
