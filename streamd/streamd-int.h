@@ -1,0 +1,563 @@
+/*
+ * Private interfaces of streamd, the recording and time-shift daemon: the
+ * time parsers (sd_time.c), the keyframe index (sd_index.c), the HLS
+ * playlist writer (sd_hls.c), configuration and run-time knobs
+ * (sd_config.c), the in-flight demuxer of encoder uploads (sd_ingest.c),
+ * the recording writer and the read-side catalog on DJMFS (sd_rec.c,
+ * sd_catalog.c), the players' input buffers and their pump (sd_session.c),
+ * the logs (sd_log.c) and the HTTP front end (sd_http.c and its routes).
+ *
+ * A recording is a DJMFS file named after the stream with three objects,
+ * created in this order:
+ *   "header"  META        JSON text (see sd_rec.c), rewritten in place;
+ *   "data"    DATA|SYNC   the exact bytes the encoders sent, appended;
+ *                         each write publishes a snapshot;
+ *   "index"   DATA        SD_IDX_SIZE-byte entries (layout below), appended
+ *                         before the data write that publishes them.
+ *
+ * Conventions as in the libraries: 0 (or a count) or -errno; constructors
+ * fill an out-parameter; modules never print: they log through
+ * struct djmfs_log (the daemon routes it to the error log).
+ */
+#ifndef STREAMD_INT_H
+#define STREAMD_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "djmfs.h"
+
+/* Stream names: [A-Za-z0-9._-]{1,128}, and not "." or "..". */
+#define SD_NAME_MAX 128
+int sd_name_valid(const char *name); /* 1 or 0 (sd_catalog.c) */
+
+/* ------------------------------------------------------------------ */
+/* Time (sd_time.c)                                                    */
+/* ------------------------------------------------------------------ */
+
+#define SD_NS 1000000000LL
+
+/* CLOCK_REALTIME in ns: the clock every wall time in a recording is on. */
+int64_t sd_wall_now(void);
+
+enum sd_start_kind {
+	SD_START_NONE = 0,	/* not given */
+	SD_START_BEHIND_LIVE,	/* "-30": ns is <= 0, relative to live */
+	SD_START_FROM_BEGIN,	/* "120", "12.5": ns from the recording's start */
+	SD_START_WALL,		/* ISO-8601: ns since the epoch */
+};
+
+struct sd_start {
+	enum sd_start_kind kind;
+	int64_t ns;
+};
+
+/*
+ * Parses a start position: "-30" / "-2.5" (seconds behind live), "120" /
+ * "0" (seconds from the start), or an ISO-8601 date-time
+ * ("2026-11-21T10:00:00Z", "2026-11-21T10:00:00.250+01:00",
+ * "2026-11-21T10:00:00" meaning UTC).  NULL or "" gives SD_START_NONE.
+ * Returns 0 or -EINVAL (anything else, including trailing junk, NaN, inf,
+ * and magnitudes beyond 10 years).
+ */
+int sd_time_parse_start(const char *s, struct sd_start *out);
+
+/* Seconds, decimal ("5", "2.5"), > 0 and <= 10 years.  0 or -EINVAL. */
+int sd_time_parse_duration(const char *s, int64_t *ns_out);
+
+/* ISO-8601 date-time as above.  0 or -EINVAL. */
+int sd_time_parse_iso8601(const char *s, int64_t *ns_out);
+
+/* "2026-11-21T10:00:00.250Z" (always UTC, milliseconds).  Returns the
+ * length written (< len), like snprintf; buffers of 32 bytes suffice. */
+int sd_time_format_iso8601(int64_t ns, char *buf, size_t len);
+
+/* The wall time a start position designates: @start_ns is the
+ * recording's start, @live_ns its live edge (now while recording, its end
+ * once finished).  SD_START_NONE gives @live_ns. */
+int64_t sd_time_resolve(const struct sd_start *s, int64_t start_ns,
+			int64_t live_ns);
+
+/* ------------------------------------------------------------------ */
+/* Keyframe index (sd_index.c)                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One index entry; on disk SD_IDX_SIZE bytes, little-endian:
+ *   0  u64 wall_ns   CLOCK_REALTIME of this point of the stream
+ *   8  u64 offset    byte offset in the "data" object
+ *  16  i64 pts       90 kHz media timestamp (SD_PTS_NONE if unknown)
+ *  24  u32 flags     SD_IDX_*; no other bits may be set
+ *  28  u32 check     CRC-32C of bytes 0..27 (djmfs' CRC; see sd_index.c)
+ *
+ * Entries are in data order (offsets never decrease).  Every encoder
+ * connection starts with a SEGMENT entry at the first byte it sent; the
+ * keyframes follow as KEY entries (one entry may be both, when the first
+ * keyframe is at the connection's first byte); a connection that ends
+ * cleanly writes an END entry at its last byte (its wall time: when the
+ * last byte arrived).  Between an END (or, after a crash, the last entry)
+ * and the next SEGMENT lies a gap: no bytes, only time.
+ */
+#define SD_IDX_SIZE 32
+#define SD_IDX_KEY 0x1u
+#define SD_IDX_SEGMENT 0x2u
+#define SD_IDX_END 0x4u
+#define SD_PTS_NONE INT64_MIN
+
+struct sd_idx_entry {
+	int64_t wall_ns;
+	uint64_t offset;
+	int64_t pts;
+	uint32_t flags;
+};
+
+void sd_idx_encode(const struct sd_idx_entry *e, uint8_t out[SD_IDX_SIZE]);
+/* 0, or -EBADMSG (bad check or flags). */
+int sd_idx_decode(const uint8_t in[SD_IDX_SIZE], struct sd_idx_entry *e);
+
+/* An in-memory index: a growing array (entries [0, n) never change). */
+struct sd_index {
+	struct sd_idx_entry *e;
+	size_t n, cap;
+};
+
+void sd_index_init(struct sd_index *ix);
+void sd_index_free(struct sd_index *ix); /* leaves it empty and reusable */
+/* Appends a copy.  -EINVAL if its offset is below the last entry's. */
+int sd_index_append(struct sd_index *ix, const struct sd_idx_entry *e);
+/* Decodes @len bytes of on-disk entries and appends them; @len must be a
+ * multiple of SD_IDX_SIZE.  Returns entries added or -EBADMSG/-EINVAL
+ * (nothing of a bad buffer is kept). */
+int sd_index_load(struct sd_index *ix, const uint8_t *buf, size_t len);
+
+/*
+ * Where playback of wall time @t begins: the KEY entry at or before @t;
+ * if @t lies in a gap, the first KEY after the gap; if before the first
+ * KEY, the first KEY.  Returns its position or -ENOENT (no KEY at all).
+ */
+ssize_t sd_index_seek(const struct sd_index *ix, int64_t t);
+
+/* The KEY entry after position @from whose wall time is nearest to @t
+ * (ties: the later), used to end a duration on a keyframe.  -ENOENT if
+ * none follows @from. */
+ssize_t sd_index_key_near(const struct sd_index *ix, size_t from, int64_t t);
+
+struct sd_gap {
+	int64_t start_ns;  /* when the previous connection's data ended */
+	int64_t end_ns;	   /* when the next connection began */
+	uint64_t offset;   /* data offset where the next connection begins */
+};
+/* Fills up to @max gaps, returns how many there are. */
+size_t sd_index_gaps(const struct sd_index *ix, struct sd_gap *out,
+		     size_t max);
+
+/*
+ * Media segments, for HLS: a segment starts at every KEY or SEGMENT entry
+ * and ends at the next entry of any kind; the last one ends at
+ * @data_size when @finished, and is left out while recording (it is not
+ * complete yet).  Empty segments are skipped.  seq is the position of the
+ * starting entry (stable across reloads).  duration comes from the pts of
+ * both ends when they belong to one connection, else from wall times.
+ */
+struct sd_segment {
+	size_t seq;
+	uint64_t offset, len;
+	int64_t wall_ns;
+	int64_t duration_ns;
+	int discontinuity; /* first segment of a connection after a gap */
+};
+/* Calls @fn for each segment starting at or after position @from whose
+ * start is before @until_ns (INT64_MAX: no limit); stops early on a
+ * non-zero return and returns it. */
+int sd_index_segments(const struct sd_index *ix, size_t from,
+		      int64_t until_ns, uint64_t data_size, int finished,
+		      int (*fn)(void *arg, const struct sd_segment *s),
+		      void *arg);
+
+/* ------------------------------------------------------------------ */
+/* HLS playlists (sd_hls.c)                                            */
+/* ------------------------------------------------------------------ */
+
+struct sd_hls_req {
+	struct sd_start start;	/* first segment: the one seek() picks;
+				   NONE: the first of the recording, or
+				   live - window while recording */
+	int64_t window_ns;	/* 0: no limit; else only segments starting
+				   within [first, first + window] (finished,
+				   or start given) or the newest @window
+				   (live, no start): a sliding playlist */
+	const char *uri;	/* segment URI, e.g. "data.ts" */
+	const char *query;	/* appended to segment URIs after '?', or NULL
+				   (carries play tokens) */
+};
+
+/*
+ * Writes an RFC 8216 media playlist (version 4: EXT-X-BYTERANGE into
+ * @req->uri for every segment, EXT-X-PROGRAM-DATE-TIME on the first and
+ * after each discontinuity, EXT-X-DISCONTINUITY across gaps,
+ * EXT-X-TARGETDURATION, EXT-X-MEDIA-SEQUENCE, EXT-X-DISCONTINUITY-SEQUENCE,
+ * EXT-X-ENDLIST when @finished).  Returns 0 and a malloc'd NUL-terminated
+ * text in *out (caller frees), -ENOENT (no complete segment yet), or
+ * -ENOMEM.
+ */
+int sd_hls_playlist(const struct sd_index *ix, uint64_t data_size,
+		    int finished, int64_t start_ns, int64_t live_ns,
+		    const struct sd_hls_req *req, char **out);
+
+/* ------------------------------------------------------------------ */
+/* Configuration and knobs (sd_config.c)                               */
+/* ------------------------------------------------------------------ */
+
+/* Player input buffers and the scheduler: changeable at run time. */
+struct sd_knobs {
+	double a_pct;		/* A: above this fill level a session skips */
+	double b_pct;		/* B: below it, a session reads again at once */
+	uint64_t period_ns;	/* pump period (0.3 s) */
+	uint32_t read_size;	/* bytes per read (65536) */
+	uint32_t buffer_size;	/* bytes per session buffer (1 MiB) */
+	uint64_t deadline_ns;	/* read deadline after issue; 0: the period */
+	char policy[16];	/* libiosched policy ("glmd") */
+	unsigned depth;		/* dispatch depth; 0: the profile's */
+	char profile[256];	/* model profile name or path ("ssd-sata") */
+};
+
+struct sd_config {
+	char listen[128];	   /* "127.0.0.1:8080"; "[::1]:8080" */
+	char data_dir[1024];	   /* "./streamd-data" (embedded) */
+	char djmfs[256];	   /* "": embedded; else a djmfs server address */
+	char volume[1024];	   /* "": data_dir/volume.img (embedded), or
+				      the server's path (cluster) */
+	uint64_t volume_size;	   /* embedded volume, bytes (8 GiB) */
+	char access_log[1024];	   /* "": off; "-": stdout */
+	char error_log[1024];	   /* "-": stderr */
+	char log_level[8];	   /* error, warn, info, debug */
+	char publish_token[256];   /* "": publishing is open */
+	char admin_token[256];	   /* "": /admin is open (loopback) */
+	unsigned max_connections;  /* 1024 */
+	uint64_t probe_size;	   /* bytes the probe may read (1 MiB) */
+	uint64_t publish_ns;	   /* longest time between publishes (0.5 s) */
+	uint32_t write_size;	   /* bytes per recording write (64 KiB) */
+	uint64_t write_deadline_ns; /* write deadline after issue (1 s) */
+	uint64_t idle_timeout_ns;  /* idle HTTP connections (60 s) */
+	struct sd_knobs knobs;
+};
+
+void sd_config_defaults(struct sd_config *cfg);
+
+/*
+ * Applies a config file: "key = value" lines, '#' comments, blank lines;
+ * keys are the names sd_config_keys() lists.  Returns 0, -ENOENT (no such
+ * file), or -EINVAL with a message "PATH:LINE: why" in @err.  On error
+ * @cfg may be partly updated (the caller exits).
+ */
+int sd_config_load(struct sd_config *cfg, const char *path, char *err,
+		   size_t errlen);
+
+/* Sets one key from text (config file value, or a flag's argument).
+ * 0, or -EINVAL / -ENOENT (unknown key) with a message in @err. */
+int sd_config_set(struct sd_config *cfg, const char *key, const char *value,
+		  char *err, size_t errlen);
+
+/* Every key with its type and one-line help, for --help: calls @fn once
+ * per key in table order. */
+void sd_config_keys(void (*fn)(void *arg, const char *key, const char *arg_name,
+			       const char *help),
+		    void *arg);
+
+/* Checks cross-field rules (0 < B < A <= 100, read_size <= buffer_size,
+ * sizes multiples of 4096, ...).  0 or -EINVAL with a message. */
+int sd_knobs_check(const struct sd_knobs *k, char *err, size_t errlen);
+
+/*
+ * The admin endpoint's JSON: {"A":80,"B":30,"period":0.3,"read_size":65536,
+ * "buffer_size":1048576,"deadline":0.3,"policy":"glmd","depth":0,
+ * "profile":"ssd-sata"} (seconds for times).  to_json returns a malloc'd
+ * text (NULL: -ENOMEM).  from_json applies the keys present in @json to a
+ * copy of @cur and checks it: 0 and *out, or -EINVAL with a message
+ * (unknown key, wrong type, out of range, not JSON).
+ */
+char *sd_knobs_to_json(const struct sd_knobs *k);
+int sd_knobs_from_json(const struct sd_knobs *cur, const char *json,
+		       size_t len, struct sd_knobs *out, char *err,
+		       size_t errlen);
+
+/* ------------------------------------------------------------------ */
+/* Ingest: demuxing an upload in flight (sd_ingest.c)                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * An upload's bytes go into a bounded ring from the HTTP thread; the
+ * ingest thread reads them through a custom AVIOContext into libavformat.
+ * It first probes (at most probe_size bytes; nothing is passed on yet);
+ * a stream it cannot recognise ends with -EPROTONOSUPPORT.  Once the
+ * probe succeeds it calls on_ready, then on_bytes with every byte of the
+ * upload in order (the ones the probe held first), and on_key for each
+ * video keyframe (or, in an audio-only stream, every 2 s of audio) with
+ * the byte offset where playback may begin: the last PAT packet before
+ * the keyframe when the stream is MPEG-TS and one came since the
+ * previous keyframe, else the start of the TS packet holding the frame.
+ * Offsets are relative to the upload's first byte.  Callbacks run on the
+ * ingest thread; an error from one stops the ingest with that error.
+ */
+struct sd_ingest_cbs {
+	void *arg;
+	/* @codecs: JSON array text describing the streams, e.g.
+	 * [{"type":"video","codec":"h264","width":1280,"height":720,
+	 *   "fps":25},{"type":"audio","codec":"aac","sample_rate":48000,
+	 *   "channels":2}] ; @format: "mpegts", ... */
+	int (*on_ready)(void *arg, const char *format, const char *codecs);
+	int (*on_bytes)(void *arg, const void *buf, size_t len);
+	/* @pts: 90 kHz, or SD_PTS_NONE */
+	int (*on_key)(void *arg, uint64_t offset, int64_t pts);
+	/* Optional: called about every 100 ms while the thread waits for
+	 * bytes after on_ready (so a stalled encoder's last bytes still get
+	 * published); an error stops the ingest like the others. */
+	int (*on_idle)(void *arg);
+	/* The ring has room again after sd_ingest_push() took less than it
+	 * was offered, or the ingest ended (check sd_ingest_state()).  The
+	 * HTTP side resumes its connection.  Must not block. */
+	void (*on_wake)(void *arg);
+};
+
+struct sd_ingest_opts {
+	uint64_t probe_size; /* 0: 1 MiB */
+	size_t ring_size;    /* 0: 4 MiB */
+	struct djmfs_log log;
+};
+
+enum sd_ingest_state {
+	SD_INGEST_PROBING,
+	SD_INGEST_RUNNING,	/* probe succeeded (on_ready was called) */
+	SD_INGEST_DONE,		/* the thread has finished: see result */
+};
+
+struct sd_ingest;
+
+/* Starts the ingest thread.  @cbs and @opts are copied. */
+int sd_ingest_new(struct sd_ingest **out, const struct sd_ingest_opts *opts,
+		  const struct sd_ingest_cbs *cbs);
+/* HTTP side: copies as much of @buf as the ring has room for and returns
+ * it (0 when full: on_wake comes when there is room).  After the ingest
+ * is DONE it takes nothing and returns 0. */
+size_t sd_ingest_push(struct sd_ingest *in, const void *buf, size_t len);
+/* End of the upload: the ingest drains the ring and finishes. */
+void sd_ingest_finish(struct sd_ingest *in);
+/* The encoder went away mid-body: same as finish (what arrived is kept). */
+enum sd_ingest_state sd_ingest_state(struct sd_ingest *in, int *result);
+/* Waits for the thread (after finish), frees.  Returns the result: 0,
+ * -EPROTONOSUPPORT (not a stream), or a callback's error.  NULL: 0. */
+int sd_ingest_free(struct sd_ingest *in);
+/* Counters for logs and metrics. */
+struct sd_ingest_stats {
+	uint64_t bytes_in;	/* pushed */
+	uint64_t packets;	/* demuxed */
+	uint64_t keyframes;
+};
+void sd_ingest_stats(struct sd_ingest *in, struct sd_ingest_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Recording writer (sd_rec.c)                                         */
+/* ------------------------------------------------------------------ */
+
+struct sd_rec_opts {
+	uint32_t write_size;	  /* bytes per data write; 0: 65536 */
+	uint64_t publish_ns;	  /* longest wait before a partial write
+				     publishes; 0: 0.5 s */
+	uint64_t deadline_ns;	  /* write deadline after issue; 0: 1 s */
+	unsigned max_inflight;	  /* data writes in flight; 0: 4 */
+	struct djmfs_log log;
+};
+
+struct sd_rec_stats {
+	uint64_t bytes;		  /* accepted into the recording this connection */
+	uint64_t writes;	  /* data writes completed (= publishes) */
+	uint64_t write_misses;	  /* completed after their deadline */
+	uint64_t keyframes;
+};
+
+struct sd_rec;
+
+/*
+ * Takes the write lock of recording @name (creating the file and its
+ * three objects if missing; an existing recording continues: its pointers
+ * go to the ends of "data" and "index").  Returns 0, -EBUSY (another
+ * publisher holds it), -EUCLEAN (a file of that name that is not a
+ * recording, or quarantined), -ENOSPC, or -errno.
+ */
+int sd_rec_open(struct djmfs_client *c, const char *name,
+		const struct sd_rec_opts *opts, struct sd_rec **out);
+
+/*
+ * Starts this connection's segment: records @format and @codecs in the
+ * header (the recording's start time is set on its first connection
+ * only), and queues a SEGMENT index entry at the current end of the data
+ * with wall time @wall_ns.  Must come before sd_rec_data.
+ */
+int sd_rec_begin(struct sd_rec *r, const char *format, const char *codecs,
+		 int64_t wall_ns);
+
+/* Appends stream bytes (copied).  Writes leave in write_size pieces with
+ * deadlines; blocks while max_inflight writes are outstanding.  Returns 0
+ * or the -errno of a failed write (-ENOSPC: the volume is full; the
+ * recording keeps everything published before). */
+int sd_rec_data(struct sd_rec *r, const void *buf, size_t len);
+
+/* A keyframe at connection offset @conn_off (relative to this connection's
+ * first byte) with @pts; its wall time is derived from the connection's
+ * first pts and wall time.  The entry is published with the data write
+ * that follows. */
+int sd_rec_key(struct sd_rec *r, uint64_t conn_off, int64_t pts);
+
+/* Publishes a partial write if publish_ns has passed since the last
+ * publish.  Call it at least every 100 ms while the upload idles. */
+int sd_rec_tick(struct sd_rec *r);
+
+/* Ends the connection: writes what is pending, an END entry at @wall_ns,
+ * the header's measured bitrate; publishes, waits for every write, closes
+ * the file (releasing the lock) and frees.  Returns 0 or the first -errno
+ * seen.  NULL: 0. */
+int sd_rec_close(struct sd_rec *r, int64_t wall_ns);
+
+void sd_rec_stats(struct sd_rec *r, struct sd_rec_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Read side: the catalog of recordings (sd_catalog.c)                 */
+/* ------------------------------------------------------------------ */
+
+/* A recording as the newest snapshot shows it.  Fields below the lock are
+ * valid while the caller holds sd_stream_rdlock(). */
+struct sd_stream {
+	char name[SD_NAME_MAX + 1];
+	/* under the lock: */
+	int live;		/* a publisher holds the write lock */
+	int64_t start_ns;	/* wall time of the first byte */
+	int64_t end_ns;		/* live: wall time of the newest entry;
+				   finished: its END entry (or newest) */
+	uint64_t data_size;	/* published bytes of "data" */
+	uint64_t version;	/* snapshot version */
+	uint64_t bitrate;	/* bits/s: data_size over the recorded time */
+	char format[32];
+	char *codecs;		/* JSON array text from the header */
+	unsigned connections;	/* encoder connections so far */
+	struct sd_index index;
+};
+
+struct sd_catalog;
+
+/* @refresh_ns: a stream's snapshot is fetched again at most this often
+ * (0: 100 ms). */
+int sd_catalog_new(struct sd_catalog **out, struct djmfs_client *c,
+		   uint64_t refresh_ns, const struct djmfs_log *log);
+void sd_catalog_free(struct sd_catalog *cat);
+
+/* The recording @name, refreshed to the newest snapshot (new index
+ * entries are read from the index object's tail only).  Returns 0 and a
+ * reference (sd_stream_put), -ENOENT, -EUCLEAN (not a recording), -errno. */
+int sd_catalog_get(struct sd_catalog *cat, const char *name,
+		   struct sd_stream **out);
+void sd_stream_put(struct sd_stream *s);
+void sd_stream_rdlock(struct sd_stream *s);
+void sd_stream_unlock(struct sd_stream *s);
+
+/* Calls @fn with every recording, refreshed, in name order (files that
+ * are not recordings are skipped). */
+int sd_catalog_list(struct sd_catalog *cat,
+		    int (*fn)(void *arg, struct sd_stream *s), void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Player sessions and their input buffers (sd_session.c)              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The pump: one thread that, every period, visits each session: a session
+ * whose buffer is above A skips; otherwise it reads read_size bytes from
+ * its recording's "data" object (djmfs_pread_obj_async, deadline = issue
+ * time + deadline_ns); after each read completes, a session still below
+ * B reads again at once.  A session that has read all its snapshot holds
+ * moves to the newest snapshot (djmfs_sync_snap_async) once per period,
+ * and ends when the range ends or the recording is finished and read.
+ */
+struct sd_pump;
+struct sd_session;
+
+struct sd_session_stats {
+	uint64_t reads;		/* reads completed */
+	uint64_t misses;	/* reads completed after their deadline */
+	uint64_t underflows;	/* times the player found the buffer empty
+				   while the recording held more bytes */
+	uint64_t bytes;		/* bytes handed to the player */
+};
+
+struct sd_pump_stats {
+	uint64_t sessions;	/* open now */
+	uint64_t sessions_total;
+	struct sd_session_stats sum; /* over every session, closed ones too */
+	uint64_t lateness_max_ns;
+	uint64_t lateness_p99_ns; /* over the last 4096 late reads */
+};
+
+int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
+		const struct sd_knobs *k, const struct djmfs_log *log);
+/* Stops the thread; every session must be closed first. */
+void sd_pump_free(struct sd_pump *p);
+/* New knobs apply from the next period; buffer_size applies to sessions
+ * opened after the change. */
+void sd_pump_set_knobs(struct sd_pump *p, const struct sd_knobs *k);
+void sd_pump_stats(struct sd_pump *p, struct sd_pump_stats *out);
+
+#define SD_END_LIVE UINT64_MAX /* follow the live edge until it finishes */
+
+struct sd_session_opts {
+	const char *name;	/* recording */
+	uint64_t start;		/* first data byte */
+	uint64_t end;		/* one past the last byte, or SD_END_LIVE */
+	/* Called (on a library or pump thread) when data arrives or the
+	 * session ends after sd_session_read() returned 0.  Must not block. */
+	void (*wake)(void *arg);
+	void *wake_arg;
+};
+
+/* Opens the recording for reading and joins the pump.  Returns 0,
+ * -ENOENT, -EUCLEAN, or -errno. */
+int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
+		    struct sd_session **out);
+
+#define SD_SESSION_EOF (-1)
+/* HTTP side: copies up to @max buffered bytes.  Returns the count, 0
+ * (empty now; wake comes later), SD_SESSION_EOF (the range or the
+ * recording ended and everything was handed over), or -errno (a read
+ * failed). */
+ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max);
+void sd_session_stats(struct sd_session *s, struct sd_session_stats *out);
+/* Leaves the pump, waits for reads in flight, closes the file, frees.
+ * NULL is a no-op. */
+void sd_session_close(struct sd_session *s);
+
+/* ------------------------------------------------------------------ */
+/* Logs (sd_log.c)                                                     */
+/* ------------------------------------------------------------------ */
+
+struct sd_log;
+
+/* @error_path: "-" for stderr; @access_path: "" for none, "-" stdout.
+ * Returns 0 or -errno (cannot open). */
+int sd_log_open(struct sd_log **out, const char *error_path,
+		const char *access_path, enum djmfs_log_level level);
+void sd_log_close(struct sd_log *l);
+/* Reopens both files (SIGHUP after rotation).  0 or -errno (the old
+ * files stay in use). */
+int sd_log_reopen(struct sd_log *l);
+/* A struct djmfs_log whose lines go to the error log with a timestamp
+ * and level. */
+struct djmfs_log sd_log_hook(struct sd_log *l);
+void sd_log_error(struct sd_log *l, enum djmfs_log_level level,
+		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* One access log line in the combined log format, plus the duration in
+ * ms: host - - [time] "METHOD URL VERSION" status bytes "referer" "ua" ms */
+void sd_log_access(struct sd_log *l, const char *host, const char *method,
+		   const char *url, const char *version, unsigned status,
+		   uint64_t bytes, const char *referer, const char *agent,
+		   uint64_t duration_ms);
+
+#endif /* STREAMD_INT_H */
