@@ -1,0 +1,813 @@
+/*
+ * The recording writer: one encoder connection's bytes and keyframes go
+ * into the DJMFS file of its stream.  The file holds a "header" (META:
+ * JSON rewritten in place, padded with spaces to a fixed size so it never
+ * shrinks), "data" (DATA|SYNC: the exact bytes received) and "index"
+ * (DATA: SD_IDX_SIZE-byte entries).  Bytes gather in a pending buffer and
+ * leave in write_size pieces (or sooner, once publish_ns has passed) as
+ * asynchronous writes with deadlines; every data write publishes a
+ * snapshot, taking with it the index entries written just before it.  A
+ * recording that already exists continues: its pointers go to the ends
+ * of "data" and "index", its start time and connection count are kept.
+ *
+ * Invariants:
+ *  1. data_end and idx_end are the sizes "data" and "index" have once
+ *     every submitted write completes; writes go only to those ends.
+ *  2. The object pointer moves only when no write is in flight: libdjmfs
+ *     checks a DATA object's pointer against its committed size, which
+ *     lags the writes still in flight.
+ *  3. An index write is always followed by a data write or a flush that
+ *     publishes it, and every entry it carries points below the end of
+ *     that data (an END entry: at its end), so no published entry points
+ *     past published data while the writes succeed.
+ *  4. q holds the entries not yet written, in offset order; seg_q is the
+ *     position of the queued SEGMENT entry in q, or -1.  prev_wall and
+ *     prev_off are the newest entry's (queued or written): wall times and
+ *     offsets never decrease.
+ *  5. err is the first failure; once set no write is submitted any more
+ *     and every call returns it.
+ *  6. api_mu serialises the API calls (a DJMFS handle is used by one
+ *     thread at a time) and guards everything not under mu; mu guards
+ *     what the completion callbacks touch (in-flight counts, err, stats)
+ *     and is never held across a DJMFS call.
+ *
+ *   call            effect
+ *   sd_rec_open     lock the file, find or create the objects, load state
+ *   sd_rec_begin    header (published by a flush), SEGMENT entry queued
+ *   sd_rec_data     pending bytes; full pieces leave (rec_piece)
+ *   sd_rec_key      KEY entry queued (merged into a queued SEGMENT)
+ *   sd_rec_tick     a partial piece leaves once publish_ns has passed
+ *   sd_rec_close    last piece with the END entry, header, flush, close
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "streamd-int.h"
+
+/* See sd_rec_key. */
+#define SEG_KEY_MERGE 4096u
+
+#define REC_HDR_SIZE 4096 /* the header's size unit, spaces after the JSON */
+#define REC_PTS_HZ 90000
+#define REC_PTS_WRAP (1LL << 33)
+#define REC_ALIGN 4096
+
+enum { OBJ_HDR, OBJ_DATA, OBJ_IDX, N_OBJS };
+
+/* The objects of a recording, in file order. */
+static const struct {
+	const char *name;
+	unsigned attrs;
+} rec_objs[N_OBJS] = {
+	{ "header", DJMFS_ATTR_META },
+	{ "data", DJMFS_ATTR_DATA | DJMFS_ATTR_SYNC },
+	{ "index", DJMFS_ATTR_DATA },
+};
+
+/* One asynchronous write: owns its buffer until the callback. */
+struct rec_write {
+	struct sd_rec *r;
+	uint8_t *buf;
+	size_t len;
+	uint64_t deadline_ns;
+	int data;
+};
+
+struct sd_rec {
+	struct djmfs_file *f;
+	uint32_t id[N_OBJS];
+	struct sd_rec_opts o;
+	char name[SD_NAME_MAX + 1];
+	pthread_mutex_t api_mu;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* under mu: */
+	unsigned inflight;	/* writes of both objects */
+	unsigned data_inflight;
+	int err;
+	struct sd_rec_stats st;
+	/* under api_mu: */
+	int begun;
+	int ptr_data;		/* the object pointer is at data_end */
+	uint64_t data_end, idx_end;
+	uint64_t seg_base;	/* data offset of this connection's first byte */
+	uint8_t *pend;
+	size_t pend_len;
+	struct sd_idx_entry *q;
+	size_t nq, capq;
+	ssize_t seg_q;
+	int64_t conn_wall, conn_pts;
+	int64_t prev_wall;
+	uint64_t prev_off;
+	uint64_t last_pub_ns;
+	/* the header */
+	int64_t start_ns;
+	unsigned connections;
+	uint64_t bitrate;
+	char format[32];
+	json_t *codecs;
+	size_t hdr_size;
+};
+
+static void rec_log(const struct sd_rec *r, enum djmfs_log_level level,
+		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void rec_log(const struct sd_rec *r, enum djmfs_log_level level,
+		    const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (!r->o.log.fn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	r->o.log.fn(r->o.log.arg, level, line);
+}
+
+/* ------------------------------------------------------------------ */
+/* Writes and their completions                                        */
+/* ------------------------------------------------------------------ */
+
+static void rec_done(void *user, ssize_t res)
+{
+	struct rec_write *w = user;
+	struct sd_rec *r = w->r;
+	int late = djmfs_now() > w->deadline_ns;
+
+	if (res >= 0 && (size_t)res != w->len)
+		res = -EIO;
+	pthread_mutex_lock(&r->mu);
+	if (res < 0 && r->err == 0) {
+		r->err = (int)res;
+		rec_log(r, DJMFS_LOG_ERROR, "sd_rec(%s): djmfs_write_async "
+			"(%s): %s", r->name, w->data ? "data" : "index",
+			strerror((int)-res));
+	}
+	if (w->data) {
+		r->data_inflight--;
+		if (res >= 0) {
+			r->st.writes++;
+			r->st.write_misses += late;
+		}
+	}
+	r->inflight--;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	free(w->buf);
+	free(w);
+}
+
+static int rec_err(struct sd_rec *r)
+{
+	int err;
+
+	pthread_mutex_lock(&r->mu);
+	err = r->err;
+	pthread_mutex_unlock(&r->mu);
+	return err;
+}
+
+/* Writes in flight of one kind (or of both). */
+enum rec_kind { K_INDEX, K_DATA, K_ALL };
+
+static unsigned rec_inflight(const struct sd_rec *r, enum rec_kind k)
+{
+	return k == K_DATA ? r->data_inflight
+	     : k == K_INDEX ? r->inflight - r->data_inflight : r->inflight;
+}
+
+/* Waits until at most @max writes of kind @k are in flight; returns the
+ * first failure so far (at once once there is one). */
+static int rec_wait(struct sd_rec *r, unsigned max, enum rec_kind k)
+{
+	int err;
+
+	pthread_mutex_lock(&r->mu);
+	while (r->err == 0 && rec_inflight(r, k) > max)
+		pthread_cond_wait(&r->cv, &r->mu);
+	err = r->err;
+	pthread_mutex_unlock(&r->mu);
+	return err;
+}
+
+/* Every write completed, failed ones included (nothing left to borrow
+ * our buffers or call back). */
+static void rec_drain_all(struct sd_rec *r)
+{
+	pthread_mutex_lock(&r->mu);
+	while (r->inflight > 0)
+		pthread_cond_wait(&r->cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Submits @len bytes of @buf (ownership passes here) at the pointer. */
+static int rec_submit(struct sd_rec *r, uint8_t *buf, size_t len, int data)
+{
+	struct rec_write *w = calloc(1, sizeof(*w));
+	int err;
+
+	if (!w) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*w = (struct rec_write){ r, buf, len,
+				 djmfs_now() + r->o.deadline_ns, data };
+	pthread_mutex_lock(&r->mu);
+	r->inflight++;
+	r->data_inflight += data;
+	pthread_mutex_unlock(&r->mu);
+	err = djmfs_write_async(r->f, buf, len, w->deadline_ns, rec_done, w);
+	if (err < 0) {
+		rec_log(r, DJMFS_LOG_ERROR, "sd_rec(%s): djmfs_write_async: %s",
+			r->name, strerror(-err));
+		pthread_mutex_lock(&r->mu);
+		r->inflight--;
+		r->data_inflight -= data;
+		if (r->err == 0)
+			r->err = err;
+		pthread_mutex_unlock(&r->mu);
+		free(buf);
+		free(w);
+	}
+	return err;
+}
+
+/* Puts the object pointer at @end of object @obj, once that object's
+ * writes have landed (invariant 2). */
+static int rec_point(struct sd_rec *r, int obj, uint64_t end)
+{
+	int err = obj == OBJ_HDR ? rec_err(r)
+		: rec_wait(r, 0, obj == OBJ_DATA ? K_DATA : K_INDEX);
+
+	if (err == 0)
+		err = djmfs_set_objptr(r->f, r->id[obj], end);
+	if (err < 0 && err != rec_err(r))
+		rec_log(r, DJMFS_LOG_ERROR, "sd_rec(%s): djmfs_set_objptr(%s):"
+			" %s", r->name, rec_objs[obj].name, strerror(-err));
+	r->ptr_data = err == 0 && obj == OBJ_DATA;
+	return err;
+}
+
+/* Writes the first @k queued entries to "index". */
+static int rec_put_index(struct sd_rec *r, size_t k)
+{
+	uint8_t *buf = malloc(k * SD_IDX_SIZE);
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < k; i++)
+		sd_idx_encode(&r->q[i], buf + i * SD_IDX_SIZE);
+	err = rec_point(r, OBJ_IDX, r->idx_end);
+	if (err < 0) {
+		free(buf);
+		return err;
+	}
+	err = rec_submit(r, buf, k * SD_IDX_SIZE, 0);
+	if (err < 0)
+		return err;
+	r->idx_end += k * SD_IDX_SIZE;
+	memmove(r->q, r->q + k, (r->nq - k) * sizeof(*r->q));
+	r->nq -= k;
+	r->seg_q = r->seg_q < (ssize_t)k ? -1 : r->seg_q - (ssize_t)k;
+	return 0;
+}
+
+/* Sends the pending bytes as one data write (it publishes). */
+static int rec_put_data(struct sd_rec *r)
+{
+	uint8_t *next = NULL;
+	int err = rec_wait(r, r->o.max_inflight - 1, K_DATA);
+
+	if (err == 0 && !r->ptr_data)
+		err = rec_point(r, OBJ_DATA, r->data_end);
+	if (err < 0)
+		return err;
+	if (posix_memalign((void **)&next, REC_ALIGN, r->o.write_size))
+		return -ENOMEM;
+	err = rec_submit(r, r->pend, r->pend_len, 1);
+	r->pend = next;
+	if (err < 0)
+		return err;
+	r->data_end += r->pend_len;
+	r->pend_len = 0;
+	r->last_pub_ns = djmfs_now();
+	return 0;
+}
+
+/* Sends the pending bytes with the queued entries that point into what
+ * is then published (invariant 3); @final also lets entries at the very
+ * end go (the END entry). */
+static int rec_piece(struct sd_rec *r, int final)
+{
+	uint64_t end = r->data_end + r->pend_len;
+	size_t k = 0;
+	int err = 0;
+
+	while (k < r->nq && (r->q[k].offset < end ||
+			     (final && r->q[k].offset == end)))
+		k++;
+	if (k > 0)
+		err = rec_put_index(r, k);
+	if (err == 0 && r->pend_len > 0)
+		err = rec_put_data(r);
+	return err;
+}
+
+static int rec_queue(struct sd_rec *r, const struct sd_idx_entry *e)
+{
+	if (r->nq == r->capq) {
+		size_t cap = r->capq ? r->capq * 2 : 16;
+		struct sd_idx_entry *v = realloc(r->q, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		r->q = v;
+		r->capq = cap;
+	}
+	r->q[r->nq++] = *e;
+	r->prev_wall = e->wall_ns;
+	r->prev_off = e->offset;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The header                                                          */
+/* ------------------------------------------------------------------ */
+
+static int rec_write_header(struct sd_rec *r)
+{
+	char start[40];
+	json_t *h;
+	char *txt = NULL;
+	uint8_t *buf = NULL;
+	size_t len, size = r->hdr_size;
+	ssize_t n;
+	int err = -ENOMEM;
+
+	sd_time_format_iso8601(r->start_ns, start, sizeof(start));
+	h = json_pack("{s:i,s:s,s:s,s:I,s:s,s:O,s:I,s:I}", "version", 1,
+		      "name", r->name, "start", start, "start_ns",
+		      (json_int_t)r->start_ns, "format", r->format, "codecs",
+		      r->codecs, "bitrate", (json_int_t)r->bitrate,
+		      "connections", (json_int_t)r->connections);
+	if (h)
+		txt = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (!txt)
+		goto out;
+	len = strlen(txt);
+	while (size < len)
+		size += REC_HDR_SIZE;
+	err = -EFBIG;
+	if (size > DJMFS_META_MAX)
+		goto out;
+	err = -ENOMEM;
+	if (!(buf = malloc(size)))
+		goto out;
+	memcpy(buf, txt, len);
+	memset(buf + len, ' ', size - len);
+	err = rec_point(r, OBJ_HDR, 0);
+	if (err == 0 && (n = djmfs_write(r->f, buf, size)) != (ssize_t)size)
+		err = n < 0 ? (int)n : -EIO;
+	if (err == 0)
+		r->hdr_size = size;
+out:
+	if (err < 0)
+		rec_log(r, DJMFS_LOG_ERROR, "sd_rec(%s): writing the header: %s",
+			r->name, strerror(-err));
+	free(buf);
+	free(txt);
+	json_decref(h);
+	return err;
+}
+
+static int rec_json_int(json_t *h, const char *key, json_int_t *out)
+{
+	json_t *v = json_object_get(h, key);
+
+	if (!json_is_integer(v))
+		return -EUCLEAN;
+	*out = json_integer_value(v);
+	return 0;
+}
+
+/* Keeps what the next connections need from an existing header. */
+static int rec_parse_header(struct sd_rec *r, const char *txt, size_t len)
+{
+	json_t *h = json_loadb(txt, len, 0, NULL);
+	json_int_t ver = 0, start = 0, conns = 0, rate = 0;
+	json_t *codecs = json_object_get(h, "codecs");
+	const char *fmt = json_string_value(json_object_get(h, "format"));
+	int err = -EUCLEAN;
+
+	if (!json_is_object(h) || rec_json_int(h, "version", &ver) < 0 ||
+	    ver != 1 || rec_json_int(h, "start_ns", &start) < 0 ||
+	    rec_json_int(h, "connections", &conns) < 0 || conns < 0 ||
+	    !fmt || !json_is_array(codecs))
+		goto out;
+	rec_json_int(h, "bitrate", &rate);
+	r->start_ns = start;
+	r->connections = (unsigned)conns;
+	r->bitrate = rate > 0 ? (uint64_t)rate : 0;
+	snprintf(r->format, sizeof(r->format), "%s", fmt);
+	json_decref(r->codecs);
+	r->codecs = json_incref(codecs);
+	err = 0;
+out:
+	json_decref(h);
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Opening                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Finds the three objects, creating the missing ones at the end; a file
+ * whose objects are not a prefix of the recording's is not one. */
+static int rec_shape(struct sd_rec *r, struct djmfs_file_info *fi)
+{
+	int err = djmfs_file_info(r->f, fi);
+
+	if (err < 0)
+		return err;
+	for (uint32_t i = 0; i < fi->n_objs; i++)
+		if (i >= N_OBJS || strcmp(fi->objs[i].name, rec_objs[i].name) ||
+		    fi->objs[i].attrs != rec_objs[i].attrs) {
+			rec_log(r, DJMFS_LOG_WARN, "sd_rec_open(%s): not a "
+				"recording (object %u is \"%s\")", r->name, i,
+				fi->objs[i].name);
+			return -EUCLEAN;
+		}
+	for (uint32_t i = 0; i < N_OBJS; i++) {
+		if (i < fi->n_objs) {
+			r->id[i] = fi->objs[i].id;
+			continue;
+		}
+		fi->objs[i].size = 0;
+		err = djmfs_create_obj(r->f, rec_objs[i].name,
+				       rec_objs[i].attrs, &r->id[i]);
+		if (err < 0) {
+			rec_log(r, DJMFS_LOG_ERROR, "sd_rec_open(%s): "
+				"djmfs_create_obj(%s): %s", r->name,
+				rec_objs[i].name, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* Reads object @obj's bytes [off, off + len) exactly. */
+static int rec_read(struct sd_rec *r, int obj, void *buf, size_t len,
+		    uint64_t off)
+{
+	ssize_t n = djmfs_pread_obj(r->f, r->id[obj], buf, len, off);
+
+	if (n == (ssize_t)len)
+		return 0;
+	rec_log(r, DJMFS_LOG_ERROR, "sd_rec_open(%s): djmfs_pread_obj(%s): %s",
+		r->name, rec_objs[obj].name,
+		strerror(n < 0 ? (int)-n : EIO));
+	return n < 0 ? (int)n : -EIO;
+}
+
+/* An existing recording: its header, its last entry, the ends. */
+static int rec_load(struct sd_rec *r, const struct djmfs_file_info *fi)
+{
+	uint64_t hsize = fi->objs[OBJ_HDR].size;
+	uint8_t last[SD_IDX_SIZE];
+	struct sd_idx_entry e = { 0 };
+	char *txt = NULL;
+	int err = 0;
+
+	r->data_end = fi->objs[OBJ_DATA].size;
+	r->idx_end = fi->objs[OBJ_IDX].size;
+	r->prev_off = r->data_end;
+	if (r->idx_end % SD_IDX_SIZE)
+		err = -EUCLEAN;
+	if (err == 0 && hsize > 0 && !(txt = malloc(hsize)))
+		err = -ENOMEM;
+	if (err == 0 && hsize > 0 &&
+	    (err = rec_read(r, OBJ_HDR, txt, hsize, 0)) == 0)
+		err = rec_parse_header(r, txt, hsize);
+	if (err == 0 && hsize > REC_HDR_SIZE)
+		r->hdr_size = hsize;
+	if (err == 0 && r->idx_end > 0 &&
+	    (err = rec_read(r, OBJ_IDX, last, SD_IDX_SIZE,
+			    r->idx_end - SD_IDX_SIZE)) == 0 &&
+	    sd_idx_decode(last, &e) < 0)
+		err = -EUCLEAN;
+	if (err == 0 && r->idx_end > 0)
+		r->prev_wall = e.wall_ns;
+	if (err == -EUCLEAN)
+		rec_log(r, DJMFS_LOG_WARN, "sd_rec_open(%s): not a recording "
+			"(bad header or index)", r->name);
+	free(txt);
+	return err;
+}
+
+static void rec_free(struct sd_rec *r)
+{
+	pthread_mutex_destroy(&r->api_mu);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	json_decref(r->codecs);
+	free(r->pend);
+	free(r->q);
+	free(r);
+}
+
+static struct sd_rec *rec_new(const char *name, const struct sd_rec_opts *o)
+{
+	struct sd_rec *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	if (o)
+		r->o = *o;
+	if (!r->o.write_size)
+		r->o.write_size = 65536;
+	if (!r->o.publish_ns)
+		r->o.publish_ns = SD_NS / 2;
+	if (!r->o.deadline_ns)
+		r->o.deadline_ns = SD_NS;
+	if (!r->o.max_inflight)
+		r->o.max_inflight = 4;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	pthread_mutex_init(&r->api_mu, NULL);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->seg_q = -1;
+	r->conn_pts = SD_PTS_NONE;
+	r->prev_wall = INT64_MIN;
+	r->hdr_size = REC_HDR_SIZE;
+	snprintf(r->format, sizeof(r->format), "unknown");
+	r->codecs = json_array();
+	if (!r->codecs || posix_memalign((void **)&r->pend, REC_ALIGN,
+					 r->o.write_size)) {
+		rec_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+int sd_rec_open(struct djmfs_client *c, const char *name,
+		const struct sd_rec_opts *opts, struct sd_rec **out)
+{
+	struct djmfs_file_info fi;
+	struct sd_rec *r;
+	int err;
+
+	if (!c || !out || !name || !sd_name_valid(name))
+		return -EINVAL;
+	if (!(r = rec_new(name, opts)))
+		return -ENOMEM;
+	err = djmfs_open(c, name, DJMFS_O_READ | DJMFS_O_WRITE |
+				  DJMFS_O_CREATE, &r->f);
+	if (err < 0) {
+		rec_log(r, err == -EBUSY ? DJMFS_LOG_INFO : DJMFS_LOG_ERROR,
+			"sd_rec_open(%s): djmfs_open: %s", name,
+			strerror(-err));
+		r->f = NULL;
+		goto fail;
+	}
+	err = rec_shape(r, &fi);
+	if (err == 0)
+		err = rec_load(r, &fi);
+	if (err < 0)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	djmfs_close(r->f);
+	rec_free(r);
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* A connection                                                        */
+/* ------------------------------------------------------------------ */
+
+/* The codecs as given, or an empty list when they are not a JSON array
+ * (the header must stay valid JSON). */
+static json_t *rec_codecs(struct sd_rec *r, const char *codecs)
+{
+	json_t *v = codecs ? json_loads(codecs, 0, NULL) : NULL;
+
+	if (json_is_array(v))
+		return v;
+	if (codecs)
+		rec_log(r, DJMFS_LOG_WARN, "sd_rec_begin(%s): codecs are not "
+			"a JSON array; recording []", r->name);
+	json_decref(v);
+	return json_array();
+}
+
+int sd_rec_begin(struct sd_rec *r, const char *format, const char *codecs,
+		 int64_t wall_ns)
+{
+	struct sd_idx_entry seg;
+	json_t *cv;
+	int err;
+
+	pthread_mutex_lock(&r->api_mu);
+	err = r->begun ? -EINVAL : rec_err(r);
+	if (err < 0)
+		goto out;
+	err = -ENOMEM;
+	if (!(cv = rec_codecs(r, codecs)))
+		goto out;
+	json_decref(r->codecs);
+	r->codecs = cv;
+	snprintf(r->format, sizeof(r->format), "%s", format ? format : "");
+	if (r->connections++ == 0)
+		r->start_ns = wall_ns;
+	r->conn_wall = wall_ns > r->prev_wall ? wall_ns : r->prev_wall;
+	r->seg_base = r->data_end;
+	seg = (struct sd_idx_entry){ r->conn_wall, r->seg_base, SD_PTS_NONE,
+				     SD_IDX_SEGMENT };
+	err = rec_queue(r, &seg);
+	if (err < 0)
+		goto out;
+	r->seg_q = (ssize_t)r->nq - 1;
+	r->begun = 1;
+	err = rec_write_header(r);
+	/* Readers see the recording (live, with its start) at once. */
+	if (err == 0 && (err = djmfs_flush(r->f)) < 0)
+		rec_log(r, DJMFS_LOG_ERROR, "sd_rec_begin(%s): djmfs_flush: %s",
+			r->name, strerror(-err));
+	r->last_pub_ns = djmfs_now();
+out:
+	pthread_mutex_unlock(&r->api_mu);
+	return err;
+}
+
+/* A partial piece leaves once publish_ns has passed since the last. */
+static int rec_maybe_publish(struct sd_rec *r)
+{
+	if (r->pend_len == 0 ||
+	    djmfs_now() - r->last_pub_ns < r->o.publish_ns)
+		return 0;
+	return rec_piece(r, 0);
+}
+
+int sd_rec_data(struct sd_rec *r, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t n;
+	int err;
+
+	pthread_mutex_lock(&r->api_mu);
+	err = r->begun ? rec_err(r) : -EINVAL;
+	while (err == 0 && len > 0) {
+		n = r->o.write_size - r->pend_len;
+		n = n < len ? n : len;
+		memcpy(r->pend + r->pend_len, p, n);
+		r->pend_len += n;
+		p += n;
+		len -= n;
+		pthread_mutex_lock(&r->mu);
+		r->st.bytes += n;
+		pthread_mutex_unlock(&r->mu);
+		if (r->pend_len == r->o.write_size)
+			err = rec_piece(r, 0);
+	}
+	if (err == 0)
+		err = rec_maybe_publish(r);
+	pthread_mutex_unlock(&r->api_mu);
+	return err;
+}
+
+/* The wall time of @pts on this connection's clock: its first wall time
+ * plus the pts elapsed since its first keyframe. */
+static int64_t rec_key_wall(struct sd_rec *r, int64_t pts)
+{
+	int64_t d;
+
+	if (pts == SD_PTS_NONE || r->conn_pts == SD_PTS_NONE)
+		return sd_wall_now();
+	d = pts - r->conn_pts;
+	if (d < -REC_PTS_WRAP / 2)
+		d += REC_PTS_WRAP;
+	return r->conn_wall + d * (SD_NS / 1000) / (REC_PTS_HZ / 1000);
+}
+
+int sd_rec_key(struct sd_rec *r, uint64_t conn_off, int64_t pts)
+{
+	struct sd_idx_entry e = { 0, r->seg_base + conn_off, pts, SD_IDX_KEY };
+	int err;
+
+	pthread_mutex_lock(&r->api_mu);
+	err = r->begun ? rec_err(r) : -EINVAL;
+	if (err < 0)
+		goto out;
+	if (e.offset < r->prev_off) {
+		/* Offsets never go back; one lost keyframe costs little. */
+		rec_log(r, DJMFS_LOG_WARN, "sd_rec_key(%s): keyframe at %llu "
+			"before the previous entry at %llu; dropped", r->name,
+			(unsigned long long)e.offset,
+			(unsigned long long)r->prev_off);
+		goto out;
+	}
+	if (pts != SD_PTS_NONE && r->conn_pts == SD_PTS_NONE)
+		r->conn_pts = pts;
+	e.wall_ns = rec_key_wall(r, pts);
+	if (e.wall_ns < r->prev_wall)
+		e.wall_ns = r->prev_wall;
+	/* A connection's first keyframe close behind its first byte (only
+	 * the stream's tables come before it, as encoders write them) makes
+	 * one entry with the SEGMENT, so playback and HLS start at the
+	 * connection's first byte instead of with a sliver of tables. */
+	if (r->seg_q >= 0 && !(r->q[r->seg_q].flags & SD_IDX_KEY) &&
+	    e.offset - r->q[r->seg_q].offset <= SEG_KEY_MERGE) {
+		r->q[r->seg_q].flags |= SD_IDX_KEY;
+		r->q[r->seg_q].pts = pts;
+	} else {
+		err = rec_queue(r, &e);
+	}
+	if (err == 0) {
+		pthread_mutex_lock(&r->mu);
+		r->st.keyframes++;
+		pthread_mutex_unlock(&r->mu);
+	}
+out:
+	pthread_mutex_unlock(&r->api_mu);
+	return err;
+}
+
+int sd_rec_tick(struct sd_rec *r)
+{
+	int err;
+
+	pthread_mutex_lock(&r->api_mu);
+	err = rec_err(r);
+	if (err == 0 && r->begun)
+		err = rec_maybe_publish(r);
+	pthread_mutex_unlock(&r->api_mu);
+	return err;
+}
+
+/* The last piece with the END entry at the end of the data. */
+static int rec_finish(struct sd_rec *r, int64_t wall_ns)
+{
+	struct sd_idx_entry end = { wall_ns > r->prev_wall ? wall_ns
+							   : r->prev_wall,
+				    r->data_end + r->pend_len, SD_PTS_NONE,
+				    SD_IDX_END };
+	int64_t span;
+	int err = rec_queue(r, &end);
+
+	if (err == 0)
+		err = rec_piece(r, 1);
+	span = end.wall_ns - r->start_ns;
+	/* Over the whole recording, gaps included. */
+	r->bitrate = span > 0 ? (uint64_t)((double)r->data_end * 8.0 *
+					   (double)SD_NS / (double)span)
+			      : 0;
+	return err;
+}
+
+int sd_rec_close(struct sd_rec *r, int64_t wall_ns)
+{
+	int err, e2;
+
+	if (!r)
+		return 0;
+	pthread_mutex_lock(&r->api_mu);
+	err = rec_err(r);
+	if (err == 0 && r->begun)
+		err = rec_finish(r, wall_ns);
+	rec_drain_all(r);
+	if (err == 0)
+		err = rec_err(r);
+	/* The flush publishes the header with the last index write. */
+	if (err == 0 && r->begun)
+		err = rec_write_header(r);
+	if ((e2 = djmfs_flush(r->f)) < 0 && err == 0) {
+		rec_log(r, DJMFS_LOG_ERROR, "sd_rec_close(%s): djmfs_flush: %s",
+			r->name, strerror(-e2));
+		err = e2;
+	}
+	if ((e2 = djmfs_close(r->f)) < 0 && err == 0) {
+		rec_log(r, DJMFS_LOG_ERROR, "sd_rec_close(%s): djmfs_close: %s",
+			r->name, strerror(-e2));
+		err = e2;
+	}
+	pthread_mutex_unlock(&r->api_mu);
+	rec_free(r);
+	return err;
+}
+
+void sd_rec_stats(struct sd_rec *r, struct sd_rec_stats *out)
+{
+	pthread_mutex_lock(&r->mu);
+	*out = r->st;
+	pthread_mutex_unlock(&r->mu);
+}

@@ -1,0 +1,610 @@
+/*
+ * Tests for the recording writer (sd_rec.c) and the read-side catalog
+ * (sd_catalog.c) against a real DJMFS server started in this process on
+ * a temporary volume: what a recording holds byte for byte, its index
+ * entries and header, the single publisher, a recording continued by a
+ * second connection, publishing a trickle of bytes, a full volume, files
+ * that are not recordings, and readers racing a writer.  Tests that move
+ * data skip when the machine has no io_uring.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "djmfs.h"
+#include "djmfs_server.h"
+#include "streamd-int.h"
+
+#ifndef IOSCHED_TEST_PROFILE_DIR
+#define IOSCHED_TEST_PROFILE_DIR "sched/profiles"
+#endif
+
+#define KIB 1024ull
+#define MIB (1024ull * 1024ull)
+#define AU (64 * KIB)
+#define PTS0 1000000LL
+#define MAX_KEYS 64
+
+struct env {
+	char dir[64];
+	char vol[128];
+	char sock[128];
+	struct djmfs_server *srv;
+	pthread_t th;
+	int running;
+};
+
+static struct env env;
+
+/* Quiet unless SD_TEST_LOG is set. */
+static void log_line(void *arg, enum djmfs_log_level lvl, const char *msg)
+{
+	(void)arg;
+	if (getenv("SD_TEST_LOG"))
+		fprintf(stderr, "[%d] %s\n", (int)lvl, msg);
+}
+
+static const struct djmfs_log test_log = { log_line, NULL };
+
+static void *serve(void *arg)
+{
+	djmfs_server_run(arg);
+	return NULL;
+}
+
+static void env_start(uint64_t vol_size)
+{
+	struct djmfs_server_opts so = { 0 };
+
+	snprintf(env.dir, sizeof(env.dir), "/tmp/sd-rec-XXXXXX");
+	cr_assert_not_null(mkdtemp(env.dir));
+	snprintf(env.vol, sizeof(env.vol), "%s/vol", env.dir);
+	snprintf(env.sock, sizeof(env.sock), "%s/sock", env.dir);
+	cr_assert_eq(djmfs_mkfs(env.vol, vol_size, AU, 0, &test_log), 0);
+	so.volume = env.vol;
+	so.unix_path = env.sock;
+	so.log = test_log;
+	cr_assert_eq(djmfs_server_new(&env.srv, &so), 0);
+	cr_assert_eq(pthread_create(&env.th, NULL, serve, env.srv), 0);
+	env.running = 1;
+}
+
+static void env_stop(void)
+{
+	if (env.running) {
+		djmfs_server_stop(env.srv);
+		pthread_join(env.th, NULL);
+		djmfs_server_free(env.srv);
+		env.running = 0;
+	}
+	unlink(env.vol);
+	unlink(env.sock);
+	rmdir(env.dir);
+}
+
+static void setup(void)
+{
+	env_start(64 * MIB);
+}
+
+/* A connected client, or a skipped test when data I/O is impossible. */
+static struct djmfs_client *client(void)
+{
+	static char server[160];
+	struct djmfs_client_opts o = { 0 };
+	struct djmfs_client *c = NULL;
+	int err;
+
+	snprintf(server, sizeof(server), "unix:%s", env.sock);
+	o.server = server;
+	o.profile = IOSCHED_TEST_PROFILE_DIR "/ssd-sata.profile";
+	o.log = test_log;
+	err = djmfs_connect(&c, &o);
+	if (err == -ENOSYS)
+		cr_skip_test("io_uring is not available");
+	cr_assert_eq(err, 0, "djmfs_connect: %s", strerror(-err));
+	return c;
+}
+
+static struct sd_catalog *catalog(struct djmfs_client *c)
+{
+	struct sd_catalog *cat = NULL;
+
+	/* 1 ns: every get fetches the newest snapshot. */
+	cr_assert_eq(sd_catalog_new(&cat, c, 1, &test_log), 0);
+	return cat;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void fill(uint8_t *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(rnd(&seed) >> 24);
+}
+
+static const struct sd_rec_opts rec_opts = { .log = { log_line, NULL } };
+
+#define CODECS "[{\"type\":\"video\",\"codec\":\"h264\",\"width\":1280}]"
+
+/* Keyframes a connection reported: offset (in the connection) and pts. */
+struct keys {
+	size_t n;
+	uint64_t off[MAX_KEYS];
+	int64_t pts[MAX_KEYS];
+};
+
+/*
+ * Sends @len bytes of @src in random pieces of up to 50 KB, with a
+ * keyframe at the first byte and one about every 200 KiB after it (each
+ * reported once its bytes were sent, as the demuxer does), one second of
+ * pts apart.
+ */
+static void send_stream(struct sd_rec *r, const uint8_t *src, size_t len,
+			uint64_t seed, struct keys *k)
+{
+	uint64_t next = 0, pos = 0, s = seed | 1;
+
+	k->n = 0;
+	while (pos < len || next <= pos) {
+		if (next <= pos && next < len && k->n < MAX_KEYS) {
+			k->off[k->n] = next;
+			k->pts[k->n] = PTS0 + (int64_t)k->n * 90000;
+			cr_assert_eq(sd_rec_key(r, next, k->pts[k->n]), 0);
+			k->n++;
+			next += 200 * KIB + rnd(&s) % (16 * KIB);
+			continue;
+		}
+		if (pos == len)
+			break;
+		size_t n = 1 + rnd(&s) % 50000;
+
+		n = n < len - pos ? n : len - pos;
+		cr_assert_eq(sd_rec_data(r, src + pos, n), 0);
+		pos += n;
+	}
+}
+
+/* Reads the whole "data" object of @name as the newest snapshot has it. */
+static size_t read_data(struct djmfs_client *c, const char *name,
+			uint8_t *buf, size_t max)
+{
+	struct djmfs_file *f = NULL;
+	uint32_t id;
+	ssize_t n;
+
+	cr_assert_eq(djmfs_open(c, name, DJMFS_O_READ, &f), 0);
+	cr_assert_eq(djmfs_find_obj(f, "data", &id), 0);
+	n = djmfs_pread_obj(f, id, buf, max, 0);
+	cr_assert_geq(n, 0);
+	cr_assert_eq(djmfs_close(f), 0);
+	return (size_t)n;
+}
+
+/* The header object of @name, parsed. */
+static json_t *read_header(struct djmfs_client *c, const char *name,
+			   size_t *size)
+{
+	struct djmfs_file *f = NULL;
+	char buf[8192];
+	uint32_t id;
+	ssize_t n;
+	json_t *h;
+
+	cr_assert_eq(djmfs_open(c, name, DJMFS_O_READ, &f), 0);
+	cr_assert_eq(djmfs_find_obj(f, "header", &id), 0);
+	n = djmfs_pread_obj(f, id, buf, sizeof(buf), 0);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(djmfs_close(f), 0);
+	*size = (size_t)n;
+	cr_assert_eq(buf[n - 1], ' ', "the header is padded with spaces");
+	h = json_loadb(buf, (size_t)n, 0, NULL);
+	cr_assert_not_null(h);
+	return h;
+}
+
+static json_int_t jint(json_t *h, const char *key)
+{
+	json_t *v = json_object_get(h, key);
+
+	cr_assert(json_is_integer(v), "header field %s", key);
+	return json_integer_value(v);
+}
+
+TestSuite(rec, .init = setup, .fini = env_stop, .timeout = 60);
+
+Test(rec, records_exact_bytes_keyframes_and_liveness)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	size_t len = 3 * MIB;
+	uint8_t *src = malloc(len), *dst = malloc(len + 1);
+	int64_t wall0 = sd_wall_now();
+	struct sd_rec *r = NULL;
+	struct sd_rec_stats st;
+	struct sd_stream *s;
+	struct keys k;
+	size_t n;
+
+	fill(src, len, 1);
+	cr_assert_eq(sd_rec_open(c, "cam1", &rec_opts, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", CODECS, wall0), 0);
+	send_stream(r, src, len, 7, &k);
+	cr_assert_geq(k.n, 14);
+
+	cr_assert_eq(sd_catalog_get(cat, "cam1", &s), 0);
+	sd_stream_rdlock(s);
+	cr_assert_eq(s->live, 1);
+	cr_assert_eq(s->start_ns, wall0);
+	cr_assert_leq(s->data_size, len);
+	for (size_t i = 0; i < s->index.n; i++)
+		cr_assert_leq(s->index.e[i].offset, s->data_size);
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+
+	sd_rec_stats(r, &st);
+	cr_assert_eq(st.bytes, len);
+	cr_assert_eq(st.keyframes, k.n);
+	cr_assert_eq(sd_rec_close(r, wall0 + 20 * SD_NS), 0);
+
+	cr_assert_eq(sd_catalog_get(cat, "cam1", &s), 0);
+	sd_stream_rdlock(s);
+	cr_assert_eq(s->live, 0);
+	cr_assert_eq(s->data_size, len);
+	cr_assert_eq(s->connections, 1);
+	cr_assert_str_eq(s->format, "mpegts");
+	cr_assert_eq(s->index.n, k.n + 1);
+	cr_assert_eq(s->index.e[0].flags, SD_IDX_KEY | SD_IDX_SEGMENT);
+	for (size_t i = 0; i < k.n; i++) {
+		cr_assert_eq(s->index.e[i].offset, k.off[i]);
+		cr_assert_eq(s->index.e[i].pts, k.pts[i]);
+		cr_assert_eq(s->index.e[i].wall_ns, wall0 + (int64_t)i * SD_NS);
+		if (i > 0)
+			cr_assert_eq(s->index.e[i].flags, SD_IDX_KEY);
+	}
+	cr_assert_eq(s->index.e[k.n].flags, SD_IDX_END);
+	cr_assert_eq(s->index.e[k.n].offset, len);
+	cr_assert_eq(s->index.e[k.n].wall_ns, wall0 + 20 * SD_NS);
+	cr_assert_eq(s->end_ns, wall0 + 20 * SD_NS);
+	cr_assert_eq(s->bitrate, len * 8 / 20);
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+
+	n = read_data(c, "cam1", dst, len + 1);
+	cr_assert_eq(n, len);
+	cr_assert_eq(memcmp(src, dst, len), 0);
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+	free(src);
+	free(dst);
+}
+
+Test(rec, refuses_a_second_publisher_while_the_first_records)
+{
+	struct djmfs_client *c = client();
+	struct sd_rec *r = NULL, *r2 = NULL;
+
+	cr_assert_eq(sd_rec_open(c, "cam1", &rec_opts, &r), 0);
+	cr_assert_eq(sd_rec_open(c, "cam1", &rec_opts, &r2), -EBUSY);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now()), 0);
+	cr_assert_eq(sd_rec_open(c, "cam1", &rec_opts, &r2), 0);
+	cr_assert_eq(sd_rec_close(r2, sd_wall_now()), 0);
+	cr_assert_eq(sd_rec_close(NULL, 0), 0);
+	djmfs_disconnect(c);
+}
+
+Test(rec, reopening_continues_the_recording_after_a_gap)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	size_t a = 300 * KIB, b = 500 * KIB, size;
+	uint8_t *src = malloc(a + b), *dst = malloc(a + b + 1);
+	int64_t w1 = sd_wall_now(), end1 = w1 + 3 * SD_NS, w2 = w1 + 8 * SD_NS;
+	struct sd_rec *r = NULL;
+	struct sd_stream *s;
+	struct sd_gap gap[2];
+	struct keys k;
+	char iso[40];
+	json_t *h;
+
+	fill(src, a + b, 2);
+	cr_assert_eq(sd_rec_open(c, "cam2", &rec_opts, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", w1), 0);
+	send_stream(r, src, a, 3, &k);
+	cr_assert_eq(sd_rec_close(r, end1), 0);
+
+	cr_assert_eq(sd_rec_open(c, "cam2", &rec_opts, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", CODECS, w2), 0);
+	send_stream(r, src + a, b, 4, &k);
+	cr_assert_eq(sd_rec_close(r, w2 + 4 * SD_NS), 0);
+
+	cr_assert_eq(sd_catalog_get(cat, "cam2", &s), 0);
+	sd_stream_rdlock(s);
+	cr_assert_eq(s->data_size, a + b);
+	cr_assert_eq(s->connections, 2);
+	cr_assert_eq(s->start_ns, w1, "the start time is kept");
+	cr_assert_eq(s->end_ns, w2 + 4 * SD_NS);
+	cr_assert_str_eq(s->codecs, CODECS);
+	cr_assert_eq(sd_index_gaps(&s->index, gap, 2), 1);
+	cr_assert_eq(gap[0].start_ns, end1);
+	cr_assert_eq(gap[0].end_ns, w2);
+	cr_assert_eq(gap[0].offset, a);
+	for (size_t i = 1; i < s->index.n; i++) {
+		cr_assert_geq(s->index.e[i].wall_ns, s->index.e[i - 1].wall_ns);
+		cr_assert_geq(s->index.e[i].offset, s->index.e[i - 1].offset);
+	}
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	cr_assert_eq(read_data(c, "cam2", dst, a + b + 1), a + b);
+	cr_assert_eq(memcmp(src, dst, a + b), 0);
+
+	h = read_header(c, "cam2", &size);
+	cr_assert_eq(size, 4096);
+	cr_assert_eq(jint(h, "version"), 1);
+	cr_assert_str_eq(json_string_value(json_object_get(h, "name")), "cam2");
+	sd_time_format_iso8601(w1, iso, sizeof(iso));
+	cr_assert_str_eq(json_string_value(json_object_get(h, "start")), iso);
+	cr_assert_eq(jint(h, "start_ns"), w1);
+	cr_assert_str_eq(json_string_value(json_object_get(h, "format")),
+			 "mpegts");
+	cr_assert(json_is_array(json_object_get(h, "codecs")));
+	cr_assert_eq(jint(h, "connections"), 2);
+	cr_assert_eq(jint(h, "bitrate"), (json_int_t)((a + b) * 8 / 12));
+	json_decref(h);
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+	free(src);
+	free(dst);
+}
+
+/* The catalog's data_size for @name, once it reaches @want (or 2 s). */
+static uint64_t published_size(struct sd_catalog *cat, const char *name,
+			       uint64_t want)
+{
+	uint64_t got = 0;
+
+	for (int i = 0; i < 200 && got < want; i++) {
+		struct sd_stream *s;
+
+		if (i > 0)
+			usleep(10000);
+		cr_assert_eq(sd_catalog_get(cat, name, &s), 0);
+		sd_stream_rdlock(s);
+		got = s->data_size;
+		sd_stream_unlock(s);
+		sd_stream_put(s);
+	}
+	return got;
+}
+
+Test(rec, publishes_a_trickle_within_publish_ns)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	struct sd_rec_opts o = rec_opts;
+	struct sd_rec *r = NULL;
+	struct sd_rec_stats st;
+	uint8_t buf[100];
+	uint64_t total = 0;
+
+	o.publish_ns = 50 * 1000 * 1000;
+	memset(buf, 0x47, sizeof(buf));
+	cr_assert_eq(sd_rec_open(c, "trickle", &o, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(sd_rec_data(r, buf, sizeof(buf)), 0);
+		total += sizeof(buf);
+		usleep(60 * 1000); /* publish_ns passes */
+		cr_assert_eq(sd_rec_tick(r), 0);
+		cr_assert_eq(published_size(cat, "trickle", total), total);
+	}
+	/* The callback may trail the publish a reader already sees. */
+	for (int i = 0; i < 200; i++) {
+		sd_rec_stats(r, &st);
+		if (st.writes == 5)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(st.writes, 5);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now()), 0);
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+}
+
+Test(rec, full_volume_fails_with_enospc_and_keeps_what_was_published)
+{
+	struct djmfs_client *c;
+	struct sd_catalog *cat;
+	size_t len = 8 * MIB, pos = 0, n;
+	uint8_t *src = malloc(len), *dst = malloc(len);
+	struct sd_rec *r = NULL;
+	struct sd_stream *s;
+	int err = 0;
+
+	env_stop();
+	env_start(5 * MIB); /* 16 units of 64 KiB */
+	c = client();
+	cat = catalog(c);
+	fill(src, len, 5);
+	cr_assert_eq(sd_rec_open(c, "full", &rec_opts, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
+	while (pos < len && err == 0) {
+		if (pos % (100 * KIB) == 0)
+			cr_assert_eq(sd_rec_key(r, pos, PTS0 + (int64_t)pos),
+				     0);
+		err = sd_rec_data(r, src + pos, 10 * KIB);
+		pos += 10 * KIB;
+	}
+	cr_assert_eq(err, -ENOSPC);
+	cr_assert_eq(sd_rec_data(r, src, 1), -ENOSPC, "the error sticks");
+	cr_assert_eq(sd_rec_key(r, pos, 0), -ENOSPC);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now()), -ENOSPC);
+
+	cr_assert_eq(sd_catalog_get(cat, "full", &s), 0);
+	sd_stream_rdlock(s);
+	cr_assert_gt(s->data_size, 0);
+	cr_assert_eq(s->live, 0);
+	cr_assert_gt(s->index.n, 0);
+	for (size_t i = 0; i < s->index.n; i++)
+		cr_assert_leq(s->index.e[i].offset, s->data_size);
+	n = s->data_size;
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	cr_assert_eq(read_data(c, "full", dst, len), n);
+	cr_assert_eq(memcmp(src, dst, n), 0);
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+	free(src);
+	free(dst);
+}
+
+Test(rec, name_valid_accepts_stream_names_only)
+{
+	char long_name[SD_NAME_MAX + 2];
+
+	cr_assert(sd_name_valid("cam1"));
+	cr_assert(sd_name_valid("Cam-1_b.v2"));
+	cr_assert(sd_name_valid("..."));
+	memset(long_name, 'a', SD_NAME_MAX);
+	long_name[SD_NAME_MAX] = 0;
+	cr_assert(sd_name_valid(long_name));
+	long_name[SD_NAME_MAX] = 'a';
+	long_name[SD_NAME_MAX + 1] = 0;
+	cr_assert_not(sd_name_valid(long_name), "129 characters");
+	cr_assert_not(sd_name_valid(""));
+	cr_assert_not(sd_name_valid(NULL));
+	cr_assert_not(sd_name_valid("."));
+	cr_assert_not(sd_name_valid(".."));
+	cr_assert_not(sd_name_valid("a/b"));
+	cr_assert_not(sd_name_valid("/"));
+	cr_assert_not(sd_name_valid("a b"));
+	cr_assert_not(sd_name_valid("cam1\n"));
+	cr_assert_not(sd_name_valid("caf\xc3\xa9"));
+}
+
+static int collect(void *arg, struct sd_stream *s)
+{
+	char *names = arg;
+
+	strcat(names, s->name);
+	strcat(names, ",");
+	return 0;
+}
+
+Test(rec, skips_files_that_are_not_recordings)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	struct djmfs_file *f = NULL;
+	struct sd_rec *r = NULL;
+	struct sd_stream *s;
+	char names[256] = "";
+	uint32_t id;
+
+	cr_assert_eq(djmfs_open(c, "blob", DJMFS_O_READ | DJMFS_O_WRITE |
+					       DJMFS_O_CREATE, &f), 0);
+	cr_assert_eq(djmfs_create_obj(f, "payload", DJMFS_ATTR_DATA |
+						     DJMFS_ATTR_SYNC, &id), 0);
+	cr_assert_eq(djmfs_write(f, "hello", 5), 5);
+	cr_assert_eq(djmfs_close(f), 0);
+	cr_assert_eq(sd_rec_open(c, "blob", &rec_opts, &r), -EUCLEAN);
+	for (int i = 0; i < 2; i++) {
+		const char *name = i ? "cam-b" : "cam-a";
+
+		cr_assert_eq(sd_rec_open(c, name, &rec_opts, &r), 0);
+		cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()),
+			     0);
+		cr_assert_eq(sd_rec_data(r, "x", 1), 0);
+		cr_assert_eq(sd_rec_close(r, sd_wall_now()), 0);
+	}
+	/* A publisher that has not begun yet shows nothing. */
+	cr_assert_eq(sd_rec_open(c, "cam-c", &rec_opts, &r), 0);
+	cr_assert_eq(sd_catalog_list(cat, collect, names), 0);
+	cr_assert_str_eq(names, "cam-a,cam-b,");
+	cr_assert_eq(sd_catalog_get(cat, "cam-c", &s), -ENOENT);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now()), 0);
+	cr_assert_eq(sd_catalog_get(cat, "blob", &s), -EUCLEAN);
+	cr_assert_eq(sd_catalog_get(cat, "nothing", &s), -ENOENT);
+	cr_assert_eq(sd_catalog_get(cat, "../x", &s), -ENOENT);
+	cr_assert_eq(djmfs_unlink(c, "cam-a"), 0);
+	cr_assert_eq(sd_catalog_get(cat, "cam-a", &s), -ENOENT,
+		     "a removed recording leaves the catalog");
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+}
+
+struct reader {
+	struct sd_catalog *cat;
+	volatile int *stop;
+	int gets;
+	int bad;
+};
+
+/* Checks what every reader may rely on while a writer records. */
+static void *read_loop(void *arg)
+{
+	struct reader *rd = arg;
+
+	while (!*rd->stop) {
+		struct sd_stream *s;
+
+		if (sd_catalog_get(rd->cat, "race", &s) < 0)
+			continue;
+		sd_stream_rdlock(s);
+		for (size_t i = 0; i < s->index.n; i++)
+			rd->bad += s->index.e[i].offset > s->data_size ||
+				   (i > 0 && s->index.e[i].wall_ns <
+						     s->index.e[i - 1].wall_ns);
+		rd->bad += s->end_ns < s->start_ns;
+		sd_stream_unlock(s);
+		sd_stream_put(s);
+		rd->gets++;
+	}
+	return NULL;
+}
+
+Test(rec, readers_see_consistent_streams_while_a_writer_records)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	size_t len = 2 * MIB;
+	uint8_t *src = malloc(len);
+	volatile int stop = 0;
+	struct reader rd[4];
+	pthread_t th[4];
+	struct sd_rec *r = NULL;
+	struct keys k;
+
+	fill(src, len, 9);
+	cr_assert_eq(sd_rec_open(c, "race", &rec_opts, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
+	for (int i = 0; i < 4; i++) {
+		rd[i] = (struct reader){ cat, &stop, 0, 0 };
+		cr_assert_eq(pthread_create(&th[i], NULL, read_loop, &rd[i]),
+			     0);
+	}
+	send_stream(r, src, len, 11, &k);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now() + 30 * SD_NS), 0);
+	stop = 1;
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(rd[i].bad, 0);
+		cr_assert_gt(rd[i].gets, 0);
+	}
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+	free(src);
+}
