@@ -85,6 +85,9 @@ struct cobj {
 	uint8_t *img_meta;
 	/* Staged state (a writer's; a reader's equals its image). */
 	uint64_t size;
+	/* DATA, writer: the end of the writes submitted so far, so the
+	 * pointer can come back to an object whose writes are in flight. */
+	uint64_t sub_end;
 	uint32_t n_ext, ext_cap;
 	struct djmfs_extent *ext;
 	uint8_t *meta; /* writer: DJMFS_META_MAX bytes, or NULL */
@@ -1586,8 +1589,10 @@ int djmfs_set_objptr(struct djmfs_file *f, uint32_t id, uint64_t offset)
 	o = obj_find(f, id);
 	if (!o)
 		err = -ENOENT;
-	else if ((o->attrs & DJMFS_ATTR_DATA) ? offset != o->size
-					      : offset > o->size)
+	else if ((o->attrs & DJMFS_ATTR_DATA)
+			 ? offset != (o->sub_end > o->size ? o->sub_end
+							    : o->size)
+			 : offset > o->size)
 		err = -EINVAL;
 	if (err == 0) {
 		f->ptr_set = 1;
@@ -1643,6 +1648,12 @@ static int write_op(struct djmfs_file *f, const void *buf, size_t len,
 	op->obj_id = f->ptr_id;
 	op->off = f->ptr_off;
 	f->ptr_off += err == 0 ? len : 0;
+	if (err == 0) {
+		struct cobj *o = obj_find(f, f->ptr_id);
+
+		if (o && (o->attrs & DJMFS_ATTR_DATA))
+			o->sub_end = f->ptr_off;
+	}
 	pthread_mutex_unlock(&f->mu);
 	if (err < 0) {
 		djmfs__log(&f->c->log, DJMFS_LOG_ERROR, "djmfs_write(%s): no "

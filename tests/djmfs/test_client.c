@@ -583,6 +583,45 @@ Test(client, reads_one_object_asynchronously)
 	djmfs_disconnect(c);
 }
 
+Test(client, the_pointer_returns_to_an_object_with_writes_in_flight)
+{
+	struct djmfs_client *c = client();
+	struct djmfs_file *w;
+	static uint8_t a[65536], b[64], dst[65536 * 2];
+	uint32_t did, xid;
+
+	fill(a, sizeof(a), 3);
+	fill(b, sizeof(b), 4);
+	cr_assert_eq(djmfs_open(c, "interleave", DJMFS_O_READ | DJMFS_O_WRITE |
+					       DJMFS_O_CREATE, &w), 0);
+	cr_assert_eq(djmfs_create_obj(w, "data", DJMFS_ATTR_DATA |
+						 DJMFS_ATTR_SYNC, &did), 0);
+	cr_assert_eq(djmfs_create_obj(w, "index", DJMFS_ATTR_DATA, &xid), 0);
+	cr_assert_eq(djmfs_set_objptr(w, did, 0), 0);
+	cr_assert_eq(djmfs_write_async(w, a, sizeof(a), 0, note,
+				       (void *)(intptr_t)0), 0);
+	cr_assert_eq(djmfs_set_objptr(w, xid, 0), 0);
+	cr_assert_eq(djmfs_write_async(w, b, sizeof(b), 0, note,
+				       (void *)(intptr_t)1), 0);
+	/* The data object's end counts the write still in flight. */
+	cr_assert_eq(djmfs_set_objptr(w, did, 0), -EINVAL);
+	cr_assert_eq(djmfs_set_objptr(w, did, sizeof(a)), 0);
+	cr_assert_eq(djmfs_write_async(w, a, sizeof(a), 0, note,
+				       (void *)(intptr_t)2), 0);
+	wait_for(3);
+	for (int i = 0; i < 3; i++)
+		cr_assert_gt(ord.res[i], 0);
+	cr_assert_eq(djmfs_pread_obj(w, did, dst, sizeof(dst), 0),
+		     (ssize_t)sizeof(dst));
+	cr_assert_eq(memcmp(dst, a, sizeof(a)), 0);
+	cr_assert_eq(memcmp(dst + sizeof(a), a, sizeof(a)), 0);
+	cr_assert_eq(djmfs_pread_obj(w, xid, dst, sizeof(b), 0),
+		     (ssize_t)sizeof(b));
+	cr_assert_eq(memcmp(dst, b, sizeof(b)), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
 Test(client, changes_the_data_paths_scheduler_at_run_time)
 {
 	struct djmfs_client *c = client();
