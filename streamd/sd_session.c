@@ -1,0 +1,878 @@
+/*
+ * Player sessions and the pump that keeps their input buffers filled, as
+ * the paper on GLMD describes it: every session has a ring buffer with
+ * two thresholds, A (full) and B (empty), in percent of its size.  One
+ * pump thread wakes every period and visits each session: a session
+ * above A skips the period; otherwise it reads read_size bytes of its
+ * recording's "data" object through libdjmfs (and so through libiosched)
+ * with a deadline one period (or deadline_ns) after the issue.  When a
+ * read completes, a session still below B reads again at once, so a
+ * buffer that runs low catches up within the period instead of waiting
+ * for the next one.  A session that has read everything its snapshot
+ * holds fetches the newest snapshot, at most once per period, to follow
+ * a live recording; it ends at the end of its range, or once the
+ * recording is finished (no writer holds it) and fully read.
+ *
+ * Each session has at most one operation (a read or a snapshot sync) in
+ * flight; a read lands in a bounce buffer and is copied into the ring on
+ * completion, so the player can drain the ring while the disk works.
+ *
+ * Locks and their invariants:
+ *  1. Lock order: p->mu (session list, pending knobs, counts) before
+ *     s->mu (one session's state).  p->lmu (the knobs in effect, the
+ *     period count, closed sessions' sums, lateness) is a leaf: nothing
+ *     is taken while it is held.
+ *  2. No libdjmfs call but djmfs_now() is made while holding any of these
+ *     locks (submissions, djmfs_file_info and djmfs_close all run
+ *     unlocked), so completions may take our locks freely and the
+ *     library never waits on us.
+ *  3. s->io != IO_NONE means exactly one operation of the session is
+ *     being submitted or is in flight; it is set under s->mu by plan()
+ *     and cleared under s->mu by the completion (or by a failed
+ *     submission).  Only the thread that set it submits, so submissions
+ *     on one handle never race.
+ *  4. wake() (optional: NULL means none) is called with none of our
+ *     locks held, only after the session left the "waiting" state (set
+ *     when sd_session_read returned 0) under s->mu, so it runs at most
+ *     once per empty episode, on a library or the pump thread, never on
+ *     the caller of sd_session_read or sd_session_close.  The HTTP side
+ *     may therefore hold its own lock around sd_session_read while wake
+ *     takes that same lock.
+ *  5. A session stays allocated while s->io != IO_NONE or s->waking > 0.
+ *     sd_session_close sets s->closing (after which plan() starts nothing
+ *     and no new wake is decided), then waits on s->cv for both to reach
+ *     zero: no wake runs after close returns, so the caller may free
+ *     wake_arg.  Hence close must not be called while holding a lock
+ *     that wake() takes.
+ *  6. A session is on the pump list from open until after its last
+ *     operation finished, and its counters move to the closed sums under
+ *     p->mu, so sd_pump_stats never loses or double counts a session.
+ *
+ * A session's operation slot (s->io):
+ *   NONE --plan(): bytes in the image fit--------> READ  (settle submits)
+ *   NONE --plan(): image read, writer, new period-> SYNC  (settle submits)
+ *   READ --read_done(): bytes into the ring-------> NONE, then plan()
+ *   SYNC --sync_done(): new size and writer flag--> NONE, then plan()
+ *   any  --failed submission or completion--------> NONE, s->err set
+ * plan() sets s->done (terminal) once pos reaches the range end, or the
+ * image is read and no writer holds the file.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "streamd-int.h"
+
+#define SD_LATE_KEEP 4096 /* late reads kept for the p99 */
+#define SD_BOUNCE_ALIGN 4096
+
+enum { IO_NONE = 0, IO_READ, IO_SYNC };
+
+/* The knobs the pump and the completions work with. */
+struct tune {
+	double a_pct, b_pct;
+	uint64_t period_ns;
+	uint32_t read_size;
+	uint64_t deadline_ns;
+};
+
+struct sd_pump {
+	struct djmfs_client *c;
+	struct djmfs_log log;
+	pthread_t th;
+	int started;
+
+	pthread_mutex_t mu;		/* invariant 1 */
+	pthread_cond_t cv;		/* stop */
+	struct sd_knobs knobs;		/* newest; buffer_size for new sessions */
+	int knobs_dirty;
+	int stop;
+	struct sd_session *head;
+	uint64_t n_sessions, sessions_total;
+
+	/* The pump thread's own visit list (only it touches these). */
+	struct visit *visit;
+	size_t visit_cap;
+
+	pthread_mutex_t lmu;		/* leaf */
+	struct tune tune;		/* in effect */
+	uint64_t tick;			/* periods so far */
+	struct sd_session_stats closed;
+	uint64_t late[SD_LATE_KEEP];
+	size_t late_n, late_pos;
+	uint64_t late_max;
+};
+
+struct sd_session {
+	struct sd_pump *p;
+	struct sd_session *prev, *next; /* pump list, under p->mu */
+	struct djmfs_file *f;
+	uint32_t data_id;
+	void (*wake)(void *arg);
+	void *wake_arg;
+	char name[SD_NAME_MAX + 1];
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;		/* io and waking reach zero */
+	uint8_t *ring;
+	size_t cap, head, len;		/* ring: len bytes from head */
+	uint8_t *bounce;
+	size_t bounce_cap;
+	uint64_t pos;			/* next "data" byte to read */
+	uint64_t end;			/* range end or SD_END_LIVE */
+	uint64_t img_size;		/* "data" size in the handle's image */
+	int live;			/* the image shows a writer */
+	int io;				/* IO_*: invariant 3 */
+	uint64_t io_deadline;
+	uint64_t sync_tick;		/* period of the last sync */
+	int done;			/* no more bytes will come */
+	int err;			/* first failure, or 0 */
+	int started;			/* a read completed */
+	int waiting;			/* read returned 0, no wake yet */
+	int empty;			/* in an empty episode (counted once) */
+	int waking;			/* wake calls in progress */
+	int closing;
+	struct sd_session_stats st;
+};
+
+/* What a session does next, decided under s->mu, done without it. */
+struct act {
+	int io;
+	uint64_t off;
+	size_t len;
+	uint64_t deadline;
+	uint8_t *buf;
+	int wake;
+};
+
+struct visit {
+	struct sd_session *s;
+	struct act a;
+};
+
+static void plog(const struct djmfs_log *log, enum djmfs_log_level level,
+		 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void plog(const struct djmfs_log *log, enum djmfs_log_level level,
+		 const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (!log || !log->fn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log->fn(log->arg, level, line);
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static void tune_from(struct tune *t, const struct sd_knobs *k)
+{
+	t->a_pct = k->a_pct;
+	t->b_pct = k->b_pct;
+	t->period_ns = k->period_ns;
+	t->read_size = k->read_size;
+	t->deadline_ns = k->deadline_ns;
+}
+
+static void tune_get(struct sd_pump *p, struct tune *t, uint64_t *tick)
+{
+	pthread_mutex_lock(&p->lmu);
+	*t = p->tune;
+	*tick = p->tick;
+	pthread_mutex_unlock(&p->lmu);
+}
+
+/* The fields the pump itself relies on; the rest is sd_knobs_check's. */
+static int knobs_ok(const struct sd_knobs *k, const struct djmfs_log *log)
+{
+	if (k && k->period_ns > 0 && k->read_size > 0 && k->buffer_size > 0)
+		return 0;
+	plog(log, DJMFS_LOG_ERROR, "sd_pump: knobs: period, read_size and "
+	     "buffer_size must be positive: %s", strerror(EINVAL));
+	return -EINVAL;
+}
+
+static void note_late(struct sd_pump *p, uint64_t late)
+{
+	pthread_mutex_lock(&p->lmu);
+	p->late[p->late_pos] = late;
+	p->late_pos = (p->late_pos + 1) % SD_LATE_KEEP;
+	if (p->late_n < SD_LATE_KEEP)
+		p->late_n++;
+	if (late > p->late_max)
+		p->late_max = late;
+	pthread_mutex_unlock(&p->lmu);
+}
+
+static void stats_add(struct sd_session_stats *sum,
+		      const struct sd_session_stats *s)
+{
+	sum->reads += s->reads;
+	sum->misses += s->misses;
+	sum->underflows += s->underflows;
+	sum->bytes += s->bytes;
+}
+
+/* ------------------------------------------------------------------ */
+/* The ring                                                            */
+/* ------------------------------------------------------------------ */
+
+static void ring_put(struct sd_session *s, const uint8_t *src, size_t n)
+{
+	size_t tail = (s->head + s->len) % s->cap;
+	size_t first = min_u64(n, s->cap - tail);
+
+	memcpy(s->ring + tail, src, first);
+	memcpy(s->ring, src + first, n - first);
+	s->len += n;
+}
+
+static size_t ring_get(struct sd_session *s, uint8_t *dst, size_t max)
+{
+	size_t n = min_u64(max, s->len);
+	size_t first = min_u64(n, s->cap - s->head);
+
+	memcpy(dst, s->ring + s->head, first);
+	memcpy(dst + first, s->ring, n - first);
+	s->head = (s->head + n) % s->cap;
+	s->len -= n;
+	return n;
+}
+
+/* Under s->mu with no read in flight: the bounce buffer holds @n bytes. */
+static int bounce_fit(struct sd_session *s, size_t n)
+{
+	size_t want = (n + SD_BOUNCE_ALIGN - 1) & ~(size_t)(SD_BOUNCE_ALIGN - 1);
+	void *nb;
+
+	if (n <= s->bounce_cap)
+		return 0;
+	if (posix_memalign(&nb, SD_BOUNCE_ALIGN, want))
+		return -ENOMEM;
+	free(s->bounce);
+	s->bounce = nb;
+	s->bounce_cap = want;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deciding and issuing                                                */
+/* ------------------------------------------------------------------ */
+
+/* Under s->mu: leaves "waiting" and reserves a wake (invariant 4). */
+static int take_waiting(struct sd_session *s)
+{
+	int was = s->waiting;
+
+	s->waiting = 0;
+	if (!was || s->closing || !s->wake)
+		return 0;
+	s->waking++;
+	return 1;
+}
+
+/* Under s->mu: a read of the next bytes, or 0 when none fits now. */
+static size_t read_len(struct sd_session *s, const struct tune *t)
+{
+	uint64_t limit = min_u64(s->end, s->img_size);
+	size_t n;
+
+	if (s->pos >= limit)
+		return 0;
+	n = min_u64(min_u64(t->read_size, s->cap - s->len), limit - s->pos);
+	if (n && bounce_fit(s, n) < 0) {
+		plog(&s->p->log, DJMFS_LOG_WARN, "sd_session(%s): bounce "
+		     "buffer of %zu bytes: %s", s->name, n, strerror(ENOMEM));
+		n = min_u64(n, s->bounce_cap);
+	}
+	return n;
+}
+
+/*
+ * Under s->mu: what the session does now.  @periodic: a period's visit
+ * (skip above A) rather than a completion (go on only below B).  Marks
+ * s->io for the operation it picks; the caller submits it unlocked.
+ */
+static void plan(struct sd_session *s, const struct tune *t, uint64_t tick,
+		 int periodic, struct act *a)
+{
+	double fill = (double)s->len * 100.0 / (double)s->cap;
+	size_t n;
+
+	if (s->closing || s->err || s->done || s->io != IO_NONE)
+		return;
+	if (s->pos >= s->end || (s->pos >= s->img_size && !s->live)) {
+		s->done = 1;
+		a->wake |= take_waiting(s);
+		return;
+	}
+	if (periodic ? fill > t->a_pct : fill >= t->b_pct)
+		return;
+	n = read_len(s, t);
+	if (n > 0) {
+		s->io = a->io = IO_READ;
+		a->off = s->pos;
+		a->len = n;
+		a->buf = s->bounce;
+		a->deadline = djmfs_now() +
+			      (t->deadline_ns ? t->deadline_ns : t->period_ns);
+		s->io_deadline = a->deadline;
+	} else if (s->pos >= s->img_size && s->sync_tick != tick) {
+		s->sync_tick = tick;
+		s->io = a->io = IO_SYNC;
+	}
+}
+
+static void read_done(void *user, ssize_t res);
+static void sync_done(void *user, ssize_t res);
+
+static int submit(struct sd_session *s, const struct act *a)
+{
+	if (a->io == IO_READ)
+		return djmfs_pread_obj_async(s->f, s->data_id, a->buf, a->len,
+					     a->off, a->deadline, read_done, s);
+	return djmfs_sync_snap_async(s->f, sync_done, s);
+}
+
+/*
+ * No locks held: submits what plan() chose and calls wake.  After a
+ * successful submission with no wake, @s is not touched again (it may be
+ * freed as soon as the operation completes: invariant 5).
+ */
+static void settle(struct sd_session *s, struct act *a)
+{
+	int err = a->io != IO_NONE ? submit(s, a) : 0;
+
+	if (err < 0) {
+		pthread_mutex_lock(&s->mu);
+		plog(&s->p->log, DJMFS_LOG_ERROR, "sd_session(%s): %s: %s",
+		     s->name, a->io == IO_READ ? "djmfs_pread_obj_async"
+					       : "djmfs_sync_snap_async",
+		     strerror(-err));
+		s->io = IO_NONE;
+		if (!s->err)
+			s->err = err;
+		if (!a->wake)
+			a->wake = take_waiting(s);
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+	}
+	if (!a->wake)
+		return;
+	s->wake(s->wake_arg);
+	pthread_mutex_lock(&s->mu);
+	s->waking--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Under s->mu: records a failure of the operation that just completed. */
+static void fail(struct sd_session *s, const char *call, int err,
+		 struct act *a)
+{
+	plog(&s->p->log, DJMFS_LOG_ERROR, "sd_session(%s): %s: %s", s->name,
+	     call, strerror(-err));
+	if (!s->err)
+		s->err = err;
+	a->wake |= take_waiting(s);
+}
+
+static void read_done(void *user, ssize_t res)
+{
+	struct sd_session *s = user;
+	struct sd_pump *p = s->p;
+	uint64_t now = djmfs_now(), tick, late = 0;
+	struct act a = { 0 };
+	struct tune t;
+
+	tune_get(p, &t, &tick);
+	pthread_mutex_lock(&s->mu);
+	s->io = IO_NONE;
+	if (res > 0) {
+		ring_put(s, s->bounce, (size_t)res);
+		s->pos += (uint64_t)res;
+		s->started = 1;
+		s->st.reads++;
+		if (now > s->io_deadline) {
+			late = now - s->io_deadline;
+			s->st.misses++;
+		}
+		a.wake = take_waiting(s);
+	} else {
+		fail(s, "djmfs_pread_obj_async", res < 0 ? (int)res : -EIO,
+		     &a);
+	}
+	plan(s, &t, tick, 0, &a);
+	if (s->closing)
+		pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (late)
+		note_late(p, late);
+	settle(s, &a);
+}
+
+/* "data"'s size in the handle's image and whether a writer holds it. */
+static int image_of(struct sd_session *s, uint64_t *size, int *live)
+{
+	struct djmfs_file_info fi;
+	int err = djmfs_file_info(s->f, &fi);
+
+	if (err < 0)
+		return err;
+	*live = !!(fi.flags & DJMFS_FILE_WRITE_LOCKED);
+	for (uint32_t i = 0; i < fi.n_objs && i < DJMFS_MAX_OBJS; i++) {
+		if (fi.objs[i].id == s->data_id) {
+			*size = fi.objs[i].size;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static void sync_done(void *user, ssize_t res)
+{
+	struct sd_session *s = user;
+	uint64_t size = 0, tick;
+	struct act a = { 0 };
+	struct tune t;
+	int live = 0, err = res < 0 ? (int)res : image_of(s, &size, &live);
+
+	tune_get(s->p, &t, &tick);
+	pthread_mutex_lock(&s->mu);
+	s->io = IO_NONE;
+	if (err < 0) {
+		fail(s, res < 0 ? "djmfs_sync_snap_async" : "djmfs_file_info",
+		     err, &a);
+	} else {
+		if (size > s->img_size)
+			s->img_size = size;
+		s->live = live;
+	}
+	/* The sync belongs to a period's visit: go on with it. */
+	plan(s, &t, tick, 1, &a);
+	if (s->closing)
+		pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	settle(s, &a);
+}
+
+/* ------------------------------------------------------------------ */
+/* The pump thread                                                     */
+/* ------------------------------------------------------------------ */
+
+static void ts_add(struct timespec *ts, uint64_t ns)
+{
+	uint64_t t = (uint64_t)ts->tv_nsec + ns % SD_NS;
+
+	ts->tv_sec += (time_t)(ns / SD_NS + t / SD_NS);
+	ts->tv_nsec = (long)(t % SD_NS);
+}
+
+/* Under p->mu (pump thread): room to visit every session this period. */
+static size_t visit_room(struct sd_pump *p)
+{
+	struct visit *v;
+
+	if (p->visit_cap >= p->n_sessions)
+		return p->visit_cap;
+	v = realloc(p->visit, p->n_sessions * sizeof(*v));
+	if (!v) {
+		plog(&p->log, DJMFS_LOG_ERROR, "sd_pump: visit list of %llu "
+		     "sessions: %s", (unsigned long long)p->n_sessions,
+		     strerror(ENOMEM));
+		return p->visit_cap;
+	}
+	p->visit = v;
+	p->visit_cap = p->n_sessions;
+	return p->visit_cap;
+}
+
+/* Under p->mu, which it drops while submitting: one period's visit. */
+static void pump_tick(struct sd_pump *p)
+{
+	size_t room = visit_room(p), n = 0;
+	uint64_t tick;
+	struct tune t;
+
+	pthread_mutex_lock(&p->lmu);
+	if (p->knobs_dirty)
+		tune_from(&p->tune, &p->knobs);
+	p->knobs_dirty = 0;
+	tick = ++p->tick;
+	t = p->tune;
+	pthread_mutex_unlock(&p->lmu);
+	for (struct sd_session *s = p->head; s && n < room; s = s->next) {
+		struct act a = { 0 };
+
+		pthread_mutex_lock(&s->mu);
+		plan(s, &t, tick, 1, &a);
+		pthread_mutex_unlock(&s->mu);
+		if (a.io != IO_NONE || a.wake)
+			p->visit[n++] = (struct visit){ s, a };
+	}
+	/* The marks plan() left keep every visited session alive. */
+	pthread_mutex_unlock(&p->mu);
+	for (size_t i = 0; i < n; i++)
+		settle(p->visit[i].s, &p->visit[i].a);
+	pthread_mutex_lock(&p->mu);
+}
+
+static uint64_t period_now(struct sd_pump *p)
+{
+	uint64_t ns;
+
+	pthread_mutex_lock(&p->lmu);
+	ns = p->knobs_dirty ? p->knobs.period_ns : p->tune.period_ns;
+	pthread_mutex_unlock(&p->lmu);
+	return ns;
+}
+
+static void *pump_main(void *arg)
+{
+	struct sd_pump *p = arg;
+	struct timespec next, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	pthread_mutex_lock(&p->mu);
+	while (!p->stop) {
+		uint64_t period = period_now(p);
+
+		ts_add(&next, period);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		/* Fell behind by a whole period: start counting afresh. */
+		if ((now.tv_sec - next.tv_sec) * SD_NS +
+			    (now.tv_nsec - next.tv_nsec) > (int64_t)period)
+			next = now;
+		while (!p->stop &&
+		       pthread_cond_timedwait(&p->cv, &p->mu, &next) == 0)
+			;
+		if (!p->stop)
+			pump_tick(p);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The pump                                                            */
+/* ------------------------------------------------------------------ */
+
+static int pump_sync_init(struct sd_pump *p)
+{
+	pthread_condattr_t ca;
+	int err;
+
+	err = pthread_condattr_init(&ca);
+	if (err)
+		return -err;
+	err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!err)
+		err = pthread_cond_init(&p->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (err)
+		return -err;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_init(&p->lmu, NULL);
+	return 0;
+}
+
+int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
+		const struct sd_knobs *k, const struct djmfs_log *log)
+{
+	struct djmfs_log nolog = { 0 };
+	struct sd_pump *p = NULL;
+	int err;
+
+	if (!out || !c)
+		return -EINVAL;
+	err = knobs_ok(k, log);
+	if (err < 0)
+		return err;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->c = c;
+	p->log = log ? *log : nolog;
+	p->knobs = *k;
+	tune_from(&p->tune, k);
+	err = pump_sync_init(p);
+	if (err < 0)
+		goto fail;
+	err = -pthread_create(&p->th, NULL, pump_main, p);
+	if (err < 0) {
+		plog(&p->log, DJMFS_LOG_ERROR, "sd_pump_new: pthread_create: "
+		     "%s", strerror(-err));
+		pthread_cond_destroy(&p->cv);
+		pthread_mutex_destroy(&p->mu);
+		pthread_mutex_destroy(&p->lmu);
+		goto fail;
+	}
+	p->started = 1;
+	*out = p;
+	return 0;
+fail:
+	free(p);
+	return err;
+}
+
+void sd_pump_free(struct sd_pump *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = 1;
+	if (p->head)
+		plog(&p->log, DJMFS_LOG_ERROR, "sd_pump_free: %llu sessions "
+		     "still open", (unsigned long long)p->n_sessions);
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	if (p->started)
+		pthread_join(p->th, NULL);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->lmu);
+	free(p->visit);
+	free(p);
+}
+
+void sd_pump_set_knobs(struct sd_pump *p, const struct sd_knobs *k)
+{
+	if (!p || knobs_ok(k, &p->log) < 0)
+		return;
+	pthread_mutex_lock(&p->mu);
+	pthread_mutex_lock(&p->lmu);
+	p->knobs = *k;
+	p->knobs_dirty = 1;
+	pthread_mutex_unlock(&p->lmu);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Under p->lmu. */
+static uint64_t late_p99(const struct sd_pump *p)
+{
+	uint64_t v[SD_LATE_KEEP];
+	size_t k;
+
+	if (!p->late_n)
+		return 0;
+	memcpy(v, p->late, p->late_n * sizeof(v[0]));
+	qsort(v, p->late_n, sizeof(v[0]), cmp_u64);
+	k = (p->late_n * 99 + 99) / 100; /* ceil(0.99 n) */
+	return v[k - 1];
+}
+
+void sd_pump_stats(struct sd_pump *p, struct sd_pump_stats *out)
+{
+	if (!p || !out)
+		return;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&p->mu);
+	out->sessions = p->n_sessions;
+	out->sessions_total = p->sessions_total;
+	for (struct sd_session *s = p->head; s; s = s->next) {
+		pthread_mutex_lock(&s->mu);
+		stats_add(&out->sum, &s->st);
+		pthread_mutex_unlock(&s->mu);
+	}
+	pthread_mutex_lock(&p->lmu);
+	stats_add(&out->sum, &p->closed);
+	out->lateness_max_ns = p->late_max;
+	out->lateness_p99_ns = late_p99(p);
+	pthread_mutex_unlock(&p->lmu);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Opens the file and learns its "data" object; -EUCLEAN without one. */
+static int session_file(struct sd_session *s, const char *name)
+{
+	int err = djmfs_open(s->p->c, name, DJMFS_O_READ, &s->f);
+
+	if (err < 0) {
+		plog(&s->p->log, err == -ENOENT ? DJMFS_LOG_DEBUG
+						: DJMFS_LOG_ERROR,
+		     "sd_session_open(%s): djmfs_open: %s", name,
+		     strerror(-err));
+		return err;
+	}
+	err = djmfs_find_obj(s->f, "data", &s->data_id);
+	if (err == 0)
+		err = image_of(s, &s->img_size, &s->live);
+	if (err < 0) {
+		plog(&s->p->log, DJMFS_LOG_ERROR, "sd_session_open(%s): no "
+		     "\"data\" object: not a recording: %s", name,
+		     strerror(-err));
+		err = err == -ENOENT ? -EUCLEAN : err;
+	}
+	return err;
+}
+
+static void session_free(struct sd_session *s)
+{
+	if (s->f) {
+		int err = djmfs_close(s->f);
+
+		if (err < 0)
+			plog(&s->p->log, DJMFS_LOG_WARN, "sd_session(%s): "
+			     "djmfs_close: %s", s->name, strerror(-err));
+	}
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s->ring);
+	free(s->bounce);
+	free(s);
+}
+
+static struct sd_session *session_alloc(struct sd_pump *p,
+					const struct sd_session_opts *o)
+{
+	struct sd_session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->p = p;
+	snprintf(s->name, sizeof(s->name), "%s", o->name);
+	s->wake = o->wake;
+	s->wake_arg = o->wake_arg;
+	s->pos = o->start;
+	s->end = o->end;
+	s->sync_tick = UINT64_MAX;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_mutex_lock(&p->mu);
+	s->cap = p->knobs.buffer_size;
+	pthread_mutex_unlock(&p->mu);
+	s->ring = malloc(s->cap);
+	if (!s->ring) {
+		session_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
+		    struct sd_session **out)
+{
+	struct sd_session *s;
+	struct act a = { 0 };
+	uint64_t tick;
+	struct tune t;
+	int err;
+
+	if (!p || !o || !o->name || !out || o->start > o->end)
+		return -EINVAL;
+	s = session_alloc(p, o);
+	if (!s)
+		return -ENOMEM;
+	err = session_file(s, o->name);
+	if (err < 0) {
+		session_free(s);
+		return err;
+	}
+	pthread_mutex_lock(&p->mu);
+	s->next = p->head;
+	if (p->head)
+		p->head->prev = s;
+	p->head = s;
+	p->n_sessions++;
+	p->sessions_total++;
+	pthread_mutex_unlock(&p->mu);
+	/* The first read leaves now, not at the next period. */
+	tune_get(p, &t, &tick);
+	pthread_mutex_lock(&s->mu);
+	plan(s, &t, tick, 1, &a);
+	pthread_mutex_unlock(&s->mu);
+	settle(s, &a);
+	*out = s;
+	return 0;
+}
+
+ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
+{
+	ssize_t n;
+
+	if (!s || (!buf && max))
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	if (s->len > 0 && max > 0) {
+		n = (ssize_t)ring_get(s, buf, max);
+		s->st.bytes += (uint64_t)n;
+		s->started = 1;
+		s->waiting = 0;
+		s->empty = 0;
+	} else if (s->len > 0) {
+		n = 0;
+	} else if (s->err || s->done) {
+		n = s->err ? s->err : SD_SESSION_EOF;
+	} else {
+		/* Empty: an underflow if the disk, not the encoder, is
+		 * behind; decided once, when the episode begins. */
+		if (!s->empty && s->started &&
+		    s->pos < min_u64(s->end, s->img_size))
+			s->st.underflows++;
+		s->empty = 1;
+		s->waiting = 1;
+		n = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+void sd_session_stats(struct sd_session *s, struct sd_session_stats *out)
+{
+	if (!s || !out)
+		return;
+	pthread_mutex_lock(&s->mu);
+	*out = s->st;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void sd_session_close(struct sd_session *s)
+{
+	struct sd_pump *p;
+
+	if (!s)
+		return;
+	p = s->p;
+	pthread_mutex_lock(&s->mu);
+	s->closing = 1;
+	s->waiting = 0;
+	while (s->io != IO_NONE || s->waking > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_lock(&p->mu);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		p->head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	p->n_sessions--;
+	pthread_mutex_lock(&p->lmu);
+	stats_add(&p->closed, &s->st);
+	pthread_mutex_unlock(&p->lmu);
+	pthread_mutex_unlock(&p->mu);
+	session_free(s);
+}

@@ -1,0 +1,768 @@
+/*
+ * Tests for the player sessions and their pump (sd_session.c) against a
+ * real DJMFS server started in this process on a temporary volume: a
+ * test writer makes files with a "data" DATA|SYNC object (each write
+ * publishes a snapshot), and sessions read them back through libdjmfs
+ * and libiosched.  They check the bytes delivered (whole files, ranges,
+ * a live recording followed to its end, fifty readers at once), the A
+ * and B thresholds, deadline misses, underflow accounting, the wake
+ * callback and closing with reads in flight.  Every byte of "data" is a
+ * function of its offset, so any range can be checked without keeping
+ * a copy.  Tests skip when the machine has no io_uring.
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "djmfs.h"
+#include "djmfs_server.h"
+#include "streamd-int.h"
+
+#ifndef IOSCHED_TEST_PROFILE_DIR
+#define IOSCHED_TEST_PROFILE_DIR "sched/profiles"
+#endif
+
+#define KIB 1024ull
+#define MIB (1024ull * 1024ull)
+#define MS 1000000ull
+
+/* ------------------------------------------------------------------ */
+/* An in-process server (as tests/djmfs/test_client.c starts one)      */
+/* ------------------------------------------------------------------ */
+
+struct env {
+	char dir[64];
+	char vol[128];
+	char sock[128];
+	struct djmfs_server *srv;
+	pthread_t th;
+	int running;
+	struct djmfs_client *c;
+};
+
+static struct env env;
+
+static void log_line(void *arg, enum djmfs_log_level lvl, const char *msg)
+{
+	(void)arg;
+	if (getenv("SD_TEST_LOG"))
+		fprintf(stderr, "[%d] %s\n", (int)lvl, msg);
+}
+
+static const struct djmfs_log test_log = { log_line, NULL };
+
+static void *serve(void *arg)
+{
+	djmfs_server_run(arg);
+	return NULL;
+}
+
+static void setup(void)
+{
+	struct djmfs_server_opts so = { 0 };
+
+	snprintf(env.dir, sizeof(env.dir), "/tmp/sd-session-XXXXXX");
+	cr_assert_not_null(mkdtemp(env.dir));
+	snprintf(env.vol, sizeof(env.vol), "%s/vol", env.dir);
+	snprintf(env.sock, sizeof(env.sock), "%s/sock", env.dir);
+	cr_assert_eq(djmfs_mkfs(env.vol, 64 * MIB, 64 * KIB, 0, &test_log),
+		     0);
+	so.volume = env.vol;
+	so.unix_path = env.sock;
+	so.log = test_log;
+	cr_assert_eq(djmfs_server_new(&env.srv, &so), 0);
+	cr_assert_eq(pthread_create(&env.th, NULL, serve, env.srv), 0);
+	env.running = 1;
+	env.c = NULL;
+}
+
+static void teardown(void)
+{
+	djmfs_disconnect(env.c);
+	env.c = NULL;
+	if (env.running) {
+		djmfs_server_stop(env.srv);
+		pthread_join(env.th, NULL);
+		djmfs_server_free(env.srv);
+		env.running = 0;
+	}
+	unlink(env.vol);
+	unlink(env.sock);
+	rmdir(env.dir);
+}
+
+/* The test's client, or a skipped test when data I/O is impossible. */
+static struct djmfs_client *client(void)
+{
+	static char server[160];
+	struct djmfs_client_opts o = { 0 };
+	int err;
+
+	snprintf(server, sizeof(server), "unix:%s", env.sock);
+	o.server = server;
+	o.profile = IOSCHED_TEST_PROFILE_DIR "/ssd-sata.profile";
+	o.log = test_log;
+	err = djmfs_connect(&env.c, &o);
+	if (err == -ENOSYS)
+		cr_skip_test("io_uring is not available");
+	cr_assert_eq(err, 0, "djmfs_connect: %s", strerror(-err));
+	return env.c;
+}
+
+TestSuite(session, .init = setup, .fini = teardown, .timeout = 30);
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static uint8_t pat(uint64_t off)
+{
+	return (uint8_t)((off * 2654435761ull) >> 13);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static struct sd_knobs knobs(uint64_t period_ms, uint32_t read_size,
+			     uint32_t buffer_size, double a, double b)
+{
+	struct sd_knobs k = { 0 };
+
+	k.a_pct = a;
+	k.b_pct = b;
+	k.period_ns = period_ms * MS;
+	k.read_size = read_size;
+	k.buffer_size = buffer_size;
+	snprintf(k.policy, sizeof(k.policy), "glmd");
+	snprintf(k.profile, sizeof(k.profile), "ssd-sata");
+	return k;
+}
+
+static struct sd_pump *pump(struct djmfs_client *c, const struct sd_knobs *k)
+{
+	struct sd_pump *p = NULL;
+
+	cr_assert_eq(sd_pump_new(&p, c, k, &test_log), 0);
+	return p;
+}
+
+/* A recording's writer: appends the pattern to "data". */
+struct wr {
+	struct djmfs_file *f;
+	uint32_t id;
+	uint64_t off;
+};
+
+static void wr_open(struct djmfs_client *c, const char *name, struct wr *w)
+{
+	memset(w, 0, sizeof(*w));
+	cr_assert_eq(djmfs_open(c, name, DJMFS_O_READ | DJMFS_O_WRITE |
+					      DJMFS_O_CREATE, &w->f), 0);
+	cr_assert_eq(djmfs_create_obj(w->f, "data", DJMFS_ATTR_DATA |
+						    DJMFS_ATTR_SYNC, &w->id),
+		     0);
+	cr_assert_eq(djmfs_set_objptr(w->f, w->id, 0), 0);
+}
+
+static void wr_append(struct wr *w, size_t n)
+{
+	uint8_t *buf = malloc(n);
+
+	cr_assert_not_null(buf);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = pat(w->off + i);
+	cr_assert_eq(djmfs_write(w->f, buf, n), (ssize_t)n);
+	w->off += n;
+	free(buf);
+}
+
+static void wr_close(struct wr *w)
+{
+	cr_assert_eq(djmfs_close(w->f), 0);
+	w->f = NULL;
+}
+
+/* A finished recording of @size bytes. */
+static void finished_file(struct djmfs_client *c, const char *name,
+			  uint64_t size)
+{
+	struct wr w;
+
+	wr_open(c, name, &w);
+	for (uint64_t left = size; left > 0;) {
+		size_t n = left < 256 * KIB ? (size_t)left : 256 * KIB;
+
+		wr_append(&w, n);
+		left -= n;
+	}
+	wr_close(&w);
+}
+
+/* The player side: counts wakes. */
+struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned wakes;
+};
+
+static void waiter_init(struct waiter *w)
+{
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->wakes = 0;
+}
+
+static void on_wake(void *arg)
+{
+	struct waiter *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	w->wakes++;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static unsigned wakes(struct waiter *w)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&w->mu);
+	n = w->wakes;
+	pthread_mutex_unlock(&w->mu);
+	return n;
+}
+
+/* Waits until the wake count passes @seen; 0, or -ETIMEDOUT. */
+static int wait_wake(struct waiter *w, unsigned seen, unsigned timeout_ms)
+{
+	struct timespec ts;
+	int err = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (w->wakes <= seen && err == 0)
+		err = pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+	pthread_mutex_unlock(&w->mu);
+	return err ? -err : 0;
+}
+
+static struct sd_session *open_session(struct sd_pump *p, const char *name,
+				       uint64_t start, uint64_t end,
+				       struct waiter *w)
+{
+	struct sd_session_opts o = { name, start, end, on_wake, w };
+	struct sd_session *s = NULL;
+	int err = sd_session_open(p, &o, &s);
+
+	cr_assert_eq(err, 0, "sd_session_open: %s", strerror(-err));
+	return s;
+}
+
+/* Checks @n bytes read at data offset @off against the pattern. */
+static void check_bytes(const uint8_t *buf, size_t n, uint64_t off)
+{
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] != pat(off + i))
+			cr_assert_fail("byte %llu: got %u, want %u",
+				       (unsigned long long)(off + i), buf[i],
+				       pat(off + i));
+}
+
+/* Reads until EOF as a player would (waiting for wakes), checking every
+ * byte from @start; returns the bytes delivered. */
+static uint64_t drain(struct sd_session *s, struct waiter *w, uint64_t start)
+{
+	static uint8_t buf[100 * KIB];
+	uint64_t got = 0;
+
+	for (;;) {
+		unsigned seen = wakes(w);
+		ssize_t n = sd_session_read(s, buf, sizeof(buf));
+
+		if (n == SD_SESSION_EOF)
+			return got;
+		cr_assert_geq(n, 0, "sd_session_read: %s", strerror((int)-n));
+		if (n == 0) {
+			cr_assert_eq(wait_wake(w, seen, 5000), 0,
+				     "no wake within 5 s");
+			continue;
+		}
+		check_bytes(buf, (size_t)n, start + got);
+		got += (uint64_t)n;
+	}
+}
+
+static uint64_t reads_of(struct sd_session *s)
+{
+	struct sd_session_stats st;
+
+	sd_session_stats(s, &st);
+	return st.reads;
+}
+
+/* ------------------------------------------------------------------ */
+/* Bytes delivered                                                     */
+/* ------------------------------------------------------------------ */
+
+Test(session, delivers_a_finished_recording_exactly_then_eof)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 1 * MIB, 80, 30);
+	struct sd_pump *p = pump(c, &k);
+	struct sd_session_stats st;
+	struct waiter w;
+	struct sd_session *s;
+	uint8_t b[16];
+
+	waiter_init(&w);
+	finished_file(c, "rec", 5 * MIB);
+	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	cr_assert_eq(drain(s, &w, 0), 5 * MIB);
+	cr_assert_eq(sd_session_read(s, b, sizeof(b)), SD_SESSION_EOF);
+	sd_session_stats(s, &st);
+	cr_assert_eq(st.bytes, 5 * MIB);
+	cr_assert_eq(st.reads, 5 * MIB / (64 * KIB));
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+Test(session, delivers_exactly_a_byte_range)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_pump *p = pump(c, &k);
+	struct waiter w;
+	struct sd_session *s;
+
+	waiter_init(&w);
+	finished_file(c, "rec", 3 * MIB);
+	s = open_session(p, "rec", 1000003, 2000017, &w);
+	cr_assert_eq(drain(s, &w, 1000003), 2000017 - 1000003);
+	sd_session_close(s);
+	/* An end beyond a finished recording ends with the recording. */
+	s = open_session(p, "rec", 2 * MIB + 5, 100 * MIB, &w);
+	cr_assert_eq(drain(s, &w, 2 * MIB + 5), 1 * MIB - 5);
+	sd_session_close(s);
+	s = open_session(p, "rec", 3 * MIB, 3 * MIB, &w);
+	cr_assert_eq(drain(s, &w, 3 * MIB), 0);
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+Test(session, refuses_missing_files_and_files_without_data)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_pump *p = pump(c, &k);
+	struct sd_session_opts o = { "nope", 0, SD_END_LIVE, NULL, NULL };
+	struct sd_session *s = NULL;
+	struct djmfs_file *f = NULL;
+
+	cr_assert_eq(sd_session_open(p, &o, &s), -ENOENT);
+	cr_assert_eq(djmfs_open(c, "plain", DJMFS_O_WRITE | DJMFS_O_CREATE,
+				&f), 0);
+	cr_assert_eq(djmfs_close(f), 0);
+	o.name = "plain";
+	cr_assert_eq(sd_session_open(p, &o, &s), -EUCLEAN);
+	sd_pump_free(p);
+}
+
+struct live_writer {
+	struct wr w;
+	unsigned appends;
+	size_t size;
+	unsigned every_ms;
+};
+
+static void *live_main(void *arg)
+{
+	struct live_writer *lw = arg;
+
+	for (unsigned i = 0; i < lw->appends; i++) {
+		sleep_ms(lw->every_ms);
+		wr_append(&lw->w, lw->size);
+	}
+	wr_close(&lw->w);
+	return NULL;
+}
+
+static void live_start(struct djmfs_client *c, struct live_writer *lw,
+		       pthread_t *th)
+{
+	wr_open(c, "live", &lw->w);
+	cr_assert_eq(pthread_create(th, NULL, live_main, lw), 0);
+}
+
+Test(session, follows_a_live_recording_until_the_writer_closes)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(50, 64 * KIB, 1 * MIB, 80, 30);
+	struct sd_pump *p = pump(c, &k);
+	struct live_writer lw = { .appends = 16, .size = 64 * KIB,
+				  .every_ms = 50 };
+	struct waiter w;
+	struct sd_session *s;
+	pthread_t th;
+
+	waiter_init(&w);
+	live_start(c, &lw, &th);
+	s = open_session(p, "live", 0, SD_END_LIVE, &w);
+	cr_assert_eq(drain(s, &w, 0), 16 * 64 * KIB);
+	pthread_join(th, NULL);
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+Test(session, fifty_sessions_on_one_file_get_identical_bytes)
+{
+	enum { N = 50 };
+	const uint64_t size = 2 * MIB;
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_pump *p = pump(c, &k);
+	struct sd_session *s[N];
+	uint64_t got[N] = { 0 };
+	int eof[N] = { 0 }, left = N;
+	struct sd_pump_stats ps;
+	static uint8_t buf[64 * KIB];
+	struct waiter w;
+
+	waiter_init(&w);
+	finished_file(c, "rec", size);
+	for (int i = 0; i < N; i++)
+		s[i] = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	sd_pump_stats(p, &ps);
+	cr_assert_eq(ps.sessions, N);
+	while (left > 0) {
+		unsigned seen = wakes(&w);
+		int progress = 0;
+
+		for (int i = 0; i < N; i++) {
+			ssize_t n = eof[i] ? 0 : sd_session_read(s[i], buf,
+								 sizeof(buf));
+
+			if (n == SD_SESSION_EOF) {
+				eof[i] = 1;
+				left--;
+				progress = 1;
+				continue;
+			}
+			cr_assert_geq(n, 0);
+			check_bytes(buf, (size_t)n, got[i]);
+			got[i] += (uint64_t)n;
+			progress |= n > 0;
+		}
+		if (!progress && left > 0)
+			cr_assert_eq(wait_wake(&w, seen, 5000), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(got[i], size);
+		sd_session_close(s[i]);
+	}
+	sd_pump_stats(p, &ps);
+	cr_assert_eq(ps.sessions, 0);
+	cr_assert_eq(ps.sessions_total, N);
+	cr_assert_eq(ps.sum.bytes, N * size);
+	cr_assert_eq(ps.sum.reads, N * size / (64 * KIB));
+	sd_pump_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Thresholds                                                          */
+/* ------------------------------------------------------------------ */
+
+Test(session, stops_reading_once_the_buffer_is_above_a)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 16 * KIB, 256 * KIB, 50, 10);
+	struct sd_pump *p = pump(c, &k);
+	struct waiter w;
+	struct sd_session *s;
+	uint64_t r = 0, prev;
+
+	waiter_init(&w);
+	finished_file(c, "rec", 2 * MIB);
+	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	/* Until ten periods pass without a read. */
+	for (int still = 0; still < 10; still++) {
+		prev = r;
+		sleep_ms(20);
+		r = reads_of(s);
+		if (r != prev)
+			still = 0;
+	}
+	/* One read per period while at or below A (50% = 8 reads), so
+	 * the ninth is the last. */
+	cr_assert_eq(r, 9);
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+/* A consumer that drains everything for @ms (or to the end); returns
+ * the reads made. */
+static uint64_t drain_for(struct sd_pump *p, unsigned ms)
+{
+	static uint8_t buf[256 * KIB];
+	struct waiter w;
+	struct sd_session *s;
+	struct timespec t0, t;
+	uint64_t r, got = 0;
+
+	waiter_init(&w);
+	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		unsigned seen = wakes(&w);
+		ssize_t n = sd_session_read(s, buf, sizeof(buf));
+
+		if (n == SD_SESSION_EOF)
+			break;
+		cr_assert_geq(n, 0);
+		check_bytes(buf, (size_t)n, got);
+		got += (uint64_t)n;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 +
+			    (t.tv_nsec - t0.tv_nsec) / 1000000 >= ms)
+			break;
+		if (n == 0)
+			wait_wake(&w, seen, 20);
+	}
+	r = reads_of(s);
+	sd_session_close(s);
+	return r;
+}
+
+Test(session, reads_again_at_once_while_below_b)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs below = knobs(2000, 16 * KIB, 256 * KIB, 80, 50);
+	struct sd_knobs above = knobs(2000, 16 * KIB, 256 * KIB, 80, 1);
+	struct sd_pump *p;
+
+	finished_file(c, "rec", 5 * MIB);
+	/* Well within the first period: only the B rule can add reads. */
+	p = pump(c, &below);
+	cr_assert_gt(drain_for(p, 300), 4);
+	sd_pump_free(p);
+	/* With B at 1%, one read fills past B: nothing more until a tick. */
+	p = pump(c, &above);
+	cr_assert_eq(drain_for(p, 300), 1);
+	sd_pump_free(p);
+}
+
+Test(session, applies_new_knobs_at_the_next_period)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 16 * KIB, 256 * KIB, 50, 10);
+	struct sd_pump *p = pump(c, &k);
+	struct waiter w;
+	struct sd_session *s;
+	uint64_t r = 0, prev;
+
+	waiter_init(&w);
+	finished_file(c, "rec", 2 * MIB);
+	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	k.a_pct = 100;
+	sd_pump_set_knobs(p, &k);
+	for (int still = 0; still < 10; still++) {
+		prev = r;
+		sleep_ms(20);
+		r = reads_of(s);
+		if (r != prev)
+			still = 0;
+	}
+	/* Fills up to the brim: 256 KiB in 16 KiB reads. */
+	cr_assert_eq(r, 16);
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Accounting                                                          */
+/* ------------------------------------------------------------------ */
+
+Test(session, counts_every_late_read_as_a_miss)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_pump *p;
+	struct sd_session_stats st;
+	struct sd_pump_stats ps;
+	struct waiter w;
+	struct sd_session *s;
+
+	k.deadline_ns = 1000;
+	p = pump(c, &k);
+	waiter_init(&w);
+	finished_file(c, "rec", 1 * MIB);
+	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	cr_assert_eq(drain(s, &w, 0), 1 * MIB);
+	sd_session_stats(s, &st);
+	cr_assert_eq(st.reads, 16);
+	cr_assert_eq(st.misses, st.reads);
+	sd_session_close(s);
+	sd_pump_stats(p, &ps);
+	cr_assert_eq(ps.sum.reads, 16);
+	cr_assert_eq(ps.sum.misses, 16);
+	cr_assert_gt(ps.lateness_p99_ns, 0);
+	cr_assert_geq(ps.lateness_max_ns, ps.lateness_p99_ns);
+	sd_pump_free(p);
+}
+
+Test(session, counts_an_underflow_when_the_disk_is_late)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(50, 4 * KIB, 64 * KIB, 80, 1);
+	struct sd_pump *p = pump(c, &k);
+	static uint8_t buf[64 * KIB];
+	struct sd_session_stats st;
+	struct waiter w;
+	struct sd_session *s;
+	uint64_t got = 0;
+	unsigned empties = 0;
+
+	waiter_init(&w);
+	finished_file(c, "rec", 1 * MIB);
+	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	while (empties < 4) {
+		unsigned seen = wakes(&w);
+		ssize_t n = sd_session_read(s, buf, sizeof(buf));
+
+		cr_assert_geq(n, 0);
+		check_bytes(buf, (size_t)n, got);
+		got += (uint64_t)n;
+		if (n > 0)
+			continue;
+		/* A second call in the same episode counts nothing (it may
+		 * find a read that just landed: then no episode ends). */
+		n = sd_session_read(s, buf, sizeof(buf));
+		cr_assert_geq(n, 0);
+		check_bytes(buf, (size_t)n, got);
+		got += (uint64_t)n;
+		if (n > 0)
+			continue;
+		empties++;
+		cr_assert_eq(wait_wake(&w, seen, 5000), 0);
+	}
+	sd_session_stats(s, &st);
+	/* The first empty read may come before the first read landed. */
+	cr_assert_geq(st.underflows, 3);
+	cr_assert_leq(st.underflows, 4);
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+Test(session, never_counts_an_underflow_at_the_live_edge)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 1 * MIB, 80, 30);
+	struct sd_pump *p = pump(c, &k);
+	struct live_writer lw = { .appends = 6, .size = 16 * KIB,
+				  .every_ms = 100 };
+	struct sd_session_stats st;
+	struct waiter w;
+	struct sd_session *s;
+	pthread_t th;
+
+	waiter_init(&w);
+	live_start(c, &lw, &th);
+	s = open_session(p, "live", 0, SD_END_LIVE, &w);
+	cr_assert_eq(drain(s, &w, 0), 6 * 16 * KIB);
+	pthread_join(th, NULL);
+	sd_session_stats(s, &st);
+	cr_assert_eq(st.underflows, 0);
+	cr_assert_geq(wakes(&w), 6);
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+Test(session, wakes_the_player_once_when_data_arrives)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_pump *p = pump(c, &k);
+	uint8_t buf[8 * KIB];
+	struct waiter w;
+	struct sd_session *s;
+	struct wr wr;
+
+	waiter_init(&w);
+	wr_open(c, "live", &wr);
+	s = open_session(p, "live", 0, SD_END_LIVE, &w);
+	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 0);
+	sleep_ms(60);
+	cr_assert_eq(wakes(&w), 0, "woken with nothing to read");
+	wr_append(&wr, 4 * KIB);
+	cr_assert_eq(wait_wake(&w, 0, 5000), 0);
+	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 4 * KIB);
+	check_bytes(buf, 4 * KIB, 0);
+	/* Not waiting (no empty read since): more data wakes nobody. */
+	wr_append(&wr, 4 * KIB);
+	sleep_ms(100);
+	cr_assert_eq(wakes(&w), 1);
+	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 4 * KIB);
+	check_bytes(buf, 4 * KIB, 4 * KIB);
+	/* The end of the recording wakes a waiting player too. */
+	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 0);
+	wr_close(&wr);
+	cr_assert_eq(wait_wake(&w, 1, 5000), 0);
+	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), SD_SESSION_EOF);
+	cr_assert_eq(wakes(&w), 2);
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Closing                                                             */
+/* ------------------------------------------------------------------ */
+
+Test(session, closes_cleanly_with_reads_in_flight)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 1 * MIB, 4 * MIB, 80, 30);
+	struct sd_pump *p = pump(c, &k);
+	struct sd_pump_stats ps;
+	uint8_t buf[4 * KIB];
+	struct waiter w;
+	struct sd_session *s;
+	struct wr wr;
+
+	waiter_init(&w);
+	finished_file(c, "rec", 5 * MIB);
+	for (int i = 0; i < 20; i++) {
+		s = open_session(p, "rec", (uint64_t)i * 4096, SD_END_LIVE, &w);
+		if (i % 2)
+			sd_session_read(s, buf, sizeof(buf));
+		sd_session_close(s);
+	}
+	/* A session waiting on a snapshot sync at the live edge. */
+	wr_open(c, "live", &wr);
+	for (int i = 0; i < 5; i++) {
+		s = open_session(p, "live", 0, SD_END_LIVE, &w);
+		cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 0);
+		sleep_ms((unsigned)i * 10);
+		sd_session_close(s);
+	}
+	wr_close(&wr);
+	sd_pump_stats(p, &ps);
+	cr_assert_eq(ps.sessions, 0);
+	cr_assert_eq(ps.sessions_total, 25);
+	sd_pump_free(p);
+}
