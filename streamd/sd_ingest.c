@@ -1,0 +1,914 @@
+/*
+ * The in-flight demuxer of encoder uploads.  The HTTP thread copies an
+ * upload's bytes into a bounded ring (sd_ingest_push never blocks); an
+ * ingest thread feeds them to libavformat through a custom, non-seekable
+ * AVIOContext whose read callback blocks until bytes arrive or the upload
+ * ends.  The read callback is the single point where bytes leave the ring,
+ * so it is also where they are passed on: held back while the probe runs
+ * (avformat may rewind within its own buffer, never into ours), handed
+ * over in one piece after a successful probe, then forwarded as they are
+ * read (with on_idle while an upload stalls, so the writer can publish
+ * what it holds).  The demuxed packets only yield metadata: the codecs, and the
+ * keyframes with the byte offset where playback may start, which for
+ * MPEG-TS comes from our own scan of the TS packets (the PAT before the
+ * keyframe) because avformat does not report PAT positions.
+ *
+ * Invariants:
+ *  1. Every byte pushed leaves the ring exactly once, in order, through
+ *     ingest_take(); after a successful probe each such byte is passed to
+ *     on_bytes exactly once, in the order taken.  Before that, none is.
+ *  2. During the probe at most probe_cap = probe_size + SD_PROBE_SLACK
+ *     bytes are taken; the held copy is bounded by the same.
+ *  3. `stopped` (under mu) is set once the outcome can no longer use more
+ *     bytes (probe failure, callback error, thread end); from then on the
+ *     ring is emptied and push takes nothing.
+ *  4. on_wake is called without mu held: once per push that took less
+ *     than offered (when a quarter of the ring is free again), and once
+ *     when the state becomes DONE.
+ *  5. Reported key offsets never decrease and never exceed the bytes
+ *     already passed to on_bytes.
+ *  6. on_idle runs only once RUNNING, only while the thread waits for
+ *     bytes, at most once per SD_IDLE_NS, without mu held.
+ *
+ * States (sd_ingest_state):
+ *   PROBING --ingest_probe() ok, before on_ready--> RUNNING
+ *   PROBING --probe failure / callback error-----> DONE (ingest_main)
+ *   RUNNING --upload drained / callback error----> DONE (ingest_main)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/avutil.h>
+#include <libavutil/mathematics.h>
+
+#include "streamd-int.h"
+
+#define SD_INGEST_PROBE_DEFAULT (1024 * 1024)
+#define SD_INGEST_RING_DEFAULT (4 * 1024 * 1024)
+#define SD_IO_BUF 32768		   /* AVIO buffer */
+#define SD_PROBE_SLACK (64 * 1024) /* bytes the probe may take past probe_size */
+#define SD_TS_SIZE 188
+#define SD_TS_SYNC 0x47
+#define SD_AUDIO_KEY_90K (2 * 90000) /* audio-only streams: a key every 2 s */
+#define SD_ANALYZE_US (5 * AV_TIME_BASE)
+#define SD_IDLE_NS 100000000L /* on_idle while waiting for bytes */
+
+/* A sorted list of offsets, trimmed from the front as keyframes pass. */
+struct sd_offs {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+/* Our own view of the TS packet structure of the bytes passed on. */
+struct sd_ts {
+	uint64_t off;	    /* offset of the next byte fed */
+	uint64_t pkt_start; /* start of the packet being read */
+	int synced;	    /* 0: hunting for a sync byte */
+	unsigned got;	    /* bytes of the current packet seen */
+	uint8_t hdr[4];
+	int pat_pending;    /* last packet was a PAT, awaiting the next sync */
+	struct sd_offs pats;  /* confirmed PAT packet starts */
+	struct sd_offs syncs; /* packet starts where (re)synchronisation began */
+};
+
+struct sd_ingest {
+	struct sd_ingest_cbs cbs;
+	struct djmfs_log log;
+	uint64_t probe_size;
+	pthread_t thread;
+
+	pthread_mutex_t mu; /* guards the block below */
+	pthread_cond_t cv;
+	uint8_t *ring;
+	size_t cap, head, len;
+	int finished;	/* end of upload */
+	int stopped;	/* invariant 3 */
+	int want_wake;	/* a push took less than offered */
+	enum sd_ingest_state state;
+	int result;
+	uint64_t bytes_in;
+	struct timespec idle_at; /* CLOCK_MONOTONIC: next on_idle */
+
+	int abort;	/* read with __atomic: avformat's interrupt callback */
+	uint64_t packets, keyframes; /* __atomic */
+
+	/* Ingest thread only. */
+	AVFormatContext *fmt;
+	AVIOContext *pb;
+	int probing;
+	size_t probe_cap;
+	uint8_t *hold;
+	size_t hold_len, hold_cap;
+	int overrun;	 /* the probe hit probe_cap */
+	uint64_t taken;	 /* bytes taken from the ring */
+	uint64_t passed; /* bytes passed to on_bytes */
+	int cb_err;	 /* first callback error */
+	int is_ts;
+	int key_stream, key_audio;
+	int have_key;
+	uint64_t last_key_off;
+	int64_t last_key_pts;
+	struct sd_ts ts;
+};
+
+static void ingest_log(struct sd_ingest *in, enum djmfs_log_level level,
+		       const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void ingest_log(struct sd_ingest *in, enum djmfs_log_level level,
+		       const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!in->log.fn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	in->log.fn(in->log.arg, level, line);
+}
+
+/* ------------------------------------------------------------------ */
+/* Offsets and the TS scan                                             */
+/* ------------------------------------------------------------------ */
+
+static int offs_push(struct sd_offs *o, uint64_t v)
+{
+	if (o->n == o->cap) {
+		size_t ncap = o->cap ? o->cap * 2 : 64;
+		uint64_t *nv = realloc(o->v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		o->v = nv;
+		o->cap = ncap;
+	}
+	o->v[o->n++] = v;
+	return 0;
+}
+
+/* Position of the last entry <= @at, or -1. */
+static ssize_t offs_find(const struct sd_offs *o, uint64_t at)
+{
+	ssize_t i = (ssize_t)o->n - 1;
+
+	while (i >= 0 && o->v[i] > at)
+		i--;
+	return i;
+}
+
+/* Drops the first @k entries. */
+static void offs_drop(struct sd_offs *o, size_t k)
+{
+	memmove(o->v, o->v + k, (o->n - k) * sizeof(*o->v));
+	o->n -= k;
+}
+
+/* A packet header is complete: note it if it is a PAT starting a section
+ * (confirmed only once the next packet's sync byte is seen). */
+static void ts_header(struct sd_ts *t)
+{
+	unsigned pid = ((t->hdr[1] & 0x1fu) << 8) | t->hdr[2];
+
+	t->pat_pending = pid == 0 && (t->hdr[1] & 0x40);
+}
+
+/* The first byte of a packet, or of what should have been one. */
+static int ts_begin(struct sd_ts *t, uint8_t b)
+{
+	int err = 0;
+
+	if (b != SD_TS_SYNC) {
+		t->synced = 0;
+		t->pat_pending = 0;
+		return 0;
+	}
+	if (t->pat_pending)
+		err = offs_push(&t->pats, t->pkt_start);
+	t->pat_pending = 0;
+	if (!t->synced) {
+		ssize_t i = offs_find(&t->syncs, t->off);
+
+		if (i < 0 || (t->off - t->syncs.v[i]) % SD_TS_SIZE)
+			err = err ? err : offs_push(&t->syncs, t->off);
+		t->synced = 1;
+	}
+	t->pkt_start = t->off;
+	t->hdr[0] = b;
+	t->got = 1;
+	return err;
+}
+
+static int ts_feed(struct sd_ts *t, const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+	int err = 0;
+
+	while (i < n && !err) {
+		if (!t->synced || t->got == SD_TS_SIZE) {
+			if (!t->synced) {
+				const uint8_t *s = memchr(p + i, SD_TS_SYNC, n - i);
+				size_t skip = s ? (size_t)(s - (p + i)) : n - i;
+
+				t->off += skip;
+				i += skip;
+				if (i == n)
+					break;
+			}
+			err = ts_begin(t, p[i]);
+			if (!t->synced)
+				continue; /* hunt from this very byte */
+			t->off++;
+			i++;
+		} else if (t->got < sizeof(t->hdr)) {
+			t->hdr[t->got++] = p[i++];
+			t->off++;
+			if (t->got == sizeof(t->hdr))
+				ts_header(t);
+		} else {
+			size_t k = SD_TS_SIZE - t->got;
+
+			if (k > n - i)
+				k = n - i;
+			t->got += k;
+			t->off += k;
+			i += k;
+		}
+	}
+	return err;
+}
+
+/* The start of the TS packet holding byte @pos, as our scan saw it. */
+static uint64_t ts_packet_start(struct sd_ts *t, uint64_t pos)
+{
+	ssize_t i = offs_find(&t->syncs, pos);
+
+	if (i < 0)
+		return pos;
+	offs_drop(&t->syncs, (size_t)i);
+	return pos - (pos - t->syncs.v[0]) % SD_TS_SIZE;
+}
+
+/* The key stream's packets come in data order, so no later key can use
+ * a PAT or sync point before the last one at or before @pos: forget them
+ * (bounds the lists of a stream whose keyframes are rare). */
+static void ts_trim(struct sd_ts *t, uint64_t pos)
+{
+	ssize_t i = offs_find(&t->pats, pos);
+
+	if (i > 0)
+		offs_drop(&t->pats, (size_t)i);
+	i = offs_find(&t->syncs, pos);
+	if (i > 0)
+		offs_drop(&t->syncs, (size_t)i);
+}
+
+/* Where playback of a keyframe whose packet starts at @pos may begin
+ * (invariant 5). */
+static uint64_t key_offset(struct sd_ingest *in, int64_t pos)
+{
+	uint64_t p = pos >= 0 ? (uint64_t)pos : in->passed;
+	uint64_t off = p;
+
+	if (in->is_ts) {
+		ssize_t i = offs_find(&in->ts.pats, p);
+
+		if (i >= 0 && (!in->have_key || in->ts.pats.v[i] > in->last_key_off))
+			off = in->ts.pats.v[i];
+		else
+			off = ts_packet_start(&in->ts, p);
+		offs_drop(&in->ts.pats, (size_t)(i + 1));
+	}
+	if (off > in->passed)
+		off = in->passed;
+	if (in->have_key && off < in->last_key_off)
+		off = in->last_key_off;
+	return off;
+}
+
+/* ------------------------------------------------------------------ */
+/* The ring                                                            */
+/* ------------------------------------------------------------------ */
+
+size_t sd_ingest_push(struct sd_ingest *in, const void *buf, size_t len)
+{
+	size_t took = 0;
+
+	pthread_mutex_lock(&in->mu);
+	if (!in->stopped && !in->finished) {
+		const uint8_t *p = buf;
+
+		while (took < len && in->len < in->cap) {
+			size_t tail = (in->head + in->len) % in->cap;
+			size_t k = in->cap - tail; /* up to the wrap */
+
+			if (k > in->cap - in->len)
+				k = in->cap - in->len;
+			if (k > len - took)
+				k = len - took;
+			memcpy(in->ring + tail, p + took, k);
+			in->len += k;
+			took += k;
+		}
+		if (took < len)
+			in->want_wake = 1;
+		in->bytes_in += took;
+		if (took)
+			pthread_cond_signal(&in->cv);
+	}
+	pthread_mutex_unlock(&in->mu);
+	return took;
+}
+
+static int ingest_fail(struct sd_ingest *in, int err);
+
+static void idle_arm(struct sd_ingest *in)
+{
+	clock_gettime(CLOCK_MONOTONIC, &in->idle_at);
+	in->idle_at.tv_nsec += SD_IDLE_NS;
+	if (in->idle_at.tv_nsec >= 1000000000L) {
+		in->idle_at.tv_sec++;
+		in->idle_at.tv_nsec -= 1000000000L;
+	}
+}
+
+/* Waits (mu held) until there are bytes, the upload ended, or the ingest
+ * stopped, calling on_idle every SD_IDLE_NS of waiting once running.
+ * Returns 0, or on_idle's error (the ingest is then stopped). */
+static int ingest_wait(struct sd_ingest *in)
+{
+	int err;
+
+	while (!in->len && !in->finished && !in->stopped) {
+		if (!in->cbs.on_idle || in->state != SD_INGEST_RUNNING) {
+			pthread_cond_wait(&in->cv, &in->mu);
+			continue;
+		}
+		if (pthread_cond_timedwait(&in->cv, &in->mu, &in->idle_at) !=
+		    ETIMEDOUT)
+			continue;
+		idle_arm(in);
+		pthread_mutex_unlock(&in->mu);
+		err = in->cbs.on_idle(in->cbs.arg);
+		if (err < 0)
+			ingest_fail(in, err);
+		pthread_mutex_lock(&in->mu);
+		if (err < 0)
+			return err;
+	}
+	return 0;
+}
+
+/* Takes up to @max bytes (invariant 1), blocking until there are some.
+ * Returns the count, 0 at the end of the upload, -ECANCELED once
+ * stopped. */
+static ssize_t ingest_take(struct sd_ingest *in, uint8_t *buf, size_t max)
+{
+	ssize_t got = 0;
+	int wake = 0;
+
+	pthread_mutex_lock(&in->mu);
+	if (ingest_wait(in) < 0) {
+		pthread_mutex_unlock(&in->mu);
+		return -ECANCELED;
+	}
+	if (in->stopped) {
+		got = -ECANCELED;
+		goto out;
+	}
+	while ((size_t)got < max && in->len) {
+		size_t k = in->cap - in->head;
+
+		if (k > in->len)
+			k = in->len;
+		if (k > max - (size_t)got)
+			k = max - (size_t)got;
+		memcpy(buf + got, in->ring + in->head, k);
+		in->head = (in->head + k) % in->cap;
+		in->len -= k;
+		got += (ssize_t)k;
+	}
+	if (in->want_wake && in->cap - in->len >= in->cap / 4) {
+		in->want_wake = 0;
+		wake = 1;
+	}
+out:
+	pthread_mutex_unlock(&in->mu);
+	if (wake && in->cbs.on_wake)
+		in->cbs.on_wake(in->cbs.arg);
+	if (got > 0)
+		in->taken += (uint64_t)got;
+	return got;
+}
+
+/* Invariant 3: from now on no byte is wanted. */
+static void ingest_stop(struct sd_ingest *in)
+{
+	pthread_mutex_lock(&in->mu);
+	in->stopped = 1;
+	in->head = in->len = 0;
+	pthread_cond_broadcast(&in->cv);
+	pthread_mutex_unlock(&in->mu);
+}
+
+static int ingest_fail(struct sd_ingest *in, int err)
+{
+	if (!in->cb_err)
+		in->cb_err = err;
+	__atomic_store_n(&in->abort, 1, __ATOMIC_RELEASE);
+	ingest_stop(in);
+	return err;
+}
+
+/* Passes bytes on after the probe (invariant 1). */
+static int ingest_pass(struct sd_ingest *in, const uint8_t *p, size_t n)
+{
+	int err = in->cbs.on_bytes ? in->cbs.on_bytes(in->cbs.arg, p, n) : 0;
+
+	if (err < 0)
+		return ingest_fail(in, err);
+	in->passed += n;
+	if (in->is_ts && (err = ts_feed(&in->ts, p, n)) < 0)
+		return ingest_fail(in, err);
+	return 0;
+}
+
+static int ingest_hold(struct sd_ingest *in, const uint8_t *p, size_t n)
+{
+	if (in->hold_len + n > in->hold_cap) {
+		size_t ncap = in->hold_cap ? in->hold_cap : 256 * 1024;
+		uint8_t *nh;
+
+		while (ncap < in->hold_len + n)
+			ncap *= 2;
+		nh = realloc(in->hold, ncap);
+		if (!nh)
+			return ingest_fail(in, -ENOMEM);
+		in->hold = nh;
+		in->hold_cap = ncap;
+	}
+	memcpy(in->hold + in->hold_len, p, n);
+	in->hold_len += n;
+	return 0;
+}
+
+/* avformat's read callback. */
+static int ingest_read(void *opaque, uint8_t *buf, int size)
+{
+	struct sd_ingest *in = opaque;
+	size_t want = size > 0 ? (size_t)size : 0;
+	ssize_t n;
+	int err;
+
+	if (in->probing) {
+		if (in->taken >= in->probe_cap) {
+			in->overrun = 1;
+			return AVERROR_EOF;
+		}
+		if (want > in->probe_cap - in->taken)
+			want = in->probe_cap - in->taken;
+	}
+	n = ingest_take(in, buf, want);
+	if (n == 0)
+		return AVERROR_EOF;
+	if (n < 0)
+		return AVERROR_EXIT;
+	err = in->probing ? ingest_hold(in, buf, (size_t)n)
+			  : ingest_pass(in, buf, (size_t)n);
+	return err < 0 ? AVERROR_EXIT : (int)n;
+}
+
+static int ingest_interrupt(void *opaque)
+{
+	struct sd_ingest *in = opaque;
+
+	return __atomic_load_n(&in->abort, __ATOMIC_ACQUIRE);
+}
+
+/* ------------------------------------------------------------------ */
+/* The probe                                                           */
+/* ------------------------------------------------------------------ */
+
+struct sd_sbuf {
+	char *s;
+	size_t len, cap;
+	int err;
+};
+
+static void sbuf_add(struct sd_sbuf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void sbuf_add(struct sd_sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->err)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->s ? b->s + b->len : NULL, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < b->cap - b->len) {
+		b->len += (size_t)n;
+		return;
+	}
+	size_t ncap = b->cap ? b->cap : 256;
+	while (n >= 0 && ncap - b->len <= (size_t)n)
+		ncap *= 2;
+	char *ns = n < 0 ? NULL : realloc(b->s, ncap);
+	if (!ns) {
+		b->err = -ENOMEM;
+		return;
+	}
+	b->s = ns;
+	b->cap = ncap;
+	va_start(ap, fmt);
+	vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+/* A JSON string literal. */
+static void sbuf_str(struct sd_sbuf *b, const char *s)
+{
+	sbuf_add(b, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			sbuf_add(b, "\\%c", c);
+		else if (c < 0x20)
+			sbuf_add(b, "\\u%04x", c);
+		else
+			sbuf_add(b, "%c", c);
+	}
+	sbuf_add(b, "\"");
+}
+
+static void codec_json(struct sd_sbuf *b, const AVStream *st)
+{
+	const AVCodecParameters *cp = st->codecpar;
+	const char *type = av_get_media_type_string(cp->codec_type);
+	AVRational fr = st->avg_frame_rate.num && st->avg_frame_rate.den ?
+				st->avg_frame_rate : st->r_frame_rate;
+
+	sbuf_add(b, "{\"type\":");
+	sbuf_str(b, type ? type : "unknown");
+	sbuf_add(b, ",\"codec\":");
+	sbuf_str(b, avcodec_get_name(cp->codec_id));
+	if (cp->codec_type == AVMEDIA_TYPE_VIDEO) {
+		sbuf_add(b, ",\"width\":%d,\"height\":%d", cp->width,
+			 cp->height);
+		if (fr.num > 0 && fr.den > 0)
+			sbuf_add(b, ",\"fps\":%.6g", av_q2d(fr));
+	} else if (cp->codec_type == AVMEDIA_TYPE_AUDIO) {
+		sbuf_add(b, ",\"sample_rate\":%d,\"channels\":%d",
+			 cp->sample_rate, cp->ch_layout.nb_channels);
+	}
+	sbuf_add(b, "}");
+}
+
+/* Picks the stream keyframes come from; 0, or -EPROTONOSUPPORT when no
+ * audio or video stream has a codec avformat knows. */
+static int pick_key_stream(struct sd_ingest *in)
+{
+	int audio = -1;
+
+	in->key_stream = -1;
+	for (unsigned i = 0; i < in->fmt->nb_streams; i++) {
+		const AVStream *st = in->fmt->streams[i];
+		enum AVMediaType t = st->codecpar->codec_type;
+
+		if (st->codecpar->codec_id == AV_CODEC_ID_NONE)
+			continue;
+		if (t == AVMEDIA_TYPE_VIDEO &&
+		    !(st->disposition & AV_DISPOSITION_ATTACHED_PIC)) {
+			in->key_stream = (int)i;
+			in->key_audio = 0;
+			return 0;
+		}
+		if (t == AVMEDIA_TYPE_AUDIO && audio < 0)
+			audio = (int)i;
+	}
+	in->key_stream = audio;
+	in->key_audio = 1;
+	return audio < 0 ? -EPROTONOSUPPORT : 0;
+}
+
+/* Opens the demuxer on our AVIO and finds the streams. */
+static int ingest_open(struct sd_ingest *in)
+{
+	uint8_t *buf = av_malloc(SD_IO_BUF);
+	int64_t ps = in->probe_size < INT_MAX ? (int64_t)in->probe_size : INT_MAX;
+	const char *call = "avformat_open_input";
+	int r;
+
+	in->fmt = avformat_alloc_context();
+	if (buf && in->fmt)
+		in->pb = avio_alloc_context(buf, SD_IO_BUF, 0, in, ingest_read,
+					    NULL, NULL);
+	if (!in->pb) {
+		av_free(buf);
+		return -ENOMEM;
+	}
+	in->pb->seekable = 0;
+	in->fmt->pb = in->pb;
+	in->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
+	in->fmt->probesize = ps < 32 ? 32 : ps;
+	in->fmt->format_probesize = (int)in->fmt->probesize;
+	in->fmt->max_analyze_duration = SD_ANALYZE_US;
+	in->fmt->interrupt_callback.callback = ingest_interrupt;
+	in->fmt->interrupt_callback.opaque = in;
+	r = avformat_open_input(&in->fmt, NULL, NULL, NULL);
+	if (r >= 0) {
+		call = "avformat_find_stream_info";
+		r = avformat_find_stream_info(in->fmt, NULL);
+	}
+	if (r < 0 && !in->cb_err)
+		ingest_log(in, DJMFS_LOG_WARN,
+			   "ingest: %s: %s (after %llu bytes): not a stream",
+			   call, av_err2str(r), (unsigned long long)in->taken);
+	return r < 0 ? -EPROTONOSUPPORT : 0;
+}
+
+/* Describes the streams: @format gets the demuxer's first name, *codecs
+ * a malloc'd JSON array. */
+static int describe(struct sd_ingest *in, char *format, size_t flen,
+		    char **codecs)
+{
+	const char *name = in->fmt->iformat->name;
+	size_t n = strcspn(name, ",");
+	struct sd_sbuf b = { 0 };
+
+	if (n >= flen)
+		n = flen - 1;
+	memcpy(format, name, n);
+	format[n] = '\0';
+	sbuf_add(&b, "[");
+	for (unsigned i = 0; i < in->fmt->nb_streams; i++) {
+		if (i)
+			sbuf_add(&b, ",");
+		codec_json(&b, in->fmt->streams[i]);
+	}
+	sbuf_add(&b, "]");
+	if (b.err) {
+		free(b.s);
+		return b.err;
+	}
+	*codecs = b.s;
+	return 0;
+}
+
+/* Runs the probe and, if it recognises a stream, calls on_ready and hands
+ * the held bytes over.  0, -EPROTONOSUPPORT, or an error. */
+static int ingest_probe(struct sd_ingest *in)
+{
+	char format[32], *codecs = NULL;
+	int err;
+
+	in->probing = 1;
+	err = ingest_open(in);
+	in->probing = 0;
+	if (in->cb_err)
+		return in->cb_err;
+	if (!err && (err = pick_key_stream(in)) < 0)
+		ingest_log(in, DJMFS_LOG_WARN,
+			   "ingest: probe found no audio or video stream with a known codec (after %llu bytes): not a stream",
+			   (unsigned long long)in->taken);
+	if (err)
+		return err;
+	if ((err = describe(in, format, sizeof(format), &codecs)) < 0)
+		return err;
+	ingest_log(in, DJMFS_LOG_INFO,
+		   "ingest: probe found %s after %llu bytes%s: %s", format,
+		   (unsigned long long)in->taken,
+		   in->overrun ? " (probe bound reached)" : "", codecs);
+	if (in->overrun)
+		in->pb->eof_reached = 0; /* our EOF was the bound, not the end */
+	in->is_ts = !strcmp(format, "mpegts");
+	pthread_mutex_lock(&in->mu);
+	in->state = SD_INGEST_RUNNING;
+	idle_arm(in);
+	pthread_mutex_unlock(&in->mu);
+	if (in->cbs.on_ready &&
+	    (err = in->cbs.on_ready(in->cbs.arg, format, codecs)) < 0)
+		err = ingest_fail(in, err);
+	free(codecs);
+	if (!err && in->hold_len)
+		err = ingest_pass(in, in->hold, in->hold_len);
+	free(in->hold);
+	in->hold = NULL;
+	in->hold_len = in->hold_cap = 0;
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Demuxing                                                            */
+/* ------------------------------------------------------------------ */
+
+static int64_t pts_90k(const AVStream *st, const AVPacket *pkt)
+{
+	int64_t t = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
+
+	if (t == AV_NOPTS_VALUE)
+		return SD_PTS_NONE;
+	return av_rescale_q(t, st->time_base, (AVRational){ 1, 90000 });
+}
+
+/* Whether @pkt starts a point where playback may begin. */
+static int is_key(struct sd_ingest *in, const AVPacket *pkt, int64_t pts)
+{
+	if (pkt->stream_index != in->key_stream)
+		return 0;
+	if (!in->key_audio)
+		return !!(pkt->flags & AV_PKT_FLAG_KEY);
+	if (!in->have_key)
+		return 1;
+	if (pts == SD_PTS_NONE || in->last_key_pts == SD_PTS_NONE)
+		return 0;
+	/* a timestamp jump backwards starts over */
+	return pts < in->last_key_pts ||
+	       pts - in->last_key_pts >= SD_AUDIO_KEY_90K;
+}
+
+static int ingest_packet(struct sd_ingest *in, const AVPacket *pkt)
+{
+	const AVStream *st = in->fmt->streams[pkt->stream_index];
+	int64_t pts = pts_90k(st, pkt);
+	uint64_t off;
+	int err;
+
+	__atomic_fetch_add(&in->packets, 1, __ATOMIC_RELAXED);
+	if (pkt->stream_index == in->key_stream && pkt->pos >= 0)
+		ts_trim(&in->ts, (uint64_t)pkt->pos);
+	if (!is_key(in, pkt, pts))
+		return 0;
+	off = key_offset(in, pkt->pos);
+	if (in->cbs.on_key && (err = in->cbs.on_key(in->cbs.arg, off, pts)) < 0)
+		return ingest_fail(in, err);
+	in->have_key = 1;
+	in->last_key_off = off;
+	in->last_key_pts = pts;
+	__atomic_fetch_add(&in->keyframes, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Passes on whatever the demuxer left unread, up to the end. */
+static int ingest_drain(struct sd_ingest *in)
+{
+	uint8_t buf[SD_IO_BUF];
+	ssize_t n;
+	int err = 0;
+
+	while (!err && (n = ingest_take(in, buf, sizeof(buf))) > 0)
+		err = ingest_pass(in, buf, (size_t)n);
+	return in->cb_err ? in->cb_err : err;
+}
+
+static int ingest_demux(struct sd_ingest *in)
+{
+	AVPacket *pkt = av_packet_alloc();
+	int r = 0;
+
+	if (!pkt)
+		return ingest_fail(in, -ENOMEM);
+	while (!in->cb_err && (r = av_read_frame(in->fmt, pkt)) >= 0) {
+		if ((unsigned)pkt->stream_index < in->fmt->nb_streams)
+			ingest_packet(in, pkt);
+		av_packet_unref(pkt);
+	}
+	av_packet_free(&pkt);
+	if (in->cb_err)
+		return in->cb_err;
+	if (r != AVERROR_EOF)
+		/* the bytes are still good: keep passing them on */
+		ingest_log(in, DJMFS_LOG_WARN,
+			   "ingest: av_read_frame: %s (at byte %llu): no more keyframes from this upload",
+			   av_err2str(r), (unsigned long long)in->taken);
+	return ingest_drain(in);
+}
+
+static void *ingest_main(void *arg)
+{
+	struct sd_ingest *in = arg;
+	int err = ingest_probe(in);
+
+	if (!err)
+		err = ingest_demux(in);
+	ingest_stop(in);
+	if (in->fmt)
+		avformat_close_input(&in->fmt);
+	if (in->pb) {
+		av_freep(&in->pb->buffer);
+		avio_context_free(&in->pb);
+	}
+	free(in->hold);
+	in->hold = NULL;
+	pthread_mutex_lock(&in->mu);
+	in->result = err;
+	in->state = SD_INGEST_DONE;
+	pthread_mutex_unlock(&in->mu);
+	if (in->cbs.on_wake)
+		in->cbs.on_wake(in->cbs.arg);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Life cycle                                                          */
+/* ------------------------------------------------------------------ */
+
+int sd_ingest_new(struct sd_ingest **out, const struct sd_ingest_opts *opts,
+		  const struct sd_ingest_cbs *cbs)
+{
+	struct sd_ingest *in = calloc(1, sizeof(*in));
+	pthread_condattr_t ca;
+	int err = -ENOMEM;
+
+	if (!in)
+		return -ENOMEM;
+	in->cbs = *cbs;
+	in->log = opts->log;
+	in->probe_size = opts->probe_size ? opts->probe_size
+					  : SD_INGEST_PROBE_DEFAULT;
+	in->probe_cap = in->probe_size + SD_PROBE_SLACK;
+	in->cap = opts->ring_size ? opts->ring_size : SD_INGEST_RING_DEFAULT;
+	in->last_key_pts = SD_PTS_NONE;
+	in->ring = malloc(in->cap);
+	if (!in->ring)
+		goto err;
+	pthread_mutex_init(&in->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&in->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	err = -pthread_create(&in->thread, NULL, ingest_main, in);
+	if (err) {
+		ingest_log(in, DJMFS_LOG_ERROR, "ingest: pthread_create: %s",
+			   strerror(-err));
+		pthread_cond_destroy(&in->cv);
+		pthread_mutex_destroy(&in->mu);
+		goto err;
+	}
+	*out = in;
+	return 0;
+err:
+	free(in->ring);
+	free(in);
+	return err;
+}
+
+void sd_ingest_finish(struct sd_ingest *in)
+{
+	pthread_mutex_lock(&in->mu);
+	in->finished = 1;
+	pthread_cond_broadcast(&in->cv);
+	pthread_mutex_unlock(&in->mu);
+}
+
+enum sd_ingest_state sd_ingest_state(struct sd_ingest *in, int *result)
+{
+	enum sd_ingest_state s;
+
+	pthread_mutex_lock(&in->mu);
+	s = in->state;
+	if (result)
+		*result = in->result;
+	pthread_mutex_unlock(&in->mu);
+	return s;
+}
+
+int sd_ingest_free(struct sd_ingest *in)
+{
+	int result;
+
+	if (!in)
+		return 0;
+	sd_ingest_finish(in); /* freeing implies the upload is over */
+	pthread_join(in->thread, NULL);
+	result = in->result;
+	pthread_cond_destroy(&in->cv);
+	pthread_mutex_destroy(&in->mu);
+	free(in->ts.pats.v);
+	free(in->ts.syncs.v);
+	free(in->ring);
+	free(in);
+	return result;
+}
+
+void sd_ingest_stats(struct sd_ingest *in, struct sd_ingest_stats *out)
+{
+	pthread_mutex_lock(&in->mu);
+	out->bytes_in = in->bytes_in;
+	pthread_mutex_unlock(&in->mu);
+	out->packets = __atomic_load_n(&in->packets, __ATOMIC_RELAXED);
+	out->keyframes = __atomic_load_n(&in->keyframes, __ATOMIC_RELAXED);
+}
