@@ -1,0 +1,1730 @@
+/*
+ * streamd-bench: load test of streamd, the recording and time-shift
+ * server.  K recorders each PUT a constant-bitrate MPEG-TS stream
+ * (chunked, paced by the wall clock) to /record/bench-<i>; after a warm-up
+ * that builds history, M viewers GET /streams/bench-<j % K>.ts?start=-S
+ * (S random per viewer, or --shift) and read at the stream's rate through
+ * a token bucket.  Over the measured window the bench samples streamd's
+ * /metrics before and after and prints one JSON object: underflows,
+ * deadline misses, bytes out, streamd's CPU and RSS, and what the clients
+ * saw (stalls, short viewers, errors).  --sweep repeats the window with a
+ * growing viewer count (doubling, then bisection) and reports the largest
+ * count without underflows.  Unless --url names a running streamd, the
+ * bench starts its own on a free port in a temporary directory.  Every
+ * connection lives in one epoll loop on one thread with a minimal
+ * HTTP/1.1 client, so thousands of viewers fit in one process.  The
+ * payload is generated once by ffmpeg, long enough for the whole run.
+ *
+ * Exit status: 0 success, 1 the run failed or saw errors (the JSON is
+ * still printed when a measurement was made), 2 bad usage.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define PROG "streamd-bench"
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+#define MIB (UINT64_C(1) << 20)
+#define TICK_S 0.010		/* pacing granularity of the loop */
+#define BURST_S 2.0		/* a viewer's bucket: 2 s of data */
+#define STALL_S 1.0		/* a hungry viewer without a byte this long */
+#define SHORT_FRACTION 0.9	/* a viewer below this share of real time */
+#define CHUNK_MAX 65536		/* recorder chunk payload */
+#define QUANTUM_MAX 16384	/* viewer read size when paced */
+#define HEAD_MAX 4096		/* response header block */
+#define ERRORS_LOGGED 10
+#define PROGRESS_S 5.0
+#define SETTLE_S 2.0		/* between sweep steps: sessions end */
+#define START_TIMEOUT_S 60.0
+#define STOP_TIMEOUT_S 15.0
+#define FINISH_TIMEOUT_S 15.0
+#define IO_TIMEOUT_S 10		/* the blocking /metrics requests */
+#define PAYLOAD_MAX_S 600.0	/* longer runs loop the file */
+#define SWEEP_STEPS_EST 16.0	/* for the volume size of a sweep */
+#define MAX_STREAMD_ARGS 64
+
+/* ------------------------------------------------------------------ */
+/* Configuration and its flag table                                    */
+/* ------------------------------------------------------------------ */
+
+struct cfg {
+	unsigned recorders, viewers, max_viewers, seed, pid;
+	double duration, warmup, shift, bitrate;
+	const char *url, *streamd;
+	const char *streamd_args[MAX_STREAMD_ARGS];
+	unsigned n_streamd_args;
+	bool sweep, keep;
+};
+
+enum flag_kind { FK_UINT, FK_SECONDS, FK_RATE, FK_STR, FK_LIST, FK_SET,
+		 FK_HELP, FK_VERSION };
+
+struct flag {
+	const char *name;
+	enum flag_kind kind;
+	size_t off;
+	double lo, hi;
+	const char *arg, *help;
+};
+
+#define CO(f) offsetof(struct cfg, f)
+static const struct flag flags[] = {
+	{ "recorders", FK_UINT, CO(recorders), 1, 10000, "K",
+	  "recording clients, one stream each (default 2)" },
+	{ "viewers", FK_UINT, CO(viewers), 1, 1000000, "M",
+	  "time-shift viewers (default 20; a sweep's first step)" },
+	{ "duration", FK_SECONDS, CO(duration), 0.5, 1e6, "S",
+	  "measured seconds (default 30)" },
+	{ "bitrate", FK_RATE, CO(bitrate), 200e3, 1e9, "BPS",
+	  "bits/s per stream, k/M suffixes (default 2M)" },
+	{ "warmup", FK_SECONDS, CO(warmup), 0, 1e6, "S",
+	  "recording before the viewers start (default 10)" },
+	{ "shift", FK_SECONDS, CO(shift), 0.001, 1e6, "S",
+	  "every viewer starts S s behind live (default: random\n"
+	  "                     whole seconds in [1, warmup-1] per viewer)" },
+	{ "seed", FK_UINT, CO(seed), 0, UINT_MAX, "N",
+	  "seed of the random shifts (default 1)" },
+	{ "sweep", FK_SET, CO(sweep), 0, 0, NULL,
+	  "find the most viewers without underflows" },
+	{ "max-viewers", FK_UINT, CO(max_viewers), 1, 1000000, "N",
+	  "upper bound of a sweep (default 4096)" },
+	{ "url", FK_STR, CO(url), 0, 0, "URL",
+	  "use the streamd at http://HOST:PORT (default: start one)" },
+	{ "pid", FK_UINT, CO(pid), 1, INT_MAX, "PID",
+	  "with --url: streamd's pid, for cpu_pct and rss_mb" },
+	{ "streamd", FK_STR, CO(streamd), 0, 0, "PATH",
+	  "streamd to start (default $STREAMD, else from PATH)" },
+	{ "streamd-arg", FK_LIST, CO(streamd_args), 0, 0, "X",
+	  "pass X to that streamd (repeatable)" },
+	{ "keep", FK_SET, CO(keep), 0, 0, NULL,
+	  "keep the temporary directory (payload, data, log)" },
+	{ "help", FK_HELP, 0, 0, 0, NULL, "this text" },
+	{ "version", FK_VERSION, 0, 0, 0, NULL, "the version" },
+};
+
+static void usage(FILE *to)
+{
+	char lhs[64];
+
+	fprintf(to, "usage: " PROG " [options]\n"
+		"K recorders push MPEG-TS to streamd, M viewers watch it\n"
+		"time-shifted; prints one JSON object with streamd's\n"
+		"figures.\n");
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		snprintf(lhs, sizeof(lhs), "--%s%s%s", flags[i].name,
+			 flags[i].arg ? " " : "",
+			 flags[i].arg ? flags[i].arg : "");
+		fprintf(to, "  %-18s %s\n", lhs, flags[i].help);
+	}
+	fprintf(to, "Exit: 0 ok, 1 the run failed or saw errors, "
+		"2 bad usage.\n");
+}
+
+/* A number with an optional k/M/G suffix (powers of 1000): bits/s. */
+static bool parse_number(const char *s, bool suffix, double *out)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno || end == s || !isfinite(d))
+		return false;
+	if (suffix && *end && strchr("kK", *end))
+		d *= 1e3, end++;
+	else if (suffix && *end && strchr("mM", *end))
+		d *= 1e6, end++;
+	else if (suffix && *end && strchr("gG", *end))
+		d *= 1e9, end++;
+	*out = d;
+	return *end == '\0';
+}
+
+static bool flag_set(struct cfg *cfg, const struct flag *f, const char *v)
+{
+	char *p = (char *)cfg + f->off;
+	double d;
+
+	switch (f->kind) {
+	case FK_STR:
+		*(const char **)p = v;
+		return true;
+	case FK_LIST:
+		if (cfg->n_streamd_args >= MAX_STREAMD_ARGS)
+			return false;
+		cfg->streamd_args[cfg->n_streamd_args++] = v;
+		return true;
+	default:
+		break;
+	}
+	if (!parse_number(v, f->kind == FK_RATE, &d) || d < f->lo || d > f->hi)
+		return false;
+	if (f->kind == FK_UINT) {
+		if (d != floor(d))
+			return false;
+		*(unsigned *)p = (unsigned)d;
+	} else {
+		*(double *)p = d;
+	}
+	return true;
+}
+
+static const struct flag *flag_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (strlen(flags[i].name) == len &&
+		    !strncmp(flags[i].name, name, len))
+			return &flags[i];
+	return NULL;
+}
+
+/* 0, 1 (--help/--version done: exit 0), or -EINVAL (message printed). */
+static int parse_args(struct cfg *cfg, int argc, char **argv)
+{
+	const char *a = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		const char *eq, *v = NULL;
+		const struct flag *f;
+
+		a = argv[i];
+		if (strncmp(a, "--", 2) != 0)
+			goto bad_arg;
+		eq = strchr(a + 2, '=');
+		f = flag_find(a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2));
+		if (!f)
+			goto bad_arg;
+		if (f->kind == FK_HELP || f->kind == FK_VERSION) {
+			if (f->kind == FK_HELP)
+				usage(stdout);
+			else
+				printf(PROG " " PACKAGE_VERSION "\n");
+			return 1;
+		}
+		if (f->kind == FK_SET) {
+			if (eq)
+				goto bad_arg;
+			*(bool *)((char *)cfg + f->off) = true;
+			continue;
+		}
+		v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+		if (!v) {
+			fprintf(stderr, PROG ": --%s needs a value\n", f->name);
+			return -EINVAL;
+		}
+		if (!flag_set(cfg, f, v)) {
+			fprintf(stderr, PROG ": bad value for --%s: %s\n",
+				f->name, v);
+			return -EINVAL;
+		}
+	}
+	if (cfg->url && (cfg->streamd || cfg->n_streamd_args)) {
+		fprintf(stderr, PROG ": --streamd and --streamd-arg start a "
+			"streamd: not with --url\n");
+		return -EINVAL;
+	}
+	if (cfg->pid && !cfg->url) {
+		fprintf(stderr, PROG ": --pid goes with --url\n");
+		return -EINVAL;
+	}
+	return 0;
+bad_arg:
+	fprintf(stderr, PROG ": unknown argument %s\n", a);
+	return -EINVAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP/1.1 client pieces: response head, chunked decoding             */
+/* ------------------------------------------------------------------ */
+
+struct http_head {
+	int status;
+	bool chunked;
+	size_t len;		/* bytes of the head, blank line included */
+};
+
+/* 1 with @h filled when @buf holds a whole head, 0 when it needs more,
+ * -1 when it is not an HTTP response. */
+static int head_parse(const char *buf, size_t len, struct http_head *h)
+{
+	const char *end = memmem(buf, len, "\r\n\r\n", 4), *p;
+
+	if (!end)
+		return len >= HEAD_MAX - 1 ? -1 : 0;
+	if (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ')
+		return -1;
+	h->status = atoi(buf + 9);
+	h->len = (size_t)(end - buf) + 4;
+	h->chunked = false;
+	for (p = memchr(buf, '\n', len); p && p < end;
+	     p = memchr(p + 1, '\n', (size_t)(end - p))) {
+		const char *eol = memchr(p + 1, '\r', (size_t)(end + 2 - p));
+
+		if (eol && !strncasecmp(p + 1, "transfer-encoding:", 18))
+			h->chunked = memmem(p + 19, (size_t)(eol - p - 19),
+					    "chunked", 7) != NULL;
+	}
+	return h->status >= 100 && h->status <= 999 ? 1 : -1;
+}
+
+/* The chunked-body decoder.  Byte-wise except the data runs. */
+enum cd_state { CD_SIZE, CD_EXT, CD_DATA, CD_DATA_END, CD_TRAILER, CD_DONE,
+		CD_BAD };
+
+struct chunk_dec {
+	enum cd_state st;
+	uint64_t size;		/* CD_SIZE: parsed so far; CD_DATA: left */
+	unsigned digits, line;
+};
+
+static void chunk_byte(struct chunk_dec *d, char ch)
+{
+	int x = isdigit((unsigned char)ch) ? ch - '0' :
+		isxdigit((unsigned char)ch) ? (tolower(ch) - 'a' + 10) : -1;
+
+	if (ch == '\r')
+		return;
+	switch (d->st) {
+	case CD_SIZE:
+		if (x >= 0 && d->digits < 15) {
+			d->size = d->size * 16 + (unsigned)x, d->digits++;
+			return;
+		}
+		if (ch == ';' || ch == ' ' || ch == '\t')
+			d->st = CD_EXT;
+		else if (ch != '\n')
+			d->st = CD_BAD;
+		break;
+	case CD_EXT:
+		break;
+	case CD_DATA_END:
+		d->st = ch == '\n' ? CD_SIZE : CD_BAD;
+		d->size = d->digits = 0;
+		return;
+	case CD_TRAILER:
+		if (ch != '\n')
+			d->line++;
+		else if (d->line == 0)
+			d->st = CD_DONE;
+		else
+			d->line = 0;
+		return;
+	default:
+		return;
+	}
+	if (ch == '\n' && d->st != CD_BAD) {	/* end of a size line */
+		d->st = !d->digits ? CD_BAD : d->size ? CD_DATA : CD_TRAILER;
+		d->line = 0;
+	}
+}
+
+/* Feeds @len bytes; returns the payload bytes among them, moved to the
+ * front of @buf when @keep.  d->st tells CD_DONE / CD_BAD. */
+static size_t chunk_feed(struct chunk_dec *d, char *buf, size_t len, bool keep)
+{
+	size_t i = 0, out = 0;
+
+	while (i < len && d->st != CD_DONE && d->st != CD_BAD) {
+		if (d->st == CD_DATA) {
+			size_t n = len - i;
+
+			if (n > d->size)
+				n = (size_t)d->size;
+			if (keep)
+				memmove(buf + out, buf + i, n);
+			out += n, i += n, d->size -= n;
+			if (!d->size)
+				d->st = CD_DATA_END;
+			continue;
+		}
+		chunk_byte(d, buf[i++]);
+	}
+	return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Connection invariants:
+ *  1. fd >= 0 exactly while the state is not ST_DONE; a done connection is
+ *     never touched by the loop again (close() took it out of epoll, and
+ *     no connection is created while a batch of events is handled).
+ *  2. out[out_off, out_len) is unsent; a recorder frames a new chunk only
+ *     when it is empty, so chunks are never interleaved, and appends the
+ *     terminating chunk only after the last one.
+ *  3. Epoll is edge-triggered: readable is set by an EPOLLIN edge and
+ *     cleared only by EAGAIN, so a paced viewer may leave bytes unread.
+ *  4. A viewer reads body bytes only while its bucket holds a quantum;
+ *     tokens never exceed the 2 s burst.
+ * Transitions: ST_CONNECTING -(conn_open or on_event: connected)->
+ * ST_OPEN -(conn_close: rec_read after the answer, viewers_stop; or
+ * conn_fail)-> ST_DONE.  In ST_OPEN a viewer first reads the head
+ * (conn_head), then the body (viewer_read); a recorder streams chunks
+ * (rec_tick) until rec_finish, then reads the answer (rec_read).
+ */
+enum conn_kind { CK_RECORDER, CK_VIEWER };
+enum conn_state { ST_CONNECTING, ST_OPEN, ST_DONE };
+
+struct conn {
+	enum conn_kind kind;
+	enum conn_state state;
+	int fd;
+	unsigned idx, stream;
+	char *out;		/* CHUNK_MAX + 512 (recorder), the request */
+	size_t out_len, out_off;
+	char head[HEAD_MAX];
+	size_t head_len;
+	bool have_head, readable, finishing, stalled;
+	struct http_head h;
+	struct chunk_dec dec;
+	double t_start, t_refill, t_hungry, tokens, shift;
+	uint64_t sent;		/* recorder: payload bytes framed */
+	uint64_t body;		/* viewer: payload bytes received */
+	uint64_t stalls;
+};
+
+/* The /metrics lines the bench reads, summed over label sets. */
+enum { M_UNDERFLOWS, M_MISSES, M_BYTES_OUT, M_BYTES_IN, M_SCHED_REQ,
+       M_LATENESS_MAX, M_COUNT };
+static const char *const metric_names[M_COUNT] = {
+	"streamd_underflows_total", "streamd_sched_deadline_misses_total",
+	"streamd_bytes_out_total", "streamd_bytes_in_total",
+	"streamd_sched_requests_total", "streamd_sched_lateness_max_seconds",
+};
+
+struct metrics {
+	bool ok, has[M_COUNT];
+	double v[M_COUNT];
+};
+
+/* The figures of one measured window (NAN: unknown, printed null). */
+struct result {
+	unsigned viewers;
+	double duration_s, underflows, misses, bytes_out, bytes_in;
+	double sched_requests, lateness_max_ms, cpu_pct, rss_mb;
+	uint64_t viewer_bytes, stalls, short_viewers, errors;
+};
+
+struct bench {
+	struct cfg cfg;
+	double rate;		/* bytes per second per stream */
+	int ep;
+	char dir[PATH_MAX];
+	char hostport[300];
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	pid_t streamd;		/* ours, else 0 */
+	pid_t watch;		/* for cpu_pct/rss_mb, else 0 */
+	const char *payload;
+	size_t payload_len;
+	struct conn *rec, *view;
+	unsigned nview;
+	uint64_t rng;
+	uint64_t errors;
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - floor(s)) * 1e9) };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Counts an error; the first few are told on stderr. */
+static void bench_error(struct bench *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (++b->errors > ERRORS_LOGGED) {
+		if (b->errors == ERRORS_LOGGED + 1)
+			fprintf(stderr, PROG ": more errors: not shown\n");
+		return;
+	}
+	fprintf(stderr, PROG ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static const char *conn_name(const struct conn *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s %u (bench-%u)",
+		 c->kind == CK_RECORDER ? "recorder" : "viewer", c->idx,
+		 c->stream);
+	return buf;
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->state = ST_DONE;
+}
+
+static void conn_fail(struct bench *b, struct conn *c, const char *what,
+		      int err)
+{
+	char name[64];
+
+	if (c->state == ST_DONE)
+		return;
+	bench_error(b, "%s: %s%s%s", conn_name(c, name, sizeof(name)), what,
+		    err ? ": " : "", err ? strerror(err) : "");
+	conn_close(c);
+}
+
+/* Sends what is queued; 0, or -1 after conn_fail. */
+static int conn_flush(struct bench *b, struct conn *c)
+{
+	while (c->state == ST_OPEN && c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off,
+				 c->out_len - c->out_off, MSG_NOSIGNAL);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n < 0) {
+			conn_fail(b, c, "send", errno);
+			return -1;
+		}
+		c->out_off += (size_t)n;
+	}
+	if (c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
+	return 0;
+}
+
+static void conn_queue(struct conn *c, const char *data, size_t len)
+{
+	memcpy(c->out + c->out_len, data, len);
+	c->out_len += len;
+}
+
+/* Opens a non-blocking connection with @request queued; 0 or -errno. */
+static int conn_open(struct bench *b, struct conn *c, const char *request,
+		     size_t cap)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP |
+				  EPOLLET, .data.ptr = c };
+	int one = 1;
+
+	c->fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+		       SOCK_CLOEXEC, 0);
+	c->out = malloc(cap);
+	if (c->fd < 0 || !c->out) {
+		int err = c->fd < 0 ? errno : ENOMEM;
+
+		conn_fail(b, c, c->fd < 0 ? "socket" : "malloc", err);
+		return -err;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->state = ST_CONNECTING;
+	c->t_start = c->t_refill = c->t_hungry = now_s();
+	conn_queue(c, request, strlen(request));
+	if (connect(c->fd, (struct sockaddr *)&b->addr, b->addrlen) == 0)
+		c->state = ST_OPEN;
+	else if (errno != EINPROGRESS) {
+		int err = errno;
+
+		conn_fail(b, c, "connect", err);
+		return -err;
+	}
+	if (epoll_ctl(b->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+		int err = errno;
+
+		conn_fail(b, c, "epoll_ctl", err);
+		return -err;
+	}
+	return c->state == ST_OPEN ? conn_flush(b, c) : 0;
+}
+
+/* Reads into the head buffer until the head is whole.  Returns 1 with
+ * the head parsed (body bytes after it stay in head[h.len, head_len)),
+ * 0 for more later, -1 after conn_fail. */
+static int conn_head(struct bench *b, struct conn *c)
+{
+	int r = 0;
+
+	while (r == 0) {
+		ssize_t n = recv(c->fd, c->head + c->head_len,
+				 HEAD_MAX - 1 - c->head_len, 0);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			c->readable = false;
+			return 0;
+		}
+		if (n <= 0) {
+			conn_fail(b, c, n ? "recv" : "connection closed "
+				  "before the response", n ? errno : 0);
+			return -1;
+		}
+		c->head_len += (size_t)n;
+		r = head_parse(c->head, c->head_len, &c->h);
+	}
+	if (r < 0) {
+		conn_fail(b, c, "not an HTTP response", 0);
+		return -1;
+	}
+	c->have_head = true;
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Recorders: chunked PUT paced by the wall clock                      */
+/* ------------------------------------------------------------------ */
+
+static int rec_start(struct bench *b, struct conn *c, unsigned i)
+{
+	char req[512];
+
+	*c = (struct conn){ .kind = CK_RECORDER, .fd = -1, .idx = i,
+			    .stream = i };
+	snprintf(req, sizeof(req),
+		 "PUT /record/bench-%u HTTP/1.1\r\nHost: %s\r\n"
+		 "User-Agent: " PROG "\r\nContent-Type: video/mp2t\r\n"
+		 "Transfer-Encoding: chunked\r\n\r\n", i, b->hostport);
+	return conn_open(b, c, req, CHUNK_MAX + 512);
+}
+
+/* Frames chunks until the bytes sent catch up with rate * elapsed time
+ * (the payload loops) or the socket is full. */
+static void rec_tick(struct bench *b, struct conn *c, double now)
+{
+	uint64_t due = (uint64_t)(b->rate * (now - c->t_start));
+
+	if (c->state != ST_OPEN || c->finishing || conn_flush(b, c) < 0)
+		return;
+	while (c->out_len == 0 && due > c->sent) {
+		size_t pos = (size_t)(c->sent % b->payload_len);
+		size_t n = b->payload_len - pos;
+		char hdr[24];
+		int hl;
+
+		if (n > CHUNK_MAX)
+			n = CHUNK_MAX;
+		if (n > due - c->sent)
+			n = (size_t)(due - c->sent);
+		hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+		conn_queue(c, hdr, (size_t)hl);
+		conn_queue(c, b->payload + pos, n);
+		conn_queue(c, "\r\n", 2);
+		c->sent += n;
+		if (conn_flush(b, c) < 0)
+			return;
+	}
+}
+
+/* Ends the upload: the terminating chunk, then the answer is awaited. */
+static void rec_finish(struct bench *b, struct conn *c)
+{
+	if (c->state != ST_OPEN || c->finishing)
+		return;
+	c->finishing = true;
+	conn_queue(c, "0\r\n\r\n", 5);
+	conn_flush(b, c);
+}
+
+/* The server answered: fine only after the terminating chunk, with 2xx. */
+static void rec_read(struct bench *b, struct conn *c)
+{
+	char what[96];
+
+	if (conn_head(b, c) <= 0)
+		return;
+	if (!c->finishing || c->h.status / 100 != 2) {
+		snprintf(what, sizeof(what), "streamd answered %d%s",
+			 c->h.status, c->finishing ? "" :
+			 " before the end of the stream");
+		conn_fail(b, c, what, 0);
+		return;
+	}
+	conn_close(c);
+}
+
+static bool recorders_done(struct bench *b)
+{
+	for (unsigned i = 0; i < b->cfg.recorders; i++)
+		if (b->rec[i].state != ST_DONE)
+			return false;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Viewers: time-shifted GET read through a token bucket               */
+/* ------------------------------------------------------------------ */
+
+static char rx_buf[256 * 1024];	/* viewer bodies are counted, not kept */
+
+static double quantum(const struct bench *b)
+{
+	return b->rate * 0.1 < QUANTUM_MAX ? b->rate * 0.1 : QUANTUM_MAX;
+}
+
+/* Whole seconds in [1, warmup - 1], from a xorshift64* generator. */
+static double next_shift(struct bench *b)
+{
+	uint64_t x = b->rng, span;
+
+	if (!isnan(b->cfg.shift))
+		return b->cfg.shift;
+	x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+	b->rng = x;
+	span = b->cfg.warmup >= 2 ? (uint64_t)floor(b->cfg.warmup) - 1 : 1;
+	return (double)(1 + (x * UINT64_C(2685821657736338717)) % span);
+}
+
+static int viewer_start(struct bench *b, struct conn *c, unsigned j)
+{
+	char req[512];
+
+	*c = (struct conn){ .kind = CK_VIEWER, .fd = -1, .idx = j,
+			    .stream = j % b->cfg.recorders,
+			    .tokens = b->rate * BURST_S };
+	c->shift = next_shift(b);
+	snprintf(req, sizeof(req),
+		 "GET /streams/bench-%u.ts?start=-%g HTTP/1.1\r\nHost: %s\r\n"
+		 "User-Agent: " PROG "\r\nConnection: close\r\n\r\n",
+		 c->stream, c->shift, b->hostport);
+	return conn_open(b, c, req, strlen(req) + 1);
+}
+
+/* Counts @n raw body bytes in @buf. */
+static void viewer_account(struct bench *b, struct conn *c, char *buf,
+			   size_t n, double now)
+{
+	c->tokens -= (double)n;
+	c->body += c->h.chunked ? chunk_feed(&c->dec, buf, n, false) : n;
+	c->t_hungry = now;
+	c->stalled = false;
+	if (c->dec.st == CD_BAD)
+		conn_fail(b, c, "bad chunked encoding", 0);
+	else if (c->dec.st == CD_DONE)
+		conn_fail(b, c, "the stream ended", 0);
+}
+
+/* Reads what the bucket allows (the head at any time). */
+static void viewer_read(struct bench *b, struct conn *c, double now)
+{
+	if (!c->have_head) {
+		char what[64];
+
+		if (conn_head(b, c) <= 0)
+			return;
+		if (c->h.status != 200) {
+			snprintf(what, sizeof(what), "streamd answered %d",
+				 c->h.status);
+			conn_fail(b, c, what, 0);
+			return;
+		}
+		viewer_account(b, c, c->head + c->h.len,
+			       c->head_len - c->h.len, now);
+	}
+	while (c->state == ST_OPEN && c->readable && c->tokens >= quantum(b)) {
+		size_t want = c->tokens < (double)sizeof(rx_buf) ?
+			      (size_t)c->tokens : sizeof(rx_buf);
+		ssize_t n = recv(c->fd, rx_buf, want, 0);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			c->readable = false;
+		} else if (n <= 0) {
+			conn_fail(b, c, n ? "recv" : "the stream ended",
+				  n ? errno : 0);
+		} else {
+			viewer_account(b, c, rx_buf, (size_t)n, now);
+		}
+	}
+}
+
+/* Refills the bucket, reads, and notices a hungry viewer that gets
+ * nothing (a stall, counted once per episode). */
+static void viewer_tick(struct bench *b, struct conn *c, double now)
+{
+	double burst = b->rate * BURST_S;
+
+	if (c->state == ST_DONE)
+		return;
+	c->tokens += b->rate * (now - c->t_refill);
+	if (c->tokens > burst)
+		c->tokens = burst;
+	c->t_refill = now;
+	if (c->state == ST_OPEN && c->readable)
+		viewer_read(b, c, now);
+	if (c->state == ST_DONE)
+		return;
+	if (c->tokens < quantum(b))
+		c->t_hungry = now;
+	else if (now - c->t_hungry > STALL_S && !c->stalled)
+		c->stalls++, c->stalled = true;
+}
+
+/* ------------------------------------------------------------------ */
+/* The event loop                                                      */
+/* ------------------------------------------------------------------ */
+
+static void on_event(struct bench *b, struct conn *c, uint32_t events,
+		     double now)
+{
+	if (c->state == ST_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err) {
+			conn_fail(b, c, "connect", err);
+			return;
+		}
+		c->state = ST_OPEN;
+	}
+	if ((events & EPOLLOUT) && conn_flush(b, c) < 0)
+		return;
+	if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+		return;
+	c->readable = true;
+	if (c->kind == CK_RECORDER)
+		rec_read(b, c);
+	else
+		viewer_read(b, c, now);
+}
+
+static void tick(struct bench *b, double now)
+{
+	for (unsigned i = 0; i < b->cfg.recorders; i++)
+		rec_tick(b, &b->rec[i], now);
+	for (unsigned j = 0; j < b->nview; j++)
+		viewer_tick(b, &b->view[j], now);
+}
+
+/* Runs until @until, or earlier when @done says so; -EINTR on a signal. */
+static int loop_run(struct bench *b, double until,
+		    bool (*done)(struct bench *))
+{
+	struct epoll_event ev[256];
+	double next = now_s();
+
+	while (!interrupted && !(done && done(b))) {
+		double now = now_s(), wake = next < until ? next : until;
+		int n;
+
+		if (now >= until)
+			return 0;
+		n = epoll_wait(b->ep, ev, 256,
+			       wake > now ? (int)ceil((wake - now) * 1e3) : 0);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		now = now_s();
+		for (int i = 0; i < n; i++)
+			on_event(b, ev[i].data.ptr, ev[i].events, now);
+		if (now >= next) {
+			tick(b, now);
+			next += TICK_S;
+			if (next < now)
+				next = now + TICK_S;
+		}
+	}
+	return interrupted ? -EINTR : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* /metrics and /proc                                                  */
+/* ------------------------------------------------------------------ */
+
+/* Blocking GET of @path into a malloc'd, NUL-terminated body (caller
+ * frees); 0, or -errno / -EPROTO (message printed). */
+static int http_get(const struct bench *b, const char *path, char **out)
+{
+	struct timeval tv = { IO_TIMEOUT_S, 0 };
+	struct http_head h;
+	size_t len = 0, cap = 65536;
+	char *buf = malloc(cap), req[512];
+	int fd, hr, r = -EPROTO;
+	ssize_t n;
+
+	fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto out_errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n"
+		 "User-Agent: " PROG "\r\nConnection: close\r\n\r\n",
+		 path, b->hostport);
+	if (!buf || connect(fd, (struct sockaddr *)&b->addr, b->addrlen) < 0 ||
+	    send(fd, req, strlen(req), MSG_NOSIGNAL) < 0)
+		goto out_errno;
+	while ((n = recv(fd, buf + len, cap - len - 1, 0)) > 0) {
+		char *more;
+
+		len += (size_t)n;
+		if (len + 1 < cap)
+			continue;
+		if (!(more = realloc(buf, cap * 2)))
+			goto out_errno;
+		buf = more, cap *= 2;
+	}
+	if (n < 0)
+		goto out_errno;
+	buf[len] = '\0';
+	hr = head_parse(buf, len, &h);
+	if (hr != 1 || h.status != 200) {
+		fprintf(stderr, PROG ": GET %s: %s %d\n", path,
+			hr == 1 ? "status" : "not an HTTP response",
+			hr == 1 ? h.status : 0);
+		goto out;
+	}
+	len -= h.len;
+	memmove(buf, buf + h.len, len);
+	if (h.chunked) {
+		struct chunk_dec d = { .st = CD_SIZE };
+
+		len = chunk_feed(&d, buf, len, true);
+	}
+	buf[len] = '\0';
+	*out = buf, buf = NULL;
+	r = 0;
+	goto out;
+out_errno:
+	r = buf ? -errno : -ENOMEM;
+	fprintf(stderr, PROG ": GET http://%s%s: %s\n", b->hostport, path,
+		strerror(-r));
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return r;
+}
+
+/* Sums each wanted metric over its label sets. */
+static void metrics_parse(const char *p, struct metrics *m)
+{
+	for (; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		for (size_t i = 0; i < M_COUNT; i++) {
+			size_t l = strlen(metric_names[i]);
+			const char *v = p + l;
+
+			if (strncmp(p, metric_names[i], l) != 0 ||
+			    (*v != ' ' && *v != '{'))
+				continue;
+			if (*v == '{' && !(v = strchr(v, '}')))
+				break;
+			m->v[i] += strtod(v + 1, NULL);
+			m->has[i] = true;
+		}
+	}
+}
+
+static void metrics_read(struct bench *b, struct metrics *m)
+{
+	char *text = NULL;
+
+	memset(m, 0, sizeof(*m));
+	if (http_get(b, "/metrics", &text) < 0) {
+		bench_error(b, "could not read /metrics");
+		return;
+	}
+	metrics_parse(text, m);
+	m->ok = true;
+	free(text);
+}
+
+/* A counter's growth between two samples; NAN when either lacks it. */
+static double metric_delta(const struct metrics *a, const struct metrics *z,
+			   int i)
+{
+	return a->has[i] && z->has[i] ? z->v[i] - a->v[i] : NAN;
+}
+
+/* CPU seconds (user + system) of @pid so far; NAN if unknown. */
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (pid <= 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return NAN;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return NAN;
+	buf[n] = '\0';
+	/* After "pid (comm)": state is field 3, utime 14 and stime 15. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+			 "%llu %llu", &ut, &st) != 2)
+		return NAN;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* VmRSS of @pid in MiB; NAN if unknown. */
+static double proc_rss_mb(pid_t pid)
+{
+	char path[64], line[256];
+	double kb = NAN;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (pid <= 0 || !(f = fopen(path, "re")))
+		return NAN;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %lf", &kb) == 1)
+			break;
+	fclose(f);
+	return kb / 1024.0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Set-up: the server's address, the payload, our own streamd          */
+/* ------------------------------------------------------------------ */
+
+/* "http://HOST:PORT[/...]" into b->addr and b->hostport; 0 or -EINVAL. */
+static int url_parse(struct bench *b, const char *url)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	const char *given = url;
+	char host[256], *port;
+	size_t len;
+	int r;
+
+	if (strncmp(url, "http://", 7) != 0)
+		goto bad;
+	url += 7;
+	len = strcspn(url, "/");
+	if (len == 0 || len >= sizeof(host) || len >= sizeof(b->hostport))
+		goto bad;
+	memcpy(b->hostport, url, len);
+	b->hostport[len] = '\0';
+	memcpy(host, url, len);
+	host[len] = '\0';
+	port = strrchr(host, ':');
+	if (!port || port == host || (host[0] == '[' && port[-1] != ']'))
+		goto bad;
+	*port++ = '\0';
+	if (host[0] == '[') {	/* [v6 address] */
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	r = getaddrinfo(host, port, &hints, &ai);
+	if (r != 0) {
+		fprintf(stderr, PROG ": %s: %s\n", host, gai_strerror(r));
+		return -EINVAL;
+	}
+	memcpy(&b->addr, ai->ai_addr, ai->ai_addrlen);
+	b->addrlen = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+bad:
+	fprintf(stderr, PROG ": bad URL %s: expected http://HOST:PORT\n",
+		given);
+	return -EINVAL;
+}
+
+/* Whether @name runs: a path, or a command found in $PATH. */
+static bool have_program(const char *name)
+{
+	char path[PATH_MAX];
+	const char *dirs = getenv("PATH");
+
+	if (strchr(name, '/'))
+		return access(name, X_OK) == 0;
+	for (const char *d = dirs; d && *d; d += *d == ':') {
+		int len = (int)strcspn(d, ":"),
+		    n = snprintf(path, sizeof(path), "%.*s/%s", len, d, name);
+
+		if (n > 0 && (size_t)n < sizeof(path) &&
+		    access(path, X_OK) == 0)
+			return true;
+		d += len;
+	}
+	return false;
+}
+
+/* Forks @argv with stdin from /dev/null and stdout/stderr to @log (NULL:
+ * stderr); it dies with us.  With @log it gets its own process group, so
+ * that a ^C reaches only the bench, which then stops it in order.  The
+ * pid, or -errno. */
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid < 0 ? -errno : pid;
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (log)
+		setpgid(0, 0);
+	int in = open("/dev/null", O_RDONLY), out = log ?
+		 open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : 2;
+	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(out, 2) < 0)
+		_exit(126);
+	execvp(argv[0], argv);
+	fprintf(stderr, PROG ": exec %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+/* Seconds of payload: the whole run, so that timestamps stay monotonic
+ * (a sweep's steps are estimated; past PAYLOAD_MAX_S the file loops). */
+static double payload_seconds(const struct cfg *cfg)
+{
+	double s = cfg->warmup + cfg->duration * (cfg->sweep ? 8 : 1) + 5 +
+		   FINISH_TIMEOUT_S;
+
+	return s < PAYLOAD_MAX_S ? ceil(s) : PAYLOAD_MAX_S;
+}
+
+/* ffmpeg makes a CBR MPEG-TS file at the bitrate (muxrate), mapped. */
+static int payload_make(struct bench *b)
+{
+	char file[PATH_MAX + 16], t[32], vb[32], mux[32];
+	double bps = b->cfg.bitrate, video = bps * 0.9 - 128e3;
+	char *argv[] = {
+		"ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+		"-f", "lavfi", "-i", "testsrc=size=640x360:rate=25",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", t, "-c:v", "libx264", "-preset", "veryfast",
+		"-b:v", vb, "-maxrate", vb, "-bufsize", vb, "-g", "50",
+		"-x264-params", "nal-hrd=cbr", "-c:a", "aac", "-b:a", "96k",
+		"-f", "mpegts", "-muxrate", mux, file, NULL };
+	struct stat st;
+	int status = 0, fd;
+	pid_t pid;
+	void *map;
+
+	if (!have_program("ffmpeg")) {
+		fprintf(stderr, PROG ": ffmpeg not found in PATH: it makes "
+			"the MPEG-TS payload\n");
+		return -ENOENT;
+	}
+	snprintf(file, sizeof(file), "%s/payload.ts", b->dir);
+	snprintf(t, sizeof(t), "%.0f", payload_seconds(&b->cfg));
+	snprintf(vb, sizeof(vb), "%.0f", video > 50e3 ? video : 50e3);
+	snprintf(mux, sizeof(mux), "%.0f", bps);
+	fprintf(stderr, PROG ": ffmpeg: %s s of MPEG-TS at %s bit/s\n", t, mux);
+	pid = spawn(argv, NULL);
+	if (pid < 0 || waitpid(pid, &status, 0) < 0 ||
+	    !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    stat(file, &st) < 0 || st.st_size < 188 * 100) {
+		fprintf(stderr, PROG ": ffmpeg failed to make %s\n", file);
+		return -EIO;
+	}
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	map = fd < 0 ? MAP_FAILED : mmap(NULL, (size_t)st.st_size, PROT_READ,
+					  MAP_PRIVATE, fd, 0);
+	if (fd >= 0)
+		close(fd);
+	if (map == MAP_FAILED) {
+		fprintf(stderr, PROG ": mmap %s: %s\n", file, strerror(errno));
+		return -EIO;
+	}
+	b->payload = map;
+	b->payload_len = (size_t)st.st_size;
+	return 0;
+}
+
+/* Bytes the recordings of a whole run need, with slack: at least 1 GiB. */
+static uint64_t volume_size(const struct cfg *cfg)
+{
+	double steps = cfg->sweep ? SWEEP_STEPS_EST : 1;
+	double secs = cfg->warmup + (cfg->duration + SETTLE_S) * steps;
+	double bytes = cfg->recorders * cfg->bitrate / 8 * secs * 1.5 +
+		       256.0 * MIB;
+	uint64_t v = (uint64_t)ceil(bytes / MIB) * MIB;
+
+	return v < 1024 * MIB ? 1024 * MIB : v;
+}
+
+/* The address in streamd's "listening on http://HOST:PORT/" line of
+ * @log (the contract), or in its banner on stdout (@out: "... serving on
+ * http://HOST:PORT/", still there when --log-level hides the line): 1
+ * found (b->addr set), 0 not yet, -EPROTO. */
+static int log_listening(struct bench *b, const char *log, const char *out)
+{
+	static const char *const keys[] = { "listening on http://",
+					    "serving on http://" };
+	char buf[65536], url[300];
+	const char *p = NULL;
+
+	for (unsigned i = 0; i < 2 && !p; i++) {
+		int fd = open(i ? out : log, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd < 0 ? 0 : read(fd, buf, sizeof(buf) - 1);
+
+		if (fd >= 0)
+			close(fd);
+		buf[n > 0 ? n : 0] = '\0';
+		if ((p = strstr(buf, keys[i])))
+			p += strlen(keys[i]);
+	}
+	if (!p)
+		return 0;
+	snprintf(url, sizeof(url), "http://%.*s", (int)strcspn(p, "/ \n"), p);
+	return url_parse(b, url) == 0 ? 1 : -EPROTO;
+}
+
+static void print_tail(const char *path)
+{
+	char buf[2048];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t size = fd < 0 ? 0 : lseek(fd, 0, SEEK_END);
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	size -= (off_t)sizeof(buf) - 1;
+	lseek(fd, size > 0 ? size : 0, SEEK_SET);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n > 0)
+		fprintf(stderr, "--- %s (tail) ---\n%.*s", path, (int)n, buf);
+}
+
+/* streamd's command line into @argv; the strings live in @s. */
+struct streamd_cmd {
+	char data[PATH_MAX + 8], log[PATH_MAX + 16], out[PATH_MAX + 16];
+	char vol[32], maxconn[32];
+	char *argv[16 + MAX_STREAMD_ARGS];
+};
+
+static void streamd_argv(const struct bench *b, const char *bin,
+			 struct streamd_cmd *s)
+{
+	const struct cfg *cfg = &b->cfg;
+	unsigned n = 0, conns = cfg->recorders +
+		(cfg->sweep ? cfg->max_viewers : cfg->viewers) + 64;
+
+	snprintf(s->data, sizeof(s->data), "%s/data", b->dir);
+	snprintf(s->log, sizeof(s->log), "%s/streamd.log", b->dir);
+	snprintf(s->out, sizeof(s->out), "%s/streamd.out", b->dir);
+	snprintf(s->vol, sizeof(s->vol), "%" PRIu64, volume_size(cfg));
+	snprintf(s->maxconn, sizeof(s->maxconn), "%u", conns);
+	s->argv[n++] = (char *)bin;
+	s->argv[n++] = "--listen", s->argv[n++] = "127.0.0.1:0";
+	s->argv[n++] = "--data-dir", s->argv[n++] = s->data;
+	s->argv[n++] = "--volume-size", s->argv[n++] = s->vol;
+	s->argv[n++] = "--error-log", s->argv[n++] = s->log;
+	if (conns > 1024)	/* streamd's default max_connections */
+		s->argv[n++] = "--max-connections", s->argv[n++] = s->maxconn;
+	for (unsigned i = 0; i < cfg->n_streamd_args; i++)
+		s->argv[n++] = (char *)cfg->streamd_args[i];
+	s->argv[n] = NULL;
+}
+
+/* Starts streamd on a free port with its data in b->dir; waits for its
+ * "listening on" line.  0 or -errno (message printed). */
+static int streamd_start(struct bench *b)
+{
+	const char *bin = b->cfg.streamd ? b->cfg.streamd : getenv("STREAMD");
+	double give_up = now_s() + START_TIMEOUT_S;
+	struct streamd_cmd s;
+	int r = 0;
+
+	bin = bin && *bin ? bin : "streamd";
+	if (!have_program(bin)) {
+		fprintf(stderr, PROG ": %s not found (--streamd, $STREAMD or "
+			"PATH)\n", bin);
+		return -ENOENT;
+	}
+	streamd_argv(b, bin, &s);
+	if (mkdir(s.data, 0755) < 0)
+		return -errno;
+	fprintf(stderr, PROG ": starting %s (volume %s bytes)\n", bin, s.vol);
+	b->streamd = spawn(s.argv, s.out);
+	if (b->streamd < 0) {
+		r = b->streamd;
+		b->streamd = 0;
+		fprintf(stderr, PROG ": fork: %s\n", strerror(-r));
+		return r;
+	}
+	while (!interrupted && (r = log_listening(b, s.log, s.out)) == 0) {
+		int status;
+
+		if (waitpid(b->streamd, &status, WNOHANG) == b->streamd) {
+			b->streamd = 0;
+			fprintf(stderr, PROG ": streamd exited (status %d) "
+				"before listening\n", WIFEXITED(status) ?
+				WEXITSTATUS(status) : 128 + WTERMSIG(status));
+			r = -ECHILD;
+		} else if (now_s() > give_up) {
+			fprintf(stderr, PROG ": streamd did not say "
+				"\"listening on\" in %.0f s\n",
+				START_TIMEOUT_S);
+			r = -ETIMEDOUT;
+		} else {
+			sleep_s(0.05);
+		}
+		if (r < 0)
+			break;
+	}
+	if (r <= 0) {
+		print_tail(s.log);
+		print_tail(s.out);
+		return r < 0 ? r : -EINTR;
+	}
+	b->watch = b->streamd;
+	fprintf(stderr, PROG ": streamd (pid %d) listening on http://%s/\n",
+		(int)b->streamd, b->hostport);
+	return 0;
+}
+
+/* SIGTERM, then SIGKILL if it lingers; a bad exit is reported. */
+static void streamd_stop(struct bench *b)
+{
+	double give_up = now_s() + STOP_TIMEOUT_S;
+	int status = 0;
+	pid_t r;
+
+	if (b->streamd <= 0)
+		return;
+	kill(b->streamd, SIGTERM);
+	while ((r = waitpid(b->streamd, &status, WNOHANG)) == 0 &&
+	       now_s() < give_up)
+		sleep_s(0.05);
+	if (r == 0) {
+		fprintf(stderr, PROG ": streamd ignored SIGTERM: killed\n");
+		kill(b->streamd, SIGKILL);
+		waitpid(b->streamd, &status, 0);
+	} else if (r > 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		fprintf(stderr, PROG ": streamd exited with status %d\n",
+			WIFEXITED(status) ? WEXITSTATUS(status) :
+			128 + WTERMSIG(status));
+	}
+	b->streamd = 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path) < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Measuring                                                           */
+/* ------------------------------------------------------------------ */
+
+#define MAX_STEPS 64
+
+static uint64_t recorders_sent(const struct bench *b)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < b->cfg.recorders; i++)
+		n += b->rec[i].sent;
+	return n;
+}
+
+static unsigned recorders_alive(const struct bench *b)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < b->cfg.recorders; i++)
+		n += b->rec[i].state != ST_DONE;
+	return n;
+}
+
+/* Runs the loop until @until with a progress line every PROGRESS_S. */
+static int loop_progress(struct bench *b, const char *what, double t0,
+			 double until)
+{
+	int r = 0;
+
+	for (double t = t0 + PROGRESS_S; r == 0 && now_s() < until;
+	     t += PROGRESS_S) {
+		uint64_t bytes = 0, stalls = 0;
+
+		r = loop_run(b, t < until ? t : until, NULL);
+		for (unsigned j = 0; j < b->nview; j++)
+			bytes += b->view[j].body, stalls += b->view[j].stalls;
+		fprintf(stderr, PROG ": %s %.0f/%.0f s: %u recorders, %u "
+			"viewers, %.1f MB viewed, %" PRIu64 " stalls, %" PRIu64
+			" errors\n", what, now_s() - t0, until - t0,
+			recorders_alive(b), b->nview, (double)bytes / 1e6,
+			stalls, b->errors);
+	}
+	return r;
+}
+
+/* Sums what the viewers saw and closes them. */
+static void viewers_stop(struct bench *b, struct result *res)
+{
+	double enough = SHORT_FRACTION * b->rate * res->duration_s;
+
+	for (unsigned j = 0; j < b->nview; j++) {
+		struct conn *c = &b->view[j];
+
+		res->viewer_bytes += c->body;
+		res->stalls += c->stalls;
+		res->short_viewers += (double)c->body < enough;
+		conn_close(c);
+		free(c->out);
+	}
+	free(b->view);
+	b->view = NULL;
+	b->nview = 0;
+}
+
+static void result_fill(struct result *res, const struct metrics *m0,
+			const struct metrics *m1, uint64_t sent)
+{
+	res->underflows = metric_delta(m0, m1, M_UNDERFLOWS);
+	res->misses = metric_delta(m0, m1, M_MISSES);
+	res->bytes_out = metric_delta(m0, m1, M_BYTES_OUT);
+	if (isnan(res->bytes_out))
+		res->bytes_out = (double)res->viewer_bytes;
+	res->bytes_in = metric_delta(m0, m1, M_BYTES_IN);
+	if (isnan(res->bytes_in))
+		res->bytes_in = (double)sent;
+	res->sched_requests = metric_delta(m0, m1, M_SCHED_REQ);
+	res->lateness_max_ms = m1->has[M_LATENESS_MAX] ?
+			       m1->v[M_LATENESS_MAX] * 1e3 : NAN;
+}
+
+/* One measured window with @m fresh viewers. */
+static int step(struct bench *b, unsigned m, struct result *res)
+{
+	struct metrics m0, m1;
+	uint64_t err0 = b->errors, sent0 = recorders_sent(b);
+	double cpu0, cpu1, t0, t1;
+	int r = 0;
+
+	*res = (struct result){ .viewers = m };
+	metrics_read(b, &m0);
+	cpu0 = proc_cpu_s(b->watch);
+	t0 = now_s();
+	b->view = calloc(m, sizeof(*b->view));
+	if (!b->view)
+		return -ENOMEM;
+	for (b->nview = 0; b->nview < m; b->nview++)
+		viewer_start(b, &b->view[b->nview], b->nview);
+	r = loop_progress(b, "measure", t0, t0 + b->cfg.duration);
+	t1 = now_s();
+	cpu1 = proc_cpu_s(b->watch);
+	metrics_read(b, &m1);
+	res->duration_s = t1 - t0;
+	res->cpu_pct = (cpu1 - cpu0) / (t1 - t0) * 100;
+	res->rss_mb = proc_rss_mb(b->watch);
+	viewers_stop(b, res);
+	result_fill(res, &m0, &m1, recorders_sent(b) - sent0);
+	res->errors = b->errors - err0;
+	return r;
+}
+
+static bool step_ok(const struct result *r)
+{
+	return !(r->underflows > 0) && r->errors == 0;
+}
+
+/* Doubles the viewers until a step fails, then bisects to within 10 %;
+ * @best is the largest step without underflows (NULL if none). */
+static int sweep(struct bench *b, struct result *steps, unsigned *n,
+		 const struct result **best)
+{
+	unsigned lo = 0, hi = 0, v = b->cfg.viewers, max = b->cfg.max_viewers;
+	int r = 0;
+
+	if (v > max)
+		v = max;
+	while (r == 0 && *n < MAX_STEPS) {
+		struct result *s = &steps[(*n)++];
+		bool ok;
+
+		r = step(b, v, s);
+		ok = step_ok(s);
+		fprintf(stderr, PROG ": sweep step %u: %u viewers: %.0f "
+			"underflows, %.0f deadline misses, cpu %.1f%%, %" PRIu64
+			" errors: %s\n", *n, v, s->underflows, s->misses,
+			s->cpu_pct, s->errors, ok ? "ok" : "over");
+		if (ok && (!*best || v > (*best)->viewers))
+			*best = s;
+		if (ok)
+			lo = v;
+		else
+			hi = v;
+		if (!hi && v >= max)
+			break;
+		if (hi && hi - lo <= (hi / 10 > 1 ? hi / 10 : 1))
+			break;
+		v = hi ? lo + (hi - lo) / 2 : (v * 2 < max ? v * 2 : max);
+		if (r == 0)
+			r = loop_run(b, now_s() + SETTLE_S, NULL);
+	}
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Output and the run                                                  */
+/* ------------------------------------------------------------------ */
+
+struct field {
+	const char *key;
+	double v;		/* NAN: null */
+	int prec;
+};
+
+static void print_fields(const struct field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		printf("%s\"%s\": ", i ? ", " : "", f[i].key);
+		if (isnan(f[i].v))
+			printf("null");
+		else
+			printf("%.*f", f[i].prec, f[i].v);
+	}
+}
+
+/* One line of JSON: the fixed fields first, then the details. */
+static void print_result(const struct bench *b, const struct result *r,
+			 uint64_t errors, const struct result *steps,
+			 unsigned n, const struct result *best)
+{
+	const struct cfg *cfg = &b->cfg;
+	const struct field f[] = {
+		{ "recorders", cfg->recorders, 0 },
+		{ "viewers", r->viewers, 0 },
+		{ "duration_s", r->duration_s, 3 },
+		{ "underflows", r->underflows, 0 },
+		{ "deadline_misses", r->misses, 0 },
+		{ "bytes_out", r->bytes_out, 0 },
+		{ "cpu_pct", r->cpu_pct, 2 },
+		{ "rss_mb", r->rss_mb, 1 },
+		{ "bitrate_bps", cfg->bitrate, 0 },
+		{ "warmup_s", cfg->warmup, 3 },
+		{ "shift_s", cfg->shift, 3 },
+		{ "seed", cfg->seed, 0 },
+		{ "bytes_in", r->bytes_in, 0 },
+		{ "viewer_bytes", (double)r->viewer_bytes, 0 },
+		{ "viewer_stalls", (double)r->stalls, 0 },
+		{ "viewer_bytes_short", (double)r->short_viewers, 0 },
+		{ "sched_requests", r->sched_requests, 0 },
+		{ "lateness_max_ms", r->lateness_max_ms, 3 },
+		{ "errors", (double)errors, 0 },
+	};
+
+	printf("{");
+	print_fields(f, sizeof(f) / sizeof(f[0]));
+	if (cfg->sweep) {
+		printf(", \"sweep_max_viewers\": %u, \"sweep\": [",
+		       best ? best->viewers : 0);
+		for (unsigned i = 0; i < n; i++) {
+			const struct field s[] = {
+				{ "viewers", steps[i].viewers, 0 },
+				{ "underflows", steps[i].underflows, 0 },
+				{ "deadline_misses", steps[i].misses, 0 },
+				{ "cpu_pct", steps[i].cpu_pct, 2 },
+				{ "viewer_stalls", (double)steps[i].stalls, 0 },
+				{ "errors", (double)steps[i].errors, 0 },
+			};
+
+			printf("%s{", i ? ", " : "");
+			print_fields(s, sizeof(s) / sizeof(s[0]));
+			printf("}");
+		}
+		printf("]");
+	}
+	printf("}\n");
+	fflush(stdout);
+}
+
+/* Recorders start; after the warm-up at least one must be streaming. */
+static int recorders_start(struct bench *b)
+{
+	double t0 = now_s();
+	int r;
+
+	b->rec = calloc(b->cfg.recorders, sizeof(*b->rec));
+	if (!b->rec)
+		return -ENOMEM;
+	for (unsigned i = 0; i < b->cfg.recorders; i++)
+		rec_start(b, &b->rec[i], i);
+	fprintf(stderr, PROG ": %u recorders at %.0f bit/s, warm-up %.0f s\n",
+		b->cfg.recorders, b->cfg.bitrate, b->cfg.warmup);
+	r = loop_progress(b, "warmup", t0, t0 + b->cfg.warmup);
+	if (r == 0 && !recorders_alive(b)) {
+		fprintf(stderr, PROG ": no recorder is streaming\n");
+		r = -EPIPE;
+	}
+	return r;
+}
+
+/* Sends every recorder's last chunk and waits for streamd's answers,
+ * after a first interrupt too (a second one cuts the wait short). */
+static void recorders_finish(struct bench *b)
+{
+	if (!b->rec)
+		return;
+	interrupted = 0;
+	for (unsigned i = 0; i < b->cfg.recorders; i++)
+		rec_finish(b, &b->rec[i]);
+	loop_run(b, now_s() + FINISH_TIMEOUT_S, recorders_done);
+	for (unsigned i = 0; i < b->cfg.recorders; i++) {
+		if (b->rec[i].state != ST_DONE)
+			conn_fail(b, &b->rec[i], "no answer to the end of "
+				  "the upload", 0);
+		free(b->rec[i].out);
+	}
+	free(b->rec);
+	b->rec = NULL;
+}
+
+static int setup(struct bench *b)
+{
+	const char *tmp = getenv("TMPDIR");
+	struct metrics m;
+	int r;
+
+	snprintf(b->dir, sizeof(b->dir), "%s/" PROG ".XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(b->dir)) {
+		fprintf(stderr, PROG ": mkdtemp %s: %s\n", b->dir,
+			strerror(errno));
+		b->dir[0] = '\0';
+		return -errno;
+	}
+	b->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (b->ep < 0)
+		return -errno;
+	r = payload_make(b);
+	if (r == 0 && !b->cfg.url)
+		r = streamd_start(b);
+	if (r < 0)
+		return r;
+	metrics_read(b, &m);
+	if (!m.ok)
+		return -EPROTO;
+	if (!m.has[M_UNDERFLOWS])
+		fprintf(stderr, PROG ": /metrics lacks %s\n",
+			metric_names[M_UNDERFLOWS]);
+	b->errors = 0;
+	return 0;
+}
+
+static void teardown(struct bench *b)
+{
+	recorders_finish(b);
+	streamd_stop(b);
+	if (b->payload)
+		munmap((void *)b->payload, b->payload_len);
+	if (b->ep >= 0)
+		close(b->ep);
+	if (b->dir[0] && b->cfg.keep)
+		fprintf(stderr, PROG ": kept %s\n", b->dir);
+	else if (b->dir[0])
+		nftw(b->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct bench b = {
+		.cfg = { .recorders = 2, .viewers = 20, .max_viewers = 4096,
+			 .seed = 1, .duration = 30, .warmup = 10,
+			 .bitrate = 2e6 },
+		.ep = -1 };
+	static struct result steps[MAX_STEPS];
+	const struct result *best = NULL;
+	struct sigaction sa = { .sa_handler = on_signal };
+	unsigned n = 0;
+	uint64_t errors, step_errors = 0;
+	int r;
+
+	b.cfg.shift = NAN;
+	r = parse_args(&b.cfg, argc, argv);
+	if (r != 0)
+		return r > 0 ? 0 : (usage(stderr), EXIT_USAGE);
+	if (b.cfg.url && url_parse(&b, b.cfg.url) < 0)
+		return EXIT_USAGE;
+	b.watch = (pid_t)b.cfg.pid;
+	b.rate = b.cfg.bitrate / 8;
+	b.rng = (b.cfg.seed + 1) * UINT64_C(0x9E3779B97F4A7C15);
+	raise_nofile();
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	r = setup(&b);
+	if (r == 0)
+		r = recorders_start(&b);
+	if (r == 0 && b.cfg.sweep) {
+		r = sweep(&b, steps, &n, &best);
+	} else if (r == 0) {
+		r = step(&b, b.cfg.viewers, &steps[n++]);
+		best = &steps[0];
+	}
+	for (unsigned i = 0; i < n; i++)
+		step_errors += steps[i].errors;
+	recorders_finish(&b);
+	if (r == -EINTR)
+		fprintf(stderr, PROG ": interrupted\n");
+	if (r == 0 && n > 0) {
+		const struct result *shown = best ? best : &steps[n - 1];
+
+		/* Errors of the steps a sweep went past do not count. */
+		errors = b.errors - step_errors + shown->errors;
+		print_result(&b, shown, errors, steps, n, best);
+		r = errors ? -EIO : 0;
+	}
+	teardown(&b);
+	return r < 0 ? EXIT_FAIL : 0;
+}
