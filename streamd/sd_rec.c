@@ -13,9 +13,9 @@
  * Invariants:
  *  1. data_end and idx_end are the sizes "data" and "index" have once
  *     every submitted write completes; writes go only to those ends.
- *  2. The object pointer moves only when no write is in flight: libdjmfs
- *     checks a DATA object's pointer against its committed size, which
- *     lags the writes still in flight.
+ *  2. The object pointer always sits at the end of what was submitted to
+ *     its object (libdjmfs counts writes in flight in a DATA object's
+ *     end), so moving it never waits for the device.
  *  3. An index write is always followed by a data write or a flush that
  *     publishes it, and every entry it carries points below the end of
  *     that data (an END entry: at its end), so no published entry points
@@ -240,12 +240,12 @@ static int rec_submit(struct sd_rec *r, uint8_t *buf, size_t len, int data)
 	return err;
 }
 
-/* Puts the object pointer at @end of object @obj, once that object's
- * writes have landed (invariant 2). */
+/* Puts the object pointer at @end of object @obj.  libdjmfs counts the
+ * writes still in flight in a DATA object's end, so the pointer moves
+ * between "index" and "data" without waiting for them. */
 static int rec_point(struct sd_rec *r, int obj, uint64_t end)
 {
-	int err = obj == OBJ_HDR ? rec_err(r)
-		: rec_wait(r, 0, obj == OBJ_DATA ? K_DATA : K_INDEX);
+	int err = rec_err(r);
 
 	if (err == 0)
 		err = djmfs_set_objptr(r->f, r->id[obj], end);
