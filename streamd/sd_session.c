@@ -133,6 +133,8 @@ struct sd_session {
 	int done;			/* no more bytes will come */
 	int err;			/* first failure, or 0 */
 	int started;			/* a read completed */
+	int owed;			/* empty episode not judged yet */
+	uint64_t empty_since;		/* when it began (djmfs_now) */
 	int waiting;			/* read returned 0, no wake yet */
 	int empty;			/* in an empty episode (counted once) */
 	int waking;			/* wake calls in progress */
@@ -301,6 +303,24 @@ static size_t read_len(struct sd_session *s, const struct tune *t)
 }
 
 /*
+ * Under s->mu: an empty episode becomes an underflow once the player has
+ * waited longer than a read's deadline (one period by default) for bytes
+ * the recording already held.  A player that drains a fresh read into
+ * its socket in a burst and finds the buffer empty for the millisecond
+ * the next read takes has not underflowed; one the disk keeps waiting
+ * past a deadline has.  Counted once per episode.
+ */
+static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
+{
+	uint64_t limit = t->deadline_ns ? t->deadline_ns : t->period_ns;
+
+	if (s->owed && now - s->empty_since > limit) {
+		s->st.underflows++;
+		s->owed = 0;
+	}
+}
+
+/*
  * Under s->mu: what the session does now.  @periodic: a period's visit
  * (skip above A) rather than a completion (go on only below B).  Marks
  * s->io for the operation it picks; the caller submits it unlocked.
@@ -404,6 +424,8 @@ static void read_done(void *user, ssize_t res)
 		ring_put(s, s->bounce, (size_t)res);
 		s->pos += (uint64_t)res;
 		s->started = 1;
+		judge(s, &t, now);
+		s->owed = 0; /* the wait is over */
 		s->st.reads++;
 		if (now > s->io_deadline) {
 			late = now - s->io_deadline;
@@ -517,6 +539,7 @@ static void pump_tick(struct sd_pump *p)
 		struct act a = { 0 };
 
 		pthread_mutex_lock(&s->mu);
+		judge(s, &t, djmfs_now());
 		plan(s, &t, tick, 1, &a);
 		pthread_mutex_unlock(&s->mu);
 		if (a.io != IO_NONE || a.wake)
@@ -827,11 +850,14 @@ ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
 	} else if (s->err || s->done) {
 		n = s->err ? s->err : SD_SESSION_EOF;
 	} else {
-		/* Empty: an underflow if the disk, not the encoder, is
-		 * behind; decided once, when the episode begins. */
+		/* Empty while the recording holds more: the disk, not the
+		 * encoder, is behind.  Whether the player waited long
+		 * enough for it to be an underflow is judged later. */
 		if (!s->empty && s->started &&
-		    s->pos < min_u64(s->end, s->img_size))
-			s->st.underflows++;
+		    s->pos < min_u64(s->end, s->img_size)) {
+			s->owed = 1;
+			s->empty_since = djmfs_now();
+		}
 		s->empty = 1;
 		s->waiting = 1;
 		n = 0;

@@ -485,7 +485,9 @@ struct sd_session_stats {
 	uint64_t reads;		/* reads completed */
 	uint64_t misses;	/* reads completed after their deadline */
 	uint64_t underflows;	/* times the player found the buffer empty
-				   while the recording held more bytes */
+				   while the recording held more bytes and
+				   then waited longer than a read deadline
+				   for them */
 	uint64_t bytes;		/* bytes handed to the player */
 };
 

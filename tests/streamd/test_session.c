@@ -630,13 +630,18 @@ Test(session, counts_an_underflow_when_the_disk_is_late)
 {
 	struct djmfs_client *c = client();
 	struct sd_knobs k = knobs(50, 4 * KIB, 64 * KIB, 80, 1);
-	struct sd_pump *p = pump(c, &k);
+	struct sd_pump *p;
 	static uint8_t buf[64 * KIB];
 	struct sd_session_stats st;
 	struct waiter w;
 	struct sd_session *s;
 	uint64_t got = 0;
 	unsigned empties = 0;
+
+	/* B at 1 %: no read again at once, so each empty episode lasts
+	 * until the next period, far past a 1 ms deadline. */
+	k.deadline_ns = 1 * MS;
+	p = pump(c, &k);
 
 	waiter_init(&w);
 	finished_file(c, "rec", 1 * MIB);
@@ -665,6 +670,48 @@ Test(session, counts_an_underflow_when_the_disk_is_late)
 	/* The first empty read may come before the first read landed. */
 	cr_assert_geq(st.underflows, 3);
 	cr_assert_leq(st.underflows, 4);
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+Test(session, a_burst_refilled_within_the_deadline_is_no_underflow)
+{
+	struct djmfs_client *c = client();
+	/* A long period: only the B rule refills, at once after each read. */
+	struct sd_knobs k = knobs(2000, 64 * KIB, 1 * MIB, 80, 50);
+	struct sd_pump *p = pump(c, &k);
+	static uint8_t buf[256 * KIB];
+	struct sd_session_stats st;
+	struct waiter w;
+	struct sd_session *s;
+	uint64_t got = 0;
+	unsigned empties = 0;
+
+	waiter_init(&w);
+	finished_file(c, "rec", 4 * MIB);
+	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	/* The player drains everything as fast as it can, as a player's
+	 * socket does at start-up: the buffer keeps running empty for the
+	 * moment the next read takes. */
+	for (;;) {
+		unsigned seen = wakes(&w);
+		ssize_t n = sd_session_read(s, buf, sizeof(buf));
+
+		if (n == SD_SESSION_EOF)
+			break;
+		cr_assert_geq(n, 0);
+		check_bytes(buf, (size_t)n, got);
+		got += (uint64_t)n;
+		if (n == 0) {
+			empties++;
+			cr_assert_eq(wait_wake(&w, seen, 5000), 0);
+		}
+	}
+	cr_assert_eq(got, 4 * MIB);
+	cr_assert_gt(empties, 0);
+	sd_session_stats(s, &st);
+	cr_assert_eq(st.underflows, 0, "%llu underflows over %u empty "
+		     "episodes", (unsigned long long)st.underflows, empties);
 	sd_session_close(s);
 	sd_pump_free(p);
 }
