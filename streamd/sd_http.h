@@ -1,0 +1,152 @@
+/*
+ * The HTTP side of streamd: the daemon context every route shares, the
+ * per-request state, and the handshake that suspends a connection while
+ * it has nothing to send (or no room to take an upload) and resumes it
+ * from whichever thread produces the missing bytes.  sd_http.c owns the
+ * libmicrohttpd daemon and the route table; sd_route_record.c,
+ * sd_route_play.c and sd_route_admin.c hold the routes.
+ *
+ * Invariants of the suspend handshake (sd_req_wake / sd_req_suspend):
+ *  1. r->suspended and r->wake_pending change only under r->mu.
+ *  2. A connection is suspended only on its MHD thread, inside a callback,
+ *     and only when no wake arrived since the producer was last asked
+ *     (wake_pending clear); otherwise the caller retries at once.
+ *  3. A wake resumes a suspended connection exactly once; a wake that
+ *     finds it running leaves wake_pending set, so no wake is ever lost.
+ *  4. The producer (session, ingest) is stopped before the request is
+ *     freed, so no wake can reach a freed request.
+ */
+#ifndef SD_HTTP_H
+#define SD_HTTP_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "streamd-int.h"
+
+struct sd_req;
+struct sd_pub;
+
+/* Statuses counted in streamd_http_requests_total{code=...}. */
+#define SD_HTTP_CODES 16
+
+struct sd_daemon {
+	struct sd_config cfg;	   /* as started */
+	struct sd_log *log;
+	struct djmfs_log dlog;	   /* to the error log */
+	struct djmfs_client *client;
+	struct sd_catalog *cat;
+	struct sd_pump *pump;
+	struct MHD_Daemon *mhd;
+	uint16_t port;		   /* bound */
+
+	pthread_mutex_t knobs_mu;  /* serialises knob changes */
+	struct sd_knobs knobs;	   /* in use (under knobs_mu) */
+
+	pthread_mutex_t mu;	   /* the lists below, stopping */
+	pthread_cond_t cv;	   /* a recording ended */
+	struct sd_req *reqs;	   /* every live request */
+	struct sd_pub *pubs;	   /* publishers now (sd_route_record.c) */
+	unsigned publishing;	   /* length of pubs */
+	int stopping;
+
+	atomic_uint_fast64_t bytes_in, bytes_out;
+	atomic_uint_fast64_t recordings_total;
+	atomic_uint_fast64_t rec_writes, rec_write_misses; /* closed recs */
+	atomic_uint_fast64_t http_count[SD_HTTP_CODES];
+	atomic_uint_fast64_t http_other;
+};
+
+/* Route handler: called for every MHD access callback of its request
+ * (see MHD_AccessHandlerCallback); returns MHD_YES or MHD_NO. */
+typedef enum MHD_Result (*sd_route_fn)(struct sd_req *r, const char *upload,
+				       size_t *upload_size);
+
+struct sd_req {
+	struct sd_daemon *d;
+	struct MHD_Connection *conn;
+	char name[SD_NAME_MAX + 1]; /* the stream the URL names, if any */
+	const char *method;	   /* MHD's, valid for the request */
+	char *url;		   /* path as received */
+	int64_t t0;		   /* monotonic ns at the first call */
+	unsigned status;	   /* queued response status */
+	uint64_t bytes;		   /* body bytes sent */
+	int calls;		   /* access callbacks so far */
+	sd_route_fn route;
+
+	pthread_mutex_t mu;	   /* suspend handshake (invariant 1) */
+	int suspended;
+	int wake_pending;
+	int gone;		   /* MHD is done with the connection */
+
+	/* Route state, released by cleanup when the request ends. */
+	void *priv;
+	void (*cleanup)(struct sd_req *r);
+
+	struct sd_req *next, *prev; /* d->reqs, under d->mu */
+};
+
+/* Any thread: resumes the connection or leaves a pending wake. */
+void sd_req_wake(struct sd_req *r);
+/* The request's MHD thread: suspends unless a wake is pending.  Returns
+ * 1 when suspended, 0 when the caller should try its producer again. */
+int sd_req_suspend(struct sd_req *r);
+
+/* Queues a response, records its status; takes ownership of @resp. */
+enum MHD_Result sd_reply(struct sd_req *r, unsigned status,
+			 struct MHD_Response *resp);
+/* A small body (copied) with a Content-Type. */
+enum MHD_Result sd_reply_text(struct sd_req *r, unsigned status,
+			      const char *type, const char *body, size_t len);
+/* {"error":"..."} with @status; the message is also logged at INFO. */
+enum MHD_Result sd_reply_error(struct sd_req *r, unsigned status,
+			       const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Bearer token or ?token= against @want (constant time).  An empty @want
+ * accepts everything.  Returns 1 or 0. */
+int sd_req_token_ok(struct sd_req *r, const char *want);
+/* Query argument or NULL. */
+const char *sd_req_arg(struct sd_req *r, const char *key);
+
+/* Routes (sd_route_*.c). */
+enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
+				size_t *upload_size);
+enum MHD_Result sd_route_list(struct sd_req *r, const char *upload,
+			      size_t *upload_size);
+enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
+				size_t *upload_size);
+enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
+			      size_t *upload_size);
+enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
+			      size_t *upload_size);
+enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
+			     size_t *upload_size);
+enum MHD_Result sd_route_config(struct sd_req *r, const char *upload,
+				size_t *upload_size);
+enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
+				 size_t *upload_size);
+enum MHD_Result sd_route_home(struct sd_req *r, const char *upload,
+			      size_t *upload_size);
+
+/* Starts the HTTP daemon on d->cfg.listen; fills d->port.  0 or -errno. */
+int sd_http_start(struct sd_daemon *d);
+/*
+ * Clean stop: new publishes are refused, every recording in progress
+ * drains what it received and closes (waiting up to @grace_ns), players
+ * are cut, then the HTTP daemon stops.
+ */
+void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns);
+
+/* Recording metrics: closed recordings plus the publishers now
+ * (sd_route_record.c). */
+void sd_record_totals(struct sd_daemon *d, uint64_t *writes,
+		      uint64_t *misses);
+/* Ends every upload in progress as if its encoder had finished (a clean
+ * stop); the ingest threads then close the recordings. */
+void sd_record_stop_all(struct sd_daemon *d);
+/* Knobs in use and a change of them (sd_route_admin.c). */
+int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k);
+
+#endif /* SD_HTTP_H */

@@ -1,0 +1,316 @@
+/*
+ * The operator's routes: the run-time knobs (GET/PUT /admin/config, JSON,
+ * behind admin_token when one is set), the Prometheus metrics (GET
+ * /metrics) and a plain-text home page that says how to record and watch.
+ * A knob change reaches the pump (buffers, period, read size) and the
+ * DJMFS client's scheduler (policy, dispatch depth, model profile) under
+ * one lock, so concurrent PUTs cannot interleave halves of two changes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "sd_http.h"
+
+#define ADMIN_BODY_MAX 65536
+
+/* ------------------------------------------------------------------ */
+/* Knobs                                                               */
+/* ------------------------------------------------------------------ */
+
+int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k)
+{
+	struct sd_knobs *cur = &d->knobs;
+	int err = 0;
+
+	pthread_mutex_lock(&d->knobs_mu);
+	if (strcmp(k->policy, cur->policy) != 0 ||
+	    strcmp(k->profile, cur->profile) != 0 || k->depth != cur->depth)
+		err = djmfs_set_io(d->client,
+				   strcmp(k->policy, cur->policy) ? k->policy
+								  : NULL,
+				   strcmp(k->profile, cur->profile) ? k->profile
+								    : NULL,
+				   k->depth != cur->depth ? k->depth : 0);
+	if (err == 0) {
+		sd_pump_set_knobs(d->pump, k);
+		*cur = *k;
+	}
+	pthread_mutex_unlock(&d->knobs_mu);
+	if (err == 0)
+		sd_log_error(d->log, DJMFS_LOG_INFO, "knobs: A %.1f%% B %.1f%% "
+			     "period %.3f s read %u buffer %u policy %s depth %u "
+			     "profile %s", k->a_pct, k->b_pct,
+			     (double)k->period_ns / 1e9, k->read_size,
+			     k->buffer_size, k->policy, k->depth, k->profile);
+	return err;
+}
+
+struct body {
+	char *p;
+	size_t len;
+	int too_big;
+};
+
+static void body_cleanup(struct sd_req *r)
+{
+	struct body *b = r->priv;
+
+	if (b)
+		free(b->p);
+	free(b);
+	r->priv = NULL;
+}
+
+static enum MHD_Result config_get(struct sd_req *r)
+{
+	struct sd_knobs k;
+	char *text;
+	enum MHD_Result ret;
+
+	pthread_mutex_lock(&r->d->knobs_mu);
+	k = r->d->knobs;
+	pthread_mutex_unlock(&r->d->knobs_mu);
+	text = sd_knobs_to_json(&k);
+	if (!text)
+		return MHD_NO;
+	ret = sd_reply_text(r, 200, "application/json", text, strlen(text));
+	free(text);
+	return ret;
+}
+
+static enum MHD_Result config_put(struct sd_req *r, struct body *b)
+{
+	struct sd_knobs cur, next;
+	char err[256];
+	int rc;
+
+	if (b->too_big)
+		return sd_reply_error(r, 413, "body over %d bytes",
+				      ADMIN_BODY_MAX);
+	pthread_mutex_lock(&r->d->knobs_mu);
+	cur = r->d->knobs;
+	pthread_mutex_unlock(&r->d->knobs_mu);
+	if (sd_knobs_from_json(&cur, b->p ? b->p : "", b->len, &next, err,
+			       sizeof(err)) < 0)
+		return sd_reply_error(r, 400, "%s", err);
+	rc = sd_apply_knobs(r->d, &next);
+	if (rc < 0)
+		return sd_reply_error(r, 400, "scheduler refused the change: "
+				      "%s", strerror(-rc));
+	return config_get(r);
+}
+
+enum MHD_Result sd_route_config(struct sd_req *r, const char *upload,
+				size_t *upload_size)
+{
+	struct body *b = r->priv;
+
+	if (r->calls == 1) {
+		if (!sd_req_token_ok(r, r->d->cfg.admin_token))
+			return sd_reply_error(r, 401, "the admin endpoint needs "
+					      "the admin token");
+		if (strcmp(r->method, "PUT") != 0)
+			return config_get(r);
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return MHD_NO;
+		r->priv = b;
+		r->cleanup = body_cleanup;
+		return MHD_YES;
+	}
+	if (r->status) {
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_size > 0) {
+		if (b->len + *upload_size > ADMIN_BODY_MAX) {
+			b->too_big = 1;
+		} else {
+			char *p = realloc(b->p, b->len + *upload_size + 1);
+
+			if (!p)
+				return MHD_NO;
+			memcpy(p + b->len, upload, *upload_size);
+			b->p = p;
+			b->len += *upload_size;
+			p[b->len] = '\0';
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	return config_put(r, b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Metrics                                                             */
+/* ------------------------------------------------------------------ */
+
+struct text {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void put(struct text *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void put(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->p ? t->p + t->len : NULL,
+			      t->p ? t->cap - t->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0 || t->oom)
+			return;
+		if (t->p && t->len + (size_t)n < t->cap) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t cap = t->cap ? t->cap * 2 : 8192;
+		while (cap < t->len + (size_t)n + 1)
+			cap *= 2;
+		char *p = realloc(t->p, cap);
+		if (!p) {
+			t->oom = 1;
+			return;
+		}
+		t->p = p;
+		t->cap = cap;
+	}
+}
+
+static void metric(struct text *t, const char *name, const char *type,
+		   const char *help, double v)
+{
+	put(t, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name,
+	    type, name, v);
+}
+
+static void http_metrics(struct text *t, struct sd_daemon *d)
+{
+	static const unsigned codes[SD_HTTP_CODES] = {
+		200, 201, 204, 206, 304, 400, 401, 403,
+		404, 405, 409, 413, 415, 416, 500, 507,
+	};
+
+	put(t, "# HELP streamd_http_requests_total HTTP responses by status."
+	    "\n# TYPE streamd_http_requests_total counter\n");
+	for (unsigned i = 0; i < SD_HTTP_CODES; i++)
+		put(t, "streamd_http_requests_total{code=\"%u\"} %" PRIu64 "\n",
+		    codes[i], (uint64_t)atomic_load(&d->http_count[i]));
+	put(t, "streamd_http_requests_total{code=\"other\"} %" PRIu64 "\n",
+	    (uint64_t)atomic_load(&d->http_other));
+}
+
+enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
+				 size_t *upload_size)
+{
+	struct sd_daemon *d = r->d;
+	struct sd_pump_stats ps;
+	struct djmfs_io_stats io;
+	uint64_t writes, misses;
+	unsigned publishing;
+	struct text t = { 0 };
+	enum MHD_Result ret;
+
+	(void)upload;
+	(void)upload_size;
+	sd_pump_stats(d->pump, &ps);
+	djmfs_io_stats(d->client, &io);
+	sd_record_totals(d, &writes, &misses);
+	pthread_mutex_lock(&d->mu);
+	publishing = d->publishing;
+	pthread_mutex_unlock(&d->mu);
+	metric(&t, "streamd_recordings", "gauge", "Encoders publishing now.",
+	       publishing);
+	metric(&t, "streamd_recordings_total", "counter",
+	       "Publish requests accepted.",
+	       (double)atomic_load(&d->recordings_total));
+	metric(&t, "streamd_sessions", "gauge", "Player sessions open now.",
+	       (double)ps.sessions);
+	metric(&t, "streamd_sessions_total", "counter",
+	       "Player sessions opened.", (double)ps.sessions_total);
+	metric(&t, "streamd_bytes_in_total", "counter",
+	       "Bytes received from encoders.",
+	       (double)atomic_load(&d->bytes_in));
+	metric(&t, "streamd_bytes_out_total", "counter",
+	       "Body bytes sent to players.",
+	       (double)atomic_load(&d->bytes_out));
+	metric(&t, "streamd_session_reads_total", "counter",
+	       "Input-buffer reads completed.", (double)ps.sum.reads);
+	metric(&t, "streamd_session_read_misses_total", "counter",
+	       "Input-buffer reads completed after their deadline.",
+	       (double)ps.sum.misses);
+	metric(&t, "streamd_underflows_total", "counter",
+	       "Times a player found its buffer empty while the recording "
+	       "held more.", (double)ps.sum.underflows);
+	metric(&t, "streamd_session_lateness_max_seconds", "gauge",
+	       "Largest lateness of a late input-buffer read.",
+	       (double)ps.lateness_max_ns / 1e9);
+	metric(&t, "streamd_session_lateness_p99_seconds", "gauge",
+	       "99th percentile lateness over recent late reads.",
+	       (double)ps.lateness_p99_ns / 1e9);
+	metric(&t, "streamd_record_writes_total", "counter",
+	       "Recording writes completed (each publishes).", (double)writes);
+	metric(&t, "streamd_record_write_misses_total", "counter",
+	       "Recording writes completed after their deadline.",
+	       (double)misses);
+	metric(&t, "streamd_sched_requests_total", "counter",
+	       "Device requests the scheduler completed.",
+	       (double)io.requests);
+	metric(&t, "streamd_sched_deadline_misses_total", "counter",
+	       "Device requests completed after their deadline.",
+	       (double)io.misses);
+	metric(&t, "streamd_sched_latency_p99_seconds", "gauge",
+	       "99th percentile device request latency.",
+	       (double)io.latency_p99_ns / 1e9);
+	metric(&t, "streamd_sched_lateness_max_seconds", "gauge",
+	       "Largest lateness of a device request.",
+	       (double)io.lateness_max_ns / 1e9);
+	http_metrics(&t, d);
+	if (t.oom) {
+		free(t.p);
+		return MHD_NO;
+	}
+	ret = sd_reply_text(r, 200, "text/plain; version=0.0.4", t.p, t.len);
+	free(t.p);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* Home                                                                */
+/* ------------------------------------------------------------------ */
+
+enum MHD_Result sd_route_home(struct sd_req *r, const char *upload,
+			      size_t *upload_size)
+{
+	char page[2048];
+	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						       MHD_HTTP_HEADER_HOST);
+
+	(void)upload;
+	(void)upload_size;
+	if (!host)
+		host = r->d->cfg.listen;
+	snprintf(page, sizeof(page),
+		 PACKAGE_NAME " " PACKAGE_VERSION "\n\n"
+		 "Record:  ffmpeg -re -i INPUT -c:v libx264 -g 50 -c:a aac "
+		 "-f mpegts -method PUT http://%s/record/NAME\n"
+		 "List:    curl http://%s/streams\n"
+		 "Watch:   ffplay 'http://%s/streams/NAME.ts?start=-30'\n"
+		 "HLS:     http://%s/streams/NAME/index.m3u8\n"
+		 "Metrics: http://%s/metrics\n",
+		 host, host, host, host, host);
+	return sd_reply_text(r, 200, "text/plain; charset=utf-8", page,
+			     strlen(page));
+}

@@ -1,0 +1,624 @@
+/*
+ * The players' routes: the list of recordings and one recording's detail
+ * (JSON), time-shifted MPEG-TS (/streams/<name>.ts?start=&duration=),
+ * byte ranges of the raw data (/streams/<name>/data.ts with Range), and
+ * HLS playlists whose byte-range segments point into data.ts.  Every body
+ * byte comes from a player session (sd_session.c): its input buffer is
+ * refilled by the pump through DJMFS and the scheduler with deadlines,
+ * and the connection is suspended while the buffer is empty.
+ *
+ * A .ts request with a duration whose end keyframe is not recorded yet
+ * starts following the live edge; its end is fixed once the index holds a
+ * keyframe at or past the wanted end (play_fix_end), so the response stops
+ * on the keyframe nearest to start + duration, as for older material.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+
+#include "sd_http.h"
+
+#define FIX_END_EVERY_NS (300 * 1000000LL)
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * SD_NS + ts.tv_nsec;
+}
+
+/* The recording the URL names, or an error reply already queued. */
+static int get_stream(struct sd_req *r, struct sd_stream **out,
+		      enum MHD_Result *ret)
+{
+	int err;
+
+	if (!sd_name_valid(r->name)) {
+		*ret = sd_reply_error(r, 400, "bad stream name");
+		return -EINVAL;
+	}
+	err = sd_catalog_get(r->d->cat, r->name, out);
+	if (err == 0)
+		return 0;
+	if (err == -ENOENT || err == -EUCLEAN)
+		*ret = sd_reply_error(r, 404, "no recording called %s", r->name);
+	else
+		*ret = sd_reply_error(r, 500, "sd_catalog_get(%s): %s", r->name,
+				      strerror(-err));
+	return err;
+}
+
+static int64_t live_edge(const struct sd_stream *s)
+{
+	return s->live ? sd_wall_now() : s->end_ns;
+}
+
+static double secs(int64_t ns)
+{
+	return (double)ns / 1e9;
+}
+
+static json_t *iso(int64_t ns)
+{
+	char buf[40];
+
+	sd_time_format_iso8601(ns, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static enum MHD_Result reply_json(struct sd_req *r, json_t *o)
+{
+	char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER |
+				   JSON_REAL_PRECISION(10))
+		       : NULL;
+	enum MHD_Result ret;
+
+	json_decref(o);
+	if (!text)
+		return sd_reply_error(r, 500, "out of memory");
+	ret = sd_reply_text(r, 200, "application/json", text, strlen(text));
+	free(text);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /streams and /streams/<name>                                    */
+/* ------------------------------------------------------------------ */
+
+/* The fields /streams and the detail share; the stream is read-locked. */
+static json_t *stream_summary(const struct sd_stream *s)
+{
+	int64_t end = live_edge(s);
+	int64_t span = end > s->start_ns ? end - s->start_ns : 0;
+	/* While recording, over the time so far (the catalog's figure only
+	 * counts up to the newest keyframe). */
+	uint64_t bitrate = s->live && span > 0 ?
+		(uint64_t)((double)s->data_size * 8e9 / (double)span) :
+		s->bitrate;
+
+	return json_pack("{s:s, s:b, s:o, s:f, s:I, s:I}", "name", s->name,
+			 "live", s->live, "start", iso(s->start_ns),
+			 "duration", secs(span),
+			 "bytes", (json_int_t)s->data_size,
+			 "bitrate", (json_int_t)bitrate);
+}
+
+static int list_one(void *arg, struct sd_stream *s)
+{
+	json_t *o;
+
+	sd_stream_rdlock(s);
+	o = stream_summary(s);
+	sd_stream_unlock(s);
+	return o ? json_array_append_new(arg, o) : -ENOMEM;
+}
+
+enum MHD_Result sd_route_list(struct sd_req *r, const char *upload,
+			      size_t *upload_size)
+{
+	json_t *a = json_array();
+	int err;
+
+	(void)upload;
+	(void)upload_size;
+	err = a ? sd_catalog_list(r->d->cat, list_one, a) : -ENOMEM;
+	if (err < 0) {
+		json_decref(a);
+		return sd_reply_error(r, 500, "sd_catalog_list: %s",
+				      strerror(-err));
+	}
+	return reply_json(r, a);
+}
+
+static json_t *gaps_json(const struct sd_index *ix)
+{
+	size_t n = sd_index_gaps(ix, NULL, 0);
+	struct sd_gap *g = n ? calloc(n, sizeof(*g)) : NULL;
+	json_t *a = json_array();
+
+	if (n && g)
+		sd_index_gaps(ix, g, n);
+	for (size_t i = 0; g && a && i < n; i++)
+		json_array_append_new(a, json_pack(
+			"{s:o, s:o, s:f, s:I}", "start", iso(g[i].start_ns),
+			"end", iso(g[i].end_ns),
+			"duration", secs(g[i].end_ns - g[i].start_ns),
+			"offset", (json_int_t)g[i].offset));
+	free(g);
+	return a;
+}
+
+/* Keyframe count, the first pts and the newest keyframe. */
+static void key_facts(const struct sd_index *ix, json_t *o)
+{
+	const struct sd_idx_entry *last = NULL;
+	json_int_t keys = 0;
+	int64_t first_pts = SD_PTS_NONE;
+
+	for (size_t i = 0; i < ix->n; i++) {
+		if (first_pts == SD_PTS_NONE && ix->e[i].pts != SD_PTS_NONE)
+			first_pts = ix->e[i].pts;
+		if (ix->e[i].flags & SD_IDX_KEY) {
+			keys++;
+			last = &ix->e[i];
+		}
+	}
+	json_object_set_new(o, "keyframes", json_integer(keys));
+	json_object_set_new(o, "first_pts", first_pts == SD_PTS_NONE ?
+			    json_null() : json_real((double)first_pts / 90000));
+	json_object_set_new(o, "last_keyframe", !last ? json_null() :
+		json_pack("{s:o, s:o, s:I}", "time", iso(last->wall_ns),
+			  "pts", last->pts == SD_PTS_NONE ? json_null() :
+			  json_real((double)last->pts / 90000),
+			  "offset", (json_int_t)last->offset));
+}
+
+enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
+				size_t *upload_size)
+{
+	struct sd_stream *s;
+	enum MHD_Result ret = MHD_NO;
+	json_t *o, *codecs;
+
+	(void)upload;
+	(void)upload_size;
+	if (get_stream(r, &s, &ret) < 0)
+		return ret;
+	sd_stream_rdlock(s);
+	o = stream_summary(s);
+	codecs = s->codecs ? json_loads(s->codecs, 0, NULL) : NULL;
+	if (o) {
+		json_object_set_new(o, "end", iso(live_edge(s)));
+		json_object_set_new(o, "format", json_string(s->format));
+		json_object_set_new(o, "codecs", codecs ? codecs : json_null());
+		json_object_set_new(o, "connections",
+				    json_integer(s->connections));
+		json_object_set_new(o, "version", json_integer(
+					    (json_int_t)s->version));
+		key_facts(&s->index, o);
+		json_object_set_new(o, "gaps", gaps_json(&s->index));
+	} else {
+		json_decref(codecs);
+	}
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	return reply_json(r, o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Session-fed bodies                                                  */
+/* ------------------------------------------------------------------ */
+
+struct play {
+	struct sd_req *r;
+	struct sd_session *sess;
+	uint64_t start;		/* first data byte */
+	uint64_t sent;
+	uint64_t limit;		/* bytes to send; UINT64_MAX: until EOF */
+	/* A duration whose end is still in the future (see top). */
+	int end_open;
+	size_t key;		/* index position playback began at */
+	int64_t end_wall;
+	int64_t next_fix;
+};
+
+static void play_cleanup(struct sd_req *r)
+{
+	struct play *pl = r->priv;
+
+	if (!pl)
+		return;
+	sd_session_close(pl->sess); /* no wake after this (sd_http.h, 4) */
+	free(pl);
+	r->priv = NULL;
+}
+
+/* Newest KEY entry, or -1. */
+static ssize_t last_key(const struct sd_index *ix)
+{
+	for (size_t i = ix->n; i-- > 0;)
+		if (ix->e[i].flags & SD_IDX_KEY)
+			return (ssize_t)i;
+	return -1;
+}
+
+/*
+ * Where a duration ends: the keyframe nearest start + duration once one
+ * at or past it exists, else the end of a finished recording.  Returns 1
+ * and *end (data offset) when known, 0 while it is still to come.
+ */
+static int duration_end(const struct sd_stream *s, size_t key,
+			int64_t end_wall, uint64_t *end)
+{
+	const struct sd_index *ix = &s->index;
+	ssize_t lk = last_key(ix), j;
+
+	if (lk > (ssize_t)key && ix->e[lk].wall_ns >= end_wall) {
+		j = sd_index_key_near(ix, key, end_wall);
+		if (j >= 0) {
+			*end = ix->e[j].offset;
+			return 1;
+		}
+	}
+	if (!s->live) {
+		*end = s->data_size;
+		return 1;
+	}
+	return 0;
+}
+
+static void play_fix_end(struct play *pl)
+{
+	struct sd_stream *s;
+	uint64_t end;
+	int64_t now = mono_ns();
+
+	if (now < pl->next_fix)
+		return;
+	pl->next_fix = now + FIX_END_EVERY_NS;
+	if (sd_catalog_get(pl->r->d->cat, pl->r->name, &s) < 0)
+		return;
+	sd_stream_rdlock(s);
+	if (duration_end(s, pl->key, pl->end_wall, &end)) {
+		pl->end_open = 0;
+		pl->limit = end > pl->start ? end - pl->start : 0;
+	}
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+}
+
+static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct play *pl = cls;
+	struct sd_req *r = pl->r;
+
+	(void)pos;
+	if (r->d->stopping)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (pl->end_open)
+		play_fix_end(pl);
+	if (pl->limit != UINT64_MAX) {
+		if (pl->sent >= pl->limit)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (max > pl->limit - pl->sent)
+			max = (size_t)(pl->limit - pl->sent);
+	}
+	for (;;) {
+		ssize_t n = sd_session_read(pl->sess, buf, max);
+
+		if (n > 0) {
+			pl->sent += (uint64_t)n;
+			r->bytes += (uint64_t)n;
+			atomic_fetch_add(&r->d->bytes_out, (uint64_t)n);
+			return n;
+		}
+		if (n == SD_SESSION_EOF)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (n < 0) {
+			sd_log_error(r->d->log, DJMFS_LOG_WARN, "%s: session "
+				     "read: %s", r->url, strerror((int)-n));
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+		if (sd_req_suspend(r))
+			return 0;
+	}
+}
+
+/*
+ * A player's socket gets a fixed send buffer of two reads.  Left to
+ * autotuning, the kernel would soak up megabytes per connection (loopback
+ * and fast links), so the input buffer would sit empty while the player
+ * still had seconds queued: its fill level, which the pump steers by, and
+ * its underflow count would say nothing about the player.
+ */
+static void cap_send_buffer(struct sd_req *r)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int size;
+
+	pthread_mutex_lock(&r->d->knobs_mu);
+	size = (int)r->d->knobs.read_size * 2;
+	pthread_mutex_unlock(&r->d->knobs_mu);
+	if (ci && setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &size,
+			     sizeof(size)) < 0)
+		sd_log_error(r->d->log, DJMFS_LOG_DEBUG, "setsockopt(SO_SNDBUF):"
+			     " %s", strerror(errno));
+}
+
+/*
+ * Starts a session over data bytes [start, end) (end SD_END_LIVE: follow)
+ * and answers with it.  @size is the body length when known.  Extra
+ * headers come from @hdr (name/value pairs, NULL-terminated).
+ */
+static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
+				  uint64_t end, unsigned status,
+				  const char *type, const char *const *hdr)
+{
+	struct sd_session_opts so = {
+		.name = r->name, .start = pl->start, .end = end,
+		.wake = (void (*)(void *))sd_req_wake, .wake_arg = r,
+	};
+	struct MHD_Response *resp;
+	uint64_t size = pl->limit == UINT64_MAX ? MHD_SIZE_UNKNOWN : pl->limit;
+	int err;
+
+	pl->r = r;
+	cap_send_buffer(r);
+	err = sd_session_open(r->d->pump, &so, &pl->sess);
+	if (err < 0) {
+		free(pl);
+		return sd_reply_error(r, err == -ENOENT ? 404 : 500,
+				      "sd_session_open(%s): %s", r->name,
+				      strerror(-err));
+	}
+	r->priv = pl;
+	r->cleanup = play_cleanup;
+	resp = MHD_create_response_from_callback(size, 64 * 1024, play_reader,
+						 pl, NULL);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+				"no-cache");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+	for (; hdr && hdr[0]; hdr += 2)
+		MHD_add_response_header(resp, hdr[0], hdr[1]);
+	return sd_reply(r, status, resp);
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /streams/<name>.ts?start=&duration=                             */
+/* ------------------------------------------------------------------ */
+
+/* Resolves the request against the index (stream read-locked): fills pl
+ * and *end, or returns an HTTP status with a message. */
+static unsigned play_plan(const struct sd_stream *s, const struct sd_start *st,
+			  int64_t dur, struct play *pl, uint64_t *end,
+			  int64_t *begin_wall, char *msg, size_t len)
+{
+	const struct sd_index *ix = &s->index;
+	int64_t t = sd_time_resolve(st, s->start_ns, live_edge(s));
+	ssize_t k = sd_index_seek(ix, t);
+
+	if (k < 0) {
+		snprintf(msg, len, "%s has no keyframe yet", s->name);
+		return 503;
+	}
+	pl->key = (size_t)k;
+	pl->start = ix->e[k].offset;
+	*begin_wall = ix->e[k].wall_ns;
+	pl->limit = UINT64_MAX;
+	*end = s->live ? SD_END_LIVE : s->data_size;
+	if (dur > 0) {
+		pl->end_wall = ix->e[k].wall_ns + dur;
+		if (duration_end(s, pl->key, pl->end_wall, end))
+			pl->limit = *end > pl->start ? *end - pl->start : 0;
+		else
+			pl->end_open = 1;
+		*end = pl->end_open ? SD_END_LIVE : *end;
+	}
+	if (*end != SD_END_LIVE && *end <= pl->start) {
+		snprintf(msg, len, "nothing recorded in that range");
+		return 416;
+	}
+	if (*end != SD_END_LIVE) /* known length: a Content-Length */
+		pl->limit = *end - pl->start;
+	return 200;
+}
+
+enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
+			      size_t *upload_size)
+{
+	struct sd_stream *s;
+	struct sd_start st;
+	int64_t dur = 0, begin_wall = 0;
+	enum MHD_Result ret = MHD_NO;
+	const char *dtext = sd_req_arg(r, "duration");
+	struct play *pl;
+	uint64_t end;
+	unsigned status;
+	char msg[160], when[40], off[32];
+	const char *hdr[5];
+
+	(void)upload;
+	(void)upload_size;
+	if (sd_time_parse_start(sd_req_arg(r, "start"), &st) < 0)
+		return sd_reply_error(r, 400, "bad start: seconds behind live "
+				      "(-30), seconds from the start (120) or "
+				      "an ISO-8601 time");
+	if (dtext && sd_time_parse_duration(dtext, &dur) < 0)
+		return sd_reply_error(r, 400, "bad duration: seconds > 0");
+	if (get_stream(r, &s, &ret) < 0)
+		return ret;
+	pl = calloc(1, sizeof(*pl));
+	if (!pl) {
+		sd_stream_put(s);
+		return MHD_NO;
+	}
+	sd_stream_rdlock(s);
+	status = play_plan(s, &st, dur, pl, &end, &begin_wall, msg,
+			   sizeof(msg));
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	if (status != 200) {
+		free(pl);
+		return sd_reply_error(r, status, "%s", msg);
+	}
+	sd_time_format_iso8601(begin_wall, when, sizeof(when));
+	snprintf(off, sizeof(off), "%" PRIu64, pl->start);
+	hdr[0] = "X-Streamd-Start";
+	hdr[1] = when;
+	hdr[2] = "X-Streamd-Offset";
+	hdr[3] = off;
+	hdr[4] = NULL;
+	return play_reply(r, pl, end, 200, "video/mp2t", hdr);
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /streams/<name>/data.ts with Range                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One "bytes=" range against @size (RFC 9110 14.1.2).  Returns 1 and
+ * [*a, *b] inclusive, 0 when the header should be ignored (absent, not
+ * bytes, several ranges, bad syntax), -1 when unsatisfiable.
+ */
+static int parse_range(const char *h, uint64_t size, uint64_t *a, uint64_t *b)
+{
+	char *end;
+	unsigned long long x, y;
+
+	if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+		return 0;
+	h += 6;
+	while (*h == ' ')
+		h++;
+	if (*h == '-') { /* suffix: the last N bytes */
+		if (h[1] < '0' || h[1] > '9')
+			return 0;
+		y = strtoull(h + 1, &end, 10);
+		if (*end != '\0')
+			return 0;
+		if (y == 0 || size == 0)
+			return -1;
+		*a = y >= size ? 0 : size - y;
+		*b = size - 1;
+		return 1;
+	}
+	if (*h < '0' || *h > '9')
+		return 0;
+	x = strtoull(h, &end, 10);
+	if (*end != '-')
+		return 0;
+	h = end + 1;
+	y = UINT64_MAX;
+	if (*h) {
+		if (*h < '0' || *h > '9')
+			return 0;
+		y = strtoull(h, &end, 10);
+		if (*end != '\0' || y < x)
+			return 0;
+	}
+	if (x >= size)
+		return -1;
+	*a = x;
+	*b = y >= size ? size - 1 : y;
+	return 1;
+}
+
+enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
+			      size_t *upload_size)
+{
+	struct sd_stream *s;
+	enum MHD_Result ret = MHD_NO;
+	uint64_t size, a = 0, b = 0;
+	struct play *pl;
+	int rc;
+	char cr[96];
+	const char *hdr[3] = { NULL, NULL, NULL };
+
+	(void)upload;
+	(void)upload_size;
+	if (get_stream(r, &s, &ret) < 0)
+		return ret;
+	sd_stream_rdlock(s);
+	size = s->data_size;
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	rc = parse_range(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_RANGE),
+			 size, &a, &b);
+	if (rc < 0) {
+		struct MHD_Response *resp = MHD_create_response_from_buffer(
+			0, NULL, MHD_RESPMEM_PERSISTENT);
+
+		snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+		return sd_reply(r, 416, resp);
+	}
+	if (size == 0)
+		return sd_reply_text(r, 200, "video/mp2t", "", 0);
+	pl = calloc(1, sizeof(*pl));
+	if (!pl)
+		return MHD_NO;
+	if (rc == 0) {
+		a = 0;
+		b = size - 1;
+	} else {
+		snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
+			 a, b, size);
+		hdr[0] = MHD_HTTP_HEADER_CONTENT_RANGE;
+		hdr[1] = cr;
+	}
+	pl->start = a;
+	pl->limit = b - a + 1;
+	return play_reply(r, pl, b + 1, rc ? 206 : 200, "video/mp2t", hdr);
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /streams/<name>/index.m3u8?start=&window=                       */
+/* ------------------------------------------------------------------ */
+
+enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
+			     size_t *upload_size)
+{
+	struct sd_hls_req hr = { .uri = "data.ts" };
+	const char *wtext = sd_req_arg(r, "window");
+	struct sd_stream *s;
+	enum MHD_Result ret = MHD_NO;
+	char *text = NULL;
+	int err;
+
+	(void)upload;
+	(void)upload_size;
+	if (sd_time_parse_start(sd_req_arg(r, "start"), &hr.start) < 0)
+		return sd_reply_error(r, 400, "bad start: seconds behind live "
+				      "(-30), seconds from the start (120) or "
+				      "an ISO-8601 time");
+	if (wtext && sd_time_parse_duration(wtext, &hr.window_ns) < 0)
+		return sd_reply_error(r, 400, "bad window: seconds > 0");
+	if (get_stream(r, &s, &ret) < 0)
+		return ret;
+	sd_stream_rdlock(s);
+	err = sd_hls_playlist(&s->index, s->data_size, !s->live, s->start_ns,
+			      live_edge(s), &hr, &text);
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	if (err == -ENOENT)
+		return sd_reply_error(r, 503, "no complete segment yet");
+	if (err < 0)
+		return sd_reply_error(r, 500, "sd_hls_playlist: %s",
+				      strerror(-err));
+	ret = sd_reply_text(r, 200, "application/vnd.apple.mpegurl", text,
+			    strlen(text));
+	free(text);
+	return ret;
+}
