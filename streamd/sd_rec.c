@@ -774,7 +774,7 @@ static int rec_finish(struct sd_rec *r, int64_t wall_ns)
 	return err;
 }
 
-int sd_rec_close(struct sd_rec *r, int64_t wall_ns)
+int sd_rec_close(struct sd_rec *r, int64_t wall_ns, struct sd_rec_stats *final)
 {
 	int err, e2;
 
@@ -801,6 +801,8 @@ int sd_rec_close(struct sd_rec *r, int64_t wall_ns)
 		err = e2;
 	}
 	pthread_mutex_unlock(&r->api_mu);
+	if (final)
+		sd_rec_stats(r, final);
 	rec_free(r);
 	return err;
 }

@@ -76,7 +76,7 @@ static int pub_ready(void *arg, const char *format, const char *codecs)
 		sd_log_error(d->log, err == -EBUSY ? DJMFS_LOG_INFO :
 			     DJMFS_LOG_ERROR, "record %s: sd_rec_open: %s",
 			     p->name, strerror(-err));
-		sd_rec_close(rec, sd_wall_now());
+		sd_rec_close(rec, sd_wall_now(), NULL);
 		return err;
 	}
 	pthread_mutex_lock(&p->mu);
@@ -118,8 +118,7 @@ static void pub_close(struct sd_pub *p, int result)
 
 	pthread_mutex_lock(&p->mu);
 	if (p->rec) {
-		sd_rec_stats(p->rec, &p->stats);
-		err = sd_rec_close(p->rec, sd_wall_now());
+		err = sd_rec_close(p->rec, sd_wall_now(), &p->stats);
 		p->rec = NULL;
 		atomic_fetch_add(&d->rec_writes, p->stats.writes);
 		atomic_fetch_add(&d->rec_write_misses, p->stats.write_misses);

@@ -415,9 +415,11 @@ int sd_rec_tick(struct sd_rec *r);
 
 /* Ends the connection: writes what is pending, an END entry at @wall_ns,
  * the header's measured bitrate; publishes, waits for every write, closes
- * the file (releasing the lock) and frees.  Returns 0 or the first -errno
- * seen.  NULL: 0. */
-int sd_rec_close(struct sd_rec *r, int64_t wall_ns);
+ * the file (releasing the lock) and frees.  The counters at the very end
+ * go to @final when it is not NULL.  Returns 0 or the first -errno seen.
+ * NULL: 0. */
+int sd_rec_close(struct sd_rec *r, int64_t wall_ns,
+		 struct sd_rec_stats *final);
 
 void sd_rec_stats(struct sd_rec *r, struct sd_rec_stats *out);
 

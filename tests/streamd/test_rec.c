@@ -258,7 +258,7 @@ Test(rec, records_exact_bytes_keyframes_and_liveness)
 	sd_rec_stats(r, &st);
 	cr_assert_eq(st.bytes, len);
 	cr_assert_eq(st.keyframes, k.n);
-	cr_assert_eq(sd_rec_close(r, wall0 + 20 * SD_NS), 0);
+	cr_assert_eq(sd_rec_close(r, wall0 + 20 * SD_NS, NULL), 0);
 
 	cr_assert_eq(sd_catalog_get(cat, "cam1", &s), 0);
 	sd_stream_rdlock(s);
@@ -299,10 +299,10 @@ Test(rec, refuses_a_second_publisher_while_the_first_records)
 
 	cr_assert_eq(sd_rec_open(c, "cam1", &rec_opts, &r), 0);
 	cr_assert_eq(sd_rec_open(c, "cam1", &rec_opts, &r2), -EBUSY);
-	cr_assert_eq(sd_rec_close(r, sd_wall_now()), 0);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
 	cr_assert_eq(sd_rec_open(c, "cam1", &rec_opts, &r2), 0);
-	cr_assert_eq(sd_rec_close(r2, sd_wall_now()), 0);
-	cr_assert_eq(sd_rec_close(NULL, 0), 0);
+	cr_assert_eq(sd_rec_close(r2, sd_wall_now(), NULL), 0);
+	cr_assert_eq(sd_rec_close(NULL, 0, NULL), 0);
 	djmfs_disconnect(c);
 }
 
@@ -324,12 +324,12 @@ Test(rec, reopening_continues_the_recording_after_a_gap)
 	cr_assert_eq(sd_rec_open(c, "cam2", &rec_opts, &r), 0);
 	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", w1), 0);
 	send_stream(r, src, a, 3, &k);
-	cr_assert_eq(sd_rec_close(r, end1), 0);
+	cr_assert_eq(sd_rec_close(r, end1, NULL), 0);
 
 	cr_assert_eq(sd_rec_open(c, "cam2", &rec_opts, &r), 0);
 	cr_assert_eq(sd_rec_begin(r, "mpegts", CODECS, w2), 0);
 	send_stream(r, src + a, b, 4, &k);
-	cr_assert_eq(sd_rec_close(r, w2 + 4 * SD_NS), 0);
+	cr_assert_eq(sd_rec_close(r, w2 + 4 * SD_NS, NULL), 0);
 
 	cr_assert_eq(sd_catalog_get(cat, "cam2", &s), 0);
 	sd_stream_rdlock(s);
@@ -419,7 +419,7 @@ Test(rec, publishes_a_trickle_within_publish_ns)
 		usleep(10000);
 	}
 	cr_assert_eq(st.writes, 5);
-	cr_assert_eq(sd_rec_close(r, sd_wall_now()), 0);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
 	sd_catalog_free(cat);
 	djmfs_disconnect(c);
 }
@@ -451,7 +451,7 @@ Test(rec, full_volume_fails_with_enospc_and_keeps_what_was_published)
 	cr_assert_eq(err, -ENOSPC);
 	cr_assert_eq(sd_rec_data(r, src, 1), -ENOSPC, "the error sticks");
 	cr_assert_eq(sd_rec_key(r, pos, 0), -ENOSPC);
-	cr_assert_eq(sd_rec_close(r, sd_wall_now()), -ENOSPC);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), -ENOSPC);
 
 	cr_assert_eq(sd_catalog_get(cat, "full", &s), 0);
 	sd_stream_rdlock(s);
@@ -528,14 +528,14 @@ Test(rec, skips_files_that_are_not_recordings)
 		cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()),
 			     0);
 		cr_assert_eq(sd_rec_data(r, "x", 1), 0);
-		cr_assert_eq(sd_rec_close(r, sd_wall_now()), 0);
+		cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
 	}
 	/* A publisher that has not begun yet shows nothing. */
 	cr_assert_eq(sd_rec_open(c, "cam-c", &rec_opts, &r), 0);
 	cr_assert_eq(sd_catalog_list(cat, collect, names), 0);
 	cr_assert_str_eq(names, "cam-a,cam-b,");
 	cr_assert_eq(sd_catalog_get(cat, "cam-c", &s), -ENOENT);
-	cr_assert_eq(sd_rec_close(r, sd_wall_now()), 0);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
 	cr_assert_eq(sd_catalog_get(cat, "blob", &s), -EUCLEAN);
 	cr_assert_eq(sd_catalog_get(cat, "nothing", &s), -ENOENT);
 	cr_assert_eq(sd_catalog_get(cat, "../x", &s), -ENOENT);
@@ -597,7 +597,7 @@ Test(rec, readers_see_consistent_streams_while_a_writer_records)
 			     0);
 	}
 	send_stream(r, src, len, 11, &k);
-	cr_assert_eq(sd_rec_close(r, sd_wall_now() + 30 * SD_NS), 0);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now() + 30 * SD_NS, NULL), 0);
 	stop = 1;
 	for (int i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
