@@ -10,11 +10,16 @@ dist_man_MANS += \
 	doc/man/djmfs-bench.1 \
 	doc/man/djmfsd.8 \
 	doc/man/libdjmfs.3 \
-	doc/man/djmfs-volume.5
+	doc/man/djmfs-volume.5 \
+	doc/man/streamd.8 \
+	doc/man/streamd.conf.5 \
+	doc/man/streamd-bench.1
 
 dist_doc_DATA += \
 	doc/architecture.md \
 	doc/sched.md \
 	doc/djmfs-protocol.md \
 	doc/djmfs.md \
-	doc/djmfsd.service
+	doc/djmfsd.service \
+	doc/streamd.md \
+	doc/streamd.service

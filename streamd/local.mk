@@ -1,0 +1,45 @@
+# streamd, the recording and time-shift daemon, and streamd-bench.  The
+# daemon's modules are built once as a convenience library so the unit
+# tests link the same objects the daemon runs.  Like the djmfs tools, the
+# programs are built inside streamd/ (a top-level "streamd" binary would
+# collide with the object directory); install drops the directory.
+
+STREAMD_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs -I$(top_srcdir)/streamd
+STREAMD_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(AV_CFLAGS) $(JANSSON_CFLAGS)
+STREAMD_LIBS = streamd/libstreamd-core.la djmfs/libdjmfs-core.la \
+	$(MHD_LIBS) $(AV_LIBS) $(JANSSON_LIBS) $(URING_LIBS) $(LIBM)
+
+noinst_LTLIBRARIES += streamd/libstreamd-core.la
+streamd_libstreamd_core_la_SOURCES = \
+	streamd/streamd-int.h \
+	streamd/sd_time.c \
+	streamd/sd_index.c \
+	streamd/sd_hls.c \
+	streamd/sd_config.c \
+	streamd/sd_log.c \
+	streamd/sd_ingest.c \
+	streamd/sd_rec.c \
+	streamd/sd_catalog.c \
+	streamd/sd_session.c \
+	streamd/sd_http.h \
+	streamd/sd_http.c \
+	streamd/sd_route_record.c \
+	streamd/sd_route_play.c \
+	streamd/sd_route_admin.c
+streamd_libstreamd_core_la_CPPFLAGS = $(STREAMD_CPPFLAGS)
+streamd_libstreamd_core_la_CFLAGS = $(STREAMD_CFLAGS)
+
+bin_PROGRAMS += streamd/streamd streamd/streamd-bench
+
+streamd_streamd_SOURCES = streamd/streamd.c
+# An uninstalled daemon finds the scheduler profiles in the source tree
+# when the installed directory is absent (see profile_dir_fallback).
+streamd_streamd_CPPFLAGS = $(STREAMD_CPPFLAGS) \
+	-DSD_PROFILE_DIR_INSTALLED='"$(pkgdatadir)/profiles"' \
+	-DSD_PROFILE_DIR_SOURCE='"$(abs_top_srcdir)/sched/profiles"'
+streamd_streamd_CFLAGS = $(STREAMD_CFLAGS)
+streamd_streamd_LDADD = $(STREAMD_LIBS)
+
+streamd_streamd_bench_SOURCES = streamd/bench/streamd-bench.c
+streamd_streamd_bench_CPPFLAGS = $(STREAMD_CPPFLAGS)
+streamd_streamd_bench_LDADD = $(LIBM)

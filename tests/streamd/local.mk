@@ -1,0 +1,73 @@
+# Criterion suites for streamd's modules (one program per module) and the
+# shell tests that start the real daemon and talk to it with ffmpeg,
+# ffprobe and curl.
+
+STREAMD_TEST_CPPFLAGS = $(STREAMD_CPPFLAGS) \
+	-DIOSCHED_TEST_PROFILE_DIR='"$(abs_top_srcdir)/sched/profiles"'
+STREAMD_TEST_CFLAGS = $(STREAMD_CFLAGS) $(CRITERION_CFLAGS)
+STREAMD_TEST_LDADD = $(STREAMD_LIBS) $(CRITERION_LIBS)
+
+STREAMD_UNIT_TESTS = \
+	tests/streamd/test_time \
+	tests/streamd/test_index \
+	tests/streamd/test_hls \
+	tests/streamd/test_config \
+	tests/streamd/test_log \
+	tests/streamd/test_ingest \
+	tests/streamd/test_rec \
+	tests/streamd/test_session
+
+STREAMD_SHELL_TESTS = \
+	tests/streamd/record.sh \
+	tests/streamd/timeshift.sh \
+	tests/streamd/hls.sh \
+	tests/streamd/range.sh \
+	tests/streamd/badinput.sh \
+	tests/streamd/admin.sh \
+	tests/streamd/load.sh \
+	tests/streamd/cluster.sh \
+	tests/streamd/bench.sh
+
+check_PROGRAMS += $(STREAMD_UNIT_TESTS)
+TESTS += $(STREAMD_UNIT_TESTS) $(STREAMD_SHELL_TESTS)
+EXTRA_DIST += $(STREAMD_SHELL_TESTS) tests/streamd/lib.sh
+
+tests_streamd_test_time_SOURCES = tests/streamd/test_time.c
+tests_streamd_test_time_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_time_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_time_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_index_SOURCES = tests/streamd/test_index.c
+tests_streamd_test_index_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_index_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_index_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_hls_SOURCES = tests/streamd/test_hls.c
+tests_streamd_test_hls_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_hls_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_hls_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_config_SOURCES = tests/streamd/test_config.c
+tests_streamd_test_config_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_config_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_config_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_log_SOURCES = tests/streamd/test_log.c
+tests_streamd_test_log_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_log_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_log_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_ingest_SOURCES = tests/streamd/test_ingest.c
+tests_streamd_test_ingest_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_ingest_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_ingest_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_rec_SOURCES = tests/streamd/test_rec.c
+tests_streamd_test_rec_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_rec_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_rec_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_session_SOURCES = tests/streamd/test_session.c
+tests_streamd_test_session_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_session_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_session_LDADD = $(STREAMD_TEST_LDADD)
