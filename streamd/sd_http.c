@@ -69,6 +69,7 @@ static const struct route {
 	{ M_GET | M_HEAD, NAME, "/streams/", NULL, sd_route_detail },
 	{ M_GET | M_HEAD | M_PUT, EXACT, "/admin/config", NULL,
 	  sd_route_config },
+	{ M_GET | M_HEAD, EXACT, "/admin/sessions", NULL, sd_route_sessions },
 	{ M_GET | M_HEAD, EXACT, "/metrics", NULL, sd_route_metrics },
 	{ M_GET | M_HEAD, EXACT, "/", NULL, sd_route_home },
 };

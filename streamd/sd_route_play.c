@@ -55,6 +55,27 @@ static int get_stream(struct sd_req *r, struct sd_stream **out,
 	return err;
 }
 
+/*
+ * The start argument.  A '+' written unescaped in a query string arrives
+ * as a space (form encoding), which would turn "…T10:00:00+01:00" into
+ * "…T10:00:00 01:00"; a space past the time of day can only have been
+ * that '+', so it is put back.
+ */
+static int parse_start(struct sd_req *r, struct sd_start *out)
+{
+	const char *arg = sd_req_arg(r, "start");
+	char buf[64];
+	size_t n = arg ? strlen(arg) : 0;
+
+	if (n <= 19 || n >= sizeof(buf))
+		return sd_time_parse_start(arg, out);
+	memcpy(buf, arg, n + 1);
+	for (size_t i = 19; i < n; i++)
+		if (buf[i] == ' ')
+			buf[i] = '+';
+	return sd_time_parse_start(buf, out);
+}
+
 static int64_t live_edge(const struct sd_stream *s)
 {
 	return s->live ? sd_wall_now() : s->end_ns;
@@ -231,13 +252,24 @@ struct play {
 
 static void play_cleanup(struct sd_req *r)
 {
-	struct play *pl = r->priv;
+	struct play *pl;
+	struct sd_session_stats st;
 
+	/* Detached under d->mu: /admin/sessions walks the requests. */
+	pthread_mutex_lock(&r->d->mu);
+	pl = r->priv;
+	r->priv = NULL;
+	pthread_mutex_unlock(&r->d->mu);
 	if (!pl)
 		return;
+	sd_session_stats(pl->sess, &st);
 	sd_session_close(pl->sess); /* no wake after this (sd_http.h, 4) */
+	sd_log_error(r->d->log, DJMFS_LOG_INFO, "play %s: %llu bytes, %llu "
+		     "reads, %llu late, %llu underflows", r->url,
+		     (unsigned long long)st.bytes, (unsigned long long)st.reads,
+		     (unsigned long long)st.misses,
+		     (unsigned long long)st.underflows);
 	free(pl);
-	r->priv = NULL;
 }
 
 /* Newest KEY entry, or -1. */
@@ -379,8 +411,10 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 				      "sd_session_open(%s): %s", r->name,
 				      strerror(-err));
 	}
+	pthread_mutex_lock(&r->d->mu);
 	r->priv = pl;
 	r->cleanup = play_cleanup;
+	pthread_mutex_unlock(&r->d->mu);
 	resp = MHD_create_response_from_callback(size, 64 * 1024, play_reader,
 						 pl, NULL);
 	if (!resp)
@@ -450,7 +484,7 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
-	if (sd_time_parse_start(sd_req_arg(r, "start"), &st) < 0)
+	if (parse_start(r, &st) < 0)
 		return sd_reply_error(r, 400, "bad start: seconds behind live "
 				      "(-30), seconds from the start (120) or "
 				      "an ISO-8601 time");
@@ -599,7 +633,7 @@ enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
-	if (sd_time_parse_start(sd_req_arg(r, "start"), &hr.start) < 0)
+	if (parse_start(r, &hr.start) < 0)
 		return sd_reply_error(r, 400, "bad start: seconds behind live "
 				      "(-30), seconds from the start (120) or "
 				      "an ISO-8601 time");
@@ -621,4 +655,46 @@ enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
 			    strlen(text));
 	free(text);
 	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /admin/sessions                                                 */
+/* ------------------------------------------------------------------ */
+
+/* Every player session now, with its input buffer's counts. */
+enum MHD_Result sd_route_sessions(struct sd_req *r, const char *upload,
+				  size_t *upload_size)
+{
+	struct sd_daemon *d = r->d;
+	int64_t now = mono_ns();
+	json_t *a = json_array();
+
+	(void)upload;
+	(void)upload_size;
+	if (!sd_req_token_ok(r, d->cfg.admin_token)) {
+		json_decref(a);
+		return sd_reply_error(r, 401, "the admin endpoint needs the "
+				      "admin token");
+	}
+	pthread_mutex_lock(&d->mu);
+	for (struct sd_req *q = d->reqs; q && a; q = q->next) {
+		struct play *pl = q->cleanup == play_cleanup ? q->priv : NULL;
+		struct sd_session_stats st;
+
+		if (!pl)
+			continue;
+		sd_session_stats(pl->sess, &st);
+		json_array_append_new(a, json_pack(
+			"{s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"stream", q->name, "url", q->url,
+			"age", secs(now - q->t0),
+			"start_offset", (json_int_t)pl->start,
+			"sent", (json_int_t)pl->sent,
+			"reads", (json_int_t)st.reads,
+			"misses", (json_int_t)st.misses,
+			"underflows", (json_int_t)st.underflows,
+			"bytes", (json_int_t)st.bytes));
+	}
+	pthread_mutex_unlock(&d->mu);
+	return reply_json(r, a);
 }

@@ -58,6 +58,20 @@ for ((j = 0; j < HLS_PLAYERS; j++, i++)); do
 done
 pass "$TS_PLAYERS .ts players and $HLS_PLAYERS HLS players started"
 
+# While they play: each player is a session with its own counters (a
+# live follower stays open long enough to be seen; the duration=5
+# players may already be done).
+curl -sS --max-time 4 -o "$work/follower.ts" "$URL/streams/cam1.ts" \
+	2>/dev/null &
+sleep 1
+curl -fsS -o "$work/sessions.json" "$URL/admin/sessions" ||
+	fail "GET /admin/sessions"
+open=$(grep -c '"stream"' "$work/sessions.json" || true)
+[ "$open" -ge 1 ] || fail "/admin/sessions lists no session while 20 play"
+grep -q '"underflows"' "$work/sessions.json" ||
+	fail "/admin/sessions has no per-session underflow count"
+pass "/admin/sessions lists $open open sessions with reads, misses, underflows, bytes"
+
 failed=0
 for ((i = 0; i < ${#pids[@]}; i++)); do
 	wait_rc "${pids[$i]}" 60
