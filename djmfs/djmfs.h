@@ -173,6 +173,11 @@ void djmfs_disconnect(struct djmfs_client *c);
 /* CLOCK_MONOTONIC in ns: the clock deadlines are given on. */
 uint64_t djmfs_now(void);
 
+/* CRC-32C (Castagnoli), the checksum of DJMFS's own records, for clients
+ * that check theirs the same way: continues @crc over @n bytes (start
+ * with 0).  djmfs_crc32c(0, "123456789", 9) is 0xe3069283. */
+uint32_t djmfs_crc32c(uint32_t crc, const void *p, size_t n);
+
 /* ------------------------------------------------------------------ */
 /* Files                                                               */
 /* ------------------------------------------------------------------ */

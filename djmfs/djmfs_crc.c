@@ -137,3 +137,8 @@ uint32_t djmfs__crc32c(uint32_t crc, const void *p, size_t n)
 	c = have_sse42() ? crc_sse42(c, p, n) : crc_table(c, p, n);
 	return ~c;
 }
+
+uint32_t djmfs_crc32c(uint32_t crc, const void *p, size_t n)
+{
+	return djmfs__crc32c(crc, p, n);
+}
