@@ -94,22 +94,7 @@ int sd_name_valid(const char *name)
 	return n > 0;
 }
 
-static void cat_log(const struct sd_catalog *cat, enum djmfs_log_level level,
-		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void cat_log(const struct sd_catalog *cat, enum djmfs_log_level level,
-		    const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	if (!cat->log.fn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	cat->log.fn(cat->log.arg, level, line);
-}
+#define cat_log(cat, level, ...) sd__log(&(cat)->log, level, __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
 /* Entries and the map                                                 */

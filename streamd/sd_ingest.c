@@ -120,22 +120,7 @@ struct sd_ingest {
 	struct sd_ts ts;
 };
 
-static void ingest_log(struct sd_ingest *in, enum djmfs_log_level level,
-		       const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void ingest_log(struct sd_ingest *in, enum djmfs_log_level level,
-		       const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	if (!in->log.fn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	in->log.fn(in->log.arg, level, line);
-}
+#define ingest_log(in, level, ...) sd__log(&(in)->log, level, __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
 /* Offsets and the TS scan                                             */

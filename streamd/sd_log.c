@@ -344,3 +344,17 @@ void sd_log_access(struct sd_log *l, const char *host, const char *method,
 	line_printf(&ln, "\" %llu", (unsigned long long)duration_ms);
 	emit(l, 1, &ln);
 }
+
+void sd__log(const struct djmfs_log *log, enum djmfs_log_level level,
+	     const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!log || !log->fn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log->fn(log->arg, level, line);
+}

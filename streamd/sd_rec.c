@@ -115,22 +115,7 @@ struct sd_rec {
 	size_t hdr_size;
 };
 
-static void rec_log(const struct sd_rec *r, enum djmfs_log_level level,
-		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void rec_log(const struct sd_rec *r, enum djmfs_log_level level,
-		    const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	if (!r->o.log.fn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	r->o.log.fn(r->o.log.arg, level, line);
-}
+#define rec_log(r, level, ...) sd__log(&(r)->o.log, level, __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
 /* Writes and their completions                                        */

@@ -157,22 +157,7 @@ struct visit {
 	struct act a;
 };
 
-static void plog(const struct djmfs_log *log, enum djmfs_log_level level,
-		 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void plog(const struct djmfs_log *log, enum djmfs_log_level level,
-		 const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	if (!log || !log->fn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	log->fn(log->arg, level, line);
-}
+#define plog sd__log
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {

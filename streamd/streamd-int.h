@@ -542,6 +542,11 @@ void sd_session_close(struct sd_session *s);
 /* Logs (sd_log.c)                                                     */
 /* ------------------------------------------------------------------ */
 
+/* Formats one line and hands it to @log's hook (nothing when @log or its
+ * fn is NULL): how every module of the daemon logs. */
+void sd__log(const struct djmfs_log *log, enum djmfs_log_level level,
+	     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 struct sd_log;
 
 /* @error_path: "-" for stderr; @access_path: "" for none, "-" stdout.
