@@ -4,12 +4,14 @@
 # this works from automake's harness (cwd the build tree, scripts in the
 # source tree, VPATH and distcheck included) and by hand.  It finds the
 # programs under test (environment, else the build tree), skips with 77
-# when they are missing, points libiosched at the source tree's device
-# profiles, makes a scratch directory that an EXIT trap removes after
-# stopping every background job the script left running, and starts,
-# polls and stops a djmfsd on a Unix socket in it.  Messages: "ok: ..." on
-# stdout for each check passed, "FAIL: ..." (plus the tails of the logs in
-# the scratch directory) on stderr before exit 1, "SKIP: ..." before 77.
+# when they are missing, makes a scratch directory that an EXIT trap
+# removes after stopping every background job the script left running,
+# and starts, polls and stops a djmfsd on a Unix socket in it.  The
+# helpers every component shares (the device profiles, pass, fail,
+# wait_pid, wait_rc, stop_jobs) come from tests/lib-common.sh, which it
+# sources.  Messages: "ok: ..." on stdout for each check passed,
+# "FAIL: ..." (plus the tails of the logs in the scratch directory) on
+# stderr before exit 1, "SKIP: ..." before 77.
 #
 # Globals it sets: work (scratch directory), vol and sock (the volume and
 # socket paths in it), server_pid (the running djmfsd, else empty),
@@ -17,15 +19,8 @@
 # meant for `set -euo pipefail` scripts.
 # shellcheck shell=bash
 
-# The top of the source tree: this file is tests/djmfs/lib.sh in it.
-djmfs_top_srcdir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-
-# The clients' I/O scheduler needs its device profile (ssd-sata) before the
-# profiles are installed: use the source tree's.
-if [ -z "${IOSCHED_PROFILE_DIR:-}" ] &&
-	[ -f "$djmfs_top_srcdir/sched/profiles/ssd-sata.profile" ]; then
-	export IOSCHED_PROFILE_DIR=$djmfs_top_srcdir/sched/profiles
-fi
+# shellcheck source=SCRIPTDIR/../lib-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib-common.sh"
 
 server_pid=
 
@@ -87,54 +82,8 @@ make_workdir() {
 # can stop what they started; SIGKILL whatever is left after 5 s.
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
-	local p pids
-	pids=$(jobs -p)
-	for p in $pids; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in $pids; do
-		wait_rc "$p" 5
-		if [ "$rc" -eq 124 ]; then
-			kill -9 "$p" 2>/dev/null || true
-			wait "$p" 2>/dev/null || true
-		fi
-	done
+	stop_jobs 5
 	[ -z "${work:-}" ] || rm -rf "$work"
-}
-
-# fail MESSAGE: says why on stderr, with the tails of the logs and error
-# files in $work, and exits 1.
-fail() {
-	local f
-	echo "FAIL: $*" >&2
-	for f in "${work:-/nonexistent}"/*.log "${work:-/nonexistent}"/*.err; do
-		[ -s "$f" ] || continue
-		echo "--- $(basename "$f") (tail) ---" >&2
-		tail -n 20 "$f" >&2
-	done
-	exit 1
-}
-
-pass() { echo "ok: $*"; }
-
-# wait_pid PID SECONDS: waits for the child PID to end; its exit status,
-# or 124 if it still runs after SECONDS.
-wait_pid() {
-	local pid=$1 i=0 status=0
-	while kill -0 "$pid" 2>/dev/null; do
-		i=$((i + 1))
-		[ "$i" -le $(($2 * 20)) ] || return 124
-		sleep 0.05
-	done
-	wait "$pid" || status=$?
-	return "$status"
-}
-
-# wait_rc PID SECONDS: wait_pid, its result in rc without tripping set -e
-# (not in a $(...) subshell: only this shell can wait for its children).
-wait_rc() {
-	rc=0
-	wait_pid "$1" "$2" || rc=$?
 }
 
 # wait_for WHAT CMD...: polls CMD every 0.05 s for up to 10 s; fails when

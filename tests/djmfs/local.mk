@@ -33,7 +33,7 @@ DJMFS_SHELL_TESTS = \
 check_PROGRAMS += $(DJMFS_UNIT_TESTS) tests/djmfs/djmfs-pattern
 TESTS += $(DJMFS_UNIT_TESTS) $(DJMFS_SHELL_TESTS)
 EXTRA_DIST += $(DJMFS_SHELL_TESTS) tests/djmfs/lib.sh tests/djmfs/fuzz_frame.c \
-	tests/djmfs/fuzz_jrec.c
+	tests/djmfs/fuzz_jrec.c tests/djmfs/server_env.h tests/lib-common.sh
 
 tests_djmfs_djmfs_pattern_SOURCES = tests/djmfs/djmfs-pattern.c
 tests_djmfs_djmfs_pattern_CPPFLAGS = $(DJMFS_CPPFLAGS)

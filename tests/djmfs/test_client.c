@@ -18,113 +18,49 @@
 
 #include "djmfs.h"
 #include "djmfs_server.h"
-
-#ifndef IOSCHED_TEST_PROFILE_DIR
-#define IOSCHED_TEST_PROFILE_DIR "sched/profiles"
-#endif
+#include "server_env.h"
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024ull)
 #define AU (64 * KIB)
 
-struct env {
-	char dir[64];
-	char vol[128];
-	char sock[128];
-	struct djmfs_server *srv;
-	pthread_t th;
-	int running;
-};
+static struct server_env env;
 
-static struct env env;
-
-/* Quiet unless DJMFS_TEST_LOG is set. */
-static void log_line(void *arg, enum djmfs_log_level lvl, const char *msg)
+/* A server on a new volume of @vol_size bytes, on the Unix socket and on
+ * 127.0.0.1:0; @lease_ms 0 is the server's default. */
+static void env_start(uint64_t vol_size, uint32_t lease_ms)
 {
-	(void)arg;
-	if (getenv("DJMFS_TEST_LOG"))
-		fprintf(stderr, "[%d] %s\n", (int)lvl, msg);
-}
+	const struct server_env_opts o = {
+		.tag = "djmfs-client",
+		.vol_size = vol_size,
+		.au_size = AU,
+		.lease_ms = lease_ms,
+		.tcp = true,
+	};
 
-static const struct djmfs_log test_log = { log_line, NULL };
-
-static void *serve(void *arg)
-{
-	djmfs_server_run(arg);
-	return NULL;
-}
-
-static void env_start_lease(uint64_t vol_size, uint32_t lease_ms)
-{
-	struct djmfs_server_opts so = { 0 };
-
-	snprintf(env.dir, sizeof(env.dir), "/tmp/djmfs-client-XXXXXX");
-	cr_assert_not_null(mkdtemp(env.dir));
-	snprintf(env.vol, sizeof(env.vol), "%s/vol", env.dir);
-	snprintf(env.sock, sizeof(env.sock), "%s/sock", env.dir);
-	cr_assert_eq(djmfs_mkfs(env.vol, vol_size, AU, 0, &test_log), 0);
-	so.volume = env.vol;
-	so.unix_path = env.sock;
-	so.tcp_addr = "127.0.0.1:0";
-	so.lease_ms = lease_ms;
-	so.log = test_log;
-	cr_assert_eq(djmfs_server_new(&env.srv, &so), 0);
-	cr_assert_eq(pthread_create(&env.th, NULL, serve, env.srv), 0);
-	env.running = 1;
-}
-
-static void env_start(uint64_t vol_size)
-{
-	env_start_lease(vol_size, 0);
-}
-
-static void env_stop_server(void)
-{
-	if (!env.running)
-		return;
-	djmfs_server_stop(env.srv);
-	pthread_join(env.th, NULL);
-	djmfs_server_free(env.srv);
-	env.running = 0;
+	server_env_start(&env, &o);
 }
 
 static void setup(void)
 {
-	env_start(64 * MIB);
+	env_start(64 * MIB, 0);
 }
 
 static void teardown(void)
 {
-	env_stop_server();
-	unlink(env.vol);
-	unlink(env.sock);
-	rmdir(env.dir);
+	server_env_stop(&env);
+	server_env_remove(&env);
 }
 
 static struct djmfs_client_opts opts(unsigned flags)
 {
-	static char server[160];
-	struct djmfs_client_opts o = { 0 };
-
-	snprintf(server, sizeof(server), "unix:%s", env.sock);
-	o.server = server;
-	o.profile = IOSCHED_TEST_PROFILE_DIR "/ssd-sata.profile";
-	o.flags = flags;
-	o.log = test_log;
-	return o;
+	return server_env_client_opts(&env, flags);
 }
 
 /* A connected client, or a skipped test when data I/O is impossible. */
 static struct djmfs_client *client_flags(unsigned flags)
 {
-	struct djmfs_client_opts o = opts(flags);
-	struct djmfs_client *c = NULL;
-	int err = djmfs_connect(&c, &o);
-
-	if (err == -ENOSYS)
-		cr_skip_test("io_uring is not available");
-	cr_assert_eq(err, 0, "djmfs_connect: %s", strerror(-err));
-	return c;
+	return server_env_connect(&env, flags);
 }
 
 static struct djmfs_client *client(void)
@@ -459,7 +395,7 @@ Test(client, enospc_on_a_full_volume_keeps_earlier_data)
 	uint32_t id;
 
 	teardown();
-	env_start(5 * MIB); /* 16 units of 64 KiB */
+	env_start(5 * MIB, 0); /* 16 units of 64 KiB */
 	c = client();
 	fill(src, 4 * MIB, 9);
 	w = new_stream(c, "big", &id);
@@ -692,7 +628,7 @@ Test(client, a_stopped_server_fails_calls_with_enotconn)
 
 	w = new_stream(c, "gone", &id);
 	cr_assert_eq(djmfs_write(w, "abc", 3), 3);
-	env_stop_server();
+	server_env_stop(&env);
 	cr_assert_eq(djmfs_stat(c, "gone", &fi), -ENOTCONN);
 	cr_assert_eq(djmfs_write(w, "def", 3), -ENOTCONN);
 	cr_assert_eq(djmfs_close(w), -ENOTCONN);
@@ -704,7 +640,7 @@ Test(client, connect_fails_cleanly_without_a_server)
 	struct djmfs_client_opts o = opts(0);
 	struct djmfs_client *c = NULL;
 
-	env_stop_server();
+	server_env_stop(&env);
 	cr_assert_eq(djmfs_connect(&c, &o), -ENOENT);
 	cr_assert_null(c);
 }
@@ -716,7 +652,7 @@ Test(client, refuses_a_volume_that_is_not_the_servers)
 	char other[160];
 
 	snprintf(other, sizeof(other), "%s/other", env.dir);
-	cr_assert_eq(djmfs_mkfs(other, 8 * MIB, AU, 0, &test_log), 0);
+	cr_assert_eq(djmfs_mkfs(other, 8 * MIB, AU, 0, &server_env_log), 0);
 	o.volume = other;
 	cr_assert_eq(djmfs_connect(&c, &o), -EXDEV);
 	unlink(other);
@@ -729,7 +665,7 @@ Test(client, heartbeats_keep_an_idle_session_alive)
 	struct djmfs_file *w = NULL;
 
 	teardown();
-	env_start_lease(64 * MIB, 300); /* the server drops silent clients */
+	env_start(64 * MIB, 300); /* the server drops silent clients */
 	c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
 	cr_assert_eq(djmfs_open(c, "hb", DJMFS_O_WRITE | DJMFS_O_CREATE, &w),
 		     0);

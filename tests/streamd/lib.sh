@@ -7,9 +7,12 @@
 # It finds the daemon ($STREAMD, else the build tree), skips with 77 when
 # the daemon or a client is missing, makes a scratch directory that an
 # EXIT trap removes after stopping every background job, and has helpers
-# for HTTP, JSON, md5 and tolerant number checks.  Messages: "ok: ..." on
-# stdout for each check passed, "FAIL: ..." (plus the tails of the logs
-# in the scratch directory) on stderr before exit 1, "SKIP: ..." before 77.
+# for HTTP, JSON, md5 and tolerant number checks.  The helpers every
+# component shares (the device profiles, pass, fail, wait_pid, wait_rc,
+# stop_jobs) come from tests/lib-common.sh, which it sources.  Messages:
+# "ok: ..." on stdout for each check passed, "FAIL: ..." (plus the tails
+# of the logs in the scratch directory) on stderr before exit 1,
+# "SKIP: ..." before 77.
 #
 # How a push works (push_pattern): ffmpeg encodes a test pattern in real
 # time (-re) and its tee muxer sends the same packets to two mpegts
@@ -24,15 +27,10 @@
 # Bash only; meant for `set -euo pipefail` scripts.
 # shellcheck shell=bash disable=SC2034 # globals the scripts read
 
-streamd_top_srcdir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=SCRIPTDIR/../lib-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib-common.sh"
 
-# The embedded DJMFS clients' I/O scheduler needs its device profile
-# before the profiles are installed: use the source tree's.
-if [ -z "${IOSCHED_PROFILE_DIR:-}" ] &&
-	[ -f "$streamd_top_srcdir/sched/profiles/ssd-sata.profile" ]; then
-	export IOSCHED_PROFILE_DIR=$streamd_top_srcdir/sched/profiles
-fi
-
+fail_tail_lines=15 # lib-common.sh's fail: the last 15 lines of each log
 streamd_pid=
 push_pid=
 URL=
@@ -47,7 +45,7 @@ need_streamd() {
 	local c
 	if [ -z "${STREAMD:-}" ]; then
 		for c in ./streamd/streamd ./streamd \
-			"$streamd_top_srcdir/build/streamd/streamd"; do
+			"$tests_top_srcdir/build/streamd/streamd"; do
 			if [ -f "$c" ] && [ -x "$c" ]; then
 				STREAMD=$c
 				break
@@ -70,7 +68,7 @@ find_djmfs_tools() {
 	local v c
 	for v in DJMFS DJMFSD; do
 		[ -n "${!v:-}" ] && continue
-		for c in "./djmfs/${v,,}" "$streamd_top_srcdir/build/djmfs/${v,,}"; do
+		for c in "./djmfs/${v,,}" "$tests_top_srcdir/build/djmfs/${v,,}"; do
 			if [ -f "$c" ] && [ -x "$c" ]; then
 				printf -v "$v" '%s' "$c"
 				break
@@ -116,18 +114,7 @@ make_workdir() {
 # keeps the scratch directory for a post-mortem.
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
-	local p pids
-	pids=$(jobs -p)
-	for p in $pids; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in $pids; do
-		wait_rc "$p" 10
-		if [ "$rc" -eq 124 ]; then
-			kill -9 "$p" 2>/dev/null || true
-			wait "$p" 2>/dev/null || true
-		fi
-	done
+	stop_jobs 10
 	if [ -n "${work:-}" ]; then
 		if [ "${STREAMD_KEEP:-0}" = 1 ]; then
 			echo "scratch directory kept: $work" >&2
@@ -137,40 +124,7 @@ cleanup() {
 	fi
 }
 
-# fail MESSAGE: says why on stderr, with the tails of the logs and error
-# files in $work, and exits 1.
-fail() {
-	local f
-	echo "FAIL: $*" >&2
-	for f in "${work:-/nonexistent}"/*.log "${work:-/nonexistent}"/*.err; do
-		[ -s "$f" ] || continue
-		echo "--- $(basename "$f") (tail) ---" >&2
-		tail -n 15 "$f" >&2
-	done
-	exit 1
-}
-
-pass() { echo "ok: $*"; }
 note() { echo "note: $*"; }
-
-# wait_pid PID SECONDS: waits for the child PID to end; its exit status,
-# or 124 if it still runs after SECONDS.
-wait_pid() {
-	local pid=$1 i=0 status=0
-	while kill -0 "$pid" 2>/dev/null; do
-		i=$((i + 1))
-		[ "$i" -le $(($2 * 20)) ] || return 124
-		sleep 0.05
-	done
-	wait "$pid" || status=$?
-	return "$status"
-}
-
-# wait_rc PID SECONDS: wait_pid, its result in rc without tripping set -e.
-wait_rc() {
-	rc=0
-	wait_pid "$1" "$2" || rc=$?
-}
 
 # wait_for SECONDS WHAT CMD...: polls CMD every 0.1 s for up to SECONDS;
 # fails when it never succeeds or when the daemon dies meanwhile.

@@ -19,12 +19,8 @@
 #include <unistd.h>
 
 #include "djmfs.h"
-#include "djmfs_server.h"
 #include "streamd-int.h"
-
-#ifndef IOSCHED_TEST_PROFILE_DIR
-#define IOSCHED_TEST_PROFILE_DIR "sched/profiles"
-#endif
+#include "../djmfs/server_env.h"
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024ull)
@@ -32,61 +28,24 @@
 #define PTS0 1000000LL
 #define MAX_KEYS 64
 
-struct env {
-	char dir[64];
-	char vol[128];
-	char sock[128];
-	struct djmfs_server *srv;
-	pthread_t th;
-	int running;
-};
+static struct server_env env;
 
-static struct env env;
-
-/* Quiet unless SD_TEST_LOG is set. */
-static void log_line(void *arg, enum djmfs_log_level lvl, const char *msg)
-{
-	(void)arg;
-	if (getenv("SD_TEST_LOG"))
-		fprintf(stderr, "[%d] %s\n", (int)lvl, msg);
-}
-
-static const struct djmfs_log test_log = { log_line, NULL };
-
-static void *serve(void *arg)
-{
-	djmfs_server_run(arg);
-	return NULL;
-}
-
+/* A server on a new volume of @vol_size bytes. */
 static void env_start(uint64_t vol_size)
 {
-	struct djmfs_server_opts so = { 0 };
+	const struct server_env_opts o = {
+		.tag = "sd-rec",
+		.vol_size = vol_size,
+		.au_size = AU,
+	};
 
-	snprintf(env.dir, sizeof(env.dir), "/tmp/sd-rec-XXXXXX");
-	cr_assert_not_null(mkdtemp(env.dir));
-	snprintf(env.vol, sizeof(env.vol), "%s/vol", env.dir);
-	snprintf(env.sock, sizeof(env.sock), "%s/sock", env.dir);
-	cr_assert_eq(djmfs_mkfs(env.vol, vol_size, AU, 0, &test_log), 0);
-	so.volume = env.vol;
-	so.unix_path = env.sock;
-	so.log = test_log;
-	cr_assert_eq(djmfs_server_new(&env.srv, &so), 0);
-	cr_assert_eq(pthread_create(&env.th, NULL, serve, env.srv), 0);
-	env.running = 1;
+	server_env_start(&env, &o);
 }
 
 static void env_stop(void)
 {
-	if (env.running) {
-		djmfs_server_stop(env.srv);
-		pthread_join(env.th, NULL);
-		djmfs_server_free(env.srv);
-		env.running = 0;
-	}
-	unlink(env.vol);
-	unlink(env.sock);
-	rmdir(env.dir);
+	server_env_stop(&env);
+	server_env_remove(&env);
 }
 
 static void setup(void)
@@ -97,20 +56,7 @@ static void setup(void)
 /* A connected client, or a skipped test when data I/O is impossible. */
 static struct djmfs_client *client(void)
 {
-	static char server[160];
-	struct djmfs_client_opts o = { 0 };
-	struct djmfs_client *c = NULL;
-	int err;
-
-	snprintf(server, sizeof(server), "unix:%s", env.sock);
-	o.server = server;
-	o.profile = IOSCHED_TEST_PROFILE_DIR "/ssd-sata.profile";
-	o.log = test_log;
-	err = djmfs_connect(&c, &o);
-	if (err == -ENOSYS)
-		cr_skip_test("io_uring is not available");
-	cr_assert_eq(err, 0, "djmfs_connect: %s", strerror(-err));
-	return c;
+	return server_env_connect(&env, 0);
 }
 
 static struct sd_catalog *catalog(struct djmfs_client *c)
@@ -118,7 +64,7 @@ static struct sd_catalog *catalog(struct djmfs_client *c)
 	struct sd_catalog *cat = NULL;
 
 	/* 1 ns: every get fetches the newest snapshot. */
-	cr_assert_eq(sd_catalog_new(&cat, c, 1, &test_log), 0);
+	cr_assert_eq(sd_catalog_new(&cat, c, 1, &server_env_log), 0);
 	return cat;
 }
 
@@ -136,7 +82,9 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 		p[i] = (uint8_t)(rnd(&seed) >> 24);
 }
 
-static const struct sd_rec_opts rec_opts = { .log = { log_line, NULL } };
+static const struct sd_rec_opts rec_opts = {
+	.log = { server_env_log_line, NULL },
+};
 
 #define CODECS "[{\"type\":\"video\",\"codec\":\"h264\",\"width\":1280}]"
 
