@@ -8,7 +8,10 @@
  * with a deadline one period (or deadline_ns) after the issue.  When a
  * read completes, a session still below B reads again at once, so a
  * buffer that runs low catches up within the period instead of waiting
- * for the next one.  A session that has read everything its snapshot
+ * for the next one; so does a session whose player drains it below B
+ * (the check runs on the way out of the buffer as well as on the way
+ * in, so a player's start-up burst does not leave it empty until the
+ * next period).  A session that has read everything its snapshot
  * holds fetches the newest snapshot, at most once per period, to follow
  * a live recording; it ends at the end of its range, or once the
  * recording is finished (no writer holds it) and fully read.
@@ -49,7 +52,9 @@
  *     p->mu, so sd_pump_stats never loses or double counts a session.
  *
  * A session's operation slot (s->io):
- *   NONE --plan(): bytes in the image fit--------> READ  (settle submits)
+ *   NONE --plan(): bytes in the image fit--------> READ  (settle submits;
+ *          plan runs at each period, after each completion, and when
+ *          the player's sd_session_read leaves the buffer below B)
  *   NONE --plan(): image read, writer, new period-> SYNC  (settle submits)
  *   READ --read_done(): bytes into the ring-------> NONE, then plan()
  *   SYNC --sync_done(): new size and writer flag--> NONE, then plan()
@@ -302,6 +307,13 @@ static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
 	if (s->owed && now - s->empty_since > limit) {
 		s->st.underflows++;
 		s->owed = 0;
+		plog(&s->p->log, DJMFS_LOG_DEBUG, "sd_session(%s): underflow: "
+		     "empty %.3f s at %llu of %llu, %s in flight, %llu reads",
+		     s->name, (double)(now - s->empty_since) / 1e9,
+		     (unsigned long long)s->pos,
+		     (unsigned long long)s->img_size,
+		     s->io == IO_READ ? "a read" : s->io == IO_NONE ? "nothing"
+		     : "a sync", (unsigned long long)s->st.reads);
 	}
 }
 
@@ -819,10 +831,14 @@ int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 
 ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
 {
+	struct act a = { 0 };
+	struct tune t;
+	uint64_t tick;
 	ssize_t n;
 
 	if (!s || (!buf && max))
 		return -EINVAL;
+	tune_get(s->p, &t, &tick);
 	pthread_mutex_lock(&s->mu);
 	if (s->len > 0 && max > 0) {
 		n = (ssize_t)ring_get(s, buf, max);
@@ -830,6 +846,11 @@ ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
 		s->started = 1;
 		s->waiting = 0;
 		s->empty = 0;
+		/* A player that drains the buffer below B (a burst at start,
+		 * a client catching up) gets the next read now rather than
+		 * at the next period: the B rule, applied on the way out as
+		 * well as after each read. */
+		plan(s, &t, tick, 0, &a);
 	} else if (s->len > 0) {
 		n = 0;
 	} else if (s->err || s->done) {
@@ -848,6 +869,8 @@ ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
 		n = 0;
 	}
 	pthread_mutex_unlock(&s->mu);
+	if (a.io != IO_NONE) /* no wake here: waiting was just cleared */
+		settle(s, &a);
 	return n;
 }
 

@@ -21,98 +21,45 @@
 #include <unistd.h>
 
 #include "djmfs.h"
-#include "djmfs_server.h"
 #include "streamd-int.h"
-
-#ifndef IOSCHED_TEST_PROFILE_DIR
-#define IOSCHED_TEST_PROFILE_DIR "sched/profiles"
-#endif
+#include "../djmfs/server_env.h"
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024ull)
 #define MS 1000000ull
 
 /* ------------------------------------------------------------------ */
-/* An in-process server (as tests/djmfs/test_client.c starts one)      */
+/* An in-process server (tests/djmfs/server_env.h)                     */
 /* ------------------------------------------------------------------ */
 
-struct env {
-	char dir[64];
-	char vol[128];
-	char sock[128];
-	struct djmfs_server *srv;
-	pthread_t th;
-	int running;
-	struct djmfs_client *c;
-};
-
-static struct env env;
-
-static void log_line(void *arg, enum djmfs_log_level lvl, const char *msg)
-{
-	(void)arg;
-	if (getenv("SD_TEST_LOG"))
-		fprintf(stderr, "[%d] %s\n", (int)lvl, msg);
-}
-
-static const struct djmfs_log test_log = { log_line, NULL };
-
-static void *serve(void *arg)
-{
-	djmfs_server_run(arg);
-	return NULL;
-}
+static struct server_env env;
+static struct djmfs_client *env_client; /* disconnected by teardown() */
 
 static void setup(void)
 {
-	struct djmfs_server_opts so = { 0 };
+	const struct server_env_opts o = {
+		.tag = "sd-session",
+		.vol_size = 64 * MIB,
+		.au_size = 64 * KIB,
+	};
 
-	snprintf(env.dir, sizeof(env.dir), "/tmp/sd-session-XXXXXX");
-	cr_assert_not_null(mkdtemp(env.dir));
-	snprintf(env.vol, sizeof(env.vol), "%s/vol", env.dir);
-	snprintf(env.sock, sizeof(env.sock), "%s/sock", env.dir);
-	cr_assert_eq(djmfs_mkfs(env.vol, 64 * MIB, 64 * KIB, 0, &test_log),
-		     0);
-	so.volume = env.vol;
-	so.unix_path = env.sock;
-	so.log = test_log;
-	cr_assert_eq(djmfs_server_new(&env.srv, &so), 0);
-	cr_assert_eq(pthread_create(&env.th, NULL, serve, env.srv), 0);
-	env.running = 1;
-	env.c = NULL;
+	server_env_start(&env, &o);
+	env_client = NULL;
 }
 
 static void teardown(void)
 {
-	djmfs_disconnect(env.c);
-	env.c = NULL;
-	if (env.running) {
-		djmfs_server_stop(env.srv);
-		pthread_join(env.th, NULL);
-		djmfs_server_free(env.srv);
-		env.running = 0;
-	}
-	unlink(env.vol);
-	unlink(env.sock);
-	rmdir(env.dir);
+	djmfs_disconnect(env_client);
+	env_client = NULL;
+	server_env_stop(&env);
+	server_env_remove(&env);
 }
 
 /* The test's client, or a skipped test when data I/O is impossible. */
 static struct djmfs_client *client(void)
 {
-	static char server[160];
-	struct djmfs_client_opts o = { 0 };
-	int err;
-
-	snprintf(server, sizeof(server), "unix:%s", env.sock);
-	o.server = server;
-	o.profile = IOSCHED_TEST_PROFILE_DIR "/ssd-sata.profile";
-	o.log = test_log;
-	err = djmfs_connect(&env.c, &o);
-	if (err == -ENOSYS)
-		cr_skip_test("io_uring is not available");
-	cr_assert_eq(err, 0, "djmfs_connect: %s", strerror(-err));
-	return env.c;
+	env_client = server_env_connect(&env, 0);
+	return env_client;
 }
 
 TestSuite(session, .init = setup, .fini = teardown, .timeout = 30);
@@ -153,7 +100,7 @@ static struct sd_pump *pump(struct djmfs_client *c, const struct sd_knobs *k)
 {
 	struct sd_pump *p = NULL;
 
-	cr_assert_eq(sd_pump_new(&p, c, k, &test_log), 0);
+	cr_assert_eq(sd_pump_new(&p, c, k, &server_env_log), 0);
 	return p;
 }
 
@@ -515,6 +462,21 @@ Test(session, stops_reading_once_the_buffer_is_above_a)
 	sd_pump_free(p);
 }
 
+/* A player that takes nothing for @ms; returns the reads made. */
+static uint64_t hold_for(struct sd_pump *p, unsigned ms)
+{
+	struct waiter w;
+	struct sd_session *s;
+	uint64_t r;
+
+	waiter_init(&w);
+	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	sleep_ms(ms);
+	r = reads_of(s);
+	sd_session_close(s);
+	return r;
+}
+
 /* A consumer that drains everything for @ms (or to the end); returns
  * the reads made. */
 static uint64_t drain_for(struct sd_pump *p, unsigned ms)
@@ -557,13 +519,19 @@ Test(session, reads_again_at_once_while_below_b)
 	struct sd_pump *p;
 
 	finished_file(c, "rec", 5 * MIB);
-	/* Well within the first period: only the B rule can add reads. */
+	/* Well within the first period: only the B rule can add reads.  A
+	 * player that takes nothing: reads go on until the buffer is past
+	 * B (8 of 16 KiB for B at 50 %)... */
 	p = pump(c, &below);
+	cr_assert_eq(hold_for(p, 300), 8);
 	cr_assert_gt(drain_for(p, 300), 4);
 	sd_pump_free(p);
-	/* With B at 1%, one read fills past B: nothing more until a tick. */
+	/* ...and with B at 1 % one read fills past B: nothing more until a
+	 * tick, unless the player drains the buffer below B, which brings
+	 * the next read at once. */
 	p = pump(c, &above);
-	cr_assert_eq(drain_for(p, 300), 1);
+	cr_assert_eq(hold_for(p, 300), 1);
+	cr_assert_gt(drain_for(p, 300), 4);
 	sd_pump_free(p);
 }
 
@@ -638,9 +606,9 @@ Test(session, counts_an_underflow_when_the_disk_is_late)
 	uint64_t got = 0;
 	unsigned empties = 0;
 
-	/* B at 1 %: no read again at once, so each empty episode lasts
-	 * until the next period, far past a 1 ms deadline. */
-	k.deadline_ns = 1 * MS;
+	/* A 1 us deadline no read can meet: every empty episode lasts at
+	 * least one read, longer than that. */
+	k.deadline_ns = 1000;
 	p = pump(c, &k);
 
 	waiter_init(&w);
