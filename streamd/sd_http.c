@@ -338,11 +338,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 	struct sd_req *r = *con_cls;
 	unsigned status = 0;
 
-	(void)version;
 	if (!r) {
 		r = req_new(d, conn, method, url);
 		if (!r)
 			return MHD_NO;
+		r->version = version;
 		*con_cls = r;
 		r->route = route_find(method, url, r->name, sizeof(r->name),
 				      &status);
@@ -382,7 +382,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->
 				  sin6_addr, host, sizeof(host));
 	}
-	sd_log_access(d->log, host, r->method, r->url, "HTTP/1.1",
+	sd_log_access(d->log, host, r->method, r->url,
+		      r->version ? r->version : "HTTP/1.1",
 		      r->status ? r->status : 499, r->bytes,
 		      MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						  MHD_HTTP_HEADER_REFERER),

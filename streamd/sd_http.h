@@ -68,6 +68,7 @@ struct sd_req {
 	struct MHD_Connection *conn;
 	char name[SD_NAME_MAX + 1]; /* the stream the URL names, if any */
 	const char *method;	   /* MHD's, valid for the request */
+	const char *version;	   /* "HTTP/1.1", MHD's likewise */
 	char *url;		   /* path as received */
 	int64_t t0;		   /* monotonic ns at the first call */
 	unsigned status;	   /* queued response status */
