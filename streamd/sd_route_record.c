@@ -31,6 +31,13 @@
 
 #include "sd_http.h"
 
+/* After a refusal, how much of the rest of the body is read and dropped
+ * (and for how long) waiting for its end, so the client can be told why
+ * (see sd_route_record): a file sent at network speed gets its answer, a
+ * live encoder streaming on is cut off within seconds. */
+#define DROP_MAX (64u << 20)
+#define DROP_NS (5 * SD_NS)
+
 struct sd_pub {
 	struct sd_daemon *d;
 	struct sd_req *r;
@@ -45,6 +52,8 @@ struct sd_pub {
 	int closed;		/* done: the recording (if any) is closed */
 	int result;
 	int listed;		/* on d->pubs */
+	uint64_t dropped;	/* body bytes dropped after the end, and */
+	int64_t dropped_since;	/* since when (HTTP thread only) */
 	struct sd_pub *next;
 };
 
@@ -315,9 +324,24 @@ enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
 	closed = p->closed;
 	result = p->result;
 	pthread_mutex_unlock(&p->mu);
-	if (closed) {
-		*upload_size = 0;
+	if (closed && *upload_size == 0)
 		return record_answer(r, result);
+	if (closed) {
+		/* libmicrohttpd takes a response only once the body is in, so
+		 * an upload refused midway (409 from another host, 415, 507)
+		 * is read and dropped to its end, within bounds. */
+		if (!p->dropped_since)
+			p->dropped_since = sd_wall_now();
+		p->dropped += *upload_size;
+		*upload_size = 0;
+		if (p->dropped <= DROP_MAX &&
+		    sd_wall_now() - p->dropped_since <= DROP_NS)
+			return MHD_YES;
+		sd_log_error(r->d->log, DJMFS_LOG_INFO, "record %s: %s; closing "
+			     "the connection after dropping %llu bytes",
+			     p->name, strerror(-(result ? result : ESHUTDOWN)),
+			     (unsigned long long)p->dropped);
+		return MHD_NO;
 	}
 	if (*upload_size > 0 && !p->finished) {
 		size_t n = sd_ingest_push(p->in, upload, *upload_size);
