@@ -69,7 +69,7 @@ pass "node b lists the recording node a is making, live"
 
 make_pattern "$work/other.ts" 4
 code=$(curl -s -o "$work/409.json" -w '%{http_code}' -X PUT \
-	--data-binary @"$work/other.ts" "$url_b/record/cam")
+	--data-binary @"$work/other.ts" "$url_b/record/cam") || code="curl $?"
 [ "$code" = 409 ] || fail "second publisher through node b got $code, not 409"
 pass "a second publisher of cam through node b gets 409"
 
