@@ -1730,14 +1730,14 @@ ssize_t djmfs_pread_obj(struct djmfs_file *f, uint32_t id, void *buf,
 	return err < 0 ? err : op_run(op);
 }
 
-int djmfs_pread_obj_async(struct djmfs_file *f, uint32_t id, void *buf,
-			  size_t len, uint64_t offset, uint64_t deadline_ns,
-			  djmfs_done_fn done, void *user)
+/* An asynchronous read of object @id (ALL_OBJS: by file offset). */
+static int read_async(struct djmfs_file *f, uint32_t id, void *buf,
+		      size_t len, uint64_t offset, uint64_t deadline_ns,
+		      djmfs_done_fn done, void *user)
 {
 	struct fop *op = NULL;
-	int err = !done ? -EINVAL
-		: id == ALL_OBJS ? -ENOENT
-		: read_op(f, id, buf, len, offset, deadline_ns, &op);
+	int err = done ? read_op(f, id, buf, len, offset, deadline_ns, &op)
+		       : -EINVAL;
 
 	if (err < 0)
 		return err;
@@ -1747,21 +1747,21 @@ int djmfs_pread_obj_async(struct djmfs_file *f, uint32_t id, void *buf,
 	return 0;
 }
 
+int djmfs_pread_obj_async(struct djmfs_file *f, uint32_t id, void *buf,
+			  size_t len, uint64_t offset, uint64_t deadline_ns,
+			  djmfs_done_fn done, void *user)
+{
+	if (id == ALL_OBJS)
+		return -ENOENT;
+	return read_async(f, id, buf, len, offset, deadline_ns, done, user);
+}
+
 int djmfs_pread_async(struct djmfs_file *f, void *buf, size_t len,
 		      uint64_t offset, uint64_t deadline_ns,
 		      djmfs_done_fn done, void *user)
 {
-	struct fop *op = NULL;
-	int err = done ? read_op(f, ALL_OBJS, buf, len, offset, deadline_ns,
-				 &op)
-		       : -EINVAL;
-
-	if (err < 0)
-		return err;
-	op->done = done;
-	op->user = user;
-	op_queue(op);
-	return 0;
+	return read_async(f, ALL_OBJS, buf, len, offset, deadline_ns, done,
+			  user);
 }
 
 int djmfs_file_info(struct djmfs_file *f, struct djmfs_file_info *out)
