@@ -18,6 +18,7 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_session
 
 STREAMD_SHELL_TESTS = \
+	tests/streamd/cli.sh \
 	tests/streamd/record.sh \
 	tests/streamd/timeshift.sh \
 	tests/streamd/hls.sh \
