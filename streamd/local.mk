@@ -15,6 +15,7 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_time.c \
 	streamd/sd_index.c \
 	streamd/sd_hls.c \
+	streamd/sd_range.c \
 	streamd/sd_config.c \
 	streamd/sd_log.c \
 	streamd/sd_ingest.c \

@@ -520,54 +520,6 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 /* GET /streams/<name>/data.ts with Range                              */
 /* ------------------------------------------------------------------ */
 
-/*
- * One "bytes=" range against @size (RFC 9110 14.1.2).  Returns 1 and
- * [*a, *b] inclusive, 0 when the header should be ignored (absent, not
- * bytes, several ranges, bad syntax), -1 when unsatisfiable.
- */
-static int parse_range(const char *h, uint64_t size, uint64_t *a, uint64_t *b)
-{
-	char *end;
-	unsigned long long x, y;
-
-	if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-		return 0;
-	h += 6;
-	while (*h == ' ')
-		h++;
-	if (*h == '-') { /* suffix: the last N bytes */
-		if (h[1] < '0' || h[1] > '9')
-			return 0;
-		y = strtoull(h + 1, &end, 10);
-		if (*end != '\0')
-			return 0;
-		if (y == 0 || size == 0)
-			return -1;
-		*a = y >= size ? 0 : size - y;
-		*b = size - 1;
-		return 1;
-	}
-	if (*h < '0' || *h > '9')
-		return 0;
-	x = strtoull(h, &end, 10);
-	if (*end != '-')
-		return 0;
-	h = end + 1;
-	y = UINT64_MAX;
-	if (*h) {
-		if (*h < '0' || *h > '9')
-			return 0;
-		y = strtoull(h, &end, 10);
-		if (*end != '\0' || y < x)
-			return 0;
-	}
-	if (x >= size)
-		return -1;
-	*a = x;
-	*b = y >= size ? size - 1 : y;
-	return 1;
-}
-
 enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 			      size_t *upload_size)
 {
@@ -587,7 +539,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	size = s->data_size;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
-	rc = parse_range(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	rc = sd_range_parse(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_RANGE),
 			 size, &a, &b);
 	if (rc < 0) {

@@ -206,6 +206,19 @@ int sd_hls_playlist(const struct sd_index *ix, uint64_t data_size,
 		    const struct sd_hls_req *req, char **out);
 
 /* ------------------------------------------------------------------ */
+/* HTTP byte ranges (sd_range.c)                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One "bytes=" range (absolute "a-b", open "a-", or suffix "-n") against
+ * @size.  Returns 1 and the inclusive range [*a, *b] (the end clipped to
+ * the size), 0 when the header is to be ignored (NULL, another unit,
+ * several ranges, bad syntax, end before start), or -1 when it cannot be
+ * satisfied (starts at or past @size, an empty suffix, nothing to send).
+ */
+int sd_range_parse(const char *h, uint64_t size, uint64_t *a, uint64_t *b);
+
+/* ------------------------------------------------------------------ */
 /* Configuration and knobs (sd_config.c)                               */
 /* ------------------------------------------------------------------ */
 

@@ -11,6 +11,7 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_time \
 	tests/streamd/test_index \
 	tests/streamd/test_hls \
+	tests/streamd/test_range \
 	tests/streamd/test_config \
 	tests/streamd/test_log \
 	tests/streamd/test_ingest \
@@ -47,6 +48,11 @@ tests_streamd_test_hls_SOURCES = tests/streamd/test_hls.c
 tests_streamd_test_hls_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_hls_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_hls_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_range_SOURCES = tests/streamd/test_range.c
+tests_streamd_test_range_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_range_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_range_LDADD = $(STREAMD_TEST_LDADD)
 
 tests_streamd_test_config_SOURCES = tests/streamd/test_config.c
 tests_streamd_test_config_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
