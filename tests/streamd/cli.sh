@@ -62,12 +62,12 @@ buffer_size = 2MiB
 A = 70       # percent
 B = 20
 period = 200ms
-policy = edf
+policy = scan-edf
 EOF
 start_streamd --config "$work/streamd.conf" --A 75
 cfg=$(curl -fsS "$URL/admin/config")
 for kv in '"read_size":131072' '"buffer_size":2097152' '"A":75' '"B":20' \
-	'"period":0.2' '"policy":"edf"'; do
+	'"period":0.2' '"policy":"scan-edf"'; do
 	case $cfg in
 	*"$kv"*) ;;
 	*) fail "config file plus --A 75: $kv missing from $cfg" ;;

@@ -101,7 +101,7 @@ Test(config, defaults_match_the_contract_and_pass_the_check)
 	cr_expect_eq(k->read_size, 65536);
 	cr_expect_eq(k->buffer_size, 1u << 20);
 	cr_expect_eq(k->deadline_ns, 0);
-	cr_expect_str_eq(k->policy, "glmd");
+	cr_expect_str_eq(k->policy, "edf");
 	cr_expect_eq(k->depth, 0);
 	cr_expect_str_eq(k->profile, "ssd-sata");
 	cr_expect_eq(sd_knobs_check(k, err, sizeof(err)), 0, "%s", err);
@@ -258,7 +258,7 @@ Test(config, strings_that_do_not_fit_are_errors_not_truncated)
 	memset(v, 'p', 16);
 	v[16] = '\0';
 	cr_expect_eq(set("policy", v), -EINVAL);
-	cr_expect_str_eq(cfg.knobs.policy, "glmd");
+	cr_expect_str_eq(cfg.knobs.policy, "edf");
 }
 
 Test(config, unknown_keys_are_enoent)
@@ -452,7 +452,7 @@ Test(config, knobs_json_has_exactly_the_admin_keys)
 	cr_assert_not_null(txt);
 	cr_expect_str_eq(txt, "{\"A\":80,\"B\":30,\"period\":0.3,"
 			      "\"read_size\":65536,\"buffer_size\":1048576,"
-			      "\"deadline\":0.0,\"policy\":\"glmd\","
+			      "\"deadline\":0.0,\"policy\":\"edf\","
 			      "\"depth\":0,\"profile\":\"ssd-sata\"}");
 	free(txt);
 }
