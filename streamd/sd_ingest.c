@@ -154,6 +154,8 @@ static ssize_t offs_find(const struct sd_offs *o, uint64_t at)
 /* Drops the first @k entries. */
 static void offs_drop(struct sd_offs *o, size_t k)
 {
+	if (k == 0) /* also: nothing allocated yet, v may be NULL */
+		return;
 	memmove(o->v, o->v + k, (o->n - k) * sizeof(*o->v));
 	o->n -= k;
 }
