@@ -181,7 +181,7 @@ static const char *playlist_type(int finished, const struct sd_hls_req *req)
 /* EXTINF's value: milliseconds, rounded. */
 static int64_t extinf_ms(const struct sd_segment *s)
 {
-	return (s->duration_ns + 500000) / 1000000;
+	return s->duration_ns / 1000000 + (s->duration_ns % 1000000 >= 500000);
 }
 
 static void write_header(struct sd_text *t, const struct sd_seglist *l,

@@ -39,6 +39,7 @@
  * looking back at most this many entries, else it is SD_LAST_GUESS_NS. */
 #define SD_RATE_LOOKBACK 64
 #define SD_LAST_GUESS_NS SD_NS
+#define SD_LAST_MAX_NS (3600 * SD_NS)
 
 /* ------------------------------------------------------------------ */
 /* CRC-32C and the entry codec                                         */
@@ -299,7 +300,9 @@ static int64_t step_duration(const struct sd_index *ix, size_t i)
 	}
 	if (__builtin_sub_overflow(b->wall_ns, a->wall_ns, &d) || d < 0)
 		return 0;
-	return d;
+	/* Keyframes an hour apart only come from a damaged index; the cap
+	 * keeps playlist arithmetic (sums, rounding) far from overflow. */
+	return d < SD_LAST_MAX_NS ? d : SD_LAST_MAX_NS;
 }
 
 /*
@@ -320,8 +323,14 @@ static int64_t last_duration(const struct sd_index *ix, size_t i,
 		if (is_segment(ix, j) || bytes == 0)
 			continue;
 		d = step_duration(ix, j - 1);
-		if (d > 0)
-			return (int64_t)((double)d * (double)len / (double)bytes);
+		if (d > 0) {
+			double est = (double)d * (double)len / (double)bytes;
+
+			/* A tiny earlier segment and a long tail can make the
+			 * estimate absurd (or overflow): keep it to an hour. */
+			return est < (double)SD_LAST_MAX_NS ? (int64_t)est
+							     : SD_LAST_MAX_NS;
+		}
 	}
 	return SD_LAST_GUESS_NS;
 }

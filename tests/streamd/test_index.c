@@ -723,3 +723,33 @@ Test(index, wall_times_going_backwards_still_give_keys)
 		sd_index_free(&ix);
 	}
 }
+
+Test(index, durations_from_a_damaged_index_stay_within_an_hour)
+{
+	/* Keyframes decades apart, with no pts, then a long tail at the
+	 * first segment's "rate": found by fuzz_index, where the wall
+	 * difference and the tail estimate overflowed. */
+	static const struct sd_idx_entry e[] = {
+		{ 0, 0, NOPTS, SEG | KEY },
+		{ INT64_MAX - 1, 1, NOPTS, KEY },
+	};
+	struct sd_index ix;
+	struct seglog l = { .n = 0 };
+	struct sd_hls_req req = { .uri = "data.ts" };
+	char *text = NULL;
+
+	build(&ix, e, 2);
+	cr_assert_eq(sd_index_segments(&ix, 0, INT64_MAX, UINT64_MAX / 2, 1,
+				       collect, &l),
+		     0);
+	cr_assert_eq(l.n, 2);
+	cr_assert_eq(l.s[0].duration_ns, 3600 * SD_NS);
+	cr_assert_eq(l.s[1].duration_ns, 3600 * SD_NS);
+	cr_assert_eq(sd_hls_playlist(&ix, UINT64_MAX / 2, 1, 0, INT64_MAX - 1,
+				     &req, &text),
+		     0);
+	cr_assert(strstr(text, "#EXT-X-TARGETDURATION:3600\n") != NULL, "%s",
+		  text);
+	free(text);
+	sd_index_free(&ix);
+}
