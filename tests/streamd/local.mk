@@ -28,6 +28,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/admin.sh \
 	tests/streamd/load.sh \
 	tests/streamd/cluster.sh \
+	tests/streamd/volfull.sh \
 	tests/streamd/bench.sh
 
 check_PROGRAMS += $(STREAMD_UNIT_TESTS)
