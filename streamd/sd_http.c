@@ -24,18 +24,10 @@
 
 #define SD_HTTP_THREADS 4
 
-static const unsigned http_codes[SD_HTTP_CODES] = {
+const unsigned sd_http_codes[SD_HTTP_CODES] = {
 	200, 201, 204, 206, 304, 400, 401, 403,
 	404, 405, 409, 413, 415, 416, 500, 507,
 };
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * SD_NS + ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------------ */
 /* Route table                                                         */
@@ -141,7 +133,7 @@ static sd_route_fn route_find(const char *method, const char *path,
 static void count_status(struct sd_daemon *d, unsigned status)
 {
 	for (unsigned i = 0; i < SD_HTTP_CODES; i++) {
-		if (http_codes[i] == status) {
+		if (sd_http_codes[i] == status) {
 			atomic_fetch_add(&d->http_count[i], 1);
 			return;
 		}
@@ -299,7 +291,7 @@ static struct sd_req *req_new(struct sd_daemon *d,
 	r->d = d;
 	r->conn = conn;
 	r->method = method;
-	r->t0 = mono_ns();
+	r->t0 = (int64_t)djmfs_now();
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_mutex_lock(&d->mu);
 	r->next = d->reqs;
@@ -389,7 +381,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 						  MHD_HTTP_HEADER_REFERER),
 		      MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						  MHD_HTTP_HEADER_USER_AGENT),
-		      (uint64_t)(mono_ns() - r->t0) / 1000000u);
+		      (uint64_t)((int64_t)djmfs_now() - r->t0) / 1000000u);
 	req_free(r);
 	*con_cls = NULL;
 }

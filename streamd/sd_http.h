@@ -28,8 +28,10 @@
 struct sd_req;
 struct sd_pub;
 
-/* Statuses counted in streamd_http_requests_total{code=...}. */
+/* Statuses counted in streamd_http_requests_total{code=...}; the others
+ * count as "other" (sd_http.c). */
 #define SD_HTTP_CODES 16
+extern const unsigned sd_http_codes[SD_HTTP_CODES];
 
 struct sd_daemon {
 	struct sd_config cfg;	   /* as started */

@@ -198,16 +198,12 @@ static void metric(struct text *t, const char *name, const char *type,
 
 static void http_metrics(struct text *t, struct sd_daemon *d)
 {
-	static const unsigned codes[SD_HTTP_CODES] = {
-		200, 201, 204, 206, 304, 400, 401, 403,
-		404, 405, 409, 413, 415, 416, 500, 507,
-	};
-
 	put(t, "# HELP streamd_http_requests_total HTTP responses by status."
 	    "\n# TYPE streamd_http_requests_total counter\n");
 	for (unsigned i = 0; i < SD_HTTP_CODES; i++)
 		put(t, "streamd_http_requests_total{code=\"%u\"} %" PRIu64 "\n",
-		    codes[i], (uint64_t)atomic_load(&d->http_count[i]));
+		    sd_http_codes[i],
+		    (uint64_t)atomic_load(&d->http_count[i]));
 	put(t, "streamd_http_requests_total{code=\"other\"} %" PRIu64 "\n",
 	    (uint64_t)atomic_load(&d->http_other));
 }

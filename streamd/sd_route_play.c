@@ -26,14 +26,6 @@
 
 #define FIX_END_EVERY_NS (300 * 1000000LL)
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * SD_NS + ts.tv_nsec;
-}
-
 /* The recording the URL names, or an error reply already queued. */
 static int get_stream(struct sd_req *r, struct sd_stream **out,
 		      enum MHD_Result *ret)
@@ -310,7 +302,7 @@ static void play_fix_end(struct play *pl)
 {
 	struct sd_stream *s;
 	uint64_t end;
-	int64_t now = mono_ns();
+	int64_t now = (int64_t)djmfs_now();
 
 	if (now < pl->next_fix)
 		return;
@@ -618,7 +610,7 @@ enum MHD_Result sd_route_sessions(struct sd_req *r, const char *upload,
 				  size_t *upload_size)
 {
 	struct sd_daemon *d = r->d;
-	int64_t now = mono_ns();
+	int64_t now = (int64_t)djmfs_now();
 	json_t *a = json_array();
 
 	(void)upload;
