@@ -2,7 +2,7 @@
 # fuzz.sh for STREAMD_FUZZ_SECONDS each, from the seed corpus below.
 
 TESTS += tests/fuzz/fuzz.sh
-EXTRA_DIST += tests/fuzz/fuzz.sh \
+EXTRA_DIST += tests/fuzz/fuzz.sh tests/fuzz/lib.sh \
 	tests/fuzz/fuzz_parse.c \
 	tests/fuzz/fuzz_index.c \
 	tests/fuzz/fuzz_ingest.c \
