@@ -27,6 +27,16 @@ size=$(size_of "$pushed")
 [ "$size" -gt 2000 ] || fail "pushed only $size bytes"
 pass "pushed 6 s: $size bytes"
 
+# The same bytes as a chunked POST (the other publishing method) record
+# byte for byte too.
+code=$(curl -s -o "$work/post.json" -w '%{http_code}' -X POST \
+	-H 'Transfer-Encoding: chunked' --data-binary @"$pushed" \
+	"$URL/record/viapost") || code="curl $?"
+[ "$code" = 200 ] || fail "chunked POST got $code: $(cat "$work/post.json")"
+[ "$(curl -fsS "$URL/streams/viapost/data.ts" | md5sum)" = \
+	"$(md5sum <"$pushed")" ] || fail "the POSTed recording differs"
+pass "a chunked POST of the same $size bytes records them byte for byte"
+
 # slice FIRST COUNT OUT: COUNT bytes of the pushed file from FIRST.
 slice() {
 	dd if="$pushed" of="$3" bs=1 skip="$1" count="$2" status=none
