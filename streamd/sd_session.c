@@ -304,7 +304,9 @@ static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
 {
 	uint64_t limit = t->deadline_ns ? t->deadline_ns : t->period_ns;
 
-	if (s->owed && now - s->empty_since > limit) {
+	/* @now may be sampled before the lock was taken, so an episode the
+	 * player began meanwhile can start after it: not a wait at all. */
+	if (s->owed && now > s->empty_since && now - s->empty_since > limit) {
 		s->st.underflows++;
 		s->owed = 0;
 		plog(&s->p->log, DJMFS_LOG_DEBUG, "sd_session(%s): underflow: "
