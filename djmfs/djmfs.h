@@ -155,7 +155,23 @@ struct djmfs_client_opts {
 	uint32_t batch_us;
 	unsigned flags;		/* DJMFS_CLIENT_* */
 	struct djmfs_log log;
+	/* The volume's shared secret, proven to the server at HELLO (the
+	 * server proves it back).  NULL: none (a server that requires one
+	 * refuses the connection with -EACCES). */
+	const void *secret;
+	size_t secret_len;
+	/* After the connection to the server is lost, how long to keep
+	 * trying to reconnect and restore open files before failing calls
+	 * with -ENOTCONN.  0: 30 s; DJMFS_CLIENT_NO_RECONNECT: never. */
+	uint32_t reconnect_ms;
+	/* Testing only: every data I/O takes this much longer, and one in
+	 * inject_eio_every (0: none) fails with -EIO (libiosched's back-end
+	 * fault injection). */
+	uint64_t inject_latency_ns;
+	unsigned inject_eio_every;
 };
+
+#define DJMFS_CLIENT_NO_RECONNECT UINT32_MAX
 
 /*
  * Connects, opens a session (the lease is renewed by heartbeats from a
@@ -364,6 +380,7 @@ struct djmfs_io_stats {
 	uint64_t bytes;
 	uint64_t latency_p99_ns;
 	uint64_t lateness_max_ns;
+	uint64_t errors;    /* completed with an error (-EIO, ...) */
 };
 void djmfs_io_stats(struct djmfs_client *c, struct djmfs_io_stats *out);
 

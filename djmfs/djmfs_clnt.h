@@ -73,6 +73,7 @@ struct djmfs__ioreq {
 	struct iosched_req ireq;
 	void *bounce;
 	uint32_t skip; /* bytes of the bounce before r->off */
+	struct djmfs__io *io;
 	struct djmfs__ioreq *next;
 };
 

@@ -78,10 +78,16 @@ static void finish(struct djmfs__ioreq *r, int res)
 static void on_done(struct iosched_req *ir, int res)
 {
 	struct djmfs__ioreq *r = ir->user;
+	struct djmfs__io *io = r->io;
 
 	/* The device sees whole blocks; the caller asked for r->len. */
 	if (res >= 0)
 		res = (uint32_t)res >= ir->len ? (int)r->len : -EIO;
+	if (res < 0) {
+		pthread_mutex_lock(&io->mu);
+		io->stats.errors++;
+		pthread_mutex_unlock(&io->mu);
+	}
 	finish(r, res);
 }
 
@@ -100,6 +106,7 @@ static int prepare(struct djmfs__io *io, struct djmfs__ioreq *r)
 	ir->deadline_ns = r->deadline_ns;
 	ir->done = on_done;
 	ir->user = r;
+	r->io = io;
 	r->bounce = NULL;
 	r->skip = (uint32_t)(r->off - lo);
 	if (aligned((uintptr_t)r->buf) && aligned(r->off) && aligned(r->len)) {
@@ -137,6 +144,9 @@ static void start(struct djmfs__io *io, struct djmfs__ioreq *r)
 		djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs: iosched_submit "
 			   "(offset %llu, %u bytes): %s",
 			   (unsigned long long)r->off, r->len, strerror(-err));
+		pthread_mutex_lock(&io->mu);
+		io->stats.errors++;
+		pthread_mutex_unlock(&io->mu);
 		finish(r, err);
 	}
 }
@@ -346,6 +356,20 @@ static int sched_new(struct djmfs__io *io, const struct djmfs_client_opts *o,
 		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs: iosched_backend_uring_"
 			   "new: %s", strerror(-err));
 		return err;
+	}
+	if (o->inject_latency_ns || o->inject_eio_every) {
+		err = iosched_backend_inject(be, o->inject_latency_ns,
+					     o->inject_eio_every);
+		if (err < 0) {
+			djmfs__log(log, DJMFS_LOG_ERROR, "djmfs: iosched_backend"
+				   "_inject: %s", strerror(-err));
+			iosched_backend_free(be);
+			return err;
+		}
+		djmfs__log(log, DJMFS_LOG_WARN, "djmfs: testing: every data I/O "
+			   "%.3f ms slower, EIO one in %u",
+			   (double)o->inject_latency_ns / 1e6,
+			   o->inject_eio_every);
 	}
 	iosched_default_knobs(&k);
 	k.depth = o->depth;
