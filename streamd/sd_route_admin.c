@@ -7,12 +7,15 @@
  * one lock, so concurrent PUTs cannot interleave halves of two changes.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "sd_http.h"
@@ -208,6 +211,58 @@ static void http_metrics(struct text *t, struct sd_daemon *d)
 	    (uint64_t)atomic_load(&d->http_other));
 }
 
+/* Open descriptors: entries of /proc/self/fd, less the one reading it. */
+static long open_fds(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	long n = 0;
+
+	if (!dir)
+		return -1;
+	while ((e = readdir(dir)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n - 1;
+}
+
+/*
+ * The process metrics Prometheus client libraries export under these
+ * standard names, so a soak run or a dashboard sees RSS, descriptors and
+ * CPU grow (or not) without access to the host.
+ */
+static void process_metrics(struct text *t)
+{
+	long page = sysconf(_SC_PAGESIZE), fds = open_fds();
+	unsigned long long size = 0, resident = 0;
+	struct rusage ru;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f) {
+		if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+			size = resident = 0;
+		fclose(f);
+	}
+	if (resident)
+		metric(t, "process_resident_memory_bytes", "gauge",
+		       "Resident memory size in bytes.",
+		       (double)resident * (double)page);
+	if (size)
+		metric(t, "process_virtual_memory_bytes", "gauge",
+		       "Virtual memory size in bytes.",
+		       (double)size * (double)page);
+	if (fds >= 0)
+		metric(t, "process_open_fds", "gauge",
+		       "Number of open file descriptors.", (double)fds);
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		metric(t, "process_cpu_seconds_total", "counter",
+		       "User and system CPU time spent in seconds.",
+		       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+			       (double)(ru.ru_utime.tv_usec +
+					ru.ru_stime.tv_usec) / 1e6);
+}
+
 enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 				 size_t *upload_size)
 {
@@ -273,7 +328,10 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	metric(&t, "streamd_sched_lateness_max_seconds", "gauge",
 	       "Largest lateness of a device request.",
 	       (double)io.lateness_max_ns / 1e9);
+	metric(&t, "streamd_sched_errors_total", "counter",
+	       "Device requests that failed (EIO, ...).", (double)io.errors);
 	http_metrics(&t, d);
+	process_metrics(&t);
 	if (t.oom) {
 		free(t.p);
 		return MHD_NO;

@@ -267,6 +267,8 @@ static int connect_djmfs(struct sd_daemon *d, const struct embedded *e)
 		.profile = d->cfg.knobs.profile,
 		.depth = d->cfg.knobs.depth,
 		.log = d->dlog,
+		.inject_latency_ns = d->cfg.inject_latency_ns,
+		.inject_eio_every = d->cfg.inject_eio_every,
 	};
 	int err;
 
