@@ -36,20 +36,20 @@ DJMFS_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs
 noinst_LTLIBRARIES += djmfs/libdjmfs-core.la
 djmfs_libdjmfs_core_la_SOURCES = $(DJMFS_SOURCES)
 djmfs_libdjmfs_core_la_CPPFLAGS = $(DJMFS_CPPFLAGS)
-djmfs_libdjmfs_core_la_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS)
-djmfs_libdjmfs_core_la_LIBADD = sched/libiosched-core.la $(URING_LIBS) $(LIBM)
+djmfs_libdjmfs_core_la_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(CRYPTO_CFLAGS)
+djmfs_libdjmfs_core_la_LIBADD = sched/libiosched-core.la $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
 
 lib_LTLIBRARIES += djmfs/libdjmfs.la
 djmfs_libdjmfs_la_SOURCES = $(DJMFS_SOURCES)
 djmfs_libdjmfs_la_CPPFLAGS = $(DJMFS_CPPFLAGS)
-djmfs_libdjmfs_la_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS)
-djmfs_libdjmfs_la_LIBADD = sched/libiosched.la $(URING_LIBS) $(LIBM)
+djmfs_libdjmfs_la_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(CRYPTO_CFLAGS)
+djmfs_libdjmfs_la_LIBADD = sched/libiosched.la $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
 djmfs_libdjmfs_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 \
 	-export-symbols-regex '^djmfs_[a-z]'
 
 include_HEADERS += djmfs/djmfs.h djmfs/djmfs_server.h
 
-DJMFS_TOOL_LDADD = djmfs/libdjmfs-core.la $(URING_LIBS) $(LIBM)
+DJMFS_TOOL_LDADD = djmfs/libdjmfs-core.la $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
 
 # The tools are built inside djmfs/ (a top-level "djmfs" binary would
 # collide with the object directory of the same name); install drops the

@@ -5,9 +5,9 @@
 # collide with the object directory); install drops the directory.
 
 STREAMD_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs -I$(top_srcdir)/streamd
-STREAMD_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(AV_CFLAGS) $(JANSSON_CFLAGS)
+STREAMD_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(AV_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)
 STREAMD_LIBS = streamd/libstreamd-core.la djmfs/libdjmfs-core.la \
-	$(MHD_LIBS) $(AV_LIBS) $(JANSSON_LIBS) $(URING_LIBS) $(LIBM)
+	$(MHD_LIBS) $(AV_LIBS) $(JANSSON_LIBS) $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
 
 noinst_LTLIBRARIES += streamd/libstreamd-core.la
 streamd_libstreamd_core_la_SOURCES = \

@@ -6,7 +6,7 @@
 DJMFS_TEST_CPPFLAGS = $(DJMFS_CPPFLAGS) \
 	-DIOSCHED_TEST_PROFILE_DIR='"$(abs_top_srcdir)/sched/profiles"'
 DJMFS_TEST_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
-DJMFS_TEST_LDADD = djmfs/libdjmfs-core.la $(CRITERION_LIBS) $(URING_LIBS) $(LIBM)
+DJMFS_TEST_LDADD = djmfs/libdjmfs-core.la $(CRITERION_LIBS) $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
 
 DJMFS_UNIT_TESTS = \
 	tests/djmfs/test_wire \
