@@ -253,6 +253,17 @@ struct sd_config {
 	uint32_t write_size;	   /* bytes per recording write (64 KiB) */
 	uint64_t write_deadline_ns; /* write deadline after issue (1 s) */
 	uint64_t idle_timeout_ns;  /* idle HTTP connections (60 s) */
+	unsigned max_connections_per_ip; /* 0: no cap */
+	uint64_t header_timeout_ns; /* a request's head must arrive within
+				       this from the connection's start (10 s) */
+	uint64_t max_header_size;  /* bytes of a request's head (16 KiB) */
+	char admin_listen[128];	   /* "": /admin and /metrics on listen */
+	char play_secret[256];	   /* "": playback is open; else play URLs
+				      must carry an HMAC signature */
+	char djmfs_secret_file[1024]; /* volume secret; "": DIR/secret when
+					 embedded, none in cluster form */
+	uint64_t inject_latency_ns; /* test only: added to every disk I/O */
+	unsigned inject_eio_every; /* test only: one disk I/O in N fails */
 	struct sd_knobs knobs;
 };
 
