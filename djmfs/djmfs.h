@@ -343,6 +343,9 @@ typedef void (*djmfs_done_fn)(void *user, ssize_t res);
  * effort); the data I/O is scheduled by it.  The buffer is borrowed until
  * the callback.  Operations on one handle complete in submission order;
  * a write's callback runs after its publish is durable, when it publishes.
+ * Appends fail as a chain: when one fails, those already queued behind it
+ * fail with -ECANCELED (they would land short of where they were
+ * submitted), and the object pointer comes back to the object's end.
  */
 int djmfs_write_async(struct djmfs_file *f, const void *buf, size_t len,
 		      uint64_t deadline_ns, djmfs_done_fn done, void *user);

@@ -156,6 +156,7 @@ struct fop {
 	uint32_t n_nsegs;
 	uint32_t units_used; /* taken from the front of f->res */
 	int tail_read;
+	int is_append;	     /* a write at the object pointer */
 	uint64_t pub_version;
 	struct fop *next;
 };
@@ -488,9 +489,27 @@ static const step_fn steps[ST_MAX];
 
 /* Under f->mu, with the head op finished: pops and completes it, or
  * first bounces it to the I/O thread (invariant 6).  Returns with mu. */
+/* Under f->mu: after the last of a chain of failed appends, the object
+ * pointer and the submitted end come back to the staged size, so the
+ * writer's next append continues the object where it really ends. */
+static void append_failed(struct djmfs_file *f, const struct fop *op)
+{
+	struct cobj *o = obj_find(f, op->obj_id);
+
+	if (!o || !(o->attrs & DJMFS_ATTR_DATA) ||
+	    op->off + op->len != o->sub_end)
+		return;
+	if (f->ptr_set && f->ptr_id == op->obj_id && f->ptr_off == o->sub_end)
+		f->ptr_off = o->size;
+	o->sub_end = o->size;
+}
+
 static void finish_head(struct djmfs_file *f, struct fop *op, int submitter)
 {
 	ssize_t res = op->err < 0 ? op->err : op->res;
+
+	if (op->err < 0 && op->is_append && !op->bounced)
+		append_failed(f, op);
 
 	if (submitter && !op->inline_ok && !op->bounced) {
 		op->bounced = 1;
@@ -700,6 +719,12 @@ static enum step_ret w_start(struct fop *op)
 		return op_failed(op, -ENOENT);
 	if (o->attrs & DJMFS_ATTR_META)
 		return w_meta(op, o);
+	/* An earlier append queued before this one failed: this one would
+	 * land short of where it was submitted, leaving the object's bytes
+	 * out of order.  Appends fail as a chain, like linked io_uring
+	 * requests. */
+	if (op->off != o->size)
+		return op_failed(op, -ECANCELED);
 	op->res = (ssize_t)op->len;
 	if (op->len == 0)
 		op->state = ST_DONE;
@@ -1642,6 +1667,7 @@ static int write_op(struct djmfs_file *f, const void *buf, size_t len,
 	op->wbuf = buf;
 	op->len = len;
 	op->deadline_ns = deadline_ns;
+	op->is_append = 1;
 	pthread_mutex_lock(&f->mu);
 	if (!f->ptr_set)
 		err = -EINVAL;

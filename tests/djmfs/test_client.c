@@ -720,3 +720,42 @@ Test(client, connects_with_every_address_form)
 		djmfs_disconnect(c);
 	}
 }
+
+Test(client, a_failed_append_fails_the_appends_queued_behind_it)
+{
+	struct djmfs_client_opts o = opts(0);
+	struct djmfs_client *c = NULL, *rc = client();
+	struct djmfs_file *w, *r = NULL;
+	struct djmfs_io_stats st;
+	static uint8_t src[4 * 64 * KIB], dst[4 * 64 * KIB];
+	uint32_t id;
+
+	/* Device requests 2, 4, ... fail: the second append's write. */
+	o.inject_eio_every = 2;
+	cr_assert_eq(djmfs_connect(&c, &o), 0);
+	fill(src, sizeof(src), 5);
+	w = new_stream(c, "chain", &id);
+	cr_assert_eq(djmfs_set_objptr(w, id, 0), 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(djmfs_write_async(w, src + i * 64 * KIB, 64 * KIB,
+					       0, note, (void *)(intptr_t)i), 0);
+	wait_for(3);
+	cr_assert_eq(ord.res[0], 64 * KIB);
+	cr_assert_eq(ord.res[1], -EIO);
+	/* Written after B's failure, C would sit where B belongs. */
+	cr_assert_eq(ord.res[2], -ECANCELED);
+	djmfs_io_stats(c, &st);
+	cr_assert_eq(st.errors, 1);
+	/* The pointer is back at the object's real end: the next append
+	 * (device request 3, which succeeds) continues it there. */
+	cr_assert_eq(djmfs_write(w, src + 3 * 64 * KIB, 64 * KIB), 64 * KIB);
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+
+	cr_assert_eq(djmfs_open(rc, "chain", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_pread(r, dst, sizeof(dst), 0), 128 * KIB);
+	cr_assert_eq(memcmp(dst, src, 64 * KIB), 0);
+	cr_assert_eq(memcmp(dst + 64 * KIB, src + 3 * 64 * KIB, 64 * KIB), 0);
+	djmfs_close(r);
+	djmfs_disconnect(rc);
+}
