@@ -366,10 +366,6 @@ static int sched_new(struct djmfs__io *io, const struct djmfs_client_opts *o,
 			iosched_backend_free(be);
 			return err;
 		}
-		djmfs__log(log, DJMFS_LOG_WARN, "djmfs: testing: every data I/O "
-			   "%.3f ms slower, EIO one in %u",
-			   (double)o->inject_latency_ns / 1e6,
-			   o->inject_eio_every);
 	}
 	iosched_default_knobs(&k);
 	k.depth = o->depth;

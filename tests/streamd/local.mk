@@ -29,6 +29,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/load.sh \
 	tests/streamd/cluster.sh \
 	tests/streamd/volfull.sh \
+	tests/streamd/device.sh \
 	tests/streamd/bench.sh
 
 check_PROGRAMS += $(STREAMD_UNIT_TESTS)
