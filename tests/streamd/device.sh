@@ -9,7 +9,6 @@
 # the same volume, every recording the failures cut short is a prefix of
 # what was sent, and the volume checks clean.
 set -euo pipefail
-[ -z "${DEVICE_KEEP:-}" ] || STREAMD_KEEP=1
 . "$(dirname "$0")/lib.sh"
 
 need_streamd
