@@ -3,11 +3,13 @@
  * offline (mkfs, fsck, through the server library) and, as a client of a
  * running djmfsd, lists, inspects, imports, exports and removes files,
  * shows free space and the server's counters, and shows or freezes a
- * file's snapshot.  This is the only DJMFS program code that parses
- * arguments, prints and exits; everything it does goes through the public
- * APIs of djmfs.h and djmfs_server.h.  One table describes the
- * subcommands and one the options they take, so getopt, --help and the
- * checks all come from the same place.  See djmfs(1).
+ * file's snapshot.  It also makes shared-secret files (secret) and
+ * proves the volume's secret to the server (--secret-file).  This is the
+ * only DJMFS program code that parses arguments, prints and exits;
+ * everything it does goes through the public APIs of djmfs.h and
+ * djmfs_server.h.  One table describes the subcommands and one the
+ * options they take, so getopt, --help and the checks all come from the
+ * same place.  See djmfs(1).
  *
  * Exit status: 0 success, 1 a runtime error (fsck: problems found), 2 bad
  * usage (fsck: could not check).
@@ -48,6 +50,7 @@
 struct global {
 	const char *server;
 	const char *volume;
+	const char *secret_file; /* NULL: $DJMFS_SECRET_FILE, else none */
 	int quiet;
 	int verbose;
 };
@@ -69,6 +72,8 @@ struct ctx {
 	struct cmd_args a;
 	struct djmfs_log log;
 	struct djmfs_client *c; /* NULL for the offline commands */
+	void *secret;		/* the client borrows it until disconnect */
+	size_t secret_len;
 };
 
 /* ------------------------------------------------------------------ */
@@ -314,7 +319,7 @@ enum opt_id {
 	OPT_SIZE, OPT_AU_SIZE, OPT_FORCE, OPT_PREALLOC, OPT_LONG, OPT_EXTENTS,
 	OPT_OBJECT,
 	OPT_LOCK, OPT_LOCK_FOR, OPT_SYNC, OPT_NO_SYNC, OPT_HUMAN, OPT_REPAIR,
-	OPT_HELP, OPT_COUNT
+	OPT_REPLACE, OPT_HELP, OPT_COUNT
 };
 
 #define A(f) offsetof(struct cmd_args, f)
@@ -348,6 +353,8 @@ static const struct opt opts[OPT_COUNT] = {
 		"sizes as 1K, 2.5M, 3G" },
 	[OPT_REPAIR] = { "repair", 'r', NULL, set_flag, A(repair),
 		"quarantine bad files, free orphans, checkpoint" },
+	[OPT_REPLACE] = { "force", 'f', NULL, set_flag, A(force),
+		"replace an existing secret file" },
 	[OPT_HELP] = { "help", 0, NULL, set_flag, A(help), "this text" },
 };
 
@@ -771,6 +778,25 @@ static int cmd_fsck(struct ctx *x)
 	return EXIT_RUNTIME;
 }
 
+static int cmd_secret(struct ctx *x)
+{
+	const char *path = x->a.pos[0];
+	int r = djmfs_secret_create(path, x->a.force ? DJMFS_SECRET_FORCE : 0,
+				    &x->log);
+
+	if (r == -EEXIST)
+		fprintf(stderr, "%s: secret: %s exists; --force replaces it "
+			"(every server and client must then get the new "
+			"one)\n", PROG, path);
+	if (r < 0)
+		return fail("secret", path, r);
+	if (!x->g->quiet)
+		printf("wrote a new %d-byte secret to %s (mode 0600): give it "
+		       "to djmfsd and every client with --secret-file\n",
+		       DJMFS_SECRET_NEW, path);
+	return 0;
+}
+
 /* Holds the frozen image for @secs or until SIGINT/SIGTERM, which main
  * blocked in every thread before the library started its own. */
 static void hold(double secs)
@@ -880,6 +906,8 @@ static const struct cmd cmds[] = {
 	  TAKES(OPT_LOCK_FOR), 1, 1, CONN_META, cmd_snap },
 	{ "stats", "", "the server's counters as JSON", 0, 0, 0, CONN_META,
 	  cmd_stats },
+	{ "secret", "PATH", "make a shared-secret file (32 random bytes)",
+	  TAKES(OPT_REPLACE), 1, 1, CONN_NONE, cmd_secret },
 };
 
 #define N_CMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -892,14 +920,20 @@ static void usage(FILE *f)
 {
 	size_t i;
 
-	fprintf(f, "usage: %s [--server ADDR] [--volume PATH] [-q] [-v] "
-		   "COMMAND [ARGS]\n       %s COMMAND --help\n\n"
+	fprintf(f, "usage: %s [--server ADDR] [--volume PATH] "
+		   "[--secret-file PATH] [-q] [-v]\n"
+		   "             COMMAND [ARGS]\n       %s COMMAND --help\n\n"
 		   "global options:\n"
 		   "  --server ADDR   djmfsd to talk to: unix:PATH, "
 		   "tcp:HOST:PORT, HOST:PORT\n"
 		   "                  (default $DJMFS_SERVER, else "
 		   "unix:/run/djmfs/djmfsd.sock)\n"
 		   "  --volume PATH   the shared volume as this host sees it\n"
+		   "  --secret-file PATH\n"
+		   "                  prove the volume's shared secret to the "
+		   "server, which\n"
+		   "                  must prove it back (default "
+		   "$DJMFS_SECRET_FILE)\n"
 		   "  -q, --quiet     no library warnings, no progress lines\n"
 		   "  -v, --verbose   library info lines (-vv: debug)\n"
 		   "  -h, --help      this text\n"
@@ -994,6 +1028,7 @@ static int parse_global(struct global *g, int argc, char **argv)
 	static const struct option lo[] = {
 		{ "server", required_argument, NULL, 's' },
 		{ "volume", required_argument, NULL, 'V' },
+		{ "secret-file", required_argument, NULL, 'S' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1008,6 +1043,7 @@ static int parse_global(struct global *g, int argc, char **argv)
 		switch (c) {
 		case 's': g->server = optarg; break;
 		case 'V': g->volume = optarg; break;
+		case 'S': g->secret_file = optarg; break;
 		case 'q': g->quiet = 1; break;
 		case 'v': g->verbose++; break;
 		case 'h': usage(stdout); return GLOBAL_DONE;
@@ -1052,12 +1088,30 @@ static int check_operands(const struct ctx *x)
 	return usage_error(c->name, msg);
 }
 
+/* The secret named by --secret-file or $DJMFS_SECRET_FILE, into x. */
+static int load_secret(struct ctx *x)
+{
+	const char *path = x->g->secret_file;
+	int r;
+
+	if (!path)
+		path = getenv("DJMFS_SECRET_FILE");
+	if (!path || !*path)
+		return 0;
+	/* The library logs why a file is refused (mode, size). */
+	r = djmfs_secret_load(path, &x->secret, &x->secret_len, &x->log);
+	return r < 0 ? fail("--secret-file", path, r) : 0;
+}
+
 static int connect_client(struct ctx *x)
 {
 	struct djmfs_client_opts o;
 	char name[64];
 	int r;
 
+	r = load_secret(x);
+	if (r)
+		return r;
 	memset(&o, 0, sizeof(o));
 	snprintf(name, sizeof(name), "djmfs %s (pid %ld)", x->cmd->name,
 		 (long)getpid());
@@ -1065,6 +1119,8 @@ static int connect_client(struct ctx *x)
 	o.volume = x->g->volume;
 	o.name = name;
 	o.log = x->log;
+	o.secret = x->secret;
+	o.secret_len = x->secret_len;
 	if (x->cmd->conn == CONN_META)
 		o.flags |= DJMFS_CLIENT_NO_DATA_IO;
 	r = djmfs_connect(&x->c, &o);
@@ -1116,10 +1172,13 @@ int main(int argc, char **argv)
 		sigaddset(&sigs, SIGTERM);
 		pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	}
-	if (x.cmd->conn != CONN_NONE && (r = connect_client(&x)))
+	if (x.cmd->conn != CONN_NONE && (r = connect_client(&x))) {
+		djmfs_secret_free(x.secret, x.secret_len);
 		return r;
+	}
 	r = x.cmd->run(&x);
 	djmfs_disconnect(x.c);
+	djmfs_secret_free(x.secret, x.secret_len);
 	if (fflush(stdout) == EOF || ferror(stdout))
 		r = r ? r : fail("write", "standard output",
 				 errno ? -errno : -EIO);

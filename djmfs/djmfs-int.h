@@ -7,6 +7,7 @@
  *   djmfs_crc.c      CRC-32C for superblock, journal and checkpoints
  *   djmfs_buf.c      growable output buffer and bounds-checked input cursor
  *   djmfs_wire.c     protocol frames: encode and decode every operation
+ *   djmfs_auth.c     shared secrets: secret files, nonces, HMAC proofs
  *   djmfs_jrec.c     journal records: encode and decode
  *   djmfs_volume.c   superblock, layout, mkfs, opening a volume
  *   djmfs_journal.c  group-commit journal writer, replay, checkpoint slots
@@ -163,7 +164,7 @@ void djmfs__put_run(struct djmfs__buf *b, uint64_t first, uint32_t count);
  * payload starts with an i32 status (0 or -errno); the body follows only
  * when the status is 0.
  */
-#define DJMFS_PROTO_VERSION 1
+#define DJMFS_PROTO_VERSION 2 /* 2: CHALLENGE, HELLO's proof */
 #define DJMFS_FRAME_MAGIC 0xD7F5
 #define DJMFS_HDR_SIZE 16
 #define DJMFS_FRAME_MAX (16u << 20) /* payload bytes */
@@ -188,8 +189,14 @@ enum djmfs__op {
 	DJMFS_OP_STAT,
 	DJMFS_OP_DF,
 	DJMFS_OP_STATS,
+	DJMFS_OP_CHALLENGE,
 	DJMFS_OP_MAX
 };
+
+/* Shared-secret handshake (see its section below): a random nonce from
+ * each side, HMAC-SHA256 proofs. */
+#define DJMFS_AUTH_NONCE 32
+#define DJMFS_AUTH_PROOF 32
 
 /* Name of an op for logs ("PUBLISH"), or "?". */
 const char *djmfs__op_name(unsigned op);
@@ -291,7 +298,11 @@ struct djmfs__list_entry {
  * the frame must outlive the message.  Which member of the union is used
  * depends on op and kind; for a response with status != 0 none is.
  * Bodies (request -> response on success):
- *   HELLO       u32 proto | u32 lease_ms | str name
+ *   CHALLENGE   u32 proto | NONCE client_nonce | str name
+ *               -> NONCE server_nonce | PROOF server_proof
+ *               (a server without a shared secret answers -EOPNOTSUPP)
+ *   HELLO       u32 proto | u32 lease_ms | str name | u8 has_proof |
+ *               [PROOF client_proof]
  *               -> u64 session | u32 lease_ms | u32 au_size | u64 data_off
  *                  | u64 n_aus | 16 bytes uuid | str volume
  *   PING        -> u64 now_ns
@@ -321,7 +332,18 @@ struct djmfs__msg {
 			uint32_t proto;
 			uint32_t lease_ms;
 			char name[DJMFS_CLIENT_NAME_MAX + 1];
+			uint8_t has_proof; /* 0 or 1: proof follows */
+			uint8_t proof[DJMFS_AUTH_PROOF];
 		} hello_req;
+		struct {
+			uint32_t proto;
+			uint8_t nonce[DJMFS_AUTH_NONCE];
+			char name[DJMFS_CLIENT_NAME_MAX + 1];
+		} challenge_req;
+		struct {
+			uint8_t nonce[DJMFS_AUTH_NONCE];
+			uint8_t proof[DJMFS_AUTH_PROOF];
+		} challenge_resp;
 		struct {
 			uint64_t session;
 			uint32_t lease_ms;
@@ -414,6 +436,57 @@ int djmfs__msg_encode(struct djmfs__buf *b, const struct djmfs__msg *m);
 int djmfs__list_next(struct djmfs__cur *c, struct djmfs__list_entry *e);
 void djmfs__put_list_entry(struct djmfs__buf *b,
 			   const struct djmfs__list_entry *e);
+
+/* ------------------------------------------------------------------ */
+/* Shared-secret handshake                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * djmfs_auth.c, for the server's connection gate (djmfs_server.c) and
+ * the client's HELLO (djmfs_client.c).  The secret never travels: each
+ * side proves it knows it with an HMAC-SHA256 over both sides' nonces
+ * and the session parameters, under a label naming the side, so a proof
+ * can neither be replayed on another connection nor reflected as the
+ * other side's.  It authenticates the peers, nothing more: later frames
+ * are neither encrypted nor signed (a hostile network needs a tunnel).
+ *
+ *   client                                   server (with a secret)
+ *   CHALLENGE proto, client_nonce, name -->
+ *                                      <--  server_nonce,
+ *                                           PROOF(server, ...)
+ *   (checks the server's proof; a server
+ *    that cannot give it is refused)
+ *   HELLO proto, lease, name,
+ *         PROOF(client, ...)            -->  (checks it; refuses and
+ *                                            closes on a mismatch)
+ *                                      <--  session ...
+ *
+ * PROOF(side, proto, name, cn, sn) = HMAC-SHA256(secret,
+ *     label(side) | u32 proto | u16 len | name | cn | sn)
+ * with label "djmfs-auth server\0" or "djmfs-auth client\0".
+ */
+enum djmfs__auth_side { DJMFS_AUTH_SERVER, DJMFS_AUTH_CLIENT };
+
+/* @n bytes from the system's CSPRNG.  Returns 0 or -EIO. */
+int djmfs__auth_nonce(uint8_t *out, size_t n);
+
+/* Computes @side's proof.  Returns 0, -EINVAL (no secret, or one over
+ * DJMFS_SECRET_MAX bytes), or -EIO (libcrypto failed). */
+int djmfs__auth_proof(const void *secret, size_t secret_len,
+		      enum djmfs__auth_side side, uint32_t proto,
+		      const char *name, const uint8_t cnonce[DJMFS_AUTH_NONCE],
+		      const uint8_t snonce[DJMFS_AUTH_NONCE],
+		      uint8_t out[DJMFS_AUTH_PROOF]);
+
+/* Checks @proof against the one @side should have sent, in constant
+ * time.  Returns 0 (it matches), -EACCES (it does not), or as
+ * djmfs__auth_proof. */
+int djmfs__auth_verify(const void *secret, size_t secret_len,
+		       enum djmfs__auth_side side, uint32_t proto,
+		       const char *name,
+		       const uint8_t cnonce[DJMFS_AUTH_NONCE],
+		       const uint8_t snonce[DJMFS_AUTH_NONCE],
+		       const uint8_t proof[DJMFS_AUTH_PROOF]);
 
 /* ------------------------------------------------------------------ */
 /* Journal records                                                     */

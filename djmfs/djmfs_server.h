@@ -15,6 +15,7 @@
 #ifndef DJMFS_SERVER_H
 #define DJMFS_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "djmfs.h"
@@ -44,6 +45,14 @@ struct djmfs_server_opts {
 	 * DJMFS_SERVER_NO_BATCH turns it off. */
 	uint32_t batch_us;
 	struct djmfs_log log;
+	/* The volume's shared secret (copied), 1 to DJMFS_SECRET_MAX bytes.
+	 * Set: every client must prove it knows it before any operation (a
+	 * CHALLENGE, then a HELLO with its proof), and the server proves it
+	 * back; anything else is answered -EACCES, logged with the peer and
+	 * counted, and the connection closed.  NULL: clients are not asked
+	 * (protect the socket by its directory's permissions instead). */
+	const void *secret;
+	size_t secret_len;
 };
 
 /*
@@ -64,6 +73,15 @@ void djmfs_server_stop(struct djmfs_server *s);
 
 /* TCP port actually bound (useful with port 0), or 0. */
 uint16_t djmfs_server_tcp_port(const struct djmfs_server *s);
+
+/* Shared-secret handshakes since djmfs_server_new(); any thread. */
+struct djmfs_server_auth_stats {
+	uint64_t accepted; /* clients that proved the secret */
+	uint64_t refused;  /* connections closed for a missing or wrong
+			      proof, or an operation before it */
+};
+void djmfs_server_auth_stats(const struct djmfs_server *s,
+			     struct djmfs_server_auth_stats *out);
 
 /* Flushes the journal, writes a checkpoint and frees.  NULL is a no-op. */
 void djmfs_server_free(struct djmfs_server *s);
@@ -111,6 +129,42 @@ struct djmfs_fsck_report {
  */
 int djmfs_fsck(const char *volume, int repair, struct djmfs_fsck_report *rep,
 	       const struct djmfs_log *log);
+
+/* ------------------------------------------------------------------ */
+/* Shared-secret files                                                 */
+/* ------------------------------------------------------------------ */
+
+#define DJMFS_SECRET_MIN 16	 /* bytes in a secret file, at least */
+#define DJMFS_SECRET_MAX 4096	 /* and at most */
+#define DJMFS_SECRET_NEW 32	 /* bytes djmfs_secret_create() writes */
+
+/* djmfs_secret_create() flags. */
+#define DJMFS_SECRET_FORCE 0x1u /* replace an existing file */
+
+/*
+ * Reads the shared secret in @path: its bytes as they are (binary or
+ * text; a trailing newline is part of the secret).  Like ssh with a
+ * private key, refuses a file that group or others may access, so that a
+ * secret left readable is noticed at once.  Fills *out (free it with
+ * djmfs_secret_free) and *len.  Returns 0, -EPERM (group or others have
+ * access: chmod 600), -EINVAL (not a regular file, or not
+ * DJMFS_SECRET_MIN to DJMFS_SECRET_MAX bytes), or -errno; each failure is
+ * logged with the path and the reason.
+ */
+int djmfs_secret_load(const char *path, void **out, size_t *len,
+		      const struct djmfs_log *log);
+
+/* Wipes and frees a secret from djmfs_secret_load().  NULL is a no-op. */
+void djmfs_secret_free(void *secret, size_t len);
+
+/*
+ * Writes a new secret, DJMFS_SECRET_NEW random bytes from getrandom(2),
+ * to @path with mode 0600, durably.  Refuses an existing @path unless
+ * DJMFS_SECRET_FORCE.  Returns 0, -EEXIST, or -errno (logged); a file
+ * that could not be written whole is removed.
+ */
+int djmfs_secret_create(const char *path, unsigned flags,
+			const struct djmfs_log *log);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,9 @@
 /*
  * Private header of the metadata server, shared by its three files only:
  * djmfs_server.c (boot, the epoll loop, connections and their buffers,
- * acknowledgements held back until durable, shutdown), djmfs_session.c
- * (sessions, leases, handles, the write-lock table, LOCK_SNAP holds) and
+ * the shared-secret gate, acknowledgements held back until durable,
+ * shutdown), djmfs_session.c (sessions, leases, handles, the write-lock
+ * table, LOCK_SNAP holds) and
  * djmfs_ops.c (the table of protocol operations, the mutation path through
  * metadata and journal, checkpoints, freed units).  Everything runs on the
  * loop thread; only djmfs_server_stop() comes from elsewhere.
@@ -48,6 +49,13 @@ struct djmfs__ev {
 	int fd;
 };
 
+/* Where a connection is in the shared-secret handshake. */
+enum {
+	DJMFS__AUTH_NONE = 0,	/* nothing yet */
+	DJMFS__AUTH_CHALLENGED, /* CHALLENGE answered; HELLO must prove */
+	DJMFS__AUTH_PROVEN,	/* its HELLO proved the secret */
+};
+
 struct djmfs__conn {
 	struct djmfs__ev ev; /* first: epoll hands this back */
 	uint64_t id;
@@ -61,6 +69,10 @@ struct djmfs__conn {
 	int dead;      /* closed at the end of this loop round */
 	uint64_t last_rx_ns;
 	struct djmfs__session *sess; /* NULL until HELLO */
+	/* Shared-secret handshake (djmfs_server.c): DJMFS__AUTH_*, and the
+	 * client's nonce then ours once CHALLENGE is answered. */
+	uint8_t auth;
+	uint8_t nonces[2 * DJMFS_AUTH_NONCE];
 	int dirty; /* on the server's flush list */
 	struct djmfs__conn *dnext;
 	struct djmfs__conn *prev, *next; /* live list, or the reap list */
@@ -132,6 +144,11 @@ struct djmfs_server {
 	uint64_t start_ns;
 	uint64_t ops, mutations, lock_busy_ns, ckpts;
 	struct djmfs__boot_info boot;
+
+	/* shared secret (djmfs_server.c): our copy, NULL when none */
+	uint8_t *secret;
+	size_t secret_len;
+	uint64_t auth_accepted, auth_refused; /* atomic: read anywhere */
 };
 
 /* ---- djmfs_server.c --------------------------------------------- */

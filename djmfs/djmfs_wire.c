@@ -328,21 +328,79 @@ void djmfs__put_list_entry(struct djmfs__buf *b,
 /* Per-op bodies                                                     */
 /* ---------------------------------------------------------------- */
 
+/* Fixed-size byte fields (nonces, proofs) land in arrays. */
+static void get_array(struct djmfs__cur *c, uint8_t *dst, size_t n)
+{
+	const uint8_t *p = djmfs__get_bytes(c, n);
+
+	if (p)
+		memcpy(dst, p, n);
+}
+
 static int enc_hello_req(struct djmfs__buf *b, const struct djmfs__msg *m)
 {
-	if (STR_BAD(m->u.hello_req.name, 1))
+	const typeof(m->u.hello_req) *r = &m->u.hello_req;
+
+	if (STR_BAD(r->name, 1) || r->has_proof > 1)
 		return -EINVAL;
-	djmfs__put_u32(b, m->u.hello_req.proto);
-	djmfs__put_u32(b, m->u.hello_req.lease_ms);
-	djmfs__put_str(b, m->u.hello_req.name);
+	djmfs__put_u32(b, r->proto);
+	djmfs__put_u32(b, r->lease_ms);
+	djmfs__put_str(b, r->name);
+	djmfs__put_u8(b, r->has_proof);
+	if (r->has_proof)
+		djmfs__put_bytes(b, r->proof, sizeof(r->proof));
 	return 0;
 }
 
 static void dec_hello_req(struct djmfs__cur *c, struct djmfs__msg *m)
 {
-	m->u.hello_req.proto = djmfs__get_u32(c);
-	m->u.hello_req.lease_ms = djmfs__get_u32(c);
-	djmfs__get_str(c, m->u.hello_req.name, sizeof(m->u.hello_req.name), 1);
+	typeof(m->u.hello_req) *r = &m->u.hello_req;
+
+	r->proto = djmfs__get_u32(c);
+	r->lease_ms = djmfs__get_u32(c);
+	djmfs__get_str(c, r->name, sizeof(r->name), 1);
+	r->has_proof = get_bool(c);
+	if (r->has_proof && !c->err)
+		get_array(c, r->proof, sizeof(r->proof));
+}
+
+static int enc_challenge_req(struct djmfs__buf *b, const struct djmfs__msg *m)
+{
+	const typeof(m->u.challenge_req) *r = &m->u.challenge_req;
+
+	if (STR_BAD(r->name, 1))
+		return -EINVAL;
+	djmfs__put_u32(b, r->proto);
+	djmfs__put_bytes(b, r->nonce, sizeof(r->nonce));
+	djmfs__put_str(b, r->name);
+	return 0;
+}
+
+static void dec_challenge_req(struct djmfs__cur *c, struct djmfs__msg *m)
+{
+	typeof(m->u.challenge_req) *r = &m->u.challenge_req;
+
+	r->proto = djmfs__get_u32(c);
+	get_array(c, r->nonce, sizeof(r->nonce));
+	djmfs__get_str(c, r->name, sizeof(r->name), 1);
+}
+
+static int enc_challenge_resp(struct djmfs__buf *b,
+			      const struct djmfs__msg *m)
+{
+	djmfs__put_bytes(b, m->u.challenge_resp.nonce,
+			 sizeof(m->u.challenge_resp.nonce));
+	djmfs__put_bytes(b, m->u.challenge_resp.proof,
+			 sizeof(m->u.challenge_resp.proof));
+	return 0;
+}
+
+static void dec_challenge_resp(struct djmfs__cur *c, struct djmfs__msg *m)
+{
+	get_array(c, m->u.challenge_resp.nonce,
+		  sizeof(m->u.challenge_resp.nonce));
+	get_array(c, m->u.challenge_resp.proof,
+		  sizeof(m->u.challenge_resp.proof));
 }
 
 static int enc_hello_resp(struct djmfs__buf *b, const struct djmfs__msg *m)
@@ -364,16 +422,13 @@ static int enc_hello_resp(struct djmfs__buf *b, const struct djmfs__msg *m)
 static void dec_hello_resp(struct djmfs__cur *c, struct djmfs__msg *m)
 {
 	typeof(m->u.hello_resp) *r = &m->u.hello_resp;
-	const uint8_t *uuid;
 
 	r->session = djmfs__get_u64(c);
 	r->lease_ms = djmfs__get_u32(c);
 	r->au_size = djmfs__get_u32(c);
 	r->data_off = djmfs__get_u64(c);
 	r->n_aus = djmfs__get_u64(c);
-	uuid = djmfs__get_bytes(c, sizeof(r->uuid));
-	if (uuid)
-		memcpy(r->uuid, uuid, sizeof(r->uuid));
+	get_array(c, r->uuid, sizeof(r->uuid));
 	djmfs__get_str(c, r->volume, sizeof(r->volume), 1);
 }
 
@@ -793,6 +848,9 @@ static const struct op_codec op_codecs[DJMFS_OP_MAX] = {
 	[DJMFS_OP_DF] = {"DF", NULL, NULL, enc_df_resp, dec_df_resp},
 	[DJMFS_OP_STATS] = {"STATS", NULL, NULL, enc_stats_resp,
 			    dec_stats_resp},
+	[DJMFS_OP_CHALLENGE] = {"CHALLENGE", enc_challenge_req,
+				dec_challenge_req, enc_challenge_resp,
+				dec_challenge_resp},
 };
 
 static const struct op_codec *codec_of(unsigned op)

@@ -1,10 +1,11 @@
 /*
  * djmfsd, the DJMFS metadata and lock server: parses the command line,
- * turns the library's log lines into timestamped stderr lines, maps
- * SIGINT and SIGTERM onto djmfs_server_stop() and runs the server until
- * then.  Everything else is the library (djmfs_server.h), which streamd
- * embeds the same way.  Exit codes: 0 clean stop, 1 runtime failure,
- * 2 usage error.
+ * reads the volume's shared secret (--secret-file), turns the library's
+ * log lines into timestamped stderr lines, maps SIGINT and SIGTERM onto
+ * djmfs_server_stop() and runs the server until then.  Everything else
+ * is the library (djmfs_server.h), which streamd embeds the same way.
+ * Exit codes: 0 clean stop, 1 runtime failure (a secret file refused
+ * included), 2 usage error.
  */
 #include "config.h"
 
@@ -68,12 +69,14 @@ static void usage(FILE *f)
 		"[--tcp HOST:PORT]\n"
 		"              [--lease-ms N] [--snap-lock-max-ms N] "
 		"[--prefetch N]\n"
-		"              [--batch-us N] [--log-level error|warn|info|debug]\n"
+		"              [--batch-us N] [--secret-file PATH]\n"
+		"              [--log-level error|warn|info|debug]\n"
 		"       djmfsd --help | --version\n"
 		"\n"
 		"The DJMFS metadata and lock server.  Listens on %s\n"
-		"unless only --tcp is given.  SIGINT or SIGTERM stops it "
-		"cleanly.\n",
+		"unless only --tcp is given.  With --secret-file, clients must\n"
+		"prove they know the secret in PATH (mode 0600; 'djmfs secret'\n"
+		"makes one).  SIGINT or SIGTERM stops it cleanly.\n",
 		DEFAULT_SOCKET);
 }
 
@@ -107,7 +110,7 @@ static int parse_level(const char *s, enum djmfs_log_level *out)
 
 enum {
 	OPT_LEASE = 256, OPT_SNAP, OPT_PREFETCH, OPT_BATCH, OPT_LEVEL,
-	OPT_VERSION
+	OPT_SECRET, OPT_VERSION
 };
 
 static const struct option long_opts[] = {
@@ -119,14 +122,16 @@ static const struct option long_opts[] = {
 	{ "prefetch", required_argument, NULL, OPT_PREFETCH },
 	{ "batch-us", required_argument, NULL, OPT_BATCH },
 	{ "log-level", required_argument, NULL, OPT_LEVEL },
+	{ "secret-file", required_argument, NULL, OPT_SECRET },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Fills @o from argv.  Returns 0, 1 (--help/--version done) or 2. */
+/* Fills @o (and *secret_file) from argv.  Returns 0, 1 (--help/--version
+ * done) or 2. */
 static int parse_args(int argc, char **argv, struct djmfs_server_opts *o,
-		      enum djmfs_log_level *level)
+		      enum djmfs_log_level *level, const char **secret_file)
 {
 	long long v;
 	int c;
@@ -146,6 +151,7 @@ static int parse_args(int argc, char **argv, struct djmfs_server_opts *o,
 		case 'v': o->volume = optarg; break;
 		case 'l': o->unix_path = optarg; break;
 		case 't': o->tcp_addr = optarg; break;
+		case OPT_SECRET: *secret_file = optarg; break;
 		case OPT_LEASE: o->lease_ms = (uint32_t)v; break;
 		case OPT_SNAP: o->snap_lock_max_ms = (uint32_t)v; break;
 		case OPT_PREFETCH: o->prefetch_aus = (uint32_t)v; break;
@@ -180,17 +186,34 @@ int main(int argc, char **argv)
 {
 	static enum djmfs_log_level level = DJMFS_LOG_INFO;
 	struct djmfs_server_opts o;
+	const char *secret_file = NULL;
+	void *secret = NULL;
+	size_t secret_len = 0;
 	struct sigaction sa;
 	int rc, err;
 
 	memset(&o, 0, sizeof(o));
-	rc = parse_args(argc, argv, &o, &level);
+	rc = parse_args(argc, argv, &o, &level, &secret_file);
 	if (rc)
 		return rc == 1 ? 0 : 2;
 	o.log.fn = log_line;
 	o.log.arg = &level;
+	if (secret_file) {
+		/* The library has logged why (mode, size, missing). */
+		err = djmfs_secret_load(secret_file, &secret, &secret_len,
+					&o.log);
+		if (err < 0) {
+			fprintf(stderr, "djmfsd: cannot use the secret file "
+				"%s: %s\n", secret_file, strerror(-err));
+			return 1;
+		}
+		o.secret = secret;
+		o.secret_len = secret_len;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	err = djmfs_server_new(&the_server, &o);
+	/* The server keeps its own copy. */
+	djmfs_secret_free(secret, secret_len);
 	if (err < 0) {
 		fprintf(stderr, "djmfsd: cannot start on %s: %s\n", o.volume,
 			strerror(-err));

@@ -13,6 +13,7 @@ DJMFS_SOURCES = \
 	djmfs/djmfs_crc.c \
 	djmfs/djmfs_buf.c \
 	djmfs/djmfs_wire.c \
+	djmfs/djmfs_auth.c \
 	djmfs/djmfs_jrec.c \
 	djmfs/djmfs_volio.h \
 	djmfs/djmfs_volume.c \

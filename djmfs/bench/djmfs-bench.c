@@ -16,7 +16,8 @@
  * every metadata operation still happens ("storage infinitely fast"), so
  * the server's own limit can be projected.  Without --server the bench
  * formats a volume and runs its own djmfsd on a Unix socket in a
- * temporary directory.
+ * temporary directory.  With --secret-file every client proves the
+ * volume's shared secret, and a djmfsd started here demands it.
  *
  * Processes: parent (arguments, server, measuring, JSON) -- pipes -->
  * writer child, reader child.  Children report READY after setting up
@@ -90,6 +91,9 @@ struct cfg {
 	const char *volume;
 	const char *server;
 	const char *argv0;
+	const char *secret_file; /* NULL: no shared secret */
+	void *secret;		 /* its bytes, loaded before any fork */
+	size_t secret_len;
 };
 
 /* ------------------------------------------------------------------ */
@@ -519,6 +523,8 @@ static int child_setup(struct child *ch)
 		.name = ch->role == ROLE_WRITER ? PROG " writers" : PROG " readers",
 		.flags = cfg->metadata_only ? DJMFS_CLIENT_NO_DATA_IO : 0,
 		.log = { log_stderr, (void *)role_name[ch->role] },
+		.secret = cfg->secret,
+		.secret_len = cfg->secret_len,
 	};
 	struct ctl_msg m;
 	int r;
@@ -669,7 +675,8 @@ static bool socket_ready(const char *path)
 	return ok;
 }
 
-static int spawn_djmfsd(struct server *s, const char *bin)
+static int spawn_djmfsd(struct server *s, const char *bin,
+			const char *secret_file)
 {
 	uint64_t give_up = now_ns() + SERVER_WAIT_NS;
 	int status;
@@ -681,8 +688,13 @@ static int spawn_djmfsd(struct server *s, const char *bin)
 	if (s->pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(STDERR_FILENO, STDOUT_FILENO); /* stdout is for the JSON */
-		execl(bin, "djmfsd", "--volume", s->volume, "--listen", s->sock,
-		      "--log-level", "warn", (char *)NULL);
+		if (secret_file)
+			execl(bin, "djmfsd", "--volume", s->volume, "--listen",
+			      s->sock, "--log-level", "warn", "--secret-file",
+			      secret_file, (char *)NULL);
+		else
+			execl(bin, "djmfsd", "--volume", s->volume, "--listen",
+			      s->sock, "--log-level", "warn", (char *)NULL);
 		fprintf(stderr, PROG ": exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
 	}
@@ -767,7 +779,7 @@ static int server_start(struct server *s, const struct cfg *cfg)
 		    (double)(size - VOLUME_BASE) * 0.5)
 		fprintf(stderr, PROG ": warning: the run may write more than "
 			"the %s free bytes\n", s->dir);
-	return spawn_djmfsd(s, bin);
+	return spawn_djmfsd(s, bin, cfg->secret_file);
 }
 
 static void server_stop(struct server *s)
@@ -1053,6 +1065,8 @@ static void usage(FILE *to)
 		"  --volume PATH      the volume (without --server: formatted here)\n"
 		"  --server ADDR      an existing djmfsd (else one is started;\n"
 		"                     binary from $DJMFSD or next to this program)\n"
+		"  --secret-file PATH the volume's shared secret (mode 0600), for\n"
+		"                     the clients and a djmfsd started here\n"
 		"  --help, --version\n"
 		"Exit: 0 ok, 1 the run failed, 2 bad usage.\n");
 }
@@ -1090,7 +1104,7 @@ static bool parse_u64(const char *s, bool suffix, uint64_t *out)
 	return true;
 }
 
-enum { OPT_METADATA_ONLY = 256, OPT_WARMUP, OPT_VERSION };
+enum { OPT_METADATA_ONLY = 256, OPT_WARMUP, OPT_SECRET, OPT_VERSION };
 
 static int parse_args(struct cfg *cfg, int argc, char **argv)
 {
@@ -1103,6 +1117,7 @@ static int parse_args(struct cfg *cfg, int argc, char **argv)
 		{ "metadata-only", no_argument, NULL, OPT_METADATA_ONLY },
 		{ "volume", required_argument, NULL, 'v' },
 		{ "server", required_argument, NULL, 'S' },
+		{ "secret-file", required_argument, NULL, OPT_SECRET },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
@@ -1141,6 +1156,9 @@ static int parse_args(struct cfg *cfg, int argc, char **argv)
 			break;
 		case 'S':
 			cfg->server = optarg;
+			break;
+		case OPT_SECRET:
+			cfg->secret_file = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1215,7 +1233,9 @@ static int run(struct cfg *cfg, struct kid kids[2], struct figures *fig)
 					.volume = cfg->volume,
 					.name = PROG,
 					.flags = DJMFS_CLIENT_NO_DATA_IO,
-					.log = { log_plain, NULL } };
+					.log = { log_plain, NULL },
+					.secret = cfg->secret,
+					.secret_len = cfg->secret_len };
 	struct djmfs_client *c = NULL;
 	uint64_t give_up = now_ns() + SETUP_TIMEOUT_NS;
 	int r;
@@ -1267,11 +1287,20 @@ int main(int argc, char **argv)
 			       { .ctl_fd = -1, .rep_fd = -1 } };
 	struct figures fig = { 0 };
 	struct sigaction sa = { .sa_handler = on_signal };
-	int r;
+	const struct djmfs_log log = { log_plain, NULL };
+	int r, rc = 0;
 
 	if (parse_args(&cfg, argc, argv) < 0) {
 		usage(stderr);
 		return EXIT_USAGE;
+	}
+	/* Before the children fork: they inherit the bytes. */
+	if (cfg.secret_file &&
+	    (r = djmfs_secret_load(cfg.secret_file, &cfg.secret,
+				   &cfg.secret_len, &log)) < 0) {
+		fprintf(stderr, PROG ": --secret-file %s: %s\n",
+			cfg.secret_file, strerror(-r));
+		return EXIT_FAIL;
 	}
 	raise_nofile();
 	sigaction(SIGINT, &sa, NULL);
@@ -1291,13 +1320,14 @@ int main(int argc, char **argv)
 out:
 	kill_kids(kids);
 	server_stop(&srv);
+	djmfs_secret_free(cfg.secret, cfg.secret_len);
 	if (r < 0)
 		return EXIT_FAIL;
 	print_json(&cfg, kids, &fig);
 	if (kids[0].final.n.errors + kids[1].final.n.errors > 0) {
 		fprintf(stderr, PROG ": %" PRIu64 " I/Os failed (see above)\n",
 			kids[0].final.n.errors + kids[1].final.n.errors);
-		return EXIT_FAIL;
+		rc = EXIT_FAIL;
 	}
-	return 0;
+	return rc;
 }

@@ -4,8 +4,8 @@
  * a 300 ms lease, spoken to in raw protocol frames over its Unix socket.
  * They cover every operation, durability before acknowledgement, the
  * single-writer lock and its lease after a client dies, LOCK_SNAP holds,
- * hostile peers, a full volume, and booting again after a clean stop and
- * after a crash.
+ * hostile peers, a CHALLENGE to a server without a shared secret, a full
+ * volume, and booting again after a clean stop and after a crash.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -882,6 +882,25 @@ Test(server, answers_eproto_to_a_frame_before_hello_then_closes)
 	cr_assert_eq(rpc(&bad), -EPROTO);
 	check_cut_off(&bad, &good);
 	tc_close(&good);
+}
+
+/* Without a shared secret (test_auth.c has the server with one), a
+ * CHALLENGE is declined and the connection may go on to HELLO. */
+Test(server, declines_challenge_without_a_secret_and_keeps_serving)
+{
+	struct djmfs__msg *q;
+	struct tc c;
+
+	tc_open(&c, NULL);
+	q = req(&c, DJMFS_OP_CHALLENGE);
+	q->u.challenge_req.proto = DJMFS_PROTO_VERSION;
+	strcpy(q->u.challenge_req.name, "curious");
+	cr_assert_eq(rpc(&c), -EOPNOTSUPP);
+	tc_hello(&c, "curious");
+	req(&c, DJMFS_OP_PING);
+	cr_assert_eq(rpc(&c), 0);
+	tc_close(&c);
+	cr_assert(log_has("CHALLENGE, but this server has no shared secret"));
 }
 
 Test(server, lock_snap_holds_the_old_version_until_it_times_out)

@@ -103,11 +103,31 @@ static void fill_publish(struct djmfs__publish *p)
 	set_exts(&p->objs[1].ext, 4);
 }
 
+/* A HELLO that carries a proof of the shared secret. */
 static void req_hello(struct djmfs__msg *m)
 {
 	m->u.hello_req.proto = DJMFS_PROTO_VERSION;
 	m->u.hello_req.lease_ms = 5000;
 	strcpy(m->u.hello_req.name, "recorder-1");
+	m->u.hello_req.has_proof = 1;
+	for (unsigned i = 0; i < DJMFS_AUTH_PROOF; i++)
+		m->u.hello_req.proof[i] = (uint8_t)(0x30 + i);
+}
+
+static void req_challenge(struct djmfs__msg *m)
+{
+	m->u.challenge_req.proto = DJMFS_PROTO_VERSION;
+	for (unsigned i = 0; i < DJMFS_AUTH_NONCE; i++)
+		m->u.challenge_req.nonce[i] = (uint8_t)(0xC0 + i);
+	strcpy(m->u.challenge_req.name, "recorder-1");
+}
+
+static void resp_challenge(struct djmfs__msg *m)
+{
+	for (unsigned i = 0; i < DJMFS_AUTH_NONCE; i++)
+		m->u.challenge_resp.nonce[i] = (uint8_t)(0x10 + i);
+	for (unsigned i = 0; i < DJMFS_AUTH_PROOF; i++)
+		m->u.challenge_resp.proof[i] = (uint8_t)(0x80 + i);
 }
 
 static void resp_hello(struct djmfs__msg *m)
@@ -278,6 +298,7 @@ static const fill_fn fillers[DJMFS_OP_MAX][2] = {
 	[DJMFS_OP_STAT] = {req_name, resp_stat},
 	[DJMFS_OP_DF] = {NULL, resp_df},
 	[DJMFS_OP_STATS] = {NULL, resp_stats},
+	[DJMFS_OP_CHALLENGE] = {req_challenge, resp_challenge},
 };
 
 static void sample(struct djmfs__msg *m, unsigned op, unsigned kind)
@@ -423,6 +444,76 @@ Test(wire, every_response_round_trips)
 	}
 }
 
+Test(wire, hello_without_a_proof_round_trips_and_truncations_fail)
+{
+	struct djmfs__msg m, d;
+	struct djmfs__buf b;
+
+	sample(&m, DJMFS_OP_HELLO, DJMFS_REQ);
+	m.u.hello_req.has_proof = 0;
+	memset(m.u.hello_req.proof, 0, sizeof(m.u.hello_req.proof));
+	round_trip(&m);
+	encode(&m, &b);
+	/* u32 proto, u32 lease, str name, u8 has_proof: nothing more. */
+	cr_assert_eq(b.len, DJMFS_HDR_SIZE + 4 + 4 + 2 + strlen("recorder-1") +
+				    1);
+	for (size_t n = DJMFS_HDR_SIZE; n < b.len; n++) {
+		djmfs__patch_u32(&b, 0, (uint32_t)(n - DJMFS_HDR_SIZE));
+		cr_assert_eq(djmfs__msg_decode(b.p, n, &d), -EBADMSG);
+	}
+	djmfs__buf_free(&b);
+}
+
+Test(wire, hello_with_a_proof_flag_other_than_0_or_1_is_refused)
+{
+	struct djmfs__msg m;
+	struct djmfs__buf b;
+	size_t at = DJMFS_HDR_SIZE + 4 + 4 + 2 + strlen("recorder-1");
+
+	sample(&m, DJMFS_OP_HELLO, DJMFS_REQ);
+	encode(&m, &b);
+	cr_assert_eq(b.p[at], 1);
+	b.p[at] = 2;
+	cr_assert_eq(djmfs__msg_decode(b.p, b.len, &m), -EBADMSG);
+	djmfs__buf_free(&b);
+	/* The encoder refuses it too, leaving nothing behind. */
+	sample(&m, DJMFS_OP_HELLO, DJMFS_REQ);
+	m.u.hello_req.has_proof = 2;
+	djmfs__buf_init(&b);
+	cr_assert_eq(djmfs__msg_encode(&b, &m), -EINVAL);
+	cr_assert_eq(b.len, 0);
+	djmfs__buf_free(&b);
+}
+
+Test(wire, challenge_carries_nonces_and_proof_in_fixed_sizes)
+{
+	struct djmfs__msg m, d;
+	struct djmfs__buf b;
+
+	sample(&m, DJMFS_OP_CHALLENGE, DJMFS_REQ);
+	encode(&m, &b);
+	cr_assert_eq(b.len, DJMFS_HDR_SIZE + 4 + DJMFS_AUTH_NONCE + 2 +
+				    strlen("recorder-1"));
+	cr_assert_eq(djmfs__msg_decode(b.p, b.len, &d), 0);
+	cr_assert_eq(memcmp(d.u.challenge_req.nonce, m.u.challenge_req.nonce,
+			    DJMFS_AUTH_NONCE), 0);
+	djmfs__buf_free(&b);
+	sample(&m, DJMFS_OP_CHALLENGE, DJMFS_RESP);
+	encode(&m, &b);
+	cr_assert_eq(b.len, DJMFS_HDR_SIZE + 4 + DJMFS_AUTH_NONCE +
+				    DJMFS_AUTH_PROOF);
+	cr_assert_eq(djmfs__msg_decode(b.p, b.len, &d), 0);
+	cr_assert_eq(memcmp(d.u.challenge_resp.proof,
+			    m.u.challenge_resp.proof, DJMFS_AUTH_PROOF), 0);
+	djmfs__buf_free(&b);
+	/* A name over the client-name limit is refused both ways. */
+	sample(&m, DJMFS_OP_CHALLENGE, DJMFS_REQ);
+	memset(m.u.challenge_req.name, 'n', sizeof(m.u.challenge_req.name));
+	djmfs__buf_init(&b);
+	cr_assert_eq(djmfs__msg_encode(&b, &m), -EINVAL);
+	djmfs__buf_free(&b);
+}
+
 Test(wire, unchanged_snapshot_round_trips)
 {
 	struct djmfs__msg m;
@@ -456,6 +547,7 @@ Test(wire, op_names_cover_every_op)
 {
 	cr_assert_str_eq(djmfs__op_name(DJMFS_OP_PUBLISH), "PUBLISH");
 	cr_assert_str_eq(djmfs__op_name(DJMFS_OP_HELLO), "HELLO");
+	cr_assert_str_eq(djmfs__op_name(DJMFS_OP_CHALLENGE), "CHALLENGE");
 	cr_assert_str_eq(djmfs__op_name(0), "?");
 	cr_assert_str_eq(djmfs__op_name(DJMFS_OP_MAX), "?");
 	for (unsigned op = 1; op < DJMFS_OP_MAX; op++)
@@ -722,6 +814,13 @@ Test(wire, bad_strings_are_refused)
 	djmfs__put_u32(&body, DJMFS_ATTR_DATA);
 	name_body(&body, "", 0);
 	cr_assert_eq(decode_body(DJMFS_OP_CREATE_OBJ, DJMFS_REQ, &body),
+		     -EBADMSG);
+	/* CHALLENGE: a client name one over its limit. */
+	djmfs__put_u32(&body, DJMFS_PROTO_VERSION);
+	for (unsigned i = 0; i < DJMFS_AUTH_NONCE; i++)
+		djmfs__put_u8(&body, (uint8_t)i);
+	name_body(&body, longname, DJMFS_CLIENT_NAME_MAX + 1);
+	cr_assert_eq(decode_body(DJMFS_OP_CHALLENGE, DJMFS_REQ, &body),
 		     -EBADMSG);
 	/* LIST's prefix and cursor may be empty. */
 	name_body(&body, "", 0);
