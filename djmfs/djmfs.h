@@ -155,14 +155,17 @@ struct djmfs_client_opts {
 	uint32_t batch_us;
 	unsigned flags;		/* DJMFS_CLIENT_* */
 	struct djmfs_log log;
-	/* The volume's shared secret, proven to the server at HELLO (the
-	 * server proves it back).  NULL: none (a server that requires one
-	 * refuses the connection with -EACCES). */
+	/* The volume's shared secret (copied), proven to the server at
+	 * HELLO with HMAC-SHA256 over both sides' nonces, after the server
+	 * has proven it back.  NULL: none.  -EACCES when the server asks for
+	 * a secret we lack, or cannot prove ours (another secret, or none). */
 	const void *secret;
 	size_t secret_len;
-	/* After the connection to the server is lost, how long to keep
-	 * trying to reconnect and restore open files before failing calls
-	 * with -ENOTCONN.  0: 30 s; DJMFS_CLIENT_NO_RECONNECT: never. */
+	/* After the connection to the server is lost (djmfsd restarted,
+	 * or the connection dropped), how long to keep reconnecting to the
+	 * same address and restoring the open files before failing calls
+	 * with -ENOTCONN.  0: 30 s; DJMFS_CLIENT_NO_RECONNECT: never (a lost
+	 * connection fails every call at once).  See djmfs_connect. */
 	uint32_t reconnect_ms;
 	/* Testing only: every data I/O takes this much longer, and one in
 	 * inject_eio_every (0: none) fails with -EIO (libiosched's back-end
@@ -178,6 +181,34 @@ struct djmfs_client_opts {
  * library thread), and opens the volume for direct I/O.  @opts is copied.
  * Returns 0, -ECONNREFUSED/-ENOENT (no server there), -EPROTO, -EXDEV (the
  * volume is not the server's), or -errno.
+ *
+ * Reconnecting (unless opts.reconnect_ms is DJMFS_CLIENT_NO_RECONNECT):
+ * when the connection is lost, the library logs one line, reconnects to
+ * the same address (first at once, then backing off to 500 ms between
+ * tries), says HELLO again, checks the volume is the same, and restores
+ * every open file on the new session, then logs one line with the outage
+ * time and what it re-sent.  Readers reopen on the latest snapshot (a
+ * LOCK_SNAP freeze is taken again there for the rest of its timeout).  A
+ * writer retakes its write lock (waiting out the old session's lease if
+ * the server did not restart), and reconciles its unpublished work with
+ * what the server has durably: a PUBLISH or object call whose answer was
+ * lost is found applied or not from the file's state, so nothing is
+ * applied twice or lost; data written but not yet published that lay in
+ * reserved units (which a restarted server forgets) is read back as the
+ * connection goes and rewritten to new units.  Meanwhile calls that need
+ * the server wait (blocking) or stay queued (asynchronous, in order);
+ * reads and writes queued on a handle wait too.  If the window
+ * (reconnect_ms) ends first, or the server turns out to be another
+ * volume's or to refuse us, everything fails with -ENOTCONN as without
+ * reconnecting.  djmfs_disconnect during an outage waits for it (at most
+ * the window) so writers' pending work is published.  djmfs_conn_stats
+ * counts outages and reconnects.  Known limits: an O_EXCL create whose
+ * answer was lost may report -EEXIST for the file it created; a reader's
+ * frozen image moves to the latest snapshot; between a restarted server
+ * coming up and the read-back, another writer could be handed (and
+ * overwrite) the units of our unpublished data -- the read-back starts
+ * the moment the loss is seen, before any reconnect, to keep that window
+ * small.
  */
 int djmfs_connect(struct djmfs_client **out,
 		  const struct djmfs_client_opts *opts);
@@ -193,6 +224,19 @@ uint64_t djmfs_now(void);
  * that check theirs the same way: continues @crc over @n bytes (start
  * with 0).  djmfs_crc32c(0, "123456789", 9) is 0xe3069283. */
 uint32_t djmfs_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* The connection's history since djmfs_connect (see reconnect_ms). */
+struct djmfs_conn_stats {
+	uint64_t outages;	  /* times the connection was lost */
+	uint64_t reconnects;	  /* outages that ended restored */
+	uint64_t outage_ns;	  /* time spent reconnecting, in total */
+	uint64_t confirmed;	  /* lost publishes found already applied */
+	uint64_t resent;	  /* operations sent again after a reconnect */
+	uint64_t rewritten_bytes; /* unpublished data moved to new units */
+	uint64_t connected;	  /* 1 while the connection is up */
+};
+/* Fills @out (zeroes for a NULL @c). */
+void djmfs_conn_stats(struct djmfs_client *c, struct djmfs_conn_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* Files                                                               */

@@ -12,17 +12,46 @@
  * completes the matching call: an asynchronous callback, or a waiter's
  * condition variable for the blocking form.
  *
+ * A lost connection is not the end (unless reconnect_ms says so): the
+ * receive thread fails the calls in flight, marks every file handle
+ * stale and wakes the reconnect thread, which reads back writers'
+ * unpublished data, reconnects with backoff, says HELLO again, has
+ * djmfs_file.c restore the handles, and opens the gate again.  Calls
+ * that need the server wait meanwhile (see djmfs.h, djmfs_connect).
+ *
  * Invariants:
  *  1. A call is in the pending table from its insertion until exactly
  *     one of: its reply arrives, the receive thread fails it (connection
  *     lost), or its own send fails before anyone could have seen it.
  *     Whoever removes it calls its hook; nobody else does.
- *  2. Once c->dead is set (under c->lock) no call enters the table, and
- *     the receive thread, which alone empties the table on failure, is
- *     on its way out.
+ *  2. A call enters the table only for the current generation and while
+ *     the state is UP or RESTORING (both under c->lock).  A loss leaves
+ *     that state and bumps the generation first, then the receive thread
+ *     empties the table: every call of a lost connection fails, and none
+ *     of the next one is touched.
  *  3. Bytes of one frame are written contiguously: frames are appended
  *     whole to sendq under send_lock, and only the single flusher
- *     (flushing == 1) writes to the socket.
+ *     (flushing == 1) writes to the socket.  A frame is queued only for
+ *     the generation of c->sock (send_gen), and a socket is closed only
+ *     with no flusher at work, so no frame reaches a connection it was
+ *     not made for (a handle number of an old session never reaches a
+ *     new one).
+ *  4. Only the reconnect thread installs a socket (DOWN -> RESTORING) and
+ *     only the receive thread retires one (conn_lost); DEAD is final.
+ *     File handles are marked stale in the same critical section that
+ *     leaves UP or RESTORING, so a handle never starts a step that needs
+ *     the server on a connection it was not restored on.
+ *  5. The reconnect window is measured from the loss that ended UP;
+ *     losses while restoring do not extend it.
+ *
+ * Connection states (c->state):
+ *   UP         --loss, reconnecting on: conn_lost----------> DOWN (logged)
+ *   UP         --loss, reconnecting off: conn_lost/conn_fail-> DEAD (logged)
+ *   DOWN       --connected again: install (reconnect thread)-> RESTORING
+ *   RESTORING  --loss: conn_lost--------------------------> DOWN
+ *   RESTORING  --HELLO ok, every file restored: go_up------> UP (logged)
+ *   DOWN/RESTORING --window over, or fatal: give_up-------> DEAD (logged)
+ *   any        --djmfs_disconnect: client_teardown---------> DEAD
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +71,15 @@
 #define DEFAULT_SERVER "unix:/run/djmfs/djmfsd.sock"
 #define RX_INITIAL (64u << 10)
 #define LIST_PAGE 256
+#define RECONNECT_DEFAULT_MS 30000u
+#define BACKOFF_FIRST_NS 10000000u  /* after the immediate first retry */
+#define BACKOFF_MAX_NS 500000000u
+
+enum { UP = DJMFS__CONN_UP, DOWN = DJMFS__CONN_DOWN,
+       RESTORING = DJMFS__CONN_RESTORING, DEAD = DJMFS__CONN_DEAD };
+
+/* Set on the reconnect thread: its blocking calls never wait for UP. */
+static __thread const struct djmfs_client *recon_self;
 
 struct djmfs__call {
 	uint32_t id;
@@ -93,15 +131,24 @@ static void call_finish(struct djmfs__call *k, int status,
 	free(k);
 }
 
-/* Receive thread, on its way out: fails every pending call. */
-static void fail_all(struct djmfs_client *c)
+/* Under c->lock: what a refused call fails with. */
+static int refusal(const struct djmfs_client *c)
+{
+	return c->state == DEAD && c->dead_err ? c->dead_err : -ENOTCONN;
+}
+
+static void set_state(struct djmfs_client *c, int st)
+{
+	__atomic_store_n(&c->state, st, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&c->state_cv);
+}
+
+/* Receive thread, after a loss: fails every pending call with @err. */
+static void fail_all(struct djmfs_client *c, int err)
 {
 	struct djmfs__call *list = NULL;
-	int err;
 
 	pthread_mutex_lock(&c->lock);
-	c->dead = 1;
-	err = c->dead_err ? c->dead_err : -ENOTCONN;
 	for (unsigned i = 0; i < DJMFS__CALL_BUCKETS; i++) {
 		while (c->calls[i]) {
 			struct djmfs__call *k = c->calls[i];
@@ -122,24 +169,31 @@ static void fail_all(struct djmfs_client *c)
 
 void djmfs__conn_fail(struct djmfs_client *c, int err, const char *why)
 {
-	int first;
+	int log_now = 0;
 
 	pthread_mutex_lock(&c->lock);
-	first = !c->dead;
-	if (first) {
-		c->dead = 1;
-		/* Another protocol version is worth telling apart; every
-		 * other failure is a lost connection to the caller. */
-		c->dead_err = err == -EPROTO ? -EPROTO : -ENOTCONN;
+	if ((c->state == UP || c->state == RESTORING) && !c->fail_why[0]) {
+		snprintf(c->fail_why, sizeof(c->fail_why), "%s: %s", why,
+			 strerror(err < 0 ? -err : EIO));
+		if (!c->recon_started) {
+			/* No reconnecting: dead at once, so new calls fail
+			 * fast.  Another protocol version is worth telling
+			 * apart; every other failure is a lost connection. */
+			c->dead_err = err == -EPROTO ? -EPROTO : -ENOTCONN;
+			set_state(c, DEAD);
+			log_now = 1;
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (!first)
-		return;
-	djmfs__log(&c->log, DJMFS_LOG_ERROR,
-		   "djmfs: connection to %s lost: %s: %s", c->server, why,
-		   strerror(err < 0 ? -err : EIO));
+	if (log_now)
+		djmfs__log(&c->log, DJMFS_LOG_ERROR,
+			   "djmfs: connection to %s lost: %s: %s", c->server,
+			   why, strerror(err < 0 ? -err : EIO));
 	/* Wakes the receive thread, which fails the pending calls. */
-	shutdown(c->sock, SHUT_RDWR);
+	pthread_mutex_lock(&c->send_lock);
+	if (c->sock >= 0)
+		shutdown(c->sock, SHUT_RDWR);
+	pthread_mutex_unlock(&c->send_lock);
 }
 
 /* ------------------------------------------------------------------ */
@@ -161,12 +215,13 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Called with send_lock held and flushing set; returns with both. */
+/* Called with send_lock held and flushing set; returns with both.  The
+ * socket cannot be closed under it (invariant 3). */
 static void flush_queue(struct djmfs_client *c)
 {
 	while (c->sendq.len > 0) {
 		struct djmfs__buf t = c->sending;
-		int err;
+		int fd = c->sock, err;
 
 		c->sending = c->sendq;
 		c->sendq = t;
@@ -174,7 +229,7 @@ static void flush_queue(struct djmfs_client *c)
 		c->last_flush_ns = djmfs_now();
 		c->flush_at_ns = 0;
 		pthread_mutex_unlock(&c->send_lock);
-		err = write_all(c->sock, c->sending.p, c->sending.len);
+		err = write_all(fd, c->sending.p, c->sending.len);
 		djmfs__buf_reset(&c->sending);
 		if (err < 0)
 			djmfs__conn_fail(c, err, "send");
@@ -197,17 +252,31 @@ static int may_defer(struct djmfs_client *c, uint64_t now)
 	       now < c->last_flush_ns + c->batch_ns;
 }
 
+/* Called with send_lock held: writes the queue out as the flusher. */
+static void flush_now(struct djmfs_client *c)
+{
+	c->flushing = 1;
+	flush_queue(c);
+	c->flushing = 0;
+	pthread_cond_broadcast(&c->send_cv);
+}
+
 /* Queues one frame and, unless another thread is flushing or the frame
  * may wait for the coalescing window (the heartbeat thread then writes
- * it out on time), writes the queue out.  Returns 0 or the encoder's
- * -errno (nothing queued). */
-static int send_msg(struct djmfs_client *c, const struct djmfs__msg *m)
+ * it out on time), writes the queue out.  A frame for generation @gen
+ * when c->sock is another's is dropped: its call fails with that
+ * connection (invariant 2).  Returns 0 or the encoder's -errno (nothing
+ * queued). */
+static int send_msg(struct djmfs_client *c, const struct djmfs__msg *m,
+		    uint64_t gen)
 {
 	int wake = 0;
 	size_t mark;
-	int err;
+	int err = 0;
 
 	pthread_mutex_lock(&c->send_lock);
+	if (gen != c->send_gen)
+		goto out;
 	mark = c->sendq.len;
 	err = djmfs__msg_encode(&c->sendq, m);
 	if (err == 0 && c->sendq.err)
@@ -226,9 +295,7 @@ static int send_msg(struct djmfs_client *c, const struct djmfs__msg *m)
 			wake = 1;
 		}
 	} else {
-		c->flushing = 1;
-		flush_queue(c);
-		c->flushing = 0;
+		flush_now(c);
 	}
 out:
 	pthread_mutex_unlock(&c->send_lock);
@@ -252,9 +319,7 @@ static uint64_t flush_due(struct djmfs_client *c)
 	pthread_mutex_lock(&c->send_lock);
 	at = c->flush_at_ns;
 	if (at && djmfs_now() >= at && !c->flushing) {
-		c->flushing = 1;
-		flush_queue(c);
-		c->flushing = 0;
+		flush_now(c);
 		at = 0;
 	} else if (at && c->flushing) {
 		at = 0; /* the flusher at work takes the frames */
@@ -264,8 +329,69 @@ static uint64_t flush_due(struct djmfs_client *c)
 	return at;
 }
 
+uint64_t djmfs__conn_gen(struct djmfs_client *c)
+{
+	uint64_t gen;
+
+	pthread_mutex_lock(&c->lock);
+	gen = c->gen;
+	pthread_mutex_unlock(&c->lock);
+	return gen;
+}
+
+int djmfs__conn_dead(struct djmfs_client *c)
+{
+	return __atomic_load_n(&c->state, __ATOMIC_ACQUIRE) == DEAD;
+}
+
+uint64_t djmfs__conn_deadline(struct djmfs_client *c)
+{
+	uint64_t at;
+
+	pthread_mutex_lock(&c->lock);
+	at = c->state == UP ? 0 : c->deadline_ns;
+	pthread_mutex_unlock(&c->lock);
+	return at;
+}
+
+static void abs_time(struct timespec *ts, uint64_t at_ns)
+{
+	ts->tv_sec = (time_t)(at_ns / 1000000000u);
+	ts->tv_nsec = (long)(at_ns % 1000000000u);
+}
+
+void djmfs__conn_nap(struct djmfs_client *c, uint64_t ns)
+{
+	struct timespec ts;
+
+	abs_time(&ts, djmfs_now() + ns);
+	pthread_mutex_lock(&c->lock);
+	if (c->state != DEAD)
+		pthread_cond_timedwait(&c->state_cv, &c->lock, &ts);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int djmfs__conn_wait_up(struct djmfs_client *c, uint64_t *gen)
+{
+	int err;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->state == DOWN || c->state == RESTORING)
+		pthread_cond_wait(&c->state_cv, &c->lock);
+	err = c->state == DEAD ? refusal(c) : 0;
+	*gen = c->gen;
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
 int djmfs__rpc_async(struct djmfs_client *c, struct djmfs__msg *req,
 		     djmfs__reply_fn fn, void *arg)
+{
+	return djmfs__rpc_async_on(c, djmfs__conn_gen(c), req, fn, arg);
+}
+
+int djmfs__rpc_async_on(struct djmfs_client *c, uint64_t gen,
+			struct djmfs__msg *req, djmfs__reply_fn fn, void *arg)
 {
 	struct djmfs__call *k = calloc(1, sizeof(*k));
 	int err = 0;
@@ -276,8 +402,8 @@ int djmfs__rpc_async(struct djmfs_client *c, struct djmfs__msg *req,
 	k->fn = fn;
 	k->arg = arg;
 	pthread_mutex_lock(&c->lock);
-	if (c->dead) {
-		err = c->dead_err ? c->dead_err : -ENOTCONN;
+	if (gen != c->gen || (c->state != UP && c->state != RESTORING)) {
+		err = refusal(c);
 		pthread_mutex_unlock(&c->lock);
 		goto err;
 	}
@@ -291,7 +417,7 @@ int djmfs__rpc_async(struct djmfs_client *c, struct djmfs__msg *req,
 
 	req->h.id = k->id;
 	req->h.kind = DJMFS_REQ;
-	err = send_msg(c, req);
+	err = send_msg(c, req, gen);
 	if (err == 0)
 		return 0;
 	djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs: encoding %s: %s",
@@ -329,8 +455,8 @@ static void waiter_reply(void *arg, int status, const struct djmfs__msg *m)
 	pthread_mutex_unlock(&w->mu);
 }
 
-int djmfs__rpc(struct djmfs_client *c, struct djmfs__msg *req,
-	       djmfs__reply_fn fn, void *arg)
+int djmfs__rpc_on(struct djmfs_client *c, uint64_t gen,
+		  struct djmfs__msg *req, djmfs__reply_fn fn, void *arg)
 {
 	struct waiter w = {
 		.mu = PTHREAD_MUTEX_INITIALIZER,
@@ -338,7 +464,7 @@ int djmfs__rpc(struct djmfs_client *c, struct djmfs__msg *req,
 		.fn = fn,
 		.arg = arg,
 	};
-	int err = djmfs__rpc_async(c, req, waiter_reply, &w);
+	int err = djmfs__rpc_async_on(c, gen, req, waiter_reply, &w);
 
 	if (err < 0)
 		return err;
@@ -349,6 +475,36 @@ int djmfs__rpc(struct djmfs_client *c, struct djmfs__msg *req,
 	pthread_cond_destroy(&w.cv);
 	pthread_mutex_destroy(&w.mu);
 	return w.status;
+}
+
+/* Calls that may be sent again when their answer was lost: reads, and
+ * UNLINK (a second one finding nothing means the first one did it). */
+static const uint8_t repeatable[] = {
+	[DJMFS_OP_PING] = 1, [DJMFS_OP_LIST] = 1, [DJMFS_OP_STAT] = 1,
+	[DJMFS_OP_DF] = 1,   [DJMFS_OP_STATS] = 1, [DJMFS_OP_UNLINK] = 1,
+};
+
+int djmfs__rpc(struct djmfs_client *c, struct djmfs__msg *req,
+	       djmfs__reply_fn fn, void *arg)
+{
+	int recon = recon_self == c, again, lost = 0, err;
+	uint64_t gen = 0;
+
+	do {
+		if (recon)
+			gen = djmfs__conn_gen(c), err = 0;
+		else
+			err = djmfs__conn_wait_up(c, &gen);
+		if (err == 0)
+			err = djmfs__rpc_on(c, gen, req, fn, arg);
+		again = err == -ENOTCONN && !recon &&
+			req->h.op < sizeof(repeatable) && repeatable[req->h.op] &&
+			!djmfs__conn_dead(c);
+		lost |= again;
+	} while (again);
+	if (lost && req->h.op == DJMFS_OP_UNLINK && err == -ENOENT)
+		err = 0;
+	return err;
 }
 
 /* ------------------------------------------------------------------ */
@@ -409,46 +565,143 @@ static ssize_t parse_frames(struct djmfs_client *c, struct djmfs__msg *m,
 	return (ssize_t)used;
 }
 
+/* Closes the socket once no flusher writes to it (invariant 3). */
+static void retire_socket(struct djmfs_client *c)
+{
+	int fd;
+
+	pthread_mutex_lock(&c->send_lock);
+	c->send_gen = 0;
+	djmfs__buf_reset(&c->sendq);
+	c->flush_at_ns = 0;
+	while (c->flushing)
+		pthread_cond_wait(&c->send_cv, &c->send_lock);
+	pthread_mutex_unlock(&c->send_lock);
+	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->send_lock);
+	fd = c->sock;
+	c->sock = -1;
+	pthread_mutex_unlock(&c->send_lock);
+	pthread_mutex_unlock(&c->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * Receive thread, when its connection failed with @err (@why): retires
+ * the socket, moves to DOWN (reconnecting: files stale, the window
+ * starts if this ends UP) or DEAD, fails every pending call, and only
+ * then lets the reconnect thread see DOWN (settled).
+ */
+static void conn_lost(struct djmfs_client *c, int err, const char *why)
+{
+	char line[256] = "";
+	int status;
+
+	retire_socket(c);
+	pthread_mutex_lock(&c->lock);
+	if (c->fail_why[0])
+		why = c->fail_why;
+	if ((c->state == UP || c->state == RESTORING) && c->recon_started) {
+		if (c->state == UP) {
+			c->down_ns = djmfs_now();
+			c->deadline_ns = c->down_ns + c->reconnect_ns;
+			c->cstats.outages++;
+			snprintf(line, sizeof(line), "djmfs: connection to %s "
+				 "lost: %s%s%s; reconnecting for up to %llu ms",
+				 c->server, why, why == c->fail_why ? "" : ": ",
+				 why == c->fail_why ? "" : strerror(-err),
+				 (unsigned long long)(c->reconnect_ns / 1000000u));
+		}
+		c->gen++;
+		c->settled = 0;
+		set_state(c, DOWN);
+		djmfs__files_mark_stale(c);
+	} else if (c->state == UP || c->state == RESTORING) {
+		c->dead_err = err == -EPROTO ? -EPROTO : -ENOTCONN;
+		set_state(c, DEAD);
+		snprintf(line, sizeof(line), "djmfs: connection to %s lost: "
+			 "%s%s%s", c->server, why,
+			 why == c->fail_why ? "" : ": ",
+			 why == c->fail_why ? "" : strerror(-err));
+	}
+	c->fail_why[0] = '\0';
+	status = c->state == DEAD ? refusal(c) : -ENOTCONN;
+	pthread_mutex_unlock(&c->lock);
+	if (line[0])
+		djmfs__log(&c->log, DJMFS_LOG_ERROR, "%s", line);
+	fail_all(c, status);
+	pthread_mutex_lock(&c->lock);
+	c->settled = 1;
+	pthread_cond_broadcast(&c->state_cv);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Reads frames from @fd until it fails; returns the -errno and why. */
+static int rx_conn(struct djmfs_client *c, int fd, struct djmfs__msg *m,
+		   uint8_t **bufp, size_t *capp, const char **why)
+{
+	size_t have = 0, need = 0;
+
+	for (;;) {
+		ssize_t r, used;
+
+		if (need > *capp) {
+			uint8_t *nb = realloc(*bufp, need);
+
+			if (!nb) {
+				*why = "out of memory";
+				return -ENOMEM;
+			}
+			*bufp = nb;
+			*capp = need;
+		}
+		r = read(fd, *bufp + have, *capp - have);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			*why = r < 0 ? "read" : "server closed the connection";
+			return r < 0 ? -errno : -ECONNRESET;
+		}
+		have += (size_t)r;
+		used = parse_frames(c, m, *bufp, have, &need);
+		if (used < 0) {
+			*why = "bad frame from the server";
+			return (int)used;
+		}
+		memmove(*bufp, *bufp + used, have - (size_t)used);
+		have -= (size_t)used;
+	}
+}
+
+/* Reads every connection the client has, one after the other, until the
+ * client is DEAD and the last socket retired. */
 static void *rx_main(void *arg)
 {
 	struct djmfs_client *c = arg;
 	struct djmfs__msg *m = malloc(sizeof(*m));
-	size_t cap = RX_INITIAL, have = 0, need = 0;
+	size_t cap = RX_INITIAL;
 	uint8_t *buf = malloc(cap);
-	const char *why = "out of memory";
-	int err = -ENOMEM;
 
-	while (m && buf) {
-		ssize_t r, used;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		const char *why = "out of memory";
+		int fd, err = -ENOMEM;
 
-		if (need > cap) {
-			uint8_t *nb = realloc(buf, need);
-
-			if (!nb)
-				break;
-			buf = nb;
-			cap = need;
-		}
-		r = read(c->sock, buf + have, cap - have);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			err = r < 0 ? -errno : -ECONNRESET;
-			why = r < 0 ? "read" : "server closed the connection";
-			break;
-		}
-		have += (size_t)r;
-		used = parse_frames(c, m, buf, have, &need);
-		if (used < 0) {
-			err = (int)used;
-			why = "bad frame from the server";
-			break;
-		}
-		memmove(buf, buf + used, have - (size_t)used);
-		have -= (size_t)used;
+		while (c->state == DOWN)
+			pthread_cond_wait(&c->state_cv, &c->lock);
+		fd = c->sock;
+		if (fd < 0)
+			break; /* DEAD, nothing left to read */
+		pthread_mutex_unlock(&c->lock);
+		if (m && buf)
+			err = rx_conn(c, fd, m, &buf, &cap, &why);
+		else
+			djmfs__conn_fail(c, err, why);
+		conn_lost(c, err, why);
+		pthread_mutex_lock(&c->lock);
 	}
-	djmfs__conn_fail(c, err, why);
-	fail_all(c);
+	pthread_mutex_unlock(&c->lock);
 	free(buf);
 	free(m);
 	return NULL;
@@ -598,6 +851,74 @@ static int connect_addr(const char *addr, int *fd_out)
 	return connect_tcp(addr, fd_out);
 }
 
+/* The server's answer to CHALLENGE, copied out on the receive thread. */
+struct challenge {
+	uint8_t nonce[DJMFS_AUTH_NONCE];
+	uint8_t proof[DJMFS_AUTH_PROOF];
+};
+
+static void challenge_reply(void *arg, int status, const struct djmfs__msg *m)
+{
+	struct challenge *ch = arg;
+
+	if (status < 0)
+		return;
+	memcpy(ch->nonce, m->u.challenge_resp.nonce, sizeof(ch->nonce));
+	memcpy(ch->proof, m->u.challenge_resp.proof, sizeof(ch->proof));
+}
+
+/*
+ * With a shared secret: CHALLENGE, check the server's proof, then put
+ * ours in @hello.  A server that cannot prove the secret (another
+ * secret, an impostor, or a server with no secret at all) is refused
+ * with -EACCES before it sees anything of ours but a nonce.
+ */
+static int prove_secret(struct djmfs_client *c, struct djmfs__msg *hello)
+{
+	struct djmfs__msg req = { .h.op = DJMFS_OP_CHALLENGE };
+	const char *name = hello->u.hello_req.name;
+	uint8_t *cn = req.u.challenge_req.nonce;
+	struct challenge ch;
+	int err;
+
+	req.u.challenge_req.proto = DJMFS_PROTO_VERSION;
+	snprintf(req.u.challenge_req.name, sizeof(req.u.challenge_req.name),
+		 "%s", name);
+	err = djmfs__auth_nonce(cn, DJMFS_AUTH_NONCE);
+	if (err == 0)
+		err = djmfs__rpc(c, &req, challenge_reply, &ch);
+	if (err == -EOPNOTSUPP) {
+		djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs: %s has no shared "
+			   "secret but we have one: refusing it (a server "
+			   "without the secret proves nothing)", c->server);
+		return -EACCES;
+	}
+	if (err < 0) {
+		djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs: CHALLENGE to %s: "
+			   "%s", c->server, strerror(-err));
+		return err;
+	}
+	err = djmfs__auth_verify(c->opts.secret, c->opts.secret_len,
+				 DJMFS_AUTH_SERVER, DJMFS_PROTO_VERSION, name,
+				 cn, ch.nonce, ch.proof);
+	if (err == 0)
+		err = djmfs__auth_proof(c->opts.secret, c->opts.secret_len,
+					DJMFS_AUTH_CLIENT, DJMFS_PROTO_VERSION,
+					name, cn, ch.nonce,
+					hello->u.hello_req.proof);
+	if (err == -EACCES)
+		djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs: %s did not prove "
+			   "the volume's shared secret (the secrets differ, or "
+			   "it is not the real server): refusing it",
+			   c->server);
+	else if (err < 0)
+		djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs: proving the "
+			   "shared secret to %s: %s", c->server,
+			   strerror(-err));
+	hello->u.hello_req.has_proof = err == 0;
+	return err;
+}
+
 static void hello_reply(void *arg, int status, const struct djmfs__msg *m)
 {
 	struct djmfs_client *c = arg;
@@ -627,8 +948,20 @@ static int hello(struct djmfs_client *c)
 	else
 		snprintf(req.u.hello_req.name, sizeof(req.u.hello_req.name),
 			 "pid %ld", (long)getpid());
+	if (c->opts.secret) {
+		err = prove_secret(c, &req);
+		if (err < 0)
+			return err;
+	}
 	err = djmfs__rpc(c, &req, hello_reply, c);
-	if (err < 0)
+	explicit_bzero(req.u.hello_req.proof, sizeof(req.u.hello_req.proof));
+	if (err == -EACCES)
+		djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs: %s refused us: %s",
+			   c->server, c->opts.secret ?
+			   "it does not accept our proof of the shared secret" :
+			   "it requires the volume's shared secret, and none "
+			   "was given");
+	else if (err < 0)
 		djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs: HELLO to %s: %s",
 			   c->server, strerror(-err));
 	else if (!c->volume)
@@ -671,6 +1004,212 @@ static int open_volume(struct djmfs_client *c)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Reconnecting                                                         */
+/* ------------------------------------------------------------------ */
+
+/* Waits until the receive thread has failed the lost connection's calls
+ * (DOWN and settled).  Returns 0, or -ECANCELED once DEAD. */
+static int wait_settled(struct djmfs_client *c)
+{
+	int err;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->state != DEAD && !(c->state == DOWN && c->settled))
+		pthread_cond_wait(&c->state_cv, &c->lock);
+	err = c->state == DEAD ? -ECANCELED : 0;
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
+/* DOWN -> RESTORING with @fd as the new connection (invariant 4). */
+static int install(struct djmfs_client *c, int fd, uint64_t *gen)
+{
+	int err = -ECANCELED;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->state == DOWN) {
+		pthread_mutex_lock(&c->send_lock);
+		c->sock = fd;
+		c->send_gen = c->gen;
+		djmfs__buf_reset(&c->sendq);
+		pthread_mutex_unlock(&c->send_lock);
+		*gen = c->gen;
+		set_state(c, RESTORING);
+		err = 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
+/* RESTORING -> UP once no handle waits for a restore.  Returns 1 (UP),
+ * 0 (a handle opened meanwhile still needs one) or -ENOTCONN. */
+static int go_up(struct djmfs_client *c, uint64_t gen,
+		 const struct djmfs__restore_tally *t, unsigned tries)
+{
+	uint64_t ms = 0;
+	int ret;
+
+	pthread_mutex_lock(&c->lock);
+	if (gen != c->gen || c->state != RESTORING) {
+		ret = -ENOTCONN;
+	} else if (djmfs__files_any_stale(c)) {
+		ret = 0;
+	} else {
+		ms = (djmfs_now() - c->down_ns) / 1000000u;
+		c->cstats.reconnects++;
+		c->cstats.outage_ns += djmfs_now() - c->down_ns;
+		c->cstats.confirmed += t->confirmed;
+		c->cstats.resent += t->resent;
+		c->cstats.rewritten_bytes += t->rewritten;
+		set_state(c, UP);
+		ret = 1;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (ret == 1)
+		djmfs__log(&c->log, DJMFS_LOG_WARN, "djmfs: connection to %s "
+			   "restored after %llu ms (%u tries): %u files "
+			   "reopened (%u lost), %u publishes found applied, %u "
+			   "operations re-sent, %llu unpublished bytes "
+			   "rewritten", c->server, (unsigned long long)ms,
+			   tries, t->files, t->lost, t->confirmed, t->resent,
+			   (unsigned long long)t->rewritten);
+	return ret;
+}
+
+/* A server that is not the one we lost (another volume) is no use. */
+static int same_volume(struct djmfs_client *c, const uint8_t *uuid,
+		       uint32_t au, uint64_t data_off, uint64_t n_aus)
+{
+	if (memcmp(uuid, c->uuid, sizeof(c->uuid)) == 0 &&
+	    au == c->au_size && data_off == c->data_off && n_aus == c->n_aus)
+		return 0;
+	djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs: %s now serves another "
+		   "volume (uuid or geometry differs)", c->server);
+	return -EXDEV;
+}
+
+/* One try: connect, HELLO, restore the files.  A failure after the
+ * connect drops that connection again. */
+static int try_once(struct djmfs_client *c, struct djmfs__restore_tally *t,
+		    unsigned tries)
+{
+	uint8_t uuid[16];
+	uint32_t au = c->au_size;
+	uint64_t gen = 0, data_off = c->data_off, n_aus = c->n_aus;
+	int fd = -1, err = wait_settled(c);
+
+	if (err == 0) {
+		djmfs__files_salvage(c);
+		err = connect_addr(c->server, &fd);
+	}
+	if (err < 0)
+		return err;
+	err = install(c, fd, &gen);
+	if (err < 0) {
+		close(fd);
+		return err;
+	}
+	memcpy(uuid, c->uuid, sizeof(uuid));
+	err = hello(c);
+	if (err == 0)
+		err = same_volume(c, uuid, au, data_off, n_aus);
+	while (err == 0) {
+		err = djmfs__files_restore(c, gen, t);
+		if (err == 0)
+			err = go_up(c, gen, t, tries);
+		if (err == 1)
+			return 0;
+	}
+	djmfs__conn_fail(c, err, "restoring the session");
+	return err;
+}
+
+static void give_up(struct djmfs_client *c, int err)
+{
+	uint64_t ms;
+
+	pthread_mutex_lock(&c->lock);
+	ms = (djmfs_now() - c->down_ns) / 1000000u;
+	if (c->state != DEAD) {
+		c->dead_err = -ENOTCONN;
+		c->cstats.outage_ns += djmfs_now() - c->down_ns;
+		set_state(c, DEAD);
+	}
+	pthread_mutex_unlock(&c->lock);
+	djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs: reconnecting to %s: gave "
+		   "up after %llu ms: %s; calls fail with ENOTCONN", c->server,
+		   (unsigned long long)ms, strerror(-err));
+	pthread_mutex_lock(&c->send_lock);
+	if (c->sock >= 0)
+		shutdown(c->sock, SHUT_RDWR);
+	pthread_mutex_unlock(&c->send_lock);
+	djmfs__files_lose(c, -ENOTCONN);
+}
+
+/* Errors no retry can mend. */
+static int fatal(int err)
+{
+	return err == -EXDEV || err == -EPROTO || err == -EACCES ||
+	       err == -ECANCELED;
+}
+
+/* One outage: tries at once, then with a growing pause, until the
+ * session and files are back or the window is over. */
+static void reconnect(struct djmfs_client *c)
+{
+	struct djmfs__restore_tally t = { 0 };
+	uint64_t pause = 0, deadline = djmfs__conn_deadline(c);
+	unsigned tries = 0;
+	int err;
+
+	for (;;) {
+		uint64_t now;
+
+		err = try_once(c, &t, ++tries);
+		if (err == 0 || fatal(err) || djmfs__conn_dead(c))
+			break;
+		now = djmfs_now();
+		if (now >= deadline) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		/* The last pause ends with the window: one more try then. */
+		if (pause)
+			djmfs__conn_nap(c, pause < deadline - now ?
+					pause : deadline - now);
+		pause = pause ? pause * 2 : BACKOFF_FIRST_NS;
+		if (pause > BACKOFF_MAX_NS)
+			pause = BACKOFF_MAX_NS;
+	}
+	if (err < 0 && err != -ECANCELED && !djmfs__conn_dead(c))
+		give_up(c, err);
+}
+
+/* The reconnect thread: sleeps until an outage, handles it. */
+static void *recon_main(void *arg)
+{
+	struct djmfs_client *c = arg;
+
+	recon_self = c;
+	while (wait_settled(c) == 0)
+		reconnect(c);
+	return NULL;
+}
+
+void djmfs_conn_stats(struct djmfs_client *c, struct djmfs_conn_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	*out = c->cstats;
+	out->connected = c->state == UP;
+	if (c->state == DOWN || c->state == RESTORING)
+		out->outage_ns += djmfs_now() - c->down_ns;
+	pthread_mutex_unlock(&c->lock);
+}
+
 static int copy_opts(struct djmfs_client *c, const struct djmfs_client_opts *o)
 {
 	const char *server = o->server ? o->server : getenv("DJMFS_SERVER");
@@ -678,6 +1217,7 @@ static int copy_opts(struct djmfs_client *c, const struct djmfs_client_opts *o)
 	const char *src[] = { o->volume, o->name, o->policy, o->profile };
 
 	c->opts = *o;
+	c->opts.secret = NULL; /* copied below */
 	c->log = o->log;
 	if (o->batch_us == DJMFS_CLIENT_NO_BATCH)
 		c->batch_ns = 0;
@@ -691,22 +1231,44 @@ static int copy_opts(struct djmfs_client *c, const struct djmfs_client_opts *o)
 		if (src[i] && !(*dst[i] = strdup(src[i])))
 			return -ENOMEM;
 	}
+	/* Our own copy: a reconnect proves the secret again long after
+	 * djmfs_connect() returned and the caller may have freed it. */
+	if (o->secret && o->secret_len) {
+		void *copy = malloc(o->secret_len);
+
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, o->secret, o->secret_len);
+		c->opts.secret = copy;
+	}
 	return 0;
 }
 
 static int client_alloc(struct djmfs_client **out)
 {
 	struct djmfs_client *c = calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
+	int err;
 
 	if (!c)
 		return -ENOMEM;
 	c->sock = -1;
 	c->vol_fd = -1;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	err = pthread_cond_init(&c->state_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (err) {
+		free(c);
+		return -err;
+	}
+	pthread_cond_init(&c->send_cv, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->send_lock, NULL);
 	pthread_mutex_init(&c->hb_lock, NULL);
 	djmfs__buf_init(&c->sendq);
 	djmfs__buf_init(&c->sending);
+	c->gen = c->send_gen = 1;
 	*out = c;
 	return 0;
 }
@@ -722,18 +1284,22 @@ static void client_teardown(struct djmfs_client *c)
 		pthread_join(c->hb_thread, NULL);
 		pthread_cond_destroy(&c->hb_cond);
 	}
-	if (c->rx_started) {
-		/* Ending on purpose: dead before the shutdown, so the
-		 * receive thread's exit is not logged as a loss. */
-		pthread_mutex_lock(&c->lock);
-		if (!c->dead) {
-			c->dead = 1;
-			c->dead_err = -ENOTCONN;
-		}
-		pthread_mutex_unlock(&c->lock);
-		shutdown(c->sock, SHUT_RDWR);
-		pthread_join(c->rx_thread, NULL);
+	/* Ending on purpose: dead before the shutdown, so the receive
+	 * thread's exit is not logged as a loss, and no reconnecting. */
+	pthread_mutex_lock(&c->lock);
+	if (c->state != DEAD) {
+		c->dead_err = -ENOTCONN;
+		set_state(c, DEAD);
 	}
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&c->send_lock);
+	if (c->sock >= 0)
+		shutdown(c->sock, SHUT_RDWR);
+	pthread_mutex_unlock(&c->send_lock);
+	if (c->rx_started)
+		pthread_join(c->rx_thread, NULL);
+	if (c->recon_started)
+		pthread_join(c->recon_thread, NULL);
 	djmfs__io_free(c->io);
 	if (c->sock >= 0)
 		close(c->sock);
@@ -744,12 +1310,37 @@ static void client_teardown(struct djmfs_client *c)
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->send_lock);
 	pthread_mutex_destroy(&c->hb_lock);
+	pthread_cond_destroy(&c->state_cv);
+	pthread_cond_destroy(&c->send_cv);
 	free(c->server);
 	free(c->volume);
 	free(c->name);
 	free(c->policy);
 	free(c->profile);
+	if (c->opts.secret) {
+		explicit_bzero((void *)c->opts.secret, c->opts.secret_len);
+		free((void *)c->opts.secret);
+	}
 	free(c);
+}
+
+/* Reconnecting is on unless the options say never. */
+static int recon_start(struct djmfs_client *c)
+{
+	uint32_t ms = c->opts.reconnect_ms;
+	int err;
+
+	if (ms == DJMFS_CLIENT_NO_RECONNECT)
+		return 0;
+	c->reconnect_ns = (uint64_t)(ms ? ms : RECONNECT_DEFAULT_MS) *
+			  1000000u;
+	err = pthread_create(&c->recon_thread, NULL, recon_main, c);
+	if (err)
+		return -err;
+	pthread_mutex_lock(&c->lock);
+	c->recon_started = 1;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
 }
 
 int djmfs_connect(struct djmfs_client **out,
@@ -787,6 +1378,8 @@ int djmfs_connect(struct djmfs_client **out,
 		err = djmfs__io_new(&c->io, c->vol_fd, &c->opts, &c->log);
 	if (err == 0)
 		err = hb_start(c);
+	if (err == 0)
+		err = recon_start(c);
 	if (err < 0)
 		goto err;
 	*out = c;

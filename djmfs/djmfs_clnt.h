@@ -38,9 +38,42 @@ int djmfs__rpc_async(struct djmfs_client *c, struct djmfs__msg *req,
 
 /* As djmfs__rpc_async, then waits: @fn (which may be NULL) runs on the
  * receive thread, then this returns the status.  Never call it from a
- * library thread. */
+ * library thread but the reconnect thread.  While the client reconnects
+ * it first waits until the connection is back (the reconnect thread
+ * itself does not wait), and a call that is safe to repeat (PING, LIST,
+ * STAT, DF, STATS, UNLINK) and was lost with a connection is sent again,
+ * so @fn may run more than once, with -ENOTCONN before the last. */
 int djmfs__rpc(struct djmfs_client *c, struct djmfs__msg *req,
 	       djmfs__reply_fn fn, void *arg);
+
+/*
+ * Connection generations.  Every connection (the first, and each one a
+ * reconnect makes) has a number; a file handle's server handle is only
+ * valid on the generation that opened it.  The _on forms send only on
+ * generation @gen and only while it is live (the client UP or
+ * RESTORING): otherwise they fail with -ENOTCONN at once (the
+ * asynchronous form never calls @fn then).  A call lost with its
+ * connection completes with -ENOTCONN as before.
+ */
+uint64_t djmfs__conn_gen(struct djmfs_client *c);
+int djmfs__rpc_async_on(struct djmfs_client *c, uint64_t gen,
+			struct djmfs__msg *req, djmfs__reply_fn fn,
+			void *arg);
+int djmfs__rpc_on(struct djmfs_client *c, uint64_t gen,
+		  struct djmfs__msg *req, djmfs__reply_fn fn, void *arg);
+/* Waits until the connection is UP and says its generation.  Returns 0,
+ * or the -errno calls fail with once the client gave up. */
+int djmfs__conn_wait_up(struct djmfs_client *c, uint64_t *gen);
+/* Nonzero once the client will never send again (it gave up
+ * reconnecting, reconnecting is off and the connection is lost, or it is
+ * disconnecting).  Lock-free: any thread, any lock held. */
+int djmfs__conn_dead(struct djmfs_client *c);
+/* Sleeps @ns or until the client's state changes (a loss, the end),
+ * whichever is first; for retry loops on the reconnect thread. */
+void djmfs__conn_nap(struct djmfs_client *c, uint64_t ns);
+/* Monotonic time (djmfs_now) at which the current outage's reconnect
+ * window ends; 0 when connected. */
+uint64_t djmfs__conn_deadline(struct djmfs_client *c);
 
 /* ------------------------------------------------------------------ */
 /* Data path (djmfs_io.c)                                              */
@@ -107,6 +140,23 @@ void djmfs__io_get(struct djmfs__io *io, struct djmfs_io_knobs *out);
 
 struct djmfs__call; /* a pending RPC (djmfs_client.c) */
 
+/* The connection's life (djmfs_client.c has the transitions). */
+enum djmfs__conn_state {
+	DJMFS__CONN_UP,	       /* calls flow */
+	DJMFS__CONN_DOWN,      /* lost: no socket, reconnecting */
+	DJMFS__CONN_RESTORING, /* connected again: files being restored */
+	DJMFS__CONN_DEAD,      /* never sends again */
+};
+
+/* What restoring the open files did, for the log line and the stats. */
+struct djmfs__restore_tally {
+	uint32_t files;	      /* reopened */
+	uint32_t confirmed;   /* lost publishes found applied */
+	uint32_t resent;      /* operations sent again */
+	uint32_t lost;	      /* files that could not be restored */
+	uint64_t rewritten;   /* unpublished bytes moved to new units */
+};
+
 #define DJMFS__CALL_BUCKETS 64
 
 struct djmfs_client {
@@ -126,14 +176,25 @@ struct djmfs_client {
 
 	/* Connection state and pending calls, under lock. */
 	pthread_mutex_t lock;
+	pthread_cond_t state_cv; /* any change of state (CLOCK_MONOTONIC) */
 	uint32_t next_id;
 	struct djmfs__call *calls[DJMFS__CALL_BUCKETS];
-	int dead;	       /* no new calls; set once */
-	int dead_err;	       /* what pending calls fail with */
+	int state;	       /* enum djmfs__conn_state; atomic reads */
+	int dead_err;	       /* what calls fail with once DEAD */
+	uint64_t gen;	       /* current connection generation */
+	uint64_t down_ns;      /* when the current outage began */
+	uint64_t deadline_ns;  /* its reconnect window ends then */
+	uint64_t reconnect_ns; /* the window's length; 0: no reconnecting */
+	char fail_why[96];     /* first reason the connection failed */
+	int settled;	       /* DOWN and the lost calls all failed */
+	struct djmfs_conn_stats cstats;
 	struct djmfs_file *files; /* open handles (djmfs_file.c links) */
 
-	/* Outgoing frames, under send_lock; one flusher at a time. */
+	/* Outgoing frames, under send_lock; one flusher at a time.  c->sock
+	 * changes under both lock and send_lock. */
 	pthread_mutex_t send_lock;
+	pthread_cond_t send_cv;	   /* flushing dropped to 0 */
+	uint64_t send_gen;	   /* generation of c->sock; 0: none */
 	struct djmfs__buf sendq;   /* frames waiting */
 	struct djmfs__buf sending; /* frames the flusher is writing */
 	int flushing;
@@ -145,18 +206,47 @@ struct djmfs_client {
 				   as a hint) */
 
 	/* Threads. */
-	pthread_t rx_thread, hb_thread;
-	int rx_started, hb_started;
+	pthread_t rx_thread, hb_thread, recon_thread;
+	int rx_started, hb_started, recon_started;
 	pthread_mutex_t hb_lock;
 	pthread_cond_t hb_cond;
 	int hb_stop;
 };
 
-/* Logs and fails the connection (idempotent): later calls return
- * -ENOTCONN; pending ones are failed by the receive thread. */
+/* Fails the connection (idempotent): shuts its socket down, so the
+ * receive thread fails the pending calls and, unless reconnecting is
+ * off, the client reconnects; otherwise later calls return -ENOTCONN.
+ * @why is logged with the loss. */
 void djmfs__conn_fail(struct djmfs_client *c, int err, const char *why);
 
 /* djmfs_file.c: closes every handle still open (at disconnect). */
 void djmfs__files_close_all(struct djmfs_client *c);
+
+/*
+ * djmfs_file.c, the file side of a reconnect (djmfs_client.c calls them
+ * in this order):
+ *   mark_stale  under c->lock, as the connection is lost: every handle
+ *               stops starting steps that need the server or the
+ *               reservation (its queue waits; calls block or stay queued)
+ *   salvage     reconnect thread, before reconnecting: once each writer
+ *               is quiet, reads back the unpublished data that lies in
+ *               reserved units (a restarted server forgets reservations,
+ *               a dead session's are released), while they are still ours
+ *   restore     reconnect thread, on generation @gen: reopens every stale
+ *               handle (a writer retakes its lock, retrying -EBUSY within
+ *               the window), works out whether a lost PUBLISH or object
+ *               call was applied, moves salvaged data to new units, and
+ *               lets the queue run again.  Returns 0 when every handle is
+ *               restored or given up (*t counts), -ENOTCONN when the
+ *               connection was lost meanwhile.
+ *   any_stale   under c->lock: is a handle still waiting for a restore?
+ *   lose        after giving up: every handle's calls fail with @err.
+ */
+void djmfs__files_mark_stale(struct djmfs_client *c);
+void djmfs__files_salvage(struct djmfs_client *c);
+int djmfs__files_restore(struct djmfs_client *c, uint64_t gen,
+			 struct djmfs__restore_tally *t);
+int djmfs__files_any_stale(struct djmfs_client *c);
+void djmfs__files_lose(struct djmfs_client *c, int err);
 
 #endif /* DJMFS_CLNT_H */

@@ -48,8 +48,33 @@
  *     operation that would finish on the submitting thread is first
  *     bounced through the I/O thread.
  *  7. f->busy counts the threads inside the driver (or on their way in
- *     with an operation just woken); djmfs_close frees the handle only
- *     once it is 0, after the last operation has completed.
+ *     with an operation just woken) and the reconnect thread while it
+ *     works on the handle; djmfs_close frees the handle only once it is
+ *     0, after the last operation has completed.
+ *  8. f->handle is the server's handle on connection generation f->gen.
+ *     While f->stale (the connection went; set with the loss, cleared by
+ *     the restore) the driver starts no step but the offline ones
+ *     (W_COMMIT, PUBLISHED: they only finish work already on the volume
+ *     or already acknowledged), so the handle's staged map and
+ *     reservation change only under the reconnect thread's restore.
+ *  9. An RPC lost with its connection (-ENOTCONN, the client not dead)
+ *     does not fail its operation: the operation goes back to the step
+ *     that sent it (op->redo) and is parked; the restore decides from
+ *     the server's state whether that step's effect is there already.
+ *     A handle the restore could not bring back (f->lost_err) fails
+ *     every operation that has not finished.
+ *
+ * Reconnecting (djmfs__files_*, called by djmfs_client.c):
+ *   loss      djmfs__files_mark_stale  every handle stale
+ *   salvage   file_salvage   a quiet writer reads back its unpublished
+ *                            bytes past its last published unit (they
+ *                            lie in reserved units the server forgets)
+ *   restore   file_restore   OPEN again (writers retry -EBUSY), judge:
+ *                            SAME (nothing lost was applied), APPLIED
+ *                            (the parked PUBLISH or object call was),
+ *                            else lost; salvaged bytes to new units;
+ *                            stale cleared, the queue runs again
+ *   give up   djmfs__files_lose        every handle lost
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -94,6 +119,10 @@ struct cobj {
 	int meta_dirty;
 	uint8_t *tail; /* writer: the block holding size, if partial */
 	int tail_ok;
+	/* Reconnecting: unpublished bytes [salv_off, salv_off + salv_len)
+	 * read back from the volume, to be rewritten to new units. */
+	uint8_t *salv;
+	uint64_t salv_off, salv_len;
 };
 
 enum step_state {
@@ -126,6 +155,8 @@ struct fop {
 	int state;
 	int waiting;
 	int bounced;	/* finished once through the I/O thread */
+	int redo;	/* the step to run again if its RPC is lost */
+	int parked;	/* its RPC was lost: waiting for the restore */
 	int inline_ok;	/* blocking caller: may finish on its thread */
 	int err;
 	ssize_t res;
@@ -185,7 +216,13 @@ struct djmfs_file {
 	struct fop *head, *tail;
 	int driving;
 	unsigned busy;	  /* threads inside drive_locked() or about to be */
-	pthread_cond_t idle; /* busy dropped to 0 */
+	pthread_cond_t idle; /* the driver stopped (busy may be 0) */
+	/* Reconnecting, under mu (invariants 8, 9). */
+	uint64_t gen;	  /* connection generation of handle */
+	int stale;	  /* waiting for a restore */
+	int salvaged;	  /* this outage's read-back is done */
+	int salv_err;	  /* ... and failed with this */
+	int lost_err;	  /* could not be restored: ops fail with it */
 };
 
 typedef enum step_ret (*step_fn)(struct fop *op);
@@ -200,6 +237,7 @@ static void cobj_free(struct cobj *o)
 {
 	if (!o)
 		return;
+	free(o->salv);
 	free(o->img_meta);
 	free(o->ext);
 	free(o->meta);
@@ -419,12 +457,19 @@ static void fill_known(struct djmfs_file *f, struct djmfs__known *k)
 /* The FIFO and its driver                                              */
 /* ------------------------------------------------------------------ */
 
-/* Before starting an asynchronous action. */
-static void op_await(struct fop *op)
+/* Under f->mu, as an action ends with @err: an RPC lost with its
+ * connection parks the operation on the step that sent it (invariant
+ * 9).  Returns 1 when it did. */
+static int op_park(struct fop *op, int err)
 {
-	pthread_mutex_lock(&op->f->mu);
-	op->waiting = 1;
-	pthread_mutex_unlock(&op->f->mu);
+	int redo = op->redo;
+
+	op->redo = 0;
+	if (err != -ENOTCONN || !redo || djmfs__conn_dead(op->f->c))
+		return 0;
+	op->state = redo;
+	op->parked = 1;
+	return 1;
 }
 
 /* The action's completion (any thread). */
@@ -433,8 +478,9 @@ static void op_wake(struct fop *op, int err)
 	struct djmfs_file *f = op->f;
 
 	pthread_mutex_lock(&f->mu);
-	if (err < 0 && op->err == 0)
+	if (err < 0 && !op_park(op, err) && op->err == 0)
 		op->err = err;
+	op->redo = 0;
 	op->waiting = 0;
 	f->busy++;
 	drive_locked(f, 0);
@@ -445,10 +491,28 @@ static enum step_ret op_failed(struct fop *op, int err)
 {
 	pthread_mutex_lock(&op->f->mu);
 	op->waiting = 0;
-	if (op->err == 0)
+	if (!op_park(op, err) && op->err == 0)
 		op->err = err;
 	pthread_mutex_unlock(&op->f->mu);
 	return STEP_GO;
+}
+
+/* Sends @req for @op on its handle's connection; @redo is the step that
+ * sent it (to run again if the RPC is lost). */
+static enum step_ret op_rpc(struct fop *op, struct djmfs__msg *req,
+			    djmfs__reply_fn fn, int redo)
+{
+	struct djmfs_file *f = op->f;
+	uint64_t gen;
+	int err;
+
+	pthread_mutex_lock(&f->mu);
+	op->waiting = 1;
+	op->redo = redo;
+	gen = f->gen;
+	pthread_mutex_unlock(&f->mu);
+	err = djmfs__rpc_async_on(f->c, gen, req, fn, op);
+	return err < 0 ? op_failed(op, err) : STEP_WAIT;
 }
 
 static void op_free(struct fop *op)
@@ -486,6 +550,12 @@ static void bounce_done(struct djmfs__ioreq *r, int res)
 }
 
 static const step_fn steps[ST_MAX];
+
+/* Steps a stale handle may still run (invariant 8). */
+static const uint8_t offline_ok[ST_MAX] = {
+	[ST_W_COMMIT] = 1,
+	[ST_PUBLISHED] = 1,
+};
 
 /* Under f->mu, with the head op finished: pops and completes it, or
  * first bounces it to the I/O thread (invariant 6).  Returns with mu. */
@@ -547,18 +617,24 @@ static void drive_locked(struct djmfs_file *f, int submitter)
 
 		if (!op || op->waiting)
 			break;
+		if (f->lost_err && op->err == 0 && op->state != ST_DONE)
+			op->err = f->lost_err;
 		if (op->err < 0 || op->state == ST_DONE) {
 			finish_head(f, op, submitter);
 			continue;
 		}
+		if (f->stale && !offline_ok[op->state])
+			break;
 		pthread_mutex_unlock(&f->mu);
 		steps[op->state](op);
 		pthread_mutex_lock(&f->mu);
 	}
 	f->driving = 0;
 out:
-	if (--f->busy == 0)
-		pthread_cond_broadcast(&f->idle);
+	/* Also wakes a reconnect thread waiting for the handle to be
+	 * quiet. */
+	f->busy--;
+	pthread_cond_broadcast(&f->idle);
 	pthread_mutex_unlock(&f->mu);
 }
 
@@ -806,7 +882,6 @@ static enum step_ret w_reserve(struct fop *op)
 	uint64_t have = own_rest(c, o), need, units;
 	uint32_t ask;
 	struct djmfs__msg req = { .h.op = DJMFS_OP_RESERVE };
-	int err;
 
 	if (op->tail_read)
 		o->tail_ok = 1;
@@ -822,9 +897,7 @@ static enum step_ret w_reserve(struct fop *op)
 	ask = c->opts.reserve_aus ? c->opts.reserve_aus : 16;
 	req.u.reserve_req.handle = f->handle;
 	req.u.reserve_req.n_aus = units > ask ? (uint32_t)units : ask;
-	op_await(op);
-	err = djmfs__rpc_async(c, &req, reserve_reply, op);
-	return err < 0 ? op_failed(op, err) : STEP_WAIT;
+	return op_rpc(op, &req, reserve_reply, ST_W_RESERVE);
 }
 
 static int seg_push(struct fop *op, uint64_t phys, uint64_t len,
@@ -1028,6 +1101,7 @@ static enum step_ret p_publish(struct fop *op)
 	struct djmfs__msg *req = calloc(1, sizeof(*req));
 	struct djmfs__buf xb;
 	uint32_t first[DJMFS_MAX_OBJS], n = 0;
+	enum step_ret ret;
 	int err = 0;
 
 	if (!req)
@@ -1049,15 +1123,12 @@ static enum step_ret p_publish(struct fop *op)
 	op->state = n ? ST_PUBLISHED : ST_DONE;
 	if (xb.err)
 		err = xb.err;
-	if (err == 0 && n) {
-		op_await(op);
-		err = djmfs__rpc_async(f->c, req, publish_reply, op);
-	}
+	ret = err < 0 ? op_failed(op, err) : STEP_GO;
+	if (err == 0 && n)
+		ret = op_rpc(op, req, publish_reply, ST_PUBLISH);
 	djmfs__buf_free(&xb);
 	free(req);
-	if (err < 0)
-		return op_failed(op, err);
-	return n ? STEP_WAIT : STEP_GO;
+	return ret;
 }
 
 /* The publish is durable: the image becomes the staged state. */
@@ -1196,7 +1267,8 @@ static enum step_ret s_snap(struct fop *op)
 {
 	struct djmfs_file *f = op->f;
 	struct djmfs__msg *req = calloc(1, sizeof(*req));
-	int err, local;
+	enum step_ret ret;
+	int local;
 
 	if (!req)
 		return op_failed(op, -ENOMEM);
@@ -1218,10 +1290,9 @@ static enum step_ret s_snap(struct fop *op)
 	req->h.op = op->rpc_op;
 	req->u.snap_req.handle = f->handle;
 	req->u.snap_req.timeout_ms = op->timeout_ms;
-	op_await(op);
-	err = djmfs__rpc_async(f->c, req, snap_reply, op);
+	ret = op_rpc(op, req, snap_reply, ST_SNAP);
 	free(req);
-	return err < 0 ? op_failed(op, err) : STEP_WAIT;
+	return ret;
 }
 
 static void unlock_reply(void *arg, int status, const struct djmfs__msg *m)
@@ -1240,13 +1311,10 @@ static void unlock_reply(void *arg, int status, const struct djmfs__msg *m)
 static enum step_ret s_unlock(struct fop *op)
 {
 	struct djmfs__msg req = { .h.op = DJMFS_OP_UNLOCK_SNAP };
-	int err;
 
 	op->state = ST_DONE;
 	req.u.handle_req.handle = op->f->handle;
-	op_await(op);
-	err = djmfs__rpc_async(op->f->c, &req, unlock_reply, op);
-	return err < 0 ? op_failed(op, err) : STEP_WAIT;
+	return op_rpc(op, &req, unlock_reply, ST_UNLOCK);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1307,7 +1375,6 @@ static void obj_reply(void *arg, int status, const struct djmfs__msg *m)
 static enum step_ret o_obj(struct fop *op)
 {
 	struct djmfs__msg req = { .h.op = op->rpc_op };
-	int err;
 
 	op->state = ST_DONE;
 	if (op->rpc_op == DJMFS_OP_CREATE_OBJ) {
@@ -1319,9 +1386,7 @@ static enum step_ret o_obj(struct fop *op)
 		req.u.obj_req.obj_id = op->obj_id;
 		req.u.obj_req.attrs = op->attrs;
 	}
-	op_await(op);
-	err = djmfs__rpc_async(op->f->c, &req, obj_reply, op);
-	return err < 0 ? op_failed(op, err) : STEP_WAIT;
+	return op_rpc(op, &req, obj_reply, ST_OBJ);
 }
 
 static const step_fn steps[ST_MAX] = {
@@ -1344,6 +1409,7 @@ static const step_fn steps[ST_MAX] = {
 
 struct open_ctx {
 	struct djmfs_file *f;
+	uint64_t gen;
 	int granted;
 	int err;
 };
@@ -1378,6 +1444,57 @@ static int open_flags_ok(unsigned fl)
 	       (!(fl & DJMFS_O_EXCL) || (fl & DJMFS_O_CREATE));
 }
 
+/*
+ * Sends the OPEN of @oc->f once the connection is UP.  An OPEN lost with
+ * its connection is sent again; a writer's lock then may still be held
+ * by our own lost session (the server did not restart), so -EBUSY is
+ * retried until the reconnect window would have ended.
+ */
+static int open_send(struct djmfs_client *c, struct djmfs__msg *req,
+		     struct open_ctx *oc)
+{
+	uint64_t until = 0, pause = 10000000u;
+	int err;
+
+	for (;;) {
+		err = djmfs__conn_wait_up(c, &oc->gen);
+		if (err == 0)
+			err = djmfs__rpc_on(c, oc->gen, req, open_reply, oc);
+		if (err == 0)
+			err = oc->err;
+		if (err == -ENOTCONN && !djmfs__conn_dead(c)) {
+			if (!until)
+				until = djmfs_now() + c->reconnect_ns;
+			continue;
+		}
+		if (err != -EBUSY || !until || djmfs_now() >= until)
+			return err;
+		djmfs__conn_nap(c, pause);
+		pause = pause * 2 > 500000000u ? 500000000u : pause * 2;
+	}
+}
+
+/* Links a new handle into c->files; one whose connection went after
+ * its OPEN is answered waits for the restore like the others. */
+static void file_link(struct djmfs_client *c, struct djmfs_file *f,
+		      uint64_t gen)
+{
+	pthread_mutex_lock(&c->lock);
+	f->gen = gen;
+	if (gen != c->gen) {
+		if (c->state == DJMFS__CONN_DEAD)
+			f->lost_err = -ENOTCONN;
+		else
+			f->stale = 1;
+	}
+	f->next = c->files;
+	f->pprev = &c->files;
+	if (c->files)
+		c->files->pprev = &f->next;
+	c->files = f;
+	pthread_mutex_unlock(&c->lock);
+}
+
 int djmfs_open(struct djmfs_client *c, const char *name, unsigned flags,
 	       struct djmfs_file **out)
 {
@@ -1403,18 +1520,10 @@ int djmfs_open(struct djmfs_client *c, const char *name, unsigned flags,
 	req->h.op = DJMFS_OP_OPEN;
 	req->u.open_req.flags = flags;
 	strcpy(req->u.open_req.name, name);
-	err = djmfs__rpc(c, req, open_reply, &oc);
-	if (err == 0)
-		err = oc.err;
+	err = open_send(c, req, &oc);
 	if (err < 0)
 		goto err;
-	pthread_mutex_lock(&c->lock);
-	oc.f->next = c->files;
-	oc.f->pprev = &c->files;
-	if (c->files)
-		c->files->pprev = &oc.f->next;
-	c->files = oc.f;
-	pthread_mutex_unlock(&c->lock);
+	file_link(c, oc.f, oc.gen);
 	free(req);
 	*out = oc.f;
 	return 0;
@@ -1424,7 +1533,7 @@ err:
 		struct djmfs__msg cl = { .h.op = DJMFS_OP_CLOSE };
 
 		cl.u.handle_req.handle = oc.f->handle;
-		djmfs__rpc(c, &cl, NULL, NULL);
+		djmfs__rpc_on(c, oc.gen, &cl, NULL, NULL);
 	}
 	if (oc.f)
 		file_free(oc.f);
@@ -1443,27 +1552,35 @@ int djmfs_close(struct djmfs_file *f)
 {
 	struct djmfs__msg req = { .h.op = DJMFS_OP_CLOSE };
 	struct djmfs_client *c;
+	uint64_t gen;
 	int err, err2;
 
 	if (!f)
 		return 0;
 	c = f->c;
-	/* Also waits for every asynchronous operation still queued. */
+	/* Also waits for every asynchronous operation still queued (and
+	 * for a restore, when the connection is being restored). */
 	err = djmfs_flush(f);
 	if (err < 0)
 		djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs_close(%s): final "
 			   "publish: %s", f->name, strerror(-err));
-	req.u.handle_req.handle = f->handle;
-	err2 = djmfs__rpc(c, &req, NULL, NULL);
 	pthread_mutex_lock(&c->lock);
 	*f->pprev = f->next;
 	if (f->next)
 		f->next->pprev = f->pprev;
 	pthread_mutex_unlock(&c->lock);
+	/* Out of the list, so no restore starts on it; one under way
+	 * ends first (its busy count), and f->gen is then final. */
 	pthread_mutex_lock(&f->mu);
 	while (f->busy)
 		pthread_cond_wait(&f->idle, &f->mu);
+	gen = f->gen;
+	req.u.handle_req.handle = f->handle;
 	pthread_mutex_unlock(&f->mu);
+	err2 = djmfs__rpc_on(c, gen, &req, NULL, NULL);
+	/* A handle of a lost connection went with its session. */
+	if (err2 == -ENOTCONN && !djmfs__conn_dead(c))
+		err2 = 0;
 	file_free(f);
 	return err < 0 ? err : err2;
 }
@@ -1890,4 +2007,752 @@ int djmfs_unlock_snap(struct djmfs_file *f)
 	if (err < 0)
 		return err;
 	return (int)op_run(op_new(f, ST_UNLOCK, NULL, NULL));
+}
+
+/* ------------------------------------------------------------------ */
+/* Reconnecting: stale handles, salvage, restore                        */
+/* ------------------------------------------------------------------ */
+
+/* Under f->mu: no step runs and none waits for a completion. */
+static void wait_quiet(struct djmfs_file *f)
+{
+	while (f->driving || (f->head && f->head->waiting))
+		pthread_cond_wait(&f->idle, &f->mu);
+}
+
+/* The first handle @want picks, with its busy count taken (invariant 7),
+ * or NULL. */
+static struct djmfs_file *grab(struct djmfs_client *c,
+			       int (*want)(const struct djmfs_file *))
+{
+	struct djmfs_file *f;
+
+	pthread_mutex_lock(&c->lock);
+	for (f = c->files; f; f = f->next) {
+		int yes;
+
+		pthread_mutex_lock(&f->mu);
+		yes = want(f);
+		if (yes)
+			f->busy++;
+		pthread_mutex_unlock(&f->mu);
+		if (yes)
+			break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return f;
+}
+
+/* Drops grab()'s count, running whatever the handle may run now. */
+static void release(struct djmfs_file *f)
+{
+	pthread_mutex_lock(&f->mu);
+	drive_locked(f, 0);
+}
+
+void djmfs__files_mark_stale(struct djmfs_client *c)
+{
+	for (struct djmfs_file *f = c->files; f; f = f->next) {
+		pthread_mutex_lock(&f->mu);
+		if (!f->lost_err)
+			f->stale = 1;
+		pthread_mutex_unlock(&f->mu);
+	}
+}
+
+static int is_stale(const struct djmfs_file *f)
+{
+	return f->stale && !f->lost_err;
+}
+
+int djmfs__files_any_stale(struct djmfs_client *c)
+{
+	int n = 0;
+
+	for (struct djmfs_file *f = c->files; f && !n; f = f->next) {
+		pthread_mutex_lock(&f->mu);
+		n = is_stale(f);
+		pthread_mutex_unlock(&f->mu);
+	}
+	return n;
+}
+
+/* Device requests made and waited for on this thread (the reconnect
+ * thread's read-back and rewrite). */
+struct sync_io {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint32_t pending;
+	int err;
+};
+
+static void sync_io_done(struct djmfs__ioreq *r, int res)
+{
+	struct sync_io *w = r->user;
+
+	pthread_mutex_lock(&w->mu);
+	if (res < 0 && w->err == 0)
+		w->err = res;
+	if (--w->pending == 0)
+		pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Moves pieces @s between the volume and @buf (which holds object bytes
+ * from @base on), split at DJMFS_IO_MAX.  Returns 0 or -errno. */
+static int io_wait(struct djmfs_client *c, enum iosched_op rw,
+		   const struct seg *s, uint32_t n, uint8_t *buf,
+		   uint64_t base)
+{
+	struct sync_io w = { PTHREAD_MUTEX_INITIALIZER,
+			     PTHREAD_COND_INITIALIZER, 1, 0 };
+	struct djmfs__ioreq *r = NULL;
+	uint32_t nr = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		nr += (uint32_t)((s[i].len + DJMFS_IO_MAX - 1) / DJMFS_IO_MAX);
+	if (nr && !(r = calloc(nr, sizeof(*r))))
+		return -ENOMEM;
+	nr = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint64_t at = 0; at < s[i].len; at += DJMFS_IO_MAX) {
+			uint64_t left = s[i].len - at;
+
+			r[nr] = (struct djmfs__ioreq){
+				.op = rw, .off = s[i].phys + at,
+				.len = (uint32_t)(left < DJMFS_IO_MAX ?
+						  left : DJMFS_IO_MAX),
+				.buf = buf + (s[i].logical - base) + at,
+				.done = sync_io_done, .user = &w };
+			pthread_mutex_lock(&w.mu);
+			w.pending++;
+			pthread_mutex_unlock(&w.mu);
+			djmfs__io_submit(c->io, &r[nr++]);
+		}
+	}
+	pthread_mutex_lock(&w.mu);
+	if (--w.pending > 0)
+		while (w.pending > 0)
+			pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	free(r);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
+	return w.err;
+}
+
+/* Object bytes a DATA object may keep where they are after a reconnect:
+ * its published map and the rest of the unit holding that map's end
+ * (the server lets the next extent continue there, invariant 5). */
+static uint64_t keep_bytes(const struct djmfs_client *c, const struct cobj *o)
+{
+	struct djmfs_extent e;
+	uint64_t pub = 0, end, au = c->au_size;
+
+	if (o->img_n_ext == 0)
+		return 0;
+	for (uint32_t i = 0; i < o->img_n_ext; i++)
+		pub += img_ext(o, i).len;
+	e = img_ext(o, o->img_n_ext - 1);
+	end = e.offset + e.len;
+	return pub + (au - (end - c->data_off) % au) % au;
+}
+
+/* Reads back object @o's bytes past keep_bytes (under f->mu, quiet). */
+static int salvage_obj(struct djmfs_file *f, struct cobj *o)
+{
+	uint64_t lo = keep_bytes(f->c, o), hi = map_bytes(o);
+	struct seg *s = NULL;
+	uint32_t n = 0;
+	uint8_t *buf = NULL;
+	int err;
+
+	if (!(o->attrs & DJMFS_ATTR_DATA) || o->salv || hi <= lo)
+		return 0;
+	err = map_range(o, 0, lo, hi, &s, &n);
+	if (err >= 0 && posix_memalign((void **)&buf, BLK, hi - lo))
+		err = -ENOMEM;
+	if (err >= 0) {
+		/* Quiet and stale: nothing changes the map meanwhile. */
+		pthread_mutex_unlock(&f->mu);
+		err = io_wait(f->c, IOSCHED_READ, s, n, buf, lo);
+		pthread_mutex_lock(&f->mu);
+	}
+	free(s);
+	if (err < 0) {
+		free(buf);
+		return err;
+	}
+	o->salv = buf;
+	o->salv_off = lo;
+	o->salv_len = hi - lo;
+	return 0;
+}
+
+static void file_salvage(struct djmfs_file *f)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&f->mu);
+	wait_quiet(f);
+	for (uint32_t i = 0; err == 0 && i < f->n_objs &&
+			     (f->oflags & DJMFS_O_WRITE); i++)
+		err = salvage_obj(f, f->objs[i]);
+	f->salvaged = 1;
+	f->salv_err = err;
+	pthread_mutex_unlock(&f->mu);
+	if (err < 0)
+		djmfs__log(&f->c->log, DJMFS_LOG_ERROR, "djmfs: %s: reading "
+			   "back unpublished data to move it: %s", f->name,
+			   strerror(-err));
+}
+
+static int needs_salvage(const struct djmfs_file *f)
+{
+	return is_stale(f) && !f->salvaged;
+}
+
+void djmfs__files_salvage(struct djmfs_client *c)
+{
+	struct djmfs_file *f;
+
+	while ((f = grab(c, needs_salvage))) {
+		file_salvage(f);
+		release(f);
+	}
+}
+
+/* ---- judging a writer's reopened file ---- */
+
+enum verdict { V_CONFLICT, V_SAME, V_APPLIED };
+
+/* One side of a map comparison: the extents as one run of bytes. */
+struct mapcur {
+	const struct cobj *o; /* ours, or NULL: the server's v */
+	int img;
+	struct djmfs__extv v;
+	uint32_t i, n;
+	struct djmfs_extent e; /* what is left of the current extent */
+};
+
+static int mapcur_fill(struct mapcur *m)
+{
+	while (m->e.len == 0) {
+		if (m->i == m->n)
+			return 0;
+		m->e = !m->o ? djmfs__extv_at(m->v, m->i)
+		     : m->img ? img_ext(m->o, m->i) : m->o->ext[m->i];
+		m->i++;
+	}
+	return 1;
+}
+
+/* Do our map (image or staged) and the server's cover the same bytes of
+ * the volume in the same order, however they are cut into extents? */
+static int same_map(const struct cobj *o, int img,
+		    const struct djmfs__snap_obj *so)
+{
+	struct mapcur a = { o, img, { NULL, 0 }, 0,
+			    img ? o->img_n_ext : o->n_ext, { 0, 0 } };
+	struct mapcur b = { NULL, 0, so->ext, 0, so->ext.n, { 0, 0 } };
+
+	if (so->ext_base != 0)
+		return 0;
+	for (;;) {
+		int ha = mapcur_fill(&a), hb = mapcur_fill(&b);
+		uint64_t n;
+
+		if (!ha || !hb)
+			return ha == hb;
+		if (a.e.offset != b.e.offset)
+			return 0;
+		n = a.e.len < b.e.len ? a.e.len : b.e.len;
+		a.e.offset += n;
+		a.e.len -= n;
+		b.e.offset += n;
+		b.e.len -= n;
+	}
+}
+
+static int same_obj(const struct cobj *o, uint32_t attrs, int img,
+		    const struct djmfs__snap_obj *so)
+{
+	const uint8_t *meta = img || !o->meta_dirty ? o->img_meta : o->meta;
+	uint64_t size = img ? o->img_size : o->size;
+
+	if (so->id != o->id || so->attrs != attrs || so->size != size)
+		return 0;
+	if (o->attrs & DJMFS_ATTR_META)
+		return !size || (meta && so->meta_len == size &&
+				 memcmp(meta, so->meta, size) == 0);
+	return same_map(o, img, so);
+}
+
+/* Our objects in order, less @skip, against the server's first ones
+ * (@set gets @attrs).  Returns how many matched, or -1 on a mismatch. */
+static int same_objs(const struct djmfs_file *f, int img,
+		     const struct djmfs__snap *s, uint32_t skip, uint32_t set,
+		     uint32_t attrs)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < f->n_objs; i++) {
+		const struct cobj *o = f->objs[i];
+
+		if (o->id == skip)
+			continue;
+		if (k >= s->n_objs ||
+		    !same_obj(o, o->id == set ? attrs : o->attrs, img,
+			      &s->objs[k]))
+			return -1;
+		k++;
+	}
+	return (int)k;
+}
+
+/* Was the parked object call @op applied?  Sets *id for CREATE_OBJ. */
+static int obj_done(const struct djmfs_file *f, const struct fop *op,
+		    const struct djmfs__snap *s, uint32_t *id)
+{
+	const struct djmfs__snap_obj *last;
+	int k;
+
+	if (op->rpc_op == DJMFS_OP_CREATE_OBJ) {
+		k = same_objs(f, 1, s, ALL_OBJS, ALL_OBJS, 0);
+		if (k < 0 || (uint32_t)k + 1 != s->n_objs)
+			return 0;
+		last = &s->objs[k];
+		*id = last->id;
+		return last->attrs == op->attrs && last->size == 0 &&
+		       strcmp(last->name, op->name) == 0;
+	}
+	if (op->rpc_op == DJMFS_OP_DELETE_OBJ) {
+		*id = op->obj_id;
+		return !obj_find((struct djmfs_file *)f, op->obj_id) ? 0 :
+		       same_objs(f, 1, s, op->obj_id, ALL_OBJS, 0) ==
+			       (int)s->n_objs;
+	}
+	*id = op->obj_id;
+	return same_objs(f, 1, s, ALL_OBJS, op->obj_id, op->attrs) ==
+	       (int)s->n_objs;
+}
+
+/* Under f->mu: the server's state @s of a writer's file against ours.
+ * SAME: it has our image (whatever was lost was not applied); APPLIED:
+ * it has the parked head's effect too (its answer was lost). */
+static enum verdict judge(const struct djmfs_file *f,
+			  const struct djmfs__snap *s, uint32_t *id)
+{
+	const struct fop *op = f->head && f->head->parked ? f->head : NULL;
+
+	if (s->version == f->version &&
+	    same_objs(f, 1, s, ALL_OBJS, ALL_OBJS, 0) == (int)s->n_objs)
+		return V_SAME;
+	if (!op || s->version != f->version + 1)
+		return V_CONFLICT;
+	if (op->state == ST_PUBLISH &&
+	    same_objs(f, 0, s, ALL_OBJS, ALL_OBJS, 0) == (int)s->n_objs)
+		return V_APPLIED;
+	if (op->state == ST_OBJ && obj_done(f, op, s, id))
+		return V_APPLIED;
+	return V_CONFLICT;
+}
+
+/* ---- restoring one handle ---- */
+
+struct reopen {
+	struct djmfs_file *f;
+	int granted;
+	uint32_t handle;
+	uint64_t version;
+	uint32_t id;
+	enum verdict v;
+	int err;
+};
+
+static void reopen_reply(void *arg, int status, const struct djmfs__msg *m)
+{
+	struct reopen *ro = arg;
+	struct djmfs_file *f = ro->f;
+
+	if (status < 0)
+		return;
+	pthread_mutex_lock(&f->mu);
+	ro->granted = 1;
+	ro->handle = m->u.open_resp.handle;
+	ro->version = m->u.open_resp.snap.version;
+	if (f->oflags & DJMFS_O_WRITE)
+		ro->v = judge(f, &m->u.open_resp.snap, &ro->id);
+	else
+		ro->err = apply_snap(f, &m->u.open_resp.snap);
+	pthread_mutex_unlock(&f->mu);
+}
+
+/* OPEN on @gen; a writer retries -EBUSY (our old session may hold the
+ * lock until its lease ends) within the reconnect window. */
+static int reopen(struct djmfs_file *f, uint64_t gen, struct reopen *ro)
+{
+	struct djmfs__msg *req = calloc(1, sizeof(*req));
+	uint64_t pause = 10000000u;
+	int err;
+
+	if (!req)
+		return -ENOMEM;
+	req->h.op = DJMFS_OP_OPEN;
+	req->u.open_req.flags = f->oflags & (DJMFS_O_READ | DJMFS_O_WRITE);
+	memcpy(req->u.open_req.name, f->name, sizeof(f->name));
+	for (;;) {
+		err = djmfs__rpc_on(f->c, gen, req, reopen_reply, ro);
+		if (err != -EBUSY ||
+		    djmfs_now() + pause >= djmfs__conn_deadline(f->c))
+			break;
+		djmfs__conn_nap(f->c, pause);
+		pause = pause * 2 > 500000000u ? 500000000u : pause * 2;
+	}
+	free(req);
+	return err < 0 ? err : ro->err;
+}
+
+struct runs {
+	struct djmfs__run *r;
+	uint32_t n, cap;
+};
+
+static void runs_reply(void *arg, int status, const struct djmfs__msg *m)
+{
+	struct runs *rs = arg;
+	uint32_t n = status == 0 ? m->u.reserve_resp.n : 0;
+	struct djmfs__run *v;
+
+	if (n == 0 || !(v = realloc(rs->r, (rs->n + n) * sizeof(*v))))
+		return;
+	rs->r = v;
+	for (uint32_t i = 0; i < n; i++)
+		rs->r[rs->n++] = djmfs__runv_at(m->u.reserve_resp, i);
+}
+
+/* RESERVE on @gen until @rs holds @units units.  Returns 0 or -errno. */
+static int reserve_units(struct djmfs_file *f, uint64_t gen, uint64_t units,
+			 struct runs *rs)
+{
+	struct djmfs__msg req = { .h.op = DJMFS_OP_RESERVE };
+	uint64_t have = 0;
+	int err = 0;
+
+	while (err == 0 && have < units) {
+		uint32_t before = rs->n;
+
+		req.u.reserve_req.handle = f->handle;
+		req.u.reserve_req.n_aus = (uint32_t)(units - have);
+		err = djmfs__rpc_on(f->c, gen, &req, runs_reply, rs);
+		if (err == 0 && rs->n == before)
+			err = -ENOSPC;
+		for (uint32_t i = before; err == 0 && i < rs->n; i++)
+			have += rs->r[i].count;
+	}
+	return err;
+}
+
+/* Cuts a staged map down to its first @at bytes. */
+static void map_truncate(struct cobj *o, uint64_t at)
+{
+	uint64_t pos = 0;
+	uint32_t i = 0;
+
+	while (i < o->n_ext && pos + o->ext[i].len <= at)
+		pos += o->ext[i++].len;
+	if (i < o->n_ext && pos < at)
+		o->ext[i++].len = at - pos;
+	o->n_ext = i;
+}
+
+/* Writes object @o's salvaged bytes to units from the front of @rs and
+ * makes them its staged map's tail.  Returns the bytes, or -errno. */
+static int64_t relocate_obj(struct djmfs_file *f, struct cobj *o,
+			    struct runs *rs, uint32_t *used_run,
+			    uint64_t *used_units)
+{
+	struct djmfs_client *c = f->c;
+	struct seg *s = NULL;
+	uint32_t n = 0;
+	uint64_t at = o->salv_off, left = o->salv_len;
+	int err = 0;
+
+	while (left && *used_run < rs->n && err == 0) {
+		struct djmfs__run *r = &rs->r[*used_run];
+		uint64_t room = (r->count - *used_units) * (uint64_t)c->au_size;
+		uint64_t take = left < room ? left : room;
+		uint64_t units = (take + c->au_size - 1) / c->au_size;
+		struct seg *v = realloc(s, (n + 1) * sizeof(*v));
+
+		if (!v) {
+			err = -ENOMEM;
+			break;
+		}
+		s = v;
+		s[n++] = (struct seg){ c->data_off + (r->first + *used_units) *
+					       (uint64_t)c->au_size,
+				       take, at };
+		at += take;
+		left -= take;
+		*used_units += units;
+		if (*used_units == r->count) {
+			(*used_run)++;
+			*used_units = 0;
+		}
+	}
+	if (err == 0 && left)
+		err = -ENOSPC;
+	if (err == 0)
+		err = io_wait(c, IOSCHED_WRITE, s, n, o->salv, o->salv_off);
+	pthread_mutex_lock(&f->mu);
+	if (err == 0)
+		err = ext_reserve(o, o->n_ext + n);
+	if (err == 0) {
+		map_truncate(o, o->salv_off);
+		for (uint32_t i = 0; i < n; i++) {
+			struct djmfs_extent *l = o->n_ext ?
+				&o->ext[o->n_ext - 1] : NULL;
+
+			if (l && l->offset + l->len == s[i].phys)
+				l->len += s[i].len;
+			else
+				o->ext[o->n_ext++] = (struct djmfs_extent){
+					s[i].phys, s[i].len };
+		}
+	}
+	pthread_mutex_unlock(&f->mu);
+	free(s);
+	return err < 0 ? err : (int64_t)o->salv_len;
+}
+
+/* Moves every salvaged byte of a writer to new units (the old ones left
+ * the reservation with the old session).  Leftover units become the
+ * handle's reservation.  Returns the bytes moved, or -errno. */
+static int64_t relocate(struct djmfs_file *f, uint64_t gen)
+{
+	struct runs rs = { NULL, 0, 0 };
+	uint64_t units = 0, used_units = 0, au = f->c->au_size;
+	uint32_t used_run = 0;
+	int64_t moved = 0, r = 0;
+	int err = 0;
+
+	for (uint32_t i = 0; i < f->n_objs; i++)
+		units += (f->objs[i]->salv_len + au - 1) / au;
+	if (units)
+		err = reserve_units(f, gen, units, &rs);
+	for (uint32_t i = 0; err == 0 && i < f->n_objs; i++) {
+		struct cobj *o = f->objs[i];
+
+		if (!o->salv)
+			continue;
+		r = relocate_obj(f, o, &rs, &used_run, &used_units);
+		err = r < 0 ? (int)r : 0;
+		moved += r > 0 ? r : 0;
+		free(o->salv);
+		o->salv = NULL;
+		o->salv_len = 0;
+	}
+	pthread_mutex_lock(&f->mu);
+	f->n_res = 0;
+	if (used_run < rs.n) {
+		rs.r[used_run].first += used_units;
+		rs.r[used_run].count -= (uint32_t)used_units;
+	}
+	for (uint32_t i = used_run; err == 0 && i < rs.n; i++) {
+		if (f->n_res == f->res_cap) {
+			uint32_t cap = f->res_cap ? f->res_cap * 2 : 4;
+			struct djmfs__run *v = realloc(f->res, cap * sizeof(*v));
+
+			if (!v)
+				break; /* the units stay unused until close */
+			f->res = v;
+			f->res_cap = cap;
+		}
+		if (rs.r[i].count)
+			f->res[f->n_res++] = rs.r[i];
+	}
+	pthread_mutex_unlock(&f->mu);
+	free(rs.r);
+	return err < 0 ? err : moved;
+}
+
+static void drop_salvage(struct djmfs_file *f)
+{
+	for (uint32_t i = 0; i < f->n_objs; i++) {
+		free(f->objs[i]->salv);
+		f->objs[i]->salv = NULL;
+		f->objs[i]->salv_len = 0;
+	}
+}
+
+/* A writer, reopened on @gen: applies the verdict on its parked head,
+ * then moves its salvaged data.  Returns 0 or -errno (-ESTALE: the file
+ * is not in a state we can go on from). */
+static int restore_writer(struct djmfs_file *f, uint64_t gen,
+			  struct reopen *ro, struct djmfs__restore_tally *t)
+{
+	struct fop *op;
+	int64_t moved = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&f->mu);
+	op = f->head && f->head->parked ? f->head : NULL;
+	f->handle = ro->handle;
+	f->gen = gen;
+	f->n_res = 0; /* the old session's reservation is gone */
+	if (ro->v == V_CONFLICT) {
+		err = -ESTALE;
+	} else if (ro->v == V_APPLIED && op->state == ST_PUBLISH) {
+		/* Everything staged was in it: now mapped, nothing moves. */
+		op->state = ST_PUBLISHED;
+		op->pub_version = ro->version;
+		op->parked = 0;
+		drop_salvage(f);
+		t->confirmed++;
+	} else if (ro->v == V_APPLIED) {
+		f->version = ro->version;
+		err = obj_apply(op, ro->id);
+		op->state = ST_DONE;
+		op->parked = 0;
+		t->confirmed++;
+	}
+	if (err == 0 && f->salv_err)
+		err = f->salv_err;
+	pthread_mutex_unlock(&f->mu);
+	if (err == 0)
+		moved = relocate(f, gen);
+	if (moved < 0)
+		err = (int)moved;
+	else
+		t->rewritten += (uint64_t)moved;
+	return err;
+}
+
+static void relock_reply(void *arg, int status, const struct djmfs__msg *m)
+{
+	struct djmfs_file *f = arg;
+
+	if (status < 0)
+		return;
+	pthread_mutex_lock(&f->mu);
+	if (apply_snap(f, &m->u.snap_resp) == 0)
+		f->snap_locked = 1;
+	pthread_mutex_unlock(&f->mu);
+}
+
+/* A reader, reopened on @gen (its image moved to the latest snapshot):
+ * a parked UNLOCK_SNAP has nothing left to unlock; a frozen image is
+ * frozen again for what is left of its timeout. */
+static int restore_reader(struct djmfs_file *f, uint64_t gen,
+			  struct reopen *ro)
+{
+	struct djmfs__msg *req;
+	uint64_t now = djmfs_now(), left = 0;
+	int relock, err;
+
+	pthread_mutex_lock(&f->mu);
+	f->handle = ro->handle;
+	f->gen = gen;
+	if (f->head && f->head->parked && f->head->state == ST_UNLOCK) {
+		f->head->state = ST_DONE;
+		f->head->parked = 0;
+		f->snap_locked = 0;
+	}
+	relock = frozen(f);
+	if (relock && f->lock_until_ns)
+		left = (f->lock_until_ns - now) / 1000000u + 1;
+	f->snap_locked = 0;
+	pthread_mutex_unlock(&f->mu);
+	if (!relock)
+		return 0;
+	req = calloc(1, sizeof(*req));
+	if (!req)
+		return -ENOMEM;
+	req->h.op = DJMFS_OP_LOCK_SNAP;
+	req->u.snap_req.handle = ro->handle;
+	req->u.snap_req.timeout_ms = (uint32_t)left;
+	pthread_mutex_lock(&f->mu);
+	fill_known(f, &req->u.snap_req.known);
+	pthread_mutex_unlock(&f->mu);
+	err = djmfs__rpc_on(f->c, gen, req, relock_reply, f);
+	free(req);
+	return err;
+}
+
+/* Restores one stale handle on @gen.  Returns 0 (restored, or given up
+ * on: f->lost_err) or -ENOTCONN (the connection went; still stale). */
+static int file_restore(struct djmfs_file *f, uint64_t gen,
+			struct djmfs__restore_tally *t)
+{
+	struct reopen ro = { .f = f, .v = V_CONFLICT };
+	int err;
+
+	pthread_mutex_lock(&f->mu);
+	wait_quiet(f);
+	pthread_mutex_unlock(&f->mu);
+	err = reopen(f, gen, &ro);
+	if (err == 0 && (f->oflags & DJMFS_O_WRITE))
+		err = restore_writer(f, gen, &ro, t);
+	else if (err == 0)
+		err = restore_reader(f, gen, &ro);
+	if (err == -ENOTCONN && !djmfs__conn_dead(f->c))
+		return -ENOTCONN;
+	pthread_mutex_lock(&f->mu);
+	if (err < 0) {
+		if (ro.granted) {
+			f->handle = ro.handle; /* djmfs_close gives it back */
+			f->gen = gen;
+		}
+		f->lost_err = -ENOTCONN;
+		t->lost++;
+	} else {
+		t->files++;
+		if (f->head && f->head->parked) {
+			f->head->parked = 0;
+			t->resent++;
+		}
+	}
+	f->stale = 0;
+	f->salvaged = 0;
+	f->salv_err = 0;
+	pthread_mutex_unlock(&f->mu);
+	if (err < 0)
+		djmfs__log(&f->c->log, DJMFS_LOG_ERROR, "djmfs: restoring %s "
+			   "after a reconnect: %s%s; its calls fail with "
+			   "ENOTCONN", f->name, strerror(-err), err == -ESTALE ?
+			   " (it changed on the server meanwhile)" : "");
+	return 0;
+}
+
+int djmfs__files_restore(struct djmfs_client *c, uint64_t gen,
+			 struct djmfs__restore_tally *t)
+{
+	struct djmfs_file *f;
+	int err = 0;
+
+	while (err == 0 && (f = grab(c, is_stale))) {
+		err = file_restore(f, gen, t);
+		release(f);
+	}
+	return err;
+}
+
+static int not_lost(const struct djmfs_file *f)
+{
+	return !f->lost_err;
+}
+
+void djmfs__files_lose(struct djmfs_client *c, int err)
+{
+	struct djmfs_file *f;
+
+	while ((f = grab(c, not_lost))) {
+		pthread_mutex_lock(&f->mu);
+		f->lost_err = err;
+		f->stale = 0;
+		drop_salvage(f);
+		pthread_mutex_unlock(&f->mu);
+		release(f);
+	}
 }
