@@ -5,7 +5,9 @@
 # in the middle of the burst.  Acknowledged means durable, so: the offline
 # fsck finds the volume clean, the restarted server shows the file at
 # least as large as the last acknowledged size, every byte of it holds
-# the pattern, and a new writer can go on appending to it.
+# the pattern, and a new writer can go on appending to it.  The writer
+# runs with --no-reconnect, so it sees the server die (restart.sh covers
+# the client that waits for the server to come back instead).
 #
 # Environment: DJMFS, DJMFSD, DJMFS_PATTERN, IOSCHED_PROFILE_DIR (defaults:
 # the build tree's programs and the source tree's profiles, see lib.sh).
@@ -24,7 +26,7 @@ start_server --log-level info
 pass "djmfsd up on a fresh 512 MiB volume"
 
 # --- A burst of acknowledged publishes, then SIGKILL. ------------------
-start_writer burst --count 1000000 --size 64K
+start_writer burst --no-reconnect --count 1000000 --size 64K
 wait_acks $ACKS_BEFORE_KILL
 kill_server
 # Lines the writer prints after the kill are replies the server sent

@@ -16,7 +16,8 @@
  *   lockcheck NAME --seconds T                      a frozen image holds,
  *       then moves on: "frozen V S then V2 S2"
  *
- * Global options (anywhere): --server ADDR, --volume PATH.  Exit status:
+ * Global options (anywhere): --server ADDR, --volume PATH, --no-reconnect
+ * (a lost server fails calls at once instead of being waited for).  Exit status:
  * 0 success, 1 failure (an error prints "error ENAME" on stdout), 2 bad
  * usage, 3 the volume is full (ENOSPC).
  */
@@ -56,6 +57,7 @@ struct opts {
 	uint64_t min_size;
 	uint64_t lock_ms;
 	double seconds;
+	int no_reconnect; /* --no-reconnect: a lost server fails calls */
 };
 
 struct ctx {
@@ -538,7 +540,7 @@ static const struct cmd_def {
 static void usage(FILE *to)
 {
 	fprintf(to,
-		"usage: " PROG " [--server ADDR] [--volume PATH] COMMAND NAME ...\n"
+		"usage: " PROG " [--server ADDR] [--volume PATH] [--no-reconnect] COMMAND NAME ...\n"
 		"  write NAME --count N --size S [--period-ms P]\n"
 		"  check NAME [--min-size N]\n"
 		"  read NAME --seconds T [--lock-ms L]\n"
@@ -616,7 +618,9 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			usage(stdout);
 			exit(0);
 		}
-		if (strncmp(argv[i], "--", 2) == 0) {
+		if (strcmp(argv[i], "--no-reconnect") == 0) {
+			o->no_reconnect = 1;
+		} else if (strncmp(argv[i], "--", 2) == 0) {
 			if (parse_opt(o, argc, argv, &i) < 0)
 				return -EINVAL;
 		} else if (!o->cmd) {
@@ -677,6 +681,8 @@ int main(int argc, char **argv)
 	co.volume = x.o.volume;
 	co.name = PROG;
 	co.log.fn = log_to_stderr;
+	if (x.o.no_reconnect)
+		co.reconnect_ms = DJMFS_CLIENT_NO_RECONNECT;
 	r = djmfs_connect(&x.c, &co);
 	if (r < 0) {
 		rc = fail(&x, "connect", r);

@@ -18,15 +18,19 @@ DJMFS_UNIT_TESTS = \
 	tests/djmfs/test_alloc \
 	tests/djmfs/test_fsck \
 	tests/djmfs/test_server \
-	tests/djmfs/test_client
+	tests/djmfs/test_client \
+	tests/djmfs/test_auth \
+	tests/djmfs/test_reconnect
 
 DJMFS_SHELL_TESTS = \
 	tests/djmfs/cli.sh \
 	tests/djmfs/concurrent.sh \
 	tests/djmfs/locksnap.sh \
 	tests/djmfs/crash.sh \
+	tests/djmfs/restart.sh \
 	tests/djmfs/lease.sh \
 	tests/djmfs/enospc.sh \
+	tests/djmfs/auth.sh \
 	tests/djmfs/bench.sh \
 	tests/djmfs/fuzz.sh
 
@@ -88,3 +92,13 @@ tests_djmfs_test_client_SOURCES = tests/djmfs/test_client.c
 tests_djmfs_test_client_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
 tests_djmfs_test_client_CFLAGS = $(DJMFS_TEST_CFLAGS)
 tests_djmfs_test_client_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_auth_SOURCES = tests/djmfs/test_auth.c
+tests_djmfs_test_auth_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_auth_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_auth_LDADD = $(DJMFS_TEST_LDADD)
+
+tests_djmfs_test_reconnect_SOURCES = tests/djmfs/test_reconnect.c
+tests_djmfs_test_reconnect_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_reconnect_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_reconnect_LDADD = $(DJMFS_TEST_LDADD)

@@ -621,11 +621,15 @@ Test(client, no_data_io_mode_keeps_every_metadata_operation)
 
 Test(client, a_stopped_server_fails_calls_with_enotconn)
 {
-	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_client_opts o = opts(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_client *c = NULL;
 	struct djmfs_file *w;
 	struct djmfs_file_info fi;
 	uint32_t id;
 
+	/* Without reconnects (test_reconnect.c has the waiting kind). */
+	o.reconnect_ms = DJMFS_CLIENT_NO_RECONNECT;
+	cr_assert_eq(djmfs_connect(&c, &o), 0);
 	w = new_stream(c, "gone", &id);
 	cr_assert_eq(djmfs_write(w, "abc", 3), 3);
 	server_env_stop(&env);
