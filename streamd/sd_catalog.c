@@ -513,6 +513,18 @@ int sd_catalog_get(struct sd_catalog *cat, const char *name,
 	return err;
 }
 
+void sd_catalog_touch(struct sd_catalog *cat, const char *name)
+{
+	struct cat_entry *e;
+
+	if (!cat || !sd_name_valid(name) || !(e = cat_lookup(cat, name)))
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->refreshed_ns = 0;
+	pthread_mutex_unlock(&e->mu);
+	sd_stream_put(&e->s);
+}
+
 /* The names djmfs_list reports, gathered first: the refreshes block, and
  * must not run inside the walk. */
 struct cat_names {

@@ -10,6 +10,17 @@
  * recording that already exists continues: its pointers go to the ends
  * of "data" and "index", its start time and connection count are kept.
  *
+ * Crashes.  What survives a crash is the last publish, so publishes end
+ * where a player can stop cleanly: in an MPEG-TS upload (as encoders
+ * write them, one PES after another) a publish ends where a video frame
+ * begins, and the bytes of the frame still arriving wait for the next
+ * publish (at most another publish_ns; rec_cut).  A recording reopened
+ * after its writer died gets what a clean close would have written: an
+ * END entry for the dead connection at the end of its data, at the time
+ * of its last publish; index entries published ahead of their data (a
+ * data write that failed after its index write) are trimmed first, since
+ * the new connection's bytes would otherwise slide under them (rec_trim).
+ *
  * Invariants:
  *  1. data_end and idx_end are the sizes "data" and "index" have once
  *     every submitted write completes; writes go only to those ends.
@@ -30,11 +41,18 @@
  *     thread at a time) and guards everything not under mu; mu guards
  *     what the completion callbacks touch (in-flight counts, err, stats)
  *     and is never held across a DJMFS call.
+ *  7. cut is a data offset in (data_end, data_end + pend_len] or 0: the
+ *     newest frame boundary not yet published.  Only a publish with
+ *     nothing to cut at (no frame seen in this connection, the end of
+ *     the connection, or a frame held for publish_ns already) ends
+ *     elsewhere.
  *
  *   call            effect
- *   sd_rec_open     lock the file, find or create the objects, load state
+ *   sd_rec_open     lock the file, find or create the objects, load state,
+ *                   trim an index ahead of its data, queue a lost END
  *   sd_rec_begin    header (published by a flush), SEGMENT entry queued
- *   sd_rec_data     pending bytes; full pieces leave (rec_piece)
+ *   sd_rec_data     pending bytes, frame boundaries found (rec_ts_scan);
+ *                   full pieces leave up to the newest one (rec_piece)
  *   sd_rec_key      KEY entry queued (merged into a queued SEGMENT)
  *   sd_rec_tick     a partial piece leaves once publish_ns has passed
  *   sd_rec_close    last piece with the END entry, header, flush, close
@@ -57,6 +75,8 @@
 #define REC_PTS_HZ 90000
 #define REC_PTS_WRAP (1LL << 33)
 #define REC_ALIGN 4096
+#define TS_SIZE 188
+#define TS_SYNC 0x47
 
 enum { OBJ_HDR, OBJ_DATA, OBJ_IDX, N_OBJS };
 
@@ -106,6 +126,14 @@ struct sd_rec {
 	int64_t prev_wall;
 	uint64_t prev_off;
 	uint64_t last_pub_ns;
+	uint64_t cut;		/* invariant 7 */
+	/* this connection's TS packets, for frame boundaries (rec_ts_scan) */
+	int ts;			/* 1: an MPEG-TS upload still in sync */
+	int ts_pes;		/* a PES has begun */
+	int ts_video;		/* a video PES has begun */
+	uint8_t ts_pkt[TS_SIZE];
+	size_t ts_fill;		/* bytes of ts_pkt held */
+	uint64_t ts_pos;	/* connection offset of ts_pkt */
 	/* the header */
 	int64_t start_ns;
 	unsigned connections;
@@ -266,8 +294,9 @@ static int rec_put_index(struct sd_rec *r, size_t k)
 	return 0;
 }
 
-/* Sends the pending bytes as one data write (it publishes). */
-static int rec_put_data(struct sd_rec *r)
+/* Sends the first @len pending bytes as one data write (it publishes);
+ * the rest stays pending. */
+static int rec_put_data(struct sd_rec *r, size_t len)
 {
 	uint8_t *next = NULL;
 	int err = rec_wait(r, r->o.max_inflight - 1, K_DATA);
@@ -278,22 +307,25 @@ static int rec_put_data(struct sd_rec *r)
 		return err;
 	if (posix_memalign((void **)&next, REC_ALIGN, r->o.write_size))
 		return -ENOMEM;
-	err = rec_submit(r, r->pend, r->pend_len, 1);
+	memcpy(next, r->pend + len, r->pend_len - len);
+	err = rec_submit(r, r->pend, len, 1);
 	r->pend = next;
+	r->pend_len -= len;
 	if (err < 0)
 		return err;
-	r->data_end += r->pend_len;
-	r->pend_len = 0;
+	r->data_end += len;
+	if (r->cut <= r->data_end)
+		r->cut = 0;
 	r->last_pub_ns = djmfs_now();
 	return 0;
 }
 
-/* Sends the pending bytes with the queued entries that point into what
- * is then published (invariant 3); @final also lets entries at the very
- * end go (the END entry). */
-static int rec_piece(struct sd_rec *r, int final)
+/* Sends the first @len pending bytes with the queued entries that point
+ * into what is then published (invariant 3); @final also lets entries at
+ * the very end go (the END entry). */
+static int rec_piece(struct sd_rec *r, size_t len, int final)
 {
-	uint64_t end = r->data_end + r->pend_len;
+	uint64_t end = r->data_end + len;
 	size_t k = 0;
 	int err = 0;
 
@@ -302,9 +334,79 @@ static int rec_piece(struct sd_rec *r, int final)
 		k++;
 	if (k > 0)
 		err = rec_put_index(r, k);
-	if (err == 0 && r->pend_len > 0)
-		err = rec_put_data(r);
+	if (err == 0 && len > 0)
+		err = rec_put_data(r, len);
 	return err;
+}
+
+/* How many pending bytes a publish takes now (invariant 7): up to the
+ * newest frame boundary; all of them when the upload shows no frames,
+ * when the buffer is @full, or once a frame has waited a publish_ns
+ * beyond the publish that was due (a stalled encoder's last bytes);
+ * none while a frame still arrives. */
+static size_t rec_cut(struct sd_rec *r, int full)
+{
+	if (r->cut > r->data_end)
+		return (size_t)(r->cut - r->data_end);
+	if (full || !r->ts || !r->ts_pes ||
+	    djmfs_now() - r->last_pub_ns >= 2 * r->o.publish_ns)
+		return r->pend_len;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Frame boundaries of an MPEG-TS upload                               */
+/* ------------------------------------------------------------------ */
+
+/* One whole TS packet of the connection, at ts_pos: a PES that begins in
+ * it marks a frame boundary at its first byte.  Encoders write one PES
+ * after another (only tables come between), so everything before a
+ * video PES is whole frames; an upload without video cuts at audio PES.
+ * A packet out of sync ends the scan for this connection. */
+static void rec_ts_packet(struct sd_rec *r)
+{
+	const uint8_t *t = r->ts_pkt;
+	unsigned afc = (t[3] >> 4) & 3u, at = 4, sid;
+	uint64_t off = r->seg_base + r->ts_pos;
+	int video;
+
+	if (t[0] != TS_SYNC) {
+		r->ts = 0;
+		return;
+	}
+	if (!(t[1] & 0x40) || !(afc & 1u))
+		return; /* no unit starts here */
+	if (afc & 2u)
+		at += 1u + t[4];
+	if (at + 4 > TS_SIZE || t[at] || t[at + 1] || t[at + 2] != 1)
+		return; /* a table, or no PES start code */
+	sid = t[at + 3];
+	video = (sid & 0xf0u) == 0xe0u;
+	if (!video && (sid & 0xe0u) != 0xc0u && sid != 0xbdu)
+		return; /* padding and other streams */
+	r->ts_pes = 1;
+	r->ts_video |= video;
+	if ((video || !r->ts_video) && off > r->data_end)
+		r->cut = off;
+}
+
+/* Feeds the connection's next @n bytes (just made pending) to the scan. */
+static void rec_ts_scan(struct sd_rec *r, const uint8_t *p, size_t n)
+{
+	while (r->ts && n > 0) {
+		size_t k = TS_SIZE - r->ts_fill;
+
+		k = k < n ? k : n;
+		memcpy(r->ts_pkt + r->ts_fill, p, k);
+		r->ts_fill += k;
+		p += k;
+		n -= k;
+		if (r->ts_fill < TS_SIZE)
+			break;
+		rec_ts_packet(r);
+		r->ts_fill = 0;
+		r->ts_pos += TS_SIZE;
+	}
 }
 
 static int rec_queue(struct sd_rec *r, const struct sd_idx_entry *e)
@@ -463,12 +565,114 @@ static int rec_read(struct sd_rec *r, int obj, void *buf, size_t len,
 	return n < 0 ? (int)n : -EIO;
 }
 
-/* An existing recording: its header, its last entry, the ends. */
+/* How many entries of the index to keep: those up to the last one that
+ * decodes and points within the data (@last), read back from the end. */
+static int rec_index_keep(struct sd_rec *r, uint64_t *keep,
+			  struct sd_idx_entry *last)
+{
+	enum { CHUNK = 64 };
+	uint8_t buf[CHUNK * SD_IDX_SIZE];
+	uint64_t n = r->idx_end / SD_IDX_SIZE, k;
+	int err;
+
+	for (*keep = 0; n > 0; n -= k) {
+		k = n < CHUNK ? n : CHUNK;
+		err = rec_read(r, OBJ_IDX, buf, k * SD_IDX_SIZE,
+			       (n - k) * SD_IDX_SIZE);
+		if (err < 0)
+			return err;
+		for (uint64_t i = k; i > 0; i--)
+			if (sd_idx_decode(buf + (i - 1) * SD_IDX_SIZE,
+					  last) == 0 &&
+			    last->offset <= r->data_end) {
+				*keep = n - k + i;
+				return 0;
+			}
+	}
+	return 0;
+}
+
+/* Rewrites "index" with its first @keep entries and publishes it: a
+ * DATA object only grows, so the entries beyond leave with the object.
+ * (A crash between the delete and the publish leaves the recording
+ * without keyframes, never without data.) */
+static int rec_trim(struct sd_rec *r, uint64_t keep)
+{
+	size_t len = (size_t)keep * SD_IDX_SIZE;
+	uint8_t *buf = malloc(len ? len : 1);
+	const char *call = "djmfs_delete_obj";
+	ssize_t n = 0;
+	int err = buf ? 0 : -ENOMEM;
+
+	if (err == 0 && len > 0 && (err = rec_read(r, OBJ_IDX, buf, len, 0)))
+		goto out; /* logged */
+	if (err == 0)
+		err = djmfs_delete_obj(r->f, r->id[OBJ_IDX]);
+	if (err == 0) {
+		call = "djmfs_create_obj";
+		err = djmfs_create_obj(r->f, rec_objs[OBJ_IDX].name,
+				       rec_objs[OBJ_IDX].attrs,
+				       &r->id[OBJ_IDX]);
+	}
+	if (err == 0 && len > 0) {
+		call = "djmfs_write";
+		err = djmfs_set_objptr(r->f, r->id[OBJ_IDX], 0);
+		if (err == 0 && (n = djmfs_write(r->f, buf, len)) != (ssize_t)len)
+			err = n < 0 ? (int)n : -EIO;
+	}
+	if (err == 0) {
+		call = "djmfs_flush";
+		err = djmfs_flush(r->f);
+	}
+	if (err < 0)
+		rec_log(r, DJMFS_LOG_ERROR, "sd_rec_open(%s): trimming the "
+			"index: %s: %s", r->name, call, strerror(-err));
+out:
+	free(buf);
+	return err;
+}
+
+/*
+ * The index of an existing recording: entries beyond the data trimmed,
+ * the newest one's wall time kept, and, when the previous connection
+ * died without its END entry, one queued at the end of its data at the
+ * time of its last publish (@mtime_ns), as its close would have written.
+ */
+static int rec_load_index(struct sd_rec *r, int64_t mtime_ns)
+{
+	struct sd_idx_entry e, end = { 0, r->data_end, SD_PTS_NONE,
+				       SD_IDX_END };
+	uint64_t keep = 0, have = r->idx_end / SD_IDX_SIZE;
+	int64_t now = sd_wall_now();
+	int err = rec_index_keep(r, &keep, &e);
+
+	if (err == 0 && keep < have) {
+		rec_log(r, DJMFS_LOG_WARN, "sd_rec_open(%s): %llu index "
+			"entries beyond the data (%llu bytes) or damaged; "
+			"trimming them", r->name,
+			(unsigned long long)(have - keep),
+			(unsigned long long)r->data_end);
+		err = rec_trim(r, keep);
+		r->idx_end = keep * SD_IDX_SIZE;
+	}
+	if (err < 0 || keep == 0)
+		return err;
+	r->prev_wall = e.wall_ns;
+	if (e.flags & SD_IDX_END)
+		return 0;
+	end.wall_ns = mtime_ns < now ? mtime_ns : now;
+	if (end.wall_ns < e.wall_ns)
+		end.wall_ns = e.wall_ns;
+	rec_log(r, DJMFS_LOG_INFO, "sd_rec_open(%s): the previous connection "
+		"ended without closing (a crash?); its %llu bytes end the "
+		"recording so far", r->name, (unsigned long long)r->data_end);
+	return rec_queue(r, &end);
+}
+
+/* An existing recording: its header, its index, the ends. */
 static int rec_load(struct sd_rec *r, const struct djmfs_file_info *fi)
 {
 	uint64_t hsize = fi->objs[OBJ_HDR].size;
-	uint8_t last[SD_IDX_SIZE];
-	struct sd_idx_entry e = { 0 };
 	char *txt = NULL;
 	int err = 0;
 
@@ -484,16 +688,11 @@ static int rec_load(struct sd_rec *r, const struct djmfs_file_info *fi)
 		err = rec_parse_header(r, txt, hsize);
 	if (err == 0 && hsize > REC_HDR_SIZE)
 		r->hdr_size = hsize;
-	if (err == 0 && r->idx_end > 0 &&
-	    (err = rec_read(r, OBJ_IDX, last, SD_IDX_SIZE,
-			    r->idx_end - SD_IDX_SIZE)) == 0 &&
-	    sd_idx_decode(last, &e) < 0)
-		err = -EUCLEAN;
-	if (err == 0 && r->idx_end > 0)
-		r->prev_wall = e.wall_ns;
 	if (err == -EUCLEAN)
 		rec_log(r, DJMFS_LOG_WARN, "sd_rec_open(%s): not a recording "
 			"(bad header or index)", r->name);
+	if (err == 0 && r->idx_end > 0)
+		err = rec_load_index(r, (int64_t)fi->mtime_ns);
 	free(txt);
 	return err;
 }
@@ -616,6 +815,7 @@ int sd_rec_begin(struct sd_rec *r, const char *format, const char *codecs,
 		r->start_ns = wall_ns;
 	r->conn_wall = wall_ns > r->prev_wall ? wall_ns : r->prev_wall;
 	r->seg_base = r->data_end;
+	r->ts = format && !strcmp(format, "mpegts");
 	seg = (struct sd_idx_entry){ r->conn_wall, r->seg_base, SD_PTS_NONE,
 				     SD_IDX_SEGMENT };
 	err = rec_queue(r, &seg);
@@ -634,13 +834,17 @@ out:
 	return err;
 }
 
-/* A partial piece leaves once publish_ns has passed since the last. */
+/* A partial piece leaves once publish_ns has passed since the last,
+ * ending on a frame boundary when it can (rec_cut). */
 static int rec_maybe_publish(struct sd_rec *r)
 {
+	size_t len;
+
 	if (r->pend_len == 0 ||
 	    djmfs_now() - r->last_pub_ns < r->o.publish_ns)
 		return 0;
-	return rec_piece(r, 0);
+	len = rec_cut(r, 0);
+	return len > 0 ? rec_piece(r, len, 0) : 0;
 }
 
 int sd_rec_data(struct sd_rec *r, const void *buf, size_t len)
@@ -656,13 +860,14 @@ int sd_rec_data(struct sd_rec *r, const void *buf, size_t len)
 		n = n < len ? n : len;
 		memcpy(r->pend + r->pend_len, p, n);
 		r->pend_len += n;
+		rec_ts_scan(r, p, n);
 		p += n;
 		len -= n;
 		pthread_mutex_lock(&r->mu);
 		r->st.bytes += n;
 		pthread_mutex_unlock(&r->mu);
 		if (r->pend_len == r->o.write_size)
-			err = rec_piece(r, 0);
+			err = rec_piece(r, rec_cut(r, 1), 0);
 	}
 	if (err == 0)
 		err = rec_maybe_publish(r);
@@ -750,7 +955,7 @@ static int rec_finish(struct sd_rec *r, int64_t wall_ns)
 	int err = rec_queue(r, &end);
 
 	if (err == 0)
-		err = rec_piece(r, 1);
+		err = rec_piece(r, r->pend_len, 1);
 	span = end.wall_ns - r->start_ns;
 	/* Over the whole recording, gaps included. */
 	r->bitrate = span > 0 ? (uint64_t)((double)r->data_end * 8.0 *

@@ -7,6 +7,10 @@
  * once the probe has recognised a stream, appends every byte, indexes the
  * keyframes and, when the upload ends, closes the recording.  Only then
  * does the encoder get its answer, so a 200 means every byte is durable.
+ * An upload whose connection ends first (the encoder reset it, or went
+ * quiet until the idle timeout closed it) keeps every byte that arrived:
+ * the recording closes as after a clean end, with a log line that names
+ * it and the cause (pub_cut_off).
  *
  * States of a publisher (struct sd_pub), with the function that moves it:
  *   registered  --pub_ready (probe ok)------->  recording
@@ -43,6 +47,7 @@ struct sd_pub {
 	struct sd_req *r;
 	char name[SD_NAME_MAX + 1];
 	int64_t wall0;		/* when the upload began */
+	uint64_t rx_ns;		/* djmfs_now() of the last body bytes */
 	struct sd_ingest *in;
 
 	pthread_mutex_t mu;	/* rec, stats, finished, closed, result */
@@ -91,6 +96,7 @@ static int pub_ready(void *arg, const char *format, const char *codecs)
 	pthread_mutex_lock(&p->mu);
 	p->rec = rec;
 	pthread_mutex_unlock(&p->mu);
+	sd_catalog_touch(d->cat, p->name);
 	sd_log_error(d->log, DJMFS_LOG_INFO, "record %s: %s %s", p->name,
 		     format, codecs);
 	return 0;
@@ -135,6 +141,9 @@ static void pub_close(struct sd_pub *p, int result)
 	p->result = result < 0 ? result : err;
 	p->closed = 1;
 	pthread_mutex_unlock(&p->mu);
+	/* Before the encoder hears the answer: a player it starts next
+	 * must see the whole recording. */
+	sd_catalog_touch(d->cat, p->name);
 	if (p->result < 0 && p->result != -EPROTONOSUPPORT &&
 	    p->result != -EBUSY)
 		sd_log_error(d->log, DJMFS_LOG_ERROR, "record %s: stopped: %s",
@@ -171,12 +180,44 @@ static void pub_wake(void *arg)
 /* HTTP side                                                           */
 /* ------------------------------------------------------------------ */
 
+/* The connection ended before the upload did: which recording, and why
+ * as far as the timing tells (the idle timeout closes a connection that
+ * was quiet for that long; anything sooner is the encoder's doing). */
+static void pub_cut_off(struct sd_pub *p)
+{
+	struct sd_daemon *d = p->d;
+	uint64_t quiet = djmfs_now() - p->rx_ns;
+	struct sd_ingest_stats st;
+
+	sd_ingest_stats(p->in, &st);
+	if (quiet >= SD_NS && quiet + SD_NS >= d->cfg.idle_timeout_ns)
+		sd_log_error(d->log, DJMFS_LOG_WARN, "record %s: no bytes "
+			     "from the encoder for %.1f s (idle timeout %.1f "
+			     "s): the connection was closed; ending the "
+			     "upload with the %llu bytes received", p->name,
+			     (double)quiet / SD_NS,
+			     (double)d->cfg.idle_timeout_ns / SD_NS,
+			     (unsigned long long)st.bytes_in);
+	else
+		sd_log_error(d->log, DJMFS_LOG_WARN, "record %s: the "
+			     "encoder's connection ended mid-upload (reset, "
+			     "or closed before the end of the body): ending "
+			     "the upload with the %llu bytes received",
+			     p->name, (unsigned long long)st.bytes_in);
+}
+
 static void record_cleanup(struct sd_req *r)
 {
 	struct sd_pub *p = r->priv;
+	int cut_off;
 
 	if (!p)
 		return;
+	pthread_mutex_lock(&p->mu);
+	cut_off = p->in && !p->finished && !p->closed && !r->d->stopping;
+	pthread_mutex_unlock(&p->mu);
+	if (cut_off)
+		pub_cut_off(p);
 	if (p->in) {
 		pthread_mutex_lock(&p->mu);
 		p->finished = 1;
@@ -237,6 +278,7 @@ static enum MHD_Result record_start(struct sd_req *r)
 	p->r = r;
 	snprintf(p->name, sizeof(p->name), "%s", r->name);
 	p->wall0 = sd_wall_now();
+	p->rx_ns = djmfs_now();
 	pthread_mutex_init(&p->mu, NULL);
 	err = pub_register(d, p);
 	if (err < 0) {
@@ -346,6 +388,7 @@ enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
 	if (*upload_size > 0 && !p->finished) {
 		size_t n = sd_ingest_push(p->in, upload, *upload_size);
 
+		p->rx_ns = djmfs_now();
 		atomic_fetch_add(&r->d->bytes_in, n);
 		*upload_size -= n;
 		if (*upload_size > 0)

@@ -260,8 +260,7 @@ struct sd_config {
 	char admin_listen[128];	   /* "": /admin and /metrics on listen */
 	char play_secret[256];	   /* "": playback is open; else play URLs
 				      must carry an HMAC signature */
-	char djmfs_secret_file[1024]; /* volume secret; "": DIR/secret when
-					 embedded, none in cluster form */
+	char djmfs_secret_file[1024]; /* volume secret; "": none */
 	uint64_t inject_latency_ns; /* test only: added to every disk I/O */
 	unsigned inject_eio_every; /* test only: one disk I/O in N fails */
 	struct sd_knobs knobs;
@@ -387,7 +386,12 @@ void sd_ingest_stats(struct sd_ingest *in, struct sd_ingest_stats *out);
 struct sd_rec_opts {
 	uint32_t write_size;	  /* bytes per data write; 0: 65536 */
 	uint64_t publish_ns;	  /* longest wait before a partial write
-				     publishes; 0: 0.5 s */
+				     publishes; 0: 0.5 s.  An MPEG-TS
+				     publish ends where a video frame
+				     begins; the bytes of a frame still
+				     arriving wait at most another
+				     publish_ns (a crash then leaves a
+				     recording that decodes to its end) */
 	uint64_t deadline_ns;	  /* write deadline after issue; 0: 1 s */
 	unsigned max_inflight;	  /* data writes in flight; 0: 4 */
 	struct djmfs_log log;
@@ -405,7 +409,10 @@ struct sd_rec;
 /*
  * Takes the write lock of recording @name (creating the file and its
  * three objects if missing; an existing recording continues: its pointers
- * go to the ends of "data" and "index").  Returns 0, -EBUSY (another
+ * go to the ends of "data" and "index").  Index entries beyond the data
+ * (or damaged at its tail) are trimmed, and a previous connection that
+ * ended without an END entry (its writer died) gets one at the end of its
+ * data, at the time of its last publish.  Returns 0, -EBUSY (another
  * publisher holds it), -EUCLEAN (a file of that name that is not a
  * recording, or quarantined), -ENOSPC, or -errno.
  */
@@ -485,6 +492,11 @@ int sd_catalog_get(struct sd_catalog *cat, const char *name,
 void sd_stream_put(struct sd_stream *s);
 void sd_stream_rdlock(struct sd_stream *s);
 void sd_stream_unlock(struct sd_stream *s);
+
+/* The next sd_catalog_get of @name fetches the newest snapshot whatever
+ * refresh_ns says: this node's own recording of it just began or ended,
+ * and a player arriving now must see that at once. */
+void sd_catalog_touch(struct sd_catalog *cat, const char *name);
 
 /* Calls @fn with every recording, refreshed, in name order (files that
  * are not recordings are skipped). */
@@ -592,5 +604,69 @@ void sd_log_access(struct sd_log *l, const char *host, const char *method,
 		   const char *url, const char *version, unsigned status,
 		   uint64_t bytes, const char *referer, const char *agent,
 		   uint64_t duration_ms);
+
+/* ------------------------------------------------------------------ */
+/* Play tokens (sd_token.c)                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Signed play URLs, the shape CDNs use: with play_secret set, every
+ * playback route of stream NAME needs ?expires=E&sig=S, where E is a Unix
+ * time in seconds (canonical decimal: no sign, no leading zero) and S the
+ * lowercase hex of HMAC-SHA256(play_secret, "NAME\nE").  One token covers
+ * the detail, .ts, data.ts and index.m3u8 of that stream, so an HLS player
+ * fetches the playlist and its byte ranges with the same query.  An
+ * operator's back end mints one with
+ *   printf 'NAME\n%s' "$E" | openssl dgst -sha256 -hmac "$SECRET"
+ */
+#define SD_TOKEN_SIG_LEN 64		/* hex digits of a signature */
+#define SD_TOKEN_TTL_DEFAULT 3600	/* /admin/sign without ttl, seconds */
+#define SD_TOKEN_TTL_MAX (10LL * 366 * 86400) /* ten years */
+
+/*
+ * The signature of stream @name valid until @expires into @sig
+ * (SD_TOKEN_SIG_LEN + 1 bytes, lowercase hex, terminated).  Borrows every
+ * argument.  Returns 0, -EINVAL (empty secret, name not valid, expires
+ * negative) or -EIO (libcrypto failed).
+ */
+int sd_token_sign(const char *secret, const char *name, int64_t expires,
+		  char *sig);
+
+/*
+ * Checks a request's expires and sig arguments (NULL when absent) for
+ * stream @name at @now_s (Unix seconds; the caller's clock, so tests pass
+ * any).  The signature is checked before the expiry, so a forged token
+ * reads as forged whatever its expiry.  Returns
+ *   0              valid (now_s < expires);
+ *   -ENOKEY        an argument is missing;
+ *   -EINVAL        expires is not a canonical decimal in int64 range, or
+ *                  sig is not SD_TOKEN_SIG_LEN hex digits;
+ *   -EKEYREJECTED  signed for another stream, expiry or secret, or
+ *                  tampered with (compared in constant time through
+ *                  sd__token_memcmp, over the whole digest);
+ *   -EKEYEXPIRED   authentic, but now_s >= expires;
+ *   -EIO           libcrypto failed.
+ */
+int sd_token_verify(const char *secret, const char *name,
+		    const char *expires, const char *sig, int64_t now_s);
+
+/* What a sd_token_verify() error means, for the reply; static text. */
+const char *sd_token_reason(int err);
+
+/* A canonical decimal (digits, no leading zero, at most INT64_MAX) into
+ * *out.  0 or -EINVAL (NULL, empty, other characters, overflow). */
+int sd_token_parse_seconds(const char *text, int64_t *out);
+
+/*
+ * Copies @in to @out (@cap bytes, always terminated when @cap > 0, cut
+ * short when too small) with the value of every sig= and token= query
+ * argument replaced by "REDACTED", for lines that go to logs.  Returns
+ * the length the whole result needs (as snprintf).
+ */
+size_t sd_token_redact(const char *in, char *out, size_t cap);
+
+/* Test seam: the comparison every signature check goes through;
+ * CRYPTO_memcmp (time independent of where the inputs differ). */
+extern int (*sd__token_memcmp)(const void *a, const void *b, size_t n);
 
 #endif /* STREAMD_INT_H */

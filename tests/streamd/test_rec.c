@@ -556,3 +556,276 @@ Test(rec, readers_see_consistent_streams_while_a_writer_records)
 	djmfs_disconnect(c);
 	free(src);
 }
+
+/* ------------------------------------------------------------------ */
+/* Crashes: what a dead writer leaves, and publishes on frame bounds   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A recording as a writer that died leaves it: header, @len bytes of
+ * @src, and the @n entries of @e, published, with no END (and, when an
+ * entry points past the data, an index ahead of its data).
+ */
+static void make_dead_recording(struct djmfs_client *c, const char *name,
+				const uint8_t *src, size_t len, int64_t start,
+				const struct sd_idx_entry *e, size_t n)
+{
+	char hdr[256];
+	uint8_t buf[16 * SD_IDX_SIZE];
+	struct djmfs_file *f = NULL;
+	uint32_t id[3];
+	int hl;
+
+	cr_assert_leq(n, 16);
+	hl = snprintf(hdr, sizeof(hdr), "{\"version\":1,\"name\":\"%s\","
+		      "\"start_ns\":%lld,\"format\":\"mpegts\",\"codecs\":[],"
+		      "\"bitrate\":0,\"connections\":1}", name,
+		      (long long)start);
+	for (size_t i = 0; i < n; i++)
+		sd_idx_encode(&e[i], buf + i * SD_IDX_SIZE);
+	cr_assert_eq(djmfs_open(c, name, DJMFS_O_READ | DJMFS_O_WRITE |
+					     DJMFS_O_CREATE, &f), 0);
+	cr_assert_eq(djmfs_create_obj(f, "header", DJMFS_ATTR_META, &id[0]), 0);
+	cr_assert_eq(djmfs_create_obj(f, "data", DJMFS_ATTR_DATA |
+					       DJMFS_ATTR_SYNC, &id[1]), 0);
+	cr_assert_eq(djmfs_create_obj(f, "index", DJMFS_ATTR_DATA, &id[2]), 0);
+	cr_assert_eq(djmfs_set_objptr(f, id[0], 0), 0);
+	cr_assert_eq(djmfs_write(f, hdr, (size_t)hl), hl);
+	cr_assert_eq(djmfs_set_objptr(f, id[2], 0), 0);
+	cr_assert_eq(djmfs_write(f, buf, n * SD_IDX_SIZE),
+		     (ssize_t)(n * SD_IDX_SIZE));
+	cr_assert_eq(djmfs_set_objptr(f, id[1], 0), 0);
+	cr_assert_eq(djmfs_write(f, src, len), (ssize_t)len);
+	cr_assert_eq(djmfs_close(f), 0);
+}
+
+/* The raw entries of @name's index object (at most @max). */
+static size_t read_index(struct djmfs_client *c, const char *name,
+			 struct sd_idx_entry *e, size_t max)
+{
+	uint8_t buf[64 * SD_IDX_SIZE];
+	struct djmfs_file *f = NULL;
+	uint32_t id;
+	ssize_t n;
+
+	cr_assert_leq(max, 64);
+	cr_assert_eq(djmfs_open(c, name, DJMFS_O_READ, &f), 0);
+	cr_assert_eq(djmfs_find_obj(f, "index", &id), 0);
+	n = djmfs_pread_obj(f, id, buf, max * SD_IDX_SIZE, 0);
+	cr_assert_geq(n, 0);
+	cr_assert_eq(n % SD_IDX_SIZE, 0);
+	cr_assert_eq(djmfs_close(f), 0);
+	for (ssize_t i = 0; i < n / SD_IDX_SIZE; i++)
+		cr_assert_eq(sd_idx_decode(buf + i * SD_IDX_SIZE, &e[i]), 0);
+	return (size_t)n / SD_IDX_SIZE;
+}
+
+Test(rec, reopening_trims_an_index_published_ahead_of_its_data)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	size_t a = 100 * KIB, b = 50 * KIB;
+	uint8_t *src = malloc(a + b), *dst = malloc(a + b + 1);
+	int64_t w = sd_wall_now();
+	const struct sd_idx_entry dead[] = {
+		{ w, 0, PTS0, SD_IDX_SEGMENT | SD_IDX_KEY },
+		{ w + SD_NS, 60 * KIB, PTS0 + 90000, SD_IDX_KEY },
+		/* written before a data write that never landed */
+		{ w + 2 * SD_NS, 120 * KIB, PTS0 + 180000, SD_IDX_KEY },
+		{ w + 3 * SD_NS, 180 * KIB, PTS0 + 270000, SD_IDX_KEY },
+	};
+	struct sd_idx_entry got[16];
+	struct sd_rec *r = NULL;
+	struct sd_stream *s;
+	size_t n;
+
+	fill(src, a + b, 12);
+	make_dead_recording(c, "ahead", src, a, w, dead, 4);
+	cr_assert_eq(sd_rec_open(c, "ahead", &rec_opts, &r), 0);
+	n = read_index(c, "ahead", got, 16);
+	cr_assert_eq(n, 2, "the 2 entries beyond the %zu data bytes go", a);
+	cr_assert_eq(got[1].offset, 60 * KIB);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", w + 10 * SD_NS), 0);
+	cr_assert_eq(sd_rec_key(r, 0, PTS0), 0);
+	cr_assert_eq(sd_rec_data(r, src + a, b), 0);
+	cr_assert_eq(sd_rec_close(r, w + 12 * SD_NS, NULL), 0);
+
+	n = read_index(c, "ahead", got, 16);
+	cr_assert_eq(n, 5, "2 kept, the lost END, SEGMENT|KEY, END");
+	for (size_t i = 0; i < n; i++)
+		cr_assert_leq(got[i].offset, a + b);
+	cr_assert_eq(got[2].flags, SD_IDX_END);
+	cr_assert_eq(got[2].offset, a);
+	cr_assert_eq(got[3].flags, SD_IDX_SEGMENT | SD_IDX_KEY);
+	cr_assert_eq(got[3].offset, a);
+	cr_assert_eq(sd_catalog_get(cat, "ahead", &s), 0);
+	sd_stream_rdlock(s);
+	cr_assert_eq(s->index.n, 5, "the catalog loads the whole index");
+	cr_assert_eq(s->data_size, a + b);
+	cr_assert_eq(s->connections, 2);
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	cr_assert_eq(read_data(c, "ahead", dst, a + b + 1), a + b);
+	cr_assert_eq(memcmp(src, dst, a + b), 0);
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+	free(src);
+	free(dst);
+}
+
+Test(rec, reopening_after_a_dead_writer_ends_its_connection_before_the_gap)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	size_t a = 70 * KIB, b = 30 * KIB;
+	uint8_t *src = malloc(a + b);
+	int64_t w = sd_wall_now() - 60 * SD_NS, w2 = sd_wall_now() + 10 * SD_NS;
+	const struct sd_idx_entry dead[] = {
+		{ w, 0, PTS0, SD_IDX_SEGMENT | SD_IDX_KEY },
+		{ w + SD_NS, 40 * KIB, PTS0 + 90000, SD_IDX_KEY },
+	};
+	struct sd_rec *r = NULL;
+	struct sd_stream *s;
+	struct sd_gap gap[2];
+
+	fill(src, a + b, 13);
+	make_dead_recording(c, "dead", src, a, w, dead, 2);
+	cr_assert_eq(sd_rec_open(c, "dead", &rec_opts, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", w2), 0);
+	cr_assert_eq(sd_rec_data(r, src + a, b), 0);
+	cr_assert_eq(sd_rec_close(r, w2 + SD_NS, NULL), 0);
+
+	cr_assert_eq(sd_catalog_get(cat, "dead", &s), 0);
+	sd_stream_rdlock(s);
+	cr_assert_eq(s->index.n, 5);
+	cr_assert_eq(s->index.e[2].flags, SD_IDX_END);
+	cr_assert_eq(s->index.e[2].offset, a);
+	/* At the dead writer's last publish: after its last keyframe, not
+	 * later than the new connection. */
+	cr_assert_geq(s->index.e[2].wall_ns, w + SD_NS);
+	cr_assert_leq(s->index.e[2].wall_ns, w2);
+	cr_assert_eq(sd_index_gaps(&s->index, gap, 2), 1);
+	cr_assert_eq(gap[0].start_ns, s->index.e[2].wall_ns);
+	cr_assert_eq(gap[0].end_ns, w2);
+	cr_assert_eq(gap[0].offset, a);
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+	free(src);
+}
+
+/* @n TS packets from packet @first of a stream whose video frames are
+ * @frame packets long (a video PES start every @frame packets, the
+ * first of them after a PAT) with an audio PES in the packet before
+ * each frame. */
+static void ts_packets(uint8_t *p, size_t first, size_t n, size_t frame)
+{
+	for (size_t i = first; i < first + n; i++, p += 188) {
+		size_t k = i % frame;
+
+		memset(p, 0xff, 188);
+		p[0] = 0x47;
+		p[3] = 0x10; /* payload only */
+		if (i == 0) { /* PAT: a table, no PES */
+			p[1] = 0x40;
+			p[4] = 0;
+		} else if (k == 0) { /* a video PES begins */
+			p[1] = 0x41;
+			p[2] = 0x00;
+			memcpy(p + 4, "\0\0\1\xe0", 4);
+		} else if (k == frame - 1) { /* an audio PES */
+			p[1] = 0x41;
+			p[2] = 0x01;
+			memcpy(p + 4, "\0\0\1\xc0", 4);
+		} else { /* the frame goes on */
+			p[1] = 0x01;
+			p[2] = 0x00;
+		}
+	}
+}
+
+Test(rec, publishes_end_where_a_video_frame_begins)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	struct sd_rec_opts o = rec_opts;
+	struct sd_rec *r = NULL;
+	uint8_t ts[40 * 188];
+
+	o.publish_ns = 50 * 1000 * 1000;
+	/* packet 0 a PAT, video frames at packets 1 (PAT before it: not a
+	 * frame), 8, 16, 24, ... */
+	ts_packets(ts, 0, 40, 8);
+	cr_assert_eq(sd_rec_open(c, "frames", &o, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
+	/* Two frames and a half of the third, its last packet split. */
+	cr_assert_eq(sd_rec_data(r, ts, 19 * 188 + 100), 0);
+	usleep(60 * 1000);
+	cr_assert_eq(sd_rec_tick(r), 0);
+	cr_assert_eq(published_size(cat, "frames", 16 * 188), 16 * 188,
+		     "up to the frame still arriving");
+	usleep(60 * 1000);
+	cr_assert_eq(sd_rec_tick(r), 0);
+	cr_assert_eq(published_size(cat, "frames", 16 * 188), 16 * 188,
+		     "no new frame began: nothing more");
+	/* The stalled frame's bytes go once it has waited publish_ns. */
+	usleep(60 * 1000);
+	cr_assert_eq(sd_rec_tick(r), 0);
+	cr_assert_eq(published_size(cat, "frames", 19 * 188 + 100),
+		     19 * 188 + 100, "a stalled frame waits one publish_ns");
+	cr_assert_eq(sd_rec_data(r, ts + 19 * 188 + 100, 21 * 188 - 100), 0);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
+	cr_assert_eq(published_size(cat, "frames", 40 * 188), 40 * 188);
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+}
+
+Test(rec, full_pieces_end_where_the_newest_video_frame_begins)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	struct sd_rec_opts o = rec_opts;
+	struct sd_rec *r = NULL;
+	uint8_t ts[30 * 188];
+
+	o.publish_ns = 3600 * SD_NS; /* only full pieces leave */
+	o.write_size = 4096;	     /* 21.8 packets */
+	ts_packets(ts, 0, 30, 10);
+	cr_assert_eq(sd_rec_open(c, "pieces", &o, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
+	cr_assert_eq(sd_rec_data(r, ts, sizeof(ts)), 0);
+	cr_assert_eq(published_size(cat, "pieces", 20 * 188), 20 * 188,
+		     "the piece ends at the frame of packet 20");
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
+	cr_assert_eq(published_size(cat, "pieces", sizeof(ts)), sizeof(ts));
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+}
+
+Test(rec, an_upload_out_of_ts_sync_publishes_every_byte)
+{
+	struct djmfs_client *c = client();
+	struct sd_catalog *cat = catalog(c);
+	struct sd_rec_opts o = rec_opts;
+	struct sd_rec *r = NULL;
+	uint8_t ts[20 * 188];
+
+	o.publish_ns = 50 * 1000 * 1000;
+	ts_packets(ts, 0, 20, 8);
+	ts[12 * 188] = 0x00; /* packet 12 lost its sync byte */
+	cr_assert_eq(sd_rec_open(c, "nosync", &o, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
+	cr_assert_eq(sd_rec_data(r, ts, 18 * 188 + 7), 0);
+	usleep(60 * 1000);
+	cr_assert_eq(sd_rec_tick(r), 0);
+	cr_assert_eq(published_size(cat, "nosync", 8 * 188), 8 * 188,
+		     "the last frame seen in sync");
+	usleep(60 * 1000);
+	cr_assert_eq(sd_rec_tick(r), 0);
+	cr_assert_eq(published_size(cat, "nosync", 18 * 188 + 7),
+		     18 * 188 + 7, "then everything, with no frames to cut at");
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+}
