@@ -123,8 +123,8 @@ static const struct directive directives[] = {
 	  .help = "key of signed play URLs (expires, sig); empty: playback "
 		  "is open" },
 	{ "djmfs_secret_file", "PATH", CT_STR, FIELD(djmfs_secret_file), "",
-	  .help = "the volume's shared secret; empty: DIR/secret when "
-		  "embedded (created), none in cluster form" },
+	  .help = "file holding the volume's shared secret (mode 600), "
+		  "proven to the DJMFS server; empty: none" },
 	{ "inject_latency", "SECONDS", CT_SECONDS, FIELD(inject_latency_ns),
 	  "0", .max = 60 * SD_NS,
 	  .help = "testing only: delay every disk I/O by this much" },

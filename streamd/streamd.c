@@ -41,7 +41,26 @@ struct embedded {
 	pthread_t th;
 	int running;
 	char sock[PATH_MAX];
+	void *secret;	   /* djmfs_secret_file's bytes, or NULL */
+	size_t secret_len;
 };
+
+/* The volume's shared secret, when configured: the embedded server then
+ * asks every client for it, and streamd proves it to either server. */
+static int secret_load(struct sd_daemon *d, struct embedded *e)
+{
+	const char *path = d->cfg.djmfs_secret_file;
+	int err;
+
+	if (!*path)
+		return 0;
+	err = djmfs_secret_load(path, &e->secret, &e->secret_len, &d->dlog);
+	if (err < 0)
+		sd_log_error(d->log, DJMFS_LOG_ERROR, "djmfs_secret_file %s: "
+			     "%s%s", path, strerror(-err), err == -EPERM ?
+			     " (group or others may read it: chmod 600 it)" : "");
+	return err;
+}
 
 /* libavformat logs through one process-wide hook; this is the only
  * global the daemon keeps, set once before any demuxer runs. */
@@ -229,6 +248,8 @@ static int embedded_start(struct sd_daemon *d, struct embedded *e)
 	unlink(e->sock); /* a stale socket of a dead run */
 	so.volume = cfg->volume;
 	so.unix_path = e->sock;
+	so.secret = e->secret;
+	so.secret_len = e->secret_len;
 	so.log = d->dlog;
 	err = djmfs_server_new(&e->srv, &so);
 	if (err < 0) {
@@ -269,6 +290,8 @@ static int connect_djmfs(struct sd_daemon *d, const struct embedded *e)
 		.log = d->dlog,
 		.inject_latency_ns = d->cfg.inject_latency_ns,
 		.inject_eio_every = d->cfg.inject_eio_every,
+		.secret = e->secret,
+		.secret_len = e->secret_len,
 	};
 	int err;
 
@@ -281,8 +304,11 @@ static int connect_djmfs(struct sd_daemon *d, const struct embedded *e)
 	}
 	err = djmfs_connect(&d->client, &o);
 	if (err < 0)
-		sd_log_error(d->log, DJMFS_LOG_ERROR, "djmfs_connect(%s): %s",
-			     o.server, strerror(-err));
+		sd_log_error(d->log, DJMFS_LOG_ERROR, "djmfs_connect(%s): %s%s",
+			     o.server, strerror(-err), err != -EACCES ? "" :
+			     e->secret ? " (the server did not prove the volume's "
+			     "secret: another secret, or none)" : " (the server "
+			     "asks for the volume's secret: djmfs_secret_file)");
 	return err;
 }
 
@@ -361,7 +387,8 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	int embedded = !*d->cfg.djmfs;
 	int err = 0;
 
-	if (embedded)
+	err = secret_load(d, &e);
+	if (err == 0 && embedded)
 		err = embedded_start(d, &e);
 	if (err == 0)
 		err = connect_djmfs(d, &e);
@@ -380,6 +407,7 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	sd_catalog_free(d->cat);
 	djmfs_disconnect(d->client);
 	embedded_stop(&e);
+	djmfs_secret_free(e.secret, e.secret_len);
 	return err;
 }
 

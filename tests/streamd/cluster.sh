@@ -6,7 +6,9 @@
 # refuses a second publisher of the same name with 409 (the DJMFS write
 # lock, not A's local registry), serves time-shifted playback of it while
 # it grows, and after the push its data.ts matches what was sent, byte
-# for byte, through either daemon.
+# for byte, through either daemon.  The volume has a shared secret:
+# djmfsd asks every client to prove it, and a streamd without it is
+# refused at start with a clear message.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -19,8 +21,11 @@ find_djmfs_tools || {
 make_workdir cluster
 
 vol=$work/shared.img
+secret=$work/volume.secret
 "$DJMFS" mkfs "$vol" --size 1G >/dev/null || fail "djmfs mkfs"
+"$DJMFS" secret "$secret" >/dev/null || fail "djmfs secret"
 "$DJMFSD" --volume "$vol" --tcp 127.0.0.1:0 --lease-ms 3000 \
+	--secret-file "$secret" \
 	>"$work/djmfsd.log" 2>&1 &
 djmfsd_pid=$!
 port=
@@ -34,12 +39,15 @@ done
 [ -n "$port" ] || fail "djmfsd did not say its port"
 pass "djmfsd serves $vol on 127.0.0.1:$port"
 
-# start_node NAME: a streamd in the cluster form; sets NODE_URL.
+# start_node NAME [FLAG...]: a streamd in the cluster form, proving the
+# volume's secret; sets NODE_URL.
 start_node() {
 	local name=$1 u=
+	shift
 	mkdir -p "$work/$name"
 	(cd "$work/$name" && exec "$STREAMD" --djmfs "127.0.0.1:$port" \
 		--volume "$vol" --listen 127.0.0.1:0 \
+		--djmfs-secret-file "$secret" "$@" \
 		--error-log "$work/$name.log" >"$work/$name.out" 2>&1) &
 	for _ in $(seq 150); do
 		u=$(sed -n 's|.*listening on \(http://[^/ ]*\)/.*|\1|p' \
@@ -50,6 +58,17 @@ start_node() {
 	[ -n "$u" ] || fail "streamd $name did not start"
 	NODE_URL=$u
 }
+
+# Without the secret, streamd cannot connect and says why.
+mkdir -p "$work/nosecret"
+rc=0
+(cd "$work/nosecret" && exec "$STREAMD" --djmfs "127.0.0.1:$port" \
+	--volume "$vol" --listen 127.0.0.1:0 \
+	--error-log "$work/nosecret.log" >"$work/nosecret.out" 2>&1) || rc=$?
+[ "$rc" -ne 0 ] || fail "streamd without the volume secret started"
+grep -q "djmfs_connect.*Permission denied" "$work/nosecret.log" ||
+	fail "streamd without the secret does not say why: $(tail -n 3 "$work/nosecret.log")"
+pass "a streamd without the volume's secret is refused (exit $rc): $(grep -m1 'djmfs_connect' "$work/nosecret.log" | sed 's/.*ERROR: //')"
 
 start_node a
 url_a=$NODE_URL
