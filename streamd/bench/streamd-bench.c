@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loadgen.h"
+
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
 #endif
@@ -66,7 +68,6 @@
 #define SHORT_FRACTION 0.9	/* a viewer below this share of real time */
 #define CHUNK_MAX 65536		/* recorder chunk payload */
 #define QUANTUM_MAX 16384	/* viewer read size when paced */
-#define HEAD_MAX 4096		/* response header block */
 #define ERRORS_LOGGED 10
 #define PROGRESS_S 5.0
 #define SETTLE_S 2.0		/* between sweep steps: sessions end */
@@ -155,26 +156,6 @@ static void usage(FILE *to)
 		"2 bad usage.\n");
 }
 
-/* A number with an optional k/M/G suffix (powers of 1000): bits/s. */
-static bool parse_number(const char *s, bool suffix, double *out)
-{
-	char *end;
-	double d;
-
-	errno = 0;
-	d = strtod(s, &end);
-	if (errno || end == s || !isfinite(d))
-		return false;
-	if (suffix && *end && strchr("kK", *end))
-		d *= 1e3, end++;
-	else if (suffix && *end && strchr("mM", *end))
-		d *= 1e6, end++;
-	else if (suffix && *end && strchr("gG", *end))
-		d *= 1e9, end++;
-	*out = d;
-	return *end == '\0';
-}
-
 static bool flag_set(struct cfg *cfg, const struct flag *f, const char *v)
 {
 	char *p = (char *)cfg + f->off;
@@ -192,7 +173,7 @@ static bool flag_set(struct cfg *cfg, const struct flag *f, const char *v)
 	default:
 		break;
 	}
-	if (!parse_number(v, f->kind == FK_RATE, &d) || d < f->lo || d > f->hi)
+	if (!lg_parse_number(v, f->kind == FK_RATE, &d) || d < f->lo || d > f->hi)
 		return false;
 	if (f->kind == FK_UINT) {
 		if (d != floor(d))
@@ -269,152 +250,34 @@ bad_arg:
 }
 
 /* ------------------------------------------------------------------ */
-/* HTTP/1.1 client pieces: response head, chunked decoding             */
-/* ------------------------------------------------------------------ */
-
-struct http_head {
-	int status;
-	bool chunked;
-	size_t len;		/* bytes of the head, blank line included */
-};
-
-/* 1 with @h filled when @buf holds a whole head, 0 when it needs more,
- * -1 when it is not an HTTP response. */
-static int head_parse(const char *buf, size_t len, struct http_head *h)
-{
-	const char *end = memmem(buf, len, "\r\n\r\n", 4), *p;
-
-	if (!end)
-		return len >= HEAD_MAX - 1 ? -1 : 0;
-	if (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ')
-		return -1;
-	h->status = atoi(buf + 9);
-	h->len = (size_t)(end - buf) + 4;
-	h->chunked = false;
-	for (p = memchr(buf, '\n', len); p && p < end;
-	     p = memchr(p + 1, '\n', (size_t)(end - p))) {
-		const char *eol = memchr(p + 1, '\r', (size_t)(end + 2 - p));
-
-		if (eol && !strncasecmp(p + 1, "transfer-encoding:", 18))
-			h->chunked = memmem(p + 19, (size_t)(eol - p - 19),
-					    "chunked", 7) != NULL;
-	}
-	return h->status >= 100 && h->status <= 999 ? 1 : -1;
-}
-
-/* The chunked-body decoder.  Byte-wise except the data runs. */
-enum cd_state { CD_SIZE, CD_EXT, CD_DATA, CD_DATA_END, CD_TRAILER, CD_DONE,
-		CD_BAD };
-
-struct chunk_dec {
-	enum cd_state st;
-	uint64_t size;		/* CD_SIZE: parsed so far; CD_DATA: left */
-	unsigned digits, line;
-};
-
-static void chunk_byte(struct chunk_dec *d, char ch)
-{
-	int x = isdigit((unsigned char)ch) ? ch - '0' :
-		isxdigit((unsigned char)ch) ? (tolower(ch) - 'a' + 10) : -1;
-
-	if (ch == '\r')
-		return;
-	switch (d->st) {
-	case CD_SIZE:
-		if (x >= 0 && d->digits < 15) {
-			d->size = d->size * 16 + (unsigned)x, d->digits++;
-			return;
-		}
-		if (ch == ';' || ch == ' ' || ch == '\t')
-			d->st = CD_EXT;
-		else if (ch != '\n')
-			d->st = CD_BAD;
-		break;
-	case CD_EXT:
-		break;
-	case CD_DATA_END:
-		d->st = ch == '\n' ? CD_SIZE : CD_BAD;
-		d->size = d->digits = 0;
-		return;
-	case CD_TRAILER:
-		if (ch != '\n')
-			d->line++;
-		else if (d->line == 0)
-			d->st = CD_DONE;
-		else
-			d->line = 0;
-		return;
-	default:
-		return;
-	}
-	if (ch == '\n' && d->st != CD_BAD) {	/* end of a size line */
-		d->st = !d->digits ? CD_BAD : d->size ? CD_DATA : CD_TRAILER;
-		d->line = 0;
-	}
-}
-
-/* Feeds @len bytes; returns the payload bytes among them, moved to the
- * front of @buf when @keep.  d->st tells CD_DONE / CD_BAD. */
-static size_t chunk_feed(struct chunk_dec *d, char *buf, size_t len, bool keep)
-{
-	size_t i = 0, out = 0;
-
-	while (i < len && d->st != CD_DONE && d->st != CD_BAD) {
-		if (d->st == CD_DATA) {
-			size_t n = len - i;
-
-			if (n > d->size)
-				n = (size_t)d->size;
-			if (keep)
-				memmove(buf + out, buf + i, n);
-			out += n, i += n, d->size -= n;
-			if (!d->size)
-				d->st = CD_DATA_END;
-			continue;
-		}
-		chunk_byte(d, buf[i++]);
-	}
-	return out;
-}
-
-/* ------------------------------------------------------------------ */
 /* Connections                                                         */
 /* ------------------------------------------------------------------ */
 
 /*
- * Connection invariants:
- *  1. fd >= 0 exactly while the state is not ST_DONE; a done connection is
- *     never touched by the loop again (close() took it out of epoll, and
- *     no connection is created while a batch of events is handled).
- *  2. out[out_off, out_len) is unsent; a recorder frames a new chunk only
- *     when it is empty, so chunks are never interleaved, and appends the
- *     terminating chunk only after the last one.
- *  3. Epoll is edge-triggered: readable is set by an EPOLLIN edge and
- *     cleared only by EAGAIN, so a paced viewer may leave bytes unread.
- *  4. A viewer reads body bytes only while its bucket holds a quantum;
+ * Connection invariants (beyond loadgen.h's):
+ *  1. A done connection is never touched by the loop again (close() took
+ *     it out of epoll, and no connection is created while a batch of
+ *     events is handled).
+ *  2. A recorder frames a new chunk only when out is empty, so chunks are
+ *     never interleaved, and appends the terminating chunk only after the
+ *     last one.
+ *  3. A viewer reads body bytes only while its bucket holds a quantum;
  *     tokens never exceed the 2 s burst.
- * Transitions: ST_CONNECTING -(conn_open or on_event: connected)->
- * ST_OPEN -(conn_close: rec_read after the answer, viewers_stop; or
- * conn_fail)-> ST_DONE.  In ST_OPEN a viewer first reads the head
+ * Transitions: LG_CONNECTING -(conn_open or on_event: connected)->
+ * LG_OPEN -(conn_close: rec_read after the answer, viewers_stop; or
+ * conn_fail)-> LG_DONE.  In LG_OPEN a viewer first reads the head
  * (conn_head), then the body (viewer_read); a recorder streams chunks
  * (rec_tick) until rec_finish, then reads the answer (rec_read).
  */
 enum conn_kind { CK_RECORDER, CK_VIEWER };
-enum conn_state { ST_CONNECTING, ST_OPEN, ST_DONE };
 
 struct conn {
+	struct lg_conn lc;	/* first: the epoll data points here */
 	enum conn_kind kind;
-	enum conn_state state;
-	int fd;
 	unsigned idx, stream;
-	char *out;		/* CHUNK_MAX + 512 (recorder), the request */
-	size_t out_len, out_off;
-	char head[HEAD_MAX];
-	size_t head_len;
-	bool have_head, readable, finishing, stalled;
-	struct http_head h;
-	struct chunk_dec dec;
-	double t_start, t_refill, t_hungry, tokens, shift;
+	bool finishing, stalled;
+	struct lg_bucket bucket;
+	double t_start, t_hungry, shift;
 	uint64_t sent;		/* recorder: payload bytes framed */
 	uint64_t body;		/* viewer: payload bytes received */
 	uint64_t stalls;
@@ -447,9 +310,8 @@ struct bench {
 	double rate;		/* bytes per second per stream */
 	int ep;
 	char dir[PATH_MAX];
-	char hostport[300];
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
+	struct lg_target target;
+	struct lg_loop loop;
 	pid_t streamd;		/* ours, else 0 */
 	pid_t watch;		/* for cpu_pct/rss_mb, else 0 */
 	const char *payload;
@@ -466,21 +328,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	interrupted = 1;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_s(double s)
-{
-	struct timespec ts = { (time_t)s, (long)((s - floor(s)) * 1e9) };
-
-	nanosleep(&ts, NULL);
 }
 
 /* Counts an error; the first few are told on stderr. */
@@ -508,119 +355,62 @@ static const char *conn_name(const struct conn *c, char *buf, size_t len)
 	return buf;
 }
 
-static void conn_close(struct conn *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	c->state = ST_DONE;
-}
-
 static void conn_fail(struct bench *b, struct conn *c, const char *what,
 		      int err)
 {
 	char name[64];
 
-	if (c->state == ST_DONE)
+	if (c->lc.state == LG_DONE)
 		return;
 	bench_error(b, "%s: %s%s%s", conn_name(c, name, sizeof(name)), what,
 		    err ? ": " : "", err ? strerror(err) : "");
-	conn_close(c);
+	lg_conn_close(&c->lc);
 }
 
 /* Sends what is queued; 0, or -1 after conn_fail. */
 static int conn_flush(struct bench *b, struct conn *c)
 {
-	while (c->state == ST_OPEN && c->out_off < c->out_len) {
-		ssize_t n = send(c->fd, c->out + c->out_off,
-				 c->out_len - c->out_off, MSG_NOSIGNAL);
+	int r = lg_conn_flush(&c->lc);
 
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return 0;
-		if (n < 0) {
-			conn_fail(b, c, "send", errno);
-			return -1;
-		}
-		c->out_off += (size_t)n;
+	if (r < 0) {
+		conn_fail(b, c, "send", -r);
+		return -1;
 	}
-	if (c->out_off == c->out_len)
-		c->out_off = c->out_len = 0;
 	return 0;
-}
-
-static void conn_queue(struct conn *c, const char *data, size_t len)
-{
-	memcpy(c->out + c->out_len, data, len);
-	c->out_len += len;
 }
 
 /* Opens a non-blocking connection with @request queued; 0 or -errno. */
 static int conn_open(struct bench *b, struct conn *c, const char *request,
 		     size_t cap)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP |
-				  EPOLLET, .data.ptr = c };
-	int one = 1;
+	const char *what = "";
+	int r;
 
-	c->fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-		       SOCK_CLOEXEC, 0);
-	c->out = malloc(cap);
-	if (c->fd < 0 || !c->out) {
-		int err = c->fd < 0 ? errno : ENOMEM;
-
-		conn_fail(b, c, c->fd < 0 ? "socket" : "malloc", err);
-		return -err;
+	c->t_start = c->t_hungry = lg_now();
+	c->bucket.t = c->t_start;
+	r = lg_conn_open(&c->lc, b->ep, &b->target, c, request, cap, &what);
+	if (r < 0) {
+		c->lc.state = LG_OPEN;	/* so that conn_fail tells it */
+		conn_fail(b, c, what, -r);
 	}
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->state = ST_CONNECTING;
-	c->t_start = c->t_refill = c->t_hungry = now_s();
-	conn_queue(c, request, strlen(request));
-	if (connect(c->fd, (struct sockaddr *)&b->addr, b->addrlen) == 0)
-		c->state = ST_OPEN;
-	else if (errno != EINPROGRESS) {
-		int err = errno;
-
-		conn_fail(b, c, "connect", err);
-		return -err;
-	}
-	if (epoll_ctl(b->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
-		int err = errno;
-
-		conn_fail(b, c, "epoll_ctl", err);
-		return -err;
-	}
-	return c->state == ST_OPEN ? conn_flush(b, c) : 0;
+	return r;
 }
 
 /* Reads into the head buffer until the head is whole.  Returns 1 with
- * the head parsed (body bytes after it stay in head[h.len, head_len)),
- * 0 for more later, -1 after conn_fail. */
+ * the head parsed, 0 for more later, -1 after conn_fail. */
 static int conn_head(struct bench *b, struct conn *c)
 {
-	int r = 0;
+	int r = lg_conn_head(&c->lc);
 
-	while (r == 0) {
-		ssize_t n = recv(c->fd, c->head + c->head_len,
-				 HEAD_MAX - 1 - c->head_len, 0);
-
-		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			c->readable = false;
-			return 0;
-		}
-		if (n <= 0) {
-			conn_fail(b, c, n ? "recv" : "connection closed "
-				  "before the response", n ? errno : 0);
-			return -1;
-		}
-		c->head_len += (size_t)n;
-		r = head_parse(c->head, c->head_len, &c->h);
-	}
-	if (r < 0) {
+	if (r >= 0)
+		return r;
+	if (r == -EPIPE)
+		conn_fail(b, c, "connection closed before the response", 0);
+	else if (r == -EPROTO)
 		conn_fail(b, c, "not an HTTP response", 0);
-		return -1;
-	}
-	c->have_head = true;
-	return 1;
+	else
+		conn_fail(b, c, "recv", -r);
+	return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -631,12 +421,12 @@ static int rec_start(struct bench *b, struct conn *c, unsigned i)
 {
 	char req[512];
 
-	*c = (struct conn){ .kind = CK_RECORDER, .fd = -1, .idx = i,
+	*c = (struct conn){ .lc.fd = -1, .kind = CK_RECORDER, .idx = i,
 			    .stream = i };
 	snprintf(req, sizeof(req),
 		 "PUT /record/bench-%u HTTP/1.1\r\nHost: %s\r\n"
 		 "User-Agent: " PROG "\r\nContent-Type: video/mp2t\r\n"
-		 "Transfer-Encoding: chunked\r\n\r\n", i, b->hostport);
+		 "Transfer-Encoding: chunked\r\n\r\n", i, b->target.hostport);
 	return conn_open(b, c, req, CHUNK_MAX + 512);
 }
 
@@ -645,23 +435,19 @@ static int rec_start(struct bench *b, struct conn *c, unsigned i)
 static void rec_tick(struct bench *b, struct conn *c, double now)
 {
 	uint64_t due = (uint64_t)(b->rate * (now - c->t_start));
+	struct lg_conn *lc = &c->lc;
 
-	if (c->state != ST_OPEN || c->finishing || conn_flush(b, c) < 0)
+	if (lc->state != LG_OPEN || c->finishing || conn_flush(b, c) < 0)
 		return;
-	while (c->out_len == 0 && due > c->sent) {
+	while (lc->out_len == 0 && due > c->sent) {
 		size_t pos = (size_t)(c->sent % b->payload_len);
 		size_t n = b->payload_len - pos;
-		char hdr[24];
-		int hl;
 
 		if (n > CHUNK_MAX)
 			n = CHUNK_MAX;
 		if (n > due - c->sent)
 			n = (size_t)(due - c->sent);
-		hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
-		conn_queue(c, hdr, (size_t)hl);
-		conn_queue(c, b->payload + pos, n);
-		conn_queue(c, "\r\n", 2);
+		lc->out_len = lg_chunk_frame(lc->out, b->payload + pos, n);
 		c->sent += n;
 		if (conn_flush(b, c) < 0)
 			return;
@@ -671,10 +457,10 @@ static void rec_tick(struct bench *b, struct conn *c, double now)
 /* Ends the upload: the terminating chunk, then the answer is awaited. */
 static void rec_finish(struct bench *b, struct conn *c)
 {
-	if (c->state != ST_OPEN || c->finishing)
+	if (c->lc.state != LG_OPEN || c->finishing)
 		return;
 	c->finishing = true;
-	conn_queue(c, "0\r\n\r\n", 5);
+	lg_conn_queue(&c->lc, "0\r\n\r\n", 5);
 	conn_flush(b, c);
 }
 
@@ -685,20 +471,22 @@ static void rec_read(struct bench *b, struct conn *c)
 
 	if (conn_head(b, c) <= 0)
 		return;
-	if (!c->finishing || c->h.status / 100 != 2) {
+	if (!c->finishing || c->lc.h.status / 100 != 2) {
 		snprintf(what, sizeof(what), "streamd answered %d%s",
-			 c->h.status, c->finishing ? "" :
+			 c->lc.h.status, c->finishing ? "" :
 			 " before the end of the stream");
 		conn_fail(b, c, what, 0);
 		return;
 	}
-	conn_close(c);
+	lg_conn_close(&c->lc);
 }
 
-static bool recorders_done(struct bench *b)
+static bool recorders_done(void *arg)
 {
+	struct bench *b = arg;
+
 	for (unsigned i = 0; i < b->cfg.recorders; i++)
-		if (b->rec[i].state != ST_DONE)
+		if (b->rec[i].lc.state != LG_DONE)
 			return false;
 	return true;
 }
@@ -731,14 +519,14 @@ static int viewer_start(struct bench *b, struct conn *c, unsigned j)
 {
 	char req[512];
 
-	*c = (struct conn){ .kind = CK_VIEWER, .fd = -1, .idx = j,
-			    .stream = j % b->cfg.recorders,
-			    .tokens = b->rate * BURST_S };
+	*c = (struct conn){ .lc.fd = -1, .kind = CK_VIEWER, .idx = j,
+			    .stream = j % b->cfg.recorders };
+	lg_bucket_init(&c->bucket, b->rate, b->rate * BURST_S, lg_now());
 	c->shift = next_shift(b);
 	snprintf(req, sizeof(req),
 		 "GET /streams/bench-%u.ts?start=-%g HTTP/1.1\r\nHost: %s\r\n"
 		 "User-Agent: " PROG "\r\nConnection: close\r\n\r\n",
-		 c->stream, c->shift, b->hostport);
+		 c->stream, c->shift, b->target.hostport);
 	return conn_open(b, c, req, strlen(req) + 1);
 }
 
@@ -746,40 +534,45 @@ static int viewer_start(struct bench *b, struct conn *c, unsigned j)
 static void viewer_account(struct bench *b, struct conn *c, char *buf,
 			   size_t n, double now)
 {
-	c->tokens -= (double)n;
-	c->body += c->h.chunked ? chunk_feed(&c->dec, buf, n, false) : n;
+	struct lg_conn *lc = &c->lc;
+
+	c->bucket.tokens -= (double)n;
+	c->body += lc->h.chunked ? lg_chunk_feed(&lc->dec, buf, n, false) : n;
 	c->t_hungry = now;
 	c->stalled = false;
-	if (c->dec.st == CD_BAD)
+	if (lc->dec.st == LG_CD_BAD)
 		conn_fail(b, c, "bad chunked encoding", 0);
-	else if (c->dec.st == CD_DONE)
+	else if (lc->dec.st == LG_CD_DONE)
 		conn_fail(b, c, "the stream ended", 0);
 }
 
 /* Reads what the bucket allows (the head at any time). */
 static void viewer_read(struct bench *b, struct conn *c, double now)
 {
-	if (!c->have_head) {
+	struct lg_conn *lc = &c->lc;
+
+	if (!lc->have_head) {
 		char what[64];
 
 		if (conn_head(b, c) <= 0)
 			return;
-		if (c->h.status != 200) {
+		if (lc->h.status != 200) {
 			snprintf(what, sizeof(what), "streamd answered %d",
-				 c->h.status);
+				 lc->h.status);
 			conn_fail(b, c, what, 0);
 			return;
 		}
-		viewer_account(b, c, c->head + c->h.len,
-			       c->head_len - c->h.len, now);
+		viewer_account(b, c, lc->head + lc->h.len,
+			       lc->head_len - lc->h.len, now);
 	}
-	while (c->state == ST_OPEN && c->readable && c->tokens >= quantum(b)) {
-		size_t want = c->tokens < (double)sizeof(rx_buf) ?
-			      (size_t)c->tokens : sizeof(rx_buf);
-		ssize_t n = recv(c->fd, rx_buf, want, 0);
+	while (lc->state == LG_OPEN && lc->readable &&
+	       c->bucket.tokens >= quantum(b)) {
+		size_t want = c->bucket.tokens < (double)sizeof(rx_buf) ?
+			      (size_t)c->bucket.tokens : sizeof(rx_buf);
+		ssize_t n = recv(lc->fd, rx_buf, want, 0);
 
 		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			c->readable = false;
+			lc->readable = false;
 		} else if (n <= 0) {
 			conn_fail(b, c, n ? "recv" : "the stream ended",
 				  n ? errno : 0);
@@ -793,19 +586,14 @@ static void viewer_read(struct bench *b, struct conn *c, double now)
  * nothing (a stall, counted once per episode). */
 static void viewer_tick(struct bench *b, struct conn *c, double now)
 {
-	double burst = b->rate * BURST_S;
-
-	if (c->state == ST_DONE)
+	if (c->lc.state == LG_DONE)
 		return;
-	c->tokens += b->rate * (now - c->t_refill);
-	if (c->tokens > burst)
-		c->tokens = burst;
-	c->t_refill = now;
-	if (c->state == ST_OPEN && c->readable)
+	lg_bucket_refill(&c->bucket, now);
+	if (c->lc.state == LG_OPEN && c->lc.readable)
 		viewer_read(b, c, now);
-	if (c->state == ST_DONE)
+	if (c->lc.state == LG_DONE)
 		return;
-	if (c->tokens < quantum(b))
+	if (c->bucket.tokens < quantum(b))
 		c->t_hungry = now;
 	else if (now - c->t_hungry > STALL_S && !c->stalled)
 		c->stalls++, c->stalled = true;
@@ -815,34 +603,31 @@ static void viewer_tick(struct bench *b, struct conn *c, double now)
 /* The event loop                                                      */
 /* ------------------------------------------------------------------ */
 
-static void on_event(struct bench *b, struct conn *c, uint32_t events,
-		     double now)
+static void on_event(void *arg, void *ptr, uint32_t events, double now)
 {
-	if (c->state == ST_CONNECTING) {
-		int err = 0;
-		socklen_t len = sizeof(err);
+	struct bench *b = arg;
+	struct conn *c = ptr;
+	int r;
 
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
-		if (err) {
-			conn_fail(b, c, "connect", err);
-			return;
-		}
-		c->state = ST_OPEN;
+	if (c->lc.state == LG_CONNECTING && (r = lg_conn_connected(&c->lc))) {
+		conn_fail(b, c, "connect", -r);
+		return;
 	}
 	if ((events & EPOLLOUT) && conn_flush(b, c) < 0)
 		return;
 	if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 		return;
-	c->readable = true;
+	c->lc.readable = true;
 	if (c->kind == CK_RECORDER)
 		rec_read(b, c);
 	else
 		viewer_read(b, c, now);
 }
 
-static void tick(struct bench *b, double now)
+static void tick(void *arg, double now)
 {
+	struct bench *b = arg;
+
 	for (unsigned i = 0; i < b->cfg.recorders; i++)
 		rec_tick(b, &b->rec[i], now);
 	for (unsigned j = 0; j < b->nview; j++)
@@ -850,132 +635,27 @@ static void tick(struct bench *b, double now)
 }
 
 /* Runs until @until, or earlier when @done says so; -EINTR on a signal. */
-static int loop_run(struct bench *b, double until,
-		    bool (*done)(struct bench *))
+static int loop_run(struct bench *b, double until, bool (*done)(void *))
 {
-	struct epoll_event ev[256];
-	double next = now_s();
-
-	while (!interrupted && !(done && done(b))) {
-		double now = now_s(), wake = next < until ? next : until;
-		int n;
-
-		if (now >= until)
-			return 0;
-		n = epoll_wait(b->ep, ev, 256,
-			       wake > now ? (int)ceil((wake - now) * 1e3) : 0);
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		now = now_s();
-		for (int i = 0; i < n; i++)
-			on_event(b, ev[i].data.ptr, ev[i].events, now);
-		if (now >= next) {
-			tick(b, now);
-			next += TICK_S;
-			if (next < now)
-				next = now + TICK_S;
-		}
-	}
-	return interrupted ? -EINTR : 0;
+	return lg_loop_run(&b->loop, until, done);
 }
 
 /* ------------------------------------------------------------------ */
-/* /metrics and /proc                                                  */
+/* /metrics                                                            */
 /* ------------------------------------------------------------------ */
-
-/* Blocking GET of @path into a malloc'd, NUL-terminated body (caller
- * frees); 0, or -errno / -EPROTO (message printed). */
-static int http_get(const struct bench *b, const char *path, char **out)
-{
-	struct timeval tv = { IO_TIMEOUT_S, 0 };
-	struct http_head h;
-	size_t len = 0, cap = 65536;
-	char *buf = malloc(cap), req[512];
-	int fd, hr, r = -EPROTO;
-	ssize_t n;
-
-	fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto out_errno;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n"
-		 "User-Agent: " PROG "\r\nConnection: close\r\n\r\n",
-		 path, b->hostport);
-	if (!buf || connect(fd, (struct sockaddr *)&b->addr, b->addrlen) < 0 ||
-	    send(fd, req, strlen(req), MSG_NOSIGNAL) < 0)
-		goto out_errno;
-	while ((n = recv(fd, buf + len, cap - len - 1, 0)) > 0) {
-		char *more;
-
-		len += (size_t)n;
-		if (len + 1 < cap)
-			continue;
-		if (!(more = realloc(buf, cap * 2)))
-			goto out_errno;
-		buf = more, cap *= 2;
-	}
-	if (n < 0)
-		goto out_errno;
-	buf[len] = '\0';
-	hr = head_parse(buf, len, &h);
-	if (hr != 1 || h.status != 200) {
-		fprintf(stderr, PROG ": GET %s: %s %d\n", path,
-			hr == 1 ? "status" : "not an HTTP response",
-			hr == 1 ? h.status : 0);
-		goto out;
-	}
-	len -= h.len;
-	memmove(buf, buf + h.len, len);
-	if (h.chunked) {
-		struct chunk_dec d = { .st = CD_SIZE };
-
-		len = chunk_feed(&d, buf, len, true);
-	}
-	buf[len] = '\0';
-	*out = buf, buf = NULL;
-	r = 0;
-	goto out;
-out_errno:
-	r = buf ? -errno : -ENOMEM;
-	fprintf(stderr, PROG ": GET http://%s%s: %s\n", b->hostport, path,
-		strerror(-r));
-out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	return r;
-}
-
-/* Sums each wanted metric over its label sets. */
-static void metrics_parse(const char *p, struct metrics *m)
-{
-	for (; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-		for (size_t i = 0; i < M_COUNT; i++) {
-			size_t l = strlen(metric_names[i]);
-			const char *v = p + l;
-
-			if (strncmp(p, metric_names[i], l) != 0 ||
-			    (*v != ' ' && *v != '{'))
-				continue;
-			if (*v == '{' && !(v = strchr(v, '}')))
-				break;
-			m->v[i] += strtod(v + 1, NULL);
-			m->has[i] = true;
-		}
-	}
-}
 
 static void metrics_read(struct bench *b, struct metrics *m)
 {
-	char *text = NULL;
+	char *text = NULL, err[512];
 
 	memset(m, 0, sizeof(*m));
-	if (http_get(b, "/metrics", &text) < 0) {
+	if (lg_http_get(&b->target, "/metrics", NULL, IO_TIMEOUT_S, &text, err,
+			sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
 		bench_error(b, "could not read /metrics");
 		return;
 	}
-	metrics_parse(text, m);
+	lg_metrics_parse(text, metric_names, M_COUNT, m->v, m->has);
 	m->ok = true;
 	free(text);
 }
@@ -987,134 +667,36 @@ static double metric_delta(const struct metrics *a, const struct metrics *z,
 	return a->has[i] && z->has[i] ? z->v[i] - a->v[i] : NAN;
 }
 
-/* CPU seconds (user + system) of @pid so far; NAN if unknown. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long ut, st;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (pid <= 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return NAN;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return NAN;
-	buf[n] = '\0';
-	/* After "pid (comm)": state is field 3, utime 14 and stime 15. */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-			 "%llu %llu", &ut, &st) != 2)
-		return NAN;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* VmRSS of @pid in MiB; NAN if unknown. */
-static double proc_rss_mb(pid_t pid)
-{
-	char path[64], line[256];
-	double kb = NAN;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (pid <= 0 || !(f = fopen(path, "re")))
-		return NAN;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %lf", &kb) == 1)
-			break;
-	fclose(f);
-	return kb / 1024.0;
-}
-
 /* ------------------------------------------------------------------ */
 /* Set-up: the server's address, the payload, our own streamd          */
 /* ------------------------------------------------------------------ */
 
-/* "http://HOST:PORT[/...]" into b->addr and b->hostport; 0 or -EINVAL. */
+/* "http://HOST:PORT[/...]" into b->target; 0 or -EINVAL. */
 static int url_parse(struct bench *b, const char *url)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-	const char *given = url;
-	char host[256], *port;
-	size_t len;
-	int r;
+	char err[512];
+	int r = lg_target_parse(&b->target, url, err, sizeof(err));
 
-	if (strncmp(url, "http://", 7) != 0)
-		goto bad;
-	url += 7;
-	len = strcspn(url, "/");
-	if (len == 0 || len >= sizeof(host) || len >= sizeof(b->hostport))
-		goto bad;
-	memcpy(b->hostport, url, len);
-	b->hostport[len] = '\0';
-	memcpy(host, url, len);
-	host[len] = '\0';
-	port = strrchr(host, ':');
-	if (!port || port == host || (host[0] == '[' && port[-1] != ']'))
-		goto bad;
-	*port++ = '\0';
-	if (host[0] == '[') {	/* [v6 address] */
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
-	r = getaddrinfo(host, port, &hints, &ai);
-	if (r != 0) {
-		fprintf(stderr, PROG ": %s: %s\n", host, gai_strerror(r));
-		return -EINVAL;
-	}
-	memcpy(&b->addr, ai->ai_addr, ai->ai_addrlen);
-	b->addrlen = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-bad:
-	fprintf(stderr, PROG ": bad URL %s: expected http://HOST:PORT\n",
-		given);
-	return -EINVAL;
-}
-
-/* Whether @name runs: a path, or a command found in $PATH. */
-static bool have_program(const char *name)
-{
-	char path[PATH_MAX];
-	const char *dirs = getenv("PATH");
-
-	if (strchr(name, '/'))
-		return access(name, X_OK) == 0;
-	for (const char *d = dirs; d && *d; d += *d == ':') {
-		int len = (int)strcspn(d, ":"),
-		    n = snprintf(path, sizeof(path), "%.*s/%s", len, d, name);
-
-		if (n > 0 && (size_t)n < sizeof(path) &&
-		    access(path, X_OK) == 0)
-			return true;
-		d += len;
-	}
-	return false;
+	if (r < 0)
+		fprintf(stderr, PROG ": %s\n", err);
+	return r;
 }
 
 /* Forks @argv with stdin from /dev/null and stdout/stderr to @log (NULL:
- * stderr); it dies with us.  With @log it gets its own process group, so
- * that a ^C reaches only the bench, which then stops it in order.  The
- * pid, or -errno. */
+ * stderr); it dies with us, in its own process group with @log (see
+ * lg_spawn).  The pid, or -errno. */
 static pid_t spawn(char *const argv[], const char *log)
 {
-	pid_t pid = fork();
+	int fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			    0644) : 2;
+	pid_t pid;
 
-	if (pid != 0)
-		return pid < 0 ? -errno : pid;
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (fd < 0)
+		return -errno;
+	pid = lg_spawn(argv, fd, fd, log != NULL, PROG);
 	if (log)
-		setpgid(0, 0);
-	int in = open("/dev/null", O_RDONLY), out = log ?
-		 open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : 2;
-	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-	    dup2(out, 2) < 0)
-		_exit(126);
-	execvp(argv[0], argv);
-	fprintf(stderr, PROG ": exec %s: %s\n", argv[0], strerror(errno));
-	_exit(127);
+		close(fd);
+	return pid;
 }
 
 /* Seconds of payload: the whole run, so that timestamps stay monotonic
@@ -1145,7 +727,7 @@ static int payload_make(struct bench *b)
 	pid_t pid;
 	void *map;
 
-	if (!have_program("ffmpeg")) {
+	if (!lg_have_program("ffmpeg")) {
 		fprintf(stderr, PROG ": ffmpeg not found in PATH: it makes "
 			"the MPEG-TS payload\n");
 		return -ENOENT;
@@ -1191,7 +773,7 @@ static uint64_t volume_size(const struct cfg *cfg)
 /* The address in streamd's "listening on http://HOST:PORT/" line of
  * @log (the contract), or in its banner on stdout (@out: "... serving on
  * http://HOST:PORT/", still there when --log-level hides the line): 1
- * found (b->addr set), 0 not yet, -EPROTO. */
+ * found (b->target set), 0 not yet, -EPROTO. */
 static int log_listening(struct bench *b, const char *log, const char *out)
 {
 	static const char *const keys[] = { "listening on http://",
@@ -1268,12 +850,12 @@ static void streamd_argv(const struct bench *b, const char *bin,
 static int streamd_start(struct bench *b)
 {
 	const char *bin = b->cfg.streamd ? b->cfg.streamd : getenv("STREAMD");
-	double give_up = now_s() + START_TIMEOUT_S;
+	double give_up = lg_now() + START_TIMEOUT_S;
 	struct streamd_cmd s;
 	int r = 0;
 
 	bin = bin && *bin ? bin : "streamd";
-	if (!have_program(bin)) {
+	if (!lg_have_program(bin)) {
 		fprintf(stderr, PROG ": %s not found (--streamd, $STREAMD or "
 			"PATH)\n", bin);
 		return -ENOENT;
@@ -1298,13 +880,13 @@ static int streamd_start(struct bench *b)
 				"before listening\n", WIFEXITED(status) ?
 				WEXITSTATUS(status) : 128 + WTERMSIG(status));
 			r = -ECHILD;
-		} else if (now_s() > give_up) {
+		} else if (lg_now() > give_up) {
 			fprintf(stderr, PROG ": streamd did not say "
 				"\"listening on\" in %.0f s\n",
 				START_TIMEOUT_S);
 			r = -ETIMEDOUT;
 		} else {
-			sleep_s(0.05);
+			lg_sleep(0.05);
 		}
 		if (r < 0)
 			break;
@@ -1316,14 +898,14 @@ static int streamd_start(struct bench *b)
 	}
 	b->watch = b->streamd;
 	fprintf(stderr, PROG ": streamd (pid %d) listening on http://%s/\n",
-		(int)b->streamd, b->hostport);
+		(int)b->streamd, b->target.hostport);
 	return 0;
 }
 
 /* SIGTERM, then SIGKILL if it lingers; a bad exit is reported. */
 static void streamd_stop(struct bench *b)
 {
-	double give_up = now_s() + STOP_TIMEOUT_S;
+	double give_up = lg_now() + STOP_TIMEOUT_S;
 	int status = 0;
 	pid_t r;
 
@@ -1331,8 +913,8 @@ static void streamd_stop(struct bench *b)
 		return;
 	kill(b->streamd, SIGTERM);
 	while ((r = waitpid(b->streamd, &status, WNOHANG)) == 0 &&
-	       now_s() < give_up)
-		sleep_s(0.05);
+	       lg_now() < give_up)
+		lg_sleep(0.05);
 	if (r == 0) {
 		fprintf(stderr, PROG ": streamd ignored SIGTERM: killed\n");
 		kill(b->streamd, SIGKILL);
@@ -1372,7 +954,7 @@ static unsigned recorders_alive(const struct bench *b)
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < b->cfg.recorders; i++)
-		n += b->rec[i].state != ST_DONE;
+		n += b->rec[i].lc.state != LG_DONE;
 	return n;
 }
 
@@ -1382,7 +964,7 @@ static int loop_progress(struct bench *b, const char *what, double t0,
 {
 	int r = 0;
 
-	for (double t = t0 + PROGRESS_S; r == 0 && now_s() < until;
+	for (double t = t0 + PROGRESS_S; r == 0 && lg_now() < until;
 	     t += PROGRESS_S) {
 		uint64_t bytes = 0, stalls = 0;
 
@@ -1391,7 +973,7 @@ static int loop_progress(struct bench *b, const char *what, double t0,
 			bytes += b->view[j].body, stalls += b->view[j].stalls;
 		fprintf(stderr, PROG ": %s %.0f/%.0f s: %u recorders, %u "
 			"viewers, %.1f MB viewed, %" PRIu64 " stalls, %" PRIu64
-			" errors\n", what, now_s() - t0, until - t0,
+			" errors\n", what, lg_now() - t0, until - t0,
 			recorders_alive(b), b->nview, (double)bytes / 1e6,
 			stalls, b->errors);
 	}
@@ -1409,8 +991,8 @@ static void viewers_stop(struct bench *b, struct result *res)
 		res->viewer_bytes += c->body;
 		res->stalls += c->stalls;
 		res->short_viewers += (double)c->body < enough;
-		conn_close(c);
-		free(c->out);
+		lg_conn_close(&c->lc);
+		free(c->lc.out);
 	}
 	free(b->view);
 	b->view = NULL;
@@ -1443,20 +1025,20 @@ static int step(struct bench *b, unsigned m, struct result *res)
 
 	*res = (struct result){ .viewers = m };
 	metrics_read(b, &m0);
-	cpu0 = proc_cpu_s(b->watch);
-	t0 = now_s();
+	cpu0 = lg_proc_cpu_s(b->watch);
+	t0 = lg_now();
 	b->view = calloc(m, sizeof(*b->view));
 	if (!b->view)
 		return -ENOMEM;
 	for (b->nview = 0; b->nview < m; b->nview++)
 		viewer_start(b, &b->view[b->nview], b->nview);
 	r = loop_progress(b, "measure", t0, t0 + b->cfg.duration);
-	t1 = now_s();
-	cpu1 = proc_cpu_s(b->watch);
+	t1 = lg_now();
+	cpu1 = lg_proc_cpu_s(b->watch);
 	metrics_read(b, &m1);
 	res->duration_s = t1 - t0;
 	res->cpu_pct = (cpu1 - cpu0) / (t1 - t0) * 100;
-	res->rss_mb = proc_rss_mb(b->watch);
+	res->rss_mb = lg_proc_rss_mb(b->watch);
 	viewers_stop(b, res);
 	result_fill(res, &m0, &m1, recorders_sent(b) - sent0);
 	res->errors = b->errors - err0;
@@ -1500,7 +1082,7 @@ static int sweep(struct bench *b, struct result *steps, unsigned *n,
 			break;
 		v = hi ? lo + (hi - lo) / 2 : (v * 2 < max ? v * 2 : max);
 		if (r == 0)
-			r = loop_run(b, now_s() + SETTLE_S, NULL);
+			r = loop_run(b, lg_now() + SETTLE_S, NULL);
 	}
 	return r;
 }
@@ -1582,7 +1164,7 @@ static void print_result(const struct bench *b, const struct result *r,
 /* Recorders start; after the warm-up at least one must be streaming. */
 static int recorders_start(struct bench *b)
 {
-	double t0 = now_s();
+	double t0 = lg_now();
 	int r;
 
 	b->rec = calloc(b->cfg.recorders, sizeof(*b->rec));
@@ -1609,12 +1191,12 @@ static void recorders_finish(struct bench *b)
 	interrupted = 0;
 	for (unsigned i = 0; i < b->cfg.recorders; i++)
 		rec_finish(b, &b->rec[i]);
-	loop_run(b, now_s() + FINISH_TIMEOUT_S, recorders_done);
+	loop_run(b, lg_now() + FINISH_TIMEOUT_S, recorders_done);
 	for (unsigned i = 0; i < b->cfg.recorders; i++) {
-		if (b->rec[i].state != ST_DONE)
+		if (b->rec[i].lc.state != LG_DONE)
 			conn_fail(b, &b->rec[i], "no answer to the end of "
 				  "the upload", 0);
-		free(b->rec[i].out);
+		free(b->rec[i].lc.out);
 	}
 	free(b->rec);
 	b->rec = NULL;
@@ -1637,6 +1219,9 @@ static int setup(struct bench *b)
 	b->ep = epoll_create1(EPOLL_CLOEXEC);
 	if (b->ep < 0)
 		return -errno;
+	b->loop = (struct lg_loop){ .ep = b->ep, .tick_s = TICK_S, .arg = b,
+				    .on_event = on_event, .tick = tick,
+				    .interrupted = &interrupted };
 	r = payload_make(b);
 	if (r == 0 && !b->cfg.url)
 		r = streamd_start(b);
