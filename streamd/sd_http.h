@@ -3,8 +3,9 @@
  * per-request state, and the handshake that suspends a connection while
  * it has nothing to send (or no room to take an upload) and resumes it
  * from whichever thread produces the missing bytes.  sd_http.c owns the
- * libmicrohttpd daemon and the route table; sd_route_record.c,
- * sd_route_play.c and sd_route_admin.c hold the routes.
+ * libmicrohttpd daemons (the main listener and, with admin_listen, the
+ * admin one), the route table and the connection limits;
+ * sd_route_record.c, sd_route_play.c and sd_route_admin.c hold the routes.
  *
  * Invariants of the suspend handshake (sd_req_wake / sd_req_suspend):
  *  1. r->suspended and r->wake_pending change only under r->mu.
@@ -30,8 +31,23 @@ struct sd_pub;
 
 /* Statuses counted in streamd_http_requests_total{code=...}; the others
  * count as "other" (sd_http.c). */
-#define SD_HTTP_CODES 16
+#define SD_HTTP_CODES 17
 extern const unsigned sd_http_codes[SD_HTTP_CODES];
+
+/* Why a connection was refused at accept or closed by a limit; counted in
+ * streamd_http_refused_total{reason=...} under sd_http_refusal_names. */
+enum sd_http_refusal {
+	SD_REFUSED_PER_IP,	   /* max_connections_per_ip reached */
+	SD_REFUSED_LIMIT,	   /* max_connections reached */
+	SD_REFUSED_HEADER_TIMEOUT, /* head not complete within header_timeout */
+	SD_REFUSED_IDLE_TIMEOUT,   /* nothing moved for idle_timeout */
+	SD_REFUSED_HEADER_SIZE,	   /* head over max_header_size: 431 (414) */
+	SD_REFUSED_N
+};
+extern const char *const sd_http_refusal_names[SD_REFUSED_N];
+
+/* Connection limits and head deadlines (sd_http.c). */
+struct sd_http_guard;
 
 struct sd_daemon {
 	struct sd_config cfg;	   /* as started */
@@ -42,6 +58,9 @@ struct sd_daemon {
 	struct sd_pump *pump;
 	struct MHD_Daemon *mhd;
 	uint16_t port;		   /* bound */
+	struct MHD_Daemon *admin_mhd; /* admin_listen's, or NULL */
+	uint16_t admin_port;	   /* bound, or 0 */
+	struct sd_http_guard *guard; /* owned by sd_http.c */
 
 	pthread_mutex_t knobs_mu;  /* serialises knob changes */
 	struct sd_knobs knobs;	   /* in use (under knobs_mu) */
@@ -58,6 +77,8 @@ struct sd_daemon {
 	atomic_uint_fast64_t rec_writes, rec_write_misses; /* closed recs */
 	atomic_uint_fast64_t http_count[SD_HTTP_CODES];
 	atomic_uint_fast64_t http_other;
+	atomic_uint_fast64_t http_open; /* connections now, both listeners */
+	atomic_uint_fast64_t http_refused[SD_REFUSED_N];
 };
 
 /* Route handler: called for every MHD access callback of its request
@@ -69,13 +90,17 @@ struct sd_req {
 	struct sd_daemon *d;
 	struct MHD_Connection *conn;
 	char name[SD_NAME_MAX + 1]; /* the stream the URL names, if any */
-	const char *method;	   /* MHD's, valid for the request */
+	const char *method;	   /* MHD's, for the request; NULL until the
+				      head is in */
 	const char *version;	   /* "HTTP/1.1", MHD's likewise */
-	char *url;		   /* path as received */
-	int64_t t0;		   /* monotonic ns at the first call */
+	char *url;		   /* path (decoded; the raw target until the
+				      head is in) */
+	int64_t t0;		   /* monotonic ns at the request line */
 	unsigned status;	   /* queued response status */
 	uint64_t bytes;		   /* body bytes sent */
-	int calls;		   /* access callbacks so far */
+	int calls;		   /* access callbacks the route has seen */
+	int bad_path;		   /* the raw URL hides a path trick */
+	size_t target_len;	   /* of the request target as received */
 	sd_route_fn route;
 
 	pthread_mutex_t mu;	   /* suspend handshake (invariant 1) */
@@ -130,17 +155,24 @@ enum MHD_Result sd_route_config(struct sd_req *r, const char *upload,
 				size_t *upload_size);
 enum MHD_Result sd_route_sessions(struct sd_req *r, const char *upload,
 				  size_t *upload_size);
+enum MHD_Result sd_route_sign(struct sd_req *r, const char *upload,
+			      size_t *upload_size);
 enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 				 size_t *upload_size);
 enum MHD_Result sd_route_home(struct sd_req *r, const char *upload,
 			      size_t *upload_size);
 
-/* Starts the HTTP daemon on d->cfg.listen; fills d->port.  0 or -errno. */
+/*
+ * Starts the HTTP daemon on d->cfg.listen (fills d->mhd, d->port) and,
+ * when d->cfg.admin_listen is set, the admin one there (d->admin_mhd,
+ * d->admin_port; the error log says "admin listening on http://...").
+ * On failure nothing is left running.  0 or -errno.
+ */
 int sd_http_start(struct sd_daemon *d);
 /*
  * Clean stop: new publishes are refused, every recording in progress
  * drains what it received and closes (waiting up to @grace_ns), players
- * are cut, then the HTTP daemon stops.
+ * are cut, then the HTTP daemons stop.
  */
 void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns);
 

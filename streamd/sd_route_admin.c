@@ -209,6 +209,16 @@ static void http_metrics(struct text *t, struct sd_daemon *d)
 		    (uint64_t)atomic_load(&d->http_count[i]));
 	put(t, "streamd_http_requests_total{code=\"other\"} %" PRIu64 "\n",
 	    (uint64_t)atomic_load(&d->http_other));
+	metric(t, "streamd_http_connections", "gauge",
+	       "HTTP connections open now (main and admin listeners).",
+	       (double)atomic_load(&d->http_open));
+	put(t, "# HELP streamd_http_refused_total HTTP connections refused at "
+	    "accept or closed by a limit, by reason.\n"
+	    "# TYPE streamd_http_refused_total counter\n");
+	for (unsigned i = 0; i < SD_REFUSED_N; i++)
+		put(t, "streamd_http_refused_total{reason=\"%s\"} %" PRIu64 "\n",
+		    sd_http_refusal_names[i],
+		    (uint64_t)atomic_load(&d->http_refused[i]));
 }
 
 /* Open descriptors: entries of /proc/self/fd, less the one reading it. */

@@ -161,6 +161,7 @@ start_streamd() {
 	URL=
 	for _ in $(seq 150); do
 		URL=$(tail -c +"$from" "$work/streamd.log" |
+			grep -v 'admin listening on' |
 			sed -n 's|.*listening on \(http://[^/ ]*\)/.*|\1|p;T;q')
 		[ -z "$URL" ] || break
 		if ! kill -0 "$streamd_pid" 2>/dev/null; then
