@@ -11,6 +11,12 @@
  * starts following the live edge; its end is fixed once the index holds a
  * keyframe at or past the wanted end (play_fix_end), so the response stops
  * on the keyframe nearest to start + duration, as for older material.
+ *
+ * With play_secret set, every route of one stream needs that stream's
+ * play token (?expires=&sig=, sd_token.c), checked before the catalog is
+ * consulted so that an unsigned request cannot learn which names exist;
+ * the HLS playlist passes its token on to its segment URIs, and the list
+ * of every stream needs the admin token instead.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,6 +31,46 @@
 #include "sd_http.h"
 
 #define FIX_END_EVERY_NS (300 * 1000000LL)
+
+/* Statuses of the play token check, by sd_token_verify()'s result. */
+static const struct {
+	int err;
+	unsigned status;
+} token_status[] = {
+	{ -ENOKEY, 401 },
+	{ -EINVAL, 403 },
+	{ -EKEYREJECTED, 403 },
+	{ -EKEYEXPIRED, 403 },
+};
+
+/*
+ * Returns 1 when the request may play the stream it names (no play secret,
+ * or a valid token for that name), else 0 with the reply queued in *ret:
+ * 400 for a bad name, 401 without a token, 403 for a bad or expired one.
+ */
+static int play_allowed(struct sd_req *r, enum MHD_Result *ret)
+{
+	const char *secret = r->d->cfg.play_secret;
+	unsigned status = 500;
+	int err;
+
+	if (!secret[0])
+		return 1;
+	if (!sd_name_valid(r->name)) {
+		*ret = sd_reply_error(r, 400, "bad stream name");
+		return 0;
+	}
+	err = sd_token_verify(secret, r->name, sd_req_arg(r, "expires"),
+			      sd_req_arg(r, "sig"), sd_wall_now() / SD_NS);
+	if (err == 0)
+		return 1;
+	for (size_t i = 0; i < sizeof(token_status) / sizeof(token_status[0]);
+	     i++)
+		if (token_status[i].err == err)
+			status = token_status[i].status;
+	*ret = sd_reply_error(r, status, "%s", sd_token_reason(err));
+	return 0;
+}
 
 /* The recording the URL names, or an error reply already queued. */
 static int get_stream(struct sd_req *r, struct sd_stream **out,
@@ -141,6 +187,12 @@ enum MHD_Result sd_route_list(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
+	if (r->d->cfg.play_secret[0] &&
+	    !sd_req_token_ok(r, r->d->cfg.admin_token)) {
+		json_decref(a);
+		return sd_reply_error(r, 401, "with play URLs signed, the list of "
+				      "streams needs the admin token");
+	}
 	err = a ? sd_catalog_list(r->d->cat, list_one, a) : -ENOMEM;
 	if (err < 0) {
 		json_decref(a);
@@ -202,7 +254,7 @@ enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
-	if (get_stream(r, &s, &ret) < 0)
+	if (!play_allowed(r, &ret) || get_stream(r, &s, &ret) < 0)
 		return ret;
 	sd_stream_rdlock(s);
 	o = stream_summary(s);
@@ -476,6 +528,8 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
+	if (!play_allowed(r, &ret))
+		return ret;
 	if (parse_start(r, &st) < 0)
 		return sd_reply_error(r, 400, "bad start: seconds behind live "
 				      "(-30), seconds from the start (120) or "
@@ -525,7 +579,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
-	if (get_stream(r, &s, &ret) < 0)
+	if (!play_allowed(r, &ret) || get_stream(r, &s, &ret) < 0)
 		return ret;
 	sd_stream_rdlock(s);
 	size = s->data_size;
@@ -572,11 +626,19 @@ enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
 	const char *wtext = sd_req_arg(r, "window");
 	struct sd_stream *s;
 	enum MHD_Result ret = MHD_NO;
-	char *text = NULL;
+	char *text = NULL, query[128];
 	int err;
 
 	(void)upload;
 	(void)upload_size;
+	if (!play_allowed(r, &ret))
+		return ret;
+	if (r->d->cfg.play_secret[0]) {
+		/* checked: digits and hex, nothing to escape */
+		snprintf(query, sizeof(query), "expires=%s&sig=%s",
+			 sd_req_arg(r, "expires"), sd_req_arg(r, "sig"));
+		hr.query = query;
+	}
 	if (parse_start(r, &hr.start) < 0)
 		return sd_reply_error(r, 400, "bad start: seconds behind live "
 				      "(-30), seconds from the start (120) or "
