@@ -13,7 +13,8 @@ dist_man_MANS += \
 	doc/man/djmfs-volume.5 \
 	doc/man/streamd.8 \
 	doc/man/streamd.conf.5 \
-	doc/man/streamd-bench.1
+	doc/man/streamd-bench.1 \
+	doc/man/streamd-soak.1
 
 dist_doc_DATA += \
 	doc/architecture.md \
@@ -22,4 +23,5 @@ dist_doc_DATA += \
 	doc/djmfs.md \
 	doc/djmfsd.service \
 	doc/streamd.md \
+	doc/threat-model.md \
 	doc/streamd.service

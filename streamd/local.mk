@@ -26,11 +26,13 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_http.c \
 	streamd/sd_route_record.c \
 	streamd/sd_route_play.c \
-	streamd/sd_route_admin.c
+	streamd/sd_route_admin.c \
+	streamd/sd_token.c \
+	streamd/sd_route_sign.c
 streamd_libstreamd_core_la_CPPFLAGS = $(STREAMD_CPPFLAGS)
 streamd_libstreamd_core_la_CFLAGS = $(STREAMD_CFLAGS)
 
-bin_PROGRAMS += streamd/streamd streamd/streamd-bench
+bin_PROGRAMS += streamd/streamd streamd/streamd-bench streamd/streamd-soak
 
 streamd_streamd_SOURCES = streamd/streamd.c
 # An uninstalled daemon finds the scheduler profiles in the source tree
@@ -41,6 +43,15 @@ streamd_streamd_CPPFLAGS = $(STREAMD_CPPFLAGS) \
 streamd_streamd_CFLAGS = $(STREAMD_CFLAGS)
 streamd_streamd_LDADD = $(STREAMD_LIBS)
 
-streamd_streamd_bench_SOURCES = streamd/bench/streamd-bench.c
+streamd_streamd_bench_SOURCES = streamd/bench/streamd-bench.c \
+	streamd/bench/loadgen.h streamd/bench/loadgen.c
 streamd_streamd_bench_CPPFLAGS = $(STREAMD_CPPFLAGS)
 streamd_streamd_bench_LDADD = $(LIBM)
+
+streamd_streamd_soak_SOURCES = streamd/soak/streamd-soak.c streamd/soak/soak.h \
+	streamd/soak/soak_rec.c streamd/soak/soak_view.c \
+	streamd/soak/soak_report.c streamd/soak/soak_ts.h streamd/soak/soak_ts.c \
+	streamd/bench/loadgen.h streamd/bench/loadgen.c
+streamd_streamd_soak_CPPFLAGS = $(STREAMD_CPPFLAGS) -I$(top_srcdir)/streamd/bench
+streamd_streamd_soak_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)
+streamd_streamd_soak_LDADD = $(JANSSON_LIBS) $(CRYPTO_LIBS) $(LIBM)

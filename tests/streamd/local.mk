@@ -16,7 +16,9 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_log \
 	tests/streamd/test_ingest \
 	tests/streamd/test_rec \
-	tests/streamd/test_session
+	tests/streamd/test_session \
+	tests/streamd/test_token \
+	tests/streamd/test_soak_ts
 
 STREAMD_SHELL_TESTS = \
 	tests/streamd/cli.sh \
@@ -28,13 +30,19 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/admin.sh \
 	tests/streamd/load.sh \
 	tests/streamd/cluster.sh \
+	tests/streamd/djmfs-restart.sh \
 	tests/streamd/volfull.sh \
 	tests/streamd/device.sh \
+	tests/streamd/crash.sh \
+	tests/streamd/stall.sh \
+	tests/streamd/soak.sh \
+	tests/streamd/abuse.sh \
+	tests/streamd/playtoken.sh \
 	tests/streamd/bench.sh
 
 check_PROGRAMS += $(STREAMD_UNIT_TESTS)
 TESTS += $(STREAMD_UNIT_TESTS) $(STREAMD_SHELL_TESTS)
-EXTRA_DIST += $(STREAMD_SHELL_TESTS) tests/streamd/lib.sh
+EXTRA_DIST += $(STREAMD_SHELL_TESTS) tests/streamd/lib.sh tests/streamd/abuse.py
 
 tests_streamd_test_time_SOURCES = tests/streamd/test_time.c
 tests_streamd_test_time_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
@@ -80,3 +88,14 @@ tests_streamd_test_session_SOURCES = tests/streamd/test_session.c
 tests_streamd_test_session_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_session_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_session_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_token_SOURCES = tests/streamd/test_token.c
+tests_streamd_test_token_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_token_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_token_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_soak_ts_SOURCES = tests/streamd/test_soak_ts.c \
+	streamd/soak/soak_ts.c streamd/soak/soak_ts.h
+tests_streamd_test_soak_ts_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS) -I$(top_srcdir)/streamd/soak
+tests_streamd_test_soak_ts_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_soak_ts_LDADD = $(AV_LIBS) $(CRITERION_LIBS)
