@@ -150,6 +150,25 @@ static int seed_msg(unsigned i, struct djmfs__msg *m)
 		strcpy(m->u.list_req.prefix, "cam");
 		m->u.list_req.max = 10;
 		return 1;
+	case 7:
+		m->h.op = DJMFS_OP_CHALLENGE;
+		m->u.challenge_req.proto = DJMFS_PROTO_VERSION;
+		memset(m->u.challenge_req.nonce, 0x5a, DJMFS_AUTH_NONCE);
+		strcpy(m->u.challenge_req.name, "seed");
+		return 1;
+	case 8:
+		m->h.op = DJMFS_OP_CHALLENGE;
+		m->h.kind = DJMFS_RESP;
+		memset(m->u.challenge_resp.nonce, 0x11, DJMFS_AUTH_NONCE);
+		memset(m->u.challenge_resp.proof, 0x22, DJMFS_AUTH_PROOF);
+		return 1;
+	case 9:
+		m->h.op = DJMFS_OP_HELLO;
+		m->u.hello_req.proto = DJMFS_PROTO_VERSION;
+		strcpy(m->u.hello_req.name, "seed");
+		m->u.hello_req.has_proof = 1;
+		memset(m->u.hello_req.proof, 0x33, DJMFS_AUTH_PROOF);
+		return 1;
 	}
 	return 0;
 }

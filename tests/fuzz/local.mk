@@ -6,6 +6,36 @@ EXTRA_DIST += tests/fuzz/fuzz.sh tests/fuzz/lib.sh \
 	tests/fuzz/fuzz_parse.c \
 	tests/fuzz/fuzz_index.c \
 	tests/fuzz/fuzz_ingest.c \
+	tests/fuzz/corpus/frame/frame-00 \
+	tests/fuzz/corpus/frame/frame-01 \
+	tests/fuzz/corpus/frame/frame-02 \
+	tests/fuzz/corpus/frame/frame-03 \
+	tests/fuzz/corpus/frame/frame-04 \
+	tests/fuzz/corpus/frame/frame-05 \
+	tests/fuzz/corpus/frame/frame-06 \
+	tests/fuzz/corpus/frame/frame-07 \
+	tests/fuzz/corpus/frame/frame-08 \
+	tests/fuzz/corpus/frame/frame-09 \
+	tests/fuzz/corpus/frame/frame-10 \
+	tests/fuzz/corpus/frame/frame-11 \
+	tests/fuzz/corpus/frame/frame-12 \
+	tests/fuzz/corpus/frame/frame-13 \
+	tests/fuzz/corpus/frame/frame-14 \
+	tests/fuzz/corpus/frame/frame-15 \
+	tests/fuzz/corpus/frame/frame-16 \
+	tests/fuzz/corpus/frame/frame-17 \
+	tests/fuzz/corpus/frame/frame-18 \
+	tests/fuzz/corpus/frame/frame-19 \
+	tests/fuzz/corpus/jrec/jrec-01 \
+	tests/fuzz/corpus/jrec/jrec-02 \
+	tests/fuzz/corpus/jrec/jrec-03 \
+	tests/fuzz/corpus/jrec/jrec-04 \
+	tests/fuzz/corpus/jrec/jrec-05 \
+	tests/fuzz/corpus/jrec/jrec-06 \
+	tests/fuzz/corpus/jrec/jrec-07 \
+	tests/fuzz/corpus/jrec/jrec-08 \
+	tests/fuzz/corpus/jrec/jrec-09 \
+	tests/fuzz/corpus/jrec/jrec-10 \
 	tests/fuzz/corpus/index/crash \
 	tests/fuzz/corpus/index/gap \
 	tests/fuzz/corpus/index/one \
