@@ -241,6 +241,16 @@ int sd_hls_playlist(const struct sd_index *ix, uint64_t data_size,
 		goto out;
 	err = sd_index_segments(ix, r.first, r.until_ns, data_size, finished,
 				seglist_add, &l);
+	/* A start in the newest segment of a live recording, still growing:
+	 * begin with the newest complete one instead, as a player asking
+	 * for "now" wants the live edge, not an error. */
+	while (err == 0 && l.n == 0 && !finished && r.first > 0) {
+		do
+			r.first--;
+		while (r.first > 0 && !(ix->e[r.first].flags & SD_IDX_KEY));
+		err = sd_index_segments(ix, r.first, r.until_ns, data_size,
+					finished, seglist_add, &l);
+	}
 	if (err < 0)
 		goto out;
 	if (l.n == 0) {

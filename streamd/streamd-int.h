@@ -197,9 +197,10 @@ struct sd_hls_req {
  * @req->uri for every segment, EXT-X-PROGRAM-DATE-TIME on the first and
  * after each discontinuity, EXT-X-DISCONTINUITY across gaps,
  * EXT-X-TARGETDURATION, EXT-X-MEDIA-SEQUENCE, EXT-X-DISCONTINUITY-SEQUENCE,
- * EXT-X-ENDLIST when @finished).  Returns 0 and a malloc'd NUL-terminated
- * text in *out (caller frees), -ENOENT (no complete segment yet), or
- * -ENOMEM.
+ * EXT-X-ENDLIST when @finished).  A start inside a live recording's
+ * newest, still growing segment begins with the newest complete one.
+ * Returns 0 and a malloc'd NUL-terminated text in *out (caller frees),
+ * -ENOENT (no complete segment yet), or -ENOMEM.
  */
 int sd_hls_playlist(const struct sd_index *ix, uint64_t data_size,
 		    int finished, int64_t start_ns, int64_t live_ns,

@@ -329,11 +329,20 @@ Test(hls, nothing_complete_is_enoent)
 	cr_assert(has(text, "#EXT-X-BYTERANGE:500@0\n"));
 	free(text);
 
-	/* a start at the live edge: its segment is not complete */
-	sd_index_free(&ix);
-	load_two();
+}
+
+Test(hls, a_start_at_the_live_edge_gets_the_newest_complete_segment)
+{
+	struct sd_hls_req req = { .uri = "data.ts" };
+	char *text = NULL;
+
+	/* The live edge's segment is still growing: the playlist starts
+	 * with the one before it rather than having nothing to offer. */
 	req.start = (struct sd_start){ SD_START_BEHIND_LIVE, 0 };
 	cr_assert_eq(sd_hls_playlist(&ix, DATA_SIZE, 0, START_NS, B + S(113),
 				     &req, &text),
-		     -ENOENT);
+		     0);
+	cr_assert_eq(count(text, "#EXTINF:"), 1, "%s", text);
+	cr_assert_not(has(text, "#EXT-X-ENDLIST"));
+	free(text);
 }
