@@ -315,6 +315,21 @@ enum MHD_Result sd_reply_text(struct sd_req *r, unsigned status,
 	return sd_reply(r, status, resp);
 }
 
+enum MHD_Result sd_reply_json(struct sd_req *r, json_t *o)
+{
+	char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER |
+				   JSON_REAL_PRECISION(10))
+		       : NULL;
+	enum MHD_Result ret;
+
+	json_decref(o);
+	if (!text)
+		return sd_reply_error(r, 500, "out of memory");
+	ret = sd_reply_text(r, 200, "application/json", text, strlen(text));
+	free(text);
+	return ret;
+}
+
 enum MHD_Result sd_reply_error(struct sd_req *r, unsigned status,
 			       const char *fmt, ...)
 {

@@ -20,6 +20,7 @@
 #ifndef SD_HTTP_H
 #define SD_HTTP_H
 
+#include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -127,6 +128,9 @@ enum MHD_Result sd_reply(struct sd_req *r, unsigned status,
 /* A small body (copied) with a Content-Type. */
 enum MHD_Result sd_reply_text(struct sd_req *r, unsigned status,
 			      const char *type, const char *body, size_t len);
+/* 200 with @o as indented JSON, keys in insertion order; takes @o (NULL:
+ * 500, as when it cannot be printed). */
+enum MHD_Result sd_reply_json(struct sd_req *r, json_t *o);
 /* {"error":"..."} with @status; the message is also logged at INFO. */
 enum MHD_Result sd_reply_error(struct sd_req *r, unsigned status,
 			       const char *fmt, ...)

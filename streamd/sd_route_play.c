@@ -132,21 +132,6 @@ static json_t *iso(int64_t ns)
 	return json_string(buf);
 }
 
-static enum MHD_Result reply_json(struct sd_req *r, json_t *o)
-{
-	char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER |
-				   JSON_REAL_PRECISION(10))
-		       : NULL;
-	enum MHD_Result ret;
-
-	json_decref(o);
-	if (!text)
-		return sd_reply_error(r, 500, "out of memory");
-	ret = sd_reply_text(r, 200, "application/json", text, strlen(text));
-	free(text);
-	return ret;
-}
-
 /* ------------------------------------------------------------------ */
 /* GET /streams and /streams/<name>                                    */
 /* ------------------------------------------------------------------ */
@@ -199,7 +184,7 @@ enum MHD_Result sd_route_list(struct sd_req *r, const char *upload,
 		return sd_reply_error(r, 500, "sd_catalog_list: %s",
 				      strerror(-err));
 	}
-	return reply_json(r, a);
+	return sd_reply_json(r, a);
 }
 
 static json_t *gaps_json(const struct sd_index *ix)
@@ -274,7 +259,7 @@ enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
 	}
 	sd_stream_unlock(s);
 	sd_stream_put(s);
-	return reply_json(r, o);
+	return sd_reply_json(r, o);
 }
 
 /* ------------------------------------------------------------------ */
@@ -702,5 +687,5 @@ enum MHD_Result sd_route_sessions(struct sd_req *r, const char *upload,
 			"bytes", (json_int_t)st.bytes));
 	}
 	pthread_mutex_unlock(&d->mu);
-	return reply_json(r, a);
+	return sd_reply_json(r, a);
 }

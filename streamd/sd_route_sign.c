@@ -64,9 +64,7 @@ enum MHD_Result sd_route_sign(struct sd_req *r, const char *upload,
 	const char *name = sd_req_arg(r, "stream");
 	const char *ttl_text = sd_req_arg(r, "ttl");
 	int64_t ttl = SD_TOKEN_TTL_DEFAULT, expires;
-	char sig[SD_TOKEN_SIG_LEN + 1], *text;
-	enum MHD_Result ret;
-	json_t *o;
+	char sig[SD_TOKEN_SIG_LEN + 1];
 	int err;
 
 	(void)upload;
@@ -89,12 +87,5 @@ enum MHD_Result sd_route_sign(struct sd_req *r, const char *upload,
 	if (err < 0)
 		return sd_reply_error(r, 500, "sd_token_sign(%s): %s", name,
 				      strerror(-err));
-	o = sign_json(name, expires, sig);
-	text = o ? json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(o);
-	if (!text)
-		return sd_reply_error(r, 500, "out of memory");
-	ret = sd_reply_text(r, 200, "application/json", text, strlen(text));
-	free(text);
-	return ret;
+	return sd_reply_json(r, sign_json(name, expires, sig));
 }
