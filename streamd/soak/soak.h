@@ -58,6 +58,11 @@ struct soak_rec {
 	bool pipe_eof, draining;	/* draining: SIGINT sent at the end */
 	double t_start;
 	uint64_t sent;		/* payload bytes framed */
+	/* What streamd has published of it, from /streams (refreshed every
+	 * PUBLISHED_EVERY_S): viewers ask for positions within this, since
+	 * under load the published edge trails what was sent by seconds. */
+	uint64_t pub_bytes;
+	double pub_s;		/* its duration in seconds */
 	bool finishing, answered;
 	EVP_MD_CTX *md5;	/* of the bytes framed (invariant 2) */
 	char md5_sent[33], md5_got[33];
@@ -138,6 +143,7 @@ struct soak {
 	size_t warm_sample;	/* the first sample after warm-up */
 	FILE *csv;
 	double next_sample;
+	double next_published;
 	/* The verdict (invariant 3): streamd, then each watched pid. */
 	struct soak_growth growth[1 + SOAK_MAX_WATCH];
 	char csv_path[4200];
@@ -163,6 +169,8 @@ int soak_recorders_start(struct soak *s);
 void soak_recorders_finish(struct soak *s, double timeout_s);
 void soak_rec_tick(struct soak *s, struct soak_rec *r, double now);
 void soak_rec_event(struct soak *s, struct soak_rec *r);
+/* Refreshes every recording's pub_bytes and pub_s from GET /streams. */
+void soak_recorders_published(struct soak *s);
 /* The bytes recorder @r sent at @off: how many of @len agree with @buf
  * (len when all do); *avail false when the bytes were never sent. */
 size_t soak_rec_verify(struct soak_rec *r, uint64_t off, const void *buf,

@@ -375,6 +375,34 @@ static int md5_sink(void *arg, const void *buf, size_t len)
 	return 0;
 }
 
+void soak_recorders_published(struct soak *s)
+{
+	char err[512], *text = NULL;
+	json_t *list, *e;
+	size_t k;
+	int rc = lg_http_get(&s->target, "/streams", s->auth_admin,
+			     IO_TIMEOUT_S, &text, err, sizeof(err));
+
+	list = rc == 0 ? json_loads(text, 0, NULL) : NULL;
+	free(text);
+	json_array_foreach(list, k, e) {
+		const char *name = json_string_value(json_object_get(e, "name"));
+		json_t *b = json_object_get(e, "bytes");
+		json_t *d = json_object_get(e, "duration");
+
+		for (unsigned i = 0; name && i < s->cfg.recorders; i++) {
+			struct soak_rec *r = &s->rec[i];
+
+			if (strcmp(r->name, name) || !json_is_integer(b) ||
+			    !json_is_number(d))
+				continue;
+			r->pub_bytes = (uint64_t)json_integer_value(b);
+			r->pub_s = json_number_value(d);
+		}
+	}
+	json_decref(list);
+}
+
 /* /streams/NAME's live flag and size; 0 or -errno. */
 static int rec_state(struct soak *s, const struct soak_rec *r, bool *live,
 		     uint64_t *bytes)

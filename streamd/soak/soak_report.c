@@ -10,8 +10,8 @@
  * Memory and descriptors settle for a while after the viewers arrive, so
  * their baseline is the median of the first three samples at least
  * SETTLE after that (SETTLE: a quarter of the run, at most 30 s), and
- * their end is the median of the last three: one slow sample does not
- * make a trend.
+ * their end is the median of the last three taken under load (before the
+ * viewers leave): one slow sample does not make a trend.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -232,16 +232,27 @@ static size_t settled_sample(const struct soak *s)
 	return i;
 }
 
+/* The last sample taken under load: those after the viewers left show
+ * a daemon releasing their buffers, which would hide a leak. */
+static size_t last_loaded_sample(const struct soak *s)
+{
+	size_t i = s->nsamples - 1;
+
+	while (i > s->warm_sample && s->samples[i].viewers == 0)
+		i--;
+	return i;
+}
+
 /* Daemon @w's growth (0 streamd, else watched pid w - 1); violations. */
 static void growth(struct soak *s, unsigned w, struct soak_growth *g)
 {
-	size_t base = settled_sample(s);
+	size_t base = settled_sample(s), end = last_loaded_sample(s);
 	char who[48];
 
 	g->rss0 = median(s, base, 1, get_rss, w);
-	g->rss1 = median(s, s->nsamples - 1, -1, get_rss, w);
+	g->rss1 = median(s, end, -1, get_rss, w);
 	g->fds0 = median(s, base, 1, get_fds, w);
-	g->fds1 = median(s, s->nsamples - 1, -1, get_fds, w);
+	g->fds1 = median(s, end, -1, get_fds, w);
 	g->pct = (g->rss1 - g->rss0) / g->rss0 * 100;
 	if (w)
 		snprintf(who, sizeof(who), "pid %d", (int)s->cfg.watch[w - 1]);

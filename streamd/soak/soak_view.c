@@ -42,7 +42,8 @@
 #define QUANTUM_MAX 16384	/* read size when paced */
 #define SEEK_MIN_S 5.0		/* a viewer seeks after 5..30 s */
 #define SEEK_MAX_S 30.0
-#define PUBLISH_MARGIN_S 4.0	/* ranges stay this far behind live */
+#define PUBLISH_MARGIN_S 1.0	/* ranges stay this far behind what
+				   streamd last said it had published */
 #define REFRESH_S 1.0		/* HLS: live edge reached, look again */
 #define HLS_BACK_S 4.0		/* HLS refresh: from a bit before here */
 #define HLS_WINDOW "30"
@@ -80,10 +81,11 @@ static void view_end(struct soak *s, struct soak_viewer *v, double now,
 	v->t_wake = now + delay;
 }
 
-/* The seconds recorder @i has recorded. */
+/* The seconds of recording @i streamd has published. */
 static double history_s(const struct soak *s, unsigned i, double now)
 {
-	return now - s->rec[i].t_start;
+	(void)now;
+	return s->rec[i].pub_s;
 }
 
 /* ------------------------------------------------------------------ */
@@ -154,8 +156,8 @@ static void open_random_range(struct soak *s, struct soak_viewer *v,
 	const struct soak_rec *r = &s->rec[v->stream];
 	double margin = s->rate * PUBLISH_MARGIN_S;
 	uint64_t len = (uint64_t)(s->rate * (1 + (double)soak_rand(s, 8)));
-	uint64_t avail = (double)r->sent > margin ?
-			 r->sent - (uint64_t)margin : 0;
+	uint64_t avail = (double)r->pub_bytes > margin ?
+			 r->pub_bytes - (uint64_t)margin : 0;
 
 	if (avail < 2 * SOAK_TS_PACKET) {
 		v->t_wake = now + 1;
@@ -450,6 +452,12 @@ static bool view_head(struct soak *s, struct soak_viewer *v, double now)
 		return false;
 	}
 	if (!lc->h.chunked && lc->h.content_length >= 0) {
+		/* A random range may reach past what is published yet (the
+		 * newest frame waits for its end): streamd answers the part
+		 * that exists, as RFC 9110 says; those bytes are checked. */
+		if (v->mode == VM_RANGE && lc->h.content_length > 0 &&
+		    (uint64_t)lc->h.content_length < v->want)
+			v->want = (uint64_t)lc->h.content_length;
 		if (v->want != UINT64_MAX &&
 		    (uint64_t)lc->h.content_length != v->want) {
 			view_end(s, v, now, 1.0, "Content-Length of another "

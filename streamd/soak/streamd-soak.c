@@ -43,6 +43,7 @@
 #define EXIT_VIOLATION 1
 #define EXIT_USAGE 2
 #define TICK_S 0.010		/* pacing granularity of the loop */
+#define PUBLISHED_EVERY_S 2.0	/* how often /streams is asked */
 #define FINISH_TIMEOUT_S 30.0
 #define ERRORS_LOGGED 10
 #define WARMUP_MIN_S 4.0	/* two keyframes and their publication */
@@ -336,6 +337,10 @@ static void tick(void *arg, double now)
 
 	for (unsigned i = 0; i < s->cfg.recorders; i++)
 		soak_rec_tick(s, &s->rec[i], now);
+	if (now >= s->next_published) {
+		soak_recorders_published(s);
+		s->next_published = now + PUBLISHED_EVERY_S;
+	}
 	for (unsigned j = 0; j < s->nview; j++)
 		soak_view_tick(s, &s->view[j], now);
 	if (now >= s->next_sample) {
