@@ -13,6 +13,7 @@ noinst_LTLIBRARIES += streamd/libstreamd-core.la
 streamd_libstreamd_core_la_SOURCES = \
 	streamd/streamd-int.h \
 	streamd/sd_time.c \
+	streamd/sd_name.c \
 	streamd/sd_index.c \
 	streamd/sd_hls.c \
 	streamd/sd_range.c \

@@ -4,8 +4,7 @@
  * small hash map with its own DJMFS read handle, and is brought to the
  * newest published snapshot at most once per refresh_ns: the header is
  * parsed again only when its bytes changed, and only the new tail of the
- * index object is read.  Stream names are checked here too
- * (sd_name_valid), since the catalog is where names meet the file system.
+ * index object is read.
  *
  * Invariants:
  *  1. An entry in the map holds one reference; every sd_stream handed
@@ -75,24 +74,6 @@ struct sd_catalog {
 	pthread_mutex_t mu;
 	struct cat_entry *map[CAT_BUCKETS];
 };
-
-int sd_name_valid(const char *name)
-{
-	size_t n = 0;
-
-	if (!name || !strcmp(name, ".") || !strcmp(name, ".."))
-		return 0;
-	for (; name[n]; n++) {
-		char ch = name[n];
-
-		if (n >= SD_NAME_MAX ||
-		    !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-		      ch == '-'))
-			return 0;
-	}
-	return n > 0;
-}
 
 #define cat_log(cat, level, ...) sd__log(&(cat)->log, level, __VA_ARGS__)
 

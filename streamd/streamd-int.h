@@ -30,7 +30,7 @@
 
 /* Stream names: [A-Za-z0-9._-]{1,128}, and not "." or "..". */
 #define SD_NAME_MAX 128
-int sd_name_valid(const char *name); /* 1 or 0 (sd_catalog.c) */
+int sd_name_valid(const char *name); /* 1 or 0 (sd_name.c) */
 
 /* ------------------------------------------------------------------ */
 /* Time (sd_time.c)                                                    */

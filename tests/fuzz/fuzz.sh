@@ -30,14 +30,16 @@ sched_srcs=$(ls "$srcdir"/sched/iosched*.c)
 # shellcheck disable=SC2086
 JANSSON=$(pkg-config --cflags --libs jansson)
 AV=$(pkg-config --cflags --libs libavformat libavcodec libavutil)
+CRYPTO=$(pkg-config --cflags --libs libcrypto)
 
 status=0
 total=0
 for target in parse index ingest; do
 	case $target in
 	parse)
-		srcs="$S/sd_time.c $S/sd_range.c $S/sd_config.c $sched_srcs"
-		libs="$JANSSON -luring -lm -lpthread" ;;
+		srcs="$S/sd_time.c $S/sd_range.c $S/sd_config.c $S/sd_name.c"
+		srcs="$srcs $S/sd_token.c $sched_srcs"
+		libs="$JANSSON $CRYPTO -luring -lm -lpthread" ;;
 	index)
 		srcs="$S/sd_index.c $S/sd_hls.c $S/sd_time.c $srcdir/djmfs/djmfs_crc.c"
 		libs="-lm" ;;

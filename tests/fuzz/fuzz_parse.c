@@ -3,7 +3,8 @@
  * and operators send: the start and duration query arguments and ISO-8601
  * times (sd_time.c), the Range header (sd_range.c), the admin endpoint's
  * knobs JSON and the config file's key/value lines (sd_config.c), and
- * libiosched's model profiles (iosched_model_parse).  The first input
+ * libiosched's model profiles (iosched_model_parse), and the play-token
+ * query arguments with the log redaction (sd_token.c).  The first input
  * byte picks the parser, the rest is its text.  Besides not crashing,
  * each accepted input must keep the parser's promises: a formatted time
  * parses back, a satisfiable range lies inside the size, knobs that were
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -98,6 +100,55 @@ static void check_config_file(const char *s, size_t len)
 	close(fd);
 }
 
+/*
+ * "NAME\nEXPIRES\nSIG": a token that verifies must be the one sign
+ * makes (its hex in either case); a canonical number prints back the same; a redacted line keeps
+ * no sig= value and fits what it said it needs.
+ */
+static void check_token(char *s)
+{
+	char *name = s, *exp = strchr(s, '\n'), *sig = NULL, mine[80];
+	char red[64];
+	int64_t v;
+	size_t need;
+
+	need = sd_token_redact(s, red, sizeof(red));
+	if (strlen(red) != (need < sizeof(red) ? need : sizeof(red) - 1))
+		abort();
+	/* In the query (after '?', before '#'), every sig= argument that
+	 * has a value shows REDACTED instead (as much of it as fits). */
+	for (const char *p = red, *q = NULL; *p; p++) {
+		size_t left;
+
+		if (*p == '?' && !q)
+			q = p;
+		if (*p == '#')
+			q = NULL;
+		if (!q || p == q || (p[-1] != '&' && p[-1] != '?' &&
+				     p[-1] != ';') || strncmp(p, "sig=", 4))
+			continue;
+		left = strlen(p + 4);
+		if (left && p[4] != '&' && p[4] != ';' && p[4] != '#' &&
+		    strncmp(p + 4, "REDACTED", left < 8 ? left : 8) != 0)
+			abort();
+	}
+	if (exp) {
+		*exp++ = '\0';
+		if ((sig = strchr(exp, '\n')))
+			*sig++ = '\0';
+	}
+	if (sd_token_parse_seconds(exp ? exp : name, &v) == 0) {
+		snprintf(mine, sizeof(mine), "%lld", (long long)v);
+		if (strcmp(mine, exp ? exp : name) != 0)
+			abort();
+	}
+	if (sd_token_verify("fuzz-secret", name, exp, sig, 1800000000) == 0 &&
+	    (sd_token_parse_seconds(exp, &v) != 0 ||
+	     sd_token_sign("fuzz-secret", name, v, mine) != 0 ||
+	     strcasecmp(mine, sig) != 0)) /* hex in either case is taken */
+		abort();
+}
+
 static void check_profile(const char *s, size_t len)
 {
 	struct iosched_model *m = NULL;
@@ -118,7 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(s, data + 1, size - 1);
 	s[size - 1] = '\0';
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
 	case 0: check_time(s); break;
 	case 1:
 		for (size_t i = 0; i < 8 && i + 1 < size; i++)
@@ -129,6 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 2: check_knobs(s, size - 1); break;
 	case 3: check_config_file(s, size - 1); break;
 	case 4: check_profile(s, size - 1); break;
+	case 5: check_token(s); break;
 	default: {
 		struct sd_config cfg;
 		char err[256];

@@ -53,4 +53,6 @@ EXTRA_DIST += tests/fuzz/fuzz.sh tests/fuzz/lib.sh \
 	tests/fuzz/corpus/parse/start-behind \
 	tests/fuzz/corpus/parse/start-from \
 	tests/fuzz/corpus/parse/start-iso \
-	tests/fuzz/corpus/parse/start-iso-z
+	tests/fuzz/corpus/parse/start-iso-z \
+	tests/fuzz/corpus/parse/token \
+	tests/fuzz/corpus/parse/token-redact
