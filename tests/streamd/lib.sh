@@ -160,9 +160,10 @@ start_streamd() {
 	streamd_pid=$!
 	URL=
 	for _ in $(seq 150); do
+		# Not the admin listener's line (admin_listen).
 		URL=$(tail -c +"$from" "$work/streamd.log" |
-			grep -v 'admin listening on' |
-			sed -n 's|.*listening on \(http://[^/ ]*\)/.*|\1|p;T;q')
+			sed -n '/admin listening on/d
+				s|.*listening on \(http://[^/ ]*\)/.*|\1|p;T;q')
 		[ -z "$URL" ] || break
 		if ! kill -0 "$streamd_pid" 2>/dev/null; then
 			wait_rc "$streamd_pid" 1
