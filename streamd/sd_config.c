@@ -151,6 +151,13 @@ static const struct directive directives[] = {
 	  .help = "requests dispatched to the disk at once; 0: the profile's" },
 	{ "profile", "NAME|PATH", CT_STR, FIELD(knobs.profile), "ssd-sata",
 	  .help = "disk model profile the scheduler consults" },
+	{ "burst", "SECONDS", CT_SECONDS, FIELD(knobs.burst_ns), "5",
+	  .max = 600 * SD_NS,
+	  .help = "a .ts response may run this far ahead of real time: a "
+		  "burst at its start, then the stream's rate" },
+	{ "cors_origins", "ORIGINS", CT_STR, FIELD(knobs.cors_origins), "",
+	  .help = "origins whose pages may fetch streams (comma-separated, "
+		  "or *); empty: none" },
 };
 
 #define N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))

@@ -234,6 +234,11 @@ struct sd_knobs {
 	char policy[16];	/* libiosched policy ("glmd") */
 	unsigned depth;		/* dispatch depth; 0: the profile's */
 	char profile[256];	/* model profile name or path ("ssd-sata") */
+	uint64_t burst_ns;	/* progressive .ts: how far ahead of real time
+				   a response may run (a burst at its start,
+				   then the stream's rate) */
+	char cors_origins[512];	/* "": no CORS; "*", or origins separated by
+				   commas ("https://a.example,http://b:8000") */
 };
 
 struct sd_config {

@@ -28,7 +28,7 @@ static const char *const all_keys[] = {
 	"inject_latency", "inject_eio",
 	"A",		 "B",		   "period",	     "read_size",
 	"buffer_size",	 "deadline",	   "policy",	     "depth",
-	"profile",
+	"profile",	 "burst",	   "cors_origins",
 };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -456,7 +456,8 @@ Test(config, knobs_json_has_exactly_the_admin_keys)
 	cr_expect_str_eq(txt, "{\"A\":80,\"B\":30,\"period\":0.3,"
 			      "\"read_size\":65536,\"buffer_size\":1048576,"
 			      "\"deadline\":0.0,\"policy\":\"edf\","
-			      "\"depth\":0,\"profile\":\"ssd-sata\"}");
+			      "\"depth\":0,\"profile\":\"ssd-sata\","
+			      "\"burst\":5.0,\"cors_origins\":\"\"}");
 	free(txt);
 }
 
@@ -471,6 +472,8 @@ static void expect_knobs_eq(const struct sd_knobs *a, const struct sd_knobs *b)
 	cr_expect_str_eq(a->policy, b->policy);
 	cr_expect_eq(a->depth, b->depth);
 	cr_expect_str_eq(a->profile, b->profile);
+	cr_expect_eq(a->burst_ns, b->burst_ns);
+	cr_expect_str_eq(a->cors_origins, b->cors_origins);
 }
 
 Test(config, knobs_json_round_trips)
