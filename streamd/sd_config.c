@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -693,6 +694,99 @@ out:
 /* Knobs                                                               */
 /* ------------------------------------------------------------------ */
 
+/*
+ * One item of cors_origins, @n bytes at @o: an origin as a browser sends
+ * it in an Origin header (RFC 6454), scheme://host[:port] with the scheme
+ * http or https, a host name, IPv4 or [IPv6] address, and a port only
+ * when it is not the scheme's default (a browser leaves that one out, so
+ * an item with it would never match).  NULL, or why not.
+ */
+static const char *origin_wrong(const char *o, size_t n)
+{
+	static const struct {
+		const char *prefix;
+		unsigned long port;
+	} schemes[] = { { "http://", 80 }, { "https://", 443 } };
+	const char *p = NULL, *end = o + n, *host;
+	unsigned long dflt = 0, port = 0;
+	size_t i;
+
+	for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		size_t pl = strlen(schemes[i].prefix);
+
+		if (n >= pl && strncasecmp(o, schemes[i].prefix, pl) == 0) {
+			p = o + pl;
+			dflt = schemes[i].port;
+		}
+	}
+	if (!p)
+		return "the scheme must be http:// or https://";
+	host = p;
+	if (*p == '[') {
+		while (++p < end && *p && strchr("0123456789abcdefABCDEF:.", *p))
+			;
+		if (p >= end || *p != ']' || p == host + 1)
+			return "a bracketed IPv6 address must close with ]";
+		p++;
+	} else {
+		while (p < end && *p && strchr("abcdefghijklmnopqrstuvwxyz"
+					      "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					      "0123456789.-", *p))
+			p++;
+		if (p == host)
+			return "no host";
+	}
+	if (p < end && *p == ':') {
+		const char *digits = ++p;
+
+		while (p < end && *p >= '0' && *p <= '9' && port <= 65535)
+			port = port * 10 + (unsigned long)(*p++ - '0');
+		if (p == digits || *digits == '0' || port > 65535)
+			return "the port must be a number from 1 to 65535";
+		if (port == dflt)
+			return "leave out the scheme's default port: browsers "
+			       "do";
+	}
+	if (p < end && *p == '/')
+		return "no path, not even a trailing /";
+	if (p < end)
+		return "only scheme://host[:port] (no user, path, query, "
+		       "space or other character)";
+	return NULL;
+}
+
+/* cors_origins: "", "*", or origins separated by commas (spaces around
+ * them allowed), each as origin_wrong() wants it. */
+static int cors_origins_check(const char *list, char *err, size_t errlen)
+{
+	const char *p = list;
+
+	if (!memchr(list, '\0', sizeof(((struct sd_knobs *)0)->cors_origins)))
+		return fail(err, errlen, "cors_origins is too long");
+	if (!*list || strcmp(list, "*") == 0)
+		return 0;
+	for (;;) {
+		size_t n, m;
+		const char *why;
+
+		p += strspn(p, " \t");
+		n = strcspn(p, ",");
+		for (m = n; m && (p[m - 1] == ' ' || p[m - 1] == '\t'); m--)
+			;
+		why = m == 0 ? "an empty item" :
+		      m == 1 && *p == '*' ? "* stands alone, not in a list" :
+		      origin_wrong(p, m);
+		if (why)
+			return fail(err, errlen, "cors_origins: '%.*s' is not "
+				    "an origin (scheme://host[:port]): %s",
+				    (int)(m > 128 ? 128 : m), p, why);
+		p += n;
+		if (!*p)
+			return 0;
+		p++; /* the comma */
+	}
+}
+
 int sd_knobs_check(const struct sd_knobs *k, char *err, size_t errlen)
 {
 	if (!(k->a_pct > 0 && k->a_pct <= 100))
@@ -733,7 +827,7 @@ int sd_knobs_check(const struct sd_knobs *k, char *err, size_t errlen)
 	if (!memchr(k->profile, '\0', sizeof(k->profile)) || !k->profile[0])
 		return fail(err, errlen,
 			    "profile must be a non-empty name or path");
-	return 0;
+	return cors_origins_check(k->cors_origins, err, errlen);
 }
 
 static void *knob_field(const struct sd_knobs *k, const struct directive *d)

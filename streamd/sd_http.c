@@ -5,11 +5,14 @@
  * shape, handler, admin mark), keeps every live request on a list so a
  * clean stop can wake and finish them, writes the access log when a
  * request ends, and provides the small reply and token helpers the routes
- * share.  MHD runs a small pool of epoll threads; connections with nothing
- * to send are suspended rather than polled (see sd_http.h).  The
- * connection guard holds the limits MHD lacks or cannot count: connections
- * per address and in all, a deadline for a request's head, the size of a
- * head, and URLs that try to climb out of a name.
+ * share; every reply goes through sd_reply, which adds the cross-origin
+ * (CORS) headers cors_origins calls for, and an OPTIONS on any known path
+ * is answered here (Allow, and a CORS preflight's headers).  MHD runs a
+ * small pool of epoll threads; connections with nothing to send are
+ * suspended rather than polled (see sd_http.h).  The connection guard
+ * holds the limits MHD lacks or cannot count: connections per address and
+ * in all, a deadline for a request's head, the size of a head, and URLs
+ * that try to climb out of a name.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -77,6 +80,9 @@ enum shape {
 #define M_HEAD 0x2u
 #define M_PUT 0x4u
 #define M_POST 0x8u
+#define M_OPTIONS 0x10u
+/* The methods a GET-only resource allows. */
+#define M_READ (M_GET | M_HEAD | M_OPTIONS)
 
 /* Where a route is served: with admin_listen set, ADMIN routes only on
  * the admin listener and MAIN ones only on the main listener; without
@@ -92,41 +98,62 @@ static const struct route {
 	sd_route_fn fn;
 	int admin;
 } routes[] = {
-	{ M_PUT | M_POST, NAME, "/record/", NULL, sd_route_record, MAIN },
-	{ M_GET | M_HEAD, EXACT, "/streams", NULL, sd_route_list, MAIN },
-	{ M_GET | M_HEAD, EXACT, "/streams/", NULL, sd_route_list, MAIN },
-	{ M_GET | M_HEAD, NAME_SUFFIX, "/streams/", "/data.ts", sd_route_data,
+	{ M_PUT | M_POST | M_OPTIONS, NAME, "/record/", NULL, sd_route_record,
 	  MAIN },
-	{ M_GET | M_HEAD, NAME_SUFFIX, "/streams/", "/index.m3u8",
-	  sd_route_hls, MAIN },
-	{ M_GET | M_HEAD, NAME_SUFFIX, "/streams/", ".ts", sd_route_play,
+	{ M_READ, EXACT, "/streams", NULL, sd_route_list, MAIN },
+	{ M_READ, EXACT, "/streams/", NULL, sd_route_list, MAIN },
+	{ M_READ, NAME_SUFFIX, "/streams/", "/data.ts", sd_route_data, MAIN },
+	{ M_READ, NAME_SUFFIX, "/streams/", "/index.m3u8", sd_route_hls,
 	  MAIN },
-	{ M_GET | M_HEAD, NAME, "/streams/", NULL, sd_route_detail, MAIN },
-	{ M_GET | M_HEAD | M_PUT, EXACT, "/admin/config", NULL,
-	  sd_route_config, ADMIN },
-	{ M_GET | M_HEAD, EXACT, "/admin/sessions", NULL, sd_route_sessions,
+	{ M_READ, NAME_SUFFIX, "/streams/", ".ts", sd_route_play, MAIN },
+	{ M_READ, NAME, "/streams/", NULL, sd_route_detail, MAIN },
+	{ M_READ | M_PUT, EXACT, "/admin/config", NULL, sd_route_config,
 	  ADMIN },
-	{ M_GET | M_HEAD, EXACT, "/admin/sign", NULL, sd_route_sign, ADMIN },
-	{ M_GET | M_HEAD, EXACT, "/metrics", NULL, sd_route_metrics, ADMIN },
-	{ M_GET | M_HEAD, EXACT, "/", NULL, sd_route_home, MAIN },
+	{ M_READ, EXACT, "/admin/sessions", NULL, sd_route_sessions, ADMIN },
+	{ M_READ, EXACT, "/admin/sign", NULL, sd_route_sign, ADMIN },
+	{ M_READ, EXACT, "/metrics", NULL, sd_route_metrics, ADMIN },
+	{ M_READ, EXACT, "/", NULL, sd_route_home, MAIN },
+};
+
+/* Method names by bit, in the order an Allow header lists them. */
+static const struct {
+	const char *name;
+	unsigned bit;
+} methods[] = {
+	{ "GET", M_GET }, { "HEAD", M_HEAD }, { "PUT", M_PUT },
+	{ "POST", M_POST }, { "OPTIONS", M_OPTIONS },
 };
 
 static unsigned method_bit(const char *m)
 {
-	static const struct {
-		const char *name;
-		unsigned bit;
-	} tab[] = { { "GET", M_GET }, { "HEAD", M_HEAD }, { "PUT", M_PUT },
-		    { "POST", M_POST } };
-
-	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
-		if (strcmp(m, tab[i].name) == 0)
-			return tab[i].bit;
+	for (size_t i = 0; i < ARRAY_LEN(methods); i++)
+		if (strcmp(m, methods[i].name) == 0)
+			return methods[i].bit;
 	return 0;
 }
 
-/* Does @path have the route's shape?  The name part goes to @name (it may
- * be invalid: the route answers 400 for that, not 404). */
+/* "GET, HEAD, OPTIONS": the methods in @bits, for Allow and
+ * Access-Control-Allow-Methods. */
+static void method_list(unsigned bits, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < ARRAY_LEN(methods); i++) {
+		int w;
+
+		if (!(bits & methods[i].bit))
+			continue;
+		w = snprintf(out + n, cap - n, "%s%s", n ? ", " : "",
+			     methods[i].name);
+		if (w < 0 || (size_t)w >= cap - n)
+			return;
+		n += (size_t)w;
+	}
+}
+
+/* Does @path have the route's shape?  The name part goes to @name unless
+ * NULL (it may be invalid: the route answers 400 for that, not 404). */
 static int route_match(const struct route *rt, const char *path, char *name,
 		       size_t cap)
 {
@@ -144,6 +171,8 @@ static int route_match(const struct route *rt, const char *path, char *name,
 		return 0;
 	if (rt->shape == NAME_SUFFIX && memchr(path + pl, '/', nl))
 		return 0;
+	if (!name)
+		return 1;
 	if (nl >= cap) /* longer than any valid name: keep a marker */
 		nl = cap - 1;
 	memcpy(name, path + pl, nl);
@@ -166,24 +195,39 @@ static int route_here(const struct route *rt, const struct listener *l)
 	return *l->d->cfg.admin_listen ? admin == l->admin : 1;
 }
 
-/* The route for a request on @l, or NULL with *status 404 or 405. */
+static enum MHD_Result route_options(struct sd_req *r, const char *upload,
+				     size_t *upload_size);
+
+/*
+ * The route for a request on @l, or NULL with *status 404 or 405.  An
+ * OPTIONS on a known path goes to route_options whatever route serves the
+ * path, since the answer (what the path allows) is the same for all.
+ * *allow gets the methods every route of this shape allows (0: unknown
+ * path), for Allow and the CORS preflight.
+ */
 static sd_route_fn route_find(const struct listener *l, const char *method,
 			      const char *path, char *name, size_t cap,
-			      unsigned *status)
+			      unsigned *status, unsigned *allow)
 {
 	unsigned bit = method_bit(method);
-	int path_known = 0;
+	sd_route_fn fn = NULL;
 
+	*allow = 0;
 	for (size_t i = 0; i < ARRAY_LEN(routes); i++) {
+		/* The name is the chosen route's: a later shape that also
+		 * matches ("/streams/x.ts" as a NAME) must not overwrite it. */
 		if (!route_here(&routes[i], l) ||
-		    !route_match(&routes[i], path, name, cap))
+		    !route_match(&routes[i], path, fn ? NULL : name, cap))
 			continue;
-		path_known = 1;
-		if (routes[i].methods & bit)
-			return routes[i].fn;
+		*allow |= routes[i].methods;
+		if (!fn && (routes[i].methods & bit))
+			fn = routes[i].fn;
 	}
-	*status = path_known ? 405 : 404;
-	return NULL;
+	if (fn && bit == M_OPTIONS)
+		fn = route_options;
+	if (!fn)
+		*status = *allow ? 405 : 404;
+	return fn;
 }
 
 /* ------------------------------------------------------------------ */
@@ -268,6 +312,138 @@ static int path_ok(const char *path)
 }
 
 /* ------------------------------------------------------------------ */
+/* Cross-origin requests                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A page from another origin (a player on https://a.example fetching
+ * index.m3u8 here) may read a response only when it names that origin,
+ * or "*", in Access-Control-Allow-Origin; and before a request a page may
+ * not send plainly (with a Range or Authorization header, a PUT) the
+ * browser asks first with an OPTIONS preflight.  The knob cors_origins
+ * says which origins: "" none, "*" any, or a comma-separated list whose
+ * items sd_knobs_check has checked are scheme://host[:port].  sd_reply
+ * adds the headers, so that every answer, errors included, carries them:
+ * a player must be able to read a 404 or a 416 as such, not as a network
+ * failure.  A knob change applies from the next response on.
+ */
+
+/* Response headers a page may read beyond the safelisted ones: what a
+ * player needs for byte ranges, and the .ts route's position headers. */
+static const char cors_expose[] = "Content-Range, Accept-Ranges, "
+				  "Content-Length, X-Streamd-Start, "
+				  "X-Streamd-Offset";
+/* Request headers a page may send: Range for segments, Authorization for
+ * a bearer token (sd_req_token_ok), Content-Type for an upload. */
+static const char cors_allow_headers[] = "Range, Authorization, "
+					 "Content-Type";
+/* How long a browser may keep a preflight's answer, seconds: a knob
+ * change reaches pages that already asked within this. */
+#define CORS_MAX_AGE "600"
+
+enum cors {
+	CORS_NONE, /* no Origin, or one not allowed: no CORS headers */
+	CORS_ANY,  /* cors_origins "*": Access-Control-Allow-Origin: * */
+	CORS_ECHO, /* the Origin is listed: echoed back */
+};
+
+/* Is @origin in @list (checked by sd_knobs_check)?  Scheme and host are
+ * case-insensitive, and spaces around the commas are allowed. */
+static int origin_listed(const char *list, const char *origin)
+{
+	size_t ol = strlen(origin);
+
+	for (const char *p = list; *p;) {
+		size_t n, m;
+
+		p += strspn(p, " \t");
+		n = strcspn(p, ",");
+		for (m = n; m && (p[m - 1] == ' ' || p[m - 1] == '\t'); m--)
+			;
+		if (m && m == ol && strncasecmp(p, origin, m) == 0)
+			return 1;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+/* What CORS answer @origin (NULL: the request had none) gets; *by_origin
+ * says whether answers differ by Origin (a list is configured). */
+static enum cors cors_of(struct sd_daemon *d, const char *origin,
+			 int *by_origin)
+{
+	const char *list = d->knobs.cors_origins;
+	enum cors c = CORS_NONE;
+
+	pthread_mutex_lock(&d->knobs_mu);
+	*by_origin = *list && strcmp(list, "*") != 0;
+	if (origin && strcmp(list, "*") == 0)
+		c = CORS_ANY;
+	else if (origin && *by_origin && origin_listed(list, origin))
+		c = CORS_ECHO;
+	pthread_mutex_unlock(&d->knobs_mu);
+	return c;
+}
+
+/*
+ * The headers every answer gets from where it is asked and configured:
+ * Allow on a 405 and on an OPTIONS (RFC 9110, 15.5.6 and 9.3.7), and the
+ * CORS ones, a preflight's included.
+ */
+static void reply_headers(struct sd_req *r, unsigned status,
+			  struct MHD_Response *resp)
+{
+	const char *origin = MHD_lookup_connection_value(r->conn,
+							 MHD_HEADER_KIND,
+							 "Origin");
+	int options = r->method && strcmp(r->method, "OPTIONS") == 0;
+	int by_origin;
+	enum cors c = cors_of(r->d, origin, &by_origin);
+	char allow[64];
+
+	method_list(r->allow, allow, sizeof(allow));
+	if (r->allow && (status == 405 || options))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	/* Also when this Origin is refused or there is none: a cache must
+	 * not hand this answer to another origin. */
+	if (by_origin)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+	if (c == CORS_NONE)
+		return;
+	MHD_add_response_header(resp, "Access-Control-Allow-Origin",
+				c == CORS_ANY ? "*" : origin);
+	MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+				cors_expose);
+	if (!options || !r->allow)
+		return;
+	MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
+	MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+				cors_allow_headers);
+	MHD_add_response_header(resp, "Access-Control-Max-Age", CORS_MAX_AGE);
+}
+
+/*
+ * OPTIONS on a known path, whatever route serves it: 204 with Allow and,
+ * for an allowed Origin, the preflight's headers (reply_headers).  A body,
+ * which an OPTIONS may carry, is read and dropped.
+ */
+static enum MHD_Result route_options(struct sd_req *r, const char *upload,
+				     size_t *upload_size)
+{
+	(void)upload;
+	if (*upload_size) {
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (r->status)
+		return MHD_YES;
+	return sd_reply(r, 204, MHD_create_response_from_buffer(
+					0, NULL, MHD_RESPMEM_PERSISTENT));
+}
+
+/* ------------------------------------------------------------------ */
 /* Replies                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -291,6 +467,7 @@ enum MHD_Result sd_reply(struct sd_req *r, unsigned status,
 		return MHD_NO;
 	MHD_add_response_header(resp, "Server", PACKAGE_NAME "/"
 				PACKAGE_VERSION);
+	reply_headers(r, status, resp);
 	ret = MHD_queue_response(r->conn, status, resp);
 	MHD_destroy_response(resp);
 	if (ret == MHD_YES) {
@@ -947,7 +1124,7 @@ static enum MHD_Result req_begin(struct listener *l, struct sd_req *r,
 				      "and escaped dots, slashes, backslashes "
 				      "and NULs are refused");
 	r->route = route_find(l, method, url, r->name, sizeof(r->name),
-			      &status);
+			      &status, &r->allow);
 	if (!r->route)
 		return sd_reply_error(r, status, status == 404 ?
 				      "no such resource" :
@@ -958,10 +1135,10 @@ static enum MHD_Result req_begin(struct listener *l, struct sd_req *r,
 /*
  * libmicrohttpd closes the connection after a reply queued in a
  * request's first callback, since it cannot tell whether a body is still
- * to come.  So a GET or HEAD, which has none, starts its route on the
- * second callback, and its connection can be kept alive; an upload's
- * route starts on the first, as it must.  r->calls counts the callbacks
- * the route has seen.
+ * to come.  So a GET, HEAD or OPTIONS, which has none (or one that
+ * route_options drops), starts its route on the second callback, and its
+ * connection can be kept alive; an upload's route starts on the first,
+ * as it must.  r->calls counts the callbacks the route has seen.
  */
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 				 const char *url, const char *method,
@@ -982,7 +1159,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 
 		if (!r->route || ret != MHD_YES)
 			return ret;
-		if (method_bit(method) & (M_GET | M_HEAD))
+		if (method_bit(method) & (M_GET | M_HEAD | M_OPTIONS))
 			return MHD_YES;
 	}
 	if (!r->route) { /* answered at once: the body is dropped */

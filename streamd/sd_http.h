@@ -103,6 +103,8 @@ struct sd_req {
 	int bad_path;		   /* the raw URL hides a path trick */
 	size_t target_len;	   /* of the request target as received */
 	sd_route_fn route;
+	unsigned allow;		   /* methods the path allows (sd_http.c's
+				      bits; 0: unknown path), for Allow */
 
 	pthread_mutex_t mu;	   /* suspend handshake (invariant 1) */
 	int suspended;

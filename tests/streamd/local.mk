@@ -38,7 +38,8 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/soak.sh \
 	tests/streamd/abuse.sh \
 	tests/streamd/playtoken.sh \
-	tests/streamd/bench.sh
+	tests/streamd/bench.sh \
+	tests/streamd/cors.sh
 
 check_PROGRAMS += $(STREAMD_UNIT_TESTS)
 TESTS += $(STREAMD_UNIT_TESTS) $(STREAMD_SHELL_TESTS)

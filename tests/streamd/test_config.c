@@ -448,6 +448,93 @@ Test(config, knobs_check_enforces_each_rule)
 	cr_expect_eq(sd_knobs_check(&k, err, sizeof(err)), 0, "%s", err);
 }
 
+/* Sets cors_origins to @v and runs the check; the message in err. */
+static int cors_check(const char *v)
+{
+	struct sd_knobs k = cfg.knobs;
+
+	snprintf(k.cors_origins, sizeof(k.cors_origins), "%s", v);
+	err[0] = '\0';
+	return sd_knobs_check(&k, err, sizeof(err));
+}
+
+Test(config, cors_origins_takes_none_any_or_a_list_of_origins)
+{
+	static const char *const good[] = {
+		"",
+		"*",
+		"http://127.0.0.1:8000",
+		"https://a.example",
+		"http://127.0.0.1:8000,https://a.example",
+		"http://a.example:8080, https://b.example , http://[::1]:9000",
+		"HTTPS://Player.Example:8443",
+		"http://localhost:1,http://localhost:65535",
+	};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		cr_expect_eq(cors_check(good[i]), 0, "'%s': %s", good[i], err);
+}
+
+Test(config, cors_origins_refuses_what_is_not_an_origin)
+{
+	static const struct {
+		const char *value;
+		const char *says; /* in the message */
+	} bad[] = {
+		{ "a.example", "scheme" },
+		{ "ftp://a.example", "scheme" },
+		{ "//a.example", "scheme" },
+		{ "http://", "no host" },
+		{ "http://:8000", "no host" },
+		{ "http://a.example/", "trailing /" },
+		{ "https://a.example/player", "no path" },
+		{ "http://a.example:0", "port" },
+		{ "http://a.example:65536", "port" },
+		{ "http://a.example:08000", "port" },
+		{ "http://a.example:", "port" },
+		{ "http://a.example:80", "default port" },
+		{ "https://a.example:443", "default port" },
+		{ "http://user@a.example", "only scheme://host[:port]" },
+		{ "http://a.example?x=1", "only scheme://host[:port]" },
+		{ "http://a b.example", "only scheme://host[:port]" },
+		{ "http://[::1", "IPv6" },
+		{ "http://a.example,", "empty item" },
+		{ ",http://a.example", "empty item" },
+		{ "http://a.example,,https://b.example", "empty item" },
+		{ "http://a.example,*", "stands alone" },
+		{ "**", "scheme" },
+		{ "null", "scheme" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_expect_eq(cors_check(bad[i].value), -EINVAL, "'%s' passed",
+			     bad[i].value);
+		cr_expect_not_null(strstr(err, "cors_origins"), "'%s': %s",
+				   bad[i].value, err);
+		cr_expect_not_null(strstr(err, bad[i].says), "'%s': %s",
+				   bad[i].value, err);
+	}
+}
+
+Test(config, cors_origins_is_checked_in_files_and_json)
+{
+	const char *json = "{\"cors_origins\":\"http://a:99999\"}";
+	struct sd_knobs out;
+	const char *path;
+
+	cr_expect_eq(sd_config_set(&cfg, "cors_origins", "http://a.example/",
+				   err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(sd_knobs_check(&cfg.knobs, err, sizeof(err)), -EINVAL);
+	cr_expect_eq(sd_knobs_from_json(&cfg.knobs, json, strlen(json), &out,
+					err, sizeof(err)), -EINVAL);
+	cr_expect_not_null(strstr(err, "port"), "%s", err);
+	make_tmpdir();
+	path = write_conf("cors_origins = https://a.example/x\n");
+	cr_expect_eq(sd_config_load(&cfg, path, err, sizeof(err)), -EINVAL);
+	cr_expect_not_null(strstr(err, "cors_origins"), "%s", err);
+	remove_tmpdir();
+}
+
 Test(config, knobs_json_has_exactly_the_admin_keys)
 {
 	char *txt = sd_knobs_to_json(&cfg.knobs);
