@@ -126,6 +126,11 @@ static const struct directive directives[] = {
 	{ "djmfs_secret_file", "PATH", CT_STR, FIELD(djmfs_secret_file), "",
 	  .help = "file holding the volume's shared secret (mode 600), "
 		  "proven to the DJMFS server; empty: none" },
+	{ "hls_live_window", "SECONDS", CT_SECONDS, FIELD(hls_live_window_ns),
+	  "10", .min = SD_NS, .max = 86400 * SD_NS,
+	  .help = "a live HLS playlist without window= lists the newest this "
+		  "much (at least 5 target durations); start=-N lists this "
+		  "much from N seconds ago" },
 	{ "inject_latency", "SECONDS", CT_SECONDS, FIELD(inject_latency_ns),
 	  "0", .max = 60 * SD_NS,
 	  .help = "testing only: delay every disk I/O by this much" },

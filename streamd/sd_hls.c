@@ -7,18 +7,43 @@
  * connections become EXT-X-DISCONTINUITY, each followed by
  * EXT-X-PROGRAM-DATE-TIME so players keep wall-clock time across them.
  *
- * Which segments are listed:
- *   start given         from the segment sd_index_seek() picks for it;
- *   no start, finished  from the first segment of the recording;
- *   no start, live      from the first segment, or with a window from
- *                       sd_index_seek(live - window): a sliding playlist.
- *   window, and a start or finished: only segments starting within
- *                       [first, first + window]; once a later entry
- *                       exists that window can no longer change, so it
- *                       ends with EXT-X-ENDLIST even while recording.
- * The playlist type is VOD for a whole finished recording, EVENT while
- * recording when the first segment cannot move (no window, and the start
- * is not relative to the moving live edge), and absent otherwise.
+ * The shapes, by what the request gives and whether the recording is
+ * still growing (W is the live window: window=, else hls_live_window,
+ * and never under 5 target durations):
+ *
+ *   live, no start        sliding: the newest W (RFC 8216 6.2.2 asks at
+ *                         least 3 target durations after the oldest)
+ *   live, start=-N        delayed live: from the segment holding live - N
+ *                         to live - N + W, sliding as time passes; what
+ *                         the live playlist was N seconds ago, so every
+ *                         player, even one that ignores EXT-X-START (VLC
+ *                         3, ffmpeg), plays N seconds behind
+ *   live, fixed start     EVENT: from the segment holding the start,
+ *   (offset, ISO time)    growing to the live edge
+ *   start and window=     the segments starting within [first, first + W];
+ *                         once an entry lies beyond, ENDLIST
+ *   finished              VOD from the first segment (or the start's),
+ *                         with ENDLIST
+ *
+ * Why short live playlists: a player that ignores EXT-X-START begins a
+ * few segments before the end and counts time from the first segment
+ * listed (VLC 3 does both, so its --run-time and --stop-time measure
+ * from there), and a day of 2 s segments would make every reload of an
+ * EVENT playlist megabytes long.  DVR windows are asked for (window=).
+ *
+ * With a start, EXT-X-START:TIME-OFFSET=0,PRECISE=YES lands players that
+ * honour it (hls.js, Safari) on the first segment, the requested one.
+ *
+ * Rules every playlist keeps (tests/streamd/test_hls.c checks them over
+ * many indexes and reloads):
+ *   1. A listed segment (its sequence number, byte range, duration and
+ *      discontinuity number) never changes in any later playlist.
+ *   2. Only complete segments are listed: never the one still written.
+ *   3. EXT-X-TARGETDURATION bounds every EXTINF, and comes from the
+ *      longest segment of the whole recording, so reloads keep it.
+ *   4. EXT-X-MEDIA-SEQUENCE is the first segment's index position and
+ *      EXT-X-DISCONTINUITY-SEQUENCE counts the connections before it.
+ *   5. EVENT playlists only grow; VOD ones never change.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -105,41 +130,86 @@ static int seglist_add(void *arg, const struct sd_segment *s)
 struct sd_hls_range {
 	size_t first;	  /* index position of the first segment */
 	int64_t until_ns; /* segments start before this */
-	int sliding;	  /* live, no start, window: the newest window */
+	int closes;	  /* a fixed window: ENDLIST once it cannot grow */
+	const char *type; /* EXT-X-PLAYLIST-TYPE, or NULL */
 };
 
-/* Picks the first position and the end of the window.  0 or -ENOENT. */
+/* The target duration in seconds: the longest segment of the recording
+ * (the last one of a finished recording counts too), rounded up. */
+static int64_t target_s(const struct sd_index *ix, const struct sd_seglist *l)
+{
+	int64_t longest = ix->longest_ns;
+
+	for (size_t i = 0; l && i < l->n; i++)
+		if (l->s[i].duration_ns > longest)
+			longest = l->s[i].duration_ns;
+	/* EXTINF prints milliseconds, rounded: bound what is printed */
+	longest = (longest + 500000) / 1000000;
+	return longest < 1000 ? 1 : (longest + 999) / 1000;
+}
+
+/* The live window: the one asked for, else the default, and never less
+ * than 5 target durations, so that with the newest segment still being
+ * written the playlist still holds 3 target durations after its first
+ * segment (RFC 8216 6.2.2). */
+static int64_t live_window(const struct sd_index *ix,
+			   const struct sd_hls_req *req)
+{
+	int64_t w = req->window_ns > 0 ? req->window_ns : req->live_window_ns;
+	int64_t least = 5 * target_s(ix, NULL) * SD_NS;
+
+	return w > least ? w : least;
+}
+
+static int64_t add_sat(int64_t a, int64_t b)
+{
+	int64_t r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+/* Picks the first position, the end and the type (see the top).  0 or
+ * -ENOENT. */
 static int pick_range(const struct sd_index *ix, int finished,
 		      int64_t start_ns, int64_t live_ns,
 		      const struct sd_hls_req *req, struct sd_hls_range *r)
 {
-	int given = req->start.kind != SD_START_NONE;
+	enum sd_start_kind kind = req->start.kind;
 	ssize_t pos = 0;
+	int64_t t = INT64_MIN;
 
-	r->sliding = !given && !finished && req->window_ns > 0;
 	r->until_ns = INT64_MAX;
-	if (given || r->sliding) {
-		int64_t t;
-
-		if (given)
-			t = sd_time_resolve(&req->start, start_ns, live_ns);
-		else if (__builtin_sub_overflow(live_ns, req->window_ns, &t))
-			t = INT64_MIN;
+	r->closes = 0;
+	r->type = NULL;
+	if (ix->n == 0)
+		return -ENOENT;
+	if (kind != SD_START_NONE)
+		t = sd_time_resolve(&req->start, start_ns, live_ns);
+	else if (!finished)
+		t = add_sat(live_ns, -live_window(ix, req));
+	if (t != INT64_MIN || kind != SD_START_NONE) {
 		pos = sd_index_seek(ix, t);
 		if (pos < 0)
 			return -ENOENT;
 	}
-	if (ix->n == 0)
-		return -ENOENT;
 	r->first = (size_t)pos;
-	if (req->window_ns > 0 && !r->sliding) {
-		int64_t end;
-
+	if (finished)
+		r->type = "VOD";
+	if (req->window_ns > 0 && (finished || kind != SD_START_NONE)) {
 		/* inclusive end; a window past the end of time: no limit */
-		if (!__builtin_add_overflow(ix->e[pos].wall_ns, req->window_ns,
-					    &end) &&
-		    end < INT64_MAX)
+		int64_t end = add_sat(ix->e[pos].wall_ns, req->window_ns);
+
+		if (end < INT64_MAX)
 			r->until_ns = end + 1;
+		r->closes = 1;
+		if (!finished && kind != SD_START_BEHIND_LIVE)
+			r->type = "EVENT";
+	} else if (!finished && kind == SD_START_BEHIND_LIVE) {
+		r->until_ns = add_sat(t, live_window(ix, req));
+	} else if (!finished && kind != SD_START_NONE) {
+		r->type = "EVENT";
 	}
 	return 0;
 }
@@ -157,11 +227,12 @@ static uint64_t discontinuities_before(const struct sd_index *ix,
 	return n;
 }
 
-/* A window that some index entry already lies beyond will not grow. */
+/* A fixed window that some index entry already lies beyond will not
+ * grow. */
 static int window_closed(const struct sd_index *ix,
 			 const struct sd_hls_range *r)
 {
-	return r->until_ns != INT64_MAX && ix->n > 0 &&
+	return r->closes && r->until_ns != INT64_MAX && ix->n > 0 &&
 	       ix->e[ix->n - 1].wall_ns >= r->until_ns;
 }
 
@@ -169,38 +240,28 @@ static int window_closed(const struct sd_index *ix,
 /* Writing                                                             */
 /* ------------------------------------------------------------------ */
 
-static const char *playlist_type(int finished, const struct sd_hls_req *req)
-{
-	if (req->window_ns > 0)
-		return NULL;
-	if (finished)
-		return "VOD";
-	return req->start.kind == SD_START_BEHIND_LIVE ? NULL : "EVENT";
-}
-
 /* EXTINF's value: milliseconds, rounded. */
 static int64_t extinf_ms(const struct sd_segment *s)
 {
 	return s->duration_ns / 1000000 + (s->duration_ns % 1000000 >= 500000);
 }
 
-static void write_header(struct sd_text *t, const struct sd_seglist *l,
-			 uint64_t disc_seq, const char *type)
+static void write_header(struct sd_text *t, const struct sd_index *ix,
+			 const struct sd_seglist *l, uint64_t disc_seq,
+			 const char *type, int start)
 {
-	int64_t longest = 1000;
-
-	/* from the printed values, so every EXTINF is within the target */
-	for (size_t i = 0; i < l->n; i++)
-		if (extinf_ms(&l->s[i]) > longest)
-			longest = extinf_ms(&l->s[i]);
 	text_add(t, "#EXTM3U\n#EXT-X-VERSION:4\n");
 	text_add(t, "#EXT-X-TARGETDURATION:%lld\n",
-		 (long long)((longest + 999) / 1000));
+		 (long long)target_s(ix, l));
 	text_add(t, "#EXT-X-MEDIA-SEQUENCE:%zu\n", l->s[0].seq);
 	text_add(t, "#EXT-X-DISCONTINUITY-SEQUENCE:%llu\n",
 		 (unsigned long long)disc_seq);
 	if (type != NULL)
 		text_add(t, "#EXT-X-PLAYLIST-TYPE:%s\n", type);
+	/* every segment begins on a keyframe (or a connection's first
+	 * byte), so the first one's start is a precise place to begin */
+	if (start)
+		text_add(t, "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES\n");
 }
 
 static void write_segment(struct sd_text *t, const struct sd_segment *s,
@@ -257,8 +318,10 @@ int sd_hls_playlist(const struct sd_index *ix, uint64_t data_size,
 		err = -ENOENT;
 		goto out;
 	}
-	write_header(&t, &l, discontinuities_before(ix, r.first),
-		     playlist_type(finished, req));
+	if (window_closed(ix, &r) && req->start.kind != SD_START_BEHIND_LIVE)
+		r.type = "VOD"; /* a fixed window that can no longer change */
+	write_header(&t, ix, &l, discontinuities_before(ix, r.first), r.type,
+		     req->start.kind != SD_START_NONE);
 	for (size_t i = 0; i < l.n; i++)
 		write_segment(&t, &l.s[i], i == 0, req);
 	if (finished || window_closed(ix, &r))

@@ -94,10 +94,13 @@ int sd_idx_decode(const uint8_t in[SD_IDX_SIZE], struct sd_idx_entry *e)
 /* The in-memory index                                                 */
 /* ------------------------------------------------------------------ */
 
+static void note_segment(struct sd_index *ix, size_t j);
+
 void sd_index_init(struct sd_index *ix)
 {
 	ix->e = NULL;
 	ix->n = ix->cap = 0;
+	ix->longest_ns = 0;
 }
 
 void sd_index_free(struct sd_index *ix)
@@ -136,6 +139,7 @@ int sd_index_append(struct sd_index *ix, const struct sd_idx_entry *e)
 	if (err < 0)
 		return err;
 	ix->e[ix->n++] = *e;
+	note_segment(ix, ix->n - 1);
 	return 0;
 }
 
@@ -161,7 +165,8 @@ int sd_index_load(struct sd_index *ix, const uint8_t *buf, size_t len)
 			return -EINVAL;
 		last = e->offset;
 	}
-	ix->n += count;
+	for (size_t i = 0; i < count; i++)
+		note_segment(ix, ix->n++);
 	return (int)count;
 }
 
@@ -335,6 +340,39 @@ static int64_t last_duration(const struct sd_index *ix, size_t i,
 	return SD_LAST_GUESS_NS;
 }
 
+/*
+ * The duration of the segment from entry @i (a KEY or SEGMENT) to entry
+ * @i + 1, @len bytes.  When the next entry begins another connection and
+ * no END closed this one (its encoder vanished, or streamd was killed),
+ * the wall times span the gap as well, so the segment keeps the estimate
+ * it was listed with while it was the last of a finished recording: a
+ * segment once listed never changes, even when the recording resumes.
+ */
+static int64_t seg_duration(const struct sd_index *ix, size_t i, uint64_t len)
+{
+	if (ix->e[i + 1].flags & SD_IDX_SEGMENT)
+		return last_duration(ix, i, len);
+	return step_duration(ix, i);
+}
+
+/* Entry @j has just been added: the segment that began at @j - 1, if
+ * any, is complete now and may be the longest. */
+static void note_segment(struct sd_index *ix, size_t j)
+{
+	const struct sd_idx_entry *a;
+	int64_t d;
+
+	if (j == 0)
+		return;
+	a = &ix->e[j - 1];
+	if (!(a->flags & (SD_IDX_KEY | SD_IDX_SEGMENT)) ||
+	    ix->e[j].offset <= a->offset)
+		return;
+	d = seg_duration(ix, j - 1, ix->e[j].offset - a->offset);
+	if (d > ix->longest_ns)
+		ix->longest_ns = d;
+}
+
 int sd_index_segments(const struct sd_index *ix, size_t from,
 		      int64_t until_ns, uint64_t data_size, int finished,
 		      int (*fn)(void *arg, const struct sd_segment *s),
@@ -365,7 +403,7 @@ int sd_index_segments(const struct sd_index *ix, size_t from,
 			.wall_ns = e->wall_ns,
 			.discontinuity = pending_disc,
 		};
-		s.duration_ns = i + 1 < ix->n ? step_duration(ix, i)
+		s.duration_ns = i + 1 < ix->n ? seg_duration(ix, i, s.len)
 					      : last_duration(ix, i, s.len);
 		pending_disc = 0;
 		rc = fn(arg, &s);

@@ -607,7 +607,10 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
 			     size_t *upload_size)
 {
-	struct sd_hls_req hr = { .uri = "data.ts" };
+	struct sd_hls_req hr = {
+		.uri = "data.ts",
+		.live_window_ns = (int64_t)r->d->cfg.hls_live_window_ns,
+	};
 	const char *wtext = sd_req_arg(r, "window");
 	struct sd_stream *s;
 	enum MHD_Result ret = MHD_NO;

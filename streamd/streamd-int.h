@@ -120,6 +120,10 @@ int sd_idx_decode(const uint8_t in[SD_IDX_SIZE], struct sd_idx_entry *e);
 struct sd_index {
 	struct sd_idx_entry *e;
 	size_t n, cap;
+	int64_t longest_ns;	/* the longest complete segment so far (see
+				   sd_index_segments), kept as entries come
+				   so a playlist's target duration needs no
+				   walk over a day of entries */
 };
 
 void sd_index_init(struct sd_index *ix);
@@ -158,7 +162,10 @@ size_t sd_index_gaps(const struct sd_index *ix, struct sd_gap *out,
  * @data_size when @finished, and is left out while recording (it is not
  * complete yet).  Empty segments are skipped.  seq is the position of the
  * starting entry (stable across reloads).  duration comes from the pts of
- * both ends when they belong to one connection, else from wall times.
+ * both ends when they belong to one connection, else from wall times; a
+ * segment cut short by a connection that never ended cleanly, and the last
+ * one of a finished recording, get the bitrate of the segments before
+ * them, so no segment's duration changes once it has been listed.
  */
 struct sd_segment {
 	size_t seq;
@@ -181,12 +188,14 @@ int sd_index_segments(const struct sd_index *ix, size_t from,
 
 struct sd_hls_req {
 	struct sd_start start;	/* first segment: the one seek() picks;
-				   NONE: the first of the recording, or
-				   live - window while recording */
-	int64_t window_ns;	/* 0: no limit; else only segments starting
+				   NONE: the first of a finished recording,
+				   or live - the live window while recording */
+	int64_t window_ns;	/* 0: none; else only segments starting
 				   within [first, first + window] (finished,
 				   or start given) or the newest @window
 				   (live, no start): a sliding playlist */
+	int64_t live_window_ns;	/* without window=, how much a live playlist
+				   holds (hls_live_window); see sd_hls.c */
 	const char *uri;	/* segment URI, e.g. "data.ts" */
 	const char *query;	/* appended to segment URIs after '?', or NULL
 				   (carries play tokens) */
@@ -197,8 +206,10 @@ struct sd_hls_req {
  * @req->uri for every segment, EXT-X-PROGRAM-DATE-TIME on the first and
  * after each discontinuity, EXT-X-DISCONTINUITY across gaps,
  * EXT-X-TARGETDURATION, EXT-X-MEDIA-SEQUENCE, EXT-X-DISCONTINUITY-SEQUENCE,
- * EXT-X-ENDLIST when @finished).  A start inside a live recording's
- * newest, still growing segment begins with the newest complete one.
+ * EXT-X-PLAYLIST-TYPE where it holds, EXT-X-START with a start,
+ * EXT-X-ENDLIST when @finished or a fixed window is closed), in the shape
+ * sd_hls.c's top describes.  A start inside a live recording's newest,
+ * still growing segment begins with the newest complete one.
  * Returns 0 and a malloc'd NUL-terminated text in *out (caller frees),
  * -ENOENT (no complete segment yet), or -ENOMEM.
  */
@@ -267,6 +278,8 @@ struct sd_config {
 	char play_secret[256];	   /* "": playback is open; else play URLs
 				      must carry an HMAC signature */
 	char djmfs_secret_file[1024]; /* volume secret; "": none */
+	uint64_t hls_live_window_ns; /* what a live HLS playlist holds without
+					window= (sd_hls.c) */
 	uint64_t inject_latency_ns; /* test only: added to every disk I/O */
 	unsigned inject_eio_every; /* test only: one disk I/O in N fails */
 	struct sd_knobs knobs;

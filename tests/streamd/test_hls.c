@@ -134,32 +134,68 @@ Test(hls, segment_uris_carry_the_query)
 	free(text);
 }
 
-Test(hls, live_recording_is_an_event_without_its_open_segment)
+Test(hls, live_recording_slides_without_its_open_segment)
 {
+	/* no live window given: 5 target durations (10 s) back from 113 s,
+	 * so from the key at 102 s */
 	char *text = playlist(DATA_SIZE, 0, B + S(113),
 			      (struct sd_hls_req){ 0 });
 
-	cr_assert(has(text, "#EXT-X-PLAYLIST-TYPE:EVENT\n"));
+	cr_assert_not(has(text, "#EXT-X-PLAYLIST-TYPE"));
+	cr_assert_not(has(text, "#EXT-X-START"));
 	cr_assert_not(has(text, "#EXT-X-ENDLIST"));
-	cr_assert_eq(count(text, "#EXTINF:"), 5);
+	cr_assert(has(text, "#EXT-X-MEDIA-SEQUENCE:1\n"));
+	cr_assert_eq(count(text, "#EXTINF:"), 4);
 	cr_assert_not(has(text, "@3000\n"));
 	cr_assert(has(text, "#EXT-X-TARGETDURATION:2\n"));
 	free(text);
 
-	/* a start fixed in the recording keeps the first segment: EVENT */
+	/* a start fixed in the recording keeps the first segment: EVENT,
+	 * and players are told to begin there */
 	text = playlist(DATA_SIZE, 0, B + S(113),
 			(struct sd_hls_req){ .start = { SD_START_FROM_BEGIN,
 							S(3) } });
 	cr_assert(has(text, "#EXT-X-PLAYLIST-TYPE:EVENT\n"));
 	cr_assert(has(text, "#EXT-X-MEDIA-SEQUENCE:1\n"));
+	cr_assert(has(text, "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES\n"));
+	cr_assert_eq(count(text, "#EXTINF:"), 4);
 	free(text);
 
-	/* one relative to the moving live edge does not */
+	/* one relative to the moving live edge does not: it is delayed
+	 * live, from 103 s to 103 s + the live window */
 	text = playlist(DATA_SIZE, 0, B + S(113),
 			(struct sd_hls_req){ .start = { SD_START_BEHIND_LIVE,
 							-S(10) } });
 	cr_assert_not(has(text, "#EXT-X-PLAYLIST-TYPE"));
 	cr_assert(has(text, "#EXT-X-MEDIA-SEQUENCE:1\n"));
+	cr_assert(has(text, "#EXT-X-START:TIME-OFFSET=0,PRECISE=YES\n"));
+	free(text);
+}
+
+Test(hls, behind_live_ends_the_live_window_after_its_start)
+{
+	char *text;
+
+	sd_index_free(&ix);
+	for (int i = 0; i < 60; i++) {
+		struct sd_idx_entry e = {
+			B + S(2 * i), (uint64_t)i * 1000, (int64_t)i * 180000,
+			i == 0 ? SEG | KEY : KEY,
+		};
+
+		cr_assert_eq(sd_index_append(&ix, &e), 0);
+	}
+	/* live 119 s; start=-30: from the key at 88 s (44), segments that
+	 * start before 89 s + 12 s: 44 to 50 */
+	text = playlist(60500, 0, B + S(119),
+			(struct sd_hls_req){
+				.start = { SD_START_BEHIND_LIVE, -S(30) },
+				.live_window_ns = S(12) });
+	cr_assert(has(text, "#EXT-X-MEDIA-SEQUENCE:44\n"), "%s", text);
+	cr_assert_eq(count(text, "#EXTINF:"), 7);
+	cr_assert(has(text, "@50000\n"));
+	cr_assert_not(has(text, "@51000"));
+	cr_assert_not(has(text, "#EXT-X-ENDLIST"));
 	free(text);
 }
 
@@ -205,7 +241,7 @@ Test(hls, window_over_a_finished_recording_is_a_closed_slice)
 	cr_assert_eq(count(text, "#EXTINF:"), 2);
 	cr_assert(has(text, "@1000\n"));
 	cr_assert_not(has(text, "@2000\n"));
-	cr_assert_not(has(text, "#EXT-X-PLAYLIST-TYPE"));
+	cr_assert(has(text, "#EXT-X-PLAYLIST-TYPE:VOD\n"));
 	cr_assert(has(text, "#EXT-X-ENDLIST\n"));
 	free(text);
 
@@ -230,6 +266,7 @@ Test(hls, window_from_a_start_while_live_closes_once_passed)
 
 	cr_assert_eq(count(text, "#EXTINF:"), 2);
 	cr_assert(has(text, "#EXT-X-ENDLIST\n"));
+	cr_assert(has(text, "#EXT-X-PLAYLIST-TYPE:VOD\n"));
 	free(text);
 
 	/* [110.5 s, 120.5 s] is still being recorded */
@@ -240,7 +277,7 @@ Test(hls, window_from_a_start_while_live_closes_once_passed)
 	cr_assert(has(text, "#EXT-X-MEDIA-SEQUENCE:5\n"));
 	cr_assert_eq(count(text, "#EXTINF:"), 1);
 	cr_assert_not(has(text, "#EXT-X-ENDLIST"));
-	cr_assert_not(has(text, "#EXT-X-PLAYLIST-TYPE"));
+	cr_assert(has(text, "#EXT-X-PLAYLIST-TYPE:EVENT\n"));
 	free(text);
 }
 
@@ -287,16 +324,16 @@ Test(hls, live_window_slides_with_the_recording)
 
 Test(hls, sliding_window_counts_discontinuities_it_dropped)
 {
-	/* live edge 113 s, window 3 s: from 110 s, in the gap: key 5 */
-	char *text = playlist(DATA_SIZE, 0, B + S(113),
-			      (struct sd_hls_req){ .window_ns = S(3) });
+	/* live edge 117 s, window 10 s: from 107 s, in the gap: key 5 */
+	char *text = playlist(DATA_SIZE, 0, B + S(117),
+			      (struct sd_hls_req){ .window_ns = S(10) });
 
 	cr_assert(has(text, "#EXT-X-MEDIA-SEQUENCE:5\n"));
 	cr_assert(has(text, "#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
 	free(text);
-	/* window 8 s: from 105 s: key 2, then the gap in the list */
-	text = playlist(DATA_SIZE, 0, B + S(113),
-			(struct sd_hls_req){ .window_ns = S(8) });
+	/* window 12 s: from 105 s: key 2, then the gap in the list */
+	text = playlist(DATA_SIZE, 0, B + S(117),
+			(struct sd_hls_req){ .window_ns = S(12) });
 	cr_assert(has(text, "#EXT-X-MEDIA-SEQUENCE:2\n"));
 	cr_assert(has(text, "#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
 	cr_assert(has(text, "#EXT-X-DISCONTINUITY\n"
