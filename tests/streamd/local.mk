@@ -39,11 +39,17 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/abuse.sh \
 	tests/streamd/playtoken.sh \
 	tests/streamd/bench.sh \
-	tests/streamd/cors.sh
+	tests/streamd/cors.sh \
+	tests/streamd/hlsjs.sh
 
 check_PROGRAMS += $(STREAMD_UNIT_TESTS)
 TESTS += $(STREAMD_UNIT_TESTS) $(STREAMD_SHELL_TESTS)
 EXTRA_DIST += $(STREAMD_SHELL_TESTS) tests/streamd/lib.sh tests/streamd/abuse.py
+# hlsjs.sh's page and driver; its node_modules (npm ci) is never shipped.
+EXTRA_DIST += tests/streamd/web/package.json \
+	tests/streamd/web/package-lock.json \
+	tests/streamd/web/hlsjs.html \
+	tests/streamd/web/hlsjs.mjs
 
 tests_streamd_test_time_SOURCES = tests/streamd/test_time.c
 tests_streamd_test_time_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
