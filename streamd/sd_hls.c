@@ -40,8 +40,12 @@
  *      discontinuity number) never changes in any later playlist.
  *   2. Only complete segments are listed: never the one still written.
  *   3. EXT-X-TARGETDURATION bounds every EXTINF, and comes from the
- *      longest segment of the whole recording, so reloads keep it.
- *   4. EXT-X-MEDIA-SEQUENCE is the first segment's index position and
+ *      longest segment of the whole recording, so reloads keep it.  It
+ *      grows only when an encoder sends a longer GOP than any before;
+ *      then the live window (5 target durations at least) widens once.
+ *   4. EXT-X-MEDIA-SEQUENCE counts the segments before the first one
+ *      (players number a segment by it plus its place in the list, so a
+ *      segment keeps its number in every playlist), and
  *      EXT-X-DISCONTINUITY-SEQUENCE counts the connections before it.
  *   5. EVENT playlists only grow; VOD ones never change.
  */
@@ -132,6 +136,7 @@ struct sd_hls_range {
 	int64_t until_ns; /* segments start before this */
 	int closes;	  /* a fixed window: ENDLIST once it cannot grow */
 	const char *type; /* EXT-X-PLAYLIST-TYPE, or NULL */
+	int64_t t;	  /* the wall time the first segment was sought for */
 };
 
 /* The target duration in seconds: the longest segment of the recording
@@ -189,6 +194,7 @@ static int pick_range(const struct sd_index *ix, int finished,
 		t = sd_time_resolve(&req->start, start_ns, live_ns);
 	else if (!finished)
 		t = add_sat(live_ns, -live_window(ix, req));
+	r->t = t;
 	if (t != INT64_MIN || kind != SD_START_NONE) {
 		pos = sd_index_seek(ix, t);
 		if (pos < 0)
@@ -253,7 +259,8 @@ static void write_header(struct sd_text *t, const struct sd_index *ix,
 	text_add(t, "#EXTM3U\n#EXT-X-VERSION:4\n");
 	text_add(t, "#EXT-X-TARGETDURATION:%lld\n",
 		 (long long)target_s(ix, l));
-	text_add(t, "#EXT-X-MEDIA-SEQUENCE:%zu\n", l->s[0].seq);
+	text_add(t, "#EXT-X-MEDIA-SEQUENCE:%llu\n",
+		 (unsigned long long)l->s[0].msn);
 	text_add(t, "#EXT-X-DISCONTINUITY-SEQUENCE:%llu\n",
 		 (unsigned long long)disc_seq);
 	if (type != NULL)
@@ -287,6 +294,34 @@ static void write_segment(struct sd_text *t, const struct sd_segment *s,
 		text_add(t, "%s\n", req->uri);
 }
 
+/* The segment start (KEY or SEGMENT entry) before position @i > 0. */
+static size_t prev_start(const struct sd_index *ix, size_t i)
+{
+	do
+		i--;
+	while (i > 0 && !(ix->e[i].flags & (SD_IDX_KEY | SD_IDX_SEGMENT)));
+	return i;
+}
+
+static int list(const struct sd_index *ix, const struct sd_hls_range *r,
+		uint64_t data_size, int finished, struct sd_seglist *l)
+{
+	l->n = 0;
+	return sd_index_segments(ix, r->first, r->until_ns, data_size,
+				 finished, seglist_add, l);
+}
+
+/* What a sliding playlist holds after its first segment, in the
+ * milliseconds EXTINF prints. */
+static int64_t after_first_ms(const struct sd_seglist *l)
+{
+	int64_t ms = 0;
+
+	for (size_t i = 1; i < l->n; i++)
+		ms += extinf_ms(&l->s[i]);
+	return ms;
+}
+
 int sd_hls_playlist(const struct sd_index *ix, uint64_t data_size,
 		    int finished, int64_t start_ns, int64_t live_ns,
 		    const struct sd_hls_req *req, char **out)
@@ -294,23 +329,35 @@ int sd_hls_playlist(const struct sd_index *ix, uint64_t data_size,
 	struct sd_seglist l = { 0 };
 	struct sd_text t = { 0 };
 	struct sd_hls_range r;
-	int err;
+	int err, fell_back = 0;
 
 	*out = NULL;
 	err = pick_range(ix, finished, start_ns, live_ns, req, &r);
 	if (err < 0)
 		goto out;
-	err = sd_index_segments(ix, r.first, r.until_ns, data_size, finished,
-				seglist_add, &l);
+	err = list(ix, &r, data_size, finished, &l);
 	/* A start in the newest segment of a live recording, still growing:
 	 * begin with the newest complete one instead, as a player asking
 	 * for "now" wants the live edge, not an error. */
 	while (err == 0 && l.n == 0 && !finished && r.first > 0) {
-		do
-			r.first--;
-		while (r.first > 0 && !(ix->e[r.first].flags & SD_IDX_KEY));
-		err = sd_index_segments(ix, r.first, r.until_ns, data_size,
-					finished, seglist_add, &l);
+		r.first = prev_start(ix, r.first);
+		err = list(ix, &r, data_size, finished, &l);
+		fell_back = 1;
+	}
+	/* A fixed start is only fixed once the index reaches past it: the
+	 * keyframe that begins it may be yet to come.  Until then the head
+	 * may still move, so the playlist cannot promise EVENT. */
+	if (r.type != NULL && strcmp(r.type, "EVENT") == 0 &&
+	    (fell_back || !sd_index_seek_final(ix, r.t, r.first)))
+		r.type = NULL;
+	/* A sliding playlist holds 3 target durations after its first
+	 * segment (RFC 8216 6.2.2); a window of wall time that spans a gap
+	 * between connections holds less media, so it reaches further. */
+	while (err == 0 && !finished && !r.closes && r.type == NULL &&
+	       r.first > 0 && l.n > 0 &&
+	       after_first_ms(&l) < 3000 * target_s(ix, &l)) {
+		r.first = prev_start(ix, r.first);
+		err = list(ix, &r, data_size, finished, &l);
 	}
 	if (err < 0)
 		goto out;
@@ -320,8 +367,8 @@ int sd_hls_playlist(const struct sd_index *ix, uint64_t data_size,
 	}
 	if (window_closed(ix, &r) && req->start.kind != SD_START_BEHIND_LIVE)
 		r.type = "VOD"; /* a fixed window that can no longer change */
-	write_header(&t, ix, &l, discontinuities_before(ix, r.first), r.type,
-		     req->start.kind != SD_START_NONE);
+	write_header(&t, ix, &l, discontinuities_before(ix, r.first),
+		     r.type, req->start.kind != SD_START_NONE);
 	for (size_t i = 0; i < l.n; i++)
 		write_segment(&t, &l.s[i], i == 0, req);
 	if (finished || window_closed(ix, &r))

@@ -101,6 +101,7 @@ void sd_index_init(struct sd_index *ix)
 	ix->e = NULL;
 	ix->n = ix->cap = 0;
 	ix->longest_ns = 0;
+	ix->nsegs = 0;
 }
 
 void sd_index_free(struct sd_index *ix)
@@ -238,6 +239,23 @@ ssize_t sd_index_seek(const struct sd_index *ix, int64_t t)
 	return k;
 }
 
+int sd_index_seek_final(const struct sd_index *ix, int64_t t, size_t k)
+{
+	if (k >= ix->n)
+		return 0;
+	if (key_from(ix, k + 1) >= 0 || ix->e[k].wall_ns > t)
+		return 1; /* a later key settles it, or k is the first key */
+	/* k is the newest key, at or before t.  A key still to come wins
+	 * if it may land at or before t, or if a connection that began
+	 * after k started after t's place in the previous one. */
+	if (ix->e[ix->n - 1].wall_ns <= t)
+		return 0;
+	for (size_t s = k + 1; s < ix->n; s++)
+		if (is_segment(ix, s) && t > ix->e[s - 1].wall_ns)
+			return 0;
+	return 1;
+}
+
 static uint64_t absdiff(int64_t a, int64_t b)
 {
 	return a >= b ? (uint64_t)a - (uint64_t)b : (uint64_t)b - (uint64_t)a;
@@ -371,6 +389,26 @@ static void note_segment(struct sd_index *ix, size_t j)
 	d = seg_duration(ix, j - 1, ix->e[j].offset - a->offset);
 	if (d > ix->longest_ns)
 		ix->longest_ns = d;
+	ix->nsegs++;
+}
+
+/* Does a non-empty segment begin at @i (< n - 1)? */
+static int starts_segment(const struct sd_index *ix, size_t i)
+{
+	return (ix->e[i].flags & (SD_IDX_KEY | SD_IDX_SEGMENT)) &&
+	       ix->e[i + 1].offset > ix->e[i].offset;
+}
+
+/* The media sequence number of the first segment at or after @from:
+ * counted back from the newest, so a sliding window costs only its own
+ * length. */
+static uint64_t msn_at(const struct sd_index *ix, size_t from)
+{
+	uint64_t later = 0;
+
+	for (size_t i = from; i + 1 < ix->n; i++)
+		later += starts_segment(ix, i);
+	return ix->nsegs - later;
 }
 
 int sd_index_segments(const struct sd_index *ix, size_t from,
@@ -379,6 +417,7 @@ int sd_index_segments(const struct sd_index *ix, size_t from,
 		      void *arg)
 {
 	int pending_disc = 0, rc;
+	uint64_t msn = from < ix->n ? msn_at(ix, from) : ix->nsegs;
 
 	for (size_t i = from; i < ix->n; i++) {
 		const struct sd_idx_entry *e = &ix->e[i];
@@ -398,6 +437,7 @@ int sd_index_segments(const struct sd_index *ix, size_t from,
 			continue; /* empty: a discontinuity moves on */
 		s = (struct sd_segment){
 			.seq = i,
+			.msn = msn++,
 			.offset = e->offset,
 			.len = end - e->offset,
 			.wall_ns = e->wall_ns,

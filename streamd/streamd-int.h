@@ -124,6 +124,8 @@ struct sd_index {
 				   sd_index_segments), kept as entries come
 				   so a playlist's target duration needs no
 				   walk over a day of entries */
+	uint64_t nsegs;		/* complete segments so far: media sequence
+				   numbers count back from it */
 };
 
 void sd_index_init(struct sd_index *ix);
@@ -141,6 +143,11 @@ int sd_index_load(struct sd_index *ix, const uint8_t *buf, size_t len);
  * KEY, the first KEY.  Returns its position or -ENOENT (no KEY at all).
  */
 ssize_t sd_index_seek(const struct sd_index *ix, int64_t t);
+
+/* 1 when sd_index_seek(@t), which gave @k, will give the same whatever
+ * entries are appended later; else 0 (the keyframe that begins @t may be
+ * yet to come). */
+int sd_index_seek_final(const struct sd_index *ix, int64_t t, size_t k);
 
 /* The KEY entry after position @from whose wall time is nearest to @t
  * (ties: the later), used to end a duration on a keyframe.  -ENOENT if
@@ -161,14 +168,19 @@ size_t sd_index_gaps(const struct sd_index *ix, struct sd_gap *out,
  * and ends at the next entry of any kind; the last one ends at
  * @data_size when @finished, and is left out while recording (it is not
  * complete yet).  Empty segments are skipped.  seq is the position of the
- * starting entry (stable across reloads).  duration comes from the pts of
+ * starting entry and msn the segment's media sequence number (both stable
+ * across reloads).  duration comes from the pts of
  * both ends when they belong to one connection, else from wall times; a
  * segment cut short by a connection that never ended cleanly, and the last
  * one of a finished recording, get the bitrate of the segments before
  * them, so no segment's duration changes once it has been listed.
  */
 struct sd_segment {
-	size_t seq;
+	size_t seq;		/* index position of its first entry */
+	uint64_t msn;		/* media sequence number: how many segments
+				   come before it (positions skip END
+				   entries and empty segments, so they
+				   cannot be used as HLS sequence numbers) */
 	uint64_t offset, len;
 	int64_t wall_ns;
 	int64_t duration_ns;
