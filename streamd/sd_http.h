@@ -124,7 +124,9 @@ void sd_req_wake(struct sd_req *r);
  * 1 when suspended, 0 when the caller should try its producer again. */
 int sd_req_suspend(struct sd_req *r);
 
-/* Queues a response, records its status; takes ownership of @resp. */
+/* Queues a response, records its status; takes ownership of @resp.
+ * Every reply goes through here, which adds Server, Allow (on a 405 or an
+ * OPTIONS) and the CORS headers cors_origins calls for. */
 enum MHD_Result sd_reply(struct sd_req *r, unsigned status,
 			 struct MHD_Response *resp);
 /* A small body (copied) with a Content-Type. */
