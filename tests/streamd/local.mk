@@ -25,6 +25,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/record.sh \
 	tests/streamd/timeshift.sh \
 	tests/streamd/hls.sh \
+	tests/streamd/hls-live.sh \
 	tests/streamd/range.sh \
 	tests/streamd/badinput.sh \
 	tests/streamd/admin.sh \
@@ -44,7 +45,8 @@ STREAMD_SHELL_TESTS = \
 
 check_PROGRAMS += $(STREAMD_UNIT_TESTS)
 TESTS += $(STREAMD_UNIT_TESTS) $(STREAMD_SHELL_TESTS)
-EXTRA_DIST += $(STREAMD_SHELL_TESTS) tests/streamd/lib.sh tests/streamd/abuse.py
+EXTRA_DIST += $(STREAMD_SHELL_TESTS) tests/streamd/lib.sh tests/streamd/abuse.py \
+	tests/streamd/hlswatch.py
 # hlsjs.sh's page and driver; its node_modules (npm ci) is never shipped.
 EXTRA_DIST += tests/streamd/web/package.json \
 	tests/streamd/web/package-lock.json \
