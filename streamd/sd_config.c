@@ -157,10 +157,18 @@ static const struct directive directives[] = {
 	  .help = "requests dispatched to the disk at once; 0: the profile's" },
 	{ "profile", "NAME|PATH", CT_STR, FIELD(knobs.profile), "ssd-sata",
 	  .help = "disk model profile the scheduler consults" },
+	/* 5 s: GStreamer's playbin starts once its queue2 holds 2 s
+	 * (buffer-duration), VLC once it has its 1 s network-caching, and
+	 * the position of a media time inside a 2 s GOP is interpolated,
+	 * so 2 s plus a GOP plus the pump's period is the least that fills
+	 * both at once; measured with playbin on start=-30, 2 s started in
+	 * 3.5 s and 5 or 10 s in 2.7 s (the rest is queue2 waiting for its
+	 * rate estimate to settle), so more than 5 s buys nothing but
+	 * memory in the player.  0 turns pacing off. */
 	{ "burst", "SECONDS", CT_SECONDS, FIELD(knobs.burst_ns), "5",
 	  .max = 600 * SD_NS,
 	  .help = "a .ts response may run this far ahead of real time: a "
-		  "burst at its start, then the stream's rate" },
+		  "burst at its start, then the stream's rate; 0: no pacing" },
 	{ "cors_origins", "ORIGINS", CT_STR, FIELD(knobs.cors_origins), "",
 	  .help = "origins whose pages may fetch streams (comma-separated, "
 		  "or *); empty: none" },

@@ -7,6 +7,28 @@
  * refilled by the pump through DJMFS and the scheduler with deadlines,
  * and the connection is suspended while the buffer is empty.
  *
+ * A .ts response is paced by the recording's own clock: at a time t
+ * after it began it may have sent the bytes up to media time t + burst
+ * past its first keyframe, read off the keyframe index (linear between
+ * two entries; a gap between an encoder's connections takes no time, so
+ * a player crossing one gets the next connection at once instead of
+ * waiting the gap out).  A player so gets burst seconds at once, which
+ * is what buffering players wait for before they start (GStreamer's
+ * queue2 wants 2 s, VLC's cache 1 s), and then the stream's rate, as
+ * it would from a live source, instead of the whole backlog at network
+ * speed and then nothing.  Once the target passes the newest entry the
+ * response is at the live edge (or the end of a finished recording),
+ * where there is nothing left to hold back, and pacing ends for good.
+ * burst 0 (the knob, or ?burst=0 on the request) turns it off: the body
+ * goes as fast as the client reads, for tools that fetch a range.
+ * data.ts ranges are never paced: players that use them pace themselves.
+ * While pacing holds the body back the connection is suspended and the
+ * pump wakes it at its next period (sd_session_wake_at_tick); the
+ * session's input buffer meanwhile fills by its own A/B rules.
+ *
+ * A HEAD answers the headers a GET would get (Content-Length when the
+ * length is known) without opening a session, so it reads no disk.
+ *
  * A .ts request with a duration whose end keyframe is not recorded yet
  * starts following the live edge; its end is fixed once the index holds a
  * keyframe at or past the wanted end (play_fix_end), so the response stops
@@ -31,6 +53,12 @@
 #include "sd_http.h"
 
 #define FIX_END_EVERY_NS (300 * 1000000LL)
+/* A paced body is held until it may send at least this much (or what is
+ * left of it), so that a body just behind its target is not handed a
+ * few bytes per call: with seconds of burst buffered by the player, a
+ * wait of a period or two costs nothing. */
+#define PACE_MIN_BYTES (4 * 1024)
+#define BURST_MAX_NS (600 * SD_NS) /* sd_config.c's limit for the knob */
 
 /* Statuses of the play token check, by sd_token_verify()'s result. */
 static const struct {
@@ -277,6 +305,18 @@ struct play {
 	size_t key;		/* index position playback began at */
 	int64_t end_wall;
 	int64_t next_fix;
+	/* Pacing (see top).  The media clock has reached index entry cur at
+	 * cur_media (ns past the first keyframe); the target lies in the span
+	 * [a, b] when span is set. */
+	int paced;
+	int64_t t0;		/* djmfs_now() as the response began */
+	int64_t ahead;		/* burst, ns */
+	size_t cur;
+	int64_t cur_media;
+	int span;
+	int64_t a_media, b_media;
+	uint64_t a_off, b_off;
+	uint64_t allow;		/* data offset the body may reach now */
 };
 
 static void play_cleanup(struct sd_req *r)
@@ -355,6 +395,121 @@ static void play_fix_end(struct play *pl)
 	sd_stream_put(s);
 }
 
+/* ------------------------------------------------------------------ */
+/* Pacing                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Media time from entry @i to the next: their wall times' difference,
+ * except where a connection ends (an END entry, or the next one opens a
+ * new connection): what lies between is a gap, or after a crash a last
+ * GOP of unknown length, and takes none. */
+static int64_t span_ns(const struct sd_index *ix, size_t i)
+{
+	int64_t d = ix->e[i + 1].wall_ns - ix->e[i].wall_ns;
+
+	if ((ix->e[i].flags & SD_IDX_END) ||
+	    (ix->e[i + 1].flags & SD_IDX_SEGMENT) || d < 0)
+		return 0;
+	return d;
+}
+
+/* The data offset of media time @target inside the span [a, b]. */
+static uint64_t span_offset(const struct play *pl, int64_t target)
+{
+	double f = (double)(target - pl->a_media) /
+		   (double)(pl->b_media - pl->a_media);
+
+	return pl->a_off + (uint64_t)(f * (double)(pl->b_off - pl->a_off));
+}
+
+/*
+ * Moves pl->allow to where media time (now - t0) + burst lies.  Inside
+ * the span it knows, that is arithmetic; past it, the index is walked
+ * on from the entry reached so far (the stream read-locked briefly).
+ * Past the newest entry, pacing ends (see top).  When the recording
+ * cannot be had, allow stays: the session reports the failure.
+ */
+static void pace_update(struct play *pl, int64_t now)
+{
+	int64_t target = now - pl->t0 + pl->ahead;
+	const struct sd_index *ix;
+	struct sd_stream *s;
+
+	if (pl->span && target < pl->b_media) {
+		pl->allow = span_offset(pl, target);
+		return;
+	}
+	if (sd_catalog_get(pl->r->d->cat, pl->r->name, &s) < 0)
+		return;
+	sd_stream_rdlock(s);
+	ix = &s->index;
+	pl->span = 0;
+	for (; pl->cur + 1 < ix->n; pl->cur++) {
+		int64_t d = span_ns(ix, pl->cur);
+
+		if (pl->cur_media + d > target) {
+			pl->span = 1;
+			pl->a_media = pl->cur_media;
+			pl->b_media = pl->cur_media + d;
+			pl->a_off = ix->e[pl->cur].offset;
+			pl->b_off = ix->e[pl->cur + 1].offset;
+			break;
+		}
+		pl->cur_media += d;
+	}
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	if (pl->span) {
+		pl->allow = span_offset(pl, target);
+	} else {
+		pl->paced = 0;
+		pl->allow = UINT64_MAX;
+	}
+}
+
+/* How much of @max the body may send now; 0 while pacing holds it. */
+static size_t pace_room(struct play *pl, size_t max)
+{
+	uint64_t at = pl->start + pl->sent;
+	uint64_t want = PACE_MIN_BYTES;
+
+	if (!pl->paced)
+		return max;
+	if (pl->limit != UINT64_MAX && pl->limit - pl->sent < want)
+		want = pl->limit - pl->sent;
+	if (pl->allow < at + want)
+		pace_update(pl, (int64_t)djmfs_now());
+	if (!pl->paced)
+		return max;
+	if (pl->allow < at + want)
+		return 0;
+	return pl->allow - at < max ? (size_t)(pl->allow - at) : max;
+}
+
+/*
+ * The request's burst: ?burst=SECONDS (0 to 600) or the knob.  Returns
+ * ns, or -1 for a bad argument.
+ */
+static int64_t req_burst(struct sd_req *r)
+{
+	const char *arg = sd_req_arg(r, "burst");
+	char *end;
+	double v;
+	int64_t ns;
+
+	if (!arg) {
+		pthread_mutex_lock(&r->d->knobs_mu);
+		ns = (int64_t)r->d->knobs.burst_ns;
+		pthread_mutex_unlock(&r->d->knobs_mu);
+		return ns;
+	}
+	errno = 0;
+	v = strtod(arg, &end);
+	if (end == arg || *end || errno || !(v >= 0 && v * 1e9 <= BURST_MAX_NS))
+		return -1;
+	return (int64_t)(v * 1e9);
+}
+
 static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct play *pl = cls;
@@ -372,7 +527,17 @@ static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			max = (size_t)(pl->limit - pl->sent);
 	}
 	for (;;) {
-		ssize_t n = sd_session_read(pl->sess, buf, max);
+		size_t room = pace_room(pl, max);
+		ssize_t n;
+
+		if (room == 0) {
+			/* Ahead of its time: the next period wakes it. */
+			sd_session_wake_at_tick(pl->sess);
+			if (sd_req_suspend(r))
+				return 0;
+			continue;
+		}
+		n = sd_session_read(pl->sess, buf, room);
 
 		if (n > 0) {
 			pl->sent += (uint64_t)n;
@@ -414,14 +579,27 @@ static void cap_send_buffer(struct sd_req *r)
 			     " %s", strerror(errno));
 }
 
+/* A HEAD's body, which MHD never asks for. */
+static ssize_t head_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)cls;
+	(void)pos;
+	(void)buf;
+	(void)max;
+	return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
 /*
  * Starts a session over data bytes [start, end) (end SD_END_LIVE: follow)
- * and answers with it.  @size is the body length when known.  Extra
- * headers come from @hdr (name/value pairs, NULL-terminated).
+ * and answers with it; a HEAD gets the same headers and no session (MHD
+ * sends Content-Length from the size and no body).  @size is the body
+ * length when known.  @ranges: the Accept-Ranges value.  Extra headers
+ * come from @hdr (name/value pairs, NULL-terminated).  Takes @pl.
  */
 static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 				  uint64_t end, unsigned status,
-				  const char *type, const char *const *hdr)
+				  const char *type, const char *ranges,
+				  const char *const *hdr)
 {
 	struct sd_session_opts so = {
 		.name = r->name, .start = pl->start, .end = end,
@@ -432,26 +610,34 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 	int err;
 
 	pl->r = r;
-	cap_send_buffer(r);
-	err = sd_session_open(r->d->pump, &so, &pl->sess);
-	if (err < 0) {
+	if (r->method && strcmp(r->method, MHD_HTTP_METHOD_HEAD) == 0) {
 		free(pl);
-		return sd_reply_error(r, err == -ENOENT ? 404 : 500,
-				      "sd_session_open(%s): %s", r->name,
-				      strerror(-err));
+		resp = MHD_create_response_from_callback(size, 4096,
+							 head_reader, NULL,
+							 NULL);
+	} else {
+		cap_send_buffer(r);
+		err = sd_session_open(r->d->pump, &so, &pl->sess);
+		if (err < 0) {
+			free(pl);
+			return sd_reply_error(r, err == -ENOENT ? 404 : 500,
+					      "sd_session_open(%s): %s",
+					      r->name, strerror(-err));
+		}
+		pthread_mutex_lock(&r->d->mu);
+		r->priv = pl;
+		r->cleanup = play_cleanup;
+		pthread_mutex_unlock(&r->d->mu);
+		pl->t0 = (int64_t)djmfs_now();
+		resp = MHD_create_response_from_callback(size, 64 * 1024,
+							 play_reader, pl, NULL);
 	}
-	pthread_mutex_lock(&r->d->mu);
-	r->priv = pl;
-	r->cleanup = play_cleanup;
-	pthread_mutex_unlock(&r->d->mu);
-	resp = MHD_create_response_from_callback(size, 64 * 1024, play_reader,
-						 pl, NULL);
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
 				"no-cache");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, ranges);
 	for (; hdr && hdr[0]; hdr += 2)
 		MHD_add_response_header(resp, hdr[0], hdr[1]);
 	return sd_reply(r, status, resp);
@@ -505,6 +691,7 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 	int64_t dur = 0, begin_wall = 0;
 	enum MHD_Result ret = MHD_NO;
 	const char *dtext = sd_req_arg(r, "duration");
+	int64_t burst = req_burst(r);
 	struct play *pl;
 	uint64_t end;
 	unsigned status;
@@ -521,6 +708,8 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 				      "an ISO-8601 time");
 	if (dtext && sd_time_parse_duration(dtext, &dur) < 0)
 		return sd_reply_error(r, 400, "bad duration: seconds > 0");
+	if (burst < 0)
+		return sd_reply_error(r, 400, "bad burst: seconds from 0 to 600");
 	if (get_stream(r, &s, &ret) < 0)
 		return ret;
 	pl = calloc(1, sizeof(*pl));
@@ -544,7 +733,14 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 	hdr[2] = "X-Streamd-Offset";
 	hdr[3] = off;
 	hdr[4] = NULL;
-	return play_reply(r, pl, end, 200, "video/mp2t", hdr);
+	/* The body starts at the keyframe playback begins at: the media
+	 * clock of pacing does too. */
+	pl->paced = burst > 0;
+	pl->ahead = burst;
+	pl->cur = pl->key;
+	pl->allow = pl->start;
+	/* Ranges of a .ts response are not served (data.ts has them). */
+	return play_reply(r, pl, end, 200, "video/mp2t", "none", hdr);
 }
 
 /* ------------------------------------------------------------------ */
@@ -597,7 +793,8 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	}
 	pl->start = a;
 	pl->limit = b - a + 1;
-	return play_reply(r, pl, b + 1, rc ? 206 : 200, "video/mp2t", hdr);
+	return play_reply(r, pl, b + 1, rc ? 206 : 200, "video/mp2t", "bytes",
+			  hdr);
 }
 
 /* ------------------------------------------------------------------ */

@@ -36,8 +36,9 @@
  *     on one handle never race.
  *  4. wake() (optional: NULL means none) is called with none of our
  *     locks held, only after the session left the "waiting" state (set
- *     when sd_session_read returned 0) under s->mu, so it runs at most
- *     once per empty episode, on a library or the pump thread, never on
+ *     when sd_session_read returned 0, or by sd_session_wake_at_tick)
+ *     under s->mu, so it runs at most once per empty episode or held
+ *     period, on a library or the pump thread, never on
  *     the caller of sd_session_read or sd_session_close.  The HTTP side
  *     may therefore hold its own lock around sd_session_read while wake
  *     takes that same lock.
@@ -61,6 +62,13 @@
  *   any  --failed submission or completion--------> NONE, s->err set
  * plan() sets s->done (terminal) once pos reaches the range end, or the
  * image is read and no writer holds the file.
+ *
+ * A player the HTTP side holds back on purpose (a paced response that
+ * ran its burst ahead of real time) does not drain the buffer, so no
+ * read wakes it; sd_session_wake_at_tick asks the pump to wake it at
+ * its next period instead, so the hold costs one wake per period and no
+ * timer of its own.  The ring keeps filling up to A meanwhile: the A/B
+ * rules govern the disk whatever the pace of the body.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -143,6 +151,7 @@ struct sd_session {
 	int waiting;			/* read returned 0, no wake yet */
 	int empty;			/* in an empty episode (counted once) */
 	int waking;			/* wake calls in progress */
+	int tick_wake;			/* wake at the next period (held) */
 	int closing;
 	struct sd_session_stats st;
 };
@@ -539,6 +548,10 @@ static void pump_tick(struct sd_pump *p)
 
 		pthread_mutex_lock(&s->mu);
 		judge(s, &t, djmfs_now());
+		if (s->tick_wake) {
+			s->tick_wake = 0;
+			a.wake = take_waiting(s);
+		}
 		plan(s, &t, tick, 1, &a);
 		pthread_mutex_unlock(&s->mu);
 		if (a.io != IO_NONE || a.wake)
@@ -874,6 +887,21 @@ ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
 	if (a.io != IO_NONE) /* no wake here: waiting was just cleared */
 		settle(s, &a);
 	return n;
+}
+
+int sd_session_wake_at_tick(struct sd_session *s)
+{
+	if (!s)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	if (!s->closing) {
+		/* "waiting" as after an empty read: whichever comes first,
+		 * the next period or a completed read, wakes it once. */
+		s->waiting = 1;
+		s->tick_wake = 1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return 0;
 }
 
 void sd_session_stats(struct sd_session *s, struct sd_session_stats *out)

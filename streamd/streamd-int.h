@@ -600,6 +600,10 @@ int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
  * recording ended and everything was handed over), or -errno (a read
  * failed). */
 ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max);
+/* HTTP side, holding its player back (pacing) rather than finding the
+ * buffer empty: wake() comes once, at the pump's next period or when a
+ * read completes, whichever is first.  0, or -EINVAL. */
+int sd_session_wake_at_tick(struct sd_session *s);
 void sd_session_stats(struct sd_session *s, struct sd_session_stats *out);
 /* Leaves the pump, waits for reads in flight, closes the file, frees.
  * NULL is a no-op. */
