@@ -41,7 +41,9 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/playtoken.sh \
 	tests/streamd/bench.sh \
 	tests/streamd/cors.sh \
-	tests/streamd/hlsjs.sh
+	tests/streamd/hlsjs.sh \
+	tests/streamd/gst.sh \
+	tests/streamd/vlc.sh
 
 check_PROGRAMS += $(STREAMD_UNIT_TESTS)
 TESTS += $(STREAMD_UNIT_TESTS) $(STREAMD_SHELL_TESTS)
