@@ -20,7 +20,11 @@
  * response is at the live edge (or the end of a finished recording),
  * where there is nothing left to hold back, and pacing ends for good.
  * burst 0 (the knob, or ?burst=0 on the request) turns it off: the body
- * goes as fast as the client reads, for tools that fetch a range.
+ * goes as fast as the client reads, for tools that fetch a range.  A
+ * live .ts still begins at the newest keyframe, so its burst is only what
+ * lies between that keyframe and the edge: measured, playbin started
+ * 1 s sooner from live - 3 s (queue2 waits for its rate estimate to
+ * settle more than for bytes), not worth 3 s more delay behind live.
  * data.ts ranges are never paced: players that use them pace themselves.
  * While pacing holds the body back the connection is suspended and the
  * pump wakes it at its next period (sd_session_wake_at_tick); the
