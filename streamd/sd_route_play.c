@@ -388,8 +388,11 @@ static void play_fix_end(struct play *pl)
 	if (now < pl->next_fix)
 		return;
 	pl->next_fix = now + FIX_END_EVERY_NS;
-	if (sd_catalog_get(pl->r->d->cat, pl->r->name, &s) < 0)
+	if (sd_catalog_get(pl->r->d->cat, pl->r->name, &s) < 0) {
+		pl->paced = 0;
+		pl->allow = UINT64_MAX;
 		return;
+	}
 	sd_stream_rdlock(s);
 	if (duration_end(s, pl->key, pl->end_wall, &end)) {
 		pl->end_open = 0;
@@ -430,8 +433,9 @@ static uint64_t span_offset(const struct play *pl, int64_t target)
  * Moves pl->allow to where media time (now - t0) + burst lies.  Inside
  * the span it knows, that is arithmetic; past it, the index is walked
  * on from the entry reached so far (the stream read-locked briefly).
- * Past the newest entry, pacing ends (see top).  When the recording
- * cannot be had, allow stays: the session reports the failure.
+ * Past the newest entry, pacing ends (see top).  So does it when the
+ * recording cannot be had: a held body would never read the session
+ * again, and the session is what reports the failure to the player.
  */
 static void pace_update(struct play *pl, int64_t now)
 {
@@ -443,8 +447,11 @@ static void pace_update(struct play *pl, int64_t now)
 		pl->allow = span_offset(pl, target);
 		return;
 	}
-	if (sd_catalog_get(pl->r->d->cat, pl->r->name, &s) < 0)
+	if (sd_catalog_get(pl->r->d->cat, pl->r->name, &s) < 0) {
+		pl->paced = 0;
+		pl->allow = UINT64_MAX;
 		return;
+	}
 	sd_stream_rdlock(s);
 	ix = &s->index;
 	pl->span = 0;
