@@ -7,7 +7,9 @@
 # from outside (SIGTERM after 20 s, --run-time only as a backstop):
 # VLC's --run-time counts media time from the first segment a playlist
 # lists, and on a live playlist, where playback begins near its end, it
-# stops early and logs "EOF reached" itself.  On a finished recording,
+# stops early and logs "EOF reached" itself.  The same HLS URLs then run
+# with --run-time 20 as users type it, and that stop must be the
+# run-time's (see expect_runtime_stop).  On a finished recording,
 # HEAD of data.ts carries Content-Length and Accept-Ranges without
 # opening a player session, and VLC seeks into data.ts with --start-time
 # 10 through Range requests.
@@ -49,7 +51,7 @@ make_workdir vlc
 # nobody must reach its HOME and write there.
 chmod 755 "$work"
 mkdir -m 777 "$work/vlc"
-SECS=100 # the push
+SECS=130 # the push
 RUN=20   # seconds each player runs
 
 # timed: copies standard input to standard output, each line prefixed
@@ -94,6 +96,32 @@ expect_plays_through() {
 		fail "VLC on $1 ended by itself after $ran s of $RUN: $(grep -E 'error|EOF' "$log" | tail -n 5)"
 	[ -n "$first" ] || fail "VLC on $1 showed no picture in $RUN s"
 	pass "VLC on $1: first picture after $first s, still playing when stopped at $ran s, no EOF"
+}
+
+# expect_runtime_stop PATH WHAT: the command exactly as users type it,
+# cvlc ... --play-and-exit --run-time 20.  VLC counts run-time as media
+# time from the first segment the playlist lists, and a live playlist
+# begins two segments in (VLC's live start), so it stops itself when that
+# count reaches 20 s and logs "EOF reached", as every run-time stop does.
+# That EOF must be the run-time's: VLC's clock (its adaptive demuxer's
+# cached.i_time) has reached 20 s, after a picture, with no error; a
+# playlist that ran dry would end with the clock short of 20 s.
+expect_runtime_stop() {
+	local log=$work/vlc-rt-$2.log first eof clock begin
+	RUN=40 vlc "$log" --run-time 20 "$URL$1"
+	[ "$stopped" = 0 ] || fail "VLC --run-time 20 on $1 still ran after 40 s"
+	first=$(awk '/Received first picture/ { print $1; exit }' "$log")
+	eof=$(awk '/main input debug: EOF reached/ { print $1; exit }' "$log")
+	clock=$(sed -n 's/.*cached\.i_time (\([0-9]*\)).*/\1/p' "$log" | tail -n 1)
+	begin=$(sed -n 's/.*rap start (pl \([0-9]*\)\/.*/\1/p' "$log" | tail -n 1)
+	[ -n "$first" ] || fail "VLC --run-time 20 on $1 showed no picture"
+	[ -n "$clock" ] && [ -n "$begin" ] ||
+		fail "VLC --run-time 20 on $1: no clock in its log"
+	check "$clock >= 19500000" ||
+		fail "VLC --run-time 20 on $1 ended at its clock's $(calc "$clock / 1e6") s, short of 20 s: $(grep -E 'error|EOF' "$log" | tail -n 5)"
+	! grep -q 'main input error' "$log" ||
+		fail "VLC --run-time 20 on $1: $(grep -m1 'main input error' "$log")"
+	pass "VLC --run-time 20 on $1: first picture after $first s, played from its clock's $(calc "$begin / 1e6" | sed 's/0*$//') s to $(calc "$clock / 1e6" | sed 's/0*$//') s, then its run-time stop (EOF at $eof s, exit after $ran s)"
 }
 
 # sleep_until SECONDS: sleeps until SECONDS after $t0 (not at all when
@@ -160,6 +188,8 @@ expect_plays_through /streams/cam1/index.m3u8 hls-live
 expect_plays_through /streams/cam1.ts ts-live
 sleep_until 34
 expect_plays_through '/streams/cam1/index.m3u8?start=-30' hls-shifted
+expect_runtime_stop /streams/cam1/index.m3u8 hls-live
+expect_runtime_stop '/streams/cam1/index.m3u8?start=-30' hls-shifted
 
 # The push is not needed any more: its ffmpeg (the child of the
 # background job) stops, then the daemon.
