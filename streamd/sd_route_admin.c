@@ -48,9 +48,11 @@ int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k)
 	if (err == 0)
 		sd_log_error(d->log, DJMFS_LOG_INFO, "knobs: A %.1f%% B %.1f%% "
 			     "period %.3f s read %u buffer %u policy %s depth %u "
-			     "profile %s", k->a_pct, k->b_pct,
-			     (double)k->period_ns / 1e9, k->read_size,
-			     k->buffer_size, k->policy, k->depth, k->profile);
+			     "profile %s burst %.3f s cors_origins '%s'",
+			     k->a_pct, k->b_pct, (double)k->period_ns / 1e9,
+			     k->read_size, k->buffer_size, k->policy, k->depth,
+			     k->profile, (double)k->burst_ns / 1e9,
+			     k->cors_origins);
 	return err;
 }
 
