@@ -247,4 +247,14 @@ void iosched__counters_export(const struct iosched__counters *c,
 const struct iosched__counters *
 iosched__stats_stream(const struct iosched__stats *st, uint32_t stream);
 
+/* The shipped profiles, compiled in (sched/iosched_builtin.c, made from
+ * sched/profiles by sched/tools/embed-profiles.awk): a profile name and its
+ * text; the list ends with a NULL name.  A file of the same name in a
+ * profile directory is found first (iosched_profile.c). */
+struct iosched__builtin_profile {
+	const char *name;
+	const char *text;
+};
+extern const struct iosched__builtin_profile iosched__builtin_profiles[];
+
 #endif /* IOSCHED_INT_H */

@@ -600,8 +600,45 @@ static int path_join(char *dst, size_t cap, const char *dir, const char *name,
 	return 0;
 }
 
+/* "hdd-7200, ssd-sata, nvme": the compiled-in names, for messages. */
+static const char *builtin_names(void)
+{
+	static char buf[256];
+	const struct iosched__builtin_profile *b;
+	size_t n = 0;
+
+	if (buf[0])
+		return buf;
+	for (b = iosched__builtin_profiles; b->name && n < sizeof(buf); b++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s",
+				      n ? ", " : "", b->name);
+	return buf;
+}
+
+/* The compiled-in profile @name, parsed; -ENOENT when there is none. */
+static int load_builtin(struct iosched_model **out, const char *name,
+			const struct iosched_log *log)
+{
+	const struct iosched__builtin_profile *b;
+	char origin[96];
+
+	for (b = iosched__builtin_profiles; b->name; b++) {
+		if (strcmp(b->name, name) != 0)
+			continue;
+		/* reads as the file it was made from, and names the model
+		 * after it like a file would */
+		snprintf(origin, sizeof(origin), "<built-in>/%s%s", name,
+			 PROFILE_SUFFIX);
+		return iosched_model_parse(out, b->text, strlen(b->text),
+					   origin, log);
+	}
+	return -ENOENT;
+}
+
 /* $IOSCHED_PROFILE_DIR first, so tests and users can shadow the shipped
- * profiles; then the installed directory. */
+ * profiles; then the installed directory; then the profiles compiled in,
+ * so that a tool run from its build tree, or a library used where nothing
+ * was installed, still knows hdd-7200, ssd-sata and nvme. */
 static int load_named(struct iosched_model **out, const char *name,
 		      const struct iosched_log *log)
 {
@@ -620,10 +657,14 @@ static int load_named(struct iosched_model **out, const char *name,
 			ret = load_path(out, path[tried++], log);
 	}
 	if (ret == -ENOENT)
+		ret = load_builtin(out, name, log);
+	if (ret == -ENOENT)
 		iosched__log(log, IOSCHED_LOG_ERROR,
-			     "profile '%s' not found (searched %s%s%s)", name,
+			     "profile '%s' not found (searched %s%s%s, and "
+			     "the built-in %s)", name,
 			     tried ? path[0] : "nothing",
-			     tried > 1 ? ", " : "", tried > 1 ? path[1] : "");
+			     tried > 1 ? ", " : "", tried > 1 ? path[1] : "",
+			     builtin_names());
 	return ret;
 }
 

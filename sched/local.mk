@@ -41,11 +41,23 @@ sched_libiosched_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 \
 
 include_HEADERS += sched/iosched.h
 
-profiledir = $(pkgdatadir)/profiles
-dist_profile_DATA = \
+IOSCHED_PROFILES = \
 	sched/profiles/hdd-7200.profile \
 	sched/profiles/ssd-sata.profile \
 	sched/profiles/nvme.profile
+profiledir = $(pkgdatadir)/profiles
+dist_profile_DATA = $(IOSCHED_PROFILES)
+
+# The same profiles compiled in (iosched-int.h), made from the files.
+nodist_sched_libiosched_core_la_SOURCES = sched/iosched_builtin.c
+nodist_sched_libiosched_la_SOURCES = sched/iosched_builtin.c
+BUILT_SOURCES += sched/iosched_builtin.c
+CLEANFILES += sched/iosched_builtin.c
+EXTRA_DIST += sched/tools/embed-profiles.awk
+sched/iosched_builtin.c: $(IOSCHED_PROFILES) sched/tools/embed-profiles.awk
+	$(AM_V_GEN)$(MKDIR_P) sched && \
+	$(AWK) -f $(srcdir)/sched/tools/embed-profiles.awk \
+		$(IOSCHED_PROFILES:%=$(srcdir)/%) >$@.tmp && mv $@.tmp $@
 
 bin_PROGRAMS += iosched-bench iosched-calibrate
 

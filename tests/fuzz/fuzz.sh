@@ -26,7 +26,11 @@ fuzz_setup streamd
 
 S=$srcdir/streamd
 CFLAGS="-std=gnu11 -g -O1 -D_GNU_SOURCE -I$S -I$srcdir/djmfs -I$srcdir/sched"
-sched_srcs=$(ls "$srcdir"/sched/iosched*.c)
+# The compiled-in profiles are made at build time (sched/local.mk): make
+# them here as well, and leave out a copy an in-tree build left behind.
+awk -f "$srcdir/sched/tools/embed-profiles.awk" "$srcdir"/sched/profiles/*.profile \
+	>"$work/iosched_builtin.c" || exit 1
+sched_srcs="$(ls "$srcdir"/sched/iosched*.c | grep -v '/iosched_builtin\.c$') $work/iosched_builtin.c"
 # shellcheck disable=SC2086
 JANSSON=$(pkg-config --cflags --libs jansson)
 AV=$(pkg-config --cflags --libs libavformat libavcodec libavutil)

@@ -39,6 +39,18 @@ if [ ! -x "$BENCH" ]; then
 	exit 77
 fi
 
+# Built in: with no profile directory at all (a fresh build tree), the
+# shipped profiles are still known.
+for p in hdd-7200 ssd-sata nvme; do
+	if env -u IOSCHED_PROFILE_DIR "$BENCH" --device "sim:$p" --policy edf \
+		--streams 4 --duration 2 --quiet >/dev/null 2>"${TMPDIR:-/tmp}/iosched-bench-builtin.$$"; then
+		pass "sim:$p runs with no IOSCHED_PROFILE_DIR (built-in profile)"
+	else
+		fail "sim:$p with no IOSCHED_PROFILE_DIR: $(cat "${TMPDIR:-/tmp}/iosched-bench-builtin.$$")"
+	fi
+	rm -f "${TMPDIR:-/tmp}/iosched-bench-builtin.$$"
+done
+
 if [ -z "${IOSCHED_PROFILE_DIR:-}" ]; then
 	for d in "${srcdir:-.}/sched/profiles" \
 		"$(dirname "$0")/../../sched/profiles"; do

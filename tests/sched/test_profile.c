@@ -147,6 +147,20 @@ static void write_file(const char *name, const char *text, size_t len)
 	cr_assert_eq(fclose(f), 0);
 }
 
+/* A whole file, malloc'd (caller frees); NULL when it cannot be read. */
+static char *read_whole(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = f ? malloc(64 * 1024) : NULL;
+
+	*len = 0;
+	if (buf)
+		*len = fread(buf, 1, 64 * 1024, f);
+	if (f)
+		fclose(f);
+	return buf;
+}
+
 static void rm_tmpdir(void)
 {
 	static const char *const names[] = { "hdd-7200.profile", "big.profile",
@@ -552,6 +566,48 @@ Test(profile, loads_every_shipped_profile_by_name)
 	}
 }
 
+Test(profile, knows_the_shipped_profiles_with_no_directory_at_all)
+{
+	static const char *const names[] = { "hdd-7200", "ssd-sata", "nvme" };
+
+	/* no $IOSCHED_PROFILE_DIR, and nothing installed (or the same
+	 * files): the compiled-in copies answer */
+	cr_assert_eq(unsetenv("IOSCHED_PROFILE_DIR"), 0);
+	for (size_t i = 0; i < NELEM(names); i++) {
+		struct iosched_model *m = NULL;
+
+		memset(&cap, 0, sizeof(cap));
+		cr_assert_eq(iosched_model_load(&m, names[i], &cap_log), 0,
+			     "%s: %s", names[i], cap.last);
+		cr_assert_str_eq(iosched_model_name(m), names[i]);
+		cr_assert_eq(cap.lines, 0);
+		iosched_model_free(m);
+	}
+}
+
+Test(profile, built_in_profiles_equal_the_shipped_files)
+{
+	static const char *const names[] = { "hdd-7200", "ssd-sata", "nvme" };
+	size_t n = 0;
+
+	for (const struct iosched__builtin_profile *b =
+		     iosched__builtin_profiles;
+	     b->name; b++, n++) {
+		char path[512];
+		char *text;
+		size_t len;
+
+		snprintf(path, sizeof(path), "%s/%s.profile",
+			 IOSCHED_TEST_PROFILE_DIR, b->name);
+		text = read_whole(path, &len);
+		cr_assert_not_null(text, "%s", path);
+		cr_assert_eq(len, strlen(b->text), "%s", b->name);
+		cr_assert(memcmp(text, b->text, len) == 0, "%s", b->name);
+		free(text);
+	}
+	cr_assert_eq(n, NELEM(names));
+}
+
 Test(profile, loads_shipped_profiles_by_path)
 {
 	struct iosched_model *m = NULL;
@@ -594,6 +650,8 @@ Test(profile, reports_enoent_and_the_places_searched)
 	cr_assert(strstr(cap.last, IOSCHED_PROFILE_DIR_DEFAULT
 			 "/no-such-disk.profile"),
 		  "%s", cap.last);
+	cr_assert(strstr(cap.last, "built-in hdd-7200, ssd-sata, nvme"), "%s",
+		  cap.last);
 }
 
 Test(profile, searches_only_the_installed_dir_without_the_environment)
