@@ -36,15 +36,6 @@ PLAY=15     # seconds each player runs
 MIN=250     # frames it must render meanwhile: 10 s at 25 fps
 BURST=5     # streamd's default burst
 
-# timed: copies standard input to standard output, each line prefixed
-# with the seconds since it started.
-timed() {
-	local t0=$EPOCHREALTIME l
-	while IFS= read -r l; do
-		printf '%.2f %s\n' "$(calc "$EPOCHREALTIME - $t0")" "$l"
-	done
-}
-
 # play_gst PATH LOG: playbin on $URL/PATH for $PLAY s, video into a fakesink
 # called vs that syncs on the clock and says "chain" per frame rendered,
 # audio into a syncing fakesink; the output, timed, in LOG.  Sets frames
@@ -72,14 +63,6 @@ expect_plays() {
 	[ "$rebuffers" -eq 0 ] ||
 		fail "playbin on $1 went back to buffering $rebuffers times ($frames frames)"
 	pass "playbin on $1: $frames frames rendered in $PLAY s, PLAYING after $playing s, $rebuffers rebuffers"
-}
-
-# sleep_until SECONDS: sleeps until SECONDS after $t0 (not at all when
-# that has passed).
-sleep_until() {
-	local s
-	s=$(calc "$1 - ($(now) - $t0)")
-	if check "$s > 0"; then sleep "$s"; fi
 }
 
 start_streamd

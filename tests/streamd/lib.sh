@@ -402,6 +402,23 @@ epoch_of() {
 	esac
 }
 
+# sleep_until SECONDS: sleeps until SECONDS after $t0 (the caller's start
+# time, from now), not at all when that has passed.
+sleep_until() {
+	local s
+	s=$(calc "$1 - ($(now) - $t0)")
+	if check "$s > 0"; then sleep "$s"; fi
+}
+
+# timed: copies standard input to standard output, each line prefixed
+# with the seconds since it started (players' logs, to tell when).
+timed() {
+	local t0=$EPOCHREALTIME l
+	while IFS= read -r l; do
+		printf '%.2f %s\n' "$(calc "$EPOCHREALTIME - $t0")" "$l"
+	done
+}
+
 # iso_of SECONDS: "2026-11-21T10:00:00.250Z".
 iso_of() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%S.%3NZ; }
 

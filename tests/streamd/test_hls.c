@@ -665,6 +665,18 @@ static void check_one(const struct parsed *p, int finished)
 	}
 }
 
+/* With HLS_DEBUG set, the index on standard error (ms from B, offset,
+ * flags), to see why a rule broke. */
+static void dump_index(void)
+{
+	if (!getenv("HLS_DEBUG"))
+		return;
+	for (size_t i = 0; i < ix.n; i++)
+		fprintf(stderr, "%zu: %lld off %llu fl %u\n", i,
+			(long long)(ix.e[i].wall_ns - B) / 1000000,
+			(unsigned long long)ix.e[i].offset, ix.e[i].flags);
+}
+
 /* The rules between successive reloads of one URL. */
 static void check_reload(struct sim *m, int k, const struct parsed *p,
 			 int finished, int was_finished)
@@ -689,12 +701,8 @@ static void check_reload(struct sim *m, int k, const struct parsed *p,
 	if (q->endlist)
 		return;
 	/* sliding: the window only moves forward */
-	if (p->msn < q->msn && getenv("HLS_DEBUG"))
-		for (size_t i = 0; i < ix.n; i++)
-			fprintf(stderr, "%zu: %lld off %llu fl %u\n", i,
-				(long long)(ix.e[i].wall_ns - B) / 1000000,
-				(unsigned long long)ix.e[i].offset,
-				ix.e[i].flags);
+	if (p->msn < q->msn)
+		dump_index();
 	cr_assert_geq(p->msn, q->msn, "media sequence went back (kind %d): "
 		      "%llu then %llu, now %lld", k,
 		      (unsigned long long)q->msn, (unsigned long long)p->msn,
@@ -702,12 +710,8 @@ static void check_reload(struct sim *m, int k, const struct parsed *p,
 	cr_assert_geq(p->msn + p->n, q->msn + q->n, "segments vanished");
 	/* 5: EVENT only grows */
 	if (q->type && strcmp(q->type, "EVENT") == 0) {
-		if (p->msn != q->msn && getenv("HLS_DEBUG"))
-			for (size_t i = 0; i < ix.n; i++)
-				fprintf(stderr, "%zu: %lld off %llu fl %u\n", i,
-					(long long)(ix.e[i].wall_ns - B) / 1000000,
-					(unsigned long long)ix.e[i].offset,
-					ix.e[i].flags);
+		if (p->msn != q->msn)
+			dump_index();
 		cr_assert_eq(p->msn, q->msn, "an EVENT playlist (kind %d) "
 			     "lost its head: %llu then %llu", k,
 			     (unsigned long long)q->msn,

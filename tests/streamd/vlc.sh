@@ -54,15 +54,6 @@ mkdir -m 777 "$work/vlc"
 SECS=130 # the push
 RUN=20   # seconds each player runs
 
-# timed: copies standard input to standard output, each line prefixed
-# with the seconds since it started.
-timed() {
-	local t0=$EPOCHREALTIME l
-	while IFS= read -r l; do
-		printf '%.2f %s\n' "$(calc "$EPOCHREALTIME - $t0")" "$l"
-	done
-}
-
 # vlc LOG OPTION... URL: cvlc -vv with no interface, no outputs and no
 # media library, stopped after $RUN s (SIGTERM) unless it ends first; its
 # output timed in LOG (each line prefixed with the seconds since it
@@ -122,14 +113,6 @@ expect_runtime_stop() {
 	! grep -q 'main input error' "$log" ||
 		fail "VLC --run-time 20 on $1: $(grep -m1 'main input error' "$log")"
 	pass "VLC --run-time 20 on $1: first picture after $first s, played from its clock's $(calc "$begin / 1e6" | sed 's/0*$//') s to $(calc "$clock / 1e6" | sed 's/0*$//') s, then its run-time stop (EOF at $eof s, exit after $ran s)"
-}
-
-# sleep_until SECONDS: sleeps until SECONDS after $t0 (not at all when
-# that has passed).
-sleep_until() {
-	local s
-	s=$(calc "$1 - ($(now) - $t0)")
-	if check "$s > 0"; then sleep "$s"; fi
 }
 
 start_streamd
