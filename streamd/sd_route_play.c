@@ -498,14 +498,12 @@ static size_t pace_room(struct play *pl, size_t max)
 }
 
 /*
- * The request's burst: ?burst=SECONDS (0 to 600) or the knob.  Returns
- * ns, or -1 for a bad argument.
+ * The request's burst: ?burst=SECONDS (0, or what the duration parser
+ * takes, up to 600) or the knob.  Returns ns, or -1 for a bad argument.
  */
 static int64_t req_burst(struct sd_req *r)
 {
 	const char *arg = sd_req_arg(r, "burst");
-	char *end;
-	double v;
 	int64_t ns;
 
 	if (!arg) {
@@ -514,11 +512,11 @@ static int64_t req_burst(struct sd_req *r)
 		pthread_mutex_unlock(&r->d->knobs_mu);
 		return ns;
 	}
-	errno = 0;
-	v = strtod(arg, &end);
-	if (end == arg || *end || errno || !(v >= 0 && v * 1e9 <= BURST_MAX_NS))
+	if (strcmp(arg, "0") == 0)
+		return 0;
+	if (sd_time_parse_duration(arg, &ns) < 0 || ns > BURST_MAX_NS)
 		return -1;
-	return (int64_t)(v * 1e9);
+	return ns;
 }
 
 static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
