@@ -5,9 +5,12 @@
  * pool as the baseline, and prints what happened as one JSON object on
  * the last line of stdout.  --sweep searches for the largest stream count
  * that misses no deadline; --micro times the policy's insert and pop on
- * their own.  This file only parses arguments, picks the mode and writes
- * the JSON; the engines are in bench_load.c, bench_psync.c and
- * bench_micro.c.
+ * their own.  Richer loads mix periods and sizes, add recorders that
+ * write, best-effort background readers, viewers sharing a recording, and
+ * streamd's refilled input buffers with seeks, so that the policies can
+ * be told apart.  This file only parses arguments, picks the mode and
+ * writes the JSON (and the --trace lines); the engines are in
+ * bench_load.c, bench_psync.c and bench_micro.c.
  *
  * Exit status: 0 success, 1 the run failed, 2 bad usage.
  */
@@ -16,6 +19,7 @@
 #endif
 
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -48,6 +52,7 @@
 #define DEF_REAL_PROFILE "nvme"
 #define DEF_MICRO_PROFILE "hdd-7200"
 #define SWEEP_MAX_TRIALS 128
+#define MAX_BACKGROUND 4096u
 
 struct args {
 	struct bench_cfg cfg;
@@ -57,6 +62,8 @@ struct args {
 	unsigned streams;
 	double duration_s;
 	const char *policy;
+	const char *trace_path;
+	bool buffer_given, thresholds_given;
 };
 
 /* ------------------------------------------------------------------ */
@@ -147,6 +154,177 @@ static int set_seconds(struct args *a, const struct opt *o, const char *val)
 	return 0;
 }
 
+/* A finite number from @lo to @hi, in full; @what says what was wanted. */
+static int parse_num(const struct opt *o, const char *val, double lo,
+		     double hi, bool lo_open, const char *what, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(val, &end);
+	if (errno || end == val || *end || !isfinite(v) || v > hi ||
+	    (lo_open ? v <= lo : v < lo) || isspace((unsigned char)*val))
+		return bad_value(o, val, what);
+	*out = v;
+	return 0;
+}
+
+static int set_fraction(struct args *a, const struct opt *o, const char *val)
+{
+	return parse_num(o, val, 0, 1, false, "not a fraction from 0 to 1",
+			 (double *)field(a, o));
+}
+
+static int set_factor(struct args *a, const struct opt *o, const char *val)
+{
+	return parse_num(o, val, 0, 1e6, true, "not a positive number",
+			 (double *)field(a, o));
+}
+
+static int set_u32_or_0(struct args *a, const struct opt *o, const char *val)
+{
+	uint64_t v;
+
+	if (parse_u64(o, val, &v) < 0)
+		return -EINVAL;
+	if (v > MAX_BACKGROUND)
+		return bad_value(o, val, "must be from 0 to 4096");
+	*(unsigned *)field(a, o) = (unsigned)v;
+	return 0;
+}
+
+/*
+ * Splits a comma-separated list and hands each item to @one; an empty
+ * list or item ("", "1,", ",1", "1,,2") is refused.
+ */
+static int parse_list(const struct opt *o, const char *val, unsigned max,
+		      int (*one)(const struct opt *o, const char *item,
+				 unsigned i, void *out),
+		      void *out, unsigned *n)
+{
+	char item[64];
+	const char *p = val;
+	unsigned i = 0;
+
+	for (;;) {
+		size_t len = strcspn(p, ",");
+
+		if (len == 0)
+			return bad_value(o, *val ? val : "''",
+					 "an empty list or item");
+		if (len >= sizeof(item))
+			return bad_value(o, val, "an item is too long");
+		if (i == max)
+			return bad_value(o, val, "more than 64 items");
+		memcpy(item, p, len);
+		item[len] = 0;
+		if (one(o, item, i++, out) < 0)
+			return -EINVAL;
+		if (!p[len])
+			break;
+		p += len + 1;
+	}
+	*n = i;
+	return 0;
+}
+
+static int one_period(const struct opt *o, const char *item, unsigned i,
+		      void *out)
+{
+	return parse_num(o, item, 0, 1e6, true,
+			 "not a positive number of seconds",
+			 &((double *)out)[i]);
+}
+
+static int one_size(const struct opt *o, const char *item, unsigned i,
+		    void *out)
+{
+	uint64_t v;
+
+	if (parse_u64(o, item, &v) < 0)
+		return -EINVAL;
+	if (v == 0 || v % 512 || v > (1u << 30))
+		return bad_value(o, item,
+				 "must be a positive multiple of 512, at most 1 GiB");
+	((uint32_t *)out)[i] = (uint32_t)v;
+	return 0;
+}
+
+/* --periods: also the plain --period's field, set to the first. */
+static int set_periods(struct args *a, const struct opt *o, const char *val)
+{
+	struct bench_cfg *c = &a->cfg;
+
+	if (parse_list(o, val, BENCH_LIST_MAX, one_period, c->periods,
+		       &c->nperiods) < 0)
+		return -EINVAL;
+	c->period_s = c->periods[0];
+	return 0;
+}
+
+static int set_sizes(struct args *a, const struct opt *o, const char *val)
+{
+	struct bench_cfg *c = &a->cfg;
+
+	if (parse_list(o, val, BENCH_LIST_MAX, one_size, c->sizes,
+		       &c->nsizes) < 0)
+		return -EINVAL;
+	c->size = c->sizes[0];
+	return 0;
+}
+
+/* --period and --size: the one-element lists. */
+static int set_period(struct args *a, const struct opt *o, const char *val)
+{
+	a->cfg.nperiods = 0;
+	return set_seconds(a, o, val);
+}
+
+static int set_one_size(struct args *a, const struct opt *o, const char *val)
+{
+	a->cfg.nsizes = 0;
+	return set_size(a, o, val);
+}
+
+static int set_buffer(struct args *a, const struct opt *o, const char *val)
+{
+	uint64_t v;
+
+	if (parse_u64(o, val, &v) < 0)
+		return -EINVAL;
+	if (v == 0 || v % 4096 || v > (256u << 20))
+		return bad_value(o, val, "must be a positive multiple of "
+					 "4096, at most 256 MiB");
+	a->cfg.buffer_size = (uint32_t)v;
+	a->buffer_given = true;
+	return 0;
+}
+
+static int one_pct(const struct opt *o, const char *item, unsigned i,
+		   void *out)
+{
+	return parse_num(o, item, 0, 100, true,
+			 "not a percentage above 0, at most 100",
+			 &((double *)out)[i]);
+}
+
+static int set_thresholds(struct args *a, const struct opt *o,
+			  const char *val)
+{
+	double v[2];
+	unsigned n;
+
+	if (parse_list(o, val, 2, one_pct, v, &n) < 0)
+		return -EINVAL;
+	if (n != 2 || v[1] >= v[0])
+		return bad_value(o, val, "wants A,B with B below A");
+	a->cfg.a_pct = v[0];
+	a->cfg.b_pct = v[1];
+	a->thresholds_given = true;
+	return 0;
+}
+
 static int set_str(struct args *a, const struct opt *o, const char *val)
 {
 	if (!*val)
@@ -212,10 +390,34 @@ static const struct opt opts[] = {
 	  "libiosched, or a pread pool (default uring)" },
 	{ "streams", 'n', "N", set_uint, A(streams),
 	  "streams (default 16; --sweep starts at 8)" },
-	{ "size", 's', "BYTES", set_size, A(cfg.size),
+	{ "size", 's', "BYTES", set_one_size, A(cfg.size),
 	  "bytes per request, n*512 (default 65536)" },
-	{ "period", 0, "SECONDS", set_seconds, A(cfg.period_s),
+	{ "sizes", 0, "LIST", set_sizes, 0,
+	  "bytes per request, streams round-robin" },
+	{ "period", 0, "SECONDS", set_period, A(cfg.period_s),
 	  "a stream's period and deadline (default 0.3)" },
+	{ "periods", 0, "LIST", set_periods, 0,
+	  "periods in seconds, streams round-robin" },
+	{ "writers", 0, "F", set_fraction, A(cfg.writers),
+	  "fraction of streams that append (default 0)" },
+	{ "write-deadline", 0, "SECONDS", set_seconds, A(cfg.write_deadline_s),
+	  "a write's deadline after issue (its period)" },
+	{ "deadline-factor", 0, "X", set_factor, A(cfg.deadline_factor),
+	  "read deadline = issue + X * period (1)" },
+	{ "background", 0, "N", set_u32_or_0, A(cfg.background),
+	  "extra best-effort 1 MiB sequential readers" },
+	{ "share", 0, "K", set_uint, A(cfg.share),
+	  "K streams read one region 2 s apart (1)" },
+	{ "refill", 0, NULL, set_flag, A(cfg.refill),
+	  "streamd's A/B input buffers (bursts, seeks)" },
+	{ "seek-every", 0, "SECONDS", set_seconds, A(cfg.seek_every_s),
+	  "--refill: mean time between random seeks" },
+	{ "buffer", 0, "BYTES", set_buffer, 0,
+	  "--refill: input buffer size (1048576)" },
+	{ "thresholds", 0, "A,B", set_thresholds, 0,
+	  "--refill: percent full / low (80,30)" },
+	{ "trace", 0, "FILE", set_str, A(trace_path),
+	  "one line per completed request to FILE" },
 	{ "duration", 't', "SECONDS", set_seconds, A(duration_s),
 	  "run length (default 30 on sim:, else 10)" },
 	{ "seed", 0, "N", set_seed, A(cfg.seed),
@@ -259,7 +461,7 @@ static void usage(FILE *f)
 			 o->short_name ? o->short_name : ' ',
 			 o->short_name ? ',' : ' ', o->name, o->arg ? " " : "",
 			 o->arg ? o->arg : "");
-		fprintf(f, "  %-30s %s\n", lhs, o->help);
+		fprintf(f, "  %-34s %s\n", lhs, o->help);
 	}
 	fprintf(f, "\npolicies: %s\n"
 		   "The JSON result is the last line of stdout; see "
@@ -347,6 +549,52 @@ static int usage_error(const char *msg)
 	return -EINVAL;
 }
 
+/* Whether any option beyond the plain periodic load was given. */
+static bool rich_load(const struct args *a)
+{
+	const struct bench_cfg *c = &a->cfg;
+
+	return c->nperiods > 1 || c->nsizes > 1 || c->writers > 0 ||
+	       c->write_deadline_s > 0 || c->deadline_factor > 0 ||
+	       c->background || c->share > 1 || c->refill || a->trace_path;
+}
+
+static uint32_t largest_size(const struct bench_cfg *c)
+{
+	uint32_t m = c->size;
+	unsigned i;
+
+	for (i = 0; i < c->nsizes; i++)
+		if (c->sizes[i] > m)
+			m = c->sizes[i];
+	return m;
+}
+
+/* The workload options' own rules. */
+static int finish_load(struct args *a)
+{
+	struct bench_cfg *c = &a->cfg;
+
+	if (c->engine == BENCH_ENGINE_PSYNC && rich_load(a))
+		return usage_error("--engine psync runs the plain periodic "
+				   "load only (--period, --size, --write)");
+	if (c->writers > 0 && !is_sim(c->device) && !a->write)
+		return usage_error("--writers on a real device DESTROYS its "
+				   "data: give --write as well to allow it");
+	if (!c->refill && (c->seek_every_s > 0 || a->buffer_given ||
+			   a->thresholds_given))
+		return usage_error("--seek-every, --buffer and --thresholds "
+				   "need --refill");
+	if (c->refill && (uint64_t)(c->buffer_size ? c->buffer_size :
+				    BENCH_REFILL_BUFFER) <
+				 2 * (uint64_t)largest_size(c))
+		return usage_error("--buffer must hold at least two of the "
+				   "largest --sizes");
+	if (a->trace_path && a->sweep)
+		return usage_error("--trace and --sweep exclude each other");
+	return 0;
+}
+
 /* Checks what getopt can't and fills in the mode-dependent defaults. */
 static int finish_args(struct args *a)
 {
@@ -382,6 +630,8 @@ static int finish_args(struct args *a)
 			is_sim(c->device) ? DEF_DURATION_SIM_S :
 					    DEF_DURATION_REAL_S;
 	c->write = a->write;
+	if (finish_load(a) < 0)
+		return -EINVAL;
 	if (c->engine == BENCH_ENGINE_PSYNC && a->policy && !a->quiet)
 		fprintf(stderr, "%s: --policy has no effect with --engine "
 				"psync; the pool serves in arrival order\n",
@@ -465,6 +715,64 @@ static void json_end(struct json *j)
 	fputs(j->open ? "}\n" : "{}\n", j->f);
 }
 
+static void json_bool(struct json *j, const char *key, bool v)
+{
+	json_key(j, key);
+	fputs(v ? "true" : "false", j->f);
+}
+
+/* Streams that write: floor(N F) with --writers, as bench_load.c picks. */
+static unsigned writer_streams(const struct bench_cfg *c)
+{
+	if (c->writers > 0)
+		return (unsigned)floor(c->streams * c->writers + 1e-9);
+	return c->write ? c->streams : 0;
+}
+
+static const char *op_name(const struct bench_cfg *c)
+{
+	unsigned w = writer_streams(c);
+
+	return w == 0 ? "read" : w == c->streams ? "write" : "mixed";
+}
+
+/* "workload": the richer load's options as the run used them. */
+static void json_workload(struct json *j, const struct bench_cfg *c)
+{
+	struct json w = { .f = j->f };
+	unsigned i;
+
+	json_key(j, "workload");
+	json_key(&w, "periods");
+	for (i = 0; i < (c->nperiods ? c->nperiods : 1); i++)
+		fprintf(w.f, "%s%.6f", i ? "," : "[",
+			c->nperiods ? c->periods[i] : c->period_s);
+	fputc(']', w.f);
+	json_key(&w, "sizes");
+	for (i = 0; i < (c->nsizes ? c->nsizes : 1); i++)
+		fprintf(w.f, "%s%u", i ? "," : "[",
+			c->nsizes ? c->sizes[i] : c->size);
+	fputc(']', w.f);
+	json_dbl(&w, "writers", c->writers, 6);
+	if (c->write_deadline_s > 0) {
+		json_dbl(&w, "write_deadline_s", c->write_deadline_s, 6);
+	} else {
+		json_key(&w, "write_deadline_s");
+		fputs("null", w.f);
+	}
+	json_dbl(&w, "deadline_factor",
+		 c->deadline_factor > 0 ? c->deadline_factor : 1, 6);
+	json_u64(&w, "background", c->background);
+	json_u64(&w, "share", c->share > 1 ? c->share : 1);
+	json_bool(&w, "refill", c->refill);
+	json_dbl(&w, "seek_every_s", c->seek_every_s, 6);
+	json_u64(&w, "buffer_size",
+		 c->buffer_size ? c->buffer_size : BENCH_REFILL_BUFFER);
+	json_dbl(&w, "a_pct", c->a_pct > 0 ? c->a_pct : BENCH_REFILL_A, 3);
+	json_dbl(&w, "b_pct", c->b_pct > 0 ? c->b_pct : BENCH_REFILL_B, 3);
+	fputc('}', w.f);
+}
+
 static const char *backend_name(const struct bench_cfg *c)
 {
 	if (c->engine == BENCH_ENGINE_PSYNC)
@@ -486,7 +794,7 @@ static void json_run(struct json *j, const struct bench_cfg *c,
 		json_str(j, "profile", is_sim(c->device) ? c->device + 4 :
 				       c->profile	  ? c->profile :
 							    DEF_REAL_PROFILE);
-	json_str(j, "op", c->write ? "write" : "read");
+	json_str(j, "op", op_name(c));
 	json_u64(j, "streams", c->streams);
 	json_u64(j, "size", c->size);
 	json_dbl(j, "period_s", c->period_s, 6);
@@ -510,6 +818,18 @@ static void json_run(struct json *j, const struct bench_cfg *c,
 	json_dbl(j, "cpu_s", r->cpu_s, 3);
 	json_dbl(j, "elapsed_s", r->elapsed_s, 3);
 	json_u64(j, "queue_depth_max", r->queue_depth_max);
+	/* psync runs the plain load, all reads or all writes. */
+	json_u64(j, "writer_streams", writer_streams(c));
+	json_u64(j, "reads", psync ? (c->write ? 0 : r->requests) : r->reads);
+	json_u64(j, "writes", psync ? (c->write ? r->requests : 0) : r->writes);
+	json_u64(j, "read_misses",
+		 psync ? (c->write ? 0 : r->misses) : r->read_misses);
+	json_u64(j, "write_misses",
+		 psync ? (c->write ? r->misses : 0) : r->write_misses);
+	json_u64(j, "background_requests", r->background_requests);
+	json_u64(j, "underflows", r->underflows);
+	json_u64(j, "seeks", r->seeks);
+	json_workload(j, c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -546,7 +866,8 @@ static int probe(const struct bench_cfg *c, uint64_t *capacity)
 		iosched_model_free(m);
 	}
 	if (!is_sim(c->device)) {
-		rc = bench_open_device(c->device, c->write, &fd, capacity);
+		rc = bench_open_device(c->device, c->write || c->writers > 0,
+				       &fd, capacity);
 		if (rc < 0)
 			fprintf(stderr, "%s: %s: %s\n", PROG, c->device,
 				strerror(-rc));
@@ -566,16 +887,64 @@ static int run_one(const struct bench_cfg *c, struct bench_result *r)
 	return rc;
 }
 
+static const char *const op_names[] = {
+	[IOSCHED_READ] = "read", [IOSCHED_WRITE] = "write",
+};
+
+/* One --trace line per completed request, in completion order. */
+static void trace_line(void *arg, const struct bench_trace *t)
+{
+	fprintf(arg, "%u %s %s %llu %u %llu %llu %llu %d\n", t->stream,
+		t->background ? "bg" : "stream",
+		(unsigned)t->op < 2 ? op_names[t->op] : "?",
+		(unsigned long long)t->offset, t->len,
+		(unsigned long long)t->submit_ns,
+		(unsigned long long)t->deadline_ns,
+		(unsigned long long)t->complete_ns, t->res);
+}
+
+static int trace_open(struct args *a, FILE **f)
+{
+	*f = NULL;
+	if (!a->trace_path)
+		return 0;
+	*f = fopen(a->trace_path, "w");
+	if (!*f) {
+		fprintf(stderr, "%s: --trace %s: %s\n", PROG, a->trace_path,
+			strerror(errno));
+		return -errno;
+	}
+	fputs("# stream kind op offset len submit_ns deadline_ns "
+	      "complete_ns res\n", *f);
+	a->cfg.trace = trace_line;
+	a->cfg.trace_arg = *f;
+	return 0;
+}
+
+static int trace_close(struct args *a, FILE *f, int rc)
+{
+	if (f && (fclose(f) != 0) && rc == 0) {
+		fprintf(stderr, "%s: --trace %s: %s\n", PROG, a->trace_path,
+			strerror(errno));
+		rc = -EIO;
+	}
+	return rc;
+}
+
 static int mode_run(struct args *a)
 {
 	struct json j = { .f = stdout };
 	struct bench_result r;
 	uint64_t capacity;
+	FILE *tf = NULL;
 	int rc;
 
 	rc = probe(&a->cfg, &capacity);
 	if (rc == 0)
+		rc = trace_open(a, &tf);
+	if (rc == 0)
 		rc = run_one(&a->cfg, &r);
+	rc = trace_close(a, tf, rc);
 	if (rc < 0)
 		return rc;
 	json_run(&j, &a->cfg, &r);
@@ -660,12 +1029,12 @@ static int mode_sweep(struct args *a)
 	rc = probe(&a->cfg, &capacity);
 	if (rc < 0)
 		goto out;
-	max = capacity / a->cfg.size;
+	max = capacity / largest_size(&a->cfg);
 	sw->max = max > UINT32_MAX ? UINT32_MAX : (unsigned)max;
 	rc = -EINVAL;
 	if (sw->max == 0)
 		fprintf(stderr, "%s: %s holds no %u-byte request\n", PROG,
-			a->cfg.device, a->cfg.size);
+			a->cfg.device, largest_size(&a->cfg));
 	else
 		rc = sweep_search(a, sw);
 	if (rc < 0)

@@ -236,6 +236,133 @@ else
 	echo "skip: O_DIRECT is not supported on ${TMPDIR:-/tmp}"
 fi
 
+# --- Richer workloads (all on the simulator, so every figure is exact). -
+SIM="--device sim:hdd-7200 --quiet"
+trace=$work/trace
+
+# field_is NAME FIELD OP VALUE: a numeric test on a JSON field of $out.
+field_is() {
+	v=$(jget "$out" "$2")
+	if [ -z "$v" ] || ! [ "$v" "$3" "$4" ]; then
+		fail "$1: $2 is '$v', wanted $3 $4"
+		return 1
+	fi
+}
+
+if run writers $SIM --streams 8 --writers 0.5 --write-deadline 1 \
+	--duration 5 --trace "$trace"; then
+	# Streams 1, 3, 5 and 7 write, and only they.
+	wstreams=$(awk '$3 == "write" { print $1 }' "$trace" | sort -un | tr '\n' ' ')
+	if ! is_json "$out" write_misses read_misses workload; then
+		fail "writers: bad JSON: $(tail -n 1 "$out")"
+	elif field_is writers writes -gt 0 && field_is writers reads -gt 0 &&
+		field_is writers writer_streams -eq 4; then
+		if [ "$wstreams" != "1 3 5 7 " ]; then
+			fail "writers: writing streams are '$wstreams'"
+		elif [ "$(jget "$out" op)" != mixed ]; then
+			fail "writers: op $(jget "$out" op)"
+		elif [ "$(awk '$3 == "write" && $7 - $6 != 1000000000' "$trace" | wc -l)" -ne 0 ]; then
+			fail "writers: a write's deadline is not issue + 1 s"
+		else
+			pass "--writers 0.5 ($(jget "$out" writes) writes)"
+		fi
+	fi
+fi
+
+if run factor $SIM --streams 4 --periods 0.3,0.6 --sizes 65536,131072 \
+	--deadline-factor 2 --duration 3 --trace "$trace"; then
+	# Stream 1 has 0.6 s and 128 KiB, so its deadline is 1.2 s out.
+	bad=$(awk '!/^#/ && (($1 % 2 == 1 && ($7 - $6 != 1200000000 || $5 != 131072)) ||
+		($1 % 2 == 0 && ($7 - $6 != 600000000 || $5 != 65536)))' "$trace" | wc -l)
+	if [ "$bad" -ne 0 ]; then
+		fail "periods/sizes/deadline-factor: $bad requests off: $(head -n 3 "$trace")"
+	else
+		pass "--periods, --sizes and --deadline-factor"
+	fi
+fi
+
+# An idle load keeps its zero misses with a background reader (edf; the
+# JSON's misses are the deadline requests' only).
+if run bg0 $SIM --policy edf --streams 4 --duration 5 &&
+	m0=$(jget "$out" misses) r0=$(jget "$out" requests) &&
+	run bg1 $SIM --policy edf --streams 4 --duration 5 --background 1 \
+		--trace "$trace"; then
+	nbg=$(awk '$2 == "bg" && $7 == 0' "$trace" | wc -l)
+	if field_is background background_requests -gt 100 &&
+		field_is background misses -eq "$m0" &&
+		field_is background requests -gt "$r0"; then
+		if [ "$nbg" -ne "$(jget "$out" background_requests)" ]; then
+			fail "background: $nbg best-effort lines in the trace"
+		else
+			pass "--background 1 ($nbg best-effort reads, misses $m0)"
+		fi
+	fi
+fi
+
+# --refill: the start-up bursts put more reads in the first second than
+# one per period would, and a light load never runs dry.
+if run refill $SIM --streams 8 --refill --duration 10 --trace "$trace"; then
+	first=$(awk '!/^#/ && $6 < 1000000000' "$trace" | wc -l)
+	if field_is refill underflows -eq 0 && field_is refill requests -gt 0; then
+		if [ "$first" -le $((8 * 4)) ]; then
+			fail "refill: only $first reads in the first second"
+		else
+			pass "--refill ($first reads in the first second, 0 underflows)"
+		fi
+	fi
+fi
+if run refill-heavy $SIM --policy fifo --streams 60 --refill --duration 10; then
+	field_is refill-heavy underflows -gt 0 &&
+		pass "--refill underflows under overload ($(jget "$out" underflows))"
+fi
+if run seeks $SIM --streams 8 --refill --seek-every 2 --duration 20; then
+	field_is seeks seeks -gt 20 && pass "--seek-every ($(jget "$out" seeks) seeks)"
+fi
+
+# --share 4: member j reads, 7 reads (2.1 s at 0.3 s) later, the offsets
+# the first member read.
+if run share $SIM --streams 8 --share 4 --duration 10 --trace "$trace"; then
+	bad=$(grep -v '^#' "$trace" | sort -k1,1n -k6,6n | awk '
+		{ n[$1]++; o[$1, n[$1]] = $4 }
+		END {
+			bad = 0; cmp = 0
+			for (s = 0; s < 8; s++) {
+				lead = s - s % 4; j = s % 4
+				for (k = 1; k + 7 * j <= n[s] && k <= n[lead]; k++) {
+					cmp++
+					if (o[s, k + 7 * j] != o[lead, k]) bad++
+				}
+			}
+			if (cmp < 100) bad = "too few (" cmp ")"
+			print bad
+		}')
+	if [ "$bad" != 0 ]; then
+		fail "share: $bad offsets differ within a group"
+	else
+		pass "--share 4 reads the same offsets within a group"
+	fi
+fi
+
+# A sweep takes the whole workload; a run is the same for a seed.
+if run sweep-rich $SIM --policy edf --sweep --refill --background 1 --writers 0.25 \
+	--duration 3; then
+	if ! is_json "$out" max_streams_zero_miss sweep_trials workload underflows; then
+		fail "sweep-rich: bad JSON: $(tail -n 1 "$out")"
+	else
+		pass "sweep of a rich load (max_streams_zero_miss $(jget "$out" max_streams_zero_miss))"
+	fi
+fi
+rich="--streams 24 --share 8 --refill --seek-every 5 --background 1 --writers 0.25 --duration 10 --seed 3"
+# shellcheck disable=SC2086
+if run det1 $SIM $rich && tail -n 1 "$out" | sed 's/"cpu_s":[^,]*,//' >"$work/a" &&
+	run det2 $SIM $rich && tail -n 1 "$out" | sed 's/"cpu_s":[^,]*,//' >"$work/b"; then
+	if cmp -s "$work/a" "$work/b"; then
+		pass "a rich run is the same for a seed"
+	else
+		fail "two runs with --seed 3 differ: $(cat "$work/a" "$work/b")"
+	fi
+fi
+
 # --- Bad usage fails with a message. ----------------------------------
 # refused NAME ARGS...: a non-zero exit, a message on stderr, no JSON.
 refused() {
@@ -258,6 +385,43 @@ refused "bad --policy" --device sim:hdd-7200 --policy no-such-policy --duration 
 refused "bad sim: profile" --device sim:no-such-profile --duration 1
 refused "missing device" --device "$work/no-such-device" --duration 1
 refused "bad --size" --device sim:hdd-7200 --size 1000 --duration 1
+
+# usage NAME ARGS...: refused as bad usage, exit status 2.
+usage() {
+	name=$1
+	shift
+	"$BENCH" "$@" >"$out" 2>"$err"
+	rc=$?
+	if [ $rc -ne 2 ]; then
+		fail "$name: exit $rc, wanted 2: $(cat "$err")"
+	elif [ ! -s "$err" ] || [ -s "$out" ]; then
+		fail "$name: no message, or a result anyway"
+	else
+		pass "$name refused: $(head -n 1 "$err")"
+	fi
+}
+
+usage "empty --periods" $SIM --periods ''
+usage "empty item in --periods" $SIM --periods 0.3,,0.6
+usage "negative period" $SIM --periods 0.3,-1
+usage "junk period" $SIM --periods 0.3,fast
+usage "empty --sizes" $SIM --sizes ''
+usage "--sizes not n*512" $SIM --sizes 65536,1000
+usage "junk size" $SIM --sizes 64k
+usage "--writers above 1" $SIM --writers 1.5
+usage "negative --writers" $SIM --writers -0.1
+usage "junk --writers" $SIM --writers half
+usage "negative --write-deadline" $SIM --write-deadline -1
+usage "zero --deadline-factor" $SIM --deadline-factor 0
+usage "negative --background" $SIM --background -1
+usage "zero --share" $SIM --share 0
+usage "--seek-every without --refill" $SIM --seek-every 5
+usage "--buffer below two reads" $SIM --refill --buffer 65536
+usage "--thresholds B above A" $SIM --refill --thresholds 30,80
+usage "--writers on a real device without --write" \
+	--device "$work/no-such-device" --writers 0.5
+usage "psync with a rich load" --device "$work/no-such-device" \
+	--engine psync --refill
 
 if [ $failures -ne 0 ]; then
 	echo "$failures check(s) failed" >&2
