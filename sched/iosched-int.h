@@ -133,15 +133,47 @@ struct iosched_backend {
 /* Policies                                                         */
 /* ---------------------------------------------------------------- */
 
+/*
+ * What the device really does, learnt on line (iosched.c): the ratio of
+ * each completion's observed service time to the model's, smoothed per
+ * operation and size class, bounded so that one wild sample (a stalled
+ * device, a cache hit) cannot throw the plan far off.  1.0 means the
+ * profile is right.
+ */
+#define IOSCHED__CORR_CLASSES 10 /* 4 KiB, 8 KiB, ... 1 MiB, larger */
+#define IOSCHED__CORR_MIN 0.125
+#define IOSCHED__CORR_MAX 8.0
+
+struct iosched__corr {
+	double f[2][IOSCHED__CORR_CLASSES];
+	uint64_t samples[2][IOSCHED__CORR_CLASSES];
+};
+
+static inline unsigned iosched__corr_class(uint32_t len)
+{
+	unsigned c = 0;
+
+	for (len = (len - 1) >> 12; len && c + 1 < IOSCHED__CORR_CLASSES;
+	     len >>= 1)
+		c++;
+	return c;
+}
+
 /* What a policy may know when it places or picks a request. */
 struct iosched__ctx {
 	const struct iosched_model *model;
 	const struct iosched_knobs *knobs;
+	const struct iosched__corr *corr; /* NULL: take the model as is */
 	uint64_t now_ns;
 	uint64_t head;	   /* byte where the last dispatched request ends */
-	uint64_t start_ns; /* estimated time the next dispatch can start */
+	uint64_t start_ns; /* estimated time the next dispatch can start,
+			      the requests in flight included */
 	unsigned lanes;	   /* requests the device serves at once */
 };
+
+/* Set by a policy on a request it placed away from its natural slot (a
+ * GLMD rescue); the core counts them and whether they kept the deadline. */
+#define IOSCHED__F_RESCUED 0x1u
 
 /*
  * A policy owns the queue between submit and dispatch.  insert() takes a
@@ -185,10 +217,25 @@ static inline uint64_t iosched__cost_ns(const struct iosched__ctx *ctx,
 					      r->offset, r->len);
 	uint64_t x;
 
+	if (ctx->corr)
+		t = (uint64_t)((double)t *
+			       ctx->corr->f[r->op == IOSCHED_WRITE]
+					   [iosched__corr_class(r->len)]);
 	if (ctx->lanes <= 1)
 		return t;
 	x = iosched__model_transfer_ns(ctx->model, r->op, r->len);
+	if (ctx->corr)
+		x = (uint64_t)((double)x *
+			       ctx->corr->f[r->op == IOSCHED_WRITE]
+					   [iosched__corr_class(r->len)]);
 	return t / ctx->lanes > x ? t / ctx->lanes : x;
+}
+
+/* Whether where a request lies changes what it costs: false for a
+ * solid-state device, where only deadlines can order the queue. */
+static inline bool iosched__positional(const struct iosched__ctx *ctx)
+{
+	return !iosched_model_is_ssd(ctx->model);
 }
 
 /* ---------------------------------------------------------------- */
@@ -232,6 +279,10 @@ struct iosched__stats {
 	size_t nstreams, cap;
 	uint64_t queue_depth_max;
 	uint64_t busy_ns;
+	uint64_t rescues, rescues_kept;
+	/* |observed - planned| / planned service time, in 1/100 of a
+	 * percent, one value per completion the model learnt from. */
+	struct iosched__hist *model_err;
 };
 
 int iosched__stats_init(struct iosched__stats *st);
@@ -244,6 +295,11 @@ int iosched__stats_complete(struct iosched__stats *st,
 			    uint64_t now_ns);
 void iosched__counters_export(const struct iosched__counters *c,
 			      struct iosched_stats *out);
+
+/* The correction the scheduler applies to the model for @op and @len
+ * (1.0: none learnt); for tests and diagnostics. */
+double iosched__corr_factor(const struct iosched *s, enum iosched_op op,
+			    uint32_t len);
 const struct iosched__counters *
 iosched__stats_stream(const struct iosched__stats *st, uint32_t stream);
 

@@ -22,8 +22,21 @@
  *  4. Back-end completions never dispatch directly: dispatch happens from
  *     the run loop and from submit outside a reap, so a callback that
  *     resubmits cannot recurse into the back end.
+ *  5. s->inflight_cost is the sum of est_service_ns over the requests in
+ *     flight, and s->est_free is at least now + what of it is left, so a
+ *     policy's plan starts after the work the device already holds.
+ *  6. Every s->corr factor lies in [IOSCHED__CORR_MIN, IOSCHED__CORR_MAX].
+ *
+ * On-line correction: each completion whose device time can be told
+ * (the request started on an idle lane, or on a one-lane device right
+ * after its predecessor finished) is compared with the profile's cost,
+ * and the ratio feeds a smoothed factor per operation and size class.
+ * A profile that is 2x off converges within a few dozen requests; the
+ * factor moves by at most 1/16 of a sample's difference, so a single
+ * stall or cache hit shifts the plan by a few percent only.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +47,7 @@
 #define DEFAULT_GLMD_RUNS 4
 #define DEFAULT_GLMD_EXACT_MAX 32
 #define DEFAULT_GLMD_MARGIN_NS 0
+#define CORR_GAIN (1.0 / 16)
 
 struct iosched {
 	struct iosched_backend *be;
@@ -48,7 +62,10 @@ struct iosched {
 	uint64_t seq;
 	uint64_t head;	    /* end of the last dispatched request */
 	uint64_t est_free;  /* when the device should be free, estimated */
+	uint64_t inflight_cost;
+	uint64_t last_complete;
 	uint64_t busy_since;
+	struct iosched__corr corr;
 	bool reaping;
 };
 
@@ -61,12 +78,31 @@ void iosched_default_knobs(struct iosched_knobs *out)
 	out->glmd_runs = DEFAULT_GLMD_RUNS;
 	out->glmd_exact_max = DEFAULT_GLMD_EXACT_MAX;
 	out->glmd_margin_ns = DEFAULT_GLMD_MARGIN_NS;
+	out->model_learn = 1;
+}
+
+static void corr_init(struct iosched__corr *c)
+{
+	unsigned op, k;
+
+	for (op = 0; op < 2; op++)
+		for (k = 0; k < IOSCHED__CORR_CLASSES; k++) {
+			c->f[op][k] = 1.0;
+			c->samples[op][k] = 0;
+		}
+}
+
+double iosched__corr_factor(const struct iosched *s, enum iosched_op op,
+			    uint32_t len)
+{
+	return s->corr.f[op == IOSCHED_WRITE][iosched__corr_class(len)];
 }
 
 static void make_ctx(const struct iosched *s, struct iosched__ctx *ctx)
 {
 	ctx->model = s->model;
 	ctx->knobs = &s->knobs;
+	ctx->corr = s->knobs.model_learn ? &s->corr : NULL;
 	ctx->now_ns = s->be->ops->now(s->be);
 	ctx->head = s->head;
 	ctx->start_ns = s->est_free > ctx->now_ns ? s->est_free : ctx->now_ns;
@@ -108,13 +144,65 @@ static void finish(struct iosched *s, struct iosched_req *req, int res,
 	req->done(req, res);
 }
 
+/*
+ * Learns from one completion (see the header).  The error is measured
+ * against what the planner used, so it shows how well the plan held.
+ */
+static void learn(struct iosched *s, const struct iosched_req *req, int res,
+		  uint64_t now)
+{
+	unsigned lanes = iosched_model_parallelism(s->model);
+	unsigned op = req->op == IOSCHED_WRITE, k = iosched__corr_class(req->len);
+	uint64_t start = req->in.dispatch_ns, obs;
+	double *f = &s->corr.f[op][k], plan, ratio, err;
+
+	if (res < 0 || req->in.model_ns == 0)
+		return;
+	if (lanes > s->knobs.depth)
+		lanes = s->knobs.depth;
+	if (lanes <= 1) {
+		if (s->last_complete > start)
+			start = s->last_complete;
+	} else if (req->in.busy_at_dispatch > 0) {
+		/* Lanes overlap latencies but share one channel: only a
+		 * request that had the device to itself shows its own time. */
+		return;
+	}
+	if (now <= start)
+		return;
+	obs = now - start;
+	plan = (double)req->in.model_ns * (s->knobs.model_learn ? *f : 1.0);
+	err = plan > 0 ? fabs((double)obs - plan) / plan * 1e4 : 0;
+	iosched__hist_add(s->st.model_err, err < 1e15 ? (uint64_t)err : 0);
+	if (!s->knobs.model_learn)
+		return;
+	ratio = (double)obs / (double)req->in.model_ns;
+	*f += CORR_GAIN * (ratio - *f);
+	if (*f < IOSCHED__CORR_MIN)
+		*f = IOSCHED__CORR_MIN;
+	if (*f > IOSCHED__CORR_MAX)
+		*f = IOSCHED__CORR_MAX;
+	s->corr.samples[op][k]++;
+}
+
 /* Back-end hook: one request finished at @now. */
 static void on_complete(void *owner, struct iosched_req *req, int res,
 			uint64_t now)
 {
 	struct iosched *s = owner;
 
+	learn(s, req, res, now);
+	s->last_complete = now;
+	s->inflight_cost -= req->in.est_service_ns < s->inflight_cost ?
+				    req->in.est_service_ns :
+				    s->inflight_cost;
 	busy_leave(s, now);
+	/* Re-anchor the estimate on what the device really did. */
+	if (s->inflight)
+		s->est_free = now + s->inflight_cost;
+	if ((req->in.flags & IOSCHED__F_RESCUED) && req->deadline_ns &&
+	    now <= req->deadline_ns && res >= 0)
+		s->st.rescues_kept++;
 	finish(s, req, res, now);
 }
 
@@ -134,11 +222,18 @@ static void dispatch(struct iosched *s)
 			break;
 		s->queued--;
 		r->in.dispatch_ns = ctx.now_ns;
-		s->est_free = ctx.start_ns + iosched__cost_ns(&ctx, s->head, r);
+		r->in.busy_at_dispatch = s->inflight;
+		r->in.model_ns = iosched_model_service_ns(s->model, s->head,
+							  r->op, r->offset,
+							  r->len);
+		r->in.est_service_ns = iosched__cost_ns(&ctx, s->head, r);
+		s->est_free = ctx.start_ns + r->in.est_service_ns;
+		s->inflight_cost += r->in.est_service_ns;
 		s->head = r->offset + r->len;
 		busy_enter(s, ctx.now_ns);
 		rc = s->be->ops->start(s->be, r);
 		if (rc < 0) {
+			s->inflight_cost -= r->in.est_service_ns;
 			busy_leave(s, ctx.now_ns);
 			finish(s, r, rc, ctx.now_ns);
 			continue;
@@ -223,6 +318,7 @@ int iosched_new(struct iosched **out, const struct iosched_config *cfg,
 	if (rc < 0)
 		goto err;
 	s->est_free = be->ops->now(be);
+	corr_init(&s->corr);
 	*out = s;
 	return 0;
 err:
@@ -287,6 +383,8 @@ int iosched_submit(struct iosched *s, struct iosched_req *req)
 			     strerror(-rc));
 		return rc;
 	}
+	if (req->in.flags & IOSCHED__F_RESCUED)
+		s->st.rescues++;
 	if (++s->queued > s->st.queue_depth_max)
 		s->st.queue_depth_max = s->queued;
 	if (!s->reaping)
@@ -468,6 +566,13 @@ void iosched_stats_get(const struct iosched *s, struct iosched_stats *out)
 		out->busy_ns += iosched_now(s) - s->busy_since;
 	out->queue_depth = s->queued;
 	out->queue_depth_max = s->st.queue_depth_max;
+	out->glmd_rescues = s->st.rescues;
+	out->glmd_rescues_kept = s->st.rescues_kept;
+	out->model_samples = s->st.model_err->count;
+	out->model_error_p50_pct =
+		iosched__hist_quantile(s->st.model_err, 0.50) / 100.0;
+	out->model_error_p99_pct =
+		iosched__hist_quantile(s->st.model_err, 0.99) / 100.0;
 }
 
 int iosched_stream_stats(const struct iosched *s, uint32_t stream,

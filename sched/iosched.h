@@ -133,6 +133,9 @@ struct iosched_req_internal {
 	uint64_t complete_ns;
 	uint64_t deadline_ns;	  /* effective deadline (best effort gets one) */
 	uint64_t est_service_ns;  /* the model's cost, as the policy saw it */
+	uint64_t model_ns;	  /* the profile's own device time from the
+				     head at dispatch (learning) */
+	uint32_t busy_at_dispatch; /* requests in flight when it started */
 	uint64_t seq;		  /* submission order, for stable ties */
 	struct iosched_req *next; /* policy-private links */
 	struct iosched_req *prev;
@@ -215,6 +218,9 @@ struct iosched_knobs {
 	uint64_t glmd_miss_cost_ns;   /* glmd: service time one missed deadline
 					 is worth; 0 = the request's own cost,
 					 UINT64_MAX = misses always first */
+	unsigned model_learn;	      /* 1 (default): correct the model on line
+					 from what completions take; 0: plan
+					 with the profile as written */
 };
 
 struct iosched_config {
@@ -312,6 +318,16 @@ struct iosched_stats {
 	uint64_t busy_ns;	 /* time with at least one request in flight */
 	uint64_t queue_depth;	 /* now */
 	uint64_t queue_depth_max;
+	/* glmd: requests placed away from their SCAN slot to save a
+	 * deadline, and how many of those then met it. */
+	uint64_t glmd_rescues;
+	uint64_t glmd_rescues_kept;
+	/* How far completions strayed from the planner's estimate (the
+	 * corrected model): |observed - planned| / planned, in percent, over
+	 * the completions the model could be checked against. */
+	double model_error_p50_pct;
+	double model_error_p99_pct;
+	uint64_t model_samples;
 };
 
 /* Totals since creation or the last reset. */

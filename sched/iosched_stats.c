@@ -123,7 +123,15 @@ static void counters_reset(struct iosched__counters *c)
 int iosched__stats_init(struct iosched__stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	return counters_init(&st->total, HIST_TOTAL_BITS);
+	st->model_err = iosched__hist_new(HIST_TOTAL_BITS);
+	if (!st->model_err)
+		return -ENOMEM;
+	if (counters_init(&st->total, HIST_TOTAL_BITS) < 0) {
+		free(st->model_err);
+		st->model_err = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void iosched__stats_fini(struct iosched__stats *st)
@@ -131,6 +139,7 @@ void iosched__stats_fini(struct iosched__stats *st)
 	size_t i;
 
 	counters_fini(&st->total);
+	free(st->model_err);
 	for (i = 0; i < st->nstreams; i++)
 		counters_fini(&st->streams[i]);
 	free(st->streams);
@@ -148,6 +157,8 @@ void iosched__stats_reset(struct iosched__stats *st)
 		counters_reset(&st->streams[i]);
 	st->queue_depth_max = 0;
 	st->busy_ns = 0;
+	st->rescues = st->rescues_kept = 0;
+	iosched__hist_reset(st->model_err);
 }
 
 static size_t slot_of(const struct iosched__stats *st, uint32_t id)

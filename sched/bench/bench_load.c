@@ -782,6 +782,10 @@ static void fill_result(const struct load *l, double elapsed, double cpu,
 	out->throughput_MBps = elapsed > 0 ? st.bytes / elapsed / 1e6 : 0;
 	out->cpu_s = cpu;
 	out->queue_depth_max = st.queue_depth_max;
+	out->glmd_rescues = st.glmd_rescues;
+	out->glmd_rescues_kept = st.glmd_rescues_kept;
+	out->model_error_p50_pct = st.model_error_p50_pct;
+	out->model_error_p99_pct = st.model_error_p99_pct;
 	{
 		struct iosched_knobs k;
 

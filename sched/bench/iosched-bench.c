@@ -829,6 +829,10 @@ static void json_run(struct json *j, const struct bench_cfg *c,
 	json_u64(j, "background_requests", r->background_requests);
 	json_u64(j, "underflows", r->underflows);
 	json_u64(j, "seeks", r->seeks);
+	json_u64(j, "glmd_rescues", r->glmd_rescues);
+	json_u64(j, "glmd_rescues_kept", r->glmd_rescues_kept);
+	json_dbl(j, "model_error_p50_pct", r->model_error_p50_pct, 2);
+	json_dbl(j, "model_error_p99_pct", r->model_error_p99_pct, 2);
 	json_workload(j, c);
 }
 
