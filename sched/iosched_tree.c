@@ -144,6 +144,11 @@ static struct iosched_req **first_link(struct iosched__tree *h)
 	return link;
 }
 
+struct iosched_req *iosched__tree_first(struct iosched__tree *h)
+{
+	return *first_link(h);
+}
+
 struct iosched_req *iosched__tree_pop_first(struct iosched__tree *h)
 {
 	struct iosched_req **link = first_link(h);

@@ -43,6 +43,9 @@ void iosched__tree_free(struct iosched__tree *h);
 /* Borrows @r until it is popped.  O(log n) expected; cannot fail. */
 void iosched__tree_insert(struct iosched__tree *h, struct iosched_req *r);
 
+/* The least request, left in place, or NULL when empty. */
+struct iosched_req *iosched__tree_first(struct iosched__tree *h);
+
 /* Removes and returns the least request, or NULL when empty. */
 struct iosched_req *iosched__tree_pop_first(struct iosched__tree *h);
 

@@ -26,17 +26,39 @@ static uint64_t due(const struct iosched__ctx *ctx, const struct iosched_req *r)
 	return r->in.deadline_ns > m ? r->in.deadline_ns - m : 0;
 }
 
-/* The C-LOOK slot: in the head's sweep when r is ahead of the head, else
- * in the next one; before the first entry beyond r, or at the sweep end. */
+/* Past its fence (its deadline plus as long again as it was given), an
+ * entry may not be passed by a new arrival. */
+static bool fenced(const struct iosched__ctx *ctx, const struct iosched_req *q)
+{
+	uint64_t d = q->in.deadline_ns;
+	uint64_t span = d > q->in.submit_ns ? d - q->in.submit_ns : 0;
+
+	return d + span < ctx->now_ns;
+}
+
+/* The first position a new arrival may take: after the last fenced entry. */
+static size_t floor_of(const struct oracle *o, const struct iosched__ctx *ctx)
+{
+	size_t i = o->n;
+
+	while (i > 0 && !fenced(ctx, o->q[i - 1]))
+		i--;
+	return i;
+}
+
+/* The C-LOOK slot from @from on: in the head's sweep when r is ahead of
+ * the head (the entry before @from, or the device's), else in the next
+ * one; before the first entry beyond r, or at the sweep end. */
 static size_t clook_slot(const struct oracle *o,
 			 const struct iosched__ctx *ctx,
-			 const struct iosched_req *r)
+			 const struct iosched_req *r, size_t from)
 {
-	uint64_t prev = ctx->head;
-	unsigned run = 0, want = r->offset >= ctx->head ? 0 : 1;
+	uint64_t prev = from ? o->q[from - 1]->offset + o->q[from - 1]->len :
+			       ctx->head;
+	unsigned run = 0, want = r->offset >= prev ? 0 : 1;
 	size_t i;
 
-	for (i = 0; i < o->n; i++) {
+	for (i = from; i < o->n; i++) {
 		uint64_t off = o->q[i]->offset;
 
 		if (off < prev) {
@@ -132,7 +154,7 @@ static int oracle_insert(void *state, struct iosched_req *r,
 {
 	struct oracle *o = state;
 	uint64_t best_k, m, t, unit, scan_k, base_t;
-	size_t best, i, scan;
+	size_t best, i, scan, floor;
 	bool rmiss;
 
 	if (o->n == o->cap) {
@@ -144,7 +166,8 @@ static int oracle_insert(void *state, struct iosched_req *r,
 		o->q = q;
 		o->cap = ncap;
 	}
-	scan = clook_slot(o, ctx, r);
+	floor = floor_of(o, ctx);
+	scan = clook_slot(o, ctx, r, floor);
 	unit = miss_unit(o, ctx, r, scan);
 	score(o, ctx, r, scan, &m, &t, &rmiss);
 	scan_k = m * unit + t;
@@ -154,7 +177,7 @@ static int oracle_insert(void *state, struct iosched_req *r,
 	 * position where it keeps its deadline, delays no request already
 	 * running late, and scores lower. */
 	base_t = queue_total(o, ctx);
-	for (i = 0; rmiss && i <= o->n; i++) {
+	for (i = floor; rmiss && i <= o->n; i++) {
 		bool late;
 
 		score(o, ctx, r, i, &m, &t, &late);

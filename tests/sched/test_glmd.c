@@ -60,6 +60,7 @@ static void req_init(struct iosched_req *r, uint64_t off, uint64_t deadline,
 	r->op = IOSCHED_READ;
 	r->offset = off;
 	r->len = 65536;
+	r->deadline_ns = deadline; /* a caller's deadline: not best effort */
 	r->in.deadline_ns = deadline;
 	r->in.seq = seq;
 }
