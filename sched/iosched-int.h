@@ -197,6 +197,7 @@ extern const struct iosched__policy_ops iosched__policy_edf;
 extern const struct iosched__policy_ops iosched__policy_scan;
 extern const struct iosched__policy_ops iosched__policy_scan_edf;
 extern const struct iosched__policy_ops iosched__policy_glmd;
+extern const struct iosched__policy_ops iosched__policy_mh;
 
 /* NULL when unknown. */
 const struct iosched__policy_ops *iosched__policy_find(const char *name);

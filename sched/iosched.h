@@ -2,7 +2,7 @@
  * libiosched: a userspace, deadline-aware block I/O scheduler.
  *
  * Callers hand the scheduler read and write requests that carry a deadline;
- * a policy (fifo, edf, scan, scan-edf or glmd) decides the order in which
+ * a policy (fifo, edf, scan, scan-edf, glmd or mh) decides the order in which
  * they reach the device, and a back end (io_uring with O_DIRECT, or a
  * discrete-event simulated disk) carries them out.  The policy keeps the
  * device queue short (the dispatch depth) so that the order is the

@@ -9,7 +9,7 @@
 static const struct iosched__policy_ops *const policies[] = {
 	&iosched__policy_fifo,	   &iosched__policy_edf,
 	&iosched__policy_scan,	   &iosched__policy_scan_edf,
-	&iosched__policy_glmd,
+	&iosched__policy_glmd,	   &iosched__policy_mh,
 };
 
 const struct iosched__policy_ops *iosched__policy_find(const char *name)
@@ -26,5 +26,5 @@ const struct iosched__policy_ops *iosched__policy_find(const char *name)
 
 const char *iosched_policies(void)
 {
-	return "fifo,edf,scan,scan-edf,glmd";
+	return "fifo,edf,scan,scan-edf,glmd,mh";
 }

@@ -181,3 +181,28 @@ struct iosched_req *iosched__tree_pop_clook(struct iosched__tree *h,
 		found = first; /* nothing left ahead in this key: wrap */
 	return take(h, found);
 }
+
+/* Rotates left children up onto the right spine as it walks it, so each
+ * request is rotated at most once and the walk never needs to go back. */
+size_t iosched__tree_drain(struct iosched__tree *h, struct iosched_req **out)
+{
+	struct iosched_req *t = h->root, *l;
+	size_t k = 0;
+
+	while (t) {
+		if (LEFT(t)) {
+			l = LEFT(t);
+			LEFT(t) = RIGHT(l);
+			RIGHT(l) = t;
+			t = l;
+		} else {
+			out[k++] = t;
+			l = RIGHT(t);
+			RIGHT(t) = NULL;
+			t = l;
+		}
+	}
+	h->root = NULL;
+	h->n = 0;
+	return k;
+}

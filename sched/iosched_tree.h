@@ -1,5 +1,6 @@
 /*
- * The ordered queue shared by the fifo, edf, scan and scan-edf policies: a
+ * The ordered queue shared by the fifo, edf, scan and scan-edf policies
+ * (and mh's late set): a
  * treap, i.e. a binary search tree over the requests that keeps heap order
  * on random priorities and so stays O(log n) deep in expectation whatever
  * order the keys arrive in.  A binary heap would do for fifo and edf, but
@@ -57,5 +58,11 @@ struct iosched_req *iosched__tree_pop_first(struct iosched__tree *h);
  */
 struct iosched_req *iosched__tree_pop_clook(struct iosched__tree *h,
 					    uint64_t head);
+
+/*
+ * Empties the tree, storing its requests in order into @out, which has
+ * room for h->n.  O(n), with no stack.  Returns the number stored.
+ */
+size_t iosched__tree_drain(struct iosched__tree *h, struct iosched_req **out);
 
 #endif /* IOSCHED_TREE_H */

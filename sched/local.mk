@@ -17,6 +17,7 @@ IOSCHED_SOURCES = \
 	sched/iosched_scan.c \
 	sched/iosched_scan_edf.c \
 	sched/iosched_glmd.c \
+	sched/iosched_mh.c \
 	sched/iosched_model.c \
 	sched/iosched_profile.c \
 	sched/iosched_sim.c \

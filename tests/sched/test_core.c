@@ -165,7 +165,7 @@ Test(core, policy_change_keeps_every_queued_request)
 	struct iosched *s = make("fifo");
 	static struct iosched_req r[300];
 	unsigned i;
-	const char *seq[] = { "edf", "scan", "scan-edf", "glmd", "fifo" };
+	const char *seq[] = { "edf", "scan", "mh", "scan-edf", "glmd" };
 
 	ndone = 0;
 	for (i = 0; i < 300; i++) {

@@ -1,7 +1,9 @@
 /*
  * Tests for the fifo, edf, scan and scan-edf queueing policies, driven
  * through their operation tables the way the scheduler core drives them:
- * a hand-built context whose head follows each popped request.  Small
+ * a hand-built context whose head follows each popped request.  The
+ * behaviour every policy shares is checked on mh too (test_mh.c has the
+ * rest), which is why the context carries a model.  Small
  * queues check exact orders; 5,000-request runs check each policy's
  * invariant on the popped sequence and, with inserts and pops interleaved,
  * compare every pop against a brute-force reference.
@@ -20,9 +22,38 @@ static const struct iosched__policy_ops *const all_policies[] = {
 	&iosched__policy_edf,
 	&iosched__policy_scan,
 	&iosched__policy_scan_edf,
+	&iosched__policy_mh,
 };
 
 #define NPOLICIES (sizeof(all_policies) / sizeof(all_policies[0]))
+
+/* A small solid-state profile: mh prices requests with it. */
+static const char rig_profile[] = "type = ssd\n"
+				  "capacity_bytes = 1G\n"
+				  "depth = 1\n"
+				  "parallelism = 1\n"
+				  "overhead_us = 10\n"
+				  "read_latency_us = 90\n"
+				  "write_latency_us = 90\n"
+				  "read_MBps = 100\n"
+				  "write_MBps = 100\n";
+
+static struct iosched_model *rig_model;
+
+static void setup(void)
+{
+	cr_assert_eq(iosched_model_parse(&rig_model, rig_profile,
+					 strlen(rig_profile), "test_policy",
+					 NULL),
+		     0);
+}
+
+static void teardown(void)
+{
+	iosched_model_free(rig_model);
+}
+
+TestSuite(policy, .init = setup, .fini = teardown);
 
 struct rig {
 	struct iosched_knobs knobs;
@@ -38,7 +69,7 @@ static void rig_init(struct rig *g, const struct iosched__policy_ops *ops,
 	g->knobs.depth = 1;
 	g->knobs.best_effort_ns = IOSCHED__NS_PER_S;
 	g->knobs.scan_edf_window_ns = window_ns;
-	g->ctx.model = NULL;
+	g->ctx.model = rig_model;
 	g->ctx.knobs = &g->knobs;
 	g->ctx.head = head;
 	g->ctx.lanes = 1;
@@ -109,6 +140,7 @@ Test(policy, names_are_the_ones_users_type)
 	cr_assert_str_eq(iosched__policy_edf.name, "edf");
 	cr_assert_str_eq(iosched__policy_scan.name, "scan");
 	cr_assert_str_eq(iosched__policy_scan_edf.name, "scan-edf");
+	cr_assert_str_eq(iosched__policy_mh.name, "mh");
 }
 
 Test(policy, every_policy_pops_null_when_empty)
