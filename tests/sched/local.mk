@@ -15,7 +15,8 @@ SCHED_TESTS = \
 	tests/sched/test_sim \
 	tests/sched/test_core \
 	tests/sched/test_uring \
-	tests/sched/test_bench
+	tests/sched/test_bench \
+	tests/sched/test_learn
 
 check_PROGRAMS += $(SCHED_TESTS)
 TESTS += $(SCHED_TESTS) tests/sched/bench.sh tests/sched/calibrate.sh
@@ -31,6 +32,7 @@ tests_sched_test_sim_SOURCES = tests/sched/test_sim.c $(BENCH_ENGINE_SOURCES)
 tests_sched_test_core_SOURCES = tests/sched/test_core.c
 tests_sched_test_uring_SOURCES = tests/sched/test_uring.c
 tests_sched_test_bench_SOURCES = tests/sched/test_bench.c $(BENCH_ENGINE_SOURCES)
+tests_sched_test_learn_SOURCES = tests/sched/test_learn.c
 
 tests_sched_test_model_CPPFLAGS = $(SCHED_TEST_CPPFLAGS)
 tests_sched_test_profile_CPPFLAGS = $(SCHED_TEST_CPPFLAGS)
@@ -41,6 +43,7 @@ tests_sched_test_sim_CPPFLAGS = $(SCHED_TEST_CPPFLAGS)
 tests_sched_test_core_CPPFLAGS = $(SCHED_TEST_CPPFLAGS)
 tests_sched_test_uring_CPPFLAGS = $(SCHED_TEST_CPPFLAGS)
 tests_sched_test_bench_CPPFLAGS = $(SCHED_TEST_CPPFLAGS)
+tests_sched_test_learn_CPPFLAGS = $(SCHED_TEST_CPPFLAGS)
 
 tests_sched_test_model_CFLAGS = $(SCHED_TEST_CFLAGS)
 tests_sched_test_profile_CFLAGS = $(SCHED_TEST_CFLAGS)
@@ -51,6 +54,7 @@ tests_sched_test_sim_CFLAGS = $(SCHED_TEST_CFLAGS)
 tests_sched_test_core_CFLAGS = $(SCHED_TEST_CFLAGS)
 tests_sched_test_uring_CFLAGS = $(SCHED_TEST_CFLAGS)
 tests_sched_test_bench_CFLAGS = $(SCHED_TEST_CFLAGS)
+tests_sched_test_learn_CFLAGS = $(SCHED_TEST_CFLAGS)
 
 tests_sched_test_model_LDADD = $(SCHED_TEST_LDADD)
 tests_sched_test_profile_LDADD = $(SCHED_TEST_LDADD)
@@ -61,3 +65,4 @@ tests_sched_test_sim_LDADD = $(SCHED_TEST_LDADD)
 tests_sched_test_core_LDADD = $(SCHED_TEST_LDADD)
 tests_sched_test_uring_LDADD = $(SCHED_TEST_LDADD)
 tests_sched_test_bench_LDADD = $(SCHED_TEST_LDADD)
+tests_sched_test_learn_LDADD = $(SCHED_TEST_LDADD)

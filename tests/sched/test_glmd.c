@@ -337,3 +337,118 @@ Test(glmd, misses_no_more_than_any_other_policy_when_overloaded)
 			      (unsigned long long)o.misses);
 	}
 }
+
+/* On a device with no positional cost, the choice is deadline order. */
+Test(glmd, keeps_deadline_order_where_position_costs_nothing)
+{
+	const struct iosched__policy_ops *p = &iosched__policy_glmd;
+	struct iosched_model *ssd;
+	struct iosched_req r[300];
+	struct iosched__ctx ctx;
+	uint64_t seed = 5, last_d = 0, last_seq = 0;
+	void *ps;
+	unsigned i;
+
+	cr_assert_eq(iosched_model_load(&ssd, "ssd-sata", NULL), 0);
+	ctx_init(&ctx, 0);
+	ctx.model = ssd;
+	ctx.lanes = 8;
+	cr_assert_eq(p->create(&ps), 0);
+	for (i = 0; i < 300; i++) {
+		/* Few distinct deadlines, so ties must fall to arrival order. */
+		req_init(&r[i], rng_next(&seed) % (1ull << 38) / 4096 * 4096,
+			 1 + rng_next(&seed) % 40 * IOSCHED__NS_PER_MS, i);
+		cr_assert_eq(p->insert(ps, &r[i], &ctx), 0);
+	}
+	for (i = 0; i < 300; i++) {
+		struct iosched_req *x = p->pop(ps, &ctx);
+
+		cr_assert(x->in.deadline_ns > last_d ||
+			  (x->in.deadline_ns == last_d && x->in.seq > last_seq),
+			  "pop %u: deadline %llu after %llu", i,
+			  (unsigned long long)x->in.deadline_ns,
+			  (unsigned long long)last_d);
+		last_d = x->in.deadline_ns;
+		last_seq = x->in.seq;
+		ctx_advance(&ctx, x);
+	}
+	cr_assert_null(p->pop(ps, &ctx));
+	p->destroy(ps);
+	iosched_model_free(ssd);
+}
+
+/* A request with no caller deadline waits while a deadline does, however
+ * cheap it is, and goes once its own best-effort time is up. */
+Test(glmd, serves_best_effort_only_where_no_deadline_waits)
+{
+	const struct iosched__policy_ops *p = &iosched__policy_glmd;
+	uint64_t g = 1ull << 30;
+	struct iosched_req be, dl[2];
+	struct iosched__ctx ctx;
+	void *ps;
+
+	ctx_init(&ctx, 10 * g);
+	cr_assert_eq(p->create(&ps), 0);
+	/* At the head: the cheapest next request of all. */
+	req_init(&be, 10 * g, 2 * IOSCHED__NS_PER_S, 0);
+	be.deadline_ns = 0;
+	cr_assert_eq(p->insert(ps, &be, &ctx), 0);
+	req_init(&dl[0], 400 * g, 3600 * IOSCHED__NS_PER_S, 1);
+	cr_assert_eq(p->insert(ps, &dl[0], &ctx), 0);
+	cr_assert_eq(p->pop(ps, &ctx), &dl[0]);
+	ctx_advance(&ctx, &dl[0]);
+	cr_assert_eq(p->pop(ps, &ctx), &be, "alone, best effort goes");
+	/* Aged: past its best-effort time it goes before a deadline. */
+	req_init(&be, 10 * g, 2 * IOSCHED__NS_PER_S, 2);
+	be.deadline_ns = 0;
+	cr_assert_eq(p->insert(ps, &be, &ctx), 0);
+	req_init(&dl[1], 400 * g, 3600 * IOSCHED__NS_PER_S, 3);
+	cr_assert_eq(p->insert(ps, &dl[1], &ctx), 0);
+	ctx.now_ns = 2 * IOSCHED__NS_PER_S;
+	cr_assert_eq(p->pop(ps, &ctx), &be);
+	cr_assert_eq(p->pop(ps, &ctx), &dl[1]);
+	p->destroy(ps);
+}
+
+/*
+ * A sequential reader keeps landing just ahead of the head, the place
+ * C-LOOK serves first; a request parked behind the head for the next
+ * sweep must still be served once it is past its fence (deadline plus
+ * its own span), not when the reader stops.
+ */
+Test(glmd, a_sweep_cannot_go_on_forever_ahead_of_a_waiting_request)
+{
+	const struct iosched__policy_ops *p = &iosched__policy_glmd;
+	uint64_t g = 1ull << 30, dl = 50 * IOSCHED__NS_PER_MS;
+	struct iosched_req parked, *seq = calloc(2000, sizeof(*seq));
+	struct iosched__ctx ctx;
+	void *ps;
+	unsigned i;
+
+	cr_assert_not_null(seq);
+	ctx_init(&ctx, 100 * g);
+	cr_assert_eq(p->create(&ps), 0);
+	req_init(&parked, 10 * g, dl, 0);
+	cr_assert_eq(p->insert(ps, &parked, &ctx), 0);
+	for (i = 0; i < 2000; i++) {
+		struct iosched_req *x;
+
+		req_init(&seq[i], ctx.head, ctx.now_ns + 3600 * IOSCHED__NS_PER_S,
+			 i + 1);
+		seq[i].in.submit_ns = ctx.now_ns;
+		cr_assert_eq(p->insert(ps, &seq[i], &ctx), 0);
+		x = p->pop(ps, &ctx);
+		if (x == &parked)
+			break;
+		ctx_advance(&ctx, x);
+	}
+	cr_assert_lt(i, 2000, "the parked request starved");
+	/* Passed while within its fence (C-LOOK's choice), never after. */
+	cr_assert_gt(i, 0);
+	cr_assert_leq(ctx.now_ns, 2 * dl + 20 * IOSCHED__NS_PER_MS,
+		      "served at %llu ns, fence at %llu",
+		      (unsigned long long)ctx.now_ns,
+		      (unsigned long long)(2 * dl));
+	p->destroy(ps);
+	free(seq);
+}
