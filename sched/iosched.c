@@ -22,6 +22,11 @@
  *  4. Back-end completions never dispatch directly: dispatch happens from
  *     the run loop and from submit outside a reap, so a callback that
  *     resubmits cannot recurse into the back end.
+ *  5. iosched_wake() is the one entry another thread may call while the
+ *     driving thread works: it reads only s->be and its operation table,
+ *     which are fixed from iosched_new() to iosched_free().  A run ends
+ *     after the wait that consumed a wake (be->woken), so a wake ends at
+ *     most one run, and a wake that arrives between runs ends the next.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -306,6 +311,7 @@ static int reap(struct iosched *s, uint64_t until)
 
 	dispatch(s);
 	s->reaping = true;
+	s->be->woken = false;
 	n = s->be->ops->wait(s->be, until);
 	s->reaping = false;
 	dispatch(s);
@@ -322,10 +328,23 @@ int iosched_run(struct iosched *s, uint64_t until_ns)
 		if (n < 0)
 			return n;
 		total += n;
-		/* Return on time even while completions keep arriving. */
-		if (iosched_now(s) >= until_ns)
+		/* Return on time even while completions keep arriving.  With
+		 * no deadline, one wait is the whole run: it returned because
+		 * something happened (completions, a wake) or because nothing
+		 * ever could. */
+		if (s->be->woken || until_ns == UINT64_MAX ||
+		    iosched_now(s) >= until_ns)
 			return total;
 	}
+}
+
+int iosched_wake(struct iosched *s)
+{
+	/* Touches only what never changes after iosched_new(), so any
+	 * thread may call it. */
+	if (!s->be->ops->wake)
+		return 0;
+	return s->be->ops->wake(s->be);
 }
 
 int iosched_poll(struct iosched *s)
