@@ -83,8 +83,7 @@ struct djmfs__io;
 struct djmfs__ioreq;
 
 /* Completion of one device request: @res is r->len or -errno.  Runs on
- * the data path's completion thread, one callback at a time, in the
- * order the scheduler completed the requests; must not block. */
+ * the I/O thread; must not block. */
 typedef void (*djmfs__io_done_fn)(struct djmfs__ioreq *r, int res);
 
 /*
@@ -92,7 +91,7 @@ typedef void (*djmfs__io_done_fn)(struct djmfs__ioreq *r, int res);
  * must cover whole blocks (offset and length multiples of DJMFS_BLOCK);
  * reads may be unaligned.  A buffer, offset or length that is not
  * aligned goes through a bounce buffer.  len 0 is a no-op that completes
- * on the completion thread (to move a completion onto a library thread).
+ * on the I/O thread (to move a completion onto a library thread).
  */
 struct djmfs__ioreq {
 	enum iosched_op op;
@@ -107,7 +106,6 @@ struct djmfs__ioreq {
 	struct iosched_req ireq;
 	void *bounce;
 	uint32_t skip; /* bytes of the bounce before r->off */
-	int res;       /* the result, between completion and callback */
 	struct djmfs__io *io;
 	struct djmfs__ioreq *next;
 };
@@ -127,8 +125,7 @@ int djmfs__io_new(struct djmfs__io **out, int fd,
 		  const struct djmfs_log *log);
 /* Waits for everything submitted, stops the thread, frees.  NULL ok. */
 void djmfs__io_free(struct djmfs__io *io);
-/* Any thread.  Returns 0 (the callback will run on the completion
- * thread). */
+/* Any thread.  Returns 0 (the callback will run on the I/O thread). */
 int djmfs__io_submit(struct djmfs__io *io, struct djmfs__ioreq *r);
 void djmfs__io_get_stats(struct djmfs__io *io, struct djmfs_io_stats *out);
 /* Any thread but the I/O thread; waits until the I/O thread applied it.

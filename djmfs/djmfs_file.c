@@ -8,8 +8,8 @@
  * as a small state machine, one operation at a time, so operations
  * complete in submission order.  A step either goes on at once or starts
  * one asynchronous action (an RPC or device requests) and returns; the
- * action's completion, on the receive or the data path's completion
- * thread, wakes the operation and drives the FIFO on.  Nothing here ever waits, except the
+ * action's completion, on the receive or the I/O thread, wakes the
+ * operation and drives the FIFO on.  Nothing here ever waits, except the
  * blocking API calls, which queue an operation and wait for its
  * callback on the caller's thread.
  *
@@ -46,7 +46,7 @@
  *     committed to the staged map.
  *  6. A user's asynchronous callback runs on a library thread: an
  *     operation that would finish on the submitting thread is first
- *     bounced through the data path's completion thread.
+ *     bounced through the I/O thread.
  *  7. f->busy counts the threads inside the driver (or on their way in
  *     with an operation just woken) and the reconnect thread while it
  *     works on the handle; djmfs_close frees the handle only once it is
@@ -154,7 +154,7 @@ struct fop {
 	struct djmfs_file *f;
 	int state;
 	int waiting;
-	int bounced;	/* finished once through the completion thread */
+	int bounced;	/* finished once through the I/O thread */
 	int redo;	/* the step to run again if its RPC is lost */
 	int parked;	/* its RPC was lost: waiting for the restore */
 	int inline_ok;	/* blocking caller: may finish on its thread */
@@ -558,8 +558,7 @@ static const uint8_t offline_ok[ST_MAX] = {
 };
 
 /* Under f->mu, with the head op finished: pops and completes it, or
- * first bounces it to the completion thread (invariant 6).  Returns
- * with mu. */
+ * first bounces it to the I/O thread (invariant 6).  Returns with mu. */
 /* Under f->mu: after the last of a chain of failed appends, the object
  * pointer and the submitted end come back to the staged size, so the
  * writer's next append continues the object where it really ends. */

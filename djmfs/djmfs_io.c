@@ -2,48 +2,40 @@
  * The client's data path: one thread (the I/O thread, "djmfs-io") owns a
  * libiosched handle on the volume (io_uring back end, O_DIRECT) and
  * carries out every device request of the client, in the order the
- * scheduler's policy picks from their deadlines; a second thread (the
- * completion thread, "djmfs-done") runs the requests' callbacks, so the
- * thread that runs the policy spends its time on the policy, the ring and
- * nothing else.  Other threads hand requests over through a locked inbox.
- * The I/O thread submits them, then, while anything is queued or in
- * flight, blocks in iosched_run() with no deadline: it wakes only for a
- * completion or for iosched_wake() from a thread that queued work, never
- * on a timer.  Idle, it sleeps on a condition variable.  Completions of
- * one run go to the completion thread as one batch.  Requests whose
- * buffer, offset or length are not block-aligned go through an aligned
- * bounce buffer (copied out on the completion thread).  In NO_DATA_IO
- * mode there is no scheduler: the I/O thread passes each request
- * straight to the completion thread, so callbacks still run on a library
- * thread.
+ * scheduler's policy picks from their deadlines, and runs the requests'
+ * callbacks as their completions come out of the ring.  Other threads
+ * hand requests over through a locked inbox.  The thread submits them,
+ * then, while anything is queued or in flight, blocks in iosched_run()
+ * with no deadline: it wakes only for a completion or for iosched_wake()
+ * from a thread that queued work, never on a timer.  Idle, it sleeps on
+ * a condition variable.  Requests whose buffer, offset or length are not
+ * block-aligned go through an aligned bounce buffer.  In NO_DATA_IO mode
+ * there is no scheduler: the thread completes each request at once, so
+ * callbacks still run on a library thread.
  *
  * Invariants:
  *  1. The scheduler, its statistics and every request between
- *     iosched_submit and its completion belong to the I/O thread alone.
+ *     iosched_submit and its callback belong to the I/O thread alone.
  *  2. A request is in exactly one place: the inbox (under mu), the
- *     scheduler, the I/O thread's batch, the completion queue (under mu),
- *     the completion thread's current list, or handed back through its
- *     callback, which runs exactly once.  Batches move whole, in order,
- *     and the completion thread runs them in order, so callbacks run in
- *     the order the scheduler completed the requests, one at a time.
+ *     scheduler, or handed back through its callback, which runs
+ *     exactly once, on the I/O thread.
  *  3. Waking the I/O thread: it sets in_ring under mu after taking the
  *     inbox and before it submits and blocks in the scheduler, and
  *     clears it under mu when back, before it looks at the inbox again.
- *     Whoever hands it work (inbox, ctl, stop) decides under mu: with
- *     in_ring set, the first of them in that episode sets rung and calls
- *     iosched_wake() (after unlocking; the eventfd keeps the wake even if
- *     the thread has not blocked yet), the rest need nothing; with
- *     in_ring clear, a signal on cv, which the thread only waits on after
- *     finding the inbox empty under mu.  No wake is lost either way; a
- *     late one only ends a later run early.
- *  4. Submissions from callbacks (on the completion thread) only set
- *     deferred; the completion thread makes the one wake of invariant 3
- *     when its batch is done, so a batch costs the I/O thread one wake.
- *  5. The I/O thread exits only when stop is set, the inbox and the
- *     completion queue are empty, the completion thread is between
- *     batches (cbusy 0) and the scheduler has nothing queued or in
- *     flight, so nothing submitted is ever abandoned; the completion
- *     thread is stopped (cstop) only after the I/O thread has exited.
+ *     Whoever else hands it work (inbox, ctl, stop) decides under mu:
+ *     with in_ring set, the first of them in that episode sets rung and
+ *     calls iosched_wake() (after unlocking; the eventfd keeps the wake
+ *     even if the thread has not blocked yet), the rest need nothing;
+ *     with in_ring clear, a signal on cv, which the thread only waits on
+ *     after finding the inbox empty under mu.  No wake is lost either
+ *     way; a late one only ends a later run early.
+ *  4. A callback's own submissions (on the I/O thread) need no wake: a
+ *     run that delivered completions returns, and the thread takes the
+ *     inbox next; a callback that ran before the run (an immediate
+ *     completion) sets self_queued, and the thread skips the run.
+ *  5. The thread exits only when stop is set, the inbox is empty and the
+ *     scheduler has nothing queued or in flight, so nothing submitted is
+ *     ever abandoned.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,22 +55,15 @@ struct djmfs__io {
 	struct iosched_log ilog; /* forwards to log */
 	struct iosched_model *model;
 	struct iosched *s;
-	pthread_t thread;  /* the I/O thread */
-	pthread_t cthread; /* the completion thread */
+	pthread_t thread;
+	int self_queued; /* I/O thread only: invariant 4 */
 
-	pthread_mutex_t mu; /* everything below but the batch */
+	pthread_mutex_t mu; /* everything below */
 	pthread_cond_t cv;  /* the I/O thread, idle (invariant 3) */
-	pthread_cond_t ccv; /* the completion thread, idle */
-	struct djmfs__ioreq *in_head, *in_tail;	    /* the inbox */
-	struct djmfs__ioreq *done_head, *done_tail; /* completion queue */
+	struct djmfs__ioreq *in_head, *in_tail; /* the inbox */
 	int in_ring, rung; /* invariant 3 */
-	int cbusy, deferred; /* invariants 4 and 5 */
-	int stop, cstop;
+	int stop;
 	struct djmfs_io_stats stats;
-
-	/* The I/O thread's completions of the current run, in order. */
-	struct djmfs__ioreq *batch_head, *batch_tail;
-	uint64_t batch_errors;
 
 	/* A knob change handed to the I/O thread (under mu): set by
 	 * djmfs__io_set, applied and answered by the thread. */
@@ -97,9 +82,9 @@ static int aligned(uint64_t v)
 	return (v & (DJMFS_BLOCK - 1)) == 0;
 }
 
-/* The completion thread: set in it, so djmfs__io_submit can tell a
- * callback's submission (invariant 4). */
-static __thread struct djmfs__io *on_cthread;
+/* The I/O thread: set in it, so djmfs__io_submit can tell a callback's
+ * submission (invariant 4). */
+static __thread struct djmfs__io *on_iothread;
 
 /* Under mu: hands the I/O thread new work (invariant 3).  Returns 1 when
  * the caller must call iosched_wake() once it has unlocked. */
@@ -124,7 +109,14 @@ static void kick(struct djmfs__io *io, int wake)
 			   strerror(-err));
 }
 
-/* On the completion thread: the bounce's bytes out, then the callback. */
+static void count_error(struct djmfs__io *io)
+{
+	pthread_mutex_lock(&io->mu);
+	io->stats.errors++;
+	pthread_mutex_unlock(&io->mu);
+}
+
+/* The bounce's bytes out, then the callback. */
 static void finish(struct djmfs__ioreq *r, int res)
 {
 	if (r->bounce) {
@@ -132,40 +124,10 @@ static void finish(struct djmfs__ioreq *r, int res)
 			memcpy(r->buf, (uint8_t *)r->bounce + r->skip, r->len);
 		free(r->bounce);
 		r->bounce = NULL;
-	} else if (r->io->no_io && r->op == IOSCHED_READ && r->len) {
-		memset(r->buf, 0, r->len);
 	}
-	r->done(r, res);
-}
-
-/* On the I/O thread: queues @r for the completion thread. */
-static void batch_add(struct djmfs__io *io, struct djmfs__ioreq *r, int res)
-{
-	r->res = res;
-	r->next = NULL;
 	if (res < 0)
-		io->batch_errors++;
-	if (io->batch_tail)
-		io->batch_tail->next = r;
-	else
-		io->batch_head = r;
-	io->batch_tail = r;
-}
-
-/* On the I/O thread, under mu: the batch to the completion queue. */
-static void batch_hand_off(struct djmfs__io *io)
-{
-	if (!io->batch_head)
-		return;
-	if (io->done_tail)
-		io->done_tail->next = io->batch_head;
-	else
-		io->done_head = io->batch_head;
-	io->done_tail = io->batch_tail;
-	io->batch_head = io->batch_tail = NULL;
-	io->stats.errors += io->batch_errors;
-	io->batch_errors = 0;
-	pthread_cond_signal(&io->ccv);
+		count_error(r->io);
+	r->done(r, res);
 }
 
 static void on_done(struct iosched_req *ir, int res)
@@ -175,7 +137,7 @@ static void on_done(struct iosched_req *ir, int res)
 	/* The device sees whole blocks; the caller asked for r->len. */
 	if (res >= 0)
 		res = (uint32_t)res >= ir->len ? (int)r->len : -EIO;
-	batch_add(r->io, r, res);
+	finish(r, res);
 }
 
 /* Sets up the scheduler request, with a bounce buffer when needed.
@@ -221,7 +183,9 @@ static void start(struct djmfs__io *io, struct djmfs__ioreq *r)
 	r->io = io;
 	r->bounce = NULL;
 	if (io->no_io || r->len == 0) {
-		batch_add(io, r, (int)r->len);
+		if (io->no_io && r->op == IOSCHED_READ && r->len)
+			memset(r->buf, 0, r->len);
+		r->done(r, (int)r->len);
 		return;
 	}
 	err = prepare(io, r);
@@ -231,9 +195,7 @@ static void start(struct djmfs__io *io, struct djmfs__ioreq *r)
 		djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs: iosched_submit "
 			   "(offset %llu, %u bytes): %s",
 			   (unsigned long long)r->off, r->len, strerror(-err));
-		free(r->bounce);
-		r->bounce = NULL;
-		batch_add(io, r, err);
+		finish(r, err);
 	}
 }
 
@@ -297,17 +259,12 @@ static void apply_ctl(struct djmfs__io *io)
 	pthread_cond_broadcast(&io->ctl_cv);
 }
 
-/* The I/O thread may exit (invariant 5); under mu, inbox taken. */
-static int may_exit(const struct djmfs__io *io)
-{
-	return io->stop && !io->done_head && !io->cbusy;
-}
-
 static void *io_main(void *arg)
 {
 	struct djmfs__io *io = arg;
 
 	pthread_setname_np(pthread_self(), "djmfs-io");
+	on_iothread = io;
 	pthread_mutex_lock(&io->mu);
 	for (;;) {
 		struct djmfs__ioreq *list = io->in_head;
@@ -318,23 +275,26 @@ static void *io_main(void *arg)
 
 		io->in_head = io->in_tail = NULL;
 		if (!list && !busy(io)) {
-			if (may_exit(io))
+			if (io->stop)
 				break;
 			pthread_cond_wait(&io->cv, &io->mu);
 			continue;
 		}
-		/* From here on, work for us comes with iosched_wake()
-		 * (invariant 3). */
+		/* From here on, work from other threads comes with
+		 * iosched_wake() (invariant 3). */
 		io->in_ring = io->s != NULL;
 		io->rung = 0;
 		pthread_mutex_unlock(&io->mu);
+		io->self_queued = 0;
 		while (list) {
 			struct djmfs__ioreq *r = list;
 
 			list = r->next;
 			start(io, r);
 		}
-		if (busy(io)) {
+		/* A callback that ran in start() may have queued work the
+		 * run would not see until something else woke it. */
+		if (!io->self_queued && busy(io)) {
 			n = iosched_run(io->s, UINT64_MAX);
 			if (n < 0)
 				djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs: "
@@ -344,57 +304,8 @@ static void *io_main(void *arg)
 		}
 		pthread_mutex_lock(&io->mu);
 		io->in_ring = 0;
-		/* Counted before the callbacks can look at them. */
 		if (n > 0)
 			store_stats(io, &st);
-		batch_hand_off(io);
-	}
-	pthread_mutex_unlock(&io->mu);
-	return NULL;
-}
-
-/* The completion thread: runs each batch the I/O thread hands over. */
-static void *done_main(void *arg)
-{
-	struct djmfs__io *io = arg;
-
-	pthread_setname_np(pthread_self(), "djmfs-done");
-	on_cthread = io;
-	pthread_mutex_lock(&io->mu);
-	for (;;) {
-		struct djmfs__ioreq *list = io->done_head;
-		int wake = 0;
-
-		io->done_head = io->done_tail = NULL;
-		if (!list) {
-			if (io->cstop)
-				break;
-			pthread_cond_wait(&io->ccv, &io->mu);
-			continue;
-		}
-		io->cbusy = 1;
-		pthread_mutex_unlock(&io->mu);
-		while (list) {
-			struct djmfs__ioreq *r = list;
-
-			/* The callback may free or reuse r. */
-			list = r->next;
-			finish(r, r->res);
-		}
-		pthread_mutex_lock(&io->mu);
-		io->cbusy = 0;
-		if (io->deferred) {
-			io->deferred = 0;
-			wake = kick_locked(io);
-		} else if (io->stop) {
-			/* The I/O thread may be waiting for us (invariant 5). */
-			pthread_cond_signal(&io->cv);
-		}
-		if (wake) {
-			pthread_mutex_unlock(&io->mu);
-			kick(io, wake);
-			pthread_mutex_lock(&io->mu);
-		}
 	}
 	pthread_mutex_unlock(&io->mu);
 	return NULL;
@@ -411,8 +322,8 @@ int djmfs__io_submit(struct djmfs__io *io, struct djmfs__ioreq *r)
 	else
 		io->in_head = r;
 	io->in_tail = r;
-	if (on_cthread == io)
-		io->deferred = 1;
+	if (on_iothread == io)
+		io->self_queued = 1;
 	else
 		wake = kick_locked(io);
 	pthread_mutex_unlock(&io->mu);
@@ -540,16 +451,6 @@ static int sched_new(struct djmfs__io *io, const struct djmfs_client_opts *o,
 	return 0;
 }
 
-/* Stops the completion thread once nothing can reach it (invariant 5). */
-static void stop_completions(struct djmfs__io *io)
-{
-	pthread_mutex_lock(&io->mu);
-	io->cstop = 1;
-	pthread_cond_signal(&io->ccv);
-	pthread_mutex_unlock(&io->mu);
-	pthread_join(io->cthread, NULL);
-}
-
 int djmfs__io_new(struct djmfs__io **out, int fd,
 		  const struct djmfs_client_opts *o,
 		  const struct djmfs_log *log)
@@ -564,26 +465,19 @@ int djmfs__io_new(struct djmfs__io **out, int fd,
 	io->no_io = !!(o->flags & DJMFS_CLIENT_NO_DATA_IO);
 	pthread_mutex_init(&io->mu, NULL);
 	pthread_cond_init(&io->cv, NULL);
-	pthread_cond_init(&io->ccv, NULL);
 	pthread_cond_init(&io->ctl_cv, NULL);
 	if (!io->no_io)
 		err = sched_new(io, o, log);
 	if (err == 0)
-		err = -pthread_create(&io->cthread, NULL, done_main, io);
+		err = -pthread_create(&io->thread, NULL, io_main, io);
 	if (err < 0)
 		goto err;
-	err = -pthread_create(&io->thread, NULL, io_main, io);
-	if (err < 0) {
-		stop_completions(io);
-		goto err;
-	}
 	*out = io;
 	return 0;
 err:
 	iosched_free(io->s);
 	iosched_model_free(io->model);
 	pthread_cond_destroy(&io->ctl_cv);
-	pthread_cond_destroy(&io->ccv);
 	pthread_cond_destroy(&io->cv);
 	pthread_mutex_destroy(&io->mu);
 	free(io);
@@ -602,11 +496,9 @@ void djmfs__io_free(struct djmfs__io *io)
 	pthread_mutex_unlock(&io->mu);
 	kick(io, wake);
 	pthread_join(io->thread, NULL);
-	stop_completions(io);
 	iosched_free(io->s);
 	iosched_model_free(io->model);
 	pthread_cond_destroy(&io->ctl_cv);
-	pthread_cond_destroy(&io->ccv);
 	pthread_cond_destroy(&io->cv);
 	pthread_mutex_destroy(&io->mu);
 	free(io);
