@@ -683,6 +683,7 @@ static void *rx_main(void *arg)
 	size_t cap = RX_INITIAL;
 	uint8_t *buf = malloc(cap);
 
+	pthread_setname_np(pthread_self(), "djmfs-rx");
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		const char *why = "out of memory";
@@ -716,6 +717,7 @@ static void *hb_main(void *arg)
 	struct djmfs_client *c = arg;
 	uint64_t period = (uint64_t)c->lease_ms * 1000000u / 3;
 
+	pthread_setname_np(pthread_self(), "djmfs-hb");
 	if (period == 0)
 		period = 1000000000u;
 	pthread_mutex_lock(&c->hb_lock);
@@ -1191,6 +1193,7 @@ static void *recon_main(void *arg)
 {
 	struct djmfs_client *c = arg;
 
+	pthread_setname_np(pthread_self(), "djmfs-recon");
 	recon_self = c;
 	while (wait_settled(c) == 0)
 		reconnect(c);

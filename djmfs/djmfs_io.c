@@ -1,22 +1,39 @@
 /*
- * The client's data path: one thread owns a libiosched handle on the
- * volume (io_uring back end, O_DIRECT) and carries out every device
- * request of the client, in the order the scheduler's policy picks from
- * their deadlines.  Other threads hand requests over through a locked
- * inbox; the thread submits them, then, while anything is queued or in
- * flight, drives the scheduler in 200 µs slices (completions run inside
- * iosched_run), and sleeps on a condition variable when idle.  Requests
- * whose buffer, offset or length are not block-aligned go through an
- * aligned bounce buffer.  In NO_DATA_IO mode there is no scheduler: the
- * thread completes each request at once, so callbacks still run on a
- * library thread.
+ * The client's data path: one thread (the I/O thread, "djmfs-io") owns a
+ * libiosched handle on the volume (io_uring back end, O_DIRECT) and
+ * carries out every device request of the client, in the order the
+ * scheduler's policy picks from their deadlines, and runs the requests'
+ * callbacks as their completions come out of the ring.  Other threads
+ * hand requests over through a locked inbox.  The thread submits them,
+ * then, while anything is queued or in flight, blocks in iosched_run()
+ * with no deadline: it wakes only for a completion or for iosched_wake()
+ * from a thread that queued work, never on a timer.  Idle, it sleeps on
+ * a condition variable.  Requests whose buffer, offset or length are not
+ * block-aligned go through an aligned bounce buffer.  In NO_DATA_IO mode
+ * there is no scheduler: the thread completes each request at once, so
+ * callbacks still run on a library thread.
  *
  * Invariants:
  *  1. The scheduler, its statistics and every request between
  *     iosched_submit and its callback belong to the I/O thread alone.
  *  2. A request is in exactly one place: the inbox (under mu), the
- *     scheduler, or handed back through its callback (exactly once).
- *  3. The thread exits only when stop is set, the inbox is empty and the
+ *     scheduler, or handed back through its callback, which runs
+ *     exactly once, on the I/O thread.
+ *  3. Waking the I/O thread: it sets in_ring under mu after taking the
+ *     inbox and before it submits and blocks in the scheduler, and
+ *     clears it under mu when back, before it looks at the inbox again.
+ *     Whoever else hands it work (inbox, ctl, stop) decides under mu:
+ *     with in_ring set, the first of them in that episode sets rung and
+ *     calls iosched_wake() (after unlocking; the eventfd keeps the wake
+ *     even if the thread has not blocked yet), the rest need nothing;
+ *     with in_ring clear, a signal on cv, which the thread only waits on
+ *     after finding the inbox empty under mu.  No wake is lost either
+ *     way; a late one only ends a later run early.
+ *  4. A callback's own submissions (on the I/O thread) need no wake: a
+ *     run that delivered completions returns, and the thread takes the
+ *     inbox next; a callback that ran before the run (an immediate
+ *     completion) sets self_queued, and the thread skips the run.
+ *  5. The thread exits only when stop is set, the inbox is empty and the
  *     scheduler has nothing queued or in flight, so nothing submitted is
  *     ever abandoned.
  */
@@ -29,7 +46,6 @@
 
 #include "djmfs_clnt.h"
 
-#define SLICE_NS 200000u
 #define RING_ENTRIES 256u
 
 struct djmfs__io {
@@ -40,10 +56,12 @@ struct djmfs__io {
 	struct iosched_model *model;
 	struct iosched *s;
 	pthread_t thread;
+	int self_queued; /* I/O thread only: invariant 4 */
 
-	pthread_mutex_t mu; /* inbox, stop, stats */
-	pthread_cond_t cv;
-	struct djmfs__ioreq *in_head, *in_tail;
+	pthread_mutex_t mu; /* everything below */
+	pthread_cond_t cv;  /* the I/O thread, idle (invariant 3) */
+	struct djmfs__ioreq *in_head, *in_tail; /* the inbox */
+	int in_ring, rung; /* invariant 3 */
 	int stop;
 	struct djmfs_io_stats stats;
 
@@ -64,6 +82,41 @@ static int aligned(uint64_t v)
 	return (v & (DJMFS_BLOCK - 1)) == 0;
 }
 
+/* The I/O thread: set in it, so djmfs__io_submit can tell a callback's
+ * submission (invariant 4). */
+static __thread struct djmfs__io *on_iothread;
+
+/* Under mu: hands the I/O thread new work (invariant 3).  Returns 1 when
+ * the caller must call iosched_wake() once it has unlocked. */
+static int kick_locked(struct djmfs__io *io)
+{
+	if (!io->in_ring) {
+		pthread_cond_signal(&io->cv);
+		return 0;
+	}
+	if (io->rung)
+		return 0;
+	io->rung = 1;
+	return 1;
+}
+
+static void kick(struct djmfs__io *io, int wake)
+{
+	int err = wake ? iosched_wake(io->s) : 0;
+
+	if (err < 0)
+		djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs: iosched_wake: %s",
+			   strerror(-err));
+}
+
+static void count_error(struct djmfs__io *io)
+{
+	pthread_mutex_lock(&io->mu);
+	io->stats.errors++;
+	pthread_mutex_unlock(&io->mu);
+}
+
+/* The bounce's bytes out, then the callback. */
 static void finish(struct djmfs__ioreq *r, int res)
 {
 	if (r->bounce) {
@@ -72,22 +125,18 @@ static void finish(struct djmfs__ioreq *r, int res)
 		free(r->bounce);
 		r->bounce = NULL;
 	}
+	if (res < 0)
+		count_error(r->io);
 	r->done(r, res);
 }
 
 static void on_done(struct iosched_req *ir, int res)
 {
 	struct djmfs__ioreq *r = ir->user;
-	struct djmfs__io *io = r->io;
 
 	/* The device sees whole blocks; the caller asked for r->len. */
 	if (res >= 0)
 		res = (uint32_t)res >= ir->len ? (int)r->len : -EIO;
-	if (res < 0) {
-		pthread_mutex_lock(&io->mu);
-		io->stats.errors++;
-		pthread_mutex_unlock(&io->mu);
-	}
 	finish(r, res);
 }
 
@@ -131,6 +180,8 @@ static void start(struct djmfs__io *io, struct djmfs__ioreq *r)
 {
 	int err;
 
+	r->io = io;
+	r->bounce = NULL;
 	if (io->no_io || r->len == 0) {
 		if (io->no_io && r->op == IOSCHED_READ && r->len)
 			memset(r->buf, 0, r->len);
@@ -144,9 +195,6 @@ static void start(struct djmfs__io *io, struct djmfs__ioreq *r)
 		djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs: iosched_submit "
 			   "(offset %llu, %u bytes): %s",
 			   (unsigned long long)r->off, r->len, strerror(-err));
-		pthread_mutex_lock(&io->mu);
-		io->stats.errors++;
-		pthread_mutex_unlock(&io->mu);
 		finish(r, err);
 	}
 }
@@ -156,19 +204,15 @@ static int busy(const struct djmfs__io *io)
 	return io->s && (iosched_queued(io->s) > 0 || iosched_inflight(io->s) > 0);
 }
 
-static void snapshot_stats(struct djmfs__io *io)
+/* Under mu: the scheduler's figures as of @st, taken unlocked. */
+static void store_stats(struct djmfs__io *io, const struct iosched_stats *st)
 {
-	struct iosched_stats st;
-
-	iosched_stats_get(io->s, &st);
-	pthread_mutex_lock(&io->mu);
-	io->stats.requests = st.requests;
-	io->stats.deadline_requests = st.deadline_requests;
-	io->stats.misses = st.misses;
-	io->stats.bytes = st.bytes;
-	io->stats.latency_p99_ns = st.latency_p99_ns;
-	io->stats.lateness_max_ns = st.lateness_max_ns;
-	pthread_mutex_unlock(&io->mu);
+	io->stats.requests = st->requests;
+	io->stats.deadline_requests = st->deadline_requests;
+	io->stats.misses = st->misses;
+	io->stats.bytes = st->bytes;
+	io->stats.latency_p99_ns = st->latency_p99_ns;
+	io->stats.lateness_max_ns = st->lateness_max_ns;
 }
 
 /* On the I/O thread, with mu held: applies a pending knob change to the
@@ -219,9 +263,13 @@ static void *io_main(void *arg)
 {
 	struct djmfs__io *io = arg;
 
+	pthread_setname_np(pthread_self(), "djmfs-io");
+	on_iothread = io;
 	pthread_mutex_lock(&io->mu);
 	for (;;) {
 		struct djmfs__ioreq *list = io->in_head;
+		struct iosched_stats st = { 0 };
+		int n = 0;
 
 		apply_ctl(io);
 
@@ -232,23 +280,32 @@ static void *io_main(void *arg)
 			pthread_cond_wait(&io->cv, &io->mu);
 			continue;
 		}
+		/* From here on, work from other threads comes with
+		 * iosched_wake() (invariant 3). */
+		io->in_ring = io->s != NULL;
+		io->rung = 0;
 		pthread_mutex_unlock(&io->mu);
+		io->self_queued = 0;
 		while (list) {
 			struct djmfs__ioreq *r = list;
 
 			list = r->next;
 			start(io, r);
 		}
-		if (busy(io)) {
-			int n = iosched_run(io->s, iosched_now(io->s) + SLICE_NS);
-
+		/* A callback that ran in start() may have queued work the
+		 * run would not see until something else woke it. */
+		if (!io->self_queued && busy(io)) {
+			n = iosched_run(io->s, UINT64_MAX);
 			if (n < 0)
 				djmfs__log(io->log, DJMFS_LOG_ERROR, "djmfs: "
 					   "iosched_run: %s", strerror(-n));
-			if (n != 0)
-				snapshot_stats(io);
+			if (n > 0)
+				iosched_stats_get(io->s, &st);
 		}
 		pthread_mutex_lock(&io->mu);
+		io->in_ring = 0;
+		if (n > 0)
+			store_stats(io, &st);
 	}
 	pthread_mutex_unlock(&io->mu);
 	return NULL;
@@ -256,6 +313,8 @@ static void *io_main(void *arg)
 
 int djmfs__io_submit(struct djmfs__io *io, struct djmfs__ioreq *r)
 {
+	int wake = 0;
+
 	r->next = NULL;
 	pthread_mutex_lock(&io->mu);
 	if (io->in_tail)
@@ -263,8 +322,12 @@ int djmfs__io_submit(struct djmfs__io *io, struct djmfs__ioreq *r)
 	else
 		io->in_head = r;
 	io->in_tail = r;
-	pthread_cond_signal(&io->cv);
+	if (on_iothread == io)
+		io->self_queued = 1;
+	else
+		wake = kick_locked(io);
 	pthread_mutex_unlock(&io->mu);
+	kick(io, wake);
 	return 0;
 }
 
@@ -291,7 +354,11 @@ int djmfs__io_set(struct djmfs__io *io, const char *policy,
 	io->ctl.policy = policy;
 	io->ctl.model = m;
 	io->ctl.depth = depth;
-	pthread_cond_signal(&io->cv);
+	if (kick_locked(io)) {
+		pthread_mutex_unlock(&io->mu);
+		kick(io, 1);
+		pthread_mutex_lock(&io->mu);
+	}
 	while (!io->ctl.done)
 		pthread_cond_wait(&io->ctl_cv, &io->mu);
 	err = io->ctl.res;
@@ -419,12 +486,15 @@ err:
 
 void djmfs__io_free(struct djmfs__io *io)
 {
+	int wake;
+
 	if (!io)
 		return;
 	pthread_mutex_lock(&io->mu);
 	io->stop = 1;
-	pthread_cond_signal(&io->cv);
+	wake = kick_locked(io);
 	pthread_mutex_unlock(&io->mu);
+	kick(io, wake);
 	pthread_join(io->thread, NULL);
 	iosched_free(io->s);
 	iosched_model_free(io->model);

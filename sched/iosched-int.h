@@ -106,9 +106,13 @@ struct iosched_backend_ops {
 	/* Pushes started requests to the device if it batches them. */
 	int (*flush)(struct iosched_backend *be);
 	/* Collects completions, calling be->complete for each, until at least
-	 * one arrived or the clock reaches @until_ns (UINT64_MAX: until one
-	 * arrives; 0: don't block).  Returns completions or -errno. */
+	 * one arrived, a wake() was consumed (be->woken set), or the clock
+	 * reaches @until_ns (UINT64_MAX: until one arrives or a wake; 0:
+	 * don't block).  Returns completions or -errno. */
 	int (*wait)(struct iosched_backend *be, uint64_t until_ns);
+	/* Any thread: makes a wait() blocked now or next return promptly.
+	 * NULL for a back end that never blocks in real time.  0 or -errno. */
+	int (*wake)(struct iosched_backend *be);
 	uint64_t (*now)(const struct iosched_backend *be);
 	/* Largest depth the back end supports. */
 	unsigned (*max_depth)(const struct iosched_backend *be);
@@ -127,6 +131,9 @@ struct iosched_backend {
 			 uint64_t now_ns);
 	void *owner;
 	struct iosched_log log;
+	/* Set by wait() when it consumed a wake; the core clears it before
+	 * each wait().  Only the driving thread touches it. */
+	bool woken;
 };
 
 /* ---------------------------------------------------------------- */

@@ -22,14 +22,20 @@
  *  4. Back-end completions never dispatch directly: dispatch happens from
  *     the run loop and from submit outside a reap, so a callback that
  *     resubmits cannot recurse into the back end.
- *  5. s->inflight_cost is the sum of est_service_ns over the requests in
+ *  5. iosched_wake() is the one entry another thread may call while the
+ *     driving thread works: it reads only s->be and its operation table,
+ *     which are fixed from iosched_new() to iosched_free().  A run ends
+ *     after the wait that consumed a wake (be->woken), so a wake ends at
+ *     most one run, and a wake that arrives between runs ends the next.
+ *  6. s->inflight_cost is the sum of est_service_ns over the requests in
  *     flight, and s->est_free is at least now + what of it is left, so a
  *     policy's plan starts after the work the device already holds.
- *  6. Every s->corr factor lies in [IOSCHED__CORR_MIN, IOSCHED__CORR_MAX].
+ *  7. Every s->corr factor lies in [IOSCHED__CORR_MIN, IOSCHED__CORR_MAX].
  *
  * On-line correction: each completion whose device time can be told
- * (the request started on an idle lane, or on a one-lane device right
- * after its predecessor finished) is compared with the profile's cost,
+ * (on a one-lane device, from the later of its dispatch and the previous
+ * completion; with lanes, only a request that had the device to itself,
+ * since lanes share one channel) is compared with the profile's cost,
  * and the ratio feeds a smoothed factor per operation and size class.
  * A profile that is 2x off converges within a few dozen requests; the
  * factor moves by at most 1/16 of a sample's difference, so a single
@@ -404,6 +410,7 @@ static int reap(struct iosched *s, uint64_t until)
 
 	dispatch(s);
 	s->reaping = true;
+	s->be->woken = false;
 	n = s->be->ops->wait(s->be, until);
 	s->reaping = false;
 	dispatch(s);
@@ -420,10 +427,23 @@ int iosched_run(struct iosched *s, uint64_t until_ns)
 		if (n < 0)
 			return n;
 		total += n;
-		/* Return on time even while completions keep arriving. */
-		if (iosched_now(s) >= until_ns)
+		/* Return on time even while completions keep arriving.  With
+		 * no deadline, one wait is the whole run: it returned because
+		 * something happened (completions, a wake) or because nothing
+		 * ever could. */
+		if (s->be->woken || until_ns == UINT64_MAX ||
+		    iosched_now(s) >= until_ns)
 			return total;
 	}
+}
+
+int iosched_wake(struct iosched *s)
+{
+	/* Touches only what never changes after iosched_new(), so any
+	 * thread may call it. */
+	if (!s->be->ops->wake)
+		return 0;
+	return s->be->ops->wake(s->be);
 }
 
 int iosched_poll(struct iosched *s)

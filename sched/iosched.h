@@ -14,7 +14,8 @@
  * and never exits: diagnostics go through the caller's log hook.
  *
  * Thread-safety: a scheduler handle and everything attached to it is
- * driven by one thread at a time.  Models are immutable once loaded and
+ * driven by one thread at a time; the one exception is iosched_wake(),
+ * which any thread may call to interrupt that thread's wait.  Models are immutable once loaded and
  * may be shared by any number of threads and handles.
  */
 #ifndef IOSCHED_H
@@ -259,10 +260,27 @@ uint64_t iosched_now(const struct iosched *s);
 
 /*
  * Dispatches and completes requests until the clock reaches @until_ns
- * (blocking on io_uring; advancing virtual time on the simulator).  Returns
- * the number of completions, or -errno from the back end.
+ * (blocking on io_uring; advancing virtual time on the simulator), or
+ * until a wait ends because of iosched_wake().  With @until_ns
+ * UINT64_MAX there is no deadline: the run returns after the first wait
+ * that delivered completions, after a wake (possibly with 0
+ * completions), or at once with 0 when nothing could ever end the wait
+ * (nothing in flight on the simulator).  On io_uring it never returns
+ * otherwise: with nothing submitted it sleeps until a wake.  Returns the
+ * number of completions, or -errno from the back end.
  */
 int iosched_run(struct iosched *s, uint64_t until_ns);
+
+/*
+ * Any thread, at any time between iosched_new() and iosched_free():
+ * makes the run or drain wait blocked now on @s return promptly, or, if
+ * none is blocked, the next one (a wake is remembered until a wait
+ * consumes it; several wakes before that count as one).  Used to hand the
+ * driving thread new work without a timer.  A drain goes on draining
+ * after a wake.  No-op on the simulator, whose waits never block in real
+ * time.  Returns 0 or -errno.
+ */
+int iosched_wake(struct iosched *s);
 
 /* Completes whatever is already done, without blocking or advancing the
  * virtual clock.  Returns the number of completions or -errno. */

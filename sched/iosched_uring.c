@@ -9,6 +9,13 @@
  * per-request page pinning.  For tests it can hold completions back and
  * fail chosen requests with -EIO without touching the device.
  *
+ * Another thread ends a blocked wait() through an eventfd: the ring keeps
+ * a poll armed on it (multishot where the kernel has it, else one-shot and
+ * re-armed after each wake), so iosched_wake() is one write(2) and the
+ * driving thread needs no timer to notice new work.  The poll's CQEs are
+ * the back end's own: they set be->woken and never reach the core as
+ * completions.
+ *
  * Invariants:
  *  1. A started request is in exactly one place: prepared in the SQ, at
  *     the kernel, posted in the CQ (these three are counted by inflight),
@@ -24,6 +31,12 @@
  *  5. One wait() hands back at most one CQ's worth of device completions
  *     and only the held entries present when it began, so a hook that
  *     resubmits forever cannot keep wait() from returning.
+ *  6. At most one poll on the eventfd is outstanding (wake_armed: prepared
+ *     in the SQ or at the kernel); it is not counted in inflight, its
+ *     user data is the back end itself, and block() sleeps with no
+ *     deadline only while it is armed or requests are in flight.  The
+ *     eventfd is drained when its CQE is seen, so a wake written after
+ *     the drain posts a new CQE (a spare early return, never a lost one).
  *
  * Request life cycle:
  *
@@ -37,10 +50,13 @@
  */
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "iosched-int.h"
 
@@ -67,6 +83,11 @@ struct uring_backend {
 
 	struct uring_fixed *fixed; /* registered buffers, by index */
 	unsigned nfixed;
+
+	/* Wakes from other threads (invariant 6). */
+	int efd;
+	bool wake_armed;
+	bool wake_multishot; /* cleared when the kernel refuses it */
 
 	/* Fault injection (test only). */
 	uint64_t latency_ns;
@@ -191,6 +212,69 @@ static int release_held(struct uring_backend *ub, uint64_t now)
 		n++;
 	}
 	return n;
+}
+
+/* ---------------------------------------------------------------- */
+/* Wakes                                                            */
+/* ---------------------------------------------------------------- */
+
+/* Prepares the poll on the eventfd; the next flush or block() submits it.
+ * 0, or -EBUSY when the SQ stays full (wait() tries again). */
+static int arm_wake(struct uring_backend *ub)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&ub->ring);
+
+	if (!sqe) {
+		io_uring_submit(&ub->ring);
+		sqe = io_uring_get_sqe(&ub->ring);
+	}
+	if (!sqe)
+		return -EBUSY;
+	if (ub->wake_multishot)
+		io_uring_prep_poll_multishot(sqe, ub->efd, POLLIN);
+	else
+		io_uring_prep_poll_add(sqe, ub->efd, POLLIN);
+	io_uring_sqe_set_data(sqe, ub);
+	ub->wake_armed = true;
+	return 0;
+}
+
+/* A CQE of the eventfd poll: a wake, or the poll ended (re-armed by
+ * wait() before it blocks). */
+static void wake_cqe(struct uring_backend *ub, int res, unsigned flags)
+{
+	uint64_t count;
+
+	if (!(flags & IORING_CQE_F_MORE))
+		ub->wake_armed = false;
+	if (res == -EINVAL && ub->wake_multishot) {
+		/* Kernels before 5.13 take only one-shot polls. */
+		ub->wake_multishot = false;
+		return;
+	}
+	if (res < 0) {
+		iosched__log(&ub->base.log, IOSCHED_LOG_WARN,
+			     "uring: poll on the wake eventfd: %s",
+			     strerror(-res));
+		return;
+	}
+	/* Drained so that a re-armed one-shot poll does not fire at once;
+	 * EAGAIN means a previous CQE's drain took this wake's count. */
+	if (read(ub->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		iosched__log(&ub->base.log, IOSCHED_LOG_WARN,
+			     "uring: read(wake eventfd): %s", strerror(errno));
+	ub->base.woken = true;
+}
+
+static int uring_wake(struct iosched_backend *be)
+{
+	struct uring_backend *ub = to_uring(be);
+	uint64_t one = 1;
+
+	/* EAGAIN: the counter is saturated, so a wake is pending anyway. */
+	if (write(ub->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -322,8 +406,13 @@ static int reap_device(struct uring_backend *ub, uint64_t now)
 	while (budget-- > 0 && io_uring_peek_cqe(&ub->ring, &cqe) == 0) {
 		struct iosched_req *req = io_uring_cqe_get_data(cqe);
 		int res = cqe->res;
+		unsigned flags = cqe->flags;
 
 		io_uring_cqe_seen(&ub->ring, cqe);
+		if ((void *)req == (void *)ub) {
+			wake_cqe(ub, res, flags);
+			continue;
+		}
 		ub->inflight--;
 		if (res < 0)
 			iosched__log(&be->log, IOSCHED_LOG_WARN,
@@ -342,10 +431,11 @@ static int reap_device(struct uring_backend *ub, uint64_t now)
 }
 
 /*
- * Blocks on the ring until a CQE arrives, the next held completion is
- * due, or the clock reaches @until.  Returns 1 to look for completions
- * again, 0 when wait() should give up (deadline reached, interrupted, or
- * nothing could ever arrive), or -errno.
+ * Blocks on the ring until a CQE arrives (a completion or a wake), the
+ * next held completion is due, or the clock reaches @until.  Returns 1 to
+ * look for completions again, 0 when wait() should give up (deadline
+ * reached, or nothing could ever arrive: no request and no wake poll),
+ * or -errno.
  */
 static int block(struct uring_backend *ub, uint64_t until)
 {
@@ -359,8 +449,16 @@ static int block(struct uring_backend *ub, uint64_t until)
 		wake = ub->held[ub->held_head].release_ns;
 	if (wake <= now)
 		return 1;
+	if (!ub->wake_armed)
+		arm_wake(ub);
+	/* The re-armed poll must be at the kernel before we sleep. */
+	if (io_uring_sq_ready(&ub->ring) > 0) {
+		rc = uring_flush(&ub->base);
+		if (rc < 0 && rc != -EBUSY && rc != -EAGAIN && rc != -EINTR)
+			return rc;
+	}
 	if (wake == UINT64_MAX) {
-		if (ub->inflight == 0)
+		if (ub->inflight == 0 && !ub->wake_armed)
 			return 0;
 		rc = io_uring_wait_cqe(&ub->ring, &cqe);
 	} else {
@@ -371,10 +469,10 @@ static int block(struct uring_backend *ub, uint64_t until)
 
 		rc = io_uring_wait_cqe_timeout(&ub->ring, &cqe, &ts);
 	}
-	if (rc == 0 || rc == -ETIME)
+	/* A signal is no reason to return: with no deadline, the caller
+	 * would take the early return for a wake. */
+	if (rc == 0 || rc == -ETIME || rc == -EINTR)
 		return 1;
-	if (rc == -EINTR)
-		return 0;
 	iosched__log(&ub->base.log, IOSCHED_LOG_ERROR,
 		     "uring: io_uring_wait_cqe: %s", strerror(-rc));
 	return rc;
@@ -395,7 +493,7 @@ static int uring_wait(struct iosched_backend *be, uint64_t until)
 
 		n += reap_device(ub, now);
 		n += release_held(ub, now);
-		if (n > 0 || until == 0)
+		if (n > 0 || until == 0 || be->woken)
 			return n;
 		rc = block(ub, until);
 		if (rc <= 0)
@@ -492,6 +590,7 @@ static void uring_destroy(struct iosched_backend *be)
 	struct uring_backend *ub = to_uring(be);
 
 	io_uring_queue_exit(&ub->ring);
+	close(ub->efd);
 	free(ub->fixed);
 	free(ub->held);
 	free(ub);
@@ -503,6 +602,7 @@ static const struct iosched_backend_ops uring_ops = {
 	.start = uring_start,
 	.flush = uring_flush,
 	.wait = uring_wait,
+	.wake = uring_wake,
 	.now = uring_now,
 	.max_depth = uring_max_depth,
 	.register_buffers = uring_register_buffers,
@@ -528,6 +628,14 @@ int iosched_backend_uring_new(struct iosched_backend **out, unsigned entries,
 	ub = calloc(1, sizeof(*ub));
 	if (!ub)
 		return -ENOMEM;
+	ub->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ub->efd < 0) {
+		rc = -errno;
+		iosched__log(log, IOSCHED_LOG_ERROR, "uring: eventfd: %s",
+			     strerror(-rc));
+		free(ub);
+		return rc;
+	}
 	rc = io_uring_queue_init(entries, &ub->ring, 0);
 	if (rc < 0) {
 		iosched__log(log, IOSCHED_LOG_ERROR,
@@ -542,9 +650,12 @@ int iosched_backend_uring_new(struct iosched_backend **out, unsigned entries,
 	if (log)
 		ub->base.log = *log;
 	ub->align = align;
+	ub->wake_multishot = true;
+	arm_wake(ub);
 	*out = &ub->base;
 	return 0;
 err:
+	close(ub->efd);
 	free(ub);
 	return rc;
 }

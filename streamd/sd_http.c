@@ -929,6 +929,7 @@ static void *reaper_main(void *arg)
 	struct sd_http_guard *g = arg;
 	struct timespec ts;
 
+	pthread_setname_np(pthread_self(), "sd-reaper");
 	pthread_mutex_lock(&g->mu);
 	while (!g->stop) {
 		reap(g, (int64_t)djmfs_now());

@@ -789,6 +789,7 @@ static void *ingest_main(void *arg)
 	struct sd_ingest *in = arg;
 	int err = ingest_probe(in);
 
+	pthread_setname_np(pthread_self(), "sd-ingest");
 	if (!err)
 		err = ingest_demux(in);
 	ingest_stop(in);

@@ -579,6 +579,7 @@ static void *pump_main(void *arg)
 	struct sd_pump *p = arg;
 	struct timespec next, now;
 
+	pthread_setname_np(pthread_self(), "sd-pump");
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {

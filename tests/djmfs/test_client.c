@@ -4,16 +4,19 @@
  * files and objects, the object pointer, the data path across unit
  * boundaries with unaligned sizes, what readers see before and after a
  * publish, frozen snapshots, the single writer, a full volume,
- * asynchronous operations, the metadata-only mode and a lost server.
+ * asynchronous operations, the metadata-only mode, a lost server, and a
+ * data path thread that sleeps while the device works.
  * Tests that move data skip when the machine has no io_uring.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "djmfs.h"
@@ -762,4 +765,88 @@ Test(client, a_failed_append_fails_the_appends_queued_behind_it)
 	cr_assert_eq(memcmp(dst + 64 * KIB, src + 3 * 64 * KIB, 64 * KIB), 0);
 	djmfs_close(r);
 	djmfs_disconnect(rc);
+}
+
+/* The voluntary context switches of this process's thread named @comm
+ * (exactly one must exist), from /proc/self/task/TID/status. */
+static long thread_switches(const char *comm)
+{
+	char path[300], line[256], name[32];
+	long found = -1;
+	int n = 0;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	cr_assert(d, "opendir /proc/self/task: %s", strerror(errno));
+	while ((e = readdir(d))) {
+		FILE *fp;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		fp = fopen(path, "r");
+		if (!fp || !fgets(name, sizeof(name), fp)) {
+			if (fp)
+				fclose(fp);
+			continue;
+		}
+		fclose(fp);
+		name[strcspn(name, "\n")] = '\0';
+		if (strcmp(name, comm) != 0)
+			continue;
+		n++;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status",
+			 e->d_name);
+		fp = fopen(path, "r");
+		cr_assert(fp, "%s: %s", path, strerror(errno));
+		while (fgets(line, sizeof(line), fp))
+			sscanf(line, "voluntary_ctxt_switches: %ld", &found);
+		fclose(fp);
+	}
+	closedir(d);
+	cr_assert_eq(n, 1, "%d threads named %s", n, comm);
+	cr_assert_geq(found, 0);
+	return found;
+}
+
+Test(client, the_io_thread_sleeps_while_a_read_waits_on_a_slow_device)
+{
+	struct djmfs_client_opts o = opts(0);
+	struct djmfs_client *c = client(), *slow = NULL;
+	struct djmfs_file *w, *r = NULL;
+	static uint8_t src[64 * KIB], dst[64 * KIB];
+	const struct timespec settle = { 0, 300000000 }, idle = { 1, 0 };
+	long before, after;
+	uint32_t id;
+
+	fill(src, sizeof(src), 9);
+	w = new_stream(c, "slow", &id);
+	cr_assert_eq(djmfs_set_objptr(w, id, 0), 0);
+	cr_assert_eq(djmfs_write(w, src, sizeof(src)), (ssize_t)sizeof(src));
+	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+
+	/* Every device request of this client takes 5 s more: the read
+	 * stays outstanding through the whole idle second below. */
+	o.inject_latency_ns = 5000000000ull;
+	cr_assert_eq(djmfs_connect(&slow, &o), 0);
+	cr_assert_eq(djmfs_open(slow, "slow", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_pread_async(r, dst, sizeof(dst), 0, 0, note,
+				       (void *)(intptr_t)0), 0);
+	nanosleep(&settle, NULL);
+	before = thread_switches("djmfs-io");
+	nanosleep(&idle, NULL);
+	after = thread_switches("djmfs-io");
+	pthread_mutex_lock(&ord.mu);
+	cr_assert_eq(ord.n, 0, "the read was still outstanding");
+	pthread_mutex_unlock(&ord.mu);
+	/* A thread woken every 200 us would have switched ~5000 times. */
+	cr_assert_leq(after - before, 3, "the I/O thread woke %ld times in "
+		      "an idle second", after - before);
+	wait_for(1);
+	cr_assert_eq(ord.res[0], (ssize_t)sizeof(dst));
+	cr_assert_eq(memcmp(src, dst, sizeof(src)), 0);
+	cr_assert_eq(djmfs_close(r), 0);
+	djmfs_disconnect(slow);
 }

@@ -3,13 +3,16 @@
  * table on a temporary file opened with O_DIRECT.  A small fake owner
  * stands in for the scheduler core: its complete() hook records each
  * result and completion time, and can start the next request of a
- * backlog from inside the hook, as the core may.  Tests skip when the
- * machine lacks io_uring or O_DIRECT on /tmp.
+ * backlog from inside the hook, as the core may.  The wake tests go
+ * through the scheduler core, with a second thread calling iosched_wake().
+ * Tests skip when the machine lacks io_uring or O_DIRECT on /tmp.
  */
 #define _GNU_SOURCE /* O_DIRECT, MADV_DONTNEED */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -721,4 +724,134 @@ Test(uring, now_follows_the_monotonic_clock)
 	b = be->ops->now(be);
 	cr_assert_leq(a, mono);
 	cr_assert_leq(mono, b);
+}
+
+/* ---------------------------------------------------------------- */
+/* Wakes, through the scheduler core                                */
+/* ---------------------------------------------------------------- */
+
+/* Wakes a scheduler from another thread after a pause, noting first that
+ * it is about to, so the test can tell the wake from anything else. */
+struct waker {
+	struct iosched *s;
+	long delay_ns;
+	atomic_int woke;
+	pthread_t th;
+};
+
+static void *waker_main(void *arg)
+{
+	struct waker *w = arg;
+	struct timespec ts = { 0, w->delay_ns };
+
+	nanosleep(&ts, NULL);
+	atomic_store(&w->woke, 1);
+	cr_assert_eq(iosched_wake(w->s), 0);
+	return NULL;
+}
+
+static void waker_start(struct waker *w, struct iosched *s, long delay_ns)
+{
+	w->s = s;
+	w->delay_ns = delay_ns;
+	atomic_init(&w->woke, 0);
+	cr_assert_eq(pthread_create(&w->th, NULL, waker_main, w), 0);
+}
+
+/* A scheduler on a new io_uring back end, which it owns (the suite's
+ * teardown must not destroy it); *out_be stays valid until it is freed. */
+static struct iosched *new_sched(struct iosched_model **m,
+				 struct iosched_backend **out_be)
+{
+	struct iosched_config cfg = { .policy = "fifo" };
+	struct iosched *s;
+
+	*out_be = new_backend(8, 0);
+	cr_assert_eq(iosched_model_load(m, "ssd-sata", NULL), 0);
+	cfg.model = *m;
+	cr_assert_eq(iosched_new(&s, &cfg, *out_be), 0);
+	return s;
+}
+
+static void on_sched_done(struct iosched_req *req, int res)
+{
+	own.res[req->stream] = res;
+	own.done++;
+}
+
+Test(uring, a_run_with_no_deadline_and_nothing_submitted_sleeps_until_a_wake)
+{
+	struct iosched_backend *b;
+	struct iosched_model *m;
+	struct iosched *s = new_sched(&m, &b);
+	struct waker w;
+
+	/* Returning before the watchdog's wake would be spurious: nothing
+	 * was submitted and nobody else wakes it. */
+	waker_start(&w, s, 200 * 1000 * 1000);
+	cr_assert_eq(iosched_run(s, UINT64_MAX), 0);
+	cr_assert_eq(atomic_load(&w.woke), 1, "returned before the wake");
+	pthread_join(w.th, NULL);
+	iosched_free(s);
+	iosched_model_free(m);
+}
+
+Test(uring, a_wake_from_another_thread_ends_a_run_blocked_on_a_slow_request)
+{
+	struct iosched_backend *b;
+	struct iosched_model *m;
+	struct iosched *s = new_sched(&m, &b);
+	struct iosched_req r;
+	struct waker w;
+	uint8_t *buf;
+
+	open_file(FILE_BLOCKS * BLK);
+	cr_assert_eq(iosched_backend_inject(b, 3600 * IOSCHED__NS_PER_S, 0), 0);
+	buf = block_alloc(BLK);
+	make_req(&r, IOSCHED_READ, fd, 0, BLK, buf, 0);
+	r.done = on_sched_done;
+	cr_assert_eq(iosched_submit(s, &r), 0);
+	waker_start(&w, s, 50 * 1000 * 1000);
+	cr_assert_eq(iosched_run(s, UINT64_MAX), 0);
+	cr_assert_eq(atomic_load(&w.woke), 1, "returned before the wake");
+	cr_assert_eq(iosched_inflight(s), 1, "the request is still out");
+	pthread_join(w.th, NULL);
+
+	/* A deadline too far to be reached: only the wake can end it. */
+	waker_start(&w, s, 50 * 1000 * 1000);
+	cr_assert_eq(iosched_run(s, UINT64_MAX - 1), 0);
+	cr_assert_eq(atomic_load(&w.woke), 1, "returned before the wake");
+	pthread_join(w.th, NULL);
+	cr_assert_eq(own.done, 0);
+	/* Abandoned in flight: the buffer outlives the ring. */
+	iosched_free(s);
+	iosched_model_free(m);
+	free(buf);
+}
+
+Test(uring, a_wake_before_the_run_is_kept_and_completions_still_end_runs)
+{
+	struct iosched_backend *b;
+	struct iosched_model *m;
+	struct iosched *s = new_sched(&m, &b);
+	struct iosched_req r;
+	uint8_t *buf;
+
+	open_file(FILE_BLOCKS * BLK);
+	write_pattern_file(1);
+	cr_assert_eq(iosched_wake(s), 0);
+	cr_assert_eq(iosched_wake(s), 0);
+	cr_assert_eq(iosched_run(s, UINT64_MAX), 0, "the wakes were kept");
+	buf = block_alloc(BLK);
+	make_req(&r, IOSCHED_READ, fd, 0, BLK, buf, 0);
+	r.done = on_sched_done;
+	cr_assert_eq(iosched_submit(s, &r), 0);
+	/* Two wakes before one wait count as one: this run ends with the
+	 * read. */
+	cr_assert_eq(iosched_run(s, UINT64_MAX), 1);
+	cr_assert_eq(own.res[0], (int)BLK);
+	cr_assert(matches(buf, BLK, 0));
+	iosched_free(s);
+	iosched_model_free(m);
+	free(buf);
 }
