@@ -85,6 +85,7 @@ void iosched_default_knobs(struct iosched_knobs *out)
 	out->glmd_exact_max = DEFAULT_GLMD_EXACT_MAX;
 	out->glmd_margin_ns = DEFAULT_GLMD_MARGIN_NS;
 	out->model_learn = 1;
+	out->glmd_replan = 1;
 }
 
 static void corr_init(struct iosched__corr *c)
@@ -227,6 +228,8 @@ static void dispatch(struct iosched *s)
 		if (!r)
 			break;
 		s->queued--;
+		if (r->in.flags & IOSCHED__F_RESCUED)
+			s->st.rescues++;
 		r->in.dispatch_ns = ctx.now_ns;
 		r->in.busy_at_dispatch = s->inflight;
 		r->in.model_ns = iosched_model_service_ns(s->model, s->head,
@@ -389,8 +392,6 @@ int iosched_submit(struct iosched *s, struct iosched_req *req)
 			     strerror(-rc));
 		return rc;
 	}
-	if (req->in.flags & IOSCHED__F_RESCUED)
-		s->st.rescues++;
 	if (++s->queued > s->st.queue_depth_max)
 		s->st.queue_depth_max = s->queued;
 	if (!s->reaping)

@@ -219,6 +219,9 @@ struct iosched_knobs {
 	uint64_t glmd_miss_cost_ns;   /* glmd: service time one missed deadline
 					 is worth; 0 = the request's own cost,
 					 UINT64_MAX = misses always first */
+	unsigned glmd_replan;	      /* glmd: 1 (default): at each dispatch, place
+					 again one entry now expected late that
+					 could still keep its deadline */
 	unsigned model_learn;	      /* 1 (default): correct the model on line
 					 from what completions take; 0: plan
 					 with the profile as written */
