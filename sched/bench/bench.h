@@ -116,6 +116,9 @@ struct bench_result {
  */
 int bench_run(const struct bench_cfg *cfg, struct bench_result *out);
 
+/* The largest request of the load (the --sizes list, else --size). */
+uint32_t bench_max_size(const struct bench_cfg *c);
+
 /* The psync engine; same contract (called by bench_run for that engine). */
 int bench_run_psync(const struct bench_cfg *cfg, struct bench_result *out);
 

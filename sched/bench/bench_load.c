@@ -327,7 +327,7 @@ static uint32_t stream_size(const struct bench_cfg *c, unsigned i)
 	return c->nsizes ? c->sizes[i % c->nsizes] : c->size;
 }
 
-static uint32_t max_size(const struct bench_cfg *c)
+uint32_t bench_max_size(const struct bench_cfg *c)
 {
 	uint32_t m = c->size;
 	unsigned i;
@@ -817,7 +817,7 @@ static bool cfg_ok(const struct bench_cfg *c)
 	return !c->refill || (b < a && a <= 100 &&
 			      (uint64_t)(c->buffer_size ? c->buffer_size :
 					 BENCH_REFILL_BUFFER) >=
-				      2 * (uint64_t)max_size(c));
+				      2 * (uint64_t)bench_max_size(c));
 }
 
 static int load_init(struct load *l)
@@ -825,7 +825,7 @@ static int load_init(struct load *l)
 	const struct bench_cfg *c = l->cfg;
 
 	l->nst = c->streams + c->background;
-	l->slot_size = max_size(c);
+	l->slot_size = bench_max_size(c);
 	l->cap = c->buffer_size ? c->buffer_size : BENCH_REFILL_BUFFER;
 	l->a_bytes = l->cap * (c->a_pct > 0 ? c->a_pct : BENCH_REFILL_A) / 100;
 	l->b_bytes = l->cap * (c->b_pct > 0 ? c->b_pct : BENCH_REFILL_B) / 100;
@@ -854,7 +854,7 @@ int bench_run(const struct bench_cfg *c, struct bench_result *out)
 	rc = make_backend(c, &m, &be, &l.fd, &size);
 	if (rc < 0)
 		goto out;
-	if (size / c->streams < max_size(c)) {
+	if (size / c->streams < bench_max_size(c)) {
 		iosched__log(&c->log, IOSCHED_LOG_ERROR,
 			     "bench: %llu bytes is too small for %u streams",
 			     (unsigned long long)size, c->streams);

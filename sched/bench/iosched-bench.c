@@ -559,17 +559,6 @@ static bool rich_load(const struct args *a)
 	       c->background || c->share > 1 || c->refill || a->trace_path;
 }
 
-static uint32_t largest_size(const struct bench_cfg *c)
-{
-	uint32_t m = c->size;
-	unsigned i;
-
-	for (i = 0; i < c->nsizes; i++)
-		if (c->sizes[i] > m)
-			m = c->sizes[i];
-	return m;
-}
-
 /* The workload options' own rules. */
 static int finish_load(struct args *a)
 {
@@ -587,7 +576,7 @@ static int finish_load(struct args *a)
 				   "need --refill");
 	if (c->refill && (uint64_t)(c->buffer_size ? c->buffer_size :
 				    BENCH_REFILL_BUFFER) <
-				 2 * (uint64_t)largest_size(c))
+				 2 * (uint64_t)bench_max_size(c))
 		return usage_error("--buffer must hold at least two of the "
 				   "largest --sizes");
 	if (a->trace_path && a->sweep)
@@ -1033,12 +1022,12 @@ static int mode_sweep(struct args *a)
 	rc = probe(&a->cfg, &capacity);
 	if (rc < 0)
 		goto out;
-	max = capacity / largest_size(&a->cfg);
+	max = capacity / bench_max_size(&a->cfg);
 	sw->max = max > UINT32_MAX ? UINT32_MAX : (unsigned)max;
 	rc = -EINVAL;
 	if (sw->max == 0)
 		fprintf(stderr, "%s: %s holds no %u-byte request\n", PROG,
-			a->cfg.device, largest_size(&a->cfg));
+			a->cfg.device, bench_max_size(&a->cfg));
 	else
 		rc = sweep_search(a, sw);
 	if (rc < 0)
