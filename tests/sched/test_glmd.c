@@ -532,8 +532,7 @@ Test(glmd, a_sweep_cannot_go_on_forever_ahead_of_a_waiting_request)
  * scan.  (Far past capacity on a solid-state profile scan can miss fewer:
  * doc/sched.md gives the figures.)
  */
-Test(glmd, misses_no_more_than_edf_or_scan_across_profiles_and_loads,
-     .timeout = 600)
+Test(glmd, misses_no_more_than_edf_or_scan_across_profiles_and_loads)
 {
 	static const struct {
 		const char *profile;
@@ -545,7 +544,7 @@ Test(glmd, misses_no_more_than_edf_or_scan_across_profiles_and_loads,
 	};
 	const char *others[] = { "edf", "scan" };
 	char what[160];
-	unsigned i, j, k, m;
+	unsigned i, j, k, m, worse = 0;
 
 	for (i = 0; i < 3; i++)
 		for (j = 0; j < 3; j++)
@@ -568,10 +567,15 @@ Test(glmd, misses_no_more_than_edf_or_scan_across_profiles_and_loads,
 						 others[k],
 						 (unsigned long long)o.misses);
 					cr_log_info("%s", what);
-					cr_expect_leq(g.misses, o.misses, "%s",
-						      what);
+					/* cr_expect leaks inside Criterion
+					 * (LeakSanitizer): count, assert once. */
+					if (g.misses > o.misses) {
+						cr_log_error("%s", what);
+						worse++;
+					}
 				}
 			}
+	cr_assert_eq(worse, 0, "glmd missed more in %u comparisons", worse);
 }
 
 /* Where deadlines differ, GLMD's re-plans move requests off their SCAN
@@ -592,7 +596,7 @@ Test(glmd, rescues_fire_on_the_mixed_load)
 			    (unsigned long long)g.glmd_rescues_kept,
 			    (unsigned long long)g.misses,
 			    (unsigned long long)e.misses);
-		cr_expect_leq(g.misses, e.misses);
+		cr_assert_leq(g.misses, e.misses);
 		rescues += g.glmd_rescues;
 		kept += g.glmd_rescues_kept;
 	}
