@@ -217,12 +217,26 @@ int iosched__use_policy(struct iosched *s, const struct iosched__policy_ops *ops
 /* Per-request model cost as a queue sees it: the device time divided among
  * the lanes that serve requests at once, but never less than the transfer,
  * which the lanes share. */
+static inline uint64_t iosched__cost_from_ns(const struct iosched__ctx *ctx,
+					    uint64_t t,
+					    const struct iosched_req *r);
+
 static inline uint64_t iosched__cost_ns(const struct iosched__ctx *ctx,
 				       uint64_t head,
 				       const struct iosched_req *r)
 {
-	uint64_t t = iosched_model_service_ns(ctx->model, head, r->op,
-					      r->offset, r->len);
+	return iosched__cost_from_ns(ctx,
+				     iosched_model_service_ns(ctx->model, head,
+							      r->op, r->offset,
+							      r->len),
+				     r);
+}
+
+/* The same, from the profile's device time @t already computed. */
+static inline uint64_t iosched__cost_from_ns(const struct iosched__ctx *ctx,
+					    uint64_t t,
+					    const struct iosched_req *r)
+{
 	uint64_t x;
 
 	if (ctx->corr)

@@ -235,7 +235,8 @@ static void dispatch(struct iosched *s)
 		r->in.model_ns = iosched_model_service_ns(s->model, s->head,
 							  r->op, r->offset,
 							  r->len);
-		r->in.est_service_ns = iosched__cost_ns(&ctx, s->head, r);
+		r->in.est_service_ns = iosched__cost_from_ns(&ctx,
+							     r->in.model_ns, r);
 		s->est_free = ctx.start_ns + r->in.est_service_ns;
 		s->inflight_cost += r->in.est_service_ns;
 		s->head = r->offset + r->len;
