@@ -102,6 +102,7 @@ struct bench_result {
 	uint64_t background_requests;
 	uint64_t underflows;	/* refill: buffers that ran dry while playing */
 	uint64_t seeks;
+	uint64_t shed;		/* real device: arrivals dropped, each a miss */
 	/* The scheduler's own account (iosched_stats). */
 	uint64_t glmd_rescues, glmd_rescues_kept;
 	double model_error_p50_pct, model_error_p99_pct;

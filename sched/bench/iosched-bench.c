@@ -818,6 +818,7 @@ static void json_run(struct json *j, const struct bench_cfg *c,
 	json_u64(j, "background_requests", r->background_requests);
 	json_u64(j, "underflows", r->underflows);
 	json_u64(j, "seeks", r->seeks);
+	json_u64(j, "shed", r->shed);
 	json_u64(j, "glmd_rescues", r->glmd_rescues);
 	json_u64(j, "glmd_rescues_kept", r->glmd_rescues_kept);
 	json_dbl(j, "model_error_p50_pct", r->model_error_p50_pct, 2);
@@ -954,24 +955,38 @@ struct sweep {
 	struct bench_result best_r; /* at best, or at first_bad if none */
 };
 
-/* One trial at @n streams; records it and narrows the bounds. */
+/*
+ * One trial at @n streams; records it and narrows the bounds.  On a real
+ * device a run that misses is run once more and @n fails only if both
+ * miss: this machine's storage stalls now and then, and one stall at a
+ * small count would end the doubling far below the device's limit.  The
+ * simulator is deterministic, so one run is the answer.
+ */
 static int sweep_trial(struct args *a, struct sweep *sw, unsigned n)
 {
 	struct bench_cfg c = a->cfg;
 	struct bench_result r;
 	int rc;
 
-	if (sw->ntrials == SWEEP_MAX_TRIALS)
-		return -E2BIG;
+	unsigned tries = is_sim(a->cfg.device) ? 1 : 2, t;
+
 	c.streams = n;
-	rc = run_one(&c, &r);
-	if (rc < 0)
-		return rc;
-	sw->trial[sw->ntrials].streams = n;
-	sw->trial[sw->ntrials++].misses = r.misses;
-	if (!a->quiet)
-		fprintf(stderr, "%s: streams %u misses %llu miss_rate %.6f\n",
-			PROG, n, (unsigned long long)r.misses, r.miss_rate);
+	for (t = 0; t < tries; t++) {
+		if (sw->ntrials == SWEEP_MAX_TRIALS)
+			return -E2BIG;
+		rc = run_one(&c, &r);
+		if (rc < 0)
+			return rc;
+		sw->trial[sw->ntrials].streams = n;
+		sw->trial[sw->ntrials++].misses = r.misses;
+		if (!a->quiet)
+			fprintf(stderr,
+				"%s: streams %u misses %llu miss_rate %.6f\n",
+				PROG, n, (unsigned long long)r.misses,
+				r.miss_rate);
+		if (r.misses == 0)
+			break;
+	}
 	if (r.misses == 0 && n > sw->best) {
 		sw->best = n;
 		sw->best_r = r;
