@@ -58,15 +58,24 @@ RUN=20   # seconds each player runs
 # media library, stopped after $RUN s (SIGTERM) unless it ends first; its
 # output timed in LOG (each line prefixed with the seconds since it
 # started).  Sets ran (seconds it ran) and stopped (1 when it still ran
-# at $RUN s and was stopped).
+# at $RUN s and was stopped).  A line "$STOP_MARK" goes into the log just
+# before the stop: what VLC logs after it (an "EOF reached" as its HTTP
+# input closes) is the stop's doing, and the line's place in the pipe
+# says so even when the timestamps, taken as the log is read, lag.
+STOP_MARK="test: stopping VLC"
 vlc() {
-	local log=$1 t0 st
+	local log=$1 t0 st mark
 	shift
 	t0=$(now)
 	{
+		(sleep "$(calc "$RUN - 0.2")" >/dev/null 2>&1
+		 echo "$STOP_MARK") &
+		mark=$!
 		timeout "$RUN" "${as_user[@]}" env HOME="$work/vlc" \
 			cvlc -vv -I dummy --no-media-library --vout dummy \
 			--aout dummy --play-and-exit "$@" 2>&1 && st=0 || st=$?
+		kill "$mark" 2>/dev/null || true
+		wait "$mark" 2>/dev/null || true
 		echo "vlc: exit status $st"
 	} | timed >"$log"
 	ran=$(r3 "$(now) - $t0")
@@ -79,7 +88,8 @@ vlc() {
 expect_plays_through() {
 	local log=$work/vlc-$2.log eof first
 	vlc "$log" --run-time $((RUN + 20)) "$URL$1"
-	eof=$(awk '/main input debug: EOF reached/ { print $1; exit }' "$log")
+	eof=$(awk -v mark="$STOP_MARK" '$0 ~ mark { exit }
+		/main input debug: EOF reached/ { print $1; exit }' "$log")
 	first=$(awk '/Received first picture/ { print $1; exit }' "$log")
 	[ -z "$eof" ] ||
 		fail "VLC on $1 reached EOF after $eof s of $RUN: $(grep -E 'error|warning' "$log" | tail -n 5)"
