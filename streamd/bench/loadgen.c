@@ -601,27 +601,81 @@ void lg_metrics_parse(const char *p, const char *const *names, size_t n,
 /* Processes                                                           */
 /* ------------------------------------------------------------------ */
 
-double lg_proc_cpu_s(pid_t pid)
+/* CPU seconds from a /proc stat file; its comm into @name (may be NULL). */
+static double stat_cpu_s(const char *path, char *name, size_t namelen)
 {
-	char path[64], buf[1024], *p;
+	char buf[1024], *p, *q;
 	unsigned long long ut, st;
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (pid <= 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return NAN;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
 		return NAN;
 	buf[n] = '\0';
-	/* After "pid (comm)": state is field 3, utime 14 and stime 15. */
+	/* After "pid (comm)": state is field 3, utime 14 and stime 15.  The
+	 * comm may hold ')' itself, so its end is the last one. */
 	p = strrchr(buf, ')');
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
 			 "%llu %llu", &ut, &st) != 2)
 		return NAN;
+	if (name && (q = strchr(buf, '(')) && q < p)
+		snprintf(name, namelen, "%.*s", (int)(p - q - 1), q + 1);
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+double lg_proc_cpu_s(pid_t pid)
+{
+	char path[64];
+
+	if (pid <= 0)
+		return NAN;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	return stat_cpu_s(path, NULL, 0);
+}
+
+int lg_proc_threads(pid_t pid, struct lg_thread **out, size_t *n)
+{
+	char path[96];
+	struct lg_thread *t = NULL, *nt;
+	size_t len = 0, cap = 0;
+	struct dirent *e;
+	DIR *dir;
+
+	if (pid <= 0)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(dir = opendir(path)))
+		return -errno;
+	while ((e = readdir(dir))) {
+		long tid = strtol(e->d_name, NULL, 10);
+		struct lg_thread th = { .tid = (pid_t)tid };
+
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%ld/stat",
+			 (int)pid, tid);
+		th.cpu_s = stat_cpu_s(path, th.name, sizeof(th.name));
+		if (isnan(th.cpu_s))
+			continue; /* ended since the listing */
+		if (len == cap) {
+			cap = cap ? cap * 2 : 64;
+			if (!(nt = realloc(t, cap * sizeof(*t)))) {
+				free(t);
+				closedir(dir);
+				return -ENOMEM;
+			}
+			t = nt;
+		}
+		t[len++] = th;
+	}
+	closedir(dir);
+	*out = t;
+	*n = len;
+	return 0;
 }
 
 double lg_proc_rss_mb(pid_t pid)

@@ -204,6 +204,17 @@ double lg_proc_rss_mb(pid_t pid);
 /* Open descriptors of @pid; -errno if unknown. */
 long lg_proc_fds(pid_t pid);
 
+/* One thread of a process: its id, name (comm) and CPU seconds so far. */
+struct lg_thread {
+	pid_t tid;
+	char name[16];
+	double cpu_s;
+};
+
+/* The threads of @pid now, in a new array of *@n (free() it); -errno if
+ * the process cannot be read.  Threads that end meanwhile are skipped. */
+int lg_proc_threads(pid_t pid, struct lg_thread **out, size_t *n);
+
 /* Whether @name runs: a path, or a command found in $PATH. */
 bool lg_have_program(const char *name);
 

@@ -297,12 +297,25 @@ struct metrics {
 	double v[M_COUNT];
 };
 
+#define RESULT_THREADS 12	/* thread names kept in a result */
+
 /* The figures of one measured window (NAN: unknown, printed null). */
 struct result {
 	unsigned viewers;
 	double duration_s, underflows, misses, bytes_out, bytes_in;
 	double sched_requests, lateness_max_ms, cpu_pct, rss_mb;
 	uint64_t viewer_bytes, stalls, short_viewers, errors;
+	/* streamd's threads over the window, by name (several threads may
+	 * share one: MHD's workers), busiest first; the busiest single
+	 * thread tells whether one thread, not the node, is the limit. */
+	struct thread_use {
+		char name[16];
+		unsigned count;
+		double pct, max_pct;
+	} threads[RESULT_THREADS];
+	unsigned nthreads;
+	char hot_name[16];
+	double hot_pct;
 };
 
 struct bench {
@@ -1015,16 +1028,71 @@ static void result_fill(struct result *res, const struct metrics *m0,
 			       m1->v[M_LATENESS_MAX] * 1e3 : NAN;
 }
 
+static int cmp_use(const void *a, const void *b)
+{
+	const struct thread_use *x = a, *y = b;
+
+	return (x->pct < y->pct) - (x->pct > y->pct);
+}
+
+/*
+ * Fills @res's thread figures from two samples @secs apart: each
+ * thread's share of a core, summed by name, and the busiest one.  A
+ * thread born in the window counts from 0; one that ended is not seen.
+ */
+static void threads_use(const struct lg_thread *t0, size_t n0,
+			const struct lg_thread *t1, size_t n1, double secs,
+			struct result *res)
+{
+	struct thread_use *u = calloc(n1 ? n1 : 1, sizeof(*u));
+	size_t nu = 0, i, j;
+
+	res->hot_pct = NAN;
+	if (!u || secs <= 0)
+		goto out;
+	for (i = 0; i < n1; i++) {
+		double before = 0, pct;
+
+		for (j = 0; j < n0; j++)
+			if (t0[j].tid == t1[i].tid) {
+				before = t0[j].cpu_s;
+				break;
+			}
+		pct = (t1[i].cpu_s - before) / secs * 100;
+		if (isnan(res->hot_pct) || pct > res->hot_pct) {
+			res->hot_pct = pct;
+			memcpy(res->hot_name, t1[i].name, sizeof(res->hot_name));
+		}
+		for (j = 0; j < nu && strcmp(u[j].name, t1[i].name); j++)
+			;
+		if (j == nu)
+			memcpy(u[nu++].name, t1[i].name, sizeof(u->name));
+		u[j].count++;
+		u[j].pct += pct;
+		if (pct > u[j].max_pct)
+			u[j].max_pct = pct;
+	}
+	qsort(u, nu, sizeof(*u), cmp_use);
+	res->nthreads = nu < RESULT_THREADS ? (unsigned)nu : RESULT_THREADS;
+	memcpy(res->threads, u, res->nthreads * sizeof(*u));
+out:
+	free(u);
+}
+
 /* One measured window with @m fresh viewers. */
 static int step(struct bench *b, unsigned m, struct result *res)
 {
 	struct metrics m0, m1;
 	uint64_t err0 = b->errors, sent0 = recorders_sent(b);
 	double cpu0, cpu1, t0, t1;
+	struct lg_thread *th0 = NULL, *th1 = NULL;
+	size_t nth0 = 0, nth1 = 0;
 	int r = 0;
 
-	*res = (struct result){ .viewers = m };
+	*res = (struct result){ .viewers = m, .hot_pct = NAN };
 	metrics_read(b, &m0);
+	if (lg_proc_threads(b->watch, &th0, &nth0) < 0)
+		nth0 = 0;
 	cpu0 = lg_proc_cpu_s(b->watch);
 	t0 = lg_now();
 	b->view = calloc(m, sizeof(*b->view));
@@ -1035,6 +1103,10 @@ static int step(struct bench *b, unsigned m, struct result *res)
 	r = loop_progress(b, "measure", t0, t0 + b->cfg.duration);
 	t1 = lg_now();
 	cpu1 = lg_proc_cpu_s(b->watch);
+	if (lg_proc_threads(b->watch, &th1, &nth1) == 0)
+		threads_use(th0, nth0, th1, nth1, t1 - t0, res);
+	free(th0);
+	free(th1);
 	metrics_read(b, &m1);
 	res->duration_s = t1 - t0;
 	res->cpu_pct = (cpu1 - cpu0) / (t1 - t0) * 100;
@@ -1097,6 +1169,15 @@ struct field {
 	int prec;
 };
 
+static void print_name(const char *s)
+{
+	putchar('"');
+	for (; *s; s++)
+		putchar(*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\' ?
+				*s : '?');
+	putchar('"');
+}
+
 static void print_fields(const struct field *f, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -1106,6 +1187,29 @@ static void print_fields(const struct field *f, size_t n)
 		else
 			printf("%.*f", f[i].prec, f[i].v);
 	}
+}
+
+/* "hottest_thread" (its name, null if unknown) and "threads": an array
+ * of {name, count, cpu_pct, max_pct}, busiest name first.  Thread names
+ * are ours (prctl) or the libraries', plain ASCII; anything else is
+ * replaced so the JSON stays valid. */
+static void print_threads(const struct result *r)
+{
+	printf(", \"hottest_thread\": ");
+	if (isnan(r->hot_pct))
+		printf("null");
+	else
+		print_name(r->hot_name);
+	printf(", \"threads\": [");
+	for (unsigned i = 0; i < r->nthreads; i++) {
+		const struct thread_use *u = &r->threads[i];
+
+		printf("%s{\"name\": ", i ? ", " : "");
+		print_name(u->name);
+		printf(", \"count\": %u, \"cpu_pct\": %.2f, \"max_pct\": %.2f}",
+		       u->count, u->pct, u->max_pct);
+	}
+	printf("]");
 }
 
 /* One line of JSON: the fixed fields first, then the details. */
@@ -1134,10 +1238,12 @@ static void print_result(const struct bench *b, const struct result *r,
 		{ "sched_requests", r->sched_requests, 0 },
 		{ "lateness_max_ms", r->lateness_max_ms, 3 },
 		{ "errors", (double)errors, 0 },
+		{ "hottest_thread_pct", r->hot_pct, 2 },
 	};
 
 	printf("{");
 	print_fields(f, sizeof(f) / sizeof(f[0]));
+	print_threads(r);
 	if (cfg->sweep) {
 		printf(", \"sweep_max_viewers\": %u, \"sweep\": [",
 		       best ? best->viewers : 0);
@@ -1149,6 +1255,7 @@ static void print_result(const struct bench *b, const struct result *r,
 				{ "cpu_pct", steps[i].cpu_pct, 2 },
 				{ "viewer_stalls", (double)steps[i].stalls, 0 },
 				{ "errors", (double)steps[i].errors, 0 },
+				{ "hottest_thread_pct", steps[i].hot_pct, 2 },
 			};
 
 			printf("%s{", i ? ", " : "");
