@@ -71,7 +71,9 @@
  *   SYNC --sync_done(): new size and writer flag--> NONE, then plan()
  *   any  --failed submission or completion--------> NONE, s->err set
  * plan() sets s->done (terminal) once pos reaches the range end, or the
- * image is read and no writer holds the file.
+ * image is read and no writer holds the file.  A growing image's last
+ * partial block counts as read (readable_end): it comes with the next
+ * snapshot, in an aligned read.
  *
  * A player the HTTP side holds back on purpose (a paced response that
  * ran its burst ahead of real time) does not drain the buffer, so no
@@ -147,6 +149,7 @@ struct sd_session {
 	uint64_t end;			/* range end or SD_END_LIVE */
 	uint64_t img_size;		/* "data" size in the handle's image */
 	int live;			/* the image shows a writer */
+	int grew;			/* the last sync found it longer */
 	int io;				/* IO_*: invariant 3 */
 	uint64_t io_deadline;
 	uint64_t sync_tick;		/* period of the last sync */
@@ -272,18 +275,37 @@ static int take_waiting(struct sd_session *s)
 }
 
 /*
+ * Under s->mu: where the bytes the session may read now end.  A growing
+ * image mostly ends mid-block; that last partial block waits for the
+ * next snapshot to complete it, so the session's reads stay aligned
+ * instead of costing one short read for the odd bytes and another to
+ * realign after them.  The wait is at most a period and a block of the
+ * stream (16 ms at 2 Mbit/s).  The end of a range, of a finished
+ * recording, or of an image the last sync found no longer (a writer
+ * that paused) is read at once.
+ */
+static uint64_t readable_end(const struct sd_session *s)
+{
+	uint64_t whole = s->img_size - s->img_size % DJMFS_IO_ALIGN;
+
+	if (!s->live || !s->grew || s->end <= s->img_size)
+		return min_u64(s->end, s->img_size);
+	return whole > s->pos ? whole : s->pos;
+}
+
+/*
  * Under s->mu: a read of the next bytes, or 0 when none fits now.  It
  * fits in the free space without wrapping (invariant 7).  An unaligned
  * pos (a start mid-block, the end of an earlier image) reads only up to
  * the next block, so one short read through libdjmfs's bounce brings
  * every later read back to aligned; an aligned read stops at a block
  * boundary unless that would leave nothing, so the few unaligned bytes
- * of a snapshot's end go in a read of their own.
+ * at the end of what is readable go in a read of their own.
  */
 static size_t read_len(struct sd_session *s, const struct tune *t)
 {
 	const uint64_t blk = DJMFS_IO_ALIGN;
-	uint64_t limit = min_u64(s->end, s->img_size), head_gap, end;
+	uint64_t limit = readable_end(s), head_gap, end;
 	size_t n;
 
 	if (s->pos >= limit)
@@ -355,7 +377,7 @@ static void plan(struct sd_session *s, const struct tune *t, uint64_t tick,
 		a->deadline = djmfs_now() +
 			      (t->deadline_ns ? t->deadline_ns : t->period_ns);
 		s->io_deadline = a->deadline;
-	} else if (s->pos >= s->img_size && s->sync_tick != tick) {
+	} else if (s->pos >= readable_end(s) && s->sync_tick != tick) {
 		s->sync_tick = tick;
 		s->io = a->io = IO_SYNC;
 	}
@@ -484,7 +506,8 @@ static void sync_done(void *user, ssize_t res)
 		fail(s, res < 0 ? "djmfs_sync_snap_async" : "djmfs_file_info",
 		     err, &a);
 	} else {
-		if (size > s->img_size)
+		s->grew = size > s->img_size;
+		if (s->grew)
 			s->img_size = size;
 		s->live = live;
 	}
@@ -870,11 +893,11 @@ ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
 	} else if (s->err || s->done) {
 		n = s->err ? s->err : SD_SESSION_EOF;
 	} else {
-		/* Empty while the recording holds more: the disk, not the
-		 * encoder, is behind.  Whether the player waited long
-		 * enough for it to be an underflow is judged later. */
-		if (!s->empty && s->started &&
-		    s->pos < min_u64(s->end, s->img_size)) {
+		/* Empty while the session may read more: the disk, not
+		 * the encoder, is behind (a held partial block is the
+		 * encoder's).  Whether the player waited long enough for
+		 * it to be an underflow is judged later. */
+		if (!s->empty && s->started && s->pos < readable_end(s)) {
 			s->owed = 1;
 			s->empty_since = djmfs_now();
 		}
