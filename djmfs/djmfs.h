@@ -396,7 +396,11 @@ int djmfs_write_async(struct djmfs_file *f, const void *buf, size_t len,
 int djmfs_pread_async(struct djmfs_file *f, void *buf, size_t len,
 		      uint64_t offset, uint64_t deadline_ns,
 		      djmfs_done_fn done, void *user);
-/* The same within one object (by object offset). */
+/* The same within one object (by object offset).  A read whose buffer
+ * address, object offset and length are all multiples of DJMFS_IO_ALIGN
+ * goes from the device into @buf with no copy; any other goes through a
+ * bounce buffer of the library's and one copy. */
+#define DJMFS_IO_ALIGN 4096
 int djmfs_pread_obj_async(struct djmfs_file *f, uint32_t id, void *buf,
 			  size_t len, uint64_t offset, uint64_t deadline_ns,
 			  djmfs_done_fn done, void *user);

@@ -77,6 +77,9 @@ struct djmfs__io {
 	struct djmfs_io_knobs knobs; /* under mu: what is in use */
 };
 
+/* What djmfs.h promises callers is what the device needs. */
+_Static_assert(DJMFS_IO_ALIGN == DJMFS_BLOCK, "DJMFS_IO_ALIGN");
+
 static int aligned(uint64_t v)
 {
 	return (v & (DJMFS_BLOCK - 1)) == 0;

@@ -37,6 +37,14 @@
  * starts following the live edge; its end is fixed once the index holds a
  * keyframe at or past the wanted end (play_fix_end), so the response stops
  * on the keyframe nearest to start + duration, as for older material.
+ * Until then the body sends nothing past the newest keyframe after its
+ * start (the hold): that keyframe may yet turn out to be the end, and a
+ * body already past its end could only stop wherever its session's bytes
+ * happened to end, mid-frame.  At the hold it looks for the end again
+ * whenever it is woken (a read, or the pump's next period) rather than
+ * every FIX_END_EVERY_NS: the player waits for the next keyframe to be
+ * indexed (about a GOP), not for bytes, and the response still ends as
+ * soon as its end keyframe is known.
  *
  * With play_secret set, every route of one stream needs that stream's
  * play token (?expires=&sig=, sd_token.c), checked before the catalog is
@@ -304,8 +312,10 @@ struct play {
 	uint64_t start;		/* first data byte */
 	uint64_t sent;
 	uint64_t limit;		/* bytes to send; UINT64_MAX: until EOF */
-	/* A duration whose end is still in the future (see top). */
+	/* A duration whose end is still in the future (see top): the body
+	 * does not pass hold (a data offset) while end_open. */
 	int end_open;
+	uint64_t hold;
 	size_t key;		/* index position playback began at */
 	int64_t end_wall;
 	int64_t next_fix;
@@ -379,27 +389,67 @@ static int duration_end(const struct sd_stream *s, size_t key,
 	return 0;
 }
 
-static void play_fix_end(struct play *pl)
+/*
+ * While the end is open (every keyframe after @key lies before the
+ * wanted end): how far the body may go.  The end will be the keyframe
+ * nearest the wanted end among those after @key; of those before it a
+ * newer one is always nearer, so the newest keyframe indexed can still
+ * be the end and none before it can (keys enter the index in offset
+ * order).  With none after @key yet the body waits at its start.
+ */
+static uint64_t open_end_hold(const struct sd_index *ix, size_t key)
+{
+	ssize_t lk = last_key(ix);
+
+	return ix->e[lk > (ssize_t)key ? (size_t)lk : key].offset;
+}
+
+/* Fixes the end once it is known, else moves the hold; at most once per
+ * FIX_END_EVERY_NS unless @now_anyway (a body waiting at the hold). */
+static void play_fix_end(struct play *pl, int now_anyway)
 {
 	struct sd_stream *s;
 	uint64_t end;
 	int64_t now = (int64_t)djmfs_now();
 
-	if (now < pl->next_fix)
+	if (now < pl->next_fix && !now_anyway)
 		return;
 	pl->next_fix = now + FIX_END_EVERY_NS;
 	if (sd_catalog_get(pl->r->d->cat, pl->r->name, &s) < 0) {
+		/* As for pacing (pace_update): a body held for good would
+		 * never hear the session report the failure. */
 		pl->paced = 0;
 		pl->allow = UINT64_MAX;
+		pl->hold = UINT64_MAX;
 		return;
 	}
 	sd_stream_rdlock(s);
 	if (duration_end(s, pl->key, pl->end_wall, &end)) {
 		pl->end_open = 0;
 		pl->limit = end > pl->start ? end - pl->start : 0;
+	} else if (pl->key < s->index.n) {
+		pl->hold = open_end_hold(&s->index, pl->key);
 	}
 	sd_stream_unlock(s);
 	sd_stream_put(s);
+}
+
+/* How much of @max the end lets the body send now: up to a known end,
+ * up to the hold while the end is open (see top); 0 at the hold. */
+static size_t end_room(struct play *pl, size_t max)
+{
+	uint64_t at = pl->start + pl->sent;
+
+	if (pl->end_open && pl->hold <= at)
+		play_fix_end(pl, 1);
+	if (pl->end_open) {
+		if (pl->hold <= at)
+			return 0;
+		return pl->hold - at < max ? (size_t)(pl->hold - at) : max;
+	}
+	if (pl->limit != UINT64_MAX && max > pl->limit - pl->sent)
+		max = (size_t)(pl->limit - pl->sent);
+	return max;
 }
 
 /* ------------------------------------------------------------------ */
@@ -528,19 +578,19 @@ static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	if (r->d->stopping)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
 	if (pl->end_open)
-		play_fix_end(pl);
-	if (pl->limit != UINT64_MAX) {
-		if (pl->sent >= pl->limit)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (max > pl->limit - pl->sent)
-			max = (size_t)(pl->limit - pl->sent);
-	}
+		play_fix_end(pl, 0);
+	if (pl->limit != UINT64_MAX && pl->sent >= pl->limit)
+		return MHD_CONTENT_READER_END_OF_STREAM;
 	for (;;) {
-		size_t room = pace_room(pl, max);
+		size_t room = pace_room(pl, end_room(pl, max));
 		ssize_t n;
 
+		if (!pl->end_open && pl->limit != UINT64_MAX &&
+		    pl->sent >= pl->limit)
+			return MHD_CONTENT_READER_END_OF_STREAM;
 		if (room == 0) {
-			/* Ahead of its time: the next period wakes it. */
+			/* Ahead of its time or at the hold: the next period
+			 * wakes it. */
 			sd_session_wake_at_tick(pl->sess);
 			if (sd_req_suspend(r))
 				return 0;
@@ -681,6 +731,7 @@ static unsigned play_plan(const struct sd_stream *s, const struct sd_start *st,
 			pl->limit = *end > pl->start ? *end - pl->start : 0;
 		else
 			pl->end_open = 1;
+		pl->hold = open_end_hold(ix, pl->key);
 		*end = pl->end_open ? SD_END_LIVE : *end;
 	}
 	if (*end != SD_END_LIVE && *end <= pl->start) {

@@ -17,8 +17,10 @@
  * recording is finished (no writer holds it) and fully read.
  *
  * Each session has at most one operation (a read or a snapshot sync) in
- * flight; a read lands in a bounce buffer and is copied into the ring on
- * completion, so the player can drain the ring while the disk works.
+ * flight.  A read goes straight into the free part of the ring (the
+ * player drains the filled part meanwhile) and is cut so that it lands
+ * aligned for libdjmfs whenever it can (invariant 7): the device then
+ * writes the bytes in place, with no copy on the way in.
  *
  * Locks and their invariants:
  *  1. Lock order: p->mu (session list, pending knobs, counts) before
@@ -51,6 +53,14 @@
  *  6. A session is on the pump list from open until after its last
  *     operation finished, and its counters move to the closed sums under
  *     p->mu, so sd_pump_stats never loses or double counts a session.
+ *  7. The ring's free space starts where byte s->pos of "data" goes:
+ *     (head + len) % cap == pos % cap, set at open and kept because a
+ *     read and the player move both sides by the same counts.  The ring
+ *     is DJMFS_IO_ALIGN-aligned, so a read at an aligned pos lands at an
+ *     aligned address (with cap a multiple, as the config requires).  A
+ *     read in flight owns ring[tail, tail + a->len), which lies in the
+ *     free space without wrapping; only its completion adds it to len,
+ *     under s->mu, so the player never sees bytes still on their way.
  *
  * A session's operation slot (s->io):
  *   NONE --plan(): bytes in the image fit--------> READ  (settle submits;
@@ -61,7 +71,9 @@
  *   SYNC --sync_done(): new size and writer flag--> NONE, then plan()
  *   any  --failed submission or completion--------> NONE, s->err set
  * plan() sets s->done (terminal) once pos reaches the range end, or the
- * image is read and no writer holds the file.
+ * image is read and no writer holds the file.  A growing image's last
+ * partial block counts as read (readable_end): it comes with the next
+ * snapshot, in an aligned read.
  *
  * A player the HTTP side holds back on purpose (a paced response that
  * ran its burst ahead of real time) does not drain the buffer, so no
@@ -82,7 +94,6 @@
 #include "streamd-int.h"
 
 #define SD_LATE_KEEP 4096 /* late reads kept for the p99 */
-#define SD_BOUNCE_ALIGN 4096
 
 enum { IO_NONE = 0, IO_READ, IO_SYNC };
 
@@ -132,14 +143,13 @@ struct sd_session {
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;		/* io and waking reach zero */
-	uint8_t *ring;
+	uint8_t *ring;			/* invariant 7 */
 	size_t cap, head, len;		/* ring: len bytes from head */
-	uint8_t *bounce;
-	size_t bounce_cap;
 	uint64_t pos;			/* next "data" byte to read */
 	uint64_t end;			/* range end or SD_END_LIVE */
 	uint64_t img_size;		/* "data" size in the handle's image */
 	int live;			/* the image shows a writer */
+	int grew;			/* the last sync found it longer */
 	int io;				/* IO_*: invariant 3 */
 	uint64_t io_deadline;
 	uint64_t sync_tick;		/* period of the last sync */
@@ -230,14 +240,10 @@ static void stats_add(struct sd_session_stats *sum,
 /* The ring                                                            */
 /* ------------------------------------------------------------------ */
 
-static void ring_put(struct sd_session *s, const uint8_t *src, size_t n)
+/* Where the next read lands: the start of the free space. */
+static size_t ring_tail(const struct sd_session *s)
 {
-	size_t tail = (s->head + s->len) % s->cap;
-	size_t first = min_u64(n, s->cap - tail);
-
-	memcpy(s->ring + tail, src, first);
-	memcpy(s->ring, src + first, n - first);
-	s->len += n;
+	return (s->head + s->len) % s->cap;
 }
 
 static size_t ring_get(struct sd_session *s, uint8_t *dst, size_t max)
@@ -250,22 +256,6 @@ static size_t ring_get(struct sd_session *s, uint8_t *dst, size_t max)
 	s->head = (s->head + n) % s->cap;
 	s->len -= n;
 	return n;
-}
-
-/* Under s->mu with no read in flight: the bounce buffer holds @n bytes. */
-static int bounce_fit(struct sd_session *s, size_t n)
-{
-	size_t want = (n + SD_BOUNCE_ALIGN - 1) & ~(size_t)(SD_BOUNCE_ALIGN - 1);
-	void *nb;
-
-	if (n <= s->bounce_cap)
-		return 0;
-	if (posix_memalign(&nb, SD_BOUNCE_ALIGN, want))
-		return -ENOMEM;
-	free(s->bounce);
-	s->bounce = nb;
-	s->bounce_cap = want;
-	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -284,20 +274,50 @@ static int take_waiting(struct sd_session *s)
 	return 1;
 }
 
-/* Under s->mu: a read of the next bytes, or 0 when none fits now. */
+/*
+ * Under s->mu: where the bytes the session may read now end.  A growing
+ * image mostly ends mid-block; that last partial block waits for the
+ * next snapshot to complete it, so the session's reads stay aligned
+ * instead of costing one short read for the odd bytes and another to
+ * realign after them.  The wait is at most a period and a block of the
+ * stream (16 ms at 2 Mbit/s).  The end of a range, of a finished
+ * recording, or of an image the last sync found no longer (a writer
+ * that paused) is read at once.
+ */
+static uint64_t readable_end(const struct sd_session *s)
+{
+	uint64_t whole = s->img_size - s->img_size % DJMFS_IO_ALIGN;
+
+	if (!s->live || !s->grew || s->end <= s->img_size)
+		return min_u64(s->end, s->img_size);
+	return whole > s->pos ? whole : s->pos;
+}
+
+/*
+ * Under s->mu: a read of the next bytes, or 0 when none fits now.  It
+ * fits in the free space without wrapping (invariant 7).  An unaligned
+ * pos (a start mid-block, the end of an earlier image) reads only up to
+ * the next block, so one short read through libdjmfs's bounce brings
+ * every later read back to aligned; an aligned read stops at a block
+ * boundary unless that would leave nothing, so the few unaligned bytes
+ * at the end of what is readable go in a read of their own.
+ */
 static size_t read_len(struct sd_session *s, const struct tune *t)
 {
-	uint64_t limit = min_u64(s->end, s->img_size);
+	const uint64_t blk = DJMFS_IO_ALIGN;
+	uint64_t limit = readable_end(s), head_gap, end;
 	size_t n;
 
 	if (s->pos >= limit)
 		return 0;
-	n = min_u64(min_u64(t->read_size, s->cap - s->len), limit - s->pos);
-	if (n && bounce_fit(s, n) < 0) {
-		plog(&s->p->log, DJMFS_LOG_WARN, "sd_session(%s): bounce "
-		     "buffer of %zu bytes: %s", s->name, n, strerror(ENOMEM));
-		n = min_u64(n, s->bounce_cap);
-	}
+	n = min_u64(min_u64(t->read_size, s->cap - s->len),
+		    min_u64(s->cap - ring_tail(s), limit - s->pos));
+	head_gap = s->pos % blk;
+	if (head_gap)
+		return min_u64(n, blk - head_gap);
+	end = s->pos + n;
+	if (end % blk && end - end % blk > s->pos)
+		n = (size_t)(end - end % blk - s->pos);
 	return n;
 }
 
@@ -353,11 +373,11 @@ static void plan(struct sd_session *s, const struct tune *t, uint64_t tick,
 		s->io = a->io = IO_READ;
 		a->off = s->pos;
 		a->len = n;
-		a->buf = s->bounce;
+		a->buf = s->ring + ring_tail(s);
 		a->deadline = djmfs_now() +
 			      (t->deadline_ns ? t->deadline_ns : t->period_ns);
 		s->io_deadline = a->deadline;
-	} else if (s->pos >= s->img_size && s->sync_tick != tick) {
+	} else if (s->pos >= readable_end(s) && s->sync_tick != tick) {
 		s->sync_tick = tick;
 		s->io = a->io = IO_SYNC;
 	}
@@ -429,7 +449,7 @@ static void read_done(void *user, ssize_t res)
 	pthread_mutex_lock(&s->mu);
 	s->io = IO_NONE;
 	if (res > 0) {
-		ring_put(s, s->bounce, (size_t)res);
+		s->len += (size_t)res; /* landed in place: invariant 7 */
 		s->pos += (uint64_t)res;
 		s->started = 1;
 		judge(s, &t, now);
@@ -486,7 +506,8 @@ static void sync_done(void *user, ssize_t res)
 		fail(s, res < 0 ? "djmfs_sync_snap_async" : "djmfs_file_info",
 		     err, &a);
 	} else {
-		if (size > s->img_size)
+		s->grew = size > s->img_size;
+		if (s->grew)
 			s->img_size = size;
 		s->live = live;
 	}
@@ -777,7 +798,6 @@ static void session_free(struct sd_session *s)
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s->ring);
-	free(s->bounce);
 	free(s);
 }
 
@@ -800,11 +820,12 @@ static struct sd_session *session_alloc(struct sd_pump *p,
 	pthread_mutex_lock(&p->mu);
 	s->cap = p->knobs.buffer_size;
 	pthread_mutex_unlock(&p->mu);
-	s->ring = malloc(s->cap);
-	if (!s->ring) {
+	if (posix_memalign((void **)&s->ring, DJMFS_IO_ALIGN, s->cap)) {
+		s->ring = NULL;
 		session_free(s);
 		return NULL;
 	}
+	s->head = (size_t)(s->pos % s->cap); /* invariant 7 */
 	return s;
 }
 
@@ -872,11 +893,11 @@ ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
 	} else if (s->err || s->done) {
 		n = s->err ? s->err : SD_SESSION_EOF;
 	} else {
-		/* Empty while the recording holds more: the disk, not the
-		 * encoder, is behind.  Whether the player waited long
-		 * enough for it to be an underflow is judged later. */
-		if (!s->empty && s->started &&
-		    s->pos < min_u64(s->end, s->img_size)) {
+		/* Empty while the session may read more: the disk, not
+		 * the encoder, is behind (a held partial block is the
+		 * encoder's).  Whether the player waited long enough for
+		 * it to be an underflow is judged later. */
+		if (!s->empty && s->started && s->pos < readable_end(s)) {
 			s->owed = 1;
 			s->empty_since = djmfs_now();
 		}

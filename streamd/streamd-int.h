@@ -598,7 +598,10 @@ int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 /* HTTP side: copies up to @max buffered bytes.  Returns the count, 0
  * (empty now; wake comes later), SD_SESSION_EOF (the range or the
  * recording ended and everything was handed over), or -errno (a read
- * failed). */
+ * failed).  At a growing recording's live edge what has been handed
+ * over may end anywhere, on a 4 KiB block rather than where the writer
+ * published (a frame start): a caller that ends a body before the range
+ * does must end it at an offset it knows, such as a keyframe's. */
 ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max);
 /* HTTP side, holding its player back (pacing) rather than finding the
  * buffer empty: wake() comes once, at the pump's next period or when a

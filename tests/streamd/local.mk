@@ -24,6 +24,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/cli.sh \
 	tests/streamd/record.sh \
 	tests/streamd/timeshift.sh \
+	tests/streamd/clipend.sh \
 	tests/streamd/hls.sh \
 	tests/streamd/hls-live.sh \
 	tests/streamd/range.sh \

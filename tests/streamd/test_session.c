@@ -4,9 +4,9 @@
  * test writer makes files with a "data" DATA|SYNC object (each write
  * publishes a snapshot), and sessions read them back through libdjmfs
  * and libiosched.  They check the bytes delivered (whole files, ranges,
- * a live recording followed to its end, fifty readers at once), the A
- * and B thresholds, deadline misses, underflow accounting, the wake
- * callback and closing with reads in flight.  Every byte of "data" is a
+ * a live recording followed to its end, one growing by odd sizes, fifty
+ * readers at once), the A and B thresholds, deadline misses, underflow
+ * accounting, the wake callback and closing with reads in flight.  Every byte of "data" is a
  * function of its offset, so any range can be checked without keeping
  * a copy.  Tests skip when the machine has no io_uring.
  */
@@ -372,6 +372,29 @@ Test(session, follows_a_live_recording_until_the_writer_closes)
 	live_start(c, &lw, &th);
 	s = open_session(p, "live", 0, SD_END_LIVE, &w);
 	cr_assert_eq(drain(s, &w, 0), 16 * 64 * KIB);
+	pthread_join(th, NULL);
+	sd_session_close(s);
+	sd_pump_free(p);
+}
+
+/* Reads land in the ring aligned where they can and realign after each
+ * snapshot's odd end: every byte still arrives, in order, across the
+ * ring's wrap. */
+Test(session, follows_a_recording_growing_by_odd_sizes_byte_for_byte)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 128 * KIB, 80, 30);
+	struct sd_pump *p = pump(c, &k);
+	struct live_writer lw = { .appends = 40, .size = 10007,
+				  .every_ms = 10 };
+	struct waiter w;
+	struct sd_session *s;
+	pthread_t th;
+
+	waiter_init(&w);
+	live_start(c, &lw, &th);
+	s = open_session(p, "live", 0, SD_END_LIVE, &w);
+	cr_assert_eq(drain(s, &w, 0), 40 * 10007);
 	pthread_join(th, NULL);
 	sd_session_close(s);
 	sd_pump_free(p);
