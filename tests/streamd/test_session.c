@@ -357,13 +357,16 @@ static void live_start(struct djmfs_client *c, struct live_writer *lw,
 	cr_assert_eq(pthread_create(th, NULL, live_main, lw), 0);
 }
 
-Test(session, follows_a_live_recording_until_the_writer_closes)
+/* A session follows "live" while a writer appends @appends pieces of
+ * @size bytes every @every_ms through a pump with @k; every byte must
+ * arrive. */
+static void follow_live(const struct sd_knobs *k, unsigned appends,
+			size_t size, unsigned every_ms)
 {
 	struct djmfs_client *c = client();
-	struct sd_knobs k = knobs(50, 64 * KIB, 1 * MIB, 80, 30);
-	struct sd_pump *p = pump(c, &k);
-	struct live_writer lw = { .appends = 16, .size = 64 * KIB,
-				  .every_ms = 50 };
+	struct sd_pump *p = pump(c, k);
+	struct live_writer lw = { .appends = appends, .size = size,
+				  .every_ms = every_ms };
 	struct waiter w;
 	struct sd_session *s;
 	pthread_t th;
@@ -371,10 +374,17 @@ Test(session, follows_a_live_recording_until_the_writer_closes)
 	waiter_init(&w);
 	live_start(c, &lw, &th);
 	s = open_session(p, "live", 0, SD_END_LIVE, &w);
-	cr_assert_eq(drain(s, &w, 0), 16 * 64 * KIB);
+	cr_assert_eq(drain(s, &w, 0), (uint64_t)appends * size);
 	pthread_join(th, NULL);
 	sd_session_close(s);
 	sd_pump_free(p);
+}
+
+Test(session, follows_a_live_recording_until_the_writer_closes)
+{
+	struct sd_knobs k = knobs(50, 64 * KIB, 1 * MIB, 80, 30);
+
+	follow_live(&k, 16, 64 * KIB, 50);
 }
 
 /* Reads land in the ring aligned where they can and realign after each
@@ -382,22 +392,9 @@ Test(session, follows_a_live_recording_until_the_writer_closes)
  * ring's wrap. */
 Test(session, follows_a_recording_growing_by_odd_sizes_byte_for_byte)
 {
-	struct djmfs_client *c = client();
 	struct sd_knobs k = knobs(20, 64 * KIB, 128 * KIB, 80, 30);
-	struct sd_pump *p = pump(c, &k);
-	struct live_writer lw = { .appends = 40, .size = 10007,
-				  .every_ms = 10 };
-	struct waiter w;
-	struct sd_session *s;
-	pthread_t th;
 
-	waiter_init(&w);
-	live_start(c, &lw, &th);
-	s = open_session(p, "live", 0, SD_END_LIVE, &w);
-	cr_assert_eq(drain(s, &w, 0), 40 * 10007);
-	pthread_join(th, NULL);
-	sd_session_close(s);
-	sd_pump_free(p);
+	follow_live(&k, 40, 10007, 10);
 }
 
 Test(session, fifty_sessions_on_one_file_get_identical_bytes)
