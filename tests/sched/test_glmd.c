@@ -436,7 +436,8 @@ Test(glmd, a_lost_request_steps_aside_where_position_costs_nothing)
 	cr_assert_eq(p->create(&ps), 0);
 	req_init(&lost, 0, 10 * IOSCHED__NS_PER_MS + 1000, 0);
 	lost.in.submit_ns = 9 * IOSCHED__NS_PER_MS; /* fence near 11 ms */
-	req_init(&ok, 1 << 20, 12 * IOSCHED__NS_PER_MS, 1);
+	/* 200 us left: one 64 KiB read fits (121 us), two do not. */
+	req_init(&ok, 1 << 20, 10 * IOSCHED__NS_PER_MS + 200000, 1);
 	req_init(&later, 2 << 20, 50 * IOSCHED__NS_PER_MS, 2);
 	cr_assert_eq(p->insert(ps, &lost, &ctx), 0);
 	cr_assert_eq(p->insert(ps, &ok, &ctx), 0);
@@ -445,6 +446,35 @@ Test(glmd, a_lost_request_steps_aside_where_position_costs_nothing)
 	ctx.now_ns = ctx.start_ns = 12 * IOSCHED__NS_PER_MS;
 	cr_assert_eq(p->pop(ps, &ctx), &lost, "past its fence, before later");
 	cr_assert_eq(p->pop(ps, &ctx), &later);
+	cr_assert_null(p->pop(ps, &ctx));
+	p->destroy(ps);
+	iosched_model_free(ssd);
+}
+
+/* "Lost" is a forecast: where serving the lost request first costs the
+ * first request still on time nothing, it goes at once instead of waiting
+ * for its fence (and missing for certain). */
+Test(glmd, a_lost_request_goes_first_where_it_delays_no_one_on_time)
+{
+	const struct iosched__policy_ops *p = &iosched__policy_glmd;
+	struct iosched_model *ssd;
+	struct iosched_req lost, ok;
+	struct iosched__ctx ctx;
+	void *ps;
+
+	cr_assert_eq(iosched_model_load(&ssd, "ssd-sata", NULL), 0);
+	ctx_init(&ctx, 0);
+	ctx.model = ssd;
+	ctx.lanes = 8;
+	ctx.now_ns = ctx.start_ns = 10 * IOSCHED__NS_PER_MS;
+	cr_assert_eq(p->create(&ps), 0);
+	req_init(&lost, 0, 10 * IOSCHED__NS_PER_MS + 1000, 0);
+	lost.in.submit_ns = 9 * IOSCHED__NS_PER_MS;
+	req_init(&ok, 1 << 20, 12 * IOSCHED__NS_PER_MS, 1);
+	cr_assert_eq(p->insert(ps, &lost, &ctx), 0);
+	cr_assert_eq(p->insert(ps, &ok, &ctx), 0);
+	cr_assert_eq(p->pop(ps, &ctx), &lost, "2 ms of slack: room for both");
+	cr_assert_eq(p->pop(ps, &ctx), &ok);
 	cr_assert_null(p->pop(ps, &ctx));
 	p->destroy(ps);
 	iosched_model_free(ssd);
