@@ -148,10 +148,10 @@ static const struct directive directives[] = {
 	  .help = "bytes of each session's input buffer" },
 	{ "deadline", "SECONDS", CT_SECONDS, FIELD(knobs.deadline_ns), "0",
 	  .help = "read deadline after issue; 0: the period" },
-	/* edf, not libiosched's glmd, until streamd-bench sweeps agree: on
-	 * the ssd-sata profile glmd keeps deadline order too and did better
-	 * at 2,200 viewers, but sweeps ran 750-2,200 for glmd and
-	 * 1,500-2,400 for edf (doc/streamd.md). */
+	/* edf, not libiosched's glmd: on the ssd-sata profile glmd keeps
+	 * deadline order too, but gives up reads it forecasts late, and
+	 * near capacity (2,200 viewers) that starved viewers edf's short
+	 * misses did not (doc/streamd.md, "Measured"). */
 	{ "policy", "POLICY", CT_ONEOF, FIELD(knobs.policy), "edf",
 	  .choices = iosched_policies, .help = "I/O scheduling policy" },
 	{ "depth", "N", CT_UINT, FIELD(knobs.depth), "0",
