@@ -36,6 +36,8 @@
 
 #include "djmfs.h"
 #include "djmfs_server.h"
+#include "tool_io.h"
+#include "tool_json.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -510,21 +512,6 @@ static int cmd_stat(struct ctx *x)
 	return r < 0 ? fail("stat", name, r) : 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Copies @total bytes of the image (one object, or the whole file when
  * @obj is NULL) to stdout.  Returns 0, or -errno with *where set. */
 static int copy_out(struct djmfs_file *f, const uint32_t *obj,
@@ -547,7 +534,7 @@ static int copy_out(struct djmfs_file *f, const uint32_t *obj,
 			r = n < 0 ? (int)n : -EIO;
 			continue;
 		}
-		r = write_all(STDOUT_FILENO, buf, (size_t)n);
+		r = tool_write_all(STDOUT_FILENO, buf, (size_t)n);
 		if (r < 0)
 			*where = "standard output";
 		off += (uint64_t)n;
@@ -857,30 +844,40 @@ out:
 	return r < 0 ? fail("snap", name, r) : 0;
 }
 
+/* The counters "stats" prints, in order, by their JSON names. */
+static const struct {
+	const char *name;
+	size_t off;
+} stats_fields[] = {
+#define STAT(f) { #f, offsetof(struct djmfs_server_stats, f) }
+	STAT(uptime_ns),       STAT(cpu_user_ns),     STAT(cpu_sys_ns),
+	STAT(ops),	       STAT(mutations),	      STAT(lock_busy_ns),
+	STAT(journal_records), STAT(journal_batches), STAT(journal_bytes),
+	STAT(checkpoints),     STAT(sessions),	      STAT(alloc_stalls),
+#undef STAT
+};
+
 static int cmd_stats(struct ctx *x)
 {
 	struct djmfs_server_stats s;
 	int r = djmfs_server_stats(x->c, &s);
+	json_t *o;
 
 	if (r < 0)
 		return fail("stats", NULL, r);
-	printf("{\"uptime_ns\":%llu,\"cpu_user_ns\":%llu,\"cpu_sys_ns\":%llu,"
-	       "\"ops\":%llu,\"mutations\":%llu,\"lock_busy_ns\":%llu,"
-	       "\"journal_records\":%llu,\"journal_batches\":%llu,"
-	       "\"journal_bytes\":%llu,\"checkpoints\":%llu,"
-	       "\"sessions\":%llu,\"alloc_stalls\":%llu}\n",
-	       (unsigned long long)s.uptime_ns,
-	       (unsigned long long)s.cpu_user_ns,
-	       (unsigned long long)s.cpu_sys_ns, (unsigned long long)s.ops,
-	       (unsigned long long)s.mutations,
-	       (unsigned long long)s.lock_busy_ns,
-	       (unsigned long long)s.journal_records,
-	       (unsigned long long)s.journal_batches,
-	       (unsigned long long)s.journal_bytes,
-	       (unsigned long long)s.checkpoints,
-	       (unsigned long long)s.sessions,
-	       (unsigned long long)s.alloc_stalls);
-	return 0;
+	o = json_object();
+	r = o ? 0 : -ENOMEM;
+	for (size_t i = 0; i < sizeof(stats_fields) / sizeof(stats_fields[0]);
+	     i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)&s + stats_fields[i].off, sizeof(v));
+		r |= tool_json_u64(o, stats_fields[i].name, v);
+	}
+	if (r == 0)
+		r = tool_json_print(stdout, o, JSON_COMPACT);
+	json_decref(o);
+	return r < 0 ? fail("stats", NULL, r) : 0;
 }
 
 static const struct cmd cmds[] = {

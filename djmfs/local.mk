@@ -62,12 +62,14 @@ djmfs_djmfsd_CPPFLAGS = $(DJMFS_CPPFLAGS)
 djmfs_djmfsd_LDADD = $(DJMFS_TOOL_LDADD)
 
 djmfs_djmfs_SOURCES = djmfs/djmfs-cli.c
-djmfs_djmfs_CPPFLAGS = $(DJMFS_CPPFLAGS)
-djmfs_djmfs_LDADD = $(DJMFS_TOOL_LDADD)
+djmfs_djmfs_CPPFLAGS = $(DJMFS_CPPFLAGS) $(TOOLS_CPPFLAGS)
+djmfs_djmfs_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+djmfs_djmfs_LDADD = $(DJMFS_TOOL_LDADD) $(TOOLS_LIBS)
 
 djmfs_djmfs_bench_SOURCES = djmfs/bench/djmfs-bench.c
-djmfs_djmfs_bench_CPPFLAGS = $(DJMFS_CPPFLAGS)
-djmfs_djmfs_bench_LDADD = $(DJMFS_TOOL_LDADD)
+djmfs_djmfs_bench_CPPFLAGS = $(DJMFS_CPPFLAGS) $(TOOLS_CPPFLAGS)
+djmfs_djmfs_bench_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+djmfs_djmfs_bench_LDADD = $(DJMFS_TOOL_LDADD) $(TOOLS_LIBS)
 
 # Side-by-side comparison of the data path with fio (run by hand).
 EXTRA_DIST += djmfs/bench/data-vs-fio.sh

@@ -7,8 +7,10 @@
 #ifndef IOSCHED_INT_H
 #define IOSCHED_INT_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "iosched.h"
 
@@ -65,6 +67,71 @@ struct iosched_model {
 	double read_Bps;
 	double write_Bps;
 };
+
+/*
+ * Arm travel beyond settling over @d cylinders, in ms: none up to
+ * @short_tracks, then accelerating at @accel (cylinders/ms^2) over half
+ * the way and braking over the other half, or, past vmax^2/accel
+ * cylinders, coasting at @vmax in between.  One formula, made in two
+ * precisions: the model's seek time (iosched_model.c) in long double, so
+ * its rounding to whole nanoseconds is exact; iosched-calibrate's fit of
+ * measured seeks in double, the precision its grid search is tied to.
+ */
+#define IOSCHED__SEEK_TRAVEL(name, T, sqrtfn)                            \
+	static inline T name(T d, unsigned short_tracks, T accel, T vmax) \
+	{                                                                 \
+		T ramp = vmax * vmax / accel;                             \
+                                                                          \
+		if (d <= short_tracks)                                    \
+			return 0;                                         \
+		if (d < ramp)                                             \
+			return 2 * sqrtfn(d / accel);                     \
+		return 2 * vmax / accel + (d - ramp) / vmax;              \
+	}
+IOSCHED__SEEK_TRAVEL(iosched__seek_travel_ms, double, sqrt)
+IOSCHED__SEEK_TRAVEL(iosched__seek_travel_msl, long double, sqrtl)
+#undef IOSCHED__SEEK_TRAVEL
+
+/*
+ * A profile's keys in the units of the file (microseconds, MB/s), as a
+ * writer has them before any parse: iosched__profile_write() renders it
+ * with the same key table iosched_model_parse() reads.
+ */
+struct iosched__profile_text {
+	enum iosched__model_type type;
+	const char *name;
+	uint64_t capacity_bytes;
+	unsigned depth;
+	double overhead_us;
+
+	/* hdd */
+	uint64_t cylinders;
+	double rpm;
+	double media_outer_MBps;
+	double media_inner_MBps;
+	double bus_MBps;
+	double settle_us;
+	unsigned short_seek_tracks;
+	double seek_accel;
+	double seek_vmax;
+
+	/* ssd */
+	double read_latency_us;
+	double write_latency_us;
+	double read_MBps;
+	double write_MBps;
+	unsigned parallelism;
+};
+
+/*
+ * Writes @t's "key = value" lines to @f: type and name, then every key
+ * of @t->type in the key table's order.  Counts are written exactly,
+ * times and the rotation speed as whole numbers (at least 1: a profile
+ * written from measurements has no zero time), rates and seek parameters
+ * to about six significant digits with no trailing zeros.  Returns 0, or
+ * -EIO if @f is in error afterwards.
+ */
+int iosched__profile_write(FILE *f, const struct iosched__profile_text *t);
 
 /*
  * Service time with the rotational wait drawn from @rot_fraction in

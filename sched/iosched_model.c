@@ -75,26 +75,15 @@ uint64_t iosched_model_cylinder(const struct iosched_model *m,
 	return cyl >= m->cylinders ? m->cylinders - 1 : (uint64_t)cyl;
 }
 
-/*
- * Arm travel over @d cylinders, in ns, settle included.  Below
- * vmax^2/accel cylinders the arm never reaches vmax: it accelerates over
- * half the distance and brakes over the other half (a triangle velocity
- * profile); further, it coasts at vmax in between (a trapezoid).
- */
+/* Arm travel over @d cylinders, in ns, settle included. */
 static long double seek_exact_ns(const struct iosched_model *m, uint64_t d)
 {
-	long double a = m->seek_accel, v = m->seek_vmax;
-	long double dist = (long double)d, ramp = v * v / a, ms;
-
 	if (d == 0)
 		return 0.0L;
-	if (d <= m->short_seek_tracks)
-		return (long double)m->settle_ns;
-	if (dist < ramp)
-		ms = 2.0L * sqrtl(dist / a);
-	else
-		ms = 2.0L * v / a + (dist - ramp) / v;
-	return ms * IOSCHED__NS_PER_MS + (long double)m->settle_ns;
+	return iosched__seek_travel_msl((long double)d, m->short_seek_tracks,
+				       m->seek_accel, m->seek_vmax) *
+		       IOSCHED__NS_PER_MS +
+	       (long double)m->settle_ns;
 }
 
 uint64_t iosched_model_seek_ns(const struct iosched_model *m,

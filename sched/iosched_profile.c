@@ -5,13 +5,16 @@
  * require it, offsetof into the model), so adding a key is one row.  Any
  * defect stops the parse with -EINVAL and exactly one log line of the form
  * "origin:line: ..." naming the key or the offending text, so a user can
- * fix a profile from the message alone.  The format is described for users
+ * fix a profile from the message alone.  The same table writes a profile
+ * (iosched__profile_write, for iosched-calibrate), so what is written is
+ * what is read.  The format is described for users
  * in iosched-profile(5); the maths that consumes the result is in
  * iosched_model.c.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
@@ -39,12 +42,24 @@
  * value was rejected (completing "key = 'value': <reason>"). */
 typedef const char *(*value_fn)(const char *val, void *field);
 
+/* How iosched__profile_write() renders a key's value. */
+enum profile_put {
+	PUT_TYPE,  /* enum iosched__model_type, by name */
+	PUT_NAME,  /* const char * */
+	PUT_U64,   /* uint64_t */
+	PUT_UINT,  /* unsigned */
+	PUT_WHOLE, /* double, as a whole number of at least 1 */
+	PUT_REAL,  /* double, about six significant digits */
+};
+
 struct profile_key {
 	const char *name;
 	value_fn parse;
 	unsigned types;	   /* device types that accept the key */
 	unsigned required; /* device types that must have it */
 	size_t off;	   /* into struct iosched_model */
+	enum profile_put put;
+	size_t text_off;   /* into struct iosched__profile_text */
 };
 
 struct profile_parse {
@@ -262,34 +277,41 @@ enum profile_key_id {
 	NKEYS
 };
 
-#define KEY(id, n, fn, t, r, f) \
-	[id] = { n, fn, t, r, offsetof(struct iosched_model, f) }
+/* @key is the key's name and its field in struct iosched__profile_text;
+ * @f its field in struct iosched_model. */
+#define KEY(id, key, fn, t, r, f, put) \
+	[id] = { #key, fn, t, r, offsetof(struct iosched_model, f), put, \
+		 offsetof(struct iosched__profile_text, key) }
 
 static const struct profile_key profile_keys[NKEYS] = {
-	KEY(K_TYPE, "type", val_type, ANY, ANY, type),
-	KEY(K_NAME, "name", val_name, ANY, 0, name),
-	KEY(K_CAPACITY, "capacity_bytes", val_size, ANY, ANY, capacity_bytes),
-	KEY(K_DEPTH, "depth", val_count, ANY, 0, depth),
-	KEY(K_OVERHEAD, "overhead_us", val_us, ANY, ANY, overhead_ns),
-	KEY(K_CYLINDERS, "cylinders", val_count64, HDD, HDD, cylinders),
-	KEY(K_RPM, "rpm", val_positive, HDD, HDD, rpm),
-	KEY(K_MEDIA_OUTER, "media_outer_MBps", val_rate, HDD, HDD,
-	    media_outer_Bps),
-	KEY(K_MEDIA_INNER, "media_inner_MBps", val_rate, HDD, HDD,
-	    media_inner_Bps),
-	KEY(K_BUS, "bus_MBps", val_rate, HDD, HDD, bus_Bps),
-	KEY(K_SETTLE, "settle_us", val_us, HDD, HDD, settle_ns),
-	KEY(K_SHORT_SEEK, "short_seek_tracks", val_count0, HDD, HDD,
-	    short_seek_tracks),
-	KEY(K_SEEK_ACCEL, "seek_accel", val_positive, HDD, HDD, seek_accel),
-	KEY(K_SEEK_VMAX, "seek_vmax", val_positive, HDD, HDD, seek_vmax),
-	KEY(K_READ_LATENCY, "read_latency_us", val_us, SSD, SSD,
-	    read_latency_ns),
-	KEY(K_WRITE_LATENCY, "write_latency_us", val_us, SSD, SSD,
-	    write_latency_ns),
-	KEY(K_READ_RATE, "read_MBps", val_rate, SSD, SSD, read_Bps),
-	KEY(K_WRITE_RATE, "write_MBps", val_rate, SSD, SSD, write_Bps),
-	KEY(K_PARALLELISM, "parallelism", val_count, SSD, 0, parallelism),
+	KEY(K_TYPE, type, val_type, ANY, ANY, type, PUT_TYPE),
+	KEY(K_NAME, name, val_name, ANY, 0, name, PUT_NAME),
+	KEY(K_CAPACITY, capacity_bytes, val_size, ANY, ANY, capacity_bytes,
+	    PUT_U64),
+	KEY(K_DEPTH, depth, val_count, ANY, 0, depth, PUT_UINT),
+	KEY(K_OVERHEAD, overhead_us, val_us, ANY, ANY, overhead_ns, PUT_WHOLE),
+	KEY(K_CYLINDERS, cylinders, val_count64, HDD, HDD, cylinders, PUT_U64),
+	KEY(K_RPM, rpm, val_positive, HDD, HDD, rpm, PUT_WHOLE),
+	KEY(K_MEDIA_OUTER, media_outer_MBps, val_rate, HDD, HDD,
+	    media_outer_Bps, PUT_REAL),
+	KEY(K_MEDIA_INNER, media_inner_MBps, val_rate, HDD, HDD,
+	    media_inner_Bps, PUT_REAL),
+	KEY(K_BUS, bus_MBps, val_rate, HDD, HDD, bus_Bps, PUT_REAL),
+	KEY(K_SETTLE, settle_us, val_us, HDD, HDD, settle_ns, PUT_WHOLE),
+	KEY(K_SHORT_SEEK, short_seek_tracks, val_count0, HDD, HDD,
+	    short_seek_tracks, PUT_UINT),
+	KEY(K_SEEK_ACCEL, seek_accel, val_positive, HDD, HDD, seek_accel,
+	    PUT_REAL),
+	KEY(K_SEEK_VMAX, seek_vmax, val_positive, HDD, HDD, seek_vmax,
+	    PUT_REAL),
+	KEY(K_READ_LATENCY, read_latency_us, val_us, SSD, SSD,
+	    read_latency_ns, PUT_WHOLE),
+	KEY(K_WRITE_LATENCY, write_latency_us, val_us, SSD, SSD,
+	    write_latency_ns, PUT_WHOLE),
+	KEY(K_READ_RATE, read_MBps, val_rate, SSD, SSD, read_Bps, PUT_REAL),
+	KEY(K_WRITE_RATE, write_MBps, val_rate, SSD, SSD, write_Bps, PUT_REAL),
+	KEY(K_PARALLELISM, parallelism, val_count, SSD, 0, parallelism,
+	    PUT_UINT),
 };
 
 /* Profile defaults per device type, applied to keys the text left out. */
@@ -310,6 +332,72 @@ static size_t key_find(const char *k, size_t n)
 		    !memcmp(profile_keys[i].name, k, n))
 			return i;
 	return NKEYS;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writing                                                             */
+/* ------------------------------------------------------------------ */
+
+/* About six significant digits in plain decimal, without trailing zeros:
+ * what the parser's plain-decimal reals read back. */
+static void put_real(FILE *f, double v)
+{
+	char buf[64];
+	int prec = 6 - (int)ceil(log10(v));
+	char *end;
+
+	prec = prec < 0 ? 0 : prec > 12 ? 12 : prec;
+	snprintf(buf, sizeof buf, "%.*f", prec, v);
+	if (strchr(buf, '.')) {
+		end = buf + strlen(buf) - 1;
+		while (*end == '0')
+			*end-- = '\0';
+		if (*end == '.')
+			*end = '\0';
+	}
+	fputs(buf, f);
+}
+
+static void put_value(FILE *f, const struct profile_key *k,
+		      const struct iosched__profile_text *t)
+{
+	const char *p = (const char *)t + k->text_off;
+
+	switch (k->put) {
+	case PUT_TYPE:
+		fputs(type_names[*(const enum iosched__model_type *)p], f);
+		break;
+	case PUT_NAME:
+		fputs(*(const char *const *)p, f);
+		break;
+	case PUT_U64:
+		fprintf(f, "%" PRIu64, *(const uint64_t *)p);
+		break;
+	case PUT_UINT:
+		fprintf(f, "%u", *(const unsigned *)p);
+		break;
+	case PUT_WHOLE:
+		fprintf(f, "%.0f", fmax(1, round(*(const double *)p)));
+		break;
+	case PUT_REAL:
+		put_real(f, *(const double *)p);
+		break;
+	}
+}
+
+int iosched__profile_write(FILE *f, const struct iosched__profile_text *t)
+{
+	unsigned bit = TYPE_BIT(t->type);
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++) {
+		if (!(profile_keys[i].types & bit))
+			continue;
+		fprintf(f, "%s = ", profile_keys[i].name);
+		put_value(f, &profile_keys[i], t);
+		fputc('\n', f);
+	}
+	return ferror(f) ? -EIO : 0;
 }
 
 /* ------------------------------------------------------------------ */

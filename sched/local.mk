@@ -70,10 +70,14 @@ BENCH_ENGINE_SOURCES = \
 	sched/bench/bench_micro.c
 
 iosched_bench_SOURCES = sched/bench/iosched-bench.c $(BENCH_ENGINE_SOURCES)
-iosched_bench_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/sched/bench
-iosched_bench_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS)
-iosched_bench_LDADD = sched/libiosched-core.la $(URING_LIBS) $(LIBM)
+iosched_bench_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/sched/bench \
+	$(TOOLS_CPPFLAGS)
+iosched_bench_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(JANSSON_CFLAGS)
+iosched_bench_LDADD = sched/libiosched-core.la $(TOOLS_LIBS) $(URING_LIBS) \
+	$(LIBM)
 
 iosched_calibrate_SOURCES = sched/tools/iosched-calibrate.c
+iosched_calibrate_CPPFLAGS = $(AM_CPPFLAGS) $(TOOLS_CPPFLAGS)
 iosched_calibrate_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS)
-iosched_calibrate_LDADD = $(URING_LIBS) $(LIBM)
+iosched_calibrate_LDADD = sched/libiosched-core.la $(TOOLS_LIBS) $(URING_LIBS) \
+	$(LIBM)

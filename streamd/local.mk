@@ -44,15 +44,22 @@ streamd_streamd_CPPFLAGS = $(STREAMD_CPPFLAGS) \
 streamd_streamd_CFLAGS = $(STREAMD_CFLAGS)
 streamd_streamd_LDADD = $(STREAMD_LIBS)
 
-streamd_streamd_bench_SOURCES = streamd/bench/streamd-bench.c \
-	streamd/bench/loadgen.h streamd/bench/loadgen.c
-streamd_streamd_bench_CPPFLAGS = $(STREAMD_CPPFLAGS)
-streamd_streamd_bench_LDADD = $(LIBM)
+# The HTTP load engine both load tools drive streamd with.
+noinst_LTLIBRARIES += streamd/bench/libloadgen.la
+streamd_bench_libloadgen_la_SOURCES = streamd/bench/loadgen.h \
+	streamd/bench/loadgen.c
+streamd_bench_libloadgen_la_CPPFLAGS = $(AM_CPPFLAGS) $(TOOLS_CPPFLAGS)
+LOADGEN_LIBS = streamd/bench/libloadgen.la $(TOOLS_LIBS) $(LIBM)
+
+streamd_streamd_bench_SOURCES = streamd/bench/streamd-bench.c
+streamd_streamd_bench_CPPFLAGS = $(STREAMD_CPPFLAGS) $(TOOLS_CPPFLAGS)
+streamd_streamd_bench_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+streamd_streamd_bench_LDADD = $(LOADGEN_LIBS)
 
 streamd_streamd_soak_SOURCES = streamd/soak/streamd-soak.c streamd/soak/soak.h \
 	streamd/soak/soak_rec.c streamd/soak/soak_view.c \
-	streamd/soak/soak_report.c streamd/soak/soak_ts.h streamd/soak/soak_ts.c \
-	streamd/bench/loadgen.h streamd/bench/loadgen.c
-streamd_streamd_soak_CPPFLAGS = $(STREAMD_CPPFLAGS) -I$(top_srcdir)/streamd/bench
+	streamd/soak/soak_report.c streamd/soak/soak_ts.h streamd/soak/soak_ts.c
+streamd_streamd_soak_CPPFLAGS = $(STREAMD_CPPFLAGS) -I$(top_srcdir)/streamd/bench \
+	$(TOOLS_CPPFLAGS)
 streamd_streamd_soak_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)
-streamd_streamd_soak_LDADD = $(JANSSON_LIBS) $(CRYPTO_LIBS) $(LIBM)
+streamd_streamd_soak_LDADD = $(LOADGEN_LIBS) $(JANSSON_LIBS) $(CRYPTO_LIBS) $(LIBM)

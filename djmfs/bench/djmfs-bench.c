@@ -55,6 +55,8 @@
 
 #include "djmfs.h"
 #include "djmfs_server.h"
+#include "tool_clock.h"
+#include "tool_json.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -170,19 +172,12 @@ struct child {
 	atomic_int log_budget;
 };
 
+/* Deadlines go to libdjmfs, so times are read on its clock; it is
+ * CLOCK_MONOTONIC in nanoseconds, the clock tool_sleep_until_ns sleeps
+ * on. */
 static uint64_t now_ns(void)
 {
 	return djmfs_now();
-}
-
-static void sleep_until(uint64_t t)
-{
-	struct timespec ts = { .tv_sec = (time_t)(t / NS_PER_S),
-			       .tv_nsec = (long)(t % NS_PER_S) };
-
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
-	       EINTR)
-		;
 }
 
 static void log_stderr(void *arg, enum djmfs_log_level level, const char *msg)
@@ -490,7 +485,7 @@ static void child_run(struct child *ch)
 		if (t >= ch->m_end)
 			break;
 		if (t > now_ns())
-			sleep_until(t);
+			tool_sleep_until_ns(t);
 		pair_issue(ch, &ch->pairs[i], t);
 		if (t >= next_progress) {
 			send_rep(ch, REP_PROGRESS, 0, &ch->all);
@@ -507,7 +502,7 @@ static uint64_t child_drain(struct child *ch)
 	uint64_t stuck = 0;
 
 	while (atomic_load(&ch->in_flight) > 0 && now_ns() < give_up)
-		sleep_until(now_ns() + NS_PER_MS);
+		tool_sleep_until_ns(now_ns() + NS_PER_MS);
 	for (size_t i = 0; i < ch->cfg->pairs; i++)
 		if (atomic_load(&ch->pairs[i].busy) && ch->pairs[i].measured)
 			stuck++;
@@ -710,7 +705,7 @@ static int spawn_djmfsd(struct server *s, const char *bin,
 				"within 10 s\n", s->sock);
 			return -ETIMEDOUT;
 		}
-		sleep_until(now_ns() + 20 * NS_PER_MS);
+		tool_sleep_until_ns(now_ns() + 20 * NS_PER_MS);
 	}
 	return 0;
 }
@@ -797,7 +792,7 @@ static void server_stop(struct server *s)
 				waitpid(s->pid, &status, 0);
 				break;
 			}
-			sleep_until(now_ns() + 10 * NS_PER_MS);
+			tool_sleep_until_ns(now_ns() + 10 * NS_PER_MS);
 		}
 		s->pid = 0;
 	}
@@ -995,8 +990,8 @@ static int measure(struct djmfs_client *c, struct kid kids[2],
 	return r < 0 ? r : (kids[0].done && kids[1].done ? 0 : -ETIMEDOUT);
 }
 
-static void print_json(const struct cfg *cfg, struct kid kids[2],
-		       const struct figures *fig)
+static int print_json(const struct cfg *cfg, struct kid kids[2],
+		      const struct figures *fig)
 {
 	const struct djmfs_server_stats *a = &fig->s0, *b = &fig->s1;
 	const struct counts *w = &kids[0].final.n, *r = &kids[1].final.n;
@@ -1006,43 +1001,58 @@ static void print_json(const struct cfg *cfg, struct kid kids[2],
 	double cpu_pct = wall > 0 ? cpu_s / wall * 100.0 : 0;
 	uint64_t issued = w->issued + r->issued;
 	uint64_t misses = w->misses + r->misses;
-	char projected[32] = "null";
+	uint64_t lat_max = w->lat_max_ns > r->lat_max_ns ? w->lat_max_ns :
+							    r->lat_max_ns;
+	json_t *o = json_object();
+	int e = 0;
 
-	/* The pairs whose load would fill one core; no CPU seen: unknown. */
-	if (cpu_pct > 0)
-		snprintf(projected, sizeof(projected), "%" PRIu64,
-			 (uint64_t)((double)cfg->pairs * 100.0 / cpu_pct));
 	if (wall <= 0)
 		wall = cfg->duration_s;
-	printf("{\"pairs\":%u,\"duration_s\":%.3f,\"server_cpu_pct\":%.3f,"
-	       "\"server_cpu_pct_per_pair\":%.6f,\"projected_max_pairs\":%s,"
-	       "\"deadline_miss_rate\":%.6f,\"lock_busy_pct\":%.3f,"
-	       "\"metadata_ops_per_s\":%.1f,",
-	       cfg->pairs, wall, cpu_pct, cpu_pct / cfg->pairs, projected,
-	       issued ? (double)misses / (double)issued : 0.0,
-	       (double)(b->lock_busy_ns - a->lock_busy_ns) / 1e7 / wall,
-	       (double)(b->ops - a->ops) / wall);
-	printf("\"metadata_only\":%s,\"period_ms\":%.3f,\"size\":%" PRIu64
-	       ",\"warmup_s\":%.3f,\"writes\":%" PRIu64 ",\"reads\":%" PRIu64
-	       ",\"write_misses\":%" PRIu64 ",\"read_misses\":%" PRIu64
-	       ",\"overruns\":%" PRIu64 ",\"errors\":%" PRIu64
-	       ",\"undrained\":%" PRIu64 ",\"bytes_per_s\":%.0f,",
-	       cfg->metadata_only ? "true" : "false",
-	       (double)cfg->period_ns / 1e6, cfg->size, cfg->warmup_s,
-	       w->issued, r->issued, w->misses, r->misses,
-	       w->overruns + r->overruns, w->errors + r->errors,
-	       w->undrained + r->undrained, (double)(w->bytes + r->bytes) / wall);
-	printf("\"write_latency_p99_ms\":%.3f,\"read_latency_p99_ms\":%.3f,"
-	       "\"latency_max_ms\":%.3f,\"server_mutations_per_s\":%.1f,"
-	       "\"journal_batches_per_s\":%.1f,\"alloc_stalls\":%" PRIu64
-	       ",\"server_cpu_s\":%.3f}\n",
-	       (double)w->lat_p99_ns / 1e6, (double)r->lat_p99_ns / 1e6,
-	       (double)(w->lat_max_ns > r->lat_max_ns ? w->lat_max_ns
-						       : r->lat_max_ns) / 1e6,
-	       (double)(b->mutations - a->mutations) / wall,
-	       (double)(b->journal_batches - a->journal_batches) / wall,
-	       b->alloc_stalls - a->alloc_stalls, cpu_s);
-	fflush(stdout);
+	e |= tool_json_u64(o, "pairs", cfg->pairs);
+	e |= tool_json_dbl(o, "duration_s", wall, 3);
+	e |= tool_json_dbl(o, "server_cpu_pct", cpu_pct, 3);
+	e |= tool_json_dbl(o, "server_cpu_pct_per_pair",
+			   cpu_pct / cfg->pairs, 6);
+	/* The pairs whose load would fill one core; no CPU seen: unknown. */
+	e |= tool_json_set(o, "projected_max_pairs",
+			   cpu_pct > 0 ? json_integer((json_int_t)(
+				   (double)cfg->pairs * 100.0 / cpu_pct)) :
+					 json_null());
+	e |= tool_json_dbl(o, "deadline_miss_rate",
+			   issued ? (double)misses / (double)issued : 0.0, 6);
+	e |= tool_json_dbl(o, "lock_busy_pct",
+		(double)(b->lock_busy_ns - a->lock_busy_ns) / 1e7 / wall, 3);
+	e |= tool_json_dbl(o, "metadata_ops_per_s",
+			   (double)(b->ops - a->ops) / wall, 1);
+	e |= tool_json_bool(o, "metadata_only", cfg->metadata_only);
+	e |= tool_json_dbl(o, "period_ms", (double)cfg->period_ns / 1e6, 3);
+	e |= tool_json_u64(o, "size", cfg->size);
+	e |= tool_json_dbl(o, "warmup_s", cfg->warmup_s, 3);
+	e |= tool_json_u64(o, "writes", w->issued);
+	e |= tool_json_u64(o, "reads", r->issued);
+	e |= tool_json_u64(o, "write_misses", w->misses);
+	e |= tool_json_u64(o, "read_misses", r->misses);
+	e |= tool_json_u64(o, "overruns", w->overruns + r->overruns);
+	e |= tool_json_u64(o, "errors", w->errors + r->errors);
+	e |= tool_json_u64(o, "undrained", w->undrained + r->undrained);
+	e |= tool_json_dbl(o, "bytes_per_s",
+			   (double)(w->bytes + r->bytes) / wall, 0);
+	e |= tool_json_dbl(o, "write_latency_p99_ms",
+			   (double)w->lat_p99_ns / 1e6, 3);
+	e |= tool_json_dbl(o, "read_latency_p99_ms",
+			   (double)r->lat_p99_ns / 1e6, 3);
+	e |= tool_json_dbl(o, "latency_max_ms", (double)lat_max / 1e6, 3);
+	e |= tool_json_dbl(o, "server_mutations_per_s",
+			   (double)(b->mutations - a->mutations) / wall, 1);
+	e |= tool_json_dbl(o, "journal_batches_per_s",
+		(double)(b->journal_batches - a->journal_batches) / wall, 1);
+	e |= tool_json_u64(o, "alloc_stalls",
+			   b->alloc_stalls - a->alloc_stalls);
+	e |= tool_json_dbl(o, "server_cpu_s", cpu_s, 3);
+	if (e == 0)
+		e = tool_json_print(stdout, o, JSON_COMPACT);
+	json_decref(o);
+	return e;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1208,7 +1218,7 @@ static void reap(pid_t pid, bool done)
 			waitpid(pid, NULL, 0);
 			return;
 		}
-		sleep_until(now_ns() + 10 * NS_PER_MS);
+		tool_sleep_until_ns(now_ns() + 10 * NS_PER_MS);
 	}
 }
 
@@ -1323,7 +1333,10 @@ out:
 	djmfs_secret_free(cfg.secret, cfg.secret_len);
 	if (r < 0)
 		return EXIT_FAIL;
-	print_json(&cfg, kids, &fig);
+	if (print_json(&cfg, kids, &fig) < 0) {
+		fprintf(stderr, PROG ": writing the result failed\n");
+		rc = EXIT_FAIL;
+	}
 	if (kids[0].final.n.errors + kids[1].final.n.errors > 0) {
 		fprintf(stderr, PROG ": %" PRIu64 " I/Os failed (see above)\n",
 			kids[0].final.n.errors + kids[1].final.n.errors);

@@ -15,10 +15,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
 #include "iosched-int.h"
+#include "tool_clock.h"
 
 #define MICRO_LEN 65536u
 #define MICRO_ALIGN 4096u
@@ -45,14 +45,6 @@ struct micro {
 	double ins_sum, pop_sum;
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * IOSCHED__NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
 /* splitmix64 */
 static uint64_t rnd(uint64_t *s)
 {
@@ -70,7 +62,7 @@ static uint64_t clock_cost(void)
 	unsigned i;
 
 	for (i = 0; i < MICRO_CLOCK_SAMPLES; i++) {
-		uint64_t t0 = mono_ns(), t1 = mono_ns();
+		uint64_t t0 = tool_now_ns(), t1 = tool_now_ns();
 
 		if (t1 - t0 < best)
 			best = t1 - t0;
@@ -133,9 +125,9 @@ static int timed_insert(struct micro *m)
 	uint64_t t0, t1;
 	int rc;
 
-	t0 = mono_ns();
+	t0 = tool_now_ns();
 	rc = m->ops->insert(m->state, r, &m->ctx);
-	t1 = mono_ns();
+	t1 = tool_now_ns();
 	iosched__hist_add(m->ins, net(m, t0, t1));
 	m->ins_sum += (double)net(m, t0, t1);
 	return rc;
@@ -147,9 +139,9 @@ static int timed_pop(struct micro *m)
 	struct iosched_req *r;
 	uint64_t t0, t1, cost;
 
-	t0 = mono_ns();
+	t0 = tool_now_ns();
 	r = m->ops->pop(m->state, &m->ctx);
-	t1 = mono_ns();
+	t1 = tool_now_ns();
 	if (!r)
 		return -EPROTO; /* the queue was not empty */
 	iosched__hist_add(m->pop, net(m, t0, t1));
@@ -229,9 +221,9 @@ int bench_micro(const char *policy, const char *profile, unsigned depth,
 	m.clock_ns = clock_cost();
 	/* Slow policies at large depths stop early rather than run for
 	 * minutes; the figures are per operation either way. */
-	t_end = mono_ns() + MICRO_BUDGET_NS;
+	t_end = tool_now_ns() + MICRO_BUDGET_NS;
 	for (i = 0; i < iters; i++) {
-		if ((i & 1023) == 1023 && mono_ns() > t_end)
+		if ((i & 1023) == 1023 && tool_now_ns() > t_end)
 			break;
 		rc = timed_pop(&m);
 		if (rc == 0)

@@ -22,11 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "iosched-int.h"
+#include "tool_clock.h"
 
 #define PSYNC_ALIGN 4096u
 #define PSYNC_THREADS_DEFAULT 64u
@@ -71,14 +71,6 @@ struct worker {
 	pthread_t tid;
 	void *buf;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * IOSCHED__NS_PER_S + (uint64_t)ts.tv_nsec;
-}
 
 static double cpu_seconds(void)
 {
@@ -167,7 +159,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		res = do_io(p, w->buf, r->offset);
 		pthread_mutex_lock(&p->mu);
-		account(p, r, res, mono_ns());
+		account(p, r, res, tool_now_ns());
 		r->next = p->free;
 		p->free = r;
 	}
@@ -256,18 +248,6 @@ static void sift_down(const struct pstream *st, uint32_t *heap, unsigned n,
 	}
 }
 
-static void sleep_until(uint64_t t_ns)
-{
-	struct timespec ts = {
-		.tv_sec = (time_t)(t_ns / IOSCHED__NS_PER_S),
-		.tv_nsec = (long)(t_ns % IOSCHED__NS_PER_S),
-	};
-
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
-	       EINTR)
-		;
-}
-
 /*
  * The arrival loop: each stream's first request at a random phase in
  * [0, period), then one every period, until the duration is over.
@@ -299,7 +279,7 @@ static int generate(struct pool *p, uint64_t t0)
 		struct pstream *s = &st[heap[0]];
 		uint64_t due = s->next_ns;
 
-		sleep_until(due);
+		tool_sleep_until_ns(due);
 		rc = enqueue(p, s, due, period);
 		if (rc < 0)
 			break;
@@ -441,12 +421,12 @@ int bench_run_psync(const struct bench_cfg *c, struct bench_result *out)
 		goto out;
 	cpu0 = cpu_seconds();
 	rc = workers_start(&p, w, nthreads, &started);
-	t0 = mono_ns();
+	t0 = tool_now_ns();
 	if (rc == 0)
 		rc = generate(&p, t0);
 	workers_stop(&p, w, started);
 	if (rc == 0)
-		fill_result(&p, (mono_ns() - t0) / 1e9, cpu_seconds() - cpu0,
+		fill_result(&p, (tool_now_ns() - t0) / 1e9, cpu_seconds() - cpu0,
 			    out);
 out:
 	for (i = 0; w && i < nthreads; i++)

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "tool_json.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -655,61 +656,6 @@ static void log_line(void *arg, enum iosched_log_level level, const char *msg)
 /* JSON                                                                */
 /* ------------------------------------------------------------------ */
 
-struct json {
-	FILE *f;
-	bool open;
-};
-
-static void json_key(struct json *j, const char *key)
-{
-	fprintf(j->f, "%s\"%s\":", j->open ? "," : "{", key);
-	j->open = true;
-}
-
-static void json_str(struct json *j, const char *key, const char *s)
-{
-	json_key(j, key);
-	fputc('"', j->f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(j->f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(j->f, "\\u%04x", ch);
-		else
-			fputc(ch, j->f);
-	}
-	fputc('"', j->f);
-}
-
-static void json_u64(struct json *j, const char *key, uint64_t v)
-{
-	json_key(j, key);
-	fprintf(j->f, "%llu", (unsigned long long)v);
-}
-
-/* JSON has no inf or nan. */
-static void json_dbl(struct json *j, const char *key, double v, int prec)
-{
-	json_key(j, key);
-	if (isfinite(v))
-		fprintf(j->f, "%.*f", prec, v);
-	else
-		fputs("null", j->f);
-}
-
-static void json_end(struct json *j)
-{
-	fputs(j->open ? "}\n" : "{}\n", j->f);
-}
-
-static void json_bool(struct json *j, const char *key, bool v)
-{
-	json_key(j, key);
-	fputs(v ? "true" : "false", j->f);
-}
-
 /* Streams that write: floor(N F) with --writers, as bench_load.c picks. */
 static unsigned writer_streams(const struct bench_cfg *c)
 {
@@ -726,40 +672,39 @@ static const char *op_name(const struct bench_cfg *c)
 }
 
 /* "workload": the richer load's options as the run used them. */
-static void json_workload(struct json *j, const struct bench_cfg *c)
+static int json_workload(json_t *o, const struct bench_cfg *c)
 {
-	struct json w = { .f = j->f };
+	json_t *w = json_object(), *periods = json_array();
+	json_t *sizes = json_array();
 	unsigned i;
+	int e = 0;
 
-	json_key(j, "workload");
-	json_key(&w, "periods");
 	for (i = 0; i < (c->nperiods ? c->nperiods : 1); i++)
-		fprintf(w.f, "%s%.6f", i ? "," : "[",
-			c->nperiods ? c->periods[i] : c->period_s);
-	fputc(']', w.f);
-	json_key(&w, "sizes");
+		if (json_array_append_new(periods, tool_json_real(
+			    c->nperiods ? c->periods[i] : c->period_s, 6)))
+			e = -ENOMEM;
 	for (i = 0; i < (c->nsizes ? c->nsizes : 1); i++)
-		fprintf(w.f, "%s%u", i ? "," : "[",
-			c->nsizes ? c->sizes[i] : c->size);
-	fputc(']', w.f);
-	json_dbl(&w, "writers", c->writers, 6);
-	if (c->write_deadline_s > 0) {
-		json_dbl(&w, "write_deadline_s", c->write_deadline_s, 6);
-	} else {
-		json_key(&w, "write_deadline_s");
-		fputs("null", w.f);
-	}
-	json_dbl(&w, "deadline_factor",
-		 c->deadline_factor > 0 ? c->deadline_factor : 1, 6);
-	json_u64(&w, "background", c->background);
-	json_u64(&w, "share", c->share > 1 ? c->share : 1);
-	json_bool(&w, "refill", c->refill);
-	json_dbl(&w, "seek_every_s", c->seek_every_s, 6);
-	json_u64(&w, "buffer_size",
-		 c->buffer_size ? c->buffer_size : BENCH_REFILL_BUFFER);
-	json_dbl(&w, "a_pct", c->a_pct > 0 ? c->a_pct : BENCH_REFILL_A, 3);
-	json_dbl(&w, "b_pct", c->b_pct > 0 ? c->b_pct : BENCH_REFILL_B, 3);
-	fputc('}', w.f);
+		if (json_array_append_new(sizes, json_integer(
+			    c->nsizes ? c->sizes[i] : c->size)))
+			e = -ENOMEM;
+	e |= tool_json_set(w, "periods", periods);
+	e |= tool_json_set(w, "sizes", sizes);
+	e |= tool_json_dbl(w, "writers", c->writers, 6);
+	e |= tool_json_set(w, "write_deadline_s", c->write_deadline_s > 0 ?
+			   tool_json_real(c->write_deadline_s, 6) : json_null());
+	e |= tool_json_dbl(w, "deadline_factor",
+			   c->deadline_factor > 0 ? c->deadline_factor : 1, 6);
+	e |= tool_json_u64(w, "background", c->background);
+	e |= tool_json_u64(w, "share", c->share > 1 ? c->share : 1);
+	e |= tool_json_bool(w, "refill", c->refill);
+	e |= tool_json_dbl(w, "seek_every_s", c->seek_every_s, 6);
+	e |= tool_json_u64(w, "buffer_size", c->buffer_size ? c->buffer_size :
+						       BENCH_REFILL_BUFFER);
+	e |= tool_json_dbl(w, "a_pct",
+			   c->a_pct > 0 ? c->a_pct : BENCH_REFILL_A, 3);
+	e |= tool_json_dbl(w, "b_pct",
+			   c->b_pct > 0 ? c->b_pct : BENCH_REFILL_B, 3);
+	return e | tool_json_set(o, "workload", w);
 }
 
 static const char *backend_name(const struct bench_cfg *c)
@@ -769,73 +714,90 @@ static const char *backend_name(const struct bench_cfg *c)
 	return is_sim(c->device) ? "sim" : "io_uring";
 }
 
-/* The fields of one run, with the dispatch depth the run really used. */
-static void json_run(struct json *j, const struct bench_cfg *c,
-		     const struct bench_result *r)
-{
-	bool psync = c->engine == BENCH_ENGINE_PSYNC;
-
-	json_str(j, "policy", psync ? "fifo" : c->policy);
-	json_str(j, "engine", engine_name(c->engine));
-	json_str(j, "backend", backend_name(c));
-	json_str(j, "device", c->device);
-	if (!psync)
-		json_str(j, "profile", is_sim(c->device) ? c->device + 4 :
-				       c->profile	  ? c->profile :
-							    DEF_REAL_PROFILE);
-	json_str(j, "op", op_name(c));
-	json_u64(j, "streams", c->streams);
-	json_u64(j, "size", c->size);
-	json_dbl(j, "period_s", c->period_s, 6);
-	json_dbl(j, "duration_s", c->duration_s, 3);
-	json_u64(j, "seed", c->seed);
-	json_u64(j, "depth", r->depth);
-	if (psync)
-		json_u64(j, "threads", c->threads);
-	json_u64(j, "requests", r->requests);
-	json_u64(j, "misses", r->misses);
-	json_u64(j, "errors", r->errors);
-	json_dbl(j, "miss_rate", r->miss_rate, 6);
-	json_dbl(j, "lateness_p50_us", r->lateness_p50_us, 3);
-	json_dbl(j, "lateness_p99_us", r->lateness_p99_us, 3);
-	json_dbl(j, "lateness_max_us", r->lateness_max_us, 3);
-	json_dbl(j, "latency_p50_us", r->latency_p50_us, 3);
-	json_dbl(j, "latency_p99_us", r->latency_p99_us, 3);
-	json_dbl(j, "latency_max_us", r->latency_max_us, 3);
-	json_u64(j, "bytes", r->bytes);
-	json_dbl(j, "throughput_MBps", r->throughput_MBps, 3);
-	json_dbl(j, "cpu_s", r->cpu_s, 3);
-	json_dbl(j, "elapsed_s", r->elapsed_s, 3);
-	json_u64(j, "queue_depth_max", r->queue_depth_max);
-	/* psync runs the plain load, all reads or all writes. */
-	json_u64(j, "writer_streams", writer_streams(c));
-	json_u64(j, "reads", psync ? (c->write ? 0 : r->requests) : r->reads);
-	json_u64(j, "writes", psync ? (c->write ? r->requests : 0) : r->writes);
-	json_u64(j, "read_misses",
-		 psync ? (c->write ? 0 : r->misses) : r->read_misses);
-	json_u64(j, "write_misses",
-		 psync ? (c->write ? r->misses : 0) : r->write_misses);
-	json_u64(j, "background_requests", r->background_requests);
-	json_u64(j, "underflows", r->underflows);
-	json_u64(j, "seeks", r->seeks);
-	json_u64(j, "shed", r->shed);
-	json_u64(j, "glmd_rescues", r->glmd_rescues);
-	json_u64(j, "glmd_rescues_kept", r->glmd_rescues_kept);
-	json_dbl(j, "model_error_p50_pct", r->model_error_p50_pct, 2);
-	json_dbl(j, "model_error_p99_pct", r->model_error_p99_pct, 2);
-	json_workload(j, c);
-}
-
-/* ------------------------------------------------------------------ */
-/* Modes                                                               */
-/* ------------------------------------------------------------------ */
-
 static const char *model_name(const struct bench_cfg *c)
 {
 	return is_sim(c->device) ? c->device + 4 :
 	       c->profile	 ? c->profile :
 				   DEF_REAL_PROFILE;
 }
+
+/* The fields of one run, with the dispatch depth the run really used. */
+static int json_run(json_t *j, const struct bench_cfg *c,
+		     const struct bench_result *r)
+{
+	bool psync = c->engine == BENCH_ENGINE_PSYNC;
+	int e = 0;
+
+	e |= tool_json_str(j, "policy", psync ? "fifo" : c->policy);
+	e |= tool_json_str(j, "engine", engine_name(c->engine));
+	e |= tool_json_str(j, "backend", backend_name(c));
+	e |= tool_json_str(j, "device", c->device);
+	if (!psync)
+		e |= tool_json_str(j, "profile", model_name(c));
+	e |= tool_json_str(j, "op", op_name(c));
+	e |= tool_json_u64(j, "streams", c->streams);
+	e |= tool_json_u64(j, "size", c->size);
+	e |= tool_json_dbl(j, "period_s", c->period_s, 6);
+	e |= tool_json_dbl(j, "duration_s", c->duration_s, 3);
+	e |= tool_json_u64(j, "seed", c->seed);
+	e |= tool_json_u64(j, "depth", r->depth);
+	if (psync)
+		e |= tool_json_u64(j, "threads", c->threads);
+	e |= tool_json_u64(j, "requests", r->requests);
+	e |= tool_json_u64(j, "misses", r->misses);
+	e |= tool_json_u64(j, "errors", r->errors);
+	e |= tool_json_dbl(j, "miss_rate", r->miss_rate, 6);
+	e |= tool_json_dbl(j, "lateness_p50_us", r->lateness_p50_us, 3);
+	e |= tool_json_dbl(j, "lateness_p99_us", r->lateness_p99_us, 3);
+	e |= tool_json_dbl(j, "lateness_max_us", r->lateness_max_us, 3);
+	e |= tool_json_dbl(j, "latency_p50_us", r->latency_p50_us, 3);
+	e |= tool_json_dbl(j, "latency_p99_us", r->latency_p99_us, 3);
+	e |= tool_json_dbl(j, "latency_max_us", r->latency_max_us, 3);
+	e |= tool_json_u64(j, "bytes", r->bytes);
+	e |= tool_json_dbl(j, "throughput_MBps", r->throughput_MBps, 3);
+	e |= tool_json_dbl(j, "cpu_s", r->cpu_s, 3);
+	e |= tool_json_dbl(j, "elapsed_s", r->elapsed_s, 3);
+	e |= tool_json_u64(j, "queue_depth_max", r->queue_depth_max);
+	/* psync runs the plain load, all reads or all writes. */
+	e |= tool_json_u64(j, "writer_streams", writer_streams(c));
+	e |= tool_json_u64(j, "reads",
+			   psync ? (c->write ? 0 : r->requests) : r->reads);
+	e |= tool_json_u64(j, "writes",
+			   psync ? (c->write ? r->requests : 0) : r->writes);
+	e |= tool_json_u64(j, "read_misses",
+			   psync ? (c->write ? 0 : r->misses) : r->read_misses);
+	e |= tool_json_u64(j, "write_misses",
+			   psync ? (c->write ? r->misses : 0) : r->write_misses);
+	e |= tool_json_u64(j, "background_requests",
+			   r->background_requests);
+	e |= tool_json_u64(j, "underflows", r->underflows);
+	e |= tool_json_u64(j, "seeks", r->seeks);
+	e |= tool_json_u64(j, "shed", r->shed);
+	e |= tool_json_u64(j, "glmd_rescues", r->glmd_rescues);
+	e |= tool_json_u64(j, "glmd_rescues_kept", r->glmd_rescues_kept);
+	e |= tool_json_dbl(j, "model_error_p50_pct",
+			   r->model_error_p50_pct, 2);
+	e |= tool_json_dbl(j, "model_error_p99_pct",
+			   r->model_error_p99_pct, 2);
+	return e | json_workload(j, c);
+}
+
+/* Prints @o as one compact line and releases it; @e is what building it
+ * returned (0 or -ENOMEM). */
+static int json_emit(json_t *o, int e)
+{
+	if (e == 0)
+		e = tool_json_print(stdout, o, JSON_COMPACT);
+	json_decref(o);
+	if (e < 0)
+		fprintf(stderr, "%s: writing the JSON result: %s\n", PROG,
+			strerror(-e));
+	return e;
+}
+
+/* ------------------------------------------------------------------ */
+/* Modes                                                               */
+/* ------------------------------------------------------------------ */
 
 /*
  * Checks the device and the model before any run, so that a bad name is
@@ -927,7 +889,7 @@ static int trace_close(struct args *a, FILE *f, int rc)
 
 static int mode_run(struct args *a)
 {
-	struct json j = { .f = stdout };
+	json_t *j;
 	struct bench_result r;
 	uint64_t capacity;
 	FILE *tf = NULL;
@@ -941,9 +903,8 @@ static int mode_run(struct args *a)
 	rc = trace_close(a, tf, rc);
 	if (rc < 0)
 		return rc;
-	json_run(&j, &a->cfg, &r);
-	json_end(&j);
-	return 0;
+	j = json_object();
+	return json_emit(j, j ? json_run(j, &a->cfg, &r) : -ENOMEM);
 }
 
 struct sweep {
@@ -1025,7 +986,7 @@ static int sweep_search(struct args *a, struct sweep *sw)
 
 static int mode_sweep(struct args *a)
 {
-	struct json j = { .f = stdout };
+	json_t *j = NULL, *trials;
 	struct sweep *sw = calloc(1, sizeof(*sw));
 	struct bench_cfg c = a->cfg;
 	uint64_t capacity, max;
@@ -1048,15 +1009,17 @@ static int mode_sweep(struct args *a)
 	if (rc < 0)
 		goto out;
 	c.streams = sw->best ? sw->best : sw->first_bad;
-	json_run(&j, &c, &sw->best_r);
-	json_u64(&j, "max_streams_zero_miss", sw->best);
-	json_key(&j, "sweep_trials");
+	j = json_object();
+	trials = json_array();
+	rc = j && trials ? json_run(j, &c, &sw->best_r) : -ENOMEM;
+	rc |= tool_json_u64(j, "max_streams_zero_miss", sw->best);
 	for (i = 0; i < sw->ntrials; i++)
-		fprintf(j.f, "%s{\"streams\":%u,\"misses\":%llu}",
-			i ? "," : "[", sw->trial[i].streams,
-			(unsigned long long)sw->trial[i].misses);
-	fputs(sw->ntrials ? "]" : "[]", j.f);
-	json_end(&j);
+		if (json_array_append_new(trials, json_pack("{s:I, s:I}",
+			    "streams", (json_int_t)sw->trial[i].streams,
+			    "misses", (json_int_t)sw->trial[i].misses)))
+			rc = -ENOMEM;
+	rc |= tool_json_set(j, "sweep_trials", trials);
+	rc = json_emit(j, rc);
 out:
 	if (rc == -E2BIG)
 		fprintf(stderr, "%s: sweep gave up after %d trials\n", PROG,
@@ -1071,8 +1034,8 @@ static int mode_micro(struct args *a)
 	const char *profile = c->profile ? c->profile :
 			      is_sim(c->device) ? c->device + 4 :
 						  DEF_MICRO_PROFILE;
-	struct json j = { .f = stdout };
 	struct bench_micro_result r;
+	json_t *j;
 	struct iosched_model *m;
 	int rc;
 
@@ -1089,16 +1052,17 @@ static int mode_micro(struct args *a)
 			c->policy, strerror(-rc));
 		return rc;
 	}
-	json_str(&j, "policy", c->policy);
-	json_str(&j, "profile", profile);
-	json_u64(&j, "depth", c->depth);
-	json_u64(&j, "seed", c->seed);
-	json_u64(&j, "iterations", r.iterations);
-	json_dbl(&j, "insert_ns_mean", r.insert_ns_mean, 1);
-	json_dbl(&j, "insert_ns_p99", r.insert_ns_p99, 1);
-	json_dbl(&j, "dispatch_ns_mean", r.dispatch_ns_mean, 1);
-	json_end(&j);
-	return 0;
+	j = json_object();
+	rc = j ? 0 : -ENOMEM;
+	rc |= tool_json_str(j, "policy", c->policy);
+	rc |= tool_json_str(j, "profile", profile);
+	rc |= tool_json_u64(j, "depth", c->depth);
+	rc |= tool_json_u64(j, "seed", c->seed);
+	rc |= tool_json_u64(j, "iterations", r.iterations);
+	rc |= tool_json_dbl(j, "insert_ns_mean", r.insert_ns_mean, 1);
+	rc |= tool_json_dbl(j, "insert_ns_p99", r.insert_ns_p99, 1);
+	rc |= tool_json_dbl(j, "dispatch_ns_mean", r.dispatch_ns_mean, 1);
+	return json_emit(j, rc);
 }
 
 int main(int argc, char **argv)

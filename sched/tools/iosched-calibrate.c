@@ -8,8 +8,10 @@
  * from the previous one) or like solid state, and the parameters of that
  * model are then fitted to the same figures.
  * The raw figures go into the profile as comments, so the evidence travels
- * with the numbers.  The tool only ever reads the device, and it stands
- * alone: it does not link libiosched.
+ * with the numbers.  The tool only ever reads the device.  It writes the
+ * profile and fits the seek curve through libiosched's own key table and
+ * curve (iosched_profile.c, iosched_model.c), so a profile it writes is
+ * one the library reads as meant.
  */
 #define _GNU_SOURCE 1
 
@@ -37,6 +39,10 @@
 #include <unistd.h>
 
 #include <liburing.h>
+
+#include "iosched-int.h"
+#include "tool_clock.h"
+#include "tool_io.h"
 
 #ifdef PACKAGE_VERSION
 #define CAL_VERSION PACKAGE_VERSION
@@ -130,62 +136,14 @@ struct cal_progress {
 	uint64_t start_ns, end_ns;
 };
 
-/* The profile as written: key names are the field names. */
+/* The profile as written (libiosched renders @v with its key table) and
+ * the reasons given in its comments. */
 struct cal_profile {
 	bool ssd;
-	uint64_t capacity_bytes;
-	unsigned depth;
-	double overhead_us;
-	uint64_t cylinders;
-	double rpm, media_outer_MBps, media_inner_MBps, bus_MBps, settle_us;
-	unsigned short_seek_tracks;
-	double seek_accel, seek_vmax;
-	double read_latency_us, write_latency_us, read_MBps, write_MBps;
-	unsigned parallelism;
+	struct iosched__profile_text v;
 	char why[256];
 	unsigned nnotes;
 	char notes[CAL_MAX_NOTES][256];
-};
-
-enum cal_kind {
-	CAL_KEY_U64,
-	CAL_KEY_UINT,
-	CAL_KEY_WHOLE, /* a double written as a whole number, at least 1 */
-	CAL_KEY_REAL,
-};
-
-struct cal_key {
-	const char *name;
-	enum cal_kind kind;
-	size_t off;
-};
-
-#define CAL_KEY(field, kind) { #field, kind, offsetof(struct cal_profile, field) }
-
-static const struct cal_key cal_keys_common[] = {
-	CAL_KEY(capacity_bytes, CAL_KEY_U64),
-	CAL_KEY(depth, CAL_KEY_UINT),
-	CAL_KEY(overhead_us, CAL_KEY_WHOLE),
-};
-
-static const struct cal_key cal_keys_hdd[] = {
-	CAL_KEY(cylinders, CAL_KEY_U64),
-	CAL_KEY(rpm, CAL_KEY_WHOLE),
-	CAL_KEY(media_outer_MBps, CAL_KEY_REAL),
-	CAL_KEY(media_inner_MBps, CAL_KEY_REAL),
-	CAL_KEY(bus_MBps, CAL_KEY_REAL),
-	CAL_KEY(settle_us, CAL_KEY_WHOLE),
-	CAL_KEY(short_seek_tracks, CAL_KEY_UINT),
-	CAL_KEY(seek_accel, CAL_KEY_REAL),
-	CAL_KEY(seek_vmax, CAL_KEY_REAL),
-};
-
-static const struct cal_key cal_keys_ssd[] = {
-	CAL_KEY(read_latency_us, CAL_KEY_WHOLE),
-	CAL_KEY(write_latency_us, CAL_KEY_WHOLE),
-	CAL_KEY(read_MBps, CAL_KEY_REAL),
-	CAL_KEY(write_MBps, CAL_KEY_REAL),
-	CAL_KEY(parallelism, CAL_KEY_UINT),
 };
 
 /* ---------------------------------------------------------------- */
@@ -252,14 +210,6 @@ static double cal_floor(struct cal_profile *pf, const char *key, double v,
 /* Time, randomness, reads, samples                                 */
 /* ---------------------------------------------------------------- */
 
-static uint64_t cal_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* xorshift64*: quality is ample for picking offsets. */
 static uint64_t cal_rand(struct cal_dev *d)
 {
@@ -304,10 +254,10 @@ static int cal_read(struct cal_dev *d, size_t len, uint64_t off)
 static int cal_timed_read(struct cal_dev *d, size_t len, uint64_t off,
 			  double *us)
 {
-	uint64_t t0 = cal_now_ns();
+	uint64_t t0 = tool_now_ns();
 	int rc = cal_read(d, len, off);
 
-	*us = (double)(cal_now_ns() - t0) / 1e3;
+	*us = (double)(tool_now_ns() - t0) / 1e3;
 	return rc;
 }
 
@@ -369,7 +319,7 @@ static void cal_progress_begin(struct cal_progress *p, unsigned phase,
 	p->phase = phase;
 	p->label = label;
 	p->pct = -1;
-	p->start_ns = cal_now_ns();
+	p->start_ns = tool_now_ns();
 	p->end_ns = p->start_ns + budget_ns;
 	if (!p->quiet && !p->live)
 		fprintf(stderr, "[%u/%u] %s\n", phase, CAL_NPHASES, label);
@@ -406,7 +356,7 @@ static void cal_progress_end(struct cal_progress *p)
 static bool cal_more(struct cal_progress *p, uint64_t until, size_t done,
 		     size_t min)
 {
-	uint64_t now = cal_now_ns();
+	uint64_t now = tool_now_ns();
 
 	cal_progress_tick(p, now);
 	return done < min || now < until;
@@ -495,7 +445,7 @@ static int cal_seq_rate(struct cal_dev *d, struct cal_progress *p,
 	size_t n = 0;
 	int rc = cal_read(d, CAL_SEQ_LEN, start);
 
-	t0 = cal_now_ns();
+	t0 = tool_now_ns();
 	while (rc == 0) {
 		if (off + CAL_SEQ_LEN > start + len)
 			off = start;
@@ -506,7 +456,7 @@ static int cal_seq_rate(struct cal_dev *d, struct cal_progress *p,
 			break;
 	}
 	/* bytes per microsecond is MB/s */
-	*MBps = (double)bytes / ((double)(cal_now_ns() - t0) / 1e3);
+	*MBps = (double)bytes / ((double)(tool_now_ns() - t0) / 1e3);
 	return rc;
 }
 
@@ -554,7 +504,7 @@ static int cal_qd_run(struct io_uring *ring, struct cal_dev *d,
 		      struct cal_progress *p, unsigned qd, uint64_t until,
 		      double *iops)
 {
-	uint64_t t0 = cal_now_ns(), t_end = t0, off[CAL_QD_MAX];
+	uint64_t t0 = tool_now_ns(), t_end = t0, off[CAL_QD_MAX];
 	unsigned inflight = 0;
 	size_t done = 0;
 	bool stopping = false;
@@ -586,7 +536,7 @@ static int cal_qd_run(struct io_uring *ring, struct cal_dev *d,
 			continue;
 		if (!cal_more(p, until, ++done, 2 * (size_t)qd)) {
 			stopping = true;
-			t_end = cal_now_ns();
+			t_end = tool_now_ns();
 			continue;
 		}
 		rc = cal_queue_read(ring, d, slot, &off[slot]);
@@ -611,7 +561,7 @@ static int cal_phase_qd(struct cal_dev *d, struct cal_progress *p,
 	for (unsigned i = 0; i < CAL_NQD && rc >= 0; i++) {
 		/* An earlier depth may have overrun its share; the rest
 		 * split what is left. */
-		uint64_t now = cal_now_ns();
+		uint64_t now = tool_now_ns();
 		uint64_t left = p->end_ns > now ? p->end_ns - now : 0;
 
 		rc = cal_qd_run(&ring, d, p, cal_qds[i],
@@ -735,13 +685,13 @@ static void cal_derive_ssd(struct cal_meas *m, struct cal_profile *pf)
 	else
 		cal_note(pf, "a 1 MiB read (%.1f us) was not slower than a 4 KiB one (%.1f us): read_MBps is the plain sequential rate",
 			 t_seq, med);
-	lat = med - pf->overhead_us - CAL_SMALL_LEN / rate;
-	pf->read_latency_us = cal_floor(pf, "read_latency_us", lat, 1);
-	pf->write_latency_us = pf->read_latency_us;
-	pf->read_MBps = cal_floor(pf, "read_MBps", rate, 0.1);
-	pf->write_MBps = pf->read_MBps;
-	pf->parallelism = cal_parallelism(m);
-	pf->depth = pf->parallelism * 2 > 128 ? 128 : pf->parallelism * 2;
+	lat = med - pf->v.overhead_us - CAL_SMALL_LEN / rate;
+	pf->v.read_latency_us = cal_floor(pf, "read_latency_us", lat, 1);
+	pf->v.write_latency_us = pf->v.read_latency_us;
+	pf->v.read_MBps = cal_floor(pf, "read_MBps", rate, 0.1);
+	pf->v.write_MBps = pf->v.read_MBps;
+	pf->v.parallelism = cal_parallelism(m);
+	pf->v.depth = pf->v.parallelism * 2 > 128 ? 128 : pf->v.parallelism * 2;
 	cal_note(pf, "read_latency_us and read_MBps solve overhead + latency + len / rate for the 4 KiB median (%.1f us) and one 1 MiB sequential read (%.1f us)",
 		 med, t_seq);
 	cal_note(pf, "write_latency_us and write_MBps copy the read figures: this tool never writes to the device");
@@ -816,7 +766,7 @@ static double cal_media_MBps(struct cal_profile *pf, double raw,
 			     const char *zone)
 {
 	double t = CAL_SEQ_LEN / raw;
-	double media = t - pf->overhead_us - CAL_SEQ_LEN / pf->bus_MBps;
+	double media = t - pf->v.overhead_us - CAL_SEQ_LEN / pf->v.bus_MBps;
 
 	if (media > 0)
 		return CAL_SEQ_LEN / media;
@@ -853,15 +803,11 @@ static void cal_seek_points(struct cal_meas *m, double track,
 	}
 }
 
-/* Seek time beyond settling, in ms: none for short seeks, then the
- * accelerate-coast-decelerate curve. */
+/* Seek time beyond settling, in ms: the model's own curve
+ * (iosched_model.c), so the fit finds what the model will compute. */
 static double cal_curve_ms(double d, double a, double v)
 {
-	double knee = v * v / a;
-
-	if (d <= CAL_SHORT_SEEK_TRACKS)
-		return 0;
-	return d < knee ? 2 * sqrt(d / a) : 2 * v / a + (d - knee) / v;
+	return iosched__seek_travel_ms(d, CAL_SHORT_SEEK_TRACKS, a, v);
 }
 
 /*
@@ -925,7 +871,7 @@ static void cal_fit_grid(const struct cal_pts *p, double *a, double *v,
 static void cal_fit_fallback(const struct cal_pts *p, struct cal_profile *pf,
 			     double *a, double *v, double *settle)
 {
-	double cyl = (double)pf->cylinders, sum = 0, t = 0, x = 0;
+	double cyl = (double)pf->v.cylinders, sum = 0, t = 0, x = 0;
 	unsigned ns = 0;
 
 	for (unsigned i = 0; i < p->n; i++) {
@@ -957,7 +903,7 @@ static void cal_fit_fallback(const struct cal_pts *p, struct cal_profile *pf,
 static void cal_fit_seek(struct cal_meas *m, struct cal_profile *pf,
 			 double track, double fixed_us)
 {
-	double cyl = (double)pf->cylinders, a, v, settle;
+	double cyl = (double)pf->v.cylinders, a, v, settle;
 	struct cal_pts p;
 
 	cal_seek_points(m, track, fixed_us, &p);
@@ -972,44 +918,44 @@ static void cal_fit_seek(struct cal_meas *m, struct cal_profile *pf,
 		v = sqrt(a * cyl);
 		cal_note(pf, "seek_vmax: not reached within the device, so set to the speed a full stroke reaches (the curve is unchanged)");
 	}
-	pf->settle_us = cal_floor(pf, "settle_us", settle * 1e3, 1);
-	pf->seek_accel = cal_floor(pf, "seek_accel", a, 1e-6);
-	pf->seek_vmax = cal_floor(pf, "seek_vmax", v, 1e-6);
+	pf->v.settle_us = cal_floor(pf, "settle_us", settle * 1e3, 1);
+	pf->v.seek_accel = cal_floor(pf, "seek_accel", a, 1e-6);
+	pf->v.seek_vmax = cal_floor(pf, "seek_vmax", v, 1e-6);
 }
 
 static void cal_derive_hdd(struct cal_meas *m, struct cal_profile *pf)
 {
 	double rev_us, track;
 
-	pf->depth = 1;
-	pf->bus_MBps = CAL_BUS_MBPS;
-	pf->short_seek_tracks = CAL_SHORT_SEEK_TRACKS;
-	pf->rpm = cal_infer_rpm(m, pf);
-	pf->media_outer_MBps = cal_media_MBps(pf, m->seq_outer_MBps, "outer");
-	pf->media_inner_MBps = cal_media_MBps(pf, m->seq_inner_MBps, "inner");
-	if (pf->media_inner_MBps > pf->media_outer_MBps) {
+	pf->v.depth = 1;
+	pf->v.bus_MBps = CAL_BUS_MBPS;
+	pf->v.short_seek_tracks = CAL_SHORT_SEEK_TRACKS;
+	pf->v.rpm = cal_infer_rpm(m, pf);
+	pf->v.media_outer_MBps = cal_media_MBps(pf, m->seq_outer_MBps, "outer");
+	pf->v.media_inner_MBps = cal_media_MBps(pf, m->seq_inner_MBps, "inner");
+	if (pf->v.media_inner_MBps > pf->v.media_outer_MBps) {
 		/* The model's rate falls from cylinder 0 inwards, and the
 		 * parser refuses an inner rate above the outer one. */
 		cal_note(pf, "media_inner_MBps: measured %.1f, above the outer rate, so set equal to it",
-			 pf->media_inner_MBps);
-		pf->media_inner_MBps = pf->media_outer_MBps;
+			 pf->v.media_inner_MBps);
+		pf->v.media_inner_MBps = pf->v.media_outer_MBps;
 	}
-	rev_us = 60e6 / pf->rpm;
-	track = pf->media_outer_MBps * rev_us;
-	pf->cylinders = (uint64_t)fmax(1, ceil((double)pf->capacity_bytes / track));
+	rev_us = 60e6 / pf->v.rpm;
+	track = pf->v.media_outer_MBps * rev_us;
+	pf->v.cylinders = (uint64_t)fmax(1, ceil((double)pf->v.capacity_bytes / track));
 	cal_note(pf, "cylinders: capacity / bytes per outer track (%.0f: media_outer_MBps x one revolution), which gives the model a consistent byte-to-cylinder map",
 		 track);
 	cal_note(pf, "bus_MBps: the SATA-3 line rate; reads cannot separate bus time from media time");
 	cal_fit_seek(m, pf, track,
-		     rev_us / 2 + CAL_SMALL_LEN / pf->media_outer_MBps +
-		     CAL_SMALL_LEN / pf->bus_MBps + pf->overhead_us);
+		     rev_us / 2 + CAL_SMALL_LEN / pf->v.media_outer_MBps +
+		     CAL_SMALL_LEN / pf->v.bus_MBps + pf->v.overhead_us);
 }
 
 static void cal_derive(const struct cal_dev *d, struct cal_meas *m,
 		       struct cal_profile *pf)
 {
-	pf->capacity_bytes = d->size;
-	pf->overhead_us = CAL_OVERHEAD_US;
+	pf->v.capacity_bytes = d->size;
+	pf->v.overhead_us = CAL_OVERHEAD_US;
 	cal_note(pf, "overhead_us: a typical per-command cost; reads cannot separate it from the device's own time, so the fitted times are net of it");
 	cal_classify(m, pf);
 	if (pf->ssd)
@@ -1027,52 +973,6 @@ static void cal_put_path(FILE *f, const char *path)
 {
 	for (const char *c = path; *c; c++)
 		fputc(isprint((unsigned char)*c) ? *c : '?', f);
-}
-
-/* About six significant digits in plain decimal, without trailing zeros. */
-static void cal_put_real(FILE *f, double v)
-{
-	char buf[64];
-	int prec = 6 - (int)ceil(log10(v));
-	char *end;
-
-	prec = prec < 0 ? 0 : prec > 12 ? 12 : prec;
-	snprintf(buf, sizeof buf, "%.*f", prec, v);
-	if (strchr(buf, '.')) {
-		end = buf + strlen(buf) - 1;
-		while (*end == '0')
-			*end-- = '\0';
-		if (*end == '.')
-			*end = '\0';
-	}
-	fputs(buf, f);
-}
-
-static void cal_put_keys(FILE *f, const struct cal_profile *pf,
-			 const struct cal_key *keys, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		const char *p = (const char *)pf + keys[i].off;
-		double v;
-
-		fprintf(f, "%s = ", keys[i].name);
-		switch (keys[i].kind) {
-		case CAL_KEY_U64:
-			fprintf(f, "%" PRIu64, *(const uint64_t *)p);
-			break;
-		case CAL_KEY_UINT:
-			fprintf(f, "%u", *(const unsigned *)p);
-			break;
-		case CAL_KEY_WHOLE:
-			fprintf(f, "%.0f", fmax(1, round(*(const double *)p)));
-			break;
-		case CAL_KEY_REAL:
-			v = *(const double *)p;
-			cal_put_real(f, v);
-			break;
-		}
-		fputc('\n', f);
-	}
 }
 
 static void cal_put_evidence(FILE *f, struct cal_meas *m)
@@ -1126,6 +1026,7 @@ static int cal_render(const struct cal_dev *d, const struct cal_opts *o,
 		      struct cal_meas *m, const struct cal_profile *pf,
 		      char **text, size_t *len)
 {
+	struct iosched__profile_text v;
 	FILE *f = open_memstream(text, len);
 	int err = errno;
 
@@ -1139,15 +1040,11 @@ static int cal_render(const struct cal_dev *d, const struct cal_opts *o,
 		pf->why);
 	for (unsigned i = 0; i < pf->nnotes; i++)
 		fprintf(f, "# %s\n", pf->notes[i]);
-	fprintf(f, "\ntype = %s\nname = %s\n", pf->ssd ? "ssd" : "hdd", o->name);
-	cal_put_keys(f, pf, cal_keys_common,
-		     sizeof cal_keys_common / sizeof cal_keys_common[0]);
-	if (pf->ssd)
-		cal_put_keys(f, pf, cal_keys_ssd,
-			     sizeof cal_keys_ssd / sizeof cal_keys_ssd[0]);
-	else
-		cal_put_keys(f, pf, cal_keys_hdd,
-			     sizeof cal_keys_hdd / sizeof cal_keys_hdd[0]);
+	fputc('\n', f);
+	v = pf->v;
+	v.type = pf->ssd ? IOSCHED__MODEL_SSD : IOSCHED__MODEL_HDD;
+	v.name = o->name;
+	iosched__profile_write(f, &v);
 	if (fclose(f) != 0) {
 		cal_errorf("writing the profile: %s", strerror(errno));
 		return -ENOMEM;
@@ -1158,21 +1055,11 @@ static int cal_render(const struct cal_dev *d, const struct cal_opts *o,
 static int cal_write_all(int fd, const char *name, const char *text,
 			 size_t len)
 {
-	while (len > 0) {
-		ssize_t n = write(fd, text, len);
+	int rc = tool_write_all(fd, text, len);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int err = errno;
-
-			cal_errorf("write(%s): %s", name, strerror(err));
-			return -err;
-		}
-		text += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	if (rc < 0)
+		cal_errorf("write(%s): %s", name, strerror(-rc));
+	return rc;
 }
 
 /*
@@ -1520,7 +1407,7 @@ int main(int argc, char **argv)
 	if (status >= 0)
 		return status;
 	status = 1;
-	d.rng = cal_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+	d.rng = tool_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	if (cal_open(&d, &o) < 0 || cal_meas_init(&m) < 0)
 		goto out;
 	rc = posix_memalign(&d.buf, CAL_ALIGN, (size_t)CAL_QD_MAX * CAL_QD_LEN);

@@ -30,14 +30,7 @@
 #include <unistd.h>
 
 #include "loadgen.h"
-
-double lg_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "tool_clock.h"
 
 void lg_sleep(double s)
 {
@@ -382,10 +375,10 @@ int lg_loop_run(const struct lg_loop *l, double until,
 		bool (*done)(void *arg))
 {
 	struct epoll_event ev[256];
-	double next = lg_now();
+	double next = tool_now_s();
 
 	while (!*l->interrupted && !(done && done(l->arg))) {
-		double now = lg_now(), wake = next < until ? next : until;
+		double now = tool_now_s(), wake = next < until ? next : until;
 		int n;
 
 		if (now >= until)
@@ -394,7 +387,7 @@ int lg_loop_run(const struct lg_loop *l, double until,
 			       wake > now ? (int)ceil((wake - now) * 1e3) : 0);
 		if (n < 0 && errno != EINTR)
 			return -errno;
-		now = lg_now();
+		now = tool_now_s();
 		for (int i = 0; i < n; i++)
 			l->on_event(l->arg, ev[i].data.ptr, ev[i].events, now);
 		if (now >= next) {

@@ -25,8 +25,7 @@
 /* Time and numbers                                                    */
 /* ------------------------------------------------------------------ */
 
-/* CLOCK_MONOTONIC in seconds. */
-double lg_now(void);
+/* Times here are tool_now_s() (tool_clock.h), the tools' one clock. */
 void lg_sleep(double s);
 
 /* A number with, when @suffix, an optional k/M/G (powers of 1000);

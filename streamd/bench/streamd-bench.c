@@ -52,6 +52,8 @@
 #include <unistd.h>
 
 #include "loadgen.h"
+#include "tool_clock.h"
+#include "tool_json.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -399,7 +401,7 @@ static int conn_open(struct bench *b, struct conn *c, const char *request,
 	const char *what = "";
 	int r;
 
-	c->t_start = c->t_hungry = lg_now();
+	c->t_start = c->t_hungry = tool_now_s();
 	c->bucket.t = c->t_start;
 	r = lg_conn_open(&c->lc, b->ep, &b->target, c, request, cap, &what);
 	if (r < 0) {
@@ -534,7 +536,7 @@ static int viewer_start(struct bench *b, struct conn *c, unsigned j)
 
 	*c = (struct conn){ .lc.fd = -1, .kind = CK_VIEWER, .idx = j,
 			    .stream = j % b->cfg.recorders };
-	lg_bucket_init(&c->bucket, b->rate, b->rate * BURST_S, lg_now());
+	lg_bucket_init(&c->bucket, b->rate, b->rate * BURST_S, tool_now_s());
 	c->shift = next_shift(b);
 	snprintf(req, sizeof(req),
 		 "GET /streams/bench-%u.ts?start=-%g HTTP/1.1\r\nHost: %s\r\n"
@@ -863,7 +865,7 @@ static void streamd_argv(const struct bench *b, const char *bin,
 static int streamd_start(struct bench *b)
 {
 	const char *bin = b->cfg.streamd ? b->cfg.streamd : getenv("STREAMD");
-	double give_up = lg_now() + START_TIMEOUT_S;
+	double give_up = tool_now_s() + START_TIMEOUT_S;
 	struct streamd_cmd s;
 	int r = 0;
 
@@ -893,7 +895,7 @@ static int streamd_start(struct bench *b)
 				"before listening\n", WIFEXITED(status) ?
 				WEXITSTATUS(status) : 128 + WTERMSIG(status));
 			r = -ECHILD;
-		} else if (lg_now() > give_up) {
+		} else if (tool_now_s() > give_up) {
 			fprintf(stderr, PROG ": streamd did not say "
 				"\"listening on\" in %.0f s\n",
 				START_TIMEOUT_S);
@@ -918,7 +920,7 @@ static int streamd_start(struct bench *b)
 /* SIGTERM, then SIGKILL if it lingers; a bad exit is reported. */
 static void streamd_stop(struct bench *b)
 {
-	double give_up = lg_now() + STOP_TIMEOUT_S;
+	double give_up = tool_now_s() + STOP_TIMEOUT_S;
 	int status = 0;
 	pid_t r;
 
@@ -926,7 +928,7 @@ static void streamd_stop(struct bench *b)
 		return;
 	kill(b->streamd, SIGTERM);
 	while ((r = waitpid(b->streamd, &status, WNOHANG)) == 0 &&
-	       lg_now() < give_up)
+	       tool_now_s() < give_up)
 		lg_sleep(0.05);
 	if (r == 0) {
 		fprintf(stderr, PROG ": streamd ignored SIGTERM: killed\n");
@@ -977,7 +979,7 @@ static int loop_progress(struct bench *b, const char *what, double t0,
 {
 	int r = 0;
 
-	for (double t = t0 + PROGRESS_S; r == 0 && lg_now() < until;
+	for (double t = t0 + PROGRESS_S; r == 0 && tool_now_s() < until;
 	     t += PROGRESS_S) {
 		uint64_t bytes = 0, stalls = 0;
 
@@ -986,7 +988,7 @@ static int loop_progress(struct bench *b, const char *what, double t0,
 			bytes += b->view[j].body, stalls += b->view[j].stalls;
 		fprintf(stderr, PROG ": %s %.0f/%.0f s: %u recorders, %u "
 			"viewers, %.1f MB viewed, %" PRIu64 " stalls, %" PRIu64
-			" errors\n", what, lg_now() - t0, until - t0,
+			" errors\n", what, tool_now_s() - t0, until - t0,
 			recorders_alive(b), b->nview, (double)bytes / 1e6,
 			stalls, b->errors);
 	}
@@ -1094,14 +1096,14 @@ static int step(struct bench *b, unsigned m, struct result *res)
 	if (lg_proc_threads(b->watch, &th0, &nth0) < 0)
 		nth0 = 0;
 	cpu0 = lg_proc_cpu_s(b->watch);
-	t0 = lg_now();
+	t0 = tool_now_s();
 	b->view = calloc(m, sizeof(*b->view));
 	if (!b->view)
 		return -ENOMEM;
 	for (b->nview = 0; b->nview < m; b->nview++)
 		viewer_start(b, &b->view[b->nview], b->nview);
 	r = loop_progress(b, "measure", t0, t0 + b->cfg.duration);
-	t1 = lg_now();
+	t1 = tool_now_s();
 	cpu1 = lg_proc_cpu_s(b->watch);
 	if (lg_proc_threads(b->watch, &th1, &nth1) == 0)
 		threads_use(th0, nth0, th1, nth1, t1 - t0, res);
@@ -1154,7 +1156,7 @@ static int sweep(struct bench *b, struct result *steps, unsigned *n,
 			break;
 		v = hi ? lo + (hi - lo) / 2 : (v * 2 < max ? v * 2 : max);
 		if (r == 0)
-			r = loop_run(b, lg_now() + SETTLE_S, NULL);
+			r = loop_run(b, tool_now_s() + SETTLE_S, NULL);
 	}
 	return r;
 }
@@ -1166,56 +1168,59 @@ static int sweep(struct bench *b, struct result *steps, unsigned *n,
 struct field {
 	const char *key;
 	double v;		/* NAN: null */
-	int prec;
+	int prec;		/* decimals; 0: an integer */
 };
 
-static void print_name(const char *s)
+/* Thread names are ours (prctl) or the libraries', plain ASCII; anything
+ * else, and the characters JSON would escape, become '?' so a name reads
+ * the same in every consumer. */
+static json_t *thread_name(const char *s)
 {
-	putchar('"');
-	for (; *s; s++)
-		putchar(*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\' ?
-				*s : '?');
-	putchar('"');
+	char buf[64];
+	size_t i;
+
+	for (i = 0; s[i] && i < sizeof(buf) - 1; i++)
+		buf[i] = s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' &&
+				 s[i] != '\\' ? s[i] : '?';
+	buf[i] = '\0';
+	return json_string(buf);
 }
 
-static void print_fields(const struct field *f, size_t n)
+static int add_fields(json_t *o, const struct field *f, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		printf("%s\"%s\": ", i ? ", " : "", f[i].key);
-		if (isnan(f[i].v))
-			printf("null");
-		else
-			printf("%.*f", f[i].prec, f[i].v);
-	}
+	int e = 0;
+
+	for (size_t i = 0; i < n; i++)
+		e |= tool_json_dbl(o, f[i].key, f[i].v, f[i].prec);
+	return e;
 }
 
 /* "hottest_thread" (its name, null if unknown) and "threads": an array
- * of {name, count, cpu_pct, max_pct}, busiest name first.  Thread names
- * are ours (prctl) or the libraries', plain ASCII; anything else is
- * replaced so the JSON stays valid. */
-static void print_threads(const struct result *r)
+ * of {name, count, cpu_pct, max_pct}, busiest name first. */
+static int add_threads(json_t *o, const struct result *r)
 {
-	printf(", \"hottest_thread\": ");
-	if (isnan(r->hot_pct))
-		printf("null");
-	else
-		print_name(r->hot_name);
-	printf(", \"threads\": [");
+	json_t *list = json_array();
+	int e;
+
+	e = tool_json_set(o, "hottest_thread", isnan(r->hot_pct) ?
+			  json_null() : thread_name(r->hot_name));
 	for (unsigned i = 0; i < r->nthreads; i++) {
 		const struct thread_use *u = &r->threads[i];
+		json_t *t = json_object();
 
-		printf("%s{\"name\": ", i ? ", " : "");
-		print_name(u->name);
-		printf(", \"count\": %u, \"cpu_pct\": %.2f, \"max_pct\": %.2f}",
-		       u->count, u->pct, u->max_pct);
+		e |= tool_json_set(t, "name", thread_name(u->name));
+		e |= tool_json_u64(t, "count", u->count);
+		e |= tool_json_dbl(t, "cpu_pct", u->pct, 2);
+		e |= tool_json_dbl(t, "max_pct", u->max_pct, 2);
+		e |= json_array_append_new(list, t) ? -ENOMEM : 0;
 	}
-	printf("]");
+	return e | tool_json_set(o, "threads", list);
 }
 
 /* One line of JSON: the fixed fields first, then the details. */
-static void print_result(const struct bench *b, const struct result *r,
-			 uint64_t errors, const struct result *steps,
-			 unsigned n, const struct result *best)
+static int print_result(const struct bench *b, const struct result *r,
+			uint64_t errors, const struct result *steps,
+			unsigned n, const struct result *best)
 {
 	const struct cfg *cfg = &b->cfg;
 	const struct field f[] = {
@@ -1240,13 +1245,16 @@ static void print_result(const struct bench *b, const struct result *r,
 		{ "errors", (double)errors, 0 },
 		{ "hottest_thread_pct", r->hot_pct, 2 },
 	};
+	json_t *o = json_object();
+	int e;
 
-	printf("{");
-	print_fields(f, sizeof(f) / sizeof(f[0]));
-	print_threads(r);
+	e = add_fields(o, f, sizeof(f) / sizeof(f[0]));
+	e |= add_threads(o, r);
 	if (cfg->sweep) {
-		printf(", \"sweep_max_viewers\": %u, \"sweep\": [",
-		       best ? best->viewers : 0);
+		json_t *list = json_array();
+
+		e |= tool_json_u64(o, "sweep_max_viewers",
+				       best ? best->viewers : 0);
 		for (unsigned i = 0; i < n; i++) {
 			const struct field s[] = {
 				{ "viewers", steps[i].viewers, 0 },
@@ -1257,21 +1265,23 @@ static void print_result(const struct bench *b, const struct result *r,
 				{ "errors", (double)steps[i].errors, 0 },
 				{ "hottest_thread_pct", steps[i].hot_pct, 2 },
 			};
+			json_t *step = json_object();
 
-			printf("%s{", i ? ", " : "");
-			print_fields(s, sizeof(s) / sizeof(s[0]));
-			printf("}");
+			e |= add_fields(step, s, sizeof(s) / sizeof(s[0]));
+			e |= json_array_append_new(list, step) ? -ENOMEM : 0;
 		}
-		printf("]");
+		e |= tool_json_set(o, "sweep", list);
 	}
-	printf("}\n");
-	fflush(stdout);
+	if (e == 0)
+		e = tool_json_print(stdout, o, 0);
+	json_decref(o);
+	return e;
 }
 
 /* Recorders start; after the warm-up at least one must be streaming. */
 static int recorders_start(struct bench *b)
 {
-	double t0 = lg_now();
+	double t0 = tool_now_s();
 	int r;
 
 	b->rec = calloc(b->cfg.recorders, sizeof(*b->rec));
@@ -1298,7 +1308,7 @@ static void recorders_finish(struct bench *b)
 	interrupted = 0;
 	for (unsigned i = 0; i < b->cfg.recorders; i++)
 		rec_finish(b, &b->rec[i]);
-	loop_run(b, lg_now() + FINISH_TIMEOUT_S, recorders_done);
+	loop_run(b, tool_now_s() + FINISH_TIMEOUT_S, recorders_done);
 	for (unsigned i = 0; i < b->cfg.recorders; i++) {
 		if (b->rec[i].lc.state != LG_DONE)
 			conn_fail(b, &b->rec[i], "no answer to the end of "
@@ -1414,8 +1424,12 @@ int main(int argc, char **argv)
 
 		/* Errors of the steps a sweep went past do not count. */
 		errors = b.errors - step_errors + shown->errors;
-		print_result(&b, shown, errors, steps, n, best);
-		r = errors ? -EIO : 0;
+		r = print_result(&b, shown, errors, steps, n, best);
+		if (r < 0)
+			fprintf(stderr, PROG ": writing the result: %s\n",
+				strerror(-r));
+		else if (errors)
+			r = -EIO;
 	}
 	teardown(&b);
 	return r < 0 ? EXIT_FAIL : 0;

@@ -27,6 +27,7 @@
 
 #include "loadgen.h"
 #include "soak_ts.h"
+#include "tool_clock.h"
 
 #define PROG "streamd-soak"
 #define SOAK_MAX_WATCH 16
@@ -132,7 +133,7 @@ struct soak {
 	struct soak_viewer *view;
 	unsigned nview;
 	uint64_t rng;
-	double t0;		/* lg_now() when the run began */
+	double t0;		/* tool_now_s() when the run began */
 	double duration_s;	/* how long the viewers ran */
 	bool viewing;
 	/* Counters (invariant 1). */

@@ -230,7 +230,7 @@ static int rec_open(struct soak *s, struct soak_rec *r)
 		 "User-Agent: " PROG "\r\nContent-Type: video/mp2t\r\n%s"
 		 "Transfer-Encoding: chunked\r\n\r\n", r->name,
 		 s->target.hostport, s->auth_publish);
-	r->t_start = lg_now();
+	r->t_start = tool_now_s();
 	err = lg_conn_open(&r->lc, s->ep, &s->target, r, req,
 			   lg_chunk_header_len(CHUNK_MAX) + CHUNK_MAX + 16,
 			   &what);
@@ -348,10 +348,10 @@ void soak_recorders_finish(struct soak *s, double timeout_s)
 		if (s->rec[i].ffmpeg)
 			kill(s->rec[i].ffmpeg, SIGINT);
 	}
-	lg_loop_run(&s->loop, lg_now() + DRAIN_S, pipes_drained);
+	lg_loop_run(&s->loop, tool_now_s() + DRAIN_S, pipes_drained);
 	for (unsigned i = 0; i < s->cfg.recorders; i++)
 		s->rec[i].finishing = true;
-	lg_loop_run(&s->loop, lg_now() + timeout_s, all_answered);
+	lg_loop_run(&s->loop, tool_now_s() + timeout_s, all_answered);
 	for (unsigned i = 0; i < s->cfg.recorders; i++) {
 		struct soak_rec *r = &s->rec[i];
 
@@ -434,13 +434,13 @@ static int rec_state(struct soak *s, const struct soak_rec *r, bool *live,
  */
 static void rec_settle(struct soak *s, const struct soak_rec *r)
 {
-	double t0 = lg_now();
+	double t0 = tool_now_s();
 	uint64_t bytes = 0;
 	bool live = true;
 	int polls = 0;
 
 	while (rec_state(s, r, &live, &bytes) == 0 &&
-	       (live || bytes != r->sent) && lg_now() - t0 < SETTLE_S) {
+	       (live || bytes != r->sent) && tool_now_s() - t0 < SETTLE_S) {
 		polls++;
 		lg_sleep(0.05);
 	}
@@ -448,7 +448,7 @@ static void rec_settle(struct soak *s, const struct soak_rec *r)
 		fprintf(stderr, PROG ": note: %s: /streams showed it %s with "
 			"%" PRIu64 " of %" PRIu64 " bytes %.2f s after the "
 			"upload's answer\n", r->name, live ? "live" : "finished",
-			bytes, r->sent, lg_now() - t0);
+			bytes, r->sent, tool_now_s() - t0);
 }
 
 void soak_recordings_check(struct soak *s)

@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "soak.h"
+#include "tool_json.h"
 
 #define IO_TIMEOUT_S 10
 #define SETTLE_MAX_S 30.0
@@ -419,14 +420,13 @@ fail:
 	return r;
 }
 
-/* null when unknown; whole numbers as integers. */
+/* null when unknown; whole numbers as integers; the rest to a
+ * millionth, finer than any figure here means. */
 static json_t *num(double x)
 {
-	if (isnan(x) || isinf(x))
-		return json_null();
-	if (x == floor(x) && fabs(x) < 9e15)
+	if (isfinite(x) && x == floor(x) && fabs(x) < 9e15)
 		return json_integer((json_int_t)x);
-	return json_real(x);
+	return tool_json_real(x, 6);
 }
 
 /* Growth of a counter between the first and the last sample. */
@@ -513,7 +513,6 @@ void soak_print_json(struct soak *s)
 		"lateness_p99_max_s", num(lateness_max(s)),
 		"samples", (int)s->nsamples);
 	json_t *d = details_json(s);
-	char *text;
 
 	if (!o || !d) {
 		json_decref(o);
@@ -523,11 +522,7 @@ void soak_print_json(struct soak *s)
 	growth_json(&s->growth[0], o);
 	json_object_update(o, d);
 	json_decref(d);
-	text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
-			  JSON_REAL_PRECISION(12));
-	if (text)
-		printf("%s\n", text);
-	fflush(stdout);
-	free(text);
+	if (tool_json_print(stdout, o, JSON_COMPACT) < 0)
+		fprintf(stderr, PROG ": writing the JSON report failed\n");
 	json_decref(o);
 }

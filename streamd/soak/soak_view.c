@@ -266,7 +266,7 @@ static void playlist_bytes(struct soak *s, struct soak_viewer *v,
 		while (cap < v->pl_len + n + 1)
 			cap *= 2;
 		if (cap > PLAYLIST_MAX || !(p = realloc(v->pl, cap))) {
-			view_end(s, v, lg_now(), 1.0, "playlist too big", 0);
+			view_end(s, v, tool_now_s(), 1.0, "playlist too big", 0);
 			return;
 		}
 		v->pl = p, v->pl_cap = cap;
@@ -538,7 +538,7 @@ void soak_view_event(struct soak *s, struct soak_viewer *v, double now)
 
 int soak_viewers_start(struct soak *s)
 {
-	double now = lg_now();
+	double now = tool_now_s();
 
 	s->view = calloc(s->cfg.viewers, sizeof(*s->view));
 	if (!s->view)

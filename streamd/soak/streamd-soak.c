@@ -411,7 +411,7 @@ static int run(struct soak *s)
 	double t_view;
 	int r;
 
-	s->t0 = lg_now();
+	s->t0 = tool_now_s();
 	soak_sample_take(s, s->t0);
 	if (!s->samples || !s->samples[0].ok) {
 		fprintf(stderr, PROG ": cannot read /metrics of %s (a running "
@@ -434,7 +434,7 @@ static int run(struct soak *s)
 	if (r < 0)
 		return r;
 	/* The counters' baseline: a sample as the viewers start. */
-	t_view = lg_now();
+	t_view = tool_now_s();
 	s->warm_sample = s->nsamples;
 	if (t_view - s->t0 - s->samples[s->nsamples - 1].t < 1.0) {
 		s->warm_sample--;
@@ -445,7 +445,7 @@ static int run(struct soak *s)
 	fprintf(stderr, PROG ": %u viewers for %.0f s\n", c->viewers,
 		c->duration);
 	r = lg_loop_run(&s->loop, t_view + c->duration, NULL);
-	s->duration_s = lg_now() - t_view;
+	s->duration_s = tool_now_s() - t_view;
 	return r;
 }
 
@@ -460,10 +460,10 @@ static int finish(struct soak *s, int r)
 		return EXIT_VIOLATION;
 	soak_interrupted = 0;	/* a second ^C cuts the waits short */
 	soak_recorders_finish(s, FINISH_TIMEOUT_S);
-	soak_sample_take(s, lg_now());
+	soak_sample_take(s, tool_now_s());
 	soak_recordings_check(s);
 	if (r == -EINTR)
-		soak_violation(s, "interrupted after %.0f s", lg_now() - s->t0);
+		soak_violation(s, "interrupted after %.0f s", tool_now_s() - s->t0);
 	else if (r < 0 && r != -EPIPE)
 		soak_violation(s, "the run stopped: %s", strerror(-r));
 	soak_verdict(s);

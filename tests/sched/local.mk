@@ -2,9 +2,10 @@
 # tests that drive its tools.
 
 SCHED_TEST_CPPFLAGS = $(IOSCHED_CPPFLAGS) -I$(top_srcdir)/sched/bench \
+	$(TOOLS_CPPFLAGS) \
 	-DIOSCHED_TEST_PROFILE_DIR='"$(abs_top_srcdir)/sched/profiles"'
 SCHED_TEST_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
-SCHED_TEST_LDADD = sched/libiosched-core.la $(CRITERION_LIBS) $(URING_LIBS) $(LIBM)
+SCHED_TEST_LDADD = sched/libiosched-core.la $(TOOLS_LIBS) $(CRITERION_LIBS) $(URING_LIBS) $(LIBM)
 
 SCHED_TESTS = \
 	tests/sched/test_model \
