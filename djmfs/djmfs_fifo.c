@@ -115,6 +115,15 @@ static void bounce_done(struct djmfs__ioreq *r, int res)
 	djmfs__op_wake(r->user, 0);
 }
 
+/* A loss bumps the connection's generation in the critical section
+ * that leaves UP or RESTORING, so every handle is stale from that moment
+ * without the connection layer knowing of handles; the restore that
+ * brings it back sets ready_gen last. */
+int djmfs__file_stale(const struct djmfs_file *f)
+{
+	return !f->lost_err && f->ready_gen != djmfs__conn_gen(f->c);
+}
+
 /* Steps a stale handle may still run (invariant 8). */
 static const uint8_t offline_ok[ST_MAX] = {
 	[ST_W_COMMIT] = 1,
@@ -187,7 +196,7 @@ void djmfs__drive_locked(struct djmfs_file *f, int submitter)
 			finish_head(f, op, submitter);
 			continue;
 		}
-		if (f->stale && !offline_ok[op->state])
+		if (djmfs__file_stale(f) && !offline_ok[op->state])
 			break;
 		pthread_mutex_unlock(&f->mu);
 		f->steps[op->state](op);

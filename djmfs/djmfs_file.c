@@ -108,13 +108,10 @@ static void file_link(struct djmfs_client *c, struct djmfs_file *f,
 		      uint64_t gen)
 {
 	pthread_mutex_lock(&c->lock);
-	f->gen = gen;
-	if (gen != c->gen) {
-		if (c->state == DJMFS__CONN_DEAD)
-			f->lost_err = -ENOTCONN;
-		else
-			f->stale = 1;
-	}
+	f->gen = f->ready_gen = gen;
+	/* Otherwise stale, from ready_gen (invariant 8). */
+	if (gen != c->gen && c->state == DJMFS__CONN_DEAD)
+		f->lost_err = -ENOTCONN;
 	f->next = c->files;
 	f->pprev = &c->files;
 	if (c->files)

@@ -56,11 +56,12 @@
  *     works on the handle; djmfs_close frees the handle only once it is
  *     0, after the last operation has completed.
  *  8. f->handle is the server's handle on connection generation f->gen.
- *     While f->stale (the connection went; set with the loss, cleared by
- *     the restore) the driver starts no step but the offline ones
- *     (W_COMMIT, PUBLISHED: they only finish work already on the volume
- *     or already acknowledged), so the handle's staged map and
- *     reservation change only under the reconnect thread's restore.
+ *     While the handle is stale (djmfs__file_stale: f->ready_gen is not
+ *     the connection's generation, which a loss bumps; the restore sets
+ *     ready_gen once it is done) the driver starts no step but the
+ *     offline ones (W_COMMIT, PUBLISHED: they only finish work already
+ *     on the volume or already acknowledged), so the handle's staged map
+ *     and reservation change only under the reconnect thread's restore.
  *  9. An RPC lost with its connection (-ENOTCONN, the client not dead)
  *     does not fail its operation: the operation goes back to the step
  *     that sent it (op->redo) and is parked; the restore decides from
@@ -68,11 +69,19 @@
  *     A handle the restore could not bring back (f->lost_err) fails
  *     every operation that has not finished.
  *
+ * The handle layer never calls up into recovery: it only records what a
+ * restore needs (stale by generation, parked operations, lost_err) and
+ * djmfs_restore.c, above it, reads and clears that state.
  */
 #ifndef DJMFS_FILE_H
 #define DJMFS_FILE_H
 
 #include "djmfs_clnt.h"
+
+/* Under f->mu (any lock may be held: it reads the connection's
+ * generation lock-free): is the handle waiting for a restore
+ * (invariant 8)? */
+int djmfs__file_stale(const struct djmfs_file *f);
 
 #define ALL_OBJS UINT32_MAX
 #define BLK ((uint64_t)DJMFS_BLOCK)
@@ -212,7 +221,8 @@ struct djmfs_file {
 	pthread_cond_t idle; /* the driver stopped (busy may be 0) */
 	/* Reconnecting, under mu (invariants 8, 9). */
 	uint64_t gen;	  /* connection generation of handle */
-	int stale;	  /* waiting for a restore */
+	uint64_t ready_gen; /* the generation the queue runs on: gen, once
+			       a restore on gen has finished */
 	int salvaged;	  /* this outage's read-back is done */
 	int salv_err;	  /* ... and failed with this */
 	int lost_err;	  /* could not be restored: ops fail with it */

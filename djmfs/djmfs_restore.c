@@ -1,13 +1,18 @@
 /*
- * The file side of a reconnect: stale handles, salvage and restore
- * (djmfs__files_*, called by djmfs_client.c).  A writer's unpublished
- * bytes in reserved units are read back before the server can forget
- * the reservation, every handle is opened again on the new connection,
- * the server's state is compared with ours to learn whether a PUBLISH or
- * object call lost with the connection was applied, and the salvaged
- * bytes are written to new units before the queue runs again.
+ * The recovery layer of libdjmfs, file half: what a reconnect does to
+ * the open file handles, called only by the reconnect thread
+ * (djmfs_reconnect.c, which draws the client's layers).  A writer's
+ * unpublished bytes in reserved units are read back before the server
+ * can forget the reservation, every handle is opened again on the new
+ * connection, the server's state is compared with ours to learn whether
+ * a PUBLISH or object call lost with the connection was applied, and the
+ * salvaged bytes are written to new units before the queue runs again.
+ * It calls down into the handle layer (djmfs_file.h) and the connection;
+ * neither calls it: a loss reaches it as state (every handle stale by
+ * generation, operations parked, djmfs_file.h invariants 8 and 9).
  *
- *   loss      djmfs__files_mark_stale  every handle stale
+ *   loss      (no call)      the generation moves on: every handle
+ *                            stale, its queue waits
  *   salvage   file_salvage   a quiet writer reads back its unpublished
  *                            bytes past its last published unit (they
  *                            lie in reserved units the server forgets)
@@ -15,7 +20,7 @@
  *                            SAME (nothing lost was applied), APPLIED
  *                            (the parked PUBLISH or object call was),
  *                            else lost; salvaged bytes to new units;
- *                            stale cleared, the queue runs again
+ *                            ready_gen set, the queue runs again
  *   give up   djmfs__files_lose        every handle lost
  */
 #define _GNU_SOURCE
@@ -68,19 +73,9 @@ static void release(struct djmfs_file *f)
 	djmfs__drive_locked(f, 0);
 }
 
-void djmfs__files_mark_stale(struct djmfs_client *c)
-{
-	for (struct djmfs_file *f = c->files; f; f = f->next) {
-		pthread_mutex_lock(&f->mu);
-		if (!f->lost_err)
-			f->stale = 1;
-		pthread_mutex_unlock(&f->mu);
-	}
-}
-
 static int is_stale(const struct djmfs_file *f)
 {
-	return f->stale && !f->lost_err;
+	return djmfs__file_stale(f);
 }
 
 int djmfs__files_any_stale(struct djmfs_client *c)
@@ -731,7 +726,7 @@ static int file_restore(struct djmfs_file *f, uint64_t gen,
 			t->resent++;
 		}
 	}
-	f->stale = 0;
+	f->ready_gen = f->gen; /* no longer stale, unless lost meanwhile */
 	f->salvaged = 0;
 	f->salv_err = 0;
 	pthread_mutex_unlock(&f->mu);
@@ -768,7 +763,6 @@ void djmfs__files_lose(struct djmfs_client *c, int err)
 	while ((f = grab(c, not_lost))) {
 		pthread_mutex_lock(&f->mu);
 		f->lost_err = err;
-		f->stale = 0;
 		drop_salvage(f);
 		pthread_mutex_unlock(&f->mu);
 		release(f);
