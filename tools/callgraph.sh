@@ -15,9 +15,12 @@ build=${1:-build}
 [ $# -gt 0 ] && shift
 only=" $* "
 objdir=$build/djmfs
-shopt -s nullglob
-objs=("$objdir"/libdjmfs_core_la-*.o)
-[ ${#objs[@]} -gt 0 ] || objs=("$objdir"/.libs/libdjmfs_core_la-*.o)
+# libtool keeps the PIC objects under .libs/, the others beside them;
+# either set will do (subdirectories of djmfs/ included).
+mapfile -t objs < <(find "$objdir" -path '*/.libs/libdjmfs_core_la-*.o' 2>/dev/null |
+	sort)
+[ ${#objs[@]} -gt 0 ] || mapfile -t objs < <(find "$objdir" \
+	-name 'libdjmfs_core_la-*.o' -not -path '*/.libs/*' 2>/dev/null | sort)
 if [ ${#objs[@]} -eq 0 ]; then
 	echo "callgraph: no libdjmfs objects under $objdir (build first)" >&2
 	exit 2
