@@ -17,7 +17,9 @@
  *   djmfs_alloc.c    free allocation units, prefetcher, deferred frees
  *   djmfs_fsck.c     offline check and repair
  *   djmfs_server.c, djmfs_session.c, djmfs_ops.c   the server
- *   djmfs_client.c, djmfs_file.c, djmfs_io.c       the client
+ *   djmfs_rpc.c, djmfs_client.c, djmfs_io.c       the client: connection
+ *   djmfs_file.c and the files of djmfs_file.h     ... file handles
+ *   djmfs_reconnect.c, djmfs_restore.c             ... reconnecting
  *
  * Byte order on the wire and on the volume is little-endian throughout.
  */

@@ -1,9 +1,16 @@
 /*
- * Private interfaces of libdjmfs, the client: the connection and its RPC
- * layer (djmfs_client.c), the data-path thread (djmfs_io.c) and file
- * handles (djmfs_file.c).  Nothing here is installed or used by the
- * server.  The client handle is defined here because all three modules
- * share it; each field says which module owns it.
+ * Private interfaces of libdjmfs, the client, in layers that each call
+ * only the ones below (djmfs_reconnect.c draws the whole stack):
+ *   recovery    djmfs_reconnect.c, djmfs_restore.c (the last section)
+ *   handles     djmfs_file.c and the files of djmfs_file.h
+ *   connection  djmfs_client.c (connecting, the state transitions) over
+ *               djmfs_rpc.c (the RPC layer, receive and heartbeat)
+ *   data path   djmfs_io.c
+ * Nothing here is installed or used by the server.  The client handle is
+ * defined here because every layer shares it; each field says which
+ * module owns it.  A lower layer reports to a higher one only through
+ * state the higher one reads (the connection's state and generation, a
+ * handle's ready generation and parked operations), never by a call.
  */
 #ifndef DJMFS_CLNT_H
 #define DJMFS_CLNT_H
@@ -15,7 +22,7 @@
 #include "iosched.h"
 
 /* ------------------------------------------------------------------ */
-/* RPC (djmfs_client.c)                                                */
+/* Connection: RPC (djmfs_rpc.c)                                       */
 /* ------------------------------------------------------------------ */
 
 /*
@@ -55,7 +62,7 @@ int djmfs__rpc(struct djmfs_client *c, struct djmfs__msg *req,
  * asynchronous form never calls @fn then).  A call lost with its
  * connection completes with -ENOTCONN as before.
  */
-uint64_t djmfs__conn_gen(struct djmfs_client *c);
+uint64_t djmfs__conn_gen(struct djmfs_client *c); /* lock-free */
 int djmfs__rpc_async_on(struct djmfs_client *c, uint64_t gen,
 			struct djmfs__msg *req, djmfs__reply_fn fn,
 			void *arg);
@@ -138,7 +145,7 @@ void djmfs__io_get(struct djmfs__io *io, struct djmfs_io_knobs *out);
 /* The client handle                                                   */
 /* ------------------------------------------------------------------ */
 
-struct djmfs__call; /* a pending RPC (djmfs_client.c) */
+struct djmfs__call; /* a pending RPC (djmfs_rpc.c) */
 
 /* The connection's life (djmfs_client.c has the transitions). */
 enum djmfs__conn_state {
@@ -213,21 +220,77 @@ struct djmfs_client {
 	int hb_stop;
 };
 
+/* ------------------------------------------------------------------ */
+/* Connection: its life (djmfs_client.c over djmfs_rpc.c)              */
+/* ------------------------------------------------------------------ */
+
 /* Fails the connection (idempotent): shuts its socket down, so the
- * receive thread fails the pending calls and, unless reconnecting is
- * off, the client reconnects; otherwise later calls return -ENOTCONN.
- * @why is logged with the loss. */
+ * receive thread fails the pending calls and the state goes DOWN (the
+ * reconnect thread, if started, takes over) or DEAD; otherwise later
+ * calls return -ENOTCONN.  @why is logged with the loss. */
 void djmfs__conn_fail(struct djmfs_client *c, int err, const char *why);
 
-/* djmfs_file.c: closes every handle still open (at disconnect). */
-void djmfs__files_close_all(struct djmfs_client *c);
+/* djmfs_rpc.c, for djmfs_client.c: a state change under c->lock (wakes
+ * state_cv); starting the receive thread (0 or -errno); starting and
+ * stopping (joining; no-op if not started) the heartbeat thread. */
+void djmfs__conn_set_state(struct djmfs_client *c, int st);
+int djmfs__rx_start(struct djmfs_client *c);
+int djmfs__hb_start(struct djmfs_client *c);
+void djmfs__hb_stop(struct djmfs_client *c);
 
 /*
- * djmfs_file.c, the file side of a reconnect (djmfs_client.c calls them
- * in this order):
- *   mark_stale  under c->lock, as the connection is lost: every handle
- *               stops starting steps that need the server or the
- *               reservation (its queue waits; calls block or stay queued)
+ * Connects (address, receive thread, HELLO, the volume's identity, the
+ * I/O thread, the heartbeat): the client UP, no reconnect thread yet
+ * (c->recon_started 0; the caller may start one and set reconnect_ns).
+ * Returns 0 and *out, or -errno with nothing left.  @opts may be NULL.
+ */
+int djmfs__conn_open(struct djmfs_client **out,
+		     const struct djmfs_client_opts *opts);
+/* Ends the connection on purpose: heartbeat stopped, DEAD (not logged
+ * as a loss, no reconnecting), socket shut down, receive thread joined.
+ * Then the caller joins its reconnect thread, if any, and frees. */
+void djmfs__conn_stop(struct djmfs_client *c);
+void djmfs__conn_free(struct djmfs_client *c);
+
+/*
+ * The transitions the reconnect thread makes (djmfs_client.c has the
+ * state table), called on that thread only:
+ *   recon_thread   marks the calling thread as the reconnect thread: its
+ *                  blocking calls never wait for UP
+ *   wait_settled   waits for DOWN with the lost calls all failed; 0, or
+ *                  -ECANCELED once DEAD
+ *   redial         connects again, DOWN -> RESTORING on the new
+ *                  generation *gen, HELLO, checks the volume is the
+ *                  same; 0 or -errno (after the connect, a failure fails
+ *                  the new connection again)
+ *   go_up_locked   under c->lock: RESTORING on @gen -> UP if @ready
+ *                  (counted, *ms the outage); 1 (UP), 0 (not @ready) or
+ *                  -ENOTCONN (@gen is gone)
+ *   give_up        the window is over: DEAD, logged, socket shut down
+ */
+void djmfs__conn_recon_thread(const struct djmfs_client *c);
+int djmfs__conn_wait_settled(struct djmfs_client *c);
+int djmfs__conn_redial(struct djmfs_client *c, uint64_t *gen);
+int djmfs__conn_go_up_locked(struct djmfs_client *c, uint64_t gen,
+			     int ready, uint64_t *ms);
+void djmfs__conn_give_up(struct djmfs_client *c, int err);
+
+/* ------------------------------------------------------------------ */
+/* Handles (djmfs_file.c; the rest in djmfs_file.h)                    */
+/* ------------------------------------------------------------------ */
+
+/* Closes every handle still open (at disconnect). */
+void djmfs__files_close_all(struct djmfs_client *c);
+
+/* ------------------------------------------------------------------ */
+/* Recovery (djmfs_restore.c, for djmfs_reconnect.c)                   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The file side of a reconnect, called by the reconnect thread in this
+ * order.  A loss needs no call: it bumps the connection's generation,
+ * and with it every handle is stale (its queue starts no step that needs
+ * the server or the reservation; calls block or stay queued).
  *   salvage     reconnect thread, before reconnecting: once each writer
  *               is quiet, reads back the unpublished data that lies in
  *               reserved units (a restarted server forgets reservations,
@@ -242,7 +305,6 @@ void djmfs__files_close_all(struct djmfs_client *c);
  *   any_stale   under c->lock: is a handle still waiting for a restore?
  *   lose        after giving up: every handle's calls fail with @err.
  */
-void djmfs__files_mark_stale(struct djmfs_client *c);
 void djmfs__files_salvage(struct djmfs_client *c);
 int djmfs__files_restore(struct djmfs_client *c, uint64_t gen,
 			 struct djmfs__restore_tally *t);

@@ -28,9 +28,19 @@ DJMFS_SOURCES = \
 	djmfs/djmfs_session.c \
 	djmfs/djmfs_ops.c \
 	djmfs/djmfs_clnt.h \
+	djmfs/djmfs_rpc.c \
 	djmfs/djmfs_client.c \
 	djmfs/djmfs_io.c \
-	djmfs/djmfs_file.c
+	djmfs/djmfs_file.h \
+	djmfs/djmfs_image.c \
+	djmfs/djmfs_fifo.c \
+	djmfs/djmfs_write.c \
+	djmfs/djmfs_read.c \
+	djmfs/djmfs_snap.c \
+	djmfs/djmfs_obj.c \
+	djmfs/djmfs_file.c \
+	djmfs/djmfs_restore.c \
+	djmfs/djmfs_reconnect.c
 
 DJMFS_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs
 

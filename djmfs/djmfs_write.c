@@ -1,0 +1,493 @@
+/*
+ * The writer's data path: staging appends and rewrites of a handle's
+ * objects (the steps W_START to W_COMMIT: the tail block, reserving
+ * units, the device writes, committing to the staged map), publishing
+ * the staged state (PUBLISH, PUBLISHED), and the write calls of the API.
+ * Invariants 3 to 5 of djmfs_file.h are kept here.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "djmfs_file.h"
+
+/* ------------------------------------------------------------------ */
+/* Writing                                                              */
+/* ------------------------------------------------------------------ */
+
+static enum step_ret w_meta(struct fop *op, struct cobj *o)
+{
+	uint64_t end = op->off + op->len;
+
+	if (op->off > o->size)
+		return djmfs__op_failed(op, -EINVAL);
+	if (end > DJMFS_META_MAX)
+		return djmfs__op_failed(op, -EFBIG);
+	pthread_mutex_lock(&op->f->mu);
+	if (!o->meta && (o->meta = malloc(DJMFS_META_MAX)) && o->img_meta)
+		memcpy(o->meta, o->img_meta, o->img_size);
+	if (o->meta) {
+		memcpy(o->meta + op->off, op->wbuf, op->len);
+		if (end > o->size)
+			o->size = end;
+		o->meta_dirty = 1;
+	}
+	pthread_mutex_unlock(&op->f->mu);
+	if (!o->meta)
+		return djmfs__op_failed(op, -ENOMEM);
+	op->res = (ssize_t)op->len;
+	op->state = ST_DONE;
+	return STEP_GO;
+}
+
+enum step_ret djmfs__w_start(struct fop *op)
+{
+	struct cobj *o;
+
+	pthread_mutex_lock(&op->f->mu);
+	o = djmfs__obj_find(op->f, op->obj_id);
+	pthread_mutex_unlock(&op->f->mu);
+	if (!o)
+		return djmfs__op_failed(op, -ENOENT);
+	if (o->attrs & DJMFS_ATTR_META)
+		return w_meta(op, o);
+	/* An earlier append queued before this one failed: this one would
+	 * land short of where it was submitted, leaving the object's bytes
+	 * out of order.  Appends fail as a chain, like linked io_uring
+	 * requests. */
+	if (op->off != o->size)
+		return djmfs__op_failed(op, -ECANCELED);
+	op->res = (ssize_t)op->len;
+	if (op->len == 0)
+		op->state = ST_DONE;
+	else if (o->size % BLK && !o->tail_ok)
+		op->state = ST_W_TAIL;
+	else
+		op->state = ST_W_RESERVE;
+	return STEP_GO;
+}
+
+/* Reads the object's last partial block into o->tail (invariant 4). */
+enum step_ret djmfs__w_tail(struct fop *op)
+{
+	struct cobj *o = djmfs__obj_find(op->f, op->obj_id);
+	struct seg *s = NULL;
+	uint32_t n = 0;
+	int err;
+
+	if (!o->tail && posix_memalign((void **)&o->tail, BLK, BLK))
+		return djmfs__op_failed(op, -ENOMEM);
+	err = djmfs__map_range(o, 0, blk_down(o->size), blk_down(o->size) + BLK, &s,
+			&n);
+	if (err == 0 || (err > 0 && (n != 1 || s[0].len != BLK)))
+		err = -EUCLEAN; /* the size is past the map */
+	if (err > 0)
+		err = djmfs__add_io(op, IOSCHED_READ, s[0].phys, BLK, o->tail);
+	free(s);
+	if (err < 0)
+		return djmfs__op_failed(op, err);
+	op->tail_read = 1;
+	op->state = ST_W_RESERVE;
+	return djmfs__io_start(op);
+}
+
+/* Bytes past the map end the object owns in its last unit. */
+static uint64_t own_rest(const struct djmfs_client *c, const struct cobj *o)
+{
+	uint64_t end, au = c->au_size;
+
+	if (o->n_ext == 0)
+		return 0;
+	end = o->ext[o->n_ext - 1].offset + o->ext[o->n_ext - 1].len;
+	return (au - (end - c->data_off) % au) % au;
+}
+
+static void reserve_reply(void *arg, int status, const struct djmfs__msg *m)
+{
+	struct fop *op = arg;
+	struct djmfs_file *f = op->f;
+	uint32_t n = status == 0 ? m->u.reserve_resp.n : 0;
+
+	if (status == 0 && n == 0)
+		status = -ENOSPC;
+	pthread_mutex_lock(&f->mu);
+	if (status == 0 && f->n_res + n > f->res_cap) {
+		uint32_t cap = (f->n_res + n) * 2;
+		struct djmfs__run *v = realloc(f->res, cap * sizeof(*v));
+
+		if (v) {
+			f->res = v;
+			f->res_cap = cap;
+		} else {
+			status = -ENOMEM;
+		}
+	}
+	for (uint32_t i = 0; status == 0 && i < n; i++)
+		f->res[f->n_res++] = djmfs__runv_at(m->u.reserve_resp, i);
+	pthread_mutex_unlock(&f->mu);
+	djmfs__op_wake(op, status);
+}
+
+/* Makes sure the reservation covers the write (loops through RESERVE). */
+enum step_ret djmfs__w_reserve(struct fop *op)
+{
+	struct djmfs_file *f = op->f;
+	struct djmfs_client *c = f->c;
+	struct cobj *o = djmfs__obj_find(f, op->obj_id);
+	uint64_t dev_end = blk_up(o->size + op->len), map_end = djmfs__map_bytes(o);
+	uint64_t have = own_rest(c, o), need, units;
+	uint32_t ask;
+	struct djmfs__msg req = { .h.op = DJMFS_OP_RESERVE };
+
+	if (op->tail_read)
+		o->tail_ok = 1;
+	op->tail_read = 0;
+	for (uint32_t i = 0; i < f->n_res; i++)
+		have += (uint64_t)f->res[i].count * c->au_size;
+	need = dev_end > map_end ? dev_end - map_end : 0;
+	if (need <= have) {
+		op->state = ST_W_IO;
+		return STEP_GO;
+	}
+	units = (need - have + c->au_size - 1) / c->au_size;
+	ask = c->opts.reserve_aus ? c->opts.reserve_aus : 16;
+	req.u.reserve_req.handle = f->handle;
+	req.u.reserve_req.n_aus = units > ask ? (uint32_t)units : ask;
+	return djmfs__op_rpc(op, &req, reserve_reply, ST_W_RESERVE);
+}
+
+static int seg_push(struct fop *op, uint64_t phys, uint64_t len,
+		    uint64_t logical)
+{
+	struct seg *v;
+
+	if (op->n_nsegs && op->nsegs[op->n_nsegs - 1].phys +
+				   op->nsegs[op->n_nsegs - 1].len == phys) {
+		op->nsegs[op->n_nsegs - 1].len += len;
+		return 0;
+	}
+	v = realloc(op->nsegs, (op->n_nsegs + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	op->nsegs = v;
+	op->nsegs[op->n_nsegs++] = (struct seg){ phys, len, logical };
+	return 0;
+}
+
+/* New map pieces for object bytes [map_end, dev_end): the rest of the
+ * last unit, then reserved units from the front (invariant 5). */
+static int plan_new(struct fop *op, struct cobj *o, uint64_t map_end,
+		    uint64_t dev_end)
+{
+	struct djmfs_file *f = op->f;
+	struct djmfs_client *c = f->c;
+	uint64_t need = dev_end > map_end ? dev_end - map_end : 0;
+	uint64_t rest = own_rest(c, o), at = map_end, take;
+	int err = 0;
+
+	if (need && rest) {
+		const struct djmfs_extent *l = &o->ext[o->n_ext - 1];
+
+		take = need < rest ? need : rest;
+		err = seg_push(op, l->offset + l->len, take, at);
+		at += take;
+		need -= take;
+	}
+	for (uint32_t i = 0; err == 0 && need && i < f->n_res; i++) {
+		uint64_t run = (uint64_t)f->res[i].count * c->au_size;
+
+		take = need < run ? need : run;
+		err = seg_push(op, c->data_off + f->res[i].first * c->au_size,
+			       take, at);
+		op->units_used += (uint32_t)((take + c->au_size - 1) /
+					     c->au_size);
+		at += take;
+		need -= take;
+	}
+	return err < 0 ? err : need ? -ENOSPC : 0;
+}
+
+/* The blocks to write: the kept tail, the caller's bytes, zeroes. */
+static int assemble(struct fop *op, struct cobj *o, uint64_t dev_end)
+{
+	uint64_t head = o->size - op->w_start;
+
+	if (head == 0 && op->len % BLK == 0 &&
+	    ((uintptr_t)op->wbuf & (BLK - 1)) == 0) {
+		op->abuf = (uint8_t *)op->wbuf;
+		return 0;
+	}
+	if (posix_memalign((void **)&op->abuf, BLK, dev_end - op->w_start))
+		return -ENOMEM;
+	op->abuf_owned = 1;
+	if (head)
+		memcpy(op->abuf, o->tail, head);
+	memcpy(op->abuf + head, op->wbuf, op->len);
+	memset(op->abuf + head + op->len, 0,
+	       dev_end - op->w_start - head - op->len);
+	return 0;
+}
+
+enum step_ret djmfs__w_io(struct fop *op)
+{
+	struct cobj *o = djmfs__obj_find(op->f, op->obj_id);
+	uint64_t dev_end = blk_up(o->size + op->len), map_end = djmfs__map_bytes(o);
+	uint64_t old_end = map_end < dev_end ? map_end : dev_end;
+	struct seg *s = NULL;
+	uint32_t n = 0;
+	int err;
+
+	op->w_start = blk_down(o->size);
+	err = assemble(op, o, dev_end);
+	if (err == 0 && op->w_start < old_end)
+		err = djmfs__map_range(o, 0, op->w_start, old_end, &s, &n);
+	for (uint32_t i = 0; err >= 0 && i < n; i++)
+		err = djmfs__add_io(op, IOSCHED_WRITE, s[i].phys, s[i].len,
+			     op->abuf + (s[i].logical - op->w_start));
+	free(s);
+	if (err >= 0)
+		err = plan_new(op, o, map_end, dev_end);
+	for (uint32_t i = 0; err >= 0 && i < op->n_nsegs; i++)
+		err = djmfs__add_io(op, IOSCHED_WRITE, op->nsegs[i].phys,
+			     op->nsegs[i].len,
+			     op->abuf + (op->nsegs[i].logical - op->w_start));
+	if (err < 0)
+		return djmfs__op_failed(op, err);
+	op->state = ST_W_COMMIT;
+	return djmfs__io_start(op);
+}
+
+/* Takes @units from the front of the reservation. */
+static void res_consume(struct djmfs_file *f, uint32_t units)
+{
+	while (units > 0 && f->n_res > 0) {
+		uint32_t t = units < f->res[0].count ? units : f->res[0].count;
+
+		f->res[0].first += t;
+		f->res[0].count -= t;
+		units -= t;
+		if (f->res[0].count == 0)
+			memmove(f->res, f->res + 1, --f->n_res * sizeof(*f->res));
+	}
+}
+
+enum step_ret djmfs__w_commit(struct fop *op)
+{
+	struct djmfs_file *f = op->f;
+	struct cobj *o = djmfs__obj_find(f, op->obj_id);
+	uint64_t end = o->size + op->len;
+	int err = 0;
+
+	pthread_mutex_lock(&f->mu);
+	if (djmfs__ext_reserve(o, o->n_ext + op->n_nsegs) < 0)
+		err = -ENOMEM;
+	if (end % BLK && !o->tail &&
+	    posix_memalign((void **)&o->tail, BLK, BLK))
+		err = -ENOMEM;
+	for (uint32_t i = 0; err == 0 && i < op->n_nsegs; i++) {
+		struct djmfs_extent *l = o->n_ext ? &o->ext[o->n_ext - 1] : NULL;
+
+		if (l && l->offset + l->len == op->nsegs[i].phys)
+			l->len += op->nsegs[i].len;
+		else
+			o->ext[o->n_ext++] = (struct djmfs_extent){
+				op->nsegs[i].phys, op->nsegs[i].len };
+	}
+	if (err == 0) {
+		res_consume(f, op->units_used);
+		if (end % BLK)
+			memcpy(o->tail, op->abuf + (blk_down(end) - op->w_start),
+			       end % BLK);
+		o->tail_ok = 1;
+		o->size = end;
+	}
+	pthread_mutex_unlock(&f->mu);
+	if (err < 0)
+		return djmfs__op_failed(op, err);
+	op->state = (o->attrs & DJMFS_ATTR_SYNC) ? ST_PUBLISH : ST_DONE;
+	return STEP_GO;
+}
+
+/* ------------------------------------------------------------------ */
+/* Publishing                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Appends object @o's staged change to @pub (extents into @xb); returns
+ * 1 when it has one. */
+static int pub_obj(const struct cobj *o, struct djmfs__pub_obj *po,
+		   struct djmfs__buf *xb, uint32_t *x_first)
+{
+	uint32_t before = (uint32_t)(xb->len / DJMFS_EXT_WIRE);
+	uint32_t i = o->img_n_ext;
+
+	memset(po, 0, sizeof(*po));
+	po->obj_id = o->id;
+	po->size = o->size;
+	if (o->attrs & DJMFS_ATTR_META) {
+		if (!o->meta_dirty)
+			return 0;
+		po->has_meta = 1;
+		po->meta = o->meta;
+		po->meta_len = (uint32_t)o->size;
+		return 1;
+	}
+	if (i > 0 && o->ext[i - 1].len > o->img_last_len)
+		djmfs__put_ext(xb, o->ext[i - 1].offset + o->img_last_len,
+			       o->ext[i - 1].len - o->img_last_len);
+	for (; i < o->n_ext; i++)
+		djmfs__put_ext(xb, o->ext[i].offset, o->ext[i].len);
+	*x_first = before;
+	po->ext.n = (uint32_t)(xb->len / DJMFS_EXT_WIRE) - before;
+	return po->ext.n > 0 || o->size != o->img_size;
+}
+
+static void publish_reply(void *arg, int status, const struct djmfs__msg *m)
+{
+	struct fop *op = arg;
+
+	if (status == 0)
+		op->pub_version = m->u.publish_resp.version;
+	djmfs__op_wake(op, status);
+}
+
+/* Sends every object's staged change (none: done). */
+enum step_ret djmfs__p_publish(struct fop *op)
+{
+	struct djmfs_file *f = op->f;
+	struct djmfs__msg *req = calloc(1, sizeof(*req));
+	struct djmfs__buf xb;
+	uint32_t first[DJMFS_MAX_OBJS], n = 0;
+	enum step_ret ret;
+	int err = 0;
+
+	if (!req)
+		return djmfs__op_failed(op, -ENOMEM);
+	djmfs__buf_init(&xb);
+	req->h.op = DJMFS_OP_PUBLISH;
+	req->u.publish_req.handle = f->handle;
+	pthread_mutex_lock(&f->mu);
+	req->u.publish_req.pub.base_version = f->version;
+	for (uint32_t i = 0; i < f->n_objs; i++)
+		n += (uint32_t)pub_obj(f->objs[i],
+				       &req->u.publish_req.pub.objs[n], &xb,
+				       &first[n]);
+	pthread_mutex_unlock(&f->mu);
+	req->u.publish_req.pub.n_objs = n;
+	for (uint32_t i = 0; i < n; i++)
+		req->u.publish_req.pub.objs[i].ext.p =
+			xb.p ? xb.p + (size_t)first[i] * DJMFS_EXT_WIRE : NULL;
+	op->state = n ? ST_PUBLISHED : ST_DONE;
+	if (xb.err)
+		err = xb.err;
+	ret = err < 0 ? djmfs__op_failed(op, err) : STEP_GO;
+	if (err == 0 && n)
+		ret = djmfs__op_rpc(op, req, publish_reply, ST_PUBLISH);
+	djmfs__buf_free(&xb);
+	free(req);
+	return ret;
+}
+
+/* The publish is durable: the image becomes the staged state. */
+enum step_ret djmfs__p_published(struct fop *op)
+{
+	struct djmfs_file *f = op->f;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	pthread_mutex_lock(&f->mu);
+	for (uint32_t i = 0; i < f->n_objs; i++) {
+		struct cobj *o = f->objs[i];
+
+		if (o->meta_dirty) {
+			uint8_t *m = malloc(o->size ? o->size : 1);
+
+			if (m) { /* else the image keeps the old bytes */
+				memcpy(m, o->meta, o->size);
+				free(o->img_meta);
+				o->img_meta = m;
+				o->meta_dirty = 0;
+			}
+		}
+		if (o->meta_dirty)
+			continue;
+		o->img_size = o->size;
+		o->img_n_ext = o->n_ext;
+		o->img_last_len = o->n_ext ? o->ext[o->n_ext - 1].len : 0;
+	}
+	f->version = op->pub_version;
+	f->mtime_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	pthread_mutex_unlock(&f->mu);
+	op->state = ST_DONE;
+	return STEP_GO;
+}
+
+/* ------------------------------------------------------------------ */
+/* Data API                                                             */
+/* ------------------------------------------------------------------ */
+
+/* A write op at the object pointer, which moves past it. */
+static int write_op(struct djmfs_file *f, const void *buf, size_t len,
+		    uint64_t deadline_ns, struct fop **out)
+{
+	struct fop *op;
+	int err = djmfs__writer_ok(f, "djmfs_write");
+
+	if (err < 0)
+		return err;
+	if ((!buf && len) || len > SSIZE_MAX)
+		return -EINVAL;
+	op = djmfs__op_new(f, ST_W_START, NULL, NULL);
+	if (!op)
+		return -ENOMEM;
+	op->wbuf = buf;
+	op->len = len;
+	op->deadline_ns = deadline_ns;
+	op->is_append = 1;
+	pthread_mutex_lock(&f->mu);
+	if (!f->ptr_set)
+		err = -EINVAL;
+	op->obj_id = f->ptr_id;
+	op->off = f->ptr_off;
+	f->ptr_off += err == 0 ? len : 0;
+	if (err == 0) {
+		struct cobj *o = djmfs__obj_find(f, f->ptr_id);
+
+		if (o && (o->attrs & DJMFS_ATTR_DATA))
+			o->sub_end = f->ptr_off;
+	}
+	pthread_mutex_unlock(&f->mu);
+	if (err < 0) {
+		djmfs__log(&f->c->log, DJMFS_LOG_ERROR, "djmfs_write(%s): no "
+			   "object pointer set", f->name);
+		djmfs__op_free(op);
+		return err;
+	}
+	*out = op;
+	return 0;
+}
+
+ssize_t djmfs_write(struct djmfs_file *f, const void *buf, size_t len)
+{
+	struct fop *op = NULL;
+	int err = write_op(f, buf, len, 0, &op);
+
+	return err < 0 ? err : djmfs__op_run(op);
+}
+
+int djmfs_write_async(struct djmfs_file *f, const void *buf, size_t len,
+		      uint64_t deadline_ns, djmfs_done_fn done, void *user)
+{
+	struct fop *op = NULL;
+	int err = done ? write_op(f, buf, len, deadline_ns, &op) : -EINVAL;
+
+	if (err < 0)
+		return err;
+	op->done = done;
+	op->user = user;
+	djmfs__op_queue(op);
+	return 0;
+}
+
