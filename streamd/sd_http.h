@@ -53,7 +53,7 @@ struct sd_http_guard;
 struct sd_daemon {
 	struct sd_config cfg;	   /* as started */
 	struct sd_log *log;
-	struct djmfs_log dlog;	   /* to the error log */
+	struct sd_logger logger;   /* to the error log */
 	struct djmfs_client *client;
 	struct sd_catalog *cat;
 	struct sd_pump *pump;

@@ -21,6 +21,7 @@
 #include "djmfs.h"
 #include "streamd-int.h"
 #include "../djmfs/server_env.h"
+#include "sd_test_log.h"
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024ull)
@@ -64,7 +65,7 @@ static struct sd_catalog *catalog(struct djmfs_client *c)
 	struct sd_catalog *cat = NULL;
 
 	/* 1 ns: every get fetches the newest snapshot. */
-	cr_assert_eq(sd_catalog_new(&cat, c, 1, &server_env_log), 0);
+	cr_assert_eq(sd_catalog_new(&cat, c, 1, &sd_test_log), 0);
 	return cat;
 }
 
@@ -83,7 +84,7 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 }
 
 static const struct sd_rec_opts rec_opts = {
-	.log = { server_env_log_line, NULL },
+	.log = { sd_test_log_line, NULL },
 };
 
 #define CODECS "[{\"type\":\"video\",\"codec\":\"h264\",\"width\":1280}]"
