@@ -23,6 +23,7 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_rec.c \
 	streamd/sd_catalog.c \
 	streamd/sd_session.c \
+	streamd/sd_daemon.h \
 	streamd/sd_http.h \
 	streamd/sd_http.c \
 	streamd/sd_route_record.c \

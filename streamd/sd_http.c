@@ -30,7 +30,7 @@
 #include <jansson.h>
 
 #include "config.h"
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 #define SD_HTTP_THREADS 4
 #define ADMIN_MAX_CONNECTIONS 64u

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 #define ADMIN_BODY_MAX 65536
 

@@ -62,7 +62,7 @@
 
 #include <jansson.h>
 
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 #define FIX_END_EVERY_NS (300 * 1000000LL)
 /* A paced body is held until it may send at least this much (or what is

@@ -33,7 +33,7 @@
 
 #include <jansson.h>
 
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 /* After a refusal, how much of the rest of the body is read and dropped
  * (and for how long) waiting for its end, so the client can be told why

@@ -25,7 +25,7 @@
 
 #include "config.h"
 #include "djmfs_server.h"
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 #define PROG "streamd"
 #define STOP_GRACE_NS (10 * SD_NS)
