@@ -32,7 +32,7 @@ DJMFS_SOURCES = \
 	djmfs/djmfs_io.c \
 	djmfs/djmfs_file.c
 
-DJMFS_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs
+DJMFS_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs -I$(top_srcdir)/common
 
 noinst_LTLIBRARIES += djmfs/libdjmfs-core.la
 djmfs_libdjmfs_core_la_SOURCES = $(DJMFS_SOURCES)

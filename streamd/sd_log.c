@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lg.h"
 #include "streamd-int.h"
 
 /* Longest line either log writes, newline included: longer ones are cut
@@ -345,16 +346,6 @@ void sd_log_access(struct sd_log *l, const char *host, const char *method,
 	emit(l, 1, &ln);
 }
 
-void sd__log(const struct sd_logger *log, enum sd_log_level level,
-	     const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	if (!log || !log->fn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	log->fn(log->arg, level, line);
-}
+/* How every module logs (streamd-int.h): the project's one log-call
+ * formatter (common/lg.h), lines cut at 1023 bytes. */
+LG_DEFINE_LOG(sd__log, struct sd_logger, enum sd_log_level, 1024)
