@@ -316,7 +316,7 @@ static int rec_put_data(struct sd_rec *r, size_t len)
 	r->data_end += len;
 	if (r->cut <= r->data_end)
 		r->cut = 0;
-	r->last_pub_ns = sd_now();
+	r->last_pub_ns = r->o.now();
 	return 0;
 }
 
@@ -349,7 +349,7 @@ static size_t rec_cut(struct sd_rec *r, int full)
 	if (r->cut > r->data_end)
 		return (size_t)(r->cut - r->data_end);
 	if (full || !r->ts || !r->ts_pes ||
-	    sd_now() - r->last_pub_ns >= 2 * r->o.publish_ns)
+	    r->o.now() - r->last_pub_ns >= 2 * r->o.publish_ns)
 		return r->pend_len;
 	return 0;
 }
@@ -724,6 +724,8 @@ static struct sd_rec *rec_new(const char *name, const struct sd_rec_opts *o)
 		r->o.deadline_ns = SD_NS;
 	if (!r->o.max_inflight)
 		r->o.max_inflight = 4;
+	if (!r->o.now)
+		r->o.now = sd_now;
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	pthread_mutex_init(&r->api_mu, NULL);
 	pthread_mutex_init(&r->mu, NULL);
@@ -828,7 +830,7 @@ int sd_rec_begin(struct sd_rec *r, const char *format, const char *codecs,
 	if (err == 0 && (err = djmfs_flush(r->f)) < 0)
 		rec_log(r, SD_LOG_ERROR, "sd_rec_begin(%s): djmfs_flush: %s",
 			r->name, strerror(-err));
-	r->last_pub_ns = sd_now();
+	r->last_pub_ns = r->o.now();
 out:
 	pthread_mutex_unlock(&r->api_mu);
 	return err;
@@ -841,7 +843,7 @@ static int rec_maybe_publish(struct sd_rec *r)
 	size_t len;
 
 	if (r->pend_len == 0 ||
-	    sd_now() - r->last_pub_ns < r->o.publish_ns)
+	    r->o.now() - r->last_pub_ns < r->o.publish_ns)
 		return 0;
 	len = rec_cut(r, 0);
 	return len > 0 ? rec_piece(r, len, 0) : 0;

@@ -455,6 +455,10 @@ struct sd_rec_opts {
 				     recording that decodes to its end) */
 	uint64_t deadline_ns;	  /* write deadline after issue; 0: 1 s */
 	unsigned max_inflight;	  /* data writes in flight; 0: 4 */
+	uint64_t (*now)(void);	  /* the clock publish_ns runs on; NULL:
+				     sd_now (tests move a fake one).  Write
+				     deadlines stay on sd_now(), the clock
+				     libdjmfs judges them by */
 	struct sd_logger log;
 };
 
