@@ -1,23 +1,14 @@
 /*
  * The one place DJMFS turns a diagnostic into text: it formats a line and
  * hands it to the caller's log hook, so neither the client library nor the
- * server library ever writes to a stream of its own.
+ * server library ever writes to a stream of its own.  The body is the
+ * project's one log-call formatter (common/lg.h); lines are cut at 767
+ * bytes.
  */
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "djmfs-int.h"
+#include "lg.h"
 
-void djmfs__log(const struct djmfs_log *log, enum djmfs_log_level lvl,
-		const char *fmt, ...)
-{
-	char line[768];
-	va_list ap;
-
-	if (!log || !log->fn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	log->fn(log->arg, lvl, line);
-}
+LG_DEFINE_LOG(djmfs__log, struct djmfs_log, enum djmfs_log_level, 768)

@@ -42,7 +42,7 @@ DJMFS_SOURCES = \
 	djmfs/djmfs_restore.c \
 	djmfs/djmfs_reconnect.c
 
-DJMFS_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs
+DJMFS_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs -I$(top_srcdir)/common
 
 noinst_LTLIBRARIES += djmfs/libdjmfs-core.la
 djmfs_libdjmfs_core_la_SOURCES = $(DJMFS_SOURCES)

@@ -23,7 +23,7 @@ IOSCHED_SOURCES = \
 	sched/iosched_sim.c \
 	sched/iosched_uring.c
 
-IOSCHED_CPPFLAGS = $(AM_CPPFLAGS) \
+IOSCHED_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/common \
 	-DIOSCHED_PROFILE_DIR_DEFAULT='"$(pkgdatadir)/profiles"'
 
 noinst_LTLIBRARIES += sched/libiosched-core.la

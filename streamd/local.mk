@@ -4,7 +4,8 @@
 # programs are built inside streamd/ (a top-level "streamd" binary would
 # collide with the object directory); install drops the directory.
 
-STREAMD_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs -I$(top_srcdir)/streamd
+STREAMD_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs -I$(top_srcdir)/streamd \
+	-I$(top_srcdir)/common
 STREAMD_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(AV_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)
 STREAMD_LIBS = streamd/libstreamd-core.la djmfs/libdjmfs-core.la \
 	$(MHD_LIBS) $(AV_LIBS) $(JANSSON_LIBS) $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
@@ -23,6 +24,7 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_rec.c \
 	streamd/sd_catalog.c \
 	streamd/sd_session.c \
+	streamd/sd_daemon.h \
 	streamd/sd_http.h \
 	streamd/sd_http.c \
 	streamd/sd_route_record.c \

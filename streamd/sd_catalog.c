@@ -70,7 +70,7 @@ struct cat_entry {
 struct sd_catalog {
 	struct djmfs_client *c;
 	uint64_t refresh_ns;
-	struct djmfs_log log;
+	struct sd_logger log;
 	pthread_mutex_t mu;
 	struct cat_entry *map[CAT_BUCKETS];
 };
@@ -254,7 +254,7 @@ static int entry_read(struct sd_catalog *cat, struct cat_entry *e,
 	if (n == (ssize_t)len)
 		return 0;
 	n = n < 0 ? n : -EIO;
-	cat_log(cat, DJMFS_LOG_ERROR, "sd_catalog(%s): djmfs_pread_obj: %s",
+	cat_log(cat, SD_LOG_ERROR, "sd_catalog(%s): djmfs_pread_obj: %s",
 		e->s.name, strerror((int)-n));
 	return (int)n;
 }
@@ -313,7 +313,7 @@ static int entry_index_tail(struct sd_catalog *cat, struct cat_entry *e,
 	for (; err == 0 && k < len / SD_IDX_SIZE; k++) {
 		if (sd_idx_decode(*buf + k * SD_IDX_SIZE, &x) < 0) {
 			if (e->bad_at != from + k * SD_IDX_SIZE + 1)
-				cat_log(cat, DJMFS_LOG_WARN, "sd_catalog(%s): "
+				cat_log(cat, SD_LOG_WARN, "sd_catalog(%s): "
 					"bad index entry %zu; the index stops "
 					"there", e->s.name,
 					(size_t)(from / SD_IDX_SIZE + k));
@@ -376,7 +376,7 @@ static int entry_apply(struct sd_catalog *cat, struct cat_entry *e,
 		memcpy(e->s.format, h.format, sizeof(e->s.format));
 	}
 	if (n > 0 && (err = sd_index_load(&e->s.index, ib, n * SD_IDX_SIZE)) < 0)
-		cat_log(cat, DJMFS_LOG_WARN, "sd_catalog(%s): sd_index_load: "
+		cat_log(cat, SD_LOG_WARN, "sd_catalog(%s): sd_index_load: "
 			"%s", e->s.name, strerror(-err));
 	e->s.live = !!(fi->flags & DJMFS_FILE_WRITE_LOCKED);
 	e->s.data_size = data_size;
@@ -398,7 +398,7 @@ static int entry_refresh(struct sd_catalog *cat, struct cat_entry *e,
 			 int *gone)
 {
 	struct djmfs_file_info fi;
-	uint64_t now = djmfs_now();
+	uint64_t now = sd_now();
 	int err, opened = 0;
 
 	pthread_mutex_lock(&e->mu);
@@ -413,7 +413,7 @@ static int entry_refresh(struct sd_catalog *cat, struct cat_entry *e,
 		opened = err == 0;
 		e->gone = err == -ENOENT;
 		if (err == -EUCLEAN)
-			cat_log(cat, DJMFS_LOG_DEBUG, "sd_catalog(%s): "
+			cat_log(cat, SD_LOG_DEBUG, "sd_catalog(%s): "
 				"quarantined", e->s.name);
 	}
 	if (e->f) {
@@ -437,7 +437,7 @@ out:
 /* ------------------------------------------------------------------ */
 
 int sd_catalog_new(struct sd_catalog **out, struct djmfs_client *c,
-		   uint64_t refresh_ns, const struct djmfs_log *log)
+		   uint64_t refresh_ns, const struct sd_logger *log)
 {
 	struct sd_catalog *cat;
 
@@ -541,7 +541,7 @@ int sd_catalog_list(struct sd_catalog *cat,
 	int err = djmfs_list(cat->c, NULL, cat_collect, &ns);
 
 	if (err < 0 && err != ns.err)
-		cat_log(cat, DJMFS_LOG_ERROR, "sd_catalog_list: djmfs_list: %s",
+		cat_log(cat, SD_LOG_ERROR, "sd_catalog_list: djmfs_list: %s",
 			strerror(-err));
 	for (size_t i = 0; err == 0 && i < ns.n; i++) {
 		int e = sd_catalog_get(cat, ns.v[i], &s);
@@ -549,7 +549,7 @@ int sd_catalog_list(struct sd_catalog *cat,
 		if (e < 0) {
 			/* Not a recording, not started, or just removed. */
 			cat_log(cat, e == -ENOENT || e == -EUCLEAN ?
-					     DJMFS_LOG_DEBUG : DJMFS_LOG_WARN,
+					     SD_LOG_DEBUG : SD_LOG_WARN,
 				"sd_catalog_list: skipping %s: %s", ns.v[i],
 				strerror(-e));
 			continue;

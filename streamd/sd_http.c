@@ -30,7 +30,7 @@
 #include <jansson.h>
 
 #include "config.h"
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 #define SD_HTTP_THREADS 4
 #define ADMIN_MAX_CONNECTIONS 64u
@@ -519,7 +519,7 @@ enum MHD_Result sd_reply_error(struct sd_req *r, unsigned status,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	sd_log_error(r->d->log, DJMFS_LOG_INFO, "%s %s: %u %s", r->method,
+	sd_log_error(r->d->log, SD_LOG_INFO, "%s %s: %u %s", r->method,
 		     r->url, status, msg);
 	o = json_pack("{s:s, s:i}", "error", msg, "status", (int)status);
 	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -664,7 +664,7 @@ struct conn {
 	struct ip_hold *ip;	/* the address's count, if held */
 	int held;		/* holds one of l->open */
 	int fd;
-	int64_t due;		/* head due by (djmfs_now), 0: in a request */
+	int64_t due;		/* head due by (sd_now), 0: in a request */
 	int64_t since;		/* accepted, or the last request's end */
 	int reaped, timed_out;
 	struct conn *next, *prev;
@@ -801,7 +801,7 @@ static void conn_started(struct listener *l, struct MHD_Connection *mc,
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
 	struct conn *c = calloc(1, sizeof(*c));
-	int64_t now = (int64_t)djmfs_now();
+	int64_t now = (int64_t)sd_now();
 
 	atomic_fetch_add(&l->d->http_open, 1);
 	pthread_mutex_lock(&g->mu);
@@ -835,7 +835,7 @@ static void conn_closed(struct listener *l, void **ctx)
 {
 	struct sd_http_guard *g = l->g;
 	struct conn *c = *ctx;
-	int64_t now = (int64_t)djmfs_now();
+	int64_t now = (int64_t)sd_now();
 	int idle;
 
 	atomic_fetch_sub(&l->d->http_open, 1);
@@ -895,7 +895,7 @@ static void guard_request_over(struct listener *l, struct MHD_Connection *mc,
 {
 	struct sd_http_guard *g = l->g;
 	struct conn *c = conn_of(mc);
-	int64_t now = (int64_t)djmfs_now();
+	int64_t now = (int64_t)sd_now();
 	int timed_out = why == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED;
 
 	if (c) {
@@ -918,7 +918,7 @@ static void reap(struct sd_http_guard *g, int64_t now)
 			continue;
 		c->reaped = 1;
 		if (shutdown(c->fd, SHUT_RDWR) < 0)
-			sd_log_error(c->l->d->log, DJMFS_LOG_DEBUG, "shutdown(%d): "
+			sd_log_error(c->l->d->log, SD_LOG_DEBUG, "shutdown(%d): "
 				     "%s", c->fd, strerror(errno));
 		refused(c->l->d, SD_REFUSED_HEADER_TIMEOUT);
 	}
@@ -932,7 +932,7 @@ static void *reaper_main(void *arg)
 	pthread_setname_np(pthread_self(), "sd-reaper");
 	pthread_mutex_lock(&g->mu);
 	while (!g->stop) {
-		reap(g, (int64_t)djmfs_now());
+		reap(g, (int64_t)sd_now());
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += (long)g->period_ns;
 		ts.tv_sec += ts.tv_nsec / SD_NS;
@@ -1042,7 +1042,7 @@ static struct sd_req *req_new(struct sd_daemon *d,
 	}
 	r->d = d;
 	r->conn = conn;
-	r->t0 = (int64_t)djmfs_now();
+	r->t0 = (int64_t)sd_now();
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_mutex_lock(&d->mu);
 	r->next = d->reqs;
@@ -1195,7 +1195,7 @@ static void log_access(struct sd_daemon *d, struct MHD_Connection *conn,
 						  MHD_HTTP_HEADER_REFERER),
 		      MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						  MHD_HTTP_HEADER_USER_AGENT),
-		      (uint64_t)((int64_t)djmfs_now() - r->t0) / 1000000u);
+		      (uint64_t)((int64_t)sd_now() - r->t0) / 1000000u);
 }
 
 /* A request ends (or its connection closes).  One whose head never came
@@ -1247,7 +1247,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	}
 	/* Mostly clients that went away mid-response: routine for a
 	 * streaming server.  Start-up failures are logged by the caller. */
-	sd_log_error(l->d->log, DJMFS_LOG_DEBUG, "libmicrohttpd: %s", line);
+	sd_log_error(l->d->log, SD_LOG_DEBUG, "libmicrohttpd: %s", line);
 }
 
 /* "host:port", "[v6]:port" into a socket address. */
@@ -1307,7 +1307,7 @@ static int listener_start(struct listener *l, unsigned threads)
 	int err = parse_listen(l->spec, &ss, &sl);
 
 	if (err < 0) {
-		sd_log_error(d->log, DJMFS_LOG_ERROR, "%s address '%s': "
+		sd_log_error(d->log, SD_LOG_ERROR, "%s address '%s': "
 			     "expected HOST:PORT or [V6]:PORT", l->key, l->spec);
 		return err;
 	}
@@ -1327,7 +1327,7 @@ static int listener_start(struct listener *l, unsigned threads)
 		MHD_OPTION_END);
 	if (!l->mhd) {
 		err = errno ? -errno : -EADDRINUSE;
-		sd_log_error(d->log, DJMFS_LOG_ERROR, "MHD_start_daemon(%s): "
+		sd_log_error(d->log, SD_LOG_ERROR, "MHD_start_daemon(%s): "
 			     "%s", l->spec, strerror(-err));
 		return err;
 	}
@@ -1357,7 +1357,7 @@ static void log_admin_url(const struct sd_daemon *d)
 		spec = "[::1]";
 		hl = 5;
 	}
-	sd_log_error(d->log, DJMFS_LOG_INFO, "admin listening on "
+	sd_log_error(d->log, SD_LOG_INFO, "admin listening on "
 		     "http://%.*s:%u/", hl, spec, d->admin_port);
 }
 
@@ -1376,7 +1376,7 @@ int sd_http_start(struct sd_daemon *d)
 		err = -pthread_create(&g->reaper, NULL, reaper_main, g);
 		g->reaping = err == 0;
 		if (err < 0)
-			sd_log_error(d->log, DJMFS_LOG_ERROR, "pthread_create("
+			sd_log_error(d->log, SD_LOG_ERROR, "pthread_create("
 				     "reaper): %s", strerror(-err));
 	}
 	if (err < 0)
@@ -1431,7 +1431,7 @@ void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns)
 		if (pthread_cond_timedwait(&d->cv, &d->mu, &until) == ETIMEDOUT)
 			break;
 	if (d->publishing > 0)
-		sd_log_error(d->log, DJMFS_LOG_WARN, "stop: %u recording(s) "
+		sd_log_error(d->log, SD_LOG_WARN, "stop: %u recording(s) "
 			     "still closing after the grace period",
 			     d->publishing);
 	pthread_mutex_unlock(&d->mu);

@@ -1,6 +1,5 @@
 /*
- * The HTTP side of streamd: the daemon context every route shares, the
- * per-request state, and the handshake that suspends a connection while
+ * The HTTP side of streamd: the per-request state, and the handshake that suspends a connection while
  * it has nothing to send (or no room to take an upload) and resumes it
  * from whichever thread produces the missing bytes.  sd_http.c owns the
  * libmicrohttpd daemons (the main listener and, with admin_listen, the
@@ -23,7 +22,6 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
-#include <stdatomic.h>
 
 #include "streamd-int.h"
 
@@ -50,37 +48,8 @@ extern const char *const sd_http_refusal_names[SD_REFUSED_N];
 /* Connection limits and head deadlines (sd_http.c). */
 struct sd_http_guard;
 
-struct sd_daemon {
-	struct sd_config cfg;	   /* as started */
-	struct sd_log *log;
-	struct djmfs_log dlog;	   /* to the error log */
-	struct djmfs_client *client;
-	struct sd_catalog *cat;
-	struct sd_pump *pump;
-	struct MHD_Daemon *mhd;
-	uint16_t port;		   /* bound */
-	struct MHD_Daemon *admin_mhd; /* admin_listen's, or NULL */
-	uint16_t admin_port;	   /* bound, or 0 */
-	struct sd_http_guard *guard; /* owned by sd_http.c */
-
-	pthread_mutex_t knobs_mu;  /* serialises knob changes */
-	struct sd_knobs knobs;	   /* in use (under knobs_mu) */
-
-	pthread_mutex_t mu;	   /* the lists below, stopping */
-	pthread_cond_t cv;	   /* a recording ended */
-	struct sd_req *reqs;	   /* every live request */
-	struct sd_pub *pubs;	   /* publishers now (sd_route_record.c) */
-	unsigned publishing;	   /* length of pubs */
-	int stopping;
-
-	atomic_uint_fast64_t bytes_in, bytes_out;
-	atomic_uint_fast64_t recordings_total;
-	atomic_uint_fast64_t rec_writes, rec_write_misses; /* closed recs */
-	atomic_uint_fast64_t http_count[SD_HTTP_CODES];
-	atomic_uint_fast64_t http_other;
-	atomic_uint_fast64_t http_open; /* connections now, both listeners */
-	atomic_uint_fast64_t http_refused[SD_REFUSED_N];
-};
+/* The daemon's context (sd_daemon.h), which every request points to. */
+struct sd_daemon;
 
 /* Route handler: called for every MHD access callback of its request
  * (see MHD_AccessHandlerCallback); returns MHD_YES or MHD_NO. */
@@ -183,15 +152,5 @@ int sd_http_start(struct sd_daemon *d);
  * are cut, then the HTTP daemons stop.
  */
 void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns);
-
-/* Recording metrics: closed recordings plus the publishers now
- * (sd_route_record.c). */
-void sd_record_totals(struct sd_daemon *d, uint64_t *writes,
-		      uint64_t *misses);
-/* Ends every upload in progress as if its encoder had finished (a clean
- * stop); the ingest threads then close the recordings. */
-void sd_record_stop_all(struct sd_daemon *d);
-/* Knobs in use and a change of them (sd_route_admin.c). */
-int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k);
 
 #endif /* SD_HTTP_H */

@@ -82,7 +82,7 @@ struct sd_ts {
 
 struct sd_ingest {
 	struct sd_ingest_cbs cbs;
-	struct djmfs_log log;
+	struct sd_logger log;
 	uint64_t probe_size;
 	pthread_t thread;
 
@@ -621,7 +621,7 @@ static int ingest_open(struct sd_ingest *in)
 		r = avformat_find_stream_info(in->fmt, NULL);
 	}
 	if (r < 0 && !in->cb_err)
-		ingest_log(in, DJMFS_LOG_WARN,
+		ingest_log(in, SD_LOG_WARN,
 			   "ingest: %s: %s (after %llu bytes): not a stream",
 			   call, av_err2str(r), (unsigned long long)in->taken);
 	return r < 0 ? -EPROTONOSUPPORT : 0;
@@ -668,14 +668,14 @@ static int ingest_probe(struct sd_ingest *in)
 	if (in->cb_err)
 		return in->cb_err;
 	if (!err && (err = pick_key_stream(in)) < 0)
-		ingest_log(in, DJMFS_LOG_WARN,
+		ingest_log(in, SD_LOG_WARN,
 			   "ingest: probe found no audio or video stream with a known codec (after %llu bytes): not a stream",
 			   (unsigned long long)in->taken);
 	if (err)
 		return err;
 	if ((err = describe(in, format, sizeof(format), &codecs)) < 0)
 		return err;
-	ingest_log(in, DJMFS_LOG_INFO,
+	ingest_log(in, SD_LOG_INFO,
 		   "ingest: probe found %s after %llu bytes%s: %s", format,
 		   (unsigned long long)in->taken,
 		   in->overrun ? " (probe bound reached)" : "", codecs);
@@ -778,7 +778,7 @@ static int ingest_demux(struct sd_ingest *in)
 		return in->cb_err;
 	if (r != AVERROR_EOF)
 		/* the bytes are still good: keep passing them on */
-		ingest_log(in, DJMFS_LOG_WARN,
+		ingest_log(in, SD_LOG_WARN,
 			   "ingest: av_read_frame: %s (at byte %llu): no more keyframes from this upload",
 			   av_err2str(r), (unsigned long long)in->taken);
 	return ingest_drain(in);
@@ -840,7 +840,7 @@ int sd_ingest_new(struct sd_ingest **out, const struct sd_ingest_opts *opts,
 	pthread_condattr_destroy(&ca);
 	err = -pthread_create(&in->thread, NULL, ingest_main, in);
 	if (err) {
-		ingest_log(in, DJMFS_LOG_ERROR, "ingest: pthread_create: %s",
+		ingest_log(in, SD_LOG_ERROR, "ingest: pthread_create: %s",
 			   strerror(-err));
 		pthread_cond_destroy(&in->cv);
 		pthread_mutex_destroy(&in->mu);

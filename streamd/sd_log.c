@@ -1,6 +1,6 @@
 /*
  * The daemon's two logs: the error log, where every module's diagnostics
- * end up (through the struct djmfs_log hook) as timestamped, levelled
+ * end up (through the struct sd_logger hook) as timestamped, levelled
  * lines, and the access log, one line per HTTP request in the combined
  * log format plus its duration.  Each line is formatted in full first and
  * leaves in a single write(2) on a file opened O_APPEND, so lines from
@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lg.h"
 #include "streamd-int.h"
 
 /* Longest line either log writes, newline included: longer ones are cut
@@ -35,7 +36,7 @@
 
 struct sd_log {
 	pthread_mutex_t mu;
-	enum djmfs_log_level level;
+	enum sd_log_level level;
 	char *error_path;  /* "-": stderr */
 	char *access_path; /* "": off; "-": stdout */
 	int efd, afd;
@@ -43,10 +44,10 @@ struct sd_log {
 };
 
 static const char *const level_tags[] = {
-	[DJMFS_LOG_ERROR] = "ERROR",
-	[DJMFS_LOG_WARN] = "WARN",
-	[DJMFS_LOG_INFO] = "INFO",
-	[DJMFS_LOG_DEBUG] = "DEBUG",
+	[SD_LOG_ERROR] = "ERROR",
+	[SD_LOG_WARN] = "WARN",
+	[SD_LOG_INFO] = "INFO",
+	[SD_LOG_DEBUG] = "DEBUG",
 };
 
 static const char *const months[] = {
@@ -158,7 +159,7 @@ static int open_both(const struct sd_log *l, int *efd, int *e_own, int *afd,
 }
 
 int sd_log_open(struct sd_log **out, const char *error_path,
-		const char *access_path, enum djmfs_log_level level)
+		const char *access_path, enum sd_log_level level)
 {
 	struct sd_log *l;
 	int err = -ENOMEM;
@@ -206,7 +207,7 @@ int sd_log_reopen(struct sd_log *l)
 
 	err = open_both(l, &efd, &e_own, &afd, &a_own);
 	if (err) {
-		sd_log_error(l, DJMFS_LOG_ERROR,
+		sd_log_error(l, SD_LOG_ERROR,
 			     "sd_log_reopen: open: %s (keeping the old logs)",
 			     strerror(-err));
 		return err;
@@ -259,7 +260,7 @@ static void wall_now(struct timespec *ts, struct tm *tm)
 
 /* The error-log line for @msg, control characters (a stray newline in a
  * message) turned into spaces so that one record stays one line. */
-static void error_line(struct sd_log *l, enum djmfs_log_level level,
+static void error_line(struct sd_log *l, enum sd_log_level level,
 		       const char *msg)
 {
 	struct line ln = { .len = 0 };
@@ -280,12 +281,12 @@ static void error_line(struct sd_log *l, enum djmfs_log_level level,
 	emit(l, 0, &ln);
 }
 
-static int level_known(enum djmfs_log_level level)
+static int level_known(enum sd_log_level level)
 {
 	return (unsigned)level < sizeof(level_tags) / sizeof(level_tags[0]);
 }
 
-static void hook_fn(void *arg, enum djmfs_log_level level, const char *msg)
+static void hook_fn(void *arg, enum sd_log_level level, const char *msg)
 {
 	struct sd_log *l = arg;
 
@@ -294,14 +295,14 @@ static void hook_fn(void *arg, enum djmfs_log_level level, const char *msg)
 	error_line(l, level, msg);
 }
 
-struct djmfs_log sd_log_hook(struct sd_log *l)
+struct sd_logger sd_log_hook(struct sd_log *l)
 {
-	struct djmfs_log h = { .fn = l ? hook_fn : NULL, .arg = l };
+	struct sd_logger h = { .fn = l ? hook_fn : NULL, .arg = l };
 
 	return h;
 }
 
-void sd_log_error(struct sd_log *l, enum djmfs_log_level level,
+void sd_log_error(struct sd_log *l, enum sd_log_level level,
 		  const char *fmt, ...)
 {
 	char msg[SD_LOG_LINE_MAX];
@@ -345,16 +346,6 @@ void sd_log_access(struct sd_log *l, const char *host, const char *method,
 	emit(l, 1, &ln);
 }
 
-void sd__log(const struct djmfs_log *log, enum djmfs_log_level level,
-	     const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	if (!log || !log->fn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	log->fn(log->arg, level, line);
-}
+/* How every module logs (streamd-int.h): the project's one log-call
+ * formatter (common/lg.h), lines cut at 1023 bytes. */
+LG_DEFINE_LOG(sd__log, struct sd_logger, enum sd_log_level, 1024)

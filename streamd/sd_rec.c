@@ -153,14 +153,14 @@ static void rec_done(void *user, ssize_t res)
 {
 	struct rec_write *w = user;
 	struct sd_rec *r = w->r;
-	int late = djmfs_now() > w->deadline_ns;
+	int late = sd_now() > w->deadline_ns;
 
 	if (res >= 0 && (size_t)res != w->len)
 		res = -EIO;
 	pthread_mutex_lock(&r->mu);
 	if (res < 0 && r->err == 0) {
 		r->err = (int)res;
-		rec_log(r, DJMFS_LOG_ERROR, "sd_rec(%s): djmfs_write_async "
+		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): djmfs_write_async "
 			"(%s): %s", r->name, w->data ? "data" : "index",
 			strerror((int)-res));
 	}
@@ -232,14 +232,14 @@ static int rec_submit(struct sd_rec *r, uint8_t *buf, size_t len, int data)
 		return -ENOMEM;
 	}
 	*w = (struct rec_write){ r, buf, len,
-				 djmfs_now() + r->o.deadline_ns, data };
+				 sd_now() + r->o.deadline_ns, data };
 	pthread_mutex_lock(&r->mu);
 	r->inflight++;
 	r->data_inflight += data;
 	pthread_mutex_unlock(&r->mu);
 	err = djmfs_write_async(r->f, buf, len, w->deadline_ns, rec_done, w);
 	if (err < 0) {
-		rec_log(r, DJMFS_LOG_ERROR, "sd_rec(%s): djmfs_write_async: %s",
+		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): djmfs_write_async: %s",
 			r->name, strerror(-err));
 		pthread_mutex_lock(&r->mu);
 		r->inflight--;
@@ -263,7 +263,7 @@ static int rec_point(struct sd_rec *r, int obj, uint64_t end)
 	if (err == 0)
 		err = djmfs_set_objptr(r->f, r->id[obj], end);
 	if (err < 0 && err != rec_err(r))
-		rec_log(r, DJMFS_LOG_ERROR, "sd_rec(%s): djmfs_set_objptr(%s):"
+		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): djmfs_set_objptr(%s):"
 			" %s", r->name, rec_objs[obj].name, strerror(-err));
 	r->ptr_data = err == 0 && obj == OBJ_DATA;
 	return err;
@@ -316,7 +316,7 @@ static int rec_put_data(struct sd_rec *r, size_t len)
 	r->data_end += len;
 	if (r->cut <= r->data_end)
 		r->cut = 0;
-	r->last_pub_ns = djmfs_now();
+	r->last_pub_ns = r->o.now();
 	return 0;
 }
 
@@ -349,7 +349,7 @@ static size_t rec_cut(struct sd_rec *r, int full)
 	if (r->cut > r->data_end)
 		return (size_t)(r->cut - r->data_end);
 	if (full || !r->ts || !r->ts_pes ||
-	    djmfs_now() - r->last_pub_ns >= 2 * r->o.publish_ns)
+	    r->o.now() - r->last_pub_ns >= 2 * r->o.publish_ns)
 		return r->pend_len;
 	return 0;
 }
@@ -468,7 +468,7 @@ static int rec_write_header(struct sd_rec *r)
 		r->hdr_size = size;
 out:
 	if (err < 0)
-		rec_log(r, DJMFS_LOG_ERROR, "sd_rec(%s): writing the header: %s",
+		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): writing the header: %s",
 			r->name, strerror(-err));
 	free(buf);
 	free(txt);
@@ -528,7 +528,7 @@ static int rec_shape(struct sd_rec *r, struct djmfs_file_info *fi)
 	for (uint32_t i = 0; i < fi->n_objs; i++)
 		if (i >= N_OBJS || strcmp(fi->objs[i].name, rec_objs[i].name) ||
 		    fi->objs[i].attrs != rec_objs[i].attrs) {
-			rec_log(r, DJMFS_LOG_WARN, "sd_rec_open(%s): not a "
+			rec_log(r, SD_LOG_WARN, "sd_rec_open(%s): not a "
 				"recording (object %u is \"%s\")", r->name, i,
 				fi->objs[i].name);
 			return -EUCLEAN;
@@ -542,7 +542,7 @@ static int rec_shape(struct sd_rec *r, struct djmfs_file_info *fi)
 		err = djmfs_create_obj(r->f, rec_objs[i].name,
 				       rec_objs[i].attrs, &r->id[i]);
 		if (err < 0) {
-			rec_log(r, DJMFS_LOG_ERROR, "sd_rec_open(%s): "
+			rec_log(r, SD_LOG_ERROR, "sd_rec_open(%s): "
 				"djmfs_create_obj(%s): %s", r->name,
 				rec_objs[i].name, strerror(-err));
 			return err;
@@ -559,7 +559,7 @@ static int rec_read(struct sd_rec *r, int obj, void *buf, size_t len,
 
 	if (n == (ssize_t)len)
 		return 0;
-	rec_log(r, DJMFS_LOG_ERROR, "sd_rec_open(%s): djmfs_pread_obj(%s): %s",
+	rec_log(r, SD_LOG_ERROR, "sd_rec_open(%s): djmfs_pread_obj(%s): %s",
 		r->name, rec_objs[obj].name,
 		strerror(n < 0 ? (int)-n : EIO));
 	return n < 0 ? (int)n : -EIO;
@@ -625,7 +625,7 @@ static int rec_trim(struct sd_rec *r, uint64_t keep)
 		err = djmfs_flush(r->f);
 	}
 	if (err < 0)
-		rec_log(r, DJMFS_LOG_ERROR, "sd_rec_open(%s): trimming the "
+		rec_log(r, SD_LOG_ERROR, "sd_rec_open(%s): trimming the "
 			"index: %s: %s", r->name, call, strerror(-err));
 out:
 	free(buf);
@@ -647,7 +647,7 @@ static int rec_load_index(struct sd_rec *r, int64_t mtime_ns)
 	int err = rec_index_keep(r, &keep, &e);
 
 	if (err == 0 && keep < have) {
-		rec_log(r, DJMFS_LOG_WARN, "sd_rec_open(%s): %llu index "
+		rec_log(r, SD_LOG_WARN, "sd_rec_open(%s): %llu index "
 			"entries beyond the data (%llu bytes) or damaged; "
 			"trimming them", r->name,
 			(unsigned long long)(have - keep),
@@ -663,7 +663,7 @@ static int rec_load_index(struct sd_rec *r, int64_t mtime_ns)
 	end.wall_ns = mtime_ns < now ? mtime_ns : now;
 	if (end.wall_ns < e.wall_ns)
 		end.wall_ns = e.wall_ns;
-	rec_log(r, DJMFS_LOG_INFO, "sd_rec_open(%s): the previous connection "
+	rec_log(r, SD_LOG_INFO, "sd_rec_open(%s): the previous connection "
 		"ended without closing (a crash?); its %llu bytes end the "
 		"recording so far", r->name, (unsigned long long)r->data_end);
 	return rec_queue(r, &end);
@@ -689,7 +689,7 @@ static int rec_load(struct sd_rec *r, const struct djmfs_file_info *fi)
 	if (err == 0 && hsize > REC_HDR_SIZE)
 		r->hdr_size = hsize;
 	if (err == -EUCLEAN)
-		rec_log(r, DJMFS_LOG_WARN, "sd_rec_open(%s): not a recording "
+		rec_log(r, SD_LOG_WARN, "sd_rec_open(%s): not a recording "
 			"(bad header or index)", r->name);
 	if (err == 0 && r->idx_end > 0)
 		err = rec_load_index(r, (int64_t)fi->mtime_ns);
@@ -724,6 +724,8 @@ static struct sd_rec *rec_new(const char *name, const struct sd_rec_opts *o)
 		r->o.deadline_ns = SD_NS;
 	if (!r->o.max_inflight)
 		r->o.max_inflight = 4;
+	if (!r->o.now)
+		r->o.now = sd_now;
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	pthread_mutex_init(&r->api_mu, NULL);
 	pthread_mutex_init(&r->mu, NULL);
@@ -756,7 +758,7 @@ int sd_rec_open(struct djmfs_client *c, const char *name,
 	err = djmfs_open(c, name, DJMFS_O_READ | DJMFS_O_WRITE |
 				  DJMFS_O_CREATE, &r->f);
 	if (err < 0) {
-		rec_log(r, err == -EBUSY ? DJMFS_LOG_INFO : DJMFS_LOG_ERROR,
+		rec_log(r, err == -EBUSY ? SD_LOG_INFO : SD_LOG_ERROR,
 			"sd_rec_open(%s): djmfs_open: %s", name,
 			strerror(-err));
 		r->f = NULL;
@@ -788,7 +790,7 @@ static json_t *rec_codecs(struct sd_rec *r, const char *codecs)
 	if (json_is_array(v))
 		return v;
 	if (codecs)
-		rec_log(r, DJMFS_LOG_WARN, "sd_rec_begin(%s): codecs are not "
+		rec_log(r, SD_LOG_WARN, "sd_rec_begin(%s): codecs are not "
 			"a JSON array; recording []", r->name);
 	json_decref(v);
 	return json_array();
@@ -826,9 +828,9 @@ int sd_rec_begin(struct sd_rec *r, const char *format, const char *codecs,
 	err = rec_write_header(r);
 	/* Readers see the recording (live, with its start) at once. */
 	if (err == 0 && (err = djmfs_flush(r->f)) < 0)
-		rec_log(r, DJMFS_LOG_ERROR, "sd_rec_begin(%s): djmfs_flush: %s",
+		rec_log(r, SD_LOG_ERROR, "sd_rec_begin(%s): djmfs_flush: %s",
 			r->name, strerror(-err));
-	r->last_pub_ns = djmfs_now();
+	r->last_pub_ns = r->o.now();
 out:
 	pthread_mutex_unlock(&r->api_mu);
 	return err;
@@ -841,7 +843,7 @@ static int rec_maybe_publish(struct sd_rec *r)
 	size_t len;
 
 	if (r->pend_len == 0 ||
-	    djmfs_now() - r->last_pub_ns < r->o.publish_ns)
+	    r->o.now() - r->last_pub_ns < r->o.publish_ns)
 		return 0;
 	len = rec_cut(r, 0);
 	return len > 0 ? rec_piece(r, len, 0) : 0;
@@ -900,7 +902,7 @@ int sd_rec_key(struct sd_rec *r, uint64_t conn_off, int64_t pts)
 		goto out;
 	if (e.offset < r->prev_off) {
 		/* Offsets never go back; one lost keyframe costs little. */
-		rec_log(r, DJMFS_LOG_WARN, "sd_rec_key(%s): keyframe at %llu "
+		rec_log(r, SD_LOG_WARN, "sd_rec_key(%s): keyframe at %llu "
 			"before the previous entry at %llu; dropped", r->name,
 			(unsigned long long)e.offset,
 			(unsigned long long)r->prev_off);
@@ -981,12 +983,12 @@ int sd_rec_close(struct sd_rec *r, int64_t wall_ns, struct sd_rec_stats *final)
 	if (err == 0 && r->begun)
 		err = rec_write_header(r);
 	if ((e2 = djmfs_flush(r->f)) < 0 && err == 0) {
-		rec_log(r, DJMFS_LOG_ERROR, "sd_rec_close(%s): djmfs_flush: %s",
+		rec_log(r, SD_LOG_ERROR, "sd_rec_close(%s): djmfs_flush: %s",
 			r->name, strerror(-e2));
 		err = e2;
 	}
 	if ((e2 = djmfs_close(r->f)) < 0 && err == 0) {
-		rec_log(r, DJMFS_LOG_ERROR, "sd_rec_close(%s): djmfs_close: %s",
+		rec_log(r, SD_LOG_ERROR, "sd_rec_close(%s): djmfs_close: %s",
 			r->name, strerror(-e2));
 		err = e2;
 	}

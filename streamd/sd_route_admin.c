@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 #define ADMIN_BODY_MAX 65536
 
@@ -46,7 +46,7 @@ int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k)
 	}
 	pthread_mutex_unlock(&d->knobs_mu);
 	if (err == 0)
-		sd_log_error(d->log, DJMFS_LOG_INFO, "knobs: A %.1f%% B %.1f%% "
+		sd_log_error(d->log, SD_LOG_INFO, "knobs: A %.1f%% B %.1f%% "
 			     "period %.3f s read %u buffer %u policy %s depth %u "
 			     "profile %s burst %.3f s cors_origins '%s'",
 			     k->a_pct, k->b_pct, (double)k->period_ns / 1e9,

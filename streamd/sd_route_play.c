@@ -62,7 +62,7 @@
 
 #include <jansson.h>
 
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 #define FIX_END_EVERY_NS (300 * 1000000LL)
 /* A paced body is held until it may send at least this much (or what is
@@ -323,7 +323,7 @@ struct play {
 	 * cur_media (ns past the first keyframe); the target lies in the span
 	 * [a, b] when span is set. */
 	int paced;
-	int64_t t0;		/* djmfs_now() as the response began */
+	int64_t t0;		/* sd_now() as the response began */
 	int64_t ahead;		/* burst, ns */
 	size_t cur;
 	int64_t cur_media;
@@ -347,7 +347,7 @@ static void play_cleanup(struct sd_req *r)
 		return;
 	sd_session_stats(pl->sess, &st);
 	sd_session_close(pl->sess); /* no wake after this (sd_http.h, 4) */
-	sd_log_error(r->d->log, DJMFS_LOG_INFO, "play %s: %llu bytes, %llu "
+	sd_log_error(r->d->log, SD_LOG_INFO, "play %s: %llu bytes, %llu "
 		     "reads, %llu late, %llu underflows", r->url,
 		     (unsigned long long)st.bytes, (unsigned long long)st.reads,
 		     (unsigned long long)st.misses,
@@ -410,7 +410,7 @@ static void play_fix_end(struct play *pl, int now_anyway)
 {
 	struct sd_stream *s;
 	uint64_t end;
-	int64_t now = (int64_t)djmfs_now();
+	int64_t now = (int64_t)sd_now();
 
 	if (now < pl->next_fix && !now_anyway)
 		return;
@@ -539,7 +539,7 @@ static size_t pace_room(struct play *pl, size_t max)
 	if (pl->limit != UINT64_MAX && pl->limit - pl->sent < want)
 		want = pl->limit - pl->sent;
 	if (pl->allow < at + want)
-		pace_update(pl, (int64_t)djmfs_now());
+		pace_update(pl, (int64_t)sd_now());
 	if (!pl->paced)
 		return max;
 	if (pl->allow < at + want)
@@ -607,7 +607,7 @@ static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 		if (n == SD_SESSION_EOF)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		if (n < 0) {
-			sd_log_error(r->d->log, DJMFS_LOG_WARN, "%s: session "
+			sd_log_error(r->d->log, SD_LOG_WARN, "%s: session "
 				     "read: %s", r->url, strerror((int)-n));
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
@@ -634,7 +634,7 @@ static void cap_send_buffer(struct sd_req *r)
 	pthread_mutex_unlock(&r->d->knobs_mu);
 	if (ci && setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &size,
 			     sizeof(size)) < 0)
-		sd_log_error(r->d->log, DJMFS_LOG_DEBUG, "setsockopt(SO_SNDBUF):"
+		sd_log_error(r->d->log, SD_LOG_DEBUG, "setsockopt(SO_SNDBUF):"
 			     " %s", strerror(errno));
 }
 
@@ -687,7 +687,7 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 		r->priv = pl;
 		r->cleanup = play_cleanup;
 		pthread_mutex_unlock(&r->d->mu);
-		pl->t0 = (int64_t)djmfs_now();
+		pl->t0 = (int64_t)sd_now();
 		resp = MHD_create_response_from_callback(size, 64 * 1024,
 							 play_reader, pl, NULL);
 	}
@@ -917,7 +917,7 @@ enum MHD_Result sd_route_sessions(struct sd_req *r, const char *upload,
 				  size_t *upload_size)
 {
 	struct sd_daemon *d = r->d;
-	int64_t now = (int64_t)djmfs_now();
+	int64_t now = (int64_t)sd_now();
 	json_t *a = json_array();
 
 	(void)upload;

@@ -33,7 +33,7 @@
 
 #include <jansson.h>
 
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 /* After a refusal, how much of the rest of the body is read and dropped
  * (and for how long) waiting for its end, so the client can be told why
@@ -47,7 +47,7 @@ struct sd_pub {
 	struct sd_req *r;
 	char name[SD_NAME_MAX + 1];
 	int64_t wall0;		/* when the upload began */
-	uint64_t rx_ns;		/* djmfs_now() of the last body bytes */
+	uint64_t rx_ns;		/* sd_now() of the last body bytes */
 	struct sd_ingest *in;
 
 	pthread_mutex_t mu;	/* rec, stats, finished, closed, result */
@@ -62,9 +62,9 @@ struct sd_pub {
 	struct sd_pub *next;
 };
 
-static struct djmfs_log pub_log(struct sd_pub *p)
+static struct sd_logger pub_log(struct sd_pub *p)
 {
-	return p->d->dlog;
+	return p->d->logger;
 }
 
 /* ------------------------------------------------------------------ */
@@ -87,8 +87,8 @@ static int pub_ready(void *arg, const char *format, const char *codecs)
 	if (err == 0)
 		err = sd_rec_begin(rec, format, codecs, p->wall0);
 	if (err < 0) {
-		sd_log_error(d->log, err == -EBUSY ? DJMFS_LOG_INFO :
-			     DJMFS_LOG_ERROR, "record %s: sd_rec_open: %s",
+		sd_log_error(d->log, err == -EBUSY ? SD_LOG_INFO :
+			     SD_LOG_ERROR, "record %s: sd_rec_open: %s",
 			     p->name, strerror(-err));
 		sd_rec_close(rec, sd_wall_now(), NULL);
 		return err;
@@ -97,7 +97,7 @@ static int pub_ready(void *arg, const char *format, const char *codecs)
 	p->rec = rec;
 	pthread_mutex_unlock(&p->mu);
 	sd_catalog_touch(d->cat, p->name);
-	sd_log_error(d->log, DJMFS_LOG_INFO, "record %s: %s %s", p->name,
+	sd_log_error(d->log, SD_LOG_INFO, "record %s: %s %s", p->name,
 		     format, codecs);
 	return 0;
 }
@@ -146,10 +146,10 @@ static void pub_close(struct sd_pub *p, int result)
 	sd_catalog_touch(d->cat, p->name);
 	if (p->result < 0 && p->result != -EPROTONOSUPPORT &&
 	    p->result != -EBUSY)
-		sd_log_error(d->log, DJMFS_LOG_ERROR, "record %s: stopped: %s",
+		sd_log_error(d->log, SD_LOG_ERROR, "record %s: stopped: %s",
 			     p->name, strerror(-p->result));
 	else if (p->result == 0)
-		sd_log_error(d->log, DJMFS_LOG_INFO, "record %s: closed, %llu "
+		sd_log_error(d->log, SD_LOG_INFO, "record %s: closed, %llu "
 			     "bytes, %llu keyframes", p->name,
 			     (unsigned long long)p->stats.bytes,
 			     (unsigned long long)p->stats.keyframes);
@@ -186,12 +186,12 @@ static void pub_wake(void *arg)
 static void pub_cut_off(struct sd_pub *p)
 {
 	struct sd_daemon *d = p->d;
-	uint64_t quiet = djmfs_now() - p->rx_ns;
+	uint64_t quiet = sd_now() - p->rx_ns;
 	struct sd_ingest_stats st;
 
 	sd_ingest_stats(p->in, &st);
 	if (quiet >= SD_NS && quiet + SD_NS >= d->cfg.idle_timeout_ns)
-		sd_log_error(d->log, DJMFS_LOG_WARN, "record %s: no bytes "
+		sd_log_error(d->log, SD_LOG_WARN, "record %s: no bytes "
 			     "from the encoder for %.1f s (idle timeout %.1f "
 			     "s): the connection was closed; ending the "
 			     "upload with the %llu bytes received", p->name,
@@ -199,7 +199,7 @@ static void pub_cut_off(struct sd_pub *p)
 			     (double)d->cfg.idle_timeout_ns / SD_NS,
 			     (unsigned long long)st.bytes_in);
 	else
-		sd_log_error(d->log, DJMFS_LOG_WARN, "record %s: the "
+		sd_log_error(d->log, SD_LOG_WARN, "record %s: the "
 			     "encoder's connection ended mid-upload (reset, "
 			     "or closed before the end of the body): ending "
 			     "the upload with the %llu bytes received",
@@ -261,7 +261,7 @@ static enum MHD_Result record_start(struct sd_req *r)
 		.on_key = pub_key, .on_wake = pub_wake, .on_idle = pub_idle,
 	};
 	struct sd_ingest_opts io = { .probe_size = d->cfg.probe_size,
-				     .log = d->dlog };
+				     .log = d->logger };
 	struct sd_pub *p;
 	int err;
 
@@ -278,7 +278,7 @@ static enum MHD_Result record_start(struct sd_req *r)
 	p->r = r;
 	snprintf(p->name, sizeof(p->name), "%s", r->name);
 	p->wall0 = sd_wall_now();
-	p->rx_ns = djmfs_now();
+	p->rx_ns = sd_now();
 	pthread_mutex_init(&p->mu, NULL);
 	err = pub_register(d, p);
 	if (err < 0) {
@@ -379,7 +379,7 @@ enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
 		if (p->dropped <= DROP_MAX &&
 		    sd_wall_now() - p->dropped_since <= DROP_NS)
 			return MHD_YES;
-		sd_log_error(r->d->log, DJMFS_LOG_INFO, "record %s: %s; closing "
+		sd_log_error(r->d->log, SD_LOG_INFO, "record %s: %s; closing "
 			     "the connection after dropping %llu bytes",
 			     p->name, strerror(-(result ? result : ESHUTDOWN)),
 			     (unsigned long long)p->dropped);
@@ -388,7 +388,7 @@ enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
 	if (*upload_size > 0 && !p->finished) {
 		size_t n = sd_ingest_push(p->in, upload, *upload_size);
 
-		p->rx_ns = djmfs_now();
+		p->rx_ns = sd_now();
 		atomic_fetch_add(&r->d->bytes_in, n);
 		*upload_size -= n;
 		if (*upload_size > 0)

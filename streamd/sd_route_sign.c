@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 /* "/streams/NAME" + the longest suffix + "?" + the query. */
 #define URL_MAX (SD_NAME_MAX + 64 + 128)

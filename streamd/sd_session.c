@@ -27,8 +27,7 @@
  *     s->mu (one session's state).  p->lmu (the knobs in effect, the
  *     period count, closed sessions' sums, lateness) is a leaf: nothing
  *     is taken while it is held.
- *  2. No libdjmfs call but djmfs_now() is made while holding any of these
- *     locks (submissions, djmfs_file_info and djmfs_close all run
+ *  2. No libdjmfs call is made while holding any of these locks (submissions, djmfs_file_info and djmfs_close all run
  *     unlocked), so completions may take our locks freely and the
  *     library never waits on us.
  *  3. s->io != IO_NONE means exactly one operation of the session is
@@ -107,7 +106,7 @@ struct tune {
 
 struct sd_pump {
 	struct djmfs_client *c;
-	struct djmfs_log log;
+	struct sd_logger log;
 	pthread_t th;
 	int started;
 
@@ -157,7 +156,7 @@ struct sd_session {
 	int err;			/* first failure, or 0 */
 	int started;			/* a read completed */
 	int owed;			/* empty episode not judged yet */
-	uint64_t empty_since;		/* when it began (djmfs_now) */
+	uint64_t empty_since;		/* when it began (sd_now) */
 	int waiting;			/* read returned 0, no wake yet */
 	int empty;			/* in an empty episode (counted once) */
 	int waking;			/* wake calls in progress */
@@ -206,11 +205,11 @@ static void tune_get(struct sd_pump *p, struct tune *t, uint64_t *tick)
 }
 
 /* The fields the pump itself relies on; the rest is sd_knobs_check's. */
-static int knobs_ok(const struct sd_knobs *k, const struct djmfs_log *log)
+static int knobs_ok(const struct sd_knobs *k, const struct sd_logger *log)
 {
 	if (k && k->period_ns > 0 && k->read_size > 0 && k->buffer_size > 0)
 		return 0;
-	plog(log, DJMFS_LOG_ERROR, "sd_pump: knobs: period, read_size and "
+	plog(log, SD_LOG_ERROR, "sd_pump: knobs: period, read_size and "
 	     "buffer_size must be positive: %s", strerror(EINVAL));
 	return -EINVAL;
 }
@@ -338,7 +337,7 @@ static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
 	if (s->owed && now > s->empty_since && now - s->empty_since > limit) {
 		s->st.underflows++;
 		s->owed = 0;
-		plog(&s->p->log, DJMFS_LOG_DEBUG, "sd_session(%s): underflow: "
+		plog(&s->p->log, SD_LOG_DEBUG, "sd_session(%s): underflow: "
 		     "empty %.3f s at %llu of %llu, %s in flight, %llu reads",
 		     s->name, (double)(now - s->empty_since) / 1e9,
 		     (unsigned long long)s->pos,
@@ -374,7 +373,7 @@ static void plan(struct sd_session *s, const struct tune *t, uint64_t tick,
 		a->off = s->pos;
 		a->len = n;
 		a->buf = s->ring + ring_tail(s);
-		a->deadline = djmfs_now() +
+		a->deadline = sd_now() +
 			      (t->deadline_ns ? t->deadline_ns : t->period_ns);
 		s->io_deadline = a->deadline;
 	} else if (s->pos >= readable_end(s) && s->sync_tick != tick) {
@@ -405,7 +404,7 @@ static void settle(struct sd_session *s, struct act *a)
 
 	if (err < 0) {
 		pthread_mutex_lock(&s->mu);
-		plog(&s->p->log, DJMFS_LOG_ERROR, "sd_session(%s): %s: %s",
+		plog(&s->p->log, SD_LOG_ERROR, "sd_session(%s): %s: %s",
 		     s->name, a->io == IO_READ ? "djmfs_pread_obj_async"
 					       : "djmfs_sync_snap_async",
 		     strerror(-err));
@@ -430,7 +429,7 @@ static void settle(struct sd_session *s, struct act *a)
 static void fail(struct sd_session *s, const char *call, int err,
 		 struct act *a)
 {
-	plog(&s->p->log, DJMFS_LOG_ERROR, "sd_session(%s): %s: %s", s->name,
+	plog(&s->p->log, SD_LOG_ERROR, "sd_session(%s): %s: %s", s->name,
 	     call, strerror(-err));
 	if (!s->err)
 		s->err = err;
@@ -441,7 +440,7 @@ static void read_done(void *user, ssize_t res)
 {
 	struct sd_session *s = user;
 	struct sd_pump *p = s->p;
-	uint64_t now = djmfs_now(), tick, late = 0;
+	uint64_t now = sd_now(), tick, late = 0;
 	struct act a = { 0 };
 	struct tune t;
 
@@ -540,7 +539,7 @@ static size_t visit_room(struct sd_pump *p)
 		return p->visit_cap;
 	v = realloc(p->visit, p->n_sessions * sizeof(*v));
 	if (!v) {
-		plog(&p->log, DJMFS_LOG_ERROR, "sd_pump: visit list of %llu "
+		plog(&p->log, SD_LOG_ERROR, "sd_pump: visit list of %llu "
 		     "sessions: %s", (unsigned long long)p->n_sessions,
 		     strerror(ENOMEM));
 		return p->visit_cap;
@@ -568,7 +567,7 @@ static void pump_tick(struct sd_pump *p)
 		struct act a = { 0 };
 
 		pthread_mutex_lock(&s->mu);
-		judge(s, &t, djmfs_now());
+		judge(s, &t, sd_now());
 		if (s->tick_wake) {
 			s->tick_wake = 0;
 			a.wake = take_waiting(s);
@@ -646,9 +645,9 @@ static int pump_sync_init(struct sd_pump *p)
 }
 
 int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
-		const struct sd_knobs *k, const struct djmfs_log *log)
+		const struct sd_knobs *k, const struct sd_logger *log)
 {
-	struct djmfs_log nolog = { 0 };
+	struct sd_logger nolog = { 0 };
 	struct sd_pump *p = NULL;
 	int err;
 
@@ -669,7 +668,7 @@ int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 		goto fail;
 	err = -pthread_create(&p->th, NULL, pump_main, p);
 	if (err < 0) {
-		plog(&p->log, DJMFS_LOG_ERROR, "sd_pump_new: pthread_create: "
+		plog(&p->log, SD_LOG_ERROR, "sd_pump_new: pthread_create: "
 		     "%s", strerror(-err));
 		pthread_cond_destroy(&p->cv);
 		pthread_mutex_destroy(&p->mu);
@@ -691,7 +690,7 @@ void sd_pump_free(struct sd_pump *p)
 	pthread_mutex_lock(&p->mu);
 	p->stop = 1;
 	if (p->head)
-		plog(&p->log, DJMFS_LOG_ERROR, "sd_pump_free: %llu sessions "
+		plog(&p->log, SD_LOG_ERROR, "sd_pump_free: %llu sessions "
 		     "still open", (unsigned long long)p->n_sessions);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
@@ -768,8 +767,8 @@ static int session_file(struct sd_session *s, const char *name)
 	int err = djmfs_open(s->p->c, name, DJMFS_O_READ, &s->f);
 
 	if (err < 0) {
-		plog(&s->p->log, err == -ENOENT ? DJMFS_LOG_DEBUG
-						: DJMFS_LOG_ERROR,
+		plog(&s->p->log, err == -ENOENT ? SD_LOG_DEBUG
+						: SD_LOG_ERROR,
 		     "sd_session_open(%s): djmfs_open: %s", name,
 		     strerror(-err));
 		return err;
@@ -778,7 +777,7 @@ static int session_file(struct sd_session *s, const char *name)
 	if (err == 0)
 		err = image_of(s, &s->img_size, &s->live);
 	if (err < 0) {
-		plog(&s->p->log, DJMFS_LOG_ERROR, "sd_session_open(%s): no "
+		plog(&s->p->log, SD_LOG_ERROR, "sd_session_open(%s): no "
 		     "\"data\" object: not a recording: %s", name,
 		     strerror(-err));
 		err = err == -ENOENT ? -EUCLEAN : err;
@@ -792,7 +791,7 @@ static void session_free(struct sd_session *s)
 		int err = djmfs_close(s->f);
 
 		if (err < 0)
-			plog(&s->p->log, DJMFS_LOG_WARN, "sd_session(%s): "
+			plog(&s->p->log, SD_LOG_WARN, "sd_session(%s): "
 			     "djmfs_close: %s", s->name, strerror(-err));
 	}
 	pthread_cond_destroy(&s->cv);
@@ -899,7 +898,7 @@ ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
 		 * it to be an underflow is judged later. */
 		if (!s->empty && s->started && s->pos < readable_end(s)) {
 			s->owed = 1;
-			s->empty_since = djmfs_now();
+			s->empty_since = sd_now();
 		}
 		s->empty = 1;
 		s->waiting = 1;

@@ -1,5 +1,6 @@
 /*
- * Time for streamd: the wall clock every recording is stamped with, and
+ * Time for streamd: the monotonic clock every duration and deadline is
+ * measured on, the wall clock every recording is stamped with, and
  * the text forms players use to name a moment of a recording — seconds
  * behind live ("-30"), seconds from the start ("120", "12.5"), or an
  * ISO-8601 date-time.  Everything is parsed by hand into integer
@@ -27,6 +28,14 @@ int64_t sd_wall_now(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * SD_NS + ts.tv_nsec;
+}
+
+uint64_t sd_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int is_digit(char c)

@@ -17,7 +17,9 @@
  *
  * Conventions as in the libraries: 0 (or a count) or -errno; constructors
  * fill an out-parameter; modules never print: they log through
- * struct djmfs_log (the daemon routes it to the error log).
+ * struct sd_logger (the daemon routes it to the error log) and tell time
+ * with sd_now().  Both are streamd's own: the daemon's main (streamd.c)
+ * is the one place that turns them into libdjmfs's log hook.
  */
 #ifndef STREAMD_INT_H
 #define STREAMD_INT_H
@@ -27,6 +29,34 @@
 #include <sys/types.h>
 
 #include "djmfs.h"
+
+/* ------------------------------------------------------------------ */
+/* Logging hook and clock                                              */
+/* ------------------------------------------------------------------ */
+
+/* The values are libdjmfs's and libiosched's too, so that the boundary
+ * (streamd.c) converts with a cast. */
+enum sd_log_level {
+	SD_LOG_ERROR = 0,
+	SD_LOG_WARN = 1,
+	SD_LOG_INFO = 2,
+	SD_LOG_DEBUG = 3,
+};
+
+/* Receives one complete line (no trailing newline), valid during the call;
+ * called from any of the daemon's threads. */
+typedef void (*sd_log_fn)(void *arg, enum sd_log_level level,
+			  const char *msg);
+
+struct sd_logger {
+	sd_log_fn fn; /* NULL: diagnostics are dropped */
+	void *arg;
+};
+
+/* CLOCK_MONOTONIC in ns: every duration, timeout and deadline in the
+ * daemon.  It is djmfs_now()'s clock, so a deadline taken from it is
+ * one libdjmfs understands (sd_time.c). */
+uint64_t sd_now(void);
 
 /* Stream names: [A-Za-z0-9._-]{1,128}, and not "." or "..". */
 #define SD_NAME_MAX 128
@@ -377,7 +407,7 @@ struct sd_ingest_cbs {
 struct sd_ingest_opts {
 	uint64_t probe_size; /* 0: 1 MiB */
 	size_t ring_size;    /* 0: 4 MiB */
-	struct djmfs_log log;
+	struct sd_logger log;
 };
 
 enum sd_ingest_state {
@@ -425,7 +455,11 @@ struct sd_rec_opts {
 				     recording that decodes to its end) */
 	uint64_t deadline_ns;	  /* write deadline after issue; 0: 1 s */
 	unsigned max_inflight;	  /* data writes in flight; 0: 4 */
-	struct djmfs_log log;
+	uint64_t (*now)(void);	  /* the clock publish_ns runs on; NULL:
+				     sd_now (tests move a fake one).  Write
+				     deadlines stay on sd_now(), the clock
+				     libdjmfs judges them by */
+	struct sd_logger log;
 };
 
 struct sd_rec_stats {
@@ -512,7 +546,7 @@ struct sd_catalog;
 /* @refresh_ns: a stream's snapshot is fetched again at most this often
  * (0: 100 ms). */
 int sd_catalog_new(struct sd_catalog **out, struct djmfs_client *c,
-		   uint64_t refresh_ns, const struct djmfs_log *log);
+		   uint64_t refresh_ns, const struct sd_logger *log);
 void sd_catalog_free(struct sd_catalog *cat);
 
 /* The recording @name, refreshed to the newest snapshot (new index
@@ -569,7 +603,7 @@ struct sd_pump_stats {
 };
 
 int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
-		const struct sd_knobs *k, const struct djmfs_log *log);
+		const struct sd_knobs *k, const struct sd_logger *log);
 /* Stops the thread; every session must be closed first. */
 void sd_pump_free(struct sd_pump *p);
 /* New knobs apply from the next period; buffer_size applies to sessions
@@ -618,7 +652,7 @@ void sd_session_close(struct sd_session *s);
 
 /* Formats one line and hands it to @log's hook (nothing when @log or its
  * fn is NULL): how every module of the daemon logs. */
-void sd__log(const struct djmfs_log *log, enum djmfs_log_level level,
+void sd__log(const struct sd_logger *log, enum sd_log_level level,
 	     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 struct sd_log;
@@ -626,15 +660,15 @@ struct sd_log;
 /* @error_path: "-" for stderr; @access_path: "" for none, "-" stdout.
  * Returns 0 or -errno (cannot open). */
 int sd_log_open(struct sd_log **out, const char *error_path,
-		const char *access_path, enum djmfs_log_level level);
+		const char *access_path, enum sd_log_level level);
 void sd_log_close(struct sd_log *l);
 /* Reopens both files (SIGHUP after rotation).  0 or -errno (the old
  * files stay in use). */
 int sd_log_reopen(struct sd_log *l);
-/* A struct djmfs_log whose lines go to the error log with a timestamp
+/* A struct sd_logger whose lines go to the error log with a timestamp
  * and level. */
-struct djmfs_log sd_log_hook(struct sd_log *l);
-void sd_log_error(struct sd_log *l, enum djmfs_log_level level,
+struct sd_logger sd_log_hook(struct sd_log *l);
+void sd_log_error(struct sd_log *l, enum sd_log_level level,
 		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* One access log line in the combined log format, plus the duration in
  * ms: host - - [time] "METHOD URL VERSION" status bytes "referer" "ua" ms */

@@ -1,7 +1,8 @@
 /*
  * streamd: the recording and time-shift daemon.  This file alone parses
  * arguments, sets up and tears down: configuration (defaults, then the
- * file, then flags), logs, the DJMFS side (embedded: a volume file in the
+ * file, then flags), logs (and the one place streamd's logger meets
+ * libdjmfs's log hook), the DJMFS side (embedded: a volume file in the
  * data directory and the DJMFS server on a thread of this process;
  * cluster: an external djmfsd), the catalog, the pump and the HTTP front
  * end.  Signals are taken by sigwait on the main thread: SIGHUP reopens
@@ -24,7 +25,7 @@
 
 #include "config.h"
 #include "djmfs_server.h"
-#include "sd_http.h"
+#include "sd_daemon.h"
 
 #define PROG "streamd"
 #define STOP_GRACE_NS (10 * SD_NS)
@@ -45,18 +46,45 @@ struct embedded {
 	size_t secret_len;
 };
 
+/* libdjmfs's diagnostics go on to the daemon's logger: the one place
+ * streamd's log hook becomes libdjmfs's (the level enums share their
+ * values, as libdjmfs's and libiosched's do). */
+static void from_djmfs(void *arg, enum djmfs_log_level level, const char *msg)
+{
+	const struct sd_logger *to = arg;
+
+	to->fn(to->arg, (enum sd_log_level)level, msg);
+}
+
+_Static_assert((int)SD_LOG_ERROR == (int)DJMFS_LOG_ERROR &&
+	       (int)SD_LOG_WARN == (int)DJMFS_LOG_WARN &&
+	       (int)SD_LOG_INFO == (int)DJMFS_LOG_INFO &&
+	       (int)SD_LOG_DEBUG == (int)DJMFS_LOG_DEBUG,
+	       "from_djmfs casts one level enum to the other");
+
+/* The hook every libdjmfs call of the daemon gets; it borrows d->logger,
+ * which outlives the client and the embedded server. */
+static struct djmfs_log djmfs_hook(struct sd_daemon *d)
+{
+	struct djmfs_log h = { .fn = d->logger.fn ? from_djmfs : NULL,
+			       .arg = &d->logger };
+
+	return h;
+}
+
 /* The volume's shared secret, when configured: the embedded server then
  * asks every client for it, and streamd proves it to either server. */
 static int secret_load(struct sd_daemon *d, struct embedded *e)
 {
 	const char *path = d->cfg.djmfs_secret_file;
+	struct djmfs_log log = djmfs_hook(d);
 	int err;
 
 	if (!*path)
 		return 0;
-	err = djmfs_secret_load(path, &e->secret, &e->secret_len, &d->dlog);
+	err = djmfs_secret_load(path, &e->secret, &e->secret_len, &log);
 	if (err < 0)
-		sd_log_error(d->log, DJMFS_LOG_ERROR, "djmfs_secret_file %s: "
+		sd_log_error(d->log, SD_LOG_ERROR, "djmfs_secret_file %s: "
 			     "%s%s", path, strerror(-err), err == -EPERM ?
 			     " (group or others may read it: chmod 600 it)" : "");
 	return err;
@@ -82,8 +110,8 @@ static void av_to_log(void *avcl, int level, const char *fmt, va_list ap)
 	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		line[--n] = '\0';
 	if (n)
-		sd_log_error(av_target, level <= AV_LOG_ERROR ? DJMFS_LOG_INFO :
-			     DJMFS_LOG_DEBUG, "libavformat: %s", line);
+		sd_log_error(av_target, level <= AV_LOG_ERROR ? SD_LOG_INFO :
+			     SD_LOG_DEBUG, "libavformat: %s", line);
 }
 
 static void usage_key(void *arg, const char *key, const char *arg_name,
@@ -212,19 +240,19 @@ static void *serve(void *arg)
 static int embedded_start(struct sd_daemon *d, struct embedded *e)
 {
 	struct sd_config *cfg = &d->cfg;
-	struct djmfs_server_opts so = { 0 };
+	struct djmfs_server_opts so = { .log = djmfs_hook(d) };
 	struct stat st;
 	int err;
 
 	if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
 		err = -errno;
-		sd_log_error(d->log, DJMFS_LOG_ERROR, "mkdir(%s): %s",
+		sd_log_error(d->log, SD_LOG_ERROR, "mkdir(%s): %s",
 			     cfg->data_dir, strerror(-err));
 		return err;
 	}
 	if (strlen(cfg->data_dir) + sizeof("/djmfsd.sock") > sizeof(e->sock) ||
 	    strlen(cfg->data_dir) + sizeof("/volume.img") > sizeof(cfg->volume)) {
-		sd_log_error(d->log, DJMFS_LOG_ERROR, "data_dir %s: path too "
+		sd_log_error(d->log, SD_LOG_ERROR, "data_dir %s: path too "
 			     "long", cfg->data_dir);
 		return -ENAMETOOLONG;
 	}
@@ -235,12 +263,12 @@ static int embedded_start(struct sd_daemon *d, struct embedded *e)
 	snprintf(e->sock, sizeof(e->sock), "%.*s/djmfsd.sock",
 		 (int)(sizeof(e->sock) - sizeof("/djmfsd.sock")), cfg->data_dir);
 	if (stat(cfg->volume, &st) < 0) {
-		sd_log_error(d->log, DJMFS_LOG_INFO, "creating the volume %s "
+		sd_log_error(d->log, SD_LOG_INFO, "creating the volume %s "
 			     "(%llu bytes, sparse)", cfg->volume,
 			     (unsigned long long)cfg->volume_size);
-		err = djmfs_mkfs(cfg->volume, cfg->volume_size, 0, 0, &d->dlog);
+		err = djmfs_mkfs(cfg->volume, cfg->volume_size, 0, 0, &so.log);
 		if (err < 0) {
-			sd_log_error(d->log, DJMFS_LOG_ERROR, "djmfs_mkfs(%s): "
+			sd_log_error(d->log, SD_LOG_ERROR, "djmfs_mkfs(%s): "
 				     "%s", cfg->volume, strerror(-err));
 			return err;
 		}
@@ -250,10 +278,9 @@ static int embedded_start(struct sd_daemon *d, struct embedded *e)
 	so.unix_path = e->sock;
 	so.secret = e->secret;
 	so.secret_len = e->secret_len;
-	so.log = d->dlog;
 	err = djmfs_server_new(&e->srv, &so);
 	if (err < 0) {
-		sd_log_error(d->log, DJMFS_LOG_ERROR, "djmfs_server_new(%s): %s%s",
+		sd_log_error(d->log, SD_LOG_ERROR, "djmfs_server_new(%s): %s%s",
 			     cfg->volume, strerror(-err), err == -EBUSY ?
 			     " (is another streamd using this data directory?)"
 			     : "");
@@ -287,7 +314,7 @@ static int connect_djmfs(struct sd_daemon *d, const struct embedded *e)
 		.policy = d->cfg.knobs.policy,
 		.profile = d->cfg.knobs.profile,
 		.depth = d->cfg.knobs.depth,
-		.log = d->dlog,
+		.log = djmfs_hook(d),
 		.inject_latency_ns = d->cfg.inject_latency_ns,
 		.inject_eio_every = d->cfg.inject_eio_every,
 		.secret = e->secret,
@@ -304,7 +331,7 @@ static int connect_djmfs(struct sd_daemon *d, const struct embedded *e)
 	}
 	err = djmfs_connect(&d->client, &o);
 	if (err < 0)
-		sd_log_error(d->log, DJMFS_LOG_ERROR, "djmfs_connect(%s): %s%s",
+		sd_log_error(d->log, SD_LOG_ERROR, "djmfs_connect(%s): %s%s",
 			     o.server, strerror(-err), err != -EACCES ? "" :
 			     e->secret ? " (the server did not prove the volume's "
 			     "secret: another secret, or none)" : " (the server "
@@ -333,7 +360,7 @@ static void banner(const struct sd_daemon *d, int embedded)
 	char url[200];
 
 	base_url(d, url, sizeof(url));
-	sd_log_error(d->log, DJMFS_LOG_INFO, "listening on %s/ (%s, volume "
+	sd_log_error(d->log, SD_LOG_INFO, "listening on %s/ (%s, volume "
 		     "%s)", url, embedded ? "embedded DJMFS server" :
 		     d->cfg.djmfs, d->cfg.volume);
 	printf(PROG " " PACKAGE_VERSION " is recording and serving on %s/\n\n"
@@ -361,24 +388,24 @@ static void wait_for_stop(struct sd_daemon *d, const sigset_t *set)
 		if (sig != SIGHUP)
 			break;
 		if (sd_log_reopen(d->log) < 0)
-			sd_log_error(d->log, DJMFS_LOG_ERROR, "SIGHUP: cannot "
+			sd_log_error(d->log, SD_LOG_ERROR, "SIGHUP: cannot "
 				     "reopen the logs; keeping the old ones");
 		else
-			sd_log_error(d->log, DJMFS_LOG_INFO, "SIGHUP: logs "
+			sd_log_error(d->log, SD_LOG_INFO, "SIGHUP: logs "
 				     "reopened");
 	}
-	sd_log_error(d->log, DJMFS_LOG_INFO, "%s: stopping; recordings in "
+	sd_log_error(d->log, SD_LOG_INFO, "%s: stopping; recordings in "
 		     "progress are being closed", strsignal(sig));
 }
 
-static enum djmfs_log_level level_of(const char *name)
+static enum sd_log_level level_of(const char *name)
 {
 	static const char *const names[] = { "error", "warn", "info", "debug" };
 
 	for (unsigned i = 0; i < 4; i++)
 		if (strcmp(name, names[i]) == 0)
-			return (enum djmfs_log_level)i;
-	return DJMFS_LOG_INFO;
+			return (enum sd_log_level)i;
+	return SD_LOG_INFO;
 }
 
 static int run(struct sd_daemon *d, const sigset_t *set)
@@ -393,9 +420,9 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	if (err == 0)
 		err = connect_djmfs(d, &e);
 	if (err == 0)
-		err = sd_catalog_new(&d->cat, d->client, 0, &d->dlog);
+		err = sd_catalog_new(&d->cat, d->client, 0, &d->logger);
 	if (err == 0)
-		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->dlog);
+		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger);
 	if (err == 0)
 		err = sd_http_start(d);
 	if (err == 0) {
@@ -427,7 +454,7 @@ int main(int argc, char **argv)
 			d.cfg.error_log, d.cfg.access_log, strerror(-err));
 		return 1;
 	}
-	d.dlog = sd_log_hook(d.log);
+	d.logger = sd_log_hook(d.log);
 	av_target = d.log;
 	av_log_set_callback(av_to_log);
 	d.knobs = d.cfg.knobs;
@@ -443,7 +470,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	err = run(&d, &set);
-	sd_log_error(d.log, err < 0 ? DJMFS_LOG_ERROR : DJMFS_LOG_INFO,
+	sd_log_error(d.log, err < 0 ? SD_LOG_ERROR : SD_LOG_INFO,
 		     "stopped%s%s", err < 0 ? ": " : "",
 		     err < 0 ? strerror(-err) : "");
 	sd_log_close(d.log);

@@ -25,7 +25,7 @@ fi
 fuzz_setup streamd
 
 S=$srcdir/streamd
-CFLAGS="-std=gnu11 -g -O1 -D_GNU_SOURCE -I$S -I$srcdir/djmfs -I$srcdir/sched"
+CFLAGS="-std=gnu11 -g -O1 -D_GNU_SOURCE -I$S -I$srcdir/djmfs -I$srcdir/sched -I$srcdir/common"
 # The compiled-in profiles are made at build time (sched/local.mk): make
 # them here as well, and leave out a copy an in-tree build left behind.
 awk -f "$srcdir/sched/tools/embed-profiles.awk" "$srcdir"/sched/profiles/*.profile \

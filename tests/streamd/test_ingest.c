@@ -104,13 +104,13 @@ static void rec_fini(struct rec *r)
 	pthread_mutex_destroy(&r->mu);
 }
 
-static void on_log(void *arg, enum djmfs_log_level lvl, const char *msg)
+static void on_log(void *arg, enum sd_log_level lvl, const char *msg)
 {
 	struct rec *r = arg;
 
 	if (getenv("SD_TEST_LOG"))
 		fprintf(stderr, "[%d] %s\n", (int)lvl, msg);
-	if (lvl <= DJMFS_LOG_WARN) {
+	if (lvl <= SD_LOG_WARN) {
 		pthread_mutex_lock(&r->mu);
 		snprintf(r->warn, sizeof(r->warn), "%s", msg);
 		pthread_mutex_unlock(&r->mu);

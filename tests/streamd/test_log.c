@@ -82,18 +82,18 @@ static int matches(const char *re, const char *s)
 Test(log, drops_lines_above_the_level)
 {
 	struct sd_log *l;
-	struct djmfs_log h;
+	struct sd_logger h;
 	char *s;
 
-	cr_assert_eq(sd_log_open(&l, elog, "", DJMFS_LOG_WARN), 0);
-	sd_log_error(l, DJMFS_LOG_ERROR, "an error %d", 1);
-	sd_log_error(l, DJMFS_LOG_WARN, "a warning");
-	sd_log_error(l, DJMFS_LOG_INFO, "some info");
-	sd_log_error(l, DJMFS_LOG_DEBUG, "debug noise");
+	cr_assert_eq(sd_log_open(&l, elog, "", SD_LOG_WARN), 0);
+	sd_log_error(l, SD_LOG_ERROR, "an error %d", 1);
+	sd_log_error(l, SD_LOG_WARN, "a warning");
+	sd_log_error(l, SD_LOG_INFO, "some info");
+	sd_log_error(l, SD_LOG_DEBUG, "debug noise");
 	h = sd_log_hook(l);
 	cr_assert_not_null(h.fn);
-	h.fn(h.arg, DJMFS_LOG_WARN, "hooked warning");
-	h.fn(h.arg, DJMFS_LOG_INFO, "hooked info");
+	h.fn(h.arg, SD_LOG_WARN, "hooked warning");
+	h.fn(h.arg, SD_LOG_INFO, "hooked info");
 	sd_log_close(l);
 
 	s = slurp(elog);
@@ -111,9 +111,9 @@ Test(log, writes_error_lines_with_utc_milliseconds_pid_and_level)
 	struct sd_log *l;
 	char re[160], *s;
 
-	cr_assert_eq(sd_log_open(&l, elog, "", DJMFS_LOG_DEBUG), 0);
-	sd_log_error(l, DJMFS_LOG_INFO, "listening on http://%s/", "127.0.0.1:1");
-	sd_log_error(l, DJMFS_LOG_DEBUG, "two\nlines");
+	cr_assert_eq(sd_log_open(&l, elog, "", SD_LOG_DEBUG), 0);
+	sd_log_error(l, SD_LOG_INFO, "listening on http://%s/", "127.0.0.1:1");
+	sd_log_error(l, SD_LOG_DEBUG, "two\nlines");
 	sd_log_close(l);
 
 	s = slurp(elog);
@@ -133,7 +133,7 @@ Test(log, writes_access_lines_in_combined_format_with_duration)
 	struct sd_log *l;
 	char *s;
 
-	cr_assert_eq(sd_log_open(&l, elog, alog, DJMFS_LOG_ERROR), 0);
+	cr_assert_eq(sd_log_open(&l, elog, alog, SD_LOG_ERROR), 0);
 	sd_log_access(l, "127.0.0.1", "GET", "/streams/cam1.ts?start=-30",
 		      "HTTP/1.1", 200, 123456, NULL, "curl/7.88.1", 42);
 	sd_log_access(l, "::1", "PUT", "/record/\"x\" y", "HTTP/1.1", 400, 0,
@@ -163,7 +163,7 @@ Test(log, access_log_off_writes_nothing)
 	struct sd_log *l;
 	struct stat st;
 
-	cr_assert_eq(sd_log_open(&l, elog, "", DJMFS_LOG_ERROR), 0);
+	cr_assert_eq(sd_log_open(&l, elog, "", SD_LOG_ERROR), 0);
 	sd_log_access(l, "h", "GET", "/", "HTTP/1.1", 200, 1, NULL, NULL, 1);
 	sd_log_close(l);
 	cr_expect_eq(stat(alog, &st), -1);
@@ -178,15 +178,15 @@ Test(log, reopen_after_rename_writes_to_the_new_file)
 
 	snprintf(old_e, sizeof(old_e), "%s.1", elog);
 	snprintf(old_a, sizeof(old_a), "%s.1", alog);
-	cr_assert_eq(sd_log_open(&l, elog, alog, DJMFS_LOG_INFO), 0);
-	sd_log_error(l, DJMFS_LOG_INFO, "before");
+	cr_assert_eq(sd_log_open(&l, elog, alog, SD_LOG_INFO), 0);
+	sd_log_error(l, SD_LOG_INFO, "before");
 	sd_log_access(l, "h", "GET", "/before", "HTTP/1.1", 200, 1, NULL,
 		      NULL, 1);
 	cr_assert_eq(rename(elog, old_e), 0);
 	cr_assert_eq(rename(alog, old_a), 0);
-	sd_log_error(l, DJMFS_LOG_INFO, "still old");
+	sd_log_error(l, SD_LOG_INFO, "still old");
 	cr_assert_eq(sd_log_reopen(l), 0);
-	sd_log_error(l, DJMFS_LOG_INFO, "after");
+	sd_log_error(l, SD_LOG_INFO, "after");
 	sd_log_access(l, "h", "GET", "/after", "HTTP/1.1", 200, 1, NULL,
 		      NULL, 1);
 	sd_log_close(l);
@@ -221,8 +221,8 @@ Test(log, failed_reopen_keeps_the_old_files)
 	cr_assert_eq(mkdir(sub, 0755), 0);
 	snprintf(e, sizeof(e), "%s/error.log", sub);
 	snprintf(a, sizeof(a), "%s/access.log", sub);
-	cr_assert_eq(sd_log_open(&l, e, a, DJMFS_LOG_INFO), 0);
-	sd_log_error(l, DJMFS_LOG_INFO, "one");
+	cr_assert_eq(sd_log_open(&l, e, a, SD_LOG_INFO), 0);
+	sd_log_error(l, SD_LOG_INFO, "one");
 	/* Move the files out and remove their directory: reopening cannot
 	 * create them again (even as root). */
 	cr_assert_eq(rename(e, elog), 0);
@@ -230,7 +230,7 @@ Test(log, failed_reopen_keeps_the_old_files)
 	cr_assert_eq(rmdir(sub), 0);
 	err = sd_log_reopen(l);
 	cr_expect_eq(err, -ENOENT, "reopen returned %d", err);
-	sd_log_error(l, DJMFS_LOG_INFO, "two");
+	sd_log_error(l, SD_LOG_INFO, "two");
 	sd_log_access(l, "h", "GET", "/two", "HTTP/1.1", 200, 1, NULL, NULL, 1);
 	sd_log_close(l);
 
@@ -251,12 +251,12 @@ Test(log, failed_access_reopen_keeps_the_error_log_too)
 	snprintf(sub, sizeof(sub), "%s/acc", dir);
 	cr_assert_eq(mkdir(sub, 0755), 0);
 	snprintf(a, sizeof(a), "%s/access.log", sub);
-	cr_assert_eq(sd_log_open(&l, elog, a, DJMFS_LOG_INFO), 0);
+	cr_assert_eq(sd_log_open(&l, elog, a, SD_LOG_INFO), 0);
 	cr_assert_eq(rename(elog, alog), 0); /* the error log, rotated */
 	cr_assert_eq(unlink(a), 0);
 	cr_assert_eq(rmdir(sub), 0);
 	cr_expect_lt(sd_log_reopen(l), 0);
-	sd_log_error(l, DJMFS_LOG_INFO, "kept");
+	sd_log_error(l, SD_LOG_INFO, "kept");
 	sd_log_close(l);
 	s = slurp(alog);
 	cr_expect(matches("INFO: kept$", s), "rotated error log:\n%s", s);
@@ -272,9 +272,9 @@ Test(log, open_fails_with_errno_on_a_bad_path)
 	char bad[160];
 
 	snprintf(bad, sizeof(bad), "%s/no/such/dir/x.log", dir);
-	cr_expect_eq(sd_log_open(&l, bad, "", DJMFS_LOG_INFO), -ENOENT);
+	cr_expect_eq(sd_log_open(&l, bad, "", SD_LOG_INFO), -ENOENT);
 	cr_expect_null(l);
-	cr_expect_eq(sd_log_open(&l, elog, bad, DJMFS_LOG_INFO), -ENOENT);
+	cr_expect_eq(sd_log_open(&l, elog, bad, SD_LOG_INFO), -ENOENT);
 	cr_expect_null(l);
 	sd_log_close(NULL);
 }
@@ -291,7 +291,7 @@ static void *spam(void *arg)
 	memset(pad, 'x', sizeof(pad) - 1);
 	pad[sizeof(pad) - 1] = '\0';
 	for (i = 0; i < LINES; i++) {
-		sd_log_error(l, DJMFS_LOG_INFO, "t%p n%d %s end", arg, i, pad);
+		sd_log_error(l, SD_LOG_INFO, "t%p n%d %s end", arg, i, pad);
 		sd_log_access(l, "127.0.0.1", "GET", "/x", "HTTP/1.1", 200,
 			      (uint64_t)i, NULL, pad, 1);
 	}
@@ -306,7 +306,7 @@ Test(log, concurrent_threads_write_whole_lines)
 	size_t whole = 0, access_whole = 0;
 	int i;
 
-	cr_assert_eq(sd_log_open(&l, elog, alog, DJMFS_LOG_INFO), 0);
+	cr_assert_eq(sd_log_open(&l, elog, alog, SD_LOG_INFO), 0);
 	for (i = 0; i < THREADS; i++)
 		cr_assert_eq(pthread_create(&th[i], NULL, spam, l), 0);
 	for (i = 0; i < THREADS; i++)
@@ -347,12 +347,12 @@ Test(log, dash_means_stderr_for_errors_and_stdout_for_access)
 	save_o = dup(STDOUT_FILENO);
 	dup2(efd, STDERR_FILENO);
 	dup2(afd, STDOUT_FILENO);
-	cr_assert_eq(sd_log_open(&l, "-", "-", DJMFS_LOG_INFO), 0);
-	sd_log_error(l, DJMFS_LOG_WARN, "to stderr");
+	cr_assert_eq(sd_log_open(&l, "-", "-", SD_LOG_INFO), 0);
+	sd_log_error(l, SD_LOG_WARN, "to stderr");
 	sd_log_access(l, "h", "GET", "/to-stdout", "HTTP/1.1", 200, 1, NULL,
 		      NULL, 1);
 	cr_expect_eq(sd_log_reopen(l), 0);
-	sd_log_error(l, DJMFS_LOG_WARN, "still stderr");
+	sd_log_error(l, SD_LOG_WARN, "still stderr");
 	sd_log_close(l);
 	/* Closing the log leaves the standard streams open. */
 	cr_expect_eq(write(STDERR_FILENO, "", 0), 0);

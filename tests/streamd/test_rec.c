@@ -21,6 +21,7 @@
 #include "djmfs.h"
 #include "streamd-int.h"
 #include "../djmfs/server_env.h"
+#include "sd_test_log.h"
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024ull)
@@ -64,7 +65,7 @@ static struct sd_catalog *catalog(struct djmfs_client *c)
 	struct sd_catalog *cat = NULL;
 
 	/* 1 ns: every get fetches the newest snapshot. */
-	cr_assert_eq(sd_catalog_new(&cat, c, 1, &server_env_log), 0);
+	cr_assert_eq(sd_catalog_new(&cat, c, 1, &sd_test_log), 0);
 	return cat;
 }
 
@@ -82,8 +83,25 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 		p[i] = (uint8_t)(rnd(&seed) >> 24);
 }
 
+/* The clock publish_ns runs on in the tests that time publishes: they
+ * move it past publish_ns instead of sleeping through it. */
+static uint64_t fake_ns = SD_NS;
+
+static uint64_t fake_now(void)
+{
+	return fake_ns;
+}
+
+#define PUBLISH_NS (50 * 1000 * 1000)
+
+/* Lets a little more than publish_ns pass on the fake clock. */
+static void publish_ns_passes(void)
+{
+	fake_ns += PUBLISH_NS + 10 * 1000 * 1000;
+}
+
 static const struct sd_rec_opts rec_opts = {
-	.log = { server_env_log_line, NULL },
+	.log = { sd_test_log_line, NULL },
 };
 
 #define CODECS "[{\"type\":\"video\",\"codec\":\"h264\",\"width\":1280}]"
@@ -348,14 +366,15 @@ Test(rec, publishes_a_trickle_within_publish_ns)
 	uint8_t buf[100];
 	uint64_t total = 0;
 
-	o.publish_ns = 50 * 1000 * 1000;
+	o.publish_ns = PUBLISH_NS;
+	o.now = fake_now;
 	memset(buf, 0x47, sizeof(buf));
 	cr_assert_eq(sd_rec_open(c, "trickle", &o, &r), 0);
 	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
 	for (int i = 0; i < 5; i++) {
 		cr_assert_eq(sd_rec_data(r, buf, sizeof(buf)), 0);
 		total += sizeof(buf);
-		usleep(60 * 1000); /* publish_ns passes */
+		publish_ns_passes();
 		cr_assert_eq(sd_rec_tick(r), 0);
 		cr_assert_eq(published_size(cat, "trickle", total), total);
 	}
@@ -753,7 +772,8 @@ Test(rec, publishes_end_where_a_video_frame_begins)
 	struct sd_rec *r = NULL;
 	uint8_t ts[40 * 188];
 
-	o.publish_ns = 50 * 1000 * 1000;
+	o.publish_ns = PUBLISH_NS;
+	o.now = fake_now;
 	/* packet 0 a PAT, video frames at packets 1 (PAT before it: not a
 	 * frame), 8, 16, 24, ... */
 	ts_packets(ts, 0, 40, 8);
@@ -761,16 +781,16 @@ Test(rec, publishes_end_where_a_video_frame_begins)
 	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
 	/* Two frames and a half of the third, its last packet split. */
 	cr_assert_eq(sd_rec_data(r, ts, 19 * 188 + 100), 0);
-	usleep(60 * 1000);
+	publish_ns_passes();
 	cr_assert_eq(sd_rec_tick(r), 0);
 	cr_assert_eq(published_size(cat, "frames", 16 * 188), 16 * 188,
 		     "up to the frame still arriving");
-	usleep(60 * 1000);
+	publish_ns_passes();
 	cr_assert_eq(sd_rec_tick(r), 0);
 	cr_assert_eq(published_size(cat, "frames", 16 * 188), 16 * 188,
 		     "no new frame began: nothing more");
 	/* The stalled frame's bytes go once it has waited publish_ns. */
-	usleep(60 * 1000);
+	publish_ns_passes();
 	cr_assert_eq(sd_rec_tick(r), 0);
 	cr_assert_eq(published_size(cat, "frames", 19 * 188 + 100),
 		     19 * 188 + 100, "a stalled frame waits one publish_ns");
@@ -811,17 +831,18 @@ Test(rec, an_upload_out_of_ts_sync_publishes_every_byte)
 	struct sd_rec *r = NULL;
 	uint8_t ts[20 * 188];
 
-	o.publish_ns = 50 * 1000 * 1000;
+	o.publish_ns = PUBLISH_NS;
+	o.now = fake_now;
 	ts_packets(ts, 0, 20, 8);
 	ts[12 * 188] = 0x00; /* packet 12 lost its sync byte */
 	cr_assert_eq(sd_rec_open(c, "nosync", &o, &r), 0);
 	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
 	cr_assert_eq(sd_rec_data(r, ts, 18 * 188 + 7), 0);
-	usleep(60 * 1000);
+	publish_ns_passes();
 	cr_assert_eq(sd_rec_tick(r), 0);
 	cr_assert_eq(published_size(cat, "nosync", 8 * 188), 8 * 188,
 		     "the last frame seen in sync");
-	usleep(60 * 1000);
+	publish_ns_passes();
 	cr_assert_eq(sd_rec_tick(r), 0);
 	cr_assert_eq(published_size(cat, "nosync", 18 * 188 + 7),
 		     18 * 188 + 7, "then everything, with no frames to cut at");

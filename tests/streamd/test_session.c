@@ -23,6 +23,7 @@
 #include "djmfs.h"
 #include "streamd-int.h"
 #include "../djmfs/server_env.h"
+#include "sd_test_log.h"
 
 #define KIB 1024ull
 #define MIB (1024ull * 1024ull)
@@ -100,7 +101,7 @@ static struct sd_pump *pump(struct djmfs_client *c, const struct sd_knobs *k)
 {
 	struct sd_pump *p = NULL;
 
-	cr_assert_eq(sd_pump_new(&p, c, k, &server_env_log), 0);
+	cr_assert_eq(sd_pump_new(&p, c, k, &sd_test_log), 0);
 	return p;
 }
 
