@@ -20,8 +20,10 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_range.c \
 	streamd/sd_config.c \
 	streamd/sd_log.c \
+	streamd/sd_ts.c \
 	streamd/sd_ingest.c \
 	streamd/sd_rec.c \
+	streamd/sd_recorder.c \
 	streamd/sd_catalog.c \
 	streamd/sd_session.c \
 	streamd/sd_daemon.h \

@@ -33,7 +33,7 @@ struct sd_daemon {
 	pthread_mutex_t mu;	   /* the lists below, stopping */
 	pthread_cond_t cv;	   /* a recording ended */
 	struct sd_req *reqs;	   /* every live request */
-	struct sd_pub *pubs;	   /* publishers now (sd_route_record.c) */
+	struct sd_pub *pubs;	   /* publishers now (sd_recorder.c) */
 	unsigned publishing;	   /* length of pubs */
 	int stopping;
 
@@ -46,8 +46,30 @@ struct sd_daemon {
 	atomic_uint_fast64_t http_refused[SD_REFUSED_N];
 };
 
+/*
+ * The recorder (sd_recorder.c): an upload on its way to its recording.
+ * sd_pub_start registers a publisher of @name and starts its ingest;
+ * -EBUSY (this process records @name), -ESHUTDOWN or -ENOMEM leave *out
+ * NULL; any other -errno (the ingest could not start) leaves *out set, to
+ * be freed all the same.  @wake(@wake_arg) runs on the ingest thread and
+ * must not block: the recorder has room again, or is closed.
+ * sd_pub_push takes what it can of @buf (copied) and returns the count;
+ * sd_pub_finish ends the upload (once; nothing may be pushed after);
+ * sd_pub_closed says whether the recording is closed, with its result
+ * (0 or -errno) and final counters; sd_pub_free ends the upload if the
+ * connection went first (logged), waits for the ingest and frees.
+ */
+int sd_pub_start(struct sd_daemon *d, const char *name, void (*wake)(void *),
+		 void *wake_arg, struct sd_pub **out);
+size_t sd_pub_push(struct sd_pub *p, const void *buf, size_t len);
+void sd_pub_finish(struct sd_pub *p);
+int sd_pub_finished(struct sd_pub *p);
+int sd_pub_closed(struct sd_pub *p, int *result, struct sd_rec_stats *st);
+const char *sd_pub_name(const struct sd_pub *p);
+void sd_pub_free(struct sd_pub *p);
+
 /* Recording metrics: closed recordings plus the publishers now
- * (sd_route_record.c). */
+ * (sd_recorder.c). */
 void sd_record_totals(struct sd_daemon *d, uint64_t *writes,
 		      uint64_t *misses);
 /* Ends every upload in progress as if its encoder had finished (a clean

@@ -4,7 +4,8 @@
  * from whichever thread produces the missing bytes.  sd_http.c owns the
  * libmicrohttpd daemons (the main listener and, with admin_listen, the
  * admin one), the route table and the connection limits;
- * sd_route_record.c, sd_route_play.c and sd_route_admin.c hold the routes.
+ * sd_route_record.c, sd_route_play.c and sd_route_admin.c hold the routes;
+ * sd_recorder.c takes uploads to their recordings.
  *
  * Invariants of the suspend handshake (sd_req_wake / sd_req_suspend):
  *  1. r->suspended and r->wake_pending change only under r->mu.

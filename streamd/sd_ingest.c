@@ -8,10 +8,17 @@
  * (avformat may rewind within its own buffer, never into ours), handed
  * over in one piece after a successful probe, then forwarded as they are
  * read (with on_idle while an upload stalls, so the writer can publish
- * what it holds).  The demuxed packets only yield metadata: the codecs, and the
- * keyframes with the byte offset where playback may start, which for
- * MPEG-TS comes from our own scan of the TS packets (the PAT before the
- * keyframe) because avformat does not report PAT positions.
+ * what it holds).  Bytes leave the ring straight for where they go (the
+ * held copy, or the space on_space offers: the recorder's write block),
+ * and avformat reads its own copy from there, so on the way to the
+ * recorder's block a byte is copied twice, into the ring and out of it
+ * (a probed byte once more, out of the held copy).  The demuxed packets
+ * only yield metadata: the codecs, and the keyframes with the byte
+ * offset where playback may start, which for MPEG-TS comes from the
+ * upload's scan of its TS packets (sd_ts.c: the
+ * PAT before the keyframe) because avformat does not report PAT
+ * positions.  That scan is shared with the recorder the bytes go to, so
+ * each byte is scanned once, by whichever side sees it first.
  *
  * Invariants:
  *  1. Every byte pushed leaves the ring exactly once, in order, through
@@ -56,29 +63,9 @@
 #define SD_INGEST_RING_DEFAULT (4 * 1024 * 1024)
 #define SD_IO_BUF 32768		   /* AVIO buffer */
 #define SD_PROBE_SLACK (64 * 1024) /* bytes the probe may take past probe_size */
-#define SD_TS_SIZE 188
-#define SD_TS_SYNC 0x47
 #define SD_AUDIO_KEY_90K (2 * 90000) /* audio-only streams: a key every 2 s */
 #define SD_ANALYZE_US (5 * AV_TIME_BASE)
 #define SD_IDLE_NS 100000000L /* on_idle while waiting for bytes */
-
-/* A sorted list of offsets, trimmed from the front as keyframes pass. */
-struct sd_offs {
-	uint64_t *v;
-	size_t n, cap;
-};
-
-/* Our own view of the TS packet structure of the bytes passed on. */
-struct sd_ts {
-	uint64_t off;	    /* offset of the next byte fed */
-	uint64_t pkt_start; /* start of the packet being read */
-	int synced;	    /* 0: hunting for a sync byte */
-	unsigned got;	    /* bytes of the current packet seen */
-	uint8_t hdr[4];
-	int pat_pending;    /* last packet was a PAT, awaiting the next sync */
-	struct sd_offs pats;  /* confirmed PAT packet starts */
-	struct sd_offs syncs; /* packet starts where (re)synchronisation began */
-};
 
 struct sd_ingest {
 	struct sd_ingest_cbs cbs;
@@ -117,147 +104,15 @@ struct sd_ingest {
 	int have_key;
 	uint64_t last_key_off;
 	int64_t last_key_pts;
-	struct sd_ts ts;
+	struct sd_ts *ts;	/* the scan of the bytes passed on */
+	struct sd_ts *ts_own;	/* when no one shares one */
 };
 
 #define ingest_log(in, level, ...) sd__log(&(in)->log, level, __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
-/* Offsets and the TS scan                                             */
+/* Key offsets                                                         */
 /* ------------------------------------------------------------------ */
-
-static int offs_push(struct sd_offs *o, uint64_t v)
-{
-	if (o->n == o->cap) {
-		size_t ncap = o->cap ? o->cap * 2 : 64;
-		uint64_t *nv = realloc(o->v, ncap * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		o->v = nv;
-		o->cap = ncap;
-	}
-	o->v[o->n++] = v;
-	return 0;
-}
-
-/* Position of the last entry <= @at, or -1. */
-static ssize_t offs_find(const struct sd_offs *o, uint64_t at)
-{
-	ssize_t i = (ssize_t)o->n - 1;
-
-	while (i >= 0 && o->v[i] > at)
-		i--;
-	return i;
-}
-
-/* Drops the first @k entries. */
-static void offs_drop(struct sd_offs *o, size_t k)
-{
-	if (k == 0) /* also: nothing allocated yet, v may be NULL */
-		return;
-	memmove(o->v, o->v + k, (o->n - k) * sizeof(*o->v));
-	o->n -= k;
-}
-
-/* A packet header is complete: note it if it is a PAT starting a section
- * (confirmed only once the next packet's sync byte is seen). */
-static void ts_header(struct sd_ts *t)
-{
-	unsigned pid = ((t->hdr[1] & 0x1fu) << 8) | t->hdr[2];
-
-	t->pat_pending = pid == 0 && (t->hdr[1] & 0x40);
-}
-
-/* The first byte of a packet, or of what should have been one. */
-static int ts_begin(struct sd_ts *t, uint8_t b)
-{
-	int err = 0;
-
-	if (b != SD_TS_SYNC) {
-		t->synced = 0;
-		t->pat_pending = 0;
-		return 0;
-	}
-	if (t->pat_pending)
-		err = offs_push(&t->pats, t->pkt_start);
-	t->pat_pending = 0;
-	if (!t->synced) {
-		ssize_t i = offs_find(&t->syncs, t->off);
-
-		if (i < 0 || (t->off - t->syncs.v[i]) % SD_TS_SIZE)
-			err = err ? err : offs_push(&t->syncs, t->off);
-		t->synced = 1;
-	}
-	t->pkt_start = t->off;
-	t->hdr[0] = b;
-	t->got = 1;
-	return err;
-}
-
-static int ts_feed(struct sd_ts *t, const uint8_t *p, size_t n)
-{
-	size_t i = 0;
-	int err = 0;
-
-	while (i < n && !err) {
-		if (!t->synced || t->got == SD_TS_SIZE) {
-			if (!t->synced) {
-				const uint8_t *s = memchr(p + i, SD_TS_SYNC, n - i);
-				size_t skip = s ? (size_t)(s - (p + i)) : n - i;
-
-				t->off += skip;
-				i += skip;
-				if (i == n)
-					break;
-			}
-			err = ts_begin(t, p[i]);
-			if (!t->synced)
-				continue; /* hunt from this very byte */
-			t->off++;
-			i++;
-		} else if (t->got < sizeof(t->hdr)) {
-			t->hdr[t->got++] = p[i++];
-			t->off++;
-			if (t->got == sizeof(t->hdr))
-				ts_header(t);
-		} else {
-			size_t k = SD_TS_SIZE - t->got;
-
-			if (k > n - i)
-				k = n - i;
-			t->got += k;
-			t->off += k;
-			i += k;
-		}
-	}
-	return err;
-}
-
-/* The start of the TS packet holding byte @pos, as our scan saw it. */
-static uint64_t ts_packet_start(struct sd_ts *t, uint64_t pos)
-{
-	ssize_t i = offs_find(&t->syncs, pos);
-
-	if (i < 0)
-		return pos;
-	offs_drop(&t->syncs, (size_t)i);
-	return pos - (pos - t->syncs.v[0]) % SD_TS_SIZE;
-}
-
-/* The key stream's packets come in data order, so no later key can use
- * a PAT or sync point before the last one at or before @pos: forget them
- * (bounds the lists of a stream whose keyframes are rare). */
-static void ts_trim(struct sd_ts *t, uint64_t pos)
-{
-	ssize_t i = offs_find(&t->pats, pos);
-
-	if (i > 0)
-		offs_drop(&t->pats, (size_t)i);
-	i = offs_find(&t->syncs, pos);
-	if (i > 0)
-		offs_drop(&t->syncs, (size_t)i);
-}
 
 /* Where playback of a keyframe whose packet starts at @pos may begin
  * (invariant 5). */
@@ -266,15 +121,9 @@ static uint64_t key_offset(struct sd_ingest *in, int64_t pos)
 	uint64_t p = pos >= 0 ? (uint64_t)pos : in->passed;
 	uint64_t off = p;
 
-	if (in->is_ts) {
-		ssize_t i = offs_find(&in->ts.pats, p);
-
-		if (i >= 0 && (!in->have_key || in->ts.pats.v[i] > in->last_key_off))
-			off = in->ts.pats.v[i];
-		else
-			off = ts_packet_start(&in->ts, p);
-		offs_drop(&in->ts.pats, (size_t)(i + 1));
-	}
+	if (in->is_ts)
+		off = sd_ts_key_start(in->ts, p, in->have_key,
+				      in->last_key_off);
 	if (off > in->passed)
 		off = in->passed;
 	if (in->have_key && off < in->last_key_off)
@@ -423,13 +272,15 @@ static int ingest_pass(struct sd_ingest *in, const uint8_t *p, size_t n)
 
 	if (err < 0)
 		return ingest_fail(in, err);
-	in->passed += n;
-	if (in->is_ts && (err = ts_feed(&in->ts, p, n)) < 0)
+	/* A scan shared with on_bytes' side has seen these bytes already. */
+	if (in->is_ts && (err = sd_ts_feed(in->ts, in->passed, p, n)) < 0)
 		return ingest_fail(in, err);
+	in->passed += n;
 	return 0;
 }
 
-static int ingest_hold(struct sd_ingest *in, const uint8_t *p, size_t n)
+/* Room for @n more held bytes, at *@dst. */
+static int ingest_hold_room(struct sd_ingest *in, size_t n, uint8_t **dst)
 {
 	if (in->hold_len + n > in->hold_cap) {
 		size_t ncap = in->hold_cap ? in->hold_cap : 256 * 1024;
@@ -443,16 +294,37 @@ static int ingest_hold(struct sd_ingest *in, const uint8_t *p, size_t n)
 		in->hold = nh;
 		in->hold_cap = ncap;
 	}
-	memcpy(in->hold + in->hold_len, p, n);
-	in->hold_len += n;
+	*dst = in->hold + in->hold_len;
 	return 0;
 }
 
-/* avformat's read callback. */
+/* Where the next bytes taken from the ring go, at most *@want of them:
+ * while probing, the held copy; then the space on_space offers (the
+ * recorder's write block), so a byte is copied once on its way there;
+ * else NULL (the demuxer's buffer, passed on from there). */
+static uint8_t *ingest_dest(struct sd_ingest *in, size_t *want)
+{
+	void *dst = NULL;
+	size_t room;
+
+	if (in->probing)
+		return ingest_hold_room(in, *want, (uint8_t **)&dst) < 0 ?
+			       NULL : dst;
+	if (!in->cbs.on_space ||
+	    !(room = in->cbs.on_space(in->cbs.arg, &dst)))
+		return NULL;
+	if (*want > room)
+		*want = room;
+	return dst;
+}
+
+/* avformat's read callback.  The bytes land where they are going
+ * (ingest_dest) and the demuxer reads its own copy of them. */
 static int ingest_read(void *opaque, uint8_t *buf, int size)
 {
 	struct sd_ingest *in = opaque;
 	size_t want = size > 0 ? (size_t)size : 0;
+	uint8_t *dst;
 	ssize_t n;
 	int err;
 
@@ -464,13 +336,21 @@ static int ingest_read(void *opaque, uint8_t *buf, int size)
 		if (want > in->probe_cap - in->taken)
 			want = in->probe_cap - in->taken;
 	}
-	n = ingest_take(in, buf, want);
+	dst = ingest_dest(in, &want);
+	if (in->cb_err)
+		return AVERROR_EXIT;
+	n = ingest_take(in, dst ? dst : buf, want);
 	if (n == 0)
 		return AVERROR_EOF;
 	if (n < 0)
 		return AVERROR_EXIT;
-	err = in->probing ? ingest_hold(in, buf, (size_t)n)
-			  : ingest_pass(in, buf, (size_t)n);
+	if (dst)
+		memcpy(buf, dst, (size_t)n); /* before on_bytes may send dst */
+	if (in->probing) {
+		in->hold_len += (size_t)n;
+		return (int)n;
+	}
+	err = ingest_pass(in, dst ? dst : buf, (size_t)n);
 	return err < 0 ? AVERROR_EXIT : (int)n;
 }
 
@@ -735,8 +615,8 @@ static int ingest_packet(struct sd_ingest *in, const AVPacket *pkt)
 	int err;
 
 	__atomic_fetch_add(&in->packets, 1, __ATOMIC_RELAXED);
-	if (pkt->stream_index == in->key_stream && pkt->pos >= 0)
-		ts_trim(&in->ts, (uint64_t)pkt->pos);
+	if (in->is_ts && pkt->stream_index == in->key_stream && pkt->pos >= 0)
+		sd_ts_trim(in->ts, (uint64_t)pkt->pos);
 	if (!is_key(in, pkt, pts))
 		return 0;
 	off = key_offset(in, pkt->pos);
@@ -752,12 +632,18 @@ static int ingest_packet(struct sd_ingest *in, const AVPacket *pkt)
 /* Passes on whatever the demuxer left unread, up to the end. */
 static int ingest_drain(struct sd_ingest *in)
 {
-	uint8_t buf[SD_IO_BUF];
+	uint8_t buf[SD_IO_BUF], *dst;
+	size_t want;
 	ssize_t n;
 	int err = 0;
 
-	while (!err && (n = ingest_take(in, buf, sizeof(buf))) > 0)
-		err = ingest_pass(in, buf, (size_t)n);
+	while (!err && !in->cb_err) {
+		want = sizeof(buf);
+		dst = ingest_dest(in, &want);
+		if ((n = ingest_take(in, dst ? dst : buf, want)) <= 0)
+			break;
+		err = ingest_pass(in, dst ? dst : buf, (size_t)n);
+	}
 	return in->cb_err ? in->cb_err : err;
 }
 
@@ -830,6 +716,12 @@ int sd_ingest_new(struct sd_ingest **out, const struct sd_ingest_opts *opts,
 	in->probe_cap = in->probe_size + SD_PROBE_SLACK;
 	in->cap = opts->ring_size ? opts->ring_size : SD_INGEST_RING_DEFAULT;
 	in->last_key_pts = SD_PTS_NONE;
+	in->ts = opts->ts;
+	if (!in->ts && (err = sd_ts_new(&in->ts_own, 1)) < 0)
+		goto err;
+	err = -ENOMEM;
+	if (!in->ts)
+		in->ts = in->ts_own;
 	in->ring = malloc(in->cap);
 	if (!in->ring)
 		goto err;
@@ -849,6 +741,7 @@ int sd_ingest_new(struct sd_ingest **out, const struct sd_ingest_opts *opts,
 	*out = in;
 	return 0;
 err:
+	sd_ts_free(in->ts_own);
 	free(in->ring);
 	free(in);
 	return err;
@@ -885,8 +778,7 @@ int sd_ingest_free(struct sd_ingest *in)
 	result = in->result;
 	pthread_cond_destroy(&in->cv);
 	pthread_mutex_destroy(&in->mu);
-	free(in->ts.pats.v);
-	free(in->ts.syncs.v);
+	sd_ts_free(in->ts_own);
 	free(in->ring);
 	free(in);
 	return result;

@@ -3,9 +3,10 @@
  * into the DJMFS file of its stream.  The file holds a "header" (META:
  * JSON rewritten in place, padded with spaces to a fixed size so it never
  * shrinks), "data" (DATA|SYNC: the exact bytes received) and "index"
- * (DATA: SD_IDX_SIZE-byte entries).  Bytes gather in a pending buffer and
- * leave in write_size pieces (or sooner, once publish_ns has passed) as
- * asynchronous writes with deadlines; every data write publishes a
+ * (DATA: SD_IDX_SIZE-byte entries).  Bytes gather in a write ring (put
+ * there by the caller's copy, or in place through sd_rec_space) and leave
+ * from where they lie in write_size pieces (or sooner, once publish_ns
+ * has passed) as asynchronous writes with deadlines; every data write publishes a
  * snapshot, taking with it the index entries written just before it.  A
  * recording that already exists continues: its pointers go to the ends
  * of "data" and "index", its start time and connection count are kept.
@@ -46,6 +47,14 @@
  *     nothing to cut at (no frame seen in this connection, the end of
  *     the connection, or a frame held for publish_ns already) ends
  *     elsewhere.
+ *  8. Pending bytes and data writes in flight live in the write ring,
+ *     mapped twice back to back so any ring_size bytes from any start
+ *     are contiguous.  It holds max_inflight + 1 write_size pieces, so
+ *     the pending bytes never reach a piece still in flight (at most
+ *     max_inflight, rec_put_data), and a piece leaves from where its
+ *     bytes were put: a byte is never moved inside the ring.  pend_at
+ *     and data_end agree modulo REC_ALIGN, so whenever the data ends on
+ *     a device block, the piece starts on one in memory too.
  *
  *   call            effect
  *   sd_rec_open     lock the file, find or create the objects, load state,
@@ -65,6 +74,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "streamd-int.h"
 
@@ -75,8 +86,6 @@
 #define REC_PTS_HZ 90000
 #define REC_PTS_WRAP (1LL << 33)
 #define REC_ALIGN 4096
-#define TS_SIZE 188
-#define TS_SYNC 0x47
 
 enum { OBJ_HDR, OBJ_DATA, OBJ_IDX, N_OBJS };
 
@@ -90,7 +99,8 @@ static const struct {
 	{ "index", DJMFS_ATTR_DATA },
 };
 
-/* One asynchronous write: owns its buffer until the callback. */
+/* One asynchronous write: an index write owns its buffer until the
+ * callback; a data write borrows its piece of the write ring. */
 struct rec_write {
 	struct sd_rec *r;
 	uint8_t *buf;
@@ -117,7 +127,10 @@ struct sd_rec {
 	int ptr_data;		/* the object pointer is at data_end */
 	uint64_t data_end, idx_end;
 	uint64_t seg_base;	/* data offset of this connection's first byte */
-	uint8_t *pend;
+	uint8_t *ring;		/* invariant 8 */
+	size_t ring_size;
+	size_t pend_at;		/* where the pending bytes start in ring */
+	uint8_t *pend;		/* ring + pend_at */
 	size_t pend_len;
 	struct sd_idx_entry *q;
 	size_t nq, capq;
@@ -128,12 +141,9 @@ struct sd_rec {
 	uint64_t last_pub_ns;
 	uint64_t cut;		/* invariant 7 */
 	/* this connection's TS packets, for frame boundaries (rec_ts_scan) */
-	int ts;			/* 1: an MPEG-TS upload still in sync */
-	int ts_pes;		/* a PES has begun */
-	int ts_video;		/* a video PES has begun */
-	uint8_t ts_pkt[TS_SIZE];
-	size_t ts_fill;		/* bytes of ts_pkt held */
-	uint64_t ts_pos;	/* connection offset of ts_pkt */
+	int ts;			/* 1: an MPEG-TS upload */
+	struct sd_ts *scan;	/* o.ts, or scan_own */
+	struct sd_ts *scan_own;
 	/* the header */
 	int64_t start_ns;
 	unsigned connections;
@@ -174,7 +184,8 @@ static void rec_done(void *user, ssize_t res)
 	r->inflight--;
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
-	free(w->buf);
+	if (!w->data)
+		free(w->buf);
 	free(w);
 }
 
@@ -221,14 +232,16 @@ static void rec_drain_all(struct sd_rec *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* Submits @len bytes of @buf (ownership passes here) at the pointer. */
+/* Submits @len bytes of @buf at the pointer (an index buffer: ownership
+ * passes here; data: borrowed from the ring). */
 static int rec_submit(struct sd_rec *r, uint8_t *buf, size_t len, int data)
 {
 	struct rec_write *w = calloc(1, sizeof(*w));
 	int err;
 
 	if (!w) {
-		free(buf);
+		if (!data)
+			free(buf);
 		return -ENOMEM;
 	}
 	*w = (struct rec_write){ r, buf, len,
@@ -247,7 +260,8 @@ static int rec_submit(struct sd_rec *r, uint8_t *buf, size_t len, int data)
 		if (r->err == 0)
 			r->err = err;
 		pthread_mutex_unlock(&r->mu);
-		free(buf);
+		if (!data)
+			free(buf);
 		free(w);
 	}
 	return err;
@@ -295,21 +309,18 @@ static int rec_put_index(struct sd_rec *r, size_t k)
 }
 
 /* Sends the first @len pending bytes as one data write (it publishes);
- * the rest stays pending. */
+ * the rest stays pending, where it is (invariant 8). */
 static int rec_put_data(struct sd_rec *r, size_t len)
 {
-	uint8_t *next = NULL;
 	int err = rec_wait(r, r->o.max_inflight - 1, K_DATA);
 
 	if (err == 0 && !r->ptr_data)
 		err = rec_point(r, OBJ_DATA, r->data_end);
 	if (err < 0)
 		return err;
-	if (posix_memalign((void **)&next, REC_ALIGN, r->o.write_size))
-		return -ENOMEM;
-	memcpy(next, r->pend + len, r->pend_len - len);
 	err = rec_submit(r, r->pend, len, 1);
-	r->pend = next;
+	r->pend_at = (r->pend_at + len) % r->ring_size;
+	r->pend = r->ring + r->pend_at;
 	r->pend_len -= len;
 	if (err < 0)
 		return err;
@@ -348,7 +359,7 @@ static size_t rec_cut(struct sd_rec *r, int full)
 {
 	if (r->cut > r->data_end)
 		return (size_t)(r->cut - r->data_end);
-	if (full || !r->ts || !r->ts_pes ||
+	if (full || !r->ts || !sd_ts_frames(r->scan) ||
 	    r->o.now() - r->last_pub_ns >= 2 * r->o.publish_ns)
 		return r->pend_len;
 	return 0;
@@ -358,55 +369,21 @@ static size_t rec_cut(struct sd_rec *r, int full)
 /* Frame boundaries of an MPEG-TS upload                               */
 /* ------------------------------------------------------------------ */
 
-/* One whole TS packet of the connection, at ts_pos: a PES that begins in
- * it marks a frame boundary at its first byte.  Encoders write one PES
- * after another (only tables come between), so everything before a
- * video PES is whole frames; an upload without video cuts at audio PES.
- * A packet out of sync ends the scan for this connection. */
-static void rec_ts_packet(struct sd_rec *r)
+/* Feeds the connection's next @n bytes (just made pending, in place) to
+ * the upload's scan, and cuts at the newest frame boundary it found. */
+static int rec_ts_scan(struct sd_rec *r, const uint8_t *p, size_t n)
 {
-	const uint8_t *t = r->ts_pkt;
-	unsigned afc = (t[3] >> 4) & 3u, at = 4, sid;
-	uint64_t off = r->seg_base + r->ts_pos;
-	int video;
+	uint64_t at = r->data_end + r->pend_len - n - r->seg_base, f;
+	int err;
 
-	if (t[0] != TS_SYNC) {
-		r->ts = 0;
-		return;
-	}
-	if (!(t[1] & 0x40) || !(afc & 1u))
-		return; /* no unit starts here */
-	if (afc & 2u)
-		at += 1u + t[4];
-	if (at + 4 > TS_SIZE || t[at] || t[at + 1] || t[at + 2] != 1)
-		return; /* a table, or no PES start code */
-	sid = t[at + 3];
-	video = (sid & 0xf0u) == 0xe0u;
-	if (!video && (sid & 0xe0u) != 0xc0u && sid != 0xbdu)
-		return; /* padding and other streams */
-	r->ts_pes = 1;
-	r->ts_video |= video;
-	if ((video || !r->ts_video) && off > r->data_end)
-		r->cut = off;
-}
-
-/* Feeds the connection's next @n bytes (just made pending) to the scan. */
-static void rec_ts_scan(struct sd_rec *r, const uint8_t *p, size_t n)
-{
-	while (r->ts && n > 0) {
-		size_t k = TS_SIZE - r->ts_fill;
-
-		k = k < n ? k : n;
-		memcpy(r->ts_pkt + r->ts_fill, p, k);
-		r->ts_fill += k;
-		p += k;
-		n -= k;
-		if (r->ts_fill < TS_SIZE)
-			break;
-		rec_ts_packet(r);
-		r->ts_fill = 0;
-		r->ts_pos += TS_SIZE;
-	}
+	if (!r->ts)
+		return 0;
+	if ((err = sd_ts_feed(r->scan, at, p, n)) < 0)
+		return err;
+	f = sd_ts_take_frame(r->scan);
+	if (f != SD_TS_NONE && r->seg_base + f > r->data_end)
+		r->cut = r->seg_base + f;
+	return 0;
 }
 
 static int rec_queue(struct sd_rec *r, const struct sd_idx_entry *e)
@@ -697,13 +674,45 @@ static int rec_load(struct sd_rec *r, const struct djmfs_file_info *fi)
 	return err;
 }
 
+/* The write ring (invariant 8): @size bytes, rounded up to whole pages,
+ * mapped twice back to back. */
+static int rec_ring_map(struct sd_rec *r, size_t size)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = (size + pg - 1) / pg * pg;
+	int fd = memfd_create("sd-rec", MFD_CLOEXEC);
+	uint8_t *base = MAP_FAILED;
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)n) == 0)
+		base = mmap(NULL, 2 * n, PROT_NONE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base != MAP_FAILED &&
+	    (mmap(base, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		  fd, 0) == MAP_FAILED ||
+	     mmap(base + n, n, PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)) {
+		munmap(base, 2 * n);
+		base = MAP_FAILED;
+	}
+	close(fd);
+	if (base == MAP_FAILED)
+		return -ENOMEM;
+	r->ring = base;
+	r->ring_size = n;
+	r->pend = base;
+	return 0;
+}
+
 static void rec_free(struct sd_rec *r)
 {
 	pthread_mutex_destroy(&r->api_mu);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	json_decref(r->codecs);
-	free(r->pend);
+	sd_ts_free(r->scan_own);
+	if (r->ring)
+		munmap(r->ring, 2 * r->ring_size);
 	free(r->q);
 	free(r);
 }
@@ -736,8 +745,8 @@ static struct sd_rec *rec_new(const char *name, const struct sd_rec_opts *o)
 	r->hdr_size = REC_HDR_SIZE;
 	snprintf(r->format, sizeof(r->format), "unknown");
 	r->codecs = json_array();
-	if (!r->codecs || posix_memalign((void **)&r->pend, REC_ALIGN,
-					 r->o.write_size)) {
+	if (!r->codecs || rec_ring_map(r, ((size_t)r->o.max_inflight + 1) *
+					  r->o.write_size) < 0) {
 		rec_free(r);
 		return NULL;
 	}
@@ -808,7 +817,11 @@ int sd_rec_begin(struct sd_rec *r, const char *format, const char *codecs,
 	if (err < 0)
 		goto out;
 	err = -ENOMEM;
-	if (!(cv = rec_codecs(r, codecs)))
+	r->ts = format && !strcmp(format, "mpegts");
+	if (r->ts && !(r->scan = r->o.ts) &&
+	    sd_ts_new(&r->scan_own, 0) == 0)
+		r->scan = r->scan_own;
+	if ((r->ts && !r->scan) || !(cv = rec_codecs(r, codecs)))
 		goto out;
 	json_decref(r->codecs);
 	r->codecs = cv;
@@ -817,7 +830,8 @@ int sd_rec_begin(struct sd_rec *r, const char *format, const char *codecs,
 		r->start_ns = wall_ns;
 	r->conn_wall = wall_ns > r->prev_wall ? wall_ns : r->prev_wall;
 	r->seg_base = r->data_end;
-	r->ts = format && !strcmp(format, "mpegts");
+	r->pend_at = r->data_end % REC_ALIGN; /* invariant 8; nothing pending */
+	r->pend = r->ring + r->pend_at;
 	seg = (struct sd_idx_entry){ r->conn_wall, r->seg_base, SD_PTS_NONE,
 				     SD_IDX_SEGMENT };
 	err = rec_queue(r, &seg);
@@ -860,9 +874,12 @@ int sd_rec_data(struct sd_rec *r, const void *buf, size_t len)
 	while (err == 0 && len > 0) {
 		n = r->o.write_size - r->pend_len;
 		n = n < len ? n : len;
-		memcpy(r->pend + r->pend_len, p, n);
+		if (p != r->pend + r->pend_len) /* else in place already */
+			memcpy(r->pend + r->pend_len, p, n);
 		r->pend_len += n;
-		rec_ts_scan(r, p, n);
+		err = rec_ts_scan(r, r->pend + r->pend_len - n, n);
+		if (err < 0)
+			break;
 		p += n;
 		len -= n;
 		pthread_mutex_lock(&r->mu);
@@ -875,6 +892,19 @@ int sd_rec_data(struct sd_rec *r, const void *buf, size_t len)
 		err = rec_maybe_publish(r);
 	pthread_mutex_unlock(&r->api_mu);
 	return err;
+}
+
+size_t sd_rec_space(struct sd_rec *r, void **buf)
+{
+	size_t room = 0;
+
+	pthread_mutex_lock(&r->api_mu);
+	if (r->begun && rec_err(r) == 0) {
+		*buf = r->pend + r->pend_len;
+		room = r->o.write_size - r->pend_len;
+	}
+	pthread_mutex_unlock(&r->api_mu);
+	return room;
 }
 
 /* The wall time of @pts on this connection's clock: its first wall time

@@ -367,6 +367,45 @@ int sd_knobs_from_json(const struct sd_knobs *cur, const char *json,
 		       size_t errlen);
 
 /* ------------------------------------------------------------------ */
+/* The scan of an MPEG-TS upload (sd_ts.c)                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One pass over an upload's TS packets, shared by the ingest (PAT packets
+ * and sync points, for key offsets) and the recorder (frame boundaries).
+ * Offsets count from the upload's first byte.  A scan is used by one
+ * thread at a time.
+ */
+struct sd_ts;
+
+#define SD_TS_NONE UINT64_MAX
+
+/* A new scan; @keys: keep PAT packets and sync points for
+ * sd_ts_key_start (a scan only cut at frames needs none).  0 or -ENOMEM. */
+int sd_ts_new(struct sd_ts **out, int keys);
+void sd_ts_free(struct sd_ts *t);
+/* The upload's bytes [@at, @at + @n), borrowed: those the scan has seen
+ * already are skipped, so either user may feed them (bytes come in order,
+ * with no gap).  0 or -ENOMEM. */
+int sd_ts_feed(struct sd_ts *t, uint64_t at, const void *buf, size_t n);
+/* The newest frame boundary (a packet where a video PES begins, or an
+ * audio one in an upload without video) found since the last call, or
+ * SD_TS_NONE.  Boundaries come only while the upload is in step. */
+uint64_t sd_ts_take_frame(struct sd_ts *t);
+/* 1 while a publish should end at a frame boundary: a PES was seen and no
+ * packet out of step yet. */
+int sd_ts_frames(const struct sd_ts *t);
+/* Where playback of a keyframe whose TS packet starts at @pos may begin:
+ * the last PAT packet at or before @pos if one came after the previous
+ * key at @last_key (any, when !@have_key), else the start of the packet
+ * holding @pos.  Forgets the PAT packets up to the one it used. */
+uint64_t sd_ts_key_start(struct sd_ts *t, uint64_t pos, int have_key,
+			 uint64_t last_key);
+/* The key stream's packets come in data order: no later key uses a PAT
+ * or sync point before the last one at or before @pos; forget them. */
+void sd_ts_trim(struct sd_ts *t, uint64_t pos);
+
+/* ------------------------------------------------------------------ */
 /* Ingest: demuxing an upload in flight (sd_ingest.c)                  */
 /* ------------------------------------------------------------------ */
 
@@ -392,6 +431,11 @@ struct sd_ingest_cbs {
 	 *   "channels":2}] ; @format: "mpegts", ... */
 	int (*on_ready)(void *arg, const char *format, const char *codecs);
 	int (*on_bytes)(void *arg, const void *buf, size_t len);
+	/* Optional: where the next bytes may go (*@buf, returning how many
+	 * fit; 0: nowhere).  The ingest then takes them from the ring
+	 * straight there and calls on_bytes with that same pointer, so they
+	 * are copied once on their way.  Not used while probing. */
+	size_t (*on_space)(void *arg, void **buf);
 	/* @pts: 90 kHz, or SD_PTS_NONE */
 	int (*on_key)(void *arg, uint64_t offset, int64_t pts);
 	/* Optional: called about every 100 ms while the thread waits for
@@ -408,6 +452,10 @@ struct sd_ingest_opts {
 	uint64_t probe_size; /* 0: 1 MiB */
 	size_t ring_size;    /* 0: 4 MiB */
 	struct sd_logger log;
+	/* Borrowed, optional: the scan of an MPEG-TS upload, shared with
+	 * whoever on_bytes hands the bytes to (so each is scanned once);
+	 * NULL: the ingest keeps its own. */
+	struct sd_ts *ts;
 };
 
 enum sd_ingest_state {
@@ -460,6 +508,8 @@ struct sd_rec_opts {
 				     deadlines stay on sd_now(), the clock
 				     libdjmfs judges them by */
 	struct sd_logger log;
+	struct sd_ts *ts;	  /* borrowed, optional: the upload's scan,
+				     shared with the ingest; NULL: own */
 };
 
 struct sd_rec_stats {
@@ -493,7 +543,12 @@ int sd_rec_open(struct djmfs_client *c, const char *name,
 int sd_rec_begin(struct sd_rec *r, const char *format, const char *codecs,
 		 int64_t wall_ns);
 
-/* Appends stream bytes (copied).  Writes leave in write_size pieces with
+/* Where the next bytes may go without a copy: *@buf, and how many fit
+ * (0 after a failure).  Valid until the next call; bytes put there are
+ * then given to sd_rec_data at that same address. */
+size_t sd_rec_space(struct sd_rec *r, void **buf);
+
+/* Appends stream bytes (copied, unless they are in sd_rec_space's).  Writes leave in write_size pieces with
  * deadlines; blocks while max_inflight writes are outstanding.  Returns 0
  * or the -errno of a failed write (-ENOSPC: the volume is full; the
  * recording keeps everything published before). */

@@ -48,7 +48,7 @@ for target in parse index ingest; do
 		srcs="$S/sd_index.c $S/sd_hls.c $S/sd_time.c $srcdir/djmfs/djmfs_crc.c"
 		libs="-lm" ;;
 	ingest)
-		srcs="$S/sd_ingest.c $S/sd_log.c"
+		srcs="$S/sd_ingest.c $S/sd_ts.c $S/sd_log.c"
 		libs="$AV -lpthread" ;;
 	esac
 	bin=$work/fuzz_$target

@@ -1,0 +1,381 @@
+/*
+ * The recorder: one encoder upload on its way to a recording, in one
+ * direction.  The HTTP route hands it the body bytes (sd_pub_push, into
+ * the ingest's ring); the recorder owns the ingest's callbacks, so on the
+ * ingest thread it opens the DJMFS recording once the probe has
+ * recognised a stream, appends every byte, indexes the keyframes and,
+ * when the upload ends, closes the recording, then wakes the connection
+ * so the encoder gets its answer (a 200 means every byte is durable).
+ * The recorder owns the upload's TS scan too, shared by the ingest (key
+ * offsets) and the writer (frame boundaries), so each byte is scanned
+ * once.  An upload whose connection ends first (the encoder reset it, or
+ * went quiet until the idle timeout closed it) keeps every byte that
+ * arrived: the recording closes as after a clean end, with a log line
+ * that names it and the cause (pub_cut_off).
+ *
+ * States of a publisher (struct sd_pub), with the function that moves it:
+ *   registered  --pub_ready (probe ok)------->  recording
+ *   registered  --ingest DONE (probe failed)->  done (415)
+ *   recording   --pub_wake (ingest DONE)----->  done (rec closed)
+ *   done        --sd_pub_free---------------->  freed
+ * Invariants:
+ *  1. pub->rec is opened and closed on the ingest thread only; other
+ *     threads read its statistics under pub->mu.
+ *  2. A publisher stays on d->pubs (and in d->publishing) from
+ *     registration until its recording is closed, so a clean stop can
+ *     wait for every recording to close.
+ *  3. No byte goes to the ring after sd_ingest_finish (pub->finished).
+ *  4. The scan outlives the ingest and the writer that borrow it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sd_daemon.h"
+
+struct sd_pub {
+	struct sd_daemon *d;
+	void (*wake)(void *);	/* the connection may go on */
+	void *wake_arg;
+	char name[SD_NAME_MAX + 1];
+	int64_t wall0;		/* when the upload began */
+	uint64_t rx_ns;		/* sd_now() of the last body bytes */
+	struct sd_ingest *in;
+	struct sd_ts *ts;	/* invariant 4 */
+
+	pthread_mutex_t mu;	/* rec, stats, finished, closed, result */
+	struct sd_rec *rec;
+	struct sd_rec_stats stats; /* final, once closed */
+	int finished;
+	int closed;		/* done: the recording (if any) is closed */
+	int result;
+	int listed;		/* on d->pubs */
+	struct sd_pub *next;
+};
+
+static struct sd_logger pub_log(struct sd_pub *p)
+{
+	return p->d->logger;
+}
+
+/* ------------------------------------------------------------------ */
+/* Ingest callbacks (ingest thread)                                    */
+/* ------------------------------------------------------------------ */
+
+static int pub_ready(void *arg, const char *format, const char *codecs)
+{
+	struct sd_pub *p = arg;
+	struct sd_daemon *d = p->d;
+	struct sd_rec_opts o = {
+		.write_size = d->cfg.write_size,
+		.publish_ns = d->cfg.publish_ns,
+		.deadline_ns = d->cfg.write_deadline_ns,
+		.log = pub_log(p),
+		.ts = p->ts,
+	};
+	struct sd_rec *rec = NULL;
+	int err = sd_rec_open(d->client, p->name, &o, &rec);
+
+	if (err == 0)
+		err = sd_rec_begin(rec, format, codecs, p->wall0);
+	if (err < 0) {
+		sd_log_error(d->log, err == -EBUSY ? SD_LOG_INFO :
+			     SD_LOG_ERROR, "record %s: sd_rec_open: %s",
+			     p->name, strerror(-err));
+		sd_rec_close(rec, sd_wall_now(), NULL);
+		return err;
+	}
+	pthread_mutex_lock(&p->mu);
+	p->rec = rec;
+	pthread_mutex_unlock(&p->mu);
+	sd_catalog_touch(d->cat, p->name);
+	sd_log_error(d->log, SD_LOG_INFO, "record %s: %s %s", p->name,
+		     format, codecs);
+	return 0;
+}
+
+static int pub_bytes(void *arg, const void *buf, size_t len)
+{
+	struct sd_pub *p = arg;
+	int err = sd_rec_data(p->rec, buf, len);
+
+	return err < 0 ? err : sd_rec_tick(p->rec);
+}
+
+static size_t pub_space(void *arg, void **buf)
+{
+	struct sd_pub *p = arg;
+
+	return p->rec ? sd_rec_space(p->rec, buf) : 0;
+}
+
+static int pub_key(void *arg, uint64_t offset, int64_t pts)
+{
+	struct sd_pub *p = arg;
+
+	return sd_rec_key(p->rec, offset, pts);
+}
+
+static int pub_idle(void *arg)
+{
+	struct sd_pub *p = arg;
+
+	return p->rec ? sd_rec_tick(p->rec) : 0;
+}
+
+/* The ingest finished: close the recording here, on the ingest thread,
+ * so the HTTP threads never wait for the final publish. */
+static void pub_close(struct sd_pub *p, int result)
+{
+	struct sd_daemon *d = p->d;
+	int err = 0;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->rec) {
+		err = sd_rec_close(p->rec, sd_wall_now(), &p->stats);
+		p->rec = NULL;
+		atomic_fetch_add(&d->rec_writes, p->stats.writes);
+		atomic_fetch_add(&d->rec_write_misses, p->stats.write_misses);
+	}
+	p->result = result < 0 ? result : err;
+	p->closed = 1;
+	pthread_mutex_unlock(&p->mu);
+	/* Before the encoder hears the answer: a player it starts next
+	 * must see the whole recording. */
+	sd_catalog_touch(d->cat, p->name);
+	if (p->result < 0 && p->result != -EPROTONOSUPPORT &&
+	    p->result != -EBUSY)
+		sd_log_error(d->log, SD_LOG_ERROR, "record %s: stopped: %s",
+			     p->name, strerror(-p->result));
+	else if (p->result == 0)
+		sd_log_error(d->log, SD_LOG_INFO, "record %s: closed, %llu "
+			     "bytes, %llu keyframes", p->name,
+			     (unsigned long long)p->stats.bytes,
+			     (unsigned long long)p->stats.keyframes);
+	pthread_mutex_lock(&d->mu);
+	for (struct sd_pub **pp = &d->pubs; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			d->publishing--;
+			p->listed = 0;
+			break;
+		}
+	}
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+static void pub_wake(void *arg)
+{
+	struct sd_pub *p = arg;
+	int result = 0;
+
+	if (sd_ingest_state(p->in, &result) == SD_INGEST_DONE && !p->closed)
+		pub_close(p, result);
+	p->wake(p->wake_arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* The upload (HTTP threads)                                           */
+/* ------------------------------------------------------------------ */
+
+/* The connection ended before the upload did: which recording, and why
+ * as far as the timing tells (the idle timeout closes a connection that
+ * was quiet for that long; anything sooner is the encoder's doing). */
+static void pub_cut_off(struct sd_pub *p)
+{
+	struct sd_daemon *d = p->d;
+	uint64_t quiet = sd_now() - p->rx_ns;
+	struct sd_ingest_stats st;
+
+	sd_ingest_stats(p->in, &st);
+	if (quiet >= SD_NS && quiet + SD_NS >= d->cfg.idle_timeout_ns)
+		sd_log_error(d->log, SD_LOG_WARN, "record %s: no bytes "
+			     "from the encoder for %.1f s (idle timeout %.1f "
+			     "s): the connection was closed; ending the "
+			     "upload with the %llu bytes received", p->name,
+			     (double)quiet / SD_NS,
+			     (double)d->cfg.idle_timeout_ns / SD_NS,
+			     (unsigned long long)st.bytes_in);
+	else
+		sd_log_error(d->log, SD_LOG_WARN, "record %s: the "
+			     "encoder's connection ended mid-upload (reset, "
+			     "or closed before the end of the body): ending "
+			     "the upload with the %llu bytes received",
+			     p->name, (unsigned long long)st.bytes_in);
+}
+
+void sd_pub_free(struct sd_pub *p)
+{
+	int cut_off;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	cut_off = p->in && !p->finished && !p->closed && !p->d->stopping;
+	pthread_mutex_unlock(&p->mu);
+	if (cut_off)
+		pub_cut_off(p);
+	if (p->in) {
+		pthread_mutex_lock(&p->mu);
+		p->finished = 1;
+		pthread_mutex_unlock(&p->mu);
+		sd_ingest_finish(p->in);
+		sd_ingest_free(p->in); /* joins: pub_wake has run */
+	}
+	if (!p->closed)
+		pub_close(p, 0);
+	sd_ts_free(p->ts);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+/* Registers @p under its name; -EBUSY if this process records it. */
+static int pub_register(struct sd_daemon *d, struct sd_pub *p)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&d->mu);
+	if (d->stopping)
+		err = -ESHUTDOWN;
+	for (struct sd_pub *q = d->pubs; q && err == 0; q = q->next)
+		if (strcmp(q->name, p->name) == 0)
+			err = -EBUSY;
+	if (err == 0) {
+		p->next = d->pubs;
+		d->pubs = p;
+		d->publishing++;
+		p->listed = 1;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return err;
+}
+
+int sd_pub_start(struct sd_daemon *d, const char *name, void (*wake)(void *),
+		 void *wake_arg, struct sd_pub **out)
+{
+	struct sd_ingest_cbs cbs = {
+		.on_ready = pub_ready, .on_bytes = pub_bytes,
+		.on_space = pub_space, .on_key = pub_key, .on_wake = pub_wake, .on_idle = pub_idle,
+	};
+	struct sd_ingest_opts io = { .probe_size = d->cfg.probe_size,
+				     .log = d->logger };
+	struct sd_pub *p = calloc(1, sizeof(*p));
+	int err;
+
+	*out = NULL;
+	if (!p)
+		return -ENOMEM;
+	p->d = d;
+	p->wake = wake;
+	p->wake_arg = wake_arg;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->wall0 = sd_wall_now();
+	p->rx_ns = sd_now();
+	pthread_mutex_init(&p->mu, NULL);
+	err = pub_register(d, p);
+	if (err < 0) {
+		pthread_mutex_destroy(&p->mu);
+		free(p);
+		return err;
+	}
+	*out = p;
+	cbs.arg = p;
+	err = sd_ts_new(&p->ts, 1);
+	io.ts = p->ts;
+	if (err == 0)
+		err = sd_ingest_new(&p->in, &io, &cbs);
+	if (err < 0) {
+		p->in = NULL;
+		return err;
+	}
+	atomic_fetch_add(&d->recordings_total, 1);
+	return 0;
+}
+
+size_t sd_pub_push(struct sd_pub *p, const void *buf, size_t len)
+{
+	size_t n = sd_ingest_push(p->in, buf, len);
+
+	p->rx_ns = sd_now();
+	atomic_fetch_add(&p->d->bytes_in, n);
+	return n;
+}
+
+void sd_pub_finish(struct sd_pub *p)
+{
+	int first;
+
+	pthread_mutex_lock(&p->mu);
+	first = !p->finished;
+	p->finished = 1;
+	pthread_mutex_unlock(&p->mu);
+	if (first)
+		sd_ingest_finish(p->in);
+}
+
+int sd_pub_finished(struct sd_pub *p)
+{
+	int f;
+
+	pthread_mutex_lock(&p->mu);
+	f = p->finished;
+	pthread_mutex_unlock(&p->mu);
+	return f;
+}
+
+int sd_pub_closed(struct sd_pub *p, int *result, struct sd_rec_stats *st)
+{
+	int closed;
+
+	pthread_mutex_lock(&p->mu);
+	closed = p->closed;
+	*result = p->result;
+	if (st)
+		*st = p->stats;
+	pthread_mutex_unlock(&p->mu);
+	return closed;
+}
+
+const char *sd_pub_name(const struct sd_pub *p)
+{
+	return p->name;
+}
+
+/* ------------------------------------------------------------------ */
+/* Every publisher                                                     */
+/* ------------------------------------------------------------------ */
+
+void sd_record_stop_all(struct sd_daemon *d)
+{
+	pthread_mutex_lock(&d->mu);
+	for (struct sd_pub *p = d->pubs; p; p = p->next)
+		if (p->in)
+			sd_pub_finish(p);
+	pthread_mutex_unlock(&d->mu);
+}
+
+void sd_record_totals(struct sd_daemon *d, uint64_t *writes,
+		      uint64_t *misses)
+{
+	uint64_t w = atomic_load(&d->rec_writes);
+	uint64_t m = atomic_load(&d->rec_write_misses);
+
+	pthread_mutex_lock(&d->mu);
+	for (struct sd_pub *p = d->pubs; p; p = p->next) {
+		struct sd_rec_stats st;
+
+		pthread_mutex_lock(&p->mu);
+		if (p->rec) {
+			sd_rec_stats(p->rec, &st);
+			w += st.writes;
+			m += st.write_misses;
+		}
+		pthread_mutex_unlock(&p->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	*writes = w;
+	*misses = m;
+}
