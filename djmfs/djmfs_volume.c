@@ -1,8 +1,8 @@
 /*
  * The on-volume format below the namespace: where the superblock, the
  * journal, the two checkpoint slots and the data area lie, how the
- * superblock is encoded and checked, formatting a volume (djmfs_mkfs) and
- * opening one for the server or fsck.  A regular file or a block device
+ * superblock is encoded and checked, and opening a volume for the server
+ * or fsck (formatting one is djmfs_mkfs.c's).  A regular file or a block device
  * may be a volume; everything here goes through an ordinary buffered
  * descriptor (the clients' data path uses its own O_DIRECT one).  The
  * superblock is validated strictly, because every later offset the server
@@ -91,7 +91,7 @@ int djmfs__datasync(int fd)
 /* Layout and superblock                                                */
 /* ------------------------------------------------------------------ */
 
-static int au_size_ok(uint64_t au)
+int djmfs__au_size_ok(uint64_t au)
 {
 	return au >= AU_MIN && au <= AU_MAX && (au & (au - 1)) == 0;
 }
@@ -112,7 +112,7 @@ int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size)
 
 	if (au_size == 0)
 		au_size = (uint32_t)MIB;
-	if (!au_size_ok(au_size))
+	if (!djmfs__au_size_ok(au_size))
 		return -EINVAL;
 	memset(sb, 0, sizeof(*sb));
 	sb->version = DJMFS_SB_VERSION;
@@ -170,7 +170,7 @@ void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE])
 }
 
 /* Magic and CRC: the bytes were written as a DJMFS superblock. */
-static int sb_raw_valid(const uint8_t *p, size_t n)
+int djmfs__sb_raw_valid(const uint8_t *p, size_t n)
 {
 	return n >= DJMFS_SB_SIZE && memcmp(p, DJMFS_SB_MAGIC, 8) == 0 &&
 	       djmfs__le32(p + SB_CRC_AT) == djmfs__crc32c(0, p, SB_CRC_AT);
@@ -188,7 +188,7 @@ static int sb_geometry_ok(const struct djmfs__sb *sb)
 {
 	const uint64_t blk = DJMFS_BLOCK;
 	const int ok[] = {
-		au_size_ok(sb->au_size),
+		djmfs__au_size_ok(sb->au_size),
 		sb->block_size == DJMFS_BLOCK,
 		sb->journal_off >= DJMFS_SB_SIZE,
 		sb->journal_len >= blk && sb->ckpt_len >= blk,
@@ -211,7 +211,7 @@ static int sb_geometry_ok(const struct djmfs__sb *sb)
 
 int djmfs__sb_decode(const uint8_t *p, size_t n, struct djmfs__sb *sb)
 {
-	if (!sb_raw_valid(p, n))
+	if (!djmfs__sb_raw_valid(p, n))
 		return -EUCLEAN;
 	if (djmfs__le32(p + 8) != DJMFS_SB_VERSION)
 		return -EUCLEAN;
@@ -263,7 +263,7 @@ uint32_t djmfs__sb_seed(const struct djmfs__sb *sb)
 
 /* Bytes a regular file or block device holds.  Returns 0, -ENOTBLK (some
  * other kind of file), or -errno. */
-static int fd_size(int fd, uint64_t *size, int *is_blk)
+int djmfs__vol_fd_size(int fd, uint64_t *size, int *is_blk)
 {
 	struct stat st;
 
@@ -281,7 +281,7 @@ static int fd_size(int fd, uint64_t *size, int *is_blk)
 	return 0;
 }
 
-static int lock_volume(int fd, const char *path, const struct djmfs_log *log)
+int djmfs__vol_lock(int fd, const char *path, const struct djmfs_log *log)
 {
 	int err;
 
@@ -319,7 +319,7 @@ static int vol_check(struct djmfs__vol *v, const struct djmfs_log *log)
 		return -EUCLEAN;
 	if (err < 0)
 		return err;
-	err = fd_size(v->fd, &have, &is_blk);
+	err = djmfs__vol_fd_size(v->fd, &have, &is_blk);
 	if (err < 0) {
 		djmfs__log(log, DJMFS_LOG_ERROR, "size of %s: %s", v->path,
 			   strerror(-err));
@@ -359,7 +359,7 @@ int djmfs__vol_open(struct djmfs__vol **out, const char *path,
 		goto fail;
 	}
 	if (flags & DJMFS__VOL_EXCL) {
-		err = lock_volume(v->fd, path, log);
+		err = djmfs__vol_lock(v->fd, path, log);
 		if (err < 0)
 			goto fail;
 	}
@@ -383,233 +383,4 @@ void djmfs__vol_close(struct djmfs__vol *v)
 		close(v->fd); /* also drops the flock */
 	free(v->path);
 	free(v);
-}
-
-/* ------------------------------------------------------------------ */
-/* mkfs                                                                 */
-/* ------------------------------------------------------------------ */
-
-/* Settles the volume size: a block device offers its own, and a regular
- * file asked for size 0 keeps its current length. */
-static int mkfs_size(int fd, const char *path, uint64_t *size,
-		     const struct djmfs_log *log)
-{
-	uint64_t have = 0;
-	int is_blk, err;
-
-	err = fd_size(fd, &have, &is_blk);
-	if (err < 0) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: %s", path,
-			   err == -ENOTBLK ? "neither a regular file nor a "
-			   "block device" : strerror(-err));
-		return err == -ENOTBLK ? -EINVAL : err;
-	}
-	if (*size == 0)
-		*size = have;
-	if (*size == 0) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: no size given",
-			   path);
-		return -EINVAL;
-	}
-	if (is_blk && *size > have) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: %" PRIu64 " bytes "
-			   "asked, the device has %" PRIu64, path, *size, have);
-		return -ENOSPC;
-	}
-	return 0;
-}
-
-/* A regular file shorter than the volume is extended (sparse). */
-static int mkfs_grow(int fd, const char *path, uint64_t size,
-		     const struct djmfs_log *log)
-{
-	struct stat st;
-	int err;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size >= size)
-		return 0;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		err = -errno;
-		djmfs__log(log, DJMFS_LOG_ERROR, "ftruncate(%s, %" PRIu64
-			   "): %s", path, size, strerror(-err));
-		return err;
-	}
-	return 0;
-}
-
-/* -EEXIST when @fd already holds a DJMFS superblock (magic and CRC good),
- * so a mistyped path does not wipe a volume. */
-static int mkfs_check_existing(int fd, const char *path,
-			       const struct djmfs_log *log)
-{
-	uint8_t buf[DJMFS_SB_SIZE];
-	int err;
-
-	err = djmfs__pread_full(fd, buf, sizeof(buf), 0);
-	if (err == -ENODATA)
-		return 0;
-	if (err < 0) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "pread(%s, superblock): %s",
-			   path, strerror(-err));
-		return err;
-	}
-	if (!sb_raw_valid(buf, sizeof(buf)))
-		return 0;
-	djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: already holds a DJMFS "
-		   "volume; use --force to overwrite it", path);
-	return -EEXIST;
-}
-
-static int mkfs_identity(struct djmfs__sb *sb)
-{
-	struct timespec ts;
-	size_t got = 0;
-
-	while (got < sizeof(sb->uuid)) {
-		ssize_t r = getrandom(sb->uuid + got,
-				      sizeof(sb->uuid) - got, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		got += (size_t)r;
-	}
-	/* RFC 4122 version 4 (random) marking, for tools that print it. */
-	sb->uuid[6] = (uint8_t)((sb->uuid[6] & 0x0f) | 0x40);
-	sb->uuid[8] = (uint8_t)((sb->uuid[8] & 0x3f) | 0x80);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	sb->created_ns = (uint64_t)ts.tv_sec * 1000000000u +
-			 (uint64_t)ts.tv_nsec;
-	return 0;
-}
-
-/*
- * Metadata areas first, superblock last: until the superblock lands, the
- * path is not a valid volume, so a crash mid-mkfs never leaves a volume
- * whose journal or checkpoint is garbage.  Old journal bytes beyond the
- * zeroed first MiB cannot replay: their CRCs use the old uuid's seed.
- */
-static int mkfs_write(int fd, const struct djmfs__sb *sb)
-{
-	struct djmfs__vol v = { .fd = fd, .sb = *sb };
-	uint8_t sbuf[DJMFS_SB_SIZE];
-	size_t zlen = sb->journal_len < MIB ? sb->journal_len : MIB;
-	uint8_t *zero;
-	int err;
-
-	zero = calloc(1, zlen);
-	if (!zero)
-		return -ENOMEM;
-	err = djmfs__pwrite_full(fd, zero, zlen, sb->journal_off);
-	if (err == 0)
-		err = djmfs__pwrite_full(fd, zero, DJMFS_BLOCK,
-					 sb->ckpt_off[1]);
-	free(zero);
-	v.seed = djmfs__sb_seed(sb);
-	if (err == 0)
-		err = djmfs__ckpt_store(&v, 0, 1, 0, NULL, 0);
-	if (err < 0)
-		return err;
-	djmfs__sb_encode(sb, sbuf);
-	err = djmfs__pwrite_full(fd, sbuf, sizeof(sbuf), 0);
-	if (err == 0)
-		err = djmfs__datasync(fd);
-	return err;
-}
-
-static void mkfs_log_geometry(const char *path, const struct djmfs__sb *sb,
-			      const struct djmfs_log *log)
-{
-	djmfs__log(log, DJMFS_LOG_INFO, "mkfs %s: %" PRIu64 " bytes, %" PRIu64
-		   " units of %" PRIu32 " KiB from %" PRIu64 ", journal %"
-		   PRIu64 " MiB at %" PRIu64 ", checkpoint slots 2 x %" PRIu64
-		   " MiB at %" PRIu64 " and %" PRIu64, path, sb->vol_size,
-		   sb->n_aus, sb->au_size >> 10, sb->data_off,
-		   sb->journal_len / MIB, sb->journal_off, sb->ckpt_len / MIB,
-		   sb->ckpt_off[0], sb->ckpt_off[1]);
-}
-
-/* Allocates the whole file now (as unwritten extents: reads give zeros,
- * so the metadata areas written below stay as mkfs leaves them). */
-static int mkfs_preallocate(int fd, const char *path, uint64_t size,
-			    const struct djmfs_log *log)
-{
-	struct stat st;
-	int err;
-
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return 0; /* a device has its blocks already */
-	/* fallocate, not posix_fallocate: a file system without it should
-	 * say so, not be filled with zeros one block at a time. */
-	err = fallocate(fd, 0, 0, (off_t)size) < 0 ? -errno : 0;
-	if (err < 0)
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: fallocate(%" PRIu64
-			   " bytes): %s", path, size, strerror(-err));
-	return err;
-}
-
-int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
-	       unsigned flags, const struct djmfs_log *log)
-{
-	int force = !!(flags & DJMFS_MKFS_FORCE);
-	struct djmfs__sb sb;
-	int fd, created = 0, err;
-
-	if (!path || !*path)
-		return -EINVAL;
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) {
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		created = fd >= 0;
-	}
-	if (fd < 0) {
-		err = -errno;
-		djmfs__log(log, DJMFS_LOG_ERROR, "open(%s): %s", path,
-			   strerror(-err));
-		return err;
-	}
-	/* Never format under a running server or fsck, --force or not. */
-	err = lock_volume(fd, path, log);
-	if (err == 0 && !created && !force)
-		err = mkfs_check_existing(fd, path, log);
-	if (err == 0 && au_size != 0 && !au_size_ok(au_size)) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: unit size %" PRIu32
-			   " is not a power of two from 64 KiB to 64 MiB",
-			   path, au_size);
-		err = -EINVAL;
-	}
-	if (err == 0)
-		err = mkfs_size(fd, path, &size, log);
-	if (err == 0) {
-		err = djmfs__sb_layout(&sb, size, au_size);
-		if (err == -ENOSPC)
-			djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: %" PRIu64
-				   " bytes is too small for the metadata "
-				   "areas and %d units", path, size, MIN_AUS);
-	}
-	if (err == 0)
-		err = mkfs_grow(fd, path, size, log);
-	if (err == 0 && (flags & DJMFS_MKFS_PREALLOCATE))
-		err = mkfs_preallocate(fd, path, size, log);
-	if (err == 0) {
-		err = mkfs_identity(&sb);
-		if (err < 0)
-			djmfs__log(log, DJMFS_LOG_ERROR, "getrandom(uuid): %s",
-				   strerror(-err));
-	}
-	if (err == 0) {
-		err = mkfs_write(fd, &sb);
-		if (err < 0)
-			djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: writing "
-				   "metadata: %s", path, strerror(-err));
-	}
-	if (err == 0)
-		mkfs_log_geometry(path, &sb, log);
-	close(fd);
-	if (err < 0 && created)
-		unlink(path);
-	return err;
 }

@@ -17,16 +17,24 @@ DJMFS_SOURCES = \
 	djmfs/djmfs_jrec.c \
 	djmfs/djmfs_volio.h \
 	djmfs/djmfs_volume.c \
+	djmfs/djmfs_mkfs.c \
 	djmfs/djmfs_journal.c \
 	djmfs/djmfs_tree.h \
 	djmfs/djmfs_tree.c \
+	djmfs/djmfs_meta.h \
 	djmfs/djmfs_meta.c \
+	djmfs/djmfs_meta_sets.c \
+	djmfs/djmfs_meta_img.c \
 	djmfs/djmfs_alloc.c \
 	djmfs/djmfs_fsck.c \
 	djmfs/djmfs_srv.h \
 	djmfs/djmfs_server.c \
-	djmfs/djmfs_session.c \
+	djmfs/djmfs_boot.c \
+	djmfs/djmfs_gate.c \
 	djmfs/djmfs_ops.c \
+	djmfs/djmfs_conn.c \
+	djmfs/djmfs_session.c \
+	djmfs/djmfs_commit.c \
 	djmfs/djmfs_clnt.h \
 	djmfs/djmfs_client.c \
 	djmfs/djmfs_io.c \
