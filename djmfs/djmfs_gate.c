@@ -16,7 +16,7 @@
 /* ------------------------------------------------------------------ */
 
 /*
- * djmfs-int.h draws the handshake ("Shared-secret handshake") and
+ * djmfs_proto.h draws the handshake ("Shared-secret handshake") and
  * djmfs_auth.c makes the proofs.  Only a server with a secret gates;
  * without one, CHALLENGE is answered -EOPNOTSUPP and every other frame
  * goes to the operations as it always did.

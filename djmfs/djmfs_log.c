@@ -6,7 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 
 void djmfs__log(const struct djmfs_log *log, enum djmfs_log_level lvl,
 		const char *fmt, ...)

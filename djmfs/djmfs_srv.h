@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 #include "djmfs_server.h"
 
 #define DJMFS_SRV_LEASE_MS 10000u	/* lease when the options say 0 */

@@ -1,5 +1,5 @@
 /*
- * Volume-side helpers that djmfs-int.h does not carry: whole-buffer
+ * Volume-side helpers that djmfs_store.h does not carry: whole-buffer
  * positioned I/O shared by the volume code (superblock, mkfs) and the
  * journal (records, checkpoint slots), which hides EINTR and short
  * transfers so callers see either every byte moved or one -errno
@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 
 /* Reads @n bytes at @off.  Returns 0, -ENODATA (end of file first), or
  * -errno. */

@@ -22,13 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 #include "djmfs_server.h"
 #include "djmfs_volio.h"
 
 #define MIB (UINT64_C(1) << 20)
-#define AU_MIN (64u << 10)
-#define AU_MAX (64u << 20)
 #define MIN_AUS 16
 #define JOURNAL_MAX (64 * MIB)
 #define CKPT_MAX (128 * MIB)
@@ -37,26 +35,6 @@
 /* ------------------------------------------------------------------ */
 /* Positioned I/O                                                       */
 /* ------------------------------------------------------------------ */
-
-int djmfs__pread_full(int fd, void *p, size_t n, uint64_t off)
-{
-	uint8_t *q = p;
-
-	while (n > 0) {
-		ssize_t r = pread(fd, q, n, (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -ENODATA;
-		q += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
 
 int djmfs__pwrite_full(int fd, const void *p, size_t n, uint64_t off)
 {
@@ -90,11 +68,6 @@ int djmfs__datasync(int fd)
 /* ------------------------------------------------------------------ */
 /* Layout and superblock                                                */
 /* ------------------------------------------------------------------ */
-
-int djmfs__au_size_ok(uint64_t au)
-{
-	return au >= AU_MIN && au <= AU_MAX && (au & (au - 1)) == 0;
-}
 
 static uint64_t clamp64(uint64_t v, uint64_t lo, uint64_t hi)
 {
@@ -167,94 +140,6 @@ void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE])
 	put_le64(out + 96, sb->n_aus);
 	put_le64(out + 104, sb->created_ns);
 	put_le32(out + SB_CRC_AT, djmfs__crc32c(0, out, SB_CRC_AT));
-}
-
-/* Magic and CRC: the bytes were written as a DJMFS superblock. */
-int djmfs__sb_raw_valid(const uint8_t *p, size_t n)
-{
-	return n >= DJMFS_SB_SIZE && memcmp(p, DJMFS_SB_MAGIC, 8) == 0 &&
-	       djmfs__le32(p + SB_CRC_AT) == djmfs__crc32c(0, p, SB_CRC_AT);
-}
-
-/* [off, off + len) ends at or before @limit, without overflow. */
-static int region_before(uint64_t off, uint64_t len, uint64_t limit)
-{
-	return len <= limit && off <= limit - len;
-}
-
-/* Every offset later code trusts, checked once here; a crafted or
- * damaged-but-CRC-valid superblock must not send I/O outside the volume. */
-static int sb_geometry_ok(const struct djmfs__sb *sb)
-{
-	const uint64_t blk = DJMFS_BLOCK;
-	const int ok[] = {
-		djmfs__au_size_ok(sb->au_size),
-		sb->block_size == DJMFS_BLOCK,
-		sb->journal_off >= DJMFS_SB_SIZE,
-		sb->journal_len >= blk && sb->ckpt_len >= blk,
-		(sb->journal_off | sb->journal_len | sb->ckpt_off[0] |
-		 sb->ckpt_off[1] | sb->ckpt_len | sb->data_off) % blk == 0,
-		region_before(sb->journal_off, sb->journal_len,
-			      sb->ckpt_off[0]),
-		region_before(sb->ckpt_off[0], sb->ckpt_len, sb->ckpt_off[1]),
-		region_before(sb->ckpt_off[1], sb->ckpt_len, sb->data_off),
-		sb->data_off <= sb->vol_size,
-	};
-
-	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		if (!ok[i])
-			return 0;
-	}
-	return sb->n_aus >= 1 &&
-	       sb->n_aus == (sb->vol_size - sb->data_off) / sb->au_size;
-}
-
-int djmfs__sb_decode(const uint8_t *p, size_t n, struct djmfs__sb *sb)
-{
-	if (!djmfs__sb_raw_valid(p, n))
-		return -EUCLEAN;
-	if (djmfs__le32(p + 8) != DJMFS_SB_VERSION)
-		return -EUCLEAN;
-	memset(sb, 0, sizeof(*sb));
-	sb->version = djmfs__le32(p + 8);
-	memcpy(sb->uuid, p + 16, 16);
-	sb->au_size = djmfs__le32(p + 32);
-	sb->block_size = djmfs__le32(p + 36);
-	sb->vol_size = djmfs__le64(p + 40);
-	sb->journal_off = djmfs__le64(p + 48);
-	sb->journal_len = djmfs__le64(p + 56);
-	sb->ckpt_off[0] = djmfs__le64(p + 64);
-	sb->ckpt_off[1] = djmfs__le64(p + 72);
-	sb->ckpt_len = djmfs__le64(p + 80);
-	sb->data_off = djmfs__le64(p + 88);
-	sb->n_aus = djmfs__le64(p + 96);
-	sb->created_ns = djmfs__le64(p + 104);
-	if (djmfs__le32(p + 12) != DJMFS_SB_SIZE || !sb_geometry_ok(sb))
-		return -EINVAL;
-	return 0;
-}
-
-int djmfs__sb_read_fd(int fd, struct djmfs__sb *sb)
-{
-	void *buf = NULL;
-	int err;
-
-	/* 4 KiB alignment satisfies O_DIRECT on every common device. */
-	err = posix_memalign(&buf, DJMFS_BLOCK, DJMFS_SB_SIZE);
-	if (err)
-		return -err;
-	err = djmfs__pread_full(fd, buf, DJMFS_SB_SIZE, 0);
-	if (err == -ENODATA)
-		err = -EUCLEAN; /* shorter than a superblock: not a volume */
-	if (err == 0)
-		err = djmfs__sb_decode(buf, DJMFS_SB_SIZE, sb);
-	free(buf);
-	return err;
-}
-
-uint32_t djmfs__sb_seed(const struct djmfs__sb *sb)
-{
-	return djmfs__crc32c(0, sb->uuid, sizeof(sb->uuid));
 }
 
 /* ------------------------------------------------------------------ */

@@ -7,13 +7,15 @@
 DJMFS_SOURCES = \
 	djmfs/djmfs.h \
 	djmfs/djmfs_server.h \
-	djmfs/djmfs-int.h \
+	djmfs/djmfs_proto.h \
+	djmfs/djmfs_store.h \
 	djmfs/djmfs_codec.h \
 	djmfs/djmfs_log.c \
 	djmfs/djmfs_crc.c \
 	djmfs/djmfs_buf.c \
 	djmfs/djmfs_wire.c \
 	djmfs/djmfs_auth.c \
+	djmfs/djmfs_sb.c \
 	djmfs/djmfs_jrec.c \
 	djmfs/djmfs_volio.h \
 	djmfs/djmfs_volume.c \
