@@ -24,7 +24,9 @@
  *   LIVE   --any frame: djmfs__sess_touch---------------> LIVE
  *   LIVE   --conn closed, no writer: djmfs__sess_detach-> ENDED
  *   LIVE   --conn closed, writers: djmfs__sess_detach---> ORPHAN (no conn)
- *   LIVE/ORPHAN --lease out: djmfs__sess_tick-----------> ENDED (logged)
+ *   LIVE   --lease out: the loop closes its connection (it asks
+ *            djmfs__sess_expired), then as ORPHAN below
+ *   ORPHAN --lease out: djmfs__sess_tick-----------------> ENDED (logged)
  *   any    --server freed: djmfs__sess_free_all---------> ENDED (no journal)
  * Handles: OPEN djmfs__handle_new -> open; CLOSE djmfs__handle_close or the
  * session's end -> freed.  Holds: LOCK_SNAP djmfs__hold_set; UNLOCK_SNAP,
