@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 
 #define RUN_CAP 64		/* longest run the prefetcher caches */
 #define SCAN_CHUNK (64u * 1024u) /* units scanned per prefetcher lock hold */

@@ -1,7 +1,7 @@
 /*
  * Shared secrets of DJMFS: reading and creating secret files (public, in
  * djmfs_server.h, for djmfsd, the tools and embedders) and the pieces of
- * the handshake that both ends share (djmfs-int.h): nonces and the
+ * the handshake that both ends share (djmfs_proto.h): nonces and the
  * HMAC-SHA256 proofs, checked in constant time.  OpenSSL's libcrypto
  * does the cryptography; nothing here keeps state between calls.
  */
@@ -20,7 +20,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 #include "djmfs_server.h"
 
 /* Both labels have the same length, NUL included, so no transcript of

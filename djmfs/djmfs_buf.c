@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 
 #define BUF_MIN_CAP 256
 

@@ -18,7 +18,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 #include "iosched.h"
 
 /* ------------------------------------------------------------------ */

@@ -1,6 +1,6 @@
 /*
  * The one body codec that both the wire and the journal use: a PUBLISH
- * body (layout in djmfs-int.h).  Kept in its own private header so that
+ * body (layout in djmfs_proto.h).  Kept in its own private header so that
  * djmfs_wire.c (the PUBLISH request) and djmfs_jrec.c (the PUBLISH record)
  * share one implementation and cannot drift apart.  Private to those two
  * files; everything else goes through djmfs__msg_* and djmfs__jrec_*.
@@ -8,7 +8,7 @@
 #ifndef DJMFS_CODEC_H
 #define DJMFS_CODEC_H
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 
 /* Decodes a PUBLISH body from @c into @p (views point into @c's input).
  * Counts are checked against the bytes left before use; n_objs <=

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 
 /* crc32c_table[n]: the CRC register after shifting byte n through it. */
 static const uint32_t crc32c_table[256] = {

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 #include "djmfs_server.h"
 
 #define NO_OWNER UINT64_MAX

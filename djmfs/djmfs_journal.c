@@ -45,7 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 #include "djmfs_volio.h"
 
 #define CKPT_MAGIC "DJMFSCKP"

@@ -3,7 +3,7 @@
  * makes durable, and the decoder replay and fsck trust to tell a record
  * from the end of the log, a torn write, or stale bytes of an older epoch.
  * A record is a 32-byte header and a typed payload (layouts in
- * djmfs-int.h); its CRC-32C is seeded with the volume's uuid CRC and
+ * djmfs_store.h); its CRC-32C is seeded with the volume's uuid CRC and
  * covers everything after the crc field, so a record only passes on the
  * volume, and in the exact bytes, it was written for.  Each type's
  * payload codec is a row in a static table; the PUBLISH payload shares its
@@ -12,7 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 #include "djmfs_codec.h"
 
 /* Offset of the bytes the CRC covers: everything after the crc field. */

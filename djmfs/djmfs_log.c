@@ -8,7 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 #include "lg.h"
 
 LG_DEFINE_LOG(djmfs__log, struct djmfs_log, enum djmfs_log_level, 768)

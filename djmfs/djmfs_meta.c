@@ -3,11 +3,12 @@
  * applied journal record (the working root), the namespace as of the last
  * record known durable (the durable root, what readers are shown), the
  * roots in between, the inode table and the reservations of allocation
- * units handed to writers.  Every mutation arrives as a journal record and
- * is applied all or nothing: a record is validated in full before any
- * state changes, so the server can apply a record first and journal it
- * only if it was accepted, and replay reaches the same state.  The module
- * also writes and reads the checkpoint image of that state.
+ * units handed to writers (their indexes are in djmfs_meta_sets.c, the
+ * checkpoint image of the state in djmfs_meta_img.c).  Every mutation
+ * arrives as a journal record and is applied all or nothing: a record is
+ * validated in full before any state changes, so the server can apply a
+ * record first and journal it only if it was accepted, and replay
+ * reaches the same state.
  *
  * Invariants:
  *  1. working is the state after record seq; durable is the state after
@@ -47,287 +48,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "djmfs_tree.h"
+#include "djmfs_meta.h"
 
-#define IMG_MAGIC 0x494d4a44u /* "DJMI" little-endian */
-#define IMG_VERSION 1u
 #define RING_MIN 16u
-#define INOS_MIN 64u
-
-/* ------------------------------------------------------------------ */
-/* Unit run sets                                                       */
-/* ------------------------------------------------------------------ */
-
-struct urun {
-	uint64_t first;
-	uint64_t count;
-};
-
-/* Sorted, disjoint, non-adjacent runs (invariant 3). */
-struct rset {
-	struct urun *r;
-	uint32_t n;
-	uint32_t cap;
-};
-
-static void rset_free(struct rset *s)
-{
-	free(s->r);
-	memset(s, 0, sizeof(*s));
-}
-
-static int rset_grow(struct rset *s, uint32_t want)
-{
-	uint32_t cap = s->cap ? s->cap : 4;
-	struct urun *r;
-
-	if (want <= s->cap)
-		return 0;
-	while (cap < want)
-		cap *= 2;
-	r = realloc(s->r, cap * sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	s->r = r;
-	s->cap = cap;
-	return 0;
-}
-
-static int rset_copy(struct rset *dst, const struct rset *src)
-{
-	memset(dst, 0, sizeof(*dst));
-	if (!src->n)
-		return 0;
-	if (rset_grow(dst, src->n))
-		return -ENOMEM;
-	memcpy(dst->r, src->r, src->n * sizeof(*src->r));
-	dst->n = src->n;
-	return 0;
-}
-
-/* Index of the first run starting after @u. */
-static uint32_t rset_upper(const struct rset *s, uint64_t u)
-{
-	uint32_t lo = 0, hi = s->n;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (s->r[mid].first <= u)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static void rset_insert_at(struct rset *s, uint32_t i, uint64_t first,
-			   uint64_t count)
-{
-	memmove(&s->r[i + 1], &s->r[i], (s->n - i) * sizeof(s->r[0]));
-	s->r[i].first = first;
-	s->r[i].count = count;
-	s->n++;
-}
-
-static void rset_remove_at(struct rset *s, uint32_t i)
-{
-	memmove(&s->r[i], &s->r[i + 1], (s->n - i - 1) * sizeof(s->r[0]));
-	s->n--;
-}
-
-/* Adds [first, first + count).  Returns 0, -EINVAL (overlaps a run), or
- * -ENOMEM. */
-static int rset_add(struct rset *s, uint64_t first, uint64_t count)
-{
-	uint32_t i = rset_upper(s, first);
-	struct urun *prev = i ? &s->r[i - 1] : NULL;
-	struct urun *next = i < s->n ? &s->r[i] : NULL;
-	int join_prev, join_next;
-
-	if ((prev && prev->first + prev->count > first) ||
-	    (next && first + count > next->first))
-		return -EINVAL;
-	join_prev = prev && prev->first + prev->count == first;
-	join_next = next && first + count == next->first;
-	if (join_prev && join_next) {
-		prev->count += count + next->count;
-		rset_remove_at(s, i);
-	} else if (join_prev) {
-		prev->count += count;
-	} else if (join_next) {
-		next->first = first;
-		next->count += count;
-	} else {
-		if (rset_grow(s, s->n + 1))
-			return -ENOMEM;
-		rset_insert_at(s, i, first, count);
-	}
-	return 0;
-}
-
-/* Takes [first, first + count) out; it must lie inside one run.  Returns
- * 0, -ENOENT (not all of it is in the set), or -ENOMEM. */
-static int rset_take(struct rset *s, uint64_t first, uint64_t count)
-{
-	uint32_t i = rset_upper(s, first);
-	struct urun *r;
-	uint64_t end = first + count, rend;
-
-	if (!i)
-		return -ENOENT;
-	r = &s->r[i - 1];
-	rend = r->first + r->count;
-	if (first >= rend || end > rend)
-		return -ENOENT;
-	if (first == r->first && end == rend) {
-		rset_remove_at(s, i - 1);
-	} else if (first == r->first) {
-		r->first = end;
-		r->count -= count;
-	} else if (end == rend) {
-		r->count -= count;
-	} else {
-		if (rset_grow(s, s->n + 1))
-			return -ENOMEM;
-		r = &s->r[i - 1];
-		r->count = first - r->first;
-		rset_insert_at(s, i, end, rend - end);
-	}
-	return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Inode table: ino -> name and reservation, open addressing           */
-/* ------------------------------------------------------------------ */
-
-struct ient {
-	uint64_t ino; /* 0: empty slot */
-	char *name;
-	struct rset res;
-	/* The file record the working root holds for ino (invariant 6), so
-	 * a record finds its file without a descent by name; the root owns
-	 * it, this pointer is no reference. */
-	const struct djmfs__file *wf;
-};
-
-struct imap {
-	struct ient *slot;
-	size_t cap; /* power of two */
-	size_t n;
-};
-
-static size_t im_home(const struct imap *im, uint64_t ino)
-{
-	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) & (im->cap - 1);
-}
-
-static struct ient *im_find(const struct imap *im, uint64_t ino)
-{
-	size_t i;
-
-	if (!im->cap || !ino)
-		return NULL;
-	for (i = im_home(im, ino); im->slot[i].ino; i = (i + 1) & (im->cap - 1))
-		if (im->slot[i].ino == ino)
-			return &im->slot[i];
-	return NULL;
-}
-
-/* Places @e (ino not present; room guaranteed). */
-static struct ient *im_place(struct imap *im, const struct ient *e)
-{
-	size_t i = im_home(im, e->ino);
-
-	while (im->slot[i].ino)
-		i = (i + 1) & (im->cap - 1);
-	im->slot[i] = *e;
-	im->n++;
-	return &im->slot[i];
-}
-
-/* Makes room for one more entry (load at most one half). */
-static int im_reserve(struct imap *im)
-{
-	struct imap big;
-	size_t i;
-
-	if ((im->n + 1) * 2 <= im->cap)
-		return 0;
-	big.cap = im->cap ? im->cap * 2 : INOS_MIN;
-	big.n = 0;
-	big.slot = calloc(big.cap, sizeof(*big.slot));
-	if (!big.slot)
-		return -ENOMEM;
-	for (i = 0; i < im->cap; i++)
-		if (im->slot[i].ino)
-			im_place(&big, &im->slot[i]);
-	free(im->slot);
-	*im = big;
-	return 0;
-}
-
-/* Frees @e's contents and closes the gap (backward-shift deletion). */
-static void im_remove(struct imap *im, struct ient *e)
-{
-	size_t mask = im->cap - 1, i = (size_t)(e - im->slot), j = i;
-
-	free(e->name);
-	rset_free(&e->res);
-	for (;;) {
-		size_t k;
-
-		j = (j + 1) & mask;
-		if (!im->slot[j].ino)
-			break;
-		k = im_home(im, im->slot[j].ino);
-		/* Move j back to i unless its home is cyclically in (i, j]. */
-		if ((j > i && (k <= i || k > j)) ||
-		    (j < i && k <= i && k > j)) {
-			im->slot[i] = im->slot[j];
-			i = j;
-		}
-	}
-	memset(&im->slot[i], 0, sizeof(im->slot[i]));
-	im->n--;
-}
-
-static void im_clear(struct imap *im)
-{
-	size_t i;
-
-	for (i = 0; i < im->cap; i++) {
-		free(im->slot[i].name);
-		rset_free(&im->slot[i].res);
-	}
-	free(im->slot);
-	memset(im, 0, sizeof(*im));
-}
 
 /* ------------------------------------------------------------------ */
 /* The state                                                           */
 /* ------------------------------------------------------------------ */
-
-struct pend {
-	uint64_t seq;
-	struct djmfs__root *root;
-};
-
-struct djmfs__meta {
-	struct djmfs__meta_opts o;
-	uint64_t data_end;
-	struct djmfs__root *working;
-	struct djmfs__root *durable;
-	struct pend *ring; /* invariant 1 */
-	uint32_t ring_cap, ring_head, ring_n;
-	uint64_t seq;
-	uint64_t durable_seq; /* the durable root's state */
-	uint64_t sealed_seq;  /* batched: the newest sealed state */
-	uint64_t next_ino;
-	uint64_t reserved;
-	struct imap inos;
-	const char *why; /* reason for the last refusal, for the log */
-};
 
 static void ring_clear(struct djmfs__meta *m)
 {
@@ -342,7 +69,7 @@ static void ring_clear(struct djmfs__meta *m)
 static int ring_reserve(struct djmfs__meta *m)
 {
 	uint32_t cap = m->ring_cap ? m->ring_cap * 2 : RING_MIN, i;
-	struct pend *r;
+	struct djmfs__mstate *r;
 
 	if (m->ring_n < m->ring_cap)
 		return 0;
@@ -360,14 +87,14 @@ static int ring_reserve(struct djmfs__meta *m)
 
 /* Forgets everything: the namespace becomes @empty (an empty root whose
  * reference this takes), after record 0.  Cannot fail. */
-static void meta_reset(struct djmfs__meta *m, struct djmfs__root *empty)
+void djmfs__meta_reset(struct djmfs__meta *m, struct djmfs__root *empty)
 {
 	ring_clear(m);
 	djmfs__root_unref(m->working);
 	djmfs__root_unref(m->durable);
 	m->working = empty;
 	m->durable = djmfs__root_ref(empty);
-	im_clear(&m->inos);
+	djmfs__im_clear(&m->inos);
 	m->seq = m->durable_seq = m->sealed_seq = 0;
 	m->next_ino = 1;
 	m->reserved = 0;
@@ -388,7 +115,7 @@ int djmfs__meta_new(struct djmfs__meta **out, const struct djmfs__meta_opts *o)
 	}
 	m->o = *o;
 	m->data_end = o->data_off + o->n_aus * o->au_size;
-	meta_reset(m, empty);
+	djmfs__meta_reset(m, empty);
 	*out = m;
 	return 0;
 }
@@ -401,7 +128,7 @@ void djmfs__meta_free(struct djmfs__meta *m)
 	free(m->ring);
 	djmfs__root_unref(m->working);
 	djmfs__root_unref(m->durable);
-	im_clear(&m->inos);
+	djmfs__im_clear(&m->inos);
 	free(m);
 }
 
@@ -417,7 +144,7 @@ uint64_t djmfs__meta_next_ino(const struct djmfs__meta *m)
 
 const char *djmfs__meta_name(const struct djmfs__meta *m, uint64_t ino)
 {
-	const struct ient *e = im_find(&m->inos, ino);
+	const struct djmfs__ient *e = djmfs__im_find(&m->inos, ino);
 
 	return e ? e->name : NULL;
 }
@@ -470,7 +197,7 @@ static int ext_units(const struct djmfs__meta *m, uint64_t off, uint64_t len,
 
 static int urun_cmp(const void *a, const void *b)
 {
-	const struct urun *x = a, *y = b;
+	const struct djmfs__urun *x = a, *y = b;
 
 	return x->first < y->first ? -1 : x->first > y->first;
 }
@@ -483,10 +210,10 @@ static int urun_cmp(const void *a, const void *b)
  */
 static int64_t file_units(const struct djmfs__meta *m,
 			  const struct djmfs__file *f, int only,
-			  struct urun **out)
+			  struct djmfs__urun **out)
 {
 	uint64_t total = 0, n = 0, k = 0, u0, u1;
-	struct urun *r;
+	struct djmfs__urun *r;
 	uint32_t i, j;
 
 	*out = NULL;
@@ -505,7 +232,7 @@ static int64_t file_units(const struct djmfs__meta *m,
 			struct djmfs_extent e = djmfs__obj_extent(o, j);
 
 			if (ext_units(m, e.offset, e.len, &u0, &u1))
-				r[n++] = (struct urun){ u0, u1 - u0 + 1 };
+				r[n++] = (struct djmfs__urun){ u0, u1 - u0 + 1 };
 		}
 	}
 	if (n > 1)
@@ -524,7 +251,7 @@ static int64_t file_units(const struct djmfs__meta *m,
 	return (int64_t)k;
 }
 
-static void report(const struct djmfs__meta *m, const struct urun *r,
+static void report(const struct djmfs__meta *m, const struct djmfs__urun *r,
 		   uint64_t n, enum djmfs__free_kind kind)
 {
 	uint64_t i;
@@ -544,10 +271,10 @@ static int no(struct djmfs__meta *m, int err, const char *why)
 }
 
 /* The live file @ino in the working state, with its inode entry. */
-static int lookup(struct djmfs__meta *m, uint64_t ino, struct ient **e,
+static int lookup(struct djmfs__meta *m, uint64_t ino, struct djmfs__ient **e,
 		  const struct djmfs__file **f)
 {
-	*e = im_find(&m->inos, ino);
+	*e = djmfs__im_find(&m->inos, ino);
 	*f = *e ? (*e)->wf : NULL;
 	if (!*f)
 		return no(m, -ENOENT, "no such inode");
@@ -557,7 +284,7 @@ static int lookup(struct djmfs__meta *m, uint64_t ino, struct ient **e,
 /* Puts @nf (owned) into the working root: in place while the working
  * root is private (batched mode, after the first change since a seal),
  * else into a path-copied new root; @e (NULL: none yet) follows it. */
-static int commit_file(struct djmfs__meta *m, struct ient *e,
+static int commit_file(struct djmfs__meta *m, struct djmfs__ient *e,
 		       struct djmfs__file *nf)
 {
 	struct djmfs__root *nr;
@@ -580,7 +307,7 @@ out:
 static int ap_file_create(struct djmfs__meta *m, const struct djmfs__jrec *r)
 {
 	struct djmfs__file *f = NULL;
-	struct ient e = { r->ino, NULL, { NULL, 0, 0 }, NULL };
+	struct djmfs__ient e = { r->ino, NULL, { NULL, 0, 0 }, NULL };
 	int err;
 
 	if (r->ino != m->next_ino)
@@ -591,7 +318,7 @@ static int ap_file_create(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	if (err)
 		return no(m, err, "bad name");
 	e.name = strdup(r->u.create.name);
-	if (!e.name || im_reserve(&m->inos)) {
+	if (!e.name || djmfs__im_reserve(&m->inos)) {
 		err = no(m, -ENOMEM, "inode table");
 		goto err;
 	}
@@ -600,7 +327,7 @@ static int ap_file_create(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	f = NULL;
 	if (err)
 		goto err;
-	im_place(&m->inos, &e);
+	djmfs__im_place(&m->inos, &e);
 	m->next_ino++;
 	return 0;
 err:
@@ -613,8 +340,8 @@ static int ap_file_unlink(struct djmfs__meta *m, const struct djmfs__jrec *r)
 {
 	const struct djmfs__file *f;
 	struct djmfs__root *nr;
-	struct urun *units;
-	struct ient *e;
+	struct djmfs__urun *units;
+	struct djmfs__ient *e;
 	int64_t n;
 	int err = lookup(m, r->ino, &e, &f);
 
@@ -634,7 +361,7 @@ static int ap_file_unlink(struct djmfs__meta *m, const struct djmfs__jrec *r)
 		m->reserved -= e->res.r[i].count;
 	report(m, e->res.r, e->res.n, DJMFS_FREE_NOW);
 	report(m, units, (uint64_t)n, DJMFS_FREE_DEFERRED);
-	im_remove(&m->inos, e);
+	djmfs__im_remove(&m->inos, e);
 	free(units);
 	return 0;
 }
@@ -667,7 +394,7 @@ static int ap_obj_create(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	const struct djmfs__file *f;
 	struct djmfs__file *nf = NULL;
 	struct djmfs__obj *o = NULL;
-	struct ient *e;
+	struct djmfs__ient *e;
 	int err = lookup(m, r->ino, &e, &f);
 
 	if (!err)
@@ -690,8 +417,8 @@ static int ap_obj_delete(struct djmfs__meta *m, const struct djmfs__jrec *r)
 {
 	const struct djmfs__file *f;
 	struct djmfs__file *nf;
-	struct urun *units;
-	struct ient *e;
+	struct djmfs__urun *units;
+	struct djmfs__ient *e;
 	int64_t n;
 	int i, err = lookup(m, r->ino, &e, &f);
 
@@ -720,7 +447,7 @@ static int ap_obj_setattr(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	const struct djmfs__file *f;
 	struct djmfs__file *nf = NULL;
 	struct djmfs__obj *o = NULL;
-	struct ient *e;
+	struct djmfs__ient *e;
 	uint32_t a = r->u.obj.attrs, j;
 	int i, err = lookup(m, r->ino, &e, &f);
 
@@ -749,7 +476,7 @@ static int ap_quarantine(struct djmfs__meta *m, const struct djmfs__jrec *r)
 {
 	const struct djmfs__file *f;
 	struct djmfs__file *nf;
-	struct ient *e;
+	struct djmfs__ient *e;
 	int err = lookup(m, r->ino, &e, &f);
 
 	if (err)
@@ -774,19 +501,19 @@ struct psim {
  * an extent takes a unit out of it, which most publishes (appending
  * inside the object's end unit) never do. */
 struct pres {
-	const struct rset *orig;
-	struct rset copy;
+	const struct djmfs__rset *orig;
+	struct djmfs__rset copy;
 	int copied;
 };
 
 static int pres_take(struct pres *p, uint64_t first, uint64_t count)
 {
 	if (!p->copied) {
-		if (rset_copy(&p->copy, p->orig))
+		if (djmfs__rset_copy(&p->copy, p->orig))
 			return -ENOMEM;
 		p->copied = 1;
 	}
-	return rset_take(&p->copy, first, count);
+	return djmfs__rset_take(&p->copy, first, count);
 }
 
 /* Checks one new extent of a DATA object and takes the units it needs
@@ -905,7 +632,7 @@ static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	const struct djmfs__file *f;
 	struct djmfs__file *nf;
 	struct pres res = { NULL, { NULL, 0, 0 }, 0 };
-	struct ient *e;
+	struct djmfs__ient *e;
 	uint64_t taken = 0;
 	uint32_t k;
 	int i, err = lookup(m, r->ino, &e, &f);
@@ -930,7 +657,7 @@ static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
 			  : commit_file(m, e, nf);
 	}
 	if (err || !res.copied) {
-		rset_free(&res.copy);
+		djmfs__rset_free(&res.copy);
 		return err;
 	}
 	for (k = 0; k < e->res.n; k++)
@@ -938,7 +665,7 @@ static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	for (k = 0; k < res.copy.n; k++)
 		taken -= res.copy.r[k].count;
 	m->reserved -= taken;
-	rset_free(&e->res);
+	djmfs__rset_free(&e->res);
 	e->res = res.copy;
 	return 0;
 }
@@ -946,10 +673,10 @@ static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
 /* ---- RESERVE, RELEASE ---- */
 
 /* RESERVE adds a run, RELEASE takes one out; -errno and the reason. */
-typedef int (*run_fn)(struct djmfs__meta *m, struct rset *res,
+typedef int (*run_fn)(struct djmfs__meta *m, struct djmfs__rset *res,
 		      struct djmfs__run x);
 
-static int run_reserve(struct djmfs__meta *m, struct rset *res,
+static int run_reserve(struct djmfs__meta *m, struct djmfs__rset *res,
 		       struct djmfs__run x)
 {
 	int err;
@@ -957,14 +684,14 @@ static int run_reserve(struct djmfs__meta *m, struct rset *res,
 	if (!x.count || x.first >= m->o.n_aus ||
 	    x.count > m->o.n_aus - x.first)
 		return no(m, -EINVAL, "run outside the data area");
-	err = rset_add(res, x.first, x.count);
+	err = djmfs__rset_add(res, x.first, x.count);
 	return err ? no(m, err, "run already reserved") : 0;
 }
 
-static int run_release(struct djmfs__meta *m, struct rset *res,
+static int run_release(struct djmfs__meta *m, struct djmfs__rset *res,
 		       struct djmfs__run x)
 {
-	int err = x.count ? rset_take(res, x.first, x.count) : -ENOENT;
+	int err = x.count ? djmfs__rset_take(res, x.first, x.count) : -ENOENT;
 
 	return err ? no(m, err == -ENOENT ? -EINVAL : err, "run not reserved")
 		   : 0;
@@ -977,15 +704,15 @@ static int64_t apply_runs(struct djmfs__meta *m, const struct djmfs__jrec *r,
 			  run_fn fn)
 {
 	const struct djmfs__file *f;
-	struct rset res;
-	struct ient *e;
+	struct djmfs__rset res;
+	struct djmfs__ient *e;
 	int64_t total = 0;
 	uint32_t k;
 	int err = lookup(m, r->ino, &e, &f);
 
 	if (err)
 		return err;
-	if (rset_copy(&res, &e->res))
+	if (djmfs__rset_copy(&res, &e->res))
 		return no(m, -ENOMEM, "reservation copy");
 	for (k = 0; !err && k < r->u.runs.n; k++) {
 		struct djmfs__run x = djmfs__runv_at(r->u.runs, k);
@@ -994,10 +721,10 @@ static int64_t apply_runs(struct djmfs__meta *m, const struct djmfs__jrec *r,
 		total += x.count;
 	}
 	if (err) {
-		rset_free(&res);
+		djmfs__rset_free(&res);
 		return err;
 	}
-	rset_free(&e->res);
+	djmfs__rset_free(&e->res);
 	e->res = res;
 	return total;
 }
@@ -1067,7 +794,7 @@ int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	m->seq = r->seq;
 	if (!m->o.batched) {
 		m->ring[(m->ring_head + m->ring_n) % m->ring_cap] =
-			(struct pend){ r->seq, djmfs__root_ref(m->working) };
+			(struct djmfs__mstate){ r->seq, djmfs__root_ref(m->working) };
 		m->ring_n++;
 	}
 	return 0;
@@ -1084,7 +811,7 @@ void djmfs__meta_seal(struct djmfs__meta *m)
 	if (m->sealed_seq == m->seq || ring_reserve(m))
 		return; /* out of memory: the next seal covers this one */
 	m->ring[(m->ring_head + m->ring_n) % m->ring_cap] =
-		(struct pend){ m->seq, djmfs__root_ref(m->working) };
+		(struct djmfs__mstate){ m->seq, djmfs__root_ref(m->working) };
 	m->ring_n++;
 	m->sealed_seq = m->seq;
 }
@@ -1103,7 +830,7 @@ int djmfs__meta_walk_reserved(const struct djmfs__meta *m,
 	int ret;
 
 	for (i = 0; i < m->inos.cap; i++) {
-		const struct ient *e = &m->inos.slot[i];
+		const struct djmfs__ient *e = &m->inos.slot[i];
 
 		for (k = 0; e->ino && k < e->res.n; k++) {
 			uint64_t first = e->res.r[k].first;
@@ -1137,7 +864,7 @@ uint64_t djmfs__meta_drop_reservations(struct djmfs__meta *m)
 	size_t i;
 
 	for (i = 0; i < m->inos.cap; i++)
-		rset_free(&m->inos.slot[i].res);
+		djmfs__rset_free(&m->inos.slot[i].res);
 	m->reserved = 0;
 	return dropped;
 }
@@ -1190,311 +917,4 @@ int djmfs__meta_walk_mapped(const struct djmfs__meta *m,
 	struct mwalk w = { m, fn, arg };
 
 	return djmfs__root_walk(m->working, NULL, walk_mapped_file, &w);
-}
-
-/* ------------------------------------------------------------------ */
-/* Checkpoint image                                                    */
-/* ------------------------------------------------------------------ */
-
-/*
- * Image, little-endian:
- *   u32 magic "DJMI" | u32 version | u64 next_ino | u64 n_files |
- *   n_files * FILE (in name order) | u32 n_resv | n_resv * RESV
- * FILE: u64 ino | str name | u64 version | u32 flags | u64 ctime_ns |
- *   u64 mtime_ns | u32 next_obj_id | u32 n_objs | n_objs * OBJ
- * OBJ: u32 id | u32 attrs | str name | u64 size | u32 n_ext |
- *   n_ext * { u64 offset | u64 len } | u32 meta_len | meta bytes
- * RESV (files in name order): u64 ino | u32 n | n * { u64 first |
- *   u64 count }
- */
-#define IMG_FILE_MIN 47u /* smallest FILE: a one-byte name, no objects */
-#define IMG_RUN 16u
-
-struct swalk {
-	const struct djmfs__meta *m;
-	struct djmfs__buf *b;
-	uint32_t n_resv;
-};
-
-static int put_file(void *arg, const struct djmfs__file *f)
-{
-	struct djmfs__buf *b = ((struct swalk *)arg)->b;
-	uint32_t i, j;
-
-	djmfs__put_u64(b, f->ino);
-	djmfs__put_str(b, f->name);
-	djmfs__put_u64(b, f->version);
-	djmfs__put_u32(b, f->flags);
-	djmfs__put_u64(b, f->ctime_ns);
-	djmfs__put_u64(b, f->mtime_ns);
-	djmfs__put_u32(b, f->next_obj_id);
-	djmfs__put_u32(b, f->n_objs);
-	for (i = 0; i < f->n_objs; i++) {
-		const struct djmfs__obj *o = f->objs[i];
-
-		djmfs__put_u32(b, o->id);
-		djmfs__put_u32(b, o->attrs);
-		djmfs__put_str(b, o->name);
-		djmfs__put_u64(b, o->size);
-		djmfs__put_u32(b, o->n_ext);
-		for (j = 0; j < o->n_ext; j++) {
-			struct djmfs_extent e = djmfs__obj_extent(o, j);
-
-			djmfs__put_u64(b, e.offset);
-			djmfs__put_u64(b, e.len);
-		}
-		djmfs__put_u32(b, o->meta_len);
-		if (o->meta_len)
-			djmfs__put_bytes(b, o->meta, o->meta_len);
-	}
-	return b->err;
-}
-
-static int put_resv(void *arg, const struct djmfs__file *f)
-{
-	struct swalk *w = arg;
-	const struct ient *e = im_find(&w->m->inos, f->ino);
-	uint32_t k;
-
-	if (!e || !e->res.n)
-		return 0;
-	djmfs__put_u64(w->b, f->ino);
-	djmfs__put_u32(w->b, e->res.n);
-	for (k = 0; k < e->res.n; k++) {
-		djmfs__put_u64(w->b, e->res.r[k].first);
-		djmfs__put_u64(w->b, e->res.r[k].count);
-	}
-	w->n_resv++;
-	return w->b->err;
-}
-
-int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out)
-{
-	struct swalk w = { m, out, 0 };
-	size_t at;
-
-	djmfs__put_u32(out, IMG_MAGIC);
-	djmfs__put_u32(out, IMG_VERSION);
-	djmfs__put_u64(out, m->next_ino);
-	djmfs__put_u64(out, djmfs__root_nfiles(m->working));
-	djmfs__root_walk(m->working, NULL, put_file, &w);
-	at = out->len;
-	djmfs__put_u32(out, 0);
-	djmfs__root_walk(m->working, NULL, put_resv, &w);
-	if (!out->err)
-		djmfs__patch_u32(out, at, w.n_resv);
-	return out->err;
-}
-
-/* Reads one OBJ into a new object version.  Returns 0, -EBADMSG or
- * -ENOMEM. */
-static int get_obj(struct djmfs__cur *c, struct djmfs__obj **out)
-{
-	char name[DJMFS_OBJ_NAME_MAX + 1];
-	struct djmfs__obj *o = NULL;
-	uint32_t id = djmfs__get_u32(c), attrs = djmfs__get_u32(c), n, k;
-	uint64_t size;
-	const uint8_t *p;
-	int err;
-
-	djmfs__get_str(c, name, sizeof(name), 0);
-	size = djmfs__get_u64(c);
-	n = djmfs__get_u32(c);
-	if (c->err || !djmfs__attrs_valid(attrs) ||
-	    (n && (attrs & DJMFS_ATTR_META)) ||
-	    (uint64_t)n * DJMFS_EXT_WIRE > djmfs__cur_left(c))
-		return -EBADMSG;
-	err = djmfs__obj_new(&o, id, attrs, name);
-	for (k = 0; !err && k < n; k++) {
-		uint64_t off = djmfs__get_u64(c), len = djmfs__get_u64(c);
-
-		err = len ? djmfs__obj_append(o, off, len) : -EBADMSG;
-	}
-	n = djmfs__get_u32(c);
-	p = djmfs__get_bytes(c, n);
-	if (!err && (attrs & DJMFS_ATTR_META) && size != n)
-		err = -EBADMSG;
-	if (!err && !(attrs & DJMFS_ATTR_META) &&
-	    (n || size > djmfs__obj_maplen(o)))
-		err = -EBADMSG;
-	if (!err && (c->err || n > DJMFS_META_MAX))
-		err = -EBADMSG;
-	if (!err)
-		err = djmfs__obj_set_meta(o, p, n);
-	if (err) {
-		djmfs__obj_unref(o);
-		return err;
-	}
-	o->size = size;
-	*out = o;
-	return 0;
-}
-
-/* Reads one FILE.  Returns 0, -EBADMSG or -ENOMEM. */
-static int get_file(struct djmfs__meta *m, struct djmfs__cur *c,
-		    struct djmfs__file **out)
-{
-	char name[DJMFS_NAME_MAX + 1];
-	struct djmfs__file *f = NULL;
-	uint64_t ino = djmfs__get_u64(c);
-	uint32_t i, j, nsync = 0;
-	int err;
-
-	djmfs__get_str(c, name, sizeof(name), 0);
-	if (c->err || !ino || ino >= m->next_ino || im_find(&m->inos, ino))
-		return -EBADMSG;
-	err = djmfs__file_new(&f, ino, name, 0);
-	if (err)
-		return err;
-	f->version = djmfs__get_u64(c);
-	f->flags = djmfs__get_u32(c);
-	f->ctime_ns = djmfs__get_u64(c);
-	f->mtime_ns = djmfs__get_u64(c);
-	f->next_obj_id = djmfs__get_u32(c);
-	f->n_objs = djmfs__get_u32(c);
-	if (c->err || f->n_objs > DJMFS_MAX_OBJS ||
-	    (f->flags & ~DJMFS_FILE_QUARANTINED))
-		err = -EBADMSG;
-	for (i = 0; !err && i < f->n_objs; i++) {
-		err = get_obj(c, &f->objs[i]);
-		for (j = 0; !err && j < i; j++)
-			if (f->objs[j]->id == f->objs[i]->id ||
-			    !strcmp(f->objs[j]->name, f->objs[i]->name))
-				err = -EBADMSG;
-		if (err)
-			break;
-		if (f->objs[i]->id >= f->next_obj_id ||
-		    ((f->objs[i]->attrs & DJMFS_ATTR_SYNC) && nsync++))
-			err = -EBADMSG;
-	}
-	if (err) {
-		f->n_objs = DJMFS_MAX_OBJS; /* slots not loaded are NULL */
-		djmfs__file_unref(f);
-		return err;
-	}
-	*out = f;
-	return 0;
-}
-
-/* Reads n_files FILEs into a new root and the inode table. */
-static int get_files(struct djmfs__meta *m, struct djmfs__cur *c,
-		     uint64_t n, struct djmfs__root **out)
-{
-	struct djmfs__file **files;
-	uint64_t i, got = 0;
-	int err = 0;
-
-	if (n > djmfs__cur_left(c) / IMG_FILE_MIN)
-		return -EBADMSG;
-	files = malloc((n ? n : 1) * sizeof(*files));
-	if (!files)
-		return -ENOMEM;
-	for (i = 0; !err && i < n; i++) {
-		struct ient e = { 0, NULL, { NULL, 0, 0 }, NULL };
-
-		err = get_file(m, c, &files[i]);
-		if (err)
-			break;
-		got++;
-		if (i && strcmp(files[i - 1]->name, files[i]->name) >= 0)
-			err = -EBADMSG;
-		else if (!(e.name = strdup(files[i]->name)) ||
-			 im_reserve(&m->inos))
-			err = -ENOMEM;
-		if (!err) {
-			e.ino = files[i]->ino;
-			e.wf = files[i]; /* root_build keeps the records */
-			im_place(&m->inos, &e);
-		} else {
-			free(e.name);
-		}
-	}
-	if (err) {
-		for (i = 0; i < got; i++)
-			djmfs__file_unref(files[i]);
-	} else {
-		err = djmfs__root_build(files, n, out);
-	}
-	free(files);
-	return err;
-}
-
-static int get_resv(struct djmfs__meta *m, struct djmfs__cur *c)
-{
-	uint32_t n = djmfs__get_u32(c), i, k;
-	int err = 0;
-
-	for (i = 0; !err && !c->err && i < n; i++) {
-		struct ient *e = im_find(&m->inos, djmfs__get_u64(c));
-		uint32_t runs = djmfs__get_u32(c);
-
-		if (c->err || !e || e->res.n || !runs ||
-		    (uint64_t)runs * IMG_RUN > djmfs__cur_left(c))
-			return -EBADMSG;
-		for (k = 0; !err && k < runs; k++) {
-			uint64_t first = djmfs__get_u64(c);
-			uint64_t count = djmfs__get_u64(c);
-
-			if (!count || first >= m->o.n_aus ||
-			    count > m->o.n_aus - first)
-				return -EBADMSG;
-			err = rset_add(&e->res, first, count);
-			m->reserved += count;
-		}
-	}
-	if (err == -EINVAL || c->err)
-		return -EBADMSG;
-	return err;
-}
-
-static int meta_parse(struct djmfs__meta *m, const uint8_t *img, size_t n)
-{
-	struct djmfs__root *r = NULL;
-	struct djmfs__cur c;
-	uint64_t nfiles;
-	int err;
-
-	djmfs__cur_init(&c, img, n);
-	if (djmfs__get_u32(&c) != IMG_MAGIC ||
-	    djmfs__get_u32(&c) != IMG_VERSION)
-		return -EBADMSG;
-	m->next_ino = djmfs__get_u64(&c);
-	nfiles = djmfs__get_u64(&c);
-	if (c.err || !m->next_ino)
-		return -EBADMSG;
-	err = get_files(m, &c, nfiles, &r);
-	if (err)
-		return err;
-	djmfs__root_unref(m->working);
-	djmfs__root_unref(m->durable);
-	m->working = r;
-	m->durable = djmfs__root_ref(r);
-	err = get_resv(m, &c);
-	if (!err && (c.err || djmfs__cur_left(&c)))
-		err = -EBADMSG;
-	return err;
-}
-
-int djmfs__meta_load(struct djmfs__meta *m, const uint8_t *img, size_t n,
-		     uint64_t last_seq)
-{
-	struct djmfs__root *empty;
-	int err = djmfs__root_new(&empty);
-
-	if (err)
-		return err;
-	/* One reference for the state, one kept for the failure path. */
-	meta_reset(m, djmfs__root_ref(empty));
-	if (n)
-		err = meta_parse(m, img, n);
-	if (err) {
-		djmfs__log(m->o.log, DJMFS_LOG_ERROR,
-			   "meta_load: checkpoint image of %zu bytes: %s", n,
-			   strerror(-err));
-		meta_reset(m, empty);
-		return err;
-	}
-	djmfs__root_unref(empty);
-	m->seq = m->durable_seq = m->sealed_seq = last_seq;
-	return 0;
 }

@@ -24,12 +24,15 @@
  *   LIVE   --any frame: djmfs__sess_touch---------------> LIVE
  *   LIVE   --conn closed, no writer: djmfs__sess_detach-> ENDED
  *   LIVE   --conn closed, writers: djmfs__sess_detach---> ORPHAN (no conn)
- *   LIVE/ORPHAN --lease out: djmfs__sess_tick-----------> ENDED (logged)
+ *   LIVE   --lease out: the loop closes its connection (it asks
+ *            djmfs__sess_expired), then as ORPHAN below
+ *   ORPHAN --lease out: djmfs__sess_tick-----------------> ENDED (logged)
  *   any    --server freed: djmfs__sess_free_all---------> ENDED (no journal)
  * Handles: OPEN djmfs__handle_new -> open; CLOSE djmfs__handle_close or the
  * session's end -> freed.  Holds: LOCK_SNAP djmfs__hold_set; UNLOCK_SNAP,
  * timeout (djmfs__sess_tick) or close djmfs__hold_drop.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,7 +261,7 @@ int64_t djmfs__handle_close(struct djmfs_server *s, struct djmfs__handle *h)
 	int64_t units = 0;
 
 	if (h->mode & DJMFS_H_WRITE) {
-		units = djmfs__ops_release(s, h->ino);
+		units = djmfs__commit_release(s, h->ino);
 		if (units < 0)
 			djmfs__log(&s->o.log, DJMFS_LOG_WARN,
 				   "session %llu: releasing the reservations "
@@ -407,11 +410,8 @@ void djmfs__sess_tick(struct djmfs_server *s, uint64_t now_ns)
 		next = ss->next;
 		if (ss->expires_ns > now_ns)
 			continue;
-		if (ss->conn) {
-			ss->conn->sess = NULL;
-			djmfs__conn_kill(s, ss->conn, "silent for a lease");
-			ss->conn = NULL;
-		}
+		/* The loop closed its connection first (invariant 1). */
+		assert(!ss->conn);
 		sess_end(s, ss, DJMFS_LOG_INFO, "expired");
 	}
 	for (h = s->holds; h; h = hn) {
@@ -439,4 +439,37 @@ void djmfs__sess_free_all(struct djmfs_server *s)
 		sess_drop(s, s->sessions, 0, &units);
 	map_free(s->locks);
 	s->locks = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Units the metadata lets go                                           */
+/* ------------------------------------------------------------------ */
+
+/* A unit given back comes free at once; deleted data only once no
+ * session can still read it, which leases and holds decide. */
+void djmfs__sess_on_free(void *arg, uint64_t first_au, uint64_t n_aus,
+			enum djmfs__free_kind kind)
+{
+	struct djmfs_server *s = arg;
+	uint64_t now, until, held;
+
+	/* Boot rebuilds free space from the maps instead. */
+	if (s->booting || !s->alloc)
+		return;
+	if (kind == DJMFS_FREE_NOW) {
+		djmfs__alloc_put(s->alloc, first_au, n_aus);
+		return;
+	}
+	/* Deleted data: a reader may still read it from the snapshot it
+	 * last fetched (for a lease) or from a frozen one (its hold). */
+	now = djmfs__mono_ns();
+	until = now + (uint64_t)s->o.lease_ms * 1000000u;
+	held = djmfs__hold_until(s, s->cur_ino);
+	djmfs__alloc_defer(s->alloc, first_au, n_aus,
+			   held > until ? held : until);
+}
+
+int djmfs__sess_expired(const struct djmfs__session *ss, uint64_t now_ns)
+{
+	return ss->expires_ns <= now_ns;
 }

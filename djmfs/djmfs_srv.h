@@ -1,19 +1,23 @@
 /*
- * Private header of the metadata server, shared by its three files only:
- * djmfs_server.c (boot, the epoll loop, connections and their buffers,
- * the shared-secret gate, acknowledgements held back until durable,
- * shutdown), djmfs_session.c (sessions, leases, handles, the write-lock
- * table, LOCK_SNAP holds) and
- * djmfs_ops.c (the table of protocol operations, the mutation path through
- * metadata and journal, checkpoints, freed units).  Everything runs on the
- * loop thread; only djmfs_server_stop() comes from elsewhere.
+ * Private header of the metadata server, shared by its files only, which
+ * form layers (each calls only those below it; djmfs_server.c draws
+ * them): djmfs_server.c (the epoll loop, listeners, reading frames,
+ * timer, shutdown), djmfs_boot.c (boot from the volume), djmfs_gate.c
+ * (the shared-secret gate), djmfs_ops.c (the table of protocol
+ * operations), djmfs_conn.c (answers, held back until durable, and
+ * closing connections), djmfs_session.c (sessions, leases, handles, the
+ * write-lock table, LOCK_SNAP holds, units freed) and djmfs_commit.c
+ * (the mutation path through metadata and journal, checkpoints).
+ * Everything runs on the loop thread; only djmfs_server_stop() comes
+ * from elsewhere.
  */
 #ifndef DJMFS_SRV_H
 #define DJMFS_SRV_H
 
 #include <stdint.h>
+#include <time.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 #include "djmfs_server.h"
 
 #define DJMFS_SRV_LEASE_MS 10000u	/* lease when the options say 0 */
@@ -69,7 +73,7 @@ struct djmfs__conn {
 	int dead;      /* closed at the end of this loop round */
 	uint64_t last_rx_ns;
 	struct djmfs__session *sess; /* NULL until HELLO */
-	/* Shared-secret handshake (djmfs_server.c): DJMFS__AUTH_*, and the
+	/* Shared-secret handshake (djmfs_gate.c): DJMFS__AUTH_*, and the
 	 * client's nonce then ours once CHALLENGE is answered. */
 	uint8_t auth;
 	uint8_t nonces[2 * DJMFS_AUTH_NONCE];
@@ -145,23 +149,68 @@ struct djmfs_server {
 	uint64_t ops, mutations, lock_busy_ns, ckpts;
 	struct djmfs__boot_info boot;
 
-	/* shared secret (djmfs_server.c): our copy, NULL when none */
+	/* shared secret (djmfs_gate.c): our copy, NULL when none */
 	uint8_t *secret;
 	size_t secret_len;
 	uint64_t auth_accepted, auth_refused; /* atomic: read anywhere */
 };
 
-/* ---- djmfs_server.c --------------------------------------------- */
+static inline uint64_t djmfs__clock_ns(clockid_t id)
+{
+	struct timespec ts;
 
-uint64_t djmfs__mono_ns(void);
-uint64_t djmfs__real_ns(void);
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t djmfs__mono_ns(void)
+{
+	return djmfs__clock_ns(CLOCK_MONOTONIC);
+}
+
+static inline uint64_t djmfs__real_ns(void)
+{
+	return djmfs__clock_ns(CLOCK_REALTIME);
+}
+
+/* ---- djmfs_boot.c ----------------------------------------------- */
+
+/* Volume, newest checkpoint, journal replay, free space, a fresh
+ * checkpoint and the journal's new epoch; logs what fails.  Returns 0 or
+ * -errno. */
+int djmfs__boot(struct djmfs_server *s);
+/* Boot figures (tests). */
+const struct djmfs__boot_info *
+djmfs__server_boot_info(const struct djmfs_server *s);
+
+/* ---- djmfs_gate.c ----------------------------------------------- */
+
+/* Runs before the operations see a frame of @c (header @h, whole frame
+ * @frame of @n bytes).  Returns 0 (dispatch it), 1 (answered here) or
+ * -errno (malformed: the caller closes). */
+int djmfs__gate(struct djmfs_server *s, struct djmfs__conn *c,
+		const struct djmfs__hdr *h, const uint8_t *frame, size_t n);
+
+/* ---- djmfs_conn.c ----------------------------------------------- */
+
+/* epoll_ctl(@op) on @ev's descriptor for @events.  Returns 0 or -errno. */
+int djmfs__ep_set(struct djmfs_server *s, int op, struct djmfs__ev *ev,
+		  uint32_t events);
 /* Encodes @m (a response) and queues it for @c: at once when @wait_seq
  * is already durable (or 0), else once it is.  Returns 0 or -errno. */
 int djmfs__srv_send(struct djmfs_server *s, struct djmfs__conn *c,
 		    const struct djmfs__msg *m, uint64_t wait_seq);
-/* Marks @c for closing at the end of this loop round (idempotent). */
+/* Marks @c for closing at the end of this loop round (idempotent) and
+ * detaches its session. */
 void djmfs__conn_kill(struct djmfs_server *s, struct djmfs__conn *c,
 		      const char *why);
+/* Writes what @c's buffer holds, as far as the socket takes it. */
+void djmfs__conn_flush(struct djmfs_server *s, struct djmfs__conn *c);
+/* Flushes every connection that got answers since the last flush. */
+void djmfs__srv_flush_dirty(struct djmfs_server *s);
+/* Moves the durable root to what the journal last made durable and
+ * sends the answers that were waiting for it. */
+void djmfs__srv_advance_durable(struct djmfs_server *s);
 
 /* ---- djmfs_session.c -------------------------------------------- */
 
@@ -227,12 +276,22 @@ void djmfs__hold_drop(struct djmfs_server *s, struct djmfs__handle *h);
 /* Latest end of a hold on @ino (monotonic ns), or 0. */
 uint64_t djmfs__hold_until(const struct djmfs_server *s, uint64_t ino);
 
+/* Whether @ss's lease ran out by @now_ns (the loop then closes its
+ * connection, and djmfs__sess_tick ends it). */
+int djmfs__sess_expired(const struct djmfs__session *ss, uint64_t now_ns);
+/* The metadata's on_free hook (arg: the server). */
+void djmfs__sess_on_free(void *arg, uint64_t first_au, uint64_t n_aus,
+			 enum djmfs__free_kind kind);
+
 /* ---- djmfs_ops.c ------------------------------------------------- */
 
 /* Decodes one whole frame from @c and answers it.  Returns 0, or -errno
  * when the frame is malformed (the caller closes @c). */
 int djmfs__ops_dispatch(struct djmfs_server *s, struct djmfs__conn *c,
 			const uint8_t *frame, size_t n);
+
+/* ---- djmfs_commit.c ---------------------------------------------- */
+
 /* Applies @r (seq and time are filled in) and journals it.  Returns 0,
  * the metadata's refusal, or the journal's error. */
 int djmfs__srv_mutate(struct djmfs_server *s, struct djmfs__jrec *r);
@@ -240,13 +299,6 @@ int djmfs__srv_mutate(struct djmfs_server *s, struct djmfs__jrec *r);
 int djmfs__srv_checkpoint(struct djmfs_server *s);
 /* Journals a RELEASE of every unit reserved for @ino.  Returns the units
  * released, or -errno. */
-int64_t djmfs__ops_release(struct djmfs_server *s, uint64_t ino);
-/* The metadata's on_free hook (arg: the server). */
-void djmfs__ops_on_free(void *arg, uint64_t first_au, uint64_t n_aus,
-			enum djmfs__free_kind kind);
-
-/* Boot figures (tests). */
-const struct djmfs__boot_info *
-djmfs__server_boot_info(const struct djmfs_server *s);
+int64_t djmfs__commit_release(struct djmfs_server *s, uint64_t ino);
 
 #endif /* DJMFS_SRV_H */

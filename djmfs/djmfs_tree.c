@@ -8,7 +8,7 @@
  * after the Jungle tree database), so every root ever handed out stays a
  * consistent snapshot for as long as someone holds a reference to it.
  *
- * Invariants (besides the three in djmfs-int.h):
+ * Invariants (besides the three in djmfs_store.h):
  *  1. Every node's height is 1 + the larger of its children's, and the
  *     two children's heights differ by at most one, so a root of n files
  *     is at most ~1.44 log2(n) deep.

@@ -1,20 +1,20 @@
 /*
  * Building blocks of the copy-on-write namespace, for the metadata state
  * (djmfs_meta.c) and the tests: how a new root, file record or object
- * version is made from an old one.  Readers only need what djmfs-int.h
+ * version is made from an old one.  Readers only need what djmfs_store.h
  * declares; this header is for the code that makes new versions.
  *
  * Ownership: a record returned by a constructor holds one reference and
  * is private (mutable) until it is handed to a root with
  * djmfs__root_put(), which takes that reference; from then on it is
- * immutable (invariant 1 in djmfs-int.h).
+ * immutable (invariant 1 in djmfs_store.h).
  */
 #ifndef DJMFS_TREE_H
 #define DJMFS_TREE_H
 
 #include <stdint.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 
 /* ---- roots ---- */
 

@@ -1,8 +1,8 @@
 /*
  * The on-volume format below the namespace: where the superblock, the
  * journal, the two checkpoint slots and the data area lie, how the
- * superblock is encoded and checked, formatting a volume (djmfs_mkfs) and
- * opening one for the server or fsck.  A regular file or a block device
+ * superblock is encoded and checked, and opening a volume for the server
+ * or fsck (formatting one is djmfs_mkfs.c's).  A regular file or a block device
  * may be a volume; everything here goes through an ordinary buffered
  * descriptor (the clients' data path uses its own O_DIRECT one).  The
  * superblock is validated strictly, because every later offset the server
@@ -22,13 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 #include "djmfs_server.h"
 #include "djmfs_volio.h"
 
 #define MIB (UINT64_C(1) << 20)
-#define AU_MIN (64u << 10)
-#define AU_MAX (64u << 20)
 #define MIN_AUS 16
 #define JOURNAL_MAX (64 * MIB)
 #define CKPT_MAX (128 * MIB)
@@ -37,26 +35,6 @@
 /* ------------------------------------------------------------------ */
 /* Positioned I/O                                                       */
 /* ------------------------------------------------------------------ */
-
-int djmfs__pread_full(int fd, void *p, size_t n, uint64_t off)
-{
-	uint8_t *q = p;
-
-	while (n > 0) {
-		ssize_t r = pread(fd, q, n, (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -ENODATA;
-		q += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
 
 int djmfs__pwrite_full(int fd, const void *p, size_t n, uint64_t off)
 {
@@ -91,11 +69,6 @@ int djmfs__datasync(int fd)
 /* Layout and superblock                                                */
 /* ------------------------------------------------------------------ */
 
-static int au_size_ok(uint64_t au)
-{
-	return au >= AU_MIN && au <= AU_MAX && (au & (au - 1)) == 0;
-}
-
 static uint64_t clamp64(uint64_t v, uint64_t lo, uint64_t hi)
 {
 	return v < lo ? lo : v > hi ? hi : v;
@@ -112,7 +85,7 @@ int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size)
 
 	if (au_size == 0)
 		au_size = (uint32_t)MIB;
-	if (!au_size_ok(au_size))
+	if (!djmfs__au_size_ok(au_size))
 		return -EINVAL;
 	memset(sb, 0, sizeof(*sb));
 	sb->version = DJMFS_SB_VERSION;
@@ -169,101 +142,13 @@ void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE])
 	put_le32(out + SB_CRC_AT, djmfs__crc32c(0, out, SB_CRC_AT));
 }
 
-/* Magic and CRC: the bytes were written as a DJMFS superblock. */
-static int sb_raw_valid(const uint8_t *p, size_t n)
-{
-	return n >= DJMFS_SB_SIZE && memcmp(p, DJMFS_SB_MAGIC, 8) == 0 &&
-	       djmfs__le32(p + SB_CRC_AT) == djmfs__crc32c(0, p, SB_CRC_AT);
-}
-
-/* [off, off + len) ends at or before @limit, without overflow. */
-static int region_before(uint64_t off, uint64_t len, uint64_t limit)
-{
-	return len <= limit && off <= limit - len;
-}
-
-/* Every offset later code trusts, checked once here; a crafted or
- * damaged-but-CRC-valid superblock must not send I/O outside the volume. */
-static int sb_geometry_ok(const struct djmfs__sb *sb)
-{
-	const uint64_t blk = DJMFS_BLOCK;
-	const int ok[] = {
-		au_size_ok(sb->au_size),
-		sb->block_size == DJMFS_BLOCK,
-		sb->journal_off >= DJMFS_SB_SIZE,
-		sb->journal_len >= blk && sb->ckpt_len >= blk,
-		(sb->journal_off | sb->journal_len | sb->ckpt_off[0] |
-		 sb->ckpt_off[1] | sb->ckpt_len | sb->data_off) % blk == 0,
-		region_before(sb->journal_off, sb->journal_len,
-			      sb->ckpt_off[0]),
-		region_before(sb->ckpt_off[0], sb->ckpt_len, sb->ckpt_off[1]),
-		region_before(sb->ckpt_off[1], sb->ckpt_len, sb->data_off),
-		sb->data_off <= sb->vol_size,
-	};
-
-	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		if (!ok[i])
-			return 0;
-	}
-	return sb->n_aus >= 1 &&
-	       sb->n_aus == (sb->vol_size - sb->data_off) / sb->au_size;
-}
-
-int djmfs__sb_decode(const uint8_t *p, size_t n, struct djmfs__sb *sb)
-{
-	if (!sb_raw_valid(p, n))
-		return -EUCLEAN;
-	if (djmfs__le32(p + 8) != DJMFS_SB_VERSION)
-		return -EUCLEAN;
-	memset(sb, 0, sizeof(*sb));
-	sb->version = djmfs__le32(p + 8);
-	memcpy(sb->uuid, p + 16, 16);
-	sb->au_size = djmfs__le32(p + 32);
-	sb->block_size = djmfs__le32(p + 36);
-	sb->vol_size = djmfs__le64(p + 40);
-	sb->journal_off = djmfs__le64(p + 48);
-	sb->journal_len = djmfs__le64(p + 56);
-	sb->ckpt_off[0] = djmfs__le64(p + 64);
-	sb->ckpt_off[1] = djmfs__le64(p + 72);
-	sb->ckpt_len = djmfs__le64(p + 80);
-	sb->data_off = djmfs__le64(p + 88);
-	sb->n_aus = djmfs__le64(p + 96);
-	sb->created_ns = djmfs__le64(p + 104);
-	if (djmfs__le32(p + 12) != DJMFS_SB_SIZE || !sb_geometry_ok(sb))
-		return -EINVAL;
-	return 0;
-}
-
-int djmfs__sb_read_fd(int fd, struct djmfs__sb *sb)
-{
-	void *buf = NULL;
-	int err;
-
-	/* 4 KiB alignment satisfies O_DIRECT on every common device. */
-	err = posix_memalign(&buf, DJMFS_BLOCK, DJMFS_SB_SIZE);
-	if (err)
-		return -err;
-	err = djmfs__pread_full(fd, buf, DJMFS_SB_SIZE, 0);
-	if (err == -ENODATA)
-		err = -EUCLEAN; /* shorter than a superblock: not a volume */
-	if (err == 0)
-		err = djmfs__sb_decode(buf, DJMFS_SB_SIZE, sb);
-	free(buf);
-	return err;
-}
-
-uint32_t djmfs__sb_seed(const struct djmfs__sb *sb)
-{
-	return djmfs__crc32c(0, sb->uuid, sizeof(sb->uuid));
-}
-
 /* ------------------------------------------------------------------ */
 /* Opening a volume                                                     */
 /* ------------------------------------------------------------------ */
 
 /* Bytes a regular file or block device holds.  Returns 0, -ENOTBLK (some
  * other kind of file), or -errno. */
-static int fd_size(int fd, uint64_t *size, int *is_blk)
+int djmfs__vol_fd_size(int fd, uint64_t *size, int *is_blk)
 {
 	struct stat st;
 
@@ -281,7 +166,7 @@ static int fd_size(int fd, uint64_t *size, int *is_blk)
 	return 0;
 }
 
-static int lock_volume(int fd, const char *path, const struct djmfs_log *log)
+int djmfs__vol_lock(int fd, const char *path, const struct djmfs_log *log)
 {
 	int err;
 
@@ -319,7 +204,7 @@ static int vol_check(struct djmfs__vol *v, const struct djmfs_log *log)
 		return -EUCLEAN;
 	if (err < 0)
 		return err;
-	err = fd_size(v->fd, &have, &is_blk);
+	err = djmfs__vol_fd_size(v->fd, &have, &is_blk);
 	if (err < 0) {
 		djmfs__log(log, DJMFS_LOG_ERROR, "size of %s: %s", v->path,
 			   strerror(-err));
@@ -359,7 +244,7 @@ int djmfs__vol_open(struct djmfs__vol **out, const char *path,
 		goto fail;
 	}
 	if (flags & DJMFS__VOL_EXCL) {
-		err = lock_volume(v->fd, path, log);
+		err = djmfs__vol_lock(v->fd, path, log);
 		if (err < 0)
 			goto fail;
 	}
@@ -383,233 +268,4 @@ void djmfs__vol_close(struct djmfs__vol *v)
 		close(v->fd); /* also drops the flock */
 	free(v->path);
 	free(v);
-}
-
-/* ------------------------------------------------------------------ */
-/* mkfs                                                                 */
-/* ------------------------------------------------------------------ */
-
-/* Settles the volume size: a block device offers its own, and a regular
- * file asked for size 0 keeps its current length. */
-static int mkfs_size(int fd, const char *path, uint64_t *size,
-		     const struct djmfs_log *log)
-{
-	uint64_t have = 0;
-	int is_blk, err;
-
-	err = fd_size(fd, &have, &is_blk);
-	if (err < 0) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: %s", path,
-			   err == -ENOTBLK ? "neither a regular file nor a "
-			   "block device" : strerror(-err));
-		return err == -ENOTBLK ? -EINVAL : err;
-	}
-	if (*size == 0)
-		*size = have;
-	if (*size == 0) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: no size given",
-			   path);
-		return -EINVAL;
-	}
-	if (is_blk && *size > have) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: %" PRIu64 " bytes "
-			   "asked, the device has %" PRIu64, path, *size, have);
-		return -ENOSPC;
-	}
-	return 0;
-}
-
-/* A regular file shorter than the volume is extended (sparse). */
-static int mkfs_grow(int fd, const char *path, uint64_t size,
-		     const struct djmfs_log *log)
-{
-	struct stat st;
-	int err;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size >= size)
-		return 0;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		err = -errno;
-		djmfs__log(log, DJMFS_LOG_ERROR, "ftruncate(%s, %" PRIu64
-			   "): %s", path, size, strerror(-err));
-		return err;
-	}
-	return 0;
-}
-
-/* -EEXIST when @fd already holds a DJMFS superblock (magic and CRC good),
- * so a mistyped path does not wipe a volume. */
-static int mkfs_check_existing(int fd, const char *path,
-			       const struct djmfs_log *log)
-{
-	uint8_t buf[DJMFS_SB_SIZE];
-	int err;
-
-	err = djmfs__pread_full(fd, buf, sizeof(buf), 0);
-	if (err == -ENODATA)
-		return 0;
-	if (err < 0) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "pread(%s, superblock): %s",
-			   path, strerror(-err));
-		return err;
-	}
-	if (!sb_raw_valid(buf, sizeof(buf)))
-		return 0;
-	djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: already holds a DJMFS "
-		   "volume; use --force to overwrite it", path);
-	return -EEXIST;
-}
-
-static int mkfs_identity(struct djmfs__sb *sb)
-{
-	struct timespec ts;
-	size_t got = 0;
-
-	while (got < sizeof(sb->uuid)) {
-		ssize_t r = getrandom(sb->uuid + got,
-				      sizeof(sb->uuid) - got, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		got += (size_t)r;
-	}
-	/* RFC 4122 version 4 (random) marking, for tools that print it. */
-	sb->uuid[6] = (uint8_t)((sb->uuid[6] & 0x0f) | 0x40);
-	sb->uuid[8] = (uint8_t)((sb->uuid[8] & 0x3f) | 0x80);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	sb->created_ns = (uint64_t)ts.tv_sec * 1000000000u +
-			 (uint64_t)ts.tv_nsec;
-	return 0;
-}
-
-/*
- * Metadata areas first, superblock last: until the superblock lands, the
- * path is not a valid volume, so a crash mid-mkfs never leaves a volume
- * whose journal or checkpoint is garbage.  Old journal bytes beyond the
- * zeroed first MiB cannot replay: their CRCs use the old uuid's seed.
- */
-static int mkfs_write(int fd, const struct djmfs__sb *sb)
-{
-	struct djmfs__vol v = { .fd = fd, .sb = *sb };
-	uint8_t sbuf[DJMFS_SB_SIZE];
-	size_t zlen = sb->journal_len < MIB ? sb->journal_len : MIB;
-	uint8_t *zero;
-	int err;
-
-	zero = calloc(1, zlen);
-	if (!zero)
-		return -ENOMEM;
-	err = djmfs__pwrite_full(fd, zero, zlen, sb->journal_off);
-	if (err == 0)
-		err = djmfs__pwrite_full(fd, zero, DJMFS_BLOCK,
-					 sb->ckpt_off[1]);
-	free(zero);
-	v.seed = djmfs__sb_seed(sb);
-	if (err == 0)
-		err = djmfs__ckpt_store(&v, 0, 1, 0, NULL, 0);
-	if (err < 0)
-		return err;
-	djmfs__sb_encode(sb, sbuf);
-	err = djmfs__pwrite_full(fd, sbuf, sizeof(sbuf), 0);
-	if (err == 0)
-		err = djmfs__datasync(fd);
-	return err;
-}
-
-static void mkfs_log_geometry(const char *path, const struct djmfs__sb *sb,
-			      const struct djmfs_log *log)
-{
-	djmfs__log(log, DJMFS_LOG_INFO, "mkfs %s: %" PRIu64 " bytes, %" PRIu64
-		   " units of %" PRIu32 " KiB from %" PRIu64 ", journal %"
-		   PRIu64 " MiB at %" PRIu64 ", checkpoint slots 2 x %" PRIu64
-		   " MiB at %" PRIu64 " and %" PRIu64, path, sb->vol_size,
-		   sb->n_aus, sb->au_size >> 10, sb->data_off,
-		   sb->journal_len / MIB, sb->journal_off, sb->ckpt_len / MIB,
-		   sb->ckpt_off[0], sb->ckpt_off[1]);
-}
-
-/* Allocates the whole file now (as unwritten extents: reads give zeros,
- * so the metadata areas written below stay as mkfs leaves them). */
-static int mkfs_preallocate(int fd, const char *path, uint64_t size,
-			    const struct djmfs_log *log)
-{
-	struct stat st;
-	int err;
-
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return 0; /* a device has its blocks already */
-	/* fallocate, not posix_fallocate: a file system without it should
-	 * say so, not be filled with zeros one block at a time. */
-	err = fallocate(fd, 0, 0, (off_t)size) < 0 ? -errno : 0;
-	if (err < 0)
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: fallocate(%" PRIu64
-			   " bytes): %s", path, size, strerror(-err));
-	return err;
-}
-
-int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
-	       unsigned flags, const struct djmfs_log *log)
-{
-	int force = !!(flags & DJMFS_MKFS_FORCE);
-	struct djmfs__sb sb;
-	int fd, created = 0, err;
-
-	if (!path || !*path)
-		return -EINVAL;
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) {
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		created = fd >= 0;
-	}
-	if (fd < 0) {
-		err = -errno;
-		djmfs__log(log, DJMFS_LOG_ERROR, "open(%s): %s", path,
-			   strerror(-err));
-		return err;
-	}
-	/* Never format under a running server or fsck, --force or not. */
-	err = lock_volume(fd, path, log);
-	if (err == 0 && !created && !force)
-		err = mkfs_check_existing(fd, path, log);
-	if (err == 0 && au_size != 0 && !au_size_ok(au_size)) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: unit size %" PRIu32
-			   " is not a power of two from 64 KiB to 64 MiB",
-			   path, au_size);
-		err = -EINVAL;
-	}
-	if (err == 0)
-		err = mkfs_size(fd, path, &size, log);
-	if (err == 0) {
-		err = djmfs__sb_layout(&sb, size, au_size);
-		if (err == -ENOSPC)
-			djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: %" PRIu64
-				   " bytes is too small for the metadata "
-				   "areas and %d units", path, size, MIN_AUS);
-	}
-	if (err == 0)
-		err = mkfs_grow(fd, path, size, log);
-	if (err == 0 && (flags & DJMFS_MKFS_PREALLOCATE))
-		err = mkfs_preallocate(fd, path, size, log);
-	if (err == 0) {
-		err = mkfs_identity(&sb);
-		if (err < 0)
-			djmfs__log(log, DJMFS_LOG_ERROR, "getrandom(uuid): %s",
-				   strerror(-err));
-	}
-	if (err == 0) {
-		err = mkfs_write(fd, &sb);
-		if (err < 0)
-			djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: writing "
-				   "metadata: %s", path, strerror(-err));
-	}
-	if (err == 0)
-		mkfs_log_geometry(path, &sb, log);
-	close(fd);
-	if (err < 0 && created)
-		unlink(path);
-	return err;
 }

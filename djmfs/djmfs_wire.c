@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 #include "djmfs_codec.h"
 
 /* Smallest wire size of one LIST entry (empty name), to bound a count. */

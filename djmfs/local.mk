@@ -1,32 +1,53 @@
-# libdjmfs (client, server, mkfs and fsck in one library), the djmfsd
-# daemon, the djmfs tool and djmfs-bench.  Like libiosched, the library is
-# built once as a convenience archive for the tools and tests (they reach
-# private symbols) and once as the installed shared library, which exports
-# only the public djmfs_* API.
+# DJMFS in three parts and two installed libraries.  The protocol part
+# (frames, codec, CRC, the secret handshake, buffers, logging, the
+# superblock as both sides read it) is stateless and goes into both;
+# libdjmfs is the client library (djmfs.h), libdjmfs-server the metadata
+# server, mkfs, fsck and shared-secret files (djmfs_server.h).  The
+# protocol and server parts are also convenience archives: the installed
+# libraries are built from them, and the unit tests that reach a part's
+# private symbols link that part's archive (no test reaches into the
+# client's, so it has none).  The tools and the integration tests link the installed
+# libraries, so the exported boundary is what they exercise.  Each
+# library exports exactly the names listed in its .sym file
+# (tools/archcheck.sh checks the lists against the headers).
 
-DJMFS_SOURCES = \
+DJMFS_PROTO_SOURCES = \
 	djmfs/djmfs.h \
 	djmfs/djmfs_server.h \
-	djmfs/djmfs-int.h \
+	djmfs/djmfs_proto.h \
 	djmfs/djmfs_codec.h \
 	djmfs/djmfs_log.c \
 	djmfs/djmfs_crc.c \
 	djmfs/djmfs_buf.c \
 	djmfs/djmfs_wire.c \
 	djmfs/djmfs_auth.c \
+	djmfs/djmfs_sb.c
+
+DJMFS_SERVER_SOURCES = \
+	djmfs/djmfs_store.h \
 	djmfs/djmfs_jrec.c \
 	djmfs/djmfs_volio.h \
 	djmfs/djmfs_volume.c \
+	djmfs/djmfs_mkfs.c \
 	djmfs/djmfs_journal.c \
 	djmfs/djmfs_tree.h \
 	djmfs/djmfs_tree.c \
+	djmfs/djmfs_meta.h \
 	djmfs/djmfs_meta.c \
+	djmfs/djmfs_meta_sets.c \
+	djmfs/djmfs_meta_img.c \
 	djmfs/djmfs_alloc.c \
 	djmfs/djmfs_fsck.c \
 	djmfs/djmfs_srv.h \
 	djmfs/djmfs_server.c \
-	djmfs/djmfs_session.c \
+	djmfs/djmfs_boot.c \
+	djmfs/djmfs_gate.c \
 	djmfs/djmfs_ops.c \
+	djmfs/djmfs_conn.c \
+	djmfs/djmfs_session.c \
+	djmfs/djmfs_commit.c
+
+DJMFS_CLIENT_SOURCES = \
 	djmfs/djmfs_clnt.h \
 	djmfs/djmfs_rpc.c \
 	djmfs/djmfs_client.c \
@@ -44,23 +65,44 @@ DJMFS_SOURCES = \
 
 DJMFS_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs -I$(top_srcdir)/common
 
-noinst_LTLIBRARIES += djmfs/libdjmfs-core.la
-djmfs_libdjmfs_core_la_SOURCES = $(DJMFS_SOURCES)
-djmfs_libdjmfs_core_la_CPPFLAGS = $(DJMFS_CPPFLAGS)
-djmfs_libdjmfs_core_la_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(CRYPTO_CFLAGS)
-djmfs_libdjmfs_core_la_LIBADD = sched/libiosched-core.la $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
+noinst_LTLIBRARIES += djmfs/libdjmfs-proto.la
+djmfs_libdjmfs_proto_la_SOURCES = $(DJMFS_PROTO_SOURCES)
+djmfs_libdjmfs_proto_la_CPPFLAGS = $(DJMFS_CPPFLAGS)
+djmfs_libdjmfs_proto_la_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)
+djmfs_libdjmfs_proto_la_LIBADD = $(CRYPTO_LIBS)
+
+noinst_LTLIBRARIES += djmfs/libdjmfs-server-core.la
+djmfs_libdjmfs_server_core_la_SOURCES = $(DJMFS_SERVER_SOURCES)
+djmfs_libdjmfs_server_core_la_CPPFLAGS = $(DJMFS_CPPFLAGS)
+djmfs_libdjmfs_server_core_la_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)
+djmfs_libdjmfs_server_core_la_LIBADD = djmfs/libdjmfs-proto.la $(LIBM)
 
 lib_LTLIBRARIES += djmfs/libdjmfs.la
-djmfs_libdjmfs_la_SOURCES = $(DJMFS_SOURCES)
+djmfs_libdjmfs_la_SOURCES = $(DJMFS_CLIENT_SOURCES)
 djmfs_libdjmfs_la_CPPFLAGS = $(DJMFS_CPPFLAGS)
-djmfs_libdjmfs_la_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS) $(CRYPTO_CFLAGS)
-djmfs_libdjmfs_la_LIBADD = sched/libiosched.la $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
+djmfs_libdjmfs_la_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS)
+djmfs_libdjmfs_la_LIBADD = djmfs/libdjmfs-proto.la sched/libiosched.la \
+	$(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
 djmfs_libdjmfs_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 \
-	-export-symbols-regex '^djmfs_[a-z]'
+	-export-symbols $(top_srcdir)/djmfs/libdjmfs.sym
+EXTRA_djmfs_libdjmfs_la_DEPENDENCIES = $(top_srcdir)/djmfs/libdjmfs.sym
+
+lib_LTLIBRARIES += djmfs/libdjmfs-server.la
+djmfs_libdjmfs_server_la_SOURCES =
+djmfs_libdjmfs_server_la_LIBADD = djmfs/libdjmfs-server-core.la \
+	$(CRYPTO_LIBS) $(LIBM)
+djmfs_libdjmfs_server_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 \
+	-export-symbols $(top_srcdir)/djmfs/libdjmfs-server.sym
+EXTRA_djmfs_libdjmfs_server_la_DEPENDENCIES = \
+	$(top_srcdir)/djmfs/libdjmfs-server.sym
 
 include_HEADERS += djmfs/djmfs.h djmfs/djmfs_server.h
+EXTRA_DIST += djmfs/libdjmfs.sym djmfs/libdjmfs-server.sym
 
-DJMFS_TOOL_LDADD = djmfs/libdjmfs-core.la $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
+# The programs and the integration tests link the installed libraries.
+DJMFS_CLIENT_LDADD = djmfs/libdjmfs.la
+DJMFS_SERVER_LDADD = djmfs/libdjmfs-server.la
+DJMFS_TOOL_LDADD = $(DJMFS_CLIENT_LDADD) $(DJMFS_SERVER_LDADD)
 
 # The tools are built inside djmfs/ (a top-level "djmfs" binary would
 # collide with the object directory of the same name); install drops the
@@ -69,7 +111,7 @@ bin_PROGRAMS += djmfs/djmfsd djmfs/djmfs djmfs/djmfs-bench
 
 djmfs_djmfsd_SOURCES = djmfs/djmfsd.c
 djmfs_djmfsd_CPPFLAGS = $(DJMFS_CPPFLAGS)
-djmfs_djmfsd_LDADD = $(DJMFS_TOOL_LDADD)
+djmfs_djmfsd_LDADD = $(DJMFS_SERVER_LDADD)
 
 djmfs_djmfs_SOURCES = djmfs/djmfs-cli.c
 djmfs_djmfs_CPPFLAGS = $(DJMFS_CPPFLAGS) $(TOOLS_CPPFLAGS)

@@ -7,7 +7,10 @@
 STREAMD_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs -I$(top_srcdir)/streamd \
 	-I$(top_srcdir)/common
 STREAMD_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(AV_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)
-STREAMD_LIBS = streamd/libstreamd-core.la djmfs/libdjmfs-core.la \
+# libdjmfs-server too: streamd can run the metadata server in-process;
+# libiosched for the policy names its configuration checks.
+STREAMD_LIBS = streamd/libstreamd-core.la djmfs/libdjmfs.la \
+	djmfs/libdjmfs-server.la sched/libiosched.la \
 	$(MHD_LIBS) $(AV_LIBS) $(JANSSON_LIBS) $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
 
 noinst_LTLIBRARIES += streamd/libstreamd-core.la

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 
 #define FUZZ_SEED 0xC0FFEE11u
 

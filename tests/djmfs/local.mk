@@ -6,7 +6,12 @@
 DJMFS_TEST_CPPFLAGS = $(DJMFS_CPPFLAGS) \
 	-DIOSCHED_TEST_PROFILE_DIR='"$(abs_top_srcdir)/sched/profiles"'
 DJMFS_TEST_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
-DJMFS_TEST_LDADD = djmfs/libdjmfs-core.la $(CRITERION_LIBS) $(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)
+# Suites of a part's internals link that part's archive; the client
+# suites, which start a server and talk to it, link the installed
+# libraries like any program.
+DJMFS_TEST_LDADD = djmfs/libdjmfs-server-core.la $(CRITERION_LIBS) $(CRYPTO_LIBS) $(LIBM)
+DJMFS_PROTO_TEST_LDADD = djmfs/libdjmfs-proto.la $(CRITERION_LIBS) $(CRYPTO_LIBS)
+DJMFS_PUBLIC_TEST_LDADD = $(DJMFS_TOOL_LDADD) $(CRITERION_LIBS) $(LIBM)
 
 DJMFS_UNIT_TESTS = \
 	tests/djmfs/test_wire \
@@ -41,12 +46,12 @@ EXTRA_DIST += $(DJMFS_SHELL_TESTS) tests/djmfs/lib.sh tests/djmfs/fuzz_frame.c \
 
 tests_djmfs_djmfs_pattern_SOURCES = tests/djmfs/djmfs-pattern.c
 tests_djmfs_djmfs_pattern_CPPFLAGS = $(DJMFS_CPPFLAGS)
-tests_djmfs_djmfs_pattern_LDADD = $(DJMFS_TOOL_LDADD)
+tests_djmfs_djmfs_pattern_LDADD = $(DJMFS_CLIENT_LDADD)
 
 tests_djmfs_test_wire_SOURCES = tests/djmfs/test_wire.c
 tests_djmfs_test_wire_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
 tests_djmfs_test_wire_CFLAGS = $(DJMFS_TEST_CFLAGS)
-tests_djmfs_test_wire_LDADD = $(DJMFS_TEST_LDADD)
+tests_djmfs_test_wire_LDADD = $(DJMFS_PROTO_TEST_LDADD)
 
 tests_djmfs_test_jrec_SOURCES = tests/djmfs/test_jrec.c
 tests_djmfs_test_jrec_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
@@ -91,14 +96,15 @@ tests_djmfs_test_server_LDADD = $(DJMFS_TEST_LDADD)
 tests_djmfs_test_client_SOURCES = tests/djmfs/test_client.c
 tests_djmfs_test_client_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
 tests_djmfs_test_client_CFLAGS = $(DJMFS_TEST_CFLAGS)
-tests_djmfs_test_client_LDADD = $(DJMFS_TEST_LDADD)
+tests_djmfs_test_client_LDADD = $(DJMFS_PUBLIC_TEST_LDADD)
 
 tests_djmfs_test_auth_SOURCES = tests/djmfs/test_auth.c
 tests_djmfs_test_auth_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
 tests_djmfs_test_auth_CFLAGS = $(DJMFS_TEST_CFLAGS)
-tests_djmfs_test_auth_LDADD = $(DJMFS_TEST_LDADD)
+tests_djmfs_test_auth_LDADD = djmfs/libdjmfs-proto.la $(DJMFS_PUBLIC_TEST_LDADD) \
+	$(CRYPTO_LIBS)
 
 tests_djmfs_test_reconnect_SOURCES = tests/djmfs/test_reconnect.c
 tests_djmfs_test_reconnect_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
 tests_djmfs_test_reconnect_CFLAGS = $(DJMFS_TEST_CFLAGS)
-tests_djmfs_test_reconnect_LDADD = $(DJMFS_TEST_LDADD)
+tests_djmfs_test_reconnect_LDADD = $(DJMFS_PUBLIC_TEST_LDADD)

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 
 static unsigned nerrors;
 

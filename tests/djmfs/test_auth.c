@@ -21,7 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 #include "djmfs_server.h"
 
 #define VOL_SIZE (64ull << 20)

@@ -16,7 +16,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 #include "djmfs_server.h"
 
 #define VOL_SIZE (64ull << 20)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 
 #define SEED 0x5EED1234u
 

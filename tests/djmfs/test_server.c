@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "djmfs-int.h"
+#include "djmfs_store.h"
 #include "djmfs_server.h"
 #include "djmfs_srv.h"
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "djmfs-int.h"
+#include "djmfs_proto.h"
 
 /* ---------------------------------------------------------------- */
 /* Sample messages                                                   */

@@ -1,30 +1,22 @@
 /*
- * Private interfaces of DJMFS, shared by the server, the client library,
- * the offline checker and the tests.  Nothing here is installed.
- *
- * Modules, one file each:
+ * The protocol part of DJMFS: what the client library and the server
+ * both speak, and nothing either keeps state in.  Stateless modules, one
+ * file each:
  *   djmfs_log.c      formatting for the caller's log hook
- *   djmfs_crc.c      CRC-32C for superblock, journal and checkpoints
+ *   djmfs_crc.c      CRC-32C for frames' bodies, superblock, journal
  *   djmfs_buf.c      growable output buffer and bounds-checked input cursor
  *   djmfs_wire.c     protocol frames: encode and decode every operation
  *   djmfs_auth.c     shared secrets: secret files, nonces, HMAC proofs
- *   djmfs_jrec.c     journal records: encode and decode
- *   djmfs_volume.c   superblock, layout, mkfs, opening a volume
- *   djmfs_journal.c  group-commit journal writer, replay, checkpoint slots
- *   djmfs_tree.c     copy-on-write namespace: roots, files, objects, maps
- *   djmfs_meta.c     metadata state: applying records, reservations,
- *                    consistency checks, checkpoint images
- *   djmfs_alloc.c    free allocation units, prefetcher, deferred frees
- *   djmfs_fsck.c     offline check and repair
- *   djmfs_server.c, djmfs_session.c, djmfs_ops.c   the server
- *   djmfs_rpc.c, djmfs_client.c, djmfs_io.c       the client: connection
- *   djmfs_file.c and the files of djmfs_file.h     ... file handles
- *   djmfs_reconnect.c, djmfs_restore.c             ... reconnecting
+ *   djmfs_sb.c       the superblock as both sides read it
+ * The client's private header (djmfs_clnt.h) and the server's
+ * (djmfs_store.h, djmfs_srv.h, djmfs_tree.h, djmfs_meta.h, djmfs_volio.h)
+ * each build on this one and never on each other.  Nothing here is
+ * installed.
  *
  * Byte order on the wire and on the volume is little-endian throughout.
  */
-#ifndef DJMFS_INT_H
-#define DJMFS_INT_H
+#ifndef DJMFS_PROTO_H
+#define DJMFS_PROTO_H
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -444,7 +436,7 @@ void djmfs__put_list_entry(struct djmfs__buf *b,
 /* ------------------------------------------------------------------ */
 
 /*
- * djmfs_auth.c, for the server's connection gate (djmfs_server.c) and
+ * djmfs_auth.c, for the server's connection gate (djmfs_gate.c) and
  * the client's HELLO (djmfs_client.c).  The secret never travels: each
  * side proves it knows it with an HMAC-SHA256 over both sides' nonces
  * and the session parameters, under a label naming the side, so a proof
@@ -491,80 +483,7 @@ int djmfs__auth_verify(const void *secret, size_t secret_len,
 		       const uint8_t proof[DJMFS_AUTH_PROOF]);
 
 /* ------------------------------------------------------------------ */
-/* Journal records                                                     */
-/* ------------------------------------------------------------------ */
-
-/*
- * Record: a 32-byte header, then `len` payload bytes.
- *   u32 len | u32 crc | u64 epoch | u64 seq | u16 type | u16 0 | u32 0
- * crc is CRC-32C, seeded with the volume uuid's CRC, over everything
- * after the crc field (header rest and payload), so records of an older
- * format of the same area never pass.  Payloads:
- *   FILE_CREATE  u64 ino | u64 time_ns | str name
- *   FILE_UNLINK  u64 ino | u64 time_ns
- *   OBJ_CREATE   u64 ino | u64 time_ns | u32 obj_id | u32 attrs | str name
- *   OBJ_DELETE   u64 ino | u64 time_ns | u32 obj_id
- *   OBJ_SETATTR  u64 ino | u64 time_ns | u32 obj_id | u32 attrs
- *   PUBLISH      u64 ino | u64 time_ns | PUBLISH body (see above)
- *   RESERVE      u64 ino | u64 time_ns | u32 n | n * RUN
- *   RELEASE      u64 ino | u64 time_ns | u32 n | n * RUN
- *   QUARANTINE   u64 ino | u64 time_ns | str why
- */
-#define DJMFS_JREC_HDR 32
-#define DJMFS_JREC_MAX (DJMFS_FRAME_MAX + 4096)
-
-enum djmfs__jtype {
-	DJMFS_J_FILE_CREATE = 1,
-	DJMFS_J_FILE_UNLINK,
-	DJMFS_J_OBJ_CREATE,
-	DJMFS_J_OBJ_DELETE,
-	DJMFS_J_OBJ_SETATTR,
-	DJMFS_J_PUBLISH,
-	DJMFS_J_RESERVE,
-	DJMFS_J_RELEASE,
-	DJMFS_J_QUARANTINE,
-	DJMFS_J_MAX
-};
-
-struct djmfs__jrec {
-	uint64_t epoch;
-	uint64_t seq;
-	uint16_t type;
-	uint64_t ino;
-	uint64_t time_ns; /* CLOCK_REALTIME */
-	union {
-		struct {
-			char name[DJMFS_NAME_MAX + 1];
-		} create;
-		struct {
-			uint32_t obj_id;
-			uint32_t attrs;
-			char name[DJMFS_OBJ_NAME_MAX + 1]; /* OBJ_CREATE */
-		} obj; /* OBJ_CREATE, OBJ_DELETE, OBJ_SETATTR */
-		struct djmfs__publish publish;
-		struct djmfs__runv runs; /* RESERVE, RELEASE */
-		struct {
-			char why[128];
-		} quarantine;
-	} u;
-};
-
-/*
- * Decodes the record at @p (@avail bytes readable).  @seed is the uuid
- * CRC.  Returns 0 and sets *used, -ENODATA (fewer bytes than the header or
- * its len need: the end of the log or a torn write), or -EBADMSG (CRC
- * mismatch, unknown type, malformed payload).  Views point into @p.
- */
-int djmfs__jrec_decode(const uint8_t *p, size_t avail, uint32_t seed,
-		       struct djmfs__jrec *r, size_t *used);
-/* Appends the record (epoch and seq as given).  Returns 0, -EINVAL, or
- * -ENOMEM. */
-int djmfs__jrec_encode(struct djmfs__buf *b, uint32_t seed,
-		       const struct djmfs__jrec *r);
-const char *djmfs__jtype_name(unsigned type);
-
-/* ------------------------------------------------------------------ */
-/* Volume                                                              */
+/* Superblock                                                          */
 /* ------------------------------------------------------------------ */
 
 /*
@@ -595,11 +514,14 @@ struct djmfs__sb {
 	uint64_t created_ns;
 };
 
-/* Computes a layout for @size bytes and @au_size (0: 1 MiB).  Returns 0,
- * -EINVAL (unit not a power of two in [64 KiB, 64 MiB]), or -ENOSPC
- * (fewer than 16 data units would remain). */
-int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size);
-void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE]);
+/* Reads @n bytes at @off, hiding EINTR and short reads.  Returns 0,
+ * -ENODATA (end of file first), or -errno. */
+int djmfs__pread_full(int fd, void *p, size_t n, uint64_t off);
+/* Nonzero when @au is a power of two in [64 KiB, 64 MiB]. */
+int djmfs__au_size_ok(uint64_t au);
+/* Nonzero when @p (@n bytes) has a superblock's magic and CRC: it was
+ * written as one, whether or not its geometry holds. */
+int djmfs__sb_raw_valid(const uint8_t *p, size_t n);
 /* Returns 0, -EUCLEAN (no magic, bad CRC), or -EINVAL (inconsistent
  * geometry: regions overlapping or past vol_size). */
 int djmfs__sb_decode(const uint8_t *p, size_t n, struct djmfs__sb *sb);
@@ -609,328 +531,10 @@ int djmfs__sb_read_fd(int fd, struct djmfs__sb *sb);
 /* CRC of the uuid: the seed of journal and checkpoint CRCs. */
 uint32_t djmfs__sb_seed(const struct djmfs__sb *sb);
 
-#define DJMFS__VOL_EXCL 0x1u   /* flock(LOCK_EX|LOCK_NB): -EBUSY if held */
-#define DJMFS__VOL_RDONLY 0x2u
-
-/* An open volume, for metadata I/O (buffered descriptor). */
-struct djmfs__vol {
-	int fd;
-	char *path;
-	struct djmfs__sb sb;
-	uint32_t seed;
-	uint64_t data_end; /* data_off + n_aus * au_size */
-};
-
-int djmfs__vol_open(struct djmfs__vol **out, const char *path,
-		    unsigned flags, const struct djmfs_log *log);
-void djmfs__vol_close(struct djmfs__vol *v);
-
 /* Allocation unit <-> volume byte offset. */
 static inline uint64_t djmfs__au_off(const struct djmfs__sb *sb, uint64_t au)
 {
 	return sb->data_off + au * (uint64_t)sb->au_size;
 }
 
-/* ------------------------------------------------------------------ */
-/* Checkpoints and journal                                             */
-/* ------------------------------------------------------------------ */
-
-/*
- * Checkpoint slot: a 64-byte header, then the image.
- *   "DJMFSCKP" | u32 version | u32 0 | u64 gen | u64 last_seq |
- *   u64 img_len | u32 img_crc | u32 0 | 12 bytes 0 | u32 hdr_crc
- * The journal's epoch is the generation of the checkpoint it follows.
- */
-struct djmfs__ckpt {
-	uint64_t gen;
-	uint64_t last_seq;
-	unsigned slot;
-	uint8_t *img; /* malloc'd; the caller frees */
-	size_t img_len;
-};
-
-/* Loads the newest valid slot; a skipped slot is logged at WARN level and
- * the lack of any valid one at ERROR level.  Returns 0, -EUCLEAN (neither
- * valid), -ENOMEM, or the read error when a slot could not be read. */
-int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out,
-		     const struct djmfs_log *log);
-/* Writes a slot and fdatasyncs.  Returns 0, -ENOSPC (image larger than
- * the slot), or -errno. */
-int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,
-		      uint64_t last_seq, const uint8_t *img, size_t n);
-
-struct djmfs__replay_info {
-	uint64_t records;  /* applied */
-	uint64_t skipped;  /* decoded but refused by the callback */
-	uint64_t last_seq;
-	uint64_t end_off;  /* bytes of the epoch that hold records */
-	char stop[96];	   /* why replay stopped ("end of log", "bad CRC"...) */
-};
-
-typedef int (*djmfs__replay_fn)(void *arg, const struct djmfs__jrec *r);
-
-/* Reads the journal from its start: records of @epoch with seq
- * after_seq+1, +2, ... go to @fn until a record fails to decode, has
- * another epoch or an unexpected seq.  A callback error is logged and
- * counted in skipped.  Returns 0 or -errno (I/O). */
-int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
-			  uint64_t after_seq, djmfs__replay_fn fn, void *arg,
-			  struct djmfs__replay_info *info,
-			  const struct djmfs_log *log);
-
-struct djmfs__journal;
-
-struct djmfs__journal_opts {
-	struct djmfs__vol *vol; /* borrowed */
-	uint64_t epoch;		/* generation of the current checkpoint */
-	unsigned ckpt_slot;	/* the slot holding it */
-	uint64_t next_seq;	/* first seq to be appended */
-	int notify_fd;		/* eventfd written after each durable batch */
-	uint64_t window_ns;	/* at least this long between two syncs'
-				   starts, so one sync covers more records */
-	const struct djmfs_log *log;
-};
-
-struct djmfs__journal_stats {
-	uint64_t records;
-	uint64_t batches;
-	uint64_t bytes;
-	uint64_t checkpoints;
-	uint64_t sync_ns; /* time spent in fdatasync */
-};
-
-/* Starts the writer thread (journal starts empty at offset 0 of @epoch). */
-int djmfs__journal_start(struct djmfs__journal **out,
-			 const struct djmfs__journal_opts *o);
-/*
- * Loop thread: encodes @r (its seq must follow the previous one; epoch is
- * filled in) and queues it for the next group commit.  Returns 0, or
- * -ENOSPC when the epoch's area cannot hold it (a checkpoint is needed
- * first).
- */
-int djmfs__journal_append(struct djmfs__journal *j, struct djmfs__jrec *r);
-/* Loop thread: nonzero when the epoch is three-quarters full. */
-int djmfs__journal_want_checkpoint(const struct djmfs__journal *j);
-/*
- * Loop thread: queues a checkpoint image (ownership of @img's memory
- * passes to the journal; @img is left empty) of the state after @seq, the
- * last record appended.  In order: the records before it are made
- * durable, the image is written to the other slot and made durable, then
- * later records start a new epoch at the journal's start.
- */
-int djmfs__journal_checkpoint(struct djmfs__journal *j,
-			      struct djmfs__buf *img, uint64_t seq);
-/* Highest seq known durable (any thread). */
-uint64_t djmfs__journal_durable(const struct djmfs__journal *j);
-void djmfs__journal_get_stats(const struct djmfs__journal *j,
-			      struct djmfs__journal_stats *out);
-/* Makes everything queued durable, stops the thread, frees.  NULL ok. */
-void djmfs__journal_stop(struct djmfs__journal *j);
-
-/* ------------------------------------------------------------------ */
-/* Copy-on-write namespace                                              */
-/* ------------------------------------------------------------------ */
-
-/*
- * Invariants:
- *  1. A root, file or object record reachable from a published root is
- *     never modified again; a change builds new records along the path
- *     from the root (path copying) and a new root.
- *  2. A DATA object's map is append-only.  Versions of one object share
- *     one extent store; a version sees the first n_ext entries, its last
- *     one clamped to last_len, so later appends never change what an
- *     older version reads.
- *  3. Reference counts are plain integers: every record is created,
- *     shared and freed on the server's loop thread only.
- */
-struct djmfs__xstore; /* append-only extent store of one object */
-
-struct djmfs__obj {
-	uint32_t refs;
-	uint32_t id;
-	uint32_t attrs;
-	char name[DJMFS_OBJ_NAME_MAX + 1];
-	uint64_t size;
-	struct djmfs__xstore *xs; /* DATA; NULL when empty */
-	uint32_t n_ext;
-	uint64_t last_len;
-	uint8_t *meta; /* META content, meta_len bytes (== size) */
-	uint32_t meta_len;
-};
-
-struct djmfs__file {
-	uint32_t refs;
-	uint64_t ino;
-	char name[DJMFS_NAME_MAX + 1];
-	uint64_t version;
-	uint32_t flags; /* DJMFS_FILE_QUARANTINED */
-	uint64_t ctime_ns;
-	uint64_t mtime_ns;
-	uint32_t next_obj_id;
-	uint32_t n_objs;
-	struct djmfs__obj *objs[DJMFS_MAX_OBJS];
-};
-
-struct djmfs__root;
-
-struct djmfs__root *djmfs__root_ref(struct djmfs__root *r);
-void djmfs__root_unref(struct djmfs__root *r); /* NULL ok */
-uint64_t djmfs__root_nfiles(const struct djmfs__root *r);
-const struct djmfs__file *djmfs__root_find(const struct djmfs__root *r,
-					   const char *name);
-/* @fn for files with names after @after ("" or NULL: all) in name order;
- * stops on a non-zero return, which it returns. */
-int djmfs__root_walk(const struct djmfs__root *r, const char *after,
-		     int (*fn)(void *arg, const struct djmfs__file *f),
-		     void *arg);
-
-const struct djmfs__file *djmfs__file_ref(const struct djmfs__file *f);
-void djmfs__file_unref(const struct djmfs__file *f); /* NULL ok */
-const struct djmfs__obj *djmfs__file_obj(const struct djmfs__file *f,
-					 uint32_t id);
-/* Extent @i (< o->n_ext) as this version sees it. */
-struct djmfs_extent djmfs__obj_extent(const struct djmfs__obj *o, uint32_t i);
-/*
- * The open-time consistency check: every extent inside
- * [data_off, data_end) and aligned to DJMFS_BLOCK, no two extents of the
- * file overlapping, each DATA size <= its extents' total, META sizes
- * within DJMFS_META_MAX, at most one SYNC object.  Returns 0 or -EUCLEAN
- * with a reason in @why.
- */
-int djmfs__file_check(const struct djmfs__file *f, uint64_t data_off,
-		      uint64_t data_end, char *why, size_t whylen);
-
-/* ------------------------------------------------------------------ */
-/* Metadata state                                                      */
-/* ------------------------------------------------------------------ */
-
-struct djmfs__meta;
-
-enum djmfs__free_kind {
-	DJMFS_FREE_NOW,	     /* a reservation given back: reusable at once */
-	DJMFS_FREE_DEFERRED, /* deleted data: readers may still hold it */
-};
-
-struct djmfs__meta_opts {
-	uint64_t data_off;
-	uint64_t n_aus;
-	uint32_t au_size;
-	const struct djmfs_log *log;
-	/* Units leaving the metadata (deleted objects and files, released
-	 * reservations).  May be NULL (replay, fsck). */
-	void (*on_free)(void *arg, uint64_t first_au, uint64_t n_aus,
-			enum djmfs__free_kind kind);
-	void *arg;
-	/* 0: every applied record is a candidate durable state.  1: only
-	 * the states djmfs__meta_seal() marks are (the server seals once per
-	 * loop pass, which is its commit: between seals the working tree is
-	 * private, so records edit it in place instead of copying paths). */
-	int batched;
-};
-
-int djmfs__meta_new(struct djmfs__meta **out, const struct djmfs__meta_opts *o);
-void djmfs__meta_free(struct djmfs__meta *m); /* NULL ok */
-
-/* Replaces the state with a checkpoint image (0 bytes: empty volume) that
- * holds the state after @last_seq.  Returns 0 or -EBADMSG. */
-int djmfs__meta_load(struct djmfs__meta *m, const uint8_t *img, size_t n,
-		     uint64_t last_seq);
-/* Appends an image of the working state (files and reservations). */
-int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out);
-
-/*
- * Applies one record to the working state, all or nothing.  r->seq must
- * be djmfs__meta_seq() + 1.  Checks (each failure a distinct -errno and a
- * log line at debug level):
- *   FILE_CREATE: ino == next ino (-EINVAL), name free (-EEXIST).
- *   PUBLISH: every object exists (-ENOENT); DATA sizes never shrink and
- *     stay within the map (-EINVAL); META within DJMFS_META_MAX (-EFBIG);
- *     every unit a new extent touches is in the file's reservation or is
- *     the unit holding the object's current end (-EPERM); version is
- *     old version + 1 and base_version == old version (-ESTALE).
- *   OBJ_CREATE: a second SYNC object (-EEXIST), too many objects
- *     (-ENOSPC), obj_id == next_obj_id (-EINVAL).
- *   RELEASE: the runs are in the file's reservation (-EINVAL).
- * Units leaving the metadata are reported through on_free.
- */
-int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r);
-
-uint64_t djmfs__meta_seq(const struct djmfs__meta *m);
-/* Replay: a journaled record this state refused (a damaged journal or a
- * bug) still used its seq; moving past it (@seq == seq + 1) lets the
- * records after it apply instead of all failing as out of order. */
-void djmfs__meta_skip(struct djmfs__meta *m, uint64_t seq);
-uint64_t djmfs__meta_next_ino(const struct djmfs__meta *m);
-/* Name of a live file by inode in the working state, or NULL. */
-const char *djmfs__meta_name(const struct djmfs__meta *m, uint64_t ino);
-
-/* Borrowed roots.  The working root has every applied record; the
- * durable one only those made durable (what readers are shown). */
-struct djmfs__root *djmfs__meta_working(const struct djmfs__meta *m);
-struct djmfs__root *djmfs__meta_durable(const struct djmfs__meta *m);
-/* Moves the durable root to the newest candidate state (see batched)
- * with seq <= @seq. */
-void djmfs__meta_mark_durable(struct djmfs__meta *m, uint64_t seq);
-/* Seq of the durable root's state. */
-uint64_t djmfs__meta_durable_seq(const struct djmfs__meta *m);
-/* Batched mode: makes the working state a candidate durable state (a
- * no-op when nothing was applied since the last seal). */
-void djmfs__meta_seal(struct djmfs__meta *m);
-
-/* Reservations: runs handed to a file's writer, not yet mapped. */
-int djmfs__meta_walk_reserved(const struct djmfs__meta *m,
-			      int (*fn)(void *arg, uint64_t ino,
-					struct djmfs__run run),
-			      void *arg);
-uint64_t djmfs__meta_reserved_aus(const struct djmfs__meta *m);
-/* Boot: forgets every reservation (their sessions died with the old
- * server) without records; returns the units dropped. */
-uint64_t djmfs__meta_drop_reservations(struct djmfs__meta *m);
-
-/* Calls @fn for every unit range the working state maps (boot, fsck). */
-int djmfs__meta_walk_mapped(const struct djmfs__meta *m,
-			    int (*fn)(void *arg, uint64_t ino,
-				      uint64_t first_au, uint64_t n_aus),
-			    void *arg);
-
-/* ------------------------------------------------------------------ */
-/* Free allocation units                                                */
-/* ------------------------------------------------------------------ */
-
-struct djmfs__alloc;
-
-struct djmfs__alloc_info {
-	uint64_t total;
-	uint64_t free;	   /* in the bitmap plus ready in the cache */
-	uint64_t cached;   /* prefetched, ready to hand out */
-	uint64_t deferred; /* waiting for their release time */
-	uint64_t stalls;   /* takes the cache could not serve */
-	uint64_t refills;  /* prefetcher rounds */
-};
-
-/* All units start free.  @prefetch: units the prefetcher keeps ready. */
-int djmfs__alloc_new(struct djmfs__alloc **out, uint64_t n_aus,
-		     uint32_t prefetch, const struct djmfs_log *log);
-void djmfs__alloc_free(struct djmfs__alloc *a); /* stops the prefetcher */
-/* Boot, before start: marks units in use.  Returns the units that were
- * already marked (a double claim the caller reports). */
-uint64_t djmfs__alloc_mark_used(struct djmfs__alloc *a, uint64_t first,
-				uint64_t n);
-int djmfs__alloc_start(struct djmfs__alloc *a);
-/*
- * Loop thread: hands out up to @want units as at most @max_runs runs,
- * contiguous where it can, from the prefetched cache (scanning the bitmap
- * itself only when the cache is dry, which counts as a stall).  Returns
- * the number of runs (>= 1), or -ENOSPC when no unit is free.
- */
-int djmfs__alloc_take(struct djmfs__alloc *a, uint32_t want,
-		      struct djmfs__run *runs, unsigned max_runs);
-void djmfs__alloc_put(struct djmfs__alloc *a, uint64_t first, uint64_t n);
-void djmfs__alloc_defer(struct djmfs__alloc *a, uint64_t first, uint64_t n,
-			uint64_t until_ns);
-/* Returns to free space the deferred runs due by @now_ns (monotonic). */
-void djmfs__alloc_tick(struct djmfs__alloc *a, uint64_t now_ns);
-void djmfs__alloc_get(const struct djmfs__alloc *a,
-		      struct djmfs__alloc_info *out);
-
-#endif /* DJMFS_INT_H */
+#endif /* DJMFS_PROTO_H */

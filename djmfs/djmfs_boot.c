@@ -1,0 +1,188 @@
+/*
+ * How the metadata server comes up from its volume, before its loop
+ * runs: open the volume, load the newest checkpoint, replay the journal
+ * after it, rebuild free space from what the maps hold (reservations of
+ * the dead server's sessions come back), then write a fresh checkpoint
+ * into the other slot and start the journal's new epoch.  Everything the
+ * boot learns is kept in the server's boot figures for the tests.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "djmfs_srv.h"
+
+const struct djmfs__boot_info *
+djmfs__server_boot_info(const struct djmfs_server *s)
+{
+	return &s->boot;
+}
+
+/* ------------------------------------------------------------------ */
+/* Boot                                                                 */
+/* ------------------------------------------------------------------ */
+
+static int replay_one(void *arg, const struct djmfs__jrec *r)
+{
+	struct djmfs_server *s = arg;
+	int err;
+
+	s->cur_ino = r->ino;
+	err = djmfs__meta_apply(s->meta, r);
+	if (err < 0) /* logged and counted by the replay */
+		djmfs__meta_skip(s->meta, r->seq);
+	return err;
+}
+
+/* Volume, newest checkpoint, then the journal after it. */
+static int boot_load(struct djmfs_server *s)
+{
+	const struct djmfs_log *log = &s->o.log;
+	struct djmfs__ckpt ck = { 0 };
+	struct djmfs__replay_info ri;
+	struct djmfs__meta_opts mo;
+	int err;
+
+	err = djmfs__vol_open(&s->vol, s->volume, DJMFS__VOL_EXCL, log);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__vol_open %s: %s",
+			   s->volume, strerror(-err));
+		return err;
+	}
+	err = djmfs__ckpt_load(s->vol, &ck, log);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__ckpt_load %s: %s",
+			   s->volume, strerror(-err));
+		return err;
+	}
+	djmfs__log(log, DJMFS_LOG_DEBUG,
+		   "checkpoint generation %llu in slot %u: %zu bytes, seq %llu",
+		   (unsigned long long)ck.gen, ck.slot, ck.img_len,
+		   (unsigned long long)ck.last_seq);
+	s->boot.ckpt_gen = ck.gen;
+	s->boot_slot = ck.slot;
+	mo = (struct djmfs__meta_opts){ s->vol->sb.data_off, s->vol->sb.n_aus,
+					s->vol->sb.au_size, log,
+					djmfs__sess_on_free, s, 1 };
+	err = djmfs__meta_new(&s->meta, &mo);
+	if (err == 0)
+		err = djmfs__meta_load(s->meta, ck.img, ck.img_len, ck.last_seq);
+	free(ck.img);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__meta_load: %s",
+			   strerror(-err));
+		return err;
+	}
+	err = djmfs__journal_replay(s->vol, ck.gen, ck.last_seq, replay_one, s,
+				    &ri, log);
+	if (err < 0) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__journal_replay: %s",
+			   strerror(-err));
+		return err;
+	}
+	s->boot.records_replayed = ri.records;
+	s->boot.records_skipped = ri.skipped;
+	djmfs__log(log, DJMFS_LOG_DEBUG,
+		   "journal replayed: %llu records, %llu skipped, up to seq "
+		   "%llu (%s)",
+		   (unsigned long long)ri.records,
+		   (unsigned long long)ri.skipped,
+		   (unsigned long long)djmfs__meta_seq(s->meta), ri.stop);
+	return 0;
+}
+
+static int mark_mapped(void *arg, uint64_t ino, uint64_t first, uint64_t n)
+{
+	struct djmfs_server *s = arg;
+	uint64_t twice = djmfs__alloc_mark_used(s->alloc, first, n);
+
+	if (twice) {
+		s->boot.double_claims += twice;
+		djmfs__log(&s->o.log, DJMFS_LOG_WARN,
+			   "ino %llu maps units %llu+%llu, %llu of them "
+			   "already claimed by another map",
+			   (unsigned long long)ino, (unsigned long long)first,
+			   (unsigned long long)n, (unsigned long long)twice);
+	}
+	return 0;
+}
+
+/* Free space is whatever no map holds: reservations of the dead
+ * server's sessions come back here. */
+static int boot_space(struct djmfs_server *s)
+{
+	int err;
+
+	err = djmfs__alloc_new(&s->alloc, s->vol->sb.n_aus,
+			       s->o.prefetch_aus, &s->o.log);
+	if (err < 0) {
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR, "djmfs__alloc_new: %s",
+			   strerror(-err));
+		return err;
+	}
+	err = djmfs__meta_walk_mapped(s->meta, mark_mapped, s);
+	if (err < 0)
+		return err;
+	s->boot.units_reclaimed = djmfs__meta_drop_reservations(s->meta);
+	djmfs__log(&s->o.log, DJMFS_LOG_DEBUG,
+		   "free space rebuilt: %llu units reclaimed from reservations",
+		   (unsigned long long)s->boot.units_reclaimed);
+	return 0;
+}
+
+/* A fresh checkpoint in the other slot, then the journal's new epoch. */
+static int boot_commit(struct djmfs_server *s)
+{
+	uint64_t seq = djmfs__meta_seq(s->meta), gen = s->boot.ckpt_gen + 1;
+	unsigned slot = 1 - s->boot_slot;
+	struct djmfs__journal_opts jo;
+	struct djmfs__buf img;
+	int err;
+
+	djmfs__buf_init(&img);
+	err = djmfs__meta_serialize(s->meta, &img);
+	if (err == 0)
+		err = img.err;
+	if (err == 0)
+		err = djmfs__ckpt_store(s->vol, slot, gen, seq, img.p, img.len);
+	djmfs__buf_free(&img);
+	if (err < 0) {
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+			   "djmfs__ckpt_store slot %u: %s", slot,
+			   strerror(-err));
+		return err;
+	}
+	djmfs__log(&s->o.log, DJMFS_LOG_DEBUG,
+		   "checkpoint generation %llu written to slot %u",
+		   (unsigned long long)gen, slot);
+	jo = (struct djmfs__journal_opts){ s->vol, gen, slot, seq + 1,
+					   s->ev_jnl.fd,
+					   (uint64_t)s->o.batch_us * 1000u,
+					   &s->o.log };
+	err = djmfs__journal_start(&s->jnl, &jo);
+	if (err < 0) {
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+			   "djmfs__journal_start: %s", strerror(-err));
+		return err;
+	}
+	djmfs__meta_seal(s->meta);
+	djmfs__meta_mark_durable(s->meta, seq);
+	s->durable_seq = s->appended_seq = s->last_ckpt_seq = seq;
+	s->jnl_durable = seq;
+	err = djmfs__alloc_start(s->alloc);
+	if (err < 0)
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+			   "djmfs__alloc_start: %s", strerror(-err));
+	return err;
+}
+
+int djmfs__boot(struct djmfs_server *s)
+{
+	int err = boot_load(s);
+
+	if (err == 0)
+		err = boot_space(s);
+	if (err == 0)
+		err = boot_commit(s);
+	return err;
+}
