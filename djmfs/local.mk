@@ -118,7 +118,8 @@ djmfs_djmfs_CPPFLAGS = $(DJMFS_CPPFLAGS) $(TOOLS_CPPFLAGS)
 djmfs_djmfs_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 djmfs_djmfs_LDADD = $(DJMFS_TOOL_LDADD) $(TOOLS_LIBS)
 
-djmfs_djmfs_bench_SOURCES = djmfs/bench/djmfs-bench.c
+djmfs_djmfs_bench_SOURCES = djmfs/bench/djmfs-bench.c \
+	djmfs/bench/bench_server.h djmfs/bench/bench_server.c
 djmfs_djmfs_bench_CPPFLAGS = $(DJMFS_CPPFLAGS) $(TOOLS_CPPFLAGS)
 djmfs_djmfs_bench_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 djmfs_djmfs_bench_LDADD = $(DJMFS_TOOL_LDADD) $(TOOLS_LIBS)

@@ -34,7 +34,7 @@ status=0
 # to no part.
 proto_hdr="djmfs_proto.h djmfs_codec.h"
 server_hdr="djmfs_store.h djmfs_srv.h djmfs_tree.h djmfs_meta.h djmfs_volio.h"
-client_hdr="djmfs_clnt.h"
+client_hdr="djmfs_clnt.h djmfs_file.h"
 public_hdr="djmfs.h djmfs_server.h"
 proto_src="djmfs_log.c djmfs_crc.c djmfs_buf.c djmfs_wire.c djmfs_auth.c
 	djmfs_sb.c"

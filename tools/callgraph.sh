@@ -15,12 +15,13 @@ build=${1:-build}
 [ $# -gt 0 ] && shift
 only=" $* "
 objdir=$build/djmfs
-# libtool keeps the PIC objects under .libs/, the others beside them;
-# either set will do (subdirectories of djmfs/ included).
-mapfile -t objs < <(find "$objdir" -path '*/.libs/libdjmfs_core_la-*.o' 2>/dev/null |
-	sort)
+# The objects of the three parts' libraries (libdjmfs, libdjmfs-proto,
+# libdjmfs-server-core).  libtool keeps the PIC objects under .libs/, the
+# others beside them; either set will do (subdirectories included).
+pat='libdjmfs_*la-*.o'
+mapfile -t objs < <(find "$objdir" -path "*/.libs/$pat" 2>/dev/null | sort)
 [ ${#objs[@]} -gt 0 ] || mapfile -t objs < <(find "$objdir" \
-	-name 'libdjmfs_core_la-*.o' -not -path '*/.libs/*' 2>/dev/null | sort)
+	-name "$pat" -not -path '*/.libs/*' 2>/dev/null | sort)
 if [ ${#objs[@]} -eq 0 ]; then
 	echo "callgraph: no libdjmfs objects under $objdir (build first)" >&2
 	exit 2
@@ -32,7 +33,7 @@ trap 'rm -rf "$tmp"' EXIT
 # name of the source file an object was built from
 src() {
 	local b=${1##*/}
-	b=${b#libdjmfs_core_la-}
+	b=${b#libdjmfs_*la-}
 	echo "${b%.o}.c"
 }
 

@@ -55,6 +55,7 @@
 
 #include "djmfs.h"
 #include "djmfs_server.h"
+#include "bench_server.h"
 #include "tool_clock.h"
 #include "tool_json.h"
 
@@ -597,15 +598,6 @@ static int child_main(struct child *ch)
 /* Parent: the server                                                  */
 /* ------------------------------------------------------------------ */
 
-struct server {
-	char dir[PATH_MAX];
-	char sock[PATH_MAX + 16];
-	char addr[PATH_MAX + 32];
-	char volume[PATH_MAX + 16];
-	bool temp_volume;
-	pid_t pid;
-};
-
 /* Apparent volume size: the data of the whole run plus a quarter, a
  * reservation's slack per file and room for the metadata, capped.  A
  * regular file is sparse: only what is written takes space. */
@@ -618,191 +610,6 @@ static uint64_t volume_size(const struct cfg *cfg)
 		       (double)VOLUME_BASE;
 
 	return bytes > (double)VOLUME_CAP ? VOLUME_CAP : (uint64_t)bytes;
-}
-
-/* djmfsd: $DJMFSD, else next to this program (or one level up, when a
- * libtool wrapper runs us from .libs/). */
-static int find_djmfsd(const char *argv0, char *out, size_t len)
-{
-	static const char *const rel[] = { "djmfsd", "../djmfsd" };
-	const char *env = getenv("DJMFSD");
-	char self[PATH_MAX];
-	ssize_t n;
-
-	if (env && *env) {
-		snprintf(out, len, "%s", env);
-		return access(out, X_OK) == 0 ? 0 : -errno;
-	}
-	if (strchr(argv0, '/')) {
-		int dir = (int)(strrchr(argv0, '/') - argv0);
-
-		if ((size_t)snprintf(out, len, "%.*s/djmfsd", dir, argv0) < len &&
-		    access(out, X_OK) == 0)
-			return 0;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return -ENOENT;
-	self[n] = '\0';
-	*strrchr(self, '/') = '\0';
-	for (size_t k = 0; k < sizeof(rel) / sizeof(rel[0]); k++)
-		if ((size_t)snprintf(out, len, "%s/%s", self, rel[k]) < len &&
-		    access(out, X_OK) == 0)
-			return 0;
-	return -ENOENT;
-}
-
-static bool socket_ready(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	if (fd < 0)
-		return false;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		close(fd);
-		return false;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(fd);
-	return ok;
-}
-
-static int spawn_djmfsd(struct server *s, const char *bin,
-			const char *secret_file)
-{
-	uint64_t give_up = now_ns() + SERVER_WAIT_NS;
-	int status;
-
-	fflush(NULL);
-	s->pid = fork();
-	if (s->pid < 0)
-		return -errno;
-	if (s->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		dup2(STDERR_FILENO, STDOUT_FILENO); /* stdout is for the JSON */
-		if (secret_file)
-			execl(bin, "djmfsd", "--volume", s->volume, "--listen",
-			      s->sock, "--log-level", "warn", "--secret-file",
-			      secret_file, (char *)NULL);
-		else
-			execl(bin, "djmfsd", "--volume", s->volume, "--listen",
-			      s->sock, "--log-level", "warn", (char *)NULL);
-		fprintf(stderr, PROG ": exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
-	}
-	while (!socket_ready(s->sock)) {
-		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-			s->pid = 0;
-			fprintf(stderr, PROG ": djmfsd exited (status %d) before "
-				"listening\n", status);
-			return -ECHILD;
-		}
-		if (now_ns() > give_up) {
-			fprintf(stderr, PROG ": djmfsd did not listen on %s "
-				"within 10 s\n", s->sock);
-			return -ETIMEDOUT;
-		}
-		tool_sleep_until_ns(now_ns() + 20 * NS_PER_MS);
-	}
-	return 0;
-}
-
-static void log_plain(void *arg, enum djmfs_log_level level, const char *msg)
-{
-	(void)arg;
-	if (level <= DJMFS_LOG_WARN)
-		fprintf(stderr, PROG ": %s\n", msg);
-}
-
-/* Formats a volume (at --volume, or a sparse temporary file) and starts
- * djmfsd on a Unix socket in a temporary directory. */
-static int server_start(struct server *s, const struct cfg *cfg)
-{
-	const struct djmfs_log log = { log_plain, NULL };
-	const char *tmp = getenv("TMPDIR");
-	char bin[PATH_MAX];
-	uint64_t size = volume_size(cfg);
-	struct statvfs sv;
-	int r;
-
-	r = find_djmfsd(cfg->argv0, bin, sizeof(bin));
-	if (r < 0) {
-		fprintf(stderr, PROG ": djmfsd not found (set DJMFSD or use "
-			"--server): %s\n", strerror(-r));
-		return r;
-	}
-	snprintf(s->dir, sizeof(s->dir), "%s/djmfs-bench.XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(s->dir)) {
-		r = -errno;
-		fprintf(stderr, PROG ": mkdtemp %s: %s\n", s->dir, strerror(-r));
-		s->dir[0] = '\0';
-		return r;
-	}
-	snprintf(s->sock, sizeof(s->sock), "%s/djmfsd.sock", s->dir);
-	if (strlen(s->sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-		fprintf(stderr, PROG ": socket path %s is too long (TMPDIR)\n",
-			s->sock);
-		return -ENAMETOOLONG;
-	}
-	snprintf(s->addr, sizeof(s->addr), "unix:%s", s->sock);
-	s->temp_volume = !cfg->volume;
-	snprintf(s->volume, sizeof(s->volume), "%s",
-		 cfg->volume ? cfg->volume : s->dir);
-	if (s->temp_volume)
-		strcat(s->volume, "/volume");
-	/* A data run gets its volume allocated up front, as fio lays out
-	 * its file: otherwise the first write to every block also pays for
-	 * the host file system's allocation. */
-	r = djmfs_mkfs(s->volume, size, 0,
-		       (s->temp_volume ? DJMFS_MKFS_FORCE : 0) |
-			       (cfg->metadata_only ? 0 : DJMFS_MKFS_PREALLOCATE),
-		       &log);
-	if (r == -EEXIST) {
-		fprintf(stderr, PROG ": %s already holds a DJMFS volume: "
-			"using it as it is\n", s->volume);
-	} else if (r < 0) {
-		fprintf(stderr, PROG ": djmfs_mkfs %s: %s\n", s->volume,
-			strerror(-r));
-		return r;
-	}
-	if (!cfg->metadata_only && r == -EEXIST && statvfs(s->dir, &sv) == 0 &&
-	    (double)sv.f_bavail * (double)sv.f_frsize <
-		    (double)(size - VOLUME_BASE) * 0.5)
-		fprintf(stderr, PROG ": warning: the run may write more than "
-			"the %s free bytes\n", s->dir);
-	return spawn_djmfsd(s, bin, cfg->secret_file);
-}
-
-static void server_stop(struct server *s)
-{
-	uint64_t give_up = now_ns() + SERVER_WAIT_NS;
-	int status;
-
-	if (s->pid > 0) {
-		kill(s->pid, SIGTERM);
-		while (waitpid(s->pid, &status, WNOHANG) == 0) {
-			if (now_ns() > give_up) {
-				fprintf(stderr, PROG ": djmfsd ignored SIGTERM; "
-					"killing it\n");
-				kill(s->pid, SIGKILL);
-				waitpid(s->pid, &status, 0);
-				break;
-			}
-			tool_sleep_until_ns(now_ns() + 10 * NS_PER_MS);
-		}
-		s->pid = 0;
-	}
-	if (s->dir[0]) {
-		unlink(s->sock);
-		if (s->temp_volume)
-			unlink(s->volume);
-		rmdir(s->dir);
-		s->dir[0] = '\0';
-	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -1243,7 +1050,7 @@ static int run(struct cfg *cfg, struct kid kids[2], struct figures *fig)
 					.volume = cfg->volume,
 					.name = PROG,
 					.flags = DJMFS_CLIENT_NO_DATA_IO,
-					.log = { log_plain, NULL },
+					.log = { bench_log_plain, NULL },
 					.secret = cfg->secret,
 					.secret_len = cfg->secret_len };
 	struct djmfs_client *c = NULL;
@@ -1292,12 +1099,12 @@ int main(int argc, char **argv)
 	struct cfg cfg = { .pairs = 16, .period_ns = 256 * NS_PER_MS,
 			   .size = 65536, .duration_s = 10, .warmup_s = 2,
 			   .argv0 = argv[0] };
-	struct server srv = { .pid = 0 };
+	struct bench_server srv = { .pid = 0 };
 	struct kid kids[2] = { { .ctl_fd = -1, .rep_fd = -1 },
 			       { .ctl_fd = -1, .rep_fd = -1 } };
 	struct figures fig = { 0 };
 	struct sigaction sa = { .sa_handler = on_signal };
-	const struct djmfs_log log = { log_plain, NULL };
+	const struct djmfs_log log = { bench_log_plain, NULL };
 	int r, rc = 0;
 
 	if (parse_args(&cfg, argc, argv) < 0) {
@@ -1317,7 +1124,10 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (!cfg.server) {
-		r = server_start(&srv, &cfg);
+		r = bench_server_start(&srv, cfg.argv0, cfg.volume,
+				       volume_size(&cfg),
+				       volume_size(&cfg) - VOLUME_BASE,
+				       cfg.metadata_only, cfg.secret_file);
 		if (r < 0)
 			goto out;
 		cfg.server = srv.addr;
@@ -1329,7 +1139,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": the run failed: %s\n", strerror(-r));
 out:
 	kill_kids(kids);
-	server_stop(&srv);
+	bench_server_stop(&srv);
 	djmfs_secret_free(cfg.secret, cfg.secret_len);
 	if (r < 0)
 		return EXIT_FAIL;

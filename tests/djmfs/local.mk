@@ -37,7 +37,8 @@ DJMFS_SHELL_TESTS = \
 	tests/djmfs/enospc.sh \
 	tests/djmfs/auth.sh \
 	tests/djmfs/bench.sh \
-	tests/djmfs/fuzz.sh
+	tests/djmfs/fuzz.sh \
+	tests/djmfs/arch.sh
 
 check_PROGRAMS += $(DJMFS_UNIT_TESTS) tests/djmfs/djmfs-pattern
 TESTS += $(DJMFS_UNIT_TESTS) $(DJMFS_SHELL_TESTS)
