@@ -142,8 +142,6 @@ static int boot_commit(struct djmfs_server *s)
 	djmfs__buf_init(&img);
 	err = djmfs__meta_serialize(s->meta, &img);
 	if (err == 0)
-		err = img.err;
-	if (err == 0)
 		err = djmfs__ckpt_store(s->vol, slot, gen, seq, img.p, img.len);
 	djmfs__buf_free(&img);
 	if (err < 0) {

@@ -23,8 +23,6 @@ int djmfs__srv_checkpoint(struct djmfs_server *s)
 	djmfs__buf_init(&img);
 	err = djmfs__meta_serialize(s->meta, &img);
 	if (err == 0)
-		err = img.err;
-	if (err == 0)
 		err = djmfs__journal_checkpoint(s->jnl, &img, seq);
 	djmfs__buf_free(&img);
 	if (err < 0) {

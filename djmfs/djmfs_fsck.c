@@ -317,8 +317,6 @@ static int fsck_repair(struct fsck *c)
 		goto out;
 	djmfs__meta_drop_reservations(c->m);
 	err = djmfs__meta_serialize(c->m, &img);
-	if (!err)
-		err = img.err;
 	if (err < 0) {
 		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: "
 			   "djmfs__meta_serialize: %s", strerror(-err));

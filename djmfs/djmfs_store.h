@@ -325,7 +325,8 @@ void djmfs__meta_free(struct djmfs__meta *m); /* NULL ok */
  * holds the state after @last_seq.  Returns 0 or -EBADMSG. */
 int djmfs__meta_load(struct djmfs__meta *m, const uint8_t *img, size_t n,
 		     uint64_t last_seq);
-/* Appends an image of the working state (files and reservations). */
+/* Appends an image of the working state (files and reservations).
+ * Returns 0, or the buffer's error (-ENOMEM) when it could not grow. */
 int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out);
 
 /*
