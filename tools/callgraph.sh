@@ -16,12 +16,25 @@ build=${1:-build}
 only=" $* "
 objdir=$build/djmfs
 # The objects of the three parts' libraries (libdjmfs, libdjmfs-proto,
-# libdjmfs-server-core).  libtool keeps the PIC objects under .libs/, the
-# others beside them; either set will do (subdirectories included).
-pat='libdjmfs_*la-*.o'
-mapfile -t objs < <(find "$objdir" -path "*/.libs/$pat" 2>/dev/null | sort)
-[ ${#objs[@]} -gt 0 ] || mapfile -t objs < <(find "$objdir" \
-	-name "$pat" -not -path '*/.libs/*' 2>/dev/null | sort)
+# libdjmfs-server-core), as the build's Makefile lists them now: a build
+# directory that has lived through a change of the libraries keeps the
+# old objects, which would add edges the code no longer has.  libtool
+# keeps the PIC objects under .libs/, the others beside them.
+objs=()
+if los=$(make -s --no-print-directory -C "$build" -f Makefile -f - \
+	callgraph-objects 2>/dev/null <<'MK'
+callgraph-objects: ; @echo $(am_djmfs_libdjmfs_la_OBJECTS) $(am_djmfs_libdjmfs_proto_la_OBJECTS) $(am_djmfs_libdjmfs_server_core_la_OBJECTS)
+MK
+); then
+	for lo in $los; do
+		d=$(dirname "$lo") b=$(basename "$lo" .lo)
+		if [ -f "$build/$d/.libs/$b.o" ]; then
+			objs+=("$build/$d/.libs/$b.o")
+		elif [ -f "$build/$d/$b.o" ]; then
+			objs+=("$build/$d/$b.o")
+		fi
+	done
+fi
 if [ ${#objs[@]} -eq 0 ]; then
 	echo "callgraph: no libdjmfs objects under $objdir (build first)" >&2
 	exit 2
