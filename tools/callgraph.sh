@@ -1,11 +1,11 @@
 #!/bin/bash
 # File-level call graph of libdjmfs, from its compiled objects: for each
-# djmfs/*.c object, every undefined symbol that another djmfs object
-# defines is an edge "this file -> that file" (a call, or a reference to
-# a function or a table).  Prints the edges with the symbols behind them,
-# then checks the graph for cycles with tsort.  Exits 0 when the files
-# form a hierarchy, 1 on a cycle (the files on each are printed), 2 on a
-# usage error.  With FILEs (source names, e.g. djmfs_client.c), only the
+# object of a djmfs/{proto,server,client}/*.c file, every undefined
+# symbol that another djmfs object defines is an edge "this file -> that
+# file" (a call, or a reference to a function or a table).  Prints the
+# edges with the symbols behind them, then checks the graph for cycles
+# with tsort.  Exits 0 when the files form a hierarchy, 1 on a cycle (the
+# files on each are printed), 2 on a usage error.  With FILEs (source names, e.g. djmfs_client.c), only the
 # edges among those files count.
 #
 #   tools/callgraph.sh [BUILD_DIR [FILE...]]   (default: build; make first)
@@ -16,8 +16,11 @@ build=${1:-build}
 only=" $* "
 objdir=$build/djmfs
 # The objects of the three parts' libraries (libdjmfs, libdjmfs-proto,
-# libdjmfs-server-core).  libtool keeps the PIC objects under .libs/, the
-# others beside them; either set will do (subdirectories included).
+# libdjmfs-server-core), each under its part's directory
+# (djmfs/proto/.libs/libdjmfs_proto_la-djmfs_wire.o, ...).  libtool keeps
+# the PIC objects under .libs/, the others beside them; either set will
+# do.  Files are named without their directory: the parts' file names
+# are distinct (tools/archcheck.sh).
 pat='libdjmfs_*la-*.o'
 mapfile -t objs < <(find "$objdir" -path "*/.libs/$pat" 2>/dev/null | sort)
 [ ${#objs[@]} -gt 0 ] || mapfile -t objs < <(find "$objdir" \
