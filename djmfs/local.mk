@@ -10,76 +10,87 @@
 # libraries, so the exported boundary is what they exercise.  Each
 # library exports exactly the names listed in its .sym file
 # (tools/archcheck.sh checks the lists against the headers).
+#
+# Each part lives in its own directory (djmfs/proto, djmfs/server,
+# djmfs/client); the public headers, the programs and bench/ stay in
+# djmfs/.  A part's files see their own directory, the protocol part's
+# and the public headers, never the other side's: a server file that
+# includes a client header, or the reverse, does not compile.
 
 DJMFS_PROTO_SOURCES = \
 	djmfs/djmfs.h \
 	djmfs/djmfs_server.h \
-	djmfs/djmfs_proto.h \
-	djmfs/djmfs_codec.h \
-	djmfs/djmfs_log.c \
-	djmfs/djmfs_crc.c \
-	djmfs/djmfs_buf.c \
-	djmfs/djmfs_wire.c \
-	djmfs/djmfs_auth.c \
-	djmfs/djmfs_sb.c
+	djmfs/proto/djmfs_proto.h \
+	djmfs/proto/djmfs_codec.h \
+	djmfs/proto/djmfs_log.c \
+	djmfs/proto/djmfs_crc.c \
+	djmfs/proto/djmfs_buf.c \
+	djmfs/proto/djmfs_wire.c \
+	djmfs/proto/djmfs_auth.c \
+	djmfs/proto/djmfs_sb.c
 
 DJMFS_SERVER_SOURCES = \
-	djmfs/djmfs_store.h \
-	djmfs/djmfs_jrec.c \
-	djmfs/djmfs_volio.h \
-	djmfs/djmfs_volume.c \
-	djmfs/djmfs_mkfs.c \
-	djmfs/djmfs_journal.c \
-	djmfs/djmfs_tree.h \
-	djmfs/djmfs_tree.c \
-	djmfs/djmfs_meta.h \
-	djmfs/djmfs_meta.c \
-	djmfs/djmfs_meta_sets.c \
-	djmfs/djmfs_meta_img.c \
-	djmfs/djmfs_alloc.c \
-	djmfs/djmfs_fsck.c \
-	djmfs/djmfs_srv.h \
-	djmfs/djmfs_server.c \
-	djmfs/djmfs_boot.c \
-	djmfs/djmfs_gate.c \
-	djmfs/djmfs_ops.c \
-	djmfs/djmfs_conn.c \
-	djmfs/djmfs_session.c \
-	djmfs/djmfs_commit.c
+	djmfs/server/djmfs_store.h \
+	djmfs/server/djmfs_jrec.c \
+	djmfs/server/djmfs_volio.h \
+	djmfs/server/djmfs_volume.c \
+	djmfs/server/djmfs_mkfs.c \
+	djmfs/server/djmfs_journal.c \
+	djmfs/server/djmfs_tree.h \
+	djmfs/server/djmfs_tree.c \
+	djmfs/server/djmfs_meta.h \
+	djmfs/server/djmfs_meta.c \
+	djmfs/server/djmfs_meta_sets.c \
+	djmfs/server/djmfs_meta_img.c \
+	djmfs/server/djmfs_alloc.c \
+	djmfs/server/djmfs_fsck.c \
+	djmfs/server/djmfs_srv.h \
+	djmfs/server/djmfs_server.c \
+	djmfs/server/djmfs_boot.c \
+	djmfs/server/djmfs_gate.c \
+	djmfs/server/djmfs_ops.c \
+	djmfs/server/djmfs_conn.c \
+	djmfs/server/djmfs_session.c \
+	djmfs/server/djmfs_commit.c
 
 DJMFS_CLIENT_SOURCES = \
-	djmfs/djmfs_clnt.h \
-	djmfs/djmfs_rpc.c \
-	djmfs/djmfs_client.c \
-	djmfs/djmfs_io.c \
-	djmfs/djmfs_file.h \
-	djmfs/djmfs_image.c \
-	djmfs/djmfs_fifo.c \
-	djmfs/djmfs_write.c \
-	djmfs/djmfs_read.c \
-	djmfs/djmfs_snap.c \
-	djmfs/djmfs_obj.c \
-	djmfs/djmfs_file.c \
-	djmfs/djmfs_restore.c \
-	djmfs/djmfs_reconnect.c
+	djmfs/client/djmfs_clnt.h \
+	djmfs/client/djmfs_rpc.c \
+	djmfs/client/djmfs_client.c \
+	djmfs/client/djmfs_io.c \
+	djmfs/client/djmfs_file.h \
+	djmfs/client/djmfs_image.c \
+	djmfs/client/djmfs_fifo.c \
+	djmfs/client/djmfs_write.c \
+	djmfs/client/djmfs_read.c \
+	djmfs/client/djmfs_snap.c \
+	djmfs/client/djmfs_obj.c \
+	djmfs/client/djmfs_file.c \
+	djmfs/client/djmfs_restore.c \
+	djmfs/client/djmfs_reconnect.c
 
+# The programs see the public headers only.  The client's iosched.h
+# comes from AM_CPPFLAGS (sched/).
 DJMFS_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/djmfs -I$(top_srcdir)/common
+DJMFS_PROTO_CPPFLAGS = $(DJMFS_CPPFLAGS) -I$(top_srcdir)/djmfs/proto
+DJMFS_SERVER_CPPFLAGS = $(DJMFS_PROTO_CPPFLAGS) -I$(top_srcdir)/djmfs/server
+DJMFS_CLIENT_CPPFLAGS = $(DJMFS_PROTO_CPPFLAGS) -I$(top_srcdir)/djmfs/client
 
 noinst_LTLIBRARIES += djmfs/libdjmfs-proto.la
 djmfs_libdjmfs_proto_la_SOURCES = $(DJMFS_PROTO_SOURCES)
-djmfs_libdjmfs_proto_la_CPPFLAGS = $(DJMFS_CPPFLAGS)
+djmfs_libdjmfs_proto_la_CPPFLAGS = $(DJMFS_PROTO_CPPFLAGS)
 djmfs_libdjmfs_proto_la_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)
 djmfs_libdjmfs_proto_la_LIBADD = $(CRYPTO_LIBS)
 
 noinst_LTLIBRARIES += djmfs/libdjmfs-server-core.la
 djmfs_libdjmfs_server_core_la_SOURCES = $(DJMFS_SERVER_SOURCES)
-djmfs_libdjmfs_server_core_la_CPPFLAGS = $(DJMFS_CPPFLAGS)
+djmfs_libdjmfs_server_core_la_CPPFLAGS = $(DJMFS_SERVER_CPPFLAGS)
 djmfs_libdjmfs_server_core_la_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)
 djmfs_libdjmfs_server_core_la_LIBADD = djmfs/libdjmfs-proto.la $(LIBM)
 
 lib_LTLIBRARIES += djmfs/libdjmfs.la
 djmfs_libdjmfs_la_SOURCES = $(DJMFS_CLIENT_SOURCES)
-djmfs_libdjmfs_la_CPPFLAGS = $(DJMFS_CPPFLAGS)
+djmfs_libdjmfs_la_CPPFLAGS = $(DJMFS_CLIENT_CPPFLAGS)
 djmfs_libdjmfs_la_CFLAGS = $(AM_CFLAGS) $(URING_CFLAGS)
 djmfs_libdjmfs_la_LIBADD = djmfs/libdjmfs-proto.la sched/libiosched.la \
 	$(URING_LIBS) $(CRYPTO_LIBS) $(LIBM)

@@ -2,20 +2,24 @@
 # Architecture check of the tree: who includes whom, how long the DJMFS
 # sources are, and what the built DJMFS libraries export.
 #
-# DJMFS is three parts that meet only at public headers (djmfs.h,
-# djmfs_server.h) or at the protocol part's private headers:
-#   proto   stateless code both sides speak (frames, codec, CRC, the
-#           secret handshake, buffers, logging, the superblock)
-#   server  the metadata server, its store, mkfs, fsck
-#   client  the client library
-# A file's part is set by the lists below.  The script fails (exit 1)
-# when a part includes another part's private header (client and server
-# may include proto's; proto includes neither), when a component includes
-# another component's private header (sched, djmfs, streamd meet only at
-# iosched.h, djmfs.h and djmfs_server.h), when a source file under djmfs/
-# is over MAX_LINES, when a .sym file does not list exactly what its
-# public header declares, or, given a build directory, when libdjmfs.so
-# exports a server name.
+# DJMFS is three parts, one directory each, that meet only at the public
+# headers (djmfs/djmfs.h, djmfs/djmfs_server.h) or at the protocol part's
+# private headers:
+#   djmfs/proto    stateless code both sides speak (frames, codec, CRC,
+#                  the secret handshake, buffers, logging, the superblock)
+#   djmfs/server   the metadata server, its store, mkfs, fsck
+#   djmfs/client   the client library
+# The programs (djmfs/*.c, djmfs/bench/) use the public headers only.
+# A file's part is the directory it sits in.  The script fails (exit 1)
+# when a file under djmfs/ is in no known place, when two files of the
+# parts have the same name, when a part includes another part's private
+# header (client and server may include proto's; proto includes
+# neither), when a component includes another component's private header
+# (sched, djmfs, streamd meet only at iosched.h, djmfs.h and
+# djmfs_server.h), when a source file under djmfs/ is over MAX_LINES,
+# when a .sym file does not list exactly what its public header
+# declares, or, given a build directory, when libdjmfs.so exports a
+# server name.
 #
 # Usage: tools/archcheck.sh [BUILDDIR]   (from the source tree's top)
 set -u
@@ -30,21 +34,16 @@ cd "$top" || exit 2
 status=0
 
 # ---- parts ------------------------------------------------------------
-# Private headers of each part, and its sources.  Public headers belong
-# to no part.
-proto_hdr="djmfs_proto.h djmfs_codec.h"
-server_hdr="djmfs_store.h djmfs_srv.h djmfs_tree.h djmfs_meta.h djmfs_volio.h"
-client_hdr="djmfs_clnt.h djmfs_file.h"
-public_hdr="djmfs.h djmfs_server.h"
-proto_src="djmfs_log.c djmfs_crc.c djmfs_buf.c djmfs_wire.c djmfs_auth.c
-	djmfs_sb.c"
-server_src="djmfs_jrec.c djmfs_volume.c djmfs_mkfs.c djmfs_journal.c
-	djmfs_tree.c djmfs_meta.c djmfs_meta_sets.c djmfs_meta_img.c
-	djmfs_alloc.c djmfs_fsck.c djmfs_server.c djmfs_boot.c djmfs_gate.c
-	djmfs_ops.c djmfs_conn.c djmfs_session.c djmfs_commit.c"
-# The client's files: every other djmfs_*.c.  The programs use the
-# public headers only.
-programs="djmfs-cli.c djmfsd.c djmfs-bench.c"
+part_of() { # part_of PATH -> proto | server | client | public | program | unknown
+	case $1 in
+	djmfs/djmfs.h | djmfs/djmfs_server.h) echo public ;;
+	djmfs/proto/*.[ch]) echo proto ;;
+	djmfs/server/*.[ch]) echo server ;;
+	djmfs/client/*.[ch]) echo client ;;
+	djmfs/*.c | djmfs/bench/*.[ch]) echo program ;;
+	*) echo unknown ;;
+	esac
+}
 
 in_list() { # in_list WORD LIST...
 	local w=$1 x
@@ -53,31 +52,48 @@ in_list() { # in_list WORD LIST...
 	return 1
 }
 
-part_of() { # part_of FILE -> proto | server | client | public | program
-	local f=$1
-	if in_list "$f" $public_hdr; then echo public
-	elif in_list "$f" $proto_hdr $proto_src; then echo proto
-	elif in_list "$f" $server_hdr $server_src; then echo server
-	elif in_list "$f" $client_hdr; then echo client
-	elif in_list "$f" $programs; then echo program
-	elif [[ $f == djmfs_*.c ]]; then echo client
-	else echo unknown
-	fi
-}
-
 includes() { # includes FILE -> the quoted includes, one a line
 	sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$1"
 }
 
+mapfile -t djmfs_files < <(find djmfs -name '*.[ch]' | sort)
+
+echo "== DJMFS files outside their parts' directories"
+# A file's part, by its name: the directory that holds it.
+declare -A hpart=()
+stray=0
+for path in "${djmfs_files[@]}"; do
+	p=$(part_of "$path")
+	if [ "$p" = unknown ]; then
+		echo "FAIL: $path is in no part's directory"
+		stray=1
+		continue
+	fi
+	[ "$p" = program ] && continue
+	# Names stay distinct across the parts: includes and the call graph
+	# (tools/callgraph.sh) name files without their directory.
+	h=$(basename "$path")
+	if [ -n "${hpart[$h]:-}" ]; then
+		echo "FAIL: $h is in both ${hpart[$h]} and $p"
+		stray=1
+	fi
+	hpart[$h]=$p
+done
+[ $stray = 0 ] && echo "  none"
+[ $stray = 1 ] && status=1
+
 echo "== include edges between DJMFS parts (file -> header)"
 declare -A edges=()
-for path in djmfs/*.c djmfs/*.h; do
+for path in "${djmfs_files[@]}"; do
 	f=${path#djmfs/}
-	from=$(part_of "$f")
+	from=$(part_of "$path")
+	[ "$from" = unknown ] && continue
 	for h in $(includes "$path"); do
 		[ "$h" = config.h ] && continue
-		to=$(part_of "$h")
-		[ "$to" = unknown ] && to="other($h)"
+		to=${hpart[$h]:-}
+		# bench/'s own header is the benchmark's, not a part's.
+		[ -z "$to" ] && [ -e "$(dirname "$path")/$h" ] && continue
+		to=${to:-"other($h)"}
 		[ "$from" != "$to" ] && edges["$from -> $to"]+=" $f:$h"
 		bad=
 		case "$from:$to" in
@@ -128,7 +144,7 @@ over=0
 while IFS= read -r path; do
 	n=$(wc -l <"$path")
 	if [ "$n" -gt "$MAX_LINES" ]; then
-		echo "FAIL: $path: $n lines ($(part_of "$(basename "$path")"))"
+		echo "FAIL: $path: $n lines ($(part_of "$path"))"
 		over=1
 	fi
 done < <(find djmfs -name '*.[ch]' | sort)

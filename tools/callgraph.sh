@@ -1,11 +1,11 @@
 #!/bin/bash
 # File-level call graph of libdjmfs, from its compiled objects: for each
-# djmfs/*.c object, every undefined symbol that another djmfs object
-# defines is an edge "this file -> that file" (a call, or a reference to
-# a function or a table).  Prints the edges with the symbols behind them,
-# then checks the graph for cycles with tsort.  Exits 0 when the files
-# form a hierarchy, 1 on a cycle (the files on each are printed), 2 on a
-# usage error.  With FILEs (source names, e.g. djmfs_client.c), only the
+# object of a djmfs/{proto,server,client}/*.c file, every undefined
+# symbol that another djmfs object defines is an edge "this file -> that
+# file" (a call, or a reference to a function or a table).  Prints the
+# edges with the symbols behind them, then checks the graph for cycles
+# with tsort.  Exits 0 when the files form a hierarchy, 1 on a cycle (the
+# files on each are printed), 2 on a usage error.  With FILEs (source names, e.g. djmfs_client.c), only the
 # edges among those files count.
 #
 #   tools/callgraph.sh [BUILD_DIR [FILE...]]   (default: build; make first)
@@ -16,10 +16,12 @@ build=${1:-build}
 only=" $* "
 objdir=$build/djmfs
 # The objects of the three parts' libraries (libdjmfs, libdjmfs-proto,
-# libdjmfs-server-core), as the build's Makefile lists them now: a build
-# directory that has lived through a change of the libraries keeps the
-# old objects, which would add edges the code no longer has.  libtool
-# keeps the PIC objects under .libs/, the others beside them.
+# libdjmfs-server-core), each under its part's directory, as the build's
+# Makefile lists them now: a build directory that has lived through a
+# change of the libraries keeps the old objects, which would add edges the
+# code no longer has.  libtool keeps the PIC objects under .libs/, the
+# others beside them.  Files are named without their directory: the
+# parts' file names are distinct (tools/archcheck.sh).
 objs=()
 if los=$(make -s --no-print-directory -C "$build" -f Makefile -f - \
 	callgraph-objects 2>/dev/null <<'MK'

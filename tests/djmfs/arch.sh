@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The shape of DJMFS, checked on the tree as built: no part includes
-# another part's private header, no source file under djmfs/ is over
-# 1,200 lines, each installed library exports exactly its header's names
-# (libdjmfs no server name), and the file-level call graph of the three
-# parts' objects has no cycle (tools/archcheck.sh, tools/callgraph.sh).
+# The shape of DJMFS, checked on the tree as built: every file of a part
+# sits in that part's directory (djmfs/proto, djmfs/server, djmfs/client),
+# no part includes another part's private header, no source file under
+# djmfs/ is over 1,200 lines, each installed library exports exactly its
+# header's names (libdjmfs no server name), and the file-level call graph
+# of the three parts' objects has no cycle (tools/archcheck.sh,
+# tools/callgraph.sh).
 #
 # Environment: DJMFS (the build tree's djmfs tool: its directory's parent
 # is the build tree).

@@ -19,26 +19,31 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-${DJMFS_FUZZ_SECONDS:-30}}
 
 # Automake's srcdir is the top of the tree when this runs from the top
 # Makefile; accept tests/djmfs too, in case a harness passes that.
-if [ ! -f "$srcdir/djmfs/djmfs_wire.c" ] && [ -f "$srcdir/../../djmfs/djmfs_wire.c" ]; then
+if [ ! -f "$srcdir/djmfs/proto/djmfs_wire.c" ] && [ -f "$srcdir/../../djmfs/proto/djmfs_wire.c" ]; then
 	srcdir=$srcdir/../..
 fi
-if [ ! -f "$srcdir/djmfs/djmfs_wire.c" ]; then
-	echo "fuzz.sh: cannot find djmfs/djmfs_wire.c under srcdir=$srcdir" >&2
+if [ ! -f "$srcdir/djmfs/proto/djmfs_wire.c" ]; then
+	echo "fuzz.sh: cannot find djmfs/proto/djmfs_wire.c under srcdir=$srcdir" >&2
 	exit 1
 fi
 
 . "$srcdir/tests/fuzz/lib.sh"
 fuzz_setup djmfs
 
-CFLAGS="-std=gnu11 -g -O1 -I$srcdir/djmfs -I$srcdir/sched"
-D=$srcdir/djmfs
-codec_srcs="$D/djmfs_buf.c $D/djmfs_crc.c $D/djmfs_wire.c"
+# The frame target is the protocol part's, the journal-record target
+# the server's: each sees its part's headers, the protocol part's and
+# the public ones, as the libraries are built.
+CFLAGS="-std=gnu11 -g -O1 -I$srcdir/djmfs -I$srcdir/djmfs/proto -I$srcdir/sched"
+P=$srcdir/djmfs/proto
+codec_srcs="$P/djmfs_buf.c $P/djmfs_crc.c $P/djmfs_wire.c"
 
 status=0
 for target in frame jrec; do
 	case $target in
-	frame) srcs=$codec_srcs ;;
-	jrec) srcs="$codec_srcs $D/djmfs_jrec.c" ;;
+	frame) srcs=$codec_srcs inc= ;;
+	jrec)
+		srcs="$codec_srcs $srcdir/djmfs/server/djmfs_jrec.c"
+		inc=-I$srcdir/djmfs/server ;;
 	esac
 	src=$srcdir/tests/djmfs/fuzz_$target.c
 	bin=$work/fuzz_$target
@@ -55,7 +60,7 @@ for target in frame jrec; do
 		continue
 	}
 	# shellcheck disable=SC2086
-	if ! "$CLANG" $CFLAGS $FUZZ_SAN "$src" $srcs -o "$bin"; then
+	if ! "$CLANG" $CFLAGS $inc $FUZZ_SAN "$src" $srcs -o "$bin"; then
 		echo "fuzz.sh: building fuzz_$target failed" >&2
 		status=1
 		continue

@@ -3,8 +3,13 @@
 # daemons.  fuzz.sh builds the libFuzzer targets with clang and runs each
 # for a bounded time (DJMFS_FUZZ_SECONDS).
 
-DJMFS_TEST_CPPFLAGS = $(DJMFS_CPPFLAGS) \
-	-DIOSCHED_TEST_PROFILE_DIR='"$(abs_top_srcdir)/sched/profiles"'
+# Each suite sees the headers of the part it tests: the server's
+# internals (djmfs/server, djmfs/proto), the protocol part's, or the
+# public headers only.
+DJMFS_TEST_DEFS = -DIOSCHED_TEST_PROFILE_DIR='"$(abs_top_srcdir)/sched/profiles"'
+DJMFS_TEST_CPPFLAGS = $(DJMFS_SERVER_CPPFLAGS) $(DJMFS_TEST_DEFS)
+DJMFS_PROTO_TEST_CPPFLAGS = $(DJMFS_PROTO_CPPFLAGS) $(DJMFS_TEST_DEFS)
+DJMFS_PUBLIC_TEST_CPPFLAGS = $(DJMFS_CPPFLAGS) $(DJMFS_TEST_DEFS)
 DJMFS_TEST_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
 # Suites of a part's internals link that part's archive; the client
 # suites, which start a server and talk to it, link the installed
@@ -50,7 +55,7 @@ tests_djmfs_djmfs_pattern_CPPFLAGS = $(DJMFS_CPPFLAGS)
 tests_djmfs_djmfs_pattern_LDADD = $(DJMFS_CLIENT_LDADD)
 
 tests_djmfs_test_wire_SOURCES = tests/djmfs/test_wire.c
-tests_djmfs_test_wire_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_wire_CPPFLAGS = $(DJMFS_PROTO_TEST_CPPFLAGS)
 tests_djmfs_test_wire_CFLAGS = $(DJMFS_TEST_CFLAGS)
 tests_djmfs_test_wire_LDADD = $(DJMFS_PROTO_TEST_LDADD)
 
@@ -95,17 +100,17 @@ tests_djmfs_test_server_CFLAGS = $(DJMFS_TEST_CFLAGS)
 tests_djmfs_test_server_LDADD = $(DJMFS_TEST_LDADD)
 
 tests_djmfs_test_client_SOURCES = tests/djmfs/test_client.c
-tests_djmfs_test_client_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_client_CPPFLAGS = $(DJMFS_PUBLIC_TEST_CPPFLAGS)
 tests_djmfs_test_client_CFLAGS = $(DJMFS_TEST_CFLAGS)
 tests_djmfs_test_client_LDADD = $(DJMFS_PUBLIC_TEST_LDADD)
 
 tests_djmfs_test_auth_SOURCES = tests/djmfs/test_auth.c
-tests_djmfs_test_auth_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_auth_CPPFLAGS = $(DJMFS_PROTO_TEST_CPPFLAGS)
 tests_djmfs_test_auth_CFLAGS = $(DJMFS_TEST_CFLAGS)
 tests_djmfs_test_auth_LDADD = djmfs/libdjmfs-proto.la $(DJMFS_PUBLIC_TEST_LDADD) \
 	$(CRYPTO_LIBS)
 
 tests_djmfs_test_reconnect_SOURCES = tests/djmfs/test_reconnect.c
-tests_djmfs_test_reconnect_CPPFLAGS = $(DJMFS_TEST_CPPFLAGS)
+tests_djmfs_test_reconnect_CPPFLAGS = $(DJMFS_PUBLIC_TEST_CPPFLAGS)
 tests_djmfs_test_reconnect_CFLAGS = $(DJMFS_TEST_CFLAGS)
 tests_djmfs_test_reconnect_LDADD = $(DJMFS_PUBLIC_TEST_LDADD)

@@ -45,7 +45,7 @@ for target in parse index ingest; do
 		srcs="$srcs $S/sd_token.c $sched_srcs"
 		libs="$JANSSON $CRYPTO -luring -lm -lpthread" ;;
 	index)
-		srcs="$S/sd_index.c $S/sd_hls.c $S/sd_time.c $srcdir/djmfs/djmfs_crc.c"
+		srcs="$S/sd_index.c $S/sd_hls.c $S/sd_time.c $srcdir/djmfs/proto/djmfs_crc.c"
 		libs="-lm" ;;
 	ingest)
 		srcs="$S/sd_ingest.c $S/sd_ts.c $S/sd_log.c"
