@@ -432,6 +432,11 @@ struct djmfs_io_stats {
 	uint64_t latency_p99_ns;
 	uint64_t lateness_max_ns;
 	uint64_t errors;    /* completed with an error (-EIO, ...) */
+	/* Bytes of appends (the caller's, with the object's partial last
+	 * block in front) copied into a block buffer of the library's on
+	 * their way to the volume: an append that does not start on a block
+	 * or comes from an unaligned buffer costs that copy. */
+	uint64_t copied_bytes;
 };
 void djmfs_io_stats(struct djmfs_client *c, struct djmfs_io_stats *out);
 

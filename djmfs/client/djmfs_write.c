@@ -223,6 +223,8 @@ static int assemble(struct fop *op, struct cobj *o, uint64_t dev_end)
 	if (posix_memalign((void **)&op->abuf, BLK, dev_end - op->w_start))
 		return -ENOMEM;
 	op->abuf_owned = 1;
+	__atomic_fetch_add(&op->f->c->copied_bytes, head + op->len,
+			   __ATOMIC_RELAXED);
 	if (head)
 		memcpy(op->abuf, o->tail, head);
 	memcpy(op->abuf + head, op->wbuf, op->len);
