@@ -393,6 +393,26 @@ typedef void (*djmfs_done_fn)(void *user, ssize_t res);
  */
 int djmfs_write_async(struct djmfs_file *f, const void *buf, size_t len,
 		      uint64_t deadline_ns, djmfs_done_fn done, void *user);
+/*
+ * An append the library writes to the volume straight from the caller's
+ * memory.  djmfs_write_async copies an append into blocks of its own
+ * (the object's partial last block, then the bytes) unless it starts on
+ * a block and is whole blocks from an aligned buffer; here the caller
+ * lays the blocks out instead.  @blk is a multiple of DJMFS_IO_ALIGN and
+ * begins with the object's last @head bytes (its end, counting the
+ * appends already submitted, modulo DJMFS_IO_ALIGN: the bytes of its
+ * partial last block), followed by the @len new bytes; it is readable up
+ * to the next multiple of DJMFS_IO_ALIGN after them.  What lies there
+ * past the new bytes goes to the volume beyond the object's end, where
+ * no read sees it.  Borrowed until the callback, which gets @len or
+ * -errno; the head and the new bytes must not change before it.  Only
+ * at a DATA object.  Returns as djmfs_write_async; -EINVAL (a log line
+ * says which) when @blk is not aligned, @head is not the object's, or
+ * the pointer is at a META object.
+ */
+int djmfs_write_inplace_async(struct djmfs_file *f, const void *blk,
+			      size_t head, size_t len, uint64_t deadline_ns,
+			      djmfs_done_fn done, void *user);
 int djmfs_pread_async(struct djmfs_file *f, void *buf, size_t len,
 		      uint64_t offset, uint64_t deadline_ns,
 		      djmfs_done_fn done, void *user);
@@ -432,6 +452,11 @@ struct djmfs_io_stats {
 	uint64_t latency_p99_ns;
 	uint64_t lateness_max_ns;
 	uint64_t errors;    /* completed with an error (-EIO, ...) */
+	/* Bytes of appends (the caller's, with the object's partial last
+	 * block in front) copied into a block buffer of the library's on
+	 * their way to the volume: an append that does not start on a block
+	 * or comes from an unaligned buffer costs that copy. */
+	uint64_t copied_bytes;
 };
 void djmfs_io_stats(struct djmfs_client *c, struct djmfs_io_stats *out);
 

@@ -12,7 +12,9 @@
  * held copy, or the space on_space offers: the recorder's write block),
  * and avformat reads its own copy from there, so on the way to the
  * recorder's block a byte is copied twice, into the ring and out of it
- * (a probed byte once more, out of the held copy).  The demuxed packets
+ * (a probed byte once more, out of the held copy); libdjmfs writes the
+ * recorder's blocks to the volume from where they lie (sd_rec.c), so
+ * that is every copy between the socket and the disk.  The demuxed packets
  * only yield metadata: the codecs, and the keyframes with the byte
  * offset where playback may start, which for MPEG-TS comes from the
  * upload's scan of its TS packets (sd_ts.c: the

@@ -7,7 +7,16 @@
  * there by the caller's copy, or in place through sd_rec_space) and leave
  * from where they lie in write_size pieces (or sooner, once publish_ns
  * has passed) as asynchronous writes with deadlines; every data write publishes a
- * snapshot, taking with it the index entries written just before it.  A
+ * snapshot, taking with it the index entries written just before it.
+ * The ring keeps a piece's device blocks whole in memory, the bytes of
+ * the object's partial last block in front of the piece (invariant 8),
+ * so libdjmfs writes them from the ring (djmfs_write_inplace_async)
+ * instead of copying them into blocks of its own: from the socket to the
+ * volume a recorded byte is copied twice, into the ingest ring and out
+ * of it into this one (sd_ingest.c).  Only a continued recording whose
+ * data ended off a block has its first bytes copied once more, by
+ * djmfs_write_async, until the connection has filled a block of its own
+ * (that partial block is on the volume, not in the ring).  A
  * recording that already exists continues: its pointers go to the ends
  * of "data" and "index", its start time and connection count are kept.
  *
@@ -49,12 +58,19 @@
  *     elsewhere.
  *  8. Pending bytes and data writes in flight live in the write ring,
  *     mapped twice back to back so any ring_size bytes from any start
- *     are contiguous.  It holds max_inflight + 1 write_size pieces, so
- *     the pending bytes never reach a piece still in flight (at most
- *     max_inflight, rec_put_data), and a piece leaves from where its
- *     bytes were put: a byte is never moved inside the ring.  pend_at
- *     and data_end agree modulo REC_ALIGN, so whenever the data ends on
- *     a device block, the piece starts on one in memory too.
+ *     are contiguous.  pend_at and data_end agree modulo REC_ALIGN (and
+ *     ring_size is a multiple of it), so a piece's first device block
+ *     starts in memory data_end % REC_ALIGN bytes before the piece, on
+ *     a REC_ALIGN boundary.  A data write in flight reads its piece, the
+ *     head in front of it (the data's partial last block, which it
+ *     writes again: in the ring once blk_down(data_end) >= seg_base,
+ *     else it goes by djmfs_write_async, rec_issue) and the rest of its
+ *     last block after it (past the data's end, so pending bytes may
+ *     land there meanwhile).  The ring holds max_inflight + 1 write_size
+ *     pieces and REC_ALIGN bytes more, so the pending bytes never reach
+ *     a piece still in flight (at most max_inflight, rec_put_data) nor
+ *     the head in front of the oldest, and a piece leaves from where
+ *     its bytes were put: a byte is never moved inside the ring.
  *
  *   call            effect
  *   sd_rec_open     lock the file, find or create the objects, load state,
@@ -107,6 +123,7 @@ struct rec_write {
 	size_t len;
 	uint64_t deadline_ns;
 	int data;
+	const char *call; /* the DJMFS call it went by, for the log */
 };
 
 struct sd_rec {
@@ -170,8 +187,8 @@ static void rec_done(void *user, ssize_t res)
 	pthread_mutex_lock(&r->mu);
 	if (res < 0 && r->err == 0) {
 		r->err = (int)res;
-		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): djmfs_write_async "
-			"(%s): %s", r->name, w->data ? "data" : "index",
+		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): %s (%s): %s", r->name,
+			w->call, w->data ? "data" : "index",
 			strerror((int)-res));
 	}
 	if (w->data) {
@@ -232,8 +249,25 @@ static void rec_drain_all(struct sd_rec *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
+/* Issues @w at the pointer: an index buffer, or a data piece from its
+ * device blocks in the ring when the head in front of it is there,
+ * else copied by libdjmfs (invariant 8). */
+static int rec_issue(struct sd_rec *r, struct rec_write *w)
+{
+	size_t head = r->data_end % REC_ALIGN, at = (size_t)(w->buf - r->ring);
+
+	if (!w->data || r->data_end - head < r->seg_base)
+		return djmfs_write_async(r->f, w->buf, w->len, w->deadline_ns,
+					 rec_done, w);
+	w->call = "djmfs_write_inplace_async";
+	return djmfs_write_inplace_async(r->f, r->ring + (at + r->ring_size -
+							  head) % r->ring_size,
+					 head, w->len, w->deadline_ns,
+					 rec_done, w);
+}
+
 /* Submits @len bytes of @buf at the pointer (an index buffer: ownership
- * passes here; data: borrowed from the ring). */
+ * passes here; data: borrowed from the ring, where it is pending). */
 static int rec_submit(struct sd_rec *r, uint8_t *buf, size_t len, int data)
 {
 	struct rec_write *w = calloc(1, sizeof(*w));
@@ -244,16 +278,16 @@ static int rec_submit(struct sd_rec *r, uint8_t *buf, size_t len, int data)
 			free(buf);
 		return -ENOMEM;
 	}
-	*w = (struct rec_write){ r, buf, len,
-				 sd_now() + r->o.deadline_ns, data };
+	*w = (struct rec_write){ r, buf, len, sd_now() + r->o.deadline_ns,
+				 data, "djmfs_write_async" };
 	pthread_mutex_lock(&r->mu);
 	r->inflight++;
 	r->data_inflight += data;
 	pthread_mutex_unlock(&r->mu);
-	err = djmfs_write_async(r->f, buf, len, w->deadline_ns, rec_done, w);
+	err = rec_issue(r, w);
 	if (err < 0) {
-		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): djmfs_write_async: %s",
-			r->name, strerror(-err));
+		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): %s: %s", r->name,
+			w->call, strerror(-err));
 		pthread_mutex_lock(&r->mu);
 		r->inflight--;
 		r->data_inflight -= data;
@@ -674,14 +708,16 @@ static int rec_load(struct sd_rec *r, const struct djmfs_file_info *fi)
 	return err;
 }
 
-/* The write ring (invariant 8): @size bytes, rounded up to whole pages,
- * mapped twice back to back. */
+/* The write ring (invariant 8): @size bytes, rounded up to whole pages
+ * and REC_ALIGN blocks (both powers of two), mapped twice back to back. */
 static int rec_ring_map(struct sd_rec *r, size_t size)
 {
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = (size + pg - 1) / pg * pg;
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), n;
 	int fd = memfd_create("sd-rec", MFD_CLOEXEC);
 	uint8_t *base = MAP_FAILED;
 
+	pg = pg > REC_ALIGN ? pg : REC_ALIGN;
+	n = (size + pg - 1) / pg * pg;
 	if (fd < 0)
 		return -errno;
 	if (ftruncate(fd, (off_t)n) == 0)
@@ -746,7 +782,8 @@ static struct sd_rec *rec_new(const char *name, const struct sd_rec_opts *o)
 	snprintf(r->format, sizeof(r->format), "unknown");
 	r->codecs = json_array();
 	if (!r->codecs || rec_ring_map(r, ((size_t)r->o.max_inflight + 1) *
-					  r->o.write_size) < 0) {
+						  r->o.write_size +
+					  REC_ALIGN) < 0) {
 		rec_free(r);
 		return NULL;
 	}

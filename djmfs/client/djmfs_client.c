@@ -735,6 +735,9 @@ void djmfs_io_stats(struct djmfs_client *c, struct djmfs_io_stats *out)
 	memset(out, 0, sizeof(*out));
 	if (c && c->io)
 		djmfs__io_get_stats(c->io, out);
+	if (c)
+		out->copied_bytes = __atomic_load_n(&c->copied_bytes,
+						    __ATOMIC_RELAXED);
 }
 
 int djmfs_set_io(struct djmfs_client *c, const char *policy,

@@ -180,6 +180,7 @@ struct djmfs_client {
 	uint64_t n_aus;
 	uint8_t uuid[16];
 	struct djmfs__io *io;
+	uint64_t copied_bytes; /* djmfs_io_stats; __atomic adds */
 
 	/* Connection state and pending calls, under lock. */
 	pthread_mutex_t lock;

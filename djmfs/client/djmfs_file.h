@@ -19,6 +19,7 @@
  *
  *   state        step           next
  *   W_START      w_start        DONE (META) | W_TAIL | W_RESERVE
+ *                               (an in-place append: never W_TAIL)
  *   W_TAIL       w_tail         W_RESERVE  (after reading the tail block)
  *   W_RESERVE    w_reserve      W_RESERVE  (after a RESERVE) | W_IO
  *   W_IO         w_io           W_COMMIT   (after the device writes)
@@ -41,9 +42,12 @@
  *     the first img_n_ext extents, the last clamped to img_last_len, so
  *     staged appends never change what reads see before a publish.
  *  4. Extents cover whole blocks; bytes at or past an object's staged
- *     size, up to its map end, are the writer's to rewrite, and the
- *     object's last partial block is kept in o->tail so a rewrite keeps
- *     the bytes below the size unchanged.
+ *     size, up to its map end, are the writer's to rewrite (whatever
+ *     they hold: reads never go past the size), and the object's last
+ *     partial block is kept in o->tail while tail_ok, so a rewrite keeps
+ *     the bytes below the size unchanged.  An in-place append brings
+ *     that block in its own buffer and leaves tail_ok 0: the next
+ *     ordinary append reads the block back (W_TAIL) first.
  *  5. The writer owns the rest of the allocation unit holding a DATA
  *     object's map end, and the reservation's units in f->res; units are
  *     taken from the front of f->res only when the data written there is
@@ -186,6 +190,9 @@ struct fop {
 	uint32_t units_used; /* taken from the front of f->res */
 	int tail_read;
 	int is_append;	     /* a write at the object pointer */
+	int inplace;	     /* wbuf begins with the object's partial last
+				block and is readable to the block after
+				len: it is abuf, with no copy */
 	uint64_t pub_version;
 	struct fop *next;
 };

@@ -3,7 +3,12 @@
  * objects (the steps W_START to W_COMMIT: the tail block, reserving
  * units, the device writes, committing to the staged map), publishing
  * the staged state (PUBLISH, PUBLISHED), and the write calls of the API.
- * Invariants 3 to 5 of djmfs_file.h are kept here.
+ * Invariants 3 to 5 of djmfs_file.h are kept here.  An append reaches
+ * the volume from the caller's buffer when that buffer is whole blocks
+ * already: an aligned append of whole blocks, or an in-place one, whose
+ * caller puts the object's partial last block in front of its bytes
+ * (djmfs_write_inplace_async).  Any other is assembled, with one copy,
+ * in a buffer of ours.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,7 +68,7 @@ enum step_ret djmfs__w_start(struct fop *op)
 	op->res = (ssize_t)op->len;
 	if (op->len == 0)
 		op->state = ST_DONE;
-	else if (o->size % BLK && !o->tail_ok)
+	else if (o->size % BLK && !o->tail_ok && !op->inplace)
 		op->state = ST_W_TAIL;
 	else
 		op->state = ST_W_RESERVE;
@@ -210,19 +215,22 @@ static int plan_new(struct fop *op, struct cobj *o, uint64_t map_end,
 	return err < 0 ? err : need ? -ENOSPC : 0;
 }
 
-/* The blocks to write: the kept tail, the caller's bytes, zeroes. */
+/* The blocks to write: the kept tail, the caller's bytes, zeroes; or
+ * the caller's buffer itself when it holds them already. */
 static int assemble(struct fop *op, struct cobj *o, uint64_t dev_end)
 {
 	uint64_t head = o->size - op->w_start;
 
-	if (head == 0 && op->len % BLK == 0 &&
-	    ((uintptr_t)op->wbuf & (BLK - 1)) == 0) {
+	if (op->inplace || (head == 0 && op->len % BLK == 0 &&
+			    ((uintptr_t)op->wbuf & (BLK - 1)) == 0)) {
 		op->abuf = (uint8_t *)op->wbuf;
 		return 0;
 	}
 	if (posix_memalign((void **)&op->abuf, BLK, dev_end - op->w_start))
 		return -ENOMEM;
 	op->abuf_owned = 1;
+	__atomic_fetch_add(&op->f->c->copied_bytes, head + op->len,
+			   __ATOMIC_RELAXED);
 	if (head)
 		memcpy(op->abuf, o->tail, head);
 	memcpy(op->abuf + head, op->wbuf, op->len);
@@ -284,7 +292,7 @@ enum step_ret djmfs__w_commit(struct fop *op)
 	pthread_mutex_lock(&f->mu);
 	if (djmfs__ext_reserve(o, o->n_ext + op->n_nsegs) < 0)
 		err = -ENOMEM;
-	if (end % BLK && !o->tail &&
+	if (end % BLK && !op->inplace && !o->tail &&
 	    posix_memalign((void **)&o->tail, BLK, BLK))
 		err = -ENOMEM;
 	for (uint32_t i = 0; err == 0 && i < op->n_nsegs; i++) {
@@ -298,10 +306,12 @@ enum step_ret djmfs__w_commit(struct fop *op)
 	}
 	if (err == 0) {
 		res_consume(f, op->units_used);
-		if (end % BLK)
+		if (end % BLK && !op->inplace)
 			memcpy(o->tail, op->abuf + (blk_down(end) - op->w_start),
 			       end % BLK);
-		o->tail_ok = 1;
+		/* An in-place append copies nothing, not even the new last
+		 * block: an ordinary append after it reads that back. */
+		o->tail_ok = !op->inplace;
 		o->size = end;
 	}
 	pthread_mutex_unlock(&f->mu);
@@ -428,17 +438,43 @@ enum step_ret djmfs__p_published(struct fop *op)
 /* Data API                                                             */
 /* ------------------------------------------------------------------ */
 
-/* A write op at the object pointer, which moves past it. */
-static int write_op(struct djmfs_file *f, const void *buf, size_t len,
-		    uint64_t deadline_ns, struct fop **out)
+/* Under f->mu: can an in-place append of @head bytes in front at the
+ * object pointer go (djmfs_write_inplace_async)?  Returns the log
+ * line's reason, or NULL. */
+static const char *inplace_refused(struct djmfs_file *f, size_t head)
 {
+	struct cobj *o = djmfs__obj_find(f, f->ptr_id);
+
+	if (!o || !(o->attrs & DJMFS_ATTR_DATA))
+		return "not at a DATA object";
+	if (head != f->ptr_off % BLK)
+		return "the head is not the object's partial last block";
+	return NULL;
+}
+
+/* A write op at the object pointer, which moves past it.  @head, for an
+ * in-place append (@inplace), is the object's partial last block in
+ * front of the bytes at @buf. */
+static int write_op(struct djmfs_file *f, const void *buf, size_t len,
+		    uint64_t deadline_ns, int inplace, size_t head,
+		    struct fop **out)
+{
+	const char *call = inplace ? "djmfs_write_inplace_async"
+				   : "djmfs_write";
+	const char *why = "no object pointer set";
 	struct fop *op;
-	int err = djmfs__writer_ok(f, "djmfs_write");
+	int err = djmfs__writer_ok(f, call);
 
 	if (err < 0)
 		return err;
 	if ((!buf && len) || len > SSIZE_MAX)
 		return -EINVAL;
+	if (inplace && (!buf || ((uintptr_t)buf & (BLK - 1)))) {
+		djmfs__log(&f->c->log, DJMFS_LOG_ERROR, "%s(%s): the buffer "
+			   "does not start on a %u-byte block", call, f->name,
+			   (unsigned)BLK);
+		return -EINVAL;
+	}
 	op = djmfs__op_new(f, ST_W_START, NULL, NULL);
 	if (!op)
 		return -ENOMEM;
@@ -446,8 +482,11 @@ static int write_op(struct djmfs_file *f, const void *buf, size_t len,
 	op->len = len;
 	op->deadline_ns = deadline_ns;
 	op->is_append = 1;
+	op->inplace = inplace;
 	pthread_mutex_lock(&f->mu);
 	if (!f->ptr_set)
+		err = -EINVAL;
+	else if (inplace && (why = inplace_refused(f, head)))
 		err = -EINVAL;
 	op->obj_id = f->ptr_id;
 	op->off = f->ptr_off;
@@ -460,8 +499,8 @@ static int write_op(struct djmfs_file *f, const void *buf, size_t len,
 	}
 	pthread_mutex_unlock(&f->mu);
 	if (err < 0) {
-		djmfs__log(&f->c->log, DJMFS_LOG_ERROR, "djmfs_write(%s): no "
-			   "object pointer set", f->name);
+		djmfs__log(&f->c->log, DJMFS_LOG_ERROR, "%s(%s): %s", call,
+			   f->name, why);
 		djmfs__op_free(op);
 		return err;
 	}
@@ -472,16 +511,19 @@ static int write_op(struct djmfs_file *f, const void *buf, size_t len,
 ssize_t djmfs_write(struct djmfs_file *f, const void *buf, size_t len)
 {
 	struct fop *op = NULL;
-	int err = write_op(f, buf, len, 0, &op);
+	int err = write_op(f, buf, len, 0, 0, 0, &op);
 
 	return err < 0 ? err : djmfs__op_run(op);
 }
 
-int djmfs_write_async(struct djmfs_file *f, const void *buf, size_t len,
-		      uint64_t deadline_ns, djmfs_done_fn done, void *user)
+static int queue_write(struct djmfs_file *f, const void *buf, size_t len,
+		       uint64_t deadline_ns, int inplace, size_t head,
+		       djmfs_done_fn done, void *user)
 {
 	struct fop *op = NULL;
-	int err = done ? write_op(f, buf, len, deadline_ns, &op) : -EINVAL;
+	int err = done ? write_op(f, buf, len, deadline_ns, inplace, head,
+				  &op)
+		       : -EINVAL;
 
 	if (err < 0)
 		return err;
@@ -489,5 +531,18 @@ int djmfs_write_async(struct djmfs_file *f, const void *buf, size_t len,
 	op->user = user;
 	djmfs__op_queue(op);
 	return 0;
+}
+
+int djmfs_write_async(struct djmfs_file *f, const void *buf, size_t len,
+		      uint64_t deadline_ns, djmfs_done_fn done, void *user)
+{
+	return queue_write(f, buf, len, deadline_ns, 0, 0, done, user);
+}
+
+int djmfs_write_inplace_async(struct djmfs_file *f, const void *blk,
+			      size_t head, size_t len, uint64_t deadline_ns,
+			      djmfs_done_fn done, void *user)
+{
+	return queue_write(f, blk, len, deadline_ns, 1, head, done, user);
 }
 

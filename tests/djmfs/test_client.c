@@ -4,7 +4,8 @@
  * files and objects, the object pointer, the data path across unit
  * boundaries with unaligned sizes, what readers see before and after a
  * publish, frozen snapshots, the single writer, a full volume,
- * asynchronous operations, the metadata-only mode, a lost server, and a
+ * asynchronous operations, appends in place from the caller's blocks,
+ * the metadata-only mode, a lost server, and a
  * data path thread that sleeps while the device works.
  * Tests that move data skip when the machine has no io_uring.
  */
@@ -558,6 +559,114 @@ Test(client, the_pointer_returns_to_an_object_with_writes_in_flight)
 		     (ssize_t)sizeof(b));
 	cr_assert_eq(memcmp(dst, b, sizeof(b)), 0);
 	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+/* Completions of a batch of appends, each expecting its length. */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n, wrong;
+} batch = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+
+static void batch_done(void *user, ssize_t res)
+{
+	pthread_mutex_lock(&batch.mu);
+	batch.wrong += res != (ssize_t)(uintptr_t)user;
+	batch.n++;
+	pthread_cond_broadcast(&batch.cv);
+	pthread_mutex_unlock(&batch.mu);
+}
+
+static void batch_wait(int n)
+{
+	pthread_mutex_lock(&batch.mu);
+	while (batch.n < n)
+		pthread_cond_wait(&batch.cv, &batch.mu);
+	pthread_mutex_unlock(&batch.mu);
+}
+
+#define IA DJMFS_IO_ALIGN
+
+Test(client, appends_in_place_from_the_callers_blocks)
+{
+	enum { N = 240, BATCH = 8, MAXLEN = 20000 };
+	struct djmfs_client *c = client();
+	struct djmfs_file *w, *r = NULL;
+	struct djmfs_io_stats st;
+	size_t cap = N * MAXLEN + 2 * IA, size = 0, copied = 0;
+	uint8_t *src, *dst = malloc(cap), *blk[BATCH];
+	uint64_t s = 0x9e3779b97f4a7c15ull;
+	uint32_t id, mid;
+
+	cr_assert_eq(posix_memalign((void **)&src, IA, cap), 0);
+	for (int i = 0; i < BATCH; i++)
+		cr_assert_eq(posix_memalign((void **)&blk[i], IA,
+					    MAXLEN + 2 * IA), 0);
+	fill(src, cap, 11);
+	w = new_stream(c, "inplace", &id);
+	cr_assert_eq(djmfs_set_objptr(w, id, 0), 0);
+	for (int i = 0; i < N; i++) {
+		size_t len, head = size % IA, end;
+		int k = i % BATCH;
+
+		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+		len = s % 7 == 0 ? (1 + s % 4) * IA : 1 + s % MAXLEN;
+		end = size + len;
+		if (k == 0 && i > 0)
+			batch_wait(i);
+		if (s % 5 == 0) { /* an ordinary append in between */
+			cr_assert_eq(djmfs_write_async(w, src + size, len, 0,
+						       batch_done,
+						       (void *)(uintptr_t)len),
+				     0);
+			if (head || len % IA)
+				copied += head + len;
+		} else {
+			/* The head and the new bytes, then junk to the
+			 * block's end, past the object's. */
+			memcpy(blk[k], src + size - head, head + len);
+			memset(blk[k] + head + len, 0xa5,
+			       (end + IA - 1) / IA * IA - end);
+			cr_assert_eq(djmfs_write_inplace_async(
+					     w, blk[k], head, len, 0,
+					     batch_done,
+					     (void *)(uintptr_t)len), 0);
+		}
+		size = end;
+	}
+	batch_wait(N);
+	cr_assert_eq(batch.wrong, 0);
+	djmfs_io_stats(c, &st);
+	cr_assert_eq(st.copied_bytes, copied, "only ordinary appends copy");
+
+	/* Misuse changes nothing: the pointer stays at the end. */
+	cr_assert_eq(djmfs_write_inplace_async(w, blk[0] + 1, size % IA, 1, 0,
+					       batch_done, (void *)1), -EINVAL);
+	cr_assert_eq(djmfs_write_inplace_async(w, blk[0], (size + 1) % IA, 1,
+					       0, batch_done, (void *)1),
+		     -EINVAL);
+	cr_assert_eq(djmfs_write_inplace_async(w, blk[0], size % IA, 1, 0,
+					       NULL, NULL), -EINVAL);
+	cr_assert_eq(djmfs_create_obj(w, "meta", DJMFS_ATTR_META, &mid), 0);
+	cr_assert_eq(djmfs_set_objptr(w, mid, 0), 0);
+	cr_assert_eq(djmfs_write_inplace_async(w, blk[0], 0, 1, 0, batch_done,
+					       (void *)1), -EINVAL);
+	cr_assert_eq(djmfs_set_objptr(w, id, size), 0);
+	/* An ordinary append after an in-place one finds the last block. */
+	cr_assert_eq(djmfs_write(w, src + size, 3), 3);
+	size += 3;
+	cr_assert_eq(djmfs_close(w), 0);
+
+	cr_assert_eq(djmfs_open(c, "inplace", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, cap, 0), (ssize_t)size);
+	cr_assert_eq(memcmp(dst, src, size), 0);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 10, size - 2), 2);
+	cr_assert_eq(djmfs_close(r), 0);
+	for (int i = 0; i < BATCH; i++)
+		free(blk[i]);
+	free(src);
+	free(dst);
 	djmfs_disconnect(c);
 }
 

@@ -4,7 +4,8 @@
  * a temporary volume: what a recording holds byte for byte, its index
  * entries and header, the single publisher, a recording continued by a
  * second connection, publishing a trickle of bytes, a full volume, files
- * that are not recordings, and readers racing a writer.  Tests that move
+ * that are not recordings, readers racing a writer, and data pieces that
+ * reach the volume with no copy in libdjmfs.  Tests that move
  * data skip when the machine has no io_uring.
  */
 #define _GNU_SOURCE
@@ -848,5 +849,80 @@ Test(rec, an_upload_out_of_ts_sync_publishes_every_byte)
 		     18 * 188 + 7, "then everything, with no frames to cut at");
 	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
 	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+}
+
+/* Puts @len bytes of @src into the writer's ring in place, as the ingest
+ * does (sd_rec_space, then sd_rec_data on those bytes), in random pieces
+ * of up to 50 KB. */
+static void send_in_place(struct sd_rec *r, const uint8_t *src, size_t len,
+			  uint64_t seed)
+{
+	uint64_t s = seed | 1;
+	size_t pos = 0, n, k;
+	void *p;
+
+	while (pos < len) {
+		n = sd_rec_space(r, &p);
+		cr_assert_gt(n, 0);
+		k = 1 + rnd(&s) % 50000;
+		n = n < k ? n : k;
+		n = n < len - pos ? n : len - pos;
+		memcpy(p, src + pos, n);
+		cr_assert_eq(sd_rec_data(r, p, n), 0);
+		pos += n;
+	}
+}
+
+/* Bytes libdjmfs copied on their way to the volume so far. */
+static uint64_t copied(struct djmfs_client *c)
+{
+	struct djmfs_io_stats st;
+
+	djmfs_io_stats(c, &st);
+	return st.copied_bytes;
+}
+
+Test(rec, data_leaves_the_ring_without_a_copy_in_libdjmfs)
+{
+	enum { PKTS = 11000, MORE = 6000 }; /* 2 MB, 1.1 MB: off blocks */
+	struct djmfs_client *c = client();
+	struct sd_rec_opts o = rec_opts;
+	struct sd_rec *r = NULL;
+	size_t len = (PKTS + MORE) * 188;
+	uint8_t *ts = malloc(len), *back = malloc(len);
+	uint64_t first, second;
+
+	/* Frames of 37 packets: every piece ends off a device block. */
+	ts_packets(ts, 0, PKTS + MORE, 37);
+	o.publish_ns = 3600 * SD_NS; /* only full pieces, cut at frames */
+	cr_assert_eq(sd_rec_open(c, "inplace", &o, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
+	send_in_place(r, ts, PKTS * 188, 5);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
+	first = copied(c);
+	/* Only the two index writes (SEGMENT, END) are assembled. */
+	cr_assert_lt(first, 2 * (4096 + SD_IDX_SIZE),
+		     "%llu of %zu bytes copied", (unsigned long long)first,
+		     (size_t)PKTS * 188);
+
+	/* A second connection: its first bytes go behind a partial block
+	 * that is on the volume only, so they are copied until the
+	 * connection has filled a block of its own. */
+	cr_assert_eq(sd_rec_open(c, "inplace", &o, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
+	send_in_place(r, ts + PKTS * 188, MORE * 188, 6);
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), 0);
+	second = copied(c) - first;
+	cr_assert_lt(second, 65536 + 4 * 4096, "%llu of %zu bytes copied",
+		     (unsigned long long)second, (size_t)MORE * 188);
+	cr_log_info("libdjmfs copied %llu of %zu bytes, then %llu of %zu",
+		    (unsigned long long)first, (size_t)PKTS * 188,
+		    (unsigned long long)second, (size_t)MORE * 188);
+
+	cr_assert_eq(read_data(c, "inplace", back, len), len);
+	cr_assert_eq(memcmp(back, ts, len), 0);
+	free(ts);
+	free(back);
 	djmfs_disconnect(c);
 }
