@@ -422,7 +422,8 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	if (err == 0)
 		err = sd_catalog_new(&d->cat, d->client, 0, &d->logger);
 	if (err == 0)
-		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger);
+		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger,
+				  NULL);
 	if (err == 0)
 		err = sd_recorder_new(&d->recorder, d);
 	if (err == 0)
