@@ -1,9 +1,12 @@
 /*
  * The daemon's context: what main (streamd.c) sets up and every part of
  * the running daemon shares — the configuration as started, the logs,
- * the DJMFS client, the catalog and the pump, the HTTP listeners, the
- * knobs in use, the live requests and publishers, and the counters the
- * metrics route reports.  The HTTP layer (sd_http.h) only points to it.
+ * the DJMFS client, the catalog, the pump and the recorder, the HTTP
+ * listeners, the knobs in use, the live requests, and the HTTP counters
+ * the metrics route reports.  What each of those parts owns (the
+ * recorder's publishers and recording counters, the pump's sessions)
+ * stays behind its own handle.  The HTTP layer (sd_http.h) only points
+ * to it.
  */
 #ifndef SD_DAEMON_H
 #define SD_DAEMON_H
@@ -21,6 +24,7 @@ struct sd_daemon {
 	struct djmfs_client *client;
 	struct sd_catalog *cat;
 	struct sd_pump *pump;
+	struct sd_recorder *recorder;
 	struct MHD_Daemon *mhd;
 	uint16_t port;		   /* bound */
 	struct MHD_Daemon *admin_mhd; /* admin_listen's, or NULL */
@@ -30,16 +34,11 @@ struct sd_daemon {
 	pthread_mutex_t knobs_mu;  /* serialises knob changes */
 	struct sd_knobs knobs;	   /* in use (under knobs_mu) */
 
-	pthread_mutex_t mu;	   /* the lists below, stopping */
-	pthread_cond_t cv;	   /* a recording ended */
+	pthread_mutex_t mu;	   /* reqs, stopping */
 	struct sd_req *reqs;	   /* every live request */
-	struct sd_pub *pubs;	   /* publishers now (sd_recorder.c) */
-	unsigned publishing;	   /* length of pubs */
 	int stopping;
 
 	atomic_uint_fast64_t bytes_in, bytes_out;
-	atomic_uint_fast64_t recordings_total;
-	atomic_uint_fast64_t rec_writes, rec_write_misses; /* closed recs */
 	atomic_uint_fast64_t http_count[SD_HTTP_CODES];
 	atomic_uint_fast64_t http_other;
 	atomic_uint_fast64_t http_open; /* connections now, both listeners */
@@ -47,7 +46,19 @@ struct sd_daemon {
 };
 
 /*
- * The recorder (sd_recorder.c): an upload on its way to its recording.
+ * The recorder (sd_recorder.c): every encoder upload of this process on
+ * its way to its recording.  sd_recorder_new borrows @d (its
+ * configuration, logs, DJMFS client and catalog, and its bytes_in
+ * counter), which must outlive it; 0 or -errno, *out NULL on failure.
+ * sd_recorder_free takes a recorder with no publisher left (NULL: no-op).
+ */
+struct sd_recorder;
+
+int sd_recorder_new(struct sd_recorder **out, struct sd_daemon *d);
+void sd_recorder_free(struct sd_recorder *rc);
+
+/*
+ * An upload on its way to its recording.
  * sd_pub_start registers a publisher of @name and starts its ingest;
  * -EBUSY (this process records @name), -ESHUTDOWN or -ENOMEM leave *out
  * NULL; any other -errno (the ingest could not start) leaves *out set, to
@@ -59,8 +70,8 @@ struct sd_daemon {
  * (0 or -errno) and final counters; sd_pub_free ends the upload if the
  * connection went first (logged), waits for the ingest and frees.
  */
-int sd_pub_start(struct sd_daemon *d, const char *name, void (*wake)(void *),
-		 void *wake_arg, struct sd_pub **out);
+int sd_pub_start(struct sd_recorder *rc, const char *name,
+		 void (*wake)(void *), void *wake_arg, struct sd_pub **out);
 size_t sd_pub_push(struct sd_pub *p, const void *buf, size_t len);
 void sd_pub_finish(struct sd_pub *p);
 int sd_pub_finished(struct sd_pub *p);
@@ -68,13 +79,22 @@ int sd_pub_closed(struct sd_pub *p, int *result, struct sd_rec_stats *st);
 const char *sd_pub_name(const struct sd_pub *p);
 void sd_pub_free(struct sd_pub *p);
 
-/* Recording metrics: closed recordings plus the publishers now
- * (sd_recorder.c). */
-void sd_record_totals(struct sd_daemon *d, uint64_t *writes,
-		      uint64_t *misses);
-/* Ends every upload in progress as if its encoder had finished (a clean
- * stop); the ingest threads then close the recordings. */
-void sd_record_stop_all(struct sd_daemon *d);
+/* Recording metrics. */
+struct sd_recorder_stats {
+	unsigned publishing;	   /* encoders publishing now */
+	uint64_t recordings_total; /* publishers accepted */
+	uint64_t writes, write_misses; /* closed recordings plus those now */
+};
+
+void sd_recorder_stats(struct sd_recorder *rc, struct sd_recorder_stats *st);
+/* Refuses every publisher from now on (-ESHUTDOWN) and ends every upload
+ * in progress as if its encoder had finished (a clean stop); the ingest
+ * threads then close the recordings. */
+void sd_recorder_stop_all(struct sd_recorder *rc);
+/* Waits until every recording is closed or CLOCK_REALTIME reaches
+ * @until; returns how many are still closing. */
+unsigned sd_recorder_wait(struct sd_recorder *rc,
+			  const struct timespec *until);
 /* Knobs in use and a change of them (sd_route_admin.c). */
 int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k);
 

@@ -1408,6 +1408,7 @@ static void wake_all(struct sd_daemon *d)
 void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns)
 {
 	struct timespec until;
+	unsigned left;
 
 	if (!d->mhd)
 		return;
@@ -1418,23 +1419,19 @@ void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns)
 		until.tv_sec++;
 		until.tv_nsec -= SD_NS;
 	}
+	/* Every upload ends as if its encoder had finished: the ingest
+	 * threads drain what arrived and close the recordings.  Publishers
+	 * are refused from here on; players end their responses when
+	 * woken. */
+	sd_recorder_stop_all(d->recorder);
 	pthread_mutex_lock(&d->mu);
 	d->stopping = 1;
 	pthread_mutex_unlock(&d->mu);
-	/* Every upload ends as if its encoder had finished: the ingest
-	 * threads drain what arrived and close the recordings.  Players end
-	 * their responses when woken. */
-	sd_record_stop_all(d);
 	wake_all(d);
-	pthread_mutex_lock(&d->mu);
-	while (d->publishing > 0)
-		if (pthread_cond_timedwait(&d->cv, &d->mu, &until) == ETIMEDOUT)
-			break;
-	if (d->publishing > 0)
+	left = sd_recorder_wait(d->recorder, &until);
+	if (left > 0)
 		sd_log_error(d->log, SD_LOG_WARN, "stop: %u recording(s) "
-			     "still closing after the grace period",
-			     d->publishing);
-	pthread_mutex_unlock(&d->mu);
+			     "still closing after the grace period", left);
 	wake_all(d);
 	if (d->admin_mhd)
 		MHD_stop_daemon(d->admin_mhd);

@@ -13,6 +13,10 @@
  * arrived: the recording closes as after a clean end, with a log line
  * that names it and the cause (pub_cut_off).
  *
+ * The recorder (struct sd_recorder) keeps every publisher of this
+ * process, so a name has one publisher at a time, and the counters of the
+ * recordings it has closed, which the metrics route reports.
+ *
  * States of a publisher (struct sd_pub), with the function that moves it:
  *   registered  --pub_ready (probe ok)------->  recording
  *   registered  --ingest DONE (probe failed)->  done (415)
@@ -21,13 +25,21 @@
  * Invariants:
  *  1. pub->rec is opened and closed on the ingest thread only; other
  *     threads read its statistics under pub->mu.
- *  2. A publisher stays on d->pubs (and in d->publishing) from
+ *  2. A publisher stays on rc->pubs (and in rc->publishing) from
  *     registration until its recording is closed, so a clean stop can
- *     wait for every recording to close.
+ *     wait for every recording to close (rc->cv tells it one did).
  *  3. No byte goes to the ring after sd_ingest_finish (pub->finished).
  *  4. The scan outlives the ingest and the writer that borrow it.
+ *  5. Once rc->stopping is set (sd_recorder_stop_all) no publisher
+ *     registers (-ESHUTDOWN), and the uploads registered before end as
+ *     if their encoders had finished, none taken for a cut-off.
+ *  6. rc->writes and rc->write_misses count closed recordings only: a
+ *     recording's counters are added, under pub->mu, in the step that
+ *     clears pub->rec, so sd_recorder_stats never counts one twice.
+ *  7. Lock order: rc->mu before pub->mu.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +47,22 @@
 
 #include "sd_daemon.h"
 
+struct sd_recorder {
+	struct sd_daemon *d;	/* borrowed: config, logs, client, catalog */
+
+	pthread_mutex_t mu;	/* pubs, publishing, stopping */
+	pthread_cond_t cv;	/* a recording ended (invariant 2) */
+	struct sd_pub *pubs;	/* publishers now */
+	unsigned publishing;	/* length of pubs */
+	int stopping;		/* invariant 5 */
+
+	atomic_uint_fast64_t recordings_total;
+	atomic_uint_fast64_t writes, write_misses; /* invariant 6 */
+};
+
 struct sd_pub {
-	struct sd_daemon *d;
+	struct sd_recorder *rc;
+	struct sd_daemon *d;	/* rc->d */
 	void (*wake)(void *);	/* the connection may go on */
 	void *wake_arg;
 	char name[SD_NAME_MAX + 1];
@@ -51,7 +77,7 @@ struct sd_pub {
 	int finished;
 	int closed;		/* done: the recording (if any) is closed */
 	int result;
-	int listed;		/* on d->pubs */
+	int listed;		/* on rc->pubs */
 	struct sd_pub *next;
 };
 
@@ -129,6 +155,7 @@ static int pub_idle(void *arg)
  * so the HTTP threads never wait for the final publish. */
 static void pub_close(struct sd_pub *p, int result)
 {
+	struct sd_recorder *rc = p->rc;
 	struct sd_daemon *d = p->d;
 	int err = 0;
 
@@ -136,8 +163,8 @@ static void pub_close(struct sd_pub *p, int result)
 	if (p->rec) {
 		err = sd_rec_close(p->rec, sd_wall_now(), &p->stats);
 		p->rec = NULL;
-		atomic_fetch_add(&d->rec_writes, p->stats.writes);
-		atomic_fetch_add(&d->rec_write_misses, p->stats.write_misses);
+		atomic_fetch_add(&rc->writes, p->stats.writes);
+		atomic_fetch_add(&rc->write_misses, p->stats.write_misses);
 	}
 	p->result = result < 0 ? result : err;
 	p->closed = 1;
@@ -154,17 +181,17 @@ static void pub_close(struct sd_pub *p, int result)
 			     "bytes, %llu keyframes", p->name,
 			     (unsigned long long)p->stats.bytes,
 			     (unsigned long long)p->stats.keyframes);
-	pthread_mutex_lock(&d->mu);
-	for (struct sd_pub **pp = &d->pubs; *pp; pp = &(*pp)->next) {
+	pthread_mutex_lock(&rc->mu);
+	for (struct sd_pub **pp = &rc->pubs; *pp; pp = &(*pp)->next) {
 		if (*pp == p) {
 			*pp = p->next;
-			d->publishing--;
+			rc->publishing--;
 			p->listed = 0;
 			break;
 		}
 	}
-	pthread_cond_broadcast(&d->cv);
-	pthread_mutex_unlock(&d->mu);
+	pthread_cond_broadcast(&rc->cv);
+	pthread_mutex_unlock(&rc->mu);
 }
 
 static void pub_wake(void *arg)
@@ -209,12 +236,15 @@ static void pub_cut_off(struct sd_pub *p)
 
 void sd_pub_free(struct sd_pub *p)
 {
-	int cut_off;
+	int cut_off, stopping;
 
 	if (!p)
 		return;
+	pthread_mutex_lock(&p->rc->mu);
+	stopping = p->rc->stopping;
+	pthread_mutex_unlock(&p->rc->mu);
 	pthread_mutex_lock(&p->mu);
-	cut_off = p->in && !p->finished && !p->closed && !p->d->stopping;
+	cut_off = p->in && !p->finished && !p->closed && !stopping;
 	pthread_mutex_unlock(&p->mu);
 	if (cut_off)
 		pub_cut_off(p);
@@ -232,30 +262,32 @@ void sd_pub_free(struct sd_pub *p)
 	free(p);
 }
 
-/* Registers @p under its name; -EBUSY if this process records it. */
-static int pub_register(struct sd_daemon *d, struct sd_pub *p)
+/* Registers @p under its name; -EBUSY if this process records it,
+ * -ESHUTDOWN once the recorder stops (invariant 5). */
+static int pub_register(struct sd_recorder *rc, struct sd_pub *p)
 {
 	int err = 0;
 
-	pthread_mutex_lock(&d->mu);
-	if (d->stopping)
+	pthread_mutex_lock(&rc->mu);
+	if (rc->stopping)
 		err = -ESHUTDOWN;
-	for (struct sd_pub *q = d->pubs; q && err == 0; q = q->next)
+	for (struct sd_pub *q = rc->pubs; q && err == 0; q = q->next)
 		if (strcmp(q->name, p->name) == 0)
 			err = -EBUSY;
 	if (err == 0) {
-		p->next = d->pubs;
-		d->pubs = p;
-		d->publishing++;
+		p->next = rc->pubs;
+		rc->pubs = p;
+		rc->publishing++;
 		p->listed = 1;
 	}
-	pthread_mutex_unlock(&d->mu);
+	pthread_mutex_unlock(&rc->mu);
 	return err;
 }
 
-int sd_pub_start(struct sd_daemon *d, const char *name, void (*wake)(void *),
-		 void *wake_arg, struct sd_pub **out)
+int sd_pub_start(struct sd_recorder *rc, const char *name,
+		 void (*wake)(void *), void *wake_arg, struct sd_pub **out)
 {
+	struct sd_daemon *d = rc->d;
 	struct sd_ingest_cbs cbs = {
 		.on_ready = pub_ready, .on_bytes = pub_bytes,
 		.on_space = pub_space, .on_key = pub_key, .on_wake = pub_wake, .on_idle = pub_idle,
@@ -268,6 +300,7 @@ int sd_pub_start(struct sd_daemon *d, const char *name, void (*wake)(void *),
 	*out = NULL;
 	if (!p)
 		return -ENOMEM;
+	p->rc = rc;
 	p->d = d;
 	p->wake = wake;
 	p->wake_arg = wake_arg;
@@ -275,7 +308,7 @@ int sd_pub_start(struct sd_daemon *d, const char *name, void (*wake)(void *),
 	p->wall0 = sd_wall_now();
 	p->rx_ns = sd_now();
 	pthread_mutex_init(&p->mu, NULL);
-	err = pub_register(d, p);
+	err = pub_register(rc, p);
 	if (err < 0) {
 		pthread_mutex_destroy(&p->mu);
 		free(p);
@@ -291,7 +324,7 @@ int sd_pub_start(struct sd_daemon *d, const char *name, void (*wake)(void *),
 		p->in = NULL;
 		return err;
 	}
-	atomic_fetch_add(&d->recordings_total, 1);
+	atomic_fetch_add(&rc->recordings_total, 1);
 	return 0;
 }
 
@@ -348,34 +381,84 @@ const char *sd_pub_name(const struct sd_pub *p)
 /* Every publisher                                                     */
 /* ------------------------------------------------------------------ */
 
-void sd_record_stop_all(struct sd_daemon *d)
+int sd_recorder_new(struct sd_recorder **out, struct sd_daemon *d)
 {
-	pthread_mutex_lock(&d->mu);
-	for (struct sd_pub *p = d->pubs; p; p = p->next)
-		if (p->in)
-			sd_pub_finish(p);
-	pthread_mutex_unlock(&d->mu);
+	struct sd_recorder *rc = calloc(1, sizeof(*rc));
+	int err;
+
+	*out = NULL;
+	if (!rc)
+		return -ENOMEM;
+	rc->d = d;
+	err = -pthread_mutex_init(&rc->mu, NULL);
+	if (err < 0)
+		goto err_free;
+	err = -pthread_cond_init(&rc->cv, NULL);
+	if (err < 0)
+		goto err_mu;
+	*out = rc;
+	return 0;
+err_mu:
+	pthread_mutex_destroy(&rc->mu);
+err_free:
+	free(rc);
+	return err;
 }
 
-void sd_record_totals(struct sd_daemon *d, uint64_t *writes,
-		      uint64_t *misses)
+void sd_recorder_free(struct sd_recorder *rc)
 {
-	uint64_t w = atomic_load(&d->rec_writes);
-	uint64_t m = atomic_load(&d->rec_write_misses);
+	if (!rc)
+		return;
+	assert(!rc->pubs);
+	pthread_cond_destroy(&rc->cv);
+	pthread_mutex_destroy(&rc->mu);
+	free(rc);
+}
 
-	pthread_mutex_lock(&d->mu);
-	for (struct sd_pub *p = d->pubs; p; p = p->next) {
-		struct sd_rec_stats st;
+void sd_recorder_stop_all(struct sd_recorder *rc)
+{
+	pthread_mutex_lock(&rc->mu);
+	rc->stopping = 1;
+	for (struct sd_pub *p = rc->pubs; p; p = p->next)
+		if (p->in)
+			sd_pub_finish(p);
+	pthread_mutex_unlock(&rc->mu);
+}
+
+unsigned sd_recorder_wait(struct sd_recorder *rc,
+			  const struct timespec *until)
+{
+	unsigned left;
+
+	pthread_mutex_lock(&rc->mu);
+	while (rc->publishing > 0 &&
+	       pthread_cond_timedwait(&rc->cv, &rc->mu, until) != ETIMEDOUT)
+		;
+	left = rc->publishing;
+	pthread_mutex_unlock(&rc->mu);
+	return left;
+}
+
+void sd_recorder_stats(struct sd_recorder *rc, struct sd_recorder_stats *st)
+{
+	uint64_t w = atomic_load(&rc->writes);
+	uint64_t m = atomic_load(&rc->write_misses);
+
+	pthread_mutex_lock(&rc->mu);
+	for (struct sd_pub *p = rc->pubs; p; p = p->next) {
+		struct sd_rec_stats rs;
 
 		pthread_mutex_lock(&p->mu);
 		if (p->rec) {
-			sd_rec_stats(p->rec, &st);
-			w += st.writes;
-			m += st.write_misses;
+			sd_rec_stats(p->rec, &rs);
+			w += rs.writes;
+			m += rs.write_misses;
 		}
 		pthread_mutex_unlock(&p->mu);
 	}
-	pthread_mutex_unlock(&d->mu);
-	*writes = w;
-	*misses = m;
+	st->publishing = rc->publishing;
+	pthread_mutex_unlock(&rc->mu);
+	st->recordings_total = atomic_load(&rc->recordings_total);
+	st->writes = w;
+	st->write_misses = m;
 }

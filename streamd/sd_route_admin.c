@@ -281,8 +281,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	struct sd_daemon *d = r->d;
 	struct sd_pump_stats ps;
 	struct djmfs_io_stats io;
-	uint64_t writes, misses;
-	unsigned publishing;
+	struct sd_recorder_stats rs;
 	struct text t = { 0 };
 	enum MHD_Result ret;
 
@@ -290,15 +289,11 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	(void)upload_size;
 	sd_pump_stats(d->pump, &ps);
 	djmfs_io_stats(d->client, &io);
-	sd_record_totals(d, &writes, &misses);
-	pthread_mutex_lock(&d->mu);
-	publishing = d->publishing;
-	pthread_mutex_unlock(&d->mu);
+	sd_recorder_stats(d->recorder, &rs);
 	metric(&t, "streamd_recordings", "gauge", "Encoders publishing now.",
-	       publishing);
+	       rs.publishing);
 	metric(&t, "streamd_recordings_total", "counter",
-	       "Publish requests accepted.",
-	       (double)atomic_load(&d->recordings_total));
+	       "Publish requests accepted.", (double)rs.recordings_total);
 	metric(&t, "streamd_sessions", "gauge", "Player sessions open now.",
 	       (double)ps.sessions);
 	metric(&t, "streamd_sessions_total", "counter",
@@ -324,10 +319,11 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	       "99th percentile lateness over recent late reads.",
 	       (double)ps.lateness_p99_ns / 1e9);
 	metric(&t, "streamd_record_writes_total", "counter",
-	       "Recording writes completed (each publishes).", (double)writes);
+	       "Recording writes completed (each publishes).",
+	       (double)rs.writes);
 	metric(&t, "streamd_record_write_misses_total", "counter",
 	       "Recording writes completed after their deadline.",
-	       (double)misses);
+	       (double)rs.write_misses);
 	metric(&t, "streamd_sched_requests_total", "counter",
 	       "Device requests the scheduler completed.",
 	       (double)io.requests);

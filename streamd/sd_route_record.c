@@ -58,8 +58,8 @@ static enum MHD_Result record_start(struct sd_req *r)
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return MHD_NO;
-	err = sd_pub_start(d, r->name, (void (*)(void *))sd_req_wake, r,
-			   &q->pub);
+	err = sd_pub_start(d->recorder, r->name,
+			   (void (*)(void *))sd_req_wake, r, &q->pub);
 	if (!q->pub) {
 		free(q);
 		if (err == -EBUSY)

@@ -46,7 +46,7 @@
  *  5. A session stays allocated while s->io != IO_NONE or s->waking > 0.
  *     sd_session_close sets s->closing (after which plan() starts nothing
  *     and no new wake is decided), then waits on s->cv for both to reach
- *     zero: no wake runs after close returns, so the caller may free
+ *     zero (as sd_session_settle does, without closing): no wake runs after close returns, so the caller may free
  *     wake_arg.  Hence close must not be called while holding a lock
  *     that wake() takes.
  *  6. A session is on the pump list from open until after its last
@@ -80,6 +80,12 @@
  * its next period instead, so the hold costs one wake per period and no
  * timer of its own.  The ring keeps filling up to A meanwhile: the A/B
  * rules govern the disk whatever the pace of the body.
+ *
+ * The periods run on CLOCK_MONOTONIC, a timed wait each.  A pump given a
+ * clock of its own (sd_pump_opts.now: a test's fake one) has no timer:
+ * its thread waits until sd_pump_clock_moved says the clock moved, makes
+ * the visits then due, and answers the call, so a test counts periods
+ * without sleeping.  Read deadlines stay on sd_now() either way.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -109,9 +115,13 @@ struct sd_pump {
 	struct sd_logger log;
 	pthread_t th;
 	int started;
+	uint64_t (*now)(void);		/* a clock of its own, or NULL */
+	uint64_t now0;			/* now() at the start */
 
 	pthread_mutex_t mu;		/* invariant 1 */
-	pthread_cond_t cv;		/* stop */
+	pthread_cond_t cv;		/* stop; the clock moved, and caught up */
+	uint64_t moves, moves_seen;	/* sd_pump_clock_moved calls, and
+					   those every due visit followed */
 	struct sd_knobs knobs;		/* newest; buffer_size for new sessions */
 	int knobs_dirty;
 	int stop;
@@ -142,6 +152,7 @@ struct sd_session {
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;		/* io and waking reach zero */
+	int settling;			/* sd_session_settle callers */
 	uint8_t *ring;			/* invariant 7 */
 	size_t cap, head, len;		/* ring: len bytes from head */
 	uint64_t pos;			/* next "data" byte to read */
@@ -464,7 +475,7 @@ static void read_done(void *user, ssize_t res)
 		     &a);
 	}
 	plan(s, &t, tick, 0, &a);
-	if (s->closing)
+	if (s->closing || s->settling)
 		pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	if (late)
@@ -512,7 +523,7 @@ static void sync_done(void *user, ssize_t res)
 	}
 	/* The sync belongs to a period's visit: go on with it. */
 	plan(s, &t, tick, 1, &a);
-	if (s->closing)
+	if (s->closing || s->settling)
 		pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	settle(s, &a);
@@ -594,14 +605,13 @@ static uint64_t period_now(struct sd_pump *p)
 	return ns;
 }
 
-static void *pump_main(void *arg)
+/* Under p->mu: the periods on CLOCK_MONOTONIC (sd_now's), a timed wait
+ * each. */
+static void pump_run_timed(struct sd_pump *p)
 {
-	struct sd_pump *p = arg;
 	struct timespec next, now;
 
-	pthread_setname_np(pthread_self(), "sd-pump");
 	clock_gettime(CLOCK_MONOTONIC, &next);
-	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {
 		uint64_t period = period_now(p);
 
@@ -617,6 +627,45 @@ static void *pump_main(void *arg)
 		if (!p->stop)
 			pump_tick(p);
 	}
+}
+
+/* Under p->mu: the periods on the pump's own clock, which moves only
+ * when sd_pump_clock_moved says so: each such call is answered once
+ * every visit due by then has been made. */
+static void pump_run_clocked(struct sd_pump *p)
+{
+	uint64_t next = p->now0;
+
+	while (!p->stop) {
+		uint64_t period = period_now(p), moves;
+
+		next += period;
+		/* Fell behind by a whole period: start counting afresh. */
+		if (p->now() > next + period)
+			next = p->now();
+		for (;;) {
+			moves = p->moves;
+			if (p->stop || p->now() >= next)
+				break;
+			p->moves_seen = moves;
+			pthread_cond_broadcast(&p->cv);
+			pthread_cond_wait(&p->cv, &p->mu);
+		}
+		if (!p->stop)
+			pump_tick(p);
+	}
+}
+
+static void *pump_main(void *arg)
+{
+	struct sd_pump *p = arg;
+
+	pthread_setname_np(pthread_self(), "sd-pump");
+	pthread_mutex_lock(&p->mu);
+	if (p->now)
+		pump_run_clocked(p);
+	else
+		pump_run_timed(p);
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
@@ -645,7 +694,8 @@ static int pump_sync_init(struct sd_pump *p)
 }
 
 int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
-		const struct sd_knobs *k, const struct sd_logger *log)
+		const struct sd_knobs *k, const struct sd_logger *log,
+		const struct sd_pump_opts *o)
 {
 	struct sd_logger nolog = { 0 };
 	struct sd_pump *p = NULL;
@@ -663,6 +713,10 @@ int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 	p->log = log ? *log : nolog;
 	p->knobs = *k;
 	tune_from(&p->tune, k);
+	if (o && o->now) {
+		p->now = o->now;
+		p->now0 = o->now(); /* before any move the caller makes */
+	}
 	err = pump_sync_init(p);
 	if (err < 0)
 		goto fail;
@@ -701,6 +755,20 @@ void sd_pump_free(struct sd_pump *p)
 	pthread_mutex_destroy(&p->lmu);
 	free(p->visit);
 	free(p);
+}
+
+void sd_pump_clock_moved(struct sd_pump *p)
+{
+	uint64_t target;
+
+	if (!p || !p->now)
+		return;
+	pthread_mutex_lock(&p->mu);
+	target = ++p->moves;
+	pthread_cond_broadcast(&p->cv);
+	while (!p->stop && p->moves_seen < target)
+		pthread_cond_wait(&p->cv, &p->mu);
+	pthread_mutex_unlock(&p->mu);
 }
 
 void sd_pump_set_knobs(struct sd_pump *p, const struct sd_knobs *k)
@@ -923,6 +991,18 @@ int sd_session_wake_at_tick(struct sd_session *s)
 	}
 	pthread_mutex_unlock(&s->mu);
 	return 0;
+}
+
+void sd_session_settle(struct sd_session *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->settling++;
+	while (s->io != IO_NONE || s->waking > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	s->settling--;
+	pthread_mutex_unlock(&s->mu);
 }
 
 void sd_session_stats(struct sd_session *s, struct sd_session_stats *out)

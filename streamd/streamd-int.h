@@ -657,10 +657,26 @@ struct sd_pump_stats {
 	uint64_t lateness_p99_ns; /* over the last 4096 late reads */
 };
 
+struct sd_pump_opts {
+	uint64_t (*now)(void);	/* the clock periods run on; NULL: sd_now,
+				   on a timer.  Another clock moves only
+				   when sd_pump_clock_moved says so (tests
+				   move a fake one).  Read deadlines and
+				   underflows stay on sd_now(), the clock
+				   libdjmfs judges deadlines by */
+};
+
+/* @o: NULL for the defaults. */
 int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
-		const struct sd_knobs *k, const struct sd_logger *log);
+		const struct sd_knobs *k, const struct sd_logger *log,
+		const struct sd_pump_opts *o);
 /* Stops the thread; every session must be closed first. */
 void sd_pump_free(struct sd_pump *p);
+/* With a clock of the pump's own (sd_pump_opts.now): it moved.  Returns
+ * once the pump has made every period's visit due by now (the
+ * operations those started may still be in flight: sd_session_settle).
+ * A no-op on sd_now. */
+void sd_pump_clock_moved(struct sd_pump *p);
 /* New knobs apply from the next period; buffer_size applies to sessions
  * opened after the change. */
 void sd_pump_set_knobs(struct sd_pump *p, const struct sd_knobs *k);
@@ -696,6 +712,10 @@ ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max);
  * buffer empty: wake() comes once, at the pump's next period or when a
  * read completes, whichever is first.  0, or -EINVAL. */
 int sd_session_wake_at_tick(struct sd_session *s);
+/* Waits until the session has no read or sync in flight and no wake()
+ * running.  On a pump with a clock of its own nothing then changes the
+ * session until that clock moves or the player reads. */
+void sd_session_settle(struct sd_session *s);
 void sd_session_stats(struct sd_session *s, struct sd_session_stats *out);
 /* Leaves the pump, waits for reads in flight, closes the file, frees.
  * NULL is a no-op. */

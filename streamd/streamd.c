@@ -422,7 +422,10 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	if (err == 0)
 		err = sd_catalog_new(&d->cat, d->client, 0, &d->logger);
 	if (err == 0)
-		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger);
+		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger,
+				  NULL);
+	if (err == 0)
+		err = sd_recorder_new(&d->recorder, d);
 	if (err == 0)
 		err = sd_http_start(d);
 	if (err == 0) {
@@ -430,6 +433,7 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 		wait_for_stop(d, set);
 		sd_http_stop(d, STOP_GRACE_NS);
 	}
+	sd_recorder_free(d->recorder);
 	sd_pump_free(d->pump);
 	sd_catalog_free(d->cat);
 	djmfs_disconnect(d->client);
@@ -459,7 +463,6 @@ int main(int argc, char **argv)
 	av_log_set_callback(av_to_log);
 	d.knobs = d.cfg.knobs;
 	pthread_mutex_init(&d.mu, NULL);
-	pthread_cond_init(&d.cv, NULL);
 	pthread_mutex_init(&d.knobs_mu, NULL);
 	/* Every thread started from here on inherits the mask, so only
 	 * sigwait sees these signals. */
@@ -475,7 +478,6 @@ int main(int argc, char **argv)
 		     err < 0 ? strerror(-err) : "");
 	sd_log_close(d.log);
 	pthread_mutex_destroy(&d.knobs_mu);
-	pthread_cond_destroy(&d.cv);
 	pthread_mutex_destroy(&d.mu);
 	return err < 0 ? 1 : 0;
 }

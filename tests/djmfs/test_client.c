@@ -785,6 +785,7 @@ Test(client, heartbeats_keep_an_idle_session_alive)
 	c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
 	cr_assert_eq(djmfs_open(c, "hb", DJMFS_O_WRITE | DJMFS_O_CREATE, &w),
 		     0);
+	/* Real time: the server's lease and the heartbeats run on it. */
 	usleep(800 * 1000);
 	cr_assert_eq(djmfs_stat(c, "hb", &fi), 0);
 	cr_assert(fi.flags & DJMFS_FILE_WRITE_LOCKED);
@@ -806,6 +807,7 @@ Test(client, a_snapshot_lock_ends_with_its_timeout)
 	cr_assert_eq(djmfs_write(w, "def", 3), 3);
 	cr_assert_eq(djmfs_sync_snap(r, &fi), 0);
 	cr_assert_eq(fi.size, 3);
+	/* Real time: the server times the snapshot lock out on it. */
 	usleep(300 * 1000);
 	cr_assert_eq(djmfs_sync_snap(r, &fi), 0);
 	cr_assert_eq(fi.size, 6);
@@ -945,6 +947,7 @@ Test(client, the_io_thread_sleeps_while_a_read_waits_on_a_slow_device)
 				       (void *)(intptr_t)0), 0);
 	nanosleep(&settle, NULL);
 	before = thread_switches("djmfs-io");
+	/* Real time: the test is whether the I/O thread wakes when idle. */
 	nanosleep(&idle, NULL);
 	after = thread_switches("djmfs-io");
 	pthread_mutex_lock(&ord.mu);

@@ -8,12 +8,17 @@
  * readers at once), the A and B thresholds, deadline misses, underflow
  * accounting, the wake callback and closing with reads in flight.  Every byte of "data" is a
  * function of its offset, so any range can be checked without keeping
- * a copy.  Tests skip when the machine has no io_uring.
+ * a copy.  Tests that count the pump's periods run it on a fake clock
+ * they move (sd_pump_opts.now), so the count does not depend on how
+ * the machine schedules threads; those that race a live writer or a
+ * close against the pump keep real time on purpose.  Tests skip when
+ * the machine has no io_uring.
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +106,36 @@ static struct sd_pump *pump(struct djmfs_client *c, const struct sd_knobs *k)
 {
 	struct sd_pump *p = NULL;
 
-	cr_assert_eq(sd_pump_new(&p, c, k, &sd_test_log), 0);
+	cr_assert_eq(sd_pump_new(&p, c, k, &sd_test_log, NULL), 0);
 	return p;
+}
+
+/* A fake clock for the pump's periods: it moves only when a test says. */
+static atomic_uint_fast64_t fake_ns;
+
+static uint64_t fake_now(void)
+{
+	return atomic_load(&fake_ns);
+}
+
+static struct sd_pump *pump_on_fake_clock(struct djmfs_client *c,
+					  const struct sd_knobs *k)
+{
+	const struct sd_pump_opts o = { .now = fake_now };
+	struct sd_pump *p = NULL;
+
+	cr_assert_eq(sd_pump_new(&p, c, k, &sd_test_log, &o), 0);
+	return p;
+}
+
+/* One period of @k passes on the fake clock: returns once its visit and
+ * every read or sync that followed, on @s, are done. */
+static void next_period(struct sd_pump *p, const struct sd_knobs *k,
+			struct sd_session *s)
+{
+	atomic_fetch_add(&fake_ns, k->period_ns);
+	sd_pump_clock_moved(p);
+	sd_session_settle(s);
 }
 
 /* A recording's writer: appends the pattern to "data". */
@@ -344,6 +377,7 @@ static void *live_main(void *arg)
 	struct live_writer *lw = arg;
 
 	for (unsigned i = 0; i < lw->appends; i++) {
+		/* Real time: the pump's timer races these appends. */
 		sleep_ms(lw->every_ms);
 		wr_append(&lw->w, lw->size);
 	}
@@ -460,7 +494,7 @@ Test(session, stops_reading_once_the_buffer_is_above_a)
 {
 	struct djmfs_client *c = client();
 	struct sd_knobs k = knobs(20, 16 * KIB, 256 * KIB, 50, 10);
-	struct sd_pump *p = pump(c, &k);
+	struct sd_pump *p = pump_on_fake_clock(c, &k);
 	struct waiter w;
 	struct sd_session *s;
 	uint64_t r = 0, prev;
@@ -468,10 +502,11 @@ Test(session, stops_reading_once_the_buffer_is_above_a)
 	waiter_init(&w);
 	finished_file(c, "rec", 2 * MIB);
 	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	sd_session_settle(s);
 	/* Until ten periods pass without a read. */
 	for (int still = 0; still < 10; still++) {
 		prev = r;
-		sleep_ms(20);
+		next_period(p, &k, s);
 		r = reads_of(s);
 		if (r != prev)
 			still = 0;
@@ -483,8 +518,9 @@ Test(session, stops_reading_once_the_buffer_is_above_a)
 	sd_pump_free(p);
 }
 
-/* A player that takes nothing for @ms; returns the reads made. */
-static uint64_t hold_for(struct sd_pump *p, unsigned ms)
+/* A player that takes nothing while no period passes (the pump's clock
+ * stands still); returns the reads made. */
+static uint64_t hold(struct sd_pump *p)
 {
 	struct waiter w;
 	struct sd_session *s;
@@ -492,7 +528,7 @@ static uint64_t hold_for(struct sd_pump *p, unsigned ms)
 
 	waiter_init(&w);
 	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
-	sleep_ms(ms);
+	sd_session_settle(s);
 	r = reads_of(s);
 	sd_session_close(s);
 	return r;
@@ -540,18 +576,19 @@ Test(session, reads_again_at_once_while_below_b)
 	struct sd_pump *p;
 
 	finished_file(c, "rec", 5 * MIB);
-	/* Well within the first period: only the B rule can add reads.  A
-	 * player that takes nothing: reads go on until the buffer is past
-	 * B (8 of 16 KiB for B at 50 %)... */
-	p = pump(c, &below);
-	cr_assert_eq(hold_for(p, 300), 8);
+	/* Well within the first period (the pump's clock stands still):
+	 * only the B rule can add reads.  A player that takes nothing:
+	 * reads go on until the buffer is past B (8 of 16 KiB for B at
+	 * 50 %)... */
+	p = pump_on_fake_clock(c, &below);
+	cr_assert_eq(hold(p), 8);
 	cr_assert_gt(drain_for(p, 300), 4);
 	sd_pump_free(p);
 	/* ...and with B at 1 % one read fills past B: nothing more until a
 	 * tick, unless the player drains the buffer below B, which brings
 	 * the next read at once. */
-	p = pump(c, &above);
-	cr_assert_eq(hold_for(p, 300), 1);
+	p = pump_on_fake_clock(c, &above);
+	cr_assert_eq(hold(p), 1);
 	cr_assert_gt(drain_for(p, 300), 4);
 	sd_pump_free(p);
 }
@@ -560,7 +597,7 @@ Test(session, applies_new_knobs_at_the_next_period)
 {
 	struct djmfs_client *c = client();
 	struct sd_knobs k = knobs(20, 16 * KIB, 256 * KIB, 50, 10);
-	struct sd_pump *p = pump(c, &k);
+	struct sd_pump *p = pump_on_fake_clock(c, &k);
 	struct waiter w;
 	struct sd_session *s;
 	uint64_t r = 0, prev;
@@ -570,9 +607,10 @@ Test(session, applies_new_knobs_at_the_next_period)
 	s = open_session(p, "rec", 0, SD_END_LIVE, &w);
 	k.a_pct = 100;
 	sd_pump_set_knobs(p, &k);
+	sd_session_settle(s);
 	for (int still = 0; still < 10; still++) {
 		prev = r;
-		sleep_ms(20);
+		next_period(p, &k, s);
 		r = reads_of(s);
 		if (r != prev)
 			still = 0;
@@ -733,7 +771,7 @@ Test(session, wakes_the_player_once_when_data_arrives)
 {
 	struct djmfs_client *c = client();
 	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
-	struct sd_pump *p = pump(c, &k);
+	struct sd_pump *p = pump_on_fake_clock(c, &k);
 	uint8_t buf[8 * KIB];
 	struct waiter w;
 	struct sd_session *s;
@@ -743,21 +781,25 @@ Test(session, wakes_the_player_once_when_data_arrives)
 	wr_open(c, "live", &wr);
 	s = open_session(p, "live", 0, SD_END_LIVE, &w);
 	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 0);
-	sleep_ms(60);
+	for (int i = 0; i < 3; i++)
+		next_period(p, &k, s);
 	cr_assert_eq(wakes(&w), 0, "woken with nothing to read");
 	wr_append(&wr, 4 * KIB);
+	next_period(p, &k, s);
 	cr_assert_eq(wait_wake(&w, 0, 5000), 0);
 	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 4 * KIB);
 	check_bytes(buf, 4 * KIB, 0);
 	/* Not waiting (no empty read since): more data wakes nobody. */
 	wr_append(&wr, 4 * KIB);
-	sleep_ms(100);
+	for (int i = 0; i < 5; i++)
+		next_period(p, &k, s);
 	cr_assert_eq(wakes(&w), 1);
 	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 4 * KIB);
 	check_bytes(buf, 4 * KIB, 4 * KIB);
 	/* The end of the recording wakes a waiting player too. */
 	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 0);
 	wr_close(&wr);
+	next_period(p, &k, s);
 	cr_assert_eq(wait_wake(&w, 1, 5000), 0);
 	cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), SD_SESSION_EOF);
 	cr_assert_eq(wakes(&w), 2);
@@ -793,6 +835,7 @@ Test(session, closes_cleanly_with_reads_in_flight)
 	for (int i = 0; i < 5; i++) {
 		s = open_session(p, "live", 0, SD_END_LIVE, &w);
 		cr_assert_eq(sd_session_read(s, buf, sizeof(buf)), 0);
+		/* Real time: closes at varied points of a sync in flight. */
 		sleep_ms((unsigned)i * 10);
 		sd_session_close(s);
 	}
