@@ -1,26 +1,29 @@
 /*
  * The in-flight demuxer of encoder uploads.  The HTTP thread copies an
  * upload's bytes into a bounded ring (sd_ingest_push never blocks); an
- * ingest thread feeds them to libavformat through a custom, non-seekable
- * AVIOContext whose read callback blocks until bytes arrive or the upload
- * ends.  The read callback is the single point where bytes leave the ring,
- * so it is also where they are passed on: held back while the probe runs
- * (avformat may rewind within its own buffer, never into ours), handed
- * over in one piece after a successful probe, then forwarded as they are
- * read (with on_idle while an upload stalls, so the writer can publish
- * what it holds).  Bytes leave the ring straight for where they go (the
- * held copy, or the space on_space offers: the recorder's write block),
- * and avformat reads its own copy from there, so on the way to the
- * recorder's block a byte is copied twice, into the ring and out of it
- * (a probed byte once more, out of the held copy); libdjmfs writes the
- * recorder's blocks to the volume from where they lie (sd_rec.c), so
- * that is every copy between the socket and the disk.  The demuxed packets
- * only yield metadata: the codecs, and the keyframes with the byte
- * offset where playback may start, which for MPEG-TS comes from the
- * upload's scan of its TS packets (sd_ts.c: the
- * PAT before the keyframe) because avformat does not report PAT
- * positions.  That scan is shared with the recorder the bytes go to, so
- * each byte is scanned once, by whichever side sees it first.
+ * ingest thread takes them out and passes them on (on_bytes, with
+ * on_idle while an upload stalls, so the writer can publish what it
+ * holds).  Each upload is parsed once.  libavformat probes its head
+ * through a custom, non-seekable AVIOContext whose read callback blocks
+ * until bytes arrive: the bytes are held back while the probe runs
+ * (avformat may rewind within its own buffer, never into ours) and handed
+ * over in one piece after a successful probe, with the codecs on_ready
+ * reports and the stream keyframes come from.  After that an MPEG-TS
+ * upload is read only by its TS scan (sd_ts.c), which finds the
+ * keyframes, their PTS and the offset where playback of each may start
+ * (the PAT before it) in the pass that also finds the recorder's frame
+ * boundaries; the scan is shared with the recorder the bytes go to, so
+ * each byte is scanned once, by whichever side sees it first, and the
+ * ingest reports the keys it found once it has passed their bytes on.
+ * Other containers keep libavformat as their one parser: the read
+ * callback passes bytes on as avformat reads them, and each demuxed
+ * packet (av_read_frame) may be a keyframe at its position.  Bytes leave
+ * the ring straight for where they go (the held copy, or the space
+ * on_space offers: the recorder's write block), so on the way there a
+ * byte is copied twice, into the ring and out of it (a probed byte once
+ * more, out of the held copy); libdjmfs writes the recorder's blocks to
+ * the volume from where they lie (sd_rec.c), so that is every copy
+ * between the socket and the disk.
  *
  * Invariants:
  *  1. Every byte pushed leaves the ring exactly once, in order, through
@@ -65,7 +68,6 @@
 #define SD_INGEST_RING_DEFAULT (4 * 1024 * 1024)
 #define SD_IO_BUF 32768		   /* AVIO buffer */
 #define SD_PROBE_SLACK (64 * 1024) /* bytes the probe may take past probe_size */
-#define SD_AUDIO_KEY_90K (2 * 90000) /* audio-only streams: a key every 2 s */
 #define SD_ANALYZE_US (5 * AV_TIME_BASE)
 #define SD_IDLE_NS 100000000L /* on_idle while waiting for bytes */
 
@@ -88,7 +90,7 @@ struct sd_ingest {
 	struct timespec idle_at; /* CLOCK_MONOTONIC: next on_idle */
 
 	int abort;	/* read with __atomic: avformat's interrupt callback */
-	uint64_t packets, keyframes; /* __atomic */
+	uint64_t packets, keyframes; /* __atomic; MPEG-TS packets: PES */
 
 	/* Ingest thread only. */
 	AVFormatContext *fmt;
@@ -106,7 +108,7 @@ struct sd_ingest {
 	int have_key;
 	uint64_t last_key_off;
 	int64_t last_key_pts;
-	struct sd_ts *ts;	/* the scan of the bytes passed on */
+	struct sd_ts *ts;	/* the scan of the bytes passed on (MPEG-TS) */
 	struct sd_ts *ts_own;	/* when no one shares one */
 };
 
@@ -116,21 +118,33 @@ struct sd_ingest {
 /* Key offsets                                                         */
 /* ------------------------------------------------------------------ */
 
-/* Where playback of a keyframe whose packet starts at @pos may begin
- * (invariant 5). */
+/* Where playback of a keyframe at @pos may begin (invariant 5): @pos,
+ * the scan's key offset or the demuxed packet's position (-1: unknown,
+ * the bytes passed so far). */
 static uint64_t key_offset(struct sd_ingest *in, int64_t pos)
 {
-	uint64_t p = pos >= 0 ? (uint64_t)pos : in->passed;
-	uint64_t off = p;
+	uint64_t off = pos >= 0 ? (uint64_t)pos : in->passed;
 
-	if (in->is_ts)
-		off = sd_ts_key_start(in->ts, p, in->have_key,
-				      in->last_key_off);
 	if (off > in->passed)
 		off = in->passed;
 	if (in->have_key && off < in->last_key_off)
 		off = in->last_key_off;
 	return off;
+}
+
+/* Reports a keyframe at @pos (see key_offset) with @pts. */
+static int ingest_key(struct sd_ingest *in, int64_t pos, int64_t pts)
+{
+	uint64_t off = key_offset(in, pos);
+	int err;
+
+	if (in->cbs.on_key && (err = in->cbs.on_key(in->cbs.arg, off, pts)) < 0)
+		return err;
+	in->have_key = 1;
+	in->last_key_off = off;
+	in->last_key_pts = pts;
+	__atomic_fetch_add(&in->keyframes, 1, __ATOMIC_RELAXED);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -267,6 +281,20 @@ static int ingest_fail(struct sd_ingest *in, int err)
 	return err;
 }
 
+/* Reports the keyframes the TS scan found in the bytes passed on. */
+static int ingest_ts_keys(struct sd_ingest *in)
+{
+	uint64_t off;
+	int64_t pts;
+	int err;
+
+	__atomic_store_n(&in->packets, sd_ts_pes(in->ts), __ATOMIC_RELAXED);
+	while (sd_ts_take_key(in->ts, &off, &pts))
+		if ((err = ingest_key(in, (int64_t)off, pts)) < 0)
+			return err;
+	return 0;
+}
+
 /* Passes bytes on after the probe (invariant 1). */
 static int ingest_pass(struct sd_ingest *in, const uint8_t *p, size_t n)
 {
@@ -274,10 +302,16 @@ static int ingest_pass(struct sd_ingest *in, const uint8_t *p, size_t n)
 
 	if (err < 0)
 		return ingest_fail(in, err);
+	if (!in->is_ts) {
+		in->passed += n;
+		return 0;
+	}
 	/* A scan shared with on_bytes' side has seen these bytes already. */
-	if (in->is_ts && (err = sd_ts_feed(in->ts, in->passed, p, n)) < 0)
+	if ((err = sd_ts_feed(in->ts, in->passed, p, n)) < 0)
 		return ingest_fail(in, err);
 	in->passed += n;
+	if ((err = ingest_ts_keys(in)) < 0)
+		return ingest_fail(in, err);
 	return 0;
 }
 
@@ -446,6 +480,27 @@ static void codec_json(struct sd_sbuf *b, const AVStream *st)
 	sbuf_add(b, "}");
 }
 
+/* How the TS scan tells the keyframes of stream @st. */
+static enum sd_ts_codec ts_codec(const AVStream *st)
+{
+	const AVCodecParameters *cp = st->codecpar;
+
+	if (cp->codec_type == AVMEDIA_TYPE_AUDIO)
+		return cp->codec_id == AV_CODEC_ID_AAC ? SD_TS_AAC
+						       : SD_TS_AUDIO;
+	switch (cp->codec_id) {
+	case AV_CODEC_ID_H264:
+		return SD_TS_H264;
+	case AV_CODEC_ID_HEVC:
+		return SD_TS_HEVC;
+	case AV_CODEC_ID_MPEG1VIDEO:
+	case AV_CODEC_ID_MPEG2VIDEO:
+		return SD_TS_MPEG2;
+	default:
+		return SD_TS_VIDEO;
+	}
+}
+
 /* Picks the stream keyframes come from; 0, or -EPROTONOSUPPORT when no
  * audio or video stream has a codec avformat knows. */
 static int pick_key_stream(struct sd_ingest *in)
@@ -564,6 +619,12 @@ static int ingest_probe(struct sd_ingest *in)
 	if (in->overrun)
 		in->pb->eof_reached = 0; /* our EOF was the bound, not the end */
 	in->is_ts = !strcmp(format, "mpegts");
+	if (in->is_ts) { /* the scan reads the keys from the first byte on */
+		const AVStream *st = in->fmt->streams[in->key_stream];
+
+		sd_ts_key_stream(in->ts, (unsigned)st->id & 0x1fffu,
+				 ts_codec(st));
+	}
 	pthread_mutex_lock(&in->mu);
 	in->state = SD_INGEST_RUNNING;
 	idle_arm(in);
@@ -600,34 +661,20 @@ static int is_key(struct sd_ingest *in, const AVPacket *pkt, int64_t pts)
 		return 0;
 	if (!in->key_audio)
 		return !!(pkt->flags & AV_PKT_FLAG_KEY);
-	if (!in->have_key)
-		return 1;
-	if (pts == SD_PTS_NONE || in->last_key_pts == SD_PTS_NONE)
-		return 0;
-	/* a timestamp jump backwards starts over */
-	return pts < in->last_key_pts ||
-	       pts - in->last_key_pts >= SD_AUDIO_KEY_90K;
+	return sd_audio_key(in->have_key, in->last_key_pts, pts);
 }
 
 static int ingest_packet(struct sd_ingest *in, const AVPacket *pkt)
 {
 	const AVStream *st = in->fmt->streams[pkt->stream_index];
 	int64_t pts = pts_90k(st, pkt);
-	uint64_t off;
 	int err;
 
 	__atomic_fetch_add(&in->packets, 1, __ATOMIC_RELAXED);
-	if (in->is_ts && pkt->stream_index == in->key_stream && pkt->pos >= 0)
-		sd_ts_trim(in->ts, (uint64_t)pkt->pos);
 	if (!is_key(in, pkt, pts))
 		return 0;
-	off = key_offset(in, pkt->pos);
-	if (in->cbs.on_key && (err = in->cbs.on_key(in->cbs.arg, off, pts)) < 0)
+	if ((err = ingest_key(in, pkt->pos, pts)) < 0)
 		return ingest_fail(in, err);
-	in->have_key = 1;
-	in->last_key_off = off;
-	in->last_key_pts = pts;
-	__atomic_fetch_add(&in->keyframes, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -649,12 +696,29 @@ static int ingest_drain(struct sd_ingest *in)
 	return in->cb_err ? in->cb_err : err;
 }
 
+/* libavformat's part in an MPEG-TS upload ends with the probe. */
+static void ingest_close(struct sd_ingest *in)
+{
+	if (in->fmt)
+		avformat_close_input(&in->fmt);
+	if (in->pb) {
+		av_freep(&in->pb->buffer);
+		avio_context_free(&in->pb);
+	}
+}
+
+/* After the probe: an MPEG-TS upload's keys come from its scan as the
+ * bytes are passed on; other containers are demuxed packet by packet. */
 static int ingest_demux(struct sd_ingest *in)
 {
-	AVPacket *pkt = av_packet_alloc();
+	AVPacket *pkt;
 	int r = 0;
 
-	if (!pkt)
+	if (in->is_ts) {
+		ingest_close(in);
+		return ingest_drain(in);
+	}
+	if (!(pkt = av_packet_alloc()))
 		return ingest_fail(in, -ENOMEM);
 	while (!in->cb_err && (r = av_read_frame(in->fmt, pkt)) >= 0) {
 		if ((unsigned)pkt->stream_index < in->fmt->nb_streams)
@@ -681,12 +745,7 @@ static void *ingest_main(void *arg)
 	if (!err)
 		err = ingest_demux(in);
 	ingest_stop(in);
-	if (in->fmt)
-		avformat_close_input(&in->fmt);
-	if (in->pb) {
-		av_freep(&in->pb->buffer);
-		avio_context_free(&in->pb);
-	}
+	ingest_close(in);
 	free(in->hold);
 	in->hold = NULL;
 	pthread_mutex_lock(&in->mu);

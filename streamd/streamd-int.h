@@ -371,17 +371,41 @@ int sd_knobs_from_json(const struct sd_knobs *cur, const char *json,
 /* ------------------------------------------------------------------ */
 
 /*
- * One pass over an upload's TS packets, shared by the ingest (PAT packets
- * and sync points, for key offsets) and the recorder (frame boundaries).
- * Offsets count from the upload's first byte.  A scan is used by one
- * thread at a time.
+ * One pass over an upload's TS packets, shared by the ingest (keyframes,
+ * their PTS and where playback of each may start) and the recorder
+ * (frame boundaries).  Offsets count from the upload's first byte.  A
+ * scan is used by one thread at a time.
  */
 struct sd_ts;
 
 #define SD_TS_NONE UINT64_MAX
+#define SD_TS_NO_PID 0x2000u /* above every 13-bit PID */
 
-/* A new scan; @keys: keep PAT packets and sync points for
- * sd_ts_key_start (a scan only cut at frames needs none).  0 or -ENOMEM. */
+/* How the key stream tells a keyframe (see sd_ts.c). */
+enum sd_ts_codec {
+	SD_TS_H264,	/* an IDR, or a slice after a recovery point SEI */
+	SD_TS_HEVC,	/* an IRAP slice */
+	SD_TS_MPEG2,	/* an I picture (MPEG-1 too) */
+	SD_TS_VIDEO,	/* other video: the random_access_indicator */
+	SD_TS_AAC,	/* ADTS audio: every 2 s of frames */
+	SD_TS_AUDIO,	/* other audio: every 2 s, a PES taken as a frame */
+};
+
+/* Audio-only uploads get a key every SD_AUDIO_KEY_90K of audio: a frame
+ * at @pts is one after the last key at @last (or when !@have_key, or
+ * after a jump backwards). */
+#define SD_AUDIO_KEY_90K (2 * 90000)
+static inline int sd_audio_key(int have_key, int64_t last, int64_t pts)
+{
+	if (!have_key)
+		return 1;
+	if (pts == SD_PTS_NONE || last == SD_PTS_NONE)
+		return 0;
+	return pts < last || pts - last >= SD_AUDIO_KEY_90K;
+}
+
+/* A new scan; @keys: keep PAT packets and sync points, for the offsets
+ * of keys (a scan only cut at frames needs none).  0 or -ENOMEM. */
 int sd_ts_new(struct sd_ts **out, int keys);
 void sd_ts_free(struct sd_ts *t);
 /* The upload's bytes [@at, @at + @n), borrowed: those the scan has seen
@@ -395,15 +419,18 @@ uint64_t sd_ts_take_frame(struct sd_ts *t);
 /* 1 while a publish should end at a frame boundary: a PES was seen and no
  * packet out of step yet. */
 int sd_ts_frames(const struct sd_ts *t);
-/* Where playback of a keyframe whose TS packet starts at @pos may begin:
- * the last PAT packet at or before @pos if one came after the previous
- * key at @last_key (any, when !@have_key), else the start of the packet
- * holding @pos.  Forgets the PAT packets up to the one it used. */
-uint64_t sd_ts_key_start(struct sd_ts *t, uint64_t pos, int have_key,
-			 uint64_t last_key);
-/* The key stream's packets come in data order: no later key uses a PAT
- * or sync point before the last one at or before @pos; forget them. */
-void sd_ts_trim(struct sd_ts *t, uint64_t pos);
+/* A scan with @keys finds the keyframes of the stream on @pid from the
+ * bytes fed after this call (before the first, as the probe chose it). */
+void sd_ts_key_stream(struct sd_ts *t, unsigned pid, enum sd_ts_codec codec);
+/* The oldest keyframe found and not yet taken: 1 with *@off, where
+ * playback of it may begin (the last PAT packet before it if one came
+ * after the previous key, else the start of the TS packet where its PES
+ * begins), and *@pts (90 kHz, unwrapped once as libavformat does, or
+ * SD_PTS_NONE); 0 when there is none.  Offsets never decrease and never
+ * exceed the bytes fed. */
+int sd_ts_take_key(struct sd_ts *t, uint64_t *off, int64_t *pts);
+/* PES begun so far, every stream (for counters). */
+uint64_t sd_ts_pes(const struct sd_ts *t);
 
 /* ------------------------------------------------------------------ */
 /* Ingest: demuxing an upload in flight (sd_ingest.c)                  */
@@ -411,15 +438,17 @@ void sd_ts_trim(struct sd_ts *t, uint64_t pos);
 
 /*
  * An upload's bytes go into a bounded ring from the HTTP thread; the
- * ingest thread reads them through a custom AVIOContext into libavformat.
- * It first probes (at most probe_size bytes; nothing is passed on yet);
- * a stream it cannot recognise ends with -EPROTONOSUPPORT.  Once the
- * probe succeeds it calls on_ready, then on_bytes with every byte of the
- * upload in order (the ones the probe held first), and on_key for each
- * video keyframe (or, in an audio-only stream, every 2 s of audio) with
- * the byte offset where playback may begin: the last PAT packet before
- * the keyframe when the stream is MPEG-TS and one came since the
- * previous keyframe, else the start of the TS packet holding the frame.
+ * ingest thread takes them out.  libavformat first probes them through a
+ * custom AVIOContext (at most probe_size bytes; nothing is passed on
+ * yet); a stream it cannot recognise ends with -EPROTONOSUPPORT.  Once
+ * the probe succeeds the ingest calls on_ready, then on_bytes with every
+ * byte of the upload in order (the ones the probe held first), and on_key
+ * for each video keyframe (or, in an audio-only stream, every 2 s of
+ * audio) with the byte offset where playback may begin.  In MPEG-TS the
+ * TS scan (above) finds the keyframes, and the offset is the last PAT
+ * packet before the keyframe when one came since the previous keyframe,
+ * else the start of the TS packet where its PES begins; other containers
+ * are demuxed by libavformat, and the offset is the keyframe's packet's.
  * Offsets are relative to the upload's first byte.  Callbacks run on the
  * ingest thread; an error from one stops the ingest with that error.
  */

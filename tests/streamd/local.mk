@@ -15,6 +15,7 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_config \
 	tests/streamd/test_log \
 	tests/streamd/test_ingest \
+	tests/streamd/test_ts \
 	tests/streamd/test_rec \
 	tests/streamd/test_session \
 	tests/streamd/test_token \
@@ -91,6 +92,11 @@ tests_streamd_test_ingest_SOURCES = tests/streamd/test_ingest.c
 tests_streamd_test_ingest_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_ingest_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_ingest_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_ts_SOURCES = tests/streamd/test_ts.c
+tests_streamd_test_ts_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_ts_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_ts_LDADD = $(STREAMD_TEST_LDADD)
 
 tests_streamd_test_rec_SOURCES = tests/streamd/test_rec.c
 tests_streamd_test_rec_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
