@@ -18,7 +18,10 @@
  * Errors a caller should expect: -ENOENT (no such file or object), -EEXIST,
  * -EBUSY (another writer holds the file), -EUCLEAN (the file failed its
  * consistency check and is quarantined), -ENOSPC (volume or metadata
- * full), -ENOTCONN (the server connection or the session's lease is lost),
+ * full, or the host file system under a volume file full: the I/O
+ * statistics' nospace tells which), -EROFS (the server runs read-only:
+ * its host file system was full when it started; every call that would
+ * write is refused until it restarts), -ENOTCONN (the server connection or the session's lease is lost),
  * -EPROTO (the server speaks another protocol version), -EBADF (a read
  * handle asked to write, or the reverse), -EINVAL (bad argument; a log
  * line says which).
@@ -334,7 +337,8 @@ int djmfs_get_objptr(struct djmfs_file *f, uint32_t *id_out,
  * SYNCHRONOUS object publishes a snapshot of the whole file once the data
  * is on the volume; it returns when the server has made the snapshot
  * durable.  Other writes become visible with the next publish.  Returns
- * @len or -errno (-ENOSPC: the volume is full; what was published before
+ * @len or -errno (-ENOSPC: the volume is full, or the host file system
+ * under it; -EROFS: the server is read-only; what was published before
  * stays intact).
  */
 ssize_t djmfs_write(struct djmfs_file *f, const void *buf, size_t len);
@@ -457,6 +461,10 @@ struct djmfs_io_stats {
 	 * their way to the volume: an append that does not start on a block
 	 * or comes from an unaligned buffer costs that copy. */
 	uint64_t copied_bytes;
+	/* Device writes the host refused for want of space (ENOSPC, or
+	 * EDQUOT, reported as ENOSPC): the file system holding the volume
+	 * file is full, not the volume's own units. */
+	uint64_t nospace;
 };
 void djmfs_io_stats(struct djmfs_client *c, struct djmfs_io_stats *out);
 

@@ -6,7 +6,11 @@
  * server and an offline fsck away), loads the newest checkpoint, replays
  * the journal, reclaims allocation units that no map holds, writes a fresh
  * checkpoint and logs what it found.  Then it serves clients on a Unix
- * socket and/or TCP until stopped.
+ * socket and/or TCP until stopped.  When the host file system under a
+ * volume file has no room at boot, the server comes up read-only (a WARN
+ * line says so): it serves reads, snapshots and stat of what the volume
+ * holds, writes nothing, and refuses with -EROFS whatever would write,
+ * until it is restarted.
  *
  * Thread-safety: djmfs_server_run() drives the server on the calling
  * thread; djmfs_server_stop() may be called from any thread or a signal
@@ -73,6 +77,10 @@ void djmfs_server_stop(struct djmfs_server *s);
 
 /* TCP port actually bound (useful with port 0), or 0. */
 uint16_t djmfs_server_tcp_port(const struct djmfs_server *s);
+
+/* 1 when the server booted read-only (its host file system was full),
+ * else 0.  Fixed once djmfs_server_new() returned; any thread. */
+int djmfs_server_read_only(const struct djmfs_server *s);
 
 /* Shared-secret handshakes since djmfs_server_new(); any thread. */
 struct djmfs_server_auth_stats {

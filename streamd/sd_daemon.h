@@ -34,6 +34,12 @@ struct sd_daemon {
 	pthread_mutex_t knobs_mu;  /* serialises knob changes */
 	struct sd_knobs knobs;	   /* in use (under knobs_mu) */
 
+	/* 1 once the volume is known read-only: the embedded server booted
+	 * so (its host file system was full), or the DJMFS server refused a
+	 * write with -EROFS.  Never cleared: the server stays read-only
+	 * until it restarts. */
+	atomic_int read_only;
+
 	pthread_mutex_t mu;	   /* reqs, stopping */
 	struct sd_req *reqs;	   /* every live request */
 	int stopping;
@@ -67,8 +73,11 @@ void sd_recorder_free(struct sd_recorder *rc);
  * sd_pub_push takes what it can of @buf (copied) and returns the count;
  * sd_pub_finish ends the upload (once; nothing may be pushed after);
  * sd_pub_closed says whether the recording is closed, with its result
- * (0 or -errno) and final counters; sd_pub_free ends the upload if the
- * connection went first (logged), waits for the ingest and frees.
+ * (0 or -errno) and final counters; sd_pub_full says, for a closed
+ * recording whose result is -ENOSPC, which room ran out (one of the
+ * SD_FULL_ texts below; NULL for any other result); sd_pub_free ends the
+ * upload if the connection went first (logged), waits for the ingest
+ * and frees.
  */
 int sd_pub_start(struct sd_recorder *rc, const char *name,
 		 void (*wake)(void *), void *wake_arg, struct sd_pub **out);
@@ -76,6 +85,15 @@ size_t sd_pub_push(struct sd_pub *p, const void *buf, size_t len);
 void sd_pub_finish(struct sd_pub *p);
 int sd_pub_finished(struct sd_pub *p);
 int sd_pub_closed(struct sd_pub *p, int *result, struct sd_rec_stats *st);
+const char *sd_pub_full(struct sd_pub *p);
+
+/* Why a recording found no room, as the 507 and the error log say it:
+ * the host file system under the volume file, the volume's own
+ * allocation units, or a volume served read-only because its host was
+ * full when the server started. */
+#define SD_FULL_HOST "volume full (host file system full)"
+#define SD_FULL_UNITS "volume full (no free allocation unit on the volume)"
+#define SD_FULL_READ_ONLY "volume full (read-only: host file system full)"
 const char *sd_pub_name(const struct sd_pub *p);
 void sd_pub_free(struct sd_pub *p);
 

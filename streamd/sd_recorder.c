@@ -11,7 +11,12 @@
  * once.  An upload whose connection ends first (the encoder reset it, or
  * went quiet until the idle timeout closed it) keeps every byte that
  * arrived: the recording closes as after a clean end, with a log line
- * that names it and the cause (pub_cut_off).
+ * that names it and the cause (pub_cut_off).  A recording that runs out
+ * of room ends with -ENOSPC, and the recorder tells which room: the host
+ * file system under the volume file (the DJMFS client counted a device
+ * write the host refused since the recording opened), the volume's own
+ * units, or a volume served read-only (-EROFS from the server, reported
+ * as -ENOSPC too, so the encoder gets the one answer, 507).
  *
  * The recorder (struct sd_recorder) keeps every publisher of this
  * process, so a name has one publisher at a time, and the counters of the
@@ -77,6 +82,8 @@ struct sd_pub {
 	int finished;
 	int closed;		/* done: the recording (if any) is closed */
 	int result;
+	const char *full;	/* SD_FULL_*: why result is -ENOSPC */
+	uint64_t nospace0;	/* the client's nospace count at open */
 	int listed;		/* on rc->pubs */
 	struct sd_pub *next;
 };
@@ -102,7 +109,12 @@ static int pub_ready(void *arg, const char *format, const char *codecs)
 		.ts = p->ts,
 	};
 	struct sd_rec *rec = NULL;
-	int err = sd_rec_open(d->client, p->name, &o, &rec);
+	struct djmfs_io_stats io;
+	int err;
+
+	djmfs_io_stats(d->client, &io);
+	p->nospace0 = io.nospace;
+	err = sd_rec_open(d->client, p->name, &o, &rec);
 
 	if (err == 0)
 		err = sd_rec_begin(rec, format, codecs, p->wall0);
@@ -151,6 +163,25 @@ static int pub_idle(void *arg)
 	return p->rec ? sd_rec_tick(p->rec) : 0;
 }
 
+/* Which room a recording that ended with @result ran out of (NULL: it
+ * did not), folding a read-only server's -EROFS into -ENOSPC. */
+static const char *pub_full_why(struct sd_pub *p, int *result)
+{
+	struct djmfs_io_stats io;
+
+	if (*result == -EROFS || *result == -EDQUOT) {
+		if (*result == -EROFS)
+			atomic_store(&p->d->read_only, 1);
+		*result = -ENOSPC;
+	}
+	if (*result != -ENOSPC)
+		return NULL;
+	if (atomic_load(&p->d->read_only))
+		return SD_FULL_READ_ONLY;
+	djmfs_io_stats(p->d->client, &io);
+	return io.nospace > p->nospace0 ? SD_FULL_HOST : SD_FULL_UNITS;
+}
+
 /* The ingest finished: close the recording here, on the ingest thread,
  * so the HTTP threads never wait for the final publish. */
 static void pub_close(struct sd_pub *p, int result)
@@ -167,13 +198,17 @@ static void pub_close(struct sd_pub *p, int result)
 		atomic_fetch_add(&rc->write_misses, p->stats.write_misses);
 	}
 	p->result = result < 0 ? result : err;
+	p->full = pub_full_why(p, &p->result);
 	p->closed = 1;
 	pthread_mutex_unlock(&p->mu);
 	/* Before the encoder hears the answer: a player it starts next
 	 * must see the whole recording. */
 	sd_catalog_touch(d->cat, p->name);
-	if (p->result < 0 && p->result != -EPROTONOSUPPORT &&
-	    p->result != -EBUSY)
+	if (p->result < 0 && p->full)
+		sd_log_error(d->log, SD_LOG_ERROR, "record %s: stopped: %s; "
+			     "%s", p->name, strerror(-p->result), p->full);
+	else if (p->result < 0 && p->result != -EPROTONOSUPPORT &&
+		 p->result != -EBUSY)
 		sd_log_error(d->log, SD_LOG_ERROR, "record %s: stopped: %s",
 			     p->name, strerror(-p->result));
 	else if (p->result == 0)
@@ -370,6 +405,16 @@ int sd_pub_closed(struct sd_pub *p, int *result, struct sd_rec_stats *st)
 		*st = p->stats;
 	pthread_mutex_unlock(&p->mu);
 	return closed;
+}
+
+const char *sd_pub_full(struct sd_pub *p)
+{
+	const char *full;
+
+	pthread_mutex_lock(&p->mu);
+	full = p->closed ? p->full : NULL;
+	pthread_mutex_unlock(&p->mu);
+	return full;
 }
 
 const char *sd_pub_name(const struct sd_pub *p)

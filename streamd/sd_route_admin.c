@@ -338,6 +338,13 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	       (double)io.lateness_max_ns / 1e9);
 	metric(&t, "streamd_sched_errors_total", "counter",
 	       "Device requests that failed (EIO, ...).", (double)io.errors);
+	metric(&t, "streamd_sched_nospace_total", "counter",
+	       "Device writes the host file system refused for want of "
+	       "room.", (double)io.nospace);
+	metric(&t, "streamd_read_only", "gauge",
+	       "1: the volume is read-only (its host file system was full "
+	       "when the DJMFS server started); recording gets 507.",
+	       (double)atomic_load(&d->read_only));
 	http_metrics(&t, d);
 	process_metrics(&t);
 	if (t.oom) {

@@ -55,6 +55,14 @@ static enum MHD_Result record_start(struct sd_req *r)
 	if (!sd_req_token_ok(r, d->cfg.publish_token))
 		return sd_reply_error(r, 401, "publishing needs the publish "
 				      "token");
+	/* Nothing can be written: say so before the body comes. */
+	if (atomic_load(&d->read_only)) {
+		sd_log_error(d->log, SD_LOG_ERROR, "record %s: refused: %s",
+			     r->name, SD_FULL_READ_ONLY);
+		return sd_reply_error(r, 507, "%s: %s not recorded; what was "
+				      "recorded plays back", SD_FULL_READ_ONLY,
+				      r->name);
+	}
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return MHD_NO;
@@ -103,8 +111,10 @@ static enum MHD_Result record_answer(struct sd_req *r, int result,
 		return sd_reply_error(r, 409, "%s exists and is not a usable "
 				      "recording", name);
 	case -ENOSPC:
-		return sd_reply_error(r, 507, "volume full: %s stopped; what "
-				      "was recorded is kept", name);
+		return sd_reply_error(r, 507, "%s: %s stopped; what was "
+				      "recorded is kept",
+				      sd_pub_full(((struct rec_req *)r->priv)->pub),
+				      name);
 	default:
 		return sd_reply_error(r, 500, "recording failed: %s",
 				      strerror(-result));

@@ -292,6 +292,14 @@ static int embedded_start(struct sd_daemon *d, struct embedded *e)
 		return err;
 	}
 	e->running = 1;
+	/* Playback of what is kept beats refusing to start. */
+	if (djmfs_server_read_only(e->srv)) {
+		atomic_store(&d->read_only, 1);
+		sd_log_error(d->log, SD_LOG_WARN, "the host file system under "
+			     "%s is full: streamd runs read-only: playback "
+			     "works, recording does not (507) until streamd "
+			     "restarts with room on the host", cfg->volume);
+	}
 	return 0;
 }
 

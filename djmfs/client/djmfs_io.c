@@ -9,7 +9,10 @@
  * with no deadline: it wakes only for a completion or for iosched_wake()
  * from a thread that queued work, never on a timer.  Idle, it sleeps on
  * a condition variable.  Requests whose buffer, offset or length are not
- * block-aligned go through an aligned bounce buffer.  In NO_DATA_IO mode
+ * block-aligned go through an aligned bounce buffer.  A write the kernel
+ * took only part of is finished with pwrite on this thread, and a host
+ * file system with no room for the volume file's holes comes back as
+ * -ENOSPC (EDQUOT too), never folded into -EIO.  In NO_DATA_IO mode
  * there is no scheduler: the thread completes each request at once, so
  * callbacks still run on a library thread.
  *
@@ -43,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "djmfs_clnt.h"
 
@@ -133,10 +137,55 @@ static void finish(struct djmfs__ioreq *r, int res)
 	r->done(r, res);
 }
 
+/* A full host file system (a sparse volume file needs host blocks to
+ * fill a hole) is ENOSPC whatever the quota says: the caller tells a
+ * full disk from a failing one by it. */
+static int host_errno(int err)
+{
+	return err == -EDQUOT ? -ENOSPC : err;
+}
+
+/*
+ * The rest of a write the kernel took only part of.  A short write is
+ * progress, not failure (the host file system had room for some of it),
+ * so the rest is written at once, here on the I/O thread: it is rare,
+ * and the retry is what learns the reason (ENOSPC, EDQUOT, EIO).
+ * Returns the request's full length or -errno.
+ */
+static int finish_short_write(const struct iosched_req *ir, uint32_t done)
+{
+	const uint8_t *p = (const uint8_t *)ir->buf + done;
+	uint64_t off = ir->offset + done;
+	size_t left = ir->len - done;
+
+	while (left > 0) {
+		ssize_t n = pwrite(ir->fd, p, left, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return host_errno(-errno);
+		if (n == 0)
+			return -EIO; /* no progress and no reason */
+		p += n;
+		off += (uint64_t)n;
+		left -= (size_t)n;
+	}
+	return (int)ir->len;
+}
+
 static void on_done(struct iosched_req *ir, int res)
 {
 	struct djmfs__ioreq *r = ir->user;
 
+	if (res >= 0 && (uint32_t)res < ir->len && ir->op == IOSCHED_WRITE)
+		res = finish_short_write(ir, (uint32_t)res);
+	res = host_errno(res);
+	if (res == -ENOSPC) {
+		pthread_mutex_lock(&r->io->mu);
+		r->io->stats.nospace++;
+		pthread_mutex_unlock(&r->io->mu);
+	}
 	/* The device sees whole blocks; the caller asked for r->len. */
 	if (res >= 0)
 		res = (uint32_t)res >= ir->len ? (int)r->len : -EIO;

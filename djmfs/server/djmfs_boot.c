@@ -3,12 +3,20 @@
  * runs: open the volume, load the newest checkpoint, replay the journal
  * after it, rebuild free space from what the maps hold (reservations of
  * the dead server's sessions come back), then write a fresh checkpoint
- * into the other slot and start the journal's new epoch.  Everything the
- * boot learns is kept in the server's boot figures for the tests.
+ * into the other slot and start the journal's new epoch.  When the host
+ * file system under a volume file has no room (it is full before the
+ * boot writes, or the checkpoint's write gets ENOSPC or EDQUOT), the
+ * server comes up read-only instead: it serves what it loaded and
+ * writes nothing until it restarts.  Everything the boot learns is kept
+ * in the server's boot figures for the tests.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "djmfs_srv.h"
 
@@ -130,19 +138,87 @@ static int boot_space(struct djmfs_server *s)
 	return 0;
 }
 
-/* A fresh checkpoint in the other slot, then the journal's new epoch. */
+/*
+ * Whether the host file system under a volume file is too full for a
+ * recording: the file still has holes (a write into one needs a host
+ * block) and less than one allocation unit is available.  A device, or
+ * a file with every block allocated, never needs the host's room.
+ * Fills @why with the figures when it is.
+ */
+static int host_full(const struct djmfs_server *s, char *why, size_t n)
+{
+	uint32_t au = s->vol->sb.au_size;
+	struct statvfs sv;
+	struct stat st;
+	uint64_t avail;
+
+	if (fstat(s->vol->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_blocks * 512u >= (uint64_t)st.st_size ||
+	    fstatvfs(s->vol->fd, &sv) < 0)
+		return 0;
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (avail >= au)
+		return 0;
+	snprintf(why, n, "%" PRIu64 " bytes available for the volume file's "
+		 "holes, less than one %" PRIu32 "-byte unit", avail, au);
+	return 1;
+}
+
+/*
+ * Comes up read-only: what the boot loaded (the newest checkpoint and
+ * the journal replayed after it) is on the volume already, so it is
+ * durable as it stands and readers see it at once.  Nothing is written:
+ * no checkpoint, no journal epoch.  A checkpoint that failed on the way
+ * here aimed at the older slot and writes its header only after a whole
+ * image, so the next boot finds the same checkpoint and journal.
+ */
+static int boot_read_only(struct djmfs_server *s, const char *why)
+{
+	uint64_t seq = djmfs__meta_seq(s->meta);
+	int err;
+
+	s->read_only = -EROFS;
+	s->boot.read_only = 1;
+	djmfs__meta_seal(s->meta);
+	djmfs__meta_mark_durable(s->meta, seq);
+	s->durable_seq = s->appended_seq = s->last_ckpt_seq = seq;
+	s->jnl_durable = seq;
+	djmfs__log(&s->o.log, DJMFS_LOG_WARN, "%s: host file system full "
+		   "(%s): serving read-only: reads, snapshots and stat work; "
+		   "nothing that writes (open for write, create, reserve, "
+		   "publish, unlink) does until the server restarts with room "
+		   "on the host", s->volume, why);
+	err = djmfs__alloc_start(s->alloc);
+	if (err < 0)
+		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
+			   "djmfs__alloc_start: %s", strerror(-err));
+	return err;
+}
+
+/* A fresh checkpoint in the other slot, then the journal's new epoch;
+ * read-only when the host has no room for them. */
 static int boot_commit(struct djmfs_server *s)
 {
 	uint64_t seq = djmfs__meta_seq(s->meta), gen = s->boot.ckpt_gen + 1;
 	unsigned slot = 1 - s->boot_slot;
 	struct djmfs__journal_opts jo;
 	struct djmfs__buf img;
+	char why[160];
 	int err;
 
+	if (host_full(s, why, sizeof(why)))
+		return boot_read_only(s, why);
 	djmfs__buf_init(&img);
 	err = djmfs__meta_serialize(s->meta, &img);
 	if (err == 0)
 		err = djmfs__ckpt_store(s->vol, slot, gen, seq, img.p, img.len);
+	if ((err == -ENOSPC || err == -EDQUOT) &&
+	    img.len <= djmfs__ckpt_room(s->vol)) {
+		djmfs__buf_free(&img);
+		snprintf(why, sizeof(why), "writing the checkpoint to slot "
+			 "%u: %s", slot, strerror(-err));
+		return boot_read_only(s, why);
+	}
 	djmfs__buf_free(&img);
 	if (err < 0) {
 		djmfs__log(&s->o.log, DJMFS_LOG_ERROR,

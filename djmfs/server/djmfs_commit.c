@@ -4,7 +4,8 @@
  * record to the working metadata (a refusal changes nothing and is the
  * caller's answer), then append it to the journal; a record the journal
  * refuses after the metadata took it marks the server broken, refusing
- * every further change.  Also here: queueing checkpoints, and giving a
+ * every further change (with -EROFS when the journal's writer found the
+ * host file system under the volume full).  Also here: queueing checkpoints, and giving a
  * writer's reservations back through the journal.  When an answer may go
  * out (once the record is durable) is djmfs_conn.c's business.
  */
@@ -84,6 +85,27 @@ static int make_room(struct djmfs_server *s, const struct djmfs__jrec *r)
 	return 0;
 }
 
+/*
+ * Memory now holds a record the volume never will: refuse every further
+ * change.  When the journal's writer failed for want of room on the host
+ * file system, the server is read-only until it restarts, and says so
+ * (-EROFS), so a client tells it from a volume out of units.  Returns
+ * what the record's caller gets.
+ */
+static int mark_broken(struct djmfs_server *s, const struct djmfs__jrec *r,
+			int err)
+{
+	int wrote = djmfs__journal_failed(s->jnl);
+
+	s->broken = wrote == -ENOSPC || wrote == -EDQUOT ? -EROFS : err;
+	djmfs__log(&s->o.log, DJMFS_LOG_ERROR, "djmfs__journal_append %s seq "
+		   "%llu: %s; refusing further mutations%s",
+		   djmfs__jtype_name(r->type), (unsigned long long)r->seq,
+		   strerror(-err), s->broken == -EROFS ? " (read-only: host "
+		   "file system full, until the server restarts)" : "");
+	return s->broken;
+}
+
 int djmfs__srv_mutate(struct djmfs_server *s, struct djmfs__jrec *r)
 {
 	uint64_t t0;
@@ -91,6 +113,8 @@ int djmfs__srv_mutate(struct djmfs_server *s, struct djmfs__jrec *r)
 
 	if (s->broken)
 		return s->broken;
+	if (s->read_only)
+		return s->read_only;
 	if (!s->jnl)
 		return -ESHUTDOWN;
 	r->seq = djmfs__meta_seq(s->meta) + 1;
@@ -103,16 +127,8 @@ int djmfs__srv_mutate(struct djmfs_server *s, struct djmfs__jrec *r)
 	err = djmfs__meta_apply(s->meta, r);
 	if (err == 0) {
 		err = djmfs__journal_append(s->jnl, r);
-		if (err < 0) {
-			/* Memory now holds a record the volume never will:
-			 * refuse every further change. */
-			s->broken = err;
-			djmfs__log(&s->o.log, DJMFS_LOG_ERROR,
-				   "djmfs__journal_append %s seq %llu: %s; "
-				   "refusing further mutations",
-				   djmfs__jtype_name(r->type),
-				   (unsigned long long)r->seq, strerror(-err));
-		}
+		if (err < 0)
+			err = mark_broken(s, r, err);
 	}
 	s->lock_busy_ns += djmfs__mono_ns() - t0;
 	if (err < 0)

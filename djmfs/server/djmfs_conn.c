@@ -231,8 +231,11 @@ static void pending_release(struct djmfs_server *s)
  */
 void djmfs__srv_advance_durable(struct djmfs_server *s)
 {
-	uint64_t d = djmfs__journal_durable(s->jnl), t0;
+	uint64_t d, t0;
 
+	if (!s->jnl) /* read-only: nothing becomes durable */
+		return;
+	d = djmfs__journal_durable(s->jnl);
 	if (d <= s->jnl_durable)
 		return;
 	s->jnl_durable = d;

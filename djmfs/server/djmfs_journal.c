@@ -112,6 +112,11 @@ static int slot_hdr_decode(const uint8_t h[CKPT_HDR], uint32_t seed,
 	return 0;
 }
 
+size_t djmfs__ckpt_room(const struct djmfs__vol *v)
+{
+	return (size_t)(v->sb.ckpt_len - CKPT_HDR);
+}
+
 int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,
 		      uint64_t last_seq, const uint8_t *img, size_t n)
 {
@@ -822,6 +827,11 @@ static int queue_bytes(struct djmfs__journal *j, const uint8_t *p, size_t n,
 	s->nrec++;
 	s->last_seq = seq;
 	return 0;
+}
+
+int djmfs__journal_failed(const struct djmfs__journal *j)
+{
+	return writer_failed(j);
 }
 
 int djmfs__journal_append(struct djmfs__journal *j, struct djmfs__jrec *r)

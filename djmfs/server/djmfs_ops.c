@@ -300,6 +300,9 @@ static int op_open(struct djmfs_server *s, struct djmfs__conn *c,
 	    ((fl & DJMFS_O_CREATE) && !(fl & DJMFS_O_WRITE)) ||
 	    ((fl & DJMFS_O_EXCL) && !(fl & DJMFS_O_CREATE)))
 		return -EINVAL;
+	/* A writer's handle is the start of writing: refused up front. */
+	if ((fl & DJMFS_O_WRITE) && s->read_only)
+		return s->read_only;
 	if (fl & DJMFS_O_WRITE)
 		return open_write(s, c, req->u.open_req.name, fl, rep);
 	return open_read(s, c, req->u.open_req.name, rep);
@@ -728,7 +731,10 @@ static int op_stats(struct djmfs_server *s, struct djmfs__conn *c,
 	(void)c, (void)req;
 	if (getrusage(RUSAGE_SELF, &ru) < 0)
 		memset(&ru, 0, sizeof(ru));
-	djmfs__journal_get_stats(s->jnl, &js);
+	if (s->jnl)
+		djmfs__journal_get_stats(s->jnl, &js);
+	else
+		memset(&js, 0, sizeof(js)); /* read-only: no journal */
 	djmfs__alloc_get(s->alloc, &ai);
 	st->uptime_ns = djmfs__mono_ns() - s->start_ns;
 	st->cpu_user_ns = tv_ns(ru.ru_utime);
@@ -787,9 +793,12 @@ static int run_op(struct djmfs_server *s, struct djmfs__conn *c,
 		c->closing = 1;
 		return -EPROTO;
 	}
-	/* After a journal failure the server stays up read-only. */
+	/* After a journal failure the server stays up read-only; one that
+	 * booted read-only (host full) refuses the same way. */
 	if ((d->flags & OPF_MUTATION) && s->broken)
 		return s->broken;
+	if ((d->flags & OPF_MUTATION) && s->read_only)
+		return s->read_only;
 	return d->fn(s, c, req, rep);
 }
 

@@ -456,7 +456,7 @@ static void on_timer(struct djmfs_server *s, struct djmfs__ev *ev,
 	}
 	djmfs__sess_tick(s, now);
 	djmfs__alloc_tick(s->alloc, now);
-	if (!s->broken && djmfs__journal_want_checkpoint(s->jnl))
+	if (!s->broken && s->jnl && djmfs__journal_want_checkpoint(s->jnl))
 		djmfs__srv_checkpoint(s);
 	if (s->accept_paused) {
 		s->accept_paused = 0;
@@ -498,6 +498,11 @@ void djmfs_server_stop(struct djmfs_server *s)
 uint16_t djmfs_server_tcp_port(const struct djmfs_server *s)
 {
 	return s ? s->tcp_port : 0;
+}
+
+int djmfs_server_read_only(const struct djmfs_server *s)
+{
+	return s && s->read_only ? 1 : 0;
 }
 
 static void close_listener(struct djmfs_server *s, struct djmfs__ev *ev)

@@ -98,6 +98,7 @@ struct djmfs__boot_info {
 	uint64_t double_claims;	   /* units mapped twice (warned) */
 	uint64_t files;
 	uint64_t free_aus;
+	int read_only;		   /* 1: booted read-only (host full) */
 };
 
 struct djmfs_server {
@@ -110,6 +111,11 @@ struct djmfs_server {
 	struct djmfs__journal *jnl;
 	int booting;		/* on_free ignored: boot rebuilds free space */
 	int broken;		/* -errno: metadata and journal disagree */
+	/* -EROFS once the host file system under the volume had no room at
+	 * boot: the server serves what the volume holds (the journal
+	 * replayed in memory), has no journal, writes nothing, and refuses
+	 * everything that would write, until it restarts. */
+	int read_only;
 	uint64_t cur_ino;	/* file of the record being applied */
 	uint64_t last_ckpt_seq;
 	uint64_t appended_seq;	/* last record the journal accepted */

@@ -145,9 +145,12 @@ struct djmfs__ckpt {
 int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out,
 		     const struct djmfs_log *log);
 /* Writes a slot and fdatasyncs.  Returns 0, -ENOSPC (image larger than
- * the slot), or -errno. */
+ * the slot, see djmfs__ckpt_room; or the host file system under a volume
+ * file has no room), or -errno. */
 int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,
 		      uint64_t last_seq, const uint8_t *img, size_t n);
+/* Bytes of image a checkpoint slot holds. */
+size_t djmfs__ckpt_room(const struct djmfs__vol *v);
 
 struct djmfs__replay_info {
 	uint64_t records;  /* applied */
@@ -199,6 +202,9 @@ int djmfs__journal_start(struct djmfs__journal **out,
  * first).
  */
 int djmfs__journal_append(struct djmfs__journal *j, struct djmfs__jrec *r);
+/* The -errno of the writer's first failed write or sync (sticky), or 0;
+ * any thread. */
+int djmfs__journal_failed(const struct djmfs__journal *j);
 /* Loop thread: nonzero when the epoch is three-quarters full. */
 int djmfs__journal_want_checkpoint(const struct djmfs__journal *j);
 /*

@@ -2,7 +2,8 @@
  * A DJMFS server in the test's own process, for Criterion tests that
  * need a real server and real clients (tests/djmfs/test_client.c,
  * tests/streamd/test_rec.c, tests/streamd/test_session.c): it makes a
- * volume in a new mkdtemp directory under /tmp, serves it from a thread
+ * volume in a new mkdtemp directory under /tmp (or under a directory the
+ * test names, such as a small file system of its own), serves it from a thread
  * on a Unix socket in that directory (and on 127.0.0.1:0 when asked),
  * and connects clients to it, skipping the test when the machine cannot
  * do data I/O.  Its log hook is quiet unless DJMFS_TEST_LOG or
@@ -52,6 +53,7 @@ struct server_env_opts {
 	uint32_t au_size;  /* allocation unit, bytes */
 	uint32_t lease_ms; /* 0: the server's default */
 	bool tcp;	   /* also listen on 127.0.0.1:0 */
+	const char *parent; /* where the directory goes; NULL: /tmp */
 };
 
 /* The log hook for the server, the clients and anything else under test:
@@ -72,22 +74,13 @@ static inline void *server_env_serve(void *arg)
 	return NULL;
 }
 
-/* Makes a volume as @o says in a new directory and starts a server on it
- * in a thread of this process.  Fails the test on any error. */
-static inline void server_env_start(struct server_env *e,
-				    const struct server_env_opts *o)
+/* Starts a server on @e's volume (made already) in a thread of this
+ * process, as @o says.  Fails the test on any error. */
+static inline void server_env_serve_again(struct server_env *e,
+					  const struct server_env_opts *o)
 {
 	struct djmfs_server_opts so = { 0 };
-	int n;
 
-	n = snprintf(e->dir, sizeof(e->dir), "/tmp/%s-XXXXXX", o->tag);
-	cr_assert_lt((size_t)n, sizeof(e->dir), "tag too long: %s", o->tag);
-	cr_assert_not_null(mkdtemp(e->dir));
-	snprintf(e->vol, sizeof(e->vol), "%s/vol", e->dir);
-	snprintf(e->sock, sizeof(e->sock), "%s/sock", e->dir);
-	snprintf(e->server, sizeof(e->server), "unix:%s", e->sock);
-	cr_assert_eq(djmfs_mkfs(e->vol, o->vol_size, o->au_size, 0,
-				&server_env_log), 0);
 	so.volume = e->vol;
 	so.unix_path = e->sock;
 	if (o->tcp)
@@ -98,6 +91,25 @@ static inline void server_env_start(struct server_env *e,
 	cr_assert_eq(pthread_create(&e->th, NULL, server_env_serve, e->srv),
 		     0);
 	e->running = 1;
+}
+
+/* Makes a volume as @o says in a new directory and starts a server on it
+ * in a thread of this process.  Fails the test on any error. */
+static inline void server_env_start(struct server_env *e,
+				    const struct server_env_opts *o)
+{
+	int n;
+
+	n = snprintf(e->dir, sizeof(e->dir), "%s/%s-XXXXXX",
+		     o->parent ? o->parent : "/tmp", o->tag);
+	cr_assert_lt((size_t)n, sizeof(e->dir), "tag too long: %s", o->tag);
+	cr_assert_not_null(mkdtemp(e->dir));
+	snprintf(e->vol, sizeof(e->vol), "%s/vol", e->dir);
+	snprintf(e->sock, sizeof(e->sock), "%s/sock", e->dir);
+	snprintf(e->server, sizeof(e->server), "unix:%s", e->sock);
+	cr_assert_eq(djmfs_mkfs(e->vol, o->vol_size, o->au_size, 0,
+				&server_env_log), 0);
+	server_env_serve_again(e, o);
 }
 
 /* Stops and frees the server if it still runs; the files stay. */

@@ -3,7 +3,8 @@
  * process on a temporary volume (a Unix socket in a mkdtemp directory):
  * files and objects, the object pointer, the data path across unit
  * boundaries with unaligned sizes, what readers see before and after a
- * publish, frozen snapshots, the single writer, a full volume,
+ * publish, frozen snapshots, the single writer, a full volume, a full
+ * host file system under the volume file (as root: a small tmpfs),
  * asynchronous operations, appends in place from the caller's blocks,
  * the metadata-only mode, a lost server, and a
  * data path thread that sleeps while the device works.
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,7 @@
 #define AU (64 * KIB)
 
 static struct server_env env;
+static char host_dir[64]; /* a tmpfs of the test's own, or "" */
 
 /* A server on a new volume of @vol_size bytes, on the Unix socket and on
  * 127.0.0.1:0; @lease_ms 0 is the server's default. */
@@ -54,6 +57,30 @@ static void teardown(void)
 {
 	server_env_stop(&env);
 	server_env_remove(&env);
+	if (*host_dir) {
+		if (umount2(host_dir, 0) < 0)
+			umount2(host_dir, MNT_DETACH);
+		rmdir(host_dir);
+		*host_dir = '\0';
+	}
+}
+
+/* Mounts a @mib MiB tmpfs on a new directory (host_dir), for a volume
+ * file bigger than its host; skips the test when this process may not. */
+static void host_mount(unsigned mib)
+{
+	char opt[32];
+	int err;
+
+	snprintf(host_dir, sizeof(host_dir), "/tmp/djmfs-host-XXXXXX");
+	cr_assert_not_null(mkdtemp(host_dir));
+	snprintf(opt, sizeof(opt), "size=%um", mib);
+	if (mount("tmpfs", host_dir, "tmpfs", 0, opt) < 0) {
+		err = errno;
+		rmdir(host_dir);
+		*host_dir = '\0';
+		cr_skip_test("cannot mount a tmpfs: %s", strerror(err));
+	}
 }
 
 static struct djmfs_client_opts opts(unsigned flags)
@@ -416,6 +443,73 @@ Test(client, enospc_on_a_full_volume_keeps_earlier_data)
 	free(src);
 	free(dst);
 	djmfs_disconnect(c);
+}
+
+/* Reads "big" back: its first @len bytes are @src's. */
+static void expect_big(struct djmfs_client *c, const uint8_t *src,
+		       size_t len)
+{
+	struct djmfs_file *r = NULL;
+	uint8_t *dst = malloc(len + 1);
+
+	cr_assert_eq(djmfs_open(c, "big", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_pread(r, dst, len + 1, 0), (ssize_t)len);
+	cr_assert_eq(memcmp(src, dst, len), 0);
+	cr_assert_eq(djmfs_close(r), 0);
+	free(dst);
+}
+
+Test(client, a_full_host_is_enospc_and_the_server_restarts_read_only)
+{
+	const size_t step = 256 * KIB, max = 16 * MIB;
+	struct server_env_opts o = {
+		.tag = "djmfs-full", /* under host_dir: short */
+		.vol_size = 32 * MIB, /* sparse, in a 6 MiB tmpfs */
+		.au_size = AU,
+		.parent = host_dir,
+	};
+	struct djmfs_client *c;
+	struct djmfs_file *w = NULL;
+	struct djmfs_io_stats st;
+	uint8_t *src = malloc(max);
+	size_t total = 0;
+	ssize_t n = 0;
+	uint32_t id;
+
+	teardown();
+	host_mount(6);
+	server_env_start(&env, &o);
+	c = client();
+	fill(src, max, 11);
+	w = new_stream(c, "big", &id);
+	while (total < max && (n = djmfs_write(w, src + total, step)) ==
+				      (ssize_t)step)
+		total += step;
+	/* The host's word, not a failing disk's. */
+	cr_assert_eq(n, -ENOSPC, "the write that met a full host: %zd (%s)",
+		     n, n < 0 ? strerror((int)-n) : "no error");
+	cr_assert_gt(total, 0);
+	djmfs_io_stats(c, &st);
+	cr_assert_gt(st.nospace, 0);
+	expect_big(c, src, total);
+	djmfs_close(w);
+	djmfs_disconnect(c);
+
+	/* Still full: the server comes back read-only and serves reads. */
+	server_env_stop(&env);
+	server_env_serve_again(&env, &o);
+	cr_assert_eq(djmfs_server_read_only(env.srv), 1);
+	c = client();
+	expect_big(c, src, total);
+	w = NULL;
+	cr_assert_eq(djmfs_open(c, "big", DJMFS_O_READ | DJMFS_O_WRITE, &w),
+		     -EROFS);
+	cr_assert_eq(djmfs_open(c, "new", DJMFS_O_READ | DJMFS_O_WRITE |
+						  DJMFS_O_CREATE, &w), -EROFS);
+	cr_assert_eq(djmfs_unlink(c, "big"), -EROFS);
+	expect_big(c, src, total);
+	djmfs_disconnect(c);
+	free(src);
 }
 
 struct order {

@@ -35,6 +35,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/cluster.sh \
 	tests/streamd/djmfs-restart.sh \
 	tests/streamd/volfull.sh \
+	tests/streamd/hostfull.sh \
 	tests/streamd/device.sh \
 	tests/streamd/crash.sh \
 	tests/streamd/stall.sh \
