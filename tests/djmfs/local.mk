@@ -2,7 +2,8 @@
 # the integration tests drive, the damage tool of the metadata torture
 # test, and the shell tests that start the real daemons.  fuzz.sh builds
 # the libFuzzer targets with clang and runs each for a bounded time
-# (DJMFS_FUZZ_SECONDS).
+# (DJMFS_FUZZ_SECONDS); torture.sh damages the metadata of recorded
+# volumes (TORTURE_CASES cases).
 
 # Each suite sees the headers of the part it tests: the server's
 # internals (djmfs/server, djmfs/proto), the protocol part's, or the
@@ -44,7 +45,8 @@ DJMFS_SHELL_TESTS = \
 	tests/djmfs/auth.sh \
 	tests/djmfs/bench.sh \
 	tests/djmfs/fuzz.sh \
-	tests/djmfs/arch.sh
+	tests/djmfs/arch.sh \
+	tests/djmfs/torture.sh
 
 check_PROGRAMS += $(DJMFS_UNIT_TESTS) tests/djmfs/djmfs-pattern \
 	tests/djmfs/djmfs-flip
