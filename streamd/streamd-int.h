@@ -301,6 +301,7 @@ struct sd_config {
 	char volume[1024];	   /* "": data_dir/volume.img (embedded), or
 				      the server's path (cluster) */
 	uint64_t volume_size;	   /* embedded volume, bytes (8 GiB) */
+	char djmfs_salvage[4];	   /* "yes": boot past metadata damage */
 	char access_log[1024];	   /* "": off; "-": stdout */
 	char error_log[1024];	   /* "-": stderr */
 	char log_level[8];	   /* error, warn, info, debug */
