@@ -354,7 +354,7 @@ static const struct opt opts[OPT_COUNT] = {
 	[OPT_HUMAN] = { "human-readable", 'h', NULL, set_flag, A(human),
 		"sizes as 1K, 2.5M, 3G" },
 	[OPT_REPAIR] = { "repair", 'r', NULL, set_flag, A(repair),
-		"quarantine bad files, free orphans, checkpoint" },
+		"quarantine bad files, salvage past damage, free orphans" },
 	[OPT_REPLACE] = { "force", 'f', NULL, set_flag, A(force),
 		"replace an existing secret file" },
 	[OPT_HELP] = { "help", 0, NULL, set_flag, A(help), "this text" },
@@ -732,6 +732,43 @@ static int cmd_df(struct ctx *x)
 }
 
 /* Exit 0 clean, 1 problems (fixed or not), 2 the check could not run. */
+/* e2fsck's exit codes, which scripts and operators already read. */
+#define FSCK_EXIT_CORRECTED 1
+#define FSCK_EXIT_ERRORS 4
+#define FSCK_EXIT_FAILED 8
+
+static void fsck_journal_line(const struct djmfs_fsck_report *rep)
+{
+	switch (rep->journal_end) {
+	case DJMFS_FSCK_JOURNAL_END:
+		printf("journal end: end of log at offset %llu\n",
+		       (unsigned long long)rep->journal_end_off);
+		break;
+	case DJMFS_FSCK_JOURNAL_TORN:
+		printf("journal end: torn tail of the last group commit at "
+		       "offset %llu (never acknowledged)\n",
+		       (unsigned long long)rep->journal_end_off);
+		break;
+	case DJMFS_FSCK_JOURNAL_DAMAGED:
+		printf("journal end: damaged at offset %llu: %llu valid "
+		       "records (seq %llu..%llu) lie beyond it\n",
+		       (unsigned long long)rep->journal_end_off,
+		       (unsigned long long)rep->lost_records,
+		       (unsigned long long)rep->lost_first,
+		       (unsigned long long)rep->lost_last);
+		break;
+	case DJMFS_FSCK_JOURNAL_STALE:
+		printf("journal end: checkpoint %llu is not the newest: the "
+		       "journal holds %llu records of epoch %llu (seq "
+		       "%llu..%llu)\n", (unsigned long long)rep->ckpt_gen,
+		       (unsigned long long)rep->lost_records,
+		       (unsigned long long)rep->journal_newer_epoch,
+		       (unsigned long long)rep->lost_first,
+		       (unsigned long long)rep->lost_last);
+		break;
+	}
+}
+
 static int cmd_fsck(struct ctx *x)
 {
 	const char *vol = x->a.pos[0];
@@ -739,10 +776,11 @@ static int cmd_fsck(struct ctx *x)
 	int r;
 
 	memset(&rep, 0, sizeof(rep));
-	r = djmfs_fsck(vol, x->a.repair, &rep, &x->log);
+	r = djmfs_fsck(vol, x->a.repair ? DJMFS_FSCK_REPAIR : 0, &rep,
+		       &x->log);
 	if (r < 0 && r != -EUCLEAN) {
 		fail("fsck", vol, r);
-		return EXIT_USAGE;
+		return FSCK_EXIT_FAILED;
 	}
 	printf("files: %llu\nbad files: %llu\nquarantined before: %llu\n"
 	       "journal records replayed: %llu\nused units: %llu\n"
@@ -754,15 +792,32 @@ static int cmd_fsck(struct ctx *x)
 	       (unsigned long long)rep.used_aus,
 	       (unsigned long long)rep.orphan_aus,
 	       (unsigned long long)rep.free_aus);
+	if (rep.ckpt_gen)
+		printf("checkpoint: generation %llu in slot %u%s\n",
+		       (unsigned long long)rep.ckpt_gen, rep.ckpt_slot,
+		       rep.bad_slots ? "; the other slot fails its CRC" : "");
+	else
+		printf("checkpoint: none readable\n");
+	if (rep.ckpt_gen)
+		fsck_journal_line(&rep);
+	if (x->a.repair)
+		printf("dropped records: %llu\n",
+		       (unsigned long long)rep.dropped_records);
 	if (r == 0) {
 		printf("%s: clean\n", vol);
 		return 0;
 	}
+	if (rep.verdict == DJMFS_FSCK_CORRECTED) {
+		printf("%s: problems found and repaired%s\n", vol,
+		       rep.dropped_records ? ", records dropped" : "");
+		return FSCK_EXIT_CORRECTED;
+	}
 	printf("%s: problems found%s\n", vol,
-	       rep.repaired ? " and repaired" :
-	       x->a.repair  ? ", not repaired" :
-			      "; run with --repair to fix them");
-	return EXIT_RUNTIME;
+	       x->a.repair ? ", not repaired" :
+	       rep.journal_end >= DJMFS_FSCK_JOURNAL_DAMAGED ?
+	       "; run with --repair to salvage what is intact" :
+	       "; run with --repair to fix them");
+	return FSCK_EXIT_ERRORS;
 }
 
 static int cmd_secret(struct ctx *x)

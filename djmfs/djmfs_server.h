@@ -57,13 +57,22 @@ struct djmfs_server_opts {
 	 * (protect the socket by its directory's permissions instead). */
 	const void *secret;
 	size_t secret_len;
+	unsigned flags;		   /* DJMFS_SERVER_* below */
 };
+
+/* Boot past metadata damage instead of refusing: the journal records
+ * after a damaged one (or after a checkpoint that is not the newest)
+ * are applied where they still fit, and what could not be is logged at
+ * ERROR.  The new checkpoint then makes that loss permanent: the
+ * operator's explicit choice, as `djmfs fsck --repair` offline. */
+#define DJMFS_SERVER_SALVAGE 0x1u
 
 /*
  * Boots the server (see above) and binds its sockets.  At least one of
  * unix_path and tcp_addr must be set.  @opts is copied.  Returns 0,
- * -EBUSY (another process holds the volume), -EUCLEAN (not a DJMFS volume
- * or a damaged superblock; a log line says why), -EADDRINUSE, or -errno.
+ * -EBUSY (another process holds the volume), -EUCLEAN (not a DJMFS volume,
+ * a damaged superblock, or metadata damage that would lose acknowledged
+ * records: see DJMFS_SERVER_SALVAGE; a log line says why), -EADDRINUSE, or -errno.
  */
 int djmfs_server_new(struct djmfs_server **out,
 		     const struct djmfs_server_opts *opts);
@@ -125,18 +134,49 @@ struct djmfs_fsck_report {
 	uint64_t orphan_aus;	/* reserved in the journal but mapped by none */
 	uint64_t free_aus;
 	int repaired;		/* --repair wrote a new checkpoint */
+	/* Metadata: the checkpoint used, its slots, how the journal ended. */
+	uint64_t ckpt_gen;
+	unsigned ckpt_slot;
+	unsigned bad_slots;	/* slots whose header or image failed */
+	int journal_end;	/* DJMFS_FSCK_JOURNAL_* */
+	uint64_t journal_end_off;	/* where replay stopped */
+	uint64_t journal_newer_epoch;	/* STALE_CKPT: the journal's epoch */
+	uint64_t lost_records;	/* valid records beyond the damage */
+	uint64_t lost_first, lost_last;
+	uint64_t dropped_records; /* with repair: seqs given up (the gap,
+				     and salvaged records that were refused) */
+	int verdict;		/* DJMFS_FSCK_CLEAN, _CORRECTED, _ERRORS */
 };
+
+/* How the journal ended (report.journal_end). */
+#define DJMFS_FSCK_JOURNAL_END 0	/* nothing after the last record */
+#define DJMFS_FSCK_JOURNAL_TORN 1	/* the last group commit was cut */
+#define DJMFS_FSCK_JOURNAL_DAMAGED 2	/* valid records follow a bad one */
+#define DJMFS_FSCK_JOURNAL_STALE 3	/* the checkpoint is not the newest */
+
+/* report.verdict, valued as e2fsck's exit codes. */
+#define DJMFS_FSCK_CLEAN 0	/* nothing found (a torn tail and orphans
+				   are a crash's normal leftovers) */
+#define DJMFS_FSCK_CORRECTED 1	/* found and repaired */
+#define DJMFS_FSCK_ERRORS 4	/* found and left as it was */
+
+/* djmfs_fsck() flags. */
+#define DJMFS_FSCK_REPAIR 0x1u	/* quarantine bad files, salvage past
+				   damage, write a new checkpoint */
 
 /*
  * Offline check of a volume no server has open (-EBUSY otherwise): reads
- * the checkpoint, replays the journal, checks every file's maps against
- * the volume and each other.  With @repair, bad files are quarantined and
- * a new checkpoint is written (the orphans go back to free space).  Each
- * problem is logged.  Returns 0 when clean, -EUCLEAN when problems were
- * found (and, with @repair, fixed: @rep->repaired), or -errno.
+ * the checkpoint, replays the journal and searches the rest of it for
+ * records a damaged one hides, checks every file's maps against the
+ * volume and each other.  With DJMFS_FSCK_REPAIR, bad files are
+ * quarantined, damage is salvaged (the records beyond it applied where
+ * they fit, the rest dropped and counted) and a new checkpoint is
+ * written (the orphans go back to free space).  Each problem is logged.
+ * Returns 0 when clean, -EUCLEAN when problems were found (and, with
+ * repair, fixed: @rep->repaired, @rep->verdict), or -errno.
  */
-int djmfs_fsck(const char *volume, int repair, struct djmfs_fsck_report *rep,
-	       const struct djmfs_log *log);
+int djmfs_fsck(const char *volume, unsigned flags,
+	       struct djmfs_fsck_report *rep, const struct djmfs_log *log);
 
 /* ------------------------------------------------------------------ */
 /* Shared-secret files                                                 */

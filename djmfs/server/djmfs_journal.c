@@ -107,8 +107,25 @@ static int slot_hdr_decode(const uint8_t h[CKPT_HDR], uint32_t seed,
 	s->last_seq = djmfs__le64(h + 24);
 	s->img_len = djmfs__le64(h + 32);
 	s->img_crc = djmfs__le32(h + 40);
-	if (s->img_len > ckpt_len - CKPT_HDR)
+	/* A CRC-valid header can still hold an impossible generation (a
+	 * bad writer, or an edit): trusting it would make it the newest
+	 * and its successor overflow. */
+	if (s->img_len > ckpt_len - CKPT_HDR || s->gen == 0 ||
+	    s->gen >= DJMFS__GEN_MAX)
 		return -EUCLEAN;
+	return 0;
+}
+
+int djmfs__next_gen(const uint64_t *seen, size_t n, uint64_t *out)
+{
+	uint64_t max = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (seen[i] > max)
+			max = seen[i];
+	if (max + 1 >= DJMFS__GEN_MAX)
+		return -EOVERFLOW;
+	*out = max + 1;
 	return 0;
 }
 
@@ -204,6 +221,8 @@ int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out,
 		if (rc[i] < 0 && rc[i] != -ENODATA && rc[i] != -EUCLEAN)
 			ioerr = rc[i];
 		if (rc[i] < 0 && rc[i] != -ENODATA)
+			out->bad_slots |= 1u << i;
+		if (rc[i] < 0 && rc[i] != -ENODATA)
 			djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint "
 				   "slot %u header %s, skipped", v->path, i,
 				   slot_err_text(rc[i]));
@@ -212,6 +231,9 @@ int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out,
 		order[0] = 1;
 		order[1] = 0;
 	}
+	for (unsigned k = 0; k < n; k++)
+		if (s[order[k]].gen > out->max_gen)
+			out->max_gen = s[order[k]].gen;
 	for (unsigned k = 0; k < n; k++) {
 		unsigned i = order[k];
 
@@ -227,6 +249,7 @@ int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out,
 			out->img_len = s[i].img_len;
 			return 0;
 		}
+		out->bad_slots |= 1u << i;
 		djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint slot %u (gen %"
 			   PRIu64 ") image %s, skipped", v->path, i, s[i].gen,
 			   slot_err_text(err));
@@ -368,10 +391,11 @@ static int replay_take(const struct djmfs__jrec *r, uint64_t epoch,
 		return 1;
 	}
 	if (r->epoch > epoch) {
-		/* Possible only if the newest checkpoint was lost. */
+		/* Possible only if the newest checkpoint was lost: the
+		 * search after the stop says what its records hold. */
 		djmfs__log(log, DJMFS_LOG_WARN, "journal holds epoch %" PRIu64
-			   ", newer than the checkpoint's %" PRIu64 "; its "
-			   "records are ignored", r->epoch, epoch);
+			   ", newer than the checkpoint's %" PRIu64,
+			   r->epoch, epoch);
 		snprintf(why, whylen, "record of newer epoch %" PRIu64,
 			 r->epoch);
 		return 1;
@@ -384,18 +408,199 @@ static int replay_take(const struct djmfs__jrec *r, uint64_t epoch,
 	return 0;
 }
 
+const char *djmfs__jend_name(enum djmfs__jend e)
+{
+	switch (e) {
+	case DJMFS__JEND_LOG:
+		return "end of log";
+	case DJMFS__JEND_TORN:
+		return "torn tail";
+	case DJMFS__JEND_DAMAGED:
+		return "damaged";
+	case DJMFS__JEND_STALE_CKPT:
+		return "stale checkpoint";
+	}
+	return "?";
+}
+
+/*
+ * The search beyond the point where replay stopped.  Records are
+ * unaligned and a damaged length hides where the next one starts, so
+ * every byte offset is a possible start; a cheap test of the epoch and
+ * seq fields comes before the CRC, so the cost is one compare per byte
+ * of the area.  A valid record found is followed by the next one at its
+ * end, as replay does.
+ */
+struct jscan {
+	struct djmfs__vol *v;
+	uint64_t epoch;	 /* the checkpoint's */
+	uint64_t next;	 /* the lowest seq a record found may have */
+	unsigned flags;
+	djmfs__replay_fn fn;
+	void *arg;
+	struct djmfs__replay_info *info;
+	const struct djmfs_log *log;
+	struct djmfs__jrec *r;
+	uint8_t *win;	 /* journal bytes [wbase, wbase + wlen) */
+	size_t wcap, wlen;
+	uint64_t wbase;
+	uint8_t *big;	 /* a record reaching past the window */
+	size_t bigcap;
+};
+
+/* Whether the header at @p could start a record the search wants. */
+static int jscan_plausible(const struct jscan *sc, const uint8_t *p)
+{
+	uint64_t ep = djmfs__le64(p + 8), seq = djmfs__le64(p + 16);
+
+	return ep >= sc->epoch && ep < DJMFS__GEN_MAX && seq >= sc->next &&
+	       seq - sc->next < (UINT64_C(1) << 40) &&
+	       djmfs__le32(p) <= DJMFS_JREC_MAX;
+}
+
+/* Decodes the record at journal offset @off, whose header is in the
+ * window.  Returns 0 (*used set), 1 (not a record), or -errno. */
+static int jscan_decode(struct jscan *sc, uint64_t off, size_t *used)
+{
+	const struct djmfs__sb *sb = &sc->v->sb;
+	size_t at = (size_t)(off - sc->wbase);
+	size_t need = DJMFS_JREC_HDR + djmfs__le32(sc->win + at);
+	int err;
+
+	if (off + need > sb->journal_len)
+		return 1;
+	if (at + need <= sc->wlen)
+		return djmfs__jrec_decode(sc->win + at, need, sc->v->seed,
+					  sc->r, used) == 0 ? 0 : 1;
+	if (need > sc->bigcap) {
+		uint8_t *q = realloc(sc->big, need);
+
+		if (!q)
+			return -ENOMEM;
+		sc->big = q;
+		sc->bigcap = need;
+	}
+	err = djmfs__pread_full(sc->v->fd, sc->big, need,
+				sb->journal_off + off);
+	if (err < 0)
+		return err;
+	return djmfs__jrec_decode(sc->big, need, sc->v->seed, sc->r,
+				  used) == 0 ? 0 : 1;
+}
+
+static void jscan_note_ino(struct djmfs__replay_info *info, uint64_t ino)
+{
+	for (unsigned i = 0; i < info->n_lost_inos; i++)
+		if (info->lost_inos[i] == ino)
+			return;
+	if (info->n_lost_inos < DJMFS__REPLAY_LOST_INOS)
+		info->lost_inos[info->n_lost_inos++] = ino;
+	else
+		info->lost_inos_more++;
+}
+
+/* A valid record found beyond the stop: noted, and with SALVAGE applied
+ * (the callback skips the seqs between). */
+static void jscan_take(struct jscan *sc, uint64_t off, size_t used)
+{
+	struct djmfs__replay_info *info = sc->info;
+	const struct djmfs__jrec *r = sc->r;
+	int err;
+
+	if (info->lost_records++ == 0)
+		info->lost_first = r->seq;
+	info->lost_last = r->seq;
+	info->lost_end_off = off + used;
+	if (r->epoch > info->max_epoch)
+		info->max_epoch = r->epoch;
+	if (r->type == DJMFS_J_PUBLISH)
+		info->lost_publishes++;
+	if (r->ino)
+		jscan_note_ino(info, r->ino);
+	sc->next = r->seq + 1;
+	if (!(sc->flags & DJMFS__REPLAY_SALVAGE))
+		return;
+	if (r->seq > info->last_seq + 1 && info->gap_first == 0) {
+		info->gap_first = info->last_seq + 1;
+		info->gap_last = r->seq - 1;
+	}
+	err = sc->fn(sc->arg, r);
+	if (err < 0) {
+		djmfs__log(sc->log, DJMFS_LOG_WARN, "salvage: %s seq %" PRIu64
+			   " refused: %s", djmfs__jtype_name(r->type), r->seq,
+			   strerror(-err));
+		info->skipped++;
+	} else {
+		info->records++;
+	}
+	info->last_seq = r->seq;
+}
+
+/* Searches journal offsets [from, end of area). */
+static int jscan_run(struct jscan *sc, uint64_t from)
+{
+	uint64_t len = sc->v->sb.journal_len, off = from;
+	size_t used;
+	int err;
+
+	while (off + DJMFS_JREC_HDR <= len) {
+		const uint8_t *p;
+
+		if (off + DJMFS_JREC_HDR > sc->wbase + sc->wlen) {
+			uint64_t left = len - off;
+
+			sc->wbase = off;
+			sc->wlen = left < sc->wcap ? (size_t)left : sc->wcap;
+			err = djmfs__pread_full(sc->v->fd, sc->win, sc->wlen,
+						sc->v->sb.journal_off + off);
+			if (err < 0)
+				return err;
+		}
+		p = sc->win + (off - sc->wbase);
+		if (!jscan_plausible(sc, p)) {
+			off++;
+			continue;
+		}
+		err = jscan_decode(sc, off, &used);
+		if (err < 0)
+			return err;
+		if (err > 0) {
+			off++;
+			continue;
+		}
+		jscan_take(sc, off, used);
+		off += used;
+	}
+	return 0;
+}
+
+/* Decides how the journal ended from what the search found. */
+static void replay_verdict(struct djmfs__replay_info *info, uint64_t epoch,
+			   int cut)
+{
+	if (info->lost_records == 0)
+		info->end = cut ? DJMFS__JEND_TORN : DJMFS__JEND_LOG;
+	else if (info->max_epoch > epoch)
+		info->end = DJMFS__JEND_STALE_CKPT;
+	else
+		info->end = DJMFS__JEND_DAMAGED;
+}
+
 int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
-			  uint64_t after_seq, djmfs__replay_fn fn, void *arg,
+			  uint64_t after_seq, unsigned flags,
+			  djmfs__replay_fn fn, void *arg,
 			  struct djmfs__replay_info *info,
 			  const struct djmfs_log *log)
 {
 	struct rwin w = { 0 };
+	struct jscan sc = { 0 };
 	struct djmfs__jrec *r;
 	size_t used;
-	int err = 0;
+	int err = 0, cut = 0;
 
 	memset(info, 0, sizeof(*info));
 	info->last_seq = after_seq;
+	info->max_epoch = epoch;
 	w.cap = v->sb.journal_len < REPLAY_CHUNK ? v->sb.journal_len
 						 : REPLAY_CHUNK;
 	w.p = malloc(w.cap);
@@ -426,20 +631,37 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 		w.pos += used;
 		info->end_off = w.base + w.pos;
 	}
-	if (err < 0) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "pread(%s, journal): %s",
-			   v->path, strerror(-err));
-	} else {
-		err = 0;
-		djmfs__log(log, DJMFS_LOG_INFO, "journal replay of epoch %"
-			   PRIu64 ": %" PRIu64 " records applied, %" PRIu64
-			   " refused, last seq %" PRIu64 ", %" PRIu64
-			   " bytes; stopped at %s", epoch, info->records,
-			   info->skipped, info->last_seq, info->end_off,
-			   info->stop);
-	}
+	if (err < 0)
+		goto io;
+	/* A record that is there but does not decode (cut, bad CRC or
+	 * length): the tail was torn, unless the search finds more. */
+	cut = strncmp(info->stop, "end of", 6) != 0 &&
+	      strncmp(info->stop, "record of older", 15) != 0;
+	sc = (struct jscan){ .v = v, .epoch = epoch,
+			     .next = info->last_seq + 1, .flags = flags,
+			     .fn = fn, .arg = arg, .info = info, .log = log,
+			     .r = r, .win = w.p, .wcap = w.cap };
+	w.p = NULL; /* the search owns the buffer now */
+	err = jscan_run(&sc, info->end_off);
+	if (err < 0)
+		goto io;
+	replay_verdict(info, epoch, cut);
+	djmfs__log(log, info->end <= DJMFS__JEND_TORN ? DJMFS_LOG_INFO
+						       : DJMFS_LOG_WARN,
+		   "journal replay of epoch %" PRIu64 ": %" PRIu64 " records "
+		   "applied, %" PRIu64 " refused, last seq %" PRIu64 ", %"
+		   PRIu64 " bytes; stopped at %s (%s%s)", epoch, info->records,
+		   info->skipped, info->last_seq, info->end_off, info->stop,
+		   djmfs__jend_name(info->end),
+		   info->lost_records ? ": valid records lie beyond" : "");
+	goto out;
+io:
+	djmfs__log(log, DJMFS_LOG_ERROR, "pread(%s, journal): %s", v->path,
+		   strerror(-err));
 out:
 	free(w.p);
+	free(sc.win);
+	free(sc.big);
 	free(r);
 	return err;
 }

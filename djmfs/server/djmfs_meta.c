@@ -800,6 +800,12 @@ int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r)
 	return 0;
 }
 
+void djmfs__meta_skip_inos(struct djmfs__meta *m, uint64_t ino)
+{
+	if (ino > m->next_ino)
+		m->next_ino = ino;
+}
+
 void djmfs__meta_skip(struct djmfs__meta *m, uint64_t seq)
 {
 	if (seq == m->seq + 1)

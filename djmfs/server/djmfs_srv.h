@@ -99,6 +99,10 @@ struct djmfs__boot_info {
 	uint64_t files;
 	uint64_t free_aus;
 	int read_only;		   /* 1: booted read-only (host full) */
+	int journal_end;	   /* enum djmfs__jend of the replay */
+	int salvaged;		   /* 1: went on past damage (--salvage) */
+	uint64_t max_gen;	   /* highest generation a slot names */
+	uint64_t max_epoch;	   /* highest epoch a journal record names */
 };
 
 struct djmfs_server {

@@ -137,7 +137,21 @@ struct djmfs__ckpt {
 	unsigned slot;
 	uint8_t *img; /* malloc'd; the caller frees */
 	size_t img_len;
+	/* The highest generation any slot header claims, the loaded one's
+	 * or a newer one whose image failed: a new checkpoint goes above it,
+	 * so a generation (and the journal epoch it names) is never used
+	 * twice. */
+	uint64_t max_gen;
+	unsigned bad_slots; /* bit i: slot i was written once and fails */
 };
+
+/* Generations and epochs stay below this: a header claiming more is
+ * damage, and the next generation after it would overflow. */
+#define DJMFS__GEN_MAX (UINT64_C(1) << 63)
+
+/* The generation after everything in @seen: 1 + max.  Returns 0, or
+ * -EOVERFLOW when that reaches DJMFS__GEN_MAX (nothing may be written). */
+int djmfs__next_gen(const uint64_t *seen, size_t n, uint64_t *out);
 
 /* Loads the newest valid slot; a skipped slot is logged at WARN level and
  * the lack of any valid one at ERROR level.  Returns 0, -EUCLEAN (neither
@@ -152,24 +166,65 @@ int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,
 /* Bytes of image a checkpoint slot holds. */
 size_t djmfs__ckpt_room(const struct djmfs__vol *v);
 
+/*
+ * Where a replay ended.  Only the last group commit can be cut by a
+ * crash, so a bad record is a torn tail unless valid records of the
+ * checkpoint's epoch (or a newer one) follow it: those were written
+ * after it, so it had been written whole and was damaged since.
+ */
+enum djmfs__jend {
+	DJMFS__JEND_LOG,	/* a never-written header or the area's end */
+	DJMFS__JEND_TORN,	/* a cut or bad last record, nothing after */
+	DJMFS__JEND_DAMAGED,	/* valid records of the epoch lie beyond */
+	DJMFS__JEND_STALE_CKPT, /* records of a newer epoch: the checkpoint
+				   replay started from is not the newest */
+};
+
+/* djmfs__journal_replay() flags. */
+#define DJMFS__REPLAY_SALVAGE 0x1u /* apply the records found beyond a
+				      damaged one, skipping the gap */
+
+#define DJMFS__REPLAY_LOST_INOS 8
+
 struct djmfs__replay_info {
 	uint64_t records;  /* applied */
 	uint64_t skipped;  /* decoded but refused by the callback */
 	uint64_t last_seq;
 	uint64_t end_off;  /* bytes of the epoch that hold records */
 	char stop[96];	   /* why replay stopped ("end of log", "bad CRC"...) */
+	enum djmfs__jend end;
+	uint64_t max_epoch; /* the newest epoch any valid record names */
+	/* Valid records found beyond the stop (DAMAGED, STALE_CKPT): what
+	 * going on without them would lose.  With SALVAGE they were applied
+	 * (records, skipped count them too) and the gap was skipped. */
+	uint64_t lost_records;
+	uint64_t lost_first, lost_last;	/* their seqs */
+	uint64_t lost_end_off;		/* journal offset after the last */
+	uint64_t lost_publishes;
+	uint64_t lost_inos[DJMFS__REPLAY_LOST_INOS]; /* files they touch */
+	unsigned n_lost_inos;			     /* (first ones) */
+	uint64_t lost_inos_more;		     /* not listed */
+	uint64_t gap_first, gap_last; /* seqs no copy holds (SALVAGE) */
 };
 
 typedef int (*djmfs__replay_fn)(void *arg, const struct djmfs__jrec *r);
 
 /* Reads the journal from its start: records of @epoch with seq
  * after_seq+1, +2, ... go to @fn until a record fails to decode, has
- * another epoch or an unexpected seq.  A callback error is logged and
- * counted in skipped.  Returns 0 or -errno (I/O). */
+ * another epoch or an unexpected seq.  Then the rest of the area is
+ * searched for valid records of this epoch or a newer one, which decide
+ * info->end (see enum djmfs__jend) and are described in @info.  With
+ * DJMFS__REPLAY_SALVAGE they go to @fn too, in seq order, and the seqs
+ * missing between are skipped.  A callback error is logged and counted
+ * in skipped.  Returns 0 or -errno (I/O). */
 int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
-			  uint64_t after_seq, djmfs__replay_fn fn, void *arg,
+			  uint64_t after_seq, unsigned flags,
+			  djmfs__replay_fn fn, void *arg,
 			  struct djmfs__replay_info *info,
 			  const struct djmfs_log *log);
+
+/* "end of log", "torn tail", "damaged", "stale checkpoint". */
+const char *djmfs__jend_name(enum djmfs__jend e);
 
 struct djmfs__journal;
 
@@ -357,6 +412,9 @@ uint64_t djmfs__meta_seq(const struct djmfs__meta *m);
  * bug) still used its seq; moving past it (@seq == seq + 1) lets the
  * records after it apply instead of all failing as out of order. */
 void djmfs__meta_skip(struct djmfs__meta *m, uint64_t seq);
+/* Salvage only: inodes below @ino were handed out by records that are
+ * lost, so a FILE_CREATE of @ino may apply; they are never reused. */
+void djmfs__meta_skip_inos(struct djmfs__meta *m, uint64_t ino);
 uint64_t djmfs__meta_next_ino(const struct djmfs__meta *m);
 /* Name of a live file by inode in the working state, or NULL. */
 const char *djmfs__meta_name(const struct djmfs__meta *m, uint64_t ino);

@@ -18,6 +18,7 @@
 
 #include "djmfs_store.h"
 #include "djmfs_server.h"
+#include "djmfs_volio.h"
 
 #define VOL_SIZE (64ull << 20)
 #define KIB 1024u
@@ -377,4 +378,59 @@ Test(fsck, refuses_a_file_that_is_not_a_volume)
 	fclose(f);
 	cr_assert_eq(fsck(0, &rep), -EUCLEAN);
 	cr_assert_eq(rep.files, 0);
+}
+
+/* Flips one bit of the journal area. */
+static void flip_journal(uint64_t off)
+{
+	struct djmfs__vol *v;
+	uint8_t b;
+
+	cr_assert_eq(djmfs__vol_open(&v, vol, DJMFS__VOL_EXCL, NULL), 0);
+	cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, v->sb.journal_off + off),
+		     0);
+	b ^= 0x08;
+	cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, v->sb.journal_off + off),
+		     0);
+	djmfs__vol_close(v);
+}
+
+Test(fsck, damage_before_valid_records_is_never_clean)
+{
+	struct djmfs_fsck_report rep;
+	struct writer w;
+	uint64_t a, b;
+
+	writer_open(&w);
+	a = new_file(&w, "a");
+	reserve(&w, a, 2, 2);
+	publish(&w, a, 2, 64 * KIB);
+	b = new_file(&w, "b");
+	reserve(&w, b, 5, 1);
+	publish(&w, b, 5, 8 * KIB);
+	writer_close(&w);
+
+	/* The first record (creating "a"): before, this read as an empty
+	 * journal and fsck said clean with no file at all. */
+	flip_journal(40);
+	cr_assert_eq(fsck(0, &rep), -EUCLEAN);
+	cr_assert_eq(rep.verdict, DJMFS_FSCK_ERRORS);
+	cr_assert_eq(rep.journal_end, DJMFS_FSCK_JOURNAL_DAMAGED);
+	cr_assert_eq(rep.journal_end_off, 0);
+	cr_assert_eq(rep.lost_records, 7);
+	cr_assert_eq(rep.repaired, 0);
+	cr_assert_not_null(strstr(logged, "damaged: 7 valid records"), "%s",
+			   logged);
+
+	/* --repair salvages: b is intact, a's records are refused, and the
+	 * report counts what was dropped. */
+	cr_assert_eq(fsck(1, &rep), -EUCLEAN);
+	cr_assert_eq(rep.verdict, DJMFS_FSCK_CORRECTED);
+	cr_assert_eq(rep.repaired, 1);
+	cr_assert_eq(rep.files, 1);
+	cr_assert_eq(rep.dropped_records, 1 + 3);
+	cr_assert_eq(fsck(0, &rep), 0, "%s", logged);
+	cr_assert_eq(rep.verdict, DJMFS_FSCK_CLEAN);
+	cr_assert_eq(rep.files, 1);
+	cr_assert_eq(rep.used_aus, 1);
 }

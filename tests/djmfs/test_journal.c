@@ -176,7 +176,7 @@ static struct seen *replay(uint64_t epoch, uint64_t after,
 	struct seen *s = calloc(1, sizeof(*s));
 
 	cr_assert_not_null(s);
-	cr_assert_eq(djmfs__journal_replay(vol, epoch, after, collect, s, info,
+	cr_assert_eq(djmfs__journal_replay(vol, epoch, after, 0, collect, s, info,
 					   &test_log), 0);
 	return s;
 }
@@ -348,7 +348,148 @@ Test(journal, flipped_bit_stops_replay_with_earlier_records_intact)
 	expect_seqs(s, 1, 14);
 	cr_expect_not_null(strstr(info.stop, "bad record"), "%s", info.stop);
 	cr_expect_eq(info.end_off, 14 * rec_size());
+	/* Records 16..20 were written after 15 was: 15 was damaged later,
+	 * not torn by a crash. */
+	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
+	cr_expect_eq(info.lost_records, 5);
+	cr_expect_eq(info.lost_first, 16);
+	cr_expect_eq(info.lost_last, 20);
+	cr_expect_eq(info.lost_end_off, 20 * rec_size());
+	cr_expect_eq(info.n_lost_inos, 5);
 	free(s);
+}
+
+Test(journal, bad_first_record_is_damage_not_an_empty_log)
+{
+	struct djmfs__replay_info info;
+	struct seen *s;
+
+	write_twenty();
+	poke(vol->sb.journal_off + 5, 0x01, 0); /* the CRC of record 1 */
+	s = replay(1, 0, &info);
+	cr_expect_eq(s->n, 0);
+	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
+	cr_expect_eq(info.end_off, 0);
+	cr_expect_eq(info.lost_records, 19);
+	cr_expect_eq(info.lost_first, 2);
+	cr_expect_eq(info.lost_last, 20);
+	free(s);
+}
+
+Test(journal, zeroed_sector_mid_log_is_damage)
+{
+	struct djmfs__replay_info info;
+	struct seen *s;
+	size_t n = rec_size();
+
+	write_twenty();
+	/* A whole header zeroed reads like the end of the log; what lies
+	 * after it says otherwise. */
+	poke(vol->sb.journal_off + 9 * n, 0, DJMFS_JREC_HDR);
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 9);
+	cr_expect_not_null(strstr(info.stop, "end of log"), "%s", info.stop);
+	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
+	cr_expect_eq(info.lost_first, 11);
+	cr_expect_eq(info.lost_last, 20);
+	free(s);
+}
+
+Test(journal, clean_end_and_torn_tail_are_told_apart)
+{
+	struct djmfs__replay_info info;
+	struct seen *s;
+	size_t n = rec_size();
+
+	write_twenty();
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 20);
+	cr_expect_eq(info.end, DJMFS__JEND_LOG);
+	cr_expect_eq(info.lost_records, 0);
+	free(s);
+	poke(vol->sb.journal_off + 19 * n + 40, 0x04, 0);
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 19);
+	cr_expect_eq(info.end, DJMFS__JEND_TORN);
+	cr_expect_eq(info.lost_records, 0);
+	free(s);
+}
+
+Test(journal, salvage_applies_what_lies_beyond_the_damage)
+{
+	struct djmfs__replay_info info;
+	struct seen *s = calloc(1, sizeof(*s));
+
+	write_twenty();
+	poke(vol->sb.journal_off + 14 * rec_size() + 40, 0x10, 0);
+	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, DJMFS__REPLAY_SALVAGE,
+					   collect, s, &info, &test_log), 0);
+	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
+	cr_expect_eq(s->n, 19);
+	cr_expect_eq(s->seq[13], 14);
+	cr_expect_eq(s->seq[14], 16);
+	cr_expect_eq(info.records, 19);
+	cr_expect_eq(info.last_seq, 20);
+	cr_expect_eq(info.gap_first, 15);
+	cr_expect_eq(info.gap_last, 15);
+	free(s);
+}
+
+Test(journal, records_of_a_newer_epoch_prove_the_checkpoint_stale)
+{
+	struct djmfs__journal *j = start(2, 1, 11);
+	struct djmfs__replay_info info;
+	struct seen *s;
+
+	append_range(j, 11, 15);
+	wait_durable(j, 15);
+	djmfs__journal_stop(j);
+	/* Replay as if checkpoint 2 were lost and 1 (after seq 4) loaded. */
+	s = replay(1, 4, &info);
+	cr_expect_eq(s->n, 0);
+	cr_expect_eq(info.end, DJMFS__JEND_STALE_CKPT);
+	cr_expect_eq(info.max_epoch, 2);
+	cr_expect_eq(info.lost_first, 11);
+	cr_expect_eq(info.lost_last, 15);
+	free(s);
+}
+
+Test(journal, impossible_generations_are_refused_and_never_reached)
+{
+	struct djmfs__journal *j = start(1, 0, 1);
+	uint64_t seen[] = { 3, DJMFS__GEN_MAX - 2 }, gen = 0;
+	struct djmfs__ckpt ck;
+	uint8_t h[64];
+	uint32_t crc;
+	int fd;
+
+	append_range(j, 1, 3);
+	queue_checkpoint(j, "gen two", 3);
+	djmfs__journal_stop(j);
+	/* Slot 1 (gen 2) edited to 2^64 - 1 with its CRC fixed. */
+	fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(djmfs__pread_full(fd, h, sizeof(h), vol->sb.ckpt_off[1]),
+		     0);
+	memset(h + 16, 0xff, 8);
+	crc = djmfs__crc32c(vol->seed, h, 60);
+	for (int i = 0; i < 4; i++)
+		h[60 + i] = (uint8_t)(crc >> (8 * i));
+	cr_assert_eq(djmfs__pwrite_full(fd, h, sizeof(h), vol->sb.ckpt_off[1]),
+		     0);
+	close(fd);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
+	cr_expect_eq(ck.gen, 1);
+	cr_expect_eq(ck.max_gen, 1);
+	cr_expect_eq(ck.bad_slots, 2u);
+	free(ck.img);
+	cr_expect_not_null(strstr(logbuf, "slot 1 header torn or corrupt"),
+			   "%s", logbuf);
+
+	cr_expect_eq(djmfs__next_gen(seen, 2, &gen), 0);
+	cr_expect_eq(gen, DJMFS__GEN_MAX - 1);
+	seen[1]++;
+	cr_expect_eq(djmfs__next_gen(seen, 2, &gen), -EOVERFLOW);
 }
 
 Test(journal, torn_last_record_stops_replay_there)
@@ -387,7 +528,7 @@ Test(journal, refused_records_are_counted_and_replay_goes_on)
 
 	write_twenty();
 	s->refuse_seq = 7;
-	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, collect, s, &info,
+	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, 0, collect, s, &info,
 					   &test_log), 0);
 	cr_expect_eq(info.records, 19);
 	cr_expect_eq(info.skipped, 1);
@@ -582,7 +723,7 @@ Test(journal, replay_reads_past_its_window_and_grows_it_for_big_records)
 	djmfs__buf_free(&ext);
 	free(r);
 
-	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, count_mixed, &m, &info,
+	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, 0, count_mixed, &m, &info,
 					   &test_log), 0);
 	cr_expect_eq(m.bad, 0);
 	cr_expect_eq(m.small, 30001);
