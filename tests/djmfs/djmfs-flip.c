@@ -14,19 +14,22 @@
  *   regions VOLUME                  one line per region in use:
  *       "REGION OFFSET LENGTH INFO"
  *   pick VOLUME SEED FLIPS ZEROS    FLIPS + ZEROS cases, one per line:
- *       "flip OFFSET BIT" or "zero OFFSET", mixed evenly
+ *       "flip OFFSET BIT" or "zero OFFSET", mixed evenly; no sector is
+ *       zeroed twice (zero cases beyond the sectors in use are flips)
  *   flip VOLUME OFFSET BIT          flips one bit; prints what it hit
  *   zero VOLUME OFFSET              zeroes the 4 KiB sector holding
  *       OFFSET; prints what it hit
  *   where VOLUME OFFSET [LENGTH]    what that range is, without writing
  *
  * What a hit is printed as, one line of KEY=VALUE words: format (the
- * superblock's version), region=NAME
- * (superblock, journal, slotN.header, slotN.image, unused) and, for the
- * journal, rec_first/rec_last (record indexes touched, -1 for the bytes
- * after the log), records (in the log), last_hit (1 when the last record
- * is touched); for slots gen and newest.  `flip` and `zero` describe the
- * volume before the damage.
+ * superblock's version), region (superblock, journal, slotN.header,
+ * slotN.image, unused), rel (offset in it) and, for the journal,
+ * current (its epoch is the newest checkpoint's or later: replay reads
+ * it; else it is an older epoch's leftover), records (in the log),
+ * rec_first/rec_last (record indexes touched, -1 for the bytes after the
+ * log), last_hit (1 when the last record of a current log is touched),
+ * seq; for slots gen and newest.  `flip` and `zero` describe the volume
+ * before the damage.
  *
  * Offsets are picked per region, half of the weight spread evenly over
  * the regions and half by their sizes, so the superblock and the slots
@@ -79,6 +82,8 @@ struct jlog {
 	uint64_t epoch; /* of the record at 0; 0 when there is none */
 	uint64_t end;	/* journal offset where the log ends */
 	const char *why; /* what ended it */
+	int current;	/* its epoch follows the newest checkpoint: replay
+			   reads it (else it is an older epoch's leftover) */
 };
 
 struct area {
@@ -97,7 +102,7 @@ struct vol {
 	uint32_t seed;
 	struct area a[MAX_AREAS];
 	size_t n;
-	struct jlog log; /* copy A's */
+	struct jlog log[2]; /* per metadata copy: A, and B where there is one */
 };
 
 static int die(const char *what, int err)
@@ -253,7 +258,8 @@ static int add_slots(struct vol *v, const uint64_t off[2], const char *copy)
  * and at mirror_off (SB_USED bytes each, or that format's CRC end), then
  * walk_journal() and add_slots() once more at the copy's own journal and
  * slot offsets (named "B.journal", "B.slot0...": the prefix is the
- * copy), from fields its superblock decoder provides. */
+ * copy; its log in v->log[1]), from fields its superblock decoder
+ * provides. */
 static int discover(struct vol *v)
 {
 	struct area *j;
@@ -266,15 +272,20 @@ static int discover(struct vol *v)
 		return -ENOTSUP;
 	}
 	add_area(v, K_SB, "superblock", 0, SB_USED);
-	err = walk_journal(v, v->sb.journal_off, &v->log);
+	err = walk_journal(v, v->sb.journal_off, &v->log[0]);
 	if (err)
 		return err;
-	used = v->log.end + LOG_SLACK;
+	used = v->log[0].end + LOG_SLACK;
 	if (used > v->sb.journal_len)
 		used = v->sb.journal_len;
 	j = add_area(v, K_JOURNAL, "journal", v->sb.journal_off, used);
-	j->log = &v->log;
-	return add_slots(v, v->sb.ckpt_off, "");
+	j->log = &v->log[0];
+	err = add_slots(v, v->sb.ckpt_off, "");
+	for (size_t i = 0; i < v->n && err == 0; i++) {
+		if (v->a[i].newest)
+			v->log[0].current = v->log[0].epoch >= v->a[i].gen;
+	}
+	return err;
 }
 
 static int vol_open(struct vol *v, const char *path, int writable)
@@ -297,7 +308,8 @@ static int vol_open(struct vol *v, const char *path, int writable)
 
 static void vol_close(struct vol *v)
 {
-	free(v->log.recs);
+	free(v->log[0].recs);
+	free(v->log[1].recs);
 	if (v->fd >= 0)
 		close(v->fd);
 }
@@ -309,10 +321,10 @@ static void print_regions(const struct vol *v)
 
 		printf("%s %" PRIu64 " %" PRIu64, a->name, a->off, a->len);
 		if (a->kind == K_JOURNAL)
-			printf(" epoch=%" PRIu64 " records=%zu end=%" PRIu64
-			       " ended_by=\"%s\"",
-			       a->log->epoch, a->log->n, a->log->end,
-			       a->log->why);
+			printf(" epoch=%" PRIu64 " current=%d records=%zu "
+			       "end=%" PRIu64 " ended_by=\"%s\"",
+			       a->log->epoch, a->log->current, a->log->n,
+			       a->log->end, a->log->why);
 		if (a->kind == K_SLOT_HDR || a->kind == K_SLOT_IMG)
 			printf(" gen=%" PRIu64 " newest=%d", a->gen, a->newest);
 		printf("\n");
@@ -348,10 +360,10 @@ static void print_hit(const struct vol *v, uint64_t off, uint64_t len)
 					last = (long)r;
 				}
 			}
-			printf(" records=%zu rec_first=%ld rec_last=%ld "
-			       "last_hit=%d",
-			       l->n, first, last,
-			       l->n > 0 && last == (long)l->n - 1);
+			printf(" current=%d records=%zu rec_first=%ld "
+			       "rec_last=%ld last_hit=%d",
+			       l->current, l->n, first, last,
+			       l->current && l->n > 0 && last == (long)l->n - 1);
 			if (first >= 0)
 				printf(" seq=%" PRIu64,
 				       l->recs[first].seq);
@@ -394,23 +406,45 @@ static uint64_t pick_off(const struct vol *v, uint64_t *s)
 	return 0; /* not reached: there is always a superblock */
 }
 
+/* Nonzero when sector @sec is among the first @n of @used. */
+static int sector_seen(const uint64_t *used, uint64_t n, uint64_t sec)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		if (used[i] == sec)
+			return 1;
+	}
+	return 0;
+}
+
 static int cmd_pick(struct vol *v, uint64_t seed, uint64_t flips,
 		    uint64_t zeros)
 {
-	uint64_t s = seed, n = flips + zeros, z = 0;
+	const uint64_t mask = ~(uint64_t)(SECTOR - 1);
+	uint64_t s = seed, n = flips + zeros, z = 0, *used;
 
+	used = calloc(zeros ? zeros : 1, sizeof(*used));
+	if (!used)
+		return -ENOMEM;
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t off = pick_off(v, &s);
+		uint64_t off = pick_off(v, &s), sec = off & mask;
 
 		/* Zero cases spread evenly: case i is one when the share of
-		 * zeros so far falls behind zeros / n. */
+		 * zeros so far falls behind zeros / n.  The metadata in use
+		 * spans a few sectors only: each is zeroed once, and a case
+		 * that finds no fresh one in a few draws is a flip instead. */
 		if (z < zeros && (z + 1) * n <= (i + 1) * zeros) {
-			printf("zero %" PRIu64 "\n", off & ~(uint64_t)(SECTOR - 1));
-			z++;
-		} else {
-			printf("flip %" PRIu64 " %" PRIu64 "\n", off, rnd(&s) % 8);
+			for (int t = 0; t < 64 && sector_seen(used, z, sec); t++)
+				sec = pick_off(v, &s) & mask;
+			if (!sector_seen(used, z, sec)) {
+				printf("zero %" PRIu64 "\n", sec);
+				used[z++] = sec;
+				continue;
+			}
+			zeros--; /* none left: the rest are flips */
 		}
+		printf("flip %" PRIu64 " %" PRIu64 "\n", off, rnd(&s) % 8);
 	}
+	free(used);
 	return 0;
 }
 

@@ -27,8 +27,8 @@
 #                    from a torn tail: counted apart, not a failure
 #   served_less      djmfsd serves a manifest that differs       FAIL
 #   clean_with_loss  fsck 0 or 1 while the data is not all there FAIL
-#   disagree         one refuses and the other does not, or an exit
-#                    code outside 0/1/4                           FAIL
+#   disagree         one refuses and the other does not, an exit code
+#                    outside 0/1/4, or a repair nobody names      FAIL
 #   crash_or_hang    a signal, a sanitizer report, a timeout     FAIL
 #
 # fsck's exit codes are e2fsck's: 0 clean, 1 corrected, 4 errors left,
@@ -338,24 +338,25 @@ run_case() {
 	elif [ "$served" = less ]; then
 		out=served_less
 		why="fsck $frc; served: $({ diff "$work/$v.manifest" "$d/b/manifest" || true; } | grep -c '^[<>]') manifest lines differ"
-	elif [ "$frc" -eq 0 ] && [ "$b_booted" = exited ]; then
+	elif [ "$frc" -eq 1 ] && [ "$a_served" = less ]; then
 		out=clean_with_loss
-		why="fsck clean, djmfsd exits $drc: $(tail -n 1 "$d/b/djmfsd.log")"
-	elif [ "$frc" -eq 1 ] && [ "$a_served" != equal ]; then
-		out=clean_with_loss
-		why="fsck corrected, its copy then served $a_served"
+		why="fsck corrected, its copy then served less"
 	elif [ -n "$fail_note" ]; then
 		out=disagree
 		why=$fail_note
 	elif [ "$frc" -eq 0 ]; then
 		out=unaffected
-	elif [ "$frc" -eq 1 ] && [ "$b_booted" = serving ]; then
-		if grep -qi 'repair' "$d/a/fsck.out"; then
-			out=repaired
-			why=$(grep -i 'repair' "$d/a/fsck.out" | head -n 1)
-		else
+	elif [ "$frc" -eq 1 ] && [ "$b_booted" = serving ] &&
+		[ "$a_served" = equal ]; then
+		if ! grep -qi 'repair' "$d/a/fsck.out"; then
 			out=disagree
 			why="fsck 1 names no repair"
+		elif ! grep -q 'WARN' "$d/b/djmfsd.log"; then
+			out=disagree
+			why="djmfsd serves damaged metadata without a WARN line"
+		else
+			out=repaired
+			why=$(grep -i 'repair' "$d/a/fsck.out" | head -n 1)
 		fi
 	elif [ "$frc" -eq 4 ] && [ "$b_booted" = exited ]; then
 		if grep -qiE 'error|damaged|not serving|refus' "$d/b/djmfsd.log"; then
@@ -367,7 +368,7 @@ run_case() {
 		fi
 	else
 		out=disagree
-		why="fsck $frc ($(tail -n 1 "$d/a/fsck.out")), djmfsd $b_booted${served:+ $served}${drc:+ $drc}"
+		why="fsck $frc ($(tail -n 1 "$d/a/fsck.out")), djmfsd $b_booted${served:+ $served}${drc:+ $drc}${a_served:+, the copy fsck fixed then $a_served}"
 	fi
 	# One copy of the journal cannot tell a damaged last record from a
 	# torn tail: on format 1 that loss is a known limit, not a bug here.
@@ -412,8 +413,9 @@ echo "torture: $json}"
 # the journal: its last record or any other byte of it).
 awk '{ o = $7; r = "unused"
 	for (i = 8; i <= NF; i++) if ($i ~ /^region=/) { r = substr($i, 8); break }
-	if (r ~ /^slot/) r = ($0 ~ /newest=1/ ? "ckpt-newest" : "ckpt-older")
-	if (r ~ /^journal/) r = ($0 ~ /last_hit=1/ ? "journal-last" : "journal")
+	if (r ~ /slot/) r = ($0 ~ /newest=1/ ? "ckpt-newest" : "ckpt-older")
+	if (r ~ /journal/) r = ($0 ~ /last_hit=1/ ? "journal-last" : "journal")
+	if (r ~ /superblock/) r = "superblock"
 	n[o, r]++; tot[o]++ }
 	END { nr = split("superblock journal journal-last ckpt-newest ckpt-older unused", R, " ")
 	no = split(outs, O, " ")
