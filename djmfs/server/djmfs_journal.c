@@ -796,13 +796,20 @@ static struct jseg *seg_open(struct djmfs__journal *j)
 
 static void writer_fail(struct djmfs__journal *j, const char *what, int err)
 {
+	uint64_t one = 1;
 	int none = 0;
 
-	if (__atomic_compare_exchange_n(&j->failed, &none, err, 0,
-					__ATOMIC_RELEASE, __ATOMIC_RELAXED))
-		djmfs__log(&j->log, DJMFS_LOG_ERROR, "journal: %s(%s): %s; no "
-			   "further mutation becomes durable", what,
-			   j->vol->path, strerror(-err));
+	if (!__atomic_compare_exchange_n(&j->failed, &none, err, 0,
+					 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		return;
+	djmfs__log(&j->log, DJMFS_LOG_ERROR, "journal: %s(%s): %s; no "
+		   "further mutation becomes durable", what, j->vol->path,
+		   strerror(-err));
+	/* The loop holds answers waiting for these records: wake it so it
+	 * gives them up instead of waiting for a durable that never comes. */
+	while (j->notify_fd >= 0 &&
+	       write(j->notify_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
 }
 
 static int writer_failed(const struct djmfs__journal *j)
