@@ -109,6 +109,9 @@ void djmfs_server_free(struct djmfs_server *s);
  * (fallocate), so first writes into the data area do not allocate blocks
  * (and journal the file system's metadata) while streams are recording. */
 #define DJMFS_MKFS_PREALLOCATE 0x2u
+/* Tests of the upgrade: the previous volume format (1), whose metadata
+ * has one copy. */
+#define DJMFS_MKFS_FORMAT1 0x4u
 
 /*
  * Formats @path as a DJMFS volume of @size bytes (a regular file is

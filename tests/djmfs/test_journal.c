@@ -595,17 +595,26 @@ Test(journal, append_refuses_a_seq_out_of_order)
 	djmfs__journal_stop(j);
 }
 
+/* Flips a byte at @rel into @slot, in both copies of the metadata. */
+static void poke_slot(unsigned slot, uint64_t rel, uint8_t xor_mask)
+{
+	poke(vol->sb.ckpt_off[slot] + rel, xor_mask, 0);
+	poke(vol->sb.mckpt_off[slot] + rel, xor_mask, 0);
+}
+
 Test(journal, newest_corrupt_slot_falls_back_to_the_older)
 {
 	struct djmfs__journal *j = start(1, 0, 1);
 	struct djmfs__ckpt ck;
+	int err;
 
 	append_range(j, 1, 3);
 	queue_checkpoint(j, "gen two", 3);
 	djmfs__journal_stop(j);
 
-	/* A torn image in slot 1 (gen 2): slot 0 (gen 1) wins. */
-	poke(vol->sb.ckpt_off[1] + 64 + 2, 0x01, 0);
+	/* A torn image in slot 1 (gen 2), both copies: slot 0 (gen 1)
+	 * wins. */
+	poke_slot(1, 64 + 2, 0x01);
 	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
 	cr_expect_eq(ck.gen, 1);
 	cr_expect_eq(ck.slot, 0);
@@ -613,10 +622,11 @@ Test(journal, newest_corrupt_slot_falls_back_to_the_older)
 	free(ck.img);
 	cr_expect_not_null(strstr(logbuf, "slot 1 (gen 2) image torn"), "%s",
 			   logbuf);
+	cr_expect_eq(vol->repaired_ckpt, 0);
 
 	/* A bad header is skipped the same way. */
-	poke(vol->sb.ckpt_off[1] + 64 + 2, 0x01, 0);
-	poke(vol->sb.ckpt_off[1] + 20, 0x80, 0);
+	poke_slot(1, 64 + 2, 0x01);
+	poke_slot(1, 20, 0x80);
 	logbuf[0] = 0;
 	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
 	cr_expect_eq(ck.gen, 1);
@@ -624,8 +634,9 @@ Test(journal, newest_corrupt_slot_falls_back_to_the_older)
 	cr_expect_not_null(strstr(logbuf, "slot 1 header torn"), "%s", logbuf);
 
 	/* Neither valid. */
-	poke(vol->sb.ckpt_off[0], 0xff, 0);
-	cr_expect_eq(djmfs__ckpt_load(vol, &ck, &test_log), -EUCLEAN);
+	poke_slot(0, 0, 0xff);
+	err = djmfs__ckpt_load(vol, &ck, &test_log);
+	cr_expect_eq(err, -EUCLEAN, "%d", err);
 	cr_expect_null(ck.img);
 }
 
@@ -833,4 +844,133 @@ Test(journal, lone_writer_does_not_wait_for_the_window)
 	wait_durable(j, 2);
 	cr_expect_lt(now_ns() - t0, 1000000000u);
 	djmfs__journal_stop(j);
+}
+
+/* Both slots hold an image: gen 2 in slot 1, gen 3 in slot 0. */
+static void two_checkpoints(void)
+{
+	struct djmfs__journal *j = start(1, 0, 1);
+
+	append_range(j, 1, 3);
+	queue_checkpoint(j, "state two", 3);
+	append_range(j, 4, 5);
+	queue_checkpoint(j, "state three", 5);
+	djmfs__journal_stop(j);
+}
+
+/* Copies A and B of @slot hold the same header and image. */
+static void expect_slot_copies_agree(unsigned slot, size_t n)
+{
+	uint8_t *a = malloc(n), *b = malloc(n);
+
+	cr_assert_eq(djmfs__pread_full(vol->fd, a, n, vol->sb.ckpt_off[slot]),
+		     0);
+	cr_assert_eq(djmfs__pread_full(vol->fd, b, n,
+				       vol->sb.mckpt_off[slot]), 0);
+	cr_expect_eq(memcmp(a, b, n), 0, "slot %u", slot);
+	free(a);
+	free(b);
+}
+
+Test(journal, a_flip_in_either_copy_of_either_slot_is_repaired_from_the_other)
+{
+	static const char *img[2] = { "state three", "state two" };
+	static const uint64_t gen[2] = { 3, 2 };
+	struct djmfs__ckpt ck;
+	char want[320];
+
+	two_checkpoints();
+	for (unsigned k = 0; k < 8; k++) {
+		unsigned slot = k >> 2, copy = (k >> 1) & 1, image = k & 1;
+		uint64_t base = copy ? vol->sb.mckpt_off[slot]
+				     : vol->sb.ckpt_off[slot];
+
+		logbuf[0] = 0;
+		vol->repaired_ckpt = 0;
+		poke(base + (image ? 64 + 3 : 30), 0x04, 0);
+		cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0,
+			     "case %u: %s", k, logbuf);
+		cr_expect_eq(ck.gen, 3, "case %u", k);
+		cr_expect_eq(ck.slot, 0, "case %u", k);
+		cr_expect_eq(ck.img_len, strlen(img[0]));
+		cr_expect_eq(memcmp(ck.img, img[0], ck.img_len), 0);
+		free(ck.img);
+		cr_expect_eq(vol->repaired_ckpt, 1, "case %u", k);
+		cr_expect_eq(vol->ckpt_copy[slot][copy], DJMFS__COPY_REPAIRED);
+		cr_expect_eq(vol->ckpt_copy[slot][copy ^ 1], DJMFS__COPY_OK);
+		snprintf(want, sizeof(want), "%s: checkpoint slot %u (gen %llu) "
+			 "copy %c %s bad (CRC): rewritten from copy %c", path,
+			 slot, (unsigned long long)gen[slot], "AB"[copy],
+			 image ? "image" : "header", "BA"[copy]);
+		cr_expect_not_null(strstr(logbuf, want), "case %u: %s", k,
+				   logbuf);
+		expect_slot_copies_agree(slot, 64 + strlen(img[slot]));
+
+		/* Exact: a second load finds nothing to repair. */
+		vol->repaired_ckpt = 0;
+		cr_assert_eq(djmfs__ckpt_load(vol, &ck, NULL), 0);
+		free(ck.img);
+		cr_expect_eq(vol->repaired_ckpt, 0, "case %u again", k);
+	}
+}
+
+Test(journal, a_read_only_load_reports_a_bad_copy_and_leaves_it)
+{
+	struct djmfs__vol *ro;
+	struct djmfs__ckpt ck;
+	uint8_t b;
+
+	two_checkpoints();
+	poke(vol->sb.mckpt_off[0] + 64, 0x01, 0);
+	cr_assert_eq(djmfs__vol_open(&ro, path, DJMFS__VOL_RDONLY, NULL), 0);
+	cr_assert_eq(djmfs__ckpt_load(ro, &ck, &test_log), 0);
+	cr_expect_eq(ck.gen, 3);
+	free(ck.img);
+	cr_expect_eq(ro->repaired_ckpt, 0);
+	cr_expect_eq(ro->ckpt_copy[0][1], DJMFS__COPY_BAD);
+	cr_expect_not_null(strstr(logbuf, "slot 0 (gen 3) copy B image bad "
+				  "(CRC): not rewritten (read-only)"), "%s",
+			   logbuf);
+	djmfs__vol_close(ro);
+	cr_assert_eq(djmfs__pread_full(vol->fd, &b, 1,
+				       vol->sb.mckpt_off[0] + 64), 0);
+	cr_expect_eq(b, (uint8_t)('s' ^ 0x01));
+}
+
+Test(journal, a_blank_copy_of_a_written_slot_is_rewritten)
+{
+	struct djmfs__ckpt ck;
+
+	two_checkpoints();
+	poke(vol->sb.ckpt_off[1], 0, 64);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
+	free(ck.img);
+	cr_expect_eq(vol->repaired_ckpt, 1);
+	cr_expect_not_null(strstr(logbuf, "slot 1 (gen 2) copy A header bad "
+				  "(blank): rewritten from copy B"), "%s",
+			   logbuf);
+	expect_slot_copies_agree(1, 64 + strlen("state two"));
+}
+
+Test(journal, a_format_1_volume_keeps_one_copy_of_each_slot)
+{
+	struct djmfs__ckpt ck;
+
+	djmfs__vol_close(vol);
+	cr_assert_eq(djmfs_mkfs(path, 256 * MIB, 0,
+				DJMFS_MKFS_FORCE | DJMFS_MKFS_FORMAT1, NULL), 0);
+	cr_assert_eq(djmfs__vol_open(&vol, path, DJMFS__VOL_EXCL, NULL), 0);
+	cr_assert_eq(vol->sb.mckpt_off[0], 0);
+	two_checkpoints();
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
+	cr_expect_eq(ck.gen, 3);
+	free(ck.img);
+	cr_expect_eq(vol->ckpt_copy[0][0], DJMFS__COPY_OK);
+	cr_expect_eq(vol->ckpt_copy[0][1], DJMFS__COPY_NONE);
+	/* One bad copy is all it has: the older slot is loaded instead. */
+	poke(vol->sb.ckpt_off[0] + 64 + 1, 0x01, 0);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
+	cr_expect_eq(ck.gen, 2);
+	free(ck.img);
+	cr_expect_eq(vol->repaired_ckpt, 0);
 }
