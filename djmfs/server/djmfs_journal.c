@@ -623,6 +623,7 @@ const char *djmfs__jend_name(enum djmfs__jend e)
  */
 struct jscan {
 	struct djmfs__vol *v;
+	uint64_t area;	 /* volume offset of the journal copy searched */
 	uint64_t epoch;	 /* the checkpoint's */
 	uint64_t next;	 /* the lowest seq a record found may have */
 	unsigned flags;
@@ -670,8 +671,7 @@ static int jscan_decode(struct jscan *sc, uint64_t off, size_t *used)
 		sc->big = q;
 		sc->bigcap = need;
 	}
-	err = djmfs__pread_full(sc->v->fd, sc->big, need,
-				sb->journal_off + off);
+	err = djmfs__pread_full(sc->v->fd, sc->big, need, sc->area + off);
 	if (err < 0)
 		return err;
 	return djmfs__jrec_decode(sc->big, need, sc->v->seed, sc->r,
@@ -742,7 +742,7 @@ static int jscan_run(struct jscan *sc, uint64_t from)
 			sc->wbase = off;
 			sc->wlen = left < sc->wcap ? (size_t)left : sc->wcap;
 			err = djmfs__pread_full(sc->v->fd, sc->win, sc->wlen,
-						sc->v->sb.journal_off + off);
+						sc->area + off);
 			if (err < 0)
 				return err;
 		}
@@ -776,6 +776,123 @@ static void replay_verdict(struct djmfs__replay_info *info, uint64_t epoch,
 		info->end = DJMFS__JEND_DAMAGED;
 }
 
+/*
+ * Copy B of the journal during replay.  Copy A is read through the
+ * replay window; B is read in chunks of its own as replay moves on, so
+ * that every record A gives is compared with B's bytes (a memcmp, no
+ * second decode) and a record A cannot give is taken from B.  The bad
+ * copy's bytes are rewritten from the good one at once (one sync at the
+ * end), so a latent bad sector is rewritten even though the next epoch
+ * would overwrite it later.
+ */
+struct bwin {
+	uint8_t *p;
+	size_t cap, len;
+	uint64_t base;
+	int err;	/* the last read error of copy B */
+	int rewrote;	/* bytes were rewritten: sync before returning */
+};
+
+/* Copy B's bytes [off, off + n), or NULL (beyond the area, a read
+ * error in b->err, or out of memory). */
+static const uint8_t *bwin_at(struct bwin *b, const struct djmfs__vol *v,
+			      uint64_t off, size_t n)
+{
+	uint64_t len = v->sb.journal_len;
+	size_t want;
+	int err;
+
+	if (off >= b->base && off + n <= b->base + b->len)
+		return b->p + (off - b->base);
+	if (off + n > len)
+		return NULL;
+	want = n > REPLAY_CHUNK ? n : REPLAY_CHUNK;
+	if (want > len - off)
+		want = (size_t)(len - off);
+	if (want > b->cap) {
+		uint8_t *q = realloc(b->p, want);
+
+		if (!q)
+			return NULL;
+		b->p = q;
+		b->cap = want;
+	}
+	b->len = 0;
+	err = djmfs__pread_full(v->fd, b->p, want, v->sb.mj_off + off);
+	if (err < 0) {
+		b->err = err;
+		return NULL;
+	}
+	b->base = off;
+	b->len = want;
+	return b->p;
+}
+
+/* Rewrites journal copy @bad (0: A, 1: B) at @off with @good, and says
+ * so at WARN; read-only volumes only log. */
+static void jcopy_mend(struct djmfs__vol *v, struct bwin *b, unsigned bad,
+		       uint64_t off, const uint8_t *good, size_t n,
+		       const struct djmfs__jrec *r, const char *why,
+		       const struct djmfs_log *log)
+{
+	uint64_t at = (bad ? v->sb.mj_off : v->sb.journal_off) + off;
+	int err = 0;
+
+	v->bad_jrec++;
+	if (!v->rdonly) {
+		err = djmfs__pwrite_full(v->fd, good, n, at);
+		if (err == 0) {
+			v->repaired_jrec++;
+			b->rewrote = 1;
+		}
+	}
+	djmfs__log(log, DJMFS_LOG_WARN, "%s: journal copy %c: record seq %"
+		   PRIu64 " (%s, %zu bytes) at offset %" PRIu64 " of epoch %"
+		   PRIu64 " bad (%s): %s%s", v->path, "AB"[bad], r->seq,
+		   djmfs__jtype_name(r->type), n, off, r->epoch, why,
+		   v->rdonly ? "not rewritten (read-only)" :
+		   err ? "rewriting it failed: " : "rewritten from copy ",
+		   v->rdonly ? "" : err ? strerror(-err) : bad ? "A" : "B");
+}
+
+/* Copy A gave the record at @off (@a, @n bytes): copy B must hold the
+ * same bytes. */
+static void jcopy_check(struct djmfs__vol *v, struct bwin *b, uint64_t off,
+			const uint8_t *a, size_t n, const struct djmfs__jrec *r,
+			const struct djmfs_log *log)
+{
+	const uint8_t *q = bwin_at(b, v, off, n);
+
+	if (q && memcmp(q, a, n) == 0)
+		return;
+	jcopy_mend(v, b, 1, off, a, n, r,
+		   q ? "differs from copy A" : b->err ? strerror(-b->err)
+						      : "unreadable", log);
+}
+
+/* Copy A could not give the record of @epoch and @expect at @off: takes
+ * it from copy B if B has it.  Returns 1 (taken, *used set), 0. */
+static int jcopy_take(struct djmfs__vol *v, struct bwin *b, uint64_t off,
+		      struct djmfs__jrec *r, size_t *used, uint64_t epoch,
+		      uint64_t expect, const char *why,
+		      const struct djmfs_log *log)
+{
+	const uint8_t *q = bwin_at(b, v, off, DJMFS_JREC_HDR);
+	uint32_t len;
+
+	if (!q)
+		return 0;
+	len = djmfs__le32(q);
+	if (len > DJMFS_JREC_MAX ||
+	    !(q = bwin_at(b, v, off, DJMFS_JREC_HDR + (size_t)len)) ||
+	    djmfs__jrec_decode(q, DJMFS_JREC_HDR + (size_t)len, v->seed, r,
+			       used) != 0 ||
+	    r->epoch != epoch || r->seq != expect)
+		return 0;
+	jcopy_mend(v, b, 0, off, q, *used, r, why, log);
+	return 1;
+}
+
 int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 			  uint64_t after_seq, unsigned flags,
 			  djmfs__replay_fn fn, void *arg,
@@ -783,6 +900,7 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 			  const struct djmfs_log *log)
 {
 	struct rwin w = { 0 };
+	struct bwin bw = { 0 };
 	struct jscan sc = { 0 };
 	struct djmfs__jrec *r;
 	size_t used;
@@ -800,13 +918,26 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 		goto out;
 	}
 	for (;;) {
-		err = replay_next(&w, v, r, &used, info->stop,
-				  sizeof(info->stop));
-		if (err != 0)
-			break;
-		if (replay_take(r, epoch, info->last_seq + 1, info->stop,
-				sizeof(info->stop), log))
-			break;
+		uint64_t off = w.base + w.pos;
+		int stop, from_b = 0;
+
+		stop = replay_next(&w, v, r, &used, info->stop,
+				   sizeof(info->stop));
+		if (stop == 0)
+			stop = replay_take(r, epoch, info->last_seq + 1,
+					   info->stop, sizeof(info->stop), log);
+		if (stop == 0 && v->sb.mj_off) {
+			jcopy_check(v, &bw, off, w.p + w.pos, used, r, log);
+		} else if (stop != 0) {
+			if (!v->sb.mj_off ||
+			    !jcopy_take(v, &bw, off, r, &used, epoch,
+					info->last_seq + 1, stop < 0 ?
+					strerror(-stop) : info->stop, log)) {
+				err = stop < 0 ? stop : 0;
+				break;
+			}
+			from_b = 1;
+		}
 		err = fn(arg, r);
 		if (err < 0) {
 			djmfs__log(log, DJMFS_LOG_WARN, "replay of %s seq %"
@@ -817,8 +948,15 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 		} else {
 			info->records++;
 		}
+		err = 0;
 		info->last_seq = r->seq;
-		w.pos += used;
+		if (from_b) {
+			/* Copy A resumes after the record B gave. */
+			w.base = off + used;
+			w.pos = w.fill = 0;
+		} else {
+			w.pos += used;
+		}
 		info->end_off = w.base + w.pos;
 	}
 	if (err < 0)
@@ -827,12 +965,21 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 	 * length): the tail was torn, unless the search finds more. */
 	cut = strncmp(info->stop, "end of", 6) != 0 &&
 	      strncmp(info->stop, "record of older", 15) != 0;
-	sc = (struct jscan){ .v = v, .epoch = epoch,
+	sc = (struct jscan){ .v = v, .area = v->sb.journal_off, .epoch = epoch,
 			     .next = info->last_seq + 1, .flags = flags,
 			     .fn = fn, .arg = arg, .info = info, .log = log,
 			     .r = r, .win = w.p, .wcap = w.cap };
 	w.p = NULL; /* the search owns the buffer now */
 	err = jscan_run(&sc, info->end_off);
+	/* Both copies ended at the same record; what lies beyond it in
+	 * either proves damage. */
+	if (err == 0 && info->lost_records == 0 && v->sb.mj_off) {
+		sc.area = v->sb.mj_off;
+		sc.wbase = sc.wlen = 0;
+		err = jscan_run(&sc, info->end_off);
+	}
+	if (err == 0 && bw.rewrote)
+		err = djmfs__datasync(v->fd);
 	if (err < 0)
 		goto io;
 	replay_verdict(info, epoch, cut);
@@ -850,6 +997,7 @@ io:
 		   strerror(-err));
 out:
 	free(w.p);
+	free(bw.p);
 	free(sc.win);
 	free(sc.big);
 	free(r);
@@ -1085,6 +1233,9 @@ static int journal_prepare(struct djmfs__journal *j, uint64_t from,
 
 		err = djmfs__pwrite_full(j->vol->fd, j->zeros, n,
 					 j->vol->sb.journal_off + from);
+		if (err == 0 && j->vol->sb.mj_off)
+			err = djmfs__pwrite_full(j->vol->fd, j->zeros, n,
+						 j->vol->sb.mj_off + from);
 		if (err < 0)
 			return err;
 	}
@@ -1110,6 +1261,12 @@ static void writer_round(struct djmfs__journal *j, struct jseg *s)
 			if (err == 0)
 				err = djmfs__pwrite_full(j->vol->fd, s->recs.p,
 							 s->recs.len, at);
+			/* Copy B: the same bytes at the same offset of the
+			 * far area; the round's one fdatasync covers both. */
+			if (err == 0 && j->vol->sb.mj_off)
+				err = djmfs__pwrite_full(j->vol->fd, s->recs.p,
+					s->recs.len,
+					j->vol->sb.mj_off + s->off);
 			if (err < 0)
 				writer_fail(j, "pwrite", err);
 			pd.nrec += s->nrec;

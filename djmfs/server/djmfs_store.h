@@ -141,6 +141,9 @@ struct djmfs__vol {
 	struct djmfs__sb_copy sb_copies[DJMFS_SB_COPIES];
 	uint64_t repaired_sb;	/* superblock copies rewritten */
 	uint64_t repaired_ckpt; /* checkpoint copies rewritten */
+	uint64_t repaired_jrec; /* journal records rewritten in one copy */
+	uint64_t bad_jrec;	/* ... found bad in one copy (rewritten
+				   unless read-only) */
 	uint64_t ckpt_gen[2];	/* per slot, 0: no valid header */
 	enum djmfs__copy_state ckpt_copy[2][2]; /* [slot][copy A, B] */
 };

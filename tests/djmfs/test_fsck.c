@@ -391,11 +391,15 @@ static void flip_journal(uint64_t off)
 	uint8_t b;
 
 	cr_assert_eq(djmfs__vol_open(&v, vol, DJMFS__VOL_EXCL, NULL), 0);
-	cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, v->sb.journal_off + off),
-		     0);
-	b ^= 0x08;
-	cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, v->sb.journal_off + off),
-		     0);
+	for (int c = 0; c < 2; c++) { /* both copies: beyond repair */
+		uint64_t at = (c ? v->sb.mj_off : v->sb.journal_off) + off;
+
+		if (c && !v->sb.mj_off)
+			break;
+		cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, at), 0);
+		b ^= 0x08;
+		cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, at), 0);
+	}
 	djmfs__vol_close(v);
 }
 

@@ -328,6 +328,15 @@ static void poke(uint64_t off, uint8_t xor_mask, size_t zero_len)
 	close(fd);
 }
 
+/* Damages journal offset @off in every copy: what one copy alone cannot
+ * repair. */
+static void poke_j(uint64_t off, uint8_t xor_mask, size_t zero_len)
+{
+	poke(vol->sb.journal_off + off, xor_mask, zero_len);
+	if (vol->sb.mj_off)
+		poke(vol->sb.mj_off + off, xor_mask, zero_len);
+}
+
 static void write_twenty(void)
 {
 	struct djmfs__journal *j = start(1, 0, 1);
@@ -343,7 +352,7 @@ Test(journal, flipped_bit_stops_replay_with_earlier_records_intact)
 	struct seen *s;
 
 	write_twenty();
-	poke(vol->sb.journal_off + 14 * rec_size() + 40, 0x10, 0);
+	poke_j(14 * rec_size() + 40, 0x10, 0);
 	s = replay(1, 0, &info);
 	expect_seqs(s, 1, 14);
 	cr_expect_not_null(strstr(info.stop, "bad record"), "%s", info.stop);
@@ -365,7 +374,7 @@ Test(journal, bad_first_record_is_damage_not_an_empty_log)
 	struct seen *s;
 
 	write_twenty();
-	poke(vol->sb.journal_off + 5, 0x01, 0); /* the CRC of record 1 */
+	poke_j(5, 0x01, 0); /* the CRC of record 1 */
 	s = replay(1, 0, &info);
 	cr_expect_eq(s->n, 0);
 	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
@@ -385,7 +394,7 @@ Test(journal, zeroed_sector_mid_log_is_damage)
 	write_twenty();
 	/* A whole header zeroed reads like the end of the log; what lies
 	 * after it says otherwise. */
-	poke(vol->sb.journal_off + 9 * n, 0, DJMFS_JREC_HDR);
+	poke_j(9 * n, 0, DJMFS_JREC_HDR);
 	s = replay(1, 0, &info);
 	expect_seqs(s, 1, 9);
 	cr_expect_not_null(strstr(info.stop, "end of log"), "%s", info.stop);
@@ -407,7 +416,7 @@ Test(journal, clean_end_and_torn_tail_are_told_apart)
 	cr_expect_eq(info.end, DJMFS__JEND_LOG);
 	cr_expect_eq(info.lost_records, 0);
 	free(s);
-	poke(vol->sb.journal_off + 19 * n + 40, 0x04, 0);
+	poke_j(19 * n + 40, 0x04, 0);
 	s = replay(1, 0, &info);
 	expect_seqs(s, 1, 19);
 	cr_expect_eq(info.end, DJMFS__JEND_TORN);
@@ -421,7 +430,7 @@ Test(journal, salvage_applies_what_lies_beyond_the_damage)
 	struct seen *s = calloc(1, sizeof(*s));
 
 	write_twenty();
-	poke(vol->sb.journal_off + 14 * rec_size() + 40, 0x10, 0);
+	poke_j(14 * rec_size() + 40, 0x10, 0);
 	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, DJMFS__REPLAY_SALVAGE,
 					   collect, s, &info, &test_log), 0);
 	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
@@ -504,7 +513,7 @@ Test(journal, torn_last_record_stops_replay_there)
 	struct seen *s;
 
 	write_twenty();
-	poke(vol->sb.journal_off + 19 * n + n / 2, 0, n - n / 2);
+	poke_j(19 * n + n / 2, 0, n - n / 2);
 	s = replay(1, 0, &info);
 	expect_seqs(s, 1, 19);
 	cr_expect_eq(info.last_seq, 19);
@@ -605,6 +614,51 @@ static void poke_slot(unsigned slot, uint64_t rel, uint8_t xor_mask)
 {
 	poke(vol->sb.ckpt_off[slot] + rel, xor_mask, 0);
 	poke(vol->sb.mckpt_off[slot] + rel, xor_mask, 0);
+}
+
+Test(journal, one_bad_copy_of_a_record_is_rewritten_from_the_other)
+{
+	struct djmfs__replay_info info;
+	size_t n = rec_size();
+	uint8_t a[256], b[256];
+	struct seen *s;
+	int fd;
+
+	cr_assert_neq(vol->sb.mj_off, 0, "format 2 keeps two copies");
+	write_twenty();
+	/* Copy A: a flip in record 1 and a zeroed record 10; copy B: a
+	 * flip in the last record, which alone would read as a torn tail. */
+	poke(vol->sb.journal_off + 40, 0x02, 0);
+	poke(vol->sb.journal_off + 9 * n, 0, n);
+	poke(vol->sb.mj_off + 19 * n + 40, 0x80, 0);
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 20);
+	cr_expect_eq(info.end, DJMFS__JEND_LOG);
+	cr_expect_eq(vol->bad_jrec, 3);
+	cr_expect_eq(vol->repaired_jrec, 3);
+	cr_expect_not_null(strstr(logbuf, "journal copy A: record seq 1 "
+				  "(FILE_CREATE"), "%s", logbuf);
+	cr_expect_not_null(strstr(logbuf, "rewritten from copy B"), "%s",
+			   logbuf);
+	cr_expect_not_null(strstr(logbuf, "journal copy B: record seq 20 "),
+			   "%s", logbuf);
+	free(s);
+	/* The copies are whole again, byte for byte. */
+	fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	for (size_t k = 0; k < 20; k++) {
+		cr_assert_eq(djmfs__pread_full(fd, a, n,
+					       vol->sb.journal_off + k * n), 0);
+		cr_assert_eq(djmfs__pread_full(fd, b, n, vol->sb.mj_off + k * n),
+			     0);
+		cr_assert_eq(memcmp(a, b, n), 0, "record %zu", k + 1);
+	}
+	close(fd);
+	logbuf[0] = 0;
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 20);
+	cr_expect_eq(vol->bad_jrec, 3, "nothing more to mend");
+	free(s);
 }
 
 Test(journal, newest_corrupt_slot_falls_back_to_the_older)
