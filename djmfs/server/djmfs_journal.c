@@ -678,15 +678,25 @@ static int jscan_decode(struct jscan *sc, uint64_t off, size_t *used)
 				  used) == 0 ? 0 : 1;
 }
 
-static void jscan_note_ino(struct djmfs__replay_info *info, uint64_t ino)
+static void jscan_note_ino(struct djmfs__replay_info *info,
+			   const struct djmfs__jrec *r)
 {
-	for (unsigned i = 0; i < info->n_lost_inos; i++)
-		if (info->lost_inos[i] == ino)
+	unsigned i;
+
+	for (i = 0; i < info->n_lost_inos; i++)
+		if (info->lost_inos[i] == r->ino)
+			break;
+	if (i == info->n_lost_inos) {
+		if (i == DJMFS__REPLAY_LOST_INOS) {
+			info->lost_inos_more++;
 			return;
-	if (info->n_lost_inos < DJMFS__REPLAY_LOST_INOS)
-		info->lost_inos[info->n_lost_inos++] = ino;
-	else
-		info->lost_inos_more++;
+		}
+		info->lost_inos[info->n_lost_inos++] = r->ino;
+	}
+	/* The state cannot name a file these records create. */
+	if (r->type == DJMFS_J_FILE_CREATE)
+		snprintf(info->lost_names[i], sizeof(info->lost_names[i]),
+			 "%s", r->u.create.name);
 }
 
 /* A valid record found beyond the stop: noted, and with SALVAGE applied
@@ -706,7 +716,7 @@ static void jscan_take(struct jscan *sc, uint64_t off, size_t used)
 	if (r->type == DJMFS_J_PUBLISH)
 		info->lost_publishes++;
 	if (r->ino)
-		jscan_note_ino(info, r->ino);
+		jscan_note_ino(info, r);
 	sc->next = r->seq + 1;
 	if (!(sc->flags & DJMFS__REPLAY_SALVAGE))
 		return;

@@ -242,6 +242,8 @@ struct djmfs__replay_info {
 	uint64_t lost_end_off;		/* journal offset after the last */
 	uint64_t lost_publishes;
 	uint64_t lost_inos[DJMFS__REPLAY_LOST_INOS]; /* files they touch */
+	char lost_names[DJMFS__REPLAY_LOST_INOS][64]; /* "" unless created
+							 by those records */
 	unsigned n_lost_inos;			     /* (first ones) */
 	uint64_t lost_inos_more;		     /* not listed */
 	uint64_t gap_first, gap_last; /* seqs no copy holds (SALVAGE) */
