@@ -696,7 +696,7 @@ static void jscan_note_ino(struct djmfs__replay_info *info,
 	/* The state cannot name a file these records create. */
 	if (r->type == DJMFS_J_FILE_CREATE)
 		snprintf(info->lost_names[i], sizeof(info->lost_names[i]),
-			 "%s", r->u.create.name);
+			 "%.63s", r->u.create.name);
 }
 
 /* A valid record found beyond the stop: noted, and with SALVAGE applied
