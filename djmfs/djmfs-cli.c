@@ -64,6 +64,7 @@ struct cmd_args {
 	const char *object;
 	double lock_secs; /* snap --lock; 0: not given */
 	int force, prealloc, long_fmt, extents, lock, sync, human, repair, help;
+	int no_change;
 	char **pos;
 	int npos;
 };
@@ -321,7 +322,7 @@ enum opt_id {
 	OPT_SIZE, OPT_AU_SIZE, OPT_FORCE, OPT_PREALLOC, OPT_LONG, OPT_EXTENTS,
 	OPT_OBJECT,
 	OPT_LOCK, OPT_LOCK_FOR, OPT_SYNC, OPT_NO_SYNC, OPT_HUMAN, OPT_REPAIR,
-	OPT_REPLACE, OPT_HELP, OPT_COUNT
+	OPT_NO_CHANGE, OPT_REPLACE, OPT_HELP, OPT_COUNT
 };
 
 #define A(f) offsetof(struct cmd_args, f)
@@ -355,6 +356,8 @@ static const struct opt opts[OPT_COUNT] = {
 		"sizes as 1K, 2.5M, 3G" },
 	[OPT_REPAIR] = { "repair", 'r', NULL, set_flag, A(repair),
 		"quarantine bad files, salvage past damage, free orphans" },
+	[OPT_NO_CHANGE] = { "no-change", 'n', NULL, set_flag, A(no_change),
+		"write nothing, not even a copy mended from the other" },
 	[OPT_REPLACE] = { "force", 'f', NULL, set_flag, A(force),
 		"replace an existing secret file" },
 	[OPT_HELP] = { "help", 0, NULL, set_flag, A(help), "this text" },
@@ -776,8 +779,14 @@ static int cmd_fsck(struct ctx *x)
 	int r;
 
 	memset(&rep, 0, sizeof(rep));
-	r = djmfs_fsck(vol, x->a.repair ? DJMFS_FSCK_REPAIR : 0, &rep,
-		       &x->log);
+	if (x->a.repair && x->a.no_change) {
+		fprintf(stderr, "%s: fsck: --repair and -n exclude each "
+			"other\n", PROG);
+		return FSCK_EXIT_FAILED;
+	}
+	r = djmfs_fsck(vol, (x->a.repair ? DJMFS_FSCK_REPAIR : 0) |
+			       (x->a.no_change ? DJMFS_FSCK_NO_CHANGE : 0),
+		       &rep, &x->log);
 	if (r < 0 && r != -EUCLEAN) {
 		fail("fsck", vol, r);
 		return FSCK_EXIT_FAILED;
@@ -800,9 +809,25 @@ static int cmd_fsck(struct ctx *x)
 		printf("checkpoint: none readable\n");
 	if (rep.ckpt_gen)
 		fsck_journal_line(&rep);
+	if (rep.repaired_sb || rep.repaired_ckpt || rep.repaired_jrec ||
+	    rep.bad_copies)
+		printf("metadata copies mended: %llu (superblock %llu, "
+		       "checkpoint %llu, journal %llu); bad and left: %llu\n",
+		       (unsigned long long)(rep.repaired_sb +
+					    rep.repaired_ckpt +
+					    rep.repaired_jrec),
+		       (unsigned long long)rep.repaired_sb,
+		       (unsigned long long)rep.repaired_ckpt,
+		       (unsigned long long)rep.repaired_jrec,
+		       (unsigned long long)rep.bad_copies);
 	if (x->a.repair)
 		printf("dropped records: %llu\n",
 		       (unsigned long long)rep.dropped_records);
+	if (r == 0 && rep.verdict == DJMFS_FSCK_CORRECTED) {
+		printf("%s: corrected: damaged metadata copies rewritten from "
+		       "their good copies\n", vol);
+		return FSCK_EXIT_CORRECTED;
+	}
 	if (r == 0) {
 		printf("%s: clean\n", vol);
 		return 0;
@@ -953,7 +978,8 @@ static const struct cmd cmds[] = {
 	{ "df", "", "show the volume's space", TAKES(OPT_HUMAN), 0, 0,
 	  CONN_META, cmd_df },
 	{ "fsck", "VOLUME", "check a volume no server has open",
-	  TAKES(OPT_REPAIR), 1, 1, CONN_NONE, cmd_fsck },
+	  TAKES(OPT_REPAIR) | TAKES(OPT_NO_CHANGE), 1, 1, CONN_NONE,
+	  cmd_fsck },
 	{ "snap", "NAME", "show the latest snapshot, or freeze it",
 	  TAKES(OPT_LOCK_FOR), 1, 1, CONN_META, cmd_snap },
 	{ "stats", "", "the server's counters as JSON", 0, 0, 0, CONN_META,

@@ -109,6 +109,9 @@ void djmfs_server_free(struct djmfs_server *s);
  * (fallocate), so first writes into the data area do not allocate blocks
  * (and journal the file system's metadata) while streams are recording. */
 #define DJMFS_MKFS_PREALLOCATE 0x2u
+/* Tests of the upgrade: the previous volume format (1), whose metadata
+ * has one copy. */
+#define DJMFS_MKFS_FORMAT1 0x4u
 
 /*
  * Formats @path as a DJMFS volume of @size bytes (a regular file is
@@ -146,6 +149,10 @@ struct djmfs_fsck_report {
 	uint64_t dropped_records; /* with repair: seqs given up (the gap,
 				     and salvaged records that were refused) */
 	int verdict;		/* DJMFS_FSCK_CLEAN, _CORRECTED, _ERRORS */
+	/* Metadata copies (format 2) found bad and rewritten from the good
+	 * copy, and found bad but left (-n). */
+	uint64_t repaired_sb, repaired_ckpt, repaired_jrec;
+	uint64_t bad_copies;
 };
 
 /* How the journal ended (report.journal_end). */
@@ -163,12 +170,17 @@ struct djmfs_fsck_report {
 /* djmfs_fsck() flags. */
 #define DJMFS_FSCK_REPAIR 0x1u	/* quarantine bad files, salvage past
 				   damage, write a new checkpoint */
+#define DJMFS_FSCK_NO_CHANGE 0x2u /* open read-only: a bad copy of the
+				     metadata is reported, not mended */
 
 /*
  * Offline check of a volume no server has open (-EBUSY otherwise): reads
  * the checkpoint, replays the journal and searches the rest of it for
  * records a damaged one hides, checks every file's maps against the
- * volume and each other.  With DJMFS_FSCK_REPAIR, bad files are
+ * volume and each other.  A bad copy of the metadata (superblock,
+ * checkpoint slot, journal record) is rewritten from its good copy
+ * unless DJMFS_FSCK_NO_CHANGE: an exact repair, reported as corrected
+ * (0 is returned, @rep->verdict says DJMFS_FSCK_CORRECTED).  With DJMFS_FSCK_REPAIR, bad files are
  * quarantined, damage is salvaged (the records beyond it applied where
  * they fit, the rest dropped and counted) and a new checkpoint is
  * written (the orphans go back to free space).  Each problem is logged.

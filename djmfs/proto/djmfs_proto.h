@@ -488,16 +488,30 @@ int djmfs__auth_verify(const void *secret, size_t secret_len,
 
 /*
  * Layout, every region aligned to 1 MiB (the data area also to the unit):
- *   [superblock 4 KiB][journal][checkpoint slot 0][slot 1][data area]
+ *   [sb copy 0][sb copy 1 at 64 KiB][journal][checkpoint slot 0][slot 1]
+ *   [data area][copy B: sb copy 2, journal, slot 0, slot 1]
+ * Copy B (format 2) sits at mirror_off with the same relative offsets as
+ * the front: a second copy of every metadata byte, far from the first.
+ * Format 1 has one superblock (offset 0) and no copy B.
  * Superblock: "DJMFSVOL" | u32 version | u32 sb_size | uuid[16] |
  *   u32 au_size | u32 block_size | u64 vol_size | journal_off |
  *   journal_len | ckpt_off[0] | ckpt_off[1] | ckpt_len | data_off |
- *   n_aus | created_ns | u32 crc32c of all that precedes
+ *   n_aus | created_ns, then
+ *   version 1: u32 crc32c of bytes [0, 112)
+ *   version 2: u64 mirror_off | u32 features | u32 copy | u64 sb_gen |
+ *     u32 csum_shift | u32 0 | u64 upgraded_ns | zeros to 252 |
+ *     u32 crc32c of bytes [0, 252)
+ * The three copies of a version 2 superblock differ only in `copy` (where
+ * they lie: 0, 1, 2) and the CRC.
  */
 #define DJMFS_SB_MAGIC "DJMFSVOL"
-#define DJMFS_SB_VERSION 1
+#define DJMFS_SB_VERSION 2
 #define DJMFS_SB_SIZE 4096
 #define DJMFS_BLOCK 4096
+#define DJMFS_SB_COPY1_OFF (64u << 10)
+#define DJMFS_SB_COPIES 3
+#define DJMFS_FEAT_META_MIRROR 0x1u /* copy B of the metadata exists */
+#define DJMFS_FEAT_DATA_CSUM 0x2u
 
 struct djmfs__sb {
 	uint32_t version;
@@ -512,6 +526,16 @@ struct djmfs__sb {
 	uint64_t data_off;
 	uint64_t n_aus;
 	uint64_t created_ns;
+	/* Version 2; all 0 on a version 1 volume. */
+	uint64_t mirror_off;  /* copy B (and sb copy 2); 0: none */
+	uint32_t features;    /* DJMFS_FEAT_* */
+	uint32_t copy;	      /* which copy these bytes were read from */
+	uint64_t sb_gen;      /* 1 at mkfs, +1 at each rewrite (upgrade) */
+	uint32_t csum_shift;
+	uint64_t upgraded_ns; /* 0 unless made by upgrading format 1 */
+	/* Derived by decode (0 without copy B), so no caller computes them. */
+	uint64_t mj_off;      /* journal copy B */
+	uint64_t mckpt_off[2]; /* checkpoint slots copy B */
 };
 
 /* Reads @n bytes at @off, hiding EINTR and short reads.  Returns 0,
@@ -519,14 +543,45 @@ struct djmfs__sb {
 int djmfs__pread_full(int fd, void *p, size_t n, uint64_t off);
 /* Nonzero when @au is a power of two in [64 KiB, 64 MiB]. */
 int djmfs__au_size_ok(uint64_t au);
-/* Nonzero when @p (@n bytes) has a superblock's magic and CRC: it was
- * written as one, whether or not its geometry holds. */
+/* Nonzero when @p (@n bytes) has a superblock's magic and CRC (at the
+ * place its version puts it): it was written as one, whether or not its
+ * geometry holds. */
 int djmfs__sb_raw_valid(const uint8_t *p, size_t n);
-/* Returns 0, -EUCLEAN (no magic, bad CRC), or -EINVAL (inconsistent
- * geometry: regions overlapping or past vol_size). */
+/* Returns 0, -EUCLEAN (no magic, bad CRC, unknown version), or -EINVAL
+ * (inconsistent geometry: regions overlapping or past vol_size).  Fills
+ * the derived copy B offsets. */
 int djmfs__sb_decode(const uint8_t *p, size_t n, struct djmfs__sb *sb);
-/* Reads and decodes the superblock through an aligned bounce buffer, so
- * it works on O_DIRECT descriptors too. */
+/* Sets mj_off and mckpt_off from mirror_off and the front's offsets. */
+void djmfs__sb_derive(struct djmfs__sb *sb);
+/* Where superblock copy @copy lies on the volume @sb describes (copy 2:
+ * mirror_off, 0 when there is none). */
+uint64_t djmfs__sb_copy_off(const struct djmfs__sb *sb, unsigned copy);
+
+/* What reading one superblock copy found. */
+struct djmfs__sb_copy {
+	uint64_t off;
+	int err;	 /* 0 or -errno: -EUCLEAN no magic or bad CRC, -EINVAL
+			    geometry, -ENODATA past the end, -EIO... */
+	int same;	 /* its bytes are exactly the chosen superblock's */
+	uint32_t version;
+	uint64_t sb_gen;
+	int repaired;	 /* the server rewrote it from the chosen copy */
+};
+
+/*
+ * Reads the superblock copies of the volume on @fd and picks one: of
+ * copies 0 and 1, the valid one with the highest (version, sb_gen), its
+ * `copy` field matching its place; copy 2 (found at the chosen copy's
+ * mirror_off, or by scanning back from the end of @fd in 1 MiB steps
+ * when neither front copy is valid) only when neither is.  Fills *sb
+ * and, when @st is not NULL, what each copy held (st[2].off 0: no copy 2
+ * expected).  Works on O_DIRECT descriptors.  Returns 0, -EUCLEAN (no
+ * valid copy), -EINVAL (only copies with a bad geometry), or the read
+ * error of copy 0 when no copy could be read.
+ */
+int djmfs__sb_read_copies(int fd, struct djmfs__sb *sb,
+			  struct djmfs__sb_copy st[DJMFS_SB_COPIES]);
+/* The chosen superblock, as djmfs__sb_read_copies() picks it. */
 int djmfs__sb_read_fd(int fd, struct djmfs__sb *sb);
 /* CRC of the uuid: the seed of journal and checkpoint CRCs. */
 uint32_t djmfs__sb_seed(const struct djmfs__sb *sb);

@@ -67,13 +67,15 @@ static void lost_summary(const struct djmfs_server *s,
 	for (unsigned i = 0; i < ri->n_lost_inos && len < n; i++) {
 		const char *name = djmfs__meta_name(s->meta, ri->lost_inos[i]);
 
+		if (!name && ri->lost_names[i][0])
+			name = ri->lost_names[i];
 		if (name)
 			len += (size_t)snprintf(out + len, n - len, " %s",
 						name);
 		else
 			len += (size_t)snprintf(out + len, n - len,
-						" ino %" PRIu64 " (created "
-						"there)", ri->lost_inos[i]);
+						" ino %" PRIu64,
+						ri->lost_inos[i]);
 	}
 	if (ri->lost_inos_more && len < n)
 		snprintf(out + len, n - len, " and %" PRIu64 " more",

@@ -4,7 +4,10 @@
  * (newest checkpoint, then the journal of its epoch), checks every file's
  * maps against the data area, finds units two files claim, and counts the
  * units in use, free, and orphaned (reservations of sessions that died
- * with their server).  Repair never rewrites a file's maps: it quarantines
+ * with their server).  On a volume that keeps two copies of its
+ * metadata, a bad copy is rewritten from the good one as the volume is
+ * opened and loaded (not with -n): an exact repair, reported as
+ * corrected.  Repair never rewrites a file's maps: it quarantines
  * the bad files (so opens refuse them and their units stay claimed), drops
  * the reservations, and writes the result as a new checkpoint in the other
  * slot with the next generation, which retires the old journal.
@@ -127,9 +130,10 @@ static int replay_one(void *arg, const struct djmfs__jrec *r)
 	return err;
 }
 
-static int fsck_load(struct fsck *c, const char *volume, int repair)
+static int fsck_load(struct fsck *c, const char *volume, int repair,
+		     int no_change)
 {
-	unsigned flags = DJMFS__VOL_EXCL | (repair ? 0 : DJMFS__VOL_RDONLY);
+	unsigned flags = DJMFS__VOL_EXCL | (no_change ? DJMFS__VOL_RDONLY : 0);
 	struct djmfs__meta_opts mo = { 0 };
 	struct djmfs__replay_info *ri = &c->ri;
 	int err;
@@ -393,11 +397,32 @@ out:
 /* Entry point                                                          */
 /* ------------------------------------------------------------------ */
 
-static int fsck_run(struct fsck *c, const char *volume, int repair)
+/* What the load mended (or, read-only, found) in the metadata copies. */
+static void fsck_copies(struct fsck *c)
 {
-	int problems, err;
+	const struct djmfs__vol *v = c->v;
 
-	err = fsck_load(c, volume, repair);
+	c->rep.repaired_sb = v->repaired_sb;
+	c->rep.repaired_ckpt = v->repaired_ckpt;
+	c->rep.repaired_jrec = v->repaired_jrec;
+	c->rep.bad_copies = v->bad_jrec - v->repaired_jrec;
+	for (unsigned i = 0; i < 2; i++)
+		for (unsigned k = 0; k < 2; k++)
+			c->rep.bad_copies +=
+				v->ckpt_copy[i][k] == DJMFS__COPY_BAD &&
+				!(c->ck.bad_slots & (1u << i));
+	for (unsigned k = 0; k < djmfs__sb_ncopies(&v->sb); k++)
+		c->rep.bad_copies += v->rdonly && !v->sb_copies[k].same;
+}
+
+static int fsck_run(struct fsck *c, const char *volume, int repair,
+		    int no_change)
+{
+	int problems, err, mended;
+
+	err = fsck_load(c, volume, repair, no_change);
+	if (c->v)
+		fsck_copies(c);
 	if (err == -EUCLEAN)
 		c->rep.verdict = DJMFS_FSCK_ERRORS;
 	if (!err)
@@ -412,9 +437,15 @@ static int fsck_run(struct fsck *c, const char *volume, int repair)
 		if (err < 0)
 			return err;
 	}
-	c->rep.verdict = !problems ? DJMFS_FSCK_CLEAN
-			 : c->rep.repaired ? DJMFS_FSCK_CORRECTED
-					   : DJMFS_FSCK_ERRORS;
+	fsck_copies(c);
+	mended = c->rep.repaired_sb + c->rep.repaired_ckpt +
+		 c->rep.repaired_jrec > 0;
+	c->rep.verdict = problems ? (c->rep.repaired ? DJMFS_FSCK_CORRECTED
+						     : DJMFS_FSCK_ERRORS)
+			 : c->rep.bad_copies ? DJMFS_FSCK_ERRORS
+			 : mended ? DJMFS_FSCK_CORRECTED : DJMFS_FSCK_CLEAN;
+	if (!problems && c->rep.bad_copies)
+		problems = 1; /* -n found a bad copy it did not mend */
 	djmfs__log(c->log, problems ? DJMFS_LOG_WARN : DJMFS_LOG_INFO,
 		   "fsck: %s: %llu files (%llu bad, %llu quarantined), %llu "
 		   "units used, %llu orphaned, %llu free", volume,
@@ -439,7 +470,8 @@ int djmfs_fsck(const char *volume, unsigned flags,
 		err = -EINVAL;
 		goto out;
 	}
-	err = fsck_run(&c, volume, !!(flags & DJMFS_FSCK_REPAIR));
+	err = fsck_run(&c, volume, !!(flags & DJMFS_FSCK_REPAIR),
+		       !!(flags & DJMFS_FSCK_NO_CHANGE));
 out:
 	if (rep)
 		*rep = c.rep;

@@ -134,39 +134,57 @@ size_t djmfs__ckpt_room(const struct djmfs__vol *v)
 	return (size_t)(v->sb.ckpt_len - CKPT_HDR);
 }
 
+/* Where copy @copy (0: A, 1: B) of @slot lies; 0 when there is none. */
+static uint64_t slot_off(const struct djmfs__vol *v, unsigned slot,
+			 unsigned copy)
+{
+	return copy == 0 ? v->sb.ckpt_off[slot] : v->sb.mckpt_off[slot];
+}
+
+static unsigned slot_ncopies(const struct djmfs__vol *v)
+{
+	return v->sb.mirror_off ? 2 : 1;
+}
+
+/* Writes one copy of a slot: image, then header, so a crash in between
+ * leaves a header whose image CRC fails.  No sync. */
+static int slot_write(struct djmfs__vol *v, uint64_t off,
+		      const uint8_t h[CKPT_HDR], const uint8_t *img, size_t n)
+{
+	int err = djmfs__pwrite_full(v->fd, img, n, off + CKPT_HDR);
+
+	return err ? err : djmfs__pwrite_full(v->fd, h, CKPT_HDR, off);
+}
+
 int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,
 		      uint64_t last_seq, const uint8_t *img, size_t n)
 {
 	struct slot_hdr s = { gen, last_seq, n, 0 };
 	uint8_t h[CKPT_HDR];
-	uint64_t off;
-	int err;
+	int err = 0;
 
 	if (slot > 1)
 		return -EINVAL;
 	if (n > v->sb.ckpt_len - CKPT_HDR)
 		return -ENOSPC;
-	off = v->sb.ckpt_off[slot];
 	s.img_crc = djmfs__crc32c(v->seed, img, n);
 	slot_hdr_encode(h, v->seed, &s);
-	/* One sync covers both writes: a crash in between leaves a header
-	 * whose image CRC fails, and the other slot is loaded instead. */
-	err = djmfs__pwrite_full(v->fd, img, n, off + CKPT_HDR);
-	if (err == 0)
-		err = djmfs__pwrite_full(v->fd, h, sizeof(h), off);
+	/* Both copies, then one sync for all four writes: a crash leaves
+	 * at most this slot bad, and the other slot whole in both copies. */
+	for (unsigned c = 0; c < slot_ncopies(v) && err == 0; c++)
+		err = slot_write(v, slot_off(v, slot, c), h, img, n);
 	if (err == 0)
 		err = djmfs__datasync(v->fd);
 	return err;
 }
 
 /* Returns 0, -ENODATA (blank), -EUCLEAN, or -errno. */
-static int slot_read_hdr(struct djmfs__vol *v, unsigned slot,
-			 struct slot_hdr *s)
+static int slot_read_hdr(struct djmfs__vol *v, uint64_t off,
+			 uint8_t h[CKPT_HDR], struct slot_hdr *s)
 {
-	uint8_t h[CKPT_HDR];
 	int err;
 
-	err = djmfs__pread_full(v->fd, h, sizeof(h), v->sb.ckpt_off[slot]);
+	err = djmfs__pread_full(v->fd, h, CKPT_HDR, off);
 	if (err == -ENODATA)
 		return -EUCLEAN;
 	if (err < 0)
@@ -174,9 +192,9 @@ static int slot_read_hdr(struct djmfs__vol *v, unsigned slot,
 	return slot_hdr_decode(h, v->seed, v->sb.ckpt_len, s);
 }
 
-/* Reads the image of a slot whose header checked out.  Returns 0,
+/* Reads the image a header announces from the copy at @off.  Returns 0,
  * -EUCLEAN (image CRC), -ENOMEM, or -errno. */
-static int slot_read_img(struct djmfs__vol *v, unsigned slot,
+static int slot_read_img(struct djmfs__vol *v, uint64_t off,
 			 const struct slot_hdr *s, uint8_t **img)
 {
 	uint8_t *p = NULL;
@@ -187,8 +205,7 @@ static int slot_read_img(struct djmfs__vol *v, unsigned slot,
 		p = malloc(s->img_len);
 		if (!p)
 			return -ENOMEM;
-		err = djmfs__pread_full(v->fd, p, s->img_len,
-					v->sb.ckpt_off[slot] + CKPT_HDR);
+		err = djmfs__pread_full(v->fd, p, s->img_len, off + CKPT_HDR);
 		if (err == -ENODATA)
 			err = -EUCLEAN;
 	}
@@ -206,57 +223,230 @@ static const char *slot_err_text(int err)
 	return err == -EUCLEAN ? "torn or corrupt" : strerror(-err);
 }
 
+/* Why a copy is bad, for the repair line. */
+static void copy_why(int err, char *buf, size_t n)
+{
+	if (err == -EUCLEAN)
+		snprintf(buf, n, "CRC");
+	else if (err == -ENODATA)
+		snprintf(buf, n, "blank");
+	else
+		snprintf(buf, n, "read error: %s", strerror(-err));
+}
+
+/* Both copies of one slot as loading found them. */
+struct slot_look {
+	uint8_t raw[2][CKPT_HDR];
+	struct slot_hdr hdr[2];
+	int hrc[2];	/* header: 0, -ENODATA blank, -EUCLEAN, -errno */
+	int irc[2];	/* image under the chosen header */
+	int good;	/* the copy whose header is chosen, or -1 */
+	uint8_t *img;	/* the chosen header's image, malloc'd */
+};
+
+/* Tries the images of both copies under copy @h's header. */
+static int slot_try(struct djmfs__vol *v, unsigned slot, struct slot_look *l,
+		    unsigned h)
+{
+	unsigned n = slot_ncopies(v);
+	int have = 0;
+
+	for (unsigned c = 0; c < n; c++) {
+		uint8_t *img = NULL;
+
+		l->irc[c] = slot_read_img(v, slot_off(v, slot, c), &l->hdr[h],
+					  &img);
+		if (l->irc[c] == -ENOMEM) {
+			free(l->img);
+			l->img = NULL;
+			return -ENOMEM;
+		}
+		if (l->irc[c] == 0 && !have) {
+			l->img = img; /* NULL for an empty image */
+			have = 1;
+		} else {
+			free(img);
+		}
+	}
+	if (have)
+		l->good = (int)h;
+	return 0;
+}
+
+/* Header A else header B; under it, image A else image B. */
+static int slot_look(struct djmfs__vol *v, unsigned slot, struct slot_look *l)
+{
+	unsigned n = slot_ncopies(v);
+	int err;
+
+	memset(l, 0, sizeof(*l));
+	l->good = -1;
+	for (unsigned c = 0; c < n; c++)
+		l->hrc[c] = slot_read_hdr(v, slot_off(v, slot, c), l->raw[c],
+					  &l->hdr[c]);
+	for (unsigned h = 0; h < n && l->good < 0; h++) {
+		if (l->hrc[h] != 0 ||
+		    (h == 1 && l->hrc[0] == 0 &&
+		     memcmp(l->raw[0], l->raw[1], CKPT_HDR) == 0))
+			continue; /* already tried as copy A's */
+		err = slot_try(v, slot, l, h);
+		if (err < 0)
+			return err;
+	}
+	return 0;
+}
+
+/* Rewrites the copies of a slot that do not hold the chosen header and
+ * its image, each logged; counts them. */
+static int slot_mend(struct djmfs__vol *v, unsigned slot, struct slot_look *l,
+		     const struct djmfs_log *log)
+{
+	const struct slot_hdr *g = &l->hdr[l->good];
+	unsigned n = slot_ncopies(v), fixed = 0;
+	int err = 0;
+
+	for (unsigned c = 0; c < n; c++) {
+		int hdr_ok = l->hrc[c] == 0 &&
+			     memcmp(l->raw[c], l->raw[l->good], CKPT_HDR) == 0;
+		char why[96];
+
+		v->ckpt_copy[slot][c] = DJMFS__COPY_OK;
+		if (hdr_ok && l->irc[c] == 0)
+			continue;
+		v->ckpt_copy[slot][c] = DJMFS__COPY_BAD;
+		if (!hdr_ok && l->hrc[c] == 0)
+			snprintf(why, sizeof(why), "stale, gen %" PRIu64,
+				 l->hdr[c].gen);
+		else
+			copy_why(hdr_ok ? l->irc[c] : l->hrc[c], why,
+				 sizeof(why));
+		if (v->rdonly) {
+			djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint slot %u "
+				   "(gen %" PRIu64 ") copy %c %s bad (%s): not "
+				   "rewritten (read-only)", v->path, slot,
+				   g->gen, "AB"[c], hdr_ok ? "image" : "header",
+				   why);
+			continue;
+		}
+		err = slot_write(v, slot_off(v, slot, c), l->raw[l->good],
+				 l->img, g->img_len);
+		if (err < 0) {
+			djmfs__log(log, DJMFS_LOG_ERROR, "pwrite(%s, checkpoint "
+				   "slot %u copy %c): %s", v->path, slot,
+				   "AB"[c], strerror(-err));
+			return err;
+		}
+		djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint slot %u (gen %"
+			   PRIu64 ") copy %c %s bad (%s): rewritten from copy "
+			   "%c", v->path, slot, g->gen, "AB"[c],
+			   hdr_ok ? "image" : "header", why, "AB"[c ^ 1]);
+		v->ckpt_copy[slot][c] = DJMFS__COPY_REPAIRED;
+		fixed++;
+	}
+	v->repaired_ckpt += fixed;
+	return 0;
+}
+
+/* The first error of a slot worth reporting when nothing loads: a read
+ * error is not proof of damage. */
+static int slot_ioerr(const struct slot_look *l, unsigned n)
+{
+	for (unsigned c = 0; c < n; c++) {
+		if (l->hrc[c] < 0 && l->hrc[c] != -ENODATA &&
+		    l->hrc[c] != -EUCLEAN)
+			return l->hrc[c];
+		if (l->irc[c] < 0 && l->irc[c] != -EUCLEAN)
+			return l->irc[c];
+	}
+	return 0;
+}
+
+/* A slot no copy of which loads, logged as today's single copy was. */
+static void slot_skipped(struct djmfs__vol *v, unsigned slot,
+			 const struct slot_look *l, const struct djmfs_log *log)
+{
+	unsigned n = slot_ncopies(v);
+	int h = l->hrc[0] == 0 ? 0 : n > 1 && l->hrc[1] == 0 ? 1 : -1;
+
+	for (unsigned c = 0; c < n; c++)
+		v->ckpt_copy[slot][c] = h < 0 && l->hrc[c] == -ENODATA
+					? DJMFS__COPY_BLANK : DJMFS__COPY_BAD;
+	if (h >= 0) {
+		v->ckpt_gen[slot] = l->hdr[h].gen;
+		djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint slot %u (gen %"
+			   PRIu64 ") image %s, skipped", v->path, slot,
+			   l->hdr[h].gen, slot_err_text(l->irc[0] < 0
+				? l->irc[0] : l->irc[n - 1]));
+		return;
+	}
+	for (unsigned c = 0; c < n; c++) {
+		if (l->hrc[c] != -ENODATA) {
+			djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint "
+				   "slot %u header %s, skipped", v->path, slot,
+				   slot_err_text(l->hrc[c]));
+			return;
+		}
+	}
+}
+
 int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out,
 		     const struct djmfs_log *log)
 {
-	struct slot_hdr s[2];
-	int rc[2], err, ioerr = 0;
-	unsigned order[2], n = 0;
+	struct slot_look l;
+	uint64_t fixed = v->repaired_ckpt;
+	int err = 0, ioerr = 0, found = 0;
 
 	memset(out, 0, sizeof(*out));
-	for (unsigned i = 0; i < 2; i++) {
-		rc[i] = slot_read_hdr(v, i, &s[i]);
-		if (rc[i] == 0)
-			order[n++] = i;
-		if (rc[i] < 0 && rc[i] != -ENODATA && rc[i] != -EUCLEAN)
-			ioerr = rc[i];
-		if (rc[i] < 0 && rc[i] != -ENODATA)
-			out->bad_slots |= 1u << i;
-		if (rc[i] < 0 && rc[i] != -ENODATA)
-			djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint "
-				   "slot %u header %s, skipped", v->path, i,
-				   slot_err_text(rc[i]));
-	}
-	if (n == 2 && s[1].gen > s[0].gen) {
-		order[0] = 1;
-		order[1] = 0;
-	}
-	for (unsigned k = 0; k < n; k++)
-		if (s[order[k]].gen > out->max_gen)
-			out->max_gen = s[order[k]].gen;
-	for (unsigned k = 0; k < n; k++) {
-		unsigned i = order[k];
-
-		err = slot_read_img(v, i, &s[i], &out->img);
-		if (err == -ENOMEM)
-			return err;
-		if (err < 0 && err != -EUCLEAN)
-			ioerr = err;
-		if (err == 0) {
-			out->gen = s[i].gen;
-			out->last_seq = s[i].last_seq;
-			out->slot = i;
-			out->img_len = s[i].img_len;
-			return 0;
+	memset(v->ckpt_copy, 0, sizeof(v->ckpt_copy));
+	for (unsigned i = 0; i < 2 && err == 0; i++) {
+		v->ckpt_gen[i] = 0;
+		err = slot_look(v, i, &l);
+		if (err < 0)
+			break;
+		if (l.good < 0) {
+			slot_skipped(v, i, &l, log);
+			if (!ioerr)
+				ioerr = slot_ioerr(&l, slot_ncopies(v));
+			continue;
 		}
-		out->bad_slots |= 1u << i;
-		djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint slot %u (gen %"
-			   PRIu64 ") image %s, skipped", v->path, i, s[i].gen,
-			   slot_err_text(err));
+		v->ckpt_gen[i] = l.hdr[l.good].gen;
+		err = slot_mend(v, i, &l, log);
+		if (err == 0 && (!found || l.hdr[l.good].gen > out->gen)) {
+			free(out->img);
+			out->img = l.img;
+			l.img = NULL;
+			out->gen = l.hdr[l.good].gen;
+			out->last_seq = l.hdr[l.good].last_seq;
+			out->slot = i;
+			out->img_len = l.hdr[l.good].img_len;
+			found = 1;
+		}
+		free(l.img);
 	}
+	if (err == 0 && v->repaired_ckpt != fixed)
+		err = djmfs__datasync(v->fd);
+	if (err < 0) {
+		free(out->img);
+		memset(out, 0, sizeof(*out));
+		return err;
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		int any_bad = 0, any_ok = 0;
+
+		if (v->ckpt_gen[i] > out->max_gen)
+			out->max_gen = v->ckpt_gen[i];
+		for (unsigned c = 0; c < slot_ncopies(v); c++) {
+			any_bad |= v->ckpt_copy[i][c] == DJMFS__COPY_BAD;
+			any_ok |= v->ckpt_copy[i][c] == DJMFS__COPY_OK ||
+				  v->ckpt_copy[i][c] == DJMFS__COPY_REPAIRED;
+		}
+		if (any_bad && !any_ok)
+			out->bad_slots |= 1u << i;
+	}
+	if (found)
+		return 0;
 	djmfs__log(log, DJMFS_LOG_ERROR, "%s: no valid checkpoint in either "
 		   "slot", v->path);
-	/* An unreadable slot is not proof of damage: say what failed. */
 	return ioerr ? ioerr : -EUCLEAN;
 }
 
@@ -433,6 +623,7 @@ const char *djmfs__jend_name(enum djmfs__jend e)
  */
 struct jscan {
 	struct djmfs__vol *v;
+	uint64_t area;	 /* volume offset of the journal copy searched */
 	uint64_t epoch;	 /* the checkpoint's */
 	uint64_t next;	 /* the lowest seq a record found may have */
 	unsigned flags;
@@ -480,23 +671,32 @@ static int jscan_decode(struct jscan *sc, uint64_t off, size_t *used)
 		sc->big = q;
 		sc->bigcap = need;
 	}
-	err = djmfs__pread_full(sc->v->fd, sc->big, need,
-				sb->journal_off + off);
+	err = djmfs__pread_full(sc->v->fd, sc->big, need, sc->area + off);
 	if (err < 0)
 		return err;
 	return djmfs__jrec_decode(sc->big, need, sc->v->seed, sc->r,
 				  used) == 0 ? 0 : 1;
 }
 
-static void jscan_note_ino(struct djmfs__replay_info *info, uint64_t ino)
+static void jscan_note_ino(struct djmfs__replay_info *info,
+			   const struct djmfs__jrec *r)
 {
-	for (unsigned i = 0; i < info->n_lost_inos; i++)
-		if (info->lost_inos[i] == ino)
+	unsigned i;
+
+	for (i = 0; i < info->n_lost_inos; i++)
+		if (info->lost_inos[i] == r->ino)
+			break;
+	if (i == info->n_lost_inos) {
+		if (i == DJMFS__REPLAY_LOST_INOS) {
+			info->lost_inos_more++;
 			return;
-	if (info->n_lost_inos < DJMFS__REPLAY_LOST_INOS)
-		info->lost_inos[info->n_lost_inos++] = ino;
-	else
-		info->lost_inos_more++;
+		}
+		info->lost_inos[info->n_lost_inos++] = r->ino;
+	}
+	/* The state cannot name a file these records create. */
+	if (r->type == DJMFS_J_FILE_CREATE)
+		snprintf(info->lost_names[i], sizeof(info->lost_names[i]),
+			 "%.63s", r->u.create.name);
 }
 
 /* A valid record found beyond the stop: noted, and with SALVAGE applied
@@ -516,7 +716,7 @@ static void jscan_take(struct jscan *sc, uint64_t off, size_t used)
 	if (r->type == DJMFS_J_PUBLISH)
 		info->lost_publishes++;
 	if (r->ino)
-		jscan_note_ino(info, r->ino);
+		jscan_note_ino(info, r);
 	sc->next = r->seq + 1;
 	if (!(sc->flags & DJMFS__REPLAY_SALVAGE))
 		return;
@@ -552,7 +752,7 @@ static int jscan_run(struct jscan *sc, uint64_t from)
 			sc->wbase = off;
 			sc->wlen = left < sc->wcap ? (size_t)left : sc->wcap;
 			err = djmfs__pread_full(sc->v->fd, sc->win, sc->wlen,
-						sc->v->sb.journal_off + off);
+						sc->area + off);
 			if (err < 0)
 				return err;
 		}
@@ -586,6 +786,123 @@ static void replay_verdict(struct djmfs__replay_info *info, uint64_t epoch,
 		info->end = DJMFS__JEND_DAMAGED;
 }
 
+/*
+ * Copy B of the journal during replay.  Copy A is read through the
+ * replay window; B is read in chunks of its own as replay moves on, so
+ * that every record A gives is compared with B's bytes (a memcmp, no
+ * second decode) and a record A cannot give is taken from B.  The bad
+ * copy's bytes are rewritten from the good one at once (one sync at the
+ * end), so a latent bad sector is rewritten even though the next epoch
+ * would overwrite it later.
+ */
+struct bwin {
+	uint8_t *p;
+	size_t cap, len;
+	uint64_t base;
+	int err;	/* the last read error of copy B */
+	int rewrote;	/* bytes were rewritten: sync before returning */
+};
+
+/* Copy B's bytes [off, off + n), or NULL (beyond the area, a read
+ * error in b->err, or out of memory). */
+static const uint8_t *bwin_at(struct bwin *b, const struct djmfs__vol *v,
+			      uint64_t off, size_t n)
+{
+	uint64_t len = v->sb.journal_len;
+	size_t want;
+	int err;
+
+	if (off >= b->base && off + n <= b->base + b->len)
+		return b->p + (off - b->base);
+	if (off + n > len)
+		return NULL;
+	want = n > REPLAY_CHUNK ? n : REPLAY_CHUNK;
+	if (want > len - off)
+		want = (size_t)(len - off);
+	if (want > b->cap) {
+		uint8_t *q = realloc(b->p, want);
+
+		if (!q)
+			return NULL;
+		b->p = q;
+		b->cap = want;
+	}
+	b->len = 0;
+	err = djmfs__pread_full(v->fd, b->p, want, v->sb.mj_off + off);
+	if (err < 0) {
+		b->err = err;
+		return NULL;
+	}
+	b->base = off;
+	b->len = want;
+	return b->p;
+}
+
+/* Rewrites journal copy @bad (0: A, 1: B) at @off with @good, and says
+ * so at WARN; read-only volumes only log. */
+static void jcopy_mend(struct djmfs__vol *v, struct bwin *b, unsigned bad,
+		       uint64_t off, const uint8_t *good, size_t n,
+		       const struct djmfs__jrec *r, const char *why,
+		       const struct djmfs_log *log)
+{
+	uint64_t at = (bad ? v->sb.mj_off : v->sb.journal_off) + off;
+	int err = 0;
+
+	v->bad_jrec++;
+	if (!v->rdonly) {
+		err = djmfs__pwrite_full(v->fd, good, n, at);
+		if (err == 0) {
+			v->repaired_jrec++;
+			b->rewrote = 1;
+		}
+	}
+	djmfs__log(log, DJMFS_LOG_WARN, "%s: journal copy %c: record seq %"
+		   PRIu64 " (%s, %zu bytes) at offset %" PRIu64 " of epoch %"
+		   PRIu64 " bad (%s): %s%s", v->path, "AB"[bad], r->seq,
+		   djmfs__jtype_name(r->type), n, off, r->epoch, why,
+		   v->rdonly ? "not rewritten (read-only)" :
+		   err ? "rewriting it failed: " : "rewritten from copy ",
+		   v->rdonly ? "" : err ? strerror(-err) : bad ? "A" : "B");
+}
+
+/* Copy A gave the record at @off (@a, @n bytes): copy B must hold the
+ * same bytes. */
+static void jcopy_check(struct djmfs__vol *v, struct bwin *b, uint64_t off,
+			const uint8_t *a, size_t n, const struct djmfs__jrec *r,
+			const struct djmfs_log *log)
+{
+	const uint8_t *q = bwin_at(b, v, off, n);
+
+	if (q && memcmp(q, a, n) == 0)
+		return;
+	jcopy_mend(v, b, 1, off, a, n, r,
+		   q ? "differs from copy A" : b->err ? strerror(-b->err)
+						      : "unreadable", log);
+}
+
+/* Copy A could not give the record of @epoch and @expect at @off: takes
+ * it from copy B if B has it.  Returns 1 (taken, *used set), 0. */
+static int jcopy_take(struct djmfs__vol *v, struct bwin *b, uint64_t off,
+		      struct djmfs__jrec *r, size_t *used, uint64_t epoch,
+		      uint64_t expect, const char *why,
+		      const struct djmfs_log *log)
+{
+	const uint8_t *q = bwin_at(b, v, off, DJMFS_JREC_HDR);
+	uint32_t len;
+
+	if (!q)
+		return 0;
+	len = djmfs__le32(q);
+	if (len > DJMFS_JREC_MAX ||
+	    !(q = bwin_at(b, v, off, DJMFS_JREC_HDR + (size_t)len)) ||
+	    djmfs__jrec_decode(q, DJMFS_JREC_HDR + (size_t)len, v->seed, r,
+			       used) != 0 ||
+	    r->epoch != epoch || r->seq != expect)
+		return 0;
+	jcopy_mend(v, b, 0, off, q, *used, r, why, log);
+	return 1;
+}
+
 int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 			  uint64_t after_seq, unsigned flags,
 			  djmfs__replay_fn fn, void *arg,
@@ -593,6 +910,7 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 			  const struct djmfs_log *log)
 {
 	struct rwin w = { 0 };
+	struct bwin bw = { 0 };
 	struct jscan sc = { 0 };
 	struct djmfs__jrec *r;
 	size_t used;
@@ -610,13 +928,26 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 		goto out;
 	}
 	for (;;) {
-		err = replay_next(&w, v, r, &used, info->stop,
-				  sizeof(info->stop));
-		if (err != 0)
-			break;
-		if (replay_take(r, epoch, info->last_seq + 1, info->stop,
-				sizeof(info->stop), log))
-			break;
+		uint64_t off = w.base + w.pos;
+		int stop, from_b = 0;
+
+		stop = replay_next(&w, v, r, &used, info->stop,
+				   sizeof(info->stop));
+		if (stop == 0)
+			stop = replay_take(r, epoch, info->last_seq + 1,
+					   info->stop, sizeof(info->stop), log);
+		if (stop == 0 && v->sb.mj_off) {
+			jcopy_check(v, &bw, off, w.p + w.pos, used, r, log);
+		} else if (stop != 0) {
+			if (!v->sb.mj_off ||
+			    !jcopy_take(v, &bw, off, r, &used, epoch,
+					info->last_seq + 1, stop < 0 ?
+					strerror(-stop) : info->stop, log)) {
+				err = stop < 0 ? stop : 0;
+				break;
+			}
+			from_b = 1;
+		}
 		err = fn(arg, r);
 		if (err < 0) {
 			djmfs__log(log, DJMFS_LOG_WARN, "replay of %s seq %"
@@ -627,8 +958,15 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 		} else {
 			info->records++;
 		}
+		err = 0;
 		info->last_seq = r->seq;
-		w.pos += used;
+		if (from_b) {
+			/* Copy A resumes after the record B gave. */
+			w.base = off + used;
+			w.pos = w.fill = 0;
+		} else {
+			w.pos += used;
+		}
 		info->end_off = w.base + w.pos;
 	}
 	if (err < 0)
@@ -637,12 +975,21 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 	 * length): the tail was torn, unless the search finds more. */
 	cut = strncmp(info->stop, "end of", 6) != 0 &&
 	      strncmp(info->stop, "record of older", 15) != 0;
-	sc = (struct jscan){ .v = v, .epoch = epoch,
+	sc = (struct jscan){ .v = v, .area = v->sb.journal_off, .epoch = epoch,
 			     .next = info->last_seq + 1, .flags = flags,
 			     .fn = fn, .arg = arg, .info = info, .log = log,
 			     .r = r, .win = w.p, .wcap = w.cap };
 	w.p = NULL; /* the search owns the buffer now */
 	err = jscan_run(&sc, info->end_off);
+	/* Both copies ended at the same record; what lies beyond it in
+	 * either proves damage. */
+	if (err == 0 && info->lost_records == 0 && v->sb.mj_off) {
+		sc.area = v->sb.mj_off;
+		sc.wbase = sc.wlen = 0;
+		err = jscan_run(&sc, info->end_off);
+	}
+	if (err == 0 && bw.rewrote)
+		err = djmfs__datasync(v->fd);
 	if (err < 0)
 		goto io;
 	replay_verdict(info, epoch, cut);
@@ -660,6 +1007,7 @@ io:
 		   strerror(-err));
 out:
 	free(w.p);
+	free(bw.p);
 	free(sc.win);
 	free(sc.big);
 	free(r);
@@ -796,13 +1144,20 @@ static struct jseg *seg_open(struct djmfs__journal *j)
 
 static void writer_fail(struct djmfs__journal *j, const char *what, int err)
 {
+	uint64_t one = 1;
 	int none = 0;
 
-	if (__atomic_compare_exchange_n(&j->failed, &none, err, 0,
-					__ATOMIC_RELEASE, __ATOMIC_RELAXED))
-		djmfs__log(&j->log, DJMFS_LOG_ERROR, "journal: %s(%s): %s; no "
-			   "further mutation becomes durable", what,
-			   j->vol->path, strerror(-err));
+	if (!__atomic_compare_exchange_n(&j->failed, &none, err, 0,
+					 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		return;
+	djmfs__log(&j->log, DJMFS_LOG_ERROR, "journal: %s(%s): %s; no "
+		   "further mutation becomes durable", what, j->vol->path,
+		   strerror(-err));
+	/* The loop holds answers waiting for these records: wake it so it
+	 * gives them up instead of waiting for a durable that never comes. */
+	while (j->notify_fd >= 0 &&
+	       write(j->notify_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
 }
 
 static int writer_failed(const struct djmfs__journal *j)
@@ -888,6 +1243,9 @@ static int journal_prepare(struct djmfs__journal *j, uint64_t from,
 
 		err = djmfs__pwrite_full(j->vol->fd, j->zeros, n,
 					 j->vol->sb.journal_off + from);
+		if (err == 0 && j->vol->sb.mj_off)
+			err = djmfs__pwrite_full(j->vol->fd, j->zeros, n,
+						 j->vol->sb.mj_off + from);
 		if (err < 0)
 			return err;
 	}
@@ -913,6 +1271,12 @@ static void writer_round(struct djmfs__journal *j, struct jseg *s)
 			if (err == 0)
 				err = djmfs__pwrite_full(j->vol->fd, s->recs.p,
 							 s->recs.len, at);
+			/* Copy B: the same bytes at the same offset of the
+			 * far area; the round's one fdatasync covers both. */
+			if (err == 0 && j->vol->sb.mj_off)
+				err = djmfs__pwrite_full(j->vol->fd, s->recs.p,
+					s->recs.len,
+					j->vol->sb.mj_off + s->off);
 			if (err < 0)
 				writer_fail(j, "pwrite", err);
 			pd.nrec += s->nrec;

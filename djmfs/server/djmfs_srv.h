@@ -115,6 +115,9 @@ struct djmfs_server {
 	struct djmfs__journal *jnl;
 	int booting;		/* on_free ignored: boot rebuilds free space */
 	int broken;		/* -errno: metadata and journal disagree */
+	int jnl_lost;		/* the journal's writer failed; answers held
+				   for records it never made durable were
+				   dropped with their connections */
 	/* -EROFS once the host file system under the volume had no room at
 	 * boot: the server serves what the volume holds (the journal
 	 * replayed in memory), has no journal, writes nothing, and refuses

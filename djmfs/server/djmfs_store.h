@@ -98,28 +98,68 @@ int djmfs__jrec_encode(struct djmfs__buf *b, uint32_t seed,
 		       const struct djmfs__jrec *r);
 const char *djmfs__jtype_name(unsigned type);
 
-/* Computes a layout for @size bytes and @au_size (0: 1 MiB).  Returns 0,
- * -EINVAL (unit not a power of two in [64 KiB, 64 MiB]), or -ENOSPC
- * (fewer than 16 data units would remain). */
+/* Computes a layout of format @version (1, or 2: with copy B of the
+ * metadata at the end) for @size bytes and @au_size (0: 1 MiB).  Returns
+ * 0, -EINVAL (unit not a power of two in [64 KiB, 64 MiB], unknown
+ * version), or -ENOSPC (fewer than 16 data units would remain). */
+int djmfs__sb_layout_format(struct djmfs__sb *sb, uint64_t size,
+			    uint32_t au_size, unsigned version);
+/* The layout mkfs writes: the current format. */
 int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size);
+/* Bytes of copy B (and of the front's metadata area it mirrors, from the
+ * volume's start to the end of slot 1). */
+uint64_t djmfs__sb_mirror_len(const struct djmfs__sb *sb);
+/* Encodes @sb as its `copy` field says. */
 void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE]);
+/* Writes superblock copy @copy of @sb (no sync).  Returns 0, -EINVAL (the
+ * format has no such copy), or -errno. */
+int djmfs__sb_write_copy(int fd, const struct djmfs__sb *sb, unsigned copy);
+/* How many superblock copies the format of @sb keeps (1 or 3). */
+unsigned djmfs__sb_ncopies(const struct djmfs__sb *sb);
 
 #define DJMFS__VOL_EXCL 0x1u   /* flock(LOCK_EX|LOCK_NB): -EBUSY if held */
 #define DJMFS__VOL_RDONLY 0x2u
 
+/* What loading found in each copy of a checkpoint slot. */
+enum djmfs__copy_state {
+	DJMFS__COPY_NONE = 0, /* no such copy (format 1 has no copy B) */
+	DJMFS__COPY_OK,
+	DJMFS__COPY_BLANK,    /* never written (both copies) */
+	DJMFS__COPY_BAD,      /* unreadable, bad CRC, or stale */
+	DJMFS__COPY_REPAIRED, /* was bad, rewritten from the other copy */
+};
+
 /* An open volume, for metadata I/O (buffered descriptor). */
 struct djmfs__vol {
 	int fd;
+	int rdonly; /* opened DJMFS__VOL_RDONLY: repairs are only logged */
 	char *path;
 	struct djmfs__sb sb;
 	uint32_t seed;
 	uint64_t data_end; /* data_off + n_aus * au_size */
+	/* What opening and loading found, for the boot figures and fsck. */
+	struct djmfs__sb_copy sb_copies[DJMFS_SB_COPIES];
+	uint64_t repaired_sb;	/* superblock copies rewritten */
+	uint64_t repaired_ckpt; /* checkpoint copies rewritten */
+	uint64_t repaired_jrec; /* journal records rewritten in one copy */
+	uint64_t bad_jrec;	/* ... found bad in one copy (rewritten
+				   unless read-only) */
+	uint64_t ckpt_gen[2];	/* per slot, 0: no valid header */
+	enum djmfs__copy_state ckpt_copy[2][2]; /* [slot][copy A, B] */
 };
 
+/*
+ * Opens and locks (DJMFS__VOL_EXCL) a volume and picks its superblock
+ * (djmfs__sb_read_copies); unless DJMFS__VOL_RDONLY, rewrites the copies
+ * that do not match it, each logged at WARN.  Returns 0, -EBUSY, -EUCLEAN
+ * (not a volume, no valid superblock copy, truncated), or -errno.
+ */
 int djmfs__vol_open(struct djmfs__vol **out, const char *path,
 		    unsigned flags, const struct djmfs_log *log);
+/* Replaces the open volume's superblock (upgrade) and what derives from
+ * it. */
+void djmfs__vol_set_sb(struct djmfs__vol *v, const struct djmfs__sb *sb);
 void djmfs__vol_close(struct djmfs__vol *v);
-
 
 /* ------------------------------------------------------------------ */
 /* Checkpoints and journal                                             */
@@ -202,6 +242,8 @@ struct djmfs__replay_info {
 	uint64_t lost_end_off;		/* journal offset after the last */
 	uint64_t lost_publishes;
 	uint64_t lost_inos[DJMFS__REPLAY_LOST_INOS]; /* files they touch */
+	char lost_names[DJMFS__REPLAY_LOST_INOS][64]; /* "" unless created
+							 by those records */
 	unsigned n_lost_inos;			     /* (first ones) */
 	uint64_t lost_inos_more;		     /* not listed */
 	uint64_t gap_first, gap_last; /* seqs no copy holds (SALVAGE) */

@@ -426,7 +426,7 @@ Test(client, enospc_on_a_full_volume_keeps_earlier_data)
 	uint32_t id;
 
 	teardown();
-	env_start(5 * MIB, 0); /* 16 units of 64 KiB */
+	env_start(9 * MIB, 0); /* 16 units of 64 KiB, two metadata copies */
 	c = client();
 	fill(src, 4 * MIB, 9);
 	w = new_stream(c, "big", &id);
@@ -464,7 +464,9 @@ Test(client, a_full_host_is_enospc_and_the_server_restarts_read_only)
 	const size_t step = 256 * KIB, max = 16 * MIB;
 	struct server_env_opts o = {
 		.tag = "djmfs-full", /* under host_dir: short */
-		.vol_size = 32 * MIB, /* sparse, in a 6 MiB tmpfs */
+		/* sparse but for its 2 x 4 MiB of metadata, in a 14 MiB
+		 * tmpfs */
+		.vol_size = 32 * MIB,
 		.au_size = AU,
 		.parent = host_dir,
 	};
@@ -477,7 +479,7 @@ Test(client, a_full_host_is_enospc_and_the_server_restarts_read_only)
 	uint32_t id;
 
 	teardown();
-	host_mount(6);
+	host_mount(14);
 	server_env_start(&env, &o);
 	c = client();
 	fill(src, max, 11);
@@ -862,7 +864,7 @@ Test(client, refuses_a_volume_that_is_not_the_servers)
 	char other[160];
 
 	snprintf(other, sizeof(other), "%s/other", env.dir);
-	cr_assert_eq(djmfs_mkfs(other, 8 * MIB, AU, 0, &server_env_log), 0);
+	cr_assert_eq(djmfs_mkfs(other, 12 * MIB, AU, 0, &server_env_log), 0);
 	o.volume = other;
 	cr_assert_eq(djmfs_connect(&c, &o), -EXDEV);
 	unlink(other);

@@ -1207,11 +1207,15 @@ static void flip_journal_byte(uint64_t off)
 	uint8_t b;
 
 	cr_assert_eq(djmfs__vol_open(&v, T.vol, DJMFS__VOL_EXCL, NULL), 0);
-	cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, v->sb.journal_off + off),
-		     0);
-	b ^= 0x20;
-	cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, v->sb.journal_off + off),
-		     0);
+	for (int c = 0; c < 2; c++) { /* both copies: beyond repair */
+		uint64_t at = (c ? v->sb.mj_off : v->sb.journal_off) + off;
+
+		if (c && !v->sb.mj_off)
+			break;
+		cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, at), 0);
+		b ^= 0x20;
+		cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, at), 0);
+	}
 	djmfs__vol_close(v);
 }
 
@@ -1303,11 +1307,17 @@ Test(server, refuses_a_checkpoint_the_journal_proves_stale)
 	cr_assert_eq(djmfs__vol_open(&v, T.vol, DJMFS__VOL_EXCL, NULL), 0);
 	cr_assert_eq(djmfs__ckpt_load(v, &ck, NULL), 0);
 	cr_assert_gt(ck.img_len, 8);
-	cr_assert_eq(djmfs__pread_full(v->fd, &b, 1,
-				       v->sb.ckpt_off[ck.slot] + 64 + 4), 0);
-	b ^= 1;
-	cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1,
-					v->sb.ckpt_off[ck.slot] + 64 + 4), 0);
+	for (int c = 0; c < 2; c++) { /* in both copies */
+		uint64_t at = c ? v->sb.mckpt_off[ck.slot]
+				: v->sb.ckpt_off[ck.slot];
+
+		if (!at)
+			continue;
+		cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, at + 64 + 4), 0);
+		b ^= 1;
+		cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, at + 64 + 4),
+			     0);
+	}
 	free(ck.img);
 	djmfs__vol_close(v);
 
