@@ -1,15 +1,16 @@
 /*
  * djmfs-flip: the damage tool of the metadata torture test
  * (tests/djmfs/torture.sh).  It reads a volume's superblock, finds the
- * metadata bytes in use (the superblock's CRC-covered bytes, the journal
- * up to the end of its log plus 4 KiB, each checkpoint slot's header and
- * image), picks damage over them from a seed, applies one flipped bit or
- * one zeroed 4 KiB sector, and says what the damage hit: the region, and
- * for the journal which records (the last one matters: on a volume with
- * one copy of the journal a damaged last record looks like a torn tail).
- * It reads the volume with the proto library's superblock decoder and
- * CRC, and walks records and slot headers by their on-disk layout
- * (djmfs_store.h, djmfs_journal.c), so it needs no server code.
+ * metadata bytes in use (each superblock copy's CRC-covered bytes, each
+ * journal copy up to the end of its log plus 4 KiB, each checkpoint
+ * slot's header and image in each copy), picks damage over them from a
+ * seed, applies one flipped bit or one zeroed 4 KiB sector, and says
+ * what the damage hit: the region, and for the journal which records
+ * (the last one matters: with one copy of the journal a damaged last
+ * record looks like a torn tail).  It reads the volume with the proto
+ * library's superblock code and CRC, and walks records and slot headers
+ * by their on-disk layout (djmfs_store.h, djmfs_journal.c), so it needs
+ * no server code.
  *
  *   regions VOLUME                  one line per region in use:
  *       "REGION OFFSET LENGTH INFO"
@@ -22,23 +23,22 @@
  *   where VOLUME OFFSET [LENGTH]    what that range is, without writing
  *
  * What a hit is printed as, one line of KEY=VALUE words: format (the
- * superblock's version), region (superblock, journal, slotN.header,
- * slotN.image, unused), rel (offset in it) and, for the journal,
- * current (its epoch is the newest checkpoint's or later: replay reads
- * it; else it is an older epoch's leftover), records (in the log),
- * rec_first/rec_last (record indexes touched, -1 for the bytes after the
- * log), last_hit (1 when the last record of a current log is touched),
- * seq; for slots gen and newest.  `flip` and `zero` describe the volume
- * before the damage.
+ * superblock's version), region (superblock or superblockN, journal,
+ * slotN.header, slotN.image, each B.-prefixed for copy B, or unused),
+ * rel (offset in it) and, for the journal, current (its epoch is the
+ * newest checkpoint's or later: replay reads it; else it is an older
+ * epoch's leftover), records (in the log), rec_first/rec_last (record
+ * indexes touched, -1 for the bytes after the log), last_hit (1 when the
+ * last record of a current log is touched), seq; for slots gen and
+ * newest.  `flip` and `zero` describe the volume before the damage.
  *
  * Offsets are picked per region, half of the weight spread evenly over
  * the regions and half by their sizes, so the superblock and the slots
  * (a few hundred bytes) are hit as well as the journal (tens of KiB).
  *
- * Format versions: discover() lists the areas of one metadata copy; a
- * format with a second copy (superblock copies at 64 KiB and at the
- * mirror, a journal and both slots at the end of the volume) adds its
- * bases there and nothing else changes.  Exit status: 0 done, 1 error
+ * Formats 1 and 2: discover() lists the areas of each (format 2: three
+ * superblock copies and, with a mirror, copy B of the journal and slots,
+ * named "B.journal", "B.slot0.header"...).  Exit status: 0 done, 1 error
  * (message on stderr), 2 bad usage.
  */
 #define _GNU_SOURCE
@@ -56,8 +56,9 @@
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
 
-/* On-disk layout of format 1 that the proto library does not export. */
-#define SB_USED 116	 /* bytes [0, 112) and their CRC */
+/* On-disk layout that the proto library does not export. */
+#define SB_USED_V1 116	 /* bytes [0, 112) and their CRC */
+#define SB_USED_V2 256	 /* bytes [0, 252) and their CRC */
 #define JREC_HDR 32	 /* u32 len | u32 crc | u64 epoch | u64 seq | ... */
 #define JREC_CRC_FROM 8	 /* the record CRC covers everything after it */
 #define CKPT_MAGIC "DJMFSCKP"
@@ -247,59 +248,85 @@ static int add_slots(struct vol *v, const uint64_t off[2], const char *copy)
 		struct area *a = &v->a[i];
 
 		if ((a->kind == K_SLOT_HDR || a->kind == K_SLOT_IMG) &&
-		    strncmp(a->name, copy, strlen(copy)) == 0)
+		    a->off >= off[0] && a->off < off[1] + v->sb.ckpt_len)
 			a->newest = best > 0 && a->gen == best;
 	}
 	return 0;
 }
 
-/* Every metadata region in use.  Format 1 has one copy at the front.  A
- * format with a second copy adds, here: the superblock copies at 64 KiB
- * and at mirror_off (SB_USED bytes each, or that format's CRC end), then
- * walk_journal() and add_slots() once more at the copy's own journal and
- * slot offsets (named "B.journal", "B.slot0...": the prefix is the
- * copy; its log in v->log[1]), from fields its superblock decoder
- * provides. */
-static int discover(struct vol *v)
+/* One metadata copy's journal (into @log) and slots, at @journal_off and
+ * @ckpt_off; @copy prefixes the area names ("" for copy A, "B."). */
+static int add_copy(struct vol *v, uint64_t journal_off,
+		    const uint64_t ckpt_off[2], const char *copy,
+		    struct jlog *log)
 {
 	struct area *j;
+	char name[32];
 	uint64_t used;
-	int err;
+	size_t first = v->n;
+	int err = walk_journal(v, journal_off, log);
 
-	if (v->sb.version != 1) {
-		fprintf(stderr, "%s: format %u: its regions are not known here "
-			"(see discover())\n", PROG, v->sb.version);
-		return -ENOTSUP;
-	}
-	add_area(v, K_SB, "superblock", 0, SB_USED);
-	err = walk_journal(v, v->sb.journal_off, &v->log[0]);
 	if (err)
 		return err;
-	used = v->log[0].end + LOG_SLACK;
+	used = log->end + LOG_SLACK;
 	if (used > v->sb.journal_len)
 		used = v->sb.journal_len;
-	j = add_area(v, K_JOURNAL, "journal", v->sb.journal_off, used);
-	j->log = &v->log[0];
-	err = add_slots(v, v->sb.ckpt_off, "");
-	for (size_t i = 0; i < v->n && err == 0; i++) {
+	snprintf(name, sizeof(name), "%sjournal", copy);
+	j = add_area(v, K_JOURNAL, name, journal_off, used);
+	j->log = log;
+	err = add_slots(v, ckpt_off, copy);
+	for (size_t i = first; i < v->n && err == 0; i++) {
 		if (v->a[i].newest)
-			v->log[0].current = v->log[0].epoch >= v->a[i].gen;
+			log->current = log->epoch >= v->a[i].gen;
 	}
+	return err;
+}
+
+/* Every metadata region in use.  Format 1: one superblock (its CRC-
+ * covered bytes) and one copy of the journal and slots at the front.
+ * Format 2 adds superblock copies 1 (64 KiB) and 2 (mirror_off) and, with
+ * a mirror, copy B of the journal and slots at the offsets the decoder
+ * derives (mj_off, mckpt_off).  A later format adds its areas here. */
+static int discover(struct vol *v)
+{
+	const struct djmfs__sb *sb = &v->sb;
+	int err;
+
+	if (sb->version != 1 && sb->version != 2) {
+		fprintf(stderr, "%s: format %u: its regions are not known here "
+			"(see discover())\n", PROG, sb->version);
+		return -ENOTSUP;
+	}
+	for (unsigned c = 0; c < DJMFS_SB_COPIES; c++) {
+		uint64_t off = djmfs__sb_copy_off(sb, c);
+		char name[32];
+
+		if (sb->version == 1 && c > 0)
+			break;
+		if (c > 0 && off == 0)
+			continue;
+		snprintf(name, sizeof(name), sb->version == 1 ? "superblock" :
+			 "superblock%u", c);
+		add_area(v, K_SB, name, off,
+			 sb->version == 1 ? SB_USED_V1 : SB_USED_V2);
+	}
+	err = add_copy(v, sb->journal_off, sb->ckpt_off, "", &v->log[0]);
+	if (err == 0 && sb->mj_off)
+		err = add_copy(v, sb->mj_off, sb->mckpt_off, "B.", &v->log[1]);
 	return err;
 }
 
 static int vol_open(struct vol *v, const char *path, int writable)
 {
-	uint8_t sb[DJMFS_SB_SIZE];
 	int err;
 
 	memset(v, 0, sizeof(*v));
 	v->fd = open(path, writable ? O_RDWR : O_RDONLY);
 	if (v->fd < 0)
 		return -errno;
-	err = djmfs__pread_full(v->fd, sb, sizeof(sb), 0);
-	if (err == 0)
-		err = djmfs__sb_decode(sb, sizeof(sb), &v->sb);
+	/* The copy the server would choose: the tool damages a volume
+	 * whose superblock is intact, and describes it as that copy does. */
+	err = djmfs__sb_read_fd(v->fd, &v->sb);
 	if (err)
 		return err;
 	v->seed = djmfs__sb_seed(&v->sb);

@@ -10,8 +10,9 @@
 # serves from it untouched: `djmfs ls -l` and the sha256 of the bytes of
 # every object `djmfs stat` lists (the manifest).  Then, per case,
 # djmfs-flip flips one bit or zeroes one 4 KiB sector at an offset it
-# picked from the seed over the bytes in use (superblock, journal up to the end of
-# the log + 4 KiB, both checkpoint slots); two sparse copies of the
+# picked from the seed over the metadata in use (each superblock copy,
+# each journal copy up to the end of the log + 4 KiB, each checkpoint
+# slot's header and image in each copy); two sparse copies of the
 # damaged file go one to `djmfs fsck`, one to djmfsd (10 s to answer),
 # whose manifest is compared and which, once stopped, must leave a
 # volume `djmfs fsck -n` calls clean; when fsck says it corrected its
@@ -25,6 +26,8 @@
 #   undetectable     (format 1 only) the damage covers the log's last
 #                    record, which one copy of the journal cannot tell
 #                    from a torn tail: counted apart, not a failure
+#   needless_refusal (format 2, whose metadata is all in two copies)
+#                    refused                                      FAIL
 #   served_less      djmfsd serves a manifest that differs       FAIL
 #   clean_with_loss  fsck 0 or 1 while the data is not all there FAIL
 #   disagree         one refuses and the other does not, an exit code
@@ -263,10 +266,13 @@ done
 # --- Cases --------------------------------------------------------------------
 
 declare -A count=()
-outcomes="unaffected repaired refused undetectable served_less clean_with_loss disagree crash_or_hang"
-failing="served_less clean_with_loss disagree crash_or_hang"
+outcomes="unaffected repaired refused undetectable needless_refusal served_less clean_with_loss disagree crash_or_hang"
+failing="needless_refusal served_less clean_with_loss disagree crash_or_hang"
 for o in $outcomes; do count[$o]=0; done
 : >"$work/results"
+
+# How fsck names a repair: "repaired", "mended", "rewritten from copy B".
+named_repair='repair|mended|rewritten'
 
 # hit_field HIT KEY: the value of KEY= in djmfs-flip's hit line.
 hit_field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
@@ -348,7 +354,7 @@ run_case() {
 		out=unaffected
 	elif [ "$frc" -eq 1 ] && [ "$b_booted" = serving ] &&
 		[ "$a_served" = equal ]; then
-		if ! grep -qi 'repair' "$d/a/fsck.out"; then
+		if ! grep -qiE "$named_repair" "$d/a/fsck.out"; then
 			out=disagree
 			why="fsck 1 names no repair"
 		elif ! grep -q 'WARN' "$d/b/djmfsd.log"; then
@@ -356,7 +362,7 @@ run_case() {
 			why="djmfsd serves damaged metadata without a WARN line"
 		else
 			out=repaired
-			why=$(grep -i 'repair' "$d/a/fsck.out" | head -n 1)
+			why=$(grep -iE "$named_repair" "$d/a/fsck.out" | tail -n 1)
 		fi
 	elif [ "$frc" -eq 4 ] && [ "$b_booted" = exited ]; then
 		if grep -qiE 'error|damaged|not serving|refus' "$d/b/djmfsd.log"; then
@@ -369,6 +375,11 @@ run_case() {
 	else
 		out=disagree
 		why="fsck $frc ($(tail -n 1 "$d/a/fsck.out")), djmfsd $b_booted${served:+ $served}${drc:+ $drc}${a_served:+, the copy fsck fixed then $a_served}"
+	fi
+	# Every metadata byte of format 2 has a second copy: one fault in it
+	# is repaired, never a reason to refuse.
+	if [ "$out" = refused ] && [ "$(hit_field "$hit" format)" -ge 2 ]; then
+		out=needless_refusal
 	fi
 	# One copy of the journal cannot tell a damaged last record from a
 	# torn tail: on format 1 that loss is a known limit, not a bug here.
