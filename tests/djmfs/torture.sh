@@ -38,7 +38,7 @@
 # 8 operational error.  The result is one JSON line ("torture: {...}")
 # and a table of outcomes by region; every case is one "case" line.
 #
-# Environment: TORTURE_CASES (default 20, split over the two volumes; an
+# Environment: TORTURE_CASES (default 12, split over the two volumes; an
 # eighth of them zeroed sectors), TORTURE_SEED (default 1), TORTURE_KEEP=1
 # (keep the scratch directory and each failing case's damaged volume),
 # STREAMD, DJMFS, DJMFSD, DJMFS_FLIP (default: the build tree's),
@@ -49,7 +49,7 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/../streamd/lib.sh
 . "$(dirname "$0")/../streamd/lib.sh"
 
-CASES=${TORTURE_CASES:-20}
+CASES=${TORTURE_CASES:-12}
 SEED=${TORTURE_SEED:-1}
 BOOT_SECS=10 # djmfsd must answer or exit within this
 TOOL_SECS=60 # fsck and each client call
@@ -362,7 +362,7 @@ run_case() {
 			why="djmfsd serves damaged metadata without a WARN line"
 		else
 			out=repaired
-			why=$(grep -iE "$named_repair" "$d/a/fsck.out" | tail -n 1)
+			why=$(grep -iE "$named_repair" "$d/a/fsck.out" | head -n 1)
 		fi
 	elif [ "$frc" -eq 4 ] && [ "$b_booted" = exited ]; then
 		if grep -qiE 'error|damaged|not serving|refus' "$d/b/djmfsd.log"; then
