@@ -57,7 +57,18 @@ struct djmfs_server_opts {
 	 * (protect the socket by its directory's permissions instead). */
 	const void *secret;
 	size_t secret_len;
+	/* A format 1 volume (one copy of the metadata): DJMFS_UPGRADE_AUTO
+	 * (0) upgrades it at a writable start, logged at WARN, when no data
+	 * has to move (else it is served as it is, logged);
+	 * DJMFS_UPGRADE_REFUSE refuses to start (-EPROTO, "run djmfs
+	 * upgrade"); DJMFS_UPGRADE_KEEP serves it as format 1, readable by
+	 * the previous release. */
+	unsigned upgrade;
 };
+
+#define DJMFS_UPGRADE_AUTO 0u
+#define DJMFS_UPGRADE_REFUSE 1u
+#define DJMFS_UPGRADE_KEEP 2u
 
 /*
  * Boots the server (see above) and binds its sockets.  At least one of
@@ -117,6 +128,26 @@ void djmfs_server_free(struct djmfs_server *s);
 int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
 	       unsigned flags, const struct djmfs_log *log);
 
+/*
+ * Upgrades the format 1 volume @path (offline: -EBUSY while a server or
+ * fsck holds it) to format 2: a second copy of the metadata past the
+ * volume's end, in a regular file grown for it or the slack of a block
+ * device.  Crash-safe at every step (a rerun finishes it).  Returns 0
+ * (upgraded, logged at WARN), 1 (already format 2), -ENOSPC (the host
+ * file system or the device has no room for the copy; nothing written),
+ * -EUCLEAN (not a volume), or -errno.
+ */
+int djmfs_upgrade(const char *path, const struct djmfs_log *log);
+
+/* What an offline check found in one copy of the metadata. */
+enum djmfs_copy_state {
+	DJMFS_COPY_NONE = 0, /* the format has no such copy */
+	DJMFS_COPY_OK,
+	DJMFS_COPY_BLANK,    /* never written */
+	DJMFS_COPY_BAD,	     /* unreadable, bad CRC or stale; not rewritten */
+	DJMFS_COPY_REPAIRED, /* was bad, rewritten from a good copy */
+};
+
 /* Result of an offline check. */
 struct djmfs_fsck_report {
 	uint64_t files;
@@ -128,6 +159,14 @@ struct djmfs_fsck_report {
 	uint64_t orphan_aus;	/* reserved in the journal but mapped by none */
 	uint64_t free_aus;
 	int repaired;		/* --repair wrote a new checkpoint */
+	unsigned format;	/* volume format version (1 or 2) */
+	uint64_t sb_gen;	/* superblock generation (format 2) */
+	int sb_copy[3];		/* enum djmfs_copy_state per superblock copy */
+	uint64_t ckpt_gen[2];	/* per checkpoint slot; 0: none valid */
+	int ckpt_newest;	/* the slot the check loaded */
+	int ckpt_copy[2][2];	/* enum djmfs_copy_state, [slot][copy A, B] */
+	uint64_t repaired_sb;	/* copies rewritten (the volume was opened */
+	uint64_t repaired_ckpt;	/* for writing: --repair) */
 };
 
 /*

@@ -11,7 +11,9 @@
  *
  * What counts as a problem (-EUCLEAN): a file failing its consistency
  * check, a unit mapped by two files (both are bad, unless already
- * quarantined), a journal record that replay could not apply.  Orphaned
+ * quarantined), a journal record that replay could not apply, a bad copy
+ * of the superblock or of a checkpoint slot (rewritten from a good copy
+ * when the volume is opened for --repair, else only reported).  Orphaned
  * reservations are a normal leftover of a crash that the next boot
  * reclaims anyway; they are reported and, with repair, dropped, but are
  * not a problem by themselves.
@@ -39,6 +41,7 @@ struct fsck {
 	struct djmfs__meta *m;
 	struct djmfs_fsck_report rep;
 	uint64_t skipped;   /* journal records replay refused */
+	uint64_t bad_copies; /* of the superblock or a slot, found bad */
 	uint64_t *owner;    /* per unit: the ino mapping it, or NO_OWNER */
 	struct bad_file *bad; /* files to quarantine, no duplicates */
 	size_t n_bad;
@@ -109,6 +112,44 @@ static int replay_one(void *arg, const struct djmfs__jrec *r)
 	return err;
 }
 
+static int copy_state(struct fsck *c, int same, int repaired)
+{
+	if (repaired || !same)
+		c->bad_copies++;
+	return repaired ? DJMFS_COPY_REPAIRED : same ? DJMFS_COPY_OK
+						     : DJMFS_COPY_BAD;
+}
+
+/* What opening the volume (@loaded < 0) or then loading the checkpoint
+ * (@loaded 1: loaded, 0: failed) found per copy. */
+static void note_copies(struct fsck *c, int loaded)
+{
+	const struct djmfs__vol *v = c->v;
+
+	c->rep.format = v->sb.version;
+	c->rep.sb_gen = v->sb.sb_gen;
+	c->rep.repaired_sb = v->repaired_sb;
+	c->rep.repaired_ckpt = v->repaired_ckpt;
+	c->rep.ckpt_newest = loaded > 0 ? (int)c->ck.slot : -1;
+	if (loaded < 0) { /* only opened */
+		for (unsigned i = 0; i < djmfs__sb_ncopies(&v->sb); i++)
+			c->rep.sb_copy[i] = copy_state(c,
+				v->sb_copies[i].same,
+				v->sb_copies[i].repaired);
+		return;
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		c->rep.ckpt_gen[i] = v->ckpt_gen[i];
+		for (unsigned k = 0; k < 2; k++) {
+			int st = (int)v->ckpt_copy[i][k];
+
+			c->rep.ckpt_copy[i][k] = st;
+			if (st == DJMFS_COPY_BAD || st == DJMFS_COPY_REPAIRED)
+				c->bad_copies++;
+		}
+	}
+}
+
 static int fsck_load(struct fsck *c, const char *volume, int repair)
 {
 	unsigned flags = DJMFS__VOL_EXCL | (repair ? 0 : DJMFS__VOL_RDONLY);
@@ -119,7 +160,9 @@ static int fsck_load(struct fsck *c, const char *volume, int repair)
 	err = djmfs__vol_open(&c->v, volume, flags, c->log);
 	if (err < 0)
 		return err; /* vol_open logged why */
+	note_copies(c, -1);
 	err = djmfs__ckpt_load(c->v, &c->ck, c->log);
+	note_copies(c, err == 0);
 	if (err < 0) {
 		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: %s: "
 			   "djmfs__ckpt_load: %s", volume, strerror(-err));
@@ -353,7 +396,7 @@ static int fsck_run(struct fsck *c, const char *volume, int repair)
 		err = c->err;
 	if (err < 0)
 		return err;
-	problems = c->n_bad > 0 || c->skipped > 0;
+	problems = c->n_bad > 0 || c->skipped > 0 || c->bad_copies > 0;
 	if (repair && (problems || c->rep.orphan_aus)) {
 		err = fsck_repair(c);
 		if (err < 0)

@@ -99,6 +99,9 @@ struct djmfs__boot_info {
 	uint64_t files;
 	uint64_t free_aus;
 	int read_only;		   /* 1: booted read-only (host full) */
+	int upgraded;		   /* 1: format 1 upgraded to 2 at this boot */
+	uint64_t repaired_sb;	   /* superblock copies rewritten */
+	uint64_t repaired_ckpt;	   /* checkpoint copies rewritten */
 };
 
 struct djmfs_server {
