@@ -867,6 +867,8 @@ static const struct {
 	STAT(ops),	       STAT(mutations),	      STAT(lock_busy_ns),
 	STAT(journal_records), STAT(journal_batches), STAT(journal_bytes),
 	STAT(checkpoints),     STAT(sessions),	      STAT(alloc_stalls),
+	STAT(meta_repairs_journal), STAT(meta_repairs_checkpoint),
+	STAT(meta_repairs_superblock),
 #undef STAT
 };
 

@@ -102,6 +102,7 @@ struct djmfs__boot_info {
 	int upgraded;		   /* 1: format 1 upgraded to 2 at this boot */
 	uint64_t repaired_sb;	   /* superblock copies rewritten */
 	uint64_t repaired_ckpt;	   /* checkpoint copies rewritten */
+	uint64_t repaired_jrec;	   /* journal records rewritten */
 };
 
 struct djmfs_server {
