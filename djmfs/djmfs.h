@@ -297,6 +297,12 @@ struct djmfs_server_stats {
 	uint64_t checkpoints;
 	uint64_t sessions;	  /* live now */
 	uint64_t alloc_stalls;	  /* allocations the prefetcher had not covered */
+	/* Copies of the metadata rewritten from a good copy since the
+	 * server booted (format 2 volumes keep two).  0 from a server of
+	 * the previous release. */
+	uint64_t meta_repairs_journal;
+	uint64_t meta_repairs_checkpoint;
+	uint64_t meta_repairs_superblock;
 };
 int djmfs_server_stats(struct djmfs_client *c, struct djmfs_server_stats *out);
 

@@ -275,6 +275,25 @@ static void process_metrics(struct text *t)
 					ru.ru_stime.tv_usec) / 1e6);
 }
 
+/* Copies of the DJMFS metadata the server rewrote from a good copy,
+ * asked of the server (nothing when it does not answer). */
+static void djmfs_repair_metrics(struct text *t, struct sd_daemon *d)
+{
+	struct djmfs_server_stats st;
+
+	if (djmfs_server_stats(d->client, &st) < 0)
+		return;
+	put(t, "# HELP streamd_djmfs_metadata_repairs_total Copies of the "
+	    "DJMFS metadata rewritten from the other copy.\n"
+	    "# TYPE streamd_djmfs_metadata_repairs_total counter\n");
+	put(t, "streamd_djmfs_metadata_repairs_total{region=\"journal\"} %"
+	    PRIu64 "\n", st.meta_repairs_journal);
+	put(t, "streamd_djmfs_metadata_repairs_total{region=\"checkpoint\"} %"
+	    PRIu64 "\n", st.meta_repairs_checkpoint);
+	put(t, "streamd_djmfs_metadata_repairs_total{region=\"superblock\"} %"
+	    PRIu64 "\n", st.meta_repairs_superblock);
+}
+
 enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 				 size_t *upload_size)
 {
@@ -345,6 +364,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	       "1: the volume is read-only (its host file system was full "
 	       "when the DJMFS server started); recording gets 507.",
 	       (double)atomic_load(&d->read_only));
+	djmfs_repair_metrics(&t, d);
 	http_metrics(&t, d);
 	process_metrics(&t);
 	if (t.oom) {

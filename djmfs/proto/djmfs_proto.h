@@ -316,11 +316,15 @@ struct djmfs__list_entry {
  *   STAT        str name -> SNAP (no extents, no META bytes)
  *   DF          -> u32 au_size | u64 total | free | reserved | deferred |
  *                  files | quarantined
- *   STATS       -> the 12 u64 fields of struct djmfs_server_stats, in order
+ *   STATS       -> the 15 u64 fields of struct djmfs_server_stats, in order
+ *                  (a server of the previous release sends the first 12)
  */
 struct djmfs__msg {
 	struct djmfs__hdr h;
 	int32_t status; /* responses */
+	/* STATS response: 1 when it came without the repair counters (a
+	 * server of the previous release), and is encoded so again. */
+	uint8_t stats_short;
 	union {
 		struct {
 			uint32_t proto;

@@ -748,6 +748,13 @@ static const size_t stats_u64[] = {
 	offsetof(struct djmfs__msg, u.stats_resp.alloc_stalls),
 };
 
+/* Appended later: a server of the previous release does not send them. */
+static const size_t stats_tail_u64[] = {
+	offsetof(struct djmfs__msg, u.stats_resp.meta_repairs_journal),
+	offsetof(struct djmfs__msg, u.stats_resp.meta_repairs_checkpoint),
+	offsetof(struct djmfs__msg, u.stats_resp.meta_repairs_superblock),
+};
+
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static void put_u64_fields(struct djmfs__buf *b, const void *s,
@@ -791,12 +798,21 @@ static void dec_df_resp(struct djmfs__cur *c, struct djmfs__msg *m)
 static int enc_stats_resp(struct djmfs__buf *b, const struct djmfs__msg *m)
 {
 	put_u64_fields(b, m, stats_u64, N_OF(stats_u64));
+	if (!m->stats_short)
+		put_u64_fields(b, m, stats_tail_u64, N_OF(stats_tail_u64));
 	return 0;
 }
 
 static void dec_stats_resp(struct djmfs__cur *c, struct djmfs__msg *m)
 {
+	struct djmfs_server_stats *st = &m->u.stats_resp;
+
 	get_u64_fields(c, m, stats_u64, N_OF(stats_u64));
+	st->meta_repairs_journal = st->meta_repairs_checkpoint =
+		st->meta_repairs_superblock = 0;
+	m->stats_short = djmfs__cur_left(c) == 0;
+	if (!m->stats_short)
+		get_u64_fields(c, m, stats_tail_u64, N_OF(stats_tail_u64));
 }
 
 /* ---------------------------------------------------------------- */

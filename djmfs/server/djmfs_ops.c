@@ -748,6 +748,9 @@ static int op_stats(struct djmfs_server *s, struct djmfs__conn *c,
 	st->checkpoints = js.checkpoints;
 	st->sessions = s->n_sessions;
 	st->alloc_stalls = ai.stalls;
+	st->meta_repairs_journal = s->boot.repaired_jrec;
+	st->meta_repairs_checkpoint = s->boot.repaired_ckpt;
+	st->meta_repairs_superblock = s->boot.repaired_sb;
 	return 0;
 }
 

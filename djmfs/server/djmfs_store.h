@@ -120,7 +120,8 @@ unsigned djmfs__sb_ncopies(const struct djmfs__sb *sb);
 #define DJMFS__VOL_EXCL 0x1u   /* flock(LOCK_EX|LOCK_NB): -EBUSY if held */
 #define DJMFS__VOL_RDONLY 0x2u
 
-/* What loading found in each copy of a checkpoint slot. */
+/* What loading found in each copy of a checkpoint slot (the values of
+ * the public enum djmfs_copy_state). */
 enum djmfs__copy_state {
 	DJMFS__COPY_NONE = 0, /* no such copy (format 1 has no copy B) */
 	DJMFS__COPY_OK,
@@ -156,6 +157,11 @@ struct djmfs__vol {
  */
 int djmfs__vol_open(struct djmfs__vol **out, const char *path,
 		    unsigned flags, const struct djmfs_log *log);
+/* Upgrades the open, writable format 1 volume @v to format 2 in place
+ * (djmfs_upgrade.c); @v then describes format 2.  0 on format 2
+ * already.  Returns 0, -EROFS, -ENOSPC (no room for copy B: nothing
+ * written), or -errno, each logged. */
+int djmfs__vol_upgrade(struct djmfs__vol *v, const struct djmfs_log *log);
 /* Replaces the open volume's superblock (upgrade) and what derives from
  * it. */
 void djmfs__vol_set_sb(struct djmfs__vol *v, const struct djmfs__sb *sb);
