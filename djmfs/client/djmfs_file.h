@@ -121,6 +121,15 @@ struct cobj {
 	int meta_dirty;
 	uint8_t *tail; /* writer: the block holding size, if partial */
 	int tail_ok;
+	/* DATA sums (djmfs_proto.h): ck[k] is complete cblock k's; the
+	 * image sees the first img_n_ck and img_last_ck for the rest of
+	 * img_size, the staged state n_ck and run_ck (the CRC of bytes
+	 * [n_ck * CK_BLOCK, size), chained as appends commit).  With
+	 * DJMFS_OBJ_CK_GAP in ck_flags the sums stopped at n_ck. */
+	uint32_t *ck;
+	uint32_t ck_cap;
+	uint32_t img_n_ck, img_last_ck, img_ck_flags;
+	uint32_t n_ck, run_ck, ck_flags;
 	/* Reconnecting: unpublished bytes [salv_off, salv_off + salv_len)
 	 * read back from the volume, to be rewritten to new units. */
 	uint8_t *salv;
@@ -239,6 +248,7 @@ struct djmfs_file {
 void djmfs__cobj_free(struct cobj *o);
 struct cobj *djmfs__obj_find(struct djmfs_file *f, uint32_t id);
 int djmfs__ext_reserve(struct cobj *o, uint32_t n);
+int djmfs__ck_reserve(struct cobj *o, uint32_t n);
 struct djmfs_extent djmfs__img_ext(const struct cobj *o, uint32_t i);
 uint64_t djmfs__map_bytes(const struct cobj *o);
 int djmfs__map_range(const struct cobj *o, int img, uint64_t lo,
