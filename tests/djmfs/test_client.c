@@ -105,6 +105,40 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 		p[i] = (uint8_t)((seed + i) * 2654435761u >> 13);
 }
 
+/* CRC-32C computed bit by bit, independent of the library's. */
+static uint32_t ref_crc32c(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+
+	while (n--) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+	}
+	return ~c;
+}
+
+/* The sums @r's image holds for object @id are the CRCs of @src's
+ * @size bytes, per DJMFS_CSUM_BLOCK. */
+static void expect_sums(struct djmfs_file *r, uint32_t id, const uint8_t *src,
+			size_t size)
+{
+	size_t nb = size / DJMFS_CSUM_BLOCK, rest = size % DJMFS_CSUM_BLOCK;
+	uint32_t *sums = calloc(nb + 1, sizeof(*sums)), last = 1;
+
+	cr_assert_not_null(sums);
+	cr_assert_eq(djmfs_obj_checksums(r, id, sums, nb + 1, &last),
+		     (int)nb);
+	for (size_t k = 0; k < nb; k++)
+		cr_assert_eq(sums[k],
+			     ref_crc32c(src + k * DJMFS_CSUM_BLOCK,
+					DJMFS_CSUM_BLOCK),
+			     "block %zu", k);
+	cr_assert_eq(last, rest ? ref_crc32c(src + nb * DJMFS_CSUM_BLOCK, rest)
+				: 0);
+	free(sums);
+}
+
 /* A writer handle on a new file with one SYNC DATA object. */
 static struct djmfs_file *new_stream(struct djmfs_client *c, const char *name,
 				     uint32_t *id)
@@ -756,11 +790,46 @@ Test(client, appends_in_place_from_the_callers_blocks)
 	cr_assert_eq(djmfs_pread_obj(r, id, dst, cap, 0), (ssize_t)size);
 	cr_assert_eq(memcmp(dst, src, size), 0);
 	cr_assert_eq(djmfs_pread_obj(r, id, dst, 10, size - 2), 2);
+	/* The server's sums, from a fresh OPEN, are those of the bytes. */
+	expect_sums(r, id, src, size);
+	cr_assert_eq(djmfs_obj_checksums(r, mid, NULL, 0, NULL), -EINVAL);
+	cr_assert_eq(djmfs_obj_checksums(r, 99, NULL, 0, NULL), -ENOENT);
 	cr_assert_eq(djmfs_close(r), 0);
 	for (int i = 0; i < BATCH; i++)
 		free(blk[i]);
 	free(src);
 	free(dst);
+	djmfs_disconnect(c);
+}
+
+Test(client, checksums_follow_the_bytes_across_publishes_and_deltas)
+{
+	enum { SIZE = 5 * DJMFS_CSUM_BLOCK + 777 };
+	struct djmfs_client *c = client();
+	struct djmfs_file *w, *r = NULL;
+	uint8_t *src = malloc(SIZE);
+	size_t at = 0, step = 9000;
+	uint32_t id;
+
+	fill(src, SIZE, 5);
+	w = new_stream(c, "sums", &id);
+	cr_assert_eq(djmfs_set_objptr(w, id, 0), 0);
+	cr_assert_eq(djmfs_open(c, "sums", DJMFS_O_READ, &r), 0);
+	/* Unaligned appends, each published (SYNC object); the reader
+	 * follows by deltas, which carry only the new sums. */
+	while (at < SIZE) {
+		size_t n = SIZE - at < step ? SIZE - at : step;
+
+		cr_assert_eq(djmfs_write(w, src + at, n), (ssize_t)n);
+		at += n;
+		step = step * 3 / 2;
+		cr_assert_eq(djmfs_sync_snap(r, NULL), 0);
+		expect_sums(r, id, src, at);
+	}
+	expect_sums(w, id, src, SIZE);
+	cr_assert_eq(djmfs_close(w), 0);
+	cr_assert_eq(djmfs_close(r), 0);
+	free(src);
 	djmfs_disconnect(c);
 }
 
