@@ -26,7 +26,9 @@
  *   W_COMMIT     w_commit       PUBLISH (SYNC object) | DONE
  *   PUBLISH      p_publish      PUBLISHED  (after PUBLISH) | DONE
  *   PUBLISHED    p_published    DONE
- *   READ         r_read         DONE       (after the device reads)
+ *   READ         r_read         R_VERIFY   (after the device reads) | DONE
+ *   R_VERIFY     r_verify       R_VERIFY   (after re-reading a cblock
+ *                               that failed its sum) | DONE
  *   SNAP         s_snap         DONE       (after SYNC_SNAP / LOCK_SNAP)
  *   UNLOCK       s_unlock       DONE       (after UNLOCK_SNAP)
  *   OBJ          o_obj          DONE       (after CREATE/DELETE/SET_ATTR)
@@ -146,6 +148,7 @@ enum step_state {
 	ST_PUBLISH,
 	ST_PUBLISHED,
 	ST_READ,
+	ST_R_VERIFY,
 	ST_SNAP,
 	ST_UNLOCK,
 	ST_OBJ,
@@ -203,6 +206,13 @@ struct fop {
 				block and is readable to the block after
 				len: it is abuf, with no copy */
 	uint64_t pub_version;
+	/* A read's checks, from READ to R_VERIFY (djmfs_read.c). */
+	struct vrange *vr;
+	uint32_t n_vr, vr_cap;
+	int reread;	     /* R_VERIFY: the failed cblocks were read again */
+	/* Frees what a step's module hung on the op (NULL: nothing); run
+	 * by djmfs__op_free, so the FIFO needs to know no step's state. */
+	void (*cleanup)(struct fop *op);
 	struct fop *next;
 };
 
@@ -283,6 +293,7 @@ enum step_ret djmfs__p_published(struct fop *op);
 
 /* djmfs_read.c */
 enum step_ret djmfs__r_read(struct fop *op);
+enum step_ret djmfs__r_verify(struct fop *op);
 
 /* djmfs_snap.c */
 int djmfs__frozen(const struct djmfs_file *f);

@@ -833,6 +833,98 @@ Test(client, checksums_follow_the_bytes_across_publishes_and_deltas)
 	djmfs_disconnect(c);
 }
 
+/* Volume offset of byte @at of object @id in @r's image. */
+static uint64_t phys_of(struct djmfs_file *r, uint32_t id, uint64_t at)
+{
+	struct djmfs_extent e[64];
+	int n = djmfs_obj_extents(r, id, e, 64);
+
+	cr_assert_gt(n, 0);
+	cr_assert_leq(n, 64);
+	for (int i = 0; i < n; i++) {
+		if (at < e[i].len)
+			return e[i].offset + at;
+		at -= e[i].len;
+	}
+	cr_assert_fail("offset past the map");
+	return 0;
+}
+
+/* Flips every bit of the byte at volume offset @off of the volume file
+ * (a buffered write: the client's O_DIRECT read writes it back first). */
+static void flip(uint64_t off)
+{
+	int fd = open(env.vol, O_RDWR);
+	uint8_t b;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, &b, 1, (off_t)off), 1);
+	b ^= 0xff;
+	cr_assert_eq(pwrite(fd, &b, 1, (off_t)off), 1);
+	cr_assert_eq(fsync(fd), 0);
+	close(fd);
+}
+
+Test(client, a_flipped_byte_fails_the_read_with_eio_after_one_retry)
+{
+	enum { SIZE = 3 * DJMFS_CSUM_BLOCK + 3392, BAD = 70000,
+	       TAILBAD = 3 * DJMFS_CSUM_BLOCK + 100 };
+	struct djmfs_client *c = client();
+	struct djmfs_file *w, *r = NULL;
+	struct djmfs_client_stats st;
+	uint8_t *src = malloc(SIZE), *dst = malloc(SIZE);
+	uint32_t id;
+
+	fill(src, SIZE, 21);
+	w = new_stream(c, "flip", &id);
+	cr_assert_eq(djmfs_set_objptr(w, id, 0), 0);
+	cr_assert_eq(djmfs_write(w, src, SIZE), SIZE);
+	cr_assert_eq(djmfs_close(w), 0);
+	cr_assert_eq(djmfs_open(c, "flip", DJMFS_O_READ, &r), 0);
+
+	/* Intact: every byte read is checked, whole cblocks or not. */
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, SIZE, 0), SIZE);
+	cr_assert_eq(memcmp(dst, src, SIZE), 0);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 1000, 65000), 1000);
+	cr_assert_eq(memcmp(dst, src + 65000, 1000), 0);
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(st.csum_verified_bytes, SIZE + 2 * DJMFS_CSUM_BLOCK);
+	cr_assert_eq(st.csum_unverified_bytes, 0);
+	cr_assert_eq(st.csum_mismatches + st.csum_errors, 0);
+
+	/* One byte of cblock 1 flipped on the volume. */
+	flip(phys_of(r, id, BAD));
+	memset(dst, 0, SIZE);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, SIZE, 0), -EIO);
+	cr_assert_eq(dst[BAD], 0, "the flipped byte is not handed out");
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(st.csum_mismatches, 1);
+	cr_assert_eq(st.csum_errors, 1);
+	cr_assert_eq(st.csum_retry_ok, 0);
+	/* A small read inside it fails too; one beside it does not. */
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 10, BAD - 5), -EIO);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 1000, 0), 1000);
+	cr_assert_eq(memcmp(dst, src, 1000), 0);
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(st.csum_errors, 2);
+	/* Flipped back, it reads again. */
+	flip(phys_of(r, id, BAD));
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, SIZE, 0), SIZE);
+	cr_assert_eq(memcmp(dst, src, SIZE), 0);
+
+	/* The partial last cblock is checked against its own sum. */
+	flip(phys_of(r, id, TAILBAD));
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 10, SIZE - 10), -EIO);
+	cr_assert_eq(djmfs_pread(r, dst, 100, 0), 100);
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(st.csum_errors, 3);
+	cr_assert_eq(st.csum_mismatches, 3);
+	cr_assert_eq(djmfs_close(r), 0);
+	free(src);
+	free(dst);
+	djmfs_disconnect(c);
+}
+
 Test(client, changes_the_data_paths_scheduler_at_run_time)
 {
 	struct djmfs_client *c = client();
