@@ -804,10 +804,10 @@ Test(client, appends_in_place_from_the_callers_blocks)
 
 Test(client, checksums_follow_the_bytes_across_publishes_and_deltas)
 {
-	enum { SIZE = 5 * DJMFS_CSUM_BLOCK + 777 };
+	enum { SIZE = 5 * DJMFS_CSUM_BLOCK + 777, EXTRA = 100000 };
 	struct djmfs_client *c = client();
 	struct djmfs_file *w, *r = NULL;
-	uint8_t *src = malloc(SIZE);
+	uint8_t *src = malloc(SIZE + EXTRA);
 	size_t at = 0, step = 9000;
 	uint32_t id;
 
@@ -828,6 +828,16 @@ Test(client, checksums_follow_the_bytes_across_publishes_and_deltas)
 	}
 	expect_sums(w, id, src, SIZE);
 	cr_assert_eq(djmfs_close(w), 0);
+	/* A writer that reopens the object chains on from the partial
+	 * last cblock's sum the server sent, without reading it. */
+	cr_assert_eq(djmfs_open(c, "sums", DJMFS_O_READ | DJMFS_O_WRITE, &w),
+		     0);
+	cr_assert_eq(djmfs_set_objptr(w, id, SIZE), 0);
+	fill(src + SIZE, EXTRA, 6);
+	cr_assert_eq(djmfs_write(w, src + SIZE, EXTRA), EXTRA);
+	cr_assert_eq(djmfs_close(w), 0);
+	cr_assert_eq(djmfs_sync_snap(r, NULL), 0);
+	expect_sums(r, id, src, SIZE + EXTRA);
 	cr_assert_eq(djmfs_close(r), 0);
 	free(src);
 	djmfs_disconnect(c);
