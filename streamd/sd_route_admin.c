@@ -300,6 +300,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	struct sd_daemon *d = r->d;
 	struct sd_pump_stats ps;
 	struct djmfs_io_stats io;
+	struct djmfs_client_stats cs;
 	struct sd_recorder_stats rs;
 	struct text t = { 0 };
 	enum MHD_Result ret;
@@ -308,6 +309,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	(void)upload_size;
 	sd_pump_stats(d->pump, &ps);
 	djmfs_io_stats(d->client, &io);
+	djmfs_client_stats(d->client, &cs);
 	sd_recorder_stats(d->recorder, &rs);
 	metric(&t, "streamd_recordings", "gauge", "Encoders publishing now.",
 	       rs.publishing);
@@ -360,6 +362,13 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	metric(&t, "streamd_sched_nospace_total", "counter",
 	       "Device writes the host file system refused for want of "
 	       "room.", (double)io.nospace);
+	metric(&t, "streamd_djmfs_read_checksum_errors_total", "counter",
+	       "64 KiB blocks of recordings whose checksum failed twice: the "
+	       "read failed, its bytes were not served.",
+	       (double)cs.csum_errors);
+	metric(&t, "streamd_djmfs_read_checksum_retries_total", "counter",
+	       "64 KiB blocks of recordings read again after a checksum "
+	       "mismatch.", (double)cs.csum_mismatches);
 	metric(&t, "streamd_read_only", "gauge",
 	       "1: the volume is read-only (its host file system was full "
 	       "when the DJMFS server started); recording gets 507.",
