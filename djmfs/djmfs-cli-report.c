@@ -3,12 +3,56 @@
  * output: what the check found in each copy of the volume's metadata
  * (superblock copies, both copies of each checkpoint slot), then its
  * "key: value" lines, how the journal ended, and its verdict, whose
- * exit status (e2fsck's) it returns; see djmfs(1).
+ * exit status (e2fsck's) it returns; see djmfs(1).  Also the size and
+ * time printers the listing commands share.
  */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "djmfs_server.h"
 #include "djmfs-cli.h"
+
+/* "1.5G"-style with -h, else the number of bytes. */
+const char *djmfs__cli_size_str(uint64_t bytes, int human, char *buf, size_t n)
+{
+	static const char units[] = "BKMGTPE";
+	double v = (double)bytes;
+	unsigned u = 0;
+
+	if (!human) {
+		snprintf(buf, n, "%llu", (unsigned long long)bytes);
+		return buf;
+	}
+	while (v >= 1024 && u + 1 < sizeof(units) - 1) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, n, "%llu", (unsigned long long)bytes);
+	else if (v < 10 && v != floor(v))
+		snprintf(buf, n, "%.1f%c", v, units[u]);
+	else
+		snprintf(buf, n, "%.0f%c", v, units[u]);
+	return buf;
+}
+
+/* Local time; @with_ns adds the nanoseconds.  0 (never) prints "-". */
+const char *djmfs__cli_time_str(uint64_t ns, int with_ns, char *buf, size_t n)
+{
+	time_t t = (time_t)(ns / 1000000000u);
+	struct tm tm;
+	size_t len;
+
+	if (!ns || !localtime_r(&t, &tm))
+		return "-";
+	len = strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
+	if (with_ns)
+		snprintf(buf + len, n - len, ".%09llu",
+			 (unsigned long long)(ns % 1000000000u));
+	return buf;
+}
 
 static const char *copy_word(int state)
 {

@@ -178,45 +178,7 @@ static const char *attrs_str(uint32_t attrs)
 	return "DATA";
 }
 
-/* Local time; @with_ns adds the nanoseconds.  0 (never) prints "-". */
-static const char *time_str(uint64_t ns, int with_ns, char *buf, size_t n)
-{
-	time_t t = (time_t)(ns / 1000000000u);
-	struct tm tm;
-	size_t len;
 
-	if (!ns || !localtime_r(&t, &tm))
-		return "-";
-	len = strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
-	if (with_ns)
-		snprintf(buf + len, n - len, ".%09llu",
-			 (unsigned long long)(ns % 1000000000u));
-	return buf;
-}
-
-/* "1.5G"-style with -h, else the number of bytes. */
-static const char *size_str(uint64_t bytes, int human, char *buf, size_t n)
-{
-	static const char units[] = "BKMGTPE";
-	double v = (double)bytes;
-	unsigned u = 0;
-
-	if (!human) {
-		snprintf(buf, n, "%llu", (unsigned long long)bytes);
-		return buf;
-	}
-	while (v >= 1024 && u + 1 < sizeof(units) - 1) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, n, "%llu", (unsigned long long)bytes);
-	else if (v < 10 && v != floor(v))
-		snprintf(buf, n, "%.1f%c", v, units[u]);
-	else
-		snprintf(buf, n, "%.0f%c", v, units[u]);
-	return buf;
-}
 
 /* ------------------------------------------------------------------ */
 /* Option values                                                       */
@@ -417,9 +379,9 @@ static int cmd_mkfs(struct ctx *x)
 		return fail("mkfs", path, r);
 	if (!x->g->quiet)
 		printf("formatted %s: size %s, allocation unit %s\n", path,
-		       x->a.size ? size_str(x->a.size, 1, sz, sizeof(sz)) :
+		       x->a.size ? djmfs__cli_size_str(x->a.size, 1, sz, sizeof(sz)) :
 				   "of the device",
-		       size_str(x->a.au_size ? x->a.au_size : 1u << 20, 1,
+		       djmfs__cli_size_str(x->a.au_size ? x->a.au_size : 1u << 20, 1,
 				au, sizeof(au)));
 	return 0;
 }
@@ -429,13 +391,13 @@ static int ls_one(void *arg, const struct djmfs_file_info *fi)
 	const struct ctx *x = arg;
 	char fl[N_FILE_FLAGS + 1], t[64], sz[32];
 
-	size_str(fi->size, x->a.human, sz, sizeof(sz));
+	djmfs__cli_size_str(fi->size, x->a.human, sz, sizeof(sz));
 	if (x->a.long_fmt)
 		printf("%8llu %14s %10llu %s %s %s\n",
 		       (unsigned long long)fi->ino, sz,
 		       (unsigned long long)fi->version,
 		       flags_short(fi->flags, fl),
-		       time_str(fi->mtime_ns, 0, t, sizeof(t)), fi->name);
+		       djmfs__cli_time_str(fi->mtime_ns, 0, t, sizeof(t)), fi->name);
 	else
 		printf("%14s %10llu %s %s\n", sz,
 		       (unsigned long long)fi->version,
@@ -503,8 +465,8 @@ static void print_file(const struct djmfs_file_info *fi)
 	       (unsigned long long)fi->version,
 	       (unsigned long long)fi->size,
 	       flags_long(fi->flags, fl, sizeof(fl)),
-	       time_str(fi->ctime_ns, 1, t1, sizeof(t1)),
-	       time_str(fi->mtime_ns, 1, t2, sizeof(t2)));
+	       djmfs__cli_time_str(fi->ctime_ns, 1, t1, sizeof(t1)),
+	       djmfs__cli_time_str(fi->mtime_ns, 1, t2, sizeof(t2)));
 }
 
 static int cmd_stat(struct ctx *x)
@@ -738,15 +700,15 @@ static int cmd_df(struct ctx *x)
 	       "Avail", w, "Reserved", w, "Deferred", "Files", "Quarantined",
 	       "Unit");
 	printf("%*s %*s %*s %*s %*s %8llu %11llu %6s\n", w,
-	       size_str(d.total_aus * au, h, s[0], sizeof(s[0])), w,
-	       size_str(held < d.total_aus ? (d.total_aus - held) * au : 0, h,
+	       djmfs__cli_size_str(d.total_aus * au, h, s[0], sizeof(s[0])), w,
+	       djmfs__cli_size_str(held < d.total_aus ? (d.total_aus - held) * au : 0, h,
 			s[1], sizeof(s[1])), w,
-	       size_str(d.free_aus * au, h, s[2], sizeof(s[2])), w,
-	       size_str(d.reserved_aus * au, h, s[3], sizeof(s[3])), w,
-	       size_str(d.deferred_aus * au, h, s[4], sizeof(s[4])),
+	       djmfs__cli_size_str(d.free_aus * au, h, s[2], sizeof(s[2])), w,
+	       djmfs__cli_size_str(d.reserved_aus * au, h, s[3], sizeof(s[3])), w,
+	       djmfs__cli_size_str(d.deferred_aus * au, h, s[4], sizeof(s[4])),
 	       (unsigned long long)d.files,
 	       (unsigned long long)d.quarantined,
-	       size_str(au, 1, s[5], sizeof(s[5])));
+	       djmfs__cli_size_str(au, 1, s[5], sizeof(s[5])));
 	return 0;
 }
 

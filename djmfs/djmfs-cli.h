@@ -7,6 +7,14 @@
 
 #include "djmfs_server.h"
 
+/* @bytes as digits, or with @human as 1.5M, 3G (powers of 1024). */
+const char *djmfs__cli_size_str(uint64_t bytes, int human, char *buf,
+				size_t n);
+/* @ns (CLOCK_REALTIME) as local "YYYY-MM-DD HH:MM:SS", with_ns adding
+ * the nanoseconds. */
+const char *djmfs__cli_time_str(uint64_t ns, int with_ns, char *buf,
+				size_t n);
+
 /* e2fsck's exit codes, which scripts and operators already read. */
 #define DJMFS_CLI_FSCK_CORRECTED 1
 #define DJMFS_CLI_FSCK_ERRORS 4

@@ -37,6 +37,8 @@ DJMFS_SERVER_SOURCES = \
 	djmfs/server/djmfs_mkfs.c \
 	djmfs/server/djmfs_upgrade.c \
 	djmfs/server/djmfs_journal.c \
+	djmfs/server/djmfs_ckpt.c \
+	djmfs/server/djmfs_replay.c \
 	djmfs/server/djmfs_tree.h \
 	djmfs/server/djmfs_tree.c \
 	djmfs/server/djmfs_meta.h \
