@@ -58,6 +58,13 @@ struct djmfs_server_opts {
 	const void *secret;
 	size_t secret_len;
 	unsigned flags;		   /* DJMFS_SERVER_* below */
+	/* A format 1 volume (one copy of the metadata): DJMFS_UPGRADE_AUTO
+	 * (0) upgrades it at a writable start, logged at WARN, when no data
+	 * has to move (else it is served as it is, logged);
+	 * DJMFS_UPGRADE_REFUSE refuses to start (-EPROTO, "run djmfs
+	 * upgrade"); DJMFS_UPGRADE_KEEP serves it as format 1, readable by
+	 * the previous release. */
+	unsigned upgrade;
 };
 
 /* Boot past metadata damage instead of refusing: the journal records
@@ -66,6 +73,10 @@ struct djmfs_server_opts {
  * ERROR.  The new checkpoint then makes that loss permanent: the
  * operator's explicit choice, as `djmfs fsck --repair` offline. */
 #define DJMFS_SERVER_SALVAGE 0x1u
+
+#define DJMFS_UPGRADE_AUTO 0u
+#define DJMFS_UPGRADE_REFUSE 1u
+#define DJMFS_UPGRADE_KEEP 2u
 
 /*
  * Boots the server (see above) and binds its sockets.  At least one of
@@ -126,6 +137,26 @@ void djmfs_server_free(struct djmfs_server *s);
 int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
 	       unsigned flags, const struct djmfs_log *log);
 
+/*
+ * Upgrades the format 1 volume @path (offline: -EBUSY while a server or
+ * fsck holds it) to format 2: a second copy of the metadata past the
+ * volume's end, in a regular file grown for it or the slack of a block
+ * device.  Crash-safe at every step (a rerun finishes it).  Returns 0
+ * (upgraded, logged at WARN), 1 (already format 2), -ENOSPC (the host
+ * file system or the device has no room for the copy; nothing written),
+ * -EUCLEAN (not a volume), or -errno.
+ */
+int djmfs_upgrade(const char *path, const struct djmfs_log *log);
+
+/* What an offline check found in one copy of the metadata. */
+enum djmfs_copy_state {
+	DJMFS_COPY_NONE = 0, /* the format has no such copy */
+	DJMFS_COPY_OK,
+	DJMFS_COPY_BLANK,    /* never written */
+	DJMFS_COPY_BAD,	     /* unreadable, bad CRC or stale; not rewritten */
+	DJMFS_COPY_REPAIRED, /* was bad, rewritten from a good copy */
+};
+
 /* Result of an offline check. */
 struct djmfs_fsck_report {
 	uint64_t files;
@@ -137,22 +168,26 @@ struct djmfs_fsck_report {
 	uint64_t orphan_aus;	/* reserved in the journal but mapped by none */
 	uint64_t free_aus;
 	int repaired;		/* --repair wrote a new checkpoint */
-	/* Metadata: the checkpoint used, its slots, how the journal ended. */
-	uint64_t ckpt_gen;
-	unsigned ckpt_slot;
-	unsigned bad_slots;	/* slots whose header or image failed */
+	unsigned format;	/* volume format version (1 or 2) */
+	uint64_t sb_gen;	/* superblock generation (format 2) */
+	int sb_copy[3];		/* enum djmfs_copy_state per superblock copy */
+	uint64_t ckpt_gen[2];	/* per checkpoint slot; 0: none valid */
+	int ckpt_newest;	/* the slot the check loaded; -1: none */
+	int ckpt_copy[2][2];	/* enum djmfs_copy_state, [slot][copy A, B] */
+	/* Metadata copies found bad and rewritten from the good copy (not
+	 * with -n), and found bad but left. */
+	uint64_t repaired_sb, repaired_ckpt, repaired_jrec;
+	uint64_t bad_copies;
+	/* How the journal ended. */
+	unsigned bad_slots;	/* slots no copy of which loads */
 	int journal_end;	/* DJMFS_FSCK_JOURNAL_* */
 	uint64_t journal_end_off;	/* where replay stopped */
-	uint64_t journal_newer_epoch;	/* STALE_CKPT: the journal's epoch */
+	uint64_t journal_newer_epoch;	/* STALE: the journal's epoch */
 	uint64_t lost_records;	/* valid records beyond the damage */
 	uint64_t lost_first, lost_last;
 	uint64_t dropped_records; /* with repair: seqs given up (the gap,
 				     and salvaged records that were refused) */
 	int verdict;		/* DJMFS_FSCK_CLEAN, _CORRECTED, _ERRORS */
-	/* Metadata copies (format 2) found bad and rewritten from the good
-	 * copy, and found bad but left (-n). */
-	uint64_t repaired_sb, repaired_ckpt, repaired_jrec;
-	uint64_t bad_copies;
 };
 
 /* How the journal ended (report.journal_end). */

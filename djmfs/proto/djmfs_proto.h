@@ -142,6 +142,29 @@ static inline struct djmfs__run djmfs__runv_at(struct djmfs__runv v,
 	return r;
 }
 
+/*
+ * Data checksums: CRC-32C per DJMFS_CK_BLOCK bytes of a DATA object
+ * (cblock k is object bytes [k * CK_BLOCK, (k + 1) * CK_BLOCK)).  A
+ * complete cblock's sum never changes once published; the partial last
+ * one's (last_ck) is kept per object version.  An object whose sums
+ * stopped (bytes published without them, by an older format) has
+ * DJMFS_OBJ_CK_GAP: its cblocks from n_ck on are unverified.
+ */
+#define DJMFS_CK_SHIFT 16
+#define DJMFS_CK_BLOCK (1u << DJMFS_CK_SHIFT)
+#define DJMFS_CK_WIRE 4
+#define DJMFS_OBJ_CK_GAP 0x1u
+
+struct djmfs__ckv {
+	const uint8_t *p; /* n * DJMFS_CK_WIRE bytes */
+	uint32_t n;
+};
+
+static inline uint32_t djmfs__ckv_at(struct djmfs__ckv v, uint32_t i)
+{
+	return djmfs__le32(v.p + (size_t)i * DJMFS_CK_WIRE);
+}
+
 /* Appends one extent / run in wire form (to build views). */
 void djmfs__put_ext(struct djmfs__buf *b, uint64_t off, uint64_t len);
 void djmfs__put_run(struct djmfs__buf *b, uint64_t first, uint32_t count);
@@ -158,7 +181,7 @@ void djmfs__put_run(struct djmfs__buf *b, uint64_t first, uint32_t count);
  * payload starts with an i32 status (0 or -errno); the body follows only
  * when the status is 0.
  */
-#define DJMFS_PROTO_VERSION 2 /* 2: CHALLENGE, HELLO's proof */
+#define DJMFS_PROTO_VERSION 3 /* 2: CHALLENGE, HELLO's proof; 3: sums */
 #define DJMFS_FRAME_MAGIC 0xD7F5
 #define DJMFS_HDR_SIZE 16
 #define DJMFS_FRAME_MAX (16u << 20) /* payload bytes */
@@ -210,33 +233,44 @@ int djmfs__hdr_decode(const uint8_t *p, size_t n, struct djmfs__hdr *h);
 /* A PUBLISH body (wire PUBLISH and journal PUBLISH share it):
  *   u64 base_version | u32 n_objs | n_objs * {
  *     u32 obj_id | u64 size | u32 n_ext | n_ext * EXT |
+ *     [u32 ck_first | u32 ck_n | ck_n * u32 crc | u32 last_ck] |
  *     u8 has_meta | [u32 meta_len | meta bytes] }
  * Extents are appended to the object's map, in order; one that starts
  * where the map ends extends the last extent.  META objects carry their
- * whole new content (size = meta_len). */
+ * whole new content (size = meta_len).  The sums (in brackets: every
+ * wire PUBLISH has them, a journal record of the first format not) are
+ * a DATA object's: ck_first is old size / CK_BLOCK, the ck_n sums are
+ * the cblocks from there that the new size completes, last_ck the new
+ * partial one's (0 when size is a multiple of CK_BLOCK); a META
+ * object's are all 0. */
 struct djmfs__pub_obj {
 	uint32_t obj_id;
 	uint64_t size;
 	struct djmfs__extv ext;
+	uint32_t ck_first;
+	struct djmfs__ckv ck;
+	uint32_t last_ck;
 	uint8_t has_meta;
 	const uint8_t *meta;
 	uint32_t meta_len;
 };
 
 struct djmfs__publish {
+	uint8_t has_ck; /* 0: no sums (a journal record of format 1) */
 	uint64_t base_version;
 	uint32_t n_objs; /* <= DJMFS_MAX_OBJS */
 	struct djmfs__pub_obj objs[DJMFS_MAX_OBJS];
 };
 
 /* What a client already holds, so SYNC_SNAP/LOCK_SNAP send deltas:
- *   u64 known_version | u32 n | n * { u32 obj_id | u32 n_ext } */
+ *   u64 known_version | u32 n | n * { u32 obj_id | u32 n_ext | u32 n_ck } */
 struct djmfs__known {
 	uint64_t version;
 	uint32_t n; /* <= DJMFS_MAX_OBJS */
 	struct {
 		uint32_t id;
 		uint32_t n_ext;
+		uint32_t n_ck;
 	} o[DJMFS_MAX_OBJS];
 };
 
@@ -244,11 +278,16 @@ struct djmfs__known {
  *   u64 ino | str name | u64 version | u32 flags | u64 ctime_ns |
  *   u64 mtime_ns | u8 unchanged | u32 n_objs | n_objs * {
  *     u32 id | u32 attrs | str name | u64 size | u32 ext_total |
- *     u32 ext_base | u32 n_sent | n_sent * EXT | u32 meta_len | bytes }
+ *     u32 ext_base | u32 n_sent | n_sent * EXT | u32 ck_flags |
+ *     u32 ck_base | u32 ck_sent | ck_sent * u32 | u32 last_ck |
+ *     u32 meta_len | bytes }
  * unchanged = 1: the client's known version is current; n_objs is 0.
  * The client replaces its extents from index ext_base on with the n_sent
  * sent (ext_base + n_sent == ext_total), or, for STAT, keeps none
- * (n_sent 0).  meta_len bytes are a META object's whole content. */
+ * (n_sent 0).  Sums likewise: complete ones never change, so the
+ * client keeps its first ck_base and appends the ck_sent (n_ck = ck_base
+ * + ck_sent; STAT sends none); last_ck is the partial last cblock's.
+ * meta_len bytes are a META object's whole content. */
 struct djmfs__snap_obj {
 	uint32_t id;
 	uint32_t attrs;
@@ -257,6 +296,10 @@ struct djmfs__snap_obj {
 	uint32_t ext_total;
 	uint32_t ext_base;
 	struct djmfs__extv ext; /* the n_sent extents */
+	uint32_t ck_flags;	/* DJMFS_OBJ_CK_GAP */
+	uint32_t ck_base;
+	struct djmfs__ckv ck;	/* the ck_sent sums */
+	uint32_t last_ck;
 	const uint8_t *meta;
 	uint32_t meta_len;
 };
@@ -316,11 +359,15 @@ struct djmfs__list_entry {
  *   STAT        str name -> SNAP (no extents, no META bytes)
  *   DF          -> u32 au_size | u64 total | free | reserved | deferred |
  *                  files | quarantined
- *   STATS       -> the 12 u64 fields of struct djmfs_server_stats, in order
+ *   STATS       -> the 15 u64 fields of struct djmfs_server_stats, in order
+ *                  (a server of the previous release sends the first 12)
  */
 struct djmfs__msg {
 	struct djmfs__hdr h;
 	int32_t status; /* responses */
+	/* STATS response: 1 when it came without the repair counters (a
+	 * server of the previous release), and is encoded so again. */
+	uint8_t stats_short;
 	union {
 		struct {
 			uint32_t proto;

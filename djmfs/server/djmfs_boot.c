@@ -1,6 +1,8 @@
 /*
  * How the metadata server comes up from its volume, before its loop
- * runs: open the volume, load the newest checkpoint, replay the journal
+ * runs: open the volume (rewriting a bad superblock copy), upgrade a
+ * format 1 volume to format 2 unless told otherwise, load the newest
+ * checkpoint (rewriting a bad copy of a slot), replay the journal
  * after it, rebuild free space from what the maps hold (reservations of
  * the dead server's sessions come back), then write a fresh checkpoint
  * into the other slot and start the journal's new epoch.  When the host
@@ -127,6 +129,35 @@ static int boot_damage(struct djmfs_server *s, const struct djmfs__ckpt *ck,
 	return 0;
 }
 
+/*
+ * A format 1 volume at a writable start is upgraded (djmfs_upgrade.c)
+ * unless the options say otherwise.  A host with no room for copy B
+ * (nothing was written) leaves it format 1, served as it is.
+ */
+static int boot_upgrade(struct djmfs_server *s)
+{
+	const struct djmfs_log *log = &s->o.log;
+	int err;
+
+	if (s->vol->sb.version >= 2 || s->o.upgrade == DJMFS_UPGRADE_KEEP)
+		return 0;
+	if (s->o.upgrade == DJMFS_UPGRADE_REFUSE) {
+		djmfs__log(log, DJMFS_LOG_ERROR, "%s: volume format 1: run "
+			   "djmfs upgrade", s->volume);
+		return -EPROTO;
+	}
+	err = djmfs__vol_upgrade(s->vol, log);
+	if (err == -ENOSPC || err == -EDQUOT) {
+		djmfs__log(log, DJMFS_LOG_WARN, "%s: serving format 1 (one copy "
+			   "of the metadata) until djmfs upgrade succeeds",
+			   s->volume);
+		return 0;
+	}
+	if (err == 0)
+		s->boot.upgraded = 1;
+	return err;
+}
+
 /* Volume, newest checkpoint, then the journal after it. */
 static int boot_load(struct djmfs_server *s)
 {
@@ -143,7 +174,12 @@ static int boot_load(struct djmfs_server *s)
 			   s->volume, strerror(-err));
 		return err;
 	}
+	err = boot_upgrade(s);
+	if (err < 0)
+		return err;
 	err = djmfs__ckpt_load(s->vol, &ck, log);
+	s->boot.repaired_sb = s->vol->repaired_sb;
+	s->boot.repaired_ckpt = s->vol->repaired_ckpt;
 	if (err < 0) {
 		djmfs__log(log, DJMFS_LOG_ERROR, "djmfs__ckpt_load %s: %s",
 			   s->volume, strerror(-err));
@@ -178,6 +214,7 @@ static int boot_load(struct djmfs_server *s)
 	}
 	s->boot.records_replayed = ri.records;
 	s->boot.records_skipped = ri.skipped;
+	s->boot.repaired_jrec = s->vol->repaired_jrec;
 	s->boot.journal_end = ri.end;
 	s->boot.max_epoch = ri.max_epoch;
 	if (ri.end > DJMFS__JEND_TORN) {

@@ -19,10 +19,13 @@
  * beyond a damaged one, or records of an epoch newer than the checkpoint
  * (whose image is unreadable).  Repair salvages those: the records
  * beyond the damage apply where they still fit, the rest are dropped and
- * counted, so the report never says clean after a loss.  Orphaned
- * reservations and a torn last group commit are normal leftovers of a
- * crash that the next boot deals with anyway; they are reported and,
- * with repair, orphans are dropped, but neither is a problem by itself.
+ * counted, so the report never says clean after a loss.  A bad copy of
+ * the superblock, of a checkpoint slot or of a journal record is
+ * rewritten from its good copy as the volume is opened and loaded (not
+ * with -n, which only reports it).  Orphaned reservations and a torn
+ * last group commit are normal leftovers of a crash that the next boot
+ * deals with anyway; they are reported and, with repair, orphans are
+ * dropped, but neither is a problem by itself.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -130,6 +133,34 @@ static int replay_one(void *arg, const struct djmfs__jrec *r)
 	return err;
 }
 
+static int copy_state(int same, int repaired)
+{
+	return repaired ? DJMFS_COPY_REPAIRED : same ? DJMFS_COPY_OK
+						     : DJMFS_COPY_BAD;
+}
+
+/* What opening the volume (@loaded < 0) or then loading the checkpoint
+ * (@loaded 1: loaded, 0: failed) found per copy. */
+static void note_copies(struct fsck *c, int loaded)
+{
+	const struct djmfs__vol *v = c->v;
+
+	c->rep.format = v->sb.version;
+	c->rep.sb_gen = v->sb.sb_gen;
+	c->rep.ckpt_newest = loaded > 0 ? (int)c->ck.slot : -1;
+	if (loaded < 0) { /* only opened */
+		for (unsigned i = 0; i < djmfs__sb_ncopies(&v->sb); i++)
+			c->rep.sb_copy[i] = copy_state(v->sb_copies[i].same,
+						       v->sb_copies[i].repaired);
+		return;
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		c->rep.ckpt_gen[i] = v->ckpt_gen[i];
+		for (unsigned k = 0; k < 2; k++)
+			c->rep.ckpt_copy[i][k] = (int)v->ckpt_copy[i][k];
+	}
+}
+
 static int fsck_load(struct fsck *c, const char *volume, int repair,
 		     int no_change)
 {
@@ -141,7 +172,9 @@ static int fsck_load(struct fsck *c, const char *volume, int repair,
 	err = djmfs__vol_open(&c->v, volume, flags, c->log);
 	if (err < 0)
 		return err; /* vol_open logged why */
+	note_copies(c, -1);
 	err = djmfs__ckpt_load(c->v, &c->ck, c->log);
+	note_copies(c, err == 0);
 	if (err < 0) {
 		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: %s: "
 			   "djmfs__ckpt_load: %s", volume, strerror(-err));
@@ -162,8 +195,6 @@ static int fsck_load(struct fsck *c, const char *volume, int repair,
 			   strerror(-err));
 		return err == -EBADMSG ? -EUCLEAN : err;
 	}
-	c->rep.ckpt_gen = c->ck.gen;
-	c->rep.ckpt_slot = c->ck.slot;
 	c->rep.bad_slots = (unsigned)__builtin_popcount(c->ck.bad_slots);
 	err = djmfs__journal_replay(c->v, c->ck.gen, c->ck.last_seq,
 				    repair ? DJMFS__REPLAY_SALVAGE : 0,

@@ -103,6 +103,10 @@ struct djmfs__boot_info {
 	int salvaged;		   /* 1: went on past damage (--salvage) */
 	uint64_t max_gen;	   /* highest generation a slot names */
 	uint64_t max_epoch;	   /* highest epoch a journal record names */
+	int upgraded;		   /* 1: format 1 upgraded to 2 at this boot */
+	uint64_t repaired_sb;	   /* superblock copies rewritten */
+	uint64_t repaired_ckpt;	   /* checkpoint copies rewritten */
+	uint64_t repaired_jrec;	   /* journal records rewritten */
 };
 
 struct djmfs_server {

@@ -40,7 +40,9 @@
  *   OBJ_CREATE   u64 ino | u64 time_ns | u32 obj_id | u32 attrs | str name
  *   OBJ_DELETE   u64 ino | u64 time_ns | u32 obj_id
  *   OBJ_SETATTR  u64 ino | u64 time_ns | u32 obj_id | u32 attrs
- *   PUBLISH      u64 ino | u64 time_ns | PUBLISH body (djmfs_proto.h)
+ *   PUBLISH      u64 ino | u64 time_ns | PUBLISH body without sums
+ *                (the first format; replayed, never written now)
+ *   PUBLISH_CK   u64 ino | u64 time_ns | PUBLISH body (djmfs_proto.h)
  *   RESERVE      u64 ino | u64 time_ns | u32 n | n * RUN
  *   RELEASE      u64 ino | u64 time_ns | u32 n | n * RUN
  *   QUARANTINE   u64 ino | u64 time_ns | str why
@@ -58,6 +60,9 @@ enum djmfs__jtype {
 	DJMFS_J_RESERVE,
 	DJMFS_J_RELEASE,
 	DJMFS_J_QUARANTINE,
+	/* On the volume only: decoding gives type PUBLISH with
+	 * publish.has_ck set, and encoding such a record writes this. */
+	DJMFS_J_PUBLISH_CK,
 	DJMFS_J_MAX
 };
 
@@ -120,7 +125,8 @@ unsigned djmfs__sb_ncopies(const struct djmfs__sb *sb);
 #define DJMFS__VOL_EXCL 0x1u   /* flock(LOCK_EX|LOCK_NB): -EBUSY if held */
 #define DJMFS__VOL_RDONLY 0x2u
 
-/* What loading found in each copy of a checkpoint slot. */
+/* What loading found in each copy of a checkpoint slot (the values of
+ * the public enum djmfs_copy_state). */
 enum djmfs__copy_state {
 	DJMFS__COPY_NONE = 0, /* no such copy (format 1 has no copy B) */
 	DJMFS__COPY_OK,
@@ -156,6 +162,11 @@ struct djmfs__vol {
  */
 int djmfs__vol_open(struct djmfs__vol **out, const char *path,
 		    unsigned flags, const struct djmfs_log *log);
+/* Upgrades the open, writable format 1 volume @v to format 2 in place
+ * (djmfs_upgrade.c); @v then describes format 2.  0 on format 2
+ * already.  Returns 0, -EROFS, -ENOSPC (no room for copy B: nothing
+ * written), or -errno, each logged. */
+int djmfs__vol_upgrade(struct djmfs__vol *v, const struct djmfs_log *log);
 /* Replaces the open volume's superblock (upgrade) and what derives from
  * it. */
 void djmfs__vol_set_sb(struct djmfs__vol *v, const struct djmfs__sb *sb);
@@ -332,7 +343,10 @@ void djmfs__journal_stop(struct djmfs__journal *j);
  *  2. A DATA object's map is append-only.  Versions of one object share
  *     one extent store; a version sees the first n_ext entries, its last
  *     one clamped to last_len, so later appends never change what an
- *     older version reads.
+ *     older version reads.  Its sums likewise: a version sees the first
+ *     n_ck complete cblocks' sums of the shared store and keeps its own
+ *     last_ck; without DJMFS_OBJ_CK_GAP, n_ck == size / DJMFS_CK_BLOCK
+ *     and last_ck covers the rest of size.
  *  3. Reference counts are plain integers: every record is created,
  *     shared and freed on the server's loop thread only.
  */
@@ -347,6 +361,9 @@ struct djmfs__obj {
 	struct djmfs__xstore *xs; /* DATA; NULL when empty */
 	uint32_t n_ext;
 	uint64_t last_len;
+	uint32_t n_ck;	   /* complete cblocks' sums this version sees */
+	uint32_t last_ck;  /* sum of the partial last cblock */
+	uint32_t ck_flags; /* DJMFS_OBJ_CK_GAP */
 	uint8_t *meta; /* META content, meta_len bytes (== size) */
 	uint32_t meta_len;
 };
@@ -381,6 +398,8 @@ const struct djmfs__file *djmfs__file_ref(const struct djmfs__file *f);
 void djmfs__file_unref(const struct djmfs__file *f); /* NULL ok */
 const struct djmfs__obj *djmfs__file_obj(const struct djmfs__file *f,
 					 uint32_t id);
+/* Sum of complete cblock @i (< o->n_ck). */
+uint32_t djmfs__obj_ck(const struct djmfs__obj *o, uint32_t i);
 /* Extent @i (< o->n_ext) as this version sees it. */
 struct djmfs_extent djmfs__obj_extent(const struct djmfs__obj *o, uint32_t i);
 /*
@@ -438,7 +457,11 @@ int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out);
  * log line at debug level):
  *   FILE_CREATE: ino == next ino (-EINVAL), name free (-EEXIST).
  *   PUBLISH: every object exists (-ENOENT); DATA sizes never shrink and
- *     stay within the map (-EINVAL); META within DJMFS_META_MAX (-EFBIG);
+ *     stay within the map (-EINVAL); with sums, ck_first is the old size's
+ *     cblock, ck_n the cblocks the new size completes and last_ck 0 at a
+ *     cblock boundary, and a META object has none (-EINVAL); a publish
+ *     without sums (journal format 1) that grows a DATA object stops its
+ *     sums (DJMFS_OBJ_CK_GAP); META within DJMFS_META_MAX (-EFBIG);
  *     every unit a new extent touches is in the file's reservation or is
  *     the unit holding the object's current end (-EPERM); version is
  *     old version + 1 and base_version == old version (-ESTALE).

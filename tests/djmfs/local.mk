@@ -42,6 +42,7 @@ DJMFS_SHELL_TESTS = \
 	tests/djmfs/restart.sh \
 	tests/djmfs/lease.sh \
 	tests/djmfs/enospc.sh \
+	tests/djmfs/upgrade.sh \
 	tests/djmfs/auth.sh \
 	tests/djmfs/bench.sh \
 	tests/djmfs/fuzz.sh \

@@ -639,7 +639,64 @@ Test(server, reports_counters_in_stats)
 	cr_assert_eq(a.m.u.stats_resp.sessions, 1);
 	cr_assert_gt(a.m.u.stats_resp.lock_busy_ns, 0);
 	cr_assert_gt(a.m.u.stats_resp.uptime_ns, 0);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_journal, 0);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_checkpoint, 0);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_superblock, 0);
 	tc_close(&a);
+}
+
+/* Flips one byte of the volume file. */
+static void flip_at(uint64_t off)
+{
+	struct djmfs__vol *v;
+	uint8_t b;
+
+	cr_assert_eq(djmfs__vol_open(&v, T.vol, 0, NULL), 0);
+	cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, off), 0);
+	b ^= 0x20;
+	cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, off), 0);
+	djmfs__vol_close(v);
+}
+
+Test(server, boot_rewrites_a_bad_copy_of_the_metadata_and_counts_it)
+{
+	const struct djmfs__boot_info *bi;
+	struct djmfs__vol *v;
+	struct djmfs__ckpt ck;
+	struct tc a;
+	char want[256];
+
+	srv_stop();
+	cr_assert_eq(djmfs__vol_open(&v, T.vol, DJMFS__VOL_RDONLY, NULL), 0);
+	cr_assert_eq(djmfs__ckpt_load(v, &ck, NULL), 0);
+	free(ck.img);
+	flip_at(v->sb.mckpt_off[ck.slot] + 64 + 1); /* copy B's image */
+	djmfs__vol_close(v);
+	flip_at(40); /* superblock copy 0 */
+
+	srv_start();
+	bi = djmfs__server_boot_info(T.s);
+	cr_assert_eq(bi->repaired_sb, 1);
+	cr_assert_eq(bi->repaired_ckpt, 1);
+	cr_assert(log_has("superblock copy 0 bad (CRC): rewritten from "
+			  "copy 1"), "%s", log_text);
+	snprintf(want, sizeof(want), "checkpoint slot %u (gen %llu) copy B "
+		 "image bad (CRC): rewritten from copy A", ck.slot,
+		 (unsigned long long)ck.gen);
+	cr_assert(log_has(want), "%s", log_text);
+	tc_open(&a, "stats");
+	req(&a, DJMFS_OP_STATS);
+	cr_assert_eq(rpc(&a), 0);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_checkpoint, 1);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_superblock, 1);
+	tc_close(&a);
+
+	/* Repaired exactly: the next boot finds nothing. */
+	srv_stop();
+	srv_start();
+	bi = djmfs__server_boot_info(T.s);
+	cr_assert_eq(bi->repaired_sb, 0);
+	cr_assert_eq(bi->repaired_ckpt, 0);
 }
 
 Test(server, lists_names_by_prefix_in_pages)

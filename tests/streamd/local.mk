@@ -36,6 +36,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/djmfs-restart.sh \
 	tests/streamd/volfull.sh \
 	tests/streamd/hostfull.sh \
+	tests/streamd/checksum.sh \
 	tests/streamd/device.sh \
 	tests/streamd/crash.sh \
 	tests/streamd/stall.sh \
