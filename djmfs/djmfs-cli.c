@@ -1,11 +1,12 @@
 /*
- * djmfs: the command-line tool of DJMFS.  It formats and checks volumes
- * offline (mkfs, fsck, through the server library) and, as a client of a
- * running djmfsd, lists, inspects, imports, exports and removes files,
- * shows free space and the server's counters, and shows or freezes a
- * file's snapshot.  It also makes shared-secret files (secret) and
- * proves the volume's secret to the server (--secret-file).  This is the
- * only DJMFS program code that parses arguments, prints and exits;
+ * djmfs: the command-line tool of DJMFS.  It formats, checks and upgrades
+ * volumes offline (mkfs, fsck, upgrade, through the server library) and,
+ * as a client of a running djmfsd, lists, inspects, imports, exports and
+ * removes files, shows free space and the server's counters, and shows or
+ * freezes a file's snapshot.  It also makes shared-secret files (secret)
+ * and proves the volume's secret to the server (--secret-file).  With its
+ * fsck report printer (djmfs-cli-report.c), this is the only DJMFS program
+ * code that parses arguments, prints and exits;
  * everything it does goes through the public APIs of djmfs.h and
  * djmfs_server.h.  One table describes the subcommands and one the
  * options they take, so getopt, --help and the checks all come from the
@@ -36,6 +37,7 @@
 
 #include "djmfs.h"
 #include "djmfs_server.h"
+#include "djmfs-cli.h"
 #include "tool_io.h"
 #include "tool_json.h"
 
@@ -64,6 +66,8 @@ struct cmd_args {
 	const char *object;
 	double lock_secs; /* snap --lock; 0: not given */
 	int force, prealloc, long_fmt, extents, lock, sync, human, repair, help;
+	int no_change;
+	int format;	  /* mkfs --format; 0: the current one */
 	char **pos;
 	int npos;
 };
@@ -174,45 +178,7 @@ static const char *attrs_str(uint32_t attrs)
 	return "DATA";
 }
 
-/* Local time; @with_ns adds the nanoseconds.  0 (never) prints "-". */
-static const char *time_str(uint64_t ns, int with_ns, char *buf, size_t n)
-{
-	time_t t = (time_t)(ns / 1000000000u);
-	struct tm tm;
-	size_t len;
 
-	if (!ns || !localtime_r(&t, &tm))
-		return "-";
-	len = strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
-	if (with_ns)
-		snprintf(buf + len, n - len, ".%09llu",
-			 (unsigned long long)(ns % 1000000000u));
-	return buf;
-}
-
-/* "1.5G"-style with -h, else the number of bytes. */
-static const char *size_str(uint64_t bytes, int human, char *buf, size_t n)
-{
-	static const char units[] = "BKMGTPE";
-	double v = (double)bytes;
-	unsigned u = 0;
-
-	if (!human) {
-		snprintf(buf, n, "%llu", (unsigned long long)bytes);
-		return buf;
-	}
-	while (v >= 1024 && u + 1 < sizeof(units) - 1) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, n, "%llu", (unsigned long long)bytes);
-	else if (v < 10 && v != floor(v))
-		snprintf(buf, n, "%.1f%c", v, units[u]);
-	else
-		snprintf(buf, n, "%.0f%c", v, units[u]);
-	return buf;
-}
 
 /* ------------------------------------------------------------------ */
 /* Option values                                                       */
@@ -317,11 +283,21 @@ static int set_secs(struct cmd_args *a, const struct opt *o, const char *val)
 	return 0;
 }
 
+static int set_format(struct cmd_args *a, const struct opt *o,
+		      const char *val)
+{
+	if (strcmp(val, "1") != 0 && strcmp(val, "2") != 0)
+		return bad_value(o, val, "not a volume format (1 or 2)");
+	*(int *)field(a, o) = val[0] - '0';
+	return 0;
+}
+
 enum opt_id {
-	OPT_SIZE, OPT_AU_SIZE, OPT_FORCE, OPT_PREALLOC, OPT_LONG, OPT_EXTENTS,
+	OPT_SIZE, OPT_AU_SIZE, OPT_FORCE, OPT_PREALLOC, OPT_FORMAT, OPT_LONG,
+	OPT_EXTENTS,
 	OPT_OBJECT,
 	OPT_LOCK, OPT_LOCK_FOR, OPT_SYNC, OPT_NO_SYNC, OPT_HUMAN, OPT_REPAIR,
-	OPT_REPLACE, OPT_HELP, OPT_COUNT
+	OPT_NO_CHANGE, OPT_REPLACE, OPT_HELP, OPT_COUNT
 };
 
 #define A(f) offsetof(struct cmd_args, f)
@@ -329,6 +305,8 @@ enum opt_id {
 /* Indexed by enum opt_id.  Two commands may give one name two meanings
  * (cat --lock, snap --lock SECONDS) as long as no command takes both. */
 static const struct opt opts[OPT_COUNT] = {
+	[OPT_FORMAT] = { "format", 0, "N", set_format, A(format),
+		"volume format (default 2; 1, the previous one, for tests)" },
 	[OPT_SIZE] = { "size", 's', "SIZE", set_bytes, A(size),
 		"volume size (K, M, G, T: powers of 1024)" },
 	[OPT_AU_SIZE] = { "au-size", 0, "SIZE", set_bytes, A(au_size),
@@ -354,7 +332,9 @@ static const struct opt opts[OPT_COUNT] = {
 	[OPT_HUMAN] = { "human-readable", 'h', NULL, set_flag, A(human),
 		"sizes as 1K, 2.5M, 3G" },
 	[OPT_REPAIR] = { "repair", 'r', NULL, set_flag, A(repair),
-		"quarantine bad files, free orphans, checkpoint" },
+		"quarantine bad files, salvage past damage, free orphans" },
+	[OPT_NO_CHANGE] = { "no-change", 'n', NULL, set_flag, A(no_change),
+		"write nothing, not even a copy mended from the other" },
 	[OPT_REPLACE] = { "force", 'f', NULL, set_flag, A(force),
 		"replace an existing secret file" },
 	[OPT_HELP] = { "help", 0, NULL, set_flag, A(help), "this text" },
@@ -392,15 +372,16 @@ static int cmd_mkfs(struct ctx *x)
 		return usage_error("mkfs", "--au-size is at most 64M");
 	r = djmfs_mkfs(path, x->a.size, (uint32_t)x->a.au_size,
 		       (x->a.force ? DJMFS_MKFS_FORCE : 0) |
-			       (x->a.prealloc ? DJMFS_MKFS_PREALLOCATE : 0),
+			       (x->a.prealloc ? DJMFS_MKFS_PREALLOCATE : 0) |
+			       (x->a.format == 1 ? DJMFS_MKFS_FORMAT1 : 0),
 		       &x->log);
 	if (r < 0) /* the library has logged why (EEXIST: use --force) */
 		return fail("mkfs", path, r);
 	if (!x->g->quiet)
 		printf("formatted %s: size %s, allocation unit %s\n", path,
-		       x->a.size ? size_str(x->a.size, 1, sz, sizeof(sz)) :
+		       x->a.size ? djmfs__cli_size_str(x->a.size, 1, sz, sizeof(sz)) :
 				   "of the device",
-		       size_str(x->a.au_size ? x->a.au_size : 1u << 20, 1,
+		       djmfs__cli_size_str(x->a.au_size ? x->a.au_size : 1u << 20, 1,
 				au, sizeof(au)));
 	return 0;
 }
@@ -410,13 +391,13 @@ static int ls_one(void *arg, const struct djmfs_file_info *fi)
 	const struct ctx *x = arg;
 	char fl[N_FILE_FLAGS + 1], t[64], sz[32];
 
-	size_str(fi->size, x->a.human, sz, sizeof(sz));
+	djmfs__cli_size_str(fi->size, x->a.human, sz, sizeof(sz));
 	if (x->a.long_fmt)
 		printf("%8llu %14s %10llu %s %s %s\n",
 		       (unsigned long long)fi->ino, sz,
 		       (unsigned long long)fi->version,
 		       flags_short(fi->flags, fl),
-		       time_str(fi->mtime_ns, 0, t, sizeof(t)), fi->name);
+		       djmfs__cli_time_str(fi->mtime_ns, 0, t, sizeof(t)), fi->name);
 	else
 		printf("%14s %10llu %s %s\n", sz,
 		       (unsigned long long)fi->version,
@@ -484,8 +465,8 @@ static void print_file(const struct djmfs_file_info *fi)
 	       (unsigned long long)fi->version,
 	       (unsigned long long)fi->size,
 	       flags_long(fi->flags, fl, sizeof(fl)),
-	       time_str(fi->ctime_ns, 1, t1, sizeof(t1)),
-	       time_str(fi->mtime_ns, 1, t2, sizeof(t2)));
+	       djmfs__cli_time_str(fi->ctime_ns, 1, t1, sizeof(t1)),
+	       djmfs__cli_time_str(fi->mtime_ns, 1, t2, sizeof(t2)));
 }
 
 static int cmd_stat(struct ctx *x)
@@ -719,15 +700,15 @@ static int cmd_df(struct ctx *x)
 	       "Avail", w, "Reserved", w, "Deferred", "Files", "Quarantined",
 	       "Unit");
 	printf("%*s %*s %*s %*s %*s %8llu %11llu %6s\n", w,
-	       size_str(d.total_aus * au, h, s[0], sizeof(s[0])), w,
-	       size_str(held < d.total_aus ? (d.total_aus - held) * au : 0, h,
+	       djmfs__cli_size_str(d.total_aus * au, h, s[0], sizeof(s[0])), w,
+	       djmfs__cli_size_str(held < d.total_aus ? (d.total_aus - held) * au : 0, h,
 			s[1], sizeof(s[1])), w,
-	       size_str(d.free_aus * au, h, s[2], sizeof(s[2])), w,
-	       size_str(d.reserved_aus * au, h, s[3], sizeof(s[3])), w,
-	       size_str(d.deferred_aus * au, h, s[4], sizeof(s[4])),
+	       djmfs__cli_size_str(d.free_aus * au, h, s[2], sizeof(s[2])), w,
+	       djmfs__cli_size_str(d.reserved_aus * au, h, s[3], sizeof(s[3])), w,
+	       djmfs__cli_size_str(d.deferred_aus * au, h, s[4], sizeof(s[4])),
 	       (unsigned long long)d.files,
 	       (unsigned long long)d.quarantined,
-	       size_str(au, 1, s[5], sizeof(s[5])));
+	       djmfs__cli_size_str(au, 1, s[5], sizeof(s[5])));
 	return 0;
 }
 
@@ -739,30 +720,33 @@ static int cmd_fsck(struct ctx *x)
 	int r;
 
 	memset(&rep, 0, sizeof(rep));
-	r = djmfs_fsck(vol, x->a.repair, &rep, &x->log);
+	if (x->a.repair && x->a.no_change) {
+		fprintf(stderr, "%s: fsck: --repair and -n exclude each "
+			"other\n", PROG);
+		return DJMFS_CLI_FSCK_FAILED;
+	}
+	r = djmfs_fsck(vol, (x->a.repair ? DJMFS_FSCK_REPAIR : 0) |
+			       (x->a.no_change ? DJMFS_FSCK_NO_CHANGE : 0),
+		       &rep, &x->log);
 	if (r < 0 && r != -EUCLEAN) {
 		fail("fsck", vol, r);
-		return EXIT_USAGE;
+		return DJMFS_CLI_FSCK_FAILED;
 	}
-	printf("files: %llu\nbad files: %llu\nquarantined before: %llu\n"
-	       "journal records replayed: %llu\nused units: %llu\n"
-	       "orphan units: %llu\nfree units: %llu\n",
-	       (unsigned long long)rep.files,
-	       (unsigned long long)rep.bad_files,
-	       (unsigned long long)rep.quarantined,
-	       (unsigned long long)rep.records_replayed,
-	       (unsigned long long)rep.used_aus,
-	       (unsigned long long)rep.orphan_aus,
-	       (unsigned long long)rep.free_aus);
-	if (r == 0) {
-		printf("%s: clean\n", vol);
-		return 0;
-	}
-	printf("%s: problems found%s\n", vol,
-	       rep.repaired ? " and repaired" :
-	       x->a.repair  ? ", not repaired" :
-			      "; run with --repair to fix them");
-	return EXIT_RUNTIME;
+	return djmfs__cli_fsck_report(vol, r, x->a.repair, &rep);
+}
+
+/* Exit 0 upgraded or already format 2, 1 not upgraded. */
+static int cmd_upgrade(struct ctx *x)
+{
+	const char *vol = x->a.pos[0];
+	int r = djmfs_upgrade(vol, &x->log);
+
+	if (r < 0) /* the library has logged why */
+		return fail("upgrade", vol, r);
+	if (!x->g->quiet)
+		printf(r == 1 ? "%s: already format 2\n"
+			      : "%s: upgraded to format 2\n", vol);
+	return 0;
 }
 
 static int cmd_secret(struct ctx *x)
@@ -854,6 +838,8 @@ static const struct {
 	STAT(ops),	       STAT(mutations),	      STAT(lock_busy_ns),
 	STAT(journal_records), STAT(journal_batches), STAT(journal_bytes),
 	STAT(checkpoints),     STAT(sessions),	      STAT(alloc_stalls),
+	STAT(meta_repairs_journal), STAT(meta_repairs_checkpoint),
+	STAT(meta_repairs_superblock),
 #undef STAT
 };
 
@@ -883,7 +869,7 @@ static int cmd_stats(struct ctx *x)
 static const struct cmd cmds[] = {
 	{ "mkfs", "PATH", "format a file or block device as a volume",
 	  TAKES(OPT_SIZE) | TAKES(OPT_AU_SIZE) | TAKES(OPT_FORCE) |
-		  TAKES(OPT_PREALLOC), 1, 1,
+		  TAKES(OPT_PREALLOC) | TAKES(OPT_FORMAT), 1, 1,
 	  CONN_NONE, cmd_mkfs },
 	{ "ls", "[PREFIX]", "list files: size, version, flags, name",
 	  TAKES(OPT_LONG) | TAKES(OPT_HUMAN), 0, 1, CONN_META, cmd_ls },
@@ -898,7 +884,10 @@ static const struct cmd cmds[] = {
 	{ "df", "", "show the volume's space", TAKES(OPT_HUMAN), 0, 0,
 	  CONN_META, cmd_df },
 	{ "fsck", "VOLUME", "check a volume no server has open",
-	  TAKES(OPT_REPAIR), 1, 1, CONN_NONE, cmd_fsck },
+	  TAKES(OPT_REPAIR) | TAKES(OPT_NO_CHANGE), 1, 1, CONN_NONE,
+	  cmd_fsck },
+	{ "upgrade", "VOLUME", "give a format 1 volume a second copy of its "
+	  "metadata (format 2)", 0, 1, 1, CONN_NONE, cmd_upgrade },
 	{ "snap", "NAME", "show the latest snapshot, or freeze it",
 	  TAKES(OPT_LOCK_FOR), 1, 1, CONN_META, cmd_snap },
 	{ "stats", "", "the server's counters as JSON", 0, 0, 0, CONN_META,

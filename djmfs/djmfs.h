@@ -74,6 +74,9 @@ struct djmfs_log {
 #define DJMFS_OBJ_NAME_MAX 31	 /* bytes in an object name */
 #define DJMFS_MAX_OBJS 16	 /* objects per file */
 #define DJMFS_META_MAX 65536	 /* bytes in a META object */
+/* A DATA object's bytes carry a CRC-32C (djmfs_crc32c) per this many
+ * bytes of the object, written with each publish; reads check them. */
+#define DJMFS_CSUM_BLOCK 65536
 
 /* Object attributes.  Exactly one of META or DATA; SYNCHRONOUS only with
  * DATA, and on at most one object per file. */
@@ -297,6 +300,12 @@ struct djmfs_server_stats {
 	uint64_t checkpoints;
 	uint64_t sessions;	  /* live now */
 	uint64_t alloc_stalls;	  /* allocations the prefetcher had not covered */
+	/* Copies of the metadata rewritten from a good copy since the
+	 * server booted (format 2 volumes keep two).  0 from a server of
+	 * the previous release. */
+	uint64_t meta_repairs_journal;
+	uint64_t meta_repairs_checkpoint;
+	uint64_t meta_repairs_superblock;
 };
 int djmfs_server_stats(struct djmfs_client *c, struct djmfs_server_stats *out);
 
@@ -360,6 +369,16 @@ ssize_t djmfs_pread_obj(struct djmfs_file *f, uint32_t id, void *buf,
 int djmfs_file_info(struct djmfs_file *f, struct djmfs_file_info *out);
 int djmfs_obj_extents(struct djmfs_file *f, uint32_t id,
 		      struct djmfs_extent *out, size_t max);
+/* The image's checksums of DATA object @id: fills up to @max sums of its
+ * complete DJMFS_CSUM_BLOCK-byte blocks (block k is object bytes
+ * [k * DJMFS_CSUM_BLOCK, (k + 1) * DJMFS_CSUM_BLOCK)) and *last (may be
+ * NULL) with the partial last block's (0 when the size is a multiple).
+ * Returns how many complete blocks have sums: size / DJMFS_CSUM_BLOCK,
+ * or fewer for an object written without sums by an older version
+ * (then *last is 0 and the blocks past them are read unverified);
+ * -ENOENT (no such object) or -EINVAL (a META object, bad arguments). */
+int djmfs_obj_checksums(struct djmfs_file *f, uint32_t id, uint32_t *out,
+			size_t max, uint32_t *last);
 
 /* ------------------------------------------------------------------ */
 /* Snapshots                                                           */
@@ -467,6 +486,21 @@ struct djmfs_io_stats {
 	uint64_t nospace;
 };
 void djmfs_io_stats(struct djmfs_client *c, struct djmfs_io_stats *out);
+
+/* Data checksums of this client's reads since connect.  A block whose
+ * checksum fails is read once more from the device; if it fails again
+ * the read fails with -EIO (logged at ERROR) and none of its bytes are
+ * returned. */
+struct djmfs_client_stats {
+	uint64_t csum_verified_bytes;	/* read and checked */
+	uint64_t csum_unverified_bytes; /* read from blocks without a sum */
+	uint64_t csum_mismatches;	/* blocks that failed a check */
+	uint64_t csum_retry_ok;		/* ... and passed when read again */
+	uint64_t csum_errors;		/* ... and failed again: -EIO */
+};
+/* Fills @out (zeroes for a NULL @c). */
+void djmfs_client_stats(struct djmfs_client *c,
+			struct djmfs_client_stats *out);
 
 #ifdef __cplusplus
 }

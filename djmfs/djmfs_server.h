@@ -57,13 +57,33 @@ struct djmfs_server_opts {
 	 * (protect the socket by its directory's permissions instead). */
 	const void *secret;
 	size_t secret_len;
+	unsigned flags;		   /* DJMFS_SERVER_* below */
+	/* A format 1 volume (one copy of the metadata): DJMFS_UPGRADE_AUTO
+	 * (0) upgrades it at a writable start, logged at WARN, when no data
+	 * has to move (else it is served as it is, logged);
+	 * DJMFS_UPGRADE_REFUSE refuses to start (-EPROTO, "run djmfs
+	 * upgrade"); DJMFS_UPGRADE_KEEP serves it as format 1, readable by
+	 * the previous release. */
+	unsigned upgrade;
 };
+
+/* Boot past metadata damage instead of refusing: the journal records
+ * after a damaged one (or after a checkpoint that is not the newest)
+ * are applied where they still fit, and what could not be is logged at
+ * ERROR.  The new checkpoint then makes that loss permanent: the
+ * operator's explicit choice, as `djmfs fsck --repair` offline. */
+#define DJMFS_SERVER_SALVAGE 0x1u
+
+#define DJMFS_UPGRADE_AUTO 0u
+#define DJMFS_UPGRADE_REFUSE 1u
+#define DJMFS_UPGRADE_KEEP 2u
 
 /*
  * Boots the server (see above) and binds its sockets.  At least one of
  * unix_path and tcp_addr must be set.  @opts is copied.  Returns 0,
- * -EBUSY (another process holds the volume), -EUCLEAN (not a DJMFS volume
- * or a damaged superblock; a log line says why), -EADDRINUSE, or -errno.
+ * -EBUSY (another process holds the volume), -EUCLEAN (not a DJMFS volume,
+ * a damaged superblock, or metadata damage that would lose acknowledged
+ * records: see DJMFS_SERVER_SALVAGE; a log line says why), -EADDRINUSE, or -errno.
  */
 int djmfs_server_new(struct djmfs_server **out,
 		     const struct djmfs_server_opts *opts);
@@ -100,6 +120,9 @@ void djmfs_server_free(struct djmfs_server *s);
  * (fallocate), so first writes into the data area do not allocate blocks
  * (and journal the file system's metadata) while streams are recording. */
 #define DJMFS_MKFS_PREALLOCATE 0x2u
+/* Tests of the upgrade: the previous volume format (1), whose metadata
+ * has one copy. */
+#define DJMFS_MKFS_FORMAT1 0x4u
 
 /*
  * Formats @path as a DJMFS volume of @size bytes (a regular file is
@@ -114,6 +137,26 @@ void djmfs_server_free(struct djmfs_server *s);
 int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
 	       unsigned flags, const struct djmfs_log *log);
 
+/*
+ * Upgrades the format 1 volume @path (offline: -EBUSY while a server or
+ * fsck holds it) to format 2: a second copy of the metadata past the
+ * volume's end, in a regular file grown for it or the slack of a block
+ * device.  Crash-safe at every step (a rerun finishes it).  Returns 0
+ * (upgraded, logged at WARN), 1 (already format 2), -ENOSPC (the host
+ * file system or the device has no room for the copy; nothing written),
+ * -EUCLEAN (not a volume), or -errno.
+ */
+int djmfs_upgrade(const char *path, const struct djmfs_log *log);
+
+/* What an offline check found in one copy of the metadata. */
+enum djmfs_copy_state {
+	DJMFS_COPY_NONE = 0, /* the format has no such copy */
+	DJMFS_COPY_OK,
+	DJMFS_COPY_BLANK,    /* never written */
+	DJMFS_COPY_BAD,	     /* unreadable, bad CRC or stale; not rewritten */
+	DJMFS_COPY_REPAIRED, /* was bad, rewritten from a good copy */
+};
+
 /* Result of an offline check. */
 struct djmfs_fsck_report {
 	uint64_t files;
@@ -125,18 +168,62 @@ struct djmfs_fsck_report {
 	uint64_t orphan_aus;	/* reserved in the journal but mapped by none */
 	uint64_t free_aus;
 	int repaired;		/* --repair wrote a new checkpoint */
+	unsigned format;	/* volume format version (1 or 2) */
+	uint64_t sb_gen;	/* superblock generation (format 2) */
+	int sb_copy[3];		/* enum djmfs_copy_state per superblock copy */
+	uint64_t ckpt_gen[2];	/* per checkpoint slot; 0: none valid */
+	int ckpt_newest;	/* the slot the check loaded; -1: none */
+	int ckpt_copy[2][2];	/* enum djmfs_copy_state, [slot][copy A, B] */
+	/* Metadata copies found bad and rewritten from the good copy (not
+	 * with -n), and found bad but left. */
+	uint64_t repaired_sb, repaired_ckpt, repaired_jrec;
+	uint64_t bad_copies;
+	/* How the journal ended. */
+	unsigned bad_slots;	/* slots no copy of which loads */
+	int journal_end;	/* DJMFS_FSCK_JOURNAL_* */
+	uint64_t journal_end_off;	/* where replay stopped */
+	uint64_t journal_newer_epoch;	/* STALE: the journal's epoch */
+	uint64_t lost_records;	/* valid records beyond the damage */
+	uint64_t lost_first, lost_last;
+	uint64_t dropped_records; /* with repair: seqs given up (the gap,
+				     and salvaged records that were refused) */
+	int verdict;		/* DJMFS_FSCK_CLEAN, _CORRECTED, _ERRORS */
 };
+
+/* How the journal ended (report.journal_end). */
+#define DJMFS_FSCK_JOURNAL_END 0	/* nothing after the last record */
+#define DJMFS_FSCK_JOURNAL_TORN 1	/* the last group commit was cut */
+#define DJMFS_FSCK_JOURNAL_DAMAGED 2	/* valid records follow a bad one */
+#define DJMFS_FSCK_JOURNAL_STALE 3	/* the checkpoint is not the newest */
+
+/* report.verdict, valued as e2fsck's exit codes. */
+#define DJMFS_FSCK_CLEAN 0	/* nothing found (a torn tail and orphans
+				   are a crash's normal leftovers) */
+#define DJMFS_FSCK_CORRECTED 1	/* found and repaired */
+#define DJMFS_FSCK_ERRORS 4	/* found and left as it was */
+
+/* djmfs_fsck() flags. */
+#define DJMFS_FSCK_REPAIR 0x1u	/* quarantine bad files, salvage past
+				   damage, write a new checkpoint */
+#define DJMFS_FSCK_NO_CHANGE 0x2u /* open read-only: a bad copy of the
+				     metadata is reported, not mended */
 
 /*
  * Offline check of a volume no server has open (-EBUSY otherwise): reads
- * the checkpoint, replays the journal, checks every file's maps against
- * the volume and each other.  With @repair, bad files are quarantined and
- * a new checkpoint is written (the orphans go back to free space).  Each
- * problem is logged.  Returns 0 when clean, -EUCLEAN when problems were
- * found (and, with @repair, fixed: @rep->repaired), or -errno.
+ * the checkpoint, replays the journal and searches the rest of it for
+ * records a damaged one hides, checks every file's maps against the
+ * volume and each other.  A bad copy of the metadata (superblock,
+ * checkpoint slot, journal record) is rewritten from its good copy
+ * unless DJMFS_FSCK_NO_CHANGE: an exact repair, reported as corrected
+ * (0 is returned, @rep->verdict says DJMFS_FSCK_CORRECTED).  With DJMFS_FSCK_REPAIR, bad files are
+ * quarantined, damage is salvaged (the records beyond it applied where
+ * they fit, the rest dropped and counted) and a new checkpoint is
+ * written (the orphans go back to free space).  Each problem is logged.
+ * Returns 0 when clean, -EUCLEAN when problems were found (and, with
+ * repair, fixed: @rep->repaired, @rep->verdict), or -errno.
  */
-int djmfs_fsck(const char *volume, int repair, struct djmfs_fsck_report *rep,
-	       const struct djmfs_log *log);
+int djmfs_fsck(const char *volume, unsigned flags,
+	       struct djmfs_fsck_report *rep, const struct djmfs_log *log);
 
 /* ------------------------------------------------------------------ */
 /* Shared-secret files                                                 */

@@ -69,14 +69,23 @@ static void usage(FILE *f)
 		"[--tcp HOST:PORT]\n"
 		"              [--lease-ms N] [--snap-lock-max-ms N] "
 		"[--prefetch N]\n"
-		"              [--batch-us N] [--secret-file PATH]\n"
+		"              [--batch-us N] [--secret-file PATH] [--salvage]\n"
+		"              [--no-upgrade | --keep-format]\n"
 		"              [--log-level error|warn|info|debug]\n"
 		"       djmfsd --help | --version\n"
 		"\n"
 		"The DJMFS metadata and lock server.  Listens on %s\n"
 		"unless only --tcp is given.  With --secret-file, clients must\n"
 		"prove they know the secret in PATH (mode 0600; 'djmfs secret'\n"
-		"makes one).  SIGINT or SIGTERM stops it cleanly.\n",
+		"makes one).  A format 1 volume is upgraded to format 2 (a\n"
+		"second copy of the metadata) at start; --no-upgrade refuses\n"
+		"to start on it instead, --keep-format serves it as it is.\n"
+		"SIGINT or SIGTERM stops it cleanly.\n"
+		"\n"
+		"A volume whose metadata is damaged so that serving would lose\n"
+		"acknowledged records is refused (exit 1, the log says what\n"
+		"would be lost).  --salvage goes on with what is intact and\n"
+		"makes that loss permanent, as 'djmfs fsck --repair' does.\n",
 		DEFAULT_SOCKET);
 }
 
@@ -110,7 +119,7 @@ static int parse_level(const char *s, enum djmfs_log_level *out)
 
 enum {
 	OPT_LEASE = 256, OPT_SNAP, OPT_PREFETCH, OPT_BATCH, OPT_LEVEL,
-	OPT_SECRET, OPT_VERSION
+	OPT_SECRET, OPT_VERSION, OPT_SALVAGE, OPT_NO_UPGRADE, OPT_KEEP_FORMAT
 };
 
 static const struct option long_opts[] = {
@@ -123,6 +132,9 @@ static const struct option long_opts[] = {
 	{ "batch-us", required_argument, NULL, OPT_BATCH },
 	{ "log-level", required_argument, NULL, OPT_LEVEL },
 	{ "secret-file", required_argument, NULL, OPT_SECRET },
+	{ "salvage", no_argument, NULL, OPT_SALVAGE },
+	{ "no-upgrade", no_argument, NULL, OPT_NO_UPGRADE },
+	{ "keep-format", no_argument, NULL, OPT_KEEP_FORMAT },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -152,6 +164,9 @@ static int parse_args(int argc, char **argv, struct djmfs_server_opts *o,
 		case 'l': o->unix_path = optarg; break;
 		case 't': o->tcp_addr = optarg; break;
 		case OPT_SECRET: *secret_file = optarg; break;
+		case OPT_SALVAGE: o->flags |= DJMFS_SERVER_SALVAGE; break;
+		case OPT_NO_UPGRADE: o->upgrade = DJMFS_UPGRADE_REFUSE; break;
+		case OPT_KEEP_FORMAT: o->upgrade = DJMFS_UPGRADE_KEEP; break;
 		case OPT_LEASE: o->lease_ms = (uint32_t)v; break;
 		case OPT_SNAP: o->snap_lock_max_ms = (uint32_t)v; break;
 		case OPT_PREFETCH: o->prefetch_aus = (uint32_t)v; break;

@@ -35,7 +35,10 @@ DJMFS_SERVER_SOURCES = \
 	djmfs/server/djmfs_volio.h \
 	djmfs/server/djmfs_volume.c \
 	djmfs/server/djmfs_mkfs.c \
+	djmfs/server/djmfs_upgrade.c \
 	djmfs/server/djmfs_journal.c \
+	djmfs/server/djmfs_ckpt.c \
+	djmfs/server/djmfs_replay.c \
 	djmfs/server/djmfs_tree.h \
 	djmfs/server/djmfs_tree.c \
 	djmfs/server/djmfs_meta.h \
@@ -124,7 +127,8 @@ djmfs_djmfsd_SOURCES = djmfs/djmfsd.c
 djmfs_djmfsd_CPPFLAGS = $(DJMFS_CPPFLAGS)
 djmfs_djmfsd_LDADD = $(DJMFS_SERVER_LDADD)
 
-djmfs_djmfs_SOURCES = djmfs/djmfs-cli.c
+djmfs_djmfs_SOURCES = djmfs/djmfs-cli.c djmfs/djmfs-cli.h \
+	djmfs/djmfs-cli-report.c
 djmfs_djmfs_CPPFLAGS = $(DJMFS_CPPFLAGS) $(TOOLS_CPPFLAGS)
 djmfs_djmfs_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 djmfs_djmfs_LDADD = $(DJMFS_TOOL_LDADD) $(TOOLS_LIBS)

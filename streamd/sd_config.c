@@ -66,6 +66,11 @@ static const char *log_levels(void)
 	return "error,warn,info,debug";
 }
 
+static const char *no_yes(void)
+{
+	return "no,yes";
+}
+
 /* Knobs come last and in the admin JSON's order; to_json walks them. */
 static const struct directive directives[] = {
 	{ "listen", "HOST:PORT", CT_STR, FIELD(listen), "127.0.0.1:8080",
@@ -126,6 +131,10 @@ static const struct directive directives[] = {
 	{ "djmfs_secret_file", "PATH", CT_STR, FIELD(djmfs_secret_file), "",
 	  .help = "file holding the volume's shared secret (mode 600), "
 		  "proven to the DJMFS server; empty: none" },
+	{ "djmfs_salvage", "no|yes", CT_ONEOF, FIELD(djmfs_salvage), "no",
+	  .choices = no_yes,
+	  .help = "embedded volume: start past metadata damage, losing the "
+		  "records the log names (default: refuse to start)" },
 	{ "hls_live_window", "SECONDS", CT_SECONDS, FIELD(hls_live_window_ns),
 	  "10", .min = SD_NS, .max = 86400 * SD_NS,
 	  .help = "a live HLS playlist without window= lists the newest this "

@@ -481,7 +481,7 @@ static void codec_json(struct sd_sbuf *b, const AVStream *st)
 }
 
 /* How the TS scan tells the keyframes of stream @st. */
-static enum sd_ts_codec ts_codec(const AVStream *st)
+enum sd_ts_codec sd_ingest_ts_codec(const struct AVStream *st)
 {
 	const AVCodecParameters *cp = st->codecpar;
 
@@ -623,7 +623,7 @@ static int ingest_probe(struct sd_ingest *in)
 		const AVStream *st = in->fmt->streams[in->key_stream];
 
 		sd_ts_key_stream(in->ts, (unsigned)st->id & 0x1fffu,
-				 ts_codec(st));
+				 sd_ingest_ts_codec(st));
 	}
 	pthread_mutex_lock(&in->mu);
 	in->state = SD_INGEST_RUNNING;

@@ -275,12 +275,32 @@ static void process_metrics(struct text *t)
 					ru.ru_stime.tv_usec) / 1e6);
 }
 
+/* Copies of the DJMFS metadata the server rewrote from a good copy,
+ * asked of the server (nothing when it does not answer). */
+static void djmfs_repair_metrics(struct text *t, struct sd_daemon *d)
+{
+	struct djmfs_server_stats st;
+
+	if (djmfs_server_stats(d->client, &st) < 0)
+		return;
+	put(t, "# HELP streamd_djmfs_metadata_repairs_total Copies of the "
+	    "DJMFS metadata rewritten from the other copy.\n"
+	    "# TYPE streamd_djmfs_metadata_repairs_total counter\n");
+	put(t, "streamd_djmfs_metadata_repairs_total{region=\"journal\"} %"
+	    PRIu64 "\n", st.meta_repairs_journal);
+	put(t, "streamd_djmfs_metadata_repairs_total{region=\"checkpoint\"} %"
+	    PRIu64 "\n", st.meta_repairs_checkpoint);
+	put(t, "streamd_djmfs_metadata_repairs_total{region=\"superblock\"} %"
+	    PRIu64 "\n", st.meta_repairs_superblock);
+}
+
 enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 				 size_t *upload_size)
 {
 	struct sd_daemon *d = r->d;
 	struct sd_pump_stats ps;
 	struct djmfs_io_stats io;
+	struct djmfs_client_stats cs;
 	struct sd_recorder_stats rs;
 	struct text t = { 0 };
 	enum MHD_Result ret;
@@ -289,6 +309,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	(void)upload_size;
 	sd_pump_stats(d->pump, &ps);
 	djmfs_io_stats(d->client, &io);
+	djmfs_client_stats(d->client, &cs);
 	sd_recorder_stats(d->recorder, &rs);
 	metric(&t, "streamd_recordings", "gauge", "Encoders publishing now.",
 	       rs.publishing);
@@ -341,10 +362,18 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	metric(&t, "streamd_sched_nospace_total", "counter",
 	       "Device writes the host file system refused for want of "
 	       "room.", (double)io.nospace);
+	metric(&t, "streamd_djmfs_read_checksum_errors_total", "counter",
+	       "64 KiB blocks of recordings whose checksum failed twice: the "
+	       "read failed, its bytes were not served.",
+	       (double)cs.csum_errors);
+	metric(&t, "streamd_djmfs_read_checksum_retries_total", "counter",
+	       "64 KiB blocks of recordings read again after a checksum "
+	       "mismatch.", (double)cs.csum_mismatches);
 	metric(&t, "streamd_read_only", "gauge",
 	       "1: the volume is read-only (its host file system was full "
 	       "when the DJMFS server started); recording gets 507.",
 	       (double)atomic_load(&d->read_only));
+	djmfs_repair_metrics(&t, d);
 	http_metrics(&t, d);
 	process_metrics(&t);
 	if (t.oom) {

@@ -301,6 +301,7 @@ struct sd_config {
 	char volume[1024];	   /* "": data_dir/volume.img (embedded), or
 				      the server's path (cluster) */
 	uint64_t volume_size;	   /* embedded volume, bytes (8 GiB) */
+	char djmfs_salvage[4];	   /* "yes": boot past metadata damage */
 	char access_log[1024];	   /* "": off; "-": stdout */
 	char error_log[1024];	   /* "-": stderr */
 	char log_level[8];	   /* error, warn, info, debug */
@@ -422,6 +423,11 @@ int sd_ts_frames(const struct sd_ts *t);
 /* A scan with @keys finds the keyframes of the stream on @pid from the
  * bytes fed after this call (before the first, as the probe chose it). */
 void sd_ts_key_stream(struct sd_ts *t, unsigned pid, enum sd_ts_codec codec);
+/* The key-finding rule the scan applies to a stream libavformat probed
+ * (sd_ingest.c); tests take it from here so they check the daemon's
+ * mapping, not a copy of it. */
+struct AVStream;
+enum sd_ts_codec sd_ingest_ts_codec(const struct AVStream *st);
 /* The oldest keyframe found and not yet taken: 1 with *@off, where
  * playback of it may begin (the last PAT packet before it if one came
  * after the previous key, else the start of the TS packet where its PES

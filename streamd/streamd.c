@@ -278,12 +278,17 @@ static int embedded_start(struct sd_daemon *d, struct embedded *e)
 	so.unix_path = e->sock;
 	so.secret = e->secret;
 	so.secret_len = e->secret_len;
+	if (!strcmp(cfg->djmfs_salvage, "yes"))
+		so.flags |= DJMFS_SERVER_SALVAGE;
 	err = djmfs_server_new(&e->srv, &so);
 	if (err < 0) {
 		sd_log_error(d->log, SD_LOG_ERROR, "djmfs_server_new(%s): %s%s",
 			     cfg->volume, strerror(-err), err == -EBUSY ?
 			     " (is another streamd using this data directory?)"
-			     : "");
+			     : err == -EUCLEAN ? " (the volume's metadata is "
+			     "damaged: see the lines above; djmfs_salvage = "
+			     "yes or `djmfs fsck --repair` goes on with what is "
+			     "intact)" : "");
 		return err;
 	}
 	err = -pthread_create(&e->th, NULL, serve, e->srv);

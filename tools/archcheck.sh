@@ -9,7 +9,8 @@
 #                  the secret handshake, buffers, logging, the superblock)
 #   djmfs/server   the metadata server, its store, mkfs, fsck
 #   djmfs/client   the client library
-# The programs (djmfs/*.c, djmfs/bench/) use the public headers only.
+# The programs (djmfs/*.c, a tool's own djmfs-*.h, djmfs/bench/) use the public
+# headers only.
 # A file's part is the directory it sits in.  The script fails (exit 1)
 # when a file under djmfs/ is in no known place, when two files of the
 # parts have the same name, when a part includes another part's private
@@ -40,7 +41,7 @@ part_of() { # part_of PATH -> proto | server | client | public | program | unkno
 	djmfs/proto/*.[ch]) echo proto ;;
 	djmfs/server/*.[ch]) echo server ;;
 	djmfs/client/*.[ch]) echo client ;;
-	djmfs/*.c | djmfs/bench/*.[ch]) echo program ;;
+	djmfs/*.c | djmfs/djmfs-*.h | djmfs/bench/*.[ch]) echo program ;;
 	*) echo unknown ;;
 	esac
 }

@@ -740,6 +740,24 @@ void djmfs_io_stats(struct djmfs_client *c, struct djmfs_io_stats *out)
 						    __ATOMIC_RELAXED);
 }
 
+void djmfs_client_stats(struct djmfs_client *c,
+			struct djmfs_client_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
+	out->csum_verified_bytes = __atomic_load_n(
+		&c->csum.csum_verified_bytes, __ATOMIC_RELAXED);
+	out->csum_unverified_bytes = __atomic_load_n(
+		&c->csum.csum_unverified_bytes, __ATOMIC_RELAXED);
+	out->csum_mismatches = __atomic_load_n(&c->csum.csum_mismatches,
+					       __ATOMIC_RELAXED);
+	out->csum_retry_ok = __atomic_load_n(&c->csum.csum_retry_ok,
+					     __ATOMIC_RELAXED);
+	out->csum_errors = __atomic_load_n(&c->csum.csum_errors,
+					   __ATOMIC_RELAXED);
+}
+
 int djmfs_set_io(struct djmfs_client *c, const char *policy,
 		 const char *profile, unsigned depth)
 {

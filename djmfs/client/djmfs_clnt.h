@@ -181,6 +181,7 @@ struct djmfs_client {
 	uint8_t uuid[16];
 	struct djmfs__io *io;
 	uint64_t copied_bytes; /* djmfs_io_stats; __atomic adds */
+	struct djmfs_client_stats csum; /* djmfs_read.c; __atomic adds */
 
 	/* Connection state and pending calls, under lock. */
 	pthread_mutex_t lock;

@@ -87,6 +87,8 @@ void djmfs__op_free(struct fop *op)
 		free(op->abuf);
 	free(op->nsegs);
 	free(op->reqs);
+	if (op->cleanup)
+		op->cleanup(op);
 	free(op);
 }
 
@@ -128,6 +130,7 @@ int djmfs__file_stale(const struct djmfs_file *f)
 static const uint8_t offline_ok[ST_MAX] = {
 	[ST_W_COMMIT] = 1,
 	[ST_PUBLISHED] = 1,
+	[ST_R_VERIFY] = 1, /* the sums were taken with the plan */
 };
 
 /* Under f->mu, with the head op finished: pops and completes it, or

@@ -26,6 +26,7 @@ static const step_fn steps[ST_MAX] = {
 	[ST_PUBLISH] = djmfs__p_publish,
 	[ST_PUBLISHED] = djmfs__p_published,
 	[ST_READ] = djmfs__r_read,
+	[ST_R_VERIFY] = djmfs__r_verify,
 	[ST_SNAP] = djmfs__s_snap,
 	[ST_UNLOCK] = djmfs__s_unlock,
 	[ST_OBJ] = djmfs__o_obj,

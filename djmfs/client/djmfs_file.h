@@ -26,7 +26,9 @@
  *   W_COMMIT     w_commit       PUBLISH (SYNC object) | DONE
  *   PUBLISH      p_publish      PUBLISHED  (after PUBLISH) | DONE
  *   PUBLISHED    p_published    DONE
- *   READ         r_read         DONE       (after the device reads)
+ *   READ         r_read         R_VERIFY   (after the device reads) | DONE
+ *   R_VERIFY     r_verify       R_VERIFY   (after re-reading a cblock
+ *                               that failed its sum) | DONE
  *   SNAP         s_snap         DONE       (after SYNC_SNAP / LOCK_SNAP)
  *   UNLOCK       s_unlock       DONE       (after UNLOCK_SNAP)
  *   OBJ          o_obj          DONE       (after CREATE/DELETE/SET_ATTR)
@@ -121,6 +123,15 @@ struct cobj {
 	int meta_dirty;
 	uint8_t *tail; /* writer: the block holding size, if partial */
 	int tail_ok;
+	/* DATA sums (djmfs_proto.h): ck[k] is complete cblock k's; the
+	 * image sees the first img_n_ck and img_last_ck for the rest of
+	 * img_size, the staged state n_ck and run_ck (the CRC of bytes
+	 * [n_ck * CK_BLOCK, size), chained as appends commit).  With
+	 * DJMFS_OBJ_CK_GAP in ck_flags the sums stopped at n_ck. */
+	uint32_t *ck;
+	uint32_t ck_cap;
+	uint32_t img_n_ck, img_last_ck, img_ck_flags;
+	uint32_t n_ck, run_ck, ck_flags;
 	/* Reconnecting: unpublished bytes [salv_off, salv_off + salv_len)
 	 * read back from the volume, to be rewritten to new units. */
 	uint8_t *salv;
@@ -137,6 +148,7 @@ enum step_state {
 	ST_PUBLISH,
 	ST_PUBLISHED,
 	ST_READ,
+	ST_R_VERIFY,
 	ST_SNAP,
 	ST_UNLOCK,
 	ST_OBJ,
@@ -194,6 +206,13 @@ struct fop {
 				block and is readable to the block after
 				len: it is abuf, with no copy */
 	uint64_t pub_version;
+	/* A read's checks, from READ to R_VERIFY (djmfs_read.c). */
+	struct vrange *vr;
+	uint32_t n_vr, vr_cap;
+	int reread;	     /* R_VERIFY: the failed cblocks were read again */
+	/* Frees what a step's module hung on the op (NULL: nothing); run
+	 * by djmfs__op_free, so the FIFO needs to know no step's state. */
+	void (*cleanup)(struct fop *op);
 	struct fop *next;
 };
 
@@ -239,6 +258,7 @@ struct djmfs_file {
 void djmfs__cobj_free(struct cobj *o);
 struct cobj *djmfs__obj_find(struct djmfs_file *f, uint32_t id);
 int djmfs__ext_reserve(struct cobj *o, uint32_t n);
+int djmfs__ck_reserve(struct cobj *o, uint32_t n);
 struct djmfs_extent djmfs__img_ext(const struct cobj *o, uint32_t i);
 uint64_t djmfs__map_bytes(const struct cobj *o);
 int djmfs__map_range(const struct cobj *o, int img, uint64_t lo,
@@ -273,6 +293,7 @@ enum step_ret djmfs__p_published(struct fop *op);
 
 /* djmfs_read.c */
 enum step_ret djmfs__r_read(struct fop *op);
+enum step_ret djmfs__r_verify(struct fop *op);
 
 /* djmfs_snap.c */
 int djmfs__frozen(const struct djmfs_file *f);

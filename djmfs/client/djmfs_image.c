@@ -24,6 +24,7 @@ void djmfs__cobj_free(struct cobj *o)
 	if (!o)
 		return;
 	free(o->salv);
+	free(o->ck);
 	free(o->img_meta);
 	free(o->ext);
 	free(o->meta);
@@ -54,6 +55,22 @@ int djmfs__ext_reserve(struct cobj *o, uint32_t n)
 		return -ENOMEM;
 	o->ext = e;
 	o->ext_cap = cap;
+	return 0;
+}
+
+int djmfs__ck_reserve(struct cobj *o, uint32_t n)
+{
+	uint32_t *v, cap = o->ck_cap ? o->ck_cap : 16;
+
+	if (n <= o->ck_cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	v = realloc(o->ck, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	o->ck = v;
+	o->ck_cap = cap;
 	return 0;
 }
 
@@ -149,9 +166,12 @@ static int snap_prepare(struct djmfs_file *f, const struct djmfs__snap *s,
 		if (!o && !(o = calloc(1, sizeof(*o))))
 			return -ENOMEM;
 		nw[i] = o;
-		if (so->ext_base > (fresh[i] ? 0 : o->img_n_ext))
+		if (so->ext_base > (fresh[i] ? 0 : o->img_n_ext) ||
+		    so->ck_base > (fresh[i] ? 0 : o->img_n_ck) ||
+		    (uint64_t)so->ck_base + so->ck.n > UINT32_MAX)
 			return -EBADMSG; /* a delta against what we lack */
-		if (djmfs__ext_reserve(o, so->ext_total) < 0)
+		if (djmfs__ext_reserve(o, so->ext_total) < 0 ||
+		    djmfs__ck_reserve(o, so->ck_base + so->ck.n) < 0)
 			return -ENOMEM;
 		/* META bytes come whole, or not at all when unchanged. */
 		if ((so->attrs & DJMFS_ATTR_META) && so->size > 0 &&
@@ -176,6 +196,11 @@ static void snap_commit_obj(struct cobj *o, const struct djmfs__snap_obj *so,
 	memcpy(o->name, so->name, sizeof(o->name));
 	for (uint32_t k = 0; k < so->ext.n; k++)
 		o->ext[so->ext_base + k] = djmfs__extv_at(so->ext, k);
+	for (uint32_t k = 0; k < so->ck.n; k++)
+		o->ck[so->ck_base + k] = djmfs__ckv_at(so->ck, k);
+	o->n_ck = o->img_n_ck = so->ck_base + so->ck.n;
+	o->run_ck = o->img_last_ck = so->last_ck;
+	o->ck_flags = o->img_ck_flags = so->ck_flags;
 	o->n_ext = o->img_n_ext = so->ext_total;
 	o->img_last_len = o->n_ext ? o->ext[o->n_ext - 1].len : 0;
 	o->size = o->img_size = so->size;
@@ -236,6 +261,7 @@ void djmfs__fill_known(struct djmfs_file *f, struct djmfs__known *k)
 	for (uint32_t i = 0; i < f->n_objs; i++) {
 		k->o[i].id = f->objs[i]->id;
 		k->o[i].n_ext = f->objs[i]->img_n_ext;
+		k->o[i].n_ck = f->objs[i]->img_n_ck;
 	}
 }
 

@@ -171,6 +171,29 @@ static uint64_t keep_bytes(const struct djmfs_client *c, const struct cobj *o)
 	return pub + (au - (end - c->data_off) % au) % au;
 }
 
+/* Do the bytes read back match the sums staged when they were written?
+ * Every cblock they hold whole is summed again; one that differs means
+ * the device gave back other bytes, which must not be moved and
+ * published under sums they fail. */
+static int salvage_sums_ok(const struct cobj *o, const uint8_t *buf,
+			   uint64_t lo, uint64_t hi)
+{
+	const uint64_t cb = DJMFS_CK_BLOCK;
+	uint64_t part = (uint64_t)o->n_ck * cb;
+
+	if (o->ck_flags & DJMFS_OBJ_CK_GAP)
+		return 1;
+	if (hi > o->size)
+		hi = o->size;
+	for (uint64_t k = (lo + cb - 1) / cb; (k + 1) * cb <= hi; k++)
+		if (djmfs__crc32c(0, buf + (k * cb - lo), cb) != o->ck[k])
+			return 0;
+	if (o->size % cb && part >= lo && part < hi &&
+	    djmfs__crc32c(0, buf + (part - lo), o->size - part) != o->run_ck)
+		return 0;
+	return 1;
+}
+
 /* Reads back object @o's bytes past keep_bytes (under f->mu, quiet). */
 static int salvage_obj(struct djmfs_file *f, struct cobj *o)
 {
@@ -192,6 +215,8 @@ static int salvage_obj(struct djmfs_file *f, struct cobj *o)
 		pthread_mutex_lock(&f->mu);
 	}
 	free(s);
+	if (err >= 0 && !salvage_sums_ok(o, buf, lo, hi))
+		err = -EIO;
 	if (err < 0) {
 		free(buf);
 		return err;

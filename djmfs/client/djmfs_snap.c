@@ -2,7 +2,8 @@
  * Snapshot moves of a file handle: SYNC_SNAP (move the image to the
  * latest published snapshot), LOCK_SNAP (freeze it, with the deltas
  * applied) and UNLOCK_SNAP, as FIFO steps and API calls, and the calls
- * that describe the image (djmfs_file_info, djmfs_obj_extents).
+ * that describe the image (djmfs_file_info, djmfs_obj_extents,
+ * djmfs_obj_checksums).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -203,3 +204,27 @@ int djmfs_obj_extents(struct djmfs_file *f, uint32_t id,
 	return n;
 }
 
+
+int djmfs_obj_checksums(struct djmfs_file *f, uint32_t id, uint32_t *out,
+			size_t max, uint32_t *last)
+{
+	struct cobj *o;
+	int n = -ENOENT;
+
+	if (!f || (!out && max))
+		return -EINVAL;
+	pthread_mutex_lock(&f->mu);
+	o = djmfs__obj_find(f, id);
+	if (o && (o->attrs & DJMFS_ATTR_META))
+		n = -EINVAL;
+	else if (o) {
+		n = (int)o->img_n_ck;
+		for (uint32_t i = 0; i < o->img_n_ck && i < max; i++)
+			out[i] = o->ck[i];
+		if (last)
+			*last = o->img_ck_flags & DJMFS_OBJ_CK_GAP ?
+				0 : o->img_last_ck;
+	}
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}

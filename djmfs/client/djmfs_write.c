@@ -282,15 +282,43 @@ static void res_consume(struct djmfs_file *f, uint32_t units)
 	}
 }
 
+/* Chains @o's staged sums over the @n new bytes at @p that the device
+ * write just stored (object bytes [o->size, o->size + n)): a failed
+ * write never reaches here, so it changes no sum.  Room for the
+ * completed cblocks' sums was reserved. */
+static void ck_extend(struct cobj *o, const uint8_t *p, uint64_t n)
+{
+	uint64_t at = o->size;
+
+	if (o->ck_flags & DJMFS_OBJ_CK_GAP)
+		return;
+	while (n > 0) {
+		uint64_t room = DJMFS_CK_BLOCK - at % DJMFS_CK_BLOCK;
+		uint64_t take = n < room ? n : room;
+
+		o->run_ck = djmfs__crc32c(o->run_ck, p, take);
+		p += take;
+		at += take;
+		n -= take;
+		if (at % DJMFS_CK_BLOCK == 0) {
+			o->ck[o->n_ck++] = o->run_ck;
+			o->run_ck = 0;
+		}
+	}
+}
+
 enum step_ret djmfs__w_commit(struct fop *op)
 {
 	struct djmfs_file *f = op->f;
 	struct cobj *o = djmfs__obj_find(f, op->obj_id);
 	uint64_t end = o->size + op->len;
+	uint64_t done_ck = (end >> DJMFS_CK_SHIFT) - (o->size >> DJMFS_CK_SHIFT);
 	int err = 0;
 
 	pthread_mutex_lock(&f->mu);
-	if (djmfs__ext_reserve(o, o->n_ext + op->n_nsegs) < 0)
+	if (djmfs__ext_reserve(o, o->n_ext + op->n_nsegs) < 0 ||
+	    (uint64_t)o->n_ck + done_ck > UINT32_MAX ||
+	    djmfs__ck_reserve(o, o->n_ck + (uint32_t)done_ck) < 0)
 		err = -ENOMEM;
 	if (end % BLK && !op->inplace && !o->tail &&
 	    posix_memalign((void **)&o->tail, BLK, BLK))
@@ -309,6 +337,7 @@ enum step_ret djmfs__w_commit(struct fop *op)
 		if (end % BLK && !op->inplace)
 			memcpy(o->tail, op->abuf + (blk_down(end) - op->w_start),
 			       end % BLK);
+		ck_extend(o, op->abuf + (o->size - op->w_start), op->len);
 		/* An in-place append copies nothing, not even the new last
 		 * block: an ordinary append after it reads that back. */
 		o->tail_ok = !op->inplace;
@@ -325,15 +354,35 @@ enum step_ret djmfs__w_commit(struct fop *op)
 /* Publishing                                                           */
 /* ------------------------------------------------------------------ */
 
-/* Appends object @o's staged change to @pub (extents into @xb); returns
- * 1 when it has one. */
+/* Appends the sums of @o's cblocks completed since the image (into
+ * @cb) to @po.  An object whose sums stopped sends zeroes the server
+ * does not keep. */
+static void pub_sums(const struct cobj *o, struct djmfs__pub_obj *po,
+		     struct djmfs__buf *cb, size_t *c_first)
+{
+	uint32_t first = (uint32_t)(o->img_size >> DJMFS_CK_SHIFT);
+	uint32_t last = (uint32_t)(o->size >> DJMFS_CK_SHIFT);
+	int gap = (o->ck_flags & DJMFS_OBJ_CK_GAP) != 0;
+
+	*c_first = cb->len;
+	po->ck_first = first;
+	po->ck.n = last - first;
+	for (uint32_t k = first; k < last; k++)
+		djmfs__put_u32(cb, gap ? 0 : o->ck[k]);
+	po->last_ck = gap || o->size % DJMFS_CK_BLOCK == 0 ? 0 : o->run_ck;
+}
+
+/* Appends object @o's staged change to @pub (extents into @xb, sums
+ * into @cb); returns 1 when it has one. */
 static int pub_obj(const struct cobj *o, struct djmfs__pub_obj *po,
-		   struct djmfs__buf *xb, uint32_t *x_first)
+		   struct djmfs__buf *xb, uint32_t *x_first,
+		   struct djmfs__buf *cb, size_t *c_first)
 {
 	uint32_t before = (uint32_t)(xb->len / DJMFS_EXT_WIRE);
 	uint32_t i = o->img_n_ext;
 
 	memset(po, 0, sizeof(*po));
+	*c_first = cb->len;
 	po->obj_id = o->id;
 	po->size = o->size;
 	if (o->attrs & DJMFS_ATTR_META) {
@@ -351,7 +400,10 @@ static int pub_obj(const struct cobj *o, struct djmfs__pub_obj *po,
 		djmfs__put_ext(xb, o->ext[i].offset, o->ext[i].len);
 	*x_first = before;
 	po->ext.n = (uint32_t)(xb->len / DJMFS_EXT_WIRE) - before;
-	return po->ext.n > 0 || o->size != o->img_size;
+	if (po->ext.n == 0 && o->size == o->img_size)
+		return 0;
+	pub_sums(o, po, cb, c_first);
+	return 1;
 }
 
 static void publish_reply(void *arg, int status, const struct djmfs__msg *m)
@@ -368,14 +420,16 @@ enum step_ret djmfs__p_publish(struct fop *op)
 {
 	struct djmfs_file *f = op->f;
 	struct djmfs__msg *req = calloc(1, sizeof(*req));
-	struct djmfs__buf xb;
+	struct djmfs__buf xb, cb;
 	uint32_t first[DJMFS_MAX_OBJS], n = 0;
+	size_t cfirst[DJMFS_MAX_OBJS];
 	enum step_ret ret;
 	int err = 0;
 
 	if (!req)
 		return djmfs__op_failed(op, -ENOMEM);
 	djmfs__buf_init(&xb);
+	djmfs__buf_init(&cb);
 	req->h.op = DJMFS_OP_PUBLISH;
 	req->u.publish_req.handle = f->handle;
 	pthread_mutex_lock(&f->mu);
@@ -383,19 +437,25 @@ enum step_ret djmfs__p_publish(struct fop *op)
 	for (uint32_t i = 0; i < f->n_objs; i++)
 		n += (uint32_t)pub_obj(f->objs[i],
 				       &req->u.publish_req.pub.objs[n], &xb,
-				       &first[n]);
+				       &first[n], &cb, &cfirst[n]);
 	pthread_mutex_unlock(&f->mu);
 	req->u.publish_req.pub.n_objs = n;
-	for (uint32_t i = 0; i < n; i++)
-		req->u.publish_req.pub.objs[i].ext.p =
-			xb.p ? xb.p + (size_t)first[i] * DJMFS_EXT_WIRE : NULL;
+	req->u.publish_req.pub.has_ck = 1;
+	for (uint32_t i = 0; i < n; i++) {
+		struct djmfs__pub_obj *po = &req->u.publish_req.pub.objs[i];
+
+		po->ext.p = xb.p ? xb.p + (size_t)first[i] * DJMFS_EXT_WIRE
+				 : NULL;
+		po->ck.p = cb.p ? cb.p + cfirst[i] : NULL;
+	}
 	op->state = n ? ST_PUBLISHED : ST_DONE;
-	if (xb.err)
-		err = xb.err;
+	if (xb.err || cb.err)
+		err = xb.err ? xb.err : cb.err;
 	ret = err < 0 ? djmfs__op_failed(op, err) : STEP_GO;
 	if (err == 0 && n)
 		ret = djmfs__op_rpc(op, req, publish_reply, ST_PUBLISH);
 	djmfs__buf_free(&xb);
+	djmfs__buf_free(&cb);
 	free(req);
 	return ret;
 }
@@ -426,6 +486,9 @@ enum step_ret djmfs__p_published(struct fop *op)
 		o->img_size = o->size;
 		o->img_n_ext = o->n_ext;
 		o->img_last_len = o->n_ext ? o->ext[o->n_ext - 1].len : 0;
+		o->img_n_ck = o->n_ck;
+		o->img_last_ck = o->run_ck;
+		o->img_ck_flags = o->ck_flags;
 	}
 	f->version = op->pub_version;
 	f->mtime_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;

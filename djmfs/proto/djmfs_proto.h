@@ -142,6 +142,29 @@ static inline struct djmfs__run djmfs__runv_at(struct djmfs__runv v,
 	return r;
 }
 
+/*
+ * Data checksums: CRC-32C per DJMFS_CK_BLOCK bytes of a DATA object
+ * (cblock k is object bytes [k * CK_BLOCK, (k + 1) * CK_BLOCK)).  A
+ * complete cblock's sum never changes once published; the partial last
+ * one's (last_ck) is kept per object version.  An object whose sums
+ * stopped (bytes published without them, by an older format) has
+ * DJMFS_OBJ_CK_GAP: its cblocks from n_ck on are unverified.
+ */
+#define DJMFS_CK_SHIFT 16
+#define DJMFS_CK_BLOCK (1u << DJMFS_CK_SHIFT)
+#define DJMFS_CK_WIRE 4
+#define DJMFS_OBJ_CK_GAP 0x1u
+
+struct djmfs__ckv {
+	const uint8_t *p; /* n * DJMFS_CK_WIRE bytes */
+	uint32_t n;
+};
+
+static inline uint32_t djmfs__ckv_at(struct djmfs__ckv v, uint32_t i)
+{
+	return djmfs__le32(v.p + (size_t)i * DJMFS_CK_WIRE);
+}
+
 /* Appends one extent / run in wire form (to build views). */
 void djmfs__put_ext(struct djmfs__buf *b, uint64_t off, uint64_t len);
 void djmfs__put_run(struct djmfs__buf *b, uint64_t first, uint32_t count);
@@ -158,7 +181,7 @@ void djmfs__put_run(struct djmfs__buf *b, uint64_t first, uint32_t count);
  * payload starts with an i32 status (0 or -errno); the body follows only
  * when the status is 0.
  */
-#define DJMFS_PROTO_VERSION 2 /* 2: CHALLENGE, HELLO's proof */
+#define DJMFS_PROTO_VERSION 3 /* 2: CHALLENGE, HELLO's proof; 3: sums */
 #define DJMFS_FRAME_MAGIC 0xD7F5
 #define DJMFS_HDR_SIZE 16
 #define DJMFS_FRAME_MAX (16u << 20) /* payload bytes */
@@ -210,33 +233,44 @@ int djmfs__hdr_decode(const uint8_t *p, size_t n, struct djmfs__hdr *h);
 /* A PUBLISH body (wire PUBLISH and journal PUBLISH share it):
  *   u64 base_version | u32 n_objs | n_objs * {
  *     u32 obj_id | u64 size | u32 n_ext | n_ext * EXT |
+ *     [u32 ck_first | u32 ck_n | ck_n * u32 crc | u32 last_ck] |
  *     u8 has_meta | [u32 meta_len | meta bytes] }
  * Extents are appended to the object's map, in order; one that starts
  * where the map ends extends the last extent.  META objects carry their
- * whole new content (size = meta_len). */
+ * whole new content (size = meta_len).  The sums (in brackets: every
+ * wire PUBLISH has them, a journal record of the first format not) are
+ * a DATA object's: ck_first is old size / CK_BLOCK, the ck_n sums are
+ * the cblocks from there that the new size completes, last_ck the new
+ * partial one's (0 when size is a multiple of CK_BLOCK); a META
+ * object's are all 0. */
 struct djmfs__pub_obj {
 	uint32_t obj_id;
 	uint64_t size;
 	struct djmfs__extv ext;
+	uint32_t ck_first;
+	struct djmfs__ckv ck;
+	uint32_t last_ck;
 	uint8_t has_meta;
 	const uint8_t *meta;
 	uint32_t meta_len;
 };
 
 struct djmfs__publish {
+	uint8_t has_ck; /* 0: no sums (a journal record of format 1) */
 	uint64_t base_version;
 	uint32_t n_objs; /* <= DJMFS_MAX_OBJS */
 	struct djmfs__pub_obj objs[DJMFS_MAX_OBJS];
 };
 
 /* What a client already holds, so SYNC_SNAP/LOCK_SNAP send deltas:
- *   u64 known_version | u32 n | n * { u32 obj_id | u32 n_ext } */
+ *   u64 known_version | u32 n | n * { u32 obj_id | u32 n_ext | u32 n_ck } */
 struct djmfs__known {
 	uint64_t version;
 	uint32_t n; /* <= DJMFS_MAX_OBJS */
 	struct {
 		uint32_t id;
 		uint32_t n_ext;
+		uint32_t n_ck;
 	} o[DJMFS_MAX_OBJS];
 };
 
@@ -244,11 +278,16 @@ struct djmfs__known {
  *   u64 ino | str name | u64 version | u32 flags | u64 ctime_ns |
  *   u64 mtime_ns | u8 unchanged | u32 n_objs | n_objs * {
  *     u32 id | u32 attrs | str name | u64 size | u32 ext_total |
- *     u32 ext_base | u32 n_sent | n_sent * EXT | u32 meta_len | bytes }
+ *     u32 ext_base | u32 n_sent | n_sent * EXT | u32 ck_flags |
+ *     u32 ck_base | u32 ck_sent | ck_sent * u32 | u32 last_ck |
+ *     u32 meta_len | bytes }
  * unchanged = 1: the client's known version is current; n_objs is 0.
  * The client replaces its extents from index ext_base on with the n_sent
  * sent (ext_base + n_sent == ext_total), or, for STAT, keeps none
- * (n_sent 0).  meta_len bytes are a META object's whole content. */
+ * (n_sent 0).  Sums likewise: complete ones never change, so the
+ * client keeps its first ck_base and appends the ck_sent (n_ck = ck_base
+ * + ck_sent; STAT sends none); last_ck is the partial last cblock's.
+ * meta_len bytes are a META object's whole content. */
 struct djmfs__snap_obj {
 	uint32_t id;
 	uint32_t attrs;
@@ -257,6 +296,10 @@ struct djmfs__snap_obj {
 	uint32_t ext_total;
 	uint32_t ext_base;
 	struct djmfs__extv ext; /* the n_sent extents */
+	uint32_t ck_flags;	/* DJMFS_OBJ_CK_GAP */
+	uint32_t ck_base;
+	struct djmfs__ckv ck;	/* the ck_sent sums */
+	uint32_t last_ck;
 	const uint8_t *meta;
 	uint32_t meta_len;
 };
@@ -316,11 +359,15 @@ struct djmfs__list_entry {
  *   STAT        str name -> SNAP (no extents, no META bytes)
  *   DF          -> u32 au_size | u64 total | free | reserved | deferred |
  *                  files | quarantined
- *   STATS       -> the 12 u64 fields of struct djmfs_server_stats, in order
+ *   STATS       -> the 15 u64 fields of struct djmfs_server_stats, in order
+ *                  (a server of the previous release sends the first 12)
  */
 struct djmfs__msg {
 	struct djmfs__hdr h;
 	int32_t status; /* responses */
+	/* STATS response: 1 when it came without the repair counters (a
+	 * server of the previous release), and is encoded so again. */
+	uint8_t stats_short;
 	union {
 		struct {
 			uint32_t proto;
@@ -488,16 +535,30 @@ int djmfs__auth_verify(const void *secret, size_t secret_len,
 
 /*
  * Layout, every region aligned to 1 MiB (the data area also to the unit):
- *   [superblock 4 KiB][journal][checkpoint slot 0][slot 1][data area]
+ *   [sb copy 0][sb copy 1 at 64 KiB][journal][checkpoint slot 0][slot 1]
+ *   [data area][copy B: sb copy 2, journal, slot 0, slot 1]
+ * Copy B (format 2) sits at mirror_off with the same relative offsets as
+ * the front: a second copy of every metadata byte, far from the first.
+ * Format 1 has one superblock (offset 0) and no copy B.
  * Superblock: "DJMFSVOL" | u32 version | u32 sb_size | uuid[16] |
  *   u32 au_size | u32 block_size | u64 vol_size | journal_off |
  *   journal_len | ckpt_off[0] | ckpt_off[1] | ckpt_len | data_off |
- *   n_aus | created_ns | u32 crc32c of all that precedes
+ *   n_aus | created_ns, then
+ *   version 1: u32 crc32c of bytes [0, 112)
+ *   version 2: u64 mirror_off | u32 features | u32 copy | u64 sb_gen |
+ *     u32 csum_shift | u32 0 | u64 upgraded_ns | zeros to 252 |
+ *     u32 crc32c of bytes [0, 252)
+ * The three copies of a version 2 superblock differ only in `copy` (where
+ * they lie: 0, 1, 2) and the CRC.
  */
 #define DJMFS_SB_MAGIC "DJMFSVOL"
-#define DJMFS_SB_VERSION 1
+#define DJMFS_SB_VERSION 2
 #define DJMFS_SB_SIZE 4096
 #define DJMFS_BLOCK 4096
+#define DJMFS_SB_COPY1_OFF (64u << 10)
+#define DJMFS_SB_COPIES 3
+#define DJMFS_FEAT_META_MIRROR 0x1u /* copy B of the metadata exists */
+#define DJMFS_FEAT_DATA_CSUM 0x2u
 
 struct djmfs__sb {
 	uint32_t version;
@@ -512,6 +573,16 @@ struct djmfs__sb {
 	uint64_t data_off;
 	uint64_t n_aus;
 	uint64_t created_ns;
+	/* Version 2; all 0 on a version 1 volume. */
+	uint64_t mirror_off;  /* copy B (and sb copy 2); 0: none */
+	uint32_t features;    /* DJMFS_FEAT_* */
+	uint32_t copy;	      /* which copy these bytes were read from */
+	uint64_t sb_gen;      /* 1 at mkfs, +1 at each rewrite (upgrade) */
+	uint32_t csum_shift;
+	uint64_t upgraded_ns; /* 0 unless made by upgrading format 1 */
+	/* Derived by decode (0 without copy B), so no caller computes them. */
+	uint64_t mj_off;      /* journal copy B */
+	uint64_t mckpt_off[2]; /* checkpoint slots copy B */
 };
 
 /* Reads @n bytes at @off, hiding EINTR and short reads.  Returns 0,
@@ -519,14 +590,45 @@ struct djmfs__sb {
 int djmfs__pread_full(int fd, void *p, size_t n, uint64_t off);
 /* Nonzero when @au is a power of two in [64 KiB, 64 MiB]. */
 int djmfs__au_size_ok(uint64_t au);
-/* Nonzero when @p (@n bytes) has a superblock's magic and CRC: it was
- * written as one, whether or not its geometry holds. */
+/* Nonzero when @p (@n bytes) has a superblock's magic and CRC (at the
+ * place its version puts it): it was written as one, whether or not its
+ * geometry holds. */
 int djmfs__sb_raw_valid(const uint8_t *p, size_t n);
-/* Returns 0, -EUCLEAN (no magic, bad CRC), or -EINVAL (inconsistent
- * geometry: regions overlapping or past vol_size). */
+/* Returns 0, -EUCLEAN (no magic, bad CRC, unknown version), or -EINVAL
+ * (inconsistent geometry: regions overlapping or past vol_size).  Fills
+ * the derived copy B offsets. */
 int djmfs__sb_decode(const uint8_t *p, size_t n, struct djmfs__sb *sb);
-/* Reads and decodes the superblock through an aligned bounce buffer, so
- * it works on O_DIRECT descriptors too. */
+/* Sets mj_off and mckpt_off from mirror_off and the front's offsets. */
+void djmfs__sb_derive(struct djmfs__sb *sb);
+/* Where superblock copy @copy lies on the volume @sb describes (copy 2:
+ * mirror_off, 0 when there is none). */
+uint64_t djmfs__sb_copy_off(const struct djmfs__sb *sb, unsigned copy);
+
+/* What reading one superblock copy found. */
+struct djmfs__sb_copy {
+	uint64_t off;
+	int err;	 /* 0 or -errno: -EUCLEAN no magic or bad CRC, -EINVAL
+			    geometry, -ENODATA past the end, -EIO... */
+	int same;	 /* its bytes are exactly the chosen superblock's */
+	uint32_t version;
+	uint64_t sb_gen;
+	int repaired;	 /* the server rewrote it from the chosen copy */
+};
+
+/*
+ * Reads the superblock copies of the volume on @fd and picks one: of
+ * copies 0 and 1, the valid one with the highest (version, sb_gen), its
+ * `copy` field matching its place; copy 2 (found at the chosen copy's
+ * mirror_off, or by scanning back from the end of @fd in 1 MiB steps
+ * when neither front copy is valid) only when neither is.  Fills *sb
+ * and, when @st is not NULL, what each copy held (st[2].off 0: no copy 2
+ * expected).  Works on O_DIRECT descriptors.  Returns 0, -EUCLEAN (no
+ * valid copy), -EINVAL (only copies with a bad geometry), or the read
+ * error of copy 0 when no copy could be read.
+ */
+int djmfs__sb_read_copies(int fd, struct djmfs__sb *sb,
+			  struct djmfs__sb_copy st[DJMFS_SB_COPIES]);
+/* The chosen superblock, as djmfs__sb_read_copies() picks it. */
 int djmfs__sb_read_fd(int fd, struct djmfs__sb *sb);
 /* CRC of the uuid: the seed of journal and checkpoint CRCs. */
 uint32_t djmfs__sb_seed(const struct djmfs__sb *sb);

@@ -18,10 +18,11 @@
 /* Smallest wire size of one LIST entry (empty name), to bound a count. */
 #define LIST_ENTRY_MIN (2 + 8 + 8 + 8 + 4 + 8)
 /* Smallest wire size of one snapshot object (empty name, no payload). */
-#define SNAP_OBJ_MIN (4 + 4 + 2 + 8 + 4 + 4 + 4 + 4)
-/* Smallest wire size of one PUBLISH object. */
+#define SNAP_OBJ_MIN (4 + 4 + 2 + 8 + 4 + 4 + 4 + 4 * 4 + 4)
+/* Smallest wire size of one PUBLISH object, without and with sums. */
 #define PUB_OBJ_MIN (4 + 8 + 4 + 1)
-#define KNOWN_WIRE 8
+#define PUB_CK_MIN (4 + 4 + 4)
+#define KNOWN_WIRE 12
 /* Statuses are 0 or -errno; anything else is not a status. */
 #define STATUS_MIN (-4095)
 
@@ -76,12 +77,19 @@ static int check_view(uint32_t n, size_t size)
 /* Shared bodies: PUBLISH, KNOWN, SNAP                               */
 /* ---------------------------------------------------------------- */
 
-static void dec_pub_obj(struct djmfs__cur *c, struct djmfs__pub_obj *o)
+static void dec_pub_obj(struct djmfs__cur *c, struct djmfs__pub_obj *o,
+			int has_ck)
 {
 	o->obj_id = djmfs__get_u32(c);
 	o->size = djmfs__get_u64(c);
 	o->ext.n = djmfs__get_u32(c);
 	o->ext.p = get_view(c, o->ext.n, DJMFS_EXT_WIRE);
+	if (has_ck) {
+		o->ck_first = djmfs__get_u32(c);
+		o->ck.n = djmfs__get_u32(c);
+		o->ck.p = get_view(c, o->ck.n, DJMFS_CK_WIRE);
+		o->last_ck = djmfs__get_u32(c);
+	}
 	o->has_meta = get_bool(c);
 	if (!o->has_meta || c->err)
 		return;
@@ -93,15 +101,19 @@ static void dec_pub_obj(struct djmfs__cur *c, struct djmfs__pub_obj *o)
 	o->meta = get_view(c, o->meta_len, 1);
 }
 
-int djmfs__dec_publish(struct djmfs__cur *c, struct djmfs__publish *p)
+int djmfs__dec_publish(struct djmfs__cur *c, struct djmfs__publish *p,
+		       int has_ck)
 {
+	size_t min = PUB_OBJ_MIN + (has_ck ? PUB_CK_MIN : 0);
+
+	p->has_ck = has_ck ? 1 : 0;
 	p->base_version = djmfs__get_u64(c);
 	p->n_objs = djmfs__get_u32(c);
 	if (p->n_objs > DJMFS_MAX_OBJS ||
-	    (uint64_t)p->n_objs * PUB_OBJ_MIN > djmfs__cur_left(c))
+	    (uint64_t)p->n_objs * min > djmfs__cur_left(c))
 		bad(c);
 	for (uint32_t i = 0; i < p->n_objs && !c->err; i++)
-		dec_pub_obj(c, &p->objs[i]);
+		dec_pub_obj(c, &p->objs[i], has_ck);
 	if (c->err)
 		c->err = -EBADMSG;
 	return c->err;
@@ -121,13 +133,16 @@ static int check_publish(const struct djmfs__publish *p)
 				     o->size != o->meta_len)))
 			return -EINVAL;
 		err = check_view(o->ext.n, DJMFS_EXT_WIRE);
+		if (!err)
+			err = check_view(o->ck.n, DJMFS_CK_WIRE);
 		if (err)
 			return err;
 	}
 	return 0;
 }
 
-int djmfs__enc_publish(struct djmfs__buf *b, const struct djmfs__publish *p)
+int djmfs__enc_publish(struct djmfs__buf *b, const struct djmfs__publish *p,
+		       int has_ck)
 {
 	int err = check_publish(p);
 
@@ -143,6 +158,13 @@ int djmfs__enc_publish(struct djmfs__buf *b, const struct djmfs__publish *p)
 		djmfs__put_u32(b, o->ext.n);
 		djmfs__put_bytes(b, o->ext.p,
 				 (size_t)o->ext.n * DJMFS_EXT_WIRE);
+		if (has_ck) {
+			djmfs__put_u32(b, o->ck_first);
+			djmfs__put_u32(b, o->ck.n);
+			djmfs__put_bytes(b, o->ck.p,
+					 (size_t)o->ck.n * DJMFS_CK_WIRE);
+			djmfs__put_u32(b, o->last_ck);
+		}
 		djmfs__put_u8(b, o->has_meta);
 		if (!o->has_meta)
 			continue;
@@ -164,6 +186,7 @@ static void dec_known(struct djmfs__cur *c, struct djmfs__known *k)
 	for (uint32_t i = 0; i < k->n; i++) {
 		k->o[i].id = djmfs__get_u32(c);
 		k->o[i].n_ext = djmfs__get_u32(c);
+		k->o[i].n_ck = djmfs__get_u32(c);
 	}
 }
 
@@ -176,6 +199,7 @@ static int enc_known(struct djmfs__buf *b, const struct djmfs__known *k)
 	for (uint32_t i = 0; i < k->n; i++) {
 		djmfs__put_u32(b, k->o[i].id);
 		djmfs__put_u32(b, k->o[i].n_ext);
+		djmfs__put_u32(b, k->o[i].n_ck);
 	}
 	return 0;
 }
@@ -187,10 +211,10 @@ static int enc_known(struct djmfs__buf *b, const struct djmfs__known *k)
  */
 static int snap_obj_ok(const struct djmfs__snap_obj *o, int stat)
 {
-	if (o->meta_len > DJMFS_META_MAX)
+	if (o->meta_len > DJMFS_META_MAX || (o->ck_flags & ~DJMFS_OBJ_CK_GAP))
 		return 0;
 	if (stat)
-		return o->ext.n == 0 && o->meta_len == 0;
+		return o->ext.n == 0 && o->ck.n == 0 && o->meta_len == 0;
 	return (uint64_t)o->ext_base + o->ext.n == o->ext_total;
 }
 
@@ -205,6 +229,11 @@ static void dec_snap_obj(struct djmfs__cur *c, struct djmfs__snap_obj *o,
 	o->ext_base = djmfs__get_u32(c);
 	o->ext.n = djmfs__get_u32(c);
 	o->ext.p = get_view(c, o->ext.n, DJMFS_EXT_WIRE);
+	o->ck_flags = djmfs__get_u32(c);
+	o->ck_base = djmfs__get_u32(c);
+	o->ck.n = djmfs__get_u32(c);
+	o->ck.p = get_view(c, o->ck.n, DJMFS_CK_WIRE);
+	o->last_ck = djmfs__get_u32(c);
 	o->meta_len = djmfs__get_u32(c);
 	if (c->err || !snap_obj_ok(o, stat)) {
 		bad(c);
@@ -243,6 +272,8 @@ static int check_snap(const struct djmfs__snap *s, int stat)
 		if (STR_BAD(o->name, 0) || !snap_obj_ok(o, stat))
 			return -EINVAL;
 		err = check_view(o->ext.n, DJMFS_EXT_WIRE);
+		if (!err)
+			err = check_view(o->ck.n, DJMFS_CK_WIRE);
 		if (err)
 			return err;
 	}
@@ -276,6 +307,11 @@ static int enc_snap(struct djmfs__buf *b, const struct djmfs__snap *s,
 		djmfs__put_u32(b, o->ext.n);
 		djmfs__put_bytes(b, o->ext.p,
 				 (size_t)o->ext.n * DJMFS_EXT_WIRE);
+		djmfs__put_u32(b, o->ck_flags);
+		djmfs__put_u32(b, o->ck_base);
+		djmfs__put_u32(b, o->ck.n);
+		djmfs__put_bytes(b, o->ck.p, (size_t)o->ck.n * DJMFS_CK_WIRE);
+		djmfs__put_u32(b, o->last_ck);
 		djmfs__put_u32(b, o->meta_len);
 		djmfs__put_bytes(b, o->meta, o->meta_len);
 	}
@@ -574,13 +610,13 @@ static void dec_reserve_resp(struct djmfs__cur *c, struct djmfs__msg *m)
 static int enc_publish_req(struct djmfs__buf *b, const struct djmfs__msg *m)
 {
 	djmfs__put_u32(b, m->u.publish_req.handle);
-	return djmfs__enc_publish(b, &m->u.publish_req.pub);
+	return djmfs__enc_publish(b, &m->u.publish_req.pub, 1);
 }
 
 static void dec_publish_req(struct djmfs__cur *c, struct djmfs__msg *m)
 {
 	m->u.publish_req.handle = djmfs__get_u32(c);
-	djmfs__dec_publish(c, &m->u.publish_req.pub);
+	djmfs__dec_publish(c, &m->u.publish_req.pub, 1);
 }
 
 static int enc_publish_resp(struct djmfs__buf *b, const struct djmfs__msg *m)
@@ -748,6 +784,13 @@ static const size_t stats_u64[] = {
 	offsetof(struct djmfs__msg, u.stats_resp.alloc_stalls),
 };
 
+/* Appended later: a server of the previous release does not send them. */
+static const size_t stats_tail_u64[] = {
+	offsetof(struct djmfs__msg, u.stats_resp.meta_repairs_journal),
+	offsetof(struct djmfs__msg, u.stats_resp.meta_repairs_checkpoint),
+	offsetof(struct djmfs__msg, u.stats_resp.meta_repairs_superblock),
+};
+
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 static void put_u64_fields(struct djmfs__buf *b, const void *s,
@@ -791,12 +834,21 @@ static void dec_df_resp(struct djmfs__cur *c, struct djmfs__msg *m)
 static int enc_stats_resp(struct djmfs__buf *b, const struct djmfs__msg *m)
 {
 	put_u64_fields(b, m, stats_u64, N_OF(stats_u64));
+	if (!m->stats_short)
+		put_u64_fields(b, m, stats_tail_u64, N_OF(stats_tail_u64));
 	return 0;
 }
 
 static void dec_stats_resp(struct djmfs__cur *c, struct djmfs__msg *m)
 {
+	struct djmfs_server_stats *st = &m->u.stats_resp;
+
 	get_u64_fields(c, m, stats_u64, N_OF(stats_u64));
+	st->meta_repairs_journal = st->meta_repairs_checkpoint =
+		st->meta_repairs_superblock = 0;
+	m->stats_short = djmfs__cur_left(c) == 0;
+	if (!m->stats_short)
+		get_u64_fields(c, m, stats_tail_u64, N_OF(stats_tail_u64));
 }
 
 /* ---------------------------------------------------------------- */

@@ -224,6 +224,38 @@ static void pending_release(struct djmfs_server *s)
 }
 
 /*
+ * The journal's writer failed: the records behind the held answers will
+ * never be durable, so no success may go out for them.  Their clients
+ * lose the connection instead, as if the server had died (which is what
+ * a restart makes of it), and every later change is refused.
+ */
+static void pending_fail(struct djmfs_server *s, int err)
+{
+	uint64_t n = 0;
+
+	s->jnl_lost = 1;
+	if (!s->broken)
+		s->broken = err == -ENOSPC || err == -EDQUOT ? -EROFS : err;
+	for (size_t i = s->pend_head; i < s->pend_n; i++) {
+		struct djmfs__pending *p = &s->pend[i];
+
+		/* Answers of durable records still go out with the root. */
+		if (p->seq <= s->jnl_durable || !p->conn)
+			continue;
+		if (!p->conn->dead) {
+			djmfs__conn_kill(s, p->conn, "its change can never "
+					 "become durable (journal write failed)");
+			n++;
+		}
+		p->conn = NULL;
+	}
+	djmfs__log(&s->o.log, DJMFS_LOG_ERROR, "journal write failed (%s): "
+		   "%llu connections waiting for changes that can never be "
+		   "durable closed; refusing further changes", strerror(-err),
+		   (unsigned long long)n);
+}
+
+/*
  * A record is answered once readers can see it: when the durable root
  * has moved past it.  The root only moves to states sealed at the end of
  * a loop pass, so a journal batch that ends inside a pass answers that
@@ -232,16 +264,20 @@ static void pending_release(struct djmfs_server *s)
 void djmfs__srv_advance_durable(struct djmfs_server *s)
 {
 	uint64_t d, t0;
+	int failed;
 
 	if (!s->jnl) /* read-only: nothing becomes durable */
 		return;
 	d = djmfs__journal_durable(s->jnl);
-	if (d <= s->jnl_durable)
-		return;
-	s->jnl_durable = d;
-	t0 = djmfs__mono_ns();
-	djmfs__meta_mark_durable(s->meta, d);
-	s->lock_busy_ns += djmfs__mono_ns() - t0;
-	s->durable_seq = djmfs__meta_durable_seq(s->meta);
-	pending_release(s);
+	if (d > s->jnl_durable) {
+		s->jnl_durable = d;
+		t0 = djmfs__mono_ns();
+		djmfs__meta_mark_durable(s->meta, d);
+		s->lock_busy_ns += djmfs__mono_ns() - t0;
+		s->durable_seq = djmfs__meta_durable_seq(s->meta);
+		pending_release(s);
+	}
+	failed = djmfs__journal_failed(s->jnl);
+	if (failed && !s->jnl_lost)
+		pending_fail(s, failed);
 }

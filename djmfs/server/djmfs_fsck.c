@@ -4,17 +4,28 @@
  * (newest checkpoint, then the journal of its epoch), checks every file's
  * maps against the data area, finds units two files claim, and counts the
  * units in use, free, and orphaned (reservations of sessions that died
- * with their server).  Repair never rewrites a file's maps: it quarantines
+ * with their server).  On a volume that keeps two copies of its
+ * metadata, a bad copy is rewritten from the good one as the volume is
+ * opened and loaded (not with -n): an exact repair, reported as
+ * corrected.  Repair never rewrites a file's maps: it quarantines
  * the bad files (so opens refuse them and their units stay claimed), drops
  * the reservations, and writes the result as a new checkpoint in the other
  * slot with the next generation, which retires the old journal.
  *
  * What counts as a problem (-EUCLEAN): a file failing its consistency
  * check, a unit mapped by two files (both are bad, unless already
- * quarantined), a journal record that replay could not apply.  Orphaned
- * reservations are a normal leftover of a crash that the next boot
- * reclaims anyway; they are reported and, with repair, dropped, but are
- * not a problem by themselves.
+ * quarantined), a journal record that replay could not apply, and a
+ * journal that proves acknowledged records would be lost: valid records
+ * beyond a damaged one, or records of an epoch newer than the checkpoint
+ * (whose image is unreadable).  Repair salvages those: the records
+ * beyond the damage apply where they still fit, the rest are dropped and
+ * counted, so the report never says clean after a loss.  A bad copy of
+ * the superblock, of a checkpoint slot or of a journal record is
+ * rewritten from its good copy as the volume is opened and loaded (not
+ * with -n, which only reports it).  Orphaned reservations and a torn
+ * last group commit are normal leftovers of a crash that the next boot
+ * deals with anyway; they are reported and, with repair, orphans are
+ * dropped, but neither is a problem by itself.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -39,6 +50,9 @@ struct fsck {
 	struct djmfs__meta *m;
 	struct djmfs_fsck_report rep;
 	uint64_t skipped;   /* journal records replay refused */
+	struct djmfs__replay_info ri;
+	int damaged;	    /* the journal proves records would be lost */
+	int past_gap;	    /* salvage: records before this one are lost */
 	uint64_t *owner;    /* per unit: the ino mapping it, or NO_OWNER */
 	struct bad_file *bad; /* files to quarantine, no duplicates */
 	size_t n_bad;
@@ -102,24 +116,65 @@ static int mark_bad(struct fsck *c, uint64_t ino, const char *why)
 
 static int replay_one(void *arg, const struct djmfs__jrec *r)
 {
-	int err = djmfs__meta_apply(arg, r);
+	struct fsck *c = arg;
+	int err;
 
+	/* Only a salvage hands over a record past a gap: the seqs (and
+	 * inodes) the lost records used are skipped, never reused. */
+	while (djmfs__meta_seq(c->m) + 1 < r->seq) {
+		djmfs__meta_skip(c->m, djmfs__meta_seq(c->m) + 1);
+		c->past_gap = 1;
+	}
+	if (c->past_gap && r->type == DJMFS_J_FILE_CREATE)
+		djmfs__meta_skip_inos(c->m, r->ino);
+	err = djmfs__meta_apply(c->m, r);
 	if (err < 0) /* counted as a problem; the records after it apply */
-		djmfs__meta_skip(arg, r->seq);
+		djmfs__meta_skip(c->m, r->seq);
 	return err;
 }
 
-static int fsck_load(struct fsck *c, const char *volume, int repair)
+static int copy_state(int same, int repaired)
 {
-	unsigned flags = DJMFS__VOL_EXCL | (repair ? 0 : DJMFS__VOL_RDONLY);
+	return repaired ? DJMFS_COPY_REPAIRED : same ? DJMFS_COPY_OK
+						     : DJMFS_COPY_BAD;
+}
+
+/* What opening the volume (@loaded < 0) or then loading the checkpoint
+ * (@loaded 1: loaded, 0: failed) found per copy. */
+static void note_copies(struct fsck *c, int loaded)
+{
+	const struct djmfs__vol *v = c->v;
+
+	c->rep.format = v->sb.version;
+	c->rep.sb_gen = v->sb.sb_gen;
+	c->rep.ckpt_newest = loaded > 0 ? (int)c->ck.slot : -1;
+	if (loaded < 0) { /* only opened */
+		for (unsigned i = 0; i < djmfs__sb_ncopies(&v->sb); i++)
+			c->rep.sb_copy[i] = copy_state(v->sb_copies[i].same,
+						       v->sb_copies[i].repaired);
+		return;
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		c->rep.ckpt_gen[i] = v->ckpt_gen[i];
+		for (unsigned k = 0; k < 2; k++)
+			c->rep.ckpt_copy[i][k] = (int)v->ckpt_copy[i][k];
+	}
+}
+
+static int fsck_load(struct fsck *c, const char *volume, int repair,
+		     int no_change)
+{
+	unsigned flags = DJMFS__VOL_EXCL | (no_change ? DJMFS__VOL_RDONLY : 0);
 	struct djmfs__meta_opts mo = { 0 };
-	struct djmfs__replay_info ri = { 0 };
+	struct djmfs__replay_info *ri = &c->ri;
 	int err;
 
 	err = djmfs__vol_open(&c->v, volume, flags, c->log);
 	if (err < 0)
 		return err; /* vol_open logged why */
+	note_copies(c, -1);
 	err = djmfs__ckpt_load(c->v, &c->ck, c->log);
+	note_copies(c, err == 0);
 	if (err < 0) {
 		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: %s: "
 			   "djmfs__ckpt_load: %s", volume, strerror(-err));
@@ -140,24 +195,46 @@ static int fsck_load(struct fsck *c, const char *volume, int repair)
 			   strerror(-err));
 		return err == -EBADMSG ? -EUCLEAN : err;
 	}
+	c->rep.bad_slots = (unsigned)__builtin_popcount(c->ck.bad_slots);
 	err = djmfs__journal_replay(c->v, c->ck.gen, c->ck.last_seq,
-				    replay_one, c->m, &ri, c->log);
+				    repair ? DJMFS__REPLAY_SALVAGE : 0,
+				    replay_one, c, ri, c->log);
 	if (err < 0) {
 		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: %s: "
 			   "djmfs__journal_replay: %s", volume,
 			   strerror(-err));
 		return err;
 	}
-	c->rep.records_replayed = ri.records;
-	c->skipped = ri.skipped;
-	if (ri.skipped)
+	c->rep.records_replayed = ri->records;
+	c->rep.journal_end = (int)ri->end;
+	c->rep.journal_end_off = ri->end_off;
+	c->rep.lost_records = ri->lost_records;
+	c->rep.lost_first = ri->lost_first;
+	c->rep.lost_last = ri->lost_last;
+	if (ri->end == DJMFS__JEND_STALE_CKPT)
+		c->rep.journal_newer_epoch = ri->max_epoch;
+	c->skipped = ri->skipped;
+	c->damaged = ri->end > DJMFS__JEND_TORN;
+	if (c->damaged && repair)
+		c->rep.dropped_records = ri->skipped +
+			(ri->gap_first ? ri->gap_last - ri->gap_first + 1 : 0);
+	if (c->damaged)
+		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: %s: %s: %llu valid "
+			   "records (seq %llu..%llu) lie beyond offset %llu of "
+			   "the journal%s", volume, djmfs__jend_name(ri->end),
+			   (unsigned long long)ri->lost_records,
+			   (unsigned long long)ri->lost_first,
+			   (unsigned long long)ri->lost_last,
+			   (unsigned long long)ri->end_off,
+			   repair ? "; salvaged" : "");
+	if (ri->skipped)
 		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: %s: %llu journal "
 			   "records could not be applied", volume,
-			   (unsigned long long)ri.skipped);
+			   (unsigned long long)ri->skipped);
 	djmfs__log(c->log, DJMFS_LOG_INFO, "fsck: %s: checkpoint %llu, %llu "
 		   "records replayed (%s)", volume,
 		   (unsigned long long)c->ck.gen,
-		   (unsigned long long)ri.records, ri.stop);
+		   (unsigned long long)ri->records, ri->stop);
 	return 0;
 }
 
@@ -306,10 +383,20 @@ static int quarantine(struct fsck *c, const struct bad_file *b)
 
 static int fsck_repair(struct fsck *c)
 {
+	const uint64_t seen[] = { c->ck.gen, c->ck.max_gen, c->ri.max_epoch };
 	struct djmfs__buf img;
 	unsigned slot = c->ck.slot ^ 1;
-	int err = 0;
+	uint64_t gen;
+	int err;
 
+	/* Above every generation anything names, so no epoch is reused. */
+	err = djmfs__next_gen(seen, sizeof(seen) / sizeof(seen[0]), &gen);
+	if (err < 0) {
+		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: %s: no generation "
+			   "left after %llu", c->v->path,
+			   (unsigned long long)c->ck.max_gen);
+		return err;
+	}
 	djmfs__buf_init(&img);
 	for (size_t i = 0; i < c->n_bad && !err; i++)
 		err = quarantine(c, &c->bad[i]);
@@ -322,8 +409,8 @@ static int fsck_repair(struct fsck *c)
 			   "djmfs__meta_serialize: %s", strerror(-err));
 		goto out;
 	}
-	err = djmfs__ckpt_store(c->v, slot, c->ck.gen + 1,
-				djmfs__meta_seq(c->m), img.p, img.len);
+	err = djmfs__ckpt_store(c->v, slot, gen, djmfs__meta_seq(c->m), img.p,
+				img.len);
 	if (err < 0) {
 		djmfs__log(c->log, DJMFS_LOG_ERROR, "fsck: djmfs__ckpt_store"
 			   "(slot %u): %s", slot, strerror(-err));
@@ -331,8 +418,7 @@ static int fsck_repair(struct fsck *c)
 	}
 	c->rep.repaired = 1;
 	djmfs__log(c->log, DJMFS_LOG_INFO, "fsck: %s: checkpoint %llu written "
-		   "to slot %u", c->v->path, (unsigned long long)c->ck.gen + 1,
-		   slot);
+		   "to slot %u", c->v->path, (unsigned long long)gen, slot);
 out:
 	djmfs__buf_free(&img);
 	return err;
@@ -342,23 +428,55 @@ out:
 /* Entry point                                                          */
 /* ------------------------------------------------------------------ */
 
-static int fsck_run(struct fsck *c, const char *volume, int repair)
+/* What the load mended (or, read-only, found) in the metadata copies. */
+static void fsck_copies(struct fsck *c)
 {
-	int problems, err;
+	const struct djmfs__vol *v = c->v;
 
-	err = fsck_load(c, volume, repair);
+	c->rep.repaired_sb = v->repaired_sb;
+	c->rep.repaired_ckpt = v->repaired_ckpt;
+	c->rep.repaired_jrec = v->repaired_jrec;
+	c->rep.bad_copies = v->bad_jrec - v->repaired_jrec;
+	for (unsigned i = 0; i < 2; i++)
+		for (unsigned k = 0; k < 2; k++)
+			c->rep.bad_copies +=
+				v->ckpt_copy[i][k] == DJMFS__COPY_BAD &&
+				!(c->ck.bad_slots & (1u << i));
+	for (unsigned k = 0; k < djmfs__sb_ncopies(&v->sb); k++)
+		c->rep.bad_copies += v->rdonly && !v->sb_copies[k].same;
+}
+
+static int fsck_run(struct fsck *c, const char *volume, int repair,
+		    int no_change)
+{
+	int problems, err, mended;
+
+	err = fsck_load(c, volume, repair, no_change);
+	if (c->v)
+		fsck_copies(c);
+	if (err == -EUCLEAN)
+		c->rep.verdict = DJMFS_FSCK_ERRORS;
 	if (!err)
 		err = fsck_check(c);
 	if (!err)
 		err = c->err;
 	if (err < 0)
 		return err;
-	problems = c->n_bad > 0 || c->skipped > 0;
+	problems = c->n_bad > 0 || c->skipped > 0 || c->damaged;
 	if (repair && (problems || c->rep.orphan_aus)) {
 		err = fsck_repair(c);
 		if (err < 0)
 			return err;
 	}
+	fsck_copies(c);
+	mended = c->rep.repaired_sb + c->rep.repaired_ckpt +
+		 c->rep.repaired_jrec > 0;
+	c->rep.verdict = problems ? (c->rep.repaired ? DJMFS_FSCK_CORRECTED
+						     : DJMFS_FSCK_ERRORS)
+			 : c->rep.bad_copies ? DJMFS_FSCK_ERRORS
+			 : mended ? DJMFS_FSCK_CORRECTED : DJMFS_FSCK_CLEAN;
+	if (!problems && c->rep.bad_copies)
+		problems = 1; /* -n found a bad copy it did not mend */
 	djmfs__log(c->log, problems ? DJMFS_LOG_WARN : DJMFS_LOG_INFO,
 		   "fsck: %s: %llu files (%llu bad, %llu quarantined), %llu "
 		   "units used, %llu orphaned, %llu free", volume,
@@ -371,8 +489,8 @@ static int fsck_run(struct fsck *c, const char *volume, int repair)
 	return problems ? -EUCLEAN : 0;
 }
 
-int djmfs_fsck(const char *volume, int repair, struct djmfs_fsck_report *rep,
-	       const struct djmfs_log *log)
+int djmfs_fsck(const char *volume, unsigned flags,
+	       struct djmfs_fsck_report *rep, const struct djmfs_log *log)
 {
 	struct fsck c;
 	int err;
@@ -383,7 +501,8 @@ int djmfs_fsck(const char *volume, int repair, struct djmfs_fsck_report *rep,
 		err = -EINVAL;
 		goto out;
 	}
-	err = fsck_run(&c, volume, repair);
+	err = fsck_run(&c, volume, !!(flags & DJMFS_FSCK_REPAIR),
+		       !!(flags & DJMFS_FSCK_NO_CHANGE));
 out:
 	if (rep)
 		*rep = c.rep;

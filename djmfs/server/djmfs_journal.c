@@ -1,14 +1,16 @@
 /*
- * Durability of the server's metadata: the two checkpoint slots, the
- * journal of records that follow the newest checkpoint, replaying that
- * journal at boot, and the group-commit writer that makes appended
- * records durable.  The loop thread appends and is never blocked by the
- * disk: a writer thread takes every record queued since its last round,
+ * Durability of the server's metadata: the journal of records that
+ * follow the newest checkpoint and the group-commit writer that makes
+ * appended records durable (in both copies of a format 2 volume; the
+ * checkpoint slots are djmfs_ckpt.c's, replay djmfs_replay.c's).  The
+ * loop thread appends and is never blocked by the disk: a writer thread
+ * takes every record queued since its last round,
  * writes them with one pwrite per run of records and one fdatasync, then
  * publishes the highest durable seq and wakes the loop through an
  * eventfd.  A checkpoint rotates the journal: the image goes to the slot
  * not holding the current checkpoint, under generation epoch + 1, and the
- * records after it start again at the journal's first byte.
+ * records after it start again at the journal's first byte.  A write
+ * error wakes the loop too, which gives up the answers it held.
  *
  * Invariants:
  *  1. The queue holds segments in append order.  A segment's records are
@@ -48,401 +50,6 @@
 #include "djmfs_store.h"
 #include "djmfs_volio.h"
 
-#define CKPT_MAGIC "DJMFSCKP"
-#define CKPT_VERSION 1
-#define CKPT_HDR 64
-#define CKPT_CRC_AT 60
-#define REPLAY_CHUNK (1u << 20)
-
-/* ------------------------------------------------------------------ */
-/* Checkpoint slots                                                     */
-/* ------------------------------------------------------------------ */
-
-struct slot_hdr {
-	uint64_t gen;
-	uint64_t last_seq;
-	uint64_t img_len;
-	uint32_t img_crc;
-};
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	put_le32(p, (uint32_t)v);
-	put_le32(p + 4, (uint32_t)(v >> 32));
-}
-
-static void slot_hdr_encode(uint8_t h[CKPT_HDR], uint32_t seed,
-			    const struct slot_hdr *s)
-{
-	memset(h, 0, CKPT_HDR);
-	memcpy(h, CKPT_MAGIC, 8);
-	put_le32(h + 8, CKPT_VERSION);
-	put_le64(h + 16, s->gen);
-	put_le64(h + 24, s->last_seq);
-	put_le64(h + 32, s->img_len);
-	put_le32(h + 40, s->img_crc);
-	put_le32(h + CKPT_CRC_AT, djmfs__crc32c(seed, h, CKPT_CRC_AT));
-}
-
-/* Returns 0, -ENODATA (all zero: never written), or -EUCLEAN. */
-static int slot_hdr_decode(const uint8_t h[CKPT_HDR], uint32_t seed,
-			   uint64_t ckpt_len, struct slot_hdr *s)
-{
-	static const uint8_t zero[CKPT_HDR];
-
-	if (memcmp(h, zero, CKPT_HDR) == 0)
-		return -ENODATA;
-	if (memcmp(h, CKPT_MAGIC, 8) != 0 ||
-	    djmfs__le32(h + CKPT_CRC_AT) !=
-		    djmfs__crc32c(seed, h, CKPT_CRC_AT) ||
-	    djmfs__le32(h + 8) != CKPT_VERSION)
-		return -EUCLEAN;
-	s->gen = djmfs__le64(h + 16);
-	s->last_seq = djmfs__le64(h + 24);
-	s->img_len = djmfs__le64(h + 32);
-	s->img_crc = djmfs__le32(h + 40);
-	if (s->img_len > ckpt_len - CKPT_HDR)
-		return -EUCLEAN;
-	return 0;
-}
-
-size_t djmfs__ckpt_room(const struct djmfs__vol *v)
-{
-	return (size_t)(v->sb.ckpt_len - CKPT_HDR);
-}
-
-int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,
-		      uint64_t last_seq, const uint8_t *img, size_t n)
-{
-	struct slot_hdr s = { gen, last_seq, n, 0 };
-	uint8_t h[CKPT_HDR];
-	uint64_t off;
-	int err;
-
-	if (slot > 1)
-		return -EINVAL;
-	if (n > v->sb.ckpt_len - CKPT_HDR)
-		return -ENOSPC;
-	off = v->sb.ckpt_off[slot];
-	s.img_crc = djmfs__crc32c(v->seed, img, n);
-	slot_hdr_encode(h, v->seed, &s);
-	/* One sync covers both writes: a crash in between leaves a header
-	 * whose image CRC fails, and the other slot is loaded instead. */
-	err = djmfs__pwrite_full(v->fd, img, n, off + CKPT_HDR);
-	if (err == 0)
-		err = djmfs__pwrite_full(v->fd, h, sizeof(h), off);
-	if (err == 0)
-		err = djmfs__datasync(v->fd);
-	return err;
-}
-
-/* Returns 0, -ENODATA (blank), -EUCLEAN, or -errno. */
-static int slot_read_hdr(struct djmfs__vol *v, unsigned slot,
-			 struct slot_hdr *s)
-{
-	uint8_t h[CKPT_HDR];
-	int err;
-
-	err = djmfs__pread_full(v->fd, h, sizeof(h), v->sb.ckpt_off[slot]);
-	if (err == -ENODATA)
-		return -EUCLEAN;
-	if (err < 0)
-		return err;
-	return slot_hdr_decode(h, v->seed, v->sb.ckpt_len, s);
-}
-
-/* Reads the image of a slot whose header checked out.  Returns 0,
- * -EUCLEAN (image CRC), -ENOMEM, or -errno. */
-static int slot_read_img(struct djmfs__vol *v, unsigned slot,
-			 const struct slot_hdr *s, uint8_t **img)
-{
-	uint8_t *p = NULL;
-	int err = 0;
-
-	*img = NULL;
-	if (s->img_len > 0) {
-		p = malloc(s->img_len);
-		if (!p)
-			return -ENOMEM;
-		err = djmfs__pread_full(v->fd, p, s->img_len,
-					v->sb.ckpt_off[slot] + CKPT_HDR);
-		if (err == -ENODATA)
-			err = -EUCLEAN;
-	}
-	if (err == 0 && djmfs__crc32c(v->seed, p, s->img_len) != s->img_crc)
-		err = -EUCLEAN;
-	if (err < 0)
-		free(p);
-	else
-		*img = p;
-	return err;
-}
-
-static const char *slot_err_text(int err)
-{
-	return err == -EUCLEAN ? "torn or corrupt" : strerror(-err);
-}
-
-int djmfs__ckpt_load(struct djmfs__vol *v, struct djmfs__ckpt *out,
-		     const struct djmfs_log *log)
-{
-	struct slot_hdr s[2];
-	int rc[2], err, ioerr = 0;
-	unsigned order[2], n = 0;
-
-	memset(out, 0, sizeof(*out));
-	for (unsigned i = 0; i < 2; i++) {
-		rc[i] = slot_read_hdr(v, i, &s[i]);
-		if (rc[i] == 0)
-			order[n++] = i;
-		if (rc[i] < 0 && rc[i] != -ENODATA && rc[i] != -EUCLEAN)
-			ioerr = rc[i];
-		if (rc[i] < 0 && rc[i] != -ENODATA)
-			djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint "
-				   "slot %u header %s, skipped", v->path, i,
-				   slot_err_text(rc[i]));
-	}
-	if (n == 2 && s[1].gen > s[0].gen) {
-		order[0] = 1;
-		order[1] = 0;
-	}
-	for (unsigned k = 0; k < n; k++) {
-		unsigned i = order[k];
-
-		err = slot_read_img(v, i, &s[i], &out->img);
-		if (err == -ENOMEM)
-			return err;
-		if (err < 0 && err != -EUCLEAN)
-			ioerr = err;
-		if (err == 0) {
-			out->gen = s[i].gen;
-			out->last_seq = s[i].last_seq;
-			out->slot = i;
-			out->img_len = s[i].img_len;
-			return 0;
-		}
-		djmfs__log(log, DJMFS_LOG_WARN, "%s: checkpoint slot %u (gen %"
-			   PRIu64 ") image %s, skipped", v->path, i, s[i].gen,
-			   slot_err_text(err));
-	}
-	djmfs__log(log, DJMFS_LOG_ERROR, "%s: no valid checkpoint in either "
-		   "slot", v->path);
-	/* An unreadable slot is not proof of damage: say what failed. */
-	return ioerr ? ioerr : -EUCLEAN;
-}
-
-/* ------------------------------------------------------------------ */
-/* Replay                                                               */
-/* ------------------------------------------------------------------ */
-
-/* A sliding window over the journal area: p[pos, fill) are unread bytes
- * starting at journal offset base + pos. */
-struct rwin {
-	uint8_t *p;
-	size_t cap, pos, fill;
-	uint64_t base;
-};
-
-/* Makes room for @need bytes from pos and reads as many as fit.
- * Returns bytes added (0: the area is exhausted) or -errno. */
-static ssize_t rwin_refill(struct rwin *w, const struct djmfs__vol *v,
-			   size_t need)
-{
-	uint64_t left;
-	size_t n;
-	int err;
-
-	memmove(w->p, w->p + w->pos, w->fill - w->pos);
-	w->base += w->pos;
-	w->fill -= w->pos;
-	w->pos = 0;
-	if (need > w->cap) {
-		uint8_t *q = realloc(w->p, need);
-
-		if (!q)
-			return -ENOMEM;
-		w->p = q;
-		w->cap = need;
-	}
-	left = v->sb.journal_len - (w->base + w->fill);
-	n = w->cap - w->fill < left ? w->cap - w->fill : (size_t)left;
-	err = djmfs__pread_full(v->fd, w->p + w->fill, n,
-				v->sb.journal_off + w->base + w->fill);
-	if (err < 0)
-		return err;
-	w->fill += n;
-	return (ssize_t)n;
-}
-
-/* Bytes the record at pos needs, from its header when we have one. */
-static size_t rwin_need(const struct rwin *w)
-{
-	size_t avail = w->fill - w->pos;
-	uint32_t len;
-
-	if (avail < DJMFS_JREC_HDR)
-		return DJMFS_JREC_HDR;
-	len = djmfs__le32(w->p + w->pos);
-	return len > DJMFS_JREC_MAX ? 0 : DJMFS_JREC_HDR + (size_t)len;
-}
-
-static int all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (p[i])
-			return 0;
-	}
-	return 1;
-}
-
-/* Why a record at pos did not decode. */
-static void replay_why_bad(const struct rwin *w, int rc, char *why,
-			   size_t len)
-{
-	size_t avail = w->fill - w->pos;
-	size_t hdr = avail < DJMFS_JREC_HDR ? avail : DJMFS_JREC_HDR;
-
-	if (avail == 0)
-		snprintf(why, len, "end of journal area");
-	else if (all_zero(w->p + w->pos, hdr))
-		snprintf(why, len, "end of log");
-	else if (rwin_need(w) == 0)
-		snprintf(why, len, "bad record length at %" PRIu64,
-			 w->base + w->pos);
-	else if (rc == -ENODATA)
-		snprintf(why, len, "torn record at %" PRIu64,
-			 w->base + w->pos);
-	else
-		snprintf(why, len, "bad record (CRC or format) at %" PRIu64,
-			 w->base + w->pos);
-}
-
-/* Decodes the next record, reading more of the area as needed.
- * Returns 0, 1 (stop; @why says why), or -errno. */
-static int replay_next(struct rwin *w, const struct djmfs__vol *v,
-		       struct djmfs__jrec *r, size_t *used, char *why,
-		       size_t whylen)
-{
-	for (;;) {
-		size_t need;
-		ssize_t got;
-		int rc;
-
-		rc = djmfs__jrec_decode(w->p + w->pos, w->fill - w->pos,
-					v->seed, r, used);
-		if (rc == 0)
-			return 0;
-		need = rwin_need(w);
-		/* Only a record cut off by the window is worth reading on
-		 * for; a zeroed header is complete and ends the log. */
-		if (rc != -ENODATA || need == 0 || need <= w->fill - w->pos) {
-			replay_why_bad(w, rc, why, whylen);
-			return 1;
-		}
-		if (need < REPLAY_CHUNK)
-			need = REPLAY_CHUNK;
-		got = rwin_refill(w, v, need);
-		if (got < 0)
-			return (int)got;
-		if (got == 0) {
-			replay_why_bad(w, rc, why, whylen);
-			return 1;
-		}
-	}
-}
-
-/* Accepts a decoded record, or says why replay stops at it. */
-static int replay_take(const struct djmfs__jrec *r, uint64_t epoch,
-		       uint64_t expect, char *why, size_t whylen,
-		       const struct djmfs_log *log)
-{
-	if (r->epoch < epoch) {
-		snprintf(why, whylen, "record of older epoch %" PRIu64,
-			 r->epoch);
-		return 1;
-	}
-	if (r->epoch > epoch) {
-		/* Possible only if the newest checkpoint was lost. */
-		djmfs__log(log, DJMFS_LOG_WARN, "journal holds epoch %" PRIu64
-			   ", newer than the checkpoint's %" PRIu64 "; its "
-			   "records are ignored", r->epoch, epoch);
-		snprintf(why, whylen, "record of newer epoch %" PRIu64,
-			 r->epoch);
-		return 1;
-	}
-	if (r->seq != expect) {
-		snprintf(why, whylen, "seq %" PRIu64 " where %" PRIu64
-			 " was expected", r->seq, expect);
-		return 1;
-	}
-	return 0;
-}
-
-int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
-			  uint64_t after_seq, djmfs__replay_fn fn, void *arg,
-			  struct djmfs__replay_info *info,
-			  const struct djmfs_log *log)
-{
-	struct rwin w = { 0 };
-	struct djmfs__jrec *r;
-	size_t used;
-	int err = 0;
-
-	memset(info, 0, sizeof(*info));
-	info->last_seq = after_seq;
-	w.cap = v->sb.journal_len < REPLAY_CHUNK ? v->sb.journal_len
-						 : REPLAY_CHUNK;
-	w.p = malloc(w.cap);
-	r = malloc(sizeof(*r)); /* large (a PUBLISH holds every object) */
-	if (!w.p || !r) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		err = replay_next(&w, v, r, &used, info->stop,
-				  sizeof(info->stop));
-		if (err != 0)
-			break;
-		if (replay_take(r, epoch, info->last_seq + 1, info->stop,
-				sizeof(info->stop), log))
-			break;
-		err = fn(arg, r);
-		if (err < 0) {
-			djmfs__log(log, DJMFS_LOG_WARN, "replay of %s seq %"
-				   PRIu64 " refused: %s",
-				   djmfs__jtype_name(r->type), r->seq,
-				   strerror(-err));
-			info->skipped++;
-		} else {
-			info->records++;
-		}
-		info->last_seq = r->seq;
-		w.pos += used;
-		info->end_off = w.base + w.pos;
-	}
-	if (err < 0) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "pread(%s, journal): %s",
-			   v->path, strerror(-err));
-	} else {
-		err = 0;
-		djmfs__log(log, DJMFS_LOG_INFO, "journal replay of epoch %"
-			   PRIu64 ": %" PRIu64 " records applied, %" PRIu64
-			   " refused, last seq %" PRIu64 ", %" PRIu64
-			   " bytes; stopped at %s", epoch, info->records,
-			   info->skipped, info->last_seq, info->end_off,
-			   info->stop);
-	}
-out:
-	free(w.p);
-	free(r);
-	return err;
-}
 
 /* ------------------------------------------------------------------ */
 /* Group-commit writer                                                  */
@@ -574,13 +181,20 @@ static struct jseg *seg_open(struct djmfs__journal *j)
 
 static void writer_fail(struct djmfs__journal *j, const char *what, int err)
 {
+	uint64_t one = 1;
 	int none = 0;
 
-	if (__atomic_compare_exchange_n(&j->failed, &none, err, 0,
-					__ATOMIC_RELEASE, __ATOMIC_RELAXED))
-		djmfs__log(&j->log, DJMFS_LOG_ERROR, "journal: %s(%s): %s; no "
-			   "further mutation becomes durable", what,
-			   j->vol->path, strerror(-err));
+	if (!__atomic_compare_exchange_n(&j->failed, &none, err, 0,
+					 __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		return;
+	djmfs__log(&j->log, DJMFS_LOG_ERROR, "journal: %s(%s): %s; no "
+		   "further mutation becomes durable", what, j->vol->path,
+		   strerror(-err));
+	/* The loop holds answers waiting for these records: wake it so it
+	 * gives them up instead of waiting for a durable that never comes. */
+	while (j->notify_fd >= 0 &&
+	       write(j->notify_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
 }
 
 static int writer_failed(const struct djmfs__journal *j)
@@ -666,6 +280,9 @@ static int journal_prepare(struct djmfs__journal *j, uint64_t from,
 
 		err = djmfs__pwrite_full(j->vol->fd, j->zeros, n,
 					 j->vol->sb.journal_off + from);
+		if (err == 0 && j->vol->sb.mj_off)
+			err = djmfs__pwrite_full(j->vol->fd, j->zeros, n,
+						 j->vol->sb.mj_off + from);
 		if (err < 0)
 			return err;
 	}
@@ -691,6 +308,12 @@ static void writer_round(struct djmfs__journal *j, struct jseg *s)
 			if (err == 0)
 				err = djmfs__pwrite_full(j->vol->fd, s->recs.p,
 							 s->recs.len, at);
+			/* Copy B: the same bytes at the same offset of the
+			 * far area; the round's one fdatasync covers both. */
+			if (err == 0 && j->vol->sb.mj_off)
+				err = djmfs__pwrite_full(j->vol->fd, s->recs.p,
+					s->recs.len,
+					j->vol->sb.mj_off + s->off);
 			if (err < 0)
 				writer_fail(j, "pwrite", err);
 			pd.nrec += s->nrec;
@@ -882,7 +505,7 @@ int djmfs__journal_checkpoint(struct djmfs__journal *j,
 		err = taken.err;
 	if (err == 0 && seq + 1 != j->next_seq)
 		err = -EINVAL;
-	if (err == 0 && taken.len > j->vol->sb.ckpt_len - CKPT_HDR)
+	if (err == 0 && taken.len > djmfs__ckpt_room(j->vol))
 		err = -ENOSPC;
 	if (err < 0)
 		goto fail;

@@ -83,13 +83,21 @@ static void dec_obj_create(struct djmfs__cur *c, struct djmfs__jrec *r)
 
 static int enc_publish(struct djmfs__buf *b, const struct djmfs__jrec *r)
 {
+	const struct djmfs__publish *p = &r->u.publish;
+
 	/* A publish too big for a frame could never have been requested. */
-	return djmfs__enc_publish(b, &r->u.publish) ? -EINVAL : 0;
+	return djmfs__enc_publish(b, p, p->has_ck) ? -EINVAL : 0;
 }
 
+/* A PUBLISH of the first format: no sums (its objects' sums stop). */
 static void dec_publish(struct djmfs__cur *c, struct djmfs__jrec *r)
 {
-	djmfs__dec_publish(c, &r->u.publish);
+	djmfs__dec_publish(c, &r->u.publish, 0);
+}
+
+static void dec_publish_ck(struct djmfs__cur *c, struct djmfs__jrec *r)
+{
+	djmfs__dec_publish(c, &r->u.publish, 1);
 }
 
 static int enc_runs(struct djmfs__buf *b, const struct djmfs__jrec *r)
@@ -146,7 +154,17 @@ static const struct jtype_codec jtypes[DJMFS_J_MAX] = {
 	[DJMFS_J_RESERVE] = {"RESERVE", enc_runs, dec_runs},
 	[DJMFS_J_RELEASE] = {"RELEASE", enc_runs, dec_runs},
 	[DJMFS_J_QUARANTINE] = {"QUARANTINE", enc_quarantine, dec_quarantine},
+	[DJMFS_J_PUBLISH_CK] = {"PUBLISH", enc_publish, dec_publish_ck},
 };
+
+/* The type a record is written with: a PUBLISH with sums has its own, so
+ * records of the first format (type PUBLISH, no sums) stay readable. */
+static uint16_t disk_type(const struct djmfs__jrec *r)
+{
+	if (r->type == DJMFS_J_PUBLISH && r->u.publish.has_ck)
+		return DJMFS_J_PUBLISH_CK;
+	return r->type;
+}
 
 static const struct jtype_codec *jcodec_of(unsigned type)
 {
@@ -184,6 +202,9 @@ static int jrec_body(const uint8_t *p, uint32_t len, struct djmfs__jrec *r)
 		jc->dec(&c, r);
 	if (c.err || djmfs__cur_left(&c) != 0)
 		return -EBADMSG;
+	/* Callers see one PUBLISH; has_ck tells the formats apart. */
+	if (r->type == DJMFS_J_PUBLISH_CK)
+		r->type = DJMFS_J_PUBLISH;
 	return 0;
 }
 
@@ -219,6 +240,7 @@ int djmfs__jrec_encode(struct djmfs__buf *b, uint32_t seed,
 		       const struct djmfs__jrec *r)
 {
 	const struct jtype_codec *jc = jcodec_of(r->type);
+	uint16_t type = disk_type(r);
 	size_t start = b->len;
 	size_t len;
 	uint32_t crc;
@@ -226,13 +248,13 @@ int djmfs__jrec_encode(struct djmfs__buf *b, uint32_t seed,
 
 	if (b->err)
 		return b->err;
-	if (!jc)
+	if (!jc || r->type == DJMFS_J_PUBLISH_CK)
 		return -EINVAL;
 	djmfs__put_u32(b, 0); /* len and crc, patched below */
 	djmfs__put_u32(b, 0);
 	djmfs__put_u64(b, r->epoch);
 	djmfs__put_u64(b, r->seq);
-	djmfs__put_u16(b, r->type);
+	djmfs__put_u16(b, type);
 	djmfs__put_u16(b, 0);
 	djmfs__put_u32(b, 0);
 	djmfs__put_u64(b, r->ino);

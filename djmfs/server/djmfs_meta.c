@@ -550,7 +550,7 @@ static int pub_extent(struct djmfs__meta *m, struct psim *s, struct pres *res,
 
 static int pub_obj_check(struct djmfs__meta *m, const struct djmfs__obj *o,
 			 struct psim *s, struct pres *res,
-			 const struct djmfs__pub_obj *p)
+			 const struct djmfs__pub_obj *p, int has_ck)
 {
 	uint32_t k;
 	int err;
@@ -564,6 +564,8 @@ static int pub_obj_check(struct djmfs__meta *m, const struct djmfs__obj *o,
 	if (o->attrs & DJMFS_ATTR_META) {
 		if (!p->has_meta || p->ext.n)
 			return no(m, -EINVAL, "META without bytes, or extents");
+		if (p->ck_first || p->ck.n || p->last_ck)
+			return no(m, -EINVAL, "checksums for a META object");
 		if (p->meta_len > DJMFS_META_MAX)
 			return no(m, -EFBIG, "META object too large");
 		if (p->size != p->meta_len)
@@ -579,8 +581,34 @@ static int pub_obj_check(struct djmfs__meta *m, const struct djmfs__obj *o,
 	}
 	if (p->size < s->size || p->size > s->maplen)
 		return no(m, -EINVAL, "DATA size shrinks or exceeds its map");
+	if (has_ck && (p->ck_first != s->size >> DJMFS_CK_SHIFT ||
+		       (uint64_t)p->ck_first + p->ck.n !=
+			       p->size >> DJMFS_CK_SHIFT ||
+		       (p->size % DJMFS_CK_BLOCK == 0 && p->last_ck)))
+		return no(m, -EINVAL, "checksums do not match the sizes");
 	s->size = p->size;
 	return 0;
+}
+
+/* New object version @o takes the publish's sums for @p (its size not
+ * yet set).  An object whose sums stopped keeps them stopped: the bytes
+ * before were never summed, so later sums could not be chained on. */
+static int pub_sums(struct djmfs__obj *o, const struct djmfs__pub_obj *p,
+		    int has_ck)
+{
+	int err = 0;
+
+	if (!has_ck) {
+		if (p->size != o->size)
+			o->ck_flags |= DJMFS_OBJ_CK_GAP;
+		return 0;
+	}
+	if (o->ck_flags & DJMFS_OBJ_CK_GAP)
+		return 0;
+	for (uint32_t k = 0; !err && k < p->ck.n; k++)
+		err = djmfs__obj_ck_append(o, djmfs__ckv_at(p->ck, k));
+	o->last_ck = p->last_ck;
+	return err;
 }
 
 /* Builds the new file version; the checks have passed. */
@@ -613,6 +641,8 @@ static int pub_build(const struct djmfs__file *f, const struct djmfs__jrec *r,
 
 			err = djmfs__obj_append(o, e.offset, e.len);
 		}
+		if (!err && !p->has_meta)
+			err = pub_sums(o, p, pub->has_ck);
 		o->size = p->size;
 	}
 	if (err) {
@@ -649,7 +679,7 @@ static int ap_publish(struct djmfs__meta *m, const struct djmfs__jrec *r)
 		i = djmfs__file_obj_index(f, pub->objs[k].obj_id);
 		err = i < 0 ? no(m, -ENOENT, "no such object")
 			    : pub_obj_check(m, f->objs[i], &sim[i], &res,
-					    &pub->objs[k]);
+					    &pub->objs[k], pub->has_ck);
 	}
 	if (!err) {
 		err = pub_build(f, r, &nf);
@@ -798,6 +828,12 @@ int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r)
 		m->ring_n++;
 	}
 	return 0;
+}
+
+void djmfs__meta_skip_inos(struct djmfs__meta *m, uint64_t ino)
+{
+	if (ino > m->next_ino)
+		m->next_ino = ino;
 }
 
 void djmfs__meta_skip(struct djmfs__meta *m, uint64_t seq)

@@ -23,12 +23,16 @@
  * FILE: u64 ino | str name | u64 version | u32 flags | u64 ctime_ns |
  *   u64 mtime_ns | u32 next_obj_id | u32 n_objs | n_objs * OBJ
  * OBJ: u32 id | u32 attrs | str name | u64 size | u32 n_ext |
- *   n_ext * { u64 offset | u64 len } | u32 meta_len | meta bytes
+ *   n_ext * { u64 offset | u64 len } | u32 meta_len | meta bytes |
+ *   u32 ck_flags | u32 n_ck | n_ck * u32 | u32 last_ck
  * RESV (files in name order): u64 ino | u32 n | n * { u64 first |
  *   u64 count }
+ * Version 1 had no sums (OBJ ends with the meta bytes); it still loads,
+ * its DATA objects holding bytes marked DJMFS_OBJ_CK_GAP (unverified).
  */
 #define IMG_MAGIC 0x494d4a44u /* "DJMI" little-endian */
-#define IMG_VERSION 1u
+#define IMG_VERSION 2u
+#define IMG_VERSION_NOCK 1u
 #define IMG_FILE_MIN 47u /* smallest FILE: a one-byte name, no objects */
 #define IMG_RUN 16u
 
@@ -68,6 +72,11 @@ static int put_file(void *arg, const struct djmfs__file *f)
 		djmfs__put_u32(b, o->meta_len);
 		if (o->meta_len)
 			djmfs__put_bytes(b, o->meta, o->meta_len);
+		djmfs__put_u32(b, o->ck_flags);
+		djmfs__put_u32(b, o->n_ck);
+		for (j = 0; j < o->n_ck; j++)
+			djmfs__put_u32(b, djmfs__obj_ck(o, j));
+		djmfs__put_u32(b, o->last_ck);
 	}
 	return b->err;
 }
@@ -108,9 +117,40 @@ int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out)
 	return out->err;
 }
 
+/* Reads an OBJ's sums into @o (size set).  Without them (@version 1) a
+ * DATA object's bytes are unverified.  Returns 0, -EBADMSG or -ENOMEM. */
+static int get_sums(struct djmfs__cur *c, struct djmfs__obj *o,
+		    uint32_t version)
+{
+	uint64_t whole = o->size >> DJMFS_CK_SHIFT;
+	uint32_t n, k;
+	int err = 0;
+
+	if (version == IMG_VERSION_NOCK) {
+		if ((o->attrs & DJMFS_ATTR_DATA) && o->size)
+			o->ck_flags = DJMFS_OBJ_CK_GAP;
+		return 0;
+	}
+	o->ck_flags = djmfs__get_u32(c);
+	n = djmfs__get_u32(c);
+	if (c->err || (o->ck_flags & ~DJMFS_OBJ_CK_GAP) || n > whole ||
+	    ((o->attrs & DJMFS_ATTR_DATA) &&
+	     !(o->ck_flags & DJMFS_OBJ_CK_GAP) && n != whole) ||
+	    ((o->attrs & DJMFS_ATTR_META) && (n || o->ck_flags)) ||
+	    (uint64_t)n * DJMFS_CK_WIRE > djmfs__cur_left(c))
+		return -EBADMSG;
+	for (k = 0; !err && k < n; k++)
+		err = djmfs__obj_ck_append(o, djmfs__get_u32(c));
+	o->last_ck = djmfs__get_u32(c);
+	if (!err && (c->err || ((o->attrs & DJMFS_ATTR_META) && o->last_ck)))
+		err = -EBADMSG;
+	return err;
+}
+
 /* Reads one OBJ into a new object version.  Returns 0, -EBADMSG or
  * -ENOMEM. */
-static int get_obj(struct djmfs__cur *c, struct djmfs__obj **out)
+static int get_obj(struct djmfs__cur *c, struct djmfs__obj **out,
+		   uint32_t version)
 {
 	char name[DJMFS_OBJ_NAME_MAX + 1];
 	struct djmfs__obj *o = NULL;
@@ -143,18 +183,21 @@ static int get_obj(struct djmfs__cur *c, struct djmfs__obj **out)
 		err = -EBADMSG;
 	if (!err)
 		err = djmfs__obj_set_meta(o, p, n);
+	if (!err) {
+		o->size = size;
+		err = get_sums(c, o, version);
+	}
 	if (err) {
 		djmfs__obj_unref(o);
 		return err;
 	}
-	o->size = size;
 	*out = o;
 	return 0;
 }
 
 /* Reads one FILE.  Returns 0, -EBADMSG or -ENOMEM. */
 static int get_file(struct djmfs__meta *m, struct djmfs__cur *c,
-		    struct djmfs__file **out)
+		    uint32_t version, struct djmfs__file **out)
 {
 	char name[DJMFS_NAME_MAX + 1];
 	struct djmfs__file *f = NULL;
@@ -178,7 +221,7 @@ static int get_file(struct djmfs__meta *m, struct djmfs__cur *c,
 	    (f->flags & ~DJMFS_FILE_QUARANTINED))
 		err = -EBADMSG;
 	for (i = 0; !err && i < f->n_objs; i++) {
-		err = get_obj(c, &f->objs[i]);
+		err = get_obj(c, &f->objs[i], version);
 		for (j = 0; !err && j < i; j++)
 			if (f->objs[j]->id == f->objs[i]->id ||
 			    !strcmp(f->objs[j]->name, f->objs[i]->name))
@@ -200,7 +243,7 @@ static int get_file(struct djmfs__meta *m, struct djmfs__cur *c,
 
 /* Reads n_files FILEs into a new root and the inode table. */
 static int get_files(struct djmfs__meta *m, struct djmfs__cur *c,
-		     uint64_t n, struct djmfs__root **out)
+		     uint32_t version, uint64_t n, struct djmfs__root **out)
 {
 	struct djmfs__file **files;
 	uint64_t i, got = 0;
@@ -214,7 +257,7 @@ static int get_files(struct djmfs__meta *m, struct djmfs__cur *c,
 	for (i = 0; !err && i < n; i++) {
 		struct djmfs__ient e = { 0, NULL, { NULL, 0, 0 }, NULL };
 
-		err = get_file(m, c, &files[i]);
+		err = get_file(m, c, version, &files[i]);
 		if (err)
 			break;
 		got++;
@@ -274,17 +317,20 @@ static int meta_parse(struct djmfs__meta *m, const uint8_t *img, size_t n)
 	struct djmfs__root *r = NULL;
 	struct djmfs__cur c;
 	uint64_t nfiles;
+	uint32_t version;
 	int err;
 
 	djmfs__cur_init(&c, img, n);
-	if (djmfs__get_u32(&c) != IMG_MAGIC ||
-	    djmfs__get_u32(&c) != IMG_VERSION)
+	if (djmfs__get_u32(&c) != IMG_MAGIC)
+		return -EBADMSG;
+	version = djmfs__get_u32(&c);
+	if (version != IMG_VERSION && version != IMG_VERSION_NOCK)
 		return -EBADMSG;
 	m->next_ino = djmfs__get_u64(&c);
 	nfiles = djmfs__get_u64(&c);
 	if (c.err || !m->next_ino)
 		return -EBADMSG;
-	err = get_files(m, &c, nfiles, &r);
+	err = get_files(m, &c, version, nfiles, &r);
 	if (err)
 		return err;
 	djmfs__root_unref(m->working);

@@ -1,10 +1,12 @@
 /*
  * Formatting a DJMFS volume (djmfs_mkfs): settling its size (a block
  * device's own, or a regular file grown or kept), refusing to format over
- * a volume unless forced, laying out the regions (djmfs_volume.c), then
- * writing an empty journal area, an empty checkpoint in slot 0
- * (djmfs_journal.c) and, last, the superblock, so a volume whose
- * formatting was cut short never opens.
+ * a volume unless forced, laying out the regions (djmfs_volume.c),
+ * allocating the metadata areas of a volume file, then writing an empty
+ * journal area, an empty checkpoint in slot 0 (djmfs_journal.c), each in
+ * both copies, and, last, the superblock copies, so a volume whose
+ * formatting was cut short never opens.  Format 1 (one copy of
+ * everything) is still made on request, for tests of the upgrade.
  */
 #define _GNU_SOURCE /* fallocate */
 #include <errno.h>
@@ -83,18 +85,22 @@ static int mkfs_grow(int fd, const char *path, uint64_t size,
 static int mkfs_check_existing(int fd, const char *path,
 			       const struct djmfs_log *log)
 {
+	static const uint64_t at[] = { 0, DJMFS_SB_COPY1_OFF };
 	uint8_t buf[DJMFS_SB_SIZE];
-	int err;
+	int err, found = 0;
 
-	err = djmfs__pread_full(fd, buf, sizeof(buf), 0);
-	if (err == -ENODATA)
-		return 0;
-	if (err < 0) {
-		djmfs__log(log, DJMFS_LOG_ERROR, "pread(%s, superblock): %s",
-			   path, strerror(-err));
-		return err;
+	for (unsigned i = 0; i < 2 && !found; i++) {
+		err = djmfs__pread_full(fd, buf, sizeof(buf), at[i]);
+		if (err == -ENODATA)
+			return 0;
+		if (err < 0) {
+			djmfs__log(log, DJMFS_LOG_ERROR, "pread(%s, superblock)"
+				   ": %s", path, strerror(-err));
+			return err;
+		}
+		found = djmfs__sb_raw_valid(buf, sizeof(buf));
 	}
-	if (!djmfs__sb_raw_valid(buf, sizeof(buf)))
+	if (!found)
 		return 0;
 	djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: already holds a DJMFS "
 		   "volume; use --force to overwrite it", path);
@@ -125,16 +131,28 @@ static int mkfs_identity(struct djmfs__sb *sb)
 	return 0;
 }
 
+/* Zeroes @n bytes at @off in each copy of the metadata. */
+static int mkfs_zero(int fd, const struct djmfs__sb *sb, const uint8_t *zero,
+		     size_t n, uint64_t off)
+{
+	int err = djmfs__pwrite_full(fd, zero, n, off);
+
+	if (err == 0 && sb->mirror_off)
+		err = djmfs__pwrite_full(fd, zero, n, sb->mirror_off + off);
+	return err;
+}
+
 /*
- * Metadata areas first, superblock last: until the superblock lands, the
- * path is not a valid volume, so a crash mid-mkfs never leaves a volume
- * whose journal or checkpoint is garbage.  Old journal bytes beyond the
- * zeroed first MiB cannot replay: their CRCs use the old uuid's seed.
+ * Metadata areas first, superblock copies last, after a sync: until one
+ * lands, the path is not a valid volume, so a crash mid-mkfs never leaves
+ * a volume whose journal or checkpoint is garbage.  Old journal bytes
+ * beyond the zeroed first MiB cannot replay: their CRCs use the old
+ * uuid's seed.  A format 1 volume gets 64 KiB zeroed, where an older
+ * format 2 superblock copy would otherwise outrank its own.
  */
 static int mkfs_write(int fd, const struct djmfs__sb *sb)
 {
 	struct djmfs__vol v = { .fd = fd, .sb = *sb };
-	uint8_t sbuf[DJMFS_SB_SIZE];
 	size_t zlen = sb->journal_len < MIB ? sb->journal_len : MIB;
 	uint8_t *zero;
 	int err;
@@ -142,21 +160,52 @@ static int mkfs_write(int fd, const struct djmfs__sb *sb)
 	zero = calloc(1, zlen);
 	if (!zero)
 		return -ENOMEM;
-	err = djmfs__pwrite_full(fd, zero, zlen, sb->journal_off);
+	err = mkfs_zero(fd, sb, zero, zlen, sb->journal_off);
 	if (err == 0)
+		err = mkfs_zero(fd, sb, zero, DJMFS_BLOCK, sb->ckpt_off[1]);
+	if (err == 0 && sb->version == 1)
 		err = djmfs__pwrite_full(fd, zero, DJMFS_BLOCK,
-					 sb->ckpt_off[1]);
+					 DJMFS_SB_COPY1_OFF);
 	free(zero);
 	v.seed = djmfs__sb_seed(sb);
 	if (err == 0)
 		err = djmfs__ckpt_store(&v, 0, 1, 0, NULL, 0);
-	if (err < 0)
-		return err;
-	djmfs__sb_encode(sb, sbuf);
-	err = djmfs__pwrite_full(fd, sbuf, sizeof(sbuf), 0);
+	for (unsigned i = djmfs__sb_ncopies(sb); i-- > 0 && err == 0;)
+		err = djmfs__sb_write_copy(fd, sb, i);
 	if (err == 0)
 		err = djmfs__datasync(fd);
 	return err;
+}
+
+/*
+ * Allocates both metadata areas of a volume file now, even a sparse one:
+ * a full host file system must never fail a journal or checkpoint write
+ * later.  The data area stays sparse.  A file system that cannot
+ * allocate ahead (no fallocate) is only slower to fill.
+ */
+static int mkfs_alloc_meta(int fd, const char *path,
+			   const struct djmfs__sb *sb,
+			   const struct djmfs_log *log)
+{
+	uint64_t len = djmfs__sb_mirror_len(sb), at[2] = { 0, sb->mirror_off };
+	struct stat st;
+	int err;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	for (unsigned i = 0; i < (sb->mirror_off ? 2u : 1u); i++) {
+		err = fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)at[i],
+				(off_t)len) < 0 ? -errno : 0;
+		if (err == -EOPNOTSUPP)
+			return 0;
+		if (err < 0) {
+			djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: fallocate(%"
+				   PRIu64 " bytes of metadata at %" PRIu64
+				   "): %s", path, len, at[i], strerror(-err));
+			return err;
+		}
+	}
+	return 0;
 }
 
 static void mkfs_log_geometry(const char *path, const struct djmfs__sb *sb,
@@ -169,6 +218,11 @@ static void mkfs_log_geometry(const char *path, const struct djmfs__sb *sb,
 		   sb->n_aus, sb->au_size >> 10, sb->data_off,
 		   sb->journal_len / MIB, sb->journal_off, sb->ckpt_len / MIB,
 		   sb->ckpt_off[0], sb->ckpt_off[1]);
+	if (sb->mirror_off)
+		djmfs__log(log, DJMFS_LOG_INFO, "mkfs %s: format %" PRIu32
+			   ", second copy of the metadata (%" PRIu64 " MiB) at %"
+			   PRIu64, path, sb->version,
+			   djmfs__sb_mirror_len(sb) / MIB, sb->mirror_off);
 }
 
 /* Allocates the whole file now (as unwritten extents: reads give zeros,
@@ -223,7 +277,9 @@ int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
 	if (err == 0)
 		err = mkfs_size(fd, path, &size, log);
 	if (err == 0) {
-		err = djmfs__sb_layout(&sb, size, au_size);
+		err = djmfs__sb_layout_format(&sb, size, au_size,
+					      (flags & DJMFS_MKFS_FORMAT1) ? 1
+						      : DJMFS_SB_VERSION);
 		if (err == -ENOSPC)
 			djmfs__log(log, DJMFS_LOG_ERROR, "mkfs %s: %" PRIu64
 				   " bytes is too small for the metadata "
@@ -233,6 +289,8 @@ int djmfs_mkfs(const char *path, uint64_t size, uint32_t au_size,
 		err = mkfs_grow(fd, path, size, log);
 	if (err == 0 && (flags & DJMFS_MKFS_PREALLOCATE))
 		err = mkfs_preallocate(fd, path, size, log);
+	if (err == 0)
+		err = mkfs_alloc_meta(fd, path, &sb, log);
 	if (err == 0) {
 		err = mkfs_identity(&sb);
 		if (err < 0)

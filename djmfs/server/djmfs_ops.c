@@ -58,6 +58,19 @@ static uint32_t ext_base(const struct djmfs__known *k, uint32_t id,
 	return 0;
 }
 
+/* First sum to send: the client's count (complete cblocks' sums never
+ * change once published). */
+static uint32_t ck_base(const struct djmfs__known *k, uint32_t id,
+			uint32_t total)
+{
+	if (!k)
+		return 0;
+	for (uint32_t i = 0; i < k->n; i++)
+		if (k->o[i].id == id)
+			return k->o[i].n_ck < total ? k->o[i].n_ck : total;
+	return 0;
+}
+
 static void snap_head(struct djmfs__snap *sn, const struct djmfs__file *f,
 		      uint32_t flags)
 {
@@ -78,7 +91,7 @@ static int snap_fill(struct reply *rep, struct djmfs__snap *sn,
 		     const struct djmfs__file *f, const struct djmfs__known *k,
 		     int stat, uint32_t flags)
 {
-	size_t at[DJMFS_MAX_OBJS];
+	size_t at[DJMFS_MAX_OBJS], ck_at[DJMFS_MAX_OBJS];
 	uint32_t i, j;
 
 	snap_head(sn, f, flags);
@@ -102,6 +115,13 @@ static int snap_fill(struct reply *rep, struct djmfs__snap *sn,
 
 			djmfs__put_ext(&rep->scratch, e.offset, e.len);
 		}
+		so->ck_flags = o->ck_flags;
+		so->ck_base = stat ? o->n_ck : ck_base(k, o->id, o->n_ck);
+		so->ck.n = o->n_ck - so->ck_base;
+		so->last_ck = o->last_ck;
+		ck_at[i] = rep->scratch.len;
+		for (j = so->ck_base; j < o->n_ck; j++)
+			djmfs__put_u32(&rep->scratch, djmfs__obj_ck(o, j));
 		if (!stat && (o->attrs & DJMFS_ATTR_META)) {
 			so->meta = o->meta;
 			so->meta_len = o->meta_len;
@@ -110,9 +130,12 @@ static int snap_fill(struct reply *rep, struct djmfs__snap *sn,
 	if (rep->scratch.err)
 		return rep->scratch.err;
 	/* Only now: the scratch buffer may have moved while growing. */
-	for (i = 0; i < f->n_objs; i++)
+	for (i = 0; i < f->n_objs; i++) {
 		sn->objs[i].ext.p = rep->scratch.p ? rep->scratch.p + at[i] :
 						     NULL;
+		sn->objs[i].ck.p = rep->scratch.p ? rep->scratch.p + ck_at[i] :
+						    NULL;
+	}
 	return 0;
 }
 
@@ -748,6 +771,9 @@ static int op_stats(struct djmfs_server *s, struct djmfs__conn *c,
 	st->checkpoints = js.checkpoints;
 	st->sessions = s->n_sessions;
 	st->alloc_stalls = ai.stalls;
+	st->meta_repairs_journal = s->boot.repaired_jrec;
+	st->meta_repairs_checkpoint = s->boot.repaired_ckpt;
+	st->meta_repairs_superblock = s->boot.repaired_sb;
 	return 0;
 }
 

@@ -99,6 +99,14 @@ struct djmfs__boot_info {
 	uint64_t files;
 	uint64_t free_aus;
 	int read_only;		   /* 1: booted read-only (host full) */
+	int journal_end;	   /* enum djmfs__jend of the replay */
+	int salvaged;		   /* 1: went on past damage (--salvage) */
+	uint64_t max_gen;	   /* highest generation a slot names */
+	uint64_t max_epoch;	   /* highest epoch a journal record names */
+	int upgraded;		   /* 1: format 1 upgraded to 2 at this boot */
+	uint64_t repaired_sb;	   /* superblock copies rewritten */
+	uint64_t repaired_ckpt;	   /* checkpoint copies rewritten */
+	uint64_t repaired_jrec;	   /* journal records rewritten */
 };
 
 struct djmfs_server {
@@ -111,6 +119,9 @@ struct djmfs_server {
 	struct djmfs__journal *jnl;
 	int booting;		/* on_free ignored: boot rebuilds free space */
 	int broken;		/* -errno: metadata and journal disagree */
+	int jnl_lost;		/* the journal's writer failed; answers held
+				   for records it never made durable were
+				   dropped with their connections */
 	/* -EROFS once the host file system under the volume had no room at
 	 * boot: the server serves what the volume holds (the journal
 	 * replayed in memory), has no journal, writes nothing, and refuses

@@ -40,7 +40,9 @@
  *   OBJ_CREATE   u64 ino | u64 time_ns | u32 obj_id | u32 attrs | str name
  *   OBJ_DELETE   u64 ino | u64 time_ns | u32 obj_id
  *   OBJ_SETATTR  u64 ino | u64 time_ns | u32 obj_id | u32 attrs
- *   PUBLISH      u64 ino | u64 time_ns | PUBLISH body (djmfs_proto.h)
+ *   PUBLISH      u64 ino | u64 time_ns | PUBLISH body without sums
+ *                (the first format; replayed, never written now)
+ *   PUBLISH_CK   u64 ino | u64 time_ns | PUBLISH body (djmfs_proto.h)
  *   RESERVE      u64 ino | u64 time_ns | u32 n | n * RUN
  *   RELEASE      u64 ino | u64 time_ns | u32 n | n * RUN
  *   QUARANTINE   u64 ino | u64 time_ns | str why
@@ -58,6 +60,9 @@ enum djmfs__jtype {
 	DJMFS_J_RESERVE,
 	DJMFS_J_RELEASE,
 	DJMFS_J_QUARANTINE,
+	/* On the volume only: decoding gives type PUBLISH with
+	 * publish.has_ck set, and encoding such a record writes this. */
+	DJMFS_J_PUBLISH_CK,
 	DJMFS_J_MAX
 };
 
@@ -98,28 +103,74 @@ int djmfs__jrec_encode(struct djmfs__buf *b, uint32_t seed,
 		       const struct djmfs__jrec *r);
 const char *djmfs__jtype_name(unsigned type);
 
-/* Computes a layout for @size bytes and @au_size (0: 1 MiB).  Returns 0,
- * -EINVAL (unit not a power of two in [64 KiB, 64 MiB]), or -ENOSPC
- * (fewer than 16 data units would remain). */
+/* Computes a layout of format @version (1, or 2: with copy B of the
+ * metadata at the end) for @size bytes and @au_size (0: 1 MiB).  Returns
+ * 0, -EINVAL (unit not a power of two in [64 KiB, 64 MiB], unknown
+ * version), or -ENOSPC (fewer than 16 data units would remain). */
+int djmfs__sb_layout_format(struct djmfs__sb *sb, uint64_t size,
+			    uint32_t au_size, unsigned version);
+/* The layout mkfs writes: the current format. */
 int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size);
+/* Bytes of copy B (and of the front's metadata area it mirrors, from the
+ * volume's start to the end of slot 1). */
+uint64_t djmfs__sb_mirror_len(const struct djmfs__sb *sb);
+/* Encodes @sb as its `copy` field says. */
 void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE]);
+/* Writes superblock copy @copy of @sb (no sync).  Returns 0, -EINVAL (the
+ * format has no such copy), or -errno. */
+int djmfs__sb_write_copy(int fd, const struct djmfs__sb *sb, unsigned copy);
+/* How many superblock copies the format of @sb keeps (1 or 3). */
+unsigned djmfs__sb_ncopies(const struct djmfs__sb *sb);
 
 #define DJMFS__VOL_EXCL 0x1u   /* flock(LOCK_EX|LOCK_NB): -EBUSY if held */
 #define DJMFS__VOL_RDONLY 0x2u
 
+/* What loading found in each copy of a checkpoint slot (the values of
+ * the public enum djmfs_copy_state). */
+enum djmfs__copy_state {
+	DJMFS__COPY_NONE = 0, /* no such copy (format 1 has no copy B) */
+	DJMFS__COPY_OK,
+	DJMFS__COPY_BLANK,    /* never written (both copies) */
+	DJMFS__COPY_BAD,      /* unreadable, bad CRC, or stale */
+	DJMFS__COPY_REPAIRED, /* was bad, rewritten from the other copy */
+};
+
 /* An open volume, for metadata I/O (buffered descriptor). */
 struct djmfs__vol {
 	int fd;
+	int rdonly; /* opened DJMFS__VOL_RDONLY: repairs are only logged */
 	char *path;
 	struct djmfs__sb sb;
 	uint32_t seed;
 	uint64_t data_end; /* data_off + n_aus * au_size */
+	/* What opening and loading found, for the boot figures and fsck. */
+	struct djmfs__sb_copy sb_copies[DJMFS_SB_COPIES];
+	uint64_t repaired_sb;	/* superblock copies rewritten */
+	uint64_t repaired_ckpt; /* checkpoint copies rewritten */
+	uint64_t repaired_jrec; /* journal records rewritten in one copy */
+	uint64_t bad_jrec;	/* ... found bad in one copy (rewritten
+				   unless read-only) */
+	uint64_t ckpt_gen[2];	/* per slot, 0: no valid header */
+	enum djmfs__copy_state ckpt_copy[2][2]; /* [slot][copy A, B] */
 };
 
+/*
+ * Opens and locks (DJMFS__VOL_EXCL) a volume and picks its superblock
+ * (djmfs__sb_read_copies); unless DJMFS__VOL_RDONLY, rewrites the copies
+ * that do not match it, each logged at WARN.  Returns 0, -EBUSY, -EUCLEAN
+ * (not a volume, no valid superblock copy, truncated), or -errno.
+ */
 int djmfs__vol_open(struct djmfs__vol **out, const char *path,
 		    unsigned flags, const struct djmfs_log *log);
+/* Upgrades the open, writable format 1 volume @v to format 2 in place
+ * (djmfs_upgrade.c); @v then describes format 2.  0 on format 2
+ * already.  Returns 0, -EROFS, -ENOSPC (no room for copy B: nothing
+ * written), or -errno, each logged. */
+int djmfs__vol_upgrade(struct djmfs__vol *v, const struct djmfs_log *log);
+/* Replaces the open volume's superblock (upgrade) and what derives from
+ * it. */
+void djmfs__vol_set_sb(struct djmfs__vol *v, const struct djmfs__sb *sb);
 void djmfs__vol_close(struct djmfs__vol *v);
-
 
 /* ------------------------------------------------------------------ */
 /* Checkpoints and journal                                             */
@@ -137,7 +188,21 @@ struct djmfs__ckpt {
 	unsigned slot;
 	uint8_t *img; /* malloc'd; the caller frees */
 	size_t img_len;
+	/* The highest generation any slot header claims, the loaded one's
+	 * or a newer one whose image failed: a new checkpoint goes above it,
+	 * so a generation (and the journal epoch it names) is never used
+	 * twice. */
+	uint64_t max_gen;
+	unsigned bad_slots; /* bit i: slot i was written once and fails */
 };
+
+/* Generations and epochs stay below this: a header claiming more is
+ * damage, and the next generation after it would overflow. */
+#define DJMFS__GEN_MAX (UINT64_C(1) << 63)
+
+/* The generation after everything in @seen: 1 + max.  Returns 0, or
+ * -EOVERFLOW when that reaches DJMFS__GEN_MAX (nothing may be written). */
+int djmfs__next_gen(const uint64_t *seen, size_t n, uint64_t *out);
 
 /* Loads the newest valid slot; a skipped slot is logged at WARN level and
  * the lack of any valid one at ERROR level.  Returns 0, -EUCLEAN (neither
@@ -152,24 +217,67 @@ int djmfs__ckpt_store(struct djmfs__vol *v, unsigned slot, uint64_t gen,
 /* Bytes of image a checkpoint slot holds. */
 size_t djmfs__ckpt_room(const struct djmfs__vol *v);
 
+/*
+ * Where a replay ended.  Only the last group commit can be cut by a
+ * crash, so a bad record is a torn tail unless valid records of the
+ * checkpoint's epoch (or a newer one) follow it: those were written
+ * after it, so it had been written whole and was damaged since.
+ */
+enum djmfs__jend {
+	DJMFS__JEND_LOG,	/* a never-written header or the area's end */
+	DJMFS__JEND_TORN,	/* a cut or bad last record, nothing after */
+	DJMFS__JEND_DAMAGED,	/* valid records of the epoch lie beyond */
+	DJMFS__JEND_STALE_CKPT, /* records of a newer epoch: the checkpoint
+				   replay started from is not the newest */
+};
+
+/* djmfs__journal_replay() flags. */
+#define DJMFS__REPLAY_SALVAGE 0x1u /* apply the records found beyond a
+				      damaged one, skipping the gap */
+
+#define DJMFS__REPLAY_LOST_INOS 8
+
 struct djmfs__replay_info {
 	uint64_t records;  /* applied */
 	uint64_t skipped;  /* decoded but refused by the callback */
 	uint64_t last_seq;
 	uint64_t end_off;  /* bytes of the epoch that hold records */
 	char stop[96];	   /* why replay stopped ("end of log", "bad CRC"...) */
+	enum djmfs__jend end;
+	uint64_t max_epoch; /* the newest epoch any valid record names */
+	/* Valid records found beyond the stop (DAMAGED, STALE_CKPT): what
+	 * going on without them would lose.  With SALVAGE they were applied
+	 * (records, skipped count them too) and the gap was skipped. */
+	uint64_t lost_records;
+	uint64_t lost_first, lost_last;	/* their seqs */
+	uint64_t lost_end_off;		/* journal offset after the last */
+	uint64_t lost_publishes;
+	uint64_t lost_inos[DJMFS__REPLAY_LOST_INOS]; /* files they touch */
+	char lost_names[DJMFS__REPLAY_LOST_INOS][64]; /* "" unless created
+							 by those records */
+	unsigned n_lost_inos;			     /* (first ones) */
+	uint64_t lost_inos_more;		     /* not listed */
+	uint64_t gap_first, gap_last; /* seqs no copy holds (SALVAGE) */
 };
 
 typedef int (*djmfs__replay_fn)(void *arg, const struct djmfs__jrec *r);
 
 /* Reads the journal from its start: records of @epoch with seq
  * after_seq+1, +2, ... go to @fn until a record fails to decode, has
- * another epoch or an unexpected seq.  A callback error is logged and
- * counted in skipped.  Returns 0 or -errno (I/O). */
+ * another epoch or an unexpected seq.  Then the rest of the area is
+ * searched for valid records of this epoch or a newer one, which decide
+ * info->end (see enum djmfs__jend) and are described in @info.  With
+ * DJMFS__REPLAY_SALVAGE they go to @fn too, in seq order, and the seqs
+ * missing between are skipped.  A callback error is logged and counted
+ * in skipped.  Returns 0 or -errno (I/O). */
 int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
-			  uint64_t after_seq, djmfs__replay_fn fn, void *arg,
+			  uint64_t after_seq, unsigned flags,
+			  djmfs__replay_fn fn, void *arg,
 			  struct djmfs__replay_info *info,
 			  const struct djmfs_log *log);
+
+/* "end of log", "torn tail", "damaged", "stale checkpoint". */
+const char *djmfs__jend_name(enum djmfs__jend e);
 
 struct djmfs__journal;
 
@@ -235,7 +343,10 @@ void djmfs__journal_stop(struct djmfs__journal *j);
  *  2. A DATA object's map is append-only.  Versions of one object share
  *     one extent store; a version sees the first n_ext entries, its last
  *     one clamped to last_len, so later appends never change what an
- *     older version reads.
+ *     older version reads.  Its sums likewise: a version sees the first
+ *     n_ck complete cblocks' sums of the shared store and keeps its own
+ *     last_ck; without DJMFS_OBJ_CK_GAP, n_ck == size / DJMFS_CK_BLOCK
+ *     and last_ck covers the rest of size.
  *  3. Reference counts are plain integers: every record is created,
  *     shared and freed on the server's loop thread only.
  */
@@ -250,6 +361,9 @@ struct djmfs__obj {
 	struct djmfs__xstore *xs; /* DATA; NULL when empty */
 	uint32_t n_ext;
 	uint64_t last_len;
+	uint32_t n_ck;	   /* complete cblocks' sums this version sees */
+	uint32_t last_ck;  /* sum of the partial last cblock */
+	uint32_t ck_flags; /* DJMFS_OBJ_CK_GAP */
 	uint8_t *meta; /* META content, meta_len bytes (== size) */
 	uint32_t meta_len;
 };
@@ -284,6 +398,8 @@ const struct djmfs__file *djmfs__file_ref(const struct djmfs__file *f);
 void djmfs__file_unref(const struct djmfs__file *f); /* NULL ok */
 const struct djmfs__obj *djmfs__file_obj(const struct djmfs__file *f,
 					 uint32_t id);
+/* Sum of complete cblock @i (< o->n_ck). */
+uint32_t djmfs__obj_ck(const struct djmfs__obj *o, uint32_t i);
 /* Extent @i (< o->n_ext) as this version sees it. */
 struct djmfs_extent djmfs__obj_extent(const struct djmfs__obj *o, uint32_t i);
 /*
@@ -341,7 +457,11 @@ int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out);
  * log line at debug level):
  *   FILE_CREATE: ino == next ino (-EINVAL), name free (-EEXIST).
  *   PUBLISH: every object exists (-ENOENT); DATA sizes never shrink and
- *     stay within the map (-EINVAL); META within DJMFS_META_MAX (-EFBIG);
+ *     stay within the map (-EINVAL); with sums, ck_first is the old size's
+ *     cblock, ck_n the cblocks the new size completes and last_ck 0 at a
+ *     cblock boundary, and a META object has none (-EINVAL); a publish
+ *     without sums (journal format 1) that grows a DATA object stops its
+ *     sums (DJMFS_OBJ_CK_GAP); META within DJMFS_META_MAX (-EFBIG);
  *     every unit a new extent touches is in the file's reservation or is
  *     the unit holding the object's current end (-EPERM); version is
  *     old version + 1 and base_version == old version (-ESTALE).
@@ -357,6 +477,9 @@ uint64_t djmfs__meta_seq(const struct djmfs__meta *m);
  * bug) still used its seq; moving past it (@seq == seq + 1) lets the
  * records after it apply instead of all failing as out of order. */
 void djmfs__meta_skip(struct djmfs__meta *m, uint64_t seq);
+/* Salvage only: inodes below @ino were handed out by records that are
+ * lost, so a FILE_CREATE of @ino may apply; they are never reused. */
+void djmfs__meta_skip_inos(struct djmfs__meta *m, uint64_t ino);
 uint64_t djmfs__meta_next_ino(const struct djmfs__meta *m);
 /* Name of a live file by inode in the working state, or NULL. */
 const char *djmfs__meta_name(const struct djmfs__meta *m, uint64_t ino);

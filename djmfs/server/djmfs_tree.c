@@ -145,6 +145,10 @@ struct djmfs__xstore {
 	uint32_t refs;
 	uint32_t n; /* entries appended so far, by any version */
 	struct xent *chunk[XS_CHUNKS];
+	/* Complete cblocks' sums, append-only like the entries (a version
+	 * sees the first n_ck), chunked the same way. */
+	uint32_t n_ck;
+	uint32_t *ck_chunk[XS_CHUNKS];
 };
 
 static unsigned xs_chunk_of(uint32_t i, uint64_t *start)
@@ -179,9 +183,38 @@ static void xs_unref(struct djmfs__xstore *xs)
 
 	if (!xs || --xs->refs > 0)
 		return;
-	for (k = 0; k < XS_CHUNKS; k++)
+	for (k = 0; k < XS_CHUNKS; k++) {
 		free(xs->chunk[k]);
+		free(xs->ck_chunk[k]);
+	}
 	free(xs);
+}
+
+static uint32_t *xs_ck_at(const struct djmfs__xstore *xs, uint32_t i)
+{
+	uint64_t start;
+	unsigned k = xs_chunk_of(i, &start);
+
+	return &xs->ck_chunk[k][i - start];
+}
+
+static int xs_ck_push(struct djmfs__xstore *xs, uint32_t crc)
+{
+	uint64_t start;
+	unsigned k;
+
+	if (xs->n_ck == UINT32_MAX)
+		return -EFBIG;
+	k = xs_chunk_of(xs->n_ck, &start);
+	if (!xs->ck_chunk[k]) {
+		xs->ck_chunk[k] = calloc((size_t)XS_BASE << k,
+					 sizeof(uint32_t));
+		if (!xs->ck_chunk[k])
+			return -ENOMEM;
+	}
+	xs->ck_chunk[k][xs->n_ck - start] = crc;
+	xs->n_ck++;
+	return 0;
 }
 
 static int xs_push(struct djmfs__xstore *xs, uint64_t off, uint64_t len,
@@ -299,7 +332,7 @@ uint64_t djmfs__obj_map_end(const struct djmfs__obj *o)
 /* Invariant 4: may @o write into its store in place? */
 static int obj_is_tip(const struct djmfs__obj *o)
 {
-	if (o->xs->n != o->n_ext)
+	if (o->xs->n != o->n_ext || o->xs->n_ck != o->n_ck)
 		return 0;
 	return !o->n_ext || xs_at(o->xs, o->n_ext - 1)->len == o->last_len;
 }
@@ -311,7 +344,7 @@ static int obj_branch(struct djmfs__obj *o)
 	uint32_t i;
 	int err = 0;
 
-	if (o->n_ext) {
+	if (o->n_ext || o->n_ck) {
 		xs = xs_new();
 		if (!xs)
 			return -ENOMEM;
@@ -322,6 +355,8 @@ static int obj_branch(struct djmfs__obj *o)
 
 		err = xs_push(xs, e->off, len, e->before);
 	}
+	for (i = 0; i < o->n_ck && !err; i++)
+		err = xs_ck_push(xs, *xs_ck_at(o->xs, i));
 	if (err) {
 		xs_unref(xs);
 		return err;
@@ -357,6 +392,32 @@ int djmfs__obj_append(struct djmfs__obj *o, uint64_t off, uint64_t len)
 	o->n_ext++;
 	o->last_len = len;
 	return 0;
+}
+
+int djmfs__obj_ck_append(struct djmfs__obj *o, uint32_t crc)
+{
+	int err;
+
+	if (o->xs && !obj_is_tip(o)) {
+		err = obj_branch(o);
+		if (err)
+			return err;
+	}
+	if (!o->xs) {
+		o->xs = xs_new();
+		if (!o->xs)
+			return -ENOMEM;
+	}
+	err = xs_ck_push(o->xs, crc);
+	if (err)
+		return err;
+	o->n_ck++;
+	return 0;
+}
+
+uint32_t djmfs__obj_ck(const struct djmfs__obj *o, uint32_t i)
+{
+	return *xs_ck_at(o->xs, i);
 }
 
 int djmfs__obj_set_meta(struct djmfs__obj *o, const uint8_t *p, uint32_t n)

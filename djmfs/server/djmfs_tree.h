@@ -82,6 +82,10 @@ void djmfs__obj_unref(const struct djmfs__obj *o); /* NULL ok */
  * size.  Returns 0 or -ENOMEM (then @o's map is unchanged).
  */
 int djmfs__obj_append(struct djmfs__obj *o, uint64_t off, uint64_t len);
+/* Private version @o: appends the sum of its next complete cblock
+ * (invariant 2: versions already published keep seeing their n_ck).
+ * Returns 0 or -ENOMEM (then nothing changed). */
+int djmfs__obj_ck_append(struct djmfs__obj *o, uint32_t crc);
 /* Private version @o: replaces the META content with a copy of @n bytes
  * and sets size = @n.  Returns 0 or -ENOMEM. */
 int djmfs__obj_set_meta(struct djmfs__obj *o, const uint8_t *p, uint32_t n);

@@ -1,8 +1,10 @@
 /*
- * The on-volume format below the namespace: where the superblock, the
- * journal, the two checkpoint slots and the data area lie, how the
- * superblock is encoded and checked, and opening a volume for the server
- * or fsck (formatting one is djmfs_mkfs.c's).  A regular file or a block device
+ * The on-volume format below the namespace: where the superblock copies,
+ * the journal, the two checkpoint slots, the data area and the second
+ * copy of the metadata (format 2) lie, how the superblock is encoded and
+ * checked, and opening a volume for the server or fsck, which rewrites a
+ * damaged or stale superblock copy from the one it trusts (formatting is
+ * djmfs_mkfs.c's, upgrading format 1 djmfs_upgrade.c's).  A regular file or a block device
  * may be a volume; everything here goes through an ordinary buffered
  * descriptor (the clients' data path uses its own O_DIRECT one).  The
  * superblock is validated strictly, because every later offset the server
@@ -13,6 +15,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -30,7 +33,9 @@
 #define MIN_AUS 16
 #define JOURNAL_MAX (64 * MIB)
 #define CKPT_MAX (128 * MIB)
-#define SB_CRC_AT 112 /* bytes covered by the superblock CRC */
+#define SB_CRC_AT_V1 112 /* bytes covered by a version 1 CRC */
+#define SB_CRC_AT_V2 252 /* and by a version 2 one */
+#define CSUM_SHIFT 16	 /* 64 KiB data checksum blocks */
 
 /* ------------------------------------------------------------------ */
 /* Positioned I/O                                                       */
@@ -79,16 +84,23 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 	return (v + a - 1) / a * a;
 }
 
-int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size)
+uint64_t djmfs__sb_mirror_len(const struct djmfs__sb *sb)
 {
-	uint64_t meta_end, align;
+	return sb->ckpt_off[1] + sb->ckpt_len;
+}
+
+int djmfs__sb_layout_format(struct djmfs__sb *sb, uint64_t size,
+			    uint32_t au_size, unsigned version)
+{
+	uint64_t meta_end, align, units_end;
 
 	if (au_size == 0)
 		au_size = (uint32_t)MIB;
-	if (!djmfs__au_size_ok(au_size))
+	if (!djmfs__au_size_ok(au_size) || version < 1 ||
+	    version > DJMFS_SB_VERSION)
 		return -EINVAL;
 	memset(sb, 0, sizeof(*sb));
-	sb->version = DJMFS_SB_VERSION;
+	sb->version = version;
 	sb->au_size = au_size;
 	sb->block_size = DJMFS_BLOCK;
 	sb->vol_size = size;
@@ -102,11 +114,28 @@ int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size)
 	meta_end = sb->ckpt_off[1] + sb->ckpt_len;
 	align = au_size > MIB ? au_size : MIB;
 	sb->data_off = align_up(meta_end, align);
-	if (size < sb->data_off ||
-	    (size - sb->data_off) / au_size < MIN_AUS)
+	units_end = size;
+	if (version >= 2) {
+		/* Copy B at the far end: damage to one end of the volume (a
+		 * bad run of sectors, a partition table) spares the other. */
+		units_end = size / MIB * MIB;
+		units_end = units_end >= meta_end ? units_end - meta_end : 0;
+		sb->mirror_off = units_end;
+		sb->features = DJMFS_FEAT_META_MIRROR;
+		sb->sb_gen = 1;
+		sb->csum_shift = CSUM_SHIFT;
+	}
+	if (units_end < sb->data_off ||
+	    (units_end - sb->data_off) / au_size < MIN_AUS)
 		return -ENOSPC;
-	sb->n_aus = (size - sb->data_off) / au_size;
+	sb->n_aus = (units_end - sb->data_off) / au_size;
+	djmfs__sb_derive(sb);
 	return 0;
+}
+
+int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size)
+{
+	return djmfs__sb_layout_format(sb, size, au_size, DJMFS_SB_VERSION);
 }
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -123,6 +152,8 @@ static void put_le64(uint8_t *p, uint64_t v)
 
 void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE])
 {
+	size_t crc_at = sb->version == 1 ? SB_CRC_AT_V1 : SB_CRC_AT_V2;
+
 	memset(out, 0, DJMFS_SB_SIZE);
 	memcpy(out, DJMFS_SB_MAGIC, 8);
 	put_le32(out + 8, sb->version);
@@ -139,7 +170,34 @@ void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE])
 	put_le64(out + 88, sb->data_off);
 	put_le64(out + 96, sb->n_aus);
 	put_le64(out + 104, sb->created_ns);
-	put_le32(out + SB_CRC_AT, djmfs__crc32c(0, out, SB_CRC_AT));
+	if (sb->version >= 2) {
+		put_le64(out + 112, sb->mirror_off);
+		put_le32(out + 120, sb->features);
+		put_le32(out + 124, sb->copy);
+		put_le64(out + 128, sb->sb_gen);
+		put_le32(out + 136, sb->csum_shift);
+		put_le64(out + 144, sb->upgraded_ns);
+	}
+	put_le32(out + crc_at, djmfs__crc32c(0, out, crc_at));
+}
+
+int djmfs__sb_write_copy(int fd, const struct djmfs__sb *sb, unsigned copy)
+{
+	struct djmfs__sb c = *sb;
+	uint8_t raw[DJMFS_SB_SIZE];
+	uint64_t off = djmfs__sb_copy_off(sb, copy);
+
+	if (copy >= DJMFS_SB_COPIES || (copy > 0 && sb->version < 2) ||
+	    (copy == 2 && !off))
+		return -EINVAL;
+	c.copy = copy;
+	djmfs__sb_encode(&c, raw);
+	return djmfs__pwrite_full(fd, raw, sizeof(raw), off);
+}
+
+unsigned djmfs__sb_ncopies(const struct djmfs__sb *sb)
+{
+	return sb->version < 2 ? 1 : sb->mirror_off ? 3 : 2;
 }
 
 /* ------------------------------------------------------------------ */
@@ -185,12 +243,71 @@ int djmfs__vol_lock(int fd, const char *path, const struct djmfs_log *log)
 	return 0;
 }
 
+static const char *sb_copy_why(const struct djmfs__sb_copy *c,
+			       char *buf, size_t n)
+{
+	if (c->err == 0)
+		snprintf(buf, n, "stale: format %" PRIu32 ", generation %"
+			 PRIu64, c->version, c->sb_gen);
+	else if (c->err == -EUCLEAN)
+		snprintf(buf, n, "CRC");
+	else if (c->err == -EINVAL)
+		snprintf(buf, n, "geometry");
+	else if (c->err == -ENODATA)
+		snprintf(buf, n, "missing");
+	else
+		snprintf(buf, n, "read error: %s", strerror(-c->err));
+	return buf;
+}
+
+/*
+ * Every copy the chosen superblock's format has must hold its bytes: a
+ * copy that does not is rewritten from it at once (one sync for all),
+ * so a latent bad sector is overwritten while the other copies still
+ * hold.  A read-only open only says so.
+ */
+static int vol_sb_repair(struct djmfs__vol *v, const struct djmfs_log *log)
+{
+	unsigned n = djmfs__sb_ncopies(&v->sb), fixed = 0;
+	char why[96];
+	int err = 0;
+
+	for (unsigned i = 0; i < n && err == 0; i++) {
+		if (v->sb_copies[i].same)
+			continue;
+		sb_copy_why(&v->sb_copies[i], why, sizeof(why));
+		if (v->rdonly) {
+			djmfs__log(log, DJMFS_LOG_WARN, "%s: superblock copy %u "
+				   "bad (%s): not rewritten (read-only)",
+				   v->path, i, why);
+			continue;
+		}
+		err = djmfs__sb_write_copy(v->fd, &v->sb, i);
+		if (err < 0) {
+			djmfs__log(log, DJMFS_LOG_ERROR, "pwrite(%s, superblock "
+				   "copy %u): %s", v->path, i, strerror(-err));
+			break;
+		}
+		djmfs__log(log, DJMFS_LOG_WARN, "%s: superblock copy %u bad "
+			   "(%s): rewritten from copy %" PRIu32, v->path, i,
+			   why, v->sb.copy);
+		v->sb_copies[i].repaired = 1;
+		fixed++;
+	}
+	if (err == 0 && fixed)
+		err = djmfs__datasync(v->fd);
+	if (err < 0)
+		return err;
+	v->repaired_sb += fixed;
+	return 0;
+}
+
 static int vol_check(struct djmfs__vol *v, const struct djmfs_log *log)
 {
 	uint64_t have = 0;
 	int is_blk, err;
 
-	err = djmfs__sb_read_fd(v->fd, &v->sb);
+	err = djmfs__sb_read_copies(v->fd, &v->sb, v->sb_copies);
 	if (err == -EUCLEAN)
 		djmfs__log(log, DJMFS_LOG_ERROR, "%s: not a DJMFS volume "
 			   "(no superblock, or its CRC is wrong)", v->path);
@@ -216,7 +333,7 @@ static int vol_check(struct djmfs__vol *v, const struct djmfs_log *log)
 			   have, v->sb.vol_size);
 		return -EUCLEAN;
 	}
-	return 0;
+	return vol_sb_repair(v, log);
 }
 
 int djmfs__vol_open(struct djmfs__vol **out, const char *path,
@@ -231,6 +348,7 @@ int djmfs__vol_open(struct djmfs__vol **out, const char *path,
 	if (!v)
 		return -ENOMEM;
 	v->fd = -1;
+	v->rdonly = !!(flags & DJMFS__VOL_RDONLY);
 	v->path = strdup(path);
 	if (!v->path) {
 		err = -ENOMEM;
@@ -251,13 +369,19 @@ int djmfs__vol_open(struct djmfs__vol **out, const char *path,
 	err = vol_check(v, log);
 	if (err < 0)
 		goto fail;
-	v->seed = djmfs__sb_seed(&v->sb);
-	v->data_end = djmfs__au_off(&v->sb, v->sb.n_aus);
+	djmfs__vol_set_sb(v, &v->sb);
 	*out = v;
 	return 0;
 fail:
 	djmfs__vol_close(v);
 	return err;
+}
+
+void djmfs__vol_set_sb(struct djmfs__vol *v, const struct djmfs__sb *sb)
+{
+	v->sb = *sb;
+	v->seed = djmfs__sb_seed(&v->sb);
+	v->data_end = djmfs__au_off(&v->sb, v->sb.n_aus);
 }
 
 void djmfs__vol_close(struct djmfs__vol *v)

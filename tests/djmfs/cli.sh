@@ -173,13 +173,13 @@ run "ls after rm" ls
 expect_exit 1 "rm of a missing file" rm movie
 pass "rm"
 
-expect_exit 2 "fsck of a volume the server holds" fsck "$vol"
+expect_exit 8 "fsck of a volume the server holds" fsck "$vol"
 stop_server
 
 # --- Offline check. --------------------------------------------------
 run fsck fsck "$vol"
 grep -q 'clean' "$out" || fail "fsck: $(cat "$out")"
 pass "fsck after a clean stop"
-expect_exit 2 "fsck of a missing volume" fsck "$work/nosuch"
+expect_exit 8 "fsck of a missing volume" fsck "$work/nosuch"
 expect_exit 1 "a server that is not there" stat x
 echo "all djmfs CLI checks passed"

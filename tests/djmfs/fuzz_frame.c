@@ -90,6 +90,10 @@ static void seed_snap(struct djmfs__snap *s)
 	s->objs[1].ext_base = 0;
 	s->objs[1].ext.p = bytes;
 	s->objs[1].ext.n = 2;
+	s->objs[1].ck_base = 1;
+	s->objs[1].ck.p = bytes;
+	s->objs[1].ck.n = 1;
+	s->objs[1].last_ck = 0x1234;
 }
 
 /* Fills seed @i (op, kind and body); returns 0 past the last one. */
@@ -129,6 +133,9 @@ static int seed_msg(unsigned i, struct djmfs__msg *m)
 		m->u.publish_req.pub.objs[0].meta_len = 4;
 		m->u.publish_req.pub.objs[1].ext.p = bytes;
 		m->u.publish_req.pub.objs[1].ext.n = 3;
+		m->u.publish_req.pub.objs[1].ck.p = bytes;
+		m->u.publish_req.pub.objs[1].ck.n = 2;
+		m->u.publish_req.pub.objs[1].last_ck = 9;
 		return 1;
 	case 3:
 		m->h.op = DJMFS_OP_LOCK_SNAP;

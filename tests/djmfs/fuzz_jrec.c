@@ -97,7 +97,8 @@ static void seed_rec(unsigned t, struct djmfs__jrec *r)
 	memset(r, 0, sizeof(*r));
 	r->epoch = 1;
 	r->seq = t;
-	r->type = (uint16_t)t;
+	/* PUBLISH_CK is the volume type of a PUBLISH with sums. */
+	r->type = (uint16_t)(t == DJMFS_J_PUBLISH_CK ? DJMFS_J_PUBLISH : t);
 	r->ino = 2;
 	if (t == DJMFS_J_FILE_CREATE)
 		strcpy(r->u.create.name, "cam/1");
@@ -109,7 +110,12 @@ static void seed_rec(unsigned t, struct djmfs__jrec *r)
 		r->u.runs.p = bytes;
 		r->u.runs.n = 2;
 	}
-	if (t == DJMFS_J_PUBLISH) {
+	if (r->type == DJMFS_J_PUBLISH) {
+		r->u.publish.has_ck = t == DJMFS_J_PUBLISH_CK;
+		r->u.publish.objs[1].size = 70000;
+		r->u.publish.objs[1].ck.p = bytes;
+		r->u.publish.objs[1].ck.n = r->u.publish.has_ck ? 1 : 0;
+		r->u.publish.objs[1].last_ck = r->u.publish.has_ck ? 77 : 0;
 		r->u.publish.n_objs = 2;
 		r->u.publish.objs[0].has_meta = 1;
 		r->u.publish.objs[0].size = 8;

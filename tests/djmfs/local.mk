@@ -1,7 +1,9 @@
 # Criterion suites for libdjmfs (one program per module), the pattern tool
-# the integration tests drive, and the shell tests that start the real
-# daemons.  fuzz.sh builds the libFuzzer targets with clang and runs each
-# for a bounded time (DJMFS_FUZZ_SECONDS).
+# the integration tests drive, the damage tool of the metadata torture
+# test, and the shell tests that start the real daemons.  fuzz.sh builds
+# the libFuzzer targets with clang and runs each for a bounded time
+# (DJMFS_FUZZ_SECONDS); torture.sh damages the metadata of recorded
+# volumes (TORTURE_CASES cases).
 
 # Each suite sees the headers of the part it tests: the server's
 # internals (djmfs/server, djmfs/proto), the protocol part's, or the
@@ -40,12 +42,15 @@ DJMFS_SHELL_TESTS = \
 	tests/djmfs/restart.sh \
 	tests/djmfs/lease.sh \
 	tests/djmfs/enospc.sh \
+	tests/djmfs/upgrade.sh \
 	tests/djmfs/auth.sh \
 	tests/djmfs/bench.sh \
 	tests/djmfs/fuzz.sh \
-	tests/djmfs/arch.sh
+	tests/djmfs/arch.sh \
+	tests/djmfs/torture.sh
 
-check_PROGRAMS += $(DJMFS_UNIT_TESTS) tests/djmfs/djmfs-pattern
+check_PROGRAMS += $(DJMFS_UNIT_TESTS) tests/djmfs/djmfs-pattern \
+	tests/djmfs/djmfs-flip
 TESTS += $(DJMFS_UNIT_TESTS) $(DJMFS_SHELL_TESTS)
 EXTRA_DIST += $(DJMFS_SHELL_TESTS) tests/djmfs/lib.sh tests/djmfs/fuzz_frame.c \
 	tests/djmfs/fuzz_jrec.c tests/djmfs/server_env.h tests/lib-common.sh
@@ -53,6 +58,11 @@ EXTRA_DIST += $(DJMFS_SHELL_TESTS) tests/djmfs/lib.sh tests/djmfs/fuzz_frame.c \
 tests_djmfs_djmfs_pattern_SOURCES = tests/djmfs/djmfs-pattern.c
 tests_djmfs_djmfs_pattern_CPPFLAGS = $(DJMFS_CPPFLAGS)
 tests_djmfs_djmfs_pattern_LDADD = $(DJMFS_CLIENT_LDADD)
+
+# The torture test's damage tool reads the superblock like the server.
+tests_djmfs_djmfs_flip_SOURCES = tests/djmfs/djmfs-flip.c
+tests_djmfs_djmfs_flip_CPPFLAGS = $(DJMFS_PROTO_CPPFLAGS)
+tests_djmfs_djmfs_flip_LDADD = djmfs/libdjmfs-proto.la $(CRYPTO_LIBS)
 
 tests_djmfs_test_wire_SOURCES = tests/djmfs/test_wire.c
 tests_djmfs_test_wire_CPPFLAGS = $(DJMFS_PROTO_TEST_CPPFLAGS)

@@ -105,6 +105,40 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 		p[i] = (uint8_t)((seed + i) * 2654435761u >> 13);
 }
 
+/* CRC-32C computed bit by bit, independent of the library's. */
+static uint32_t ref_crc32c(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+
+	while (n--) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+	}
+	return ~c;
+}
+
+/* The sums @r's image holds for object @id are the CRCs of @src's
+ * @size bytes, per DJMFS_CSUM_BLOCK. */
+static void expect_sums(struct djmfs_file *r, uint32_t id, const uint8_t *src,
+			size_t size)
+{
+	size_t nb = size / DJMFS_CSUM_BLOCK, rest = size % DJMFS_CSUM_BLOCK;
+	uint32_t *sums = calloc(nb + 1, sizeof(*sums)), last = 1;
+
+	cr_assert_not_null(sums);
+	cr_assert_eq(djmfs_obj_checksums(r, id, sums, nb + 1, &last),
+		     (int)nb);
+	for (size_t k = 0; k < nb; k++)
+		cr_assert_eq(sums[k],
+			     ref_crc32c(src + k * DJMFS_CSUM_BLOCK,
+					DJMFS_CSUM_BLOCK),
+			     "block %zu", k);
+	cr_assert_eq(last, rest ? ref_crc32c(src + nb * DJMFS_CSUM_BLOCK, rest)
+				: 0);
+	free(sums);
+}
+
 /* A writer handle on a new file with one SYNC DATA object. */
 static struct djmfs_file *new_stream(struct djmfs_client *c, const char *name,
 				     uint32_t *id)
@@ -426,7 +460,7 @@ Test(client, enospc_on_a_full_volume_keeps_earlier_data)
 	uint32_t id;
 
 	teardown();
-	env_start(5 * MIB, 0); /* 16 units of 64 KiB */
+	env_start(9 * MIB, 0); /* 16 units of 64 KiB, two metadata copies */
 	c = client();
 	fill(src, 4 * MIB, 9);
 	w = new_stream(c, "big", &id);
@@ -464,7 +498,9 @@ Test(client, a_full_host_is_enospc_and_the_server_restarts_read_only)
 	const size_t step = 256 * KIB, max = 16 * MIB;
 	struct server_env_opts o = {
 		.tag = "djmfs-full", /* under host_dir: short */
-		.vol_size = 32 * MIB, /* sparse, in a 6 MiB tmpfs */
+		/* sparse but for its 2 x 4 MiB of metadata, in a 14 MiB
+		 * tmpfs */
+		.vol_size = 32 * MIB,
 		.au_size = AU,
 		.parent = host_dir,
 	};
@@ -477,7 +513,7 @@ Test(client, a_full_host_is_enospc_and_the_server_restarts_read_only)
 	uint32_t id;
 
 	teardown();
-	host_mount(6);
+	host_mount(14);
 	server_env_start(&env, &o);
 	c = client();
 	fill(src, max, 11);
@@ -756,9 +792,146 @@ Test(client, appends_in_place_from_the_callers_blocks)
 	cr_assert_eq(djmfs_pread_obj(r, id, dst, cap, 0), (ssize_t)size);
 	cr_assert_eq(memcmp(dst, src, size), 0);
 	cr_assert_eq(djmfs_pread_obj(r, id, dst, 10, size - 2), 2);
+	/* The server's sums, from a fresh OPEN, are those of the bytes. */
+	expect_sums(r, id, src, size);
+	cr_assert_eq(djmfs_obj_checksums(r, mid, NULL, 0, NULL), -EINVAL);
+	cr_assert_eq(djmfs_obj_checksums(r, 99, NULL, 0, NULL), -ENOENT);
 	cr_assert_eq(djmfs_close(r), 0);
 	for (int i = 0; i < BATCH; i++)
 		free(blk[i]);
+	free(src);
+	free(dst);
+	djmfs_disconnect(c);
+}
+
+Test(client, checksums_follow_the_bytes_across_publishes_and_deltas)
+{
+	enum { SIZE = 5 * DJMFS_CSUM_BLOCK + 777, EXTRA = 100000 };
+	struct djmfs_client *c = client();
+	struct djmfs_file *w, *r = NULL;
+	uint8_t *src = malloc(SIZE + EXTRA);
+	size_t at = 0, step = 9000;
+	uint32_t id;
+
+	fill(src, SIZE, 5);
+	w = new_stream(c, "sums", &id);
+	cr_assert_eq(djmfs_set_objptr(w, id, 0), 0);
+	cr_assert_eq(djmfs_open(c, "sums", DJMFS_O_READ, &r), 0);
+	/* Unaligned appends, each published (SYNC object); the reader
+	 * follows by deltas, which carry only the new sums. */
+	while (at < SIZE) {
+		size_t n = SIZE - at < step ? SIZE - at : step;
+
+		cr_assert_eq(djmfs_write(w, src + at, n), (ssize_t)n);
+		at += n;
+		step = step * 3 / 2;
+		cr_assert_eq(djmfs_sync_snap(r, NULL), 0);
+		expect_sums(r, id, src, at);
+	}
+	expect_sums(w, id, src, SIZE);
+	cr_assert_eq(djmfs_close(w), 0);
+	/* A writer that reopens the object chains on from the partial
+	 * last cblock's sum the server sent, without reading it. */
+	cr_assert_eq(djmfs_open(c, "sums", DJMFS_O_READ | DJMFS_O_WRITE, &w),
+		     0);
+	cr_assert_eq(djmfs_set_objptr(w, id, SIZE), 0);
+	fill(src + SIZE, EXTRA, 6);
+	cr_assert_eq(djmfs_write(w, src + SIZE, EXTRA), EXTRA);
+	cr_assert_eq(djmfs_close(w), 0);
+	cr_assert_eq(djmfs_sync_snap(r, NULL), 0);
+	expect_sums(r, id, src, SIZE + EXTRA);
+	cr_assert_eq(djmfs_close(r), 0);
+	free(src);
+	djmfs_disconnect(c);
+}
+
+/* Volume offset of byte @at of object @id in @r's image. */
+static uint64_t phys_of(struct djmfs_file *r, uint32_t id, uint64_t at)
+{
+	struct djmfs_extent e[64];
+	int n = djmfs_obj_extents(r, id, e, 64);
+
+	cr_assert_gt(n, 0);
+	cr_assert_leq(n, 64);
+	for (int i = 0; i < n; i++) {
+		if (at < e[i].len)
+			return e[i].offset + at;
+		at -= e[i].len;
+	}
+	cr_assert_fail("offset past the map");
+	return 0;
+}
+
+/* Flips every bit of the byte at volume offset @off of the volume file
+ * (a buffered write: the client's O_DIRECT read writes it back first). */
+static void flip(uint64_t off)
+{
+	int fd = open(env.vol, O_RDWR);
+	uint8_t b;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, &b, 1, (off_t)off), 1);
+	b ^= 0xff;
+	cr_assert_eq(pwrite(fd, &b, 1, (off_t)off), 1);
+	cr_assert_eq(fsync(fd), 0);
+	close(fd);
+}
+
+Test(client, a_flipped_byte_fails_the_read_with_eio_after_one_retry)
+{
+	enum { SIZE = 3 * DJMFS_CSUM_BLOCK + 3392, BAD = 70000,
+	       TAILBAD = 3 * DJMFS_CSUM_BLOCK + 100 };
+	struct djmfs_client *c = client();
+	struct djmfs_file *w, *r = NULL;
+	struct djmfs_client_stats st;
+	uint8_t *src = malloc(SIZE), *dst = malloc(SIZE);
+	uint32_t id;
+
+	fill(src, SIZE, 21);
+	w = new_stream(c, "flip", &id);
+	cr_assert_eq(djmfs_set_objptr(w, id, 0), 0);
+	cr_assert_eq(djmfs_write(w, src, SIZE), SIZE);
+	cr_assert_eq(djmfs_close(w), 0);
+	cr_assert_eq(djmfs_open(c, "flip", DJMFS_O_READ, &r), 0);
+
+	/* Intact: every byte read is checked, whole cblocks or not. */
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, SIZE, 0), SIZE);
+	cr_assert_eq(memcmp(dst, src, SIZE), 0);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 1000, 65000), 1000);
+	cr_assert_eq(memcmp(dst, src + 65000, 1000), 0);
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(st.csum_verified_bytes, SIZE + 2 * DJMFS_CSUM_BLOCK);
+	cr_assert_eq(st.csum_unverified_bytes, 0);
+	cr_assert_eq(st.csum_mismatches + st.csum_errors, 0);
+
+	/* One byte of cblock 1 flipped on the volume. */
+	flip(phys_of(r, id, BAD));
+	memset(dst, 0, SIZE);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, SIZE, 0), -EIO);
+	cr_assert_eq(dst[BAD], 0, "the flipped byte is not handed out");
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(st.csum_mismatches, 1);
+	cr_assert_eq(st.csum_errors, 1);
+	cr_assert_eq(st.csum_retry_ok, 0);
+	/* A small read inside it fails too; one beside it does not. */
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 10, BAD - 5), -EIO);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 1000, 0), 1000);
+	cr_assert_eq(memcmp(dst, src, 1000), 0);
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(st.csum_errors, 2);
+	/* Flipped back, it reads again. */
+	flip(phys_of(r, id, BAD));
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, SIZE, 0), SIZE);
+	cr_assert_eq(memcmp(dst, src, SIZE), 0);
+
+	/* The partial last cblock is checked against its own sum. */
+	flip(phys_of(r, id, TAILBAD));
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 10, SIZE - 10), -EIO);
+	cr_assert_eq(djmfs_pread(r, dst, 100, 0), 100);
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(st.csum_errors, 3);
+	cr_assert_eq(st.csum_mismatches, 3);
+	cr_assert_eq(djmfs_close(r), 0);
 	free(src);
 	free(dst);
 	djmfs_disconnect(c);
@@ -862,7 +1035,7 @@ Test(client, refuses_a_volume_that_is_not_the_servers)
 	char other[160];
 
 	snprintf(other, sizeof(other), "%s/other", env.dir);
-	cr_assert_eq(djmfs_mkfs(other, 8 * MIB, AU, 0, &server_env_log), 0);
+	cr_assert_eq(djmfs_mkfs(other, 12 * MIB, AU, 0, &server_env_log), 0);
 	o.volume = other;
 	cr_assert_eq(djmfs_connect(&c, &o), -EXDEV);
 	unlink(other);

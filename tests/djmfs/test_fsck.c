@@ -18,6 +18,7 @@
 
 #include "djmfs_store.h"
 #include "djmfs_server.h"
+#include "djmfs_volio.h"
 
 #define VOL_SIZE (64ull << 20)
 #define KIB 1024u
@@ -373,8 +374,113 @@ Test(fsck, refuses_a_file_that_is_not_a_volume)
 	FILE *f = fopen(vol, "r+");
 
 	cr_assert_not_null(f);
-	fputs("not a volume", f); /* over the superblock's magic */
+	/* Over every superblock copy's magic. */
+	for (unsigned i = 0; i < 3; i++) {
+		fseek(f, i == 0 ? 0 : i == 1 ? 64 << 10 : 60 << 20, SEEK_SET);
+		fputs("not a volume", f);
+	}
 	fclose(f);
 	cr_assert_eq(fsck(0, &rep), -EUCLEAN);
 	cr_assert_eq(rep.files, 0);
+}
+
+/* Flips one bit of the journal area. */
+static void flip_journal(uint64_t off)
+{
+	struct djmfs__vol *v;
+	uint8_t b;
+
+	cr_assert_eq(djmfs__vol_open(&v, vol, DJMFS__VOL_EXCL, NULL), 0);
+	for (int c = 0; c < 2; c++) { /* both copies: beyond repair */
+		uint64_t at = (c ? v->sb.mj_off : v->sb.journal_off) + off;
+
+		if (c && !v->sb.mj_off)
+			break;
+		cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, at), 0);
+		b ^= 0x08;
+		cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, at), 0);
+	}
+	djmfs__vol_close(v);
+}
+
+Test(fsck, damage_before_valid_records_is_never_clean)
+{
+	struct djmfs_fsck_report rep;
+	struct writer w;
+	uint64_t a, b;
+
+	writer_open(&w);
+	a = new_file(&w, "a");
+	reserve(&w, a, 2, 2);
+	publish(&w, a, 2, 64 * KIB);
+	b = new_file(&w, "b");
+	reserve(&w, b, 5, 1);
+	publish(&w, b, 5, 8 * KIB);
+	writer_close(&w);
+
+	/* The first record (creating "a"): before, this read as an empty
+	 * journal and fsck said clean with no file at all. */
+	flip_journal(40);
+	cr_assert_eq(fsck(0, &rep), -EUCLEAN);
+	cr_assert_eq(rep.verdict, DJMFS_FSCK_ERRORS);
+	cr_assert_eq(rep.journal_end, DJMFS_FSCK_JOURNAL_DAMAGED);
+	cr_assert_eq(rep.journal_end_off, 0);
+	cr_assert_eq(rep.lost_records, 7);
+	cr_assert_eq(rep.repaired, 0);
+	cr_assert_not_null(strstr(logged, "damaged: 7 valid records"), "%s",
+			   logged);
+
+	/* --repair salvages: b is intact, a's records are refused, and the
+	 * report counts what was dropped. */
+	cr_assert_eq(fsck(1, &rep), -EUCLEAN);
+	cr_assert_eq(rep.verdict, DJMFS_FSCK_CORRECTED);
+	cr_assert_eq(rep.repaired, 1);
+	cr_assert_eq(rep.files, 1);
+	cr_assert_eq(rep.dropped_records, 1 + 3);
+	cr_assert_eq(fsck(0, &rep), 0, "%s", logged);
+	cr_assert_eq(rep.verdict, DJMFS_FSCK_CLEAN);
+	cr_assert_eq(rep.files, 1);
+	cr_assert_eq(rep.used_aus, 1);
+}
+
+Test(fsck, one_bad_copy_is_mended_and_reported_corrected)
+{
+	struct djmfs_fsck_report rep;
+	struct djmfs__vol *v;
+	struct writer w;
+	uint64_t a;
+	uint8_t b;
+
+	writer_open(&w);
+	a = new_file(&w, "a");
+	reserve(&w, a, 2, 1);
+	publish(&w, a, 2, 8 * KIB);
+	writer_close(&w);
+
+	/* Copy B of the second record only. */
+	cr_assert_eq(djmfs__vol_open(&v, vol, DJMFS__VOL_EXCL, NULL), 0);
+	cr_assert_neq(v->sb.mj_off, 0);
+	cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, v->sb.mj_off + 200), 0);
+	b ^= 0x40;
+	cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, v->sb.mj_off + 200), 0);
+	djmfs__vol_close(v);
+
+	/* -n: found and left, never clean. */
+	logged[0] = 0;
+	memset(&rep, 0, sizeof(rep));
+	cr_assert_eq(djmfs_fsck(vol, DJMFS_FSCK_NO_CHANGE, &rep, &test_log),
+		     -EUCLEAN);
+	cr_assert_eq(rep.verdict, DJMFS_FSCK_ERRORS);
+	cr_assert_eq(rep.bad_copies, 1);
+	cr_assert_eq(rep.files, 1);
+	cr_assert_not_null(strstr(logged, "not rewritten (read-only)"), "%s",
+			   logged);
+	/* By default the copy is rewritten from the good one: corrected. */
+	cr_assert_eq(fsck(0, &rep), 0, "%s", logged);
+	cr_assert_eq(rep.verdict, DJMFS_FSCK_CORRECTED);
+	cr_assert_eq(rep.repaired_jrec, 1);
+	cr_assert_eq(rep.bad_copies, 0);
+	cr_assert_eq(rep.files, 1);
+	cr_assert_eq(fsck(0, &rep), 0, "%s", logged);
+	cr_assert_eq(rep.verdict, DJMFS_FSCK_CLEAN);
 }

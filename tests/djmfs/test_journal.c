@@ -176,7 +176,7 @@ static struct seen *replay(uint64_t epoch, uint64_t after,
 	struct seen *s = calloc(1, sizeof(*s));
 
 	cr_assert_not_null(s);
-	cr_assert_eq(djmfs__journal_replay(vol, epoch, after, collect, s, info,
+	cr_assert_eq(djmfs__journal_replay(vol, epoch, after, 0, collect, s, info,
 					   &test_log), 0);
 	return s;
 }
@@ -328,6 +328,15 @@ static void poke(uint64_t off, uint8_t xor_mask, size_t zero_len)
 	close(fd);
 }
 
+/* Damages journal offset @off in every copy: what one copy alone cannot
+ * repair. */
+static void poke_j(uint64_t off, uint8_t xor_mask, size_t zero_len)
+{
+	poke(vol->sb.journal_off + off, xor_mask, zero_len);
+	if (vol->sb.mj_off)
+		poke(vol->sb.mj_off + off, xor_mask, zero_len);
+}
+
 static void write_twenty(void)
 {
 	struct djmfs__journal *j = start(1, 0, 1);
@@ -343,12 +352,158 @@ Test(journal, flipped_bit_stops_replay_with_earlier_records_intact)
 	struct seen *s;
 
 	write_twenty();
-	poke(vol->sb.journal_off + 14 * rec_size() + 40, 0x10, 0);
+	poke_j(14 * rec_size() + 40, 0x10, 0);
 	s = replay(1, 0, &info);
 	expect_seqs(s, 1, 14);
 	cr_expect_not_null(strstr(info.stop, "bad record"), "%s", info.stop);
 	cr_expect_eq(info.end_off, 14 * rec_size());
+	/* Records 16..20 were written after 15 was: 15 was damaged later,
+	 * not torn by a crash. */
+	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
+	cr_expect_eq(info.lost_records, 5);
+	cr_expect_eq(info.lost_first, 16);
+	cr_expect_eq(info.lost_last, 20);
+	cr_expect_eq(info.lost_end_off, 20 * rec_size());
+	cr_expect_eq(info.n_lost_inos, 5);
 	free(s);
+}
+
+Test(journal, bad_first_record_is_damage_not_an_empty_log)
+{
+	struct djmfs__replay_info info;
+	struct seen *s;
+
+	write_twenty();
+	poke_j(5, 0x01, 0); /* the CRC of record 1 */
+	s = replay(1, 0, &info);
+	cr_expect_eq(s->n, 0);
+	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
+	cr_expect_eq(info.end_off, 0);
+	cr_expect_eq(info.lost_records, 19);
+	cr_expect_eq(info.lost_first, 2);
+	cr_expect_eq(info.lost_last, 20);
+	free(s);
+}
+
+Test(journal, zeroed_sector_mid_log_is_damage)
+{
+	struct djmfs__replay_info info;
+	struct seen *s;
+	size_t n = rec_size();
+
+	write_twenty();
+	/* A whole header zeroed reads like the end of the log; what lies
+	 * after it says otherwise. */
+	poke_j(9 * n, 0, DJMFS_JREC_HDR);
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 9);
+	cr_expect_not_null(strstr(info.stop, "end of log"), "%s", info.stop);
+	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
+	cr_expect_eq(info.lost_first, 11);
+	cr_expect_eq(info.lost_last, 20);
+	free(s);
+}
+
+Test(journal, clean_end_and_torn_tail_are_told_apart)
+{
+	struct djmfs__replay_info info;
+	struct seen *s;
+	size_t n = rec_size();
+
+	write_twenty();
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 20);
+	cr_expect_eq(info.end, DJMFS__JEND_LOG);
+	cr_expect_eq(info.lost_records, 0);
+	free(s);
+	poke_j(19 * n + 40, 0x04, 0);
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 19);
+	cr_expect_eq(info.end, DJMFS__JEND_TORN);
+	cr_expect_eq(info.lost_records, 0);
+	free(s);
+}
+
+Test(journal, salvage_applies_what_lies_beyond_the_damage)
+{
+	struct djmfs__replay_info info;
+	struct seen *s = calloc(1, sizeof(*s));
+
+	write_twenty();
+	poke_j(14 * rec_size() + 40, 0x10, 0);
+	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, DJMFS__REPLAY_SALVAGE,
+					   collect, s, &info, &test_log), 0);
+	cr_expect_eq(info.end, DJMFS__JEND_DAMAGED);
+	cr_expect_eq(s->n, 19);
+	cr_expect_eq(s->seq[13], 14);
+	cr_expect_eq(s->seq[14], 16);
+	cr_expect_eq(info.records, 19);
+	cr_expect_eq(info.last_seq, 20);
+	cr_expect_eq(info.gap_first, 15);
+	cr_expect_eq(info.gap_last, 15);
+	free(s);
+}
+
+Test(journal, records_of_a_newer_epoch_prove_the_checkpoint_stale)
+{
+	struct djmfs__journal *j = start(2, 1, 11);
+	struct djmfs__replay_info info;
+	struct seen *s;
+
+	append_range(j, 11, 15);
+	wait_durable(j, 15);
+	djmfs__journal_stop(j);
+	/* Replay as if checkpoint 2 were lost and 1 (after seq 4) loaded. */
+	s = replay(1, 4, &info);
+	cr_expect_eq(s->n, 0);
+	cr_expect_eq(info.end, DJMFS__JEND_STALE_CKPT);
+	cr_expect_eq(info.max_epoch, 2);
+	cr_expect_eq(info.lost_first, 11);
+	cr_expect_eq(info.lost_last, 15);
+	free(s);
+}
+
+Test(journal, impossible_generations_are_refused_and_never_reached)
+{
+	struct djmfs__journal *j = start(1, 0, 1);
+	uint64_t seen[] = { 3, DJMFS__GEN_MAX - 2 }, gen = 0;
+	struct djmfs__ckpt ck;
+	uint8_t h[64];
+	uint32_t crc;
+	int fd;
+
+	append_range(j, 1, 3);
+	queue_checkpoint(j, "gen two", 3);
+	djmfs__journal_stop(j);
+	/* Slot 1 (gen 2) edited to 2^64 - 1 with its CRC fixed, in every
+	 * copy (one copy alone is mended from the other). */
+	fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	for (int c = 0; c < 2; c++) {
+		uint64_t at = c ? vol->sb.mckpt_off[1] : vol->sb.ckpt_off[1];
+
+		if (!at)
+			continue;
+		cr_assert_eq(djmfs__pread_full(fd, h, sizeof(h), at), 0);
+		memset(h + 16, 0xff, 8);
+		crc = djmfs__crc32c(vol->seed, h, 60);
+		for (int i = 0; i < 4; i++)
+			h[60 + i] = (uint8_t)(crc >> (8 * i));
+		cr_assert_eq(djmfs__pwrite_full(fd, h, sizeof(h), at), 0);
+	}
+	close(fd);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
+	cr_expect_eq(ck.gen, 1);
+	cr_expect_eq(ck.max_gen, 1);
+	cr_expect_eq(ck.bad_slots, 2u);
+	free(ck.img);
+	cr_expect_not_null(strstr(logbuf, "slot 1 header torn or corrupt"),
+			   "%s", logbuf);
+
+	cr_expect_eq(djmfs__next_gen(seen, 2, &gen), 0);
+	cr_expect_eq(gen, DJMFS__GEN_MAX - 1);
+	seen[1]++;
+	cr_expect_eq(djmfs__next_gen(seen, 2, &gen), -EOVERFLOW);
 }
 
 Test(journal, torn_last_record_stops_replay_there)
@@ -358,7 +513,7 @@ Test(journal, torn_last_record_stops_replay_there)
 	struct seen *s;
 
 	write_twenty();
-	poke(vol->sb.journal_off + 19 * n + n / 2, 0, n - n / 2);
+	poke_j(19 * n + n / 2, 0, n - n / 2);
 	s = replay(1, 0, &info);
 	expect_seqs(s, 1, 19);
 	cr_expect_eq(info.last_seq, 19);
@@ -387,7 +542,7 @@ Test(journal, refused_records_are_counted_and_replay_goes_on)
 
 	write_twenty();
 	s->refuse_seq = 7;
-	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, collect, s, &info,
+	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, 0, collect, s, &info,
 					   &test_log), 0);
 	cr_expect_eq(info.records, 19);
 	cr_expect_eq(info.skipped, 1);
@@ -454,17 +609,71 @@ Test(journal, append_refuses_a_seq_out_of_order)
 	djmfs__journal_stop(j);
 }
 
+/* Flips a byte at @rel into @slot, in both copies of the metadata. */
+static void poke_slot(unsigned slot, uint64_t rel, uint8_t xor_mask)
+{
+	poke(vol->sb.ckpt_off[slot] + rel, xor_mask, 0);
+	poke(vol->sb.mckpt_off[slot] + rel, xor_mask, 0);
+}
+
+Test(journal, one_bad_copy_of_a_record_is_rewritten_from_the_other)
+{
+	struct djmfs__replay_info info;
+	size_t n = rec_size();
+	uint8_t a[256], b[256];
+	struct seen *s;
+	int fd;
+
+	cr_assert_neq(vol->sb.mj_off, 0, "format 2 keeps two copies");
+	write_twenty();
+	/* Copy A: a flip in record 1 and a zeroed record 10; copy B: a
+	 * flip in the last record, which alone would read as a torn tail. */
+	poke(vol->sb.journal_off + 40, 0x02, 0);
+	poke(vol->sb.journal_off + 9 * n, 0, n);
+	poke(vol->sb.mj_off + 19 * n + 40, 0x80, 0);
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 20);
+	cr_expect_eq(info.end, DJMFS__JEND_LOG);
+	cr_expect_eq(vol->bad_jrec, 3);
+	cr_expect_eq(vol->repaired_jrec, 3);
+	cr_expect_not_null(strstr(logbuf, "journal copy A: record seq 1 "
+				  "(FILE_CREATE"), "%s", logbuf);
+	cr_expect_not_null(strstr(logbuf, "rewritten from copy B"), "%s",
+			   logbuf);
+	cr_expect_not_null(strstr(logbuf, "journal copy B: record seq 20 "),
+			   "%s", logbuf);
+	free(s);
+	/* The copies are whole again, byte for byte. */
+	fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	for (size_t k = 0; k < 20; k++) {
+		cr_assert_eq(djmfs__pread_full(fd, a, n,
+					       vol->sb.journal_off + k * n), 0);
+		cr_assert_eq(djmfs__pread_full(fd, b, n, vol->sb.mj_off + k * n),
+			     0);
+		cr_assert_eq(memcmp(a, b, n), 0, "record %zu", k + 1);
+	}
+	close(fd);
+	logbuf[0] = 0;
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 20);
+	cr_expect_eq(vol->bad_jrec, 3, "nothing more to mend");
+	free(s);
+}
+
 Test(journal, newest_corrupt_slot_falls_back_to_the_older)
 {
 	struct djmfs__journal *j = start(1, 0, 1);
 	struct djmfs__ckpt ck;
+	int err;
 
 	append_range(j, 1, 3);
 	queue_checkpoint(j, "gen two", 3);
 	djmfs__journal_stop(j);
 
-	/* A torn image in slot 1 (gen 2): slot 0 (gen 1) wins. */
-	poke(vol->sb.ckpt_off[1] + 64 + 2, 0x01, 0);
+	/* A torn image in slot 1 (gen 2), both copies: slot 0 (gen 1)
+	 * wins. */
+	poke_slot(1, 64 + 2, 0x01);
 	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
 	cr_expect_eq(ck.gen, 1);
 	cr_expect_eq(ck.slot, 0);
@@ -472,10 +681,11 @@ Test(journal, newest_corrupt_slot_falls_back_to_the_older)
 	free(ck.img);
 	cr_expect_not_null(strstr(logbuf, "slot 1 (gen 2) image torn"), "%s",
 			   logbuf);
+	cr_expect_eq(vol->repaired_ckpt, 0);
 
 	/* A bad header is skipped the same way. */
-	poke(vol->sb.ckpt_off[1] + 64 + 2, 0x01, 0);
-	poke(vol->sb.ckpt_off[1] + 20, 0x80, 0);
+	poke_slot(1, 64 + 2, 0x01);
+	poke_slot(1, 20, 0x80);
 	logbuf[0] = 0;
 	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
 	cr_expect_eq(ck.gen, 1);
@@ -483,8 +693,9 @@ Test(journal, newest_corrupt_slot_falls_back_to_the_older)
 	cr_expect_not_null(strstr(logbuf, "slot 1 header torn"), "%s", logbuf);
 
 	/* Neither valid. */
-	poke(vol->sb.ckpt_off[0], 0xff, 0);
-	cr_expect_eq(djmfs__ckpt_load(vol, &ck, &test_log), -EUCLEAN);
+	poke_slot(0, 0, 0xff);
+	err = djmfs__ckpt_load(vol, &ck, &test_log);
+	cr_expect_eq(err, -EUCLEAN, "%d", err);
 	cr_expect_null(ck.img);
 }
 
@@ -582,7 +793,7 @@ Test(journal, replay_reads_past_its_window_and_grows_it_for_big_records)
 	djmfs__buf_free(&ext);
 	free(r);
 
-	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, count_mixed, &m, &info,
+	cr_assert_eq(djmfs__journal_replay(vol, 1, 0, 0, count_mixed, &m, &info,
 					   &test_log), 0);
 	cr_expect_eq(m.bad, 0);
 	cr_expect_eq(m.small, 30001);
@@ -692,4 +903,133 @@ Test(journal, lone_writer_does_not_wait_for_the_window)
 	wait_durable(j, 2);
 	cr_expect_lt(now_ns() - t0, 1000000000u);
 	djmfs__journal_stop(j);
+}
+
+/* Both slots hold an image: gen 2 in slot 1, gen 3 in slot 0. */
+static void two_checkpoints(void)
+{
+	struct djmfs__journal *j = start(1, 0, 1);
+
+	append_range(j, 1, 3);
+	queue_checkpoint(j, "state two", 3);
+	append_range(j, 4, 5);
+	queue_checkpoint(j, "state three", 5);
+	djmfs__journal_stop(j);
+}
+
+/* Copies A and B of @slot hold the same header and image. */
+static void expect_slot_copies_agree(unsigned slot, size_t n)
+{
+	uint8_t *a = malloc(n), *b = malloc(n);
+
+	cr_assert_eq(djmfs__pread_full(vol->fd, a, n, vol->sb.ckpt_off[slot]),
+		     0);
+	cr_assert_eq(djmfs__pread_full(vol->fd, b, n,
+				       vol->sb.mckpt_off[slot]), 0);
+	cr_expect_eq(memcmp(a, b, n), 0, "slot %u", slot);
+	free(a);
+	free(b);
+}
+
+Test(journal, a_flip_in_either_copy_of_either_slot_is_repaired_from_the_other)
+{
+	static const char *img[2] = { "state three", "state two" };
+	static const uint64_t gen[2] = { 3, 2 };
+	struct djmfs__ckpt ck;
+	char want[320];
+
+	two_checkpoints();
+	for (unsigned k = 0; k < 8; k++) {
+		unsigned slot = k >> 2, copy = (k >> 1) & 1, image = k & 1;
+		uint64_t base = copy ? vol->sb.mckpt_off[slot]
+				     : vol->sb.ckpt_off[slot];
+
+		logbuf[0] = 0;
+		vol->repaired_ckpt = 0;
+		poke(base + (image ? 64 + 3 : 30), 0x04, 0);
+		cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0,
+			     "case %u: %s", k, logbuf);
+		cr_expect_eq(ck.gen, 3, "case %u", k);
+		cr_expect_eq(ck.slot, 0, "case %u", k);
+		cr_expect_eq(ck.img_len, strlen(img[0]));
+		cr_expect_eq(memcmp(ck.img, img[0], ck.img_len), 0);
+		free(ck.img);
+		cr_expect_eq(vol->repaired_ckpt, 1, "case %u", k);
+		cr_expect_eq(vol->ckpt_copy[slot][copy], DJMFS__COPY_REPAIRED);
+		cr_expect_eq(vol->ckpt_copy[slot][copy ^ 1], DJMFS__COPY_OK);
+		snprintf(want, sizeof(want), "%s: checkpoint slot %u (gen %llu) "
+			 "copy %c %s bad (CRC): rewritten from copy %c", path,
+			 slot, (unsigned long long)gen[slot], "AB"[copy],
+			 image ? "image" : "header", "BA"[copy]);
+		cr_expect_not_null(strstr(logbuf, want), "case %u: %s", k,
+				   logbuf);
+		expect_slot_copies_agree(slot, 64 + strlen(img[slot]));
+
+		/* Exact: a second load finds nothing to repair. */
+		vol->repaired_ckpt = 0;
+		cr_assert_eq(djmfs__ckpt_load(vol, &ck, NULL), 0);
+		free(ck.img);
+		cr_expect_eq(vol->repaired_ckpt, 0, "case %u again", k);
+	}
+}
+
+Test(journal, a_read_only_load_reports_a_bad_copy_and_leaves_it)
+{
+	struct djmfs__vol *ro;
+	struct djmfs__ckpt ck;
+	uint8_t b;
+
+	two_checkpoints();
+	poke(vol->sb.mckpt_off[0] + 64, 0x01, 0);
+	cr_assert_eq(djmfs__vol_open(&ro, path, DJMFS__VOL_RDONLY, NULL), 0);
+	cr_assert_eq(djmfs__ckpt_load(ro, &ck, &test_log), 0);
+	cr_expect_eq(ck.gen, 3);
+	free(ck.img);
+	cr_expect_eq(ro->repaired_ckpt, 0);
+	cr_expect_eq(ro->ckpt_copy[0][1], DJMFS__COPY_BAD);
+	cr_expect_not_null(strstr(logbuf, "slot 0 (gen 3) copy B image bad "
+				  "(CRC): not rewritten (read-only)"), "%s",
+			   logbuf);
+	djmfs__vol_close(ro);
+	cr_assert_eq(djmfs__pread_full(vol->fd, &b, 1,
+				       vol->sb.mckpt_off[0] + 64), 0);
+	cr_expect_eq(b, (uint8_t)('s' ^ 0x01));
+}
+
+Test(journal, a_blank_copy_of_a_written_slot_is_rewritten)
+{
+	struct djmfs__ckpt ck;
+
+	two_checkpoints();
+	poke(vol->sb.ckpt_off[1], 0, 64);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
+	free(ck.img);
+	cr_expect_eq(vol->repaired_ckpt, 1);
+	cr_expect_not_null(strstr(logbuf, "slot 1 (gen 2) copy A header bad "
+				  "(blank): rewritten from copy B"), "%s",
+			   logbuf);
+	expect_slot_copies_agree(1, 64 + strlen("state two"));
+}
+
+Test(journal, a_format_1_volume_keeps_one_copy_of_each_slot)
+{
+	struct djmfs__ckpt ck;
+
+	djmfs__vol_close(vol);
+	cr_assert_eq(djmfs_mkfs(path, 256 * MIB, 0,
+				DJMFS_MKFS_FORCE | DJMFS_MKFS_FORMAT1, NULL), 0);
+	cr_assert_eq(djmfs__vol_open(&vol, path, DJMFS__VOL_EXCL, NULL), 0);
+	cr_assert_eq(vol->sb.mckpt_off[0], 0);
+	two_checkpoints();
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
+	cr_expect_eq(ck.gen, 3);
+	free(ck.img);
+	cr_expect_eq(vol->ckpt_copy[0][0], DJMFS__COPY_OK);
+	cr_expect_eq(vol->ckpt_copy[0][1], DJMFS__COPY_NONE);
+	/* One bad copy is all it has: the older slot is loaded instead. */
+	poke(vol->sb.ckpt_off[0] + 64 + 1, 0x01, 0);
+	cr_assert_eq(djmfs__ckpt_load(vol, &ck, &test_log), 0);
+	cr_expect_eq(ck.gen, 2);
+	free(ck.img);
+	cr_expect_eq(vol->repaired_ckpt, 0);
 }

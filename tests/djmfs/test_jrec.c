@@ -13,13 +13,16 @@
 
 #define SEED 0x5EED1234u
 
-static struct djmfs__buf run_bytes, ext_bytes;
+static struct djmfs__buf run_bytes, ext_bytes, ck_bytes;
 static uint8_t meta_bytes[64];
 
 static void samples_init(void)
 {
 	djmfs__buf_init(&run_bytes);
 	djmfs__buf_init(&ext_bytes);
+	djmfs__buf_init(&ck_bytes);
+	for (unsigned i = 0; i < 48; i++)
+		djmfs__put_u32(&ck_bytes, 0x9e3779b9u * (i + 1));
 	for (unsigned i = 0; i < 4; i++)
 		djmfs__put_run(&run_bytes, 1000 + 10 * i, 2 * i + 1);
 	for (unsigned i = 0; i < 3; i++)
@@ -33,15 +36,24 @@ static void samples_fini(void)
 {
 	djmfs__buf_free(&run_bytes);
 	djmfs__buf_free(&ext_bytes);
+	djmfs__buf_free(&ck_bytes);
 }
 
-/* One representative record of @type (zeroed first, so padding is 0). */
+/* The type a record of volume type @t decodes as: a PUBLISH with sums
+ * is a PUBLISH whose has_ck is set. */
+static unsigned rec_type(unsigned t)
+{
+	return t == DJMFS_J_PUBLISH_CK ? DJMFS_J_PUBLISH : t;
+}
+
+/* One representative record of volume type @type (zeroed first, so
+ * padding is 0): PUBLISH_CK is a PUBLISH with sums. */
 static void sample(struct djmfs__jrec *r, unsigned type)
 {
 	memset(r, 0, sizeof(*r));
 	r->epoch = 3;
 	r->seq = 100 + type;
-	r->type = (uint16_t)type;
+	r->type = (uint16_t)rec_type(type);
 	r->ino = 17;
 	r->time_ns = 1700000000123456789ull;
 	if (type == DJMFS_J_FILE_CREATE)
@@ -53,7 +65,7 @@ static void sample(struct djmfs__jrec *r, unsigned type)
 		if (type == DJMFS_J_OBJ_CREATE)
 			strcpy(r->u.obj.name, "video");
 	}
-	if (type == DJMFS_J_PUBLISH) {
+	if (rec_type(type) == DJMFS_J_PUBLISH) {
 		struct djmfs__publish *p = &r->u.publish;
 
 		p->base_version = 41;
@@ -67,6 +79,14 @@ static void sample(struct djmfs__jrec *r, unsigned type)
 		p->objs[1].size = 3 << 20;
 		p->objs[1].ext.p = ext_bytes.p;
 		p->objs[1].ext.n = 3;
+		if (type == DJMFS_J_PUBLISH_CK) {
+			p->has_ck = 1;
+			p->objs[1].size += 1000;
+			p->objs[1].ck_first = 0;
+			p->objs[1].ck.p = ck_bytes.p;
+			p->objs[1].ck.n = 48;
+			p->objs[1].last_ck = 0xabcdef01u;
+		}
 	}
 	if (type == DJMFS_J_RESERVE || type == DJMFS_J_RELEASE) {
 		r->u.runs.p = run_bytes.p;
@@ -89,10 +109,15 @@ static void assert_same_rec(const struct djmfs__jrec *a,
 			struct djmfs__pub_obj *q = &y.u.publish.objs[i];
 
 			cr_assert_eq(o->ext.n, q->ext.n);
+			cr_assert_eq(o->ck.n, q->ck.n);
 			cr_assert_eq(o->meta_len, q->meta_len);
 			if (o->ext.n)
 				cr_assert_eq(memcmp(o->ext.p, q->ext.p,
 						    o->ext.n * DJMFS_EXT_WIRE), 0);
+			if (o->ck.n)
+				cr_assert_eq(memcmp(o->ck.p, q->ck.p,
+						    o->ck.n * DJMFS_CK_WIRE), 0);
+			o->ck.p = q->ck.p = NULL;
 			if (o->meta_len)
 				cr_assert_eq(memcmp(o->meta, q->meta,
 						    o->meta_len), 0);
@@ -168,6 +193,41 @@ Test(jrec, every_type_round_trips)
 		djmfs__buf_free(&a);
 		djmfs__buf_free(&b);
 	}
+}
+
+Test(jrec, a_publish_with_sums_has_its_own_type_and_the_first_format_stays)
+{
+	static struct djmfs__jrec r, d;
+	struct djmfs__buf a, b;
+	size_t used;
+
+	/* With sums: written as PUBLISH_CK, read back as a PUBLISH. */
+	sample(&r, DJMFS_J_PUBLISH_CK);
+	encode(&r, SEED, &a);
+	cr_assert_eq(djmfs__le32(a.p + 24) & 0xffff, DJMFS_J_PUBLISH_CK);
+	cr_assert_eq(decode_exact(a.p, a.len, SEED, &used), 0);
+	cr_assert_eq(djmfs__jrec_decode(a.p, a.len, SEED, &d, &used), 0);
+	cr_assert_eq(d.type, DJMFS_J_PUBLISH);
+	cr_assert_eq(d.u.publish.has_ck, 1);
+	cr_assert_eq(d.u.publish.objs[1].ck.n, 48);
+	cr_assert_eq(djmfs__ckv_at(d.u.publish.objs[1].ck, 47),
+		     0x9e3779b9u * 48);
+	cr_assert_eq(d.u.publish.objs[1].last_ck, 0xabcdef01u);
+	/* The first format (as written before sums): type PUBLISH, the
+	 * objects end with has_meta; it still decodes, without sums. */
+	sample(&r, DJMFS_J_PUBLISH);
+	encode(&r, SEED, &b);
+	cr_assert_eq(djmfs__le32(b.p + 24) & 0xffff, DJMFS_J_PUBLISH);
+	cr_assert_eq(b.len, a.len - 2 * 12 - 48 * 4);
+	cr_assert_eq(djmfs__jrec_decode(b.p, b.len, SEED, &d, &used), 0);
+	cr_assert_eq(d.type, DJMFS_J_PUBLISH);
+	cr_assert_eq(d.u.publish.has_ck, 0);
+	cr_assert_eq(d.u.publish.objs[1].size, 3 << 20);
+	/* A record cannot ask for the volume type itself. */
+	r.type = DJMFS_J_PUBLISH_CK;
+	cr_assert_eq(djmfs__jrec_encode(&b, SEED, &r), -EINVAL);
+	djmfs__buf_free(&a);
+	djmfs__buf_free(&b);
 }
 
 Test(jrec, type_names_cover_every_type)
@@ -271,7 +331,7 @@ Test(jrec, records_decode_in_sequence)
 		cr_assert_eq(djmfs__jrec_decode(b.p + off, b.len - off, SEED, &r,
 						&used),
 			     0);
-		cr_assert_eq(r.type, t);
+		cr_assert_eq(r.type, rec_type(t));
 		cr_assert_eq(r.seq, 100 + t);
 		cr_assert_eq(off + used, ends[t]);
 		off += used;

@@ -783,9 +783,9 @@ Test(meta, load_rejects_truncated_and_garbled_images)
 	copy[0] ^= 1;
 	cr_assert_eq(djmfs__meta_load(m2, copy, a.len, 1), -EBADMSG, "magic");
 	copy[0] ^= 1;
-	copy[4] = 2;
+	copy[4] = 3;
 	cr_assert_eq(djmfs__meta_load(m2, copy, a.len, 1), -EBADMSG, "version");
-	copy[4] = 1;
+	copy[4] = 2;
 	memset(copy + 16, 0xff, 8); /* n_files */
 	cr_assert_eq(djmfs__meta_load(m2, copy, a.len, 1), -EBADMSG, "files");
 	expect_empty(m2);
@@ -1174,4 +1174,198 @@ Test(meta, skipping_a_refused_record_lets_later_ones_apply)
 	cr_assert_eq(file_create(2, "b"), 0); /* seq 3 */
 	cr_assert_eq(djmfs__meta_seq(M), 3);
 	cr_assert_not_null(wfile("b"));
+}
+
+/* ---- data checksums ---- */
+
+#define CKB DJMFS_CK_BLOCK
+
+/* A PUBLISH with sums of DATA object @id: @n sums from cblock
+ * @ck_first (values first_val, first_val + 1, ...), then @last_ck. */
+static int pubck(uint64_t ino, uint64_t base, uint32_t id, uint64_t size,
+		 uint64_t off, uint64_t len, uint32_t ck_first, uint32_t n,
+		 uint32_t first_val, uint32_t last_ck)
+{
+	struct djmfs__jrec r = { .type = DJMFS_J_PUBLISH, .ino = ino,
+				 .time_ns = 666 };
+	struct djmfs__pub_obj *o = &r.u.publish.objs[0];
+	struct djmfs__buf x, c;
+	int err;
+
+	djmfs__buf_init(&x);
+	djmfs__buf_init(&c);
+	if (len)
+		djmfs__put_ext(&x, off, len);
+	for (uint32_t k = 0; k < n; k++)
+		djmfs__put_u32(&c, first_val + k);
+	r.u.publish.has_ck = 1;
+	r.u.publish.base_version = base;
+	r.u.publish.n_objs = 1;
+	o->obj_id = id;
+	o->size = size;
+	o->ext.p = x.p;
+	o->ext.n = len ? 1 : 0;
+	o->ck_first = ck_first;
+	o->ck.p = c.p;
+	o->ck.n = n;
+	o->last_ck = last_ck;
+	err = apply(&r);
+	djmfs__buf_free(&x);
+	djmfs__buf_free(&c);
+	return err;
+}
+
+Test(meta, publish_keeps_sums_per_cblock_and_versions_see_their_own)
+{
+	const struct djmfs__file *f1;
+	const struct djmfs__obj *o;
+
+	std_file();
+	cr_assert_eq(RESERVE(1, 0, 4), 0);
+	/* 2.5 cblocks: two sums, the half one as last_ck. */
+	cr_assert_eq(pubck(1, 3, 1, 2 * CKB + CKB / 2, AT(0, 0), 3 * CKB, 0,
+			   2, 100, 0xaaaa), 0);
+	f1 = djmfs__file_ref(wfile("f"));
+	/* To 4 cblocks exactly: ck_first 2, two more sums, no last. */
+	cr_assert_eq(pubck(1, 4, 1, 4 * CKB, AT(0, 3 * CKB), CKB, 2, 2, 200,
+			   0), 0);
+	o = djmfs__file_obj(wfile("f"), 1);
+	cr_assert_eq(o->n_ck, 4);
+	cr_assert_eq(djmfs__obj_ck(o, 1), 101);
+	cr_assert_eq(djmfs__obj_ck(o, 2), 200);
+	cr_assert_eq(djmfs__obj_ck(o, 3), 201);
+	cr_assert_eq(o->last_ck, 0);
+	cr_assert_eq(o->ck_flags, 0);
+	/* The older version still sees two sums and its own last one. */
+	o = djmfs__file_obj(f1, 1);
+	cr_assert_eq(o->n_ck, 2);
+	cr_assert_eq(o->last_ck, 0xaaaa);
+	djmfs__file_unref(f1);
+}
+
+Test(meta, publish_refuses_sums_that_do_not_match_the_sizes)
+{
+	std_file();
+	cr_assert_eq(RESERVE(1, 0, 4), 0);
+	/* ck_first not the old size's cblock. */
+	cr_assert_eq(pubck(1, 3, 1, 2 * CKB, AT(0, 0), 2 * CKB, 1, 1, 1, 0),
+		     -EINVAL);
+	/* One sum short, one too many. */
+	cr_assert_eq(pubck(1, 3, 1, 2 * CKB, AT(0, 0), 2 * CKB, 0, 1, 1, 0),
+		     -EINVAL);
+	cr_assert_eq(pubck(1, 3, 1, 2 * CKB, AT(0, 0), 2 * CKB, 0, 3, 1, 0),
+		     -EINVAL);
+	/* A last sum at a cblock boundary. */
+	cr_assert_eq(pubck(1, 3, 1, 2 * CKB, AT(0, 0), 2 * CKB, 0, 2, 1, 7),
+		     -EINVAL);
+	/* Sums for a META object. */
+	{
+		struct djmfs__jrec r = { .type = DJMFS_J_PUBLISH, .ino = 1 };
+		struct djmfs__pub_obj *o = &r.u.publish.objs[0];
+
+		r.u.publish.has_ck = 1;
+		r.u.publish.base_version = 3;
+		r.u.publish.n_objs = 1;
+		o->obj_id = 2;
+		o->size = 2;
+		o->has_meta = 1;
+		o->meta = (const uint8_t *)"hi";
+		o->meta_len = 2;
+		o->last_ck = 5;
+		cr_assert_eq(apply(&r), -EINVAL);
+		o->last_ck = 0;
+		cr_assert_eq(apply(&r), 0);
+	}
+	cr_assert_eq(djmfs__meta_seq(M), 6);
+	cr_assert_eq(pubck(1, 4, 1, 2 * CKB, AT(0, 0), 2 * CKB, 0, 2, 1, 0),
+		     0);
+}
+
+Test(meta, a_publish_without_sums_stops_the_objects_sums)
+{
+	const struct djmfs__obj *o;
+
+	std_file();
+	cr_assert_eq(RESERVE(1, 0, 4), 0);
+	cr_assert_eq(pubck(1, 3, 1, CKB + 10, AT(0, 0), 2 * CKB, 0, 1, 9, 3),
+		     0);
+	/* A record of the first format (no sums) grows it. */
+	cr_assert_eq(pub1(1, 4, 1, 3 * CKB, AT(0, 2 * CKB), CKB), 0);
+	o = djmfs__file_obj(wfile("f"), 1);
+	cr_assert_eq(o->ck_flags, DJMFS_OBJ_CK_GAP);
+	cr_assert_eq(o->n_ck, 1);
+	/* Later sums are checked against the sizes but not kept. */
+	cr_assert_eq(pubck(1, 5, 1, 4 * CKB, AT(0, 3 * CKB), CKB, 3, 1, 50, 0),
+		     0);
+	o = djmfs__file_obj(wfile("f"), 1);
+	cr_assert_eq(o->n_ck, 1);
+	cr_assert_eq(djmfs__obj_ck(o, 0), 9);
+	/* A fresh object published without sums but with no bytes has
+	 * none to lose. */
+	cr_assert_eq(pub1(1, 6, 3, 0, 0, 0), 0);
+	cr_assert_eq(djmfs__file_obj(wfile("f"), 3)->ck_flags, 0);
+}
+
+Test(meta, sums_survive_an_image_and_a_first_format_image_is_unverified)
+{
+	struct djmfs__meta *m2 = mk_meta(NAUS);
+	struct djmfs__buf a, v1;
+	const struct djmfs__obj *o;
+
+	std_file();
+	cr_assert_eq(RESERVE(1, 0, 4), 0);
+	cr_assert_eq(pubck(1, 3, 1, 2 * CKB + 5, AT(0, 0), 3 * CKB, 0, 2, 70,
+			   0x5555), 0);
+	djmfs__buf_init(&a);
+	cr_assert_eq(djmfs__meta_serialize(M, &a), 0);
+	cr_assert_eq(djmfs__meta_load(m2, a.p, a.len, 9), 0);
+	o = djmfs__file_obj(djmfs__root_find(djmfs__meta_working(m2), "f"), 1);
+	cr_assert_eq(o->n_ck, 2);
+	cr_assert_eq(djmfs__obj_ck(o, 1), 71);
+	cr_assert_eq(o->last_ck, 0x5555);
+	cr_assert_eq(o->ck_flags, 0);
+
+	/* The same state as image version 1 wrote it: no sum fields. */
+	djmfs__buf_init(&v1);
+	djmfs__put_u32(&v1, 0x494d4a44u);
+	djmfs__put_u32(&v1, 1);
+	djmfs__put_u64(&v1, 2);
+	djmfs__put_u64(&v1, 1);
+	djmfs__put_u64(&v1, 1);
+	djmfs__put_str(&v1, "f");
+	djmfs__put_u64(&v1, 4);
+	djmfs__put_u32(&v1, 0);
+	djmfs__put_u64(&v1, 1);
+	djmfs__put_u64(&v1, 2);
+	djmfs__put_u32(&v1, 3);
+	djmfs__put_u32(&v1, 2);
+	djmfs__put_u32(&v1, 1); /* a DATA object with bytes */
+	djmfs__put_u32(&v1, DATA);
+	djmfs__put_str(&v1, "data");
+	djmfs__put_u64(&v1, 5000);
+	djmfs__put_u32(&v1, 1);
+	djmfs__put_u64(&v1, AT(0, 0));
+	djmfs__put_u64(&v1, 8192);
+	djmfs__put_u32(&v1, 0);
+	djmfs__put_u32(&v1, 2); /* an empty one */
+	djmfs__put_u32(&v1, DATA);
+	djmfs__put_str(&v1, "new");
+	djmfs__put_u64(&v1, 0);
+	djmfs__put_u32(&v1, 0);
+	djmfs__put_u32(&v1, 0);
+	djmfs__put_u32(&v1, 0); /* no reservations */
+	cr_assert_eq(v1.err, 0);
+	cr_assert_eq(djmfs__meta_load(m2, v1.p, v1.len, 3), 0);
+	o = djmfs__file_obj(djmfs__root_find(djmfs__meta_working(m2), "f"), 1);
+	cr_assert_eq(o->ck_flags, DJMFS_OBJ_CK_GAP);
+	cr_assert_eq(o->n_ck, 0);
+	cr_assert_eq(o->size, 5000);
+	o = djmfs__file_obj(djmfs__root_find(djmfs__meta_working(m2), "f"), 2);
+	cr_assert_eq(o->ck_flags, 0);
+	/* Read as version 2 it is short of the sum fields. */
+	v1.p[4] = 2;
+	cr_assert_eq(djmfs__meta_load(m2, v1.p, v1.len, 3), -EBADMSG);
+	djmfs__buf_free(&a);
+	djmfs__buf_free(&v1);
+	djmfs__meta_free(m2);
 }

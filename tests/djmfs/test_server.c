@@ -26,6 +26,7 @@
 #include "djmfs_store.h"
 #include "djmfs_server.h"
 #include "djmfs_srv.h"
+#include "djmfs_volio.h"
 
 #define LEASE_MS 300
 #define SNAP_MAX_MS 500
@@ -638,7 +639,64 @@ Test(server, reports_counters_in_stats)
 	cr_assert_eq(a.m.u.stats_resp.sessions, 1);
 	cr_assert_gt(a.m.u.stats_resp.lock_busy_ns, 0);
 	cr_assert_gt(a.m.u.stats_resp.uptime_ns, 0);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_journal, 0);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_checkpoint, 0);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_superblock, 0);
 	tc_close(&a);
+}
+
+/* Flips one byte of the volume file. */
+static void flip_at(uint64_t off)
+{
+	struct djmfs__vol *v;
+	uint8_t b;
+
+	cr_assert_eq(djmfs__vol_open(&v, T.vol, 0, NULL), 0);
+	cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, off), 0);
+	b ^= 0x20;
+	cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, off), 0);
+	djmfs__vol_close(v);
+}
+
+Test(server, boot_rewrites_a_bad_copy_of_the_metadata_and_counts_it)
+{
+	const struct djmfs__boot_info *bi;
+	struct djmfs__vol *v;
+	struct djmfs__ckpt ck;
+	struct tc a;
+	char want[256];
+
+	srv_stop();
+	cr_assert_eq(djmfs__vol_open(&v, T.vol, DJMFS__VOL_RDONLY, NULL), 0);
+	cr_assert_eq(djmfs__ckpt_load(v, &ck, NULL), 0);
+	free(ck.img);
+	flip_at(v->sb.mckpt_off[ck.slot] + 64 + 1); /* copy B's image */
+	djmfs__vol_close(v);
+	flip_at(40); /* superblock copy 0 */
+
+	srv_start();
+	bi = djmfs__server_boot_info(T.s);
+	cr_assert_eq(bi->repaired_sb, 1);
+	cr_assert_eq(bi->repaired_ckpt, 1);
+	cr_assert(log_has("superblock copy 0 bad (CRC): rewritten from "
+			  "copy 1"), "%s", log_text);
+	snprintf(want, sizeof(want), "checkpoint slot %u (gen %llu) copy B "
+		 "image bad (CRC): rewritten from copy A", ck.slot,
+		 (unsigned long long)ck.gen);
+	cr_assert(log_has(want), "%s", log_text);
+	tc_open(&a, "stats");
+	req(&a, DJMFS_OP_STATS);
+	cr_assert_eq(rpc(&a), 0);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_checkpoint, 1);
+	cr_assert_eq(a.m.u.stats_resp.meta_repairs_superblock, 1);
+	tc_close(&a);
+
+	/* Repaired exactly: the next boot finds nothing. */
+	srv_stop();
+	srv_start();
+	bi = djmfs__server_boot_info(T.s);
+	cr_assert_eq(bi->repaired_sb, 0);
+	cr_assert_eq(bi->repaired_ckpt, 0);
 }
 
 Test(server, lists_names_by_prefix_in_pages)
@@ -1186,4 +1244,158 @@ Test(server, quarantines_a_file_whose_map_fails_its_check)
 	cr_assert_eq(a.m.u.df_resp.quarantined, 1);
 	cr_assert_eq(op_open(&a, "bad", DJMFS_O_READ, NULL), -EUCLEAN);
 	tc_close(&a);
+}
+
+/* Bytes of both checkpoint slots' headers, to prove a boot wrote none. */
+static void read_slot_heads(uint8_t out[2][64])
+{
+	struct djmfs__vol *v;
+
+	cr_assert_eq(djmfs__vol_open(&v, T.vol, DJMFS__VOL_RDONLY, NULL), 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(djmfs__pread_full(v->fd, out[i], 64,
+					       v->sb.ckpt_off[i]), 0);
+	djmfs__vol_close(v);
+}
+
+static void flip_journal_byte(uint64_t off)
+{
+	struct djmfs__vol *v;
+	uint8_t b;
+
+	cr_assert_eq(djmfs__vol_open(&v, T.vol, DJMFS__VOL_EXCL, NULL), 0);
+	for (int c = 0; c < 2; c++) { /* both copies: beyond repair */
+		uint64_t at = (c ? v->sb.mj_off : v->sb.journal_off) + off;
+
+		if (c && !v->sb.mj_off)
+			break;
+		cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, at), 0);
+		b ^= 0x20;
+		cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, at), 0);
+	}
+	djmfs__vol_close(v);
+}
+
+Test(server, refuses_a_damaged_journal_and_salvages_only_when_asked)
+{
+	const struct djmfs__boot_info *bi;
+	uint32_t h = 0, mid = 0, did = 0, h2 = 0, mid2 = 0, did2 = 0;
+	struct djmfs_server_opts o;
+	struct djmfs_server *s = NULL;
+	uint8_t before[2][64], after[2][64];
+	struct tc a;
+	uint64_t v2;
+	pid_t pid;
+
+	/* Two files written by a server that dies: its journal holds every
+	 * record of both. */
+	srv_stop();
+	pid = crashable_server();
+	wait_for_socket();
+	tc_open(&a, "doomed");
+	make_file(&a, "first", &h, &mid, &did);
+	write_some(&a, h, mid, did, 2, "one");
+	make_file(&a, "second", &h2, &mid2, &did2);
+	v2 = write_some(&a, h2, mid2, did2, 2, "two");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	tc_close(&a);
+
+	/* One bit of the epoch's first record (creating "first"). */
+	flip_journal_byte(40);
+	read_slot_heads(before);
+	srv_opts(&o);
+	cr_assert_eq(djmfs_server_new(&s, &o), -EUCLEAN);
+	cr_assert(log_has("not serving: journal damaged at offset 0"));
+	cr_assert(log_has("going on would lose"));
+	cr_assert(log_has("--salvage"));
+	read_slot_heads(after);
+	cr_assert_eq(memcmp(before, after, sizeof(before)), 0,
+		     "a refused boot wrote a checkpoint");
+	/* Refused again: nothing changed on the volume. */
+	cr_assert_eq(djmfs_server_new(&s, &o), -EUCLEAN);
+
+	/* The operator's choice: "second" is intact, "first" is lost. */
+	o.flags = DJMFS_SERVER_SALVAGE;
+	cr_assert_eq(djmfs_server_new(&T.s, &o), 0);
+	cr_assert_eq(pthread_create(&T.th, NULL, srv_thread, NULL), 0);
+	T.running = 1;
+	bi = djmfs__server_boot_info(T.s);
+	cr_assert_eq(bi->salvaged, 1);
+	cr_assert_eq(bi->journal_end, DJMFS__JEND_DAMAGED);
+	cr_assert(log_has("salvage: journal damaged"));
+	tc_open(&a, "after");
+	cr_assert_eq(op_name(&a, DJMFS_OP_STAT, "second"), 0);
+	cr_assert_eq(a.m.u.snap_resp.version, v2);
+	cr_assert_eq(snap_obj(&a.m.u.snap_resp, did2)->size, 8192);
+	cr_assert_eq(op_name(&a, DJMFS_OP_STAT, "first"), -ENOENT);
+	tc_close(&a);
+	/* The salvage was made permanent: a plain boot now serves. */
+	srv_stop();
+	srv_start();
+	tc_open(&a, "later");
+	cr_assert_eq(op_name(&a, DJMFS_OP_STAT, "second"), 0);
+	tc_close(&a);
+}
+
+Test(server, refuses_a_checkpoint_the_journal_proves_stale)
+{
+	uint32_t h = 0, mid = 0, did = 0;
+	struct djmfs_server_opts o;
+	struct djmfs_server *s = NULL;
+	struct djmfs__vol *v;
+	struct djmfs__ckpt ck;
+	struct tc a;
+	uint8_t b;
+	pid_t pid;
+
+	srv_stop();
+	pid = crashable_server();
+	wait_for_socket();
+	tc_open(&a, "doomed");
+	make_file(&a, "rec", &h, &mid, &did);
+	write_some(&a, h, mid, did, 2, "x");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	tc_close(&a);
+
+	/* A bit of the newest checkpoint's image: the older slot loads,
+	 * but the journal holds records of the newer epoch. */
+	cr_assert_eq(djmfs__vol_open(&v, T.vol, DJMFS__VOL_EXCL, NULL), 0);
+	cr_assert_eq(djmfs__ckpt_load(v, &ck, NULL), 0);
+	cr_assert_gt(ck.img_len, 8);
+	for (int c = 0; c < 2; c++) { /* in both copies */
+		uint64_t at = c ? v->sb.mckpt_off[ck.slot]
+				: v->sb.ckpt_off[ck.slot];
+
+		if (!at)
+			continue;
+		cr_assert_eq(djmfs__pread_full(v->fd, &b, 1, at + 64 + 4), 0);
+		b ^= 1;
+		cr_assert_eq(djmfs__pwrite_full(v->fd, &b, 1, at + 64 + 4),
+			     0);
+	}
+	free(ck.img);
+	djmfs__vol_close(v);
+
+	srv_opts(&o);
+	cr_assert_eq(djmfs_server_new(&s, &o), -EUCLEAN);
+	cr_assert(log_has("is not the newest: the journal holds records of "
+			  "epoch 3"));
+	/* What gen 3 held plus its epoch is lost to a salvage; refusing
+	 * keeps the operator's choice. */
+	o.flags = DJMFS_SERVER_SALVAGE;
+	cr_assert_eq(djmfs_server_new(&T.s, &o), 0);
+	T.running = 0;
+	cr_assert_eq(djmfs__server_boot_info(T.s)->journal_end,
+		     DJMFS__JEND_STALE_CKPT);
+	/* Never a generation already used: 3's epoch lies in the journal. */
+	cr_assert_eq(djmfs__server_boot_info(T.s)->max_epoch, 3);
+	djmfs_server_free(T.s);
+	T.s = NULL;
+	cr_assert_eq(djmfs__vol_open(&v, T.vol, DJMFS__VOL_RDONLY, NULL), 0);
+	cr_assert_eq(djmfs__ckpt_load(v, &ck, NULL), 0);
+	cr_assert_eq(ck.gen, 4);
+	free(ck.img);
+	djmfs__vol_close(v);
 }

@@ -63,28 +63,48 @@ TestSuite(volume, .init = setup, .fini = teardown);
 struct layout_case {
 	uint64_t size;
 	uint32_t au;
-	uint64_t journal_len, ckpt_len, data_off, n_aus;
+	unsigned version;
+	uint64_t journal_len, ckpt_len, data_off, n_aus, mirror_off;
 };
 
 Test(volume, layout_scales_metadata_with_the_volume)
 {
 	static const struct layout_case cases[] = {
-		{ 20 * MIB, 0, MIB, MIB, 4 * MIB, 16 },
-		{ 100000000, 64 << 10, MIB, MIB, 4 * MIB,
-		  (100000000 - 4 * MIB) / (64 << 10) },
-		{ 1024 * MIB, MIB, 16 * MIB, 16 * MIB, 49 * MIB, 975 },
-		{ 100 * 1024 * MIB, MIB, 64 * MIB, 128 * MIB, 321 * MIB,
-		  102400 - 321 },
-		{ 100 * 1024 * MIB, 64 << 20, 64 * MIB, 128 * MIB, 384 * MIB,
-		  (102400 - 384) / 64 },
+		{ 20 * MIB, 0, 1, MIB, MIB, 4 * MIB, 16, 0 },
+		{ 24 * MIB, 0, 2, MIB, MIB, 4 * MIB, 16, 20 * MIB },
+		{ 100000000, 64 << 10, 1, MIB, MIB, 4 * MIB,
+		  (100000000 - 4 * MIB) / (64 << 10), 0 },
+		/* Copy B starts where it ends at the last whole MiB. */
+		{ 100000000, 64 << 10, 2, MIB, MIB, 4 * MIB, 87 * 16,
+		  91 * MIB },
+		{ 1024 * MIB, MIB, 1, 16 * MIB, 16 * MIB, 49 * MIB, 975, 0 },
+		{ 1024 * MIB, MIB, 2, 16 * MIB, 16 * MIB, 49 * MIB, 926,
+		  975 * MIB },
+		{ 100 * 1024 * MIB, MIB, 1, 64 * MIB, 128 * MIB, 321 * MIB,
+		  102400 - 321, 0 },
+		{ 100 * 1024 * MIB, MIB, 2, 64 * MIB, 128 * MIB, 321 * MIB,
+		  102400 - 642, (102400 - 321) * MIB },
+		{ 100 * 1024 * MIB, 64 << 20, 1, 64 * MIB, 128 * MIB,
+		  384 * MIB, (102400 - 384) / 64, 0 },
+		{ 100 * 1024 * MIB, 64 << 20, 2, 64 * MIB, 128 * MIB,
+		  384 * MIB, (102400 - 321 - 384) / 64, (102400 - 321) * MIB },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct layout_case *c = &cases[i];
 		struct djmfs__sb sb;
 
-		cr_assert_eq(djmfs__sb_layout(&sb, c->size, c->au), 0,
+		cr_assert_eq(djmfs__sb_layout_format(&sb, c->size, c->au,
+						     c->version), 0,
 			     "case %zu", i);
+		cr_expect_eq(sb.version, c->version, "case %zu", i);
+		cr_expect_eq(sb.mirror_off, c->mirror_off, "case %zu", i);
+		cr_expect_eq(sb.mj_off, c->mirror_off ? c->mirror_off + MIB : 0,
+			     "case %zu", i);
+		cr_expect_eq(sb.mckpt_off[1], c->mirror_off ?
+			     c->mirror_off + sb.ckpt_off[1] : 0, "case %zu", i);
+		cr_expect_eq(sb.features, c->version == 2 ?
+			     DJMFS_FEAT_META_MIRROR : 0u, "case %zu", i);
 		cr_expect_eq(sb.journal_off, MIB);
 		cr_expect_eq(sb.journal_len, c->journal_len, "case %zu", i);
 		cr_expect_eq(sb.ckpt_len, c->ckpt_len, "case %zu", i);
@@ -117,11 +137,18 @@ Test(volume, layout_needs_sixteen_data_units)
 
 	cr_expect_eq(djmfs__sb_layout(&sb, 0, 0), -ENOSPC);
 	cr_expect_eq(djmfs__sb_layout(&sb, MIB, 0), -ENOSPC);
-	cr_expect_eq(djmfs__sb_layout(&sb, 20 * MIB - 1, 0), -ENOSPC);
-	cr_expect_eq(djmfs__sb_layout(&sb, 20 * MIB, 0), 0);
+	cr_expect_eq(djmfs__sb_layout_format(&sb, 20 * MIB - 1, 0, 1),
+		     -ENOSPC);
+	cr_expect_eq(djmfs__sb_layout_format(&sb, 20 * MIB, 0, 1), 0);
+	/* Copy B takes as much again as the front's metadata. */
+	cr_expect_eq(djmfs__sb_layout(&sb, 24 * MIB - 1, 0), -ENOSPC);
+	cr_expect_eq(djmfs__sb_layout(&sb, 24 * MIB, 0), 0);
 	/* Large units push the data area out and take more room. */
-	cr_expect_eq(djmfs__sb_layout(&sb, 64 * MIB, 4 << 20), -ENOSPC);
-	cr_expect_eq(djmfs__sb_layout(&sb, 68 * MIB, 4 << 20), 0);
+	cr_expect_eq(djmfs__sb_layout_format(&sb, 64 * MIB, 4 << 20, 1),
+		     -ENOSPC);
+	cr_expect_eq(djmfs__sb_layout_format(&sb, 68 * MIB, 4 << 20, 1), 0);
+	cr_expect_eq(djmfs__sb_layout(&sb, 72 * MIB - 1, 4 << 20), -ENOSPC);
+	cr_expect_eq(djmfs__sb_layout(&sb, 72 * MIB, 4 << 20), 0);
 }
 
 static void sample_sb(struct djmfs__sb *sb)
@@ -145,6 +172,28 @@ Test(volume, superblock_round_trips)
 	cr_expect_eq(djmfs__sb_seed(&sb), djmfs__crc32c(0, sb.uuid, 16));
 }
 
+Test(volume, superblock_of_format_1_round_trips_without_copy_b)
+{
+	struct djmfs__sb sb, back;
+	uint8_t raw[DJMFS_SB_SIZE];
+
+	cr_assert_eq(djmfs__sb_layout_format(&sb, 1024 * MIB, 0, 1), 0);
+	sb.created_ns = 42;
+	djmfs__sb_encode(&sb, raw);
+	/* The format 1 CRC sits at 112 and nothing follows it. */
+	cr_expect_eq(djmfs__le32(raw + 112), djmfs__crc32c(0, raw, 112));
+	for (size_t i = 116; i < 256; i++)
+		cr_assert_eq(raw[i], 0, "byte %zu", i);
+	cr_assert_eq(djmfs__sb_decode(raw, sizeof(raw), &back), 0);
+	cr_expect_eq(memcmp(&sb, &back, sizeof(sb)), 0);
+	cr_expect_eq(back.version, 1);
+	cr_expect_eq(back.mirror_off, 0);
+	cr_expect_eq(back.mj_off, 0);
+	cr_expect_eq(back.mckpt_off[0], 0);
+	cr_expect_eq(back.mckpt_off[1], 0);
+	cr_expect_eq(djmfs__sb_ncopies(&back), 1);
+}
+
 Test(volume, every_corrupted_field_byte_fails_the_crc)
 {
 	struct djmfs__sb sb, back;
@@ -152,8 +201,8 @@ Test(volume, every_corrupted_field_byte_fails_the_crc)
 
 	sample_sb(&sb);
 	djmfs__sb_encode(&sb, raw);
-	/* Fields and CRC span bytes 0..115; flip each bit of each. */
-	for (size_t i = 0; i < 116; i++) {
+	/* Fields and CRC span bytes 0..255; flip each bit of each. */
+	for (size_t i = 0; i < 256; i++) {
 		for (int bit = 0; bit < 8; bit++) {
 			raw[i] ^= (uint8_t)(1u << bit);
 			cr_assert_neq(djmfs__sb_decode(raw, sizeof(raw), &back),
@@ -209,9 +258,15 @@ Test(volume, mkfs_makes_a_sparse_volume_with_an_empty_checkpoint)
 	cr_assert_eq(stat(path, &st), 0);
 	cr_expect_eq((uint64_t)st.st_size, 1024 * MIB);
 	cr_expect_eq(st.st_mode & 0777, 0644);
-	cr_expect_lt((uint64_t)st.st_blocks * 512, 4 * MIB, "%lld blocks",
+	/* Both metadata copies (49 MiB each) are allocated, the data area
+	 * is not. */
+	cr_expect_geq((uint64_t)st.st_blocks * 512, 98 * MIB, "%lld blocks",
+		      (long long)st.st_blocks);
+	cr_expect_lt((uint64_t)st.st_blocks * 512, 100 * MIB, "%lld blocks",
 		     (long long)st.st_blocks);
-	cr_expect_not_null(strstr(logbuf, "975 units"), "%s", logbuf);
+	cr_expect_not_null(strstr(logbuf, "926 units"), "%s", logbuf);
+	cr_expect_not_null(strstr(logbuf, "second copy of the metadata (49 "
+				  "MiB) at 1022361600"), "%s", logbuf);
 
 	cr_assert_eq(djmfs__vol_open(&v, path, DJMFS__VOL_EXCL, &test_log), 0);
 	cr_assert_eq(djmfs__sb_layout(&want, 1024 * MIB, 0), 0);
@@ -372,4 +427,186 @@ Test(volume, mkfs_preallocate_allocates_the_whole_file)
 	cr_assert_eq(djmfs__vol_open(&v, path, DJMFS__VOL_EXCL, NULL), 0);
 	cr_expect_eq(v->sb.vol_size, 64 * MIB);
 	djmfs__vol_close(v);
+}
+
+/* ------------------------------------------------------------------ */
+/* Superblock copies                                                    */
+/* ------------------------------------------------------------------ */
+
+static void flip(uint64_t off)
+{
+	uint8_t b;
+	int fd = open(path, O_RDWR);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(djmfs__pread_full(fd, &b, 1, off), 0);
+	b ^= 0x10;
+	cr_assert_eq(djmfs__pwrite_full(fd, &b, 1, off), 0);
+	close(fd);
+}
+
+static void read_raw(uint64_t off, uint8_t raw[DJMFS_SB_SIZE])
+{
+	int fd = open(path, O_RDONLY);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(djmfs__pread_full(fd, raw, DJMFS_SB_SIZE, off), 0);
+	close(fd);
+}
+
+/* The three copies hold one superblock: same bytes but copy and CRC. */
+static void expect_copies_agree(const struct djmfs__sb *sb)
+{
+	uint8_t raw[DJMFS_SB_COPIES][DJMFS_SB_SIZE];
+	struct djmfs__sb back;
+
+	for (unsigned i = 0; i < DJMFS_SB_COPIES; i++) {
+		read_raw(djmfs__sb_copy_off(sb, i), raw[i]);
+		cr_assert_eq(djmfs__sb_decode(raw[i], DJMFS_SB_SIZE, &back), 0,
+			     "copy %u", i);
+		cr_expect_eq(back.copy, i);
+		cr_expect_eq(memcmp(raw[i], raw[0], 124), 0, "copy %u", i);
+		cr_expect_eq(memcmp(raw[i] + 128, raw[0] + 128, 124), 0,
+			     "copy %u", i);
+	}
+}
+
+/* Opens writable; returns the copies rewritten. */
+static uint64_t open_repairs(struct djmfs__sb *sb, unsigned flags)
+{
+	struct djmfs__vol *v;
+	uint64_t n;
+
+	cr_assert_eq(djmfs__vol_open(&v, path, flags, &test_log), 0, "%s",
+		     logbuf);
+	n = v->repaired_sb;
+	*sb = v->sb;
+	djmfs__vol_close(v);
+	return n;
+}
+
+Test(volume, mkfs_writes_three_agreeing_superblock_copies)
+{
+	struct djmfs__sb sb;
+
+	cr_assert_eq(djmfs_mkfs(path, 64 * MIB, 0, 0, NULL), 0);
+	cr_expect_eq(open_repairs(&sb, 0), 0);
+	cr_expect_eq(sb.version, 2);
+	cr_expect_eq(sb.copy, 0);
+	cr_expect_eq(sb.sb_gen, 1);
+	cr_expect_eq(sb.csum_shift, 16);
+	cr_expect_eq(sb.upgraded_ns, 0);
+	cr_expect_eq(sb.mirror_off, 60 * MIB);
+	cr_expect_eq(sb.mj_off, 61 * MIB);
+	cr_expect_eq(sb.mckpt_off[0], 62 * MIB);
+	cr_expect_eq(sb.mckpt_off[1], 63 * MIB);
+	cr_expect_eq(sb.n_aus, 56);
+	expect_copies_agree(&sb);
+	cr_expect_str_eq(logbuf, "");
+}
+
+Test(volume, each_superblock_copy_damaged_alone_is_rewritten)
+{
+	static const char *want[] = {
+		"superblock copy 0 bad (CRC): rewritten from copy 1",
+		"superblock copy 1 bad (CRC): rewritten from copy 0",
+		"superblock copy 2 bad (CRC): rewritten from copy 0",
+	};
+	struct djmfs__sb sb, got;
+
+	cr_assert_eq(djmfs_mkfs(path, 64 * MIB, 0, 0, NULL), 0);
+	open_repairs(&sb, 0);
+	for (unsigned i = 0; i < DJMFS_SB_COPIES; i++) {
+		logbuf[0] = 0;
+		flip(djmfs__sb_copy_off(&sb, i) + 40); /* vol_size */
+		cr_expect_eq(open_repairs(&got, DJMFS__VOL_EXCL), 1, "copy %u",
+			     i);
+		cr_expect_eq(got.vol_size, sb.vol_size);
+		cr_expect_not_null(strstr(logbuf, want[i]), "%s", logbuf);
+		expect_copies_agree(&sb);
+		cr_expect_eq(open_repairs(&got, 0), 0, "copy %u again", i);
+	}
+}
+
+Test(volume, front_copies_both_damaged_open_from_copy_2)
+{
+	struct djmfs__sb sb, got;
+	uint8_t zero[DJMFS_SB_SIZE] = { 0 };
+	int fd;
+
+	cr_assert_eq(djmfs_mkfs(path, 64 * MIB, 0, 0, NULL), 0);
+	open_repairs(&sb, 0);
+	flip(60);
+	flip(DJMFS_SB_COPY1_OFF + 60);
+	cr_expect_eq(open_repairs(&got, 0), 2);
+	cr_expect_eq(got.copy, 2);
+	cr_expect_eq(got.mirror_off, sb.mirror_off);
+	cr_expect_not_null(strstr(logbuf, "superblock copy 0 bad (CRC): "
+				  "rewritten from copy 2"), "%s", logbuf);
+	expect_copies_agree(&sb);
+
+	/* Both front copies wiped: copy 2 is found from the end. */
+	fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(djmfs__pwrite_full(fd, zero, sizeof(zero), 0), 0);
+	cr_assert_eq(djmfs__pwrite_full(fd, zero, sizeof(zero),
+					DJMFS_SB_COPY1_OFF), 0);
+	close(fd);
+	cr_expect_eq(open_repairs(&got, 0), 2);
+	cr_expect_eq(got.copy, 2);
+	expect_copies_agree(&sb);
+}
+
+Test(volume, a_read_only_open_reports_a_bad_copy_and_leaves_it)
+{
+	struct djmfs__sb sb;
+	uint8_t raw[DJMFS_SB_SIZE];
+
+	cr_assert_eq(djmfs_mkfs(path, 64 * MIB, 0, 0, NULL), 0);
+	flip(40);
+	cr_expect_eq(open_repairs(&sb, DJMFS__VOL_RDONLY), 0);
+	cr_expect_eq(sb.copy, 1);
+	cr_expect_not_null(strstr(logbuf, "superblock copy 0 bad (CRC): not "
+				  "rewritten (read-only)"), "%s", logbuf);
+	read_raw(0, raw);
+	cr_expect_eq(djmfs__sb_raw_valid(raw, sizeof(raw)), 0);
+}
+
+Test(volume, a_format_2_copy_1_outranks_a_format_1_copy_0)
+{
+	struct djmfs__sb sb, v1, got;
+	int fd;
+
+	cr_assert_eq(djmfs_mkfs(path, 64 * MIB, 0, 0, NULL), 0);
+	open_repairs(&sb, 0);
+	/* An upgrade cut between its commit (copy 1) and copy 0. */
+	cr_assert_eq(djmfs__sb_layout_format(&v1, 60 * MIB, 0, 1), 0);
+	memcpy(v1.uuid, sb.uuid, sizeof(v1.uuid));
+	fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(djmfs__sb_write_copy(fd, &v1, 0), 0);
+	close(fd);
+	cr_expect_eq(open_repairs(&got, 0), 1);
+	cr_expect_eq(got.version, 2);
+	cr_expect_eq(got.copy, 1);
+	cr_expect_not_null(strstr(logbuf, "superblock copy 0 bad (stale: "
+				  "format 1, generation 0): rewritten from "
+				  "copy 1"), "%s", logbuf);
+	expect_copies_agree(&sb);
+}
+
+Test(volume, a_format_1_volume_opens_with_one_copy)
+{
+	struct djmfs__sb sb;
+	uint8_t raw[DJMFS_SB_SIZE];
+
+	cr_assert_eq(djmfs_mkfs(path, 64 * MIB, 0, DJMFS_MKFS_FORMAT1,
+				&test_log), 0);
+	cr_expect_eq(open_repairs(&sb, 0), 0);
+	cr_expect_eq(sb.version, 1);
+	cr_expect_eq(sb.mirror_off, 0);
+	cr_expect_eq(sb.n_aus, 60);
+	read_raw(DJMFS_SB_COPY1_OFF, raw);
+	cr_expect_eq(djmfs__sb_raw_valid(raw, sizeof(raw)), 0);
+	cr_expect_null(strstr(logbuf, "second copy"), "%s", logbuf);
 }

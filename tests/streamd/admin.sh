@@ -27,7 +27,8 @@ streamd_session_reads_total streamd_session_read_misses_total
 streamd_underflows_total streamd_record_writes_total
 streamd_record_write_misses_total streamd_sched_requests_total
 streamd_sched_deadline_misses_total streamd_sched_latency_p99_seconds
-streamd_sched_lateness_max_seconds streamd_http_requests_total"
+streamd_sched_lateness_max_seconds streamd_http_requests_total
+streamd_djmfs_metadata_repairs_total"
 
 # put_config BODY [CURL OPTION...]: PUT BODY to /admin/config.
 put_config() {
@@ -82,6 +83,11 @@ bad=$(grep -Ev '^(#.*|[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+]?([0-9]+(\.[0-9]*
 [ -z "$bad" ] || fail "/metrics has lines that are not Prometheus text: $bad"
 for m in $METRICS; do
 	grep -Eq "^$m(\{[^}]*\})? " "$work/metrics.txt" || fail "/metrics lacks $m"
+done
+for region in journal checkpoint superblock; do
+	grep -Eq "^streamd_djmfs_metadata_repairs_total\{region=\"$region\"\} 0\$" \
+		"$work/metrics.txt" ||
+		fail "/metrics has no streamd_djmfs_metadata_repairs_total{region=\"$region\"} 0"
 done
 grep -Eq '^streamd_http_requests_total\{code="200"\} [0-9]+' "$work/metrics.txt" ||
 	fail "/metrics has no streamd_http_requests_total{code=\"200\"}"

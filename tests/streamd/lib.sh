@@ -1,6 +1,7 @@
 # Shared set-up of the streamd shell integration tests (record.sh,
 # timeshift.sh, hls.sh, range.sh, load.sh, badinput.sh, admin.sh), sourced
-# by each as `. "$(dirname "$0")/lib.sh"`.  They start the real daemon in
+# by each as `. "$(dirname "$0")/lib.sh"` (and by tests/djmfs/torture.sh,
+# which records its volumes through streamd).  They start the real daemon in
 # its embedded mode (a fresh data directory with its own DJMFS volume, an
 # ephemeral port on 127.0.0.1) and talk to it with real clients: ffmpeg
 # pushes and plays, ffprobe checks what came back, curl does the rest.

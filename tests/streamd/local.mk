@@ -36,6 +36,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/djmfs-restart.sh \
 	tests/streamd/volfull.sh \
 	tests/streamd/hostfull.sh \
+	tests/streamd/checksum.sh \
 	tests/streamd/device.sh \
 	tests/streamd/crash.sh \
 	tests/streamd/stall.sh \
@@ -51,7 +52,7 @@ STREAMD_SHELL_TESTS = \
 check_PROGRAMS += $(STREAMD_UNIT_TESTS)
 TESTS += $(STREAMD_UNIT_TESTS) $(STREAMD_SHELL_TESTS)
 EXTRA_DIST += $(STREAMD_SHELL_TESTS) tests/streamd/lib.sh tests/streamd/abuse.py \
-	tests/streamd/sd_test_log.h \
+	tests/streamd/sd_test_log.h tests/streamd/sd_test_file.h \
 	tests/streamd/hlswatch.py
 # hlsjs.sh's page and driver; its node_modules (npm ci) is never shipped.
 EXTRA_DIST += tests/streamd/web/package.json \

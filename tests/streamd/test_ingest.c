@@ -26,6 +26,7 @@
 #include <libavutil/log.h>
 
 #include "streamd-int.h"
+#include "sd_test_file.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
@@ -287,24 +288,6 @@ static int have_ffmpeg(void)
 	return system("ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx264") == 0;
 }
 
-static uint8_t *load(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	cr_assert_not_null(f, "%s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = malloc(n ? (size_t)n : 1);
-	cr_assert_not_null(buf);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 /* Runs ffmpeg with @args writing @file in the test directory, or skips the
  * test when ffmpeg with libx264 is not there. */
 static uint8_t *make_input(const char *args, const char *file, size_t *len)
@@ -318,7 +301,7 @@ static uint8_t *make_input(const char *args, const char *file, size_t *len)
 		 "ffmpeg -nostdin -hide_banner -loglevel error -y %s '%s'",
 		 args, path);
 	cr_assert_eq(system(cmd), 0, "%s", cmd);
-	return load(path, len);
+	return sd_test_load(path, len);
 }
 
 /* H.264 + AAC in MPEG-TS, 6 s with a keyframe every 2 s.  @noise makes

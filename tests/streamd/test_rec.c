@@ -403,7 +403,7 @@ Test(rec, full_volume_fails_with_enospc_and_keeps_what_was_published)
 	int err = 0;
 
 	env_stop();
-	env_start(5 * MIB); /* 16 units of 64 KiB */
+	env_start(9 * MIB); /* 16 units of 64 KiB, two metadata copies */
 	c = client();
 	cat = catalog(c);
 	fill(src, len, 5);

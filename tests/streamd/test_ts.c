@@ -24,6 +24,7 @@
 #include <libavutil/mathematics.h>
 
 #include "streamd-int.h"
+#include "sd_test_file.h"
 
 #define MAX_KEYS 256
 #define TS 188
@@ -58,24 +59,6 @@ TestSuite(ts, .init = setup, .fini = teardown, .timeout = 120);
 /* Inputs                                                              */
 /* ------------------------------------------------------------------ */
 
-static uint8_t *load(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	cr_assert_not_null(f, "%s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = malloc(n ? (size_t)n : 1);
-	cr_assert_not_null(buf);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 /* Runs @cmd, a format with one %s for the output path, after checking
  * @need (a shell test); skips the test when that fails. */
 static void make(const char *need, const char *why, const char *cmd,
@@ -108,24 +91,6 @@ static void make_ffmpeg(const char *codec, char *path, size_t plen)
 /* ------------------------------------------------------------------ */
 /* What libavformat finds                                              */
 /* ------------------------------------------------------------------ */
-
-static enum sd_ts_codec codec_of(const AVStream *st)
-{
-	switch (st->codecpar->codec_id) {
-	case AV_CODEC_ID_H264:
-		return SD_TS_H264;
-	case AV_CODEC_ID_HEVC:
-		return SD_TS_HEVC;
-	case AV_CODEC_ID_MPEG1VIDEO:
-	case AV_CODEC_ID_MPEG2VIDEO:
-		return SD_TS_MPEG2;
-	case AV_CODEC_ID_AAC:
-		return SD_TS_AAC;
-	default:
-		return st->codecpar->codec_type == AVMEDIA_TYPE_AUDIO ?
-			       SD_TS_AUDIO : SD_TS_VIDEO;
-	}
-}
 
 /* The last PAT packet at or before @pos in @buf, or SD_TS_NONE. */
 static uint64_t pat_before(const uint8_t *buf, uint64_t pos)
@@ -161,7 +126,7 @@ static void avformat_keys(const char *path, const uint8_t *buf,
 			key = (int)i, audio = 1;
 	cr_assert_geq(key, 0);
 	*pid = (unsigned)fmt->streams[key]->id;
-	*codec = codec_of(fmt->streams[key]);
+	*codec = sd_ingest_ts_codec(fmt->streams[key]);
 	k->n = 0;
 	while (av_read_frame(fmt, pkt) >= 0) {
 		const AVStream *st = fmt->streams[pkt->stream_index];
@@ -297,7 +262,7 @@ static void check(const char *path, int min_keys)
 	enum sd_ts_codec codec;
 	unsigned pid;
 	size_t len;
-	uint8_t *buf = load(path, &len);
+	uint8_t *buf = sd_test_load(path, &len);
 	char how[32];
 
 	avformat_keys(path, buf, &pid, &codec, &want);
