@@ -100,6 +100,18 @@ static inline uint64_t djmfs__le64(const uint8_t *p)
 	return (uint64_t)djmfs__le32(p) | (uint64_t)djmfs__le32(p + 4) << 32;
 }
 
+static inline void djmfs__st_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void djmfs__st_le64(uint8_t *p, uint64_t v)
+{
+	djmfs__st_le32(p, (uint32_t)v);
+	djmfs__st_le32(p + 4, (uint32_t)(v >> 32));
+}
+
 /* ------------------------------------------------------------------ */
 /* Extents and runs as they travel (views into wire bytes)             */
 /* ------------------------------------------------------------------ */

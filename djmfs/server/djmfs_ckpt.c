@@ -34,29 +34,17 @@ struct slot_hdr {
 	uint32_t img_crc;
 };
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	put_le32(p, (uint32_t)v);
-	put_le32(p + 4, (uint32_t)(v >> 32));
-}
-
 static void slot_hdr_encode(uint8_t h[CKPT_HDR], uint32_t seed,
 			    const struct slot_hdr *s)
 {
 	memset(h, 0, CKPT_HDR);
 	memcpy(h, CKPT_MAGIC, 8);
-	put_le32(h + 8, CKPT_VERSION);
-	put_le64(h + 16, s->gen);
-	put_le64(h + 24, s->last_seq);
-	put_le64(h + 32, s->img_len);
-	put_le32(h + 40, s->img_crc);
-	put_le32(h + CKPT_CRC_AT, djmfs__crc32c(seed, h, CKPT_CRC_AT));
+	djmfs__st_le32(h + 8, CKPT_VERSION);
+	djmfs__st_le64(h + 16, s->gen);
+	djmfs__st_le64(h + 24, s->last_seq);
+	djmfs__st_le64(h + 32, s->img_len);
+	djmfs__st_le32(h + 40, s->img_crc);
+	djmfs__st_le32(h + CKPT_CRC_AT, djmfs__crc32c(seed, h, CKPT_CRC_AT));
 }
 
 /* Returns 0, -ENODATA (all zero: never written), or -EUCLEAN. */

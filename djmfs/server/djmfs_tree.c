@@ -366,20 +366,29 @@ static int obj_branch(struct djmfs__obj *o)
 	return 0;
 }
 
-int djmfs__obj_append(struct djmfs__obj *o, uint64_t off, uint64_t len)
+/* Makes @o's version the tip of a store it may append to: a branch of
+ * the shared one when an older version is not at its tip, a new one when
+ * it has none.  Extents and sums share the store, so both appends start
+ * here. */
+static int obj_own_store(struct djmfs__obj *o)
 {
-	int err;
-
-	if (o->xs && !obj_is_tip(o)) {
-		err = obj_branch(o);
-		if (err)
-			return err;
-	}
+	if (o->xs && !obj_is_tip(o))
+		return obj_branch(o);
 	if (!o->xs) {
 		o->xs = xs_new();
 		if (!o->xs)
 			return -ENOMEM;
 	}
+	return 0;
+}
+
+int djmfs__obj_append(struct djmfs__obj *o, uint64_t off, uint64_t len)
+{
+	int err;
+
+	err = obj_own_store(o);
+	if (err)
+		return err;
 	if (o->n_ext && djmfs__obj_map_end(o) == off) {
 		/* Older versions clamp this entry to their own last_len. */
 		o->last_len += len;
@@ -398,16 +407,9 @@ int djmfs__obj_ck_append(struct djmfs__obj *o, uint32_t crc)
 {
 	int err;
 
-	if (o->xs && !obj_is_tip(o)) {
-		err = obj_branch(o);
-		if (err)
-			return err;
-	}
-	if (!o->xs) {
-		o->xs = xs_new();
-		if (!o->xs)
-			return -ENOMEM;
-	}
+	err = obj_own_store(o);
+	if (err)
+		return err;
 	err = xs_ck_push(o->xs, crc);
 	if (err)
 		return err;

@@ -138,47 +138,35 @@ int djmfs__sb_layout(struct djmfs__sb *sb, uint64_t size, uint32_t au_size)
 	return djmfs__sb_layout_format(sb, size, au_size, DJMFS_SB_VERSION);
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	put_le32(p, (uint32_t)v);
-	put_le32(p + 4, (uint32_t)(v >> 32));
-}
-
 void djmfs__sb_encode(const struct djmfs__sb *sb, uint8_t out[DJMFS_SB_SIZE])
 {
 	size_t crc_at = sb->version == 1 ? SB_CRC_AT_V1 : SB_CRC_AT_V2;
 
 	memset(out, 0, DJMFS_SB_SIZE);
 	memcpy(out, DJMFS_SB_MAGIC, 8);
-	put_le32(out + 8, sb->version);
-	put_le32(out + 12, DJMFS_SB_SIZE);
+	djmfs__st_le32(out + 8, sb->version);
+	djmfs__st_le32(out + 12, DJMFS_SB_SIZE);
 	memcpy(out + 16, sb->uuid, 16);
-	put_le32(out + 32, sb->au_size);
-	put_le32(out + 36, sb->block_size);
-	put_le64(out + 40, sb->vol_size);
-	put_le64(out + 48, sb->journal_off);
-	put_le64(out + 56, sb->journal_len);
-	put_le64(out + 64, sb->ckpt_off[0]);
-	put_le64(out + 72, sb->ckpt_off[1]);
-	put_le64(out + 80, sb->ckpt_len);
-	put_le64(out + 88, sb->data_off);
-	put_le64(out + 96, sb->n_aus);
-	put_le64(out + 104, sb->created_ns);
+	djmfs__st_le32(out + 32, sb->au_size);
+	djmfs__st_le32(out + 36, sb->block_size);
+	djmfs__st_le64(out + 40, sb->vol_size);
+	djmfs__st_le64(out + 48, sb->journal_off);
+	djmfs__st_le64(out + 56, sb->journal_len);
+	djmfs__st_le64(out + 64, sb->ckpt_off[0]);
+	djmfs__st_le64(out + 72, sb->ckpt_off[1]);
+	djmfs__st_le64(out + 80, sb->ckpt_len);
+	djmfs__st_le64(out + 88, sb->data_off);
+	djmfs__st_le64(out + 96, sb->n_aus);
+	djmfs__st_le64(out + 104, sb->created_ns);
 	if (sb->version >= 2) {
-		put_le64(out + 112, sb->mirror_off);
-		put_le32(out + 120, sb->features);
-		put_le32(out + 124, sb->copy);
-		put_le64(out + 128, sb->sb_gen);
-		put_le32(out + 136, sb->csum_shift);
-		put_le64(out + 144, sb->upgraded_ns);
+		djmfs__st_le64(out + 112, sb->mirror_off);
+		djmfs__st_le32(out + 120, sb->features);
+		djmfs__st_le32(out + 124, sb->copy);
+		djmfs__st_le64(out + 128, sb->sb_gen);
+		djmfs__st_le32(out + 136, sb->csum_shift);
+		djmfs__st_le64(out + 144, sb->upgraded_ns);
 	}
-	put_le32(out + crc_at, djmfs__crc32c(0, out, crc_at));
+	djmfs__st_le32(out + crc_at, djmfs__crc32c(0, out, crc_at));
 }
 
 int djmfs__sb_write_copy(int fd, const struct djmfs__sb *sb, unsigned copy)
