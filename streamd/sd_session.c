@@ -305,16 +305,23 @@ static uint64_t readable_end(const struct sd_session *s)
 
 /*
  * Under s->mu: a read of the next bytes, or 0 when none fits now.  It
- * fits in the free space without wrapping (invariant 7).  An unaligned
- * pos (a start mid-block, the end of an earlier image) reads only up to
- * the next block, so one short read through libdjmfs's bounce brings
- * every later read back to aligned; an aligned read stops at a block
- * boundary unless that would leave nothing, so the few unaligned bytes
- * at the end of what is readable go in a read of their own.
+ * fits in the free space without wrapping (invariant 7).  Reads keep to
+ * DJMFS_CSUM_BLOCK boundaries: libdjmfs checks a whole checksum block
+ * at a time, so a read that covers only part of one is widened to the
+ * whole block in a bounce buffer of the library's and copied, which
+ * doubles the device bytes of every 64 KiB read that straddles two
+ * blocks.  An unaligned pos (a start mid-block, the end of an earlier
+ * image) therefore reads only up to the next checksum block, and every
+ * later read is whole blocks; a read stops at a block boundary unless
+ * that would leave nothing, and then at a DJMFS_IO_ALIGN one, so the few
+ * unaligned bytes at the end of what is readable go in a read of their
+ * own.  A growing image's last partial block is still read as soon as it
+ * is published (readable_end): a player at the live edge must not wait
+ * for a block to fill.
  */
 static size_t read_len(struct sd_session *s, const struct tune *t)
 {
-	const uint64_t blk = DJMFS_IO_ALIGN;
+	const uint64_t ck = DJMFS_CSUM_BLOCK, blk = DJMFS_IO_ALIGN;
 	uint64_t limit = readable_end(s), head_gap, end;
 	size_t n;
 
@@ -322,11 +329,15 @@ static size_t read_len(struct sd_session *s, const struct tune *t)
 		return 0;
 	n = min_u64(min_u64(t->read_size, s->cap - s->len),
 		    min_u64(s->cap - ring_tail(s), limit - s->pos));
-	head_gap = s->pos % blk;
-	if (head_gap)
-		return min_u64(n, blk - head_gap);
+	head_gap = s->pos % ck;
+	if (head_gap && n > ck - head_gap)
+		n = (size_t)(ck - head_gap);
+	if (s->pos % blk)
+		return n; /* through the bounce anyway: realign */
 	end = s->pos + n;
-	if (end % blk && end - end % blk > s->pos)
+	if (end % ck && end - end % ck > s->pos)
+		n = (size_t)(end - end % ck - s->pos);
+	else if (end % blk && end - end % blk > s->pos)
 		n = (size_t)(end - end % blk - s->pos);
 	return n;
 }
