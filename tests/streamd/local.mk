@@ -53,7 +53,7 @@ check_PROGRAMS += $(STREAMD_UNIT_TESTS)
 TESTS += $(STREAMD_UNIT_TESTS) $(STREAMD_SHELL_TESTS)
 EXTRA_DIST += $(STREAMD_SHELL_TESTS) tests/streamd/lib.sh tests/streamd/abuse.py \
 	tests/streamd/sd_test_log.h tests/streamd/sd_test_file.h \
-	tests/streamd/hlswatch.py
+	tests/streamd/hlswatch.py tests/streamd/full503.py
 # hlsjs.sh's page and driver; its node_modules (npm ci) is never shipped.
 EXTRA_DIST += tests/streamd/web/package.json \
 	tests/streamd/web/package-lock.json \
