@@ -219,12 +219,15 @@ pass "--history 3600 after 8 s: bound $eff s, viewers $(field shift_min_s)" \
 
 # --- Refusals, against a stand-in for a full streamd ---------------------
 # It admits 3 playback sessions at a time and answers the rest 503 with
-# Retry-After; the first body byte comes 1.5 s after the head.  A sweep
-# from 2 viewers: 2 admitted, then 4 offered, 3 admitted and 1 refused,
-# where it stops.  Each admitted viewer stalled once at its start (the
-# head came at once, the body late); the refused one did not.
+# Retry-After; an admitted viewer gets its head after 0.8 s and its first
+# body byte 0.8 s later, a refused one its 503 after 1.3 s.  A sweep from
+# 2 viewers: 2 admitted, then 4 offered, 3 admitted and 1 refused, where
+# it stops.  Each admitted viewer stalled once at its start (no gap
+# between head and body reached a second, but the start took 1.6 s); the
+# refused one did not, though it waited longer.
 command -v python3 >/dev/null 2>&1 || skip "python3 is needed for full503.py"
-fake --admit 3 --retry-after 5 --first-byte-delay 1.5
+fake --admit 3 --retry-after 5 --head-delay 0.8 --first-byte-delay 0.8 \
+	--refuse-delay 1.3
 bench --url "$fake_url" --recorders 1 --viewers 2 --duration 2.5 --warmup 2 \
 	--sweep --max-viewers 64
 fake_stop

@@ -4,9 +4,9 @@ streamd-soak: uploads (PUT /record/NAME, chunked) are kept and served back
 as /streams/NAME/data.ts with the catalog (/streams, /streams/NAME) and a
 quiet /metrics, while playback requests past the first --admit at a time
 are answered 503, with a Retry-After header unless --no-retry-after, and
-the JSON body admission control gives.  An admitted request gets 200 at
-once and, after --first-byte-delay seconds, zero bytes at 2 Mbit/s until
-the client hangs up.  --refuse-suffix S answers the uploads of names
+the JSON body admission control gives, after --refuse-delay seconds.  An
+admitted request gets 200 after --head-delay seconds and, --first-byte-delay
+seconds later, zero bytes at 2 Mbit/s until the client hangs up.  --refuse-suffix S answers the uploads of names
 ending in S with 503 as well.  It writes its port to --port-file.
 """
 
@@ -92,9 +92,11 @@ class Handler(BaseHTTPRequestHandler):
             if admit:
                 state["sessions"] += 1
         if not admit:
+            time.sleep(opts.refuse_delay)
             self.refuse()
             return
         try:
+            time.sleep(opts.head_delay)
             self.send_response(200)
             self.send_header("Content-Type", "video/mp2t")
             self.send_header("Connection", "close")
@@ -164,6 +166,8 @@ def main():
     p.add_argument("--admit", type=int, default=0)
     p.add_argument("--refuse-suffix", default=None)
     p.add_argument("--first-byte-delay", type=float, default=0)
+    p.add_argument("--head-delay", type=float, default=0)
+    p.add_argument("--refuse-delay", type=float, default=0)
     opts = p.parse_args()
     srv = Server(("127.0.0.1", 0), Handler)
     with open(opts.port_file + ".tmp", "w") as f:
