@@ -19,7 +19,8 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_rec \
 	tests/streamd/test_session \
 	tests/streamd/test_token \
-	tests/streamd/test_soak_ts
+	tests/streamd/test_soak_ts \
+	tests/streamd/test_loadgen
 
 STREAMD_SHELL_TESTS = \
 	tests/streamd/cli.sh \
@@ -120,3 +121,9 @@ tests_streamd_test_soak_ts_SOURCES = tests/streamd/test_soak_ts.c \
 tests_streamd_test_soak_ts_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS) -I$(top_srcdir)/streamd/soak
 tests_streamd_test_soak_ts_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_soak_ts_LDADD = $(AV_LIBS) $(CRITERION_LIBS)
+
+tests_streamd_test_loadgen_SOURCES = tests/streamd/test_loadgen.c
+tests_streamd_test_loadgen_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS) \
+	$(TOOLS_CPPFLAGS) -I$(top_srcdir)/streamd/bench
+tests_streamd_test_loadgen_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_loadgen_LDADD = $(LOADGEN_LIBS) $(CRITERION_LIBS)
