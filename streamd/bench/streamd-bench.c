@@ -310,9 +310,17 @@ static const char *const metric_names[M_COUNT] = {
 	"streamd_cache_hit_bytes_total", "streamd_disk_read_bytes_total",
 };
 
+#define REASONS_MAX 8		/* admission refusal reasons kept */
+#define REASON_METRIC "streamd_admission_refused_total"
+
 struct metrics {
 	bool ok, has[M_COUNT];
 	double v[M_COUNT];
+	/* REASON_METRIC by its reason label (disk, cpu, ...); nreasons < 0
+	 * when streamd does not export it. */
+	int nreasons;
+	char reason[REASONS_MAX][16];
+	double refused[REASONS_MAX];
 };
 
 #define RESULT_THREADS 12	/* thread names kept in a result */
@@ -335,6 +343,11 @@ struct result {
 	double disk_read_bytes, cache_hit_ratio;
 	const char *disk_read_source, *cache_ratio_source;
 	double io0, io1;	/* /proc/PID/io read_bytes around the window */
+	/* streamd's refusals over the window by reason; nreasons < 0 when
+	 * it does not count them. */
+	int nreasons;
+	char reason[REASONS_MAX][16];
+	double reason_refused[REASONS_MAX];
 	/* streamd's threads over the window, by name (several threads may
 	 * share one: MHD's workers), busiest first; the busiest single
 	 * thread tells whether one thread, not the node, is the limit. */
@@ -733,6 +746,49 @@ static int loop_run(struct bench *b, double until, bool (*done)(void *))
 /* /metrics                                                            */
 /* ------------------------------------------------------------------ */
 
+/* The REASON_METRIC lines of @text into @m, by reason (a line
+ * without one counts as "unknown"). */
+static void reasons_parse(const char *text, struct metrics *m)
+{
+	const size_t l = strlen(REASON_METRIC);
+
+	m->nreasons = -1;
+	for (const char *p = text; p && *p;
+	     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		const char *eol = strchr(p, '\n'), *r, *close;
+		char name[16] = "unknown";
+		int i;
+
+		if (!eol)
+			eol = p + strlen(p);
+		if (strncmp(p, REASON_METRIC, l) != 0 ||
+		    (p[l] != ' ' && p[l] != '{'))
+			continue;
+		close = p[l] == '{' ? memchr(p + l, '}', (size_t)(eol - p - l))
+				    : p + l;
+		if (!close)
+			continue;
+		r = memmem(p + l, (size_t)(close - p - l), "reason=\"", 8);
+		if (r) {
+			size_t n = strcspn(r + 8, "\"\n");
+
+			snprintf(name, sizeof(name), "%.*s", (int)n, r + 8);
+		}
+		if (m->nreasons < 0)
+			m->nreasons = 0;
+		for (i = 0; i < m->nreasons && strcmp(m->reason[i], name); i++)
+			;
+		if (i == m->nreasons) {
+			if (i == REASONS_MAX)
+				continue;
+			memcpy(m->reason[i], name, sizeof(name));
+			m->refused[i] = 0;
+			m->nreasons++;
+		}
+		m->refused[i] += strtod(close + 1, NULL);
+	}
+}
+
 static void metrics_read(struct bench *b, struct metrics *m)
 {
 	char *text = NULL, err[512];
@@ -745,6 +801,7 @@ static void metrics_read(struct bench *b, struct metrics *m)
 		return;
 	}
 	lg_metrics_parse(text, metric_names, M_COUNT, m->v, m->has);
+	reasons_parse(text, m);
 	m->ok = true;
 	free(text);
 }
@@ -1198,10 +1255,28 @@ static void cost_fill(struct result *res, const struct metrics *m0,
 	}
 }
 
+/* streamd's refusals in the window by reason (a reason first seen at
+ * the end counts from 0). */
+static void reasons_fill(struct result *res, const struct metrics *m0,
+			 const struct metrics *m1)
+{
+	res->nreasons = m1->ok ? m1->nreasons : -1;
+	for (int i = 0; i < res->nreasons; i++) {
+		double before = 0;
+
+		for (int j = 0; j < m0->nreasons; j++)
+			if (!strcmp(m0->reason[j], m1->reason[i]))
+				before = m0->refused[j];
+		memcpy(res->reason[i], m1->reason[i], sizeof(res->reason[i]));
+		res->reason_refused[i] = m1->refused[i] - before;
+	}
+}
+
 static void result_fill(struct result *res, const struct metrics *m0,
 			const struct metrics *m1, uint64_t sent)
 {
 	cost_fill(res, m0, m1);
+	reasons_fill(res, m0, m1);
 	res->underflows = metric_delta(m0, m1, M_UNDERFLOWS);
 	res->misses = metric_delta(m0, m1, M_MISSES);
 	res->bytes_out = metric_delta(m0, m1, M_BYTES_OUT);
@@ -1427,6 +1502,21 @@ static int add_threads(json_t *o, const struct result *r)
 	return e | tool_json_set(o, "threads", list);
 }
 
+/* "refused_reasons": streamd's refusals in the window by reason, an
+ * object (null when streamd does not count them). */
+static int add_reasons(json_t *o, const struct result *r)
+{
+	json_t *by;
+	int e = 0;
+
+	if (r->nreasons < 0)
+		return tool_json_set(o, "refused_reasons", json_null());
+	by = json_object();
+	for (int i = 0; i < r->nreasons; i++)
+		e |= tool_json_dbl(by, r->reason[i], r->reason_refused[i], 0);
+	return e | tool_json_set(o, "refused_reasons", by);
+}
+
 /* One line of JSON: the fixed fields first, then the details. */
 static int print_result(const struct bench *b, const struct result *r,
 			uint64_t errors, const struct result *steps,
@@ -1479,6 +1569,7 @@ static int print_result(const struct bench *b, const struct result *r,
 	e |= tool_json_set(o, "cache_hit_ratio_source",
 			   r->cache_ratio_source ?
 			   json_string(r->cache_ratio_source) : json_null());
+	e |= add_reasons(o, r);
 	e |= add_threads(o, r);
 	if (cfg->sweep) {
 		json_t *list = json_array();

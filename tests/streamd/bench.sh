@@ -137,9 +137,9 @@ bench --recorders 1 --viewers 4 --duration 5 --warmup 4
 is_json
 for k in recorders viewers duration_s underflows deadline_misses bytes_out \
 	cpu_pct rss_mb bitrate_bps bytes_in viewer_bytes viewer_stalls \
-	viewer_bytes_short errors admitted refused cache_hit_ratio \
-	disk_read_bytes disk_read_bytes_source disk_bytes_per_byte_out \
-	ttfb_p50_ms ttfb_p99_ms ttfb_max_ms cpu_pct_per_gbps history_s \
+	viewer_bytes_short errors admitted refused refused_reasons \
+	cache_hit_ratio disk_read_bytes disk_read_bytes_source \
+	disk_bytes_per_byte_out ttfb_p50_ms ttfb_p99_ms ttfb_max_ms cpu_pct_per_gbps history_s \
 	history_s_effective shift_min_s shift_max_s; do
 	printf '%s\n' "$json" | grep -q "\"$k\": " || fail "no field $k in $json"
 done
@@ -186,6 +186,8 @@ case $(field disk_read_bytes_source) in
 *) fail "disk_read_bytes_source is $(field disk_read_bytes_source)" ;;
 esac
 [ "$(field history_s)" = null ] || fail "history_s is $(field history_s)"
+[ "$(field refused_reasons)" = null ] ||
+	fail "refused_reasons is $(field refused_reasons) without admission metrics"
 [ "$(field history_s_effective)" = null ] ||
 	fail "history_s_effective is $(field history_s_effective)"
 is_number "$(field shift_min_s)" 1 || fail "shift_min_s is $(field shift_min_s)"
@@ -236,6 +238,8 @@ is_json
 [ "$(field refused)" = 1 ] || fail "refused is $(field refused)"
 [ "$(field admitted)" = 3 ] || fail "admitted is $(field admitted)"
 [ "$(field errors)" = 0 ] || fail "errors is $(field errors): a refusal is no error"
+printf '%s\n' "$json" | grep -q '"refused_reasons": {"disk": 1}' ||
+	fail "refused_reasons is not {\"disk\": 1}: $json"
 [ "$(field sweep_admission_limit)" = 3 ] ||
 	fail "sweep_admission_limit is $(field sweep_admission_limit)"
 [ "$(field sweep_max_viewers)" = 3 ] ||

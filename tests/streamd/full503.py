@@ -2,12 +2,14 @@
 """A stand-in for a streamd that is full, for the tests of streamd-bench and
 streamd-soak: uploads (PUT /record/NAME, chunked) are kept and served back
 as /streams/NAME/data.ts with the catalog (/streams, /streams/NAME) and a
-quiet /metrics, while playback requests past the first --admit at a time
-are answered 503, with a Retry-After header unless --no-retry-after, and
-the JSON body admission control gives, after --refuse-delay seconds.  An
-admitted request gets 200 after --head-delay seconds and, --first-byte-delay
-seconds later, zero bytes at 2 Mbit/s until the client hangs up.  --refuse-suffix S answers the uploads of names
-ending in S with 503 as well.  It writes its port to --port-file.
+quiet /metrics (with the admission counters), while playback requests
+past the first --admit at a time are answered 503, with a Retry-After
+header unless --no-retry-after, and the JSON body admission control
+gives, after --refuse-delay seconds.  An admitted request gets 200 after
+--head-delay seconds and, --first-byte-delay seconds later, zero bytes at
+2 Mbit/s until the client hangs up.  --refuse-suffix S answers the
+uploads of names ending in S with 503 as well.  It writes its port to
+--port-file.
 """
 
 import argparse
@@ -19,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 recordings = {}  # name -> bytearray
 lock = threading.Lock()
-state = {"sessions": 0, "refused": 0, "bytes_out": 0}
+state = {"sessions": 0, "admitted": 0, "refused": 0, "bytes_out": 0}
 opts = None
 
 
@@ -91,6 +93,7 @@ class Handler(BaseHTTPRequestHandler):
             admit = state["sessions"] < opts.admit
             if admit:
                 state["sessions"] += 1
+                state["admitted"] += 1
         if not admit:
             time.sleep(opts.refuse_delay)
             self.refuse()
@@ -125,7 +128,11 @@ class Handler(BaseHTTPRequestHandler):
                         "streamd_sched_deadline_misses_total 0\n"
                         "streamd_bytes_out_total %d\n"
                         "process_resident_memory_bytes 50000000\n"
-                        "process_open_fds 20\n" % state["bytes_out"])
+                        "process_open_fds 20\n"
+                        "streamd_admitted_total %d\n"
+                        'streamd_admission_refused_total{reason="disk"} %d\n'
+                        % (state["bytes_out"], state["admitted"],
+                           state["refused"]))
             self.answer(200, text, "text/plain")
         elif path == "/streams":
             with lock:
