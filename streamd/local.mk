@@ -36,6 +36,7 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_route_record.c \
 	streamd/sd_route_play.c \
 	streamd/sd_route_admin.c \
+	streamd/sd_capacity.c \
 	streamd/sd_token.c \
 	streamd/sd_route_sign.c
 streamd_libstreamd_core_la_CPPFLAGS = $(STREAMD_CPPFLAGS)

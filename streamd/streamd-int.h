@@ -293,6 +293,9 @@ struct sd_knobs {
 				   then the stream's rate) */
 	char cors_origins[512];	/* "": no CORS; "*", or origins separated by
 				   commas ("https://a.example,http://b:8000") */
+	char admission[4];	/* "on" or "off" (sd_admit.c) */
+	double admission_ceiling; /* 0..1 of each resource (0.85) */
+	uint64_t max_bandwidth;	/* bits/s; 0: the network is not modelled */
 };
 
 struct sd_config {
