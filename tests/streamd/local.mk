@@ -32,6 +32,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/range.sh \
 	tests/streamd/badinput.sh \
 	tests/streamd/admin.sh \
+	tests/streamd/admission.sh \
 	tests/streamd/load.sh \
 	tests/streamd/cluster.sh \
 	tests/streamd/djmfs-restart.sh \
