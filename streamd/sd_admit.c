@@ -56,6 +56,17 @@
  * its model rather than nobody.  Recorders are judged against the
  * uncorrected model: lateness caused by viewers must not refuse writes.
  *
+ * A viewer's start.  A new .ts player gets burst seconds of media as
+ * fast as it reads them, and its input buffer fills from empty; an HLS
+ * or data.ts player fetches each range at once.  Counting only the
+ * steady bitrate would let a flash crowd in whose first seconds the disk
+ * cannot serve: so for start_ns after it is admitted a viewer also
+ * counts (burst x its rate + buffer_size) / start_ns bytes/s on the
+ * disk, the CPU and the network.  A node that a crowd fills then admits
+ * fewer at once, and more as the first ones settle (Retry-After says
+ * when).  A ticket taken over within its grace gets no new start: the
+ * next segment of a player already running is its steady pace.
+ *
  * Recorders come first.  Their writes are reserved: counted on every
  * resource before any viewer, so a viewer is admitted only if it fits
  * beside them.  A new recorder is refused only if the recorders' writes
@@ -81,6 +92,9 @@
  *     reaping looks at its head only.
  *  3. A ticket taken over moves from held back to live unchanged (same
  *     demand), so takeover never changes a sum.
+ *  4. a->starting holds the live viewers admitted less than start_ns ago,
+ *     oldest first; sum.start_Bps is their surcharges' sum.  A ticket
+ *     leaves it when its start ends or when it is released.
  *
  * Transitions of a ticket:
  *   (new) --sd_admit_viewer / sd_admit_recorder (fits)--> live
@@ -136,6 +150,11 @@ struct sd_admit_ticket {
 	char stream[SD_NAME_MAX + 1];
 	uint64_t expires;	/* held: end of grace */
 	struct sd_admit_ticket *prev, *next;
+	/* Within its start: on a->starting until @start_end. */
+	double start_Bps;
+	uint64_t start_end;
+	int starting;
+	struct sd_admit_ticket *sprev, *snext;
 };
 
 struct list {
@@ -145,6 +164,7 @@ struct list {
 
 /* Sums over the tickets (invariant 1); bytes/s are bits/s / 8. */
 struct sums {
+	double start_Bps;	/* starting viewers' surcharge */
 	double view_disk_Bps;	/* viewers' bytes/s times their share */
 	double view_Bps;	/* viewers' bytes/s */
 	double rec_Bps;		/* recorders' bytes/s */
@@ -159,6 +179,8 @@ struct sd_admit {
 	double par;
 
 	struct list live, held;
+	struct sd_admit_ticket *s_head, *s_tail; /* starting, oldest first */
+	unsigned n_starting;
 	struct sums sum;
 	unsigned viewers, recorders; /* live + held viewers; recorders */
 
@@ -226,6 +248,52 @@ static void sums_add(struct sums *s, const struct sd_admit_ticket *t,
 	}
 }
 
+static void start_del(struct sd_admit *a, struct sd_admit_ticket *t)
+{
+	if (!t->starting)
+		return;
+	if (t->sprev)
+		t->sprev->snext = t->snext;
+	else
+		a->s_head = t->snext;
+	if (t->snext)
+		t->snext->sprev = t->sprev;
+	else
+		a->s_tail = t->sprev;
+	t->sprev = t->snext = NULL;
+	t->starting = 0;
+	a->sum.start_Bps -= t->start_Bps;
+	a->n_starting--;
+}
+
+static void start_add(struct sd_admit *a, struct sd_admit_ticket *t,
+		      double Bps, uint64_t end)
+{
+	t->start_Bps = Bps;
+	t->start_end = end;
+	t->starting = 1;
+	t->snext = NULL;
+	t->sprev = a->s_tail;
+	if (a->s_tail)
+		a->s_tail->snext = t;
+	else
+		a->s_head = t;
+	a->s_tail = t;
+	a->sum.start_Bps += Bps;
+	a->n_starting++;
+}
+
+/* The surcharge of a viewer of @bps during its start (see top). */
+static double start_surcharge(const struct sd_admit *a, uint64_t bps)
+{
+	double secs = (double)a->lim.start_ns / 1e9;
+
+	if (!a->lim.start_ns)
+		return 0;
+	return ((double)bps / 8 * (double)a->lim.burst_ns / 1e9 +
+		(double)a->lim.buffer_size) / secs;
+}
+
 /* ------------------------------------------------------------------ */
 /* The model                                                           */
 /* ------------------------------------------------------------------ */
@@ -289,13 +357,14 @@ static void account(const struct sd_admit *a, double cap[SD_ADMIT_N],
 
 	cap[SD_ADMIT_DISK] = a->model ? (disk_model ? 1.0 : a->disk_factor)
 				      : INFINITY;
-	prom[SD_ADMIT_DISK] = disk_cost(a, s->view_disk_Bps, s->rec_Bps);
+	prom[SD_ADMIT_DISK] = disk_cost(a, s->view_disk_Bps + s->start_Bps,
+					s->rec_Bps);
 	cap[SD_ADMIT_CPU] = cpu_capacity(a);
-	prom[SD_ADMIT_CPU] = s->view_Bps * a->ns_per_byte / 1e9 +
-			     a->recorders * a->cpu_per_rec;
+	prom[SD_ADMIT_CPU] = (s->view_Bps + s->start_Bps) * a->ns_per_byte /
+			     1e9 + a->recorders * a->cpu_per_rec;
 	cap[SD_ADMIT_NET] = a->lim.max_bandwidth ?
 		(double)a->lim.max_bandwidth : INFINITY;
-	prom[SD_ADMIT_NET] = (s->view_Bps + s->rec_Bps) * 8;
+	prom[SD_ADMIT_NET] = (s->view_Bps + s->rec_Bps + s->start_Bps) * 8;
 	cap[SD_ADMIT_MEM] = a->lim.mem_budget ? (double)a->lim.mem_budget
 					      : INFINITY;
 	prom[SD_ADMIT_MEM] = s->view_mem + s->rec_mem;
@@ -311,12 +380,14 @@ static void demand(const struct sd_admit *a, int recorder, uint64_t bps,
 		need[SD_ADMIT_DISK] = disk_cost(a, 0, Bps);
 		need[SD_ADMIT_CPU] = a->cpu_per_rec;
 		need[SD_ADMIT_MEM] = recorder_mem(a);
+		need[SD_ADMIT_NET] = (double)bps;
 	} else {
+		Bps += start_surcharge(a, bps);
 		need[SD_ADMIT_DISK] = disk_cost(a, Bps, 0);
 		need[SD_ADMIT_CPU] = Bps * a->ns_per_byte / 1e9;
 		need[SD_ADMIT_MEM] = viewer_mem(a);
+		need[SD_ADMIT_NET] = Bps * 8;
 	}
-	need[SD_ADMIT_NET] = (double)bps;
 }
 
 /* ------------------------------------------------------------------ */
@@ -391,9 +462,14 @@ void sd_admit_set_model(struct sd_admit *a, struct iosched_model *m)
 /* Tickets                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Frees held tickets whose grace is over (invariant 2). */
+/* Frees held tickets whose grace is over (invariant 2) and ends the
+ * starts that are over (invariant 4). */
 static void reap(struct sd_admit *a, uint64_t now)
 {
+	while (a->s_head && a->s_head->start_end <= now)
+		start_del(a, a->s_head);
+	if (!a->s_head)
+		a->sum.start_Bps = 0; /* no rounding left behind */
 	while (a->held.head && a->held.head->expires <= now) {
 		struct sd_admit_ticket *t = a->held.head;
 
@@ -506,10 +582,14 @@ static int admit(struct sd_admit *a, int recorder, const char *client,
 	snprintf(t->stream, sizeof(t->stream), "%s", stream ? stream : "");
 	list_add(&a->live, t);
 	sums_add(&a->sum, t, 1);
-	if (recorder)
+	if (recorder) {
 		a->recorders++;
-	else
+	} else {
 		a->viewers++;
+		if (a->lim.start_ns)
+			start_add(a, t, start_surcharge(a, bps),
+				  now + a->lim.start_ns);
+	}
 	a->admitted_total++;
 	*out = t;
 	pthread_mutex_unlock(&a->mu);
@@ -537,6 +617,7 @@ void sd_admit_release(struct sd_admit *a, struct sd_admit_ticket *t,
 		return;
 	pthread_mutex_lock(&a->mu);
 	list_del(&a->live, t);
+	start_del(a, t);
 	if (t->recorder) {
 		sums_add(&a->sum, t, -1);
 		a->recorders--;
@@ -725,6 +806,7 @@ void sd_admit_stats(struct sd_admit *a, uint64_t now,
 	out->ceiling = a->lim.ceiling;
 	out->on = a->lim.on;
 	out->viewers = a->viewers;
+	out->starting = a->n_starting;
 	out->held = a->held.n;
 	out->recorders = a->recorders;
 	out->admitted_total = a->admitted_total;

@@ -42,6 +42,10 @@
 #define PRIOR_BPS 4000000ull
 #define RATE_AFTER_NS (2 * SD_NS)
 #define RATE_EVERY_NS SD_NS
+/* A new viewer's start is counted as spread over its first 5 s: what a
+ * player fetches at once (burst 5 s by default, a buffer's first fill)
+ * goes out in about that long on a node near its capacity. */
+#define START_NS (5 * SD_NS)
 
 static void from_iosched(void *arg, enum iosched_log_level level,
 			 const char *msg)
@@ -66,6 +70,8 @@ static struct sd_admit_limits limits_of(const struct sd_daemon *d,
 		.deadline_ns = k->deadline_ns ? k->deadline_ns : k->period_ns,
 		.cpus = cpus > 0 ? (unsigned)cpus : 1,
 		.mem_budget = d->mem_budget,
+		.burst_ns = k->burst_ns,
+		.start_ns = START_NS,
 	};
 	return l;
 }
@@ -446,12 +452,13 @@ enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,
 		json_object_set_new(cpu, "per_recording",
 				    json_real(st.cpu_per_recording));
 	}
-	o = json_pack("{s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, "
-		      "s:o, s:o}",
+	o = json_pack("{s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, "
+		      "s:o, s:o, s:o}",
 		      "admission", st.on ? "on" : "off",
 		      "ceiling", st.ceiling,
 		      "viewers", (json_int_t)st.viewers,
 		      "viewers_held", (json_int_t)st.held,
+		      "viewers_starting", (json_int_t)st.starting,
 		      "recorders", (json_int_t)st.recorders,
 		      "admitted_total", (json_int_t)st.admitted_total,
 		      "takeovers_total", (json_int_t)st.takeovers_total,

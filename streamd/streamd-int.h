@@ -797,6 +797,10 @@ struct sd_admit_limits {
 	uint64_t deadline_ns;	/* the read deadline in effect */
 	unsigned cpus;		/* online CPUs */
 	uint64_t mem_budget;	/* bytes for sessions; 0: not modelled */
+	uint64_t burst_ns;	/* how far ahead a .ts response may run */
+	uint64_t start_ns;	/* a new viewer's start (its burst and its
+				   buffer's first fill) is counted as spread
+				   over this long; 0: not counted */
 };
 
 /* Cumulative counters, as read at @now_ns: the deltas between two
@@ -831,6 +835,7 @@ struct sd_admit_stats {
 	double ceiling;
 	int on;
 	unsigned viewers;	/* tickets of viewers, held ones included */
+	unsigned starting;	/* of which within their start (start_ns) */
 	unsigned held;		/* of which released, within their grace */
 	unsigned recorders;
 	uint64_t admitted_total, takeovers_total;

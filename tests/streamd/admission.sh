@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Admission control of streamd with the real daemon: with max_bandwidth
 # set to hold three players of a recording at its measured bitrate, three
-# curl players get 200 and bytes, and a fourth gets 503 at once (no
+# curl players get 200 and bytes (counted with their start-up surcharge
+# until it ends), and a fourth gets 503 at once (no
 # session opened, so no disk read) with Retry-After and the JSON reason
 # "network"; /admin/capacity shows what is promised and the metric counts
 # the refusal; a HEAD still answers.  Once the players close, their
@@ -22,6 +23,8 @@ need_streamd
 need_clients
 make_workdir admission
 GRACE=10 # sd_admit.c's GRACE_NS
+START=5 # sd_capacity.c's START_NS
+BURST=5 # the burst knob's default
 
 put_config() {
 	http /admin/config "$work/put.out" -X PUT \
@@ -56,10 +59,13 @@ expect_code 200 "pushing the recording"
 streams_list "$work/streams.json"
 rate=$(stream_field "$work/streams.json" cam1 bitrate)
 check "$rate > 0" || fail "cam1 has no bitrate: $(cat "$work/streams.json")"
-# 0.85 of it holds three players of cam1, not four.
-bw=$(awk -v r="$rate" 'BEGIN { printf "%d\n", 3.5 * r / 0.85 }')
-put_config "{\"max_bandwidth\":$bw}"
-pass "cam1 recorded at $rate bit/s; max_bandwidth $bw bit/s"
+# A new viewer counts, for its first START s, its burst and its buffer's
+# first fill on top of its rate (sd_admit.c): once three players have
+# settled, 0.85 of max_bandwidth holds them but not a fourth's start.
+start=$(awk -v r="$rate" -v s="$START" -v b="$BURST" \
+	'BEGIN { printf "%d\n", (r * b + 1048576 * 8) / s }')
+bw=$(awk -v r="$rate" -v x="$start" 'BEGIN { printf "%d\n", (3 * r + (r + x) / 2) / 0.85 }')
+pass "cam1 recorded at $rate bit/s; a start adds $start bit/s; max_bandwidth will be $bw bit/s"
 
 # --- Three players get in. ---------------------------------------------
 pids=()
@@ -72,7 +78,16 @@ done
 wait_for 10 "three admitted viewers" viewers_are 3
 wait_for 10 "bytes at every player" \
 	bash -c "[ -s '$work/p1.ts' ] && [ -s '$work/p2.ts' ] && [ -s '$work/p3.ts' ]"
-pass "three players admitted and receiving"
+capacity
+[ "$(json_get "$work/capacity.json" .viewers_starting)" = 3 ] ||
+	fail "three new players are not starting: $(cat "$work/capacity.json")"
+starting=$(json_get "$work/capacity.json" .network.promised)
+check "$starting > 3 * $rate + 2 * $start" ||
+	fail "network promised $starting while starting, expected 3 x ($rate + $start)"
+wait_for $((START + 5)) "the players' starts to end" \
+	bash -c "curl -s '$URL/admin/capacity' | grep -q '\"viewers_starting\": 0'"
+put_config "{\"max_bandwidth\":$bw}"
+pass "three players admitted and receiving (starting: $starting bit/s promised)"
 
 # --- The fourth is refused at once, naming the network. ----------------
 sessions=$(metric_value streamd_sessions_total)

@@ -529,3 +529,48 @@ Test(admit, a_model_swap_reprices_every_promise)
 	cr_expect_lt(st.res[SD_ADMIT_DISK].promised, before / 50);
 	cr_expect_eq(st.disk_parallelism, 8);
 }
+
+Test(admit, a_starting_viewer_counts_its_burst_until_its_start_ends)
+{
+	struct sd_admit_limits l = limits();
+	struct sd_admit_ticket *keep[8], *t;
+	struct sd_admit_refusal why;
+	struct sd_admit_stats st;
+
+	/* A 2 Mbit/s viewer with a 5 s burst spread over a 5 s start
+	 * counts 4 Mbit/s while it starts (no buffer, to keep it round). */
+	l.max_bandwidth = 10 * MBIT;
+	l.burst_ns = 5 * S;
+	l.start_ns = 5 * S;
+	l.buffer_size = 0;
+	make(&l, NULL);
+	/* 0.85 * 10 Mbit/s holds four settled viewers, two starting. */
+	cr_assert_eq(fill(2 * MBIT, S, &why, keep, 8), 2);
+	cr_expect_eq(why.res, SD_ADMIT_NET);
+	cr_expect_float_eq(why.demand, 4e6, 1);
+	sd_admit_stats(a, S, &st);
+	cr_expect_eq(st.starting, 2);
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 8e6, 1);
+	/* Their starts over, one more gets in, starting. */
+	cr_expect_eq(sd_admit_viewer(a, "x", "cam", 2 * MBIT, 6 * S, &t, &why),
+		     0);
+	sd_admit_stats(a, 6 * S, &st);
+	cr_expect_eq(st.starting, 1);
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 8e6, 1);
+	/* A release within the start ends it at once: held, it counts its
+	 * rate only. */
+	sd_admit_release(a, t, 7 * S);
+	sd_admit_stats(a, 7 * S, &st);
+	cr_expect_eq(st.starting, 0);
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 6e6, 1);
+	/* A takeover gets no new start. */
+	cr_expect_eq(sd_admit_viewer(a, "x", "cam", 2 * MBIT, 8 * S, &t, &why),
+		     0);
+	sd_admit_stats(a, 8 * S, &st);
+	cr_expect_eq(st.starting, 0);
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 6e6, 1);
+	/* A newcomer's start does not fit beside three settled ones. */
+	cr_expect_eq(sd_admit_viewer(a, "y", "cam", 2 * MBIT, 8 * S, &t, &why),
+		     -EBUSY);
+	cr_expect_float_eq(why.demand, 4e6, 1);
+}
