@@ -482,15 +482,21 @@ static void reap(struct sd_admit *a, uint64_t now)
 }
 
 /* Seconds until enough promised load is expected to leave for @excess
- * of resource @res to free: the held tickets' expiries first, then the
- * measured rate at which viewers leave. */
+ * of a resource to free: the first held reservation's expiry or the
+ * first start's end, whichever comes first; else the measured rate at
+ * which viewers leave. */
 static unsigned retry_after(const struct sd_admit *a, uint64_t now,
 			    double excess, double per_viewer)
 {
+	uint64_t soon = UINT64_MAX;
 	double s;
 
-	if (a->held.head) /* the first held reservation frees then */
-		s = (double)(a->held.head->expires - now) / 1e9;
+	if (a->held.head)
+		soon = a->held.head->expires;
+	if (a->s_head && a->s_head->start_end < soon)
+		soon = a->s_head->start_end;
+	if (soon != UINT64_MAX)
+		s = (double)(soon - now) / 1e9;
 	else if (a->leave_rate > 0 && per_viewer > 0)
 		s = ceil(excess / per_viewer) / a->leave_rate;
 	else

@@ -548,6 +548,7 @@ Test(admit, a_starting_viewer_counts_its_burst_until_its_start_ends)
 	cr_assert_eq(fill(2 * MBIT, S, &why, keep, 8), 2);
 	cr_expect_eq(why.res, SD_ADMIT_NET);
 	cr_expect_float_eq(why.demand, 4e6, 1);
+	cr_expect_eq(why.retry_after_s, 5, "the first start ends in 5 s");
 	sd_admit_stats(a, S, &st);
 	cr_expect_eq(st.starting, 2);
 	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 8e6, 1);
