@@ -187,6 +187,7 @@ struct sd_admit {
 	/* Measured. */
 	int have_sample;
 	struct sd_admit_sample last;
+	struct sd_admit_sample cpu_base; /* where the per-byte window began */
 	double ns_per_byte;	/* CPU per byte served */
 	double cpu_per_rec;	/* cores per recording */
 	double cpu_other;	/* cores other processes use, smoothed */
@@ -688,30 +689,39 @@ static double falling(double x, double lo, double hi)
 	return f > DISK_FLOOR ? f : DISK_FLOOR;
 }
 
+/* Others' CPU and ours over the last window; the cost per byte over a
+ * window that stretches across samples until CPU_MIN_BYTES were served
+ * (a few bytes against a process's fixed costs would say nothing). */
 static void observe_cpu(struct sd_admit *a, const struct sd_admit_sample *s,
 			uint64_t dt)
 {
-	const struct sd_admit_sample *p = &a->last;
+	const struct sd_admit_sample *p = &a->last, *b = &a->cpu_base;
 	double self = delta(s->self_cpu_ns, p->self_cpu_ns) / (double)dt;
 	double busy = delta(s->sys_busy_ns, p->sys_busy_ns) / (double)dt;
 	double bytes = delta(s->bytes_out, p->bytes_out);
+	double wbytes = delta(s->bytes_out, b->bytes_out);
 	double other = busy - self;
 
 	a->cpu_self = self;
 	a->cpu_other = ewma(a->cpu_other, other > 0 ? other : 0, dt,
 			    CPU_TAU_NS);
-	if (bytes >= CPU_MIN_BYTES) {
-		double rest = self - a->recorders * a->cpu_per_rec;
+	if (wbytes >= CPU_MIN_BYTES) {
+		uint64_t wdt = s->now_ns - b->now_ns;
+		double rest = delta(s->self_cpu_ns, b->self_cpu_ns) -
+			      a->recorders * a->cpu_per_rec * (double)wdt;
 
 		if (rest < 0)
 			rest = 0;
-		a->ns_per_byte = ewma(a->ns_per_byte,
-				      rest * (double)dt / bytes, dt,
+		a->ns_per_byte = ewma(a->ns_per_byte, rest / wbytes, wdt,
 				      CPU_TAU_NS);
+		a->cpu_base = *s;
 	} else if (bytes == 0 && a->recorders > 0) {
 		/* Nothing served: what streamd spent went to recording. */
 		a->cpu_per_rec = ewma(a->cpu_per_rec, self / a->recorders, dt,
 				      CPU_TAU_NS);
+		a->cpu_base = *s;
+	} else if (bytes == 0) {
+		a->cpu_base = *s; /* idle time is no one's cost */
 	}
 }
 
@@ -764,6 +774,7 @@ void sd_admit_observe(struct sd_admit *a, const struct sd_admit_sample *s)
 	a->rss = s->rss;
 	if (!a->have_sample) {
 		a->last = *s;
+		a->cpu_base = *s;
 		a->have_sample = 1;
 		a->leave_since = s->now_ns;
 		pthread_mutex_unlock(&a->mu);

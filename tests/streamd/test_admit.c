@@ -487,6 +487,33 @@ Test(admit, cpu_is_learnt_from_injected_samples)
 	cr_expect_float_eq(st.res[SD_ADMIT_CPU].capacity, 0.5, 1e-9);
 }
 
+Test(admit, cpu_per_byte_is_learnt_over_windows_long_enough)
+{
+	struct sd_admit_limits l = limits();
+	struct sd_admit_sample s = { .now_ns = S };
+	struct sd_admit_stats st;
+
+	make(&l, NULL);
+	sd_admit_observe(a, &s);
+	/* Ten one-second samples of 2 MB served at 20 ns a byte: no single
+	 * one is enough to learn from, their sum is. */
+	for (int i = 2; i <= 11; i++) {
+		s.now_ns = (uint64_t)i * S;
+		s.bytes_out += 2000000;
+		s.self_cpu_ns += 40000000;
+		s.sys_busy_ns += 40000000;
+		sd_admit_observe(a, &s);
+		sd_admit_stats(a, s.now_ns, &st);
+		if (i < 10)
+			cr_expect_float_eq(st.cpu_ns_per_byte, 2.5, 1e-9,
+					   "learnt from %d MB", 2 * (i - 1));
+	}
+	/* 18 MB over 9 s at i = 10: one window of 9 s. */
+	cr_expect_gt(st.cpu_ns_per_byte, 2.5);
+	cr_expect_float_eq(st.cpu_ns_per_byte,
+			   2.5 + (20 - 2.5) * (1 - exp(-0.9)), 1e-6);
+}
+
 Test(admit, cpu_per_recording_is_learnt_while_nothing_is_served)
 {
 	struct sd_admit_limits l = limits();
