@@ -3,9 +3,10 @@
  * new player session or publisher asks for a ticket; it gets one only if,
  * on every resource, what is already promised plus what it needs stays
  * within admission_ceiling of what the node can deliver on time.  This
- * file is pure: it reads no clock, file or device.  The daemon (sd_capacity.c) hands it
- * the disk model, the knobs, the time and periodic measurements
- * (sd_admit_observe); the unit tests hand it a simulated device and clock.
+ * file is pure: it reads no clock, file or device.  The daemon
+ * (sd_capacity.c) hands it the disk model, the knobs, the time and
+ * periodic measurements (sd_admit_observe); the unit tests hand it a
+ * simulated device and clock.
  *
  * Resources, each with a capacity, what is promised and what is measured:
  *
@@ -21,6 +22,11 @@
  *           viewer served from memory costs the disk nothing.
  *  cpu      Cores.  A viewer needs B/8 bytes/s times the measured CPU time
  *           per byte served; a recorder the measured CPU per recording.
+ *           Both come from this process's CPU time against the bytes
+ *           served: per byte over a window of at least CPU_MIN_BYTES,
+ *           less what the recorders cost; per recording over windows in
+ *           which nothing was served; each smoothed over CPU_TAU_NS and
+ *           starting from a prior (PRIOR_*) until measured.
  *           The capacity is the online CPUs less what other processes
  *           were measured using (smoothed), but never less than
  *           CPU_FLOOR cores: with runnable threads streamd gets at least

@@ -2,8 +2,8 @@
  * The daemon's context: what main (streamd.c) sets up and every part of
  * the running daemon shares — the configuration as started, the logs,
  * the DJMFS client, the catalog, the pump and the recorder, admission
- * control, the HTTP listeners, the knobs in use, the live requests, and the HTTP counters
- * the metrics route reports.  What each of those parts owns (the
+ * control, the HTTP listeners, the knobs in use, the live requests, and
+ * the HTTP counters the metrics route reports.  What each of those parts owns (the
  * recorder's publishers and recording counters, the pump's sessions)
  * stays behind its own handle.  The HTTP layer (sd_http.h) only points
  * to it.
