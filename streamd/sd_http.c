@@ -110,6 +110,7 @@ static const struct route {
 	{ M_READ | M_PUT, EXACT, "/admin/config", NULL, sd_route_config,
 	  ADMIN },
 	{ M_READ, EXACT, "/admin/sessions", NULL, sd_route_sessions, ADMIN },
+	{ M_READ, EXACT, "/admin/capacity", NULL, sd_route_capacity, ADMIN },
 	{ M_READ, EXACT, "/admin/sign", NULL, sd_route_sign, ADMIN },
 	{ M_READ, EXACT, "/metrics", NULL, sd_route_metrics, ADMIN },
 	{ M_READ, EXACT, "/", NULL, sd_route_home, MAIN },

@@ -131,6 +131,8 @@ enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
 			     size_t *upload_size);
 enum MHD_Result sd_route_config(struct sd_req *r, const char *upload,
 				size_t *upload_size);
+enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,
+				  size_t *upload_size);
 enum MHD_Result sd_route_sessions(struct sd_req *r, const char *upload,
 				  size_t *upload_size);
 enum MHD_Result sd_route_sign(struct sd_req *r, const char *upload,

@@ -331,6 +331,8 @@ struct play {
 	int64_t a_media, b_media;
 	uint64_t a_off, b_off;
 	uint64_t allow;		/* data offset the body may reach now */
+	uint64_t bitrate;	/* the recording's, bits/s; 0: unknown */
+	struct sd_admit_ticket *ticket; /* admission's, released at close */
 };
 
 static void play_cleanup(struct sd_req *r)
@@ -347,6 +349,7 @@ static void play_cleanup(struct sd_req *r)
 		return;
 	sd_session_stats(pl->sess, &st);
 	sd_session_close(pl->sess); /* no wake after this (sd_http.h, 4) */
+	sd_capacity_release(r->d, pl->ticket);
 	sd_log_error(r->d->log, SD_LOG_INFO, "play %s: %llu bytes, %llu "
 		     "reads, %llu late, %llu underflows", r->url,
 		     (unsigned long long)st.bytes, (unsigned long long)st.reads,
@@ -651,7 +654,9 @@ static ssize_t head_reader(void *cls, uint64_t pos, char *buf, size_t max)
 /*
  * Starts a session over data bytes [start, end) (end SD_END_LIVE: follow)
  * and answers with it; a HEAD gets the same headers and no session (MHD
- * sends Content-Length from the size and no body).  @size is the body
+ * sends Content-Length from the size and no body).  A session is opened
+ * only once admission control admits it (sd_capacity.c): a refusal is a
+ * 503 sent at once, before any disk read; a HEAD needs no admission.  @size is the body
  * length when known.  @ranges: the Accept-Ranges value.  Extra headers
  * come from @hdr (name/value pairs, NULL-terminated).  Takes @pl.
  */
@@ -675,9 +680,16 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 							 head_reader, NULL,
 							 NULL);
 	} else {
+		enum MHD_Result refused = MHD_NO;
+
+		if (!sd_capacity_play(r, pl->bitrate, &pl->ticket, &refused)) {
+			free(pl);
+			return refused;
+		}
 		cap_send_buffer(r);
 		err = sd_session_open(r->d->pump, &so, &pl->sess);
 		if (err < 0) {
+			sd_capacity_release(r->d, pl->ticket);
 			free(pl);
 			return sd_reply_error(r, err == -ENOENT ? 404 : 500,
 					      "sd_session_open(%s): %s",
@@ -780,6 +792,7 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 	sd_stream_rdlock(s);
 	status = play_plan(s, &st, dur, pl, &end, &begin_wall, msg,
 			   sizeof(msg));
+	pl->bitrate = s->bitrate;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	if (status != 200) {
@@ -812,7 +825,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 {
 	struct sd_stream *s;
 	enum MHD_Result ret = MHD_NO;
-	uint64_t size, a = 0, b = 0;
+	uint64_t size, a = 0, b = 0, bitrate;
 	struct play *pl;
 	int rc;
 	char cr[96];
@@ -824,6 +837,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 		return ret;
 	sd_stream_rdlock(s);
 	size = s->data_size;
+	bitrate = s->bitrate;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	rc = sd_range_parse(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
@@ -853,6 +867,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	}
 	pl->start = a;
 	pl->limit = b - a + 1;
+	pl->bitrate = bitrate;
 	return play_reply(r, pl, b + 1, rc ? 206 : 200, "video/mp2t", "bytes",
 			  hdr);
 }

@@ -5,7 +5,8 @@
  * (sd_config.c), the in-flight demuxer of encoder uploads (sd_ingest.c),
  * the recording writer and the read-side catalog on DJMFS (sd_rec.c,
  * sd_catalog.c), the players' input buffers and their pump (sd_session.c),
- * the logs (sd_log.c) and the HTTP front end (sd_http.c and its routes).
+ * admission control (sd_admit.c), the logs (sd_log.c) and the HTTP front
+ * end (sd_http.c and its routes).
  *
  * A recording is a DJMFS file named after the stream with three objects,
  * created in this order:
@@ -292,6 +293,9 @@ struct sd_knobs {
 				   then the stream's rate) */
 	char cors_origins[512];	/* "": no CORS; "*", or origins separated by
 				   commas ("https://a.example,http://b:8000") */
+	char admission[4];	/* "on" or "off" (sd_admit.c) */
+	double admission_ceiling; /* 0..1 of each resource (0.85) */
+	uint64_t max_bandwidth;	/* bits/s; 0: the network is not modelled */
 };
 
 struct sd_config {
@@ -755,6 +759,136 @@ void sd_session_stats(struct sd_session *s, struct sd_session_stats *out);
 /* Leaves the pump, waits for reads in flight, closes the file, frees.
  * NULL is a no-op. */
 void sd_session_close(struct sd_session *s);
+
+/* ------------------------------------------------------------------ */
+/* Admission control (sd_admit.c)                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The node's capacity model: disk (the scheduler's calibrated model,
+ * corrected by measured lateness), CPU, network and memory, each with a
+ * capacity, what admitted sessions were promised, and what is measured.
+ * A player session or a publisher is admitted only if every resource
+ * stays within the ceiling; sd_admit.c's top says how each is counted.
+ * Pure: every call takes the time (CLOCK_MONOTONIC ns, or a test's), and
+ * measurements come in through sd_admit_observe.  Thread-safe.
+ */
+struct iosched_model;
+struct sd_admit;
+struct sd_admit_ticket;
+
+enum sd_admit_res {
+	SD_ADMIT_DISK,
+	SD_ADMIT_CPU,
+	SD_ADMIT_NET,
+	SD_ADMIT_MEM,
+	SD_ADMIT_N
+};
+/* "disk", "cpu", "network", "memory": the reasons a refusal names. */
+extern const char *const sd_admit_res_names[SD_ADMIT_N];
+
+struct sd_admit_limits {
+	int on;			/* 0: admit everyone (still counted) */
+	double ceiling;		/* admission_ceiling, 0..1 */
+	uint64_t max_bandwidth;	/* bits/s; 0: the network is not modelled */
+	uint32_t read_size;	/* bytes per session read */
+	uint32_t write_size;	/* bytes per recording write */
+	uint32_t buffer_size;	/* bytes of a session's input buffer */
+	uint64_t deadline_ns;	/* the read deadline in effect */
+	unsigned cpus;		/* online CPUs */
+	uint64_t mem_budget;	/* bytes for sessions; 0: not modelled */
+	uint64_t burst_ns;	/* how far ahead a .ts response may run */
+	uint64_t start_ns;	/* a new viewer's start (its burst and its
+				   buffer's first fill) is counted as spread
+				   over this long; 0: not counted */
+};
+
+/* Cumulative counters, as read at @now_ns: the deltas between two
+ * observations are the window the measurements come from. */
+struct sd_admit_sample {
+	uint64_t now_ns;
+	uint64_t self_cpu_ns;	/* this process, user + system */
+	uint64_t sys_busy_ns;	/* every CPU, every process, niced excluded */
+	uint64_t bytes_out, bytes_in;
+	uint64_t reads, read_misses; /* the pump's reads, late ones */
+	uint64_t io_requests, io_deadline_requests, io_misses, io_bytes;
+	uint64_t io_latency_p99_ns; /* the scheduler's, over its life */
+	uint64_t rss;		/* resident bytes */
+};
+
+struct sd_admit_refusal {
+	enum sd_admit_res res;	/* the resource that would not hold */
+	double capacity, promised, demand, ceiling;
+	unsigned retry_after_s;	/* >= 1: when to ask again */
+};
+
+struct sd_admit_resource {
+	int modelled;		/* 0: no limit (network without
+				   max_bandwidth) */
+	double capacity, promised, measured;
+};
+
+struct sd_admit_stats {
+	struct sd_admit_resource res[SD_ADMIT_N]; /* units: disk device s/s,
+						     cpu cores, network
+						     bits/s, memory bytes */
+	double ceiling;
+	int on;
+	unsigned viewers;	/* tickets of viewers, held ones included */
+	unsigned starting;	/* of which within their start (start_ns) */
+	unsigned held;		/* of which released, within their grace */
+	unsigned recorders;
+	uint64_t admitted_total, takeovers_total;
+	uint64_t refused[SD_ADMIT_N];
+	double disk_factor;	/* the measured correction of the disk */
+	double disk_latency_ratio; /* scheduler p99 latency / read deadline */
+	double disk_late_ratio;	/* late deadline requests, last window */
+	double disk_read_ns, disk_write_ns; /* the model's, per read/write */
+	unsigned disk_parallelism;
+	double cpu_ns_per_byte, cpu_per_recording, cpu_other;
+	unsigned cpus;
+};
+
+/* Takes ownership of @model (NULL: the disk is not modelled).  0 or
+ * -ENOMEM (the model is freed). */
+int sd_admit_new(struct sd_admit **out, const struct sd_admit_limits *lim,
+		 struct iosched_model *model);
+/* Frees every ticket too.  NULL is a no-op. */
+void sd_admit_free(struct sd_admit *a);
+/* Knobs changed: applies to new tickets and to every promise's price. */
+void sd_admit_set_limits(struct sd_admit *a, const struct sd_admit_limits *l);
+/* Swaps the disk model (takes ownership; frees the old one). */
+void sd_admit_set_model(struct sd_admit *a, struct iosched_model *m);
+
+/*
+ * A viewer of stream @stream from @client (its address) at @bps bits/s.
+ * A ticket @client released on @stream within the grace is taken over
+ * without a check.  Returns 0 and *out (release it with
+ * sd_admit_release), -EBUSY with @why filled (may be NULL), or -ENOMEM.
+ */
+int sd_admit_viewer(struct sd_admit *a, const char *client,
+		    const char *stream, uint64_t bps, uint64_t now,
+		    struct sd_admit_ticket **out, struct sd_admit_refusal *why);
+/* A publisher of @stream at @bps: refused (-EBUSY) only if the
+ * recorders' writes alone would not fit on the disk or the network. */
+int sd_admit_recorder(struct sd_admit *a, const char *stream, uint64_t bps,
+		      uint64_t now, struct sd_admit_ticket **out,
+		      struct sd_admit_refusal *why);
+/* The session or upload ended: a viewer's ticket is held for the grace,
+ * a recorder's freed.  Takes @t (NULL: no-op). */
+void sd_admit_release(struct sd_admit *a, struct sd_admit_ticket *t,
+		      uint64_t now);
+/* Of a viewer's reads, the share (0..1, clamped) that will reach the
+ * disk; 1 until set (a cache serving the rest lowers it). */
+void sd_admit_set_disk_share(struct sd_admit *a, struct sd_admit_ticket *t,
+			     double share);
+/* A ticket's bitrate, measured since it was admitted. */
+void sd_admit_set_rate(struct sd_admit *a, struct sd_admit_ticket *t,
+		       uint64_t bps);
+/* A new set of counters; windows under 0.5 s are merged into the next. */
+void sd_admit_observe(struct sd_admit *a, const struct sd_admit_sample *s);
+void sd_admit_stats(struct sd_admit *a, uint64_t now,
+		    struct sd_admit_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* Logs (sd_log.c)                                                     */

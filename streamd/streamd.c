@@ -440,6 +440,8 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	if (err == 0)
 		err = sd_recorder_new(&d->recorder, d);
 	if (err == 0)
+		err = sd_capacity_start(d);
+	if (err == 0)
 		err = sd_http_start(d);
 	if (err == 0) {
 		banner(d, embedded);
@@ -447,6 +449,7 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 		sd_http_stop(d, STOP_GRACE_NS);
 	}
 	sd_recorder_free(d->recorder);
+	sd_capacity_stop(d);
 	sd_pump_free(d->pump);
 	sd_catalog_free(d->cat);
 	djmfs_disconnect(d->client);

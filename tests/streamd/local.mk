@@ -18,6 +18,7 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_ts \
 	tests/streamd/test_rec \
 	tests/streamd/test_session \
+	tests/streamd/test_admit \
 	tests/streamd/test_token \
 	tests/streamd/test_soak_ts \
 	tests/streamd/test_loadgen
@@ -32,6 +33,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/range.sh \
 	tests/streamd/badinput.sh \
 	tests/streamd/admin.sh \
+	tests/streamd/admission.sh \
 	tests/streamd/load.sh \
 	tests/streamd/cluster.sh \
 	tests/streamd/djmfs-restart.sh \
@@ -105,6 +107,11 @@ tests_streamd_test_rec_SOURCES = tests/streamd/test_rec.c
 tests_streamd_test_rec_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_rec_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_rec_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_admit_SOURCES = tests/streamd/test_admit.c
+tests_streamd_test_admit_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_admit_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_admit_LDADD = $(STREAMD_TEST_LDADD)
 
 tests_streamd_test_session_SOURCES = tests/streamd/test_session.c
 tests_streamd_test_session_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
