@@ -42,7 +42,7 @@
 
 const unsigned sd_http_codes[SD_HTTP_CODES] = {
 	200, 201, 204, 206, 304, 400, 401, 403, 404,
-	405, 409, 413, 415, 416, 431, 500, 507,
+	405, 409, 413, 415, 416, 431, 500, 503, 507,
 };
 
 const char *const sd_http_refusal_names[SD_REFUSED_N] = {

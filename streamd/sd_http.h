@@ -31,7 +31,7 @@ struct sd_pub;
 
 /* Statuses counted in streamd_http_requests_total{code=...}; the others
  * count as "other" (sd_http.c). */
-#define SD_HTTP_CODES 17
+#define SD_HTTP_CODES 18
 extern const unsigned sd_http_codes[SD_HTTP_CODES];
 
 /* Why a connection was refused at accept or closed by a limit; counted in

@@ -132,6 +132,8 @@ for r in disk cpu memory; do
 	[ "$(metric_value "streamd_admission_refused_total{reason=\"$r\"}")" = 0 ] ||
 		fail "streamd_admission_refused_total{reason=\"$r\"} missing or not 0"
 done
+[ "$(metric_value 'streamd_http_requests_total{code="503"}')" = 1 ] ||
+	fail "the 503 is not counted under its own code: $(grep 'code=' "$work/metrics.txt")"
 # The publisher of cam1 and the three players.
 [ "$(metric_value streamd_admitted_total)" = 4 ] ||
 	fail "streamd_admitted_total is $(metric_value streamd_admitted_total), not 4"
