@@ -18,6 +18,7 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_ts \
 	tests/streamd/test_rec \
 	tests/streamd/test_session \
+	tests/streamd/test_cache \
 	tests/streamd/test_token \
 	tests/streamd/test_soak_ts
 
@@ -104,6 +105,11 @@ tests_streamd_test_rec_SOURCES = tests/streamd/test_rec.c
 tests_streamd_test_rec_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_rec_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_rec_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_cache_SOURCES = tests/streamd/test_cache.c
+tests_streamd_test_cache_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_cache_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_cache_LDADD = $(STREAMD_TEST_LDADD)
 
 tests_streamd_test_session_SOURCES = tests/streamd/test_session.c
 tests_streamd_test_session_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
