@@ -323,6 +323,8 @@ struct sd_config {
 	char djmfs_secret_file[1024]; /* volume secret; "": none */
 	uint64_t hls_live_window_ns; /* what a live HLS playlist holds without
 					window= (sd_hls.c) */
+	uint64_t cache_size;	   /* interval cache budget, bytes; 0: off;
+				      SD_CACHE_SIZE_AUTO: from memory */
 	uint64_t inject_latency_ns; /* test only: added to every disk I/O */
 	unsigned inject_eio_every; /* test only: one disk I/O in N fails */
 	struct sd_knobs knobs;
@@ -545,6 +547,9 @@ struct sd_rec_opts {
 	struct sd_logger log;
 	struct sd_ts *ts;	  /* borrowed, optional: the upload's scan,
 				     shared with the ingest; NULL: own */
+	struct sd_cache *cache;	  /* borrowed, optional: each data write's
+				     bytes go in once published, for the
+				     viewers behind the writer */
 };
 
 struct sd_rec_stats {
@@ -768,6 +773,10 @@ struct sd_session_stats {
 				   then waited longer than a read deadline
 				   for them */
 	uint64_t bytes;		/* bytes handed to the player */
+	uint64_t hits;		/* reads the cache served at once (neither
+				   reads nor misses) */
+	uint64_t hit_bytes;	/* bytes they brought */
+	uint64_t disk_bytes;	/* bytes reads brought from the disk */
 };
 
 struct sd_pump_stats {
@@ -785,6 +794,10 @@ struct sd_pump_opts {
 				   move a fake one).  Read deadlines and
 				   underflows stay on sd_now(), the clock
 				   libdjmfs judges deadlines by */
+	struct sd_cache *cache;	/* borrowed, optional (must outlive the
+				   pump): sessions take what it holds
+				   before reading the disk, and put what
+				   they read in */
 };
 
 /* @o: NULL for the defaults. */
@@ -838,6 +851,11 @@ int sd_session_wake_at_tick(struct sd_session *s);
  * session until that clock moves or the player reads. */
 void sd_session_settle(struct sd_session *s);
 void sd_session_stats(struct sd_session *s, struct sd_session_stats *out);
+/* The share (0..1) of the session's recent bytes (about the last 16 MiB)
+ * the cache served: 1 - it is what of its stream reaches the disk (0
+ * with no cache).  For admission: a viewer inside a kept interval costs
+ * the disk nothing. */
+double sd_session_cache_share(struct sd_session *s);
 /* Leaves the pump, waits for reads in flight, closes the file, frees.
  * NULL is a no-op. */
 void sd_session_close(struct sd_session *s);

@@ -33,6 +33,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/badinput.sh \
 	tests/streamd/admin.sh \
 	tests/streamd/load.sh \
+	tests/streamd/cache.sh \
 	tests/streamd/cluster.sh \
 	tests/streamd/djmfs-restart.sh \
 	tests/streamd/volfull.sh \
