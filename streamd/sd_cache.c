@@ -55,6 +55,7 @@
  *   sd_cache_join     a consumer at a position (session, writer)
  *   sd_cache_move     it moved (its order among the others is kept)
  *   sd_cache_leave    it left; its object may go
+ *   sd_cache_published  the writer's end, for sessions of its object
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -90,6 +91,7 @@ struct cobj {
 	uint32_t id;
 	struct sd_cache_cons **cons; /* sorted by pos: invariant 3 */
 	size_t ncons, capcons;
+	struct sd_cache_cons *writer; /* this node's writer, or NULL */
 	size_t nblocks;
 };
 
@@ -260,6 +262,8 @@ int sd_cache_join(struct sd_cache *c, uint64_t ino, uint32_t id,
 	}
 	k->o = o;
 	k->at = o->ncons;
+	if (k->writer)
+		o->writer = k;
 	o->cons[o->ncons++] = k;
 	cons_resort(o, k);
 	pthread_mutex_unlock(&c->mu);
@@ -292,9 +296,25 @@ void sd_cache_leave(struct sd_cache_cons *k)
 		o->cons[i]->at = i;
 	}
 	o->ncons--;
+	if (o->writer == k)
+		o->writer = NULL;
 	obj_maybe_free(c, o);
 	pthread_mutex_unlock(&c->mu);
 	free(k);
+}
+
+int sd_cache_published(struct sd_cache_cons *k, uint64_t *end)
+{
+	int have;
+
+	if (!k || !end)
+		return 0;
+	pthread_mutex_lock(&k->c->mu);
+	have = k->o->writer != NULL;
+	if (have)
+		*end = k->o->writer->pos;
+	pthread_mutex_unlock(&k->c->mu);
+	return have;
 }
 
 double sd_cache_hit_share(struct sd_cache_cons *k)

@@ -204,9 +204,11 @@ static void rec_done(void *user, ssize_t res)
 		 * comes after its publish): the viewers behind may have the
 		 * bytes from memory.  The piece is still ours until we
 		 * return (invariant 8). */
-		sd_cache_move(r->ccons, w->off + w->len);
 		sd_cache_put(r->o.cache, r->ino, r->id[OBJ_DATA], w->off,
 			     w->buf, w->len);
+		/* After the put: a session that learns this end from the
+		 * cache finds the bytes there. */
+		sd_cache_move(r->ccons, w->off + w->len);
 	}
 	if (w->data) {
 		r->data_inflight--;

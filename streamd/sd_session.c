@@ -72,6 +72,12 @@
  *     under s->mu, so the player never sees bytes still on their way.
  *     A cache hit copies into that same free space under s->mu and adds
  *     to len and pos together, as a completion does.
+ *  8. img_size >= img_disk, the size in the handle's image; it runs
+ *     ahead only by a size this node's writer of the recording had
+ *     published (sd_cache_published: the writer moves there once its
+ *     publish completed), learnt while the session was live.  A disk
+ *     read never goes past img_disk: a session that needs bytes beyond
+ *     it that the cache does not hold syncs first.
  *
  * A session's operation slot (s->io):
  *   NONE --plan(): bytes in the cache (hit)------> NONE, plan() goes on
@@ -79,7 +85,11 @@
  *   NONE --plan(): bytes in the image fit--------> READ  (settle submits;
  *          plan runs at each period, after each completion, and when
  *          the player's sd_session_read leaves the buffer below B)
+ *   NONE --plan(): image read, local writer ahead-> NONE, plan() goes on
+ *          (learn_size: img_size from the cache, no RPC; with a local
+ *          writer and nothing new, no sync either: the next visit looks)
  *   NONE --plan(): image read, writer, new period-> SYNC  (settle submits)
+ *   NONE --plan(): bytes past img_disk uncached---> SYNC  (once a period)
  *   READ --read_done(): bytes into the ring-------> NONE, then plan()
  *          (and into the cache, past the session's own pos)
  *   SYNC --sync_done(): new size and writer flag--> NONE, then plan()
@@ -175,7 +185,11 @@ struct sd_session {
 	size_t cap, head, len;		/* ring: len bytes from head */
 	uint64_t pos;			/* next "data" byte to read */
 	uint64_t end;			/* range end or SD_END_LIVE */
-	uint64_t img_size;		/* "data" size in the handle's image */
+	uint64_t img_size;		/* "data" size the session may read:
+					   the handle's image, or more that
+					   the local writer published
+					   (invariant 8) */
+	uint64_t img_disk;		/* "data" size in the handle's image */
 	int live;			/* the image shows a writer */
 	int grew;			/* the last sync found it longer */
 	int io;				/* IO_*: invariant 3 */
@@ -265,6 +279,7 @@ static void stats_add(struct sd_session_stats *sum,
 	sum->hits += s->hits;
 	sum->hit_bytes += s->hit_bytes;
 	sum->disk_bytes += s->disk_bytes;
+	sum->syncs += s->syncs;
 }
 
 /* ------------------------------------------------------------------ */
@@ -411,6 +426,29 @@ static size_t cache_take(struct sd_session *s, const struct tune *t,
 }
 
 /*
+ * Under s->mu: a live recording whose writer is on this node publishes
+ * through the cache too (sd_cache_published): a session that has read
+ * all it knows takes the writer's newest published end from there
+ * instead of asking the DJMFS server for a snapshot each period, which
+ * at thousands of sessions near live is the server's whole load.  1 when
+ * it learnt a larger size, -1 when the writer has published nothing new
+ * (the next period looks again; no sync), 0 when no writer of it is
+ * here (or the session saw none): ask the server.
+ */
+static int learn_size(struct sd_session *s)
+{
+	uint64_t end;
+
+	if (!s->live || !sd_cache_published(s->cons, &end))
+		return 0;
+	if (end <= s->img_size)
+		return -1;
+	s->img_size = end;
+	s->grew = 1;
+	return 1;
+}
+
+/*
  * Under s->mu: what the session does now.  @periodic: a period's visit
  * (skip above A) rather than a completion (go on only below B).  Marks
  * s->io for the operation it picks; the caller submits it unlocked.
@@ -419,6 +457,7 @@ static void plan(struct sd_session *s, const struct tune *t, uint64_t tick,
 		 int periodic, struct act *a)
 {
 	double fill;
+	int learned;
 	size_t n;
 
 again:
@@ -438,14 +477,25 @@ again:
 		periodic = 0;
 		goto again;
 	}
-	if (n > 0) {
+	if (n > 0 && s->pos >= s->img_disk) {
+		/* Published (invariant 8), yet not in the cache: the disk
+		 * has it, once the handle's image does (a sync a period at
+		 * most, as at the live edge). */
+		if (s->sync_tick != tick) {
+			s->sync_tick = tick;
+			s->io = a->io = IO_SYNC;
+		}
+	} else if (n > 0) {
 		s->io = a->io = IO_READ;
 		a->off = s->pos;
-		a->len = n;
+		a->len = (size_t)min_u64(n, s->img_disk - s->pos);
 		a->buf = s->ring + ring_tail(s);
 		a->deadline = sd_now() +
 			      (t->deadline_ns ? t->deadline_ns : t->period_ns);
 		s->io_deadline = a->deadline;
+	} else if (s->pos >= readable_end(s) && (learned = learn_size(s))) {
+		if (learned > 0)
+			goto again;
 	} else if (s->pos >= readable_end(s) && s->sync_tick != tick) {
 		s->sync_tick = tick;
 		s->io = a->io = IO_SYNC;
@@ -580,6 +630,7 @@ static void sync_done(void *user, ssize_t res)
 	tune_get(s->p, &t, &tick);
 	pthread_mutex_lock(&s->mu);
 	s->io = IO_NONE;
+	s->st.syncs++;
 	if (err < 0) {
 		fail(s, res < 0 ? "djmfs_sync_snap_async" : "djmfs_file_info",
 		     err, &a);
@@ -587,6 +638,7 @@ static void sync_done(void *user, ssize_t res)
 		s->grew = size > s->img_size;
 		if (s->grew)
 			s->img_size = size;
+		s->img_disk = size;
 		s->live = live;
 	}
 	/* The sync belongs to a period's visit: go on with it. */
@@ -913,6 +965,7 @@ static int session_file(struct sd_session *s, const char *name)
 	err = djmfs_find_obj(s->f, "data", &s->data_id);
 	if (err == 0)
 		err = image_of(s, &s->img_size, &s->live);
+	s->img_disk = s->img_size;
 	if (err < 0) {
 		plog(&s->p->log, SD_LOG_ERROR, "sd_session_open(%s): no "
 		     "\"data\" object: not a recording: %s", name,

@@ -727,6 +727,11 @@ void sd_cache_block_put(struct sd_cache *c, struct sd_cache_block *b);
 int sd_cache_join(struct sd_cache *c, uint64_t ino, uint32_t id,
 		  uint64_t pos, int writer, struct sd_cache_cons **out);
 void sd_cache_move(struct sd_cache_cons *k, uint64_t pos);
+/* 1 and *@end when a writer of @k's object has joined on this node: its
+ * position, which it moves only once its bytes are published (so a
+ * reader may take that size as published without asking the server);
+ * else 0. */
+int sd_cache_published(struct sd_cache_cons *k, uint64_t *end);
 void sd_cache_leave(struct sd_cache_cons *k); /* NULL: no-op; frees @k */
 
 /* Consumer @k's read: copies into @dst what the cache holds of its
@@ -777,6 +782,7 @@ struct sd_session_stats {
 				   reads nor misses) */
 	uint64_t hit_bytes;	/* bytes they brought */
 	uint64_t disk_bytes;	/* bytes reads brought from the disk */
+	uint64_t syncs;		/* snapshot syncs completed */
 };
 
 struct sd_pump_stats {

@@ -539,6 +539,82 @@ Test(session, a_follower_is_served_from_the_cache_without_reads)
 	sd_cache_free(cache);
 }
 
+/* The recorder of this node, as sd_rec does it: each write publishes,
+ * then its bytes go into the cache and the writer moves past them. */
+struct cached_writer {
+	struct wr w;
+	struct sd_cache *cache;
+	struct sd_cache_cons *k;
+	uint64_t ino;
+	unsigned appends;
+	size_t size;
+};
+
+static void *cached_writer_main(void *arg)
+{
+	struct cached_writer *cw = arg;
+	uint8_t *buf = malloc(cw->size);
+
+	for (unsigned i = 0; i < cw->appends; i++) {
+		uint64_t off = cw->w.off;
+
+		sleep_ms(5);
+		wr_append(&cw->w, cw->size);
+		for (size_t j = 0; j < cw->size; j++)
+			buf[j] = pat(off + j);
+		cr_assert_eq(sd_cache_put(cw->cache, cw->ino, cw->w.id, off, buf,
+					  cw->size), 0);
+		sd_cache_move(cw->k, off + cw->size);
+	}
+	sd_cache_leave(cw->k);
+	wr_close(&cw->w);
+	free(buf);
+	return NULL;
+}
+
+/* A session following a recording whose writer is on this node learns
+ * the published sizes from the cache: every byte, from memory, with no
+ * snapshot sync until the writer leaves. */
+Test(session, follows_a_local_writer_through_the_cache_without_syncs)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(10, 64 * KIB, 256 * KIB, 80, 30);
+	struct cached_writer cw = { .appends = 100, .size = 20011 };
+	struct djmfs_file_info fi;
+	struct sd_session_stats st;
+	struct sd_cache *cache;
+	struct sd_session *s;
+	struct sd_pump *p;
+	struct waiter w;
+	pthread_t th;
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_with_cache(c, &k, cache);
+	waiter_init(&w);
+	wr_open(c, "live", &cw.w);
+	cr_assert_eq(djmfs_file_info(cw.w.f, &fi), 0);
+	cw.cache = cache;
+	cw.ino = fi.ino;
+	cr_assert_eq(sd_cache_join(cache, cw.ino, cw.w.id, 0, 1, &cw.k), 0);
+	wr_append(&cw.w, 1); /* "data" exists in the image the session opens */
+	cr_assert_eq(sd_cache_put(cache, cw.ino, cw.w.id, 0, (uint8_t[]){ pat(0) },
+				  1), 0);
+	sd_cache_move(cw.k, 1);
+	s = open_session(p, "live", 0, SD_END_LIVE, &w);
+	cr_assert_eq(pthread_create(&th, NULL, cached_writer_main, &cw), 0);
+	cr_assert_eq(drain(s, &w, 0), 1 + (uint64_t)cw.appends * cw.size);
+	pthread_join(th, NULL);
+	sd_session_stats(s, &st);
+	cr_expect_eq(st.reads, 0, "%llu reads", (unsigned long long)st.reads);
+	cr_expect_eq(st.disk_bytes, 0);
+	/* Periods of 10 ms over the writer's 0.5 s or more: a session that
+	 * asked the server would have synced dozens of times. */
+	cr_expect_leq(st.syncs, 4, "%llu syncs", (unsigned long long)st.syncs);
+	sd_session_close(s);
+	sd_pump_free(p);
+	sd_cache_free(cache);
+}
+
 /* Sessions following a recording that grows by odd sizes, sharing a
  * cache (a small one, so it evicts): each gets every byte, in order,
  * never one its own snapshot does not show. */
