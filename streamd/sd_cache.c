@@ -30,9 +30,9 @@
  * Intervals are measured in bytes: viewers of one recording move at its
  * rate.
  *
- * Costs.  Lookups and puts are a hash probe.  Consumers of an object are
- * kept sorted by position (a session moves a read at a time, past few
- * others), so a block's interval is two binary searches.  Eviction runs
+ * Costs.  Lookups, puts and moves are a hash probe or O(1).  Consumers
+ * of an object are sorted by position when a block's interval is needed
+ * (a new block, an eviction pass), then it is two binary searches.  Eviction runs
  * only when a put takes the cache over its budget, and then ranks every
  * block once and frees down to SD_CACHE_LOW of the budget, so its cost
  * is spread over the puts that filled that slack.
@@ -45,8 +45,12 @@
  *     zero; c->bytes counts every block not yet freed (SD_CACHE_BLOCK
  *     each, whatever its valid length), so a referenced block evicted
  *     still counts until its last holder lets it go.
- *  3. o->cons is sorted by pos; each consumer knows its place (at).
- *     An object lives while it has blocks or consumers.
+ *  3. o->cons holds the object's consumers, each knowing its place
+ *     (at); unless o->dirty it is sorted by pos.  A move only sets
+ *     dirty (hundreds of sessions a few seconds apart would otherwise
+ *     pass each other on every read), and whoever needs the order sorts
+ *     first (cons_sort).  An object lives while it has blocks or
+ *     consumers.
  *
  *   call              effect
  *   sd_cache_put      bytes extend or create blocks; over budget: evict
@@ -89,8 +93,10 @@ struct cobj {
 	struct cobj *hnext;
 	uint64_t ino;
 	uint32_t id;
-	struct sd_cache_cons **cons; /* sorted by pos: invariant 3 */
+	struct sd_cache_cons **cons; /* sorted by pos unless dirty:
+					invariant 3 */
 	size_t ncons, capcons;
+	int dirty;
 	struct sd_cache_cons *writer; /* this node's writer, or NULL */
 	size_t nblocks;
 };
@@ -193,23 +199,23 @@ static void obj_maybe_free(struct sd_cache *c, struct cobj *o)
 	free(o);
 }
 
-static void cons_swap(struct cobj *o, size_t i, size_t j)
+static int cons_cmp(const void *x, const void *y)
 {
-	struct sd_cache_cons *t = o->cons[i];
+	const struct sd_cache_cons *a = *(struct sd_cache_cons *const *)x;
+	const struct sd_cache_cons *b = *(struct sd_cache_cons *const *)y;
 
-	o->cons[i] = o->cons[j];
-	o->cons[j] = t;
-	o->cons[i]->at = i;
-	o->cons[j]->at = j;
+	return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 
-/* Restores the order around consumer @k after its pos changed. */
-static void cons_resort(struct cobj *o, struct sd_cache_cons *k)
+/* Invariant 3: the order, when a move or a join spoilt it. */
+static void cons_sort(struct cobj *o)
 {
-	while (k->at > 0 && o->cons[k->at - 1]->pos > k->pos)
-		cons_swap(o, k->at - 1, k->at);
-	while (k->at + 1 < o->ncons && o->cons[k->at + 1]->pos < k->pos)
-		cons_swap(o, k->at, k->at + 1);
+	if (!o->dirty)
+		return;
+	qsort(o->cons, o->ncons, sizeof(*o->cons), cons_cmp);
+	for (size_t i = 0; i < o->ncons; i++)
+		o->cons[i]->at = i;
+	o->dirty = 0;
 }
 
 /* The first consumer whose pos is above @pos (o->ncons if none). */
@@ -265,7 +271,7 @@ int sd_cache_join(struct sd_cache *c, uint64_t ino, uint32_t id,
 	if (k->writer)
 		o->writer = k;
 	o->cons[o->ncons++] = k;
-	cons_resort(o, k);
+	o->dirty = 1;
 	pthread_mutex_unlock(&c->mu);
 	*out = k;
 	return 0;
@@ -276,8 +282,10 @@ void sd_cache_move(struct sd_cache_cons *k, uint64_t pos)
 	if (!k)
 		return;
 	pthread_mutex_lock(&k->c->mu);
-	k->pos = pos;
-	cons_resort(k->o, k);
+	if (k->pos != pos) {
+		k->pos = pos;
+		k->o->dirty = 1;
+	}
 	pthread_mutex_unlock(&k->c->mu);
 }
 
@@ -291,11 +299,11 @@ void sd_cache_leave(struct sd_cache_cons *k)
 	c = k->c;
 	o = k->o;
 	pthread_mutex_lock(&c->mu);
-	for (size_t i = k->at; i + 1 < o->ncons; i++) {
-		o->cons[i] = o->cons[i + 1];
-		o->cons[i]->at = i;
-	}
+	/* The last one takes its place: the order may go (invariant 3). */
+	o->cons[k->at] = o->cons[o->ncons - 1];
+	o->cons[k->at]->at = k->at;
 	o->ncons--;
+	o->dirty = 1;
 	if (o->writer == k)
 		o->writer = NULL;
 	obj_maybe_free(c, o);
@@ -447,9 +455,12 @@ static struct sd_cache_block *blk_new(struct sd_cache *c, struct cobj *o,
 /* Under c->mu: where @b stands (see the top: the interval it lies in). */
 static void rank_of(struct sd_cache_block *b, struct rank *r)
 {
-	const struct cobj *o = b->o;
+	struct cobj *o = b->o;
 	uint64_t end = (b->idx + 1) * SD_CACHE_BLOCK, pred;
-	size_t i = cons_above(o, end - 1), j;
+	size_t i, j;
+
+	cons_sort(o);
+	i = cons_above(o, end - 1);
 
 	r->b = b;
 	r->stamp = b->stamp;
