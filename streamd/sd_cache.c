@@ -32,10 +32,10 @@
  *
  * Costs.  Lookups, puts and moves are a hash probe or O(1).  Consumers
  * of an object are sorted by position when a block's interval is needed
- * (a new block, an eviction pass), then it is two binary searches.  Eviction runs
- * only when a put takes the cache over its budget, and then ranks every
- * block once and frees down to SD_CACHE_LOW of the budget, so its cost
- * is spread over the puts that filled that slack.
+ * (a new block, an eviction pass), then it is two binary searches.
+ * Eviction runs only when a put takes the cache over its budget, and
+ * then ranks every block once and frees down to SD_CACHE_LOW of the
+ * budget, so its cost is spread over the puts that filled that slack.
  *
  * Invariants (all under c->mu, a leaf lock: nothing is called while it
  * is held, so it may be taken under any lock of the daemon):
@@ -57,9 +57,9 @@
  *   sd_cache_read     copies bytes of one block (a hit), or counts a miss
  *   sd_cache_get      a reference to one block (sd_cache_block_put)
  *   sd_cache_join     a consumer at a position (session, writer)
- *   sd_cache_move     it moved (its order among the others is kept)
+ *   sd_cache_move     it moved (the order is restored when needed)
  *   sd_cache_leave    it left; its object may go
- *   sd_cache_published  the writer's end, for sessions of its object
+ *   sd_cache_published  the local writer's end (its published size)
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -597,8 +597,8 @@ Test(session, follows_a_local_writer_through_the_cache_without_syncs)
 	cw.ino = fi.ino;
 	cr_assert_eq(sd_cache_join(cache, cw.ino, cw.w.id, 0, 1, &cw.k), 0);
 	wr_append(&cw.w, 1); /* "data" exists in the image the session opens */
-	cr_assert_eq(sd_cache_put(cache, cw.ino, cw.w.id, 0, (uint8_t[]){ pat(0) },
-				  1), 0);
+	cr_assert_eq(sd_cache_put(cache, cw.ino, cw.w.id, 0,
+				  (uint8_t[]){ pat(0) }, 1), 0);
 	sd_cache_move(cw.k, 1);
 	s = open_session(p, "live", 0, SD_END_LIVE, &w);
 	cr_assert_eq(pthread_create(&th, NULL, cached_writer_main, &cw), 0);
