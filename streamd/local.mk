@@ -28,6 +28,7 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_rec.c \
 	streamd/sd_recorder.c \
 	streamd/sd_catalog.c \
+	streamd/sd_cache.c \
 	streamd/sd_session.c \
 	streamd/sd_admit.c \
 	streamd/sd_daemon.h \

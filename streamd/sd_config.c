@@ -46,6 +46,7 @@ enum ctype {
 	CT_PERCENT,	/* double in [0, 100], optional '%' */
 	CT_FRACTION,	/* double in [0, 1] */
 	CT_BITS,	/* bits/s: decimal, optional k/M/G/T (powers of 1000) */
+	CT_BYTES_AUTO,	/* CT_BYTES, or "auto": SD_CACHE_SIZE_AUTO */
 };
 
 struct directive {
@@ -147,6 +148,15 @@ static const struct directive directives[] = {
 	  .help = "a live HLS playlist without window= lists the newest this "
 		  "much (at least 5 target durations); start=-N lists this "
 		  "much from N seconds ago" },
+	/* auto: 1/8 of MemAvailable at startup, 64 MiB to 4 GiB (see
+	 * sd_cache_auto_size): viewers near live need only seconds of each
+	 * recording, and the rest of memory stays the page cache's and the
+	 * sessions' buffers'. */
+	{ "cache_size", "BYTES|auto", CT_BYTES_AUTO, FIELD(cache_size),
+	  "auto", .max = UINT64_MAX - 1,
+	  .help = "memory of the interval cache that serves viewers behind "
+		  "another viewer or a recorder; auto: 1/8 of the memory "
+		  "available at startup (64 MiB to 4 GiB); 0: no cache" },
 	{ "inject_latency", "SECONDS", CT_SECONDS, FIELD(inject_latency_ns),
 	  "0", .max = 60 * SD_NS,
 	  .help = "testing only: delay every disk I/O by this much" },
@@ -467,6 +477,8 @@ static const char *const expected[] = {
 	[CT_FRACTION] = "a fraction from 0 to 1",
 	[CT_BITS] = "bits per second (digits, optional decimals and k, M, "
 		    "G, T)",
+	[CT_BYTES_AUTO] = "a size in bytes (digits, optional K, M, G, T, "
+			  "KiB, MiB, GiB, TiB) or auto",
 };
 
 static int bad_value(const struct directive *d, const char *s, int rc,
@@ -494,6 +506,22 @@ static int set_scanned(const struct directive *d, void *field, const char *s,
 	if (rc)
 		return bad_value(d, s, rc, err, errlen);
 	return put_int(d, field, v, err, errlen);
+}
+
+static int set_bytes_auto(const struct directive *d, void *field,
+			  const char *s, char *err, size_t errlen)
+{
+	uint64_t v = SD_CACHE_SIZE_AUTO;
+	int rc;
+
+	if (strcmp(s, "auto") != 0) {
+		rc = scan_bytes(s, &v);
+		if (rc)
+			return bad_value(d, s, rc, err, errlen);
+		return put_int(d, field, v, err, errlen);
+	}
+	memcpy(field, &v, sizeof(v));
+	return 0;
 }
 
 static int set_percent(const struct directive *d, void *field, const char *s,
@@ -614,6 +642,8 @@ static const struct {
 	[CT_PERCENT] = { set_percent, percent_to_json, percent_from_json },
 	[CT_FRACTION] = { set_percent, fraction_to_json, percent_from_json },
 	[CT_BITS] = { set_scanned, int_to_json, int_from_json },
+	/* not a knob: never in the JSON */
+	[CT_BYTES_AUTO] = { set_bytes_auto, int_to_json, int_from_json },
 };
 
 /* ------------------------------------------------------------------ */

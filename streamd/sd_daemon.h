@@ -23,6 +23,7 @@ struct sd_daemon {
 	struct sd_logger logger;   /* to the error log */
 	struct djmfs_client *client;
 	struct sd_catalog *cat;
+	struct sd_cache *cache;	   /* the interval cache, or NULL (off) */
 	struct sd_pump *pump;
 	struct sd_recorder *recorder;
 	struct MHD_Daemon *mhd;

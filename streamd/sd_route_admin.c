@@ -322,6 +322,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	struct djmfs_io_stats io;
 	struct djmfs_client_stats cs;
 	struct sd_recorder_stats rs;
+	struct sd_cache_stats cst;
 	struct text t = { 0 };
 	enum MHD_Result ret;
 
@@ -331,6 +332,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	djmfs_io_stats(d->client, &io);
 	djmfs_client_stats(d->client, &cs);
 	sd_recorder_stats(d->recorder, &rs);
+	sd_cache_stats(d->cache, &cst);
 	metric(&t, "streamd_recordings", "gauge", "Encoders publishing now.",
 	       rs.publishing);
 	metric(&t, "streamd_recordings_total", "counter",
@@ -359,6 +361,26 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	metric(&t, "streamd_session_lateness_p99_seconds", "gauge",
 	       "99th percentile lateness over recent late reads.",
 	       (double)ps.lateness_p99_ns / 1e9);
+	metric(&t, "streamd_cache_hits_total", "counter",
+	       "Session reads the interval cache served from memory (reads, "
+	       "each up to read_size; bytes: streamd_cache_hit_bytes_total).",
+	       (double)cst.hits);
+	metric(&t, "streamd_cache_hit_bytes_total", "counter",
+	       "Bytes the interval cache served to sessions.",
+	       (double)cst.hit_bytes);
+	metric(&t, "streamd_cache_misses_total", "counter",
+	       "Session reads the interval cache did not hold, which went "
+	       "to the disk (reads; bytes: streamd_disk_read_bytes_total).",
+	       (double)cst.misses);
+	metric(&t, "streamd_cache_bytes", "gauge",
+	       "Memory the interval cache holds (whole 64 KiB blocks).",
+	       (double)cst.bytes);
+	metric(&t, "streamd_cache_budget_bytes", "gauge",
+	       "The interval cache's budget (cache_size); 0: no cache.",
+	       (double)cst.budget);
+	metric(&t, "streamd_disk_read_bytes_total", "counter",
+	       "Bytes session reads brought from the disk through libdjmfs.",
+	       (double)ps.sum.disk_bytes);
 	metric(&t, "streamd_record_writes_total", "counter",
 	       "Recording writes completed (each publishes).",
 	       (double)rs.writes);

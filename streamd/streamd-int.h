@@ -327,6 +327,8 @@ struct sd_config {
 	char djmfs_secret_file[1024]; /* volume secret; "": none */
 	uint64_t hls_live_window_ns; /* what a live HLS playlist holds without
 					window= (sd_hls.c) */
+	uint64_t cache_size;	   /* interval cache budget, bytes; 0: off;
+				      SD_CACHE_SIZE_AUTO: from memory */
 	uint64_t inject_latency_ns; /* test only: added to every disk I/O */
 	unsigned inject_eio_every; /* test only: one disk I/O in N fails */
 	struct sd_knobs knobs;
@@ -549,6 +551,9 @@ struct sd_rec_opts {
 	struct sd_logger log;
 	struct sd_ts *ts;	  /* borrowed, optional: the upload's scan,
 				     shared with the ingest; NULL: own */
+	struct sd_cache *cache;	  /* borrowed, optional: each data write's
+				     bytes go in once published, for the
+				     viewers behind the writer */
 };
 
 struct sd_rec_stats {
@@ -663,6 +668,97 @@ int sd_catalog_list(struct sd_catalog *cat,
 		    int (*fn)(void *arg, struct sd_stream *s), void *arg);
 
 /* ------------------------------------------------------------------ */
+/* The interval cache (sd_cache.c)                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Bytes of DATA objects in SD_CACHE_BLOCK blocks (aligned to that much of
+ * the object, DJMFS_IO_ALIGN in memory), named by (ino, object id, block
+ * index), kept while a consumer behind them is expected to read them
+ * (interval caching; see sd_cache.c).  Thread-safe; its lock is a leaf.
+ * Every byte put must be published (DATA objects never change below a
+ * published size and inos are never reused, so nothing is stale); every
+ * taker bounds what it takes by its own snapshot.
+ */
+#define SD_CACHE_BLOCK (64u * 1024)
+#define SD_CACHE_SIZE_AUTO UINT64_MAX /* cache_size = auto */
+#define SD_CACHE_AUTO_MIN (64ull << 20)
+#define SD_CACHE_AUTO_MAX (4ull << 30)
+
+struct sd_cache;
+struct sd_cache_block;
+struct sd_cache_cons;
+
+struct sd_cache_stats {
+	uint64_t budget;	/* bytes */
+	uint64_t bytes;		/* held (blocks not freed yet, whole) */
+	uint64_t blocks;	/* indexed */
+	uint64_t hits;		/* sd_cache_read calls that copied bytes */
+	uint64_t hit_bytes;
+	uint64_t misses;	/* sd_cache_read calls that found nothing */
+	uint64_t miss_bytes;	/* what those asked for */
+	uint64_t put_bytes;	/* new bytes put in */
+	uint64_t evictions;	/* blocks */
+};
+
+/* @budget: bytes (0: the cache keeps nothing).  0 or -ENOMEM. */
+int sd_cache_new(struct sd_cache **out, uint64_t budget,
+		 const struct sd_logger *log);
+/* Every consumer must have left; blocks still referenced are freed
+ * all the same (their holders must be gone).  NULL: no-op. */
+void sd_cache_free(struct sd_cache *c);
+
+/* Copies published bytes [@off, @off + @len) of object (@ino, @id) in:
+ * each block takes those that continue what it holds (a block begins
+ * only at its first byte), others are skipped.  May evict.  0 or
+ * -EINVAL / -ENOMEM (nothing is lost but the chance of a hit). */
+int sd_cache_put(struct sd_cache *c, uint64_t ino, uint32_t id, uint64_t off,
+		 const void *buf, size_t len);
+
+/* A reference to the block holding byte @off, when it does: *@data is
+ * its memory (the object's bytes from the block's start) and *@valid how
+ * many of them it holds (> @off % SD_CACHE_BLOCK); bytes below *@valid
+ * never change.  The block stays allocated, evicted or not, until
+ * sd_cache_block_put.  NULL when not cached. */
+struct sd_cache_block *sd_cache_get(struct sd_cache *c, uint64_t ino,
+				    uint32_t id, uint64_t off,
+				    const uint8_t **data, size_t *valid);
+void sd_cache_block_put(struct sd_cache *c, struct sd_cache_block *b);
+
+/* A consumer of object (@ino, @id) at @pos: a session (its next byte) or,
+ * @writer, this node's writer (its published end).  Consumers decide
+ * what the cache keeps.  0, -EINVAL or -ENOMEM. */
+int sd_cache_join(struct sd_cache *c, uint64_t ino, uint32_t id,
+		  uint64_t pos, int writer, struct sd_cache_cons **out);
+void sd_cache_move(struct sd_cache_cons *k, uint64_t pos);
+/* 1 and *@end when a writer of @k's object has joined on this node: its
+ * position, which it moves only once its bytes are published (so a
+ * reader may take that size as published without asking the server);
+ * else 0. */
+int sd_cache_published(struct sd_cache_cons *k, uint64_t *end);
+void sd_cache_leave(struct sd_cache_cons *k); /* NULL: no-op; frees @k */
+
+/* Consumer @k's read: copies into @dst what the cache holds of its
+ * object from @off, at most @max bytes and only from one block (the
+ * caller bounds @max by its snapshot).  Returns the count, a hit; 0 is
+ * a miss (counted as one, of @max bytes). */
+size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,
+		     size_t max);
+
+/* The share (0..1) of @k's recent bytes (about the last 16 MiB) that
+ * came from the cache: what of its stream does not reach the disk. */
+double sd_cache_hit_share(struct sd_cache_cons *k);
+
+/* Counters and sizes (zeroes for a NULL @c). */
+void sd_cache_stats(struct sd_cache *c, struct sd_cache_stats *out);
+
+/* cache_size = auto: 1/8 of @mem_available, within [SD_CACHE_AUTO_MIN,
+ * SD_CACHE_AUTO_MAX], whole blocks. */
+uint64_t sd_cache_auto_size(uint64_t mem_available);
+/* MemAvailable of /proc/meminfo in bytes, or 0 when unknown. */
+uint64_t sd_cache_mem_available(void);
+
+/* ------------------------------------------------------------------ */
 /* Player sessions and their input buffers (sd_session.c)              */
 /* ------------------------------------------------------------------ */
 
@@ -686,6 +782,11 @@ struct sd_session_stats {
 				   then waited longer than a read deadline
 				   for them */
 	uint64_t bytes;		/* bytes handed to the player */
+	uint64_t hits;		/* reads the cache served at once (neither
+				   reads nor misses) */
+	uint64_t hit_bytes;	/* bytes they brought */
+	uint64_t disk_bytes;	/* bytes reads brought from the disk */
+	uint64_t syncs;		/* snapshot syncs completed */
 };
 
 struct sd_pump_stats {
@@ -703,6 +804,10 @@ struct sd_pump_opts {
 				   move a fake one).  Read deadlines and
 				   underflows stay on sd_now(), the clock
 				   libdjmfs judges deadlines by */
+	struct sd_cache *cache;	/* borrowed, optional (must outlive the
+				   pump): sessions take what it holds
+				   before reading the disk, and put what
+				   they read in */
 };
 
 /* @o: NULL for the defaults. */
@@ -756,6 +861,11 @@ int sd_session_wake_at_tick(struct sd_session *s);
  * session until that clock moves or the player reads. */
 void sd_session_settle(struct sd_session *s);
 void sd_session_stats(struct sd_session *s, struct sd_session_stats *out);
+/* The share (0..1) of the session's recent bytes (about the last 16 MiB)
+ * the cache served: 1 - it is what of its stream reaches the disk (0
+ * with no cache).  For admission: a viewer inside a kept interval costs
+ * the disk nothing. */
+double sd_session_cache_share(struct sd_session *s);
 /* Leaves the pump, waits for reads in flight, closes the file, frees.
  * NULL is a no-op. */
 void sd_session_close(struct sd_session *s);

@@ -19,6 +19,7 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_rec \
 	tests/streamd/test_session \
 	tests/streamd/test_admit \
+	tests/streamd/test_cache \
 	tests/streamd/test_token \
 	tests/streamd/test_soak_ts \
 	tests/streamd/test_loadgen
@@ -35,6 +36,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/admin.sh \
 	tests/streamd/admission.sh \
 	tests/streamd/load.sh \
+	tests/streamd/cache.sh \
 	tests/streamd/cluster.sh \
 	tests/streamd/djmfs-restart.sh \
 	tests/streamd/volfull.sh \
@@ -112,6 +114,11 @@ tests_streamd_test_admit_SOURCES = tests/streamd/test_admit.c
 tests_streamd_test_admit_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_admit_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_admit_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_cache_SOURCES = tests/streamd/test_cache.c
+tests_streamd_test_cache_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_cache_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_cache_LDADD = $(STREAMD_TEST_LDADD)
 
 tests_streamd_test_session_SOURCES = tests/streamd/test_session.c
 tests_streamd_test_session_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)

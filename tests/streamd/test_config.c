@@ -25,7 +25,7 @@ static const char *const all_keys[] = {
 	"publish_interval", "write_size",  "write_deadline", "idle_timeout",
 	"max_connections_per_ip", "header_timeout", "max_header_size",
 	"admin_listen",	 "play_secret",	   "djmfs_secret_file", "djmfs_salvage",
-	"hls_live_window", "inject_latency", "inject_eio",
+	"hls_live_window", "cache_size", "inject_latency", "inject_eio",
 	"A",		 "B",		   "period",	     "read_size",
 	"buffer_size",	 "deadline",	   "policy",	     "depth",
 	"profile",	 "burst",	   "cors_origins",   "admission",
