@@ -835,6 +835,9 @@ void sd_admit_stats(struct sd_admit *a, uint64_t now,
 	out->admitted_total = a->admitted_total;
 	out->takeovers_total = a->takeovers_total;
 	out->disk_factor = a->disk_factor;
+	out->view_disk_share = a->sum.view_Bps > 0 ?
+				       a->sum.view_disk_Bps / a->sum.view_Bps
+				       : 1;
 	out->disk_latency_ratio = a->disk_q;
 	out->disk_late_ratio = a->disk_late;
 	out->disk_read_ns = a->svc_read_ns;

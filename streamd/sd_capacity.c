@@ -438,6 +438,8 @@ enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,
 				    json_integer(st.disk_parallelism));
 		json_object_set_new(disk, "correction",
 				    json_real(st.disk_factor));
+		json_object_set_new(disk, "viewers_disk_share",
+				    json_real(st.view_disk_share));
 		json_object_set_new(disk, "latency_p99_over_deadline",
 				    json_real(st.disk_latency_ratio));
 		json_object_set_new(disk, "late_ratio",

@@ -65,6 +65,7 @@
 #include "sd_daemon.h"
 
 #define FIX_END_EVERY_NS (300 * 1000000LL)
+#define SHARE_EVERY_NS (1000 * 1000000LL)
 /* A paced body is held until it may send at least this much (or what is
  * left of it), so that a body just behind its target is not handed a
  * few bytes per call: with seconds of burst buffered by the player, a
@@ -333,6 +334,7 @@ struct play {
 	uint64_t allow;		/* data offset the body may reach now */
 	uint64_t bitrate;	/* the recording's, bits/s; 0: unknown */
 	struct sd_admit_ticket *ticket; /* admission's, released at close */
+	int64_t share_at;	/* sd_now() of the last disk share told */
 };
 
 static void play_cleanup(struct sd_req *r)
@@ -572,6 +574,28 @@ static int64_t req_burst(struct sd_req *r)
 	return ns;
 }
 
+/*
+ * Admission counts only what reaches the disk: a viewer the interval
+ * cache serves costs the device nothing.  Its promise starts at the full
+ * disk cost and follows the share of its recent bytes that came from the
+ * disk, told at most once a SHARE_EVERY_NS (a lock each, on the reader's
+ * path).
+ */
+static void tell_disk_share(struct play *pl)
+{
+	struct sd_daemon *d = pl->r->d;
+	int64_t now;
+
+	if (!pl->ticket || !d->admit)
+		return;
+	now = (int64_t)sd_now();
+	if (now - pl->share_at < SHARE_EVERY_NS)
+		return;
+	pl->share_at = now;
+	sd_admit_set_disk_share(d->admit, pl->ticket,
+				1.0 - sd_session_cache_share(pl->sess));
+}
+
 static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct play *pl = cls;
@@ -602,6 +626,7 @@ static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 		n = sd_session_read(pl->sess, buf, room);
 
 		if (n > 0) {
+			tell_disk_share(pl);
 			pl->sent += (uint64_t)n;
 			r->bytes += (uint64_t)n;
 			atomic_fetch_add(&r->d->bytes_out, (uint64_t)n);

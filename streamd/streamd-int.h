@@ -951,6 +951,8 @@ struct sd_admit_stats {
 	uint64_t admitted_total, takeovers_total;
 	uint64_t refused[SD_ADMIT_N];
 	double disk_factor;	/* the measured correction of the disk */
+	double view_disk_share;	/* viewers' bytes/s that reach the disk,
+				   over all their bytes/s (1: none) */
 	double disk_latency_ratio; /* scheduler p99 latency / read deadline */
 	double disk_late_ratio;	/* late deadline requests, last window */
 	double disk_read_ns, disk_write_ns; /* the model's, per read/write */

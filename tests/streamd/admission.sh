@@ -47,7 +47,9 @@ viewers_are() {
 	[ "$(json_get "$work/capacity.json" .viewers)" = "$1" ]
 }
 
-start_streamd
+# Without the interval cache, so the players' reads are promised to the
+# disk (cache.sh shows a cached viewer promised none).
+start_streamd --cache-size 0
 # 12 s at a constant 2 Mbit/s: more than the socket buffers of three slow
 # players hold, so their responses stay open while the test runs.
 # shellcheck disable=SC2046 # pattern_args is meant to split

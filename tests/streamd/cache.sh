@@ -64,6 +64,15 @@ for ((i = 0; i < 4; i++)); do
 		"$URL/streams/cam1.ts?start=-2" 2>/dev/null &
 	followers+=($!)
 done
+# Admission counts only what reaches the disk: followers the recorder's
+# blocks serve are promised (almost) no disk.
+sleep 3
+http /admin/capacity "$work/capacity.json"
+expect_code 200 "GET /admin/capacity"
+share=$(json_get "$work/capacity.json" .disk.viewers_disk_share)
+[ -n "$share" ] && check "$share < 0.5" ||
+	fail "live followers served from the cache still promise the disk: share $share"
+pass "admission: the followers' disk share is $share"
 players=()
 n=0
 for ((t = 0; t < 8; t++)); do
