@@ -335,6 +335,10 @@ struct play {
 	uint64_t bitrate;	/* the recording's, bits/s; 0: unknown */
 	struct sd_admit_ticket *ticket; /* admission's, released at close */
 	int64_t share_at;	/* sd_now() of the last disk share told */
+	/* Where the request's time to its first body byte went (sd_now()
+	 * ns; logged at DEBUG with the first byte): the catalog looked up,
+	 * the session opened, the body first asked for. */
+	int64_t t_cat, t_open, t_ask;
 };
 
 static void play_cleanup(struct sd_req *r)
@@ -596,6 +600,30 @@ static void tell_disk_share(struct play *pl)
 				1.0 - sd_session_cache_share(pl->sess));
 }
 
+static double ms_between(int64_t a, int64_t b)
+{
+	return a && b ? (double)(b - a) / 1e6 : -1;
+}
+
+/*
+ * The stages of a request's wait for its first body byte, at DEBUG: from
+ * the request line to the catalog's answer, to the session's open (the
+ * djmfs_open round trip and the first read's submission), to MHD's first
+ * call for the body (the head sent), to the first read's bytes.
+ */
+static void first_byte_log(const struct play *pl)
+{
+	struct sd_req *r = pl->r;
+	int64_t now = (int64_t)sd_now();
+
+	sd_log_error(r->d->log, SD_LOG_DEBUG, "play %s: first byte after "
+		     "%.1f ms: catalog %.1f, open %.1f, head %.1f, read %.1f",
+		     r->url, ms_between(r->t0, now), ms_between(r->t0, pl->t_cat),
+		     ms_between(pl->t_cat, pl->t_open),
+		     ms_between(pl->t_open, pl->t_ask),
+		     ms_between(pl->t_ask, now));
+}
+
 static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct play *pl = cls;
@@ -604,6 +632,8 @@ static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	(void)pos;
 	if (r->d->stopping)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (!pl->t_ask)
+		pl->t_ask = (int64_t)sd_now();
 	if (pl->end_open)
 		play_fix_end(pl, 0);
 	if (pl->limit != UINT64_MAX && pl->sent >= pl->limit)
@@ -627,6 +657,8 @@ static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 
 		if (n > 0) {
 			tell_disk_share(pl);
+			if (pl->sent == 0)
+				first_byte_log(pl);
 			pl->sent += (uint64_t)n;
 			r->bytes += (uint64_t)n;
 			atomic_fetch_add(&r->d->bytes_out, (uint64_t)n);
@@ -712,7 +744,10 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 			return refused;
 		}
 		cap_send_buffer(r);
+		if (!pl->t_cat)
+			pl->t_cat = (int64_t)sd_now();
 		err = sd_session_open(r->d->pump, &so, &pl->sess);
+		pl->t_open = (int64_t)sd_now();
 		if (err < 0) {
 			sd_capacity_release(r->d, pl->ticket);
 			free(pl);
@@ -814,6 +849,7 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 		sd_stream_put(s);
 		return MHD_NO;
 	}
+	pl->t_cat = (int64_t)sd_now();
 	sd_stream_rdlock(s);
 	status = play_plan(s, &st, dur, pl, &end, &begin_wall, msg,
 			   sizeof(msg));
