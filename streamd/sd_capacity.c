@@ -76,22 +76,6 @@ static struct sd_admit_limits limits_of(const struct sd_daemon *d,
 	return l;
 }
 
-/* MemAvailable in bytes, or 0. */
-static uint64_t mem_available(void)
-{
-	FILE *f = fopen("/proc/meminfo", "re");
-	char line[128];
-	unsigned long long kb = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return (uint64_t)kb * 1024;
-}
-
 static int load_model(struct sd_daemon *d, const char *profile,
 		      struct iosched_model **out)
 {
@@ -143,7 +127,7 @@ int sd_capacity_start(struct sd_daemon *d)
 	struct sd_admit_limits l;
 	int err;
 
-	d->mem_budget = mem_available() / 2;
+	d->mem_budget = sd_cache_mem_available() / 2;
 	err = load_model(d, d->knobs.profile, &m);
 	if (err < 0)
 		return err;
