@@ -32,17 +32,7 @@
 #include "config.h"
 #include "sd_daemon.h"
 
-/*
- * Epoll threads of the players' listener.  A handler that starts a
- * session blocks its thread for the djmfs_open round trip, which under a
- * crowd of players starting at once takes ~10 ms (djmfsd answers the
- * opens one after another); meanwhile that thread neither accepts, nor
- * parses heads, nor resumes the connections whose first read completed.
- * With 4 threads, 400 players starting at once waited 1.5 s for their
- * first byte (and 300 of them stalled); with 16, 0.6 s and none.  An
- * idle thread costs one epoll descriptor and its stack.
- */
-#define SD_HTTP_THREADS 16
+#define SD_HTTP_THREADS 4
 #define ADMIN_MAX_CONNECTIONS 64u
 /* A connection's memory pool holds its request head; this much more is
  * left for the upload buffer and the reply headers (MHD's own default
