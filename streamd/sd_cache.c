@@ -28,7 +28,10 @@
  * does not fit keeps nothing for long (its newest blocks come and go)
  * instead of a fragment that would push a smaller interval out.
  * Intervals are measured in bytes: viewers of one recording move at its
- * rate.
+ * rate.  Behind the last follower of a recording this node writes only a
+ * tail of SD_CACHE_BEHIND stays (for viewers that start just behind the
+ * others); the rest is dropped as the writer moves on, so memory does
+ * not grow with the recording until the budget.
  *
  * Costs.  Lookups, puts and moves are a hash probe or O(1).  Consumers
  * of an object are sorted by position when a block's interval is needed
@@ -53,7 +56,9 @@
  *     consumers.
  *
  *   call              effect
- *   sd_cache_put      bytes extend or create blocks; over budget: evict
+ *   sd_cache_put      bytes extend or create blocks; a writer's new head
+ *                     block drops what every session passed (trim_behind);
+ *                     over budget: evict
  *   sd_cache_read     copies bytes of one block (a hit), or counts a miss
  *   sd_cache_get      a reference to one block (sd_cache_block_put)
  *   sd_cache_join     a consumer at a position (session, writer)
@@ -73,6 +78,8 @@
 
 /* Eviction frees down to this share (in 1/64) of the budget. */
 #define SD_CACHE_LOW 60
+/* Bytes a recording this node writes keeps behind its last follower. */
+#define SD_CACHE_BEHIND (8ull << 20)
 /* A consumer's hit share is over about this many recent bytes. */
 #define SD_CACHE_RECENT (16ull << 20)
 
@@ -99,6 +106,8 @@ struct cobj {
 	int dirty;
 	struct sd_cache_cons *writer; /* this node's writer, or NULL */
 	size_t nblocks;
+	uint64_t head_idx;	/* the newest block a put reached */
+	uint64_t trim_from;	/* blocks below it were trimmed (behind) */
 };
 
 struct sd_cache_cons {
@@ -616,6 +625,42 @@ static void put_block(struct sd_cache *c, struct cobj *o, uint64_t idx,
 	c->st.put_bytes += len - skip;
 }
 
+/*
+ * Under c->mu: a recording this node writes drops, as its head moves on,
+ * the blocks every session has passed by more than SD_CACHE_BEHIND
+ * bytes (all but that many behind the writer when nobody watches).
+ * Interval caching keeps what lies between a follower and its leader;
+ * bytes behind the last follower would be needed only by a viewer yet
+ * to come, so they would sit there until the budget pushed them out and
+ * the daemon's memory would grow by the recording's rate until then.
+ * A short tail stays for viewers that start just behind the others.
+ * Runs once per new head block, so its scan of the consumers is paid per
+ * 64 KiB recorded, not per read.
+ */
+static void trim_behind(struct sd_cache *c, struct cobj *o)
+{
+	uint64_t lo = o->writer->pos, limit;
+	int any = 0;
+
+	for (size_t i = 0; i < o->ncons; i++) {
+		const struct sd_cache_cons *k = o->cons[i];
+
+		if (!k->writer && (!any || k->pos < lo)) {
+			lo = k->pos;
+			any = 1;
+		}
+	}
+	if (lo < SD_CACHE_BEHIND)
+		return;
+	limit = (lo - SD_CACHE_BEHIND) / SD_CACHE_BLOCK;
+	for (; o->trim_from < limit; o->trim_from++) {
+		struct sd_cache_block *b = blk_find(c, o, o->trim_from);
+
+		if (b)
+			blk_evict(c, b);
+	}
+}
+
 int sd_cache_put(struct sd_cache *c, uint64_t ino, uint32_t id, uint64_t off,
 		 const void *buf, size_t len)
 {
@@ -641,6 +686,10 @@ int sd_cache_put(struct sd_cache *c, uint64_t ino, uint32_t id, uint64_t off,
 		off += n;
 		p += n;
 		len -= n;
+	}
+	if (o->writer && (off - 1) / SD_CACHE_BLOCK > o->head_idx) {
+		o->head_idx = (off - 1) / SD_CACHE_BLOCK;
+		trim_behind(c, o);
 	}
 	obj_maybe_free(c, o);
 	evict(c);

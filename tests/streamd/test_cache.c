@@ -235,6 +235,47 @@ Test(sd_cache, keeps_the_near_interval_not_the_far_one)
 	free(buf);
 }
 
+/* A recording written here keeps, with room to spare, only what its
+ * follower still has to read and a short tail behind it: the memory
+ * does not grow with the recording until the budget. */
+Test(sd_cache, a_writer_drops_what_every_follower_has_passed)
+{
+	uint8_t *buf = malloc(BLK), *got = malloc(BLK);
+	struct sd_cache_cons *w, *k;
+	struct sd_cache_stats st;
+	struct sd_cache *c;
+
+	cr_assert_eq(sd_cache_new(&c, 256 * MIB, NULL), 0);
+	cr_assert_eq(sd_cache_join(c, INO, ID, 0, 1, &w), 0);
+	cr_assert_eq(sd_cache_join(c, INO, ID, 0, 0, &k), 0);
+	for (uint64_t n = 0; n < 640; n++) { /* 40 MiB, follower 8 MiB back */
+		fill(buf, n * BLK, BLK);
+		sd_cache_move(w, (n + 1) * BLK);
+		cr_assert_eq(sd_cache_put(c, INO, ID, n * BLK, buf, BLK), 0);
+		if (n >= 128) {
+			uint64_t at = (n - 128) * BLK;
+
+			cr_assert_eq(sd_cache_read(k, at, got, BLK), BLK,
+				     "the follower missed block %llu",
+				     (unsigned long long)(n - 128));
+			sd_cache_move(k, at + BLK);
+		}
+	}
+	sd_cache_stats(c, &st);
+	/* 8 MiB ahead of the follower, 8 MiB behind, a block or two of
+	 * slack; far from the 40 MiB written. */
+	cr_expect_leq(st.bytes, 17 * MIB, "held %llu bytes",
+		      (unsigned long long)st.bytes);
+	cr_expect_geq(st.bytes, 15 * MIB);
+	cr_expect_eq(sd_cache_read(k, 10 * BLK, got, BLK), 0,
+		     "a block far behind the follower is still there");
+	sd_cache_leave(k);
+	sd_cache_leave(w);
+	sd_cache_free(c);
+	free(buf);
+	free(got);
+}
+
 /* The same viewers with a budget that fits both intervals: both hit. */
 Test(sd_cache, keeps_both_intervals_when_they_fit)
 {
@@ -246,6 +287,11 @@ Test(sd_cache, keeps_both_intervals_when_they_fit)
 
 	cr_assert_eq(sd_cache_new(&c, 24 * MIB, NULL), 0);
 	cr_assert_eq(sd_cache_join(c, INO, ID, 0, 1, &w), 0);
+	/* Both are there from the start (waiting at 0), so nothing behind
+	 * them is dropped before they begin: a viewer arriving 20 MiB
+	 * behind a writer with nobody watching would find only the tail. */
+	cr_assert_eq(sd_cache_join(c, INO, ID, 0, 0, &near.k), 0);
+	cr_assert_eq(sd_cache_join(c, INO, ID, 0, 0, &far.k), 0);
 	for (uint64_t k = 0; k < 1280; k++) {
 		fill(buf, k * BLK, BLK);
 		sd_cache_move(w, (k + 1) * BLK);
