@@ -28,13 +28,16 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_rec.c \
 	streamd/sd_recorder.c \
 	streamd/sd_catalog.c \
+	streamd/sd_cache.c \
 	streamd/sd_session.c \
+	streamd/sd_admit.c \
 	streamd/sd_daemon.h \
 	streamd/sd_http.h \
 	streamd/sd_http.c \
 	streamd/sd_route_record.c \
 	streamd/sd_route_play.c \
 	streamd/sd_route_admin.c \
+	streamd/sd_capacity.c \
 	streamd/sd_token.c \
 	streamd/sd_route_sign.c
 streamd_libstreamd_core_la_CPPFLAGS = $(STREAMD_CPPFLAGS)

@@ -44,6 +44,9 @@ enum ctype {
 	CT_BYTES,	/* decimal integer, optional K/M/G/T(iB) suffix */
 	CT_SECONDS,	/* decimal seconds, optional "s"/"ms"; stored in ns */
 	CT_PERCENT,	/* double in [0, 100], optional '%' */
+	CT_FRACTION,	/* double in [0, 1] */
+	CT_BITS,	/* bits/s: decimal, optional k/M/G/T (powers of 1000) */
+	CT_BYTES_AUTO,	/* CT_BYTES, or "auto": SD_CACHE_SIZE_AUTO */
 };
 
 struct directive {
@@ -69,6 +72,11 @@ static const char *log_levels(void)
 static const char *no_yes(void)
 {
 	return "no,yes";
+}
+
+static const char *on_off(void)
+{
+	return "on,off";
 }
 
 /* Knobs come last and in the admin JSON's order; to_json walks them. */
@@ -140,6 +148,15 @@ static const struct directive directives[] = {
 	  .help = "a live HLS playlist without window= lists the newest this "
 		  "much (at least 5 target durations); start=-N lists this "
 		  "much from N seconds ago" },
+	/* auto: 1/8 of MemAvailable at startup, 64 MiB to 4 GiB (see
+	 * sd_cache_auto_size): viewers near live need only seconds of each
+	 * recording, and the rest of memory stays the page cache's and the
+	 * sessions' buffers'. */
+	{ "cache_size", "BYTES|auto", CT_BYTES_AUTO, FIELD(cache_size),
+	  "auto", .max = UINT64_MAX - 1,
+	  .help = "memory of the interval cache that serves viewers behind "
+		  "another viewer or a recorder; auto: 1/8 of the memory "
+		  "available at startup (64 MiB to 4 GiB); 0: no cache" },
 	{ "inject_latency", "SECONDS", CT_SECONDS, FIELD(inject_latency_ns),
 	  "0", .max = 60 * SD_NS,
 	  .help = "testing only: delay every disk I/O by this much" },
@@ -182,6 +199,21 @@ static const struct directive directives[] = {
 	{ "cors_origins", "ORIGINS", CT_STR, FIELD(knobs.cors_origins), "",
 	  .help = "origins whose pages may fetch streams (comma-separated, "
 		  "or *); empty: none" },
+	{ "admission", "on|off", CT_ONEOF, FIELD(knobs.admission), "on",
+	  .choices = on_off,
+	  .help = "admit a new player or publisher only if every deadline "
+		  "already promised still holds; off: admit everyone" },
+	/* 0.85: the scheduler's model and the measurements are estimates;
+	 * the margin absorbs their error and the bursts of players that
+	 * start or seek. */
+	{ "admission_ceiling", "FRACTION", CT_FRACTION,
+	  FIELD(knobs.admission_ceiling), "0.85",
+	  .help = "share (0 to 1) of each resource (disk, cpu, network, "
+		  "memory) admission may promise; 0 refuses every new "
+		  "session" },
+	{ "max_bandwidth", "BITS/S", CT_BITS, FIELD(knobs.max_bandwidth), "0",
+	  .help = "network capacity for admission, bits/s (k, M, G "
+		  "suffixes); 0: not modelled" },
 };
 
 #define N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))
@@ -296,6 +328,47 @@ static int scan_seconds(const char *s, uint64_t *ns)
 	return 0;
 }
 
+static const struct {
+	const char *suffix;
+	uint64_t mul;
+} bit_suffixes[] = {
+	{ "", 1 }, { "k", 1000 }, { "K", 1000 }, { "M", 1000000 },
+	{ "G", 1000000000 }, { "T", 1000000000000ull },
+};
+
+/* Bits per second: "500000", "2M", "1.5G" (powers of 1000, as network
+ * rates are quoted); a fraction finer than one bit/s is an error. */
+static int scan_bits(const char *s, uint64_t *v)
+{
+	uint64_t ip, frac = 0, scale = 1;
+	int n = scan_digits(&s, &ip), k = 0;
+	size_t i;
+
+	if (n <= 0)
+		return n < 0 ? n : -EINVAL;
+	if (*s == '.') {
+		if (*++s < '0' || *s > '9')
+			return -EINVAL;
+		for (; *s >= '0' && *s <= '9'; s++, k++) {
+			if (k >= 6)
+				return -EINVAL;
+			frac = frac * 10 + (uint64_t)(*s - '0');
+			scale *= 10;
+		}
+	}
+	for (i = 0; i < sizeof(bit_suffixes) / sizeof(bit_suffixes[0]); i++) {
+		uint64_t mul = bit_suffixes[i].mul;
+
+		if (strcmp(s, bit_suffixes[i].suffix))
+			continue;
+		if (ip > UINT64_MAX / mul || (frac * mul) % scale)
+			return frac * mul % scale ? -EINVAL : -ERANGE;
+		*v = ip * mul + frac * mul / scale;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 /* strtod would also take spaces, signs, hex, "inf" and "nan". */
 static int scan_percent(const char *s, double *v)
 {
@@ -401,6 +474,11 @@ static const char *const expected[] = {
 		     "MiB, GiB, TiB)",
 	[CT_SECONDS] = "a duration (decimal seconds, optional s or ms)",
 	[CT_PERCENT] = "a percentage from 0 to 100",
+	[CT_FRACTION] = "a fraction from 0 to 1",
+	[CT_BITS] = "bits per second (digits, optional decimals and k, M, "
+		    "G, T)",
+	[CT_BYTES_AUTO] = "a size in bytes (digits, optional K, M, G, T, "
+			  "KiB, MiB, GiB, TiB) or auto",
 };
 
 static int bad_value(const struct directive *d, const char *s, int rc,
@@ -420,6 +498,7 @@ static int set_scanned(const struct directive *d, void *field, const char *s,
 		[CT_UINT] = scan_uint,
 		[CT_BYTES] = scan_bytes,
 		[CT_SECONDS] = scan_seconds,
+		[CT_BITS] = scan_bits,
 	};
 	uint64_t v;
 	int rc = scan[d->type](s, &v);
@@ -429,11 +508,30 @@ static int set_scanned(const struct directive *d, void *field, const char *s,
 	return put_int(d, field, v, err, errlen);
 }
 
+static int set_bytes_auto(const struct directive *d, void *field,
+			  const char *s, char *err, size_t errlen)
+{
+	uint64_t v = SD_CACHE_SIZE_AUTO;
+	int rc;
+
+	if (strcmp(s, "auto") != 0) {
+		rc = scan_bytes(s, &v);
+		if (rc)
+			return bad_value(d, s, rc, err, errlen);
+		return put_int(d, field, v, err, errlen);
+	}
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
 static int set_percent(const struct directive *d, void *field, const char *s,
 		       char *err, size_t errlen)
 {
 	double v;
 	int rc = scan_percent(s, &v);
+
+	if (rc == 0 && d->type == CT_FRACTION && (strchr(s, '%') || v > 1))
+		rc = strchr(s, '%') ? -EINVAL : -ERANGE;
 
 	if (rc)
 		return bad_value(d, s, rc, err, errlen);
@@ -473,6 +571,15 @@ static json_t *percent_to_json(const struct directive *d, const void *field)
 	return json_real(v);
 }
 
+static json_t *fraction_to_json(const struct directive *d, const void *field)
+{
+	double v;
+
+	(void)d;
+	memcpy(&v, field, sizeof(v));
+	return json_real(v);
+}
+
 static int str_from_json(const struct directive *d, void *field, json_t *v,
 			 char *err, size_t errlen)
 {
@@ -507,14 +614,14 @@ static int seconds_from_json(const struct directive *d, void *field,
 static int percent_from_json(const struct directive *d, void *field,
 			     json_t *v, char *err, size_t errlen)
 {
-	double p;
+	double p, max = d->type == CT_FRACTION ? 1 : 100;
 
 	if (!json_is_number(v))
 		return fail(err, errlen, "%s: expected a number", d->key);
 	p = json_number_value(v);
-	if (!isfinite(p) || p < 0 || p > 100)
+	if (!isfinite(p) || p < 0 || p > max)
 		return fail(err, errlen, "%s: %g is not %s", d->key, p,
-			    expected[CT_PERCENT]);
+			    expected[d->type]);
 	memcpy(field, &p, sizeof(p));
 	return 0;
 }
@@ -533,6 +640,10 @@ static const struct {
 	[CT_BYTES] = { set_scanned, int_to_json, int_from_json },
 	[CT_SECONDS] = { set_scanned, seconds_to_json, seconds_from_json },
 	[CT_PERCENT] = { set_percent, percent_to_json, percent_from_json },
+	[CT_FRACTION] = { set_percent, fraction_to_json, percent_from_json },
+	[CT_BITS] = { set_scanned, int_to_json, int_from_json },
+	/* not a knob: never in the JSON */
+	[CT_BYTES_AUTO] = { set_bytes_auto, int_to_json, int_from_json },
 };
 
 /* ------------------------------------------------------------------ */
@@ -850,6 +961,13 @@ int sd_knobs_check(const struct sd_knobs *k, char *err, size_t errlen)
 	if (!memchr(k->profile, '\0', sizeof(k->profile)) || !k->profile[0])
 		return fail(err, errlen,
 			    "profile must be a non-empty name or path");
+	if (!memchr(k->admission, '\0', sizeof(k->admission)) ||
+	    !in_list(on_off(), k->admission))
+		return fail(err, errlen, "admission must be on or off");
+	if (!(k->admission_ceiling >= 0 && k->admission_ceiling <= 1))
+		return fail(err, errlen,
+			    "admission_ceiling (%g) must be from 0 to 1",
+			    k->admission_ceiling);
 	return cors_origins_check(k->cors_origins, err, errlen);
 }
 

@@ -1,9 +1,9 @@
 /*
  * The daemon's context: what main (streamd.c) sets up and every part of
  * the running daemon shares — the configuration as started, the logs,
- * the DJMFS client, the catalog, the pump and the recorder, the HTTP
- * listeners, the knobs in use, the live requests, and the HTTP counters
- * the metrics route reports.  What each of those parts owns (the
+ * the DJMFS client, the catalog, the pump and the recorder, admission
+ * control, the HTTP listeners, the knobs in use, the live requests, and
+ * the HTTP counters the metrics route reports.  What each of those parts owns (the
  * recorder's publishers and recording counters, the pump's sessions)
  * stays behind its own handle.  The HTTP layer (sd_http.h) only points
  * to it.
@@ -23,6 +23,7 @@ struct sd_daemon {
 	struct sd_logger logger;   /* to the error log */
 	struct djmfs_client *client;
 	struct sd_catalog *cat;
+	struct sd_cache *cache;	   /* the interval cache, or NULL (off) */
 	struct sd_pump *pump;
 	struct sd_recorder *recorder;
 	struct MHD_Daemon *mhd;
@@ -49,6 +50,12 @@ struct sd_daemon {
 	atomic_uint_fast64_t http_other;
 	atomic_uint_fast64_t http_open; /* connections now, both listeners */
 	atomic_uint_fast64_t http_refused[SD_REFUSED_N];
+
+	/* Admission control (sd_capacity.c). */
+	struct sd_admit *admit;
+	char admit_profile[256];   /* the model's profile (under knobs_mu) */
+	uint64_t mem_budget;	   /* bytes, set at startup */
+	atomic_uint_fast64_t admit_sampled; /* sd_now() of the last sample */
 };
 
 /*
@@ -113,6 +120,32 @@ void sd_recorder_stop_all(struct sd_recorder *rc);
  * @until; returns how many are still closing. */
 unsigned sd_recorder_wait(struct sd_recorder *rc,
 			  const struct timespec *until);
+/*
+ * Admission control (sd_capacity.c), over sd_admit.c's model.
+ * sd_capacity_start builds it from d->knobs (after the pump and the
+ * DJMFS client; logs the capacities), 0 or -errno; sd_capacity_stop frees
+ * it; sd_capacity_knobs applies changed knobs (reloading the disk
+ * profile when it changed; called with knobs_mu held).
+ * sd_capacity_play / sd_capacity_publish: 1 and *@t (a ticket, NULL
+ * when admission is not set up) when the session may start, else 0 with
+ * the 503 (or 500) queued in *@ret.  @bps: the recording's bitrate, 0
+ * when unknown.  sd_capacity_release gives a ticket back (NULL: no-op).
+ * sd_capacity_upload_rate tells the model an upload's measured rate
+ * (@bytes since @since), at most once a second (*@next).
+ * sd_capacity_sample takes a measurement unless one is recent.
+ */
+int sd_capacity_start(struct sd_daemon *d);
+void sd_capacity_stop(struct sd_daemon *d);
+void sd_capacity_knobs(struct sd_daemon *d, const struct sd_knobs *k);
+int sd_capacity_play(struct sd_req *r, uint64_t bps,
+		     struct sd_admit_ticket **t, enum MHD_Result *ret);
+int sd_capacity_publish(struct sd_req *r, struct sd_admit_ticket **t,
+			enum MHD_Result *ret);
+void sd_capacity_release(struct sd_daemon *d, struct sd_admit_ticket *t);
+void sd_capacity_upload_rate(struct sd_daemon *d, struct sd_admit_ticket *t,
+			     uint64_t bytes, int64_t since, int64_t *next);
+void sd_capacity_sample(struct sd_daemon *d);
+
 /* Knobs in use and a change of them (sd_route_admin.c). */
 int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k);
 

@@ -42,7 +42,7 @@
 
 const unsigned sd_http_codes[SD_HTTP_CODES] = {
 	200, 201, 204, 206, 304, 400, 401, 403, 404,
-	405, 409, 413, 415, 416, 431, 500, 507,
+	405, 409, 413, 415, 416, 431, 500, 503, 507,
 };
 
 const char *const sd_http_refusal_names[SD_REFUSED_N] = {
@@ -110,6 +110,7 @@ static const struct route {
 	{ M_READ | M_PUT, EXACT, "/admin/config", NULL, sd_route_config,
 	  ADMIN },
 	{ M_READ, EXACT, "/admin/sessions", NULL, sd_route_sessions, ADMIN },
+	{ M_READ, EXACT, "/admin/capacity", NULL, sd_route_capacity, ADMIN },
 	{ M_READ, EXACT, "/admin/sign", NULL, sd_route_sign, ADMIN },
 	{ M_READ, EXACT, "/metrics", NULL, sd_route_metrics, ADMIN },
 	{ M_READ, EXACT, "/", NULL, sd_route_home, MAIN },

@@ -31,7 +31,7 @@ struct sd_pub;
 
 /* Statuses counted in streamd_http_requests_total{code=...}; the others
  * count as "other" (sd_http.c). */
-#define SD_HTTP_CODES 17
+#define SD_HTTP_CODES 18
 extern const unsigned sd_http_codes[SD_HTTP_CODES];
 
 /* Why a connection was refused at accept or closed by a limit; counted in
@@ -131,6 +131,8 @@ enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
 			     size_t *upload_size);
 enum MHD_Result sd_route_config(struct sd_req *r, const char *upload,
 				size_t *upload_size);
+enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,
+				  size_t *upload_size);
 enum MHD_Result sd_route_sessions(struct sd_req *r, const char *upload,
 				  size_t *upload_size);
 enum MHD_Result sd_route_sign(struct sd_req *r, const char *upload,

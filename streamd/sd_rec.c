@@ -20,6 +20,11 @@
  * recording that already exists continues: its pointers go to the ends
  * of "data" and "index", its start time and connection count are kept.
  *
+ * With an interval cache (sd_rec_opts.cache), each data write's bytes go
+ * into it once the write's callback says they are published, from the
+ * piece still in the ring, so viewers just behind live take them from
+ * memory; the writer's end is its place among the recording's consumers.
+ *
  * Crashes.  What survives a crash is the last publish, so publishes end
  * where a player can stop cleanly: in an MPEG-TS upload (as encoders
  * write them, one PES after another) a publish ends where a video frame
@@ -121,6 +126,7 @@ struct rec_write {
 	struct sd_rec *r;
 	uint8_t *buf;
 	size_t len;
+	uint64_t off;		/* data: where it lands in "data" */
 	uint64_t deadline_ns;
 	int data;
 	const char *call; /* the DJMFS call it went by, for the log */
@@ -129,6 +135,8 @@ struct rec_write {
 struct sd_rec {
 	struct djmfs_file *f;
 	uint32_t id[N_OBJS];
+	uint64_t ino;
+	struct sd_cache_cons *ccons; /* this writer in o.cache, or NULL */
 	struct sd_rec_opts o;
 	char name[SD_NAME_MAX + 1];
 	pthread_mutex_t api_mu;
@@ -190,6 +198,17 @@ static void rec_done(void *user, ssize_t res)
 		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): %s (%s): %s", r->name,
 			w->call, w->data ? "data" : "index",
 			strerror((int)-res));
+	}
+	if (w->data && res >= 0 && r->ccons) {
+		/* Published now (the callback of a SYNC object's write
+		 * comes after its publish): the viewers behind may have the
+		 * bytes from memory.  The piece is still ours until we
+		 * return (invariant 8). */
+		sd_cache_put(r->o.cache, r->ino, r->id[OBJ_DATA], w->off,
+			     w->buf, w->len);
+		/* After the put: a session that learns this end from the
+		 * cache finds the bytes there. */
+		sd_cache_move(r->ccons, w->off + w->len);
 	}
 	if (w->data) {
 		r->data_inflight--;
@@ -278,8 +297,9 @@ static int rec_submit(struct sd_rec *r, uint8_t *buf, size_t len, int data)
 			free(buf);
 		return -ENOMEM;
 	}
-	*w = (struct rec_write){ r, buf, len, sd_now() + r->o.deadline_ns,
-				 data, "djmfs_write_async" };
+	*w = (struct rec_write){ r, buf, len, data ? r->data_end : 0,
+				 sd_now() + r->o.deadline_ns, data,
+				 "djmfs_write_async" };
 	pthread_mutex_lock(&r->mu);
 	r->inflight++;
 	r->data_inflight += data;
@@ -742,6 +762,7 @@ static int rec_ring_map(struct sd_rec *r, size_t size)
 
 static void rec_free(struct sd_rec *r)
 {
+	sd_cache_leave(r->ccons);
 	pthread_mutex_destroy(&r->api_mu);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
@@ -815,6 +836,11 @@ int sd_rec_open(struct djmfs_client *c, const char *name,
 		err = rec_load(r, &fi);
 	if (err < 0)
 		goto fail;
+	r->ino = fi.ino;
+	/* Optional: without a place, its bytes only reach the disk. */
+	if (r->o.cache && sd_cache_join(r->o.cache, r->ino, r->id[OBJ_DATA],
+					r->data_end, 1, &r->ccons) < 0)
+		r->ccons = NULL;
 	*out = r;
 	return 0;
 fail:

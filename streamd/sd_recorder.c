@@ -107,6 +107,7 @@ static int pub_ready(void *arg, const char *format, const char *codecs)
 		.deadline_ns = d->cfg.write_deadline_ns,
 		.log = pub_log(p),
 		.ts = p->ts,
+		.cache = d->cache,
 	};
 	struct sd_rec *rec = NULL;
 	struct djmfs_io_stats io;

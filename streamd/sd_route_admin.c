@@ -1,7 +1,7 @@
 /*
  * The operator's routes: the run-time knobs (GET/PUT /admin/config, JSON,
  * behind admin_token when one is set), the Prometheus metrics (GET
- * /metrics) and a plain-text home page that says how to record and watch.
+ * /metrics, admission's among them) and a plain-text home page that says how to record and watch.
  * A knob change reaches the pump (buffers, period, read size) and the
  * DJMFS client's scheduler (policy, dispatch depth, model profile) under
  * one lock, so concurrent PUTs cannot interleave halves of two changes.
@@ -42,17 +42,20 @@ int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k)
 				   k->depth != cur->depth ? k->depth : 0);
 	if (err == 0) {
 		sd_pump_set_knobs(d->pump, k);
+		sd_capacity_knobs(d, k);
 		*cur = *k;
 	}
 	pthread_mutex_unlock(&d->knobs_mu);
 	if (err == 0)
 		sd_log_error(d->log, SD_LOG_INFO, "knobs: A %.1f%% B %.1f%% "
 			     "period %.3f s read %u buffer %u policy %s depth %u "
-			     "profile %s burst %.3f s cors_origins '%s'",
+			     "profile %s burst %.3f s cors_origins '%s' "
+			     "admission %s ceiling %.2f max_bandwidth %" PRIu64,
 			     k->a_pct, k->b_pct, (double)k->period_ns / 1e9,
 			     k->read_size, k->buffer_size, k->policy, k->depth,
 			     k->profile, (double)k->burst_ns / 1e9,
-			     k->cors_origins);
+			     k->cors_origins, k->admission,
+			     k->admission_ceiling, k->max_bandwidth);
 	return err;
 }
 
@@ -201,6 +204,23 @@ static void metric(struct text *t, const char *name, const char *type,
 	    type, name, v);
 }
 
+static void admission_metrics(struct text *t, struct sd_daemon *d)
+{
+	struct sd_admit_stats st;
+
+	sd_capacity_sample(d);
+	sd_admit_stats(d->admit, sd_now(), &st);
+	metric(t, "streamd_admitted_total", "counter",
+	       "Player sessions and publishers admitted (a grace takeover "
+	       "included).", (double)st.admitted_total);
+	put(t, "# HELP streamd_admission_refused_total Player sessions and "
+	    "publishers refused with 503, by the resource that would not "
+	    "hold.\n# TYPE streamd_admission_refused_total counter\n");
+	for (int i = 0; i < SD_ADMIT_N; i++)
+		put(t, "streamd_admission_refused_total{reason=\"%s\"} %" PRIu64
+		    "\n", sd_admit_res_names[i], st.refused[i]);
+}
+
 static void http_metrics(struct text *t, struct sd_daemon *d)
 {
 	put(t, "# HELP streamd_http_requests_total HTTP responses by status."
@@ -302,6 +322,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	struct djmfs_io_stats io;
 	struct djmfs_client_stats cs;
 	struct sd_recorder_stats rs;
+	struct sd_cache_stats cst;
 	struct text t = { 0 };
 	enum MHD_Result ret;
 
@@ -311,6 +332,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	djmfs_io_stats(d->client, &io);
 	djmfs_client_stats(d->client, &cs);
 	sd_recorder_stats(d->recorder, &rs);
+	sd_cache_stats(d->cache, &cst);
 	metric(&t, "streamd_recordings", "gauge", "Encoders publishing now.",
 	       rs.publishing);
 	metric(&t, "streamd_recordings_total", "counter",
@@ -339,6 +361,26 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	metric(&t, "streamd_session_lateness_p99_seconds", "gauge",
 	       "99th percentile lateness over recent late reads.",
 	       (double)ps.lateness_p99_ns / 1e9);
+	metric(&t, "streamd_cache_hits_total", "counter",
+	       "Session reads the interval cache served from memory (reads, "
+	       "each up to read_size; bytes: streamd_cache_hit_bytes_total).",
+	       (double)cst.hits);
+	metric(&t, "streamd_cache_hit_bytes_total", "counter",
+	       "Bytes the interval cache served to sessions.",
+	       (double)cst.hit_bytes);
+	metric(&t, "streamd_cache_misses_total", "counter",
+	       "Session reads the interval cache did not hold, which went "
+	       "to the disk (reads; bytes: streamd_disk_read_bytes_total).",
+	       (double)cst.misses);
+	metric(&t, "streamd_cache_bytes", "gauge",
+	       "Memory the interval cache holds (whole 64 KiB blocks).",
+	       (double)cst.bytes);
+	metric(&t, "streamd_cache_budget_bytes", "gauge",
+	       "The interval cache's budget (cache_size); 0: no cache.",
+	       (double)cst.budget);
+	metric(&t, "streamd_disk_read_bytes_total", "counter",
+	       "Bytes session reads brought from the disk through libdjmfs.",
+	       (double)ps.sum.disk_bytes);
 	metric(&t, "streamd_record_writes_total", "counter",
 	       "Recording writes completed (each publishes).",
 	       (double)rs.writes);
@@ -373,6 +415,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	       "1: the volume is read-only (its host file system was full "
 	       "when the DJMFS server started); recording gets 507.",
 	       (double)atomic_load(&d->read_only));
+	admission_metrics(&t, d);
 	djmfs_repair_metrics(&t, d);
 	http_metrics(&t, d);
 	process_metrics(&t);

@@ -65,6 +65,7 @@
 #include "sd_daemon.h"
 
 #define FIX_END_EVERY_NS (300 * 1000000LL)
+#define SHARE_EVERY_NS (1000 * 1000000LL)
 /* A paced body is held until it may send at least this much (or what is
  * left of it), so that a body just behind its target is not handed a
  * few bytes per call: with seconds of burst buffered by the player, a
@@ -331,6 +332,13 @@ struct play {
 	int64_t a_media, b_media;
 	uint64_t a_off, b_off;
 	uint64_t allow;		/* data offset the body may reach now */
+	uint64_t bitrate;	/* the recording's, bits/s; 0: unknown */
+	struct sd_admit_ticket *ticket; /* admission's, released at close */
+	int64_t share_at;	/* sd_now() of the last disk share told */
+	/* Where the request's time to its first body byte went (sd_now()
+	 * ns; logged at DEBUG with the first byte): the catalog looked up,
+	 * the session opened, the body first asked for. */
+	int64_t t_cat, t_open, t_ask;
 };
 
 static void play_cleanup(struct sd_req *r)
@@ -347,6 +355,7 @@ static void play_cleanup(struct sd_req *r)
 		return;
 	sd_session_stats(pl->sess, &st);
 	sd_session_close(pl->sess); /* no wake after this (sd_http.h, 4) */
+	sd_capacity_release(r->d, pl->ticket);
 	sd_log_error(r->d->log, SD_LOG_INFO, "play %s: %llu bytes, %llu "
 		     "reads, %llu late, %llu underflows", r->url,
 		     (unsigned long long)st.bytes, (unsigned long long)st.reads,
@@ -569,6 +578,52 @@ static int64_t req_burst(struct sd_req *r)
 	return ns;
 }
 
+/*
+ * Admission counts only what reaches the disk: a viewer the interval
+ * cache serves costs the device nothing.  Its promise starts at the full
+ * disk cost and follows the share of its recent bytes that came from the
+ * disk, told at most once a SHARE_EVERY_NS (a lock each, on the reader's
+ * path).
+ */
+static void tell_disk_share(struct play *pl)
+{
+	struct sd_daemon *d = pl->r->d;
+	int64_t now;
+
+	if (!pl->ticket || !d->admit)
+		return;
+	now = (int64_t)sd_now();
+	if (now - pl->share_at < SHARE_EVERY_NS)
+		return;
+	pl->share_at = now;
+	sd_admit_set_disk_share(d->admit, pl->ticket,
+				1.0 - sd_session_cache_share(pl->sess));
+}
+
+static double ms_between(int64_t a, int64_t b)
+{
+	return a && b ? (double)(b - a) / 1e6 : -1;
+}
+
+/*
+ * The stages of a request's wait for its first body byte, at DEBUG: from
+ * the request line to the catalog's answer, to the session's open (the
+ * djmfs_open round trip and the first read's submission), to MHD's first
+ * call for the body (the head sent), to the first read's bytes.
+ */
+static void first_byte_log(const struct play *pl)
+{
+	struct sd_req *r = pl->r;
+	int64_t now = (int64_t)sd_now();
+
+	sd_log_error(r->d->log, SD_LOG_DEBUG, "play %s: first byte after "
+		     "%.1f ms: catalog %.1f, open %.1f, head %.1f, read %.1f",
+		     r->url, ms_between(r->t0, now), ms_between(r->t0, pl->t_cat),
+		     ms_between(pl->t_cat, pl->t_open),
+		     ms_between(pl->t_open, pl->t_ask),
+		     ms_between(pl->t_ask, now));
+}
+
 static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct play *pl = cls;
@@ -577,6 +632,8 @@ static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	(void)pos;
 	if (r->d->stopping)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (!pl->t_ask)
+		pl->t_ask = (int64_t)sd_now();
 	if (pl->end_open)
 		play_fix_end(pl, 0);
 	if (pl->limit != UINT64_MAX && pl->sent >= pl->limit)
@@ -599,6 +656,9 @@ static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 		n = sd_session_read(pl->sess, buf, room);
 
 		if (n > 0) {
+			tell_disk_share(pl);
+			if (pl->sent == 0)
+				first_byte_log(pl);
 			pl->sent += (uint64_t)n;
 			r->bytes += (uint64_t)n;
 			atomic_fetch_add(&r->d->bytes_out, (uint64_t)n);
@@ -651,7 +711,9 @@ static ssize_t head_reader(void *cls, uint64_t pos, char *buf, size_t max)
 /*
  * Starts a session over data bytes [start, end) (end SD_END_LIVE: follow)
  * and answers with it; a HEAD gets the same headers and no session (MHD
- * sends Content-Length from the size and no body).  @size is the body
+ * sends Content-Length from the size and no body).  A session is opened
+ * only once admission control admits it (sd_capacity.c): a refusal is a
+ * 503 sent at once, before any disk read; a HEAD needs no admission.  @size is the body
  * length when known.  @ranges: the Accept-Ranges value.  Extra headers
  * come from @hdr (name/value pairs, NULL-terminated).  Takes @pl.
  */
@@ -675,9 +737,19 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 							 head_reader, NULL,
 							 NULL);
 	} else {
+		enum MHD_Result refused = MHD_NO;
+
+		if (!sd_capacity_play(r, pl->bitrate, &pl->ticket, &refused)) {
+			free(pl);
+			return refused;
+		}
 		cap_send_buffer(r);
+		if (!pl->t_cat)
+			pl->t_cat = (int64_t)sd_now();
 		err = sd_session_open(r->d->pump, &so, &pl->sess);
+		pl->t_open = (int64_t)sd_now();
 		if (err < 0) {
+			sd_capacity_release(r->d, pl->ticket);
 			free(pl);
 			return sd_reply_error(r, err == -ENOENT ? 404 : 500,
 					      "sd_session_open(%s): %s",
@@ -777,9 +849,11 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 		sd_stream_put(s);
 		return MHD_NO;
 	}
+	pl->t_cat = (int64_t)sd_now();
 	sd_stream_rdlock(s);
 	status = play_plan(s, &st, dur, pl, &end, &begin_wall, msg,
 			   sizeof(msg));
+	pl->bitrate = s->bitrate;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	if (status != 200) {
@@ -812,7 +886,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 {
 	struct sd_stream *s;
 	enum MHD_Result ret = MHD_NO;
-	uint64_t size, a = 0, b = 0;
+	uint64_t size, a = 0, b = 0, bitrate;
 	struct play *pl;
 	int rc;
 	char cr[96];
@@ -824,6 +898,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 		return ret;
 	sd_stream_rdlock(s);
 	size = s->data_size;
+	bitrate = s->bitrate;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	rc = sd_range_parse(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
@@ -853,6 +928,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	}
 	pl->start = a;
 	pl->limit = b - a + 1;
+	pl->bitrate = bitrate;
 	return play_reply(r, pl, b + 1, rc ? 206 : 200, "video/mp2t", "bytes",
 			  hdr);
 }

@@ -1,6 +1,6 @@
 /*
  * PUT/POST /record/<name>: an encoder's upload becomes a recording.  This
- * route only checks the request (name, token), hands the stream to the
+ * route only checks the request (name, token, admission), hands the stream to the
  * recorder (sd_recorder.c: one publisher per name in this process, which
  * takes the bytes in one direction to the recording), moves body bytes to
  * it, suspending the connection while it has no room, and answers once
@@ -30,6 +30,9 @@ struct rec_req {
 	struct sd_pub *pub;
 	uint64_t dropped;	/* body bytes dropped after the end, and */
 	int64_t dropped_since;	/* since when */
+	struct sd_admit_ticket *ticket; /* admission's, released at the end */
+	uint64_t pushed;	/* body bytes taken, for the measured rate */
+	int64_t rate_next;
 };
 
 static void record_cleanup(struct sd_req *r)
@@ -39,6 +42,7 @@ static void record_cleanup(struct sd_req *r)
 	if (!q)
 		return;
 	sd_pub_free(q->pub); /* joins the ingest: no wake comes after */
+	sd_capacity_release(r->d, q->ticket);
 	free(q);
 	r->priv = NULL;
 }
@@ -47,6 +51,7 @@ static enum MHD_Result record_start(struct sd_req *r)
 {
 	struct sd_daemon *d = r->d;
 	struct rec_req *q;
+	enum MHD_Result ret = MHD_NO;
 	int err;
 
 	if (!sd_name_valid(r->name))
@@ -66,9 +71,16 @@ static enum MHD_Result record_start(struct sd_req *r)
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return MHD_NO;
+	/* The recorder rule (sd_admit.c): refused only when the writes of
+	 * every recording would not fit. */
+	if (!sd_capacity_publish(r, &q->ticket, &ret)) {
+		free(q);
+		return ret;
+	}
 	err = sd_pub_start(d->recorder, r->name,
 			   (void (*)(void *))sd_req_wake, r, &q->pub);
 	if (!q->pub) {
+		sd_capacity_release(d, q->ticket);
 		free(q);
 		if (err == -EBUSY)
 			return sd_reply_error(r, 409, "%s is being recorded by "
@@ -159,7 +171,12 @@ enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
 		return MHD_NO;
 	}
 	if (*upload_size > 0 && !sd_pub_finished(p)) {
-		*upload_size -= sd_pub_push(p, upload, *upload_size);
+		size_t took = sd_pub_push(p, upload, *upload_size);
+
+		*upload_size -= took;
+		q->pushed += took;
+		sd_capacity_upload_rate(r->d, q->ticket, q->pushed, r->t0,
+					&q->rate_next);
 		if (*upload_size > 0)
 			sd_req_suspend(r);
 		return MHD_YES;

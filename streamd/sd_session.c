@@ -22,11 +22,21 @@
  * aligned for libdjmfs whenever it can (invariant 7): the device then
  * writes the bytes in place, with no copy on the way in.
  *
+ * With the pump's interval cache (sd_cache.c), a read first takes what
+ * the cache holds of its bytes: a hit is copied into the ring where the
+ * read would have landed and completes at once, without the scheduler;
+ * a miss goes to the disk as above, and what it brings is put into the
+ * cache for the sessions behind this one.  The session's place among
+ * the consumers of its recording (its pos) is what the cache keeps
+ * blocks for.  Only bytes below readable_end are ever taken, so a hit
+ * never shows more than the session's own snapshot.
+ *
  * Locks and their invariants:
  *  1. Lock order: p->mu (session list, pending knobs, counts) before
  *     s->mu (one session's state).  p->lmu (the knobs in effect, the
  *     period count, closed sessions' sums, lateness) is a leaf: nothing
- *     is taken while it is held.
+ *     is taken while it is held.  So is the cache's lock, taken under
+ *     s->mu to take, put and move.
  *  2. No libdjmfs call is made while holding any of these locks (submissions, djmfs_file_info and djmfs_close all run
  *     unlocked), so completions may take our locks freely and the
  *     library never waits on us.
@@ -60,13 +70,28 @@
  *     read in flight owns ring[tail, tail + a->len), which lies in the
  *     free space without wrapping; only its completion adds it to len,
  *     under s->mu, so the player never sees bytes still on their way.
+ *     A cache hit copies into that same free space under s->mu and adds
+ *     to len and pos together, as a completion does.
+ *  8. img_size >= img_disk, the size in the handle's image; it runs
+ *     ahead only by a size this node's writer of the recording had
+ *     published (sd_cache_published: the writer moves there once its
+ *     publish completed), learnt while the session was live.  A disk
+ *     read never goes past img_disk: a session that needs bytes beyond
+ *     it that the cache does not hold syncs first.
  *
  * A session's operation slot (s->io):
+ *   NONE --plan(): bytes in the cache (hit)------> NONE, plan() goes on
+ *          (cache_take: copied into the ring at once, no submission)
  *   NONE --plan(): bytes in the image fit--------> READ  (settle submits;
  *          plan runs at each period, after each completion, and when
  *          the player's sd_session_read leaves the buffer below B)
+ *   NONE --plan(): image read, local writer ahead-> NONE, plan() goes on
+ *          (learn_size: img_size from the cache, no RPC; with a local
+ *          writer and nothing new, no sync either: the next visit looks)
  *   NONE --plan(): image read, writer, new period-> SYNC  (settle submits)
+ *   NONE --plan(): bytes past img_disk uncached---> SYNC  (once a period)
  *   READ --read_done(): bytes into the ring-------> NONE, then plan()
+ *          (and into the cache, past the session's own pos)
  *   SYNC --sync_done(): new size and writer flag--> NONE, then plan()
  *   any  --failed submission or completion--------> NONE, s->err set
  * plan() sets s->done (terminal) once pos reaches the range end, or the
@@ -112,6 +137,7 @@ struct tune {
 
 struct sd_pump {
 	struct djmfs_client *c;
+	struct sd_cache *cache;		/* borrowed, or NULL */
 	struct sd_logger log;
 	pthread_t th;
 	int started;
@@ -146,6 +172,8 @@ struct sd_session {
 	struct sd_session *prev, *next; /* pump list, under p->mu */
 	struct djmfs_file *f;
 	uint32_t data_id;
+	uint64_t ino;			/* with data_id: the cache's name */
+	struct sd_cache_cons *cons;	/* in p->cache at pos, or NULL */
 	void (*wake)(void *arg);
 	void *wake_arg;
 	char name[SD_NAME_MAX + 1];
@@ -157,7 +185,11 @@ struct sd_session {
 	size_t cap, head, len;		/* ring: len bytes from head */
 	uint64_t pos;			/* next "data" byte to read */
 	uint64_t end;			/* range end or SD_END_LIVE */
-	uint64_t img_size;		/* "data" size in the handle's image */
+	uint64_t img_size;		/* "data" size the session may read:
+					   the handle's image, or more that
+					   the local writer published
+					   (invariant 8) */
+	uint64_t img_disk;		/* "data" size in the handle's image */
 	int live;			/* the image shows a writer */
 	int grew;			/* the last sync found it longer */
 	int io;				/* IO_*: invariant 3 */
@@ -244,6 +276,10 @@ static void stats_add(struct sd_session_stats *sum,
 	sum->misses += s->misses;
 	sum->underflows += s->underflows;
 	sum->bytes += s->bytes;
+	sum->hits += s->hits;
+	sum->hit_bytes += s->hit_bytes;
+	sum->disk_bytes += s->disk_bytes;
+	sum->syncs += s->syncs;
 }
 
 /* ------------------------------------------------------------------ */
@@ -305,16 +341,23 @@ static uint64_t readable_end(const struct sd_session *s)
 
 /*
  * Under s->mu: a read of the next bytes, or 0 when none fits now.  It
- * fits in the free space without wrapping (invariant 7).  An unaligned
- * pos (a start mid-block, the end of an earlier image) reads only up to
- * the next block, so one short read through libdjmfs's bounce brings
- * every later read back to aligned; an aligned read stops at a block
- * boundary unless that would leave nothing, so the few unaligned bytes
- * at the end of what is readable go in a read of their own.
+ * fits in the free space without wrapping (invariant 7).  Reads keep to
+ * DJMFS_CSUM_BLOCK boundaries: libdjmfs checks a whole checksum block
+ * at a time, so a read that covers only part of one is widened to the
+ * whole block in a bounce buffer of the library's and copied, which
+ * doubles the device bytes of every 64 KiB read that straddles two
+ * blocks.  An unaligned pos (a start mid-block, the end of an earlier
+ * image) therefore reads only up to the next checksum block, and every
+ * later read is whole blocks; a read stops at a block boundary unless
+ * that would leave nothing, and then at a DJMFS_IO_ALIGN one, so the few
+ * unaligned bytes at the end of what is readable go in a read of their
+ * own.  A growing image's last partial block is still read as soon as it
+ * is published (readable_end): a player at the live edge must not wait
+ * for a block to fill.
  */
 static size_t read_len(struct sd_session *s, const struct tune *t)
 {
-	const uint64_t blk = DJMFS_IO_ALIGN;
+	const uint64_t ck = DJMFS_CSUM_BLOCK, blk = DJMFS_IO_ALIGN;
 	uint64_t limit = readable_end(s), head_gap, end;
 	size_t n;
 
@@ -322,11 +365,15 @@ static size_t read_len(struct sd_session *s, const struct tune *t)
 		return 0;
 	n = min_u64(min_u64(t->read_size, s->cap - s->len),
 		    min_u64(s->cap - ring_tail(s), limit - s->pos));
-	head_gap = s->pos % blk;
-	if (head_gap)
-		return min_u64(n, blk - head_gap);
+	head_gap = s->pos % ck;
+	if (head_gap && n > ck - head_gap)
+		n = (size_t)(ck - head_gap);
+	if (s->pos % blk)
+		return n; /* through the bounce anyway: realign */
 	end = s->pos + n;
-	if (end % blk && end - end % blk > s->pos)
+	if (end % ck && end - end % ck > s->pos)
+		n = (size_t)(end - end % ck - s->pos);
+	else if (end % blk && end - end % blk > s->pos)
 		n = (size_t)(end - end % blk - s->pos);
 	return n;
 }
@@ -359,6 +406,60 @@ static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
 }
 
 /*
+ * Under s->mu: the @n bytes a read would fetch next, as far as the cache
+ * holds them (from one block), copied into the ring where the read would
+ * have put them.  They lie below readable_end, so within the session's
+ * own snapshot (read_len bounds @n), and the cache holds only published
+ * bytes, which never change: the same bytes the read would bring.  A hit
+ * completes at once, as a read does (invariant 7 kept: pos and len move
+ * by the same count), and is counted apart from reads; 0 is a miss.
+ */
+static size_t cache_take(struct sd_session *s, const struct tune *t,
+			 size_t n, struct act *a)
+{
+	size_t got;
+
+	if (!s->cons)
+		return 0;
+	got = sd_cache_read(s->cons, s->pos, s->ring + ring_tail(s), n);
+	if (!got)
+		return 0;
+	s->len += got;
+	s->pos += got;
+	sd_cache_move(s->cons, s->pos);
+	s->started = 1;
+	judge(s, t, sd_now());
+	s->owed = 0;
+	s->st.hits++;
+	s->st.hit_bytes += got;
+	a->wake |= take_waiting(s);
+	return got;
+}
+
+/*
+ * Under s->mu: a live recording whose writer is on this node publishes
+ * through the cache too (sd_cache_published): a session that has read
+ * all it knows takes the writer's newest published end from there
+ * instead of asking the DJMFS server for a snapshot each period, which
+ * at thousands of sessions near live is the server's whole load.  1 when
+ * it learnt a larger size, -1 when the writer has published nothing new
+ * (the next period looks again; no sync), 0 when no writer of it is
+ * here (or the session saw none): ask the server.
+ */
+static int learn_size(struct sd_session *s)
+{
+	uint64_t end;
+
+	if (!s->live || !sd_cache_published(s->cons, &end))
+		return 0;
+	if (end <= s->img_size)
+		return -1;
+	s->img_size = end;
+	s->grew = 1;
+	return 1;
+}
+
+/*
  * Under s->mu: what the session does now.  @periodic: a period's visit
  * (skip above A) rather than a completion (go on only below B).  Marks
  * s->io for the operation it picks; the caller submits it unlocked.
@@ -366,9 +467,12 @@ static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
 static void plan(struct sd_session *s, const struct tune *t, uint64_t tick,
 		 int periodic, struct act *a)
 {
-	double fill = (double)s->len * 100.0 / (double)s->cap;
+	double fill;
+	int learned;
 	size_t n;
 
+again:
+	fill = (double)s->len * 100.0 / (double)s->cap;
 	if (s->closing || s->err || s->done || s->io != IO_NONE)
 		return;
 	if (s->pos >= s->end || (s->pos >= s->img_size && !s->live)) {
@@ -379,14 +483,30 @@ static void plan(struct sd_session *s, const struct tune *t, uint64_t tick,
 	if (periodic ? fill > t->a_pct : fill >= t->b_pct)
 		return;
 	n = read_len(s, t);
-	if (n > 0) {
+	if (n > 0 && cache_take(s, t, n, a) > 0) {
+		/* Done at once: go on as after a completed read. */
+		periodic = 0;
+		goto again;
+	}
+	if (n > 0 && s->pos >= s->img_disk) {
+		/* Published (invariant 8), yet not in the cache: the disk
+		 * has it, once the handle's image does (a sync a period at
+		 * most, as at the live edge). */
+		if (s->sync_tick != tick) {
+			s->sync_tick = tick;
+			s->io = a->io = IO_SYNC;
+		}
+	} else if (n > 0) {
 		s->io = a->io = IO_READ;
 		a->off = s->pos;
-		a->len = n;
+		a->len = (size_t)min_u64(n, s->img_disk - s->pos);
 		a->buf = s->ring + ring_tail(s);
 		a->deadline = sd_now() +
 			      (t->deadline_ns ? t->deadline_ns : t->period_ns);
 		s->io_deadline = a->deadline;
+	} else if (s->pos >= readable_end(s) && (learned = learn_size(s))) {
+		if (learned > 0)
+			goto again;
 	} else if (s->pos >= readable_end(s) && s->sync_tick != tick) {
 		s->sync_tick = tick;
 		s->io = a->io = IO_SYNC;
@@ -459,8 +579,16 @@ static void read_done(void *user, ssize_t res)
 	pthread_mutex_lock(&s->mu);
 	s->io = IO_NONE;
 	if (res > 0) {
+		const uint8_t *got = s->ring + ring_tail(s);
+
 		s->len += (size_t)res; /* landed in place: invariant 7 */
 		s->pos += (uint64_t)res;
+		s->st.disk_bytes += (uint64_t)res;
+		/* Past them first, so they rank for the sessions behind. */
+		sd_cache_move(s->cons, s->pos);
+		if (s->cons)
+			sd_cache_put(p->cache, s->ino, s->data_id,
+				     s->pos - (uint64_t)res, got, (size_t)res);
 		s->started = 1;
 		judge(s, &t, now);
 		s->owed = 0; /* the wait is over */
@@ -492,6 +620,7 @@ static int image_of(struct sd_session *s, uint64_t *size, int *live)
 	if (err < 0)
 		return err;
 	*live = !!(fi.flags & DJMFS_FILE_WRITE_LOCKED);
+	s->ino = fi.ino;
 	for (uint32_t i = 0; i < fi.n_objs && i < DJMFS_MAX_OBJS; i++) {
 		if (fi.objs[i].id == s->data_id) {
 			*size = fi.objs[i].size;
@@ -512,6 +641,7 @@ static void sync_done(void *user, ssize_t res)
 	tune_get(s->p, &t, &tick);
 	pthread_mutex_lock(&s->mu);
 	s->io = IO_NONE;
+	s->st.syncs++;
 	if (err < 0) {
 		fail(s, res < 0 ? "djmfs_sync_snap_async" : "djmfs_file_info",
 		     err, &a);
@@ -519,6 +649,7 @@ static void sync_done(void *user, ssize_t res)
 		s->grew = size > s->img_size;
 		if (s->grew)
 			s->img_size = size;
+		s->img_disk = size;
 		s->live = live;
 	}
 	/* The sync belongs to a period's visit: go on with it. */
@@ -710,6 +841,7 @@ int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 	if (!p)
 		return -ENOMEM;
 	p->c = c;
+	p->cache = o ? o->cache : NULL;
 	p->log = log ? *log : nolog;
 	p->knobs = *k;
 	tune_from(&p->tune, k);
@@ -844,6 +976,7 @@ static int session_file(struct sd_session *s, const char *name)
 	err = djmfs_find_obj(s->f, "data", &s->data_id);
 	if (err == 0)
 		err = image_of(s, &s->img_size, &s->live);
+	s->img_disk = s->img_size;
 	if (err < 0) {
 		plog(&s->p->log, SD_LOG_ERROR, "sd_session_open(%s): no "
 		     "\"data\" object: not a recording: %s", name,
@@ -855,6 +988,7 @@ static int session_file(struct sd_session *s, const char *name)
 
 static void session_free(struct sd_session *s)
 {
+	sd_cache_leave(s->cons);
 	if (s->f) {
 		int err = djmfs_close(s->f);
 
@@ -911,6 +1045,13 @@ int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 	if (!s)
 		return -ENOMEM;
 	err = session_file(s, o->name);
+	if (err == 0 && p->cache) {
+		/* Without a place among the consumers the session only
+		 * reads the disk: the cache is an optimisation. */
+		if (sd_cache_join(p->cache, s->ino, s->data_id, s->pos, 0,
+				  &s->cons) < 0)
+			s->cons = NULL;
+	}
 	if (err < 0) {
 		session_free(s);
 		return err;
@@ -1012,6 +1153,18 @@ void sd_session_stats(struct sd_session *s, struct sd_session_stats *out)
 	pthread_mutex_lock(&s->mu);
 	*out = s->st;
 	pthread_mutex_unlock(&s->mu);
+}
+
+double sd_session_cache_share(struct sd_session *s)
+{
+	double share;
+
+	if (!s)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	share = sd_cache_hit_share(s->cons);
+	pthread_mutex_unlock(&s->mu);
+	return share;
 }
 
 void sd_session_close(struct sd_session *s)

@@ -5,7 +5,8 @@
  * (sd_config.c), the in-flight demuxer of encoder uploads (sd_ingest.c),
  * the recording writer and the read-side catalog on DJMFS (sd_rec.c,
  * sd_catalog.c), the players' input buffers and their pump (sd_session.c),
- * the logs (sd_log.c) and the HTTP front end (sd_http.c and its routes).
+ * admission control (sd_admit.c), the logs (sd_log.c) and the HTTP front
+ * end (sd_http.c and its routes).
  *
  * A recording is a DJMFS file named after the stream with three objects,
  * created in this order:
@@ -292,6 +293,9 @@ struct sd_knobs {
 				   then the stream's rate) */
 	char cors_origins[512];	/* "": no CORS; "*", or origins separated by
 				   commas ("https://a.example,http://b:8000") */
+	char admission[4];	/* "on" or "off" (sd_admit.c) */
+	double admission_ceiling; /* 0..1 of each resource (0.85) */
+	uint64_t max_bandwidth;	/* bits/s; 0: the network is not modelled */
 };
 
 struct sd_config {
@@ -323,6 +327,8 @@ struct sd_config {
 	char djmfs_secret_file[1024]; /* volume secret; "": none */
 	uint64_t hls_live_window_ns; /* what a live HLS playlist holds without
 					window= (sd_hls.c) */
+	uint64_t cache_size;	   /* interval cache budget, bytes; 0: off;
+				      SD_CACHE_SIZE_AUTO: from memory */
 	uint64_t inject_latency_ns; /* test only: added to every disk I/O */
 	unsigned inject_eio_every; /* test only: one disk I/O in N fails */
 	struct sd_knobs knobs;
@@ -545,6 +551,9 @@ struct sd_rec_opts {
 	struct sd_logger log;
 	struct sd_ts *ts;	  /* borrowed, optional: the upload's scan,
 				     shared with the ingest; NULL: own */
+	struct sd_cache *cache;	  /* borrowed, optional: each data write's
+				     bytes go in once published, for the
+				     viewers behind the writer */
 };
 
 struct sd_rec_stats {
@@ -659,6 +668,97 @@ int sd_catalog_list(struct sd_catalog *cat,
 		    int (*fn)(void *arg, struct sd_stream *s), void *arg);
 
 /* ------------------------------------------------------------------ */
+/* The interval cache (sd_cache.c)                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Bytes of DATA objects in SD_CACHE_BLOCK blocks (aligned to that much of
+ * the object, DJMFS_IO_ALIGN in memory), named by (ino, object id, block
+ * index), kept while a consumer behind them is expected to read them
+ * (interval caching; see sd_cache.c).  Thread-safe; its lock is a leaf.
+ * Every byte put must be published (DATA objects never change below a
+ * published size and inos are never reused, so nothing is stale); every
+ * taker bounds what it takes by its own snapshot.
+ */
+#define SD_CACHE_BLOCK (64u * 1024)
+#define SD_CACHE_SIZE_AUTO UINT64_MAX /* cache_size = auto */
+#define SD_CACHE_AUTO_MIN (64ull << 20)
+#define SD_CACHE_AUTO_MAX (4ull << 30)
+
+struct sd_cache;
+struct sd_cache_block;
+struct sd_cache_cons;
+
+struct sd_cache_stats {
+	uint64_t budget;	/* bytes */
+	uint64_t bytes;		/* held (blocks not freed yet, whole) */
+	uint64_t blocks;	/* indexed */
+	uint64_t hits;		/* sd_cache_read calls that copied bytes */
+	uint64_t hit_bytes;
+	uint64_t misses;	/* sd_cache_read calls that found nothing */
+	uint64_t miss_bytes;	/* what those asked for */
+	uint64_t put_bytes;	/* new bytes put in */
+	uint64_t evictions;	/* blocks */
+};
+
+/* @budget: bytes (0: the cache keeps nothing).  0 or -ENOMEM. */
+int sd_cache_new(struct sd_cache **out, uint64_t budget,
+		 const struct sd_logger *log);
+/* Every consumer must have left; blocks still referenced are freed
+ * all the same (their holders must be gone).  NULL: no-op. */
+void sd_cache_free(struct sd_cache *c);
+
+/* Copies published bytes [@off, @off + @len) of object (@ino, @id) in:
+ * each block takes those that continue what it holds (a block begins
+ * only at its first byte), others are skipped.  May evict.  0 or
+ * -EINVAL / -ENOMEM (nothing is lost but the chance of a hit). */
+int sd_cache_put(struct sd_cache *c, uint64_t ino, uint32_t id, uint64_t off,
+		 const void *buf, size_t len);
+
+/* A reference to the block holding byte @off, when it does: *@data is
+ * its memory (the object's bytes from the block's start) and *@valid how
+ * many of them it holds (> @off % SD_CACHE_BLOCK); bytes below *@valid
+ * never change.  The block stays allocated, evicted or not, until
+ * sd_cache_block_put.  NULL when not cached. */
+struct sd_cache_block *sd_cache_get(struct sd_cache *c, uint64_t ino,
+				    uint32_t id, uint64_t off,
+				    const uint8_t **data, size_t *valid);
+void sd_cache_block_put(struct sd_cache *c, struct sd_cache_block *b);
+
+/* A consumer of object (@ino, @id) at @pos: a session (its next byte) or,
+ * @writer, this node's writer (its published end).  Consumers decide
+ * what the cache keeps.  0, -EINVAL or -ENOMEM. */
+int sd_cache_join(struct sd_cache *c, uint64_t ino, uint32_t id,
+		  uint64_t pos, int writer, struct sd_cache_cons **out);
+void sd_cache_move(struct sd_cache_cons *k, uint64_t pos);
+/* 1 and *@end when a writer of @k's object has joined on this node: its
+ * position, which it moves only once its bytes are published (so a
+ * reader may take that size as published without asking the server);
+ * else 0. */
+int sd_cache_published(struct sd_cache_cons *k, uint64_t *end);
+void sd_cache_leave(struct sd_cache_cons *k); /* NULL: no-op; frees @k */
+
+/* Consumer @k's read: copies into @dst what the cache holds of its
+ * object from @off, at most @max bytes and only from one block (the
+ * caller bounds @max by its snapshot).  Returns the count, a hit; 0 is
+ * a miss (counted as one, of @max bytes). */
+size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,
+		     size_t max);
+
+/* The share (0..1) of @k's recent bytes (about the last 16 MiB) that
+ * came from the cache: what of its stream does not reach the disk. */
+double sd_cache_hit_share(struct sd_cache_cons *k);
+
+/* Counters and sizes (zeroes for a NULL @c). */
+void sd_cache_stats(struct sd_cache *c, struct sd_cache_stats *out);
+
+/* cache_size = auto: 1/8 of @mem_available, within [SD_CACHE_AUTO_MIN,
+ * SD_CACHE_AUTO_MAX], whole blocks. */
+uint64_t sd_cache_auto_size(uint64_t mem_available);
+/* MemAvailable of /proc/meminfo in bytes, or 0 when unknown. */
+uint64_t sd_cache_mem_available(void);
+
+/* ------------------------------------------------------------------ */
 /* Player sessions and their input buffers (sd_session.c)              */
 /* ------------------------------------------------------------------ */
 
@@ -682,6 +782,11 @@ struct sd_session_stats {
 				   then waited longer than a read deadline
 				   for them */
 	uint64_t bytes;		/* bytes handed to the player */
+	uint64_t hits;		/* reads the cache served at once (neither
+				   reads nor misses) */
+	uint64_t hit_bytes;	/* bytes they brought */
+	uint64_t disk_bytes;	/* bytes reads brought from the disk */
+	uint64_t syncs;		/* snapshot syncs completed */
 };
 
 struct sd_pump_stats {
@@ -699,6 +804,10 @@ struct sd_pump_opts {
 				   move a fake one).  Read deadlines and
 				   underflows stay on sd_now(), the clock
 				   libdjmfs judges deadlines by */
+	struct sd_cache *cache;	/* borrowed, optional (must outlive the
+				   pump): sessions take what it holds
+				   before reading the disk, and put what
+				   they read in */
 };
 
 /* @o: NULL for the defaults. */
@@ -752,9 +861,146 @@ int sd_session_wake_at_tick(struct sd_session *s);
  * session until that clock moves or the player reads. */
 void sd_session_settle(struct sd_session *s);
 void sd_session_stats(struct sd_session *s, struct sd_session_stats *out);
+/* The share (0..1) of the session's recent bytes (about the last 16 MiB)
+ * the cache served: 1 - it is what of its stream reaches the disk (0
+ * with no cache).  For admission: a viewer inside a kept interval costs
+ * the disk nothing. */
+double sd_session_cache_share(struct sd_session *s);
 /* Leaves the pump, waits for reads in flight, closes the file, frees.
  * NULL is a no-op. */
 void sd_session_close(struct sd_session *s);
+
+/* ------------------------------------------------------------------ */
+/* Admission control (sd_admit.c)                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The node's capacity model: disk (the scheduler's calibrated model,
+ * corrected by measured lateness), CPU, network and memory, each with a
+ * capacity, what admitted sessions were promised, and what is measured.
+ * A player session or a publisher is admitted only if every resource
+ * stays within the ceiling; sd_admit.c's top says how each is counted.
+ * Pure: every call takes the time (CLOCK_MONOTONIC ns, or a test's), and
+ * measurements come in through sd_admit_observe.  Thread-safe.
+ */
+struct iosched_model;
+struct sd_admit;
+struct sd_admit_ticket;
+
+enum sd_admit_res {
+	SD_ADMIT_DISK,
+	SD_ADMIT_CPU,
+	SD_ADMIT_NET,
+	SD_ADMIT_MEM,
+	SD_ADMIT_N
+};
+/* "disk", "cpu", "network", "memory": the reasons a refusal names. */
+extern const char *const sd_admit_res_names[SD_ADMIT_N];
+
+struct sd_admit_limits {
+	int on;			/* 0: admit everyone (still counted) */
+	double ceiling;		/* admission_ceiling, 0..1 */
+	uint64_t max_bandwidth;	/* bits/s; 0: the network is not modelled */
+	uint32_t read_size;	/* bytes per session read */
+	uint32_t write_size;	/* bytes per recording write */
+	uint32_t buffer_size;	/* bytes of a session's input buffer */
+	uint64_t deadline_ns;	/* the read deadline in effect */
+	unsigned cpus;		/* online CPUs */
+	uint64_t mem_budget;	/* bytes for sessions; 0: not modelled */
+	uint64_t burst_ns;	/* how far ahead a .ts response may run */
+	uint64_t start_ns;	/* a new viewer's start (its burst and its
+				   buffer's first fill) is counted as spread
+				   over this long; 0: not counted */
+};
+
+/* Cumulative counters, as read at @now_ns: the deltas between two
+ * observations are the window the measurements come from. */
+struct sd_admit_sample {
+	uint64_t now_ns;
+	uint64_t self_cpu_ns;	/* this process, user + system */
+	uint64_t sys_busy_ns;	/* every CPU, every process, niced excluded */
+	uint64_t bytes_out, bytes_in;
+	uint64_t reads, read_misses; /* the pump's reads, late ones */
+	uint64_t io_requests, io_deadline_requests, io_misses, io_bytes;
+	uint64_t io_latency_p99_ns; /* the scheduler's, over its life */
+	uint64_t rss;		/* resident bytes */
+};
+
+struct sd_admit_refusal {
+	enum sd_admit_res res;	/* the resource that would not hold */
+	double capacity, promised, demand, ceiling;
+	unsigned retry_after_s;	/* >= 1: when to ask again */
+};
+
+struct sd_admit_resource {
+	int modelled;		/* 0: no limit (network without
+				   max_bandwidth) */
+	double capacity, promised, measured;
+};
+
+struct sd_admit_stats {
+	struct sd_admit_resource res[SD_ADMIT_N]; /* units: disk device s/s,
+						     cpu cores, network
+						     bits/s, memory bytes */
+	double ceiling;
+	int on;
+	unsigned viewers;	/* tickets of viewers, held ones included */
+	unsigned starting;	/* of which within their start (start_ns) */
+	unsigned held;		/* of which released, within their grace */
+	unsigned recorders;
+	uint64_t admitted_total, takeovers_total;
+	uint64_t refused[SD_ADMIT_N];
+	double disk_factor;	/* the measured correction of the disk */
+	double view_disk_share;	/* viewers' bytes/s that reach the disk,
+				   over all their bytes/s (1: none) */
+	double disk_latency_ratio; /* scheduler p99 latency / read deadline */
+	double disk_late_ratio;	/* late deadline requests, last window */
+	double disk_read_ns, disk_write_ns; /* the model's, per read/write */
+	unsigned disk_parallelism;
+	double cpu_ns_per_byte, cpu_per_recording, cpu_other;
+	unsigned cpus;
+};
+
+/* Takes ownership of @model (NULL: the disk is not modelled).  0 or
+ * -ENOMEM (the model is freed). */
+int sd_admit_new(struct sd_admit **out, const struct sd_admit_limits *lim,
+		 struct iosched_model *model);
+/* Frees every ticket too.  NULL is a no-op. */
+void sd_admit_free(struct sd_admit *a);
+/* Knobs changed: applies to new tickets and to every promise's price. */
+void sd_admit_set_limits(struct sd_admit *a, const struct sd_admit_limits *l);
+/* Swaps the disk model (takes ownership; frees the old one). */
+void sd_admit_set_model(struct sd_admit *a, struct iosched_model *m);
+
+/*
+ * A viewer of stream @stream from @client (its address) at @bps bits/s.
+ * A ticket @client released on @stream within the grace is taken over
+ * without a check.  Returns 0 and *out (release it with
+ * sd_admit_release), -EBUSY with @why filled (may be NULL), or -ENOMEM.
+ */
+int sd_admit_viewer(struct sd_admit *a, const char *client,
+		    const char *stream, uint64_t bps, uint64_t now,
+		    struct sd_admit_ticket **out, struct sd_admit_refusal *why);
+/* A publisher of @stream at @bps: refused (-EBUSY) only if the
+ * recorders' writes alone would not fit on the disk or the network. */
+int sd_admit_recorder(struct sd_admit *a, const char *stream, uint64_t bps,
+		      uint64_t now, struct sd_admit_ticket **out,
+		      struct sd_admit_refusal *why);
+/* The session or upload ended: a viewer's ticket is held for the grace,
+ * a recorder's freed.  Takes @t (NULL: no-op). */
+void sd_admit_release(struct sd_admit *a, struct sd_admit_ticket *t,
+		      uint64_t now);
+/* Of a viewer's reads, the share (0..1, clamped) that will reach the
+ * disk; 1 until set (a cache serving the rest lowers it). */
+void sd_admit_set_disk_share(struct sd_admit *a, struct sd_admit_ticket *t,
+			     double share);
+/* A ticket's bitrate, measured since it was admitted. */
+void sd_admit_set_rate(struct sd_admit *a, struct sd_admit_ticket *t,
+		       uint64_t bps);
+/* A new set of counters; windows under 0.5 s are merged into the next. */
+void sd_admit_observe(struct sd_admit *a, const struct sd_admit_sample *s);
+void sd_admit_stats(struct sd_admit *a, uint64_t now,
+		    struct sd_admit_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* Logs (sd_log.c)                                                     */

@@ -421,8 +421,44 @@ static enum sd_log_level level_of(const char *name)
 	return SD_LOG_INFO;
 }
 
+/* The interval cache's budget, said in the log: operators size memory
+ * by it.  cache_size = 0 runs with no cache at all. */
+static int cache_start(struct sd_daemon *d)
+{
+	uint64_t budget = d->cfg.cache_size, avail = 0;
+	int err;
+
+	if (budget == SD_CACHE_SIZE_AUTO) {
+		avail = sd_cache_mem_available();
+		budget = sd_cache_auto_size(avail);
+	}
+	if (budget == 0) {
+		sd_log_error(d->log, SD_LOG_INFO, "cache_size: 0: no interval "
+			     "cache; every session reads the disk");
+		return 0;
+	}
+	err = sd_cache_new(&d->cache, budget, &d->logger);
+	if (err < 0) {
+		sd_log_error(d->log, SD_LOG_ERROR, "sd_cache_new: %s",
+			     strerror(-err));
+		return err;
+	}
+	if (avail)
+		sd_log_error(d->log, SD_LOG_INFO, "cache_size: %.1f MiB (auto: "
+			     "1/8 of %.1f MiB available, 64 MiB to 4 GiB)",
+			     (double)budget / (1 << 20),
+			     (double)avail / (1 << 20));
+	else
+		sd_log_error(d->log, SD_LOG_INFO, "cache_size: %.1f MiB%s",
+			     (double)budget / (1 << 20),
+			     d->cfg.cache_size == SD_CACHE_SIZE_AUTO ?
+			     " (auto: memory available unknown)" : "");
+	return 0;
+}
+
 static int run(struct sd_daemon *d, const sigset_t *set)
 {
+	struct sd_pump_opts po = { 0 };
 	struct embedded e = { 0 };
 	int embedded = !*d->cfg.djmfs;
 	int err = 0;
@@ -435,10 +471,15 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	if (err == 0)
 		err = sd_catalog_new(&d->cat, d->client, 0, &d->logger);
 	if (err == 0)
+		err = cache_start(d);
+	po.cache = d->cache;
+	if (err == 0)
 		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger,
-				  NULL);
+				  &po);
 	if (err == 0)
 		err = sd_recorder_new(&d->recorder, d);
+	if (err == 0)
+		err = sd_capacity_start(d);
 	if (err == 0)
 		err = sd_http_start(d);
 	if (err == 0) {
@@ -447,7 +488,9 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 		sd_http_stop(d, STOP_GRACE_NS);
 	}
 	sd_recorder_free(d->recorder);
+	sd_capacity_stop(d);
 	sd_pump_free(d->pump);
+	sd_cache_free(d->cache);
 	sd_catalog_free(d->cat);
 	djmfs_disconnect(d->client);
 	embedded_stop(&e);

@@ -75,6 +75,14 @@
  *     A handle the restore could not bring back (f->lost_err) fails
  *     every operation that has not finished.
  *
+ * 10. o->ext_at[i] for i < o->n_at equals the sum of the lengths of
+ *     extents 0 .. i-1.  Whatever changes extent j (its offset or
+ *     length), appends after it or drops it calls djmfs__ext_changed(o,
+ *     j) first, which forgets the offsets past j; offsets up to j stay,
+ *     as they depend only on the extents before.  An image's extents
+ *     below img_n_ext - 1 are the staged map's (invariant 3), so one set
+ *     of offsets serves both views.
+ *
  * The handle layer never calls up into recovery: it only records what a
  * restore needs (stale by generation, parked operations, lost_err) and
  * djmfs_restore.c, above it, reads and clears that state.
@@ -119,6 +127,14 @@ struct cobj {
 	uint64_t sub_end;
 	uint32_t n_ext, ext_cap;
 	struct djmfs_extent *ext;
+	/* ext_at[i] is the object offset where extent i begins, known for
+	 * i < n_at and worked out lazily past that (ext_cap entries), so a
+	 * lookup is a binary search rather than a walk of the whole map
+	 * (invariant 10).  map_steps counts the extents lookups examined,
+	 * so the tests can hold them to their bound without a clock. */
+	uint64_t *ext_at;
+	uint32_t n_at;
+	uint64_t map_steps;
 	uint8_t *meta; /* writer: DJMFS_META_MAX bytes, or NULL */
 	int meta_dirty;
 	uint8_t *tail; /* writer: the block holding size, if partial */
@@ -258,10 +274,11 @@ struct djmfs_file {
 void djmfs__cobj_free(struct cobj *o);
 struct cobj *djmfs__obj_find(struct djmfs_file *f, uint32_t id);
 int djmfs__ext_reserve(struct cobj *o, uint32_t n);
+void djmfs__ext_changed(struct cobj *o, uint32_t j);
 int djmfs__ck_reserve(struct cobj *o, uint32_t n);
 struct djmfs_extent djmfs__img_ext(const struct cobj *o, uint32_t i);
-uint64_t djmfs__map_bytes(const struct cobj *o);
-int djmfs__map_range(const struct cobj *o, int img, uint64_t lo,
+uint64_t djmfs__map_bytes(struct cobj *o);
+int djmfs__map_range(struct cobj *o, int img, uint64_t lo,
 		     uint64_t hi, struct seg **out, uint32_t *n_out);
 void djmfs__fill_info(struct djmfs_file *f, struct djmfs_file_info *out);
 int djmfs__apply_snap(struct djmfs_file *f, const struct djmfs__snap *s);

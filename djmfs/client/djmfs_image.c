@@ -27,6 +27,7 @@ void djmfs__cobj_free(struct cobj *o)
 	free(o->ck);
 	free(o->img_meta);
 	free(o->ext);
+	free(o->ext_at);
 	free(o->meta);
 	free(o->tail);
 	free(o);
@@ -44,6 +45,7 @@ struct cobj *djmfs__obj_find(struct djmfs_file *f, uint32_t id)
 int djmfs__ext_reserve(struct cobj *o, uint32_t n)
 {
 	struct djmfs_extent *e;
+	uint64_t *at;
 	uint32_t cap = o->ext_cap ? o->ext_cap : 4;
 
 	if (n <= o->ext_cap)
@@ -54,8 +56,33 @@ int djmfs__ext_reserve(struct cobj *o, uint32_t n)
 	if (!e)
 		return -ENOMEM;
 	o->ext = e;
+	/* Both arrays hold at least ext_cap entries; a failure here leaves
+	 * ext_cap as it was, so the next call grows ext_at again. */
+	at = realloc(o->ext_at, cap * sizeof(*at));
+	if (!at)
+		return -ENOMEM;
+	o->ext_at = at;
 	o->ext_cap = cap;
 	return 0;
+}
+
+/* Invariant 10: extent @j changes, so the offsets past it are unknown. */
+void djmfs__ext_changed(struct cobj *o, uint32_t j)
+{
+	if (o->n_at > j + 1)
+		o->n_at = j + 1;
+}
+
+/* Works out ext_at up to extent @n (<= n_ext): amortised O(1) per
+ * extent, as only those appended or changed since are summed again. */
+static void ext_at_upto(struct cobj *o, uint32_t n)
+{
+	for (uint32_t i = o->n_at; i < n; i++) {
+		o->ext_at[i] = i ? o->ext_at[i - 1] + o->ext[i - 1].len : 0;
+		o->map_steps++;
+	}
+	if (n > o->n_at)
+		o->n_at = n;
 }
 
 int djmfs__ck_reserve(struct cobj *o, uint32_t n)
@@ -84,26 +111,51 @@ struct djmfs_extent djmfs__img_ext(const struct cobj *o, uint32_t i)
 	return e;
 }
 
-uint64_t djmfs__map_bytes(const struct cobj *o)
+uint64_t djmfs__map_bytes(struct cobj *o)
 {
-	uint64_t t = 0;
+	uint32_t n = o->n_ext;
 
-	for (uint32_t i = 0; i < o->n_ext; i++)
-		t += o->ext[i].len;
-	return t;
+	if (n == 0)
+		return 0;
+	ext_at_upto(o, n);
+	return o->ext_at[n - 1] + o->ext[n - 1].len;
+}
+
+/* The last of the first @n extents that begins at or before @lo (0 when
+ * none does): a binary search over ext_at, known up to @n. */
+static uint32_t ext_find(struct cobj *o, uint32_t n, uint64_t lo)
+{
+	uint32_t a = 0, b = n; /* the answer is in [a, b) */
+
+	while (b - a > 1) {
+		uint32_t m = a + (b - a) / 2;
+
+		o->map_steps++;
+		if (o->ext_at[m] <= lo)
+			a = m;
+		else
+			b = m;
+	}
+	return a;
 }
 
 /* Pieces of object bytes [lo, hi) through the first @n extents (image
  * view when @img).  Returns the pieces found (fewer if the map is
- * short), or -ENOMEM. */
-int djmfs__map_range(const struct cobj *o, int img, uint64_t lo,
+ * short), or -ENOMEM.  O(log n) plus the pieces, however long the map:
+ * a read of a long recording costs what a read of a short one does. */
+int djmfs__map_range(struct cobj *o, int img, uint64_t lo,
 		     uint64_t hi, struct seg **out, uint32_t *n_out)
 {
-	uint32_t n = img ? o->img_n_ext : o->n_ext, cnt = 0;
+	uint32_t n = img ? o->img_n_ext : o->n_ext, cnt = 0, i = 0;
 	uint64_t pos = 0;
 	struct seg *v = NULL;
 
-	for (uint32_t i = 0; i < n && pos < hi; i++) {
+	if (n > 0) {
+		ext_at_upto(o, n);
+		i = ext_find(o, n, lo);
+		pos = o->ext_at[i];
+	}
+	for (; i < n && pos < hi; i++) {
 		struct djmfs_extent e = img ? djmfs__img_ext(o, i) : o->ext[i];
 		uint64_t a = lo > pos ? lo : pos;
 		uint64_t b = hi < pos + e.len ? hi : pos + e.len;
@@ -119,6 +171,7 @@ int djmfs__map_range(const struct cobj *o, int img, uint64_t lo,
 			v[cnt++] = (struct seg){ e.offset + (a - pos), b - a, a };
 		}
 		pos += e.len;
+		o->map_steps++;
 	}
 	*out = v;
 	*n_out = cnt;
@@ -194,6 +247,7 @@ static void snap_commit_obj(struct cobj *o, const struct djmfs__snap_obj *so,
 	o->id = so->id;
 	o->attrs = so->attrs;
 	memcpy(o->name, so->name, sizeof(o->name));
+	djmfs__ext_changed(o, so->ext_base);
 	for (uint32_t k = 0; k < so->ext.n; k++)
 		o->ext[so->ext_base + k] = djmfs__extv_at(so->ext, k);
 	for (uint32_t k = 0; k < so->ck.n; k++)

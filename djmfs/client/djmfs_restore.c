@@ -499,6 +499,7 @@ static void map_truncate(struct cobj *o, uint64_t at)
 
 	while (i < o->n_ext && pos + o->ext[i].len <= at)
 		pos += o->ext[i++].len;
+	djmfs__ext_changed(o, i);
 	if (i < o->n_ext && pos < at)
 		o->ext[i++].len = at - pos;
 	o->n_ext = i;
@@ -548,6 +549,8 @@ static int64_t relocate_obj(struct djmfs_file *f, struct cobj *o,
 		err = djmfs__ext_reserve(o, o->n_ext + n);
 	if (err == 0) {
 		map_truncate(o, o->salv_off);
+		if (n && o->n_ext)
+			djmfs__ext_changed(o, o->n_ext - 1);
 		for (uint32_t i = 0; i < n; i++) {
 			struct djmfs_extent *l = o->n_ext ?
 				&o->ext[o->n_ext - 1] : NULL;

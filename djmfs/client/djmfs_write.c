@@ -323,6 +323,8 @@ enum step_ret djmfs__w_commit(struct fop *op)
 	if (end % BLK && !op->inplace && !o->tail &&
 	    posix_memalign((void **)&o->tail, BLK, BLK))
 		err = -ENOMEM;
+	if (err == 0 && op->n_nsegs && o->n_ext)
+		djmfs__ext_changed(o, o->n_ext - 1);
 	for (uint32_t i = 0; err == 0 && i < op->n_nsegs; i++) {
 		struct djmfs_extent *l = o->n_ext ? &o->ext[o->n_ext - 1] : NULL;
 

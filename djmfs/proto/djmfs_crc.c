@@ -7,6 +7,7 @@
  * lookup per byte.  The table is constant data generated from the
  * polynomial, so there is no initialisation.
  */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -93,7 +94,7 @@ static uint32_t crc_table(uint32_t c, const uint8_t *s, size_t n)
  * a step: every journal record is checksummed on the server's loop, so
  * the byte-at-a-time table (about 0.3 GB/s) is worth avoiding. */
 __attribute__((target("sse4.2"))) static uint32_t
-crc_sse42(uint32_t c, const uint8_t *s, size_t n)
+crc_sse42_1(uint32_t c, const uint8_t *s, size_t n)
 {
 	uint64_t c64 = c, w;
 
@@ -105,6 +106,88 @@ crc_sse42(uint32_t c, const uint8_t *s, size_t n)
 	while (n--)
 		c = __builtin_ia32_crc32qi(c, *s++);
 	return c;
+}
+
+/*
+ * Clients check every 64 KiB block they read from the device, so long
+ * buffers are worth more than one chain: the instruction takes three
+ * cycles and can start one each cycle, so three independent lanes over
+ * three adjacent stretches of LANE bytes run about three times as fast.
+ * The register (without the pre/post inversion) is linear over GF(2) in
+ * itself and the data, so the register after A then B, starting from r,
+ * is (the register after LANE zero bytes from r's value after A) XOR
+ * (the register after B from 0).  "After LANE zero bytes" (and 2 LANE)
+ * is a linear map of 32 bits, kept as four 256-entry tables, built once
+ * from the 32 images of the unit vectors.
+ */
+#define LANE 4096
+static uint32_t shift1[4][256], shift2[4][256]; /* by LANE, by 2 LANE */
+static pthread_once_t shift_once = PTHREAD_ONCE_INIT;
+
+static uint32_t zeros(uint32_t c, size_t n)
+{
+	static const uint8_t z[LANE];
+
+	while (n) {
+		size_t k = n < LANE ? n : LANE;
+
+		c = crc_sse42_1(c, z, k);
+		n -= k;
+	}
+	return c;
+}
+
+static void shift_tables(uint32_t t[4][256], size_t n)
+{
+	uint32_t unit[32];
+
+	for (int i = 0; i < 32; i++)
+		unit[i] = zeros(1u << i, n);
+	for (int k = 0; k < 4; k++) {
+		for (unsigned b = 0; b < 256; b++) {
+			uint32_t v = 0;
+
+			for (int i = 0; i < 8; i++)
+				if (b & (1u << i))
+					v ^= unit[8 * k + i];
+			t[k][b] = v;
+		}
+	}
+}
+
+static void shift_init(void)
+{
+	shift_tables(shift1, LANE);
+	shift_tables(shift2, 2 * LANE);
+}
+
+static uint32_t shift(uint32_t t[4][256], uint32_t c)
+{
+	return t[0][c & 0xffu] ^ t[1][(c >> 8) & 0xffu] ^
+	       t[2][(c >> 16) & 0xffu] ^ t[3][c >> 24];
+}
+
+__attribute__((target("sse4.2"))) static uint32_t
+crc_sse42(uint32_t c, const uint8_t *s, size_t n)
+{
+	if (n < 3 * LANE)
+		return crc_sse42_1(c, s, n);
+	pthread_once(&shift_once, shift_init);
+	for (; n >= 3 * LANE; n -= 3 * LANE, s += 3 * LANE) {
+		uint64_t a = c, b = 0, d = 0, wa, wb, wd;
+
+		for (size_t i = 0; i < LANE; i += 8) {
+			memcpy(&wa, s + i, 8);
+			memcpy(&wb, s + LANE + i, 8);
+			memcpy(&wd, s + 2 * LANE + i, 8);
+			a = __builtin_ia32_crc32di(a, wa);
+			b = __builtin_ia32_crc32di(b, wb);
+			d = __builtin_ia32_crc32di(d, wd);
+		}
+		c = shift(shift2, (uint32_t)a) ^ shift(shift1, (uint32_t)b) ^
+		    (uint32_t)d;
+	}
+	return crc_sse42_1(c, s, n);
 }
 
 static int have_sse42(void)

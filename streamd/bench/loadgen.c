@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,6 +122,32 @@ static int64_t head_number(const char *p, const char *eol)
 	return end <= eol && v >= 0 ? (int64_t)v : -1;
 }
 
+/* Retry-After (RFC 9110 10.2.3): delta-seconds or an IMF-fixdate. */
+static double head_retry_after(const char *p, const char *eol)
+{
+	char date[64];
+	struct tm tm = { 0 };
+	size_t n;
+	int64_t secs = head_number(p, eol);
+	const char *end;
+	time_t t;
+
+	if (secs >= 0)
+		return (double)secs;
+	while (p < eol && (*p == ' ' || *p == '\t'))
+		p++;
+	n = (size_t)(eol - p);
+	if (n == 0 || n >= sizeof(date))
+		return -1;
+	memcpy(date, p, n);
+	date[n] = '\0';
+	end = strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (!end || *end)
+		return -1;
+	t = timegm(&tm);
+	return t > time(NULL) ? difftime(t, time(NULL)) : 0;
+}
+
 static void head_field(struct lg_head *h, const char *p, const char *eol)
 {
 	if (!strncasecmp(p, "transfer-encoding:", 18))
@@ -133,6 +160,8 @@ static void head_field(struct lg_head *h, const char *p, const char *eol)
 		h->range_start = head_number(p + 21, eol);
 	else if (!strncasecmp(p, "x-streamd-offset:", 17))
 		h->offset = head_number(p + 17, eol);
+	else if (!strncasecmp(p, "retry-after:", 12))
+		h->retry_after = head_retry_after(p + 12, eol);
 }
 
 int lg_head_parse(const char *buf, size_t len, struct lg_head *h)
@@ -147,6 +176,7 @@ int lg_head_parse(const char *buf, size_t len, struct lg_head *h)
 	h->len = (size_t)(end - buf) + 4;
 	h->chunked = false;
 	h->content_length = h->range_start = h->offset = -1;
+	h->retry_after = -1;
 	for (p = memchr(buf, '\n', len); p && p < end;
 	     p = memchr(p + 1, '\n', (size_t)(end - p))) {
 		const char *eol = memchr(p + 1, '\r', (size_t)(end + 2 - p));
@@ -669,6 +699,44 @@ int lg_proc_threads(pid_t pid, struct lg_thread **out, size_t *n)
 	*out = t;
 	*n = len;
 	return 0;
+}
+
+double lg_proc_read_bytes(pid_t pid)
+{
+	char path[64], line[256];
+	double bytes = NAN;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
+	if (pid <= 0 || !(f = fopen(path, "re")))
+		return NAN;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "read_bytes: %lf", &bytes) == 1)
+			break;
+	fclose(f);
+	return bytes;
+}
+
+long lg_nofile_raise(pid_t pid, unsigned long need)
+{
+	struct rlimit rl, want;
+
+	if (prlimit(pid, RLIMIT_NOFILE, NULL, &rl) < 0)
+		return -errno;
+	if (rl.rlim_cur >= need)
+		return (long)rl.rlim_cur;
+	want = rl;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+		want.rlim_max = need;	/* only with CAP_SYS_RESOURCE */
+	want.rlim_cur = want.rlim_max == RLIM_INFINITY ? need : want.rlim_max;
+	if (prlimit(pid, RLIMIT_NOFILE, &want, NULL) < 0) {
+		want = rl;
+		want.rlim_cur = rl.rlim_max;
+		if (prlimit(pid, RLIMIT_NOFILE, &want, NULL) < 0)
+			return -errno;
+	}
+	return prlimit(pid, RLIMIT_NOFILE, NULL, &rl) < 0 ? -errno :
+	       (long)rl.rlim_cur;
 }
 
 double lg_proc_rss_mb(pid_t pid)

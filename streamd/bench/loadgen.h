@@ -54,6 +54,10 @@ struct lg_head {
 	int64_t content_length;	/* -1: absent */
 	int64_t range_start;	/* Content-Range's first byte; -1: absent */
 	int64_t offset;		/* X-Streamd-Offset; -1: absent */
+	/* Retry-After in seconds from now (delta-seconds, or an HTTP-date
+	 * against the wall clock, 0 when past); -1: absent or unreadable,
+	 * so a 503 without a usable one is told apart from a refusal. */
+	double retry_after;
 };
 
 /* 1 with @h filled when @buf holds a whole head, 0 when it needs more,
@@ -198,6 +202,14 @@ void lg_metrics_parse(const char *text, const char *const *names, size_t n,
 
 /* CPU seconds (user + system) of @pid so far; NAN if unknown. */
 double lg_proc_cpu_s(pid_t pid);
+/* Bytes @pid (all its threads) made the block layer read so far, the
+ * read_bytes of /proc/PID/io: device reads, direct I/O included, page
+ * cache hits not; NAN if unknown. */
+double lg_proc_read_bytes(pid_t pid);
+/* Raises @pid's (0: our own) open-file soft limit to at least @need
+ * when the hard limit allows, else to the hard limit (raising the hard
+ * limit too when privileged); the soft limit it ends with, or -errno. */
+long lg_nofile_raise(pid_t pid, unsigned long need);
 /* VmRSS of @pid in MiB; NAN if unknown. */
 double lg_proc_rss_mb(pid_t pid);
 /* Open descriptors of @pid; -errno if unknown. */

@@ -80,6 +80,8 @@
 #define PAYLOAD_MAX_S 600.0	/* longer runs loop the file */
 #define SWEEP_STEPS_EST 16.0	/* for the volume size of a sweep */
 #define MAX_STREAMD_ARGS 64
+#define STREAMD_FDS_SPARE 256	/* descriptors beyond the connections:
+				   volume, logs, epoll, io_uring, ... */
 
 /* ------------------------------------------------------------------ */
 /* Configuration and its flag table                                    */
@@ -87,7 +89,7 @@
 
 struct cfg {
 	unsigned recorders, viewers, max_viewers, seed, pid;
-	double duration, warmup, shift, bitrate;
+	double duration, warmup, shift, history, bitrate;
 	const char *url, *streamd;
 	const char *streamd_args[MAX_STREAMD_ARGS];
 	unsigned n_streamd_args;
@@ -120,6 +122,9 @@ static const struct flag flags[] = {
 	{ "shift", FK_SECONDS, CO(shift), 0.001, 1e6, "S",
 	  "every viewer starts S s behind live (default: random\n"
 	  "                     whole seconds in [1, warmup-1] per viewer)" },
+	{ "history", FK_SECONDS, CO(history), 1, 1e7, "S",
+	  "viewers start at random whole seconds in [1, S]\n"
+	  "                     behind live, S clipped to what is recorded" },
 	{ "seed", FK_UINT, CO(seed), 0, UINT_MAX, "N",
 	  "seed of the random shifts (default 1)" },
 	{ "sweep", FK_SET, CO(sweep), 0, 0, NULL,
@@ -241,6 +246,11 @@ static int parse_args(struct cfg *cfg, int argc, char **argv)
 			"streamd: not with --url\n");
 		return -EINVAL;
 	}
+	if (!isnan(cfg->shift) && !isnan(cfg->history)) {
+		fprintf(stderr, PROG ": --shift and --history both say where "
+			"viewers start: one of them\n");
+		return -EINVAL;
+	}
 	if (cfg->pid && !cfg->url) {
 		fprintf(stderr, PROG ": --pid goes with --url\n");
 		return -EINVAL;
@@ -278,8 +288,11 @@ struct conn {
 	enum conn_kind kind;
 	unsigned idx, stream;
 	bool finishing, stalled;
+	bool admitted;		/* viewer: answered 200 */
+	bool refused;		/* viewer: answered 503 with Retry-After */
 	struct lg_bucket bucket;
 	double t_start, t_hungry, shift;
+	double t_first;		/* viewer: its first body byte; 0: none */
 	uint64_t sent;		/* recorder: payload bytes framed */
 	uint64_t body;		/* viewer: payload bytes received */
 	uint64_t stalls;
@@ -287,16 +300,27 @@ struct conn {
 
 /* The /metrics lines the bench reads, summed over label sets. */
 enum { M_UNDERFLOWS, M_MISSES, M_BYTES_OUT, M_BYTES_IN, M_SCHED_REQ,
-       M_LATENESS_MAX, M_COUNT };
+       M_LATENESS_MAX, M_CACHE_HITS, M_CACHE_MISSES, M_CACHE_HIT_BYTES,
+       M_DISK_READ, M_COUNT };
 static const char *const metric_names[M_COUNT] = {
 	"streamd_underflows_total", "streamd_sched_deadline_misses_total",
 	"streamd_bytes_out_total", "streamd_bytes_in_total",
 	"streamd_sched_requests_total", "streamd_sched_lateness_max_seconds",
+	"streamd_cache_hits_total", "streamd_cache_misses_total",
+	"streamd_cache_hit_bytes_total", "streamd_disk_read_bytes_total",
 };
+
+#define REASONS_MAX 8		/* admission refusal reasons kept */
+#define REASON_METRIC "streamd_admission_refused_total"
 
 struct metrics {
 	bool ok, has[M_COUNT];
 	double v[M_COUNT];
+	/* REASON_METRIC by its reason label (disk, cpu, ...); nreasons < 0
+	 * when streamd does not export it. */
+	int nreasons;
+	char reason[REASONS_MAX][16];
+	double refused[REASONS_MAX];
 };
 
 #define RESULT_THREADS 12	/* thread names kept in a result */
@@ -307,6 +331,23 @@ struct result {
 	double duration_s, underflows, misses, bytes_out, bytes_in;
 	double sched_requests, lateness_max_ms, cpu_pct, rss_mb;
 	uint64_t viewer_bytes, stalls, short_viewers, errors;
+	/* Admission, as the viewers saw it, and what each admitted viewer
+	 * waited for its first body byte (ms). */
+	uint64_t admitted, refused;
+	double ttfb_p50_ms, ttfb_p99_ms, ttfb_max_ms;
+	/* Where the viewers started: the effective --history bound (NAN
+	 * without it) and the shifts asked for. */
+	double history_eff, shift_min, shift_max;
+	/* What the bytes cost: device reads (and where that figure came
+	 * from: "metrics", "proc_io", NULL unknown), the cache's share. */
+	double disk_read_bytes, cache_hit_ratio;
+	const char *disk_read_source, *cache_ratio_source;
+	double io0, io1;	/* /proc/PID/io read_bytes around the window */
+	/* streamd's refusals over the window by reason; nreasons < 0 when
+	 * it does not count them. */
+	int nreasons;
+	char reason[REASONS_MAX][16];
+	double reason_refused[REASONS_MAX];
 	/* streamd's threads over the window, by name (several threads may
 	 * share one: MHD's workers), busiest first; the busiest single
 	 * thread tells whether one thread, not the node, is the limit. */
@@ -335,6 +376,8 @@ struct bench {
 	unsigned nview;
 	uint64_t rng;
 	uint64_t errors;
+	double t_rec0;		/* when the recorders started */
+	double history_eff;	/* the step's --history bound, whole seconds */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -517,7 +560,8 @@ static double quantum(const struct bench *b)
 	return b->rate * 0.1 < QUANTUM_MAX ? b->rate * 0.1 : QUANTUM_MAX;
 }
 
-/* Whole seconds in [1, warmup - 1], from a xorshift64* generator. */
+/* Whole seconds in [1, warmup - 1], or in [1, history_eff] with
+ * --history, from a xorshift64* generator. */
 static double next_shift(struct bench *b)
 {
 	uint64_t x = b->rng, span;
@@ -526,8 +570,31 @@ static double next_shift(struct bench *b)
 		return b->cfg.shift;
 	x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
 	b->rng = x;
-	span = b->cfg.warmup >= 2 ? (uint64_t)floor(b->cfg.warmup) - 1 : 1;
+	if (!isnan(b->cfg.history))
+		span = (uint64_t)b->history_eff;
+	else
+		span = b->cfg.warmup >= 2 ? (uint64_t)floor(b->cfg.warmup) - 1
+					  : 1;
 	return (double)(1 + (x * UINT64_C(2685821657736338717)) % span);
+}
+
+/*
+ * The --history bound for viewers starting now: S, clipped to the
+ * seconds recorded so far less one (the newest second is not published
+ * yet, as with the default [1, warmup - 1]); at least 1.  Surveillance
+ * playback asks within the last hour, but a bench with a shorter
+ * warm-up has less: asking beyond the recording's start would measure
+ * streamd's clipping, not its reading, so the bound is what exists and
+ * the JSON says which it was (history_s_effective).
+ */
+static double history_bound(const struct bench *b)
+{
+	double recorded = floor(tool_now_s() - b->t_rec0) - 1;
+	double s = floor(b->cfg.history);
+
+	if (recorded < s)
+		s = recorded;
+	return s < 1 ? 1 : s;
 }
 
 static int viewer_start(struct bench *b, struct conn *c, unsigned j)
@@ -550,11 +617,19 @@ static void viewer_account(struct bench *b, struct conn *c, char *buf,
 			   size_t n, double now)
 {
 	struct lg_conn *lc = &c->lc;
+	size_t payload = lc->h.chunked ? lg_chunk_feed(&lc->dec, buf, n, false)
+				       : n;
 
 	c->bucket.tokens -= (double)n;
-	c->body += lc->h.chunked ? lg_chunk_feed(&lc->dec, buf, n, false) : n;
-	c->t_hungry = now;
-	c->stalled = false;
+	c->body += payload;
+	/* Only body bytes feed a player: a head, or chunk framing alone,
+	 * does not end a stall, so a slow start counts as one. */
+	if (payload) {
+		if (!c->t_first)
+			c->t_first = now;
+		c->t_hungry = now;
+		c->stalled = false;
+	}
 	if (lc->dec.st == LG_CD_BAD)
 		conn_fail(b, c, "bad chunked encoding", 0);
 	else if (lc->dec.st == LG_CD_DONE)
@@ -571,12 +646,24 @@ static void viewer_read(struct bench *b, struct conn *c, double now)
 
 		if (conn_head(b, c) <= 0)
 			return;
+		if (lc->h.status == 503 && lc->h.retry_after >= 0) {
+			/* Refused by admission control: the server keeping
+			 * its promise, not an error.  The viewer does not
+			 * come back within the window (the offered load stays
+			 * what --viewers says), and what it waited for is not
+			 * a stall. */
+			c->refused = true;
+			c->stalls = 0;
+			lg_conn_close(lc);
+			return;
+		}
 		if (lc->h.status != 200) {
 			snprintf(what, sizeof(what), "streamd answered %d",
 				 lc->h.status);
 			conn_fail(b, c, what, 0);
 			return;
 		}
+		c->admitted = true;
 		viewer_account(b, c, lc->head + lc->h.len,
 			       lc->head_len - lc->h.len, now);
 	}
@@ -659,6 +746,49 @@ static int loop_run(struct bench *b, double until, bool (*done)(void *))
 /* /metrics                                                            */
 /* ------------------------------------------------------------------ */
 
+/* The REASON_METRIC lines of @text into @m, by reason (a line
+ * without one counts as "unknown"). */
+static void reasons_parse(const char *text, struct metrics *m)
+{
+	const size_t l = strlen(REASON_METRIC);
+
+	m->nreasons = -1;
+	for (const char *p = text; p && *p;
+	     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		const char *eol = strchr(p, '\n'), *r, *close;
+		char name[16] = "unknown";
+		int i;
+
+		if (!eol)
+			eol = p + strlen(p);
+		if (strncmp(p, REASON_METRIC, l) != 0 ||
+		    (p[l] != ' ' && p[l] != '{'))
+			continue;
+		close = p[l] == '{' ? memchr(p + l, '}', (size_t)(eol - p - l))
+				    : p + l;
+		if (!close)
+			continue;
+		r = memmem(p + l, (size_t)(close - p - l), "reason=\"", 8);
+		if (r) {
+			size_t n = strcspn(r + 8, "\"\n");
+
+			snprintf(name, sizeof(name), "%.*s", (int)n, r + 8);
+		}
+		if (m->nreasons < 0)
+			m->nreasons = 0;
+		for (i = 0; i < m->nreasons && strcmp(m->reason[i], name); i++)
+			;
+		if (i == m->nreasons) {
+			if (i == REASONS_MAX)
+				continue;
+			memcpy(m->reason[i], name, sizeof(name));
+			m->refused[i] = 0;
+			m->nreasons++;
+		}
+		m->refused[i] += strtod(close + 1, NULL);
+	}
+}
+
 static void metrics_read(struct bench *b, struct metrics *m)
 {
 	char *text = NULL, err[512];
@@ -671,6 +801,7 @@ static void metrics_read(struct bench *b, struct metrics *m)
 		return;
 	}
 	lg_metrics_parse(text, metric_names, M_COUNT, m->v, m->has);
+	reasons_parse(text, m);
 	m->ok = true;
 	free(text);
 }
@@ -836,12 +967,39 @@ struct streamd_cmd {
 	char *argv[16 + MAX_STREAMD_ARGS];
 };
 
+/*
+ * Open files for @need descriptors in process @pid (0: the bench): the
+ * soft limit goes to the hard one (further when privileged).  When it
+ * stays short, connections past it fail with EMFILE, and a run meant to
+ * meet streamd's admission control would meet the descriptor limit
+ * instead: that is told, not hidden.
+ */
+static void nofile_ensure(pid_t pid, const char *who, unsigned long need)
+{
+	long got = lg_nofile_raise(pid, need);
+
+	if (got < 0)
+		fprintf(stderr, PROG ": %s: open-file limit: %s\n", who,
+			strerror((int)-got));
+	else if ((unsigned long)got < need)
+		fprintf(stderr, PROG ": %s: open-file limit %ld, below the "
+			"%lu this run needs: connections past it will fail\n",
+			who, got, need);
+}
+
+/* Connections the run may hold at once: every recorder and viewer of
+ * the largest step, and room for /metrics and stragglers. */
+static unsigned conns_needed(const struct cfg *cfg)
+{
+	return cfg->recorders + (cfg->sweep ? cfg->max_viewers :
+				 cfg->viewers) + 64;
+}
+
 static void streamd_argv(const struct bench *b, const char *bin,
 			 struct streamd_cmd *s)
 {
 	const struct cfg *cfg = &b->cfg;
-	unsigned n = 0, conns = cfg->recorders +
-		(cfg->sweep ? cfg->max_viewers : cfg->viewers) + 64;
+	unsigned n = 0, conns = conns_needed(cfg);
 
 	snprintf(s->data, sizeof(s->data), "%s/data", b->dir);
 	snprintf(s->log, sizeof(s->log), "%s/streamd.log", b->dir);
@@ -912,6 +1070,9 @@ static int streamd_start(struct bench *b)
 		return r < 0 ? r : -EINTR;
 	}
 	b->watch = b->streamd;
+	/* It inherited ours (raised in main); prlimit says what it has. */
+	nofile_ensure(b->streamd, "streamd", conns_needed(&b->cfg) +
+		      STREAMD_FDS_SPARE);
 	fprintf(stderr, PROG ": streamd (pid %d) listening on http://%s/\n",
 		(int)b->streamd, b->target.hostport);
 	return 0;
@@ -981,42 +1142,141 @@ static int loop_progress(struct bench *b, const char *what, double t0,
 
 	for (double t = t0 + PROGRESS_S; r == 0 && tool_now_s() < until;
 	     t += PROGRESS_S) {
-		uint64_t bytes = 0, stalls = 0;
+		uint64_t bytes = 0, stalls = 0, refused = 0;
 
 		r = loop_run(b, t < until ? t : until, NULL);
 		for (unsigned j = 0; j < b->nview; j++)
-			bytes += b->view[j].body, stalls += b->view[j].stalls;
+			bytes += b->view[j].body, stalls += b->view[j].stalls,
+			refused += b->view[j].refused;
 		fprintf(stderr, PROG ": %s %.0f/%.0f s: %u recorders, %u "
 			"viewers, %.1f MB viewed, %" PRIu64 " stalls, %" PRIu64
-			" errors\n", what, tool_now_s() - t0, until - t0,
-			recorders_alive(b), b->nview, (double)bytes / 1e6,
-			stalls, b->errors);
+			" errors, %" PRIu64 " refused\n", what,
+			tool_now_s() - t0, until - t0, recorders_alive(b),
+			b->nview, (double)bytes / 1e6, stalls, b->errors,
+			refused);
 	}
 	return r;
 }
 
-/* Sums what the viewers saw and closes them. */
-static void viewers_stop(struct bench *b, struct result *res)
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The nearest-rank @p-th percentile of sorted @v (n > 0). */
+static double percentile(const double *v, size_t n, double p)
+{
+	size_t k = (size_t)ceil(p / 100 * (double)n);
+
+	return v[k ? k - 1 : 0];
+}
+
+/*
+ * Sums what the viewers saw at @t_end and closes them.  A refused viewer
+ * is neither short nor stalled: it was told to go.  An admitted viewer
+ * that has no body byte yet counts with the time it has waited, so a
+ * viewer starved for the whole window weighs on ttfb_p99_ms instead of
+ * vanishing from it.
+ */
+static void viewers_stop(struct bench *b, struct result *res, double t_end)
 {
 	double enough = SHORT_FRACTION * b->rate * res->duration_s;
+	double *ttfb = calloc(b->nview ? b->nview : 1, sizeof(*ttfb));
+	size_t nt = 0;
 
+	res->shift_min = res->shift_max = NAN;
 	for (unsigned j = 0; j < b->nview; j++) {
 		struct conn *c = &b->view[j];
 
 		res->viewer_bytes += c->body;
 		res->stalls += c->stalls;
-		res->short_viewers += (double)c->body < enough;
+		res->short_viewers += !c->refused && (double)c->body < enough;
+		res->admitted += c->admitted;
+		res->refused += c->refused;
+		if (c->admitted && ttfb)
+			ttfb[nt++] = ((c->t_first ? c->t_first : t_end) -
+				      c->t_start) * 1e3;
+		if (isnan(res->shift_min) || c->shift < res->shift_min)
+			res->shift_min = c->shift;
+		if (isnan(res->shift_max) || c->shift > res->shift_max)
+			res->shift_max = c->shift;
 		lg_conn_close(&c->lc);
 		free(c->lc.out);
 	}
+	res->ttfb_p50_ms = res->ttfb_p99_ms = res->ttfb_max_ms = NAN;
+	if (nt) {
+		qsort(ttfb, nt, sizeof(*ttfb), cmp_double);
+		res->ttfb_p50_ms = percentile(ttfb, nt, 50);
+		res->ttfb_p99_ms = percentile(ttfb, nt, 99);
+		res->ttfb_max_ms = ttfb[nt - 1];
+	}
+	free(ttfb);
 	free(b->view);
 	b->view = NULL;
 	b->nview = 0;
 }
 
+/*
+ * What the window's bytes cost the device.  streamd's own count of
+ * device reads wins; without it, read_bytes of /proc/PID/io: the
+ * embedded volume is read with O_DIRECT, so every byte there went to the
+ * device, and a page-cache hit (none with O_DIRECT) is not counted.  The
+ * cache's hit ratio is by bytes, hit bytes / (hit bytes + device reads),
+ * the share of what players got that the disk did not have to read;
+ * without the byte counters, by requests, hits / (hits + misses).
+ */
+static void cost_fill(struct result *res, const struct metrics *m0,
+		      const struct metrics *m1)
+{
+	double hit_bytes = metric_delta(m0, m1, M_CACHE_HIT_BYTES);
+	double hits = metric_delta(m0, m1, M_CACHE_HITS);
+	double misses = metric_delta(m0, m1, M_CACHE_MISSES);
+
+	res->disk_read_bytes = metric_delta(m0, m1, M_DISK_READ);
+	res->disk_read_source = "metrics";
+	if (isnan(res->disk_read_bytes)) {
+		res->disk_read_bytes = res->io1 - res->io0;
+		res->disk_read_source = "proc_io";
+	}
+	if (isnan(res->disk_read_bytes))
+		res->disk_read_source = NULL;
+	res->cache_hit_ratio = NAN;
+	res->cache_ratio_source = NULL;
+	if (!isnan(hit_bytes) && m1->has[M_DISK_READ] &&
+	    hit_bytes + metric_delta(m0, m1, M_DISK_READ) > 0) {
+		res->cache_hit_ratio = hit_bytes /
+			(hit_bytes + metric_delta(m0, m1, M_DISK_READ));
+		res->cache_ratio_source = "bytes";
+	} else if (!isnan(hits) && !isnan(misses) && hits + misses > 0) {
+		res->cache_hit_ratio = hits / (hits + misses);
+		res->cache_ratio_source = "requests";
+	}
+}
+
+/* streamd's refusals in the window by reason (a reason first seen at
+ * the end counts from 0). */
+static void reasons_fill(struct result *res, const struct metrics *m0,
+			 const struct metrics *m1)
+{
+	res->nreasons = m1->ok ? m1->nreasons : -1;
+	for (int i = 0; i < res->nreasons; i++) {
+		double before = 0;
+
+		for (int j = 0; j < m0->nreasons; j++)
+			if (!strcmp(m0->reason[j], m1->reason[i]))
+				before = m0->refused[j];
+		memcpy(res->reason[i], m1->reason[i], sizeof(res->reason[i]));
+		res->reason_refused[i] = m1->refused[i] - before;
+	}
+}
+
 static void result_fill(struct result *res, const struct metrics *m0,
 			const struct metrics *m1, uint64_t sent)
 {
+	cost_fill(res, m0, m1);
+	reasons_fill(res, m0, m1);
 	res->underflows = metric_delta(m0, m1, M_UNDERFLOWS);
 	res->misses = metric_delta(m0, m1, M_MISSES);
 	res->bytes_out = metric_delta(m0, m1, M_BYTES_OUT);
@@ -1096,7 +1356,11 @@ static int step(struct bench *b, unsigned m, struct result *res)
 	if (lg_proc_threads(b->watch, &th0, &nth0) < 0)
 		nth0 = 0;
 	cpu0 = lg_proc_cpu_s(b->watch);
+	res->io0 = lg_proc_read_bytes(b->watch);
 	t0 = tool_now_s();
+	res->history_eff = NAN;
+	if (!isnan(b->cfg.history))
+		res->history_eff = b->history_eff = history_bound(b);
 	b->view = calloc(m, sizeof(*b->view));
 	if (!b->view)
 		return -ENOMEM;
@@ -1105,6 +1369,7 @@ static int step(struct bench *b, unsigned m, struct result *res)
 	r = loop_progress(b, "measure", t0, t0 + b->cfg.duration);
 	t1 = tool_now_s();
 	cpu1 = lg_proc_cpu_s(b->watch);
+	res->io1 = lg_proc_read_bytes(b->watch);
 	if (lg_proc_threads(b->watch, &th1, &nth1) == 0)
 		threads_use(th0, nth0, th1, nth1, t1 - t0, res);
 	free(th0);
@@ -1113,7 +1378,7 @@ static int step(struct bench *b, unsigned m, struct result *res)
 	res->duration_s = t1 - t0;
 	res->cpu_pct = (cpu1 - cpu0) / (t1 - t0) * 100;
 	res->rss_mb = lg_proc_rss_mb(b->watch);
-	viewers_stop(b, res);
+	viewers_stop(b, res, t1);
 	result_fill(res, &m0, &m1, recorders_sent(b) - sent0);
 	res->errors = b->errors - err0;
 	return r;
@@ -1124,10 +1389,24 @@ static bool step_ok(const struct result *r)
 	return !(r->underflows > 0) && r->errors == 0;
 }
 
-/* Doubles the viewers until a step fails, then bisects to within 10 %;
- * @best is the largest step without underflows (NULL if none). */
+/* The viewers a clean step served: all it offered, unless some were
+ * refused (a viewer still waiting for its answer is not refused). */
+static uint64_t served(const struct result *s)
+{
+	return s->refused ? s->admitted : s->viewers;
+}
+
+/*
+ * Doubles the viewers until a step fails, then bisects to within 10 %;
+ * @best is the clean step (no underflows, no errors) that admitted the
+ * most viewers (NULL if none).  Refusals do not make a step fail: they
+ * are the server keeping its promise.  Once a clean step has refusals
+ * the sweep stops: streamd met its admission limit, and more offered
+ * viewers would only be more refusals.  *@limit is the most viewers
+ * admitted in a step with refusals, -1 when none was refused.
+ */
 static int sweep(struct bench *b, struct result *steps, unsigned *n,
-		 const struct result **best)
+		 const struct result **best, long *limit)
 {
 	unsigned lo = 0, hi = 0, v = b->cfg.viewers, max = b->cfg.max_viewers;
 	int r = 0;
@@ -1140,12 +1419,18 @@ static int sweep(struct bench *b, struct result *steps, unsigned *n,
 
 		r = step(b, v, s);
 		ok = step_ok(s);
-		fprintf(stderr, PROG ": sweep step %u: %u viewers: %.0f "
-			"underflows, %.0f deadline misses, cpu %.1f%%, %" PRIu64
-			" errors: %s\n", *n, v, s->underflows, s->misses,
-			s->cpu_pct, s->errors, ok ? "ok" : "over");
-		if (ok && (!*best || v > (*best)->viewers))
+		fprintf(stderr, PROG ": sweep step %u: %u viewers (%" PRIu64
+			" admitted, %" PRIu64 " refused): %.0f underflows, %.0f "
+			"deadline misses, cpu %.1f%%, %" PRIu64 " errors: %s\n",
+			*n, v, s->admitted, s->refused, s->underflows,
+			s->misses, s->cpu_pct, s->errors,
+			!ok ? "over" : s->refused ? "admission limit" : "ok");
+		if (ok && (!*best || served(s) > served(*best)))
 			*best = s;
+		if (s->refused && (long)s->admitted > *limit)
+			*limit = (long)s->admitted;
+		if (ok && s->refused)
+			break;
 		if (ok)
 			lo = v;
 		else
@@ -1217,12 +1502,28 @@ static int add_threads(json_t *o, const struct result *r)
 	return e | tool_json_set(o, "threads", list);
 }
 
+/* "refused_reasons": streamd's refusals in the window by reason, an
+ * object (null when streamd does not count them). */
+static int add_reasons(json_t *o, const struct result *r)
+{
+	json_t *by;
+	int e = 0;
+
+	if (r->nreasons < 0)
+		return tool_json_set(o, "refused_reasons", json_null());
+	by = json_object();
+	for (int i = 0; i < r->nreasons; i++)
+		e |= tool_json_dbl(by, r->reason[i], r->reason_refused[i], 0);
+	return e | tool_json_set(o, "refused_reasons", by);
+}
+
 /* One line of JSON: the fixed fields first, then the details. */
 static int print_result(const struct bench *b, const struct result *r,
 			uint64_t errors, const struct result *steps,
-			unsigned n, const struct result *best)
+			unsigned n, const struct result *best, long limit)
 {
 	const struct cfg *cfg = &b->cfg;
+	double gbps = r->bytes_out * 8 / r->duration_s / 1e9;
 	const struct field f[] = {
 		{ "recorders", cfg->recorders, 0 },
 		{ "viewers", r->viewers, 0 },
@@ -1244,26 +1545,51 @@ static int print_result(const struct bench *b, const struct result *r,
 		{ "lateness_max_ms", r->lateness_max_ms, 3 },
 		{ "errors", (double)errors, 0 },
 		{ "hottest_thread_pct", r->hot_pct, 2 },
+		{ "admitted", (double)r->admitted, 0 },
+		{ "refused", (double)r->refused, 0 },
+		{ "ttfb_p50_ms", r->ttfb_p50_ms, 3 },
+		{ "ttfb_p99_ms", r->ttfb_p99_ms, 3 },
+		{ "ttfb_max_ms", r->ttfb_max_ms, 3 },
+		{ "cache_hit_ratio", r->cache_hit_ratio, 6 },
+		{ "disk_read_bytes", r->disk_read_bytes, 0 },
+		{ "disk_bytes_per_byte_out", r->bytes_out > 0 ?
+		  r->disk_read_bytes / r->bytes_out : NAN, 6 },
+		{ "cpu_pct_per_gbps", gbps > 0 ? r->cpu_pct / gbps : NAN, 3 },
+		{ "history_s", cfg->history, 3 },
+		{ "history_s_effective", r->history_eff, 0 },
+		{ "shift_min_s", r->shift_min, 3 },
+		{ "shift_max_s", r->shift_max, 3 },
 	};
 	json_t *o = json_object();
 	int e;
 
 	e = add_fields(o, f, sizeof(f) / sizeof(f[0]));
+	e |= tool_json_set(o, "disk_read_bytes_source", r->disk_read_source ?
+			   json_string(r->disk_read_source) : json_null());
+	e |= tool_json_set(o, "cache_hit_ratio_source",
+			   r->cache_ratio_source ?
+			   json_string(r->cache_ratio_source) : json_null());
+	e |= add_reasons(o, r);
 	e |= add_threads(o, r);
 	if (cfg->sweep) {
 		json_t *list = json_array();
 
 		e |= tool_json_u64(o, "sweep_max_viewers",
-				       best ? best->viewers : 0);
+				       best ? served(best) : 0);
+		e |= tool_json_dbl(o, "sweep_admission_limit",
+				   limit >= 0 ? (double)limit : NAN, 0);
 		for (unsigned i = 0; i < n; i++) {
 			const struct field s[] = {
 				{ "viewers", steps[i].viewers, 0 },
+				{ "admitted", (double)steps[i].admitted, 0 },
+				{ "refused", (double)steps[i].refused, 0 },
 				{ "underflows", steps[i].underflows, 0 },
 				{ "deadline_misses", steps[i].misses, 0 },
 				{ "cpu_pct", steps[i].cpu_pct, 2 },
 				{ "viewer_stalls", (double)steps[i].stalls, 0 },
 				{ "errors", (double)steps[i].errors, 0 },
 				{ "hottest_thread_pct", steps[i].hot_pct, 2 },
+				{ "ttfb_p99_ms", steps[i].ttfb_p99_ms, 3 },
 			};
 			json_t *step = json_object();
 
@@ -1287,6 +1613,7 @@ static int recorders_start(struct bench *b)
 	b->rec = calloc(b->cfg.recorders, sizeof(*b->rec));
 	if (!b->rec)
 		return -ENOMEM;
+	b->t_rec0 = t0;
 	for (unsigned i = 0; i < b->cfg.recorders; i++)
 		rec_start(b, &b->rec[i], i);
 	fprintf(stderr, PROG ": %u recorders at %.0f bit/s, warm-up %.0f s\n",
@@ -1368,15 +1695,6 @@ static void teardown(struct bench *b)
 		nftw(b->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static void raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
 
 int main(int argc, char **argv)
 {
@@ -1387,12 +1705,13 @@ int main(int argc, char **argv)
 		.ep = -1 };
 	static struct result steps[MAX_STEPS];
 	const struct result *best = NULL;
+	long limit = -1;
 	struct sigaction sa = { .sa_handler = on_signal };
 	unsigned n = 0;
 	uint64_t errors, step_errors = 0;
 	int r;
 
-	b.cfg.shift = NAN;
+	b.cfg.shift = b.cfg.history = NAN;
 	r = parse_args(&b.cfg, argc, argv);
 	if (r != 0)
 		return r > 0 ? 0 : (usage(stderr), EXIT_USAGE);
@@ -1401,7 +1720,8 @@ int main(int argc, char **argv)
 	b.watch = (pid_t)b.cfg.pid;
 	b.rate = b.cfg.bitrate / 8;
 	b.rng = (b.cfg.seed + 1) * UINT64_C(0x9E3779B97F4A7C15);
-	raise_nofile();
+	/* Our sockets, and streamd's too when it is our child. */
+	nofile_ensure(0, PROG, conns_needed(&b.cfg) + STREAMD_FDS_SPARE);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -1409,7 +1729,7 @@ int main(int argc, char **argv)
 	if (r == 0)
 		r = recorders_start(&b);
 	if (r == 0 && b.cfg.sweep) {
-		r = sweep(&b, steps, &n, &best);
+		r = sweep(&b, steps, &n, &best, &limit);
 	} else if (r == 0) {
 		r = step(&b, b.cfg.viewers, &steps[n++]);
 		best = &steps[0];
@@ -1424,7 +1744,7 @@ int main(int argc, char **argv)
 
 		/* Errors of the steps a sweep went past do not count. */
 		errors = b.errors - step_errors + shown->errors;
-		r = print_result(&b, shown, errors, steps, n, best);
+		r = print_result(&b, shown, errors, steps, n, best, limit);
 		if (r < 0)
 			fprintf(stderr, PROG ": writing the result: %s\n",
 				strerror(-r));

@@ -40,6 +40,7 @@ struct soak_cfg {
 	unsigned recorders, viewers, seed;
 	double bitrate, duration, warmup, interval;
 	double rss_growth_max, fd_growth_max;
+	bool allow_recorder_refusal;
 	pid_t watch[SOAK_MAX_WATCH];
 	unsigned n_watch;
 };
@@ -65,6 +66,10 @@ struct soak_rec {
 	uint64_t pub_bytes;
 	double pub_s;		/* its duration in seconds */
 	bool finishing, answered;
+	/* Answered 503 with Retry-After: admission control turned the
+	 * recording away; it is dropped from the run (no viewers, no md5
+	 * check), and a violation unless --allow-recorder-refusal. */
+	bool refused;
 	EVP_MD_CTX *md5;	/* of the bytes framed (invariant 2) */
 	char md5_sent[33], md5_got[33];
 	uint64_t got;		/* bytes of data.ts fetched at the end */
@@ -92,6 +97,7 @@ struct soak_viewer {
 	uint8_t first[SOAK_TS_PACKET];	/* a .ts body's first packet */
 	size_t first_len;
 	double t_seek, t_wake, pos_s;
+	double t_retry;		/* refused: nothing is asked before this */
 	/* HLS: the playlist text, its segments, where reading goes on. */
 	char *pl;
 	size_t pl_len, pl_cap;
@@ -112,7 +118,7 @@ struct soak_sample {
 	double v[SM_COUNT];
 	bool has[SM_COUNT];
 	double watch_rss[SOAK_MAX_WATCH], watch_fds[SOAK_MAX_WATCH];
-	uint64_t verified, mismatches, errors;
+	uint64_t verified, mismatches, errors, refused;
 	unsigned recs_live, viewers;
 };
 
@@ -138,6 +144,8 @@ struct soak {
 	bool viewing;
 	/* Counters (invariant 1). */
 	uint64_t verified, mismatches, http_errors, sessions;
+	/* Requests answered 503 with Retry-After: viewers', recorders'. */
+	uint64_t refused, recorders_refused;
 	/* Samples: all of them, for the baselines and the verdict. */
 	struct soak_sample *samples;
 	size_t nsamples, cap_samples;

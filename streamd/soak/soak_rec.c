@@ -11,7 +11,8 @@
  * States: connecting -> streaming (soak_rec_tick frames chunks) ->
  * finishing (no more data: the terminating chunk once out is empty) ->
  * answered (2xx after the terminating chunk) or failed (any other answer,
- * or the connection lost: an HTTP error).
+ * or the connection lost: an HTTP error); from any of them, refused (503
+ * with Retry-After: rec_refused, the recording leaves the run).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -195,6 +196,29 @@ void soak_rec_tick(struct soak *s, struct soak_rec *r, double now)
 	}
 }
 
+/*
+ * Admission control turned the recording away.  Recorders come first: a
+ * server that refuses a recording while it admits viewers breaks its
+ * promise, so this is a violation unless the operator said the node may
+ * be full of recordings (--allow-recorder-refusal), when it is counted
+ * and the recording leaves the run (it is not retried: a recording that
+ * starts late holds other bytes than the ones its md5 covers).
+ */
+static void rec_refused(struct soak *s, struct soak_rec *r)
+{
+	r->refused = true;
+	s->recorders_refused++;
+	lg_conn_close(&r->lc);
+	if (!s->cfg.allow_recorder_refusal)
+		soak_violation(s, "%s: the recording was refused (503, "
+			       "Retry-After %.0f s): recorders come first",
+			       r->name, r->lc.h.retry_after);
+	else
+		fprintf(stderr, PROG ": %s: the recording was refused (503, "
+			"Retry-After %.0f s); --allow-recorder-refusal: it "
+			"leaves the run\n", r->name, r->lc.h.retry_after);
+}
+
 /* The server answered: fine only after the terminating chunk, with 2xx. */
 void soak_rec_event(struct soak *s, struct soak_rec *r)
 {
@@ -207,6 +231,10 @@ void soak_rec_event(struct soak *s, struct soak_rec *r)
 		rec_fail(s, r, rc == -EPIPE ? "connection closed" :
 			 rc == -EPROTO ? "not an HTTP response" : "recv",
 			 rc == -EPIPE || rc == -EPROTO ? 0 : -rc);
+		return;
+	}
+	if (r->lc.h.status == 503 && r->lc.h.retry_after >= 0) {
+		rec_refused(s, r);
 		return;
 	}
 	if (!r->answered || r->lc.h.status / 100 != 2) {
@@ -458,6 +486,8 @@ void soak_recordings_check(struct soak *s)
 		char path[128], err[512];
 		int status = 0, rc;
 
+		if (r->refused)
+			continue;	/* nothing of it was recorded */
 		if (r->answered && r->lc.h.status / 100 == 2)
 			rec_settle(s, r);
 

@@ -84,7 +84,8 @@ static void csv_header(struct soak *s)
 	fprintf(s->csv, "t_s,recorders,viewers,in_mbps,out_mbps,"
 		"verified_bytes,mismatches,http_errors,underflows,"
 		"read_misses,deadline_misses,write_misses,"
-		"sched_latency_p99_ms,lateness_p99_ms,rss_mb,fds,cpu_pct");
+		"sched_latency_p99_ms,lateness_p99_ms,rss_mb,fds,cpu_pct,"
+		"refused");
 	for (unsigned i = 0; i < s->cfg.n_watch; i++)
 		fprintf(s->csv, ",pid%d_rss_mb,pid%d_fds", (int)s->cfg.watch[i],
 			(int)s->cfg.watch[i]);
@@ -103,7 +104,7 @@ static void csv_row(struct soak *s, const struct soak_sample *a,
 		val(m, SM_DEADLINE_MISSES), val(m, SM_WRITE_MISSES),
 		val(m, SM_SCHED_P99) * 1e3, val(m, SM_LATENESS_P99) * 1e3,
 		val(m, SM_RSS) / 1048576.0, val(m, SM_FDS),
-		per_s(a, m, SM_CPU) * 100,
+		per_s(a, m, SM_CPU) * 100, (double)m->refused,
 	};
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
@@ -134,13 +135,14 @@ static void status_line(const struct soak_sample *a,
 
 	fprintf(stderr, "[%6.0fs] rec %u view %u in %.1f Mbit/s out %.1f "
 		"Mbit/s verified %s underflows %.0f misses %.0f p99 %.1f ms "
-		"rss %.0f MB fds %.0f%s\n", m->t, m->recs_live, m->viewers,
+		"rss %.0f MB fds %.0f refused %" PRIu64 "%s\n", m->t,
+		m->recs_live, m->viewers,
 		per_s(a, m, SM_BYTES_IN) * 8e-6,
 		per_s(a, m, SM_BYTES_OUT) * 8e-6,
 		bytes_text((double)m->verified, vb, sizeof(vb)),
 		val(m, SM_UNDERFLOWS), val(m, SM_DEADLINE_MISSES),
 		val(m, SM_LATENESS_P99) * 1e3, val(m, SM_RSS) / 1048576.0,
-		val(m, SM_FDS), m->ok ? "" : " (no /metrics)");
+		val(m, SM_FDS), m->refused, m->ok ? "" : " (no /metrics)");
 }
 
 void soak_sample_take(struct soak *s, double now)
@@ -169,6 +171,7 @@ void soak_sample_take(struct soak *s, double now)
 	m->verified = s->verified;
 	m->mismatches = s->mismatches;
 	m->errors = s->http_errors;
+	m->refused = s->refused;
 	m->recs_live = soak_recorders_live(s);
 	m->viewers = s->nview;
 	if (s->csv)
@@ -288,8 +291,10 @@ static double counter_growth(const struct soak *s, int i)
 
 void soak_verdict(struct soak *s)
 {
+	/* streamd counts underflows of sessions, and only an admitted
+	 * viewer has one: a refusal never fails the verdict by itself. */
 	static const struct { int metric; const char *what; } counters[] = {
-		{ SM_UNDERFLOWS, "underflows" },
+		{ SM_UNDERFLOWS, "underflows among the admitted viewers" },
 		{ SM_DEADLINE_MISSES, "scheduler deadline misses" },
 	};
 	unsigned bad = 0;
@@ -384,7 +389,7 @@ static int plot_script(const struct soak *s, const char *gp)
 		"'streamd RSS'");
 	for (unsigned i = 0; i < s->cfg.n_watch; i++)
 		fprintf(f, ", d skip 1 using 1:%u with lines title 'pid %d "
-			"RSS'", 18 + 2 * i, (int)s->cfg.watch[i]);
+			"RSS'", 19 + 2 * i, (int)s->cfg.watch[i]);
 	fprintf(f, "\nunset multiplot\n");
 	return fclose(f) == 0 ? 0 : -errno;
 }
@@ -474,11 +479,12 @@ static json_t *details_json(const struct soak *s)
 
 	for (unsigned i = 0; s->rec && i < s->cfg.recorders; i++)
 		json_array_append_new(rec, json_pack(
-			"{s:s, s:I, s:I, s:s, s:s, s:b}", "name",
+			"{s:s, s:I, s:I, s:s, s:s, s:b, s:b}", "name",
 			s->rec[i].name, "bytes", (json_int_t)s->rec[i].got,
 			"sent", (json_int_t)s->rec[i].sent, "md5",
 			s->rec[i].md5_got, "md5_sent", s->rec[i].md5_sent,
-			"md5_ok", s->rec[i].md5_ok));
+			"md5_ok", s->rec[i].md5_ok, "refused",
+			s->rec[i].refused));
 	for (unsigned i = 0; i < s->cfg.n_watch; i++)
 		json_array_append_new(watch, growth_json(
 			&s->growth[1 + i], json_pack("{s:i}", "pid",
@@ -495,7 +501,7 @@ void soak_print_json(struct soak *s)
 	const struct soak_cfg *c = &s->cfg;
 	json_t *o = json_pack(
 		"{s:i, s:i, s:f, s:I, s:s, s:i, s:f, s:o, s:o, s:I, s:I, s:I,"
-		" s:I, s:o, s:o, s:o, s:o, s:o, s:i}",
+		" s:I, s:o, s:o, s:o, s:o, s:o, s:i, s:I, s:I}",
 		"recorders", c->recorders, "viewers", c->viewers,
 		"duration_s", round(s->duration_s * 1e3) / 1e3,
 		"bitrate", (json_int_t)c->bitrate, "encoder", c->encoder,
@@ -511,7 +517,9 @@ void soak_print_json(struct soak *s)
 		"read_misses", num(counter_growth(s, SM_READ_MISSES)),
 		"write_misses", num(counter_growth(s, SM_WRITE_MISSES)),
 		"lateness_p99_max_s", num(lateness_max(s)),
-		"samples", (int)s->nsamples);
+		"samples", (int)s->nsamples,
+		"refused", (json_int_t)s->refused,
+		"recorders_refused", (json_int_t)s->recorders_refused);
 	json_t *d = details_json(s);
 
 	if (!o || !d) {

@@ -18,6 +18,9 @@
  *               --playlist_done: none new---------------> VP_IDLE (1 s)
  *   VP_BODY     --body_done (whole), view_seek (on
  *                 purpose), view_error, mismatch--------> VP_IDLE
+ *   VP_BODY, VP_PLAYLIST --view_refused (503 with
+ *                 Retry-After)--------------------------> VP_IDLE (until
+ *                                                         t_retry)
  * Invariants:
  *  1. In VP_BODY with placed set, off is the data offset of the next
  *     body byte; no byte is counted as verified before it is compared.
@@ -25,6 +28,8 @@
  *     is never counted as an error.
  *  3. An HLS viewer never reads a byte below next_off again: segments
  *     already read are skipped on a refresh.
+ *  4. A refused request is neither an error nor a session, and the
+ *     viewer asks nothing before t_retry (not even after a seek).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,6 +53,8 @@
 #define HLS_BACK_S 4.0		/* HLS refresh: from a bit before here */
 #define HLS_WINDOW "30"
 #define PLAYLIST_MAX (4u << 20)
+#define RETRY_MAX_S 30.0	/* a refused viewer waits at most this */
+#define RETRY_JITTER_S 0.5	/* and a random part of (this + half) */
 
 enum view_phase { VP_IDLE, VP_PLAYLIST, VP_BODY };
 
@@ -424,6 +431,32 @@ static void view_eof(struct soak *s, struct soak_viewer *v, double now)
 		 "the live stream ended" : "short response", 0);
 }
 
+/*
+ * Refused by admission control (503 with Retry-After): counted, never an
+ * error, and not a session.  The viewer asks again once the advised time
+ * has passed, capped at RETRY_MAX_S so that a server advising hours does
+ * not take the soak's load away, plus a random part (up to half that
+ * time and RETRY_JITTER_S more) so that viewers refused together do not
+ * come back together.  An HLS segment refused is asked for again; the
+ * other modes pick a new place, as a player that tries again would.
+ */
+static void view_refused(struct soak *s, struct soak_viewer *v, double now,
+			 double after)
+{
+	double wait = after < RETRY_MAX_S ? after : RETRY_MAX_S;
+
+	wait += (wait / 2 + RETRY_JITTER_S) *
+		(double)soak_rand(s, 1000) / 1000.0;
+	s->refused++;
+	if (v->phase == VP_BODY) {
+		s->sessions--;
+		if (v->mode == VM_HLS && v->seg_i > 0)
+			v->seg_i--;
+	}
+	view_end(s, v, now, wait, NULL, 0);
+	v->t_retry = v->t_wake;
+}
+
 /* The head: the status the request calls for, and what it announces. */
 static bool view_head(struct soak *s, struct soak_viewer *v, double now)
 {
@@ -439,6 +472,10 @@ static bool view_head(struct soak *s, struct soak_viewer *v, double now)
 				 "closed before the response" : r == -EPROTO ?
 				 "not an HTTP response" : "recv",
 				 r == -EPIPE || r == -EPROTO ? 0 : -r);
+		return false;
+	}
+	if (lc->h.status == 503 && lc->h.retry_after >= 0) {
+		view_refused(s, v, now, lc->h.retry_after);
 		return false;
 	}
 	if (lc->h.status != want) {
@@ -512,7 +549,7 @@ void soak_view_tick(struct soak *s, struct soak_viewer *v, double now)
 	lg_bucket_refill(&v->bucket, now);
 	if (now >= v->t_seek && v->mode != VM_TS_DURATION)
 		view_seek(s, v, now);
-	if (v->phase == VP_IDLE && now >= v->t_wake)
+	if (v->phase == VP_IDLE && now >= v->t_wake && now >= v->t_retry)
 		view_next(s, v, now);
 	if (v->lc.state == LG_OPEN && v->lc.readable)
 		view_read(s, v, now);
@@ -546,10 +583,15 @@ int soak_viewers_start(struct soak *s)
 	for (unsigned i = 0; i < s->cfg.viewers; i++) {
 		struct soak_viewer *v = &s->view[i];
 
+		unsigned k = (i / VM_COUNT + i) % s->cfg.recorders;
+
+		/* A recording streamd refused has nothing to watch: the
+		 * next one that is recorded instead. */
+		for (unsigned n = 0; n < s->cfg.recorders && s->rec[k].refused;
+		     n++)
+			k = (k + 1) % s->cfg.recorders;
 		*v = (struct soak_viewer){ .lc.fd = -1, .kind = SK_VIEWER,
-					   .idx = i,
-					   .stream = (i / VM_COUNT + i) %
-						     s->cfg.recorders,
+					   .idx = i, .stream = k,
 					   .mode = (enum soak_mode)(i % VM_COUNT) };
 		lg_bucket_init(&v->bucket, s->rate, s->rate * BURST_S, now);
 		view_seek(s, v, now);

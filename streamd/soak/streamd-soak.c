@@ -9,8 +9,12 @@
  * samples /metrics and the watched daemons, writes a CSV row and prints a
  * status line; at the end it stops the recorders cleanly, compares each
  * recording's md5 with what was sent, names every violation and prints
- * one JSON object.  This file parses the flags and runs the phases; the
- * rest is in soak_rec.c, soak_view.c and soak_report.c (soak.h).
+ * one JSON object.  A request answered 503 with Retry-After (admission
+ * control) is a refusal, counted apart from errors: a viewer comes back
+ * after the advised time, a refused recording is a violation unless
+ * --allow-recorder-refusal.  This file parses the flags and runs the
+ * phases; the rest is in soak_rec.c, soak_view.c and soak_report.c
+ * (soak.h).
  *
  * Exit status: 0 no violation, 1 a violation (or the run could not be
  * made), 2 bad usage.
@@ -55,7 +59,7 @@ volatile sig_atomic_t soak_interrupted;
 /* ------------------------------------------------------------------ */
 
 enum flag_kind { FK_UINT, FK_NUMBER, FK_TIME, FK_RATE, FK_STR, FK_PID,
-		 FK_HELP, FK_VERSION };
+		 FK_SET, FK_HELP, FK_VERSION };
 
 struct flag {
 	const char *name;
@@ -103,6 +107,9 @@ static const struct flag flags[] = {
 	  "RSS growth after warm-up allowed (default 20)" },
 	{ "fd-growth-max", FK_NUMBER, CO(fd_growth_max), 0, 1e9, "N",
 	  "open fds growth after warm-up allowed (default 64)" },
+	{ "allow-recorder-refusal", FK_SET, CO(allow_recorder_refusal), 0, 0,
+	  NULL, "a recording refused with 503 leaves the run\n"
+	  "                       instead of failing it" },
 	{ "help", FK_HELP, 0, 0, 0, NULL, "this text" },
 	{ "version", FK_VERSION, 0, 0, 0, NULL, "the version" },
 };
@@ -207,6 +214,15 @@ static int parse_args(struct soak_cfg *cfg, int argc, char **argv)
 			else
 				printf(PROG " " PACKAGE_VERSION "\n");
 			return 1;
+		}
+		if (f->kind == FK_SET) {
+			if (eq) {
+				fprintf(stderr, PROG ": --%s takes no value\n",
+					f->name);
+				return -EINVAL;
+			}
+			*(bool *)((char *)cfg + f->off) = true;
+			continue;
 		}
 		v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
 		if (!v) {

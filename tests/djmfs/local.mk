@@ -31,6 +31,7 @@ DJMFS_UNIT_TESTS = \
 	tests/djmfs/test_fsck \
 	tests/djmfs/test_server \
 	tests/djmfs/test_client \
+	tests/djmfs/test_image \
 	tests/djmfs/test_auth \
 	tests/djmfs/test_reconnect
 
@@ -113,6 +114,15 @@ tests_djmfs_test_client_SOURCES = tests/djmfs/test_client.c
 tests_djmfs_test_client_CPPFLAGS = $(DJMFS_PUBLIC_TEST_CPPFLAGS)
 tests_djmfs_test_client_CFLAGS = $(DJMFS_TEST_CFLAGS)
 tests_djmfs_test_client_LDADD = $(DJMFS_PUBLIC_TEST_LDADD)
+
+# The image map is the client's own arithmetic: its source is built into
+# the suite, with the client's private headers.
+tests_djmfs_test_image_SOURCES = tests/djmfs/test_image.c \
+	djmfs/client/djmfs_image.c
+tests_djmfs_test_image_CPPFLAGS = $(DJMFS_CLIENT_CPPFLAGS) $(DJMFS_TEST_DEFS)
+tests_djmfs_test_image_CFLAGS = $(DJMFS_TEST_CFLAGS)
+tests_djmfs_test_image_LDADD = djmfs/libdjmfs-proto.la $(CRITERION_LIBS) \
+	$(CRYPTO_LIBS)
 
 tests_djmfs_test_auth_SOURCES = tests/djmfs/test_auth.c
 tests_djmfs_test_auth_CPPFLAGS = $(DJMFS_PROTO_TEST_CPPFLAGS)

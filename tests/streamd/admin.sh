@@ -20,7 +20,8 @@ set -euo pipefail
 need_streamd
 need_clients
 make_workdir admin
-KNOBS="A B period read_size buffer_size deadline policy depth profile"
+KNOBS="A B period read_size buffer_size deadline policy depth profile
+admission admission_ceiling max_bandwidth"
 METRICS="streamd_recordings streamd_recordings_total streamd_sessions
 streamd_sessions_total streamd_bytes_in_total streamd_bytes_out_total
 streamd_session_reads_total streamd_session_read_misses_total
@@ -28,7 +29,8 @@ streamd_underflows_total streamd_record_writes_total
 streamd_record_write_misses_total streamd_sched_requests_total
 streamd_sched_deadline_misses_total streamd_sched_latency_p99_seconds
 streamd_sched_lateness_max_seconds streamd_http_requests_total
-streamd_djmfs_metadata_repairs_total"
+streamd_djmfs_metadata_repairs_total streamd_admitted_total
+streamd_admission_refused_total"
 
 # put_config BODY [CURL OPTION...]: PUT BODY to /admin/config.
 put_config() {

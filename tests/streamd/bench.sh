@@ -3,8 +3,15 @@
 # it (the bench generates its payload with ffmpeg and starts its own
 # streamd on a free port), checking that the last line of stdout is one
 # JSON object with every documented field and the values a light load
-# must give (no underflows, bytes served); then that bad usage fails with
-# a message and no result, and that --help lists every option.
+# must give (no underflows, bytes served), with the capacity fields
+# (admitted, refused, time to first byte, device reads per byte out, CPU
+# per Gbit/s); a run with --history, whose viewers must start within the
+# recorded span the JSON reports; then, against tests/streamd/full503.py
+# (a stand-in for a full streamd), that a 503 with Retry-After is a
+# refusal and not an error, that a sweep stops at the admission limit and
+# reports it, that a slow first byte is a stall, and that a 503 without
+# Retry-After is an error; then that bad usage fails with a message and
+# no result, and that --help lists every option.
 #
 # Environment: STREAMD, STREAMD_BENCH (defaults: the build tree's
 # programs, seen from its top or from the programs' directory);
@@ -53,12 +60,14 @@ command -v ffmpeg >/dev/null 2>&1 || skip "ffmpeg is needed for the payload"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/streamd-bench-test.XXXXXX")
 bench_pid=
+fake_pid=
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
-	if [ -n "$bench_pid" ]; then
-		kill "$bench_pid" 2>/dev/null || true
-		wait "$bench_pid" 2>/dev/null || true
-	fi
+	for p in "$bench_pid" "$fake_pid"; do
+		[ -n "$p" ] || continue
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -75,30 +84,63 @@ is_number() {
 	[ -z "${2:-}" ] || awk -v v="$1" -v m="$2" 'BEGIN { exit !(v >= m) }'
 }
 
+# bench ARGS...: runs streamd-bench (its temporary directory, payload and
+# volume, under $work) for 180 s at the most; $rc its status, $json the
+# last line of its stdout, its stderr in $work/bench.err.
+bench() {
+	TMPDIR=$work "$STREAMD_BENCH" "$@" >"$work/out" 2>"$work/bench.err" &
+	bench_pid=$!
+	rc=0
+	for _ in $(seq 1800); do # ffmpeg, start, the load
+		kill -0 "$bench_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$bench_pid" 2>/dev/null; then
+		fail "streamd-bench $* still runs after 180 s"
+	fi
+	wait "$bench_pid" || rc=$?
+	bench_pid=
+	json=$(tail -n 1 "$work/out")
+}
+
+# is_json: $json is one JSON object.
+is_json() {
+	case $json in
+	"{"*"}") ;;
+	*) fail "the last line is not a JSON object: $json" ;;
+	esac
+}
+
+# fake ARGS...: starts full503.py with ARGS; $fake_url its address.
+fake() {
+	rm -f "$work/port"
+	python3 "$(dirname "$0")/full503.py" --port-file "$work/port" "$@" \
+		2>"$work/fake.err" &
+	fake_pid=$!
+	for _ in $(seq 100); do
+		[ -s "$work/port" ] && break
+		sleep 0.1
+	done
+	[ -s "$work/port" ] || fail "full503.py did not start"
+	fake_url=http://127.0.0.1:$(cat "$work/port")
+}
+
+fake_stop() {
+	kill "$fake_pid" 2>/dev/null || true
+	wait "$fake_pid" 2>/dev/null || true
+	fake_pid=
+}
+
 # --- A short run ---------------------------------------------------------
-# The bench's temporary directory (payload, volume) goes under $work.
-TMPDIR=$work "$STREAMD_BENCH" --recorders 1 --viewers 4 --duration 5 \
-	--warmup 4 >"$work/out" 2>"$work/bench.err" &
-bench_pid=$!
-rc=0
-for _ in $(seq 1800); do # 180 s at the most: ffmpeg, start, 9 s of load
-	kill -0 "$bench_pid" 2>/dev/null || break
-	sleep 0.1
-done
-if kill -0 "$bench_pid" 2>/dev/null; then
-	fail "streamd-bench still runs after 180 s"
-fi
-wait "$bench_pid" || rc=$?
-bench_pid=
+bench --recorders 1 --viewers 4 --duration 5 --warmup 4
 [ "$rc" -eq 0 ] || fail "streamd-bench exited with $rc"
-json=$(tail -n 1 "$work/out")
-case $json in
-"{"*"}") ;;
-*) fail "the last line is not a JSON object: $json" ;;
-esac
+is_json
 for k in recorders viewers duration_s underflows deadline_misses bytes_out \
 	cpu_pct rss_mb bitrate_bps bytes_in viewer_bytes viewer_stalls \
-	viewer_bytes_short errors; do
+	viewer_bytes_short errors admitted refused refused_reasons \
+	cache_hit_ratio disk_read_bytes disk_read_bytes_source \
+	disk_bytes_per_byte_out ttfb_p50_ms ttfb_p99_ms ttfb_max_ms cpu_pct_per_gbps history_s \
+	history_s_effective shift_min_s shift_max_s; do
 	printf '%s\n' "$json" | grep -q "\"$k\": " || fail "no field $k in $json"
 done
 pass "every field is there"
@@ -126,9 +168,114 @@ pass "4 viewers: bytes_out $(field bytes_out), cpu $(field cpu_pct)%," \
 	"rss $(field rss_mb) MiB, $(field underflows) underflows," \
 	"$(field viewer_stalls) stalls"
 
+# The capacity figures.  main's streamd has no cache and no device-read
+# metric: the reads come from /proc/PID/io, and the viewers, 1 to 3 s
+# behind live, read history from the O_DIRECT volume.
+[ "$(field admitted)" = 4 ] || fail "admitted is $(field admitted)"
+[ "$(field refused)" = 0 ] || fail "refused is $(field refused)"
+for k in ttfb_p50_ms ttfb_p99_ms ttfb_max_ms cpu_pct_per_gbps \
+	disk_bytes_per_byte_out; do
+	is_number "$(field $k)" 0 || fail "$k is $(field $k)"
+done
+awk -v a="$(field ttfb_p50_ms)" -v b="$(field ttfb_p99_ms)" \
+	-v c="$(field ttfb_max_ms)" 'BEGIN { exit !(a <= b && b <= c && c < 5000) }' ||
+	fail "ttfb p50 $(field ttfb_p50_ms) p99 $(field ttfb_p99_ms) max $(field ttfb_max_ms)"
+# Viewers this close to live are served from the interval cache: the
+# disk may well read nothing (the --history run below, without the
+# cache, must read).
+is_number "$(field disk_read_bytes)" 0 || fail "disk_read_bytes is $(field disk_read_bytes)"
+is_number "$(field cache_hit_ratio)" 0 || fail "cache_hit_ratio is $(field cache_hit_ratio)"
+case $(field disk_read_bytes_source) in
+'"metrics"' | '"proc_io"') ;;
+*) fail "disk_read_bytes_source is $(field disk_read_bytes_source)" ;;
+esac
+[ "$(field history_s)" = null ] || fail "history_s is $(field history_s)"
+[ "$(field refused_reasons)" != null ] ||
+	fail "refused_reasons is null though streamd counts refusals by reason"
+[ "$(field history_s_effective)" = null ] ||
+	fail "history_s_effective is $(field history_s_effective)"
+is_number "$(field shift_min_s)" 1 || fail "shift_min_s is $(field shift_min_s)"
+is_number "$(field shift_max_s)" 4 && fail "shift_max_s is $(field shift_max_s): beyond warmup - 1"
+pass "capacity: ttfb p99 $(field ttfb_p99_ms) ms, disk $(field disk_read_bytes)" \
+	"bytes ($(field disk_bytes_per_byte_out) per byte out, from" \
+	"$(field disk_read_bytes_source)), cpu $(field cpu_pct_per_gbps) %/Gbit/s," \
+	"cache_hit_ratio $(field cache_hit_ratio)"
+
+# --- --history: viewers start within the recorded span ------------------
+# 8 s recorded: the bound is clipped to 7 (6 if the step started late),
+# and 16 viewers drawn from it go beyond the 3 s the default would allow.
+# Without the cache, so what the viewers read comes from the disk.
+bench --recorders 1 --viewers 16 --duration 3 --warmup 8 --history 3600 \
+	--streamd-arg --cache-size --streamd-arg 0
+[ "$rc" -eq 0 ] || fail "streamd-bench --history exited with $rc"
+is_json
+awk -v h="$(field history_s)" 'BEGIN { exit !(h == 3600) }' ||
+	fail "history_s is $(field history_s)"
+eff=$(field history_s_effective)
+case $eff in
+6 | 7) ;;
+*) fail "history_s_effective is $eff, expected 7 (8 s recorded)" ;;
+esac
+is_number "$(field shift_min_s)" 1 || fail "shift_min_s is $(field shift_min_s)"
+is_number "$(field shift_max_s)" 4 || fail "shift_max_s is $(field shift_max_s)"
+is_number "$(field shift_max_s)" $((eff + 1)) &&
+	fail "shift_max_s $(field shift_max_s) beyond history_s_effective $eff"
+[ "$(field admitted)" = 16 ] || fail "admitted is $(field admitted)"
+is_number "$(field disk_read_bytes)" 1 || fail "disk_read_bytes is $(field disk_read_bytes)"
+pass "--history 3600 after 8 s: bound $eff s, viewers $(field shift_min_s)" \
+	"to $(field shift_max_s) s behind live"
+
+# --- Refusals, against a stand-in for a full streamd ---------------------
+# It admits 3 playback sessions at a time and answers the rest 503 with
+# Retry-After; an admitted viewer gets its head after 0.8 s and its first
+# body byte 0.8 s later, a refused one its 503 after 1.3 s.  A sweep from
+# 2 viewers: 2 admitted, then 4 offered, 3 admitted and 1 refused, where
+# it stops.  Each admitted viewer stalled once at its start (no gap
+# between head and body reached a second, but the start took 1.6 s); the
+# refused one did not, though it waited longer.
+command -v python3 >/dev/null 2>&1 || skip "python3 is needed for full503.py"
+fake --admit 3 --retry-after 5 --head-delay 0.8 --first-byte-delay 0.8 \
+	--refuse-delay 1.3
+bench --url "$fake_url" --recorders 1 --viewers 2 --duration 2.5 --warmup 2 \
+	--sweep --max-viewers 64
+fake_stop
+[ "$rc" -eq 0 ] || fail "streamd-bench against 503s exited with $rc"
+is_json
+[ "$(field refused)" = 1 ] || fail "refused is $(field refused)"
+[ "$(field admitted)" = 3 ] || fail "admitted is $(field admitted)"
+[ "$(field errors)" = 0 ] || fail "errors is $(field errors): a refusal is no error"
+printf '%s\n' "$json" | grep -q '"refused_reasons": {"disk": 1}' ||
+	fail "refused_reasons is not {\"disk\": 1}: $json"
+[ "$(field sweep_admission_limit)" = 3 ] ||
+	fail "sweep_admission_limit is $(field sweep_admission_limit)"
+[ "$(field sweep_max_viewers)" = 3 ] ||
+	fail "sweep_max_viewers is $(field sweep_max_viewers)"
+steps=$(printf '%s\n' "$json" | grep -o '"refused": [0-9]*' | wc -l)
+[ "$steps" -eq 3 ] || fail "expected 2 sweep steps (and the top), saw $((steps - 1)): $json"
+[ "$(field viewer_stalls)" = 3 ] ||
+	fail "viewer_stalls is $(field viewer_stalls), expected 3 (start-up)"
+is_number "$(field ttfb_p50_ms)" 1400 || fail "ttfb_p50_ms is $(field ttfb_p50_ms)"
+[ "$(field disk_read_bytes)" = null ] || fail "disk_read_bytes is $(field disk_read_bytes)"
+[ "$(field cache_hit_ratio)" = null ] || fail "cache_hit_ratio is $(field cache_hit_ratio)"
+[ "$(field cpu_pct_per_gbps)" = null ] || fail "cpu_pct_per_gbps is $(field cpu_pct_per_gbps)"
+grep -q 'admission limit' "$work/bench.err" || fail "no 'admission limit' step"
+pass "503 + Retry-After: 3 admitted, 1 refused, sweep stopped at the" \
+	"admission limit 3, 3 start-up stalls, ttfb p50 $(field ttfb_p50_ms) ms"
+
+# A 503 without Retry-After is an error.
+fake --admit 0 --no-retry-after
+bench --url "$fake_url" --recorders 1 --viewers 3 --duration 2 --warmup 2
+fake_stop
+[ "$rc" -eq 1 ] || fail "503 without Retry-After: exit $rc, expected 1"
+is_json
+[ "$(field refused)" = 0 ] || fail "refused is $(field refused)"
+is_number "$(field errors)" 3 || fail "errors is $(field errors)"
+grep -q 'streamd answered 503' "$work/bench.err" || fail "the 503 is not told"
+pass "503 without Retry-After: $(field errors) errors, exit 1"
+
 # --- Bad usage: a message, exit 2, no result ------------------------------
 for args in "--viewers 0" "--bitrate 2X" "--duration -1" "--bogus" \
-	"--pid 1" "--url ftp://x"; do
+	"--pid 1" "--url ftp://x" "--history 0" "--shift 2 --history 9"; do
 	# shellcheck disable=SC2086 # split on purpose
 	if "$STREAMD_BENCH" $args >"$work/out" 2>"$work/usage.err"; then rc=0; else rc=$?; fi
 	[ "$rc" -eq 2 ] || fail "'$args': exit $rc, expected 2"
@@ -138,7 +285,7 @@ done
 pass "bad usage refused"
 
 "$STREAMD_BENCH" --help >"$work/out" || fail "--help failed"
-for f in recorders viewers duration bitrate warmup shift seed sweep \
+for f in recorders viewers duration bitrate warmup shift history seed sweep \
 	max-viewers url pid streamd streamd-arg keep help version; do
 	grep -q -- "--$f\b" "$work/out" || fail "--help lacks --$f"
 done

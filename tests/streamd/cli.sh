@@ -27,7 +27,7 @@ esac
 for f in --config --listen --data-dir --djmfs --volume --volume-size \
 	--publish-token --admin-token --access-log --error-log --A --B \
 	--period --read-size --buffer-size --deadline --policy --depth \
-	--profile; do
+	--profile --admission --admission-ceiling --max-bandwidth; do
 	grep -q -- "$f " "$work/help.txt" || fail "--help does not list $f"
 done
 pass "--help lists every flag ($(wc -l <"$work/help.txt") lines)"

@@ -27,7 +27,9 @@ metric() {
 }
 
 # --- A slow device --------------------------------------------------
-start_streamd --inject-latency 0.5
+# Without the interval cache: every player byte must come from the slow
+# device for its reads to be late.
+start_streamd --inject-latency 0.5 --cache-size 0
 grep -q "fault injection on: 500000000 ns extra latency" "$work/streamd.log" ||
 	fail "the log does not say that faults are being injected"
 t0=$(now)

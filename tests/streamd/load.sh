@@ -5,7 +5,9 @@
 # ffmpeg (start= playlists, both streams).  Every player must succeed
 # and its output decode without an error at a sane size; both recordings
 # must be byte for byte what was pushed; /metrics must count >= 20
-# player sessions.
+# player sessions.  Then, with nothing else playing, one viewer at a time
+# must get its first body byte within 150 ms (a .ts start, a seek, a
+# data.ts range mid-block), timed by a small python3 client.
 #
 # Environment: STREAMD (default: the build tree's), IOSCHED_PROFILE_DIR.
 # Exit status: 0 pass, 1 fail, 77 skipped.
@@ -116,6 +118,62 @@ total=$(awk '$1 == "streamd_sessions_total" { print $2 }' "$work/metrics.txt")
 recs=$(awk '$1 == "streamd_recordings_total" { print $2 }' "$work/metrics.txt")
 [ -n "$recs" ] && check "$recs >= 2" || fail "streamd_recordings_total '$recs', expected >= 2"
 pass "/metrics: streamd_sessions_total $total, streamd_recordings_total $recs"
+
+# --- Time to first byte on an idle daemon. ----------------------------
+# One viewer at a time, nothing else playing: its first body byte must
+# come at once (from the read its session's open submits with an urgent
+# deadline), not after a pump period or a read's usual deadline.  Three
+# starts: a time-shifted .ts, another point of it (a seek), and a byte
+# range of data.ts mid-block.
+if command -v python3 >/dev/null 2>&1; then
+	hostport=${URL#http://}
+	for path in "/streams/cam1.ts?start=2" "/streams/cam2.ts?start=9" \
+		"/streams/cam1/data.ts#Range: bytes=100001-"; do
+		ms=$(python3 - "$hostport" "$path" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+path, _, extra = sys.argv[2].partition("#")
+req = "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s\r\n" % (
+    path, sys.argv[1], extra + "\r\n" if extra else "")
+s = socket.create_connection((host, int(port)), timeout=10)
+t0 = time.monotonic()
+s.sendall(req.encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    b = s.recv(65536)
+    if not b:
+        sys.exit("no head")
+    buf += b
+head, _, body = buf.partition(b"\r\n\r\n")
+if not head.split(b" ")[1].startswith(b"2"):
+    sys.exit("status " + head.split(b"\r\n")[0].decode())
+chunked = b"chunked" in head.lower()
+
+
+def first_byte_in(body):
+    # a chunked body's first byte comes after its size line
+    if not chunked:
+        return len(body) >= 1
+    eol = body.find(b"\r\n")
+    return eol >= 0 and len(body) >= eol + 3
+
+
+while not first_byte_in(body):
+    b = s.recv(65536)
+    if not b:
+        sys.exit("no body")
+    body += b
+print("%.1f" % ((time.monotonic() - t0) * 1000))
+PY
+		) || fail "first byte of $path: $ms"
+		check "$ms <= 150" ||
+			fail "one viewer on an idle daemon: first body byte of $path after $ms ms (want <= 150)"
+		note "first body byte of $path after $ms ms"
+	done
+	pass "one viewer on an idle daemon gets its first body byte within 150 ms"
+else
+	note "no python3: time to first byte not checked"
+fi
 
 stop_streamd
 pass "streamd stops cleanly on SIGTERM"

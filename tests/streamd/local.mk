@@ -18,8 +18,11 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_ts \
 	tests/streamd/test_rec \
 	tests/streamd/test_session \
+	tests/streamd/test_admit \
+	tests/streamd/test_cache \
 	tests/streamd/test_token \
-	tests/streamd/test_soak_ts
+	tests/streamd/test_soak_ts \
+	tests/streamd/test_loadgen
 
 STREAMD_SHELL_TESTS = \
 	tests/streamd/cli.sh \
@@ -31,7 +34,9 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/range.sh \
 	tests/streamd/badinput.sh \
 	tests/streamd/admin.sh \
+	tests/streamd/admission.sh \
 	tests/streamd/load.sh \
+	tests/streamd/cache.sh \
 	tests/streamd/cluster.sh \
 	tests/streamd/djmfs-restart.sh \
 	tests/streamd/volfull.sh \
@@ -53,7 +58,7 @@ check_PROGRAMS += $(STREAMD_UNIT_TESTS)
 TESTS += $(STREAMD_UNIT_TESTS) $(STREAMD_SHELL_TESTS)
 EXTRA_DIST += $(STREAMD_SHELL_TESTS) tests/streamd/lib.sh tests/streamd/abuse.py \
 	tests/streamd/sd_test_log.h tests/streamd/sd_test_file.h \
-	tests/streamd/hlswatch.py
+	tests/streamd/hlswatch.py tests/streamd/full503.py
 # hlsjs.sh's page and driver; its node_modules (npm ci) is never shipped.
 EXTRA_DIST += tests/streamd/web/package.json \
 	tests/streamd/web/package-lock.json \
@@ -105,6 +110,16 @@ tests_streamd_test_rec_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_rec_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_rec_LDADD = $(STREAMD_TEST_LDADD)
 
+tests_streamd_test_admit_SOURCES = tests/streamd/test_admit.c
+tests_streamd_test_admit_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_admit_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_admit_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_cache_SOURCES = tests/streamd/test_cache.c
+tests_streamd_test_cache_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_cache_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_cache_LDADD = $(STREAMD_TEST_LDADD)
+
 tests_streamd_test_session_SOURCES = tests/streamd/test_session.c
 tests_streamd_test_session_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_session_CFLAGS = $(STREAMD_TEST_CFLAGS)
@@ -120,3 +135,9 @@ tests_streamd_test_soak_ts_SOURCES = tests/streamd/test_soak_ts.c \
 tests_streamd_test_soak_ts_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS) -I$(top_srcdir)/streamd/soak
 tests_streamd_test_soak_ts_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_soak_ts_LDADD = $(AV_LIBS) $(CRITERION_LIBS)
+
+tests_streamd_test_loadgen_SOURCES = tests/streamd/test_loadgen.c
+tests_streamd_test_loadgen_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS) \
+	$(TOOLS_CPPFLAGS) -I$(top_srcdir)/streamd/bench
+tests_streamd_test_loadgen_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_loadgen_LDADD = $(LOADGEN_LIBS) $(CRITERION_LIBS)

@@ -25,10 +25,11 @@ static const char *const all_keys[] = {
 	"publish_interval", "write_size",  "write_deadline", "idle_timeout",
 	"max_connections_per_ip", "header_timeout", "max_header_size",
 	"admin_listen",	 "play_secret",	   "djmfs_secret_file", "djmfs_salvage",
-	"hls_live_window", "inject_latency", "inject_eio",
+	"hls_live_window", "cache_size", "inject_latency", "inject_eio",
 	"A",		 "B",		   "period",	     "read_size",
 	"buffer_size",	 "deadline",	   "policy",	     "depth",
-	"profile",	 "burst",	   "cors_origins",
+	"profile",	 "burst",	   "cors_origins",   "admission",
+	"admission_ceiling", "max_bandwidth",
 };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -107,6 +108,9 @@ Test(config, defaults_match_the_contract_and_pass_the_check)
 	cr_expect_str_eq(k->policy, "edf");
 	cr_expect_eq(k->depth, 0);
 	cr_expect_str_eq(k->profile, "ssd-sata");
+	cr_expect_str_eq(k->admission, "on");
+	cr_expect_eq(k->admission_ceiling, 0.85);
+	cr_expect_eq(k->max_bandwidth, 0);
 	cr_expect_eq(sd_knobs_check(k, err, sizeof(err)), 0, "%s", err);
 }
 
@@ -130,6 +134,32 @@ Test(config, parses_every_type)
 	cr_expect_eq(cfg.knobs.b_pct, 20);
 	cr_assert_eq(set("access_log", ""), 0, "%s", err);
 	cr_expect_str_eq(cfg.access_log, "");
+}
+
+Test(config, admission_knobs_take_fractions_and_bit_rates)
+{
+	cr_assert_eq(set("admission", "off"), 0, "%s", err);
+	cr_expect_str_eq(cfg.knobs.admission, "off");
+	cr_expect_eq(set("admission", "maybe"), -EINVAL);
+	cr_assert_eq(set("admission_ceiling", "0.5"), 0, "%s", err);
+	cr_expect_eq(cfg.knobs.admission_ceiling, 0.5);
+	cr_assert_eq(set("admission_ceiling", "0"), 0, "%s", err);
+	cr_assert_eq(set("admission_ceiling", "1"), 0, "%s", err);
+	cr_expect_eq(set("admission_ceiling", "1.01"), -EINVAL);
+	cr_expect_eq(set("admission_ceiling", "85%"), -EINVAL);
+	cr_expect_eq(set("admission_ceiling", "-0.1"), -EINVAL);
+	cr_assert_eq(set("max_bandwidth", "2M"), 0, "%s", err);
+	cr_expect_eq(cfg.knobs.max_bandwidth, 2000000);
+	cr_assert_eq(set("max-bandwidth", "1.5G"), 0, "%s", err);
+	cr_expect_eq(cfg.knobs.max_bandwidth, 1500000000);
+	cr_assert_eq(set("max_bandwidth", "750k"), 0, "%s", err);
+	cr_expect_eq(cfg.knobs.max_bandwidth, 750000);
+	cr_assert_eq(set("max_bandwidth", "123"), 0, "%s", err);
+	cr_expect_eq(cfg.knobs.max_bandwidth, 123);
+	cr_expect_eq(set("max_bandwidth", "2MiB"), -EINVAL);
+	cr_expect_eq(set("max_bandwidth", "1.5"), -EINVAL, "no half bits");
+	cr_expect_eq(set("max_bandwidth", "20000000000T"), -EINVAL);
+	cr_expect_eq(set("max_bandwidth", "M"), -EINVAL);
 }
 
 Test(config, sizes_take_binary_suffixes)
@@ -544,7 +574,10 @@ Test(config, knobs_json_has_exactly_the_admin_keys)
 			      "\"read_size\":65536,\"buffer_size\":1048576,"
 			      "\"deadline\":0.0,\"policy\":\"edf\","
 			      "\"depth\":0,\"profile\":\"ssd-sata\","
-			      "\"burst\":5.0,\"cors_origins\":\"\"}");
+			      "\"burst\":5.0,\"cors_origins\":\"\","
+			      "\"admission\":\"on\","
+			      "\"admission_ceiling\":0.85,"
+			      "\"max_bandwidth\":0}");
 	free(txt);
 }
 
@@ -561,6 +594,9 @@ static void expect_knobs_eq(const struct sd_knobs *a, const struct sd_knobs *b)
 	cr_expect_str_eq(a->profile, b->profile);
 	cr_expect_eq(a->burst_ns, b->burst_ns);
 	cr_expect_str_eq(a->cors_origins, b->cors_origins);
+	cr_expect_str_eq(a->admission, b->admission);
+	cr_expect_eq(a->admission_ceiling, b->admission_ceiling);
+	cr_expect_eq(a->max_bandwidth, b->max_bandwidth);
 }
 
 Test(config, knobs_json_round_trips)

@@ -487,6 +487,196 @@ Test(session, fifty_sessions_on_one_file_get_identical_bytes)
 }
 
 /* ------------------------------------------------------------------ */
+/* The interval cache                                                  */
+/* ------------------------------------------------------------------ */
+
+static struct sd_pump *pump_with_cache(struct djmfs_client *c,
+				       const struct sd_knobs *k,
+				       struct sd_cache *cache)
+{
+	const struct sd_pump_opts o = { .cache = cache };
+	struct sd_pump *p = NULL;
+
+	cr_assert_eq(sd_pump_new(&p, c, k, &sd_test_log, &o), 0);
+	return p;
+}
+
+/* A session behind one that read the recording takes every byte from
+ * the cache: no read, no disk byte, the same bytes. */
+Test(session, a_follower_is_served_from_the_cache_without_reads)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_cache *cache;
+	struct sd_session_stats st;
+	struct sd_cache_stats cs;
+	struct sd_session *a, *b;
+	struct sd_pump *p;
+	struct waiter w;
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_with_cache(c, &k, cache);
+	waiter_init(&w);
+	finished_file(c, "rec", 3 * MIB + 1000);
+	a = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	cr_assert_eq(drain(a, &w, 0), 3 * MIB + 1000);
+	sd_session_stats(a, &st);
+	cr_assert_eq(st.disk_bytes, 3 * MIB + 1000);
+	cr_assert_eq(st.hits, 0);
+	b = open_session(p, "rec", 5000, SD_END_LIVE, &w);
+	cr_assert_eq(drain(b, &w, 5000), 3 * MIB + 1000 - 5000);
+	sd_session_stats(b, &st);
+	cr_expect_eq(st.reads, 0, "%llu reads", (unsigned long long)st.reads);
+	cr_expect_eq(st.disk_bytes, 0);
+	cr_expect_eq(st.hit_bytes, 3 * MIB + 1000 - 5000);
+	cr_expect_gt(st.hits, 0);
+	cr_expect_gt(sd_session_cache_share(b), 0.99);
+	sd_session_close(a);
+	sd_session_close(b);
+	sd_cache_stats(cache, &cs);
+	cr_expect_eq(cs.hit_bytes, 3 * MIB + 1000 - 5000);
+	sd_pump_free(p);
+	sd_cache_free(cache);
+}
+
+/* The recorder of this node, as sd_rec does it: each write publishes,
+ * then its bytes go into the cache and the writer moves past them. */
+struct cached_writer {
+	struct wr w;
+	struct sd_cache *cache;
+	struct sd_cache_cons *k;
+	uint64_t ino;
+	unsigned appends;
+	size_t size;
+};
+
+static void *cached_writer_main(void *arg)
+{
+	struct cached_writer *cw = arg;
+	uint8_t *buf = malloc(cw->size);
+
+	for (unsigned i = 0; i < cw->appends; i++) {
+		uint64_t off = cw->w.off;
+
+		sleep_ms(5);
+		wr_append(&cw->w, cw->size);
+		for (size_t j = 0; j < cw->size; j++)
+			buf[j] = pat(off + j);
+		cr_assert_eq(sd_cache_put(cw->cache, cw->ino, cw->w.id, off, buf,
+					  cw->size), 0);
+		sd_cache_move(cw->k, off + cw->size);
+	}
+	sd_cache_leave(cw->k);
+	wr_close(&cw->w);
+	free(buf);
+	return NULL;
+}
+
+/* A session following a recording whose writer is on this node learns
+ * the published sizes from the cache: every byte, from memory, with no
+ * snapshot sync until the writer leaves. */
+Test(session, follows_a_local_writer_through_the_cache_without_syncs)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(10, 64 * KIB, 256 * KIB, 80, 30);
+	struct cached_writer cw = { .appends = 100, .size = 20011 };
+	struct djmfs_file_info fi;
+	struct sd_session_stats st;
+	struct sd_cache *cache;
+	struct sd_session *s;
+	struct sd_pump *p;
+	struct waiter w;
+	pthread_t th;
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_with_cache(c, &k, cache);
+	waiter_init(&w);
+	wr_open(c, "live", &cw.w);
+	cr_assert_eq(djmfs_file_info(cw.w.f, &fi), 0);
+	cw.cache = cache;
+	cw.ino = fi.ino;
+	cr_assert_eq(sd_cache_join(cache, cw.ino, cw.w.id, 0, 1, &cw.k), 0);
+	wr_append(&cw.w, 1); /* "data" exists in the image the session opens */
+	cr_assert_eq(sd_cache_put(cache, cw.ino, cw.w.id, 0,
+				  (uint8_t[]){ pat(0) }, 1), 0);
+	sd_cache_move(cw.k, 1);
+	s = open_session(p, "live", 0, SD_END_LIVE, &w);
+	cr_assert_eq(pthread_create(&th, NULL, cached_writer_main, &cw), 0);
+	cr_assert_eq(drain(s, &w, 0), 1 + (uint64_t)cw.appends * cw.size);
+	pthread_join(th, NULL);
+	sd_session_stats(s, &st);
+	cr_expect_eq(st.reads, 0, "%llu reads", (unsigned long long)st.reads);
+	cr_expect_eq(st.disk_bytes, 0);
+	/* Periods of 10 ms over the writer's 0.5 s or more: a session that
+	 * asked the server would have synced dozens of times. */
+	cr_expect_leq(st.syncs, 4, "%llu syncs", (unsigned long long)st.syncs);
+	sd_session_close(s);
+	sd_pump_free(p);
+	sd_cache_free(cache);
+}
+
+/* Sessions following a recording that grows by odd sizes, sharing a
+ * cache (a small one, so it evicts): each gets every byte, in order,
+ * never one its own snapshot does not show. */
+Test(session, sessions_sharing_a_cache_follow_a_live_recording_exactly)
+{
+	enum { N = 4 };
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(10, 64 * KIB, 256 * KIB, 80, 30);
+	struct live_writer lw = { .appends = 120, .size = 30011,
+				  .every_ms = 5 };
+	struct sd_session *s[N];
+	uint64_t got[N] = { 0 };
+	int eof[N] = { 0 }, left = N;
+	static uint8_t buf[64 * KIB];
+	struct sd_cache_stats cs;
+	struct sd_cache *cache;
+	struct sd_pump *p;
+	struct waiter w;
+	pthread_t th;
+
+	cr_assert_eq(sd_cache_new(&cache, 1 * MIB, &sd_test_log), 0);
+	p = pump_with_cache(c, &k, cache);
+	waiter_init(&w);
+	live_start(c, &lw, &th);
+	for (int i = 0; i < N; i++) {
+		s[i] = open_session(p, "live", 0, SD_END_LIVE, &w);
+		sleep_ms(40); /* a few appends apart */
+	}
+	while (left > 0) {
+		unsigned seen = wakes(&w);
+		int progress = 0;
+
+		for (int i = 0; i < N; i++) {
+			ssize_t n = eof[i] ? 0 : sd_session_read(s[i], buf,
+								 sizeof(buf));
+
+			if (n == SD_SESSION_EOF) {
+				eof[i] = 1;
+				left--;
+				progress = 1;
+				continue;
+			}
+			cr_assert_geq(n, 0);
+			check_bytes(buf, (size_t)n, got[i]);
+			got[i] += (uint64_t)n;
+			progress |= n > 0;
+		}
+		if (!progress && left > 0)
+			cr_assert_eq(wait_wake(&w, seen, 5000), 0);
+	}
+	pthread_join(th, NULL);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(got[i], (uint64_t)lw.appends * lw.size);
+		sd_session_close(s[i]);
+	}
+	sd_cache_stats(cache, &cs);
+	cr_expect_gt(cs.hit_bytes, 0, "no session was served from the cache");
+	sd_pump_free(p);
+	sd_cache_free(cache);
+}
+
+/* ------------------------------------------------------------------ */
 /* Thresholds                                                          */
 /* ------------------------------------------------------------------ */
 
