@@ -701,20 +701,29 @@ int lg_proc_threads(pid_t pid, struct lg_thread **out, size_t *n)
 	return 0;
 }
 
-double lg_proc_read_bytes(pid_t pid)
+/* The number after @key in /proc/@pid/@file ("VmRSS:" in status,
+ * "read_bytes:" in io), or NAN. */
+static double proc_field(pid_t pid, const char *file, const char *key)
 {
 	char path[64], line[256];
-	double bytes = NAN;
+	size_t klen = strlen(key);
+	double v = NAN;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
 	if (pid <= 0 || !(f = fopen(path, "re")))
 		return NAN;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "read_bytes: %lf", &bytes) == 1)
+		if (!strncmp(line, key, klen) &&
+		    sscanf(line + klen, "%lf", &v) == 1)
 			break;
 	fclose(f);
-	return bytes;
+	return v;
+}
+
+double lg_proc_read_bytes(pid_t pid)
+{
+	return proc_field(pid, "io", "read_bytes:");
 }
 
 long lg_nofile_raise(pid_t pid, unsigned long need)
@@ -741,18 +750,7 @@ long lg_nofile_raise(pid_t pid, unsigned long need)
 
 double lg_proc_rss_mb(pid_t pid)
 {
-	char path[64], line[256];
-	double kb = NAN;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (pid <= 0 || !(f = fopen(path, "re")))
-		return NAN;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %lf", &kb) == 1)
-			break;
-	fclose(f);
-	return kb / 1024.0;
+	return proc_field(pid, "status", "VmRSS:") / 1024.0;
 }
 
 long lg_proc_fds(pid_t pid)
