@@ -59,7 +59,9 @@
  *   sd_cache_put      bytes extend or create blocks; a writer's new head
  *                     block drops what every session passed (trim_behind);
  *                     over budget: evict
- *   sd_cache_read     copies bytes of one block (a hit), or counts a miss
+ *   sd_cache_take     a reference to bytes of one block (a hit), or
+ *                     counts a miss
+ *   sd_cache_read     the same, copied out
  *   sd_cache_get      a reference to one block (sd_cache_block_put)
  *   sd_cache_join     a consumer at a position (session, writer)
  *   sd_cache_move     it moved (the order is restored when needed)
@@ -732,38 +734,50 @@ void sd_cache_block_put(struct sd_cache *c, struct sd_cache_block *b)
 	pthread_mutex_unlock(&c->mu);
 }
 
-size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,
-		     size_t max)
+struct sd_cache_block *sd_cache_take(struct sd_cache_cons *k, uint64_t off,
+				     size_t max, const uint8_t **p,
+				     size_t *n)
 {
 	struct sd_cache *c;
 	struct sd_cache_block *b;
 	const uint8_t *data;
-	size_t valid, in, n;
+	size_t valid, in;
 
-	if (!k || !max)
-		return 0;
+	if (!k || !max || !p || !n)
+		return NULL;
 	c = k->c;
 	b = sd_cache_get(c, k->o->ino, k->o->id, off, &data, &valid);
+	pthread_mutex_lock(&c->mu);
 	if (!b) {
-		pthread_mutex_lock(&c->mu);
 		c->st.misses++;
 		c->st.miss_bytes += max;
 		cons_count(k, 0, max);
-		pthread_mutex_unlock(&c->mu);
-		return 0;
+	} else {
+		in = (size_t)(off % SD_CACHE_BLOCK);
+		*n = valid - in < max ? valid - in : max;
+		*p = data + in;
+		c->st.hits++;
+		c->st.hit_bytes += *n;
+		cons_count(k, *n, 0);
 	}
+	pthread_mutex_unlock(&c->mu);
+	return b;
+}
+
+size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,
+		     size_t max)
+{
+	struct sd_cache_block *b;
+	const uint8_t *p;
+	size_t n;
+
+	b = sd_cache_take(k, off, max, &p, &n);
+	if (!b)
+		return 0;
 	/* Bytes below valid never change (invariant 1): copied unlocked,
 	 * the block held by our reference. */
-	in = (size_t)(off % SD_CACHE_BLOCK);
-	n = valid - in < max ? valid - in : max;
-	memcpy(dst, data + in, n);
-	pthread_mutex_lock(&c->mu);
-	c->st.hits++;
-	c->st.hit_bytes += n;
-	cons_count(k, n, 0);
-	if (--b->refs == 0 && !b->indexed)
-		blk_release(c, b);
-	pthread_mutex_unlock(&c->mu);
+	memcpy(dst, p, n);
+	sd_cache_block_put(k->c, b);
 	return n;
 }
 

@@ -1,6 +1,6 @@
 /*
  * Player sessions and the pump that keeps their input buffers filled, as
- * the paper on GLMD describes it: every session has a ring buffer with
+ * the paper on GLMD describes it: every session has an input buffer with
  * two thresholds, A (full) and B (empty), in percent of its size.  One
  * pump thread wakes every period and visits each session: a session
  * above A skips the period; otherwise it reads read_size bytes of its
@@ -17,16 +17,23 @@
  * recording is finished (no writer holds it) and fully read.
  *
  * Each session has at most one operation (a read or a snapshot sync) in
- * flight.  A read goes straight into the free part of the ring (the
- * player drains the filled part meanwhile) and is cut so that it lands
- * aligned for libdjmfs whenever it can (invariant 7): the device then
- * writes the bytes in place, with no copy on the way in.
+ * flight.  The input buffer is not a private copy of the stream but a
+ * queue of segments (invariant 7): references to the interval cache's
+ * blocks, shared by every session that holds them, and the session's own
+ * read buffers.  Its fill level, which A and B judge, is the bytes it
+ * queues, against buffer_size.  A read lands in an aligned buffer of its
+ * own (the device writes the bytes in place, no copy on the way in) that
+ * joins the queue when it completes; a drained one is kept for the next
+ * read.  The player's sd_session_read copies out of the segments into
+ * the HTTP library's buffer: the one copy a byte makes in streamd.
  *
  * With the pump's interval cache (sd_cache.c), a read first takes what
- * the cache holds of its bytes: a hit is copied into the ring where the
- * read would have landed and completes at once, without the scheduler;
- * a miss goes to the disk as above, and what it brings is put into the
- * cache for the sessions behind this one.  The session's place among
+ * the cache holds of its bytes: a hit queues a reference to the block
+ * (no copy; the block outlives its eviction while referenced) and
+ * completes at once, without the scheduler; a miss goes to the disk as
+ * above, and what it brings is put into the cache for the sessions
+ * behind this one.  So a thousand players a few seconds behind one
+ * recording hold the same few megabytes, not a megabyte each.  The session's place among
  * the consumers of its recording (its pos) is what the cache keeps
  * blocks for.  Only bytes below readable_end are ever taken, so a hit
  * never shows more than the session's own snapshot.
@@ -62,16 +69,16 @@
  *  6. A session is on the pump list from open until after its last
  *     operation finished, and its counters move to the closed sums under
  *     p->mu, so sd_pump_stats never loses or double counts a session.
- *  7. The ring's free space starts where byte s->pos of "data" goes:
- *     (head + len) % cap == pos % cap, set at open and kept because a
- *     read and the player move both sides by the same counts.  The ring
- *     is DJMFS_IO_ALIGN-aligned, so a read at an aligned pos lands at an
- *     aligned address (with cap a multiple, as the config requires).  A
- *     read in flight owns ring[tail, tail + a->len), which lies in the
- *     free space without wrapping; only its completion adds it to len,
- *     under s->mu, so the player never sees bytes still on their way.
- *     A cache hit copies into that same free space under s->mu and adds
- *     to len and pos together, as a completion does.
+ *  7. The segments hold, in order, the "data" bytes [pos - len, pos):
+ *     len is the sum of their counts and never passes cap (read_len
+ *     bounds every read and hit by cap - len).  A read in flight owns
+ *     s->io_buf, whose segment room was made when it was planned; only
+ *     its completion queues it and moves len and pos, under s->mu, so
+ *     the player never sees bytes still on their way.  A cache hit
+ *     queues a block reference and moves len and pos together, as a
+ *     completion does.  Segment bytes never change: a block's bytes
+ *     below its valid length are fixed (sd_cache.c invariant 1), and a
+ *     read buffer is the session's alone until drained.
  *  8. img_size >= img_disk, the size in the handle's image; it runs
  *     ahead only by a size this node's writer of the recording had
  *     published (sd_cache_published: the writer moves there once its
@@ -81,7 +88,7 @@
  *
  * A session's operation slot (s->io):
  *   NONE --plan(): bytes in the cache (hit)------> NONE, plan() goes on
- *          (cache_take: copied into the ring at once, no submission)
+ *          (cache_take: the block queued at once, no submission)
  *   NONE --plan(): bytes in the image fit--------> READ  (settle submits;
  *          plan runs at each period, after each completion, and when
  *          the player's sd_session_read leaves the buffer below B)
@@ -90,7 +97,7 @@
  *          writer and nothing new, no sync either: the next visit looks)
  *   NONE --plan(): image read, writer, new period-> SYNC  (settle submits)
  *   NONE --plan(): bytes past img_disk uncached---> SYNC  (once a period)
- *   READ --read_done(): bytes into the ring-------> NONE, then plan()
+ *   READ --read_done(): its buffer queued---------> NONE, then plan()
  *          (and into the cache, past the session's own pos)
  *   SYNC --sync_done(): new size and writer flag--> NONE, then plan()
  *   any  --failed submission or completion--------> NONE, s->err set
@@ -103,7 +110,7 @@
  * ran its burst ahead of real time) does not drain the buffer, so no
  * read wakes it; sd_session_wake_at_tick asks the pump to wake it at
  * its next period instead, so the hold costs one wake per period and no
- * timer of its own.  The ring keeps filling up to A meanwhile: the A/B
+ * timer of its own.  The buffer keeps filling up to A meanwhile: the A/B
  * rules govern the disk whatever the pace of the body.
  *
  * The periods run on CLOCK_MONOTONIC, a timed wait each.  A pump given a
@@ -181,8 +188,14 @@ struct sd_session {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;		/* io and waking reach zero */
 	int settling;			/* sd_session_settle callers */
-	uint8_t *ring;			/* invariant 7 */
-	size_t cap, head, len;		/* ring: len bytes from head */
+	struct seg *seg;		/* the buffer: invariant 7 */
+	size_t nseg, seg_cap, seg_head;	/* nseg segments from seg_head */
+	size_t cap, len;		/* buffer_size; bytes buffered */
+	uint8_t *io_buf;		/* the read in flight lands here */
+	size_t io_buf_size;
+	uint8_t *spare;			/* a drained read buffer, for reuse */
+	size_t spare_size;
+	size_t own_mem;			/* read buffers allocated, all sizes */
 	uint64_t pos;			/* next "data" byte to read */
 	uint64_t end;			/* range end or SD_END_LIVE */
 	uint64_t img_size;		/* "data" size the session may read:
@@ -206,6 +219,19 @@ struct sd_session {
 	int tick_wake;			/* wake at the next period (held) */
 	int closing;
 	struct sd_session_stats st;
+};
+
+/*
+ * A piece of the input buffer: bytes of a cache block the session holds
+ * a reference to (shared with every other holder), or of a read buffer
+ * of the session's own.
+ */
+struct seg {
+	struct sd_cache_block *blk;	/* or NULL: own is ours */
+	uint8_t *own;
+	size_t own_size;
+	const uint8_t *p;		/* the next byte */
+	size_t n;			/* bytes left */
 };
 
 /* What a session does next, decided under s->mu, done without it. */
@@ -283,25 +309,105 @@ static void stats_add(struct sd_session_stats *sum,
 }
 
 /* ------------------------------------------------------------------ */
-/* The ring                                                            */
+/* The buffer                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Where the next read lands: the start of the free space. */
-static size_t ring_tail(const struct sd_session *s)
+/* Under s->mu: frees a read buffer, or keeps it for the next read. */
+static void buf_drop(struct sd_session *s, uint8_t *b, size_t size)
 {
-	return (s->head + s->len) % s->cap;
+	if (!s->spare) {
+		s->spare = b;
+		s->spare_size = size;
+	} else {
+		free(b);
+		s->own_mem -= size;
+	}
 }
 
+/* Under s->mu: an aligned buffer of *@size >= @len bytes (at least
+ * @want: a whole read, so it serves the next one too), or NULL. */
+static uint8_t *buf_get(struct sd_session *s, size_t len, size_t want,
+			size_t *size)
+{
+	uint8_t *b = NULL;
+
+	if (s->spare && s->spare_size >= len) {
+		b = s->spare;
+		*size = s->spare_size;
+		s->spare = NULL;
+		return b;
+	}
+	*size = len > want ? len : want;
+	*size = (*size + DJMFS_IO_ALIGN - 1) / DJMFS_IO_ALIGN * DJMFS_IO_ALIGN;
+	if (posix_memalign((void **)&b, DJMFS_IO_ALIGN, *size))
+		return NULL;
+	s->own_mem += *size;
+	return b;
+}
+
+/* Under s->mu: room for one more segment (0), or -ENOMEM. */
+static int seg_room(struct sd_session *s)
+{
+	struct seg *v;
+	size_t cap;
+
+	if (s->nseg < s->seg_cap)
+		return 0;
+	cap = s->seg_cap ? s->seg_cap * 2 : 16;
+	v = malloc(cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->nseg; i++)
+		v[i] = s->seg[(s->seg_head + i) % s->seg_cap];
+	free(s->seg);
+	s->seg = v;
+	s->seg_cap = cap;
+	s->seg_head = 0;
+	return 0;
+}
+
+/* Under s->mu, with seg_room done: appends bytes to the buffer. */
+static void seg_push(struct sd_session *s, struct sd_cache_block *blk,
+		     uint8_t *own, size_t own_size, const uint8_t *p, size_t n)
+{
+	s->seg[(s->seg_head + s->nseg) % s->seg_cap] =
+		(struct seg){ blk, own, own_size, p, n };
+	s->nseg++;
+	s->len += n;
+}
+
+/* Under s->mu: lets the oldest segment go. */
+static void seg_pop(struct sd_session *s)
+{
+	struct seg *g = &s->seg[s->seg_head];
+
+	if (g->blk)
+		sd_cache_block_put(s->p->cache, g->blk);
+	else
+		buf_drop(s, g->own, g->own_size);
+	s->seg_head = (s->seg_head + 1) % s->seg_cap;
+	s->nseg--;
+}
+
+/* Under s->mu: copies up to @max buffered bytes out (the only copy a
+ * byte makes between the cache, or the disk, and the socket). */
 static size_t ring_get(struct sd_session *s, uint8_t *dst, size_t max)
 {
-	size_t n = min_u64(max, s->len);
-	size_t first = min_u64(n, s->cap - s->head);
+	size_t done = 0;
 
-	memcpy(dst, s->ring + s->head, first);
-	memcpy(dst + first, s->ring, n - first);
-	s->head = (s->head + n) % s->cap;
-	s->len -= n;
-	return n;
+	while (done < max && s->nseg > 0) {
+		struct seg *g = &s->seg[s->seg_head];
+		size_t n = min_u64(max - done, g->n);
+
+		memcpy(dst + done, g->p, n);
+		g->p += n;
+		g->n -= n;
+		done += n;
+		if (g->n == 0)
+			seg_pop(s);
+	}
+	s->len -= done;
+	return done;
 }
 
 /* ------------------------------------------------------------------ */
@@ -340,8 +446,8 @@ static uint64_t readable_end(const struct sd_session *s)
 }
 
 /*
- * Under s->mu: a read of the next bytes, or 0 when none fits now.  It
- * fits in the free space without wrapping (invariant 7).  Reads keep to
+ * Under s->mu: a read of the next bytes, or 0 when none fits now: it
+ * fits in the room left below cap (invariant 7).  Reads keep to
  * DJMFS_CSUM_BLOCK boundaries: libdjmfs checks a whole checksum block
  * at a time, so a read that covers only part of one is widened to the
  * whole block in a bounce buffer of the library's and copied, which
@@ -363,8 +469,7 @@ static size_t read_len(struct sd_session *s, const struct tune *t)
 
 	if (s->pos >= limit)
 		return 0;
-	n = min_u64(min_u64(t->read_size, s->cap - s->len),
-		    min_u64(s->cap - ring_tail(s), limit - s->pos));
+	n = min_u64(min_u64(t->read_size, s->cap - s->len), limit - s->pos);
 	head_gap = s->pos % ck;
 	if (head_gap && n > ck - head_gap)
 		n = (size_t)(ck - head_gap);
@@ -407,8 +512,8 @@ static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
 
 /*
  * Under s->mu: the @n bytes a read would fetch next, as far as the cache
- * holds them (from one block), copied into the ring where the read would
- * have put them.  They lie below readable_end, so within the session's
+ * holds them (from one block), queued as a reference to that block
+ * (invariant 7).  They lie below readable_end, so within the session's
  * own snapshot (read_len bounds @n), and the cache holds only published
  * bytes, which never change: the same bytes the read would bring.  A hit
  * completes at once, as a read does (invariant 7 kept: pos and len move
@@ -417,14 +522,16 @@ static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
 static size_t cache_take(struct sd_session *s, const struct tune *t,
 			 size_t n, struct act *a)
 {
+	struct sd_cache_block *b;
+	const uint8_t *p;
 	size_t got;
 
-	if (!s->cons)
+	if (!s->cons || seg_room(s) < 0)
 		return 0;
-	got = sd_cache_read(s->cons, s->pos, s->ring + ring_tail(s), n);
-	if (!got)
+	b = sd_cache_take(s->cons, s->pos, n, &p, &got);
+	if (!b)
 		return 0;
-	s->len += got;
+	seg_push(s, b, NULL, 0, p, got);
 	s->pos += got;
 	sd_cache_move(s->cons, s->pos);
 	s->started = 1;
@@ -497,10 +604,19 @@ again:
 			s->io = a->io = IO_SYNC;
 		}
 	} else if (n > 0) {
+		size_t len = (size_t)min_u64(n, s->img_disk - s->pos), size;
+		uint8_t *buf = NULL;
+
+		/* Out of memory: the next visit tries again. */
+		if (seg_room(s) < 0 ||
+		    !(buf = buf_get(s, len, t->read_size, &size)))
+			return;
+		s->io_buf = buf;
+		s->io_buf_size = size;
 		s->io = a->io = IO_READ;
 		a->off = s->pos;
-		a->len = (size_t)min_u64(n, s->img_disk - s->pos);
-		a->buf = s->ring + ring_tail(s);
+		a->len = len;
+		a->buf = buf;
 		a->deadline = sd_now() +
 			      (t->deadline_ns ? t->deadline_ns : t->period_ns);
 		s->io_deadline = a->deadline;
@@ -540,6 +656,10 @@ static void settle(struct sd_session *s, struct act *a)
 					       : "djmfs_sync_snap_async",
 		     strerror(-err));
 		s->io = IO_NONE;
+		if (s->io_buf) {
+			buf_drop(s, s->io_buf, s->io_buf_size);
+			s->io_buf = NULL;
+		}
 		if (!s->err)
 			s->err = err;
 		if (!a->wake)
@@ -579,9 +699,11 @@ static void read_done(void *user, ssize_t res)
 	pthread_mutex_lock(&s->mu);
 	s->io = IO_NONE;
 	if (res > 0) {
-		const uint8_t *got = s->ring + ring_tail(s);
+		const uint8_t *got = s->io_buf;
 
-		s->len += (size_t)res; /* landed in place: invariant 7 */
+		/* Its segment's room was made when the read was planned. */
+		seg_push(s, NULL, s->io_buf, s->io_buf_size, got, (size_t)res);
+		s->io_buf = NULL;
 		s->pos += (uint64_t)res;
 		s->st.disk_bytes += (uint64_t)res;
 		/* Past them first, so they rank for the sessions behind. */
@@ -599,6 +721,8 @@ static void read_done(void *user, ssize_t res)
 		}
 		a.wake = take_waiting(s);
 	} else {
+		buf_drop(s, s->io_buf, s->io_buf_size);
+		s->io_buf = NULL;
 		fail(s, "djmfs_pread_obj_async", res < 0 ? (int)res : -EIO,
 		     &a);
 	}
@@ -947,6 +1071,8 @@ void sd_pump_stats(struct sd_pump *p, struct sd_pump_stats *out)
 	for (struct sd_session *s = p->head; s; s = s->next) {
 		pthread_mutex_lock(&s->mu);
 		stats_add(&out->sum, &s->st);
+		out->buffered_bytes += s->len;
+		out->private_bytes += s->own_mem;
 		pthread_mutex_unlock(&s->mu);
 	}
 	pthread_mutex_lock(&p->lmu);
@@ -998,7 +1124,11 @@ static void session_free(struct sd_session *s)
 	}
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
-	free(s->ring);
+	while (s->nseg > 0)
+		seg_pop(s);
+	free(s->seg);
+	free(s->io_buf);
+	free(s->spare);
 	free(s);
 }
 
@@ -1021,12 +1151,6 @@ static struct sd_session *session_alloc(struct sd_pump *p,
 	pthread_mutex_lock(&p->mu);
 	s->cap = p->knobs.buffer_size;
 	pthread_mutex_unlock(&p->mu);
-	if (posix_memalign((void **)&s->ring, DJMFS_IO_ALIGN, s->cap)) {
-		s->ring = NULL;
-		session_free(s);
-		return NULL;
-	}
-	s->head = (size_t)(s->pos % s->cap); /* invariant 7 */
 	return s;
 }
 

@@ -745,6 +745,15 @@ void sd_cache_leave(struct sd_cache_cons *k); /* NULL: no-op; frees @k */
 size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,
 		     size_t max);
 
+/* sd_cache_read without the copy: a reference to the block that holds
+ * byte @off (a hit, counted as one), with *@p its bytes from @off and *@n
+ * how many of them (at most @max, from that block only); the bytes stay
+ * valid and unchanged until sd_cache_block_put, evicted or not.  NULL is
+ * a miss (counted as one, of @max bytes). */
+struct sd_cache_block *sd_cache_take(struct sd_cache_cons *k, uint64_t off,
+				     size_t max, const uint8_t **p,
+				     size_t *n);
+
 /* The share (0..1) of @k's recent bytes (about the last 16 MiB) that
  * came from the cache: what of its stream does not reach the disk. */
 double sd_cache_hit_share(struct sd_cache_cons *k);
@@ -795,6 +804,10 @@ struct sd_pump_stats {
 	struct sd_session_stats sum; /* over every session, closed ones too */
 	uint64_t lateness_max_ns;
 	uint64_t lateness_p99_ns; /* over the last 4096 late reads */
+	uint64_t buffered_bytes; /* queued in the open sessions' buffers */
+	uint64_t private_bytes;	/* their own read buffers' memory; the
+				   rest of what they queue is the cache's
+				   blocks, shared */
 };
 
 struct sd_pump_opts {

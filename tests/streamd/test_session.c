@@ -539,6 +539,53 @@ Test(session, a_follower_is_served_from_the_cache_without_reads)
 	sd_cache_free(cache);
 }
 
+/* Twenty players of a recording the cache holds fill their buffers with
+ * references to its blocks: each queues what B asks for, none holds a
+ * private byte, and the cache holds no more than the recording. */
+Test(session, players_of_a_cached_recording_share_its_blocks)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_session *a, *v[20];
+	struct sd_pump_stats ps;
+	struct sd_cache_stats cs;
+	struct sd_cache *cache;
+	struct sd_pump *p;
+	struct waiter w;
+	uint8_t got[4096];
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_with_cache(c, &k, cache);
+	waiter_init(&w);
+	finished_file(c, "rec", 3 * MIB);
+	a = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	cr_assert_eq(drain(a, &w, 0), 3 * MIB);
+	sd_session_close(a);
+	for (size_t i = 0; i < 20; i++)
+		v[i] = open_session(p, "rec", i * 100000, SD_END_LIVE, &w);
+	sd_pump_stats(p, &ps);
+	/* The open fills each to B at once (the A/B rules, as reads). */
+	cr_expect_geq(ps.buffered_bytes, 20 * (256 * KIB * 30 / 100),
+		      "%llu bytes buffered",
+		      (unsigned long long)ps.buffered_bytes);
+	cr_expect_eq(ps.private_bytes, 0, "%llu private bytes",
+		     (unsigned long long)ps.private_bytes);
+	sd_cache_stats(cache, &cs);
+	cr_expect_leq(cs.bytes, 3 * MIB, "the cache holds %llu bytes",
+		      (unsigned long long)cs.bytes);
+	/* And they are the recording's bytes, at each player's place. */
+	for (size_t i = 0; i < 20; i++) {
+		cr_assert_eq(sd_session_read(v[i], got, sizeof(got)),
+			     (ssize_t)sizeof(got));
+		check_bytes(got, sizeof(got), i * 100000);
+		sd_session_close(v[i]);
+	}
+	sd_pump_stats(p, &ps);
+	cr_expect_eq(ps.buffered_bytes, 0);
+	sd_pump_free(p);
+	sd_cache_free(cache);
+}
+
 /* The recorder of this node, as sd_rec does it: each write publishes,
  * then its bytes go into the cache and the writer moves past them. */
 struct cached_writer {
