@@ -67,10 +67,13 @@
  * or data.ts player fetches each range at once.  Counting only the
  * steady bitrate would let a flash crowd in whose first seconds the disk
  * cannot serve: so for start_ns after it is admitted a viewer also
- * counts (burst x its rate + buffer_size) / start_ns bytes/s on the
- * disk, the CPU and the network.  A node that a crowd fills then admits
- * fewer at once, and more as the first ones settle (Retry-After says
- * when).  A ticket taken over within its grace gets no new start: the
+ * counts its burst, burst x its rate / start_ns bytes/s, on the disk,
+ * the CPU and the network, and its buffer's fill, buffer_size / start_ns,
+ * on the disk alone: the fill is reads, or references to the cache's
+ * blocks, and its bytes cost CPU and network only when they are sent,
+ * which the burst and the steady rate count.  A node that a crowd fills
+ * then admits fewer at once, and more as the first ones settle
+ * (Retry-After says when).  A ticket taken over within its grace gets no new start: the
  * next segment of a player already running is its steady pace.
  *
  * Recorders come first.  Their writes are reserved: counted on every
@@ -99,7 +102,8 @@
  *  3. A ticket taken over moves from held back to live unchanged (same
  *     demand), so takeover never changes a sum.
  *  4. a->starting holds the live viewers admitted less than start_ns ago,
- *     oldest first; sum.start_Bps is their surcharges' sum.  A ticket
+ *     oldest first; sum.start_Bps is their surcharges' sum (burst and
+ *     fill), sum.start_send_Bps that of their bursts.  A ticket
  *     leaves it when its start ends or when it is released.
  *
  * Transitions of a ticket:
@@ -131,8 +135,10 @@
 #define OBSERVE_MIN_NS (SD_NS / 2) /* shorter windows are merged */
 #define RETRY_MAX_S 300
 /* Priors, used until something is measured. */
-#define PRIOR_NS_PER_BYTE 2.5	/* 27 % of a core per Gbit/s measured with
-				   streamd-bench, rounded up */
+#define PRIOR_NS_PER_BYTE 1.0	/* 12.5 % of a core per Gbit/s: streamd-bench
+				   measured 6.7 to 10.9 with the buffers
+				   holding the cache's blocks (27 when each
+				   player copied its own), rounded up */
 #define PRIOR_CPU_PER_REC 0.02	/* cores per recording: the ingest thread
 				   and its TS scan at a few Mbit/s */
 #define CONN_OVERHEAD (64u << 10) /* MHD's connection pool and request
@@ -157,7 +163,7 @@ struct sd_admit_ticket {
 	uint64_t expires;	/* held: end of grace */
 	struct sd_admit_ticket *prev, *next;
 	/* Within its start: on a->starting until @start_end. */
-	double start_Bps;
+	double start_Bps, start_send_Bps;
 	uint64_t start_end;
 	int starting;
 	struct sd_admit_ticket *sprev, *snext;
@@ -171,6 +177,7 @@ struct list {
 /* Sums over the tickets (invariant 1); bytes/s are bits/s / 8. */
 struct sums {
 	double start_Bps;	/* starting viewers' surcharge */
+	double start_send_Bps;	/* the part of it that is sent */
 	double view_disk_Bps;	/* viewers' bytes/s times their share */
 	double view_Bps;	/* viewers' bytes/s */
 	double rec_Bps;		/* recorders' bytes/s */
@@ -270,13 +277,15 @@ static void start_del(struct sd_admit *a, struct sd_admit_ticket *t)
 	t->sprev = t->snext = NULL;
 	t->starting = 0;
 	a->sum.start_Bps -= t->start_Bps;
+	a->sum.start_send_Bps -= t->start_send_Bps;
 	a->n_starting--;
 }
 
 static void start_add(struct sd_admit *a, struct sd_admit_ticket *t,
-		      double Bps, uint64_t end)
+		      double Bps, double send_Bps, uint64_t end)
 {
 	t->start_Bps = Bps;
+	t->start_send_Bps = send_Bps;
 	t->start_end = end;
 	t->starting = 1;
 	t->snext = NULL;
@@ -287,18 +296,21 @@ static void start_add(struct sd_admit *a, struct sd_admit_ticket *t,
 		a->s_head = t;
 	a->s_tail = t;
 	a->sum.start_Bps += Bps;
+	a->sum.start_send_Bps += send_Bps;
 	a->n_starting++;
 }
 
-/* The surcharge of a viewer of @bps during its start (see top). */
-static double start_surcharge(const struct sd_admit *a, uint64_t bps)
+/* The surcharge of a viewer of @bps during its start (see top): its
+ * burst, sent, plus (@fill) its buffer's fill, read. */
+static double start_surcharge(const struct sd_admit *a, uint64_t bps,
+			      int fill)
 {
 	double secs = (double)a->lim.start_ns / 1e9;
 
 	if (!a->lim.start_ns)
 		return 0;
 	return ((double)bps / 8 * (double)a->lim.burst_ns / 1e9 +
-		(double)a->lim.buffer_size) / secs;
+		(fill ? (double)a->lim.buffer_size : 0)) / secs;
 }
 
 /* ------------------------------------------------------------------ */
@@ -367,11 +379,13 @@ static void account(const struct sd_admit *a, double cap[SD_ADMIT_N],
 	prom[SD_ADMIT_DISK] = disk_cost(a, s->view_disk_Bps + s->start_Bps,
 					s->rec_Bps);
 	cap[SD_ADMIT_CPU] = cpu_capacity(a);
-	prom[SD_ADMIT_CPU] = (s->view_Bps + s->start_Bps) * a->ns_per_byte /
-			     1e9 + a->recorders * a->cpu_per_rec;
+	prom[SD_ADMIT_CPU] = (s->view_Bps + s->start_send_Bps) *
+			     a->ns_per_byte / 1e9 +
+			     a->recorders * a->cpu_per_rec;
 	cap[SD_ADMIT_NET] = a->lim.max_bandwidth ?
 		(double)a->lim.max_bandwidth : INFINITY;
-	prom[SD_ADMIT_NET] = (s->view_Bps + s->rec_Bps + s->start_Bps) * 8;
+	prom[SD_ADMIT_NET] = (s->view_Bps + s->rec_Bps + s->start_send_Bps) *
+			     8;
 	cap[SD_ADMIT_MEM] = a->lim.mem_budget ? (double)a->lim.mem_budget
 					      : INFINITY;
 	prom[SD_ADMIT_MEM] = s->view_mem + s->rec_mem;
@@ -389,11 +403,13 @@ static void demand(const struct sd_admit *a, int recorder, uint64_t bps,
 		need[SD_ADMIT_MEM] = recorder_mem(a);
 		need[SD_ADMIT_NET] = (double)bps;
 	} else {
-		Bps += start_surcharge(a, bps);
-		need[SD_ADMIT_DISK] = disk_cost(a, Bps, 0);
-		need[SD_ADMIT_CPU] = Bps * a->ns_per_byte / 1e9;
+		double sent = Bps + start_surcharge(a, bps, 0);
+
+		need[SD_ADMIT_DISK] =
+			disk_cost(a, Bps + start_surcharge(a, bps, 1), 0);
+		need[SD_ADMIT_CPU] = sent * a->ns_per_byte / 1e9;
 		need[SD_ADMIT_MEM] = viewer_mem(a);
-		need[SD_ADMIT_NET] = Bps * 8;
+		need[SD_ADMIT_NET] = sent * 8;
 	}
 }
 
@@ -476,7 +492,8 @@ static void reap(struct sd_admit *a, uint64_t now)
 	while (a->s_head && a->s_head->start_end <= now)
 		start_del(a, a->s_head);
 	if (!a->s_head)
-		a->sum.start_Bps = 0; /* no rounding left behind */
+		a->sum.start_Bps = a->sum.start_send_Bps = 0; /* no rounding
+								 left behind */
 	while (a->held.head && a->held.head->expires <= now) {
 		struct sd_admit_ticket *t = a->held.head;
 
@@ -600,7 +617,8 @@ static int admit(struct sd_admit *a, int recorder, const char *client,
 	} else {
 		a->viewers++;
 		if (a->lim.start_ns)
-			start_add(a, t, start_surcharge(a, bps),
+			start_add(a, t, start_surcharge(a, bps, 1),
+				  start_surcharge(a, bps, 0),
 				  now + a->lim.start_ns);
 	}
 	a->admitted_total++;

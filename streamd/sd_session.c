@@ -33,9 +33,9 @@
  * completes at once, without the scheduler; a miss goes to the disk as
  * above, and what it brings is put into the cache for the sessions
  * behind this one.  So a thousand players a few seconds behind one
- * recording hold the same few megabytes, not a megabyte each.  The session's place among
- * the consumers of its recording (its pos) is what the cache keeps
- * blocks for.  Only bytes below readable_end are ever taken, so a hit
+ * recording hold the same few megabytes, not a megabyte each.  The
+ * session's place among the consumers of its recording (its pos) is what
+ * the cache keeps blocks for.  Only bytes below readable_end are ever taken, so a hit
  * never shows more than the session's own snapshot.
  *
  * Locks and their invariants:

@@ -61,11 +61,12 @@ expect_code 200 "pushing the recording"
 streams_list "$work/streams.json"
 rate=$(stream_field "$work/streams.json" cam1 bitrate)
 check "$rate > 0" || fail "cam1 has no bitrate: $(cat "$work/streams.json")"
-# A new viewer counts, for its first START s, its burst and its buffer's
-# first fill on top of its rate (sd_admit.c): once three players have
-# settled, 0.85 of max_bandwidth holds them but not a fourth's start.
+# A new viewer counts, for its first START s, its burst on top of its
+# rate on the network (its buffer's first fill is read, not sent: it
+# counts on the disk alone; sd_admit.c): once three players have settled,
+# 0.85 of max_bandwidth holds them but not a fourth's start.
 start=$(awk -v r="$rate" -v s="$START" -v b="$BURST" \
-	'BEGIN { printf "%d\n", (r * b + 1048576 * 8) / s }')
+	'BEGIN { printf "%d\n", (r * b) / s }')
 bw=$(awk -v r="$rate" -v x="$start" 'BEGIN { printf "%d\n", (3 * r + (r + x) / 2) / 0.85 }')
 pass "cam1 recorded at $rate bit/s; a start adds $start bit/s; max_bandwidth will be $bw bit/s"
 

@@ -18,6 +18,9 @@
 #include "iosched.h"
 #include "streamd-int.h"
 
+/* sd_admit.c's prior CPU cost per byte served, until one is learnt. */
+#define PRIOR 1.0
+
 #define MBIT 1000000ull
 #define S SD_NS
 
@@ -453,7 +456,7 @@ Test(admit, cpu_is_learnt_from_injected_samples)
 	l.cpus = 2;
 	make(&l, NULL);
 	sd_admit_stats(a, S, &st);
-	cr_expect_float_eq(st.cpu_ns_per_byte, 2.5, 1e-9, "the prior");
+	cr_expect_float_eq(st.cpu_ns_per_byte, PRIOR, 1e-9, "the prior");
 	sd_admit_observe(a, &s);
 	/* 100 s: streamd spent 10 s of CPU serving 1e9 bytes (10 ns a
 	 * byte), while the whole box was busy 110 s: others used one core. */
@@ -463,7 +466,7 @@ Test(admit, cpu_is_learnt_from_injected_samples)
 	s.bytes_out = 1000000000;
 	sd_admit_observe(a, &s);
 	sd_admit_stats(a, 101 * S, &st);
-	cr_expect_float_eq(st.cpu_ns_per_byte, 2.5 + (10 - 2.5) *
+	cr_expect_float_eq(st.cpu_ns_per_byte, PRIOR + (10 - PRIOR) *
 			   (1 - exp(-10.0)), 1e-6);
 	cr_expect_float_eq(st.cpu_other, 1 - exp(-10.0), 1e-6);
 	cr_expect_float_eq(st.res[SD_ADMIT_CPU].measured, 0.1, 1e-9);
@@ -505,13 +508,13 @@ Test(admit, cpu_per_byte_is_learnt_over_windows_long_enough)
 		sd_admit_observe(a, &s);
 		sd_admit_stats(a, s.now_ns, &st);
 		if (i < 10)
-			cr_expect_float_eq(st.cpu_ns_per_byte, 2.5, 1e-9,
+			cr_expect_float_eq(st.cpu_ns_per_byte, PRIOR, 1e-9,
 					   "learnt from %d MB", 2 * (i - 1));
 	}
 	/* 18 MB over 9 s at i = 10: one window of 9 s. */
-	cr_expect_gt(st.cpu_ns_per_byte, 2.5);
+	cr_expect_gt(st.cpu_ns_per_byte, PRIOR);
 	cr_expect_float_eq(st.cpu_ns_per_byte,
-			   2.5 + (20 - 2.5) * (1 - exp(-0.9)), 1e-6);
+			   PRIOR + (20 - PRIOR) * (1 - exp(-0.9)), 1e-6);
 }
 
 Test(admit, cpu_per_recording_is_learnt_while_nothing_is_served)
@@ -601,4 +604,37 @@ Test(admit, a_starting_viewer_counts_its_burst_until_its_start_ends)
 	cr_expect_eq(sd_admit_viewer(a, "y", "cam", 2 * MBIT, 8 * S, &t, &why),
 		     -EBUSY);
 	cr_expect_float_eq(why.demand, 4e6, 1);
+}
+
+/* A buffer's fill is read, not sent: it counts on the disk during the
+ * start, not on the network (nor the CPU, which the same sum prices). */
+Test(admit, a_starting_viewer_counts_its_fill_on_the_disk_only)
+{
+	struct sd_admit_limits l = limits();
+	struct sd_admit_ticket *t;
+	struct sd_admit_refusal why;
+	struct sd_admit_stats st;
+	double with_fill;
+
+	l.max_bandwidth = 100 * MBIT;
+	l.burst_ns = 5 * S;
+	l.start_ns = 5 * S;
+	l.buffer_size = 5 << 20;
+	make(&l, slow_ssd);
+	cr_assert_eq(sd_admit_viewer(a, "x", "cam", 2 * MBIT, S, &t, &why), 0);
+	sd_admit_stats(a, S, &st);
+	/* 2 Mbit/s steady and 2 Mbit/s of burst: 4 Mbit/s sent. */
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 4e6, 1);
+	with_fill = st.res[SD_ADMIT_DISK].promised;
+	sd_admit_release(a, t, S);
+	sd_admit_free(a);
+	l.buffer_size = 0;
+	make(&l, slow_ssd);
+	cr_assert_eq(sd_admit_viewer(a, "x", "cam", 2 * MBIT, S, &t, &why), 0);
+	sd_admit_stats(a, S, &st);
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 4e6, 1);
+	cr_expect_gt(with_fill, st.res[SD_ADMIT_DISK].promised * 1.5,
+		     "the fill (1 MiB/s) counts on the disk: %g vs %g",
+		     with_fill, st.res[SD_ADMIT_DISK].promised);
+	sd_admit_release(a, t, S);
 }
