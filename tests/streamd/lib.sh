@@ -270,6 +270,10 @@ start_push() {
 	push_pid=$!
 }
 
+# metric_in FILE NAME: the value of an unlabelled Prometheus metric in a
+# saved /metrics answer (nothing when absent).
+metric_in() { awk -v m="$2" '$1 == m { print $2 }' "$1"; }
+
 # make_pattern FILE SECONDS: the pattern as a file, as fast as possible.
 make_pattern() {
 	# shellcheck disable=SC2046
