@@ -261,6 +261,31 @@ int djmfs_flush(struct djmfs_file *f)
 	return (int)djmfs__op_run(djmfs__op_new(f, ST_PUBLISH, NULL, NULL));
 }
 
+/*
+ * The part of a close before its CLOSE: takes @f out of the client's
+ * list, so no restore starts on it; one under way ends first (its busy
+ * count), and f->gen is then final.  Returns the generation the CLOSE
+ * goes on and fills @req with the handle.
+ */
+static uint64_t close_prepare(struct djmfs_file *f, struct djmfs__msg *req)
+{
+	struct djmfs_client *c = f->c;
+	uint64_t gen;
+
+	pthread_mutex_lock(&c->lock);
+	*f->pprev = f->next;
+	if (f->next)
+		f->next->pprev = f->pprev;
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&f->mu);
+	while (f->busy)
+		pthread_cond_wait(&f->idle, &f->mu);
+	gen = f->gen;
+	req->u.handle_req.handle = f->handle;
+	pthread_mutex_unlock(&f->mu);
+	return gen;
+}
+
 int djmfs_close(struct djmfs_file *f)
 {
 	struct djmfs__msg req = { .h.op = DJMFS_OP_CLOSE };
@@ -277,19 +302,7 @@ int djmfs_close(struct djmfs_file *f)
 	if (err < 0)
 		djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs_close(%s): final "
 			   "publish: %s", f->name, strerror(-err));
-	pthread_mutex_lock(&c->lock);
-	*f->pprev = f->next;
-	if (f->next)
-		f->next->pprev = f->pprev;
-	pthread_mutex_unlock(&c->lock);
-	/* Out of the list, so no restore starts on it; one under way
-	 * ends first (its busy count), and f->gen is then final. */
-	pthread_mutex_lock(&f->mu);
-	while (f->busy)
-		pthread_cond_wait(&f->idle, &f->mu);
-	gen = f->gen;
-	req.u.handle_req.handle = f->handle;
-	pthread_mutex_unlock(&f->mu);
+	gen = close_prepare(f, &req);
 	err2 = djmfs__rpc_on(c, gen, &req, NULL, NULL);
 	/* A handle of a lost connection went with its session. */
 	if (err2 == -ENOTCONN && !djmfs__conn_dead(c))
@@ -339,17 +352,7 @@ int djmfs_close_async(struct djmfs_file *f, djmfs_done_fn done, void *user)
 	/* A reader's flush publishes nothing: it only waits for what is
 	 * still queued on the handle. */
 	djmfs_flush(f);
-	pthread_mutex_lock(&c->lock);
-	*f->pprev = f->next;
-	if (f->next)
-		f->next->pprev = f->pprev;
-	pthread_mutex_unlock(&c->lock);
-	pthread_mutex_lock(&f->mu);
-	while (f->busy)
-		pthread_cond_wait(&f->idle, &f->mu);
-	gen = f->gen;
-	req.u.handle_req.handle = f->handle;
-	pthread_mutex_unlock(&f->mu);
+	gen = close_prepare(f, &req);
 	ca->f = f;
 	ca->done = done;
 	ca->user = user;
