@@ -20,6 +20,7 @@
 # io_uring/direct I/O).
 
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 need_streamd
