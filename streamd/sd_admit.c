@@ -391,6 +391,17 @@ static void account(const struct sd_admit *a, double cap[SD_ADMIT_N],
 	prom[SD_ADMIT_MEM] = s->view_mem + s->rec_mem;
 }
 
+/* What a viewer sending @sent_Bps bytes/s and reading @read_Bps costs:
+ * every resource but memory, which a viewer holds whatever its rate. */
+static void viewer_rate_cost(const struct sd_admit *a, double sent_Bps,
+			     double read_Bps, double need[SD_ADMIT_N])
+{
+	need[SD_ADMIT_DISK] = disk_cost(a, read_Bps, 0);
+	need[SD_ADMIT_CPU] = sent_Bps * a->ns_per_byte / 1e9;
+	need[SD_ADMIT_NET] = sent_Bps * 8;
+	need[SD_ADMIT_MEM] = 0;
+}
+
 /* What a newcomer of @bps needs of each resource. */
 static void demand(const struct sd_admit *a, int recorder, uint64_t bps,
 		   double need[SD_ADMIT_N])
@@ -403,13 +414,9 @@ static void demand(const struct sd_admit *a, int recorder, uint64_t bps,
 		need[SD_ADMIT_MEM] = recorder_mem(a);
 		need[SD_ADMIT_NET] = (double)bps;
 	} else {
-		double sent = Bps + start_surcharge(a, bps, 0);
-
-		need[SD_ADMIT_DISK] =
-			disk_cost(a, Bps + start_surcharge(a, bps, 1), 0);
-		need[SD_ADMIT_CPU] = sent * a->ns_per_byte / 1e9;
+		viewer_rate_cost(a, Bps + start_surcharge(a, bps, 0),
+				 Bps + start_surcharge(a, bps, 1), need);
 		need[SD_ADMIT_MEM] = viewer_mem(a);
-		need[SD_ADMIT_NET] = sent * 8;
 	}
 }
 
@@ -824,6 +831,17 @@ void sd_admit_observe(struct sd_admit *a, const struct sd_admit_sample *s)
 /* ------------------------------------------------------------------ */
 /* Reports                                                             */
 /* ------------------------------------------------------------------ */
+
+void sd_admit_viewer_cost(struct sd_admit *a, uint64_t bps,
+			  struct sd_admit_cost *out)
+{
+	pthread_mutex_lock(&a->mu);
+	viewer_rate_cost(a, (double)bps / 8, (double)bps / 8, out->steady);
+	out->steady[SD_ADMIT_MEM] = viewer_mem(a);
+	viewer_rate_cost(a, start_surcharge(a, bps, 0),
+			 start_surcharge(a, bps, 1), out->start);
+	pthread_mutex_unlock(&a->mu);
+}
 
 void sd_admit_stats(struct sd_admit *a, uint64_t now,
 		    struct sd_admit_stats *out)

@@ -974,6 +974,12 @@ struct sd_admit_stats {
 	unsigned cpus;
 };
 
+/* What admitting one more viewer charges (units of sd_admit_stats). */
+struct sd_admit_cost {
+	double steady[SD_ADMIT_N];	/* for as long as its ticket lives */
+	double start[SD_ADMIT_N];	/* added for its first start_ns */
+};
+
 /* Takes ownership of @model (NULL: the disk is not modelled).  0 or
  * -ENOMEM (the model is freed). */
 int sd_admit_new(struct sd_admit **out, const struct sd_admit_limits *lim,
@@ -1014,6 +1020,13 @@ void sd_admit_set_rate(struct sd_admit *a, struct sd_admit_ticket *t,
 void sd_admit_observe(struct sd_admit *a, const struct sd_admit_sample *s);
 void sd_admit_stats(struct sd_admit *a, uint64_t now,
 		    struct sd_admit_stats *out);
+/* What a new viewer of @bps would be charged now on each resource, at
+ * its full disk share (a cache lowers it later): with sd_admit_stats,
+ * the viewers of that rate that settle under the ceiling on resource i
+ * are (ceiling x capacity - promised - start[i]) / steady[i], the last
+ * one's start included. */
+void sd_admit_viewer_cost(struct sd_admit *a, uint64_t bps,
+			  struct sd_admit_cost *out);
 
 /* ------------------------------------------------------------------ */
 /* Logs (sd_log.c)                                                     */

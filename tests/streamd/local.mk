@@ -46,6 +46,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/crash.sh \
 	tests/streamd/stall.sh \
 	tests/streamd/soak.sh \
+	tests/streamd/soak-admit.sh \
 	tests/streamd/abuse.sh \
 	tests/streamd/playtoken.sh \
 	tests/streamd/bench.sh \

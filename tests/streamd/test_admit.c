@@ -7,7 +7,7 @@
  * after their grace, and the same client takes its own over within it;
  * measured lateness shrinks the disk; a lower disk share frees the disk;
  * the ceiling and max_bandwidth at their edges; CPU learnt from injected
- * samples.
+ * samples; the per-viewer costs predict how many viewers settle.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -137,6 +137,47 @@ Test(admit, network_binds_when_max_bandwidth_is_the_smallest)
 	cr_expect_eq(n, 4);
 	cr_expect_eq(why.res, SD_ADMIT_NET);
 	cr_expect_str_eq(sd_admit_res_names[why.res], "network");
+}
+
+/* What /admin/capacity tells a load tool (streamd-soak --offer): the
+ * viewers that settle, wave after wave of starts, are the number the
+ * per-viewer costs give. */
+Test(admit, the_viewer_cost_predicts_how_many_settle)
+{
+	struct sd_admit_limits l = limits();
+	struct sd_admit_refusal why;
+	struct sd_admit_stats st;
+	struct sd_admit_cost cost;
+	/* The burst is sent; the buffer's fill is read, not sent. */
+	double room, sur = 250000.0 * 5 / 5; /* bytes/s */
+	unsigned want, n = 0, wave;
+	uint64_t t = S;
+
+	l.max_bandwidth = 30 * MBIT;
+	l.start_ns = 5 * S;
+	l.burst_ns = 5 * S;
+	make(&l, NULL);
+	sd_admit_viewer_cost(a, 2 * MBIT, &cost);
+	cr_expect_float_eq(cost.steady[SD_ADMIT_NET], 2e6, 1e-6);
+	cr_expect_float_eq(cost.start[SD_ADMIT_NET], sur * 8, 1e-3);
+	cr_expect_float_eq(cost.steady[SD_ADMIT_CPU], 250000 * PRIOR * 1e-9,
+			   1e-12);
+	cr_expect_float_eq(cost.steady[SD_ADMIT_MEM],
+			   (1 << 20) + (64 << 10) + 2 * 65536.0, 1e-6);
+	cr_expect_eq(cost.start[SD_ADMIT_MEM], 0);
+	cr_expect_eq(cost.steady[SD_ADMIT_DISK], 0); /* no model */
+	sd_admit_stats(a, t, &st);
+	room = st.ceiling * st.res[SD_ADMIT_NET].capacity -
+	       st.res[SD_ADMIT_NET].promised - cost.start[SD_ADMIT_NET];
+	want = (unsigned)floor(room / cost.steady[SD_ADMIT_NET]);
+	do {
+		wave = fill(2 * MBIT, t, &why, NULL, 0);
+		n += wave;
+		t += l.start_ns;
+	} while (wave > 0);
+	cr_expect_eq(n, want, "%u settled, the costs say %u", n, want);
+	cr_expect_eq(want, 11);
+	cr_expect_eq(why.res, SD_ADMIT_NET);
 }
 
 Test(admit, max_bandwidth_zero_is_not_modelled)
