@@ -1428,6 +1428,10 @@ void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns)
 	pthread_mutex_lock(&d->mu);
 	d->stopping = 1;
 	pthread_mutex_unlock(&d->mu);
+	/* Players whose session is still queued to open are answered (503)
+	 * and none is left waiting for an opener: MHD must find no request
+	 * suspended for good when it stops. */
+	sd_pump_stop_opens(d->pump);
 	wake_all(d);
 	left = sd_recorder_wait(d->recorder, &until);
 	if (left > 0)

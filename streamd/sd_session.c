@@ -158,6 +158,20 @@ struct sd_pump {
 	struct visit *visit;
 	size_t visit_cap;
 
+	/* The openers (see "Opens and closes off the caller's thread"). */
+	pthread_mutex_t omu;		/* leaf, like lmu */
+	pthread_cond_t ocv;		/* work queued (CLOCK_MONOTONIC) */
+	pthread_cond_t odone;		/* an open was answered */
+	pthread_t opener[SD_OPENERS_MAX];
+	unsigned n_openers;		/* started */
+	struct sd_open *oq_head, *oq_tail; /* opens queued, oldest first */
+	size_t oq_len, oq_max;
+	unsigned opens_running;
+	int opens_stopped;		/* sd_pump_stop_opens: no new open */
+	int openers_stop;		/* sd_pump_free: finish closes, exit */
+	struct sd_session *cq;		/* sessions whose file is to close */
+	uint64_t open_delay_ns;		/* testing only (sd_pump_opts) */
+
 	pthread_mutex_t lmu;		/* leaf */
 	struct tune tune;		/* in effect */
 	uint64_t tick;			/* periods so far */
@@ -205,7 +219,18 @@ struct sd_session {
 	int waking;			/* wake calls in progress */
 	int tick_wake;			/* wake at the next period (held) */
 	int closing;
+	struct sd_session *cq_next;	/* p->cq, under p->omu */
 	struct sd_session_stats st;
+};
+
+/* An open queued for the openers. */
+struct sd_open {
+	struct sd_open *next;
+	struct sd_session_opts o;
+	char name[SD_NAME_MAX + 1];
+	sd_session_open_fn done;
+	void *arg;
+	uint64_t due;			/* sd_now() it may start at */
 };
 
 /* What a session does next, decided under s->mu, done without it. */
@@ -805,6 +830,8 @@ static void *pump_main(void *arg)
 /* The pump                                                            */
 /* ------------------------------------------------------------------ */
 
+static void *opener_main(void *arg);
+
 static int pump_sync_init(struct sd_pump *p)
 {
 	pthread_condattr_t ca;
@@ -816,11 +843,46 @@ static int pump_sync_init(struct sd_pump *p)
 	err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (!err)
 		err = pthread_cond_init(&p->cv, &ca);
+	if (!err) {
+		err = pthread_cond_init(&p->ocv, &ca);
+		if (err)
+			pthread_cond_destroy(&p->cv);
+	}
 	pthread_condattr_destroy(&ca);
 	if (err)
 		return -err;
+	pthread_cond_init(&p->odone, NULL);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->lmu, NULL);
+	pthread_mutex_init(&p->omu, NULL);
+	return 0;
+}
+
+static void pump_sync_destroy(struct sd_pump *p)
+{
+	pthread_cond_destroy(&p->cv);
+	pthread_cond_destroy(&p->ocv);
+	pthread_cond_destroy(&p->odone);
+	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->lmu);
+	pthread_mutex_destroy(&p->omu);
+}
+
+/* Starts @n openers; 0, or -errno with those started left running (the
+ * caller frees the pump). */
+static int openers_start(struct sd_pump *p, unsigned n)
+{
+	int err;
+
+	for (; p->n_openers < n; p->n_openers++) {
+		err = -pthread_create(&p->opener[p->n_openers], NULL,
+				      opener_main, p);
+		if (err < 0) {
+			plog(&p->log, SD_LOG_ERROR, "sd_pump_new: "
+			     "pthread_create(opener): %s", strerror(-err));
+			return err;
+		}
+	}
 	return 0;
 }
 
@@ -845,6 +907,8 @@ int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 	p->log = log ? *log : nolog;
 	p->knobs = *k;
 	tune_from(&p->tune, k);
+	p->oq_max = o && o->open_queue ? o->open_queue : SD_OPEN_QUEUE;
+	p->open_delay_ns = o ? o->open_delay_ns : 0;
 	if (o && o->now) {
 		p->now = o->now;
 		p->now0 = o->now(); /* before any move the caller makes */
@@ -856,12 +920,16 @@ int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 	if (err < 0) {
 		plog(&p->log, SD_LOG_ERROR, "sd_pump_new: pthread_create: "
 		     "%s", strerror(-err));
-		pthread_cond_destroy(&p->cv);
-		pthread_mutex_destroy(&p->mu);
-		pthread_mutex_destroy(&p->lmu);
+		pump_sync_destroy(p);
 		goto fail;
 	}
 	p->started = 1;
+	err = openers_start(p, o && o->openers ? (o->openers < SD_OPENERS_MAX ?
+				 o->openers : SD_OPENERS_MAX) : SD_OPENERS);
+	if (err < 0) {
+		sd_pump_free(p);
+		return err;
+	}
 	*out = p;
 	return 0;
 fail:
@@ -882,9 +950,14 @@ void sd_pump_free(struct sd_pump *p)
 	pthread_mutex_unlock(&p->mu);
 	if (p->started)
 		pthread_join(p->th, NULL);
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
-	pthread_mutex_destroy(&p->lmu);
+	sd_pump_stop_opens(p);
+	pthread_mutex_lock(&p->omu);
+	p->openers_stop = 1;
+	pthread_cond_broadcast(&p->ocv);
+	pthread_mutex_unlock(&p->omu);
+	for (unsigned i = 0; i < p->n_openers; i++)
+		pthread_join(p->opener[i], NULL);
+	pump_sync_destroy(p);
 	free(p->visit);
 	free(p);
 }
@@ -1192,5 +1265,158 @@ void sd_session_close(struct sd_session *s)
 	stats_add(&p->closed, &s->st);
 	pthread_mutex_unlock(&p->lmu);
 	pthread_mutex_unlock(&p->mu);
-	session_free(s);
+	/* The session leaves the cache's consumers now (nothing can move it
+	 * any more); only the djmfs_close round trip waits for an opener. */
+	sd_cache_leave(s->cons);
+	s->cons = NULL;
+	if (!s->f || !p->n_openers) {
+		session_free(s);
+		return;
+	}
+	pthread_mutex_lock(&p->omu);
+	s->cq_next = p->cq;
+	p->cq = s;
+	pthread_cond_signal(&p->ocv);
+	pthread_mutex_unlock(&p->omu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Opens and closes off the caller's thread                            */
+/* ------------------------------------------------------------------ */
+
+static void open_run(struct sd_pump *p, struct sd_open *op)
+{
+	struct sd_session *s = NULL;
+	int err = sd_session_open(p, &op->o, &s);
+
+	op->done(op->arg, err, err < 0 ? NULL : s);
+	free(op);
+}
+
+/* Under p->omu: the oldest open if it is due, else NULL (and *@wait_ns
+ * until it is, 0 with none queued). */
+static struct sd_open *open_due(struct sd_pump *p, uint64_t *wait_ns)
+{
+	struct sd_open *op = p->oq_head;
+	uint64_t now;
+
+	*wait_ns = 0;
+	if (!op)
+		return NULL;
+	now = sd_now();
+	if (op->due > now) {
+		*wait_ns = op->due - now;
+		return NULL;
+	}
+	p->oq_head = op->next;
+	if (!p->oq_head)
+		p->oq_tail = NULL;
+	p->oq_len--;
+	return op;
+}
+
+/* An opener: closes first (they free memory and each has its session
+ * already off the pump), then the oldest open once it is due. */
+static void *opener_main(void *arg)
+{
+	struct sd_pump *p = arg;
+	struct sd_session *s;
+	struct sd_open *op;
+	struct timespec ts;
+	uint64_t wait_ns;
+
+	pthread_setname_np(pthread_self(), "sd-opener");
+	pthread_mutex_lock(&p->omu);
+	for (;;) {
+		if (p->cq) {
+			s = p->cq;
+			p->cq = s->cq_next;
+			pthread_mutex_unlock(&p->omu);
+			session_free(s);
+			pthread_mutex_lock(&p->omu);
+			continue;
+		}
+		op = open_due(p, &wait_ns);
+		if (op) {
+			p->opens_running++;
+			pthread_mutex_unlock(&p->omu);
+			open_run(p, op);
+			pthread_mutex_lock(&p->omu);
+			if (--p->opens_running == 0)
+				pthread_cond_broadcast(&p->odone);
+			continue;
+		}
+		if (p->openers_stop && !p->oq_head)
+			break;
+		if (wait_ns) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts_add(&ts, wait_ns);
+			pthread_cond_timedwait(&p->ocv, &p->omu, &ts);
+		} else {
+			pthread_cond_wait(&p->ocv, &p->omu);
+		}
+	}
+	pthread_mutex_unlock(&p->omu);
+	return NULL;
+}
+
+int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
+			  sd_session_open_fn done, void *arg)
+{
+	struct sd_open *op;
+	int err = 0;
+
+	if (!p || !o || !o->name || !done || o->start > o->end ||
+	    strlen(o->name) > SD_NAME_MAX)
+		return -EINVAL;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	op->o = *o;
+	memcpy(op->name, o->name, strlen(o->name) + 1);
+	op->o.name = op->name;
+	op->done = done;
+	op->arg = arg;
+	op->due = sd_now() + p->open_delay_ns;
+	pthread_mutex_lock(&p->omu);
+	if (p->opens_stopped) {
+		err = -ESHUTDOWN;
+	} else if (p->oq_len >= p->oq_max) {
+		err = -EAGAIN;
+	} else {
+		if (p->oq_tail)
+			p->oq_tail->next = op;
+		else
+			p->oq_head = op;
+		p->oq_tail = op;
+		p->oq_len++;
+		pthread_cond_signal(&p->ocv);
+	}
+	pthread_mutex_unlock(&p->omu);
+	if (err < 0)
+		free(op);
+	return err;
+}
+
+void sd_pump_stop_opens(struct sd_pump *p)
+{
+	struct sd_open *op, *next;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->omu);
+	p->opens_stopped = 1;
+	op = p->oq_head;
+	p->oq_head = p->oq_tail = NULL;
+	p->oq_len = 0;
+	pthread_mutex_unlock(&p->omu);
+	for (; op; op = next) {
+		next = op->next;
+		op->done(op->arg, -ESHUTDOWN, NULL);
+		free(op);
+	}
+	pthread_mutex_lock(&p->omu);
+	while (p->opens_running > 0)
+		pthread_cond_wait(&p->odone, &p->omu);
+	pthread_mutex_unlock(&p->omu);
 }
