@@ -8,8 +8,9 @@
  * share; every reply goes through sd_reply, which adds the cross-origin
  * (CORS) headers cors_origins calls for, and an OPTIONS on any known path
  * is answered here (Allow, and a CORS preflight's headers).  MHD runs a
- * small pool of epoll threads; connections with nothing to send are
- * suspended rather than polled (see sd_http.h).  The connection guard
+ * small pool of epoll threads; connections with nothing to send, or
+ * whose player session is still opening, are suspended rather than
+ * polled or waited for (see sd_http.h).  The connection guard
  * holds the limits MHD lacks or cannot count: connections per address and
  * in all, a deadline for a request's head, the size of a head, and URLs
  * that try to climb out of a name.

@@ -31,15 +31,38 @@
  * blocks for.  Only bytes below readable_end are ever taken, so a hit
  * never shows more than the session's own snapshot.
  *
+ * Opens and closes off the caller's thread.  A session's djmfs_open and
+ * djmfs_close are round trips to the DJMFS server (milliseconds under a
+ * crowd); the HTTP side must not wait for them.  The pump so owns a few
+ * opener threads: sd_session_open_async queues an open (bounded: a full
+ * queue says -EAGAIN at once, for a 503) and an opener makes it
+ * (sd_session_open) and answers through the caller's done callback;
+ * sd_session_close does everything but the final djmfs_close on its
+ * caller's thread and leaves that, and freeing the session, to an
+ * opener.  The client pipelines concurrent calls, so the openers' opens
+ * share server passes.  sd_pump_stop_opens answers what is queued with
+ * -ESHUTDOWN and waits out the opens in progress; sd_pump_free lets the
+ * openers make every queued close, then joins them.  An open (struct
+ * sd_open) goes:
+ *   queued --sd_session_open_async----------------> on p->oq (or -EAGAIN,
+ *          -ESHUTDOWN: never queued, done never runs)
+ *   on p->oq --opener_main, once due--------------> running (opens_running)
+ *   running --open_run: done(arg, err, s)---------> freed
+ *   on p->oq --sd_pump_stop_opens: done(-ESHUTDOWN)-> freed
+ * and a closing session: off the pump list (sd_session_close) --> on
+ * p->cq --opener_main: session_free (djmfs_close)--> freed.
+ *
  * Locks and their invariants:
  *  1. Lock order: p->mu (session list, pending knobs, counts) before
  *     s->mu (one session's state).  p->lmu (the knobs in effect, the
  *     period count, closed sessions' sums, lateness) is a leaf: nothing
- *     is taken while it is held.  So is the cache's lock, taken under
- *     s->mu to take, put and move.
- *  2. No libdjmfs call is made while holding any of these locks (submissions, djmfs_file_info and djmfs_close all run
+ *     is taken while it is held.  So are the cache's lock, taken under
+ *     s->mu to take, put and move, and p->omu (the openers' queues).
+ *  2. No libdjmfs call is made while holding any of these locks
+ *     (submissions, djmfs_open, djmfs_file_info and djmfs_close all run
  *     unlocked), so completions may take our locks freely and the
- *     library never waits on us.
+ *     library never waits on us.  Nor does a done callback run under
+ *     one.
  *  3. s->io != IO_NONE means exactly one operation of the session is
  *     being submitted or is in flight; it is set under s->mu by plan()
  *     and cleared under s->mu by the completion (or by a failed
@@ -56,9 +79,11 @@
  *  5. A session stays allocated while s->io != IO_NONE or s->waking > 0.
  *     sd_session_close sets s->closing (after which plan() starts nothing
  *     and no new wake is decided), then waits on s->cv for both to reach
- *     zero (as sd_session_settle does, without closing): no wake runs after close returns, so the caller may free
- *     wake_arg.  Hence close must not be called while holding a lock
- *     that wake() takes.
+ *     zero (as sd_session_settle does, without closing): no wake runs
+ *     after close returns, so the caller may free wake_arg.  Hence close
+ *     must not be called while holding a lock that wake() takes.  What
+ *     close leaves to an opener (djmfs_close, the frees) touches neither
+ *     wake nor wake_arg.
  *  6. A session is on the pump list from open until after its last
  *     operation finished, and its counters move to the closed sums under
  *     p->mu, so sd_pump_stats never loses or double counts a session.
@@ -78,6 +103,10 @@
  *     publish completed), learnt while the session was live.  A disk
  *     read never goes past img_disk: a session that needs bytes beyond
  *     it that the cache does not hold syncs first.
+ *  9. Every open sd_session_open_async queued gets exactly one done:
+ *     from the opener that took it off p->oq, or from
+ *     sd_pump_stop_opens; none is queued once opens_stopped is set, and
+ *     sd_pump_stop_opens returns only once opens_running is zero.
  *
  * A session's operation slot (s->io):
  *   NONE --plan(): bytes in the cache (hit)------> NONE, plan() goes on
