@@ -31,7 +31,10 @@
  * session's input buffer meanwhile fills by its own A/B rules.
  *
  * A HEAD answers the headers a GET would get (Content-Length when the
- * length is known) without opening a session, so it reads no disk.
+ * length is known) without opening a session, so it reads no disk.  A
+ * GET's session is opened by the pump's openers while its connection is
+ * suspended, and closed by them after play_cleanup, so no MHD thread
+ * waits for a DJMFS round trip (the transitions are above play_opened).
  *
  * A .ts request with a duration whose end keyframe is not recorded yet
  * starts following the live edge; its end is fixed once the index holds a
@@ -842,10 +845,12 @@ static enum MHD_Result play_answer(struct sd_req *r, struct play *pl)
  * open is, else suspends (sd_http.h, 2).  A wake that is not the open's
  * (a clean stop's) finds it still queued and suspends again.
  */
-static enum MHD_Result play_resume(struct sd_req *r)
+static enum MHD_Result play_resume(struct sd_req *r, size_t *upload_size)
 {
 	struct play *pl = r->priv;
 
+	if (upload_size)
+		*upload_size = 0; /* a GET's body, if any, is dropped */
 	if (!pl)
 		return MHD_NO;
 	for (;;) {
@@ -923,7 +928,7 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 	r->priv = pl;
 	r->cleanup = play_cleanup;
 	pthread_mutex_unlock(&r->d->mu);
-	return play_resume(r);
+	return play_resume(r, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -985,7 +990,7 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 	(void)upload;
 	(void)upload_size;
 	if (r->calls > 1) /* resumed: the open was queued */
-		return play_resume(r);
+		return play_resume(r, upload_size);
 	if (!play_allowed(r, &ret))
 		return ret;
 	if (parse_start(r, &st) < 0)
@@ -1049,7 +1054,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	(void)upload;
 	(void)upload_size;
 	if (r->calls > 1) /* resumed: the open was queued */
-		return play_resume(r);
+		return play_resume(r, upload_size);
 	if (!play_allowed(r, &ret) || get_stream(r, &s, &ret) < 0)
 		return ret;
 	sd_stream_rdlock(s);
