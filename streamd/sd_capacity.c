@@ -7,6 +7,9 @@
  * starts, answers a refusal with 503, and serves GET /admin/capacity
  * (the model, and what it would charge one more viewer of a bitrate, so
  * that a load tool can tell how many fit without redoing the arithmetic).
+ * Refusals that are not the model's (a full queue of session opens) get
+ * the same 503 from sd_capacity_busy, so that a client reads every
+ * "come back later" alike.
  *
  * Measurements are taken when admission needs them (a request to admit,
  * /admin/capacity, /metrics), at most every SAMPLE_EVERY_NS, rather than
@@ -266,27 +269,14 @@ static void client_address(struct sd_req *r, char *host, size_t len)
 			  (socklen_t)len);
 }
 
-/* 503 with Retry-After and the refusal as JSON. */
-static enum MHD_Result refuse(struct sd_req *r, const char *what,
-			      const struct sd_admit_refusal *why)
+/* 503 with Retry-After and @o (taken), the refusal as JSON. */
+static enum MHD_Result reply_503(struct sd_req *r, json_t *o,
+				 unsigned retry_s)
 {
-	const char *res = sd_admit_res_names[why->res];
 	struct MHD_Response *resp;
-	char msg[256], retry[16], *body;
-	json_t *o;
+	char retry[16], *body;
 
-	snprintf(msg, sizeof(msg), "%s refused: not enough %s to keep the "
-		 "deadlines already promised", what, res);
-	snprintf(retry, sizeof(retry), "%u", why->retry_after_s);
-	sd_log_error(r->d->log, SD_LOG_INFO, "%s %s: 503 %s (%s: promised "
-		     "%.4g + %.4g over %.2f of %.4g); retry after %s s",
-		     r->method, r->url, msg, res, why->promised, why->demand,
-		     why->ceiling, why->capacity, retry);
-	o = json_pack("{s:s, s:i, s:s, s:i, s:f, s:f, s:f, s:f}",
-		      "error", msg, "status", 503, "reason", res,
-		      "retry_after", (int)why->retry_after_s,
-		      "capacity", why->capacity, "promised", why->promised,
-		      "demand", why->demand, "ceiling", why->ceiling);
+	snprintf(retry, sizeof(retry), "%u", retry_s);
 	body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(o);
 	if (!body)
@@ -304,6 +294,40 @@ static enum MHD_Result refuse(struct sd_req *r, const char *what,
 				"no-cache");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
 	return sd_reply(r, 503, resp);
+}
+
+static enum MHD_Result refuse(struct sd_req *r, const char *what,
+			      const struct sd_admit_refusal *why)
+{
+	const char *res = sd_admit_res_names[why->res];
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "%s refused: not enough %s to keep the "
+		 "deadlines already promised", what, res);
+	sd_log_error(r->d->log, SD_LOG_INFO, "%s %s: 503 %s (%s: promised "
+		     "%.4g + %.4g over %.2f of %.4g); retry after %u s",
+		     r->method, r->url, msg, res, why->promised, why->demand,
+		     why->ceiling, why->capacity, why->retry_after_s);
+	return reply_503(r, json_pack("{s:s, s:i, s:s, s:i, s:f, s:f, s:f, "
+				      "s:f}", "error", msg, "status", 503,
+				      "reason", res, "retry_after",
+				      (int)why->retry_after_s,
+				      "capacity", why->capacity,
+				      "promised", why->promised,
+				      "demand", why->demand,
+				      "ceiling", why->ceiling),
+			 why->retry_after_s);
+}
+
+enum MHD_Result sd_capacity_busy(struct sd_req *r, const char *reason,
+				 const char *msg, unsigned retry_s)
+{
+	sd_log_error(r->d->log, SD_LOG_INFO, "%s %s: 503 %s; retry after "
+		     "%u s", r->method, r->url, msg, retry_s);
+	return reply_503(r, json_pack("{s:s, s:i, s:s, s:i}", "error", msg,
+				      "status", 503, "reason", reason,
+				      "retry_after", (int)retry_s),
+			 retry_s);
 }
 
 int sd_capacity_play(struct sd_req *r, uint64_t bps,

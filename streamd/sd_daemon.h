@@ -142,6 +142,12 @@ int sd_capacity_play(struct sd_req *r, uint64_t bps,
 int sd_capacity_publish(struct sd_req *r, struct sd_admit_ticket **t,
 			enum MHD_Result *ret);
 void sd_capacity_release(struct sd_daemon *d, struct sd_admit_ticket *t);
+/* A 503 for a refusal that is not the model's (the queue of session
+ * opens is full): Retry-After @retry_s and the JSON body admission's
+ * refusals have ("error" @msg, "status", "reason" @reason,
+ * "retry_after"), without the model's figures. */
+enum MHD_Result sd_capacity_busy(struct sd_req *r, const char *reason,
+				 const char *msg, unsigned retry_s);
 void sd_capacity_upload_rate(struct sd_daemon *d, struct sd_admit_ticket *t,
 			     uint64_t bytes, int64_t since, int64_t *next);
 void sd_capacity_sample(struct sd_daemon *d);

@@ -38,15 +38,38 @@
  * the cache keeps blocks for.  Only bytes below readable_end are ever taken, so a hit
  * never shows more than the session's own snapshot.
  *
+ * Opens and closes off the caller's thread.  A session's djmfs_open and
+ * djmfs_close are round trips to the DJMFS server (milliseconds under a
+ * crowd); the HTTP side must not wait for them.  The pump so owns a few
+ * opener threads: sd_session_open_async queues an open (bounded: a full
+ * queue says -EAGAIN at once, for a 503) and an opener makes it
+ * (sd_session_open) and answers through the caller's done callback;
+ * sd_session_close does everything but the final djmfs_close on its
+ * caller's thread and leaves that, and freeing the session, to an
+ * opener.  The client pipelines concurrent calls, so the openers' opens
+ * share server passes.  sd_pump_stop_opens answers what is queued with
+ * -ESHUTDOWN and waits out the opens in progress; sd_pump_free lets the
+ * openers make every queued close, then joins them.  An open (struct
+ * sd_open) goes:
+ *   queued --sd_session_open_async----------------> on p->oq (or -EAGAIN,
+ *          -ESHUTDOWN: never queued, done never runs)
+ *   on p->oq --opener_main, once due--------------> running (opens_running)
+ *   running --open_run: done(arg, err, s)---------> freed
+ *   on p->oq --sd_pump_stop_opens: done(-ESHUTDOWN)-> freed
+ * and a closing session: off the pump list (sd_session_close) --> on
+ * p->cq --opener_main: session_free (djmfs_close)--> freed.
+ *
  * Locks and their invariants:
  *  1. Lock order: p->mu (session list, pending knobs, counts) before
  *     s->mu (one session's state).  p->lmu (the knobs in effect, the
  *     period count, closed sessions' sums, lateness) is a leaf: nothing
- *     is taken while it is held.  So is the cache's lock, taken under
- *     s->mu to take, put and move.
- *  2. No libdjmfs call is made while holding any of these locks (submissions, djmfs_file_info and djmfs_close all run
+ *     is taken while it is held.  So are the cache's lock, taken under
+ *     s->mu to take, put and move, and p->omu (the openers' queues).
+ *  2. No libdjmfs call is made while holding any of these locks
+ *     (submissions, djmfs_open, djmfs_file_info and djmfs_close all run
  *     unlocked), so completions may take our locks freely and the
- *     library never waits on us.
+ *     library never waits on us.  Nor does a done callback run under
+ *     one.
  *  3. s->io != IO_NONE means exactly one operation of the session is
  *     being submitted or is in flight; it is set under s->mu by plan()
  *     and cleared under s->mu by the completion (or by a failed
@@ -63,9 +86,11 @@
  *  5. A session stays allocated while s->io != IO_NONE or s->waking > 0.
  *     sd_session_close sets s->closing (after which plan() starts nothing
  *     and no new wake is decided), then waits on s->cv for both to reach
- *     zero (as sd_session_settle does, without closing): no wake runs after close returns, so the caller may free
- *     wake_arg.  Hence close must not be called while holding a lock
- *     that wake() takes.
+ *     zero (as sd_session_settle does, without closing): no wake runs
+ *     after close returns, so the caller may free wake_arg.  Hence close
+ *     must not be called while holding a lock that wake() takes.  What
+ *     close leaves to an opener (djmfs_close, the frees) touches neither
+ *     wake nor wake_arg.
  *  6. A session is on the pump list from open until after its last
  *     operation finished, and its counters move to the closed sums under
  *     p->mu, so sd_pump_stats never loses or double counts a session.
@@ -85,6 +110,10 @@
  *     publish completed), learnt while the session was live.  A disk
  *     read never goes past img_disk: a session that needs bytes beyond
  *     it that the cache does not hold syncs first.
+ *  9. Every open sd_session_open_async queued gets exactly one done:
+ *     from the opener that took it off p->oq, or from
+ *     sd_pump_stop_opens; none is queued once opens_stopped is set, and
+ *     sd_pump_stop_opens returns only once opens_running is zero.
  *
  * A session's operation slot (s->io):
  *   NONE --plan(): bytes in the cache (hit)------> NONE, plan() goes on
@@ -165,6 +194,20 @@ struct sd_pump {
 	struct visit *visit;
 	size_t visit_cap;
 
+	/* The openers (see "Opens and closes off the caller's thread"). */
+	pthread_mutex_t omu;		/* leaf, like lmu */
+	pthread_cond_t ocv;		/* work queued (CLOCK_MONOTONIC) */
+	pthread_cond_t odone;		/* an open was answered */
+	pthread_t opener[SD_OPENERS_MAX];
+	unsigned n_openers;		/* started */
+	struct sd_open *oq_head, *oq_tail; /* opens queued, oldest first */
+	size_t oq_len, oq_max;
+	unsigned opens_running;
+	int opens_stopped;		/* sd_pump_stop_opens: no new open */
+	int openers_stop;		/* sd_pump_free: finish closes, exit */
+	struct sd_session *cq;		/* sessions whose file is to close */
+	uint64_t open_delay_ns;		/* testing only (sd_pump_opts) */
+
 	pthread_mutex_t lmu;		/* leaf */
 	struct tune tune;		/* in effect */
 	uint64_t tick;			/* periods so far */
@@ -218,6 +261,7 @@ struct sd_session {
 	int waking;			/* wake calls in progress */
 	int tick_wake;			/* wake at the next period (held) */
 	int closing;
+	struct sd_session *cq_next;	/* p->cq, under p->omu */
 	struct sd_session_stats st;
 };
 
@@ -232,6 +276,16 @@ struct seg {
 	size_t own_size;
 	const uint8_t *p;		/* the next byte */
 	size_t n;			/* bytes left */
+};
+
+/* An open queued for the openers. */
+struct sd_open {
+	struct sd_open *next;
+	struct sd_session_opts o;
+	char name[SD_NAME_MAX + 1];
+	sd_session_open_fn done;
+	void *arg;
+	uint64_t due;			/* sd_now() it may start at */
 };
 
 /* What a session does next, decided under s->mu, done without it. */
@@ -929,6 +983,8 @@ static void *pump_main(void *arg)
 /* The pump                                                            */
 /* ------------------------------------------------------------------ */
 
+static void *opener_main(void *arg);
+
 static int pump_sync_init(struct sd_pump *p)
 {
 	pthread_condattr_t ca;
@@ -940,11 +996,46 @@ static int pump_sync_init(struct sd_pump *p)
 	err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (!err)
 		err = pthread_cond_init(&p->cv, &ca);
+	if (!err) {
+		err = pthread_cond_init(&p->ocv, &ca);
+		if (err)
+			pthread_cond_destroy(&p->cv);
+	}
 	pthread_condattr_destroy(&ca);
 	if (err)
 		return -err;
+	pthread_cond_init(&p->odone, NULL);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->lmu, NULL);
+	pthread_mutex_init(&p->omu, NULL);
+	return 0;
+}
+
+static void pump_sync_destroy(struct sd_pump *p)
+{
+	pthread_cond_destroy(&p->cv);
+	pthread_cond_destroy(&p->ocv);
+	pthread_cond_destroy(&p->odone);
+	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->lmu);
+	pthread_mutex_destroy(&p->omu);
+}
+
+/* Starts @n openers; 0, or -errno with those started left running (the
+ * caller frees the pump). */
+static int openers_start(struct sd_pump *p, unsigned n)
+{
+	int err;
+
+	for (; p->n_openers < n; p->n_openers++) {
+		err = -pthread_create(&p->opener[p->n_openers], NULL,
+				      opener_main, p);
+		if (err < 0) {
+			plog(&p->log, SD_LOG_ERROR, "sd_pump_new: "
+			     "pthread_create(opener): %s", strerror(-err));
+			return err;
+		}
+	}
 	return 0;
 }
 
@@ -969,6 +1060,8 @@ int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 	p->log = log ? *log : nolog;
 	p->knobs = *k;
 	tune_from(&p->tune, k);
+	p->oq_max = o && o->open_queue ? o->open_queue : SD_OPEN_QUEUE;
+	p->open_delay_ns = o ? o->open_delay_ns : 0;
 	if (o && o->now) {
 		p->now = o->now;
 		p->now0 = o->now(); /* before any move the caller makes */
@@ -980,12 +1073,16 @@ int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 	if (err < 0) {
 		plog(&p->log, SD_LOG_ERROR, "sd_pump_new: pthread_create: "
 		     "%s", strerror(-err));
-		pthread_cond_destroy(&p->cv);
-		pthread_mutex_destroy(&p->mu);
-		pthread_mutex_destroy(&p->lmu);
+		pump_sync_destroy(p);
 		goto fail;
 	}
 	p->started = 1;
+	err = openers_start(p, o && o->openers ? (o->openers < SD_OPENERS_MAX ?
+				 o->openers : SD_OPENERS_MAX) : SD_OPENERS);
+	if (err < 0) {
+		sd_pump_free(p);
+		return err;
+	}
 	*out = p;
 	return 0;
 fail:
@@ -1006,9 +1103,14 @@ void sd_pump_free(struct sd_pump *p)
 	pthread_mutex_unlock(&p->mu);
 	if (p->started)
 		pthread_join(p->th, NULL);
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
-	pthread_mutex_destroy(&p->lmu);
+	sd_pump_stop_opens(p);
+	pthread_mutex_lock(&p->omu);
+	p->openers_stop = 1;
+	pthread_cond_broadcast(&p->ocv);
+	pthread_mutex_unlock(&p->omu);
+	for (unsigned i = 0; i < p->n_openers; i++)
+		pthread_join(p->opener[i], NULL);
+	pump_sync_destroy(p);
 	free(p->visit);
 	free(p);
 }
@@ -1316,5 +1418,158 @@ void sd_session_close(struct sd_session *s)
 	stats_add(&p->closed, &s->st);
 	pthread_mutex_unlock(&p->lmu);
 	pthread_mutex_unlock(&p->mu);
-	session_free(s);
+	/* The session leaves the cache's consumers now (nothing can move it
+	 * any more); only the djmfs_close round trip waits for an opener. */
+	sd_cache_leave(s->cons);
+	s->cons = NULL;
+	if (!s->f || !p->n_openers) {
+		session_free(s);
+		return;
+	}
+	pthread_mutex_lock(&p->omu);
+	s->cq_next = p->cq;
+	p->cq = s;
+	pthread_cond_signal(&p->ocv);
+	pthread_mutex_unlock(&p->omu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Opens and closes off the caller's thread                            */
+/* ------------------------------------------------------------------ */
+
+static void open_run(struct sd_pump *p, struct sd_open *op)
+{
+	struct sd_session *s = NULL;
+	int err = sd_session_open(p, &op->o, &s);
+
+	op->done(op->arg, err, err < 0 ? NULL : s);
+	free(op);
+}
+
+/* Under p->omu: the oldest open if it is due, else NULL (and *@wait_ns
+ * until it is, 0 with none queued). */
+static struct sd_open *open_due(struct sd_pump *p, uint64_t *wait_ns)
+{
+	struct sd_open *op = p->oq_head;
+	uint64_t now;
+
+	*wait_ns = 0;
+	if (!op)
+		return NULL;
+	now = sd_now();
+	if (op->due > now) {
+		*wait_ns = op->due - now;
+		return NULL;
+	}
+	p->oq_head = op->next;
+	if (!p->oq_head)
+		p->oq_tail = NULL;
+	p->oq_len--;
+	return op;
+}
+
+/* An opener: closes first (they free memory and each has its session
+ * already off the pump), then the oldest open once it is due. */
+static void *opener_main(void *arg)
+{
+	struct sd_pump *p = arg;
+	struct sd_session *s;
+	struct sd_open *op;
+	struct timespec ts;
+	uint64_t wait_ns;
+
+	pthread_setname_np(pthread_self(), "sd-opener");
+	pthread_mutex_lock(&p->omu);
+	for (;;) {
+		if (p->cq) {
+			s = p->cq;
+			p->cq = s->cq_next;
+			pthread_mutex_unlock(&p->omu);
+			session_free(s);
+			pthread_mutex_lock(&p->omu);
+			continue;
+		}
+		op = open_due(p, &wait_ns);
+		if (op) {
+			p->opens_running++;
+			pthread_mutex_unlock(&p->omu);
+			open_run(p, op);
+			pthread_mutex_lock(&p->omu);
+			if (--p->opens_running == 0)
+				pthread_cond_broadcast(&p->odone);
+			continue;
+		}
+		if (p->openers_stop && !p->oq_head)
+			break;
+		if (wait_ns) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts_add(&ts, wait_ns);
+			pthread_cond_timedwait(&p->ocv, &p->omu, &ts);
+		} else {
+			pthread_cond_wait(&p->ocv, &p->omu);
+		}
+	}
+	pthread_mutex_unlock(&p->omu);
+	return NULL;
+}
+
+int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
+			  sd_session_open_fn done, void *arg)
+{
+	struct sd_open *op;
+	int err = 0;
+
+	if (!p || !o || !o->name || !done || o->start > o->end ||
+	    strlen(o->name) > SD_NAME_MAX)
+		return -EINVAL;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	op->o = *o;
+	memcpy(op->name, o->name, strlen(o->name) + 1);
+	op->o.name = op->name;
+	op->done = done;
+	op->arg = arg;
+	op->due = sd_now() + p->open_delay_ns;
+	pthread_mutex_lock(&p->omu);
+	if (p->opens_stopped) {
+		err = -ESHUTDOWN;
+	} else if (p->oq_len >= p->oq_max) {
+		err = -EAGAIN;
+	} else {
+		if (p->oq_tail)
+			p->oq_tail->next = op;
+		else
+			p->oq_head = op;
+		p->oq_tail = op;
+		p->oq_len++;
+		pthread_cond_signal(&p->ocv);
+	}
+	pthread_mutex_unlock(&p->omu);
+	if (err < 0)
+		free(op);
+	return err;
+}
+
+void sd_pump_stop_opens(struct sd_pump *p)
+{
+	struct sd_open *op, *next;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->omu);
+	p->opens_stopped = 1;
+	op = p->oq_head;
+	p->oq_head = p->oq_tail = NULL;
+	p->oq_len = 0;
+	pthread_mutex_unlock(&p->omu);
+	for (; op; op = next) {
+		next = op->next;
+		op->done(op->arg, -ESHUTDOWN, NULL);
+		free(op);
+	}
+	pthread_mutex_lock(&p->omu);
+	while (p->opens_running > 0)
+		pthread_cond_wait(&p->odone, &p->omu);
+	pthread_mutex_unlock(&p->omu);
 }

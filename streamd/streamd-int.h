@@ -331,6 +331,8 @@ struct sd_config {
 				      SD_CACHE_SIZE_AUTO: from memory */
 	uint64_t inject_latency_ns; /* test only: added to every disk I/O */
 	unsigned inject_eio_every; /* test only: one disk I/O in N fails */
+	uint64_t inject_open_latency_ns; /* test only: added to every player
+					    session's open */
 	struct sd_knobs knobs;
 };
 
@@ -821,14 +823,36 @@ struct sd_pump_opts {
 				   pump): sessions take what it holds
 				   before reading the disk, and put what
 				   they read in */
+	unsigned openers;	/* threads making sd_session_open_async's
+				   opens and the closes' djmfs_close; 0:
+				   SD_OPENERS, at most SD_OPENERS_MAX */
+	size_t open_queue;	/* opens that may wait for an opener; 0:
+				   SD_OPEN_QUEUE */
+	uint64_t open_delay_ns;	/* testing only: each queued open starts
+				   this long after it was queued, as if
+				   the DJMFS server were that slow to
+				   answer (no opener is held meanwhile) */
 };
+
+/* Opens in flight at once: the DJMFS client pipelines the requests of
+ * concurrent callers, so several openers share one server pass. */
+#define SD_OPENERS 8
+#define SD_OPENERS_MAX 64
+/* Opens queued beyond that before sd_session_open_async says -EAGAIN. */
+#define SD_OPEN_QUEUE 1024
 
 /* @o: NULL for the defaults. */
 int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 		const struct sd_knobs *k, const struct sd_logger *log,
 		const struct sd_pump_opts *o);
-/* Stops the thread; every session must be closed first. */
+/* Stops the threads; every session must be closed first (the openers
+ * make the closes' djmfs_close calls still queued, then exit). */
 void sd_pump_free(struct sd_pump *p);
+/* Refuses opens from now on (-ESHUTDOWN), answers every queued one with
+ * -ESHUTDOWN (its done runs here) and waits for those being made to be
+ * answered.  Closes go on until sd_pump_free.  For a clean stop, before
+ * the callers' connections end. */
+void sd_pump_stop_opens(struct sd_pump *p);
 /* With a clock of the pump's own (sd_pump_opts.now): it moved.  Returns
  * once the pump has made every period's visit due by now (the
  * operations those started may still be in flight: sd_session_settle).
@@ -856,6 +880,20 @@ struct sd_session_opts {
 int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 		    struct sd_session **out);
 
+/* An sd_session_open_async open's answer: @err 0 and @s (the caller's
+ * now, to close), or -errno (as sd_session_open's, or -ESHUTDOWN) and a
+ * NULL @s.  Runs on an opener thread (or in sd_pump_stop_opens); must
+ * not block on the HTTP side. */
+typedef void (*sd_session_open_fn)(void *arg, int err, struct sd_session *s);
+
+/* sd_session_open on one of the pump's openers, so that the caller does
+ * not wait for the djmfs_open round trip: queues the open (@o copied,
+ * name too) and returns.  0: @done(@arg, ...) runs exactly once later.
+ * -EAGAIN (the queue is full), -ESHUTDOWN (sd_pump_stop_opens was
+ * called), -EINVAL or -ENOMEM: @done never runs. */
+int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
+			  sd_session_open_fn done, void *arg);
+
 #define SD_SESSION_EOF (-1)
 /* HTTP side: copies up to @max buffered bytes.  Returns the count, 0
  * (empty now; wake comes later), SD_SESSION_EOF (the range or the
@@ -879,8 +917,10 @@ void sd_session_stats(struct sd_session *s, struct sd_session_stats *out);
  * with no cache).  For admission: a viewer inside a kept interval costs
  * the disk nothing. */
 double sd_session_cache_share(struct sd_session *s);
-/* Leaves the pump, waits for reads in flight, closes the file, frees.
- * NULL is a no-op. */
+/* Leaves the pump and waits for reads in flight and wakes running; no
+ * wake runs after it returns.  The file's djmfs_close (a round trip) is
+ * left to an opener, which then frees the session (inline when the pump
+ * has none).  NULL is a no-op. */
 void sd_session_close(struct sd_session *s);
 
 /* ------------------------------------------------------------------ */

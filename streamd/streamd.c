@@ -473,6 +473,7 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	if (err == 0)
 		err = cache_start(d);
 	po.cache = d->cache;
+	po.open_delay_ns = d->cfg.inject_open_latency_ns;
 	if (err == 0)
 		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger,
 				  &po);
