@@ -35,29 +35,40 @@
  * behind this one.  So a thousand players a few seconds behind one
  * recording hold the same few megabytes, not a megabyte each.  The
  * session's place among the consumers of its recording (its pos) is what
- * the cache keeps blocks for.  Only bytes below readable_end are ever taken, so a hit
- * never shows more than the session's own snapshot.
+ * the cache keeps blocks for.  Only bytes below readable_end are ever
+ * taken, so a hit never shows more than the session's own snapshot.
  *
  * Opens and closes off the caller's thread.  A session's djmfs_open and
  * djmfs_close are round trips to the DJMFS server (milliseconds under a
  * crowd); the HTTP side must not wait for them.  The pump so owns a few
  * opener threads: sd_session_open_async queues an open (bounded: a full
- * queue says -EAGAIN at once, for a 503) and an opener makes it
- * (sd_session_open) and answers through the caller's done callback;
- * sd_session_close does everything but the final djmfs_close on its
- * caller's thread and leaves that, and freeing the session, to an
- * opener.  The client pipelines concurrent calls, so the openers' opens
- * share server passes.  sd_pump_stop_opens answers what is queued with
- * -ESHUTDOWN and waits out the opens in progress; sd_pump_free lets the
- * openers make every queued close, then joins them.  An open (struct
- * sd_open) goes:
+ * queue says -EAGAIN at once, for a 503); an opener sends its OPEN
+ * without waiting (djmfs_open_async), and when the server's answer
+ * comes back (on the library's thread, which only hands it over) an
+ * opener finishes the session and answers through the caller's done
+ * callback.  The server answers in passes, a batching window apart
+ * under load, so an opener that waited for each answer would open one
+ * player per window: with every OPEN sent at once, a crowd shares the
+ * next pass.  With no connection up (or lost under the OPEN), the
+ * blocking sd_session_open waits for the next and sends again.
+ * sd_session_close does everything but freeing on its caller's thread
+ * and leaves that to an opener; the file's CLOSE goes without waiting
+ * either (djmfs_close_async), counted in p->closing.
+ * sd_pump_stop_opens answers what is queued with -ESHUTDOWN and waits
+ * out the opens in progress; sd_pump_free lets the openers free every
+ * queued session, joins them, and waits for the CLOSEs' answers.  An
+ * open (struct sd_open) goes:
  *   queued --sd_session_open_async----------------> on p->oq (or -EAGAIN,
  *          -ESHUTDOWN: never queued, done never runs)
  *   on p->oq --opener_main, once due--------------> running (opens_running)
- *   running --open_run: done(arg, err, s)---------> freed
+ *   running --open_run: OPEN sent------------------> in flight
+ *   running --open_run: no connection: blocking
+ *          open, done(arg, err, s)----------------> freed
+ *   in flight --opened (library thread)------------> on p->rq
+ *   on p->rq --open_ready: done(arg, err, s)------> freed
  *   on p->oq --sd_pump_stop_opens: done(-ESHUTDOWN)-> freed
  * and a closing session: off the pump list (sd_session_close) --> on
- * p->cq --opener_main: session_free (djmfs_close)--> freed.
+ * p->cq --opener_main: session_free (CLOSE sent)--> freed.
  *
  * Locks and their invariants:
  *  1. Lock order: p->mu (session list, pending knobs, counts) before
@@ -111,9 +122,11 @@
  *     read never goes past img_disk: a session that needs bytes beyond
  *     it that the cache does not hold syncs first.
  *  9. Every open sd_session_open_async queued gets exactly one done:
- *     from the opener that took it off p->oq, or from
- *     sd_pump_stop_opens; none is queued once opens_stopped is set, and
- *     sd_pump_stop_opens returns only once opens_running is zero.
+ *     from the opener that took it off p->oq or p->rq, or from
+ *     sd_pump_stop_opens; none is queued once opens_stopped is set.
+ *     opens_running counts those taken off p->oq and not answered (in
+ *     flight or on p->rq included), and sd_pump_stop_opens returns only
+ *     once it is zero.
  *
  * A session's operation slot (s->io):
  *   NONE --plan(): bytes in the cache (hit)------> NONE, plan() goes on
@@ -202,7 +215,9 @@ struct sd_pump {
 	unsigned n_openers;		/* started */
 	struct sd_open *oq_head, *oq_tail; /* opens queued, oldest first */
 	size_t oq_len, oq_max;
-	unsigned opens_running;
+	unsigned opens_running;		/* taken off oq, not answered yet */
+	struct sd_open *rq;		/* sent opens the server answered */
+	unsigned closing;		/* CLOSEs sent, not answered yet */
 	int opens_stopped;		/* sd_pump_stop_opens: no new open */
 	int openers_stop;		/* sd_pump_free: finish closes, exit */
 	struct sd_session *cq;		/* sessions whose file is to close */
@@ -286,6 +301,8 @@ struct sd_open {
 	sd_session_open_fn done;
 	void *arg;
 	uint64_t due;			/* sd_now() it may start at */
+	struct sd_session *s;		/* sent: its session, file to come */
+	int err;			/* answered: djmfs_open_async's */
 };
 
 /* What a session does next, decided under s->mu, done without it. */
@@ -1110,6 +1127,12 @@ void sd_pump_free(struct sd_pump *p)
 	pthread_mutex_unlock(&p->omu);
 	for (unsigned i = 0; i < p->n_openers; i++)
 		pthread_join(p->opener[i], NULL);
+	/* The CLOSEs sent are answered (or failed, should the connection
+	 * go) by the library, whose callback takes omu. */
+	pthread_mutex_lock(&p->omu);
+	while (p->closing > 0)
+		pthread_cond_wait(&p->odone, &p->omu);
+	pthread_mutex_unlock(&p->omu);
 	pump_sync_destroy(p);
 	free(p->visit);
 	free(p);
@@ -1189,19 +1212,33 @@ void sd_pump_stats(struct sd_pump *p, struct sd_pump_stats *out)
 /* Sessions                                                            */
 /* ------------------------------------------------------------------ */
 
+/* Says why an open failed. */
+static void open_failed(struct sd_session *s, int err)
+{
+	plog(&s->p->log, err == -ENOENT ? SD_LOG_DEBUG : SD_LOG_ERROR,
+	     "sd_session_open(%s): djmfs_open: %s", s->name, strerror(-err));
+}
+
+static int session_learn(struct sd_session *s);
+
 /* Opens the file and learns its "data" object; -EUCLEAN without one. */
 static int session_file(struct sd_session *s, const char *name)
 {
 	int err = djmfs_open(s->p->c, name, DJMFS_O_READ, &s->f);
 
 	if (err < 0) {
-		plog(&s->p->log, err == -ENOENT ? SD_LOG_DEBUG
-						: SD_LOG_ERROR,
-		     "sd_session_open(%s): djmfs_open: %s", name,
-		     strerror(-err));
+		open_failed(s, err);
 		return err;
 	}
-	err = djmfs_find_obj(s->f, "data", &s->data_id);
+	return session_learn(s);
+}
+
+/* The open file's "data" object and image (no round trip). */
+static int session_learn(struct sd_session *s)
+{
+	const char *name = s->name;
+	int err = djmfs_find_obj(s->f, "data", &s->data_id);
+
 	if (err == 0)
 		err = image_of(s, &s->img_size, &s->live);
 	s->img_disk = s->img_size;
@@ -1214,14 +1251,29 @@ static int session_file(struct sd_session *s, const char *name)
 	return err;
 }
 
+static void closed(void *arg, ssize_t res);
+
+/*
+ * Frees @s.  Its file's CLOSE goes without waiting for the answer
+ * (djmfs_close_async), counted in p->closing until it comes, so that
+ * sd_pump_free outlasts every answer's callback.
+ */
 static void session_free(struct sd_session *s)
 {
+	struct sd_pump *p = s->p;
+
 	sd_cache_leave(s->cons);
 	if (s->f) {
-		int err = djmfs_close(s->f);
+		int err;
 
+		pthread_mutex_lock(&p->omu);
+		p->closing++;
+		pthread_mutex_unlock(&p->omu);
+		err = djmfs_close_async(s->f, closed, p);
+		if (err != 0)
+			closed(p, err);
 		if (err < 0)
-			plog(&s->p->log, SD_LOG_WARN, "sd_session(%s): "
+			plog(&p->log, SD_LOG_WARN, "sd_session(%s): "
 			     "djmfs_close: %s", s->name, strerror(-err));
 	}
 	pthread_cond_destroy(&s->cv);
@@ -1256,13 +1308,12 @@ static struct sd_session *session_alloc(struct sd_pump *p,
 	return s;
 }
 
+static void session_start(struct sd_session *s);
+
 int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 		    struct sd_session **out)
 {
 	struct sd_session *s;
-	struct act a = { 0 };
-	uint64_t tick;
-	struct tune t;
 	int err;
 
 	if (!p || !o || !o->name || !out || o->start > o->end)
@@ -1271,17 +1322,29 @@ int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 	if (!s)
 		return -ENOMEM;
 	err = session_file(s, o->name);
-	if (err == 0 && p->cache) {
-		/* Without a place among the consumers the session only
-		 * reads the disk: the cache is an optimisation. */
-		if (sd_cache_join(p->cache, s->ino, s->data_id, s->pos, 0,
-				  &s->cons) < 0)
-			s->cons = NULL;
-	}
 	if (err < 0) {
 		session_free(s);
 		return err;
 	}
+	session_start(s);
+	*out = s;
+	return 0;
+}
+
+/* An open session joins the cache's consumers and the pump, and reads
+ * at once. */
+static void session_start(struct sd_session *s)
+{
+	struct sd_pump *p = s->p;
+	struct act a = { 0 };
+	uint64_t tick;
+	struct tune t;
+
+	/* Without a place among the consumers the session only reads the
+	 * disk: the cache is an optimisation. */
+	if (p->cache && sd_cache_join(p->cache, s->ino, s->data_id, s->pos, 0,
+				      &s->cons) < 0)
+		s->cons = NULL;
 	pthread_mutex_lock(&p->mu);
 	s->next = p->head;
 	if (p->head)
@@ -1296,8 +1359,6 @@ int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 	plan(s, &t, tick, 1, &a);
 	pthread_mutex_unlock(&s->mu);
 	settle(s, &a);
-	*out = s;
-	return 0;
 }
 
 ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
@@ -1437,13 +1498,87 @@ void sd_session_close(struct sd_session *s)
 /* Opens and closes off the caller's thread                            */
 /* ------------------------------------------------------------------ */
 
-static void open_run(struct sd_pump *p, struct sd_open *op)
+/* Receive thread: the server answered @op's OPEN; an opener finishes
+ * it (open_ready), so that nothing of ours runs on the library's
+ * thread. */
+static void opened(void *arg, int err, struct djmfs_file *f)
 {
-	struct sd_session *s = NULL;
-	int err = sd_session_open(p, &op->o, &s);
+	struct sd_open *op = arg;
+	struct sd_pump *p = op->s->p;
 
+	op->s->f = f;
+	op->err = err;
+	pthread_mutex_lock(&p->omu);
+	op->next = p->rq;
+	p->rq = op;
+	pthread_cond_signal(&p->ocv);
+	pthread_mutex_unlock(&p->omu);
+}
+
+static void open_answer(struct sd_open *op, int err, struct sd_session *s)
+{
 	op->done(op->arg, err, err < 0 ? NULL : s);
 	free(op);
+}
+
+/* An opener: sends @op's OPEN without waiting (djmfs_open_async), so a
+ * crowd's opens share the server's passes whatever the number of
+ * openers.  1 when @op was answered here, 0 when the OPEN is on its way
+ * (opened() brings it back).  With no connection up now, the blocking
+ * open waits for one, as it always did. */
+static int open_run(struct sd_pump *p, struct sd_open *op)
+{
+	struct sd_session *s = session_alloc(p, &op->o);
+	int err;
+
+	if (!s) {
+		open_answer(op, -ENOMEM, NULL);
+		return 1;
+	}
+	op->s = s;
+	err = djmfs_open_async(p->c, s->name, DJMFS_O_READ, opened, op);
+	if (err == 0)
+		return 0;
+	session_free(s);
+	s = NULL;
+	err = sd_session_open(p, &op->o, &s);
+	open_answer(op, err, s);
+	return 1;
+}
+
+/* An opener: what the server answered to @op's OPEN. */
+static void open_ready(struct sd_pump *p, struct sd_open *op)
+{
+	struct sd_session *s = op->s;
+	int err = op->err;
+
+	if (err == -ENOTCONN) {
+		/* The connection went on the way: the blocking open waits
+		 * for the next one and sends again. */
+		session_free(s);
+		s = NULL;
+		err = sd_session_open(p, &op->o, &s);
+	} else if (err < 0) {
+		open_failed(s, err);
+		session_free(s);
+	} else if ((err = session_learn(s)) < 0) {
+		session_free(s);
+	} else {
+		session_start(s);
+	}
+	open_answer(op, err, s);
+}
+
+/* A CLOSE was answered (@arg: the pump). */
+static void closed(void *arg, ssize_t res)
+{
+	struct sd_pump *p = arg;
+
+	(void)res; /* a reader's CLOSE failing loses nothing */
+	pthread_mutex_lock(&p->omu);
+	if (--p->closing == 0)
+		pthread_cond_broadcast(&p->odone);
+	pthread_mutex_unlock(&p->omu);
 }
 
 /* Under p->omu: the oldest open if it is due, else NULL (and *@wait_ns
@@ -1489,13 +1624,25 @@ static void *opener_main(void *arg)
 			pthread_mutex_lock(&p->omu);
 			continue;
 		}
-		op = open_due(p, &wait_ns);
-		if (op) {
-			p->opens_running++;
+		if (p->rq) {
+			op = p->rq;
+			p->rq = op->next;
 			pthread_mutex_unlock(&p->omu);
-			open_run(p, op);
+			open_ready(p, op);
 			pthread_mutex_lock(&p->omu);
 			if (--p->opens_running == 0)
+				pthread_cond_broadcast(&p->odone);
+			continue;
+		}
+		op = open_due(p, &wait_ns);
+		if (op) {
+			int answered;
+
+			p->opens_running++;
+			pthread_mutex_unlock(&p->omu);
+			answered = open_run(p, op);
+			pthread_mutex_lock(&p->omu);
+			if (answered && --p->opens_running == 0)
 				pthread_cond_broadcast(&p->odone);
 			continue;
 		}
