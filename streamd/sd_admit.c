@@ -19,7 +19,11 @@
  *           capacity is 1 s/s times a correction factor learnt from what
  *           is measured (below).  A viewer's disk demand is scaled by its
  *           ticket's share (sd_admit_set_disk_share, 1 by default): a
- *           viewer served from memory costs the disk nothing.
+ *           viewer served from memory costs the disk nothing.  A
+ *           newcomer's share is what the caller expects of it
+ *           (sd_admit_viewer_share: the daemon asks the cache what it
+ *           holds where the viewer starts), its start's reads included,
+ *           until its measured share replaces it.
  *  cpu      Cores.  A viewer needs B/8 bytes/s times the measured CPU time
  *           per byte served; a recorder the measured CPU per recording.
  *           Both come from this process's CPU time against the bytes
@@ -402,9 +406,10 @@ static void viewer_rate_cost(const struct sd_admit *a, double sent_Bps,
 	need[SD_ADMIT_MEM] = 0;
 }
 
-/* What a newcomer of @bps needs of each resource. */
+/* What a newcomer of @bps needs of each resource; a viewer reads
+ * @share of its bytes from the disk. */
 static void demand(const struct sd_admit *a, int recorder, uint64_t bps,
-		   double need[SD_ADMIT_N])
+		   double share, double need[SD_ADMIT_N])
 {
 	double Bps = (double)bps / 8;
 
@@ -415,7 +420,8 @@ static void demand(const struct sd_admit *a, int recorder, uint64_t bps,
 		need[SD_ADMIT_NET] = (double)bps;
 	} else {
 		viewer_rate_cost(a, Bps + start_surcharge(a, bps, 0),
-				 Bps + start_surcharge(a, bps, 1), need);
+				 (Bps + start_surcharge(a, bps, 1)) * share,
+				 need);
 		need[SD_ADMIT_MEM] = viewer_mem(a);
 	}
 }
@@ -541,13 +547,13 @@ static unsigned retry_after(const struct sd_admit *a, uint64_t now,
 /* Checks a newcomer against every resource (viewers) or the recorder
  * rule.  0, or -EBUSY with @why filled. */
 static int check(struct sd_admit *a, int recorder, uint64_t bps,
-		 uint64_t now, struct sd_admit_refusal *why)
+		 double share, uint64_t now, struct sd_admit_refusal *why)
 {
 	double cap[SD_ADMIT_N], prom[SD_ADMIT_N], need[SD_ADMIT_N];
 	double ceiling = a->lim.ceiling;
 
 	account(a, cap, prom, recorder);
-	demand(a, recorder, bps, need);
+	demand(a, recorder, bps, share, need);
 	if (recorder) {
 		/* Recorders alone, writes only (see top). */
 		prom[SD_ADMIT_DISK] = disk_cost(a, 0, a->sum.rec_Bps);
@@ -572,7 +578,7 @@ static int check(struct sd_admit *a, int recorder, uint64_t bps,
 }
 
 static int admit(struct sd_admit *a, int recorder, const char *client,
-		 const char *stream, uint64_t bps, uint64_t now,
+		 const char *stream, uint64_t bps, double share, uint64_t now,
 		 struct sd_admit_ticket **out, struct sd_admit_refusal *why)
 {
 	struct sd_admit_refusal ignored;
@@ -600,7 +606,8 @@ static int admit(struct sd_admit *a, int recorder, const char *client,
 			return 0;
 		}
 	}
-	err = a->lim.on ? check(a, recorder, bps, now, why) : 0;
+	share = share < 0 ? 0 : share > 1 ? 1 : share;
+	err = a->lim.on ? check(a, recorder, bps, share, now, why) : 0;
 	if (err < 0) {
 		a->refused[why->res]++;
 		pthread_mutex_unlock(&a->mu);
@@ -613,7 +620,7 @@ static int admit(struct sd_admit *a, int recorder, const char *client,
 	}
 	t->recorder = recorder;
 	t->bps = bps;
-	t->share = 1;
+	t->share = recorder ? 1 : share;
 	t->mem = (uint64_t)(recorder ? recorder_mem(a) : viewer_mem(a));
 	snprintf(t->client, sizeof(t->client), "%s", client ? client : "");
 	snprintf(t->stream, sizeof(t->stream), "%s", stream ? stream : "");
@@ -624,7 +631,7 @@ static int admit(struct sd_admit *a, int recorder, const char *client,
 	} else {
 		a->viewers++;
 		if (a->lim.start_ns)
-			start_add(a, t, start_surcharge(a, bps, 1),
+			start_add(a, t, start_surcharge(a, bps, 1) * share,
 				  start_surcharge(a, bps, 0),
 				  now + a->lim.start_ns);
 	}
@@ -638,14 +645,22 @@ int sd_admit_viewer(struct sd_admit *a, const char *client,
 		    const char *stream, uint64_t bps, uint64_t now,
 		    struct sd_admit_ticket **out, struct sd_admit_refusal *why)
 {
-	return admit(a, 0, client, stream, bps, now, out, why);
+	return admit(a, 0, client, stream, bps, 1, now, out, why);
+}
+
+int sd_admit_viewer_share(struct sd_admit *a, const char *client,
+			  const char *stream, uint64_t bps, double share,
+			  uint64_t now, struct sd_admit_ticket **out,
+			  struct sd_admit_refusal *why)
+{
+	return admit(a, 0, client, stream, bps, share, now, out, why);
 }
 
 int sd_admit_recorder(struct sd_admit *a, const char *stream, uint64_t bps,
 		      uint64_t now, struct sd_admit_ticket **out,
 		      struct sd_admit_refusal *why)
 {
-	return admit(a, 1, NULL, stream, bps, now, out, why);
+	return admit(a, 1, NULL, stream, bps, 1, now, out, why);
 }
 
 void sd_admit_release(struct sd_admit *a, struct sd_admit_ticket *t,

@@ -67,6 +67,8 @@
  *   sd_cache_move     it moved (the order is restored when needed)
  *   sd_cache_leave    it left; its object may go
  *   sd_cache_published  the local writer's end (its published size)
+ *   sd_cache_held_share what share of a range's blocks is held (a new
+ *                     reader's expected hits, for admission)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -762,6 +764,23 @@ struct sd_cache_block *sd_cache_take(struct sd_cache_cons *k, uint64_t off,
 	}
 	pthread_mutex_unlock(&c->mu);
 	return b;
+}
+
+double sd_cache_held_share(struct sd_cache *c, uint64_t ino, uint32_t id,
+			   uint64_t off, uint64_t len)
+{
+	uint64_t first = off / SD_CACHE_BLOCK, last, held = 0;
+	struct cobj *o;
+
+	if (!c || !len)
+		return 0;
+	last = (off + len - 1) / SD_CACHE_BLOCK;
+	pthread_mutex_lock(&c->mu);
+	o = obj_find(c, ino, id);
+	for (uint64_t i = first; o && i <= last; i++)
+		held += blk_find(c, o, i) != NULL;
+	pthread_mutex_unlock(&c->mu);
+	return (double)held / (double)(last - first + 1);
 }
 
 size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,

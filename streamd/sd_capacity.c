@@ -330,7 +330,7 @@ enum MHD_Result sd_capacity_busy(struct sd_req *r, const char *reason,
 			 retry_s);
 }
 
-int sd_capacity_play(struct sd_req *r, uint64_t bps,
+int sd_capacity_play(struct sd_req *r, uint64_t bps, double share,
 		     struct sd_admit_ticket **t, enum MHD_Result *ret)
 {
 	struct sd_admit_refusal why;
@@ -342,8 +342,9 @@ int sd_capacity_play(struct sd_req *r, uint64_t bps,
 		return 1;
 	sd_capacity_sample(r->d);
 	client_address(r, host, sizeof(host));
-	err = sd_admit_viewer(r->d->admit, host, r->name,
-			      bps ? bps : PRIOR_BPS, sd_now(), t, &why);
+	err = sd_admit_viewer_share(r->d->admit, host, r->name,
+				    bps ? bps : PRIOR_BPS, share, sd_now(), t,
+				    &why);
 	if (err == 0)
 		return 1;
 	*ret = err == -EBUSY ? refuse(r, "playback", &why) :

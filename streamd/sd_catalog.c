@@ -381,6 +381,8 @@ static int entry_apply(struct sd_catalog *cat, struct cat_entry *e,
 	e->s.live = !!(fi->flags & DJMFS_FILE_WRITE_LOCKED);
 	e->s.data_size = data_size;
 	e->s.version = fi->version;
+	e->s.ino = fi->ino;
+	e->s.data_id = e->id[OBJ_DATA];
 	stream_derive(&e->s);
 	pthread_rwlock_unlock(&e->lock);
 	e->have = 1;

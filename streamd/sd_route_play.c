@@ -336,6 +336,8 @@ struct play {
 	uint64_t a_off, b_off;
 	uint64_t allow;		/* data offset the body may reach now */
 	uint64_t bitrate;	/* the recording's, bits/s; 0: unknown */
+	uint64_t ino;		/* the recording's file and "data" object, */
+	uint32_t data_id;	/* the cache's name of its bytes (ino 0: none) */
 	struct sd_admit_ticket *ticket; /* admission's, released at close */
 	int64_t share_at;	/* sd_now() of the last disk share told */
 	/* Where the request's time to its first body byte went (sd_now()
@@ -618,11 +620,37 @@ static int64_t req_burst(struct sd_req *r)
 
 /*
  * Admission counts only what reaches the disk: a viewer the interval
- * cache serves costs the device nothing.  Its promise starts at the full
- * disk cost and follows the share of its recent bytes that came from the
- * disk, told at most once a SHARE_EVERY_NS (a lock each, on the reader's
- * path).
+ * cache serves costs the device nothing.  Its promise starts at what the
+ * cache holds where it starts (expected_disk_share) and follows the share
+ * of its recent bytes that came from the disk, told at most once a
+ * SHARE_EVERY_NS (a lock each, on the reader's path).
  */
+/*
+ * The share of a new viewer's bytes expected from the disk: that of the
+ * blocks of its start (its burst and its buffer's first fill) the cache
+ * does not hold now.  A flash crowd just behind live finds the recorder's
+ * blocks and promises the disk (almost) nothing; a viewer that seeks into
+ * an old hour finds nothing and promises its whole rate.  The measured
+ * share replaces the guess within a second of its first bytes.
+ */
+static double expected_disk_share(struct sd_req *r, const struct play *pl)
+{
+	struct sd_daemon *d = r->d;
+	uint64_t len;
+
+	if (!d->cache || !pl->ino)
+		return 1;
+	pthread_mutex_lock(&d->knobs_mu);
+	len = d->knobs.buffer_size;
+	pthread_mutex_unlock(&d->knobs_mu);
+	if (pl->ahead > 0)
+		len += pl->bitrate / 8 * (uint64_t)pl->ahead / SD_NS;
+	if (pl->limit != UINT64_MAX && pl->limit < len)
+		len = pl->limit;
+	return 1.0 - sd_cache_held_share(d->cache, pl->ino, pl->data_id,
+					 pl->start, len ? len : 1);
+}
+
 static void tell_disk_share(struct play *pl)
 {
 	struct sd_daemon *d = pl->r->d;
@@ -895,7 +923,8 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 					    NULL),
 				    status, type, ranges, hdr);
 	}
-	if (!sd_capacity_play(r, pl->bitrate, &pl->ticket, &refused)) {
+	if (!sd_capacity_play(r, pl->bitrate, expected_disk_share(r, pl),
+			      &pl->ticket, &refused)) {
 		free(pl);
 		return refused;
 	}
@@ -1013,6 +1042,8 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 	status = play_plan(s, &st, dur, pl, &end, &begin_wall, msg,
 			   sizeof(msg));
 	pl->bitrate = s->bitrate;
+	pl->ino = s->ino;
+	pl->data_id = s->data_id;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	if (status != 200) {
@@ -1045,7 +1076,8 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 {
 	struct sd_stream *s;
 	enum MHD_Result ret = MHD_NO;
-	uint64_t size, a = 0, b = 0, bitrate;
+	uint64_t size, a = 0, b = 0, bitrate, ino;
+	uint32_t data_id;
 	struct play *pl;
 	int rc;
 	char cr[96];
@@ -1060,6 +1092,8 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	sd_stream_rdlock(s);
 	size = s->data_size;
 	bitrate = s->bitrate;
+	ino = s->ino;
+	data_id = s->data_id;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	rc = sd_range_parse(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
@@ -1090,6 +1124,8 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	pl->start = a;
 	pl->limit = b - a + 1;
 	pl->bitrate = bitrate;
+	pl->ino = ino;
+	pl->data_id = data_id;
 	return play_reply(r, pl, b + 1, rc ? 206 : 200, "video/mp2t", "bytes",
 			  hdr);
 }

@@ -639,6 +639,8 @@ struct sd_stream {
 	char format[32];
 	char *codecs;		/* JSON array text from the header */
 	unsigned connections;	/* encoder connections so far */
+	uint64_t ino;		/* the file's, and its "data" object's id: */
+	uint32_t data_id;	/* the interval cache's name of its bytes */
 	struct sd_index index;
 };
 
@@ -755,6 +757,12 @@ size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,
 struct sd_cache_block *sd_cache_take(struct sd_cache_cons *k, uint64_t off,
 				     size_t max, const uint8_t **p,
 				     size_t *n);
+
+/* The share (0..1) of the SD_CACHE_BLOCK blocks of object (@ino, @id)
+ * from the one holding @off through the one holding @off + @len - 1 that
+ * the cache holds: what a new reader there may expect to find. */
+double sd_cache_held_share(struct sd_cache *c, uint64_t ino, uint32_t id,
+			   uint64_t off, uint64_t len);
 
 /* The share (0..1) of @k's recent bytes (about the last 16 MiB) that
  * came from the cache: what of its stream does not reach the disk. */
@@ -1040,6 +1048,13 @@ void sd_admit_set_model(struct sd_admit *a, struct iosched_model *m);
 int sd_admit_viewer(struct sd_admit *a, const char *client,
 		    const char *stream, uint64_t bps, uint64_t now,
 		    struct sd_admit_ticket **out, struct sd_admit_refusal *why);
+/* The same, for a viewer expected to read @share (0..1) of its bytes,
+ * its start's included, from the disk (the rest from the cache) until
+ * sd_admit_set_disk_share says what it really reads. */
+int sd_admit_viewer_share(struct sd_admit *a, const char *client,
+			  const char *stream, uint64_t bps, double share,
+			  uint64_t now, struct sd_admit_ticket **out,
+			  struct sd_admit_refusal *why);
 /* A publisher of @stream at @bps: refused (-EBUSY) only if the
  * recorders' writes alone would not fit on the disk or the network. */
 int sd_admit_recorder(struct sd_admit *a, const char *stream, uint64_t bps,

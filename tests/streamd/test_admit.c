@@ -647,6 +647,38 @@ Test(admit, a_starting_viewer_counts_its_burst_until_its_start_ends)
 	cr_expect_float_eq(why.demand, 4e6, 1);
 }
 
+/* A newcomer the cache is expected to serve promises the disk only its
+ * expected share, its start included, and the network its whole rate. */
+Test(admit, a_viewer_expected_from_the_cache_promises_the_disk_its_share)
+{
+	struct sd_admit_limits l = limits();
+	struct sd_admit_ticket *t, *u;
+	struct sd_admit_refusal why;
+	struct sd_admit_stats st;
+	double full;
+
+	l.max_bandwidth = 100 * MBIT;
+	l.burst_ns = 5 * S;
+	l.start_ns = 5 * S;
+	make(&l, slow_ssd);
+	cr_assert_eq(sd_admit_viewer(a, "x", "cam", 2 * MBIT, S, &t, &why), 0);
+	sd_admit_stats(a, S, &st);
+	full = st.res[SD_ADMIT_DISK].promised;
+	cr_assert_gt(full, 0);
+	cr_assert_eq(sd_admit_viewer_share(a, "y", "cam", 2 * MBIT, 0.25, S,
+					   &u, &why), 0);
+	sd_admit_stats(a, S, &st);
+	cr_expect_float_eq(st.res[SD_ADMIT_DISK].promised, full * 1.25,
+			   full * 1e-6);
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 2 * 4e6, 1);
+	/* Its measured share replaces the guess (the start's stays). */
+	sd_admit_set_disk_share(a, u, 1);
+	sd_admit_stats(a, S, &st);
+	cr_expect_gt(st.res[SD_ADMIT_DISK].promised, full * 1.25);
+	sd_admit_release(a, t, S);
+	sd_admit_release(a, u, S);
+}
+
 /* A buffer's fill is read, not sent: it counts on the disk during the
  * start, not on the network (nor the CPU, which the same sum prices). */
 Test(admit, a_starting_viewer_counts_its_fill_on_the_disk_only)
