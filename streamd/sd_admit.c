@@ -139,10 +139,12 @@
 #define OBSERVE_MIN_NS (SD_NS / 2) /* shorter windows are merged */
 #define RETRY_MAX_S 300
 /* Priors, used until something is measured. */
-#define PRIOR_NS_PER_BYTE 1.0	/* 12.5 % of a core per Gbit/s: streamd-bench
-				   measured 6.7 to 10.9 with the buffers
-				   holding the cache's blocks (27 when each
-				   player copied its own), rounded up */
+#define PRIOR_NS_PER_BYTE 0.6	/* 7.5 % of a core per Gbit/s: streamd-bench
+				   measured 5.8 to 7.6 at 800 to 3,200
+				   viewers with the buffers holding the
+				   cache's blocks and the opens off the HTTP
+				   threads (27 when each player copied its
+				   own); learnt within seconds anyway */
 #define PRIOR_CPU_PER_REC 0.02	/* cores per recording: the ingest thread
 				   and its TS scan at a few Mbit/s */
 #define CONN_OVERHEAD (64u << 10) /* MHD's connection pool and request

@@ -19,7 +19,7 @@
 #include "streamd-int.h"
 
 /* sd_admit.c's prior CPU cost per byte served, until one is learnt. */
-#define PRIOR 1.0
+#define PRIOR 0.6
 
 #define MBIT 1000000ull
 #define S SD_NS
