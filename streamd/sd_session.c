@@ -75,7 +75,8 @@
  *     s->mu (one session's state).  p->lmu (the knobs in effect, the
  *     period count, closed sessions' sums, lateness) is a leaf: nothing
  *     is taken while it is held.  So are the cache's lock, taken under
- *     s->mu to take, put and move, and p->omu (the openers' queues).
+ *     s->mu to take, put and move, p->omu (the openers' queues) and
+ *     p->bmu (the pool of read buffers).
  *  2. No libdjmfs call is made while holding any of these locks
  *     (submissions, djmfs_open, djmfs_file_info and djmfs_close all run
  *     unlocked), so completions may take our locks freely and the
@@ -173,6 +174,7 @@
 #include "streamd-int.h"
 
 #define SD_LATE_KEEP 4096 /* late reads kept for the p99 */
+#define SD_POOL_MAX 1024  /* drained read buffers the pump keeps */
 
 enum { IO_NONE = 0, IO_READ, IO_SYNC };
 
@@ -222,6 +224,11 @@ struct sd_pump {
 	int openers_stop;		/* sd_pump_free: finish closes, exit */
 	struct sd_session *cq;		/* sessions whose file is to close */
 	uint64_t open_delay_ns;		/* testing only (sd_pump_opts) */
+
+	pthread_mutex_t bmu;		/* leaf: the pool */
+	uint8_t *pool;			/* drained read buffers, linked
+					   through their first bytes */
+	size_t pool_n, pool_size;
 
 	pthread_mutex_t lmu;		/* leaf */
 	struct tune tune;		/* in effect */
@@ -383,14 +390,53 @@ static void stats_add(struct sd_session_stats *sum,
 /* The buffer                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Under s->mu: frees a read buffer, or keeps it for the next read. */
+/*
+ * The pump's pool of drained read buffers, shared by its sessions.  Read
+ * buffers are small (read_size) and come and go with every read on every
+ * thread that plans one; left to malloc, each thread's arena would keep
+ * its own free ones and the daemon's memory would creep up with the
+ * sessions' churn.  The pool keeps up to SD_POOL_MAX of the current size.
+ */
+static uint8_t *pool_get(struct sd_pump *p, size_t size)
+{
+	uint8_t *b = NULL;
+
+	pthread_mutex_lock(&p->bmu);
+	if (p->pool && p->pool_size == size) {
+		b = p->pool;
+		memcpy(&p->pool, b, sizeof(p->pool));
+		p->pool_n--;
+	}
+	pthread_mutex_unlock(&p->bmu);
+	return b;
+}
+
+static void pool_put(struct sd_pump *p, uint8_t *b, size_t size)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&p->bmu);
+	if (!p->pool)
+		p->pool_size = size;
+	if (size == p->pool_size && p->pool_n < SD_POOL_MAX) {
+		memcpy(b, &p->pool, sizeof(p->pool));
+		p->pool = b;
+		p->pool_n++;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&p->bmu);
+	free(b);
+}
+
+/* Under s->mu: keeps a drained read buffer for the next read, or gives
+ * it to the pool. */
 static void buf_drop(struct sd_session *s, uint8_t *b, size_t size)
 {
 	if (!s->spare) {
 		s->spare = b;
 		s->spare_size = size;
 	} else {
-		free(b);
+		pool_put(s->p, b, size);
 		s->own_mem -= size;
 	}
 }
@@ -410,7 +456,8 @@ static uint8_t *buf_get(struct sd_session *s, size_t len, size_t want,
 	}
 	*size = len > want ? len : want;
 	*size = (*size + DJMFS_IO_ALIGN - 1) / DJMFS_IO_ALIGN * DJMFS_IO_ALIGN;
-	if (posix_memalign((void **)&b, DJMFS_IO_ALIGN, *size))
+	b = pool_get(s->p, *size);
+	if (!b && posix_memalign((void **)&b, DJMFS_IO_ALIGN, *size))
 		return NULL;
 	s->own_mem += *size;
 	return b;
@@ -1025,6 +1072,7 @@ static int pump_sync_init(struct sd_pump *p)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->lmu, NULL);
 	pthread_mutex_init(&p->omu, NULL);
+	pthread_mutex_init(&p->bmu, NULL);
 	return 0;
 }
 
@@ -1036,6 +1084,7 @@ static void pump_sync_destroy(struct sd_pump *p)
 	pthread_mutex_destroy(&p->mu);
 	pthread_mutex_destroy(&p->lmu);
 	pthread_mutex_destroy(&p->omu);
+	pthread_mutex_destroy(&p->bmu);
 }
 
 /* Starts @n openers; 0, or -errno with those started left running (the
@@ -1134,6 +1183,12 @@ void sd_pump_free(struct sd_pump *p)
 		pthread_cond_wait(&p->odone, &p->omu);
 	pthread_mutex_unlock(&p->omu);
 	pump_sync_destroy(p);
+	while (p->pool) {
+		uint8_t *b = p->pool;
+
+		memcpy(&p->pool, b, sizeof(p->pool));
+		free(b);
+	}
 	free(p->visit);
 	free(p);
 }
@@ -1281,8 +1336,8 @@ static void session_free(struct sd_session *s)
 	while (s->nseg > 0)
 		seg_pop(s);
 	free(s->seg);
-	free(s->io_buf);
-	free(s->spare);
+	pool_put(s->p, s->io_buf, s->io_buf_size);
+	pool_put(s->p, s->spare, s->spare_size);
 	free(s);
 }
 
