@@ -262,6 +262,28 @@ int djmfs_open(struct djmfs_client *c, const char *name, unsigned flags,
  * -errno of the final publish.  NULL is a no-op returning 0. */
 int djmfs_close(struct djmfs_file *f);
 
+/*
+ * A reader's open and close without waiting for the server's answer, for
+ * callers that must not block (an event loop starting many players).
+ * djmfs_open_async takes DJMFS_O_READ only and sends one OPEN on the
+ * connection as it is now: 0 means @done will be called exactly once, on
+ * a library thread, with 0 and the handle or a -errno and NULL; any other
+ * return is the failure at once and @done is never called.  It neither
+ * waits for a connection that is down nor sends again when one is lost
+ * (-ENOTCONN either way): djmfs_open does both, and the caller may fall
+ * back to it.  djmfs_close_async closes a reader's handle (-EINVAL for a
+ * writer's, whose close publishes): 0 means the CLOSE is on its way and
+ * @done (optional) will be called once, on a library thread, after @f
+ * was freed; anything else means it completed at once (@f freed, @done
+ * not called).  Either way @f must not be used after the call.
+ */
+typedef void (*djmfs_open_fn)(void *user, int err, struct djmfs_file *f);
+int djmfs_open_async(struct djmfs_client *c, const char *name,
+		     unsigned flags, djmfs_open_fn done, void *user);
+int djmfs_close_async(struct djmfs_file *f, void (*done)(void *user,
+							  ssize_t res),
+		      void *user);
+
 int djmfs_unlink(struct djmfs_client *c, const char *name);
 
 /* Latest published state of @name, without opening it. */

@@ -68,7 +68,8 @@ streamd_streamd_bench_LDADD = $(LOADGEN_LIBS)
 
 streamd_streamd_soak_SOURCES = streamd/soak/streamd-soak.c streamd/soak/soak.h \
 	streamd/soak/soak_rec.c streamd/soak/soak_view.c \
-	streamd/soak/soak_report.c streamd/soak/soak_ts.h streamd/soak/soak_ts.c
+	streamd/soak/soak_report.c streamd/soak/soak_limit.c \
+	streamd/soak/soak_ts.h streamd/soak/soak_ts.c
 streamd_streamd_soak_CPPFLAGS = $(STREAMD_CPPFLAGS) -I$(top_srcdir)/streamd/bench \
 	$(TOOLS_CPPFLAGS)
 streamd_streamd_soak_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)

@@ -19,7 +19,11 @@
  *           capacity is 1 s/s times a correction factor learnt from what
  *           is measured (below).  A viewer's disk demand is scaled by its
  *           ticket's share (sd_admit_set_disk_share, 1 by default): a
- *           viewer served from memory costs the disk nothing.
+ *           viewer served from memory costs the disk nothing.  A
+ *           newcomer's share is what the caller expects of it
+ *           (sd_admit_viewer_share: the daemon asks the cache what it
+ *           holds where the viewer starts), its start's reads included,
+ *           until its measured share replaces it.
  *  cpu      Cores.  A viewer needs B/8 bytes/s times the measured CPU time
  *           per byte served; a recorder the measured CPU per recording.
  *           Both come from this process's CPU time against the bytes
@@ -67,10 +71,13 @@
  * or data.ts player fetches each range at once.  Counting only the
  * steady bitrate would let a flash crowd in whose first seconds the disk
  * cannot serve: so for start_ns after it is admitted a viewer also
- * counts (burst x its rate + buffer_size) / start_ns bytes/s on the
- * disk, the CPU and the network.  A node that a crowd fills then admits
- * fewer at once, and more as the first ones settle (Retry-After says
- * when).  A ticket taken over within its grace gets no new start: the
+ * counts its burst, burst x its rate / start_ns bytes/s, on the disk,
+ * the CPU and the network, and its buffer's fill, buffer_size / start_ns,
+ * on the disk alone: the fill is reads, or references to the cache's
+ * blocks, and its bytes cost CPU and network only when they are sent,
+ * which the burst and the steady rate count.  A node that a crowd fills
+ * then admits fewer at once, and more as the first ones settle
+ * (Retry-After says when).  A ticket taken over within its grace gets no new start: the
  * next segment of a player already running is its steady pace.
  *
  * Recorders come first.  Their writes are reserved: counted on every
@@ -99,7 +106,8 @@
  *  3. A ticket taken over moves from held back to live unchanged (same
  *     demand), so takeover never changes a sum.
  *  4. a->starting holds the live viewers admitted less than start_ns ago,
- *     oldest first; sum.start_Bps is their surcharges' sum.  A ticket
+ *     oldest first; sum.start_Bps is their surcharges' sum (burst and
+ *     fill), sum.start_send_Bps that of their bursts.  A ticket
  *     leaves it when its start ends or when it is released.
  *
  * Transitions of a ticket:
@@ -131,8 +139,12 @@
 #define OBSERVE_MIN_NS (SD_NS / 2) /* shorter windows are merged */
 #define RETRY_MAX_S 300
 /* Priors, used until something is measured. */
-#define PRIOR_NS_PER_BYTE 2.5	/* 27 % of a core per Gbit/s measured with
-				   streamd-bench, rounded up */
+#define PRIOR_NS_PER_BYTE 0.6	/* 7.5 % of a core per Gbit/s: streamd-bench
+				   measured 5.8 to 7.6 at 800 to 3,200
+				   viewers with the buffers holding the
+				   cache's blocks and the opens off the HTTP
+				   threads (27 when each player copied its
+				   own); learnt within seconds anyway */
 #define PRIOR_CPU_PER_REC 0.02	/* cores per recording: the ingest thread
 				   and its TS scan at a few Mbit/s */
 #define CONN_OVERHEAD (64u << 10) /* MHD's connection pool and request
@@ -157,7 +169,7 @@ struct sd_admit_ticket {
 	uint64_t expires;	/* held: end of grace */
 	struct sd_admit_ticket *prev, *next;
 	/* Within its start: on a->starting until @start_end. */
-	double start_Bps;
+	double start_Bps, start_send_Bps;
 	uint64_t start_end;
 	int starting;
 	struct sd_admit_ticket *sprev, *snext;
@@ -171,6 +183,7 @@ struct list {
 /* Sums over the tickets (invariant 1); bytes/s are bits/s / 8. */
 struct sums {
 	double start_Bps;	/* starting viewers' surcharge */
+	double start_send_Bps;	/* the part of it that is sent */
 	double view_disk_Bps;	/* viewers' bytes/s times their share */
 	double view_Bps;	/* viewers' bytes/s */
 	double rec_Bps;		/* recorders' bytes/s */
@@ -270,13 +283,15 @@ static void start_del(struct sd_admit *a, struct sd_admit_ticket *t)
 	t->sprev = t->snext = NULL;
 	t->starting = 0;
 	a->sum.start_Bps -= t->start_Bps;
+	a->sum.start_send_Bps -= t->start_send_Bps;
 	a->n_starting--;
 }
 
 static void start_add(struct sd_admit *a, struct sd_admit_ticket *t,
-		      double Bps, uint64_t end)
+		      double Bps, double send_Bps, uint64_t end)
 {
 	t->start_Bps = Bps;
+	t->start_send_Bps = send_Bps;
 	t->start_end = end;
 	t->starting = 1;
 	t->snext = NULL;
@@ -287,18 +302,21 @@ static void start_add(struct sd_admit *a, struct sd_admit_ticket *t,
 		a->s_head = t;
 	a->s_tail = t;
 	a->sum.start_Bps += Bps;
+	a->sum.start_send_Bps += send_Bps;
 	a->n_starting++;
 }
 
-/* The surcharge of a viewer of @bps during its start (see top). */
-static double start_surcharge(const struct sd_admit *a, uint64_t bps)
+/* The surcharge of a viewer of @bps during its start (see top): its
+ * burst, sent, plus (@fill) its buffer's fill, read. */
+static double start_surcharge(const struct sd_admit *a, uint64_t bps,
+			      int fill)
 {
 	double secs = (double)a->lim.start_ns / 1e9;
 
 	if (!a->lim.start_ns)
 		return 0;
 	return ((double)bps / 8 * (double)a->lim.burst_ns / 1e9 +
-		(double)a->lim.buffer_size) / secs;
+		(fill ? (double)a->lim.buffer_size : 0)) / secs;
 }
 
 /* ------------------------------------------------------------------ */
@@ -367,19 +385,33 @@ static void account(const struct sd_admit *a, double cap[SD_ADMIT_N],
 	prom[SD_ADMIT_DISK] = disk_cost(a, s->view_disk_Bps + s->start_Bps,
 					s->rec_Bps);
 	cap[SD_ADMIT_CPU] = cpu_capacity(a);
-	prom[SD_ADMIT_CPU] = (s->view_Bps + s->start_Bps) * a->ns_per_byte /
-			     1e9 + a->recorders * a->cpu_per_rec;
+	prom[SD_ADMIT_CPU] = (s->view_Bps + s->start_send_Bps) *
+			     a->ns_per_byte / 1e9 +
+			     a->recorders * a->cpu_per_rec;
 	cap[SD_ADMIT_NET] = a->lim.max_bandwidth ?
 		(double)a->lim.max_bandwidth : INFINITY;
-	prom[SD_ADMIT_NET] = (s->view_Bps + s->rec_Bps + s->start_Bps) * 8;
+	prom[SD_ADMIT_NET] = (s->view_Bps + s->rec_Bps + s->start_send_Bps) *
+			     8;
 	cap[SD_ADMIT_MEM] = a->lim.mem_budget ? (double)a->lim.mem_budget
 					      : INFINITY;
 	prom[SD_ADMIT_MEM] = s->view_mem + s->rec_mem;
 }
 
-/* What a newcomer of @bps needs of each resource. */
+/* What a viewer sending @sent_Bps bytes/s and reading @read_Bps costs:
+ * every resource but memory, which a viewer holds whatever its rate. */
+static void viewer_rate_cost(const struct sd_admit *a, double sent_Bps,
+			     double read_Bps, double need[SD_ADMIT_N])
+{
+	need[SD_ADMIT_DISK] = disk_cost(a, read_Bps, 0);
+	need[SD_ADMIT_CPU] = sent_Bps * a->ns_per_byte / 1e9;
+	need[SD_ADMIT_NET] = sent_Bps * 8;
+	need[SD_ADMIT_MEM] = 0;
+}
+
+/* What a newcomer of @bps needs of each resource; a viewer reads
+ * @share of its bytes from the disk. */
 static void demand(const struct sd_admit *a, int recorder, uint64_t bps,
-		   double need[SD_ADMIT_N])
+		   double share, double need[SD_ADMIT_N])
 {
 	double Bps = (double)bps / 8;
 
@@ -389,11 +421,10 @@ static void demand(const struct sd_admit *a, int recorder, uint64_t bps,
 		need[SD_ADMIT_MEM] = recorder_mem(a);
 		need[SD_ADMIT_NET] = (double)bps;
 	} else {
-		Bps += start_surcharge(a, bps);
-		need[SD_ADMIT_DISK] = disk_cost(a, Bps, 0);
-		need[SD_ADMIT_CPU] = Bps * a->ns_per_byte / 1e9;
+		viewer_rate_cost(a, Bps + start_surcharge(a, bps, 0),
+				 (Bps + start_surcharge(a, bps, 1)) * share,
+				 need);
 		need[SD_ADMIT_MEM] = viewer_mem(a);
-		need[SD_ADMIT_NET] = Bps * 8;
 	}
 }
 
@@ -476,7 +507,8 @@ static void reap(struct sd_admit *a, uint64_t now)
 	while (a->s_head && a->s_head->start_end <= now)
 		start_del(a, a->s_head);
 	if (!a->s_head)
-		a->sum.start_Bps = 0; /* no rounding left behind */
+		a->sum.start_Bps = a->sum.start_send_Bps = 0; /* no rounding
+								 left behind */
 	while (a->held.head && a->held.head->expires <= now) {
 		struct sd_admit_ticket *t = a->held.head;
 
@@ -517,13 +549,13 @@ static unsigned retry_after(const struct sd_admit *a, uint64_t now,
 /* Checks a newcomer against every resource (viewers) or the recorder
  * rule.  0, or -EBUSY with @why filled. */
 static int check(struct sd_admit *a, int recorder, uint64_t bps,
-		 uint64_t now, struct sd_admit_refusal *why)
+		 double share, uint64_t now, struct sd_admit_refusal *why)
 {
 	double cap[SD_ADMIT_N], prom[SD_ADMIT_N], need[SD_ADMIT_N];
 	double ceiling = a->lim.ceiling;
 
 	account(a, cap, prom, recorder);
-	demand(a, recorder, bps, need);
+	demand(a, recorder, bps, share, need);
 	if (recorder) {
 		/* Recorders alone, writes only (see top). */
 		prom[SD_ADMIT_DISK] = disk_cost(a, 0, a->sum.rec_Bps);
@@ -548,7 +580,7 @@ static int check(struct sd_admit *a, int recorder, uint64_t bps,
 }
 
 static int admit(struct sd_admit *a, int recorder, const char *client,
-		 const char *stream, uint64_t bps, uint64_t now,
+		 const char *stream, uint64_t bps, double share, uint64_t now,
 		 struct sd_admit_ticket **out, struct sd_admit_refusal *why)
 {
 	struct sd_admit_refusal ignored;
@@ -576,7 +608,8 @@ static int admit(struct sd_admit *a, int recorder, const char *client,
 			return 0;
 		}
 	}
-	err = a->lim.on ? check(a, recorder, bps, now, why) : 0;
+	share = share < 0 ? 0 : share > 1 ? 1 : share;
+	err = a->lim.on ? check(a, recorder, bps, share, now, why) : 0;
 	if (err < 0) {
 		a->refused[why->res]++;
 		pthread_mutex_unlock(&a->mu);
@@ -589,7 +622,7 @@ static int admit(struct sd_admit *a, int recorder, const char *client,
 	}
 	t->recorder = recorder;
 	t->bps = bps;
-	t->share = 1;
+	t->share = recorder ? 1 : share;
 	t->mem = (uint64_t)(recorder ? recorder_mem(a) : viewer_mem(a));
 	snprintf(t->client, sizeof(t->client), "%s", client ? client : "");
 	snprintf(t->stream, sizeof(t->stream), "%s", stream ? stream : "");
@@ -600,7 +633,8 @@ static int admit(struct sd_admit *a, int recorder, const char *client,
 	} else {
 		a->viewers++;
 		if (a->lim.start_ns)
-			start_add(a, t, start_surcharge(a, bps),
+			start_add(a, t, start_surcharge(a, bps, 1) * share,
+				  start_surcharge(a, bps, 0),
 				  now + a->lim.start_ns);
 	}
 	a->admitted_total++;
@@ -613,14 +647,22 @@ int sd_admit_viewer(struct sd_admit *a, const char *client,
 		    const char *stream, uint64_t bps, uint64_t now,
 		    struct sd_admit_ticket **out, struct sd_admit_refusal *why)
 {
-	return admit(a, 0, client, stream, bps, now, out, why);
+	return admit(a, 0, client, stream, bps, 1, now, out, why);
+}
+
+int sd_admit_viewer_share(struct sd_admit *a, const char *client,
+			  const char *stream, uint64_t bps, double share,
+			  uint64_t now, struct sd_admit_ticket **out,
+			  struct sd_admit_refusal *why)
+{
+	return admit(a, 0, client, stream, bps, share, now, out, why);
 }
 
 int sd_admit_recorder(struct sd_admit *a, const char *stream, uint64_t bps,
 		      uint64_t now, struct sd_admit_ticket **out,
 		      struct sd_admit_refusal *why)
 {
-	return admit(a, 1, NULL, stream, bps, now, out, why);
+	return admit(a, 1, NULL, stream, bps, 1, now, out, why);
 }
 
 void sd_admit_release(struct sd_admit *a, struct sd_admit_ticket *t,
@@ -806,6 +848,17 @@ void sd_admit_observe(struct sd_admit *a, const struct sd_admit_sample *s)
 /* ------------------------------------------------------------------ */
 /* Reports                                                             */
 /* ------------------------------------------------------------------ */
+
+void sd_admit_viewer_cost(struct sd_admit *a, uint64_t bps,
+			  struct sd_admit_cost *out)
+{
+	pthread_mutex_lock(&a->mu);
+	viewer_rate_cost(a, (double)bps / 8, (double)bps / 8, out->steady);
+	out->steady[SD_ADMIT_MEM] = viewer_mem(a);
+	viewer_rate_cost(a, start_surcharge(a, bps, 0),
+			 start_surcharge(a, bps, 1), out->start);
+	pthread_mutex_unlock(&a->mu);
+}
 
 void sd_admit_stats(struct sd_admit *a, uint64_t now,
 		    struct sd_admit_stats *out)

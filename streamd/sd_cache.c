@@ -59,12 +59,16 @@
  *   sd_cache_put      bytes extend or create blocks; a writer's new head
  *                     block drops what every session passed (trim_behind);
  *                     over budget: evict
- *   sd_cache_read     copies bytes of one block (a hit), or counts a miss
+ *   sd_cache_take     a reference to bytes of one block (a hit), or
+ *                     counts a miss
+ *   sd_cache_read     the same, copied out
  *   sd_cache_get      a reference to one block (sd_cache_block_put)
  *   sd_cache_join     a consumer at a position (session, writer)
  *   sd_cache_move     it moved (the order is restored when needed)
  *   sd_cache_leave    it left; its object may go
  *   sd_cache_published  the local writer's end (its published size)
+ *   sd_cache_held_share what share of a range's blocks is held (a new
+ *                     reader's expected hits, for admission)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -732,38 +736,67 @@ void sd_cache_block_put(struct sd_cache *c, struct sd_cache_block *b)
 	pthread_mutex_unlock(&c->mu);
 }
 
-size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,
-		     size_t max)
+struct sd_cache_block *sd_cache_take(struct sd_cache_cons *k, uint64_t off,
+				     size_t max, const uint8_t **p,
+				     size_t *n)
 {
 	struct sd_cache *c;
 	struct sd_cache_block *b;
 	const uint8_t *data;
-	size_t valid, in, n;
+	size_t valid, in;
 
-	if (!k || !max)
-		return 0;
+	if (!k || !max || !p || !n)
+		return NULL;
 	c = k->c;
 	b = sd_cache_get(c, k->o->ino, k->o->id, off, &data, &valid);
+	pthread_mutex_lock(&c->mu);
 	if (!b) {
-		pthread_mutex_lock(&c->mu);
 		c->st.misses++;
 		c->st.miss_bytes += max;
 		cons_count(k, 0, max);
-		pthread_mutex_unlock(&c->mu);
-		return 0;
+	} else {
+		in = (size_t)(off % SD_CACHE_BLOCK);
+		*n = valid - in < max ? valid - in : max;
+		*p = data + in;
+		c->st.hits++;
+		c->st.hit_bytes += *n;
+		cons_count(k, *n, 0);
 	}
+	pthread_mutex_unlock(&c->mu);
+	return b;
+}
+
+double sd_cache_held_share(struct sd_cache *c, uint64_t ino, uint32_t id,
+			   uint64_t off, uint64_t len)
+{
+	uint64_t first = off / SD_CACHE_BLOCK, last, held = 0;
+	struct cobj *o;
+
+	if (!c || !len)
+		return 0;
+	last = (off + len - 1) / SD_CACHE_BLOCK;
+	pthread_mutex_lock(&c->mu);
+	o = obj_find(c, ino, id);
+	for (uint64_t i = first; o && i <= last; i++)
+		held += blk_find(c, o, i) != NULL;
+	pthread_mutex_unlock(&c->mu);
+	return (double)held / (double)(last - first + 1);
+}
+
+size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,
+		     size_t max)
+{
+	struct sd_cache_block *b;
+	const uint8_t *p;
+	size_t n;
+
+	b = sd_cache_take(k, off, max, &p, &n);
+	if (!b)
+		return 0;
 	/* Bytes below valid never change (invariant 1): copied unlocked,
 	 * the block held by our reference. */
-	in = (size_t)(off % SD_CACHE_BLOCK);
-	n = valid - in < max ? valid - in : max;
-	memcpy(dst, data + in, n);
-	pthread_mutex_lock(&c->mu);
-	c->st.hits++;
-	c->st.hit_bytes += n;
-	cons_count(k, n, 0);
-	if (--b->refs == 0 && !b->indexed)
-		blk_release(c, b);
-	pthread_mutex_unlock(&c->mu);
+	memcpy(dst, p, n);
+	sd_cache_block_put(k->c, b);
 	return n;
 }
 

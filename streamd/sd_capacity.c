@@ -4,7 +4,12 @@
  * measurements (this process's and the machine's CPU time, the bytes
  * served and received, the pump's and the scheduler's deadline counters,
  * the resident size), asks it before a player session or a publisher
- * starts, answers a refusal with 503, and serves GET /admin/capacity.
+ * starts, answers a refusal with 503, and serves GET /admin/capacity
+ * (the model, and what it would charge one more viewer of a bitrate, so
+ * that a load tool can tell how many fit without redoing the arithmetic).
+ * Refusals that are not the model's (a full queue of session opens) get
+ * the same 503 from sd_capacity_busy, so that a client reads every
+ * "come back later" alike.
  *
  * Measurements are taken when admission needs them (a request to admit,
  * /admin/capacity, /metrics), at most every SAMPLE_EVERY_NS, rather than
@@ -264,27 +269,14 @@ static void client_address(struct sd_req *r, char *host, size_t len)
 			  (socklen_t)len);
 }
 
-/* 503 with Retry-After and the refusal as JSON. */
-static enum MHD_Result refuse(struct sd_req *r, const char *what,
-			      const struct sd_admit_refusal *why)
+/* 503 with Retry-After and @o (taken), the refusal as JSON. */
+static enum MHD_Result reply_503(struct sd_req *r, json_t *o,
+				 unsigned retry_s)
 {
-	const char *res = sd_admit_res_names[why->res];
 	struct MHD_Response *resp;
-	char msg[256], retry[16], *body;
-	json_t *o;
+	char retry[16], *body;
 
-	snprintf(msg, sizeof(msg), "%s refused: not enough %s to keep the "
-		 "deadlines already promised", what, res);
-	snprintf(retry, sizeof(retry), "%u", why->retry_after_s);
-	sd_log_error(r->d->log, SD_LOG_INFO, "%s %s: 503 %s (%s: promised "
-		     "%.4g + %.4g over %.2f of %.4g); retry after %s s",
-		     r->method, r->url, msg, res, why->promised, why->demand,
-		     why->ceiling, why->capacity, retry);
-	o = json_pack("{s:s, s:i, s:s, s:i, s:f, s:f, s:f, s:f}",
-		      "error", msg, "status", 503, "reason", res,
-		      "retry_after", (int)why->retry_after_s,
-		      "capacity", why->capacity, "promised", why->promised,
-		      "demand", why->demand, "ceiling", why->ceiling);
+	snprintf(retry, sizeof(retry), "%u", retry_s);
 	body = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(o);
 	if (!body)
@@ -304,7 +296,41 @@ static enum MHD_Result refuse(struct sd_req *r, const char *what,
 	return sd_reply(r, 503, resp);
 }
 
-int sd_capacity_play(struct sd_req *r, uint64_t bps,
+static enum MHD_Result refuse(struct sd_req *r, const char *what,
+			      const struct sd_admit_refusal *why)
+{
+	const char *res = sd_admit_res_names[why->res];
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "%s refused: not enough %s to keep the "
+		 "deadlines already promised", what, res);
+	sd_log_error(r->d->log, SD_LOG_INFO, "%s %s: 503 %s (%s: promised "
+		     "%.4g + %.4g over %.2f of %.4g); retry after %u s",
+		     r->method, r->url, msg, res, why->promised, why->demand,
+		     why->ceiling, why->capacity, why->retry_after_s);
+	return reply_503(r, json_pack("{s:s, s:i, s:s, s:i, s:f, s:f, s:f, "
+				      "s:f}", "error", msg, "status", 503,
+				      "reason", res, "retry_after",
+				      (int)why->retry_after_s,
+				      "capacity", why->capacity,
+				      "promised", why->promised,
+				      "demand", why->demand,
+				      "ceiling", why->ceiling),
+			 why->retry_after_s);
+}
+
+enum MHD_Result sd_capacity_busy(struct sd_req *r, const char *reason,
+				 const char *msg, unsigned retry_s)
+{
+	sd_log_error(r->d->log, SD_LOG_INFO, "%s %s: 503 %s; retry after "
+		     "%u s", r->method, r->url, msg, retry_s);
+	return reply_503(r, json_pack("{s:s, s:i, s:s, s:i}", "error", msg,
+				      "status", 503, "reason", reason,
+				      "retry_after", (int)retry_s),
+			 retry_s);
+}
+
+int sd_capacity_play(struct sd_req *r, uint64_t bps, double share,
 		     struct sd_admit_ticket **t, enum MHD_Result *ret)
 {
 	struct sd_admit_refusal why;
@@ -316,8 +342,9 @@ int sd_capacity_play(struct sd_req *r, uint64_t bps,
 		return 1;
 	sd_capacity_sample(r->d);
 	client_address(r, host, sizeof(host));
-	err = sd_admit_viewer(r->d->admit, host, r->name,
-			      bps ? bps : PRIOR_BPS, sd_now(), t, &why);
+	err = sd_admit_viewer_share(r->d->admit, host, r->name,
+				    bps ? bps : PRIOR_BPS, share, sd_now(), t,
+				    &why);
 	if (err == 0)
 		return 1;
 	*ret = err == -EBUSY ? refuse(r, "playback", &why) :
@@ -377,16 +404,72 @@ void sd_capacity_upload_rate(struct sd_daemon *d, struct sd_admit_ticket *t,
 /* GET /admin/capacity                                                 */
 /* ------------------------------------------------------------------ */
 
-static json_t *resource(const struct sd_admit_stats *st, enum sd_admit_res i,
+static json_t *resource(const struct sd_admit_stats *st,
+			const struct sd_admit_cost *cost, enum sd_admit_res i,
 			const char *unit)
 {
 	const struct sd_admit_resource *x = &st->res[i];
 
-	return json_pack("{s:o, s:f, s:f, s:f, s:s}",
+	return json_pack("{s:o, s:f, s:f, s:f, s:s, s:f, s:f}",
 			 "capacity", x->modelled ? json_real(x->capacity)
 						 : json_null(),
 			 "promised", x->promised, "measured", x->measured,
-			 "ceiling", st->ceiling, "unit", unit);
+			 "ceiling", st->ceiling, "unit", unit,
+			 "per_viewer", cost->steady[i],
+			 "per_viewer_start", cost->start[i]);
+}
+
+/*
+ * The bitrate the per_viewer fields price: ?bitrate=BPS, or ?stream=NAME
+ * for what a player of that recording is charged now (sd_capacity_play:
+ * its measured bitrate, PRIOR_BPS while it has none), else PRIOR_BPS, an
+ * unknown recording's.  0, or -1 with the error answered in *ret.
+ */
+static int priced_bitrate(struct sd_req *r, uint64_t *bps,
+			  enum MHD_Result *ret)
+{
+	const char *text = sd_req_arg(r, "bitrate");
+	const char *name = sd_req_arg(r, "stream");
+	struct sd_stream *s;
+	char *end;
+	int err;
+
+	*bps = PRIOR_BPS;
+	if (text && name) {
+		*ret = sd_reply_error(r, 400, "bitrate or stream, not both");
+		return -1;
+	}
+	if (text) {
+		errno = 0;
+		*bps = strtoull(text, &end, 10);
+		if (errno || end == text || *end || *text == '-' || !*bps) {
+			*ret = sd_reply_error(r, 400, "bad bitrate: bits/s, "
+					      "a whole number above 0");
+			return -1;
+		}
+		return 0;
+	}
+	if (!name)
+		return 0;
+	if (!sd_name_valid(name)) {
+		*ret = sd_reply_error(r, 400, "bad stream: "
+				      "[A-Za-z0-9._-]{1,128}");
+		return -1;
+	}
+	err = sd_catalog_get(r->d->cat, name, &s);
+	if (err < 0) {
+		*ret = err == -ENOENT || err == -EUCLEAN ?
+		       sd_reply_error(r, 404, "no recording %s", name) :
+		       sd_reply_error(r, 500, "sd_catalog_get(%s): %s", name,
+				      strerror(-err));
+		return -1;
+	}
+	sd_stream_rdlock(s);
+	if (s->bitrate)
+		*bps = s->bitrate;
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	return 0;
 }
 
 enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,
@@ -394,6 +477,9 @@ enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,
 {
 	struct sd_daemon *d = r->d;
 	struct sd_admit_stats st;
+	struct sd_admit_cost cost;
+	enum MHD_Result ret;
+	uint64_t bps;
 	json_t *o, *disk, *cpu, *refused;
 
 	(void)upload;
@@ -401,10 +487,13 @@ enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,
 	if (!sd_req_token_ok(r, d->cfg.admin_token))
 		return sd_reply_error(r, 401, "the admin endpoint needs the "
 				      "admin token");
+	if (priced_bitrate(r, &bps, &ret) < 0)
+		return ret;
 	sd_capacity_sample(d);
 	sd_admit_stats(d->admit, sd_now(), &st);
-	disk = resource(&st, SD_ADMIT_DISK, "device seconds per second");
-	cpu = resource(&st, SD_ADMIT_CPU, "cores");
+	sd_admit_viewer_cost(d->admit, bps, &cost);
+	disk = resource(&st, &cost, SD_ADMIT_DISK, "device seconds per second");
+	cpu = resource(&st, &cost, SD_ADMIT_CPU, "cores");
 	refused = json_object();
 	for (int i = 0; i < SD_ADMIT_N; i++)
 		json_object_set_new(refused, sd_admit_res_names[i],
@@ -438,8 +527,8 @@ enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,
 		json_object_set_new(cpu, "per_recording",
 				    json_real(st.cpu_per_recording));
 	}
-	o = json_pack("{s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, "
-		      "s:o, s:o, s:o}",
+	o = json_pack("{s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, "
+		      "s:o, s:o, s:o, s:o}",
 		      "admission", st.on ? "on" : "off",
 		      "ceiling", st.ceiling,
 		      "viewers", (json_int_t)st.viewers,
@@ -449,9 +538,10 @@ enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,
 		      "admitted_total", (json_int_t)st.admitted_total,
 		      "takeovers_total", (json_int_t)st.takeovers_total,
 		      "refused_total", refused,
+		      "viewer_bitrate", (json_int_t)bps,
 		      "disk", disk,
 		      "cpu", cpu,
-		      "network", resource(&st, SD_ADMIT_NET, "bits/s"),
-		      "memory", resource(&st, SD_ADMIT_MEM, "bytes"));
+		      "network", resource(&st, &cost, SD_ADMIT_NET, "bits/s"),
+		      "memory", resource(&st, &cost, SD_ADMIT_MEM, "bytes"));
 	return sd_reply_json(r, o);
 }

@@ -19,9 +19,25 @@
  *     the two writes) waits in the index object until the data is there.
  *  4. An entry whose file vanished (-ENOENT from the file system) leaves
  *     the map at once; a caller may still hold it.
+ *  5. A refresh that finds a loaded entry merely stale does not wait: it
+ *     answers with what the entry holds and sends the snapshot sync
+ *     without waiting (djmfs_sync_snap_async, e->syncing set, one
+ *     reference held for it); the answer goes to the refresher thread,
+ *     which applies it under e->mu and drops the reference.  The server
+ *     answers in passes, a batching window apart under load, and a
+ *     player's request must not hold an HTTP thread for one: with dozens
+ *     of recordings each requested every refresh_ns, the threads would
+ *     do nothing else.  Only an entry refreshed less than CAT_STALE_MAX
+ *     refresh_ns ago is answered stale: one that nobody asked for since
+ *     (its state may be seconds old), never loaded, touched (its
+ *     recording began or ended here), or whose last refresh failed
+ *     refreshes the blocking way.  So a stale answer is at most
+ *     CAT_STALE_MAX refresh_ns old (300 ms by default), and never hides
+ *     a start, an end or an error.
  *
  *   call             effect
- *   sd_catalog_get   map lookup (insert), refresh (open, sync, re-read)
+ *   sd_catalog_get   map lookup (insert), refresh (open, sync, re-read;
+ *                    merely stale: the sync sent, the refresher applies)
  *   sd_catalog_list  djmfs_list, then get for each name
  *   sd_stream_put    drops a reference; the last one frees
  */
@@ -37,6 +53,9 @@
 #include "streamd-int.h"
 
 #define CAT_BUCKETS 64
+/* A stale entry is answered at once (invariant 5) only while its last
+ * refresh is less than this many refresh_ns old. */
+#define CAT_STALE_MAX 3
 
 enum { OBJ_HDR, OBJ_DATA, OBJ_IDX, N_OBJS };
 
@@ -64,6 +83,10 @@ struct cat_entry {
 	char *hdr;	     /* header bytes last parsed */
 	size_t hdr_len;
 	uint64_t bad_at;     /* index byte offset already warned about */
+	struct sd_catalog *cat;
+	int syncing;	     /* a sync sent, not applied (invariant 5) */
+	int sync_err;	     /* its answer, under cat->rmu */
+	struct cat_entry *rnext; /* cat->ready, under cat->rmu */
 	struct cat_entry *next; /* hash chain, under cat->mu */
 };
 
@@ -73,6 +96,14 @@ struct sd_catalog {
 	struct sd_logger log;
 	pthread_mutex_t mu;
 	struct cat_entry *map[CAT_BUCKETS];
+	/* The refresher (invariant 5). */
+	pthread_t th;
+	int started;
+	pthread_mutex_t rmu;	/* leaf */
+	pthread_cond_t rcv;
+	struct cat_entry *ready; /* syncs answered, to apply */
+	unsigned syncing;	/* syncs sent, not applied */
+	int stop;
 };
 
 #define cat_log(cat, level, ...) sd__log(&(cat)->log, level, __VA_ARGS__)
@@ -150,6 +181,7 @@ static struct cat_entry *cat_lookup(struct sd_catalog *cat, const char *name)
 	for (e = cat->map[b]; e && strcmp(e->s.name, name); e = e->next)
 		;
 	if (!e && (e = entry_new(name))) {
+		e->cat = cat;
 		e->next = cat->map[b];
 		cat->map[b] = e;
 	}
@@ -381,6 +413,8 @@ static int entry_apply(struct sd_catalog *cat, struct cat_entry *e,
 	e->s.live = !!(fi->flags & DJMFS_FILE_WRITE_LOCKED);
 	e->s.data_size = data_size;
 	e->s.version = fi->version;
+	e->s.ino = fi->ino;
+	e->s.data_id = e->id[OBJ_DATA];
 	stream_derive(&e->s);
 	pthread_rwlock_unlock(&e->lock);
 	e->have = 1;
@@ -394,6 +428,8 @@ out:
 /* Opens or moves the handle to the newest snapshot and applies it, at
  * most once per refresh_ns; returns the result of the last refresh.
  * e->gone: 1 no such file, 2 it vanished under the open handle. */
+static int sync_send(struct sd_catalog *cat, struct cat_entry *e);
+
 static int entry_refresh(struct sd_catalog *cat, struct cat_entry *e,
 			 int *gone)
 {
@@ -404,6 +440,12 @@ static int entry_refresh(struct sd_catalog *cat, struct cat_entry *e,
 	pthread_mutex_lock(&e->mu);
 	if (e->refreshed_ns && now - e->refreshed_ns < cat->refresh_ns) {
 		err = e->state;
+		goto out;
+	}
+	if (e->refreshed_ns && e->have && e->f && e->state == 0 &&
+	    now - e->refreshed_ns < CAT_STALE_MAX * cat->refresh_ns &&
+	    cat->started && (e->syncing || sync_send(cat, e) == 0)) {
+		err = 0; /* stale, being refreshed: invariant 5 */
 		goto out;
 	}
 	if (!e->f) {
@@ -432,6 +474,91 @@ out:
 	return err;
 }
 
+/* Library thread: a sync sent by sync_send was answered. */
+static void sync_answered(void *arg, ssize_t res)
+{
+	struct cat_entry *e = arg;
+	struct sd_catalog *cat = e->cat;
+
+	pthread_mutex_lock(&cat->rmu);
+	e->sync_err = res < 0 ? (int)res : 0;
+	e->rnext = cat->ready;
+	cat->ready = e;
+	pthread_cond_signal(&cat->rcv);
+	pthread_mutex_unlock(&cat->rmu);
+}
+
+/* Under e->mu: sends @e's snapshot sync without waiting; 0 or -errno
+ * (then the caller refreshes the blocking way). */
+static int sync_send(struct sd_catalog *cat, struct cat_entry *e)
+{
+	int err;
+
+	__atomic_add_fetch(&e->refs, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_lock(&cat->rmu);
+	cat->syncing++;
+	pthread_mutex_unlock(&cat->rmu);
+	e->syncing = 1;
+	err = djmfs_sync_snap_async(e->f, sync_answered, e);
+	if (err == 0)
+		return 0;
+	e->syncing = 0;
+	pthread_mutex_lock(&cat->rmu);
+	cat->syncing--;
+	pthread_mutex_unlock(&cat->rmu);
+	sd_stream_put(&e->s); /* not the last: the caller holds one */
+	return err;
+}
+
+/* The refresher: applies an answered sync (invariant 5).  A failed one
+ * leaves the entry to the next request's blocking refresh, which tells
+ * a vanished file or an error as it always did. */
+static void sync_apply(struct sd_catalog *cat, struct cat_entry *e, int res)
+{
+	struct djmfs_file_info fi;
+	int err = res;
+
+	pthread_mutex_lock(&e->mu);
+	if (err == 0)
+		err = djmfs_file_info(e->f, &fi);
+	if (err == 0)
+		err = entry_apply(cat, e, &fi);
+	if (err == 0 && e->refreshed_ns)
+		e->refreshed_ns = sd_now();
+	else
+		e->refreshed_ns = 0;
+	e->syncing = 0;
+	pthread_mutex_unlock(&e->mu);
+	sd_stream_put(&e->s);
+}
+
+static void *refresher_main(void *arg)
+{
+	struct sd_catalog *cat = arg;
+
+	pthread_setname_np(pthread_self(), "sd-catalog");
+	pthread_mutex_lock(&cat->rmu);
+	for (;;) {
+		struct cat_entry *e = cat->ready;
+
+		if (e) {
+			int res = e->sync_err;
+
+			cat->ready = e->rnext;
+			pthread_mutex_unlock(&cat->rmu);
+			sync_apply(cat, e, res);
+			pthread_mutex_lock(&cat->rmu);
+			cat->syncing--;
+			continue;
+		}
+		if (cat->stop && !cat->syncing)
+			break;
+		pthread_cond_wait(&cat->rcv, &cat->rmu);
+	}
+	pthread_mutex_unlock(&cat->rmu);
+	return NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* The catalog                                                         */
 /* ------------------------------------------------------------------ */
@@ -450,6 +577,14 @@ int sd_catalog_new(struct sd_catalog **out, struct djmfs_client *c,
 	if (log)
 		cat->log = *log;
 	pthread_mutex_init(&cat->mu, NULL);
+	pthread_mutex_init(&cat->rmu, NULL);
+	pthread_cond_init(&cat->rcv, NULL);
+	/* Without the refresher every refresh blocks, as it used to. */
+	if (pthread_create(&cat->th, NULL, refresher_main, cat) == 0)
+		cat->started = 1;
+	else
+		cat_log(cat, SD_LOG_WARN, "sd_catalog: no refresher thread: "
+			"refreshes wait for the server");
 	*out = cat;
 	return 0;
 }
@@ -460,12 +595,22 @@ void sd_catalog_free(struct sd_catalog *cat)
 
 	if (!cat)
 		return;
+	if (cat->started) {
+		/* Waits for the syncs still in flight (invariant 5). */
+		pthread_mutex_lock(&cat->rmu);
+		cat->stop = 1;
+		pthread_cond_signal(&cat->rcv);
+		pthread_mutex_unlock(&cat->rmu);
+		pthread_join(cat->th, NULL);
+	}
 	for (unsigned b = 0; b < CAT_BUCKETS; b++)
 		for (e = cat->map[b]; e; e = next) {
 			next = e->next;
 			sd_stream_put(&e->s);
 		}
 	pthread_mutex_destroy(&cat->mu);
+	pthread_mutex_destroy(&cat->rmu);
+	pthread_cond_destroy(&cat->rcv);
 	free(cat);
 }
 

@@ -160,6 +160,10 @@ static const struct directive directives[] = {
 	{ "inject_latency", "SECONDS", CT_SECONDS, FIELD(inject_latency_ns),
 	  "0", .max = 60 * SD_NS,
 	  .help = "testing only: delay every disk I/O by this much" },
+	{ "inject_open_latency", "SECONDS", CT_SECONDS,
+	  FIELD(inject_open_latency_ns), "0", .max = 60 * SD_NS,
+	  .help = "testing only: answer every player session's DJMFS open "
+		  "this much later, as a slow server would" },
 	{ "inject_eio", "N", CT_UINT, FIELD(inject_eio_every), "0",
 	  .help = "testing only: fail one disk I/O in N with EIO; 0: none" },
 	{ "A", "PERCENT", CT_PERCENT, FIELD(knobs.a_pct), "80",

@@ -129,7 +129,8 @@ unsigned sd_recorder_wait(struct sd_recorder *rc,
  * sd_capacity_play / sd_capacity_publish: 1 and *@t (a ticket, NULL
  * when admission is not set up) when the session may start, else 0 with
  * the 503 (or 500) queued in *@ret.  @bps: the recording's bitrate, 0
- * when unknown.  sd_capacity_release gives a ticket back (NULL: no-op).
+ * when unknown; @share: what of a player's bytes is expected from the
+ * disk (the rest from the cache).  sd_capacity_release gives a ticket back (NULL: no-op).
  * sd_capacity_upload_rate tells the model an upload's measured rate
  * (@bytes since @since), at most once a second (*@next).
  * sd_capacity_sample takes a measurement unless one is recent.
@@ -137,11 +138,17 @@ unsigned sd_recorder_wait(struct sd_recorder *rc,
 int sd_capacity_start(struct sd_daemon *d);
 void sd_capacity_stop(struct sd_daemon *d);
 void sd_capacity_knobs(struct sd_daemon *d, const struct sd_knobs *k);
-int sd_capacity_play(struct sd_req *r, uint64_t bps,
+int sd_capacity_play(struct sd_req *r, uint64_t bps, double share,
 		     struct sd_admit_ticket **t, enum MHD_Result *ret);
 int sd_capacity_publish(struct sd_req *r, struct sd_admit_ticket **t,
 			enum MHD_Result *ret);
 void sd_capacity_release(struct sd_daemon *d, struct sd_admit_ticket *t);
+/* A 503 for a refusal that is not the model's (the queue of session
+ * opens is full): Retry-After @retry_s and the JSON body admission's
+ * refusals have ("error" @msg, "status", "reason" @reason,
+ * "retry_after"), without the model's figures. */
+enum MHD_Result sd_capacity_busy(struct sd_req *r, const char *reason,
+				 const char *msg, unsigned retry_s);
 void sd_capacity_upload_rate(struct sd_daemon *d, struct sd_admit_ticket *t,
 			     uint64_t bytes, int64_t since, int64_t *next);
 void sd_capacity_sample(struct sd_daemon *d);

@@ -8,8 +8,9 @@
  * share; every reply goes through sd_reply, which adds the cross-origin
  * (CORS) headers cors_origins calls for, and an OPTIONS on any known path
  * is answered here (Allow, and a CORS preflight's headers).  MHD runs a
- * small pool of epoll threads; connections with nothing to send are
- * suspended rather than polled (see sd_http.h).  The connection guard
+ * small pool of epoll threads; connections with nothing to send, or
+ * whose player session is still opening, are suspended rather than
+ * polled or waited for (see sd_http.h).  The connection guard
  * holds the limits MHD lacks or cannot count: connections per address and
  * in all, a deadline for a request's head, the size of a head, and URLs
  * that try to climb out of a name.
@@ -1428,6 +1429,10 @@ void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns)
 	pthread_mutex_lock(&d->mu);
 	d->stopping = 1;
 	pthread_mutex_unlock(&d->mu);
+	/* Players whose session is still queued to open are answered (503)
+	 * and none is left waiting for an opener: MHD must find no request
+	 * suspended for good when it stops. */
+	sd_pump_stop_opens(d->pump);
 	wake_all(d);
 	left = sd_recorder_wait(d->recorder, &until);
 	if (left > 0)

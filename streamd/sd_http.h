@@ -9,13 +9,23 @@
  *
  * Invariants of the suspend handshake (sd_req_wake / sd_req_suspend):
  *  1. r->suspended and r->wake_pending change only under r->mu.
- *  2. A connection is suspended only on its MHD thread, inside a callback,
- *     and only when no wake arrived since the producer was last asked
- *     (wake_pending clear); otherwise the caller retries at once.
+ *  2. A connection is suspended only on its MHD thread, inside a callback
+ *     (a content reader, or the access handler with no response queued:
+ *     a player whose session is opening), and only when no wake arrived
+ *     since the producer was last asked (wake_pending clear); otherwise
+ *     the caller retries at once.
  *  3. A wake resumes a suspended connection exactly once; a wake that
  *     finds it running leaves wake_pending set, so no wake is ever lost.
- *  4. The producer (session, ingest) is stopped before the request is
- *     freed, so no wake can reach a freed request.
+ *     A resumed access handler finds its request where it left it
+ *     (r->calls > 1) and answers, or suspends again if the wake was not
+ *     its producer's (a clean stop's).
+ *  4. The producer (session, ingest, or a session's open on the pump's
+ *     openers) is stopped before the request is freed, or told to drop
+ *     the request under a lock it wakes under, so no wake can reach a
+ *     freed request.
+ *  5. No connection stays suspended for an open once the daemon stops:
+ *     sd_http_stop has the pump answer every queued open before it wakes
+ *     everyone and stops MHD.
  */
 #ifndef SD_HTTP_H
 #define SD_HTTP_H

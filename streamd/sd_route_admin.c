@@ -341,6 +341,13 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	       (double)ps.sessions);
 	metric(&t, "streamd_sessions_total", "counter",
 	       "Player sessions opened.", (double)ps.sessions_total);
+	metric(&t, "streamd_buffer_bytes", "gauge",
+	       "Bytes queued in the players' input buffers.",
+	       (double)ps.buffered_bytes);
+	metric(&t, "streamd_buffer_private_bytes", "gauge",
+	       "Memory of the players' own read buffers; the rest of what "
+	       "they queue is the cache's blocks, shared.",
+	       (double)ps.private_bytes);
 	metric(&t, "streamd_bytes_in_total", "counter",
 	       "Bytes received from encoders.",
 	       (double)atomic_load(&d->bytes_in));

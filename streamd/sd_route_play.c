@@ -31,7 +31,10 @@
  * session's input buffer meanwhile fills by its own A/B rules.
  *
  * A HEAD answers the headers a GET would get (Content-Length when the
- * length is known) without opening a session, so it reads no disk.
+ * length is known) without opening a session, so it reads no disk.  A
+ * GET's session is opened by the pump's openers while its connection is
+ * suspended, and closed by them after play_cleanup, so no MHD thread
+ * waits for a DJMFS round trip (the transitions are above play_opened).
  *
  * A .ts request with a duration whose end keyframe is not recorded yet
  * starts following the live edge; its end is fixed once the index holds a
@@ -333,13 +336,37 @@ struct play {
 	uint64_t a_off, b_off;
 	uint64_t allow;		/* data offset the body may reach now */
 	uint64_t bitrate;	/* the recording's, bits/s; 0: unknown */
+	uint64_t ino;		/* the recording's file and "data" object, */
+	uint32_t data_id;	/* the cache's name of its bytes (ino 0: none) */
 	struct sd_admit_ticket *ticket; /* admission's, released at close */
 	int64_t share_at;	/* sd_now() of the last disk share told */
 	/* Where the request's time to its first body byte went (sd_now()
 	 * ns; logged at DEBUG with the first byte): the catalog looked up,
-	 * the session opened, the body first asked for. */
+	 * the session opened (queue and round trip), the body first asked
+	 * for. */
 	int64_t t_cat, t_open, t_ask;
+
+	/* The open, made by one of the pump's openers while the connection
+	 * is suspended (see "Opening off the HTTP thread" above play_reply).
+	 * opened is set once, by play_opened, after sess and open_err;
+	 * abandoned (the request ended first) hands pl to play_opened. */
+	struct sd_daemon *d;
+	pthread_mutex_t omu;	/* opened, abandoned */
+	atomic_int opened;
+	int abandoned;
+	int open_err;
+	/* The reply that waits for the open. */
+	unsigned status;
+	const char *type, *ranges;
+	const char *hname[2];	/* static names */
+	char hval[2][96];
 };
+
+static void play_free(struct play *pl)
+{
+	pthread_mutex_destroy(&pl->omu);
+	free(pl);
+}
 
 static void play_cleanup(struct sd_req *r)
 {
@@ -353,15 +380,28 @@ static void play_cleanup(struct sd_req *r)
 	pthread_mutex_unlock(&r->d->mu);
 	if (!pl)
 		return;
-	sd_session_stats(pl->sess, &st);
-	sd_session_close(pl->sess); /* no wake after this (sd_http.h, 4) */
+	pthread_mutex_lock(&pl->omu);
+	if (!atomic_load(&pl->opened)) {
+		/* The connection ended with its open in flight: play_opened
+		 * closes what it opens and frees pl (sd_http.h, 4). */
+		pl->abandoned = 1;
+		pthread_mutex_unlock(&pl->omu);
+		return;
+	}
+	pthread_mutex_unlock(&pl->omu);
+	if (pl->sess) {
+		sd_session_stats(pl->sess, &st);
+		/* no wake after this (sd_http.h, 4) */
+		sd_session_close(pl->sess);
+		sd_log_error(r->d->log, SD_LOG_INFO, "play %s: %llu bytes, "
+			     "%llu reads, %llu late, %llu underflows", r->url,
+			     (unsigned long long)st.bytes,
+			     (unsigned long long)st.reads,
+			     (unsigned long long)st.misses,
+			     (unsigned long long)st.underflows);
+	}
 	sd_capacity_release(r->d, pl->ticket);
-	sd_log_error(r->d->log, SD_LOG_INFO, "play %s: %llu bytes, %llu "
-		     "reads, %llu late, %llu underflows", r->url,
-		     (unsigned long long)st.bytes, (unsigned long long)st.reads,
-		     (unsigned long long)st.misses,
-		     (unsigned long long)st.underflows);
-	free(pl);
+	play_free(pl);
 }
 
 /* Newest KEY entry, or -1. */
@@ -580,11 +620,37 @@ static int64_t req_burst(struct sd_req *r)
 
 /*
  * Admission counts only what reaches the disk: a viewer the interval
- * cache serves costs the device nothing.  Its promise starts at the full
- * disk cost and follows the share of its recent bytes that came from the
- * disk, told at most once a SHARE_EVERY_NS (a lock each, on the reader's
- * path).
+ * cache serves costs the device nothing.  Its promise starts at what the
+ * cache holds where it starts (expected_disk_share) and follows the share
+ * of its recent bytes that came from the disk, told at most once a
+ * SHARE_EVERY_NS (a lock each, on the reader's path).
  */
+/*
+ * The share of a new viewer's bytes expected from the disk: that of the
+ * blocks of its start (its burst and its buffer's first fill) the cache
+ * does not hold now.  A flash crowd just behind live finds the recorder's
+ * blocks and promises the disk (almost) nothing; a viewer that seeks into
+ * an old hour finds nothing and promises its whole rate.  The measured
+ * share replaces the guess within a second of its first bytes.
+ */
+static double expected_disk_share(struct sd_req *r, const struct play *pl)
+{
+	struct sd_daemon *d = r->d;
+	uint64_t len;
+
+	if (!d->cache || !pl->ino)
+		return 1;
+	pthread_mutex_lock(&d->knobs_mu);
+	len = d->knobs.buffer_size;
+	pthread_mutex_unlock(&d->knobs_mu);
+	if (pl->ahead > 0)
+		len += pl->bitrate / 8 * (uint64_t)pl->ahead / SD_NS;
+	if (pl->limit != UINT64_MAX && pl->limit < len)
+		len = pl->limit;
+	return 1.0 - sd_cache_held_share(d->cache, pl->ino, pl->data_id,
+					 pl->start, len ? len : 1);
+}
+
 static void tell_disk_share(struct play *pl)
 {
 	struct sd_daemon *d = pl->r->d;
@@ -708,14 +774,132 @@ static ssize_t head_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	return MHD_CONTENT_READER_END_OF_STREAM;
 }
 
+/* Content-Type, Cache-Control, Accept-Ranges and @hdr (name/value
+ * pairs, NULL-terminated) on @resp, then the reply. */
+static enum MHD_Result play_respond(struct sd_req *r,
+				    struct MHD_Response *resp,
+				    unsigned status, const char *type,
+				    const char *ranges,
+				    const char *const *hdr)
+{
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+				"no-cache");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, ranges);
+	for (; hdr && hdr[0]; hdr += 2)
+		MHD_add_response_header(resp, hdr[0], hdr[1]);
+	return sd_reply(r, status, resp);
+}
+
+/*
+ * Opening off the HTTP thread.  A session's djmfs_open is a round trip
+ * to the DJMFS server, milliseconds under a crowd; made on an MHD thread
+ * it would hold up every connection that thread serves.  So play_reply
+ * hands it to the pump's openers and suspends the connection without a
+ * response; the opener's answer (play_opened) resumes it, and MHD's next
+ * access call (play_resume) answers with the real status.  For one
+ * request:
+ *
+ *   (none) --play_reply: admitted, open queued----------> QUEUED
+ *          (not admitted, or the queue full: 503 at once; no pl)
+ *   QUEUED --play_opened: sess or open_err, opened = 1---> OPENED,
+ *          sd_req_wake (the request is resumed, or finds the wake
+ *          pending as it tries to suspend)
+ *   QUEUED --play_cleanup: the connection ended first----> ABANDONED
+ *   ABANDONED --play_opened: closes sess, releases the ticket, frees pl
+ *   OPENED --play_resume -> play_answer: 200/206 with the body, or
+ *          404/500 (503 while stopping) with the ticket released
+ *   OPENED --play_cleanup: closes sess (if any), releases, frees pl
+ *
+ * pl->omu orders play_opened against play_cleanup: whichever comes
+ * second does the freeing, and play_opened wakes the request only while
+ * holding it, so it never wakes a request that cleanup let go.  Only the
+ * MHD thread of the request reads sess and open_err, after it saw
+ * opened.
+ */
+static void play_opened(void *arg, int err, struct sd_session *s)
+{
+	struct play *pl = arg;
+	int abandoned;
+
+	pthread_mutex_lock(&pl->omu);
+	abandoned = pl->abandoned;
+	if (!abandoned) {
+		pl->sess = s;
+		pl->open_err = err;
+		pl->t_open = (int64_t)sd_now();
+		atomic_store(&pl->opened, 1);
+		sd_req_wake(pl->r);
+	}
+	pthread_mutex_unlock(&pl->omu);
+	if (abandoned) {
+		sd_session_close(s);
+		sd_capacity_release(pl->d, pl->ticket);
+		play_free(pl);
+	}
+}
+
+/* The open's answer is in: the reply that waited for it. */
+static enum MHD_Result play_answer(struct sd_req *r, struct play *pl)
+{
+	const char *hdr[5] = { pl->hname[0], pl->hval[0], pl->hname[1],
+			       pl->hval[1], NULL };
+	uint64_t size = pl->limit == UINT64_MAX ? MHD_SIZE_UNKNOWN : pl->limit;
+	int err = pl->open_err;
+
+	if (!pl->hname[0])
+		hdr[0] = NULL;
+	else if (!pl->hname[1])
+		hdr[2] = NULL;
+	if (err < 0) {
+		sd_capacity_release(r->d, pl->ticket);
+		pl->ticket = NULL;
+		if (err == -ESHUTDOWN)
+			return sd_reply_error(r, 503, "the server is stopping");
+		return sd_reply_error(r, err == -ENOENT ? 404 : 500,
+				      "sd_session_open(%s): %s", r->name,
+				      strerror(-err));
+	}
+	pl->t0 = (int64_t)sd_now();
+	return play_respond(r, MHD_create_response_from_callback(
+				    size, 64 * 1024, play_reader, pl, NULL),
+			    pl->status, pl->type, pl->ranges, hdr);
+}
+
+/*
+ * An access call of a request whose open was queued: answers once the
+ * open is, else suspends (sd_http.h, 2).  A wake that is not the open's
+ * (a clean stop's) finds it still queued and suspends again.
+ */
+static enum MHD_Result play_resume(struct sd_req *r, size_t *upload_size)
+{
+	struct play *pl = r->priv;
+
+	if (upload_size)
+		*upload_size = 0; /* a GET's body, if any, is dropped */
+	if (!pl)
+		return MHD_NO;
+	for (;;) {
+		if (atomic_load(&pl->opened))
+			return play_answer(r, pl);
+		if (sd_req_suspend(r))
+			return MHD_YES;
+	}
+}
+
 /*
  * Starts a session over data bytes [start, end) (end SD_END_LIVE: follow)
- * and answers with it; a HEAD gets the same headers and no session (MHD
- * sends Content-Length from the size and no body).  A session is opened
- * only once admission control admits it (sd_capacity.c): a refusal is a
- * 503 sent at once, before any disk read; a HEAD needs no admission.  @size is the body
- * length when known.  @ranges: the Accept-Ranges value.  Extra headers
- * come from @hdr (name/value pairs, NULL-terminated).  Takes @pl.
+ * and answers with it once it is open (see above); a HEAD gets the same
+ * headers at once and no session (MHD sends Content-Length from the size
+ * and no body).  A session is opened only once admission control admits
+ * it (sd_capacity.c): a refusal is a 503 sent at once, before any disk
+ * read or round trip, as is a full queue of opens; a HEAD needs no
+ * admission.  @size is the body length when known.  @ranges: the
+ * Accept-Ranges value.  Extra headers come from @hdr (name/value pairs,
+ * NULL-terminated, at most two; names static, values copied).  Takes
+ * @pl.
  */
 static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 				  uint64_t end, unsigned status,
@@ -726,52 +910,54 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 		.name = r->name, .start = pl->start, .end = end,
 		.wake = (void (*)(void *))sd_req_wake, .wake_arg = r,
 	};
-	struct MHD_Response *resp;
 	uint64_t size = pl->limit == UINT64_MAX ? MHD_SIZE_UNKNOWN : pl->limit;
+	enum MHD_Result refused = MHD_NO;
 	int err;
 
 	pl->r = r;
+	pl->d = r->d;
 	if (r->method && strcmp(r->method, MHD_HTTP_METHOD_HEAD) == 0) {
 		free(pl);
-		resp = MHD_create_response_from_callback(size, 4096,
-							 head_reader, NULL,
-							 NULL);
-	} else {
-		enum MHD_Result refused = MHD_NO;
-
-		if (!sd_capacity_play(r, pl->bitrate, &pl->ticket, &refused)) {
-			free(pl);
-			return refused;
-		}
-		cap_send_buffer(r);
-		if (!pl->t_cat)
-			pl->t_cat = (int64_t)sd_now();
-		err = sd_session_open(r->d->pump, &so, &pl->sess);
-		pl->t_open = (int64_t)sd_now();
-		if (err < 0) {
-			sd_capacity_release(r->d, pl->ticket);
-			free(pl);
-			return sd_reply_error(r, err == -ENOENT ? 404 : 500,
-					      "sd_session_open(%s): %s",
-					      r->name, strerror(-err));
-		}
-		pthread_mutex_lock(&r->d->mu);
-		r->priv = pl;
-		r->cleanup = play_cleanup;
-		pthread_mutex_unlock(&r->d->mu);
-		pl->t0 = (int64_t)sd_now();
-		resp = MHD_create_response_from_callback(size, 64 * 1024,
-							 play_reader, pl, NULL);
+		return play_respond(r, MHD_create_response_from_callback(
+					    size, 4096, head_reader, NULL,
+					    NULL),
+				    status, type, ranges, hdr);
 	}
-	if (!resp)
-		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
-				"no-cache");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, ranges);
-	for (; hdr && hdr[0]; hdr += 2)
-		MHD_add_response_header(resp, hdr[0], hdr[1]);
-	return sd_reply(r, status, resp);
+	if (!sd_capacity_play(r, pl->bitrate, expected_disk_share(r, pl),
+			      &pl->ticket, &refused)) {
+		free(pl);
+		return refused;
+	}
+	cap_send_buffer(r);
+	if (!pl->t_cat)
+		pl->t_cat = (int64_t)sd_now();
+	pl->status = status;
+	pl->type = type;
+	pl->ranges = ranges;
+	for (int i = 0; i < 2 && hdr && hdr[2 * i]; i++) {
+		pl->hname[i] = hdr[2 * i];
+		snprintf(pl->hval[i], sizeof(pl->hval[i]), "%s", hdr[2 * i + 1]);
+	}
+	pthread_mutex_init(&pl->omu, NULL);
+	err = sd_session_open_async(r->d->pump, &so, play_opened, pl);
+	if (err < 0) {
+		sd_capacity_release(r->d, pl->ticket);
+		play_free(pl);
+		if (err == -EAGAIN)
+			return sd_capacity_busy(r, "open_queue", "playback "
+						"refused: too many sessions "
+						"waiting to open", 1);
+		if (err == -ESHUTDOWN)
+			return sd_reply_error(r, 503, "the server is stopping");
+		return sd_reply_error(r, 500, "sd_session_open_async(%s): %s",
+				      r->name, strerror(-err));
+	}
+	/* From here play_cleanup owns pl, whenever the request ends. */
+	pthread_mutex_lock(&r->d->mu);
+	r->priv = pl;
+	r->cleanup = play_cleanup;
+	pthread_mutex_unlock(&r->d->mu);
+	return play_resume(r, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -832,6 +1018,8 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
+	if (r->calls > 1) /* resumed: the open was queued */
+		return play_resume(r, upload_size);
 	if (!play_allowed(r, &ret))
 		return ret;
 	if (parse_start(r, &st) < 0)
@@ -854,6 +1042,8 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 	status = play_plan(s, &st, dur, pl, &end, &begin_wall, msg,
 			   sizeof(msg));
 	pl->bitrate = s->bitrate;
+	pl->ino = s->ino;
+	pl->data_id = s->data_id;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	if (status != 200) {
@@ -886,7 +1076,8 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 {
 	struct sd_stream *s;
 	enum MHD_Result ret = MHD_NO;
-	uint64_t size, a = 0, b = 0, bitrate;
+	uint64_t size, a = 0, b = 0, bitrate, ino;
+	uint32_t data_id;
 	struct play *pl;
 	int rc;
 	char cr[96];
@@ -894,11 +1085,15 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
+	if (r->calls > 1) /* resumed: the open was queued */
+		return play_resume(r, upload_size);
 	if (!play_allowed(r, &ret) || get_stream(r, &s, &ret) < 0)
 		return ret;
 	sd_stream_rdlock(s);
 	size = s->data_size;
 	bitrate = s->bitrate;
+	ino = s->ino;
+	data_id = s->data_id;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	rc = sd_range_parse(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
@@ -929,6 +1124,8 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	pl->start = a;
 	pl->limit = b - a + 1;
 	pl->bitrate = bitrate;
+	pl->ino = ino;
+	pl->data_id = data_id;
 	return play_reply(r, pl, b + 1, rc ? 206 : 200, "video/mp2t", "bytes",
 			  hdr);
 }
@@ -1008,7 +1205,9 @@ enum MHD_Result sd_route_sessions(struct sd_req *r, const char *upload,
 		struct play *pl = q->cleanup == play_cleanup ? q->priv : NULL;
 		struct sd_session_stats st;
 
-		if (!pl)
+		/* A request still waiting for its open has no session; one
+		 * whose open failed never will. */
+		if (!pl || !atomic_load(&pl->opened) || !pl->sess)
 			continue;
 		sd_session_stats(pl->sess, &st);
 		json_array_append_new(a, json_pack(

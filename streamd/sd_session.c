@@ -1,6 +1,6 @@
 /*
  * Player sessions and the pump that keeps their input buffers filled, as
- * the paper on GLMD describes it: every session has a ring buffer with
+ * the paper on GLMD describes it: every session has an input buffer with
  * two thresholds, A (full) and B (empty), in percent of its size.  One
  * pump thread wakes every period and visits each session: a session
  * above A skips the period; otherwise it reads read_size bytes of its
@@ -17,29 +17,71 @@
  * recording is finished (no writer holds it) and fully read.
  *
  * Each session has at most one operation (a read or a snapshot sync) in
- * flight.  A read goes straight into the free part of the ring (the
- * player drains the filled part meanwhile) and is cut so that it lands
- * aligned for libdjmfs whenever it can (invariant 7): the device then
- * writes the bytes in place, with no copy on the way in.
+ * flight.  The input buffer is not a private copy of the stream but a
+ * queue of segments (invariant 7): references to the interval cache's
+ * blocks, shared by every session that holds them, and the session's own
+ * read buffers.  Its fill level, which A and B judge, is the bytes it
+ * queues, against buffer_size.  A read lands in an aligned buffer of its
+ * own (the device writes the bytes in place, no copy on the way in) that
+ * joins the queue when it completes; a drained one is kept for the next
+ * read.  The player's sd_session_read copies out of the segments into
+ * the HTTP library's buffer: the one copy a byte makes in streamd.
  *
  * With the pump's interval cache (sd_cache.c), a read first takes what
- * the cache holds of its bytes: a hit is copied into the ring where the
- * read would have landed and completes at once, without the scheduler;
- * a miss goes to the disk as above, and what it brings is put into the
- * cache for the sessions behind this one.  The session's place among
- * the consumers of its recording (its pos) is what the cache keeps
- * blocks for.  Only bytes below readable_end are ever taken, so a hit
- * never shows more than the session's own snapshot.
+ * the cache holds of its bytes: a hit queues a reference to the block
+ * (no copy; the block outlives its eviction while referenced) and
+ * completes at once, without the scheduler; a miss goes to the disk as
+ * above, and what it brings is put into the cache for the sessions
+ * behind this one.  So a thousand players a few seconds behind one
+ * recording hold the same few megabytes, not a megabyte each.  The
+ * session's place among the consumers of its recording (its pos) is what
+ * the cache keeps blocks for.  Only bytes below readable_end are ever
+ * taken, so a hit never shows more than the session's own snapshot.
+ *
+ * Opens and closes off the caller's thread.  A session's djmfs_open and
+ * djmfs_close are round trips to the DJMFS server (milliseconds under a
+ * crowd); the HTTP side must not wait for them.  The pump so owns a few
+ * opener threads: sd_session_open_async queues an open (bounded: a full
+ * queue says -EAGAIN at once, for a 503); an opener sends its OPEN
+ * without waiting (djmfs_open_async), and when the server's answer
+ * comes back (on the library's thread, which only hands it over) an
+ * opener finishes the session and answers through the caller's done
+ * callback.  The server answers in passes, a batching window apart
+ * under load, so an opener that waited for each answer would open one
+ * player per window: with every OPEN sent at once, a crowd shares the
+ * next pass.  With no connection up (or lost under the OPEN), the
+ * blocking sd_session_open waits for the next and sends again.
+ * sd_session_close does everything but freeing on its caller's thread
+ * and leaves that to an opener; the file's CLOSE goes without waiting
+ * either (djmfs_close_async), counted in p->closing.
+ * sd_pump_stop_opens answers what is queued with -ESHUTDOWN and waits
+ * out the opens in progress; sd_pump_free lets the openers free every
+ * queued session, joins them, and waits for the CLOSEs' answers.  An
+ * open (struct sd_open) goes:
+ *   queued --sd_session_open_async----------------> on p->oq (or -EAGAIN,
+ *          -ESHUTDOWN: never queued, done never runs)
+ *   on p->oq --opener_main, once due--------------> running (opens_running)
+ *   running --open_run: OPEN sent------------------> in flight
+ *   running --open_run: no connection: blocking
+ *          open, done(arg, err, s)----------------> freed
+ *   in flight --opened (library thread)------------> on p->rq
+ *   on p->rq --open_ready: done(arg, err, s)------> freed
+ *   on p->oq --sd_pump_stop_opens: done(-ESHUTDOWN)-> freed
+ * and a closing session: off the pump list (sd_session_close) --> on
+ * p->cq --opener_main: session_free (CLOSE sent)--> freed.
  *
  * Locks and their invariants:
  *  1. Lock order: p->mu (session list, pending knobs, counts) before
  *     s->mu (one session's state).  p->lmu (the knobs in effect, the
  *     period count, closed sessions' sums, lateness) is a leaf: nothing
- *     is taken while it is held.  So is the cache's lock, taken under
- *     s->mu to take, put and move.
- *  2. No libdjmfs call is made while holding any of these locks (submissions, djmfs_file_info and djmfs_close all run
+ *     is taken while it is held.  So are the cache's lock, taken under
+ *     s->mu to take, put and move, p->omu (the openers' queues) and
+ *     p->bmu (the pool of read buffers).
+ *  2. No libdjmfs call is made while holding any of these locks
+ *     (submissions, djmfs_open, djmfs_file_info and djmfs_close all run
  *     unlocked), so completions may take our locks freely and the
- *     library never waits on us.
+ *     library never waits on us.  Nor does a done callback run under
+ *     one.
  *  3. s->io != IO_NONE means exactly one operation of the session is
  *     being submitted or is in flight; it is set under s->mu by plan()
  *     and cleared under s->mu by the completion (or by a failed
@@ -56,32 +98,40 @@
  *  5. A session stays allocated while s->io != IO_NONE or s->waking > 0.
  *     sd_session_close sets s->closing (after which plan() starts nothing
  *     and no new wake is decided), then waits on s->cv for both to reach
- *     zero (as sd_session_settle does, without closing): no wake runs after close returns, so the caller may free
- *     wake_arg.  Hence close must not be called while holding a lock
- *     that wake() takes.
+ *     zero (as sd_session_settle does, without closing): no wake runs
+ *     after close returns, so the caller may free wake_arg.  Hence close
+ *     must not be called while holding a lock that wake() takes.  What
+ *     close leaves to an opener (djmfs_close, the frees) touches neither
+ *     wake nor wake_arg.
  *  6. A session is on the pump list from open until after its last
  *     operation finished, and its counters move to the closed sums under
  *     p->mu, so sd_pump_stats never loses or double counts a session.
- *  7. The ring's free space starts where byte s->pos of "data" goes:
- *     (head + len) % cap == pos % cap, set at open and kept because a
- *     read and the player move both sides by the same counts.  The ring
- *     is DJMFS_IO_ALIGN-aligned, so a read at an aligned pos lands at an
- *     aligned address (with cap a multiple, as the config requires).  A
- *     read in flight owns ring[tail, tail + a->len), which lies in the
- *     free space without wrapping; only its completion adds it to len,
- *     under s->mu, so the player never sees bytes still on their way.
- *     A cache hit copies into that same free space under s->mu and adds
- *     to len and pos together, as a completion does.
+ *  7. The segments hold, in order, the "data" bytes [pos - len, pos):
+ *     len is the sum of their counts and never passes cap (read_len
+ *     bounds every read and hit by cap - len).  A read in flight owns
+ *     s->io_buf, whose segment room was made when it was planned; only
+ *     its completion queues it and moves len and pos, under s->mu, so
+ *     the player never sees bytes still on their way.  A cache hit
+ *     queues a block reference and moves len and pos together, as a
+ *     completion does.  Segment bytes never change: a block's bytes
+ *     below its valid length are fixed (sd_cache.c invariant 1), and a
+ *     read buffer is the session's alone until drained.
  *  8. img_size >= img_disk, the size in the handle's image; it runs
  *     ahead only by a size this node's writer of the recording had
  *     published (sd_cache_published: the writer moves there once its
  *     publish completed), learnt while the session was live.  A disk
  *     read never goes past img_disk: a session that needs bytes beyond
  *     it that the cache does not hold syncs first.
+ *  9. Every open sd_session_open_async queued gets exactly one done:
+ *     from the opener that took it off p->oq or p->rq, or from
+ *     sd_pump_stop_opens; none is queued once opens_stopped is set.
+ *     opens_running counts those taken off p->oq and not answered (in
+ *     flight or on p->rq included), and sd_pump_stop_opens returns only
+ *     once it is zero.
  *
  * A session's operation slot (s->io):
  *   NONE --plan(): bytes in the cache (hit)------> NONE, plan() goes on
- *          (cache_take: copied into the ring at once, no submission)
+ *          (cache_take: the block queued at once, no submission)
  *   NONE --plan(): bytes in the image fit--------> READ  (settle submits;
  *          plan runs at each period, after each completion, and when
  *          the player's sd_session_read leaves the buffer below B)
@@ -90,7 +140,7 @@
  *          writer and nothing new, no sync either: the next visit looks)
  *   NONE --plan(): image read, writer, new period-> SYNC  (settle submits)
  *   NONE --plan(): bytes past img_disk uncached---> SYNC  (once a period)
- *   READ --read_done(): bytes into the ring-------> NONE, then plan()
+ *   READ --read_done(): its buffer queued---------> NONE, then plan()
  *          (and into the cache, past the session's own pos)
  *   SYNC --sync_done(): new size and writer flag--> NONE, then plan()
  *   any  --failed submission or completion--------> NONE, s->err set
@@ -103,7 +153,7 @@
  * ran its burst ahead of real time) does not drain the buffer, so no
  * read wakes it; sd_session_wake_at_tick asks the pump to wake it at
  * its next period instead, so the hold costs one wake per period and no
- * timer of its own.  The ring keeps filling up to A meanwhile: the A/B
+ * timer of its own.  The buffer keeps filling up to A meanwhile: the A/B
  * rules govern the disk whatever the pace of the body.
  *
  * The periods run on CLOCK_MONOTONIC, a timed wait each.  A pump given a
@@ -124,6 +174,7 @@
 #include "streamd-int.h"
 
 #define SD_LATE_KEEP 4096 /* late reads kept for the p99 */
+#define SD_POOL_MAX 1024  /* drained read buffers the pump keeps */
 
 enum { IO_NONE = 0, IO_READ, IO_SYNC };
 
@@ -158,6 +209,27 @@ struct sd_pump {
 	struct visit *visit;
 	size_t visit_cap;
 
+	/* The openers (see "Opens and closes off the caller's thread"). */
+	pthread_mutex_t omu;		/* leaf, like lmu */
+	pthread_cond_t ocv;		/* work queued (CLOCK_MONOTONIC) */
+	pthread_cond_t odone;		/* an open was answered */
+	pthread_t opener[SD_OPENERS_MAX];
+	unsigned n_openers;		/* started */
+	struct sd_open *oq_head, *oq_tail; /* opens queued, oldest first */
+	size_t oq_len, oq_max;
+	unsigned opens_running;		/* taken off oq, not answered yet */
+	struct sd_open *rq;		/* sent opens the server answered */
+	unsigned closing;		/* CLOSEs sent, not answered yet */
+	int opens_stopped;		/* sd_pump_stop_opens: no new open */
+	int openers_stop;		/* sd_pump_free: finish closes, exit */
+	struct sd_session *cq;		/* sessions whose file is to close */
+	uint64_t open_delay_ns;		/* testing only (sd_pump_opts) */
+
+	pthread_mutex_t bmu;		/* leaf: the pool */
+	uint8_t *pool;			/* drained read buffers, linked
+					   through their first bytes */
+	size_t pool_n, pool_size;
+
 	pthread_mutex_t lmu;		/* leaf */
 	struct tune tune;		/* in effect */
 	uint64_t tick;			/* periods so far */
@@ -181,8 +253,14 @@ struct sd_session {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;		/* io and waking reach zero */
 	int settling;			/* sd_session_settle callers */
-	uint8_t *ring;			/* invariant 7 */
-	size_t cap, head, len;		/* ring: len bytes from head */
+	struct seg *seg;		/* the buffer: invariant 7 */
+	size_t nseg, seg_cap, seg_head;	/* nseg segments from seg_head */
+	size_t cap, len;		/* buffer_size; bytes buffered */
+	uint8_t *io_buf;		/* the read in flight lands here */
+	size_t io_buf_size;
+	uint8_t *spare;			/* a drained read buffer, for reuse */
+	size_t spare_size;
+	size_t own_mem;			/* read buffers allocated, all sizes */
 	uint64_t pos;			/* next "data" byte to read */
 	uint64_t end;			/* range end or SD_END_LIVE */
 	uint64_t img_size;		/* "data" size the session may read:
@@ -205,7 +283,33 @@ struct sd_session {
 	int waking;			/* wake calls in progress */
 	int tick_wake;			/* wake at the next period (held) */
 	int closing;
+	struct sd_session *cq_next;	/* p->cq, under p->omu */
 	struct sd_session_stats st;
+};
+
+/*
+ * A piece of the input buffer: bytes of a cache block the session holds
+ * a reference to (shared with every other holder), or of a read buffer
+ * of the session's own.
+ */
+struct seg {
+	struct sd_cache_block *blk;	/* or NULL: own is ours */
+	uint8_t *own;
+	size_t own_size;
+	const uint8_t *p;		/* the next byte */
+	size_t n;			/* bytes left */
+};
+
+/* An open queued for the openers. */
+struct sd_open {
+	struct sd_open *next;
+	struct sd_session_opts o;
+	char name[SD_NAME_MAX + 1];
+	sd_session_open_fn done;
+	void *arg;
+	uint64_t due;			/* sd_now() it may start at */
+	struct sd_session *s;		/* sent: its session, file to come */
+	int err;			/* answered: djmfs_open_async's */
 };
 
 /* What a session does next, decided under s->mu, done without it. */
@@ -283,25 +387,145 @@ static void stats_add(struct sd_session_stats *sum,
 }
 
 /* ------------------------------------------------------------------ */
-/* The ring                                                            */
+/* The buffer                                                          */
 /* ------------------------------------------------------------------ */
 
-/* Where the next read lands: the start of the free space. */
-static size_t ring_tail(const struct sd_session *s)
+/*
+ * The pump's pool of drained read buffers, shared by its sessions.  Read
+ * buffers are small (read_size) and come and go with every read on every
+ * thread that plans one; left to malloc, each thread's arena would keep
+ * its own free ones and the daemon's memory would creep up with the
+ * sessions' churn.  The pool keeps up to SD_POOL_MAX of the current size.
+ */
+static uint8_t *pool_get(struct sd_pump *p, size_t size)
 {
-	return (s->head + s->len) % s->cap;
+	uint8_t *b = NULL;
+
+	pthread_mutex_lock(&p->bmu);
+	if (p->pool && p->pool_size == size) {
+		b = p->pool;
+		memcpy(&p->pool, b, sizeof(p->pool));
+		p->pool_n--;
+	}
+	pthread_mutex_unlock(&p->bmu);
+	return b;
 }
 
+static void pool_put(struct sd_pump *p, uint8_t *b, size_t size)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&p->bmu);
+	if (!p->pool)
+		p->pool_size = size;
+	if (size == p->pool_size && p->pool_n < SD_POOL_MAX) {
+		memcpy(b, &p->pool, sizeof(p->pool));
+		p->pool = b;
+		p->pool_n++;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&p->bmu);
+	free(b);
+}
+
+/* Under s->mu: keeps a drained read buffer for the next read, or gives
+ * it to the pool. */
+static void buf_drop(struct sd_session *s, uint8_t *b, size_t size)
+{
+	if (!s->spare) {
+		s->spare = b;
+		s->spare_size = size;
+	} else {
+		pool_put(s->p, b, size);
+		s->own_mem -= size;
+	}
+}
+
+/* Under s->mu: an aligned buffer of *@size >= @len bytes (at least
+ * @want: a whole read, so it serves the next one too), or NULL. */
+static uint8_t *buf_get(struct sd_session *s, size_t len, size_t want,
+			size_t *size)
+{
+	uint8_t *b = NULL;
+
+	if (s->spare && s->spare_size >= len) {
+		b = s->spare;
+		*size = s->spare_size;
+		s->spare = NULL;
+		return b;
+	}
+	*size = len > want ? len : want;
+	*size = (*size + DJMFS_IO_ALIGN - 1) / DJMFS_IO_ALIGN * DJMFS_IO_ALIGN;
+	b = pool_get(s->p, *size);
+	if (!b && posix_memalign((void **)&b, DJMFS_IO_ALIGN, *size))
+		return NULL;
+	s->own_mem += *size;
+	return b;
+}
+
+/* Under s->mu: room for one more segment (0), or -ENOMEM. */
+static int seg_room(struct sd_session *s)
+{
+	struct seg *v;
+	size_t cap;
+
+	if (s->nseg < s->seg_cap)
+		return 0;
+	cap = s->seg_cap ? s->seg_cap * 2 : 16;
+	v = malloc(cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->nseg; i++)
+		v[i] = s->seg[(s->seg_head + i) % s->seg_cap];
+	free(s->seg);
+	s->seg = v;
+	s->seg_cap = cap;
+	s->seg_head = 0;
+	return 0;
+}
+
+/* Under s->mu, with seg_room done: appends bytes to the buffer. */
+static void seg_push(struct sd_session *s, struct sd_cache_block *blk,
+		     uint8_t *own, size_t own_size, const uint8_t *p, size_t n)
+{
+	s->seg[(s->seg_head + s->nseg) % s->seg_cap] =
+		(struct seg){ blk, own, own_size, p, n };
+	s->nseg++;
+	s->len += n;
+}
+
+/* Under s->mu: lets the oldest segment go. */
+static void seg_pop(struct sd_session *s)
+{
+	struct seg *g = &s->seg[s->seg_head];
+
+	if (g->blk)
+		sd_cache_block_put(s->p->cache, g->blk);
+	else
+		buf_drop(s, g->own, g->own_size);
+	s->seg_head = (s->seg_head + 1) % s->seg_cap;
+	s->nseg--;
+}
+
+/* Under s->mu: copies up to @max buffered bytes out (the only copy a
+ * byte makes between the cache, or the disk, and the socket). */
 static size_t ring_get(struct sd_session *s, uint8_t *dst, size_t max)
 {
-	size_t n = min_u64(max, s->len);
-	size_t first = min_u64(n, s->cap - s->head);
+	size_t done = 0;
 
-	memcpy(dst, s->ring + s->head, first);
-	memcpy(dst + first, s->ring, n - first);
-	s->head = (s->head + n) % s->cap;
-	s->len -= n;
-	return n;
+	while (done < max && s->nseg > 0) {
+		struct seg *g = &s->seg[s->seg_head];
+		size_t n = min_u64(max - done, g->n);
+
+		memcpy(dst + done, g->p, n);
+		g->p += n;
+		g->n -= n;
+		done += n;
+		if (g->n == 0)
+			seg_pop(s);
+	}
+	s->len -= done;
+	return done;
 }
 
 /* ------------------------------------------------------------------ */
@@ -340,8 +564,8 @@ static uint64_t readable_end(const struct sd_session *s)
 }
 
 /*
- * Under s->mu: a read of the next bytes, or 0 when none fits now.  It
- * fits in the free space without wrapping (invariant 7).  Reads keep to
+ * Under s->mu: a read of the next bytes, or 0 when none fits now: it
+ * fits in the room left below cap (invariant 7).  Reads keep to
  * DJMFS_CSUM_BLOCK boundaries: libdjmfs checks a whole checksum block
  * at a time, so a read that covers only part of one is widened to the
  * whole block in a bounce buffer of the library's and copied, which
@@ -363,8 +587,7 @@ static size_t read_len(struct sd_session *s, const struct tune *t)
 
 	if (s->pos >= limit)
 		return 0;
-	n = min_u64(min_u64(t->read_size, s->cap - s->len),
-		    min_u64(s->cap - ring_tail(s), limit - s->pos));
+	n = min_u64(min_u64(t->read_size, s->cap - s->len), limit - s->pos);
 	head_gap = s->pos % ck;
 	if (head_gap && n > ck - head_gap)
 		n = (size_t)(ck - head_gap);
@@ -407,8 +630,8 @@ static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
 
 /*
  * Under s->mu: the @n bytes a read would fetch next, as far as the cache
- * holds them (from one block), copied into the ring where the read would
- * have put them.  They lie below readable_end, so within the session's
+ * holds them (from one block), queued as a reference to that block
+ * (invariant 7).  They lie below readable_end, so within the session's
  * own snapshot (read_len bounds @n), and the cache holds only published
  * bytes, which never change: the same bytes the read would bring.  A hit
  * completes at once, as a read does (invariant 7 kept: pos and len move
@@ -417,14 +640,16 @@ static void judge(struct sd_session *s, const struct tune *t, uint64_t now)
 static size_t cache_take(struct sd_session *s, const struct tune *t,
 			 size_t n, struct act *a)
 {
+	struct sd_cache_block *b;
+	const uint8_t *p;
 	size_t got;
 
-	if (!s->cons)
+	if (!s->cons || seg_room(s) < 0)
 		return 0;
-	got = sd_cache_read(s->cons, s->pos, s->ring + ring_tail(s), n);
-	if (!got)
+	b = sd_cache_take(s->cons, s->pos, n, &p, &got);
+	if (!b)
 		return 0;
-	s->len += got;
+	seg_push(s, b, NULL, 0, p, got);
 	s->pos += got;
 	sd_cache_move(s->cons, s->pos);
 	s->started = 1;
@@ -497,10 +722,19 @@ again:
 			s->io = a->io = IO_SYNC;
 		}
 	} else if (n > 0) {
+		size_t len = (size_t)min_u64(n, s->img_disk - s->pos), size;
+		uint8_t *buf = NULL;
+
+		/* Out of memory: the next visit tries again. */
+		if (seg_room(s) < 0 ||
+		    !(buf = buf_get(s, len, t->read_size, &size)))
+			return;
+		s->io_buf = buf;
+		s->io_buf_size = size;
 		s->io = a->io = IO_READ;
 		a->off = s->pos;
-		a->len = (size_t)min_u64(n, s->img_disk - s->pos);
-		a->buf = s->ring + ring_tail(s);
+		a->len = len;
+		a->buf = buf;
 		a->deadline = sd_now() +
 			      (t->deadline_ns ? t->deadline_ns : t->period_ns);
 		s->io_deadline = a->deadline;
@@ -540,6 +774,10 @@ static void settle(struct sd_session *s, struct act *a)
 					       : "djmfs_sync_snap_async",
 		     strerror(-err));
 		s->io = IO_NONE;
+		if (s->io_buf) {
+			buf_drop(s, s->io_buf, s->io_buf_size);
+			s->io_buf = NULL;
+		}
 		if (!s->err)
 			s->err = err;
 		if (!a->wake)
@@ -579,9 +817,11 @@ static void read_done(void *user, ssize_t res)
 	pthread_mutex_lock(&s->mu);
 	s->io = IO_NONE;
 	if (res > 0) {
-		const uint8_t *got = s->ring + ring_tail(s);
+		const uint8_t *got = s->io_buf;
 
-		s->len += (size_t)res; /* landed in place: invariant 7 */
+		/* Its segment's room was made when the read was planned. */
+		seg_push(s, NULL, s->io_buf, s->io_buf_size, got, (size_t)res);
+		s->io_buf = NULL;
 		s->pos += (uint64_t)res;
 		s->st.disk_bytes += (uint64_t)res;
 		/* Past them first, so they rank for the sessions behind. */
@@ -599,6 +839,8 @@ static void read_done(void *user, ssize_t res)
 		}
 		a.wake = take_waiting(s);
 	} else {
+		buf_drop(s, s->io_buf, s->io_buf_size);
+		s->io_buf = NULL;
 		fail(s, "djmfs_pread_obj_async", res < 0 ? (int)res : -EIO,
 		     &a);
 	}
@@ -805,6 +1047,8 @@ static void *pump_main(void *arg)
 /* The pump                                                            */
 /* ------------------------------------------------------------------ */
 
+static void *opener_main(void *arg);
+
 static int pump_sync_init(struct sd_pump *p)
 {
 	pthread_condattr_t ca;
@@ -816,11 +1060,48 @@ static int pump_sync_init(struct sd_pump *p)
 	err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (!err)
 		err = pthread_cond_init(&p->cv, &ca);
+	if (!err) {
+		err = pthread_cond_init(&p->ocv, &ca);
+		if (err)
+			pthread_cond_destroy(&p->cv);
+	}
 	pthread_condattr_destroy(&ca);
 	if (err)
 		return -err;
+	pthread_cond_init(&p->odone, NULL);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->lmu, NULL);
+	pthread_mutex_init(&p->omu, NULL);
+	pthread_mutex_init(&p->bmu, NULL);
+	return 0;
+}
+
+static void pump_sync_destroy(struct sd_pump *p)
+{
+	pthread_cond_destroy(&p->cv);
+	pthread_cond_destroy(&p->ocv);
+	pthread_cond_destroy(&p->odone);
+	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->lmu);
+	pthread_mutex_destroy(&p->omu);
+	pthread_mutex_destroy(&p->bmu);
+}
+
+/* Starts @n openers; 0, or -errno with those started left running (the
+ * caller frees the pump). */
+static int openers_start(struct sd_pump *p, unsigned n)
+{
+	int err;
+
+	for (; p->n_openers < n; p->n_openers++) {
+		err = -pthread_create(&p->opener[p->n_openers], NULL,
+				      opener_main, p);
+		if (err < 0) {
+			plog(&p->log, SD_LOG_ERROR, "sd_pump_new: "
+			     "pthread_create(opener): %s", strerror(-err));
+			return err;
+		}
+	}
 	return 0;
 }
 
@@ -845,6 +1126,8 @@ int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 	p->log = log ? *log : nolog;
 	p->knobs = *k;
 	tune_from(&p->tune, k);
+	p->oq_max = o && o->open_queue ? o->open_queue : SD_OPEN_QUEUE;
+	p->open_delay_ns = o ? o->open_delay_ns : 0;
 	if (o && o->now) {
 		p->now = o->now;
 		p->now0 = o->now(); /* before any move the caller makes */
@@ -856,12 +1139,16 @@ int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 	if (err < 0) {
 		plog(&p->log, SD_LOG_ERROR, "sd_pump_new: pthread_create: "
 		     "%s", strerror(-err));
-		pthread_cond_destroy(&p->cv);
-		pthread_mutex_destroy(&p->mu);
-		pthread_mutex_destroy(&p->lmu);
+		pump_sync_destroy(p);
 		goto fail;
 	}
 	p->started = 1;
+	err = openers_start(p, o && o->openers ? (o->openers < SD_OPENERS_MAX ?
+				 o->openers : SD_OPENERS_MAX) : SD_OPENERS);
+	if (err < 0) {
+		sd_pump_free(p);
+		return err;
+	}
 	*out = p;
 	return 0;
 fail:
@@ -882,9 +1169,26 @@ void sd_pump_free(struct sd_pump *p)
 	pthread_mutex_unlock(&p->mu);
 	if (p->started)
 		pthread_join(p->th, NULL);
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
-	pthread_mutex_destroy(&p->lmu);
+	sd_pump_stop_opens(p);
+	pthread_mutex_lock(&p->omu);
+	p->openers_stop = 1;
+	pthread_cond_broadcast(&p->ocv);
+	pthread_mutex_unlock(&p->omu);
+	for (unsigned i = 0; i < p->n_openers; i++)
+		pthread_join(p->opener[i], NULL);
+	/* The CLOSEs sent are answered (or failed, should the connection
+	 * go) by the library, whose callback takes omu. */
+	pthread_mutex_lock(&p->omu);
+	while (p->closing > 0)
+		pthread_cond_wait(&p->odone, &p->omu);
+	pthread_mutex_unlock(&p->omu);
+	pump_sync_destroy(p);
+	while (p->pool) {
+		uint8_t *b = p->pool;
+
+		memcpy(&p->pool, b, sizeof(p->pool));
+		free(b);
+	}
 	free(p->visit);
 	free(p);
 }
@@ -947,6 +1251,8 @@ void sd_pump_stats(struct sd_pump *p, struct sd_pump_stats *out)
 	for (struct sd_session *s = p->head; s; s = s->next) {
 		pthread_mutex_lock(&s->mu);
 		stats_add(&out->sum, &s->st);
+		out->buffered_bytes += s->len;
+		out->private_bytes += s->own_mem;
 		pthread_mutex_unlock(&s->mu);
 	}
 	pthread_mutex_lock(&p->lmu);
@@ -961,19 +1267,33 @@ void sd_pump_stats(struct sd_pump *p, struct sd_pump_stats *out)
 /* Sessions                                                            */
 /* ------------------------------------------------------------------ */
 
+/* Says why an open failed. */
+static void open_failed(struct sd_session *s, int err)
+{
+	plog(&s->p->log, err == -ENOENT ? SD_LOG_DEBUG : SD_LOG_ERROR,
+	     "sd_session_open(%s): djmfs_open: %s", s->name, strerror(-err));
+}
+
+static int session_learn(struct sd_session *s);
+
 /* Opens the file and learns its "data" object; -EUCLEAN without one. */
 static int session_file(struct sd_session *s, const char *name)
 {
 	int err = djmfs_open(s->p->c, name, DJMFS_O_READ, &s->f);
 
 	if (err < 0) {
-		plog(&s->p->log, err == -ENOENT ? SD_LOG_DEBUG
-						: SD_LOG_ERROR,
-		     "sd_session_open(%s): djmfs_open: %s", name,
-		     strerror(-err));
+		open_failed(s, err);
 		return err;
 	}
-	err = djmfs_find_obj(s->f, "data", &s->data_id);
+	return session_learn(s);
+}
+
+/* The open file's "data" object and image (no round trip). */
+static int session_learn(struct sd_session *s)
+{
+	const char *name = s->name;
+	int err = djmfs_find_obj(s->f, "data", &s->data_id);
+
 	if (err == 0)
 		err = image_of(s, &s->img_size, &s->live);
 	s->img_disk = s->img_size;
@@ -986,19 +1306,38 @@ static int session_file(struct sd_session *s, const char *name)
 	return err;
 }
 
+static void closed(void *arg, ssize_t res);
+
+/*
+ * Frees @s.  Its file's CLOSE goes without waiting for the answer
+ * (djmfs_close_async), counted in p->closing until it comes, so that
+ * sd_pump_free outlasts every answer's callback.
+ */
 static void session_free(struct sd_session *s)
 {
+	struct sd_pump *p = s->p;
+
 	sd_cache_leave(s->cons);
 	if (s->f) {
-		int err = djmfs_close(s->f);
+		int err;
 
+		pthread_mutex_lock(&p->omu);
+		p->closing++;
+		pthread_mutex_unlock(&p->omu);
+		err = djmfs_close_async(s->f, closed, p);
+		if (err != 0)
+			closed(p, err);
 		if (err < 0)
-			plog(&s->p->log, SD_LOG_WARN, "sd_session(%s): "
+			plog(&p->log, SD_LOG_WARN, "sd_session(%s): "
 			     "djmfs_close: %s", s->name, strerror(-err));
 	}
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
-	free(s->ring);
+	while (s->nseg > 0)
+		seg_pop(s);
+	free(s->seg);
+	pool_put(s->p, s->io_buf, s->io_buf_size);
+	pool_put(s->p, s->spare, s->spare_size);
 	free(s);
 }
 
@@ -1021,22 +1360,15 @@ static struct sd_session *session_alloc(struct sd_pump *p,
 	pthread_mutex_lock(&p->mu);
 	s->cap = p->knobs.buffer_size;
 	pthread_mutex_unlock(&p->mu);
-	if (posix_memalign((void **)&s->ring, DJMFS_IO_ALIGN, s->cap)) {
-		s->ring = NULL;
-		session_free(s);
-		return NULL;
-	}
-	s->head = (size_t)(s->pos % s->cap); /* invariant 7 */
 	return s;
 }
+
+static void session_start(struct sd_session *s);
 
 int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 		    struct sd_session **out)
 {
 	struct sd_session *s;
-	struct act a = { 0 };
-	uint64_t tick;
-	struct tune t;
 	int err;
 
 	if (!p || !o || !o->name || !out || o->start > o->end)
@@ -1045,17 +1377,29 @@ int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 	if (!s)
 		return -ENOMEM;
 	err = session_file(s, o->name);
-	if (err == 0 && p->cache) {
-		/* Without a place among the consumers the session only
-		 * reads the disk: the cache is an optimisation. */
-		if (sd_cache_join(p->cache, s->ino, s->data_id, s->pos, 0,
-				  &s->cons) < 0)
-			s->cons = NULL;
-	}
 	if (err < 0) {
 		session_free(s);
 		return err;
 	}
+	session_start(s);
+	*out = s;
+	return 0;
+}
+
+/* An open session joins the cache's consumers and the pump, and reads
+ * at once. */
+static void session_start(struct sd_session *s)
+{
+	struct sd_pump *p = s->p;
+	struct act a = { 0 };
+	uint64_t tick;
+	struct tune t;
+
+	/* Without a place among the consumers the session only reads the
+	 * disk: the cache is an optimisation. */
+	if (p->cache && sd_cache_join(p->cache, s->ino, s->data_id, s->pos, 0,
+				      &s->cons) < 0)
+		s->cons = NULL;
 	pthread_mutex_lock(&p->mu);
 	s->next = p->head;
 	if (p->head)
@@ -1070,8 +1414,6 @@ int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 	plan(s, &t, tick, 1, &a);
 	pthread_mutex_unlock(&s->mu);
 	settle(s, &a);
-	*out = s;
-	return 0;
 }
 
 ssize_t sd_session_read(struct sd_session *s, void *buf, size_t max)
@@ -1192,5 +1534,244 @@ void sd_session_close(struct sd_session *s)
 	stats_add(&p->closed, &s->st);
 	pthread_mutex_unlock(&p->lmu);
 	pthread_mutex_unlock(&p->mu);
+	/* The session leaves the cache's consumers now (nothing can move it
+	 * any more); only the djmfs_close round trip waits for an opener. */
+	sd_cache_leave(s->cons);
+	s->cons = NULL;
+	if (!s->f || !p->n_openers) {
+		session_free(s);
+		return;
+	}
+	pthread_mutex_lock(&p->omu);
+	s->cq_next = p->cq;
+	p->cq = s;
+	pthread_cond_signal(&p->ocv);
+	pthread_mutex_unlock(&p->omu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Opens and closes off the caller's thread                            */
+/* ------------------------------------------------------------------ */
+
+/* Receive thread: the server answered @op's OPEN; an opener finishes
+ * it (open_ready), so that nothing of ours runs on the library's
+ * thread. */
+static void opened(void *arg, int err, struct djmfs_file *f)
+{
+	struct sd_open *op = arg;
+	struct sd_pump *p = op->s->p;
+
+	op->s->f = f;
+	op->err = err;
+	pthread_mutex_lock(&p->omu);
+	op->next = p->rq;
+	p->rq = op;
+	pthread_cond_signal(&p->ocv);
+	pthread_mutex_unlock(&p->omu);
+}
+
+static void open_answer(struct sd_open *op, int err, struct sd_session *s)
+{
+	op->done(op->arg, err, err < 0 ? NULL : s);
+	free(op);
+}
+
+/* An opener: sends @op's OPEN without waiting (djmfs_open_async), so a
+ * crowd's opens share the server's passes whatever the number of
+ * openers.  1 when @op was answered here, 0 when the OPEN is on its way
+ * (opened() brings it back).  With no connection up now, the blocking
+ * open waits for one, as it always did. */
+static int open_run(struct sd_pump *p, struct sd_open *op)
+{
+	struct sd_session *s = session_alloc(p, &op->o);
+	int err;
+
+	if (!s) {
+		open_answer(op, -ENOMEM, NULL);
+		return 1;
+	}
+	op->s = s;
+	err = djmfs_open_async(p->c, s->name, DJMFS_O_READ, opened, op);
+	if (err == 0)
+		return 0;
 	session_free(s);
+	s = NULL;
+	err = sd_session_open(p, &op->o, &s);
+	open_answer(op, err, s);
+	return 1;
+}
+
+/* An opener: what the server answered to @op's OPEN. */
+static void open_ready(struct sd_pump *p, struct sd_open *op)
+{
+	struct sd_session *s = op->s;
+	int err = op->err;
+
+	if (err == -ENOTCONN) {
+		/* The connection went on the way: the blocking open waits
+		 * for the next one and sends again. */
+		session_free(s);
+		s = NULL;
+		err = sd_session_open(p, &op->o, &s);
+	} else if (err < 0) {
+		open_failed(s, err);
+		session_free(s);
+	} else if ((err = session_learn(s)) < 0) {
+		session_free(s);
+	} else {
+		session_start(s);
+	}
+	open_answer(op, err, s);
+}
+
+/* A CLOSE was answered (@arg: the pump). */
+static void closed(void *arg, ssize_t res)
+{
+	struct sd_pump *p = arg;
+
+	(void)res; /* a reader's CLOSE failing loses nothing */
+	pthread_mutex_lock(&p->omu);
+	if (--p->closing == 0)
+		pthread_cond_broadcast(&p->odone);
+	pthread_mutex_unlock(&p->omu);
+}
+
+/* Under p->omu: the oldest open if it is due, else NULL (and *@wait_ns
+ * until it is, 0 with none queued). */
+static struct sd_open *open_due(struct sd_pump *p, uint64_t *wait_ns)
+{
+	struct sd_open *op = p->oq_head;
+	uint64_t now;
+
+	*wait_ns = 0;
+	if (!op)
+		return NULL;
+	now = sd_now();
+	if (op->due > now) {
+		*wait_ns = op->due - now;
+		return NULL;
+	}
+	p->oq_head = op->next;
+	if (!p->oq_head)
+		p->oq_tail = NULL;
+	p->oq_len--;
+	return op;
+}
+
+/* An opener: closes first (they free memory and each has its session
+ * already off the pump), then the oldest open once it is due. */
+static void *opener_main(void *arg)
+{
+	struct sd_pump *p = arg;
+	struct sd_session *s;
+	struct sd_open *op;
+	struct timespec ts;
+	uint64_t wait_ns;
+
+	pthread_setname_np(pthread_self(), "sd-opener");
+	pthread_mutex_lock(&p->omu);
+	for (;;) {
+		if (p->cq) {
+			s = p->cq;
+			p->cq = s->cq_next;
+			pthread_mutex_unlock(&p->omu);
+			session_free(s);
+			pthread_mutex_lock(&p->omu);
+			continue;
+		}
+		if (p->rq) {
+			op = p->rq;
+			p->rq = op->next;
+			pthread_mutex_unlock(&p->omu);
+			open_ready(p, op);
+			pthread_mutex_lock(&p->omu);
+			if (--p->opens_running == 0)
+				pthread_cond_broadcast(&p->odone);
+			continue;
+		}
+		op = open_due(p, &wait_ns);
+		if (op) {
+			int answered;
+
+			p->opens_running++;
+			pthread_mutex_unlock(&p->omu);
+			answered = open_run(p, op);
+			pthread_mutex_lock(&p->omu);
+			if (answered && --p->opens_running == 0)
+				pthread_cond_broadcast(&p->odone);
+			continue;
+		}
+		if (p->openers_stop && !p->oq_head)
+			break;
+		if (wait_ns) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts_add(&ts, wait_ns);
+			pthread_cond_timedwait(&p->ocv, &p->omu, &ts);
+		} else {
+			pthread_cond_wait(&p->ocv, &p->omu);
+		}
+	}
+	pthread_mutex_unlock(&p->omu);
+	return NULL;
+}
+
+int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
+			  sd_session_open_fn done, void *arg)
+{
+	struct sd_open *op;
+	int err = 0;
+
+	if (!p || !o || !o->name || !done || o->start > o->end ||
+	    strlen(o->name) > SD_NAME_MAX)
+		return -EINVAL;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	op->o = *o;
+	memcpy(op->name, o->name, strlen(o->name) + 1);
+	op->o.name = op->name;
+	op->done = done;
+	op->arg = arg;
+	op->due = sd_now() + p->open_delay_ns;
+	pthread_mutex_lock(&p->omu);
+	if (p->opens_stopped) {
+		err = -ESHUTDOWN;
+	} else if (p->oq_len >= p->oq_max) {
+		err = -EAGAIN;
+	} else {
+		if (p->oq_tail)
+			p->oq_tail->next = op;
+		else
+			p->oq_head = op;
+		p->oq_tail = op;
+		p->oq_len++;
+		pthread_cond_signal(&p->ocv);
+	}
+	pthread_mutex_unlock(&p->omu);
+	if (err < 0)
+		free(op);
+	return err;
+}
+
+void sd_pump_stop_opens(struct sd_pump *p)
+{
+	struct sd_open *op, *next;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->omu);
+	p->opens_stopped = 1;
+	op = p->oq_head;
+	p->oq_head = p->oq_tail = NULL;
+	p->oq_len = 0;
+	pthread_mutex_unlock(&p->omu);
+	for (; op; op = next) {
+		next = op->next;
+		op->done(op->arg, -ESHUTDOWN, NULL);
+		free(op);
+	}
+	pthread_mutex_lock(&p->omu);
+	while (p->opens_running > 0)
+		pthread_cond_wait(&p->odone, &p->omu);
+	pthread_mutex_unlock(&p->omu);
 }

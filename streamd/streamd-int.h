@@ -331,6 +331,8 @@ struct sd_config {
 				      SD_CACHE_SIZE_AUTO: from memory */
 	uint64_t inject_latency_ns; /* test only: added to every disk I/O */
 	unsigned inject_eio_every; /* test only: one disk I/O in N fails */
+	uint64_t inject_open_latency_ns; /* test only: added to every player
+					    session's open */
 	struct sd_knobs knobs;
 };
 
@@ -637,6 +639,8 @@ struct sd_stream {
 	char format[32];
 	char *codecs;		/* JSON array text from the header */
 	unsigned connections;	/* encoder connections so far */
+	uint64_t ino;		/* the file's, and its "data" object's id: */
+	uint32_t data_id;	/* the interval cache's name of its bytes */
 	struct sd_index index;
 };
 
@@ -745,6 +749,21 @@ void sd_cache_leave(struct sd_cache_cons *k); /* NULL: no-op; frees @k */
 size_t sd_cache_read(struct sd_cache_cons *k, uint64_t off, void *dst,
 		     size_t max);
 
+/* sd_cache_read without the copy: a reference to the block that holds
+ * byte @off (a hit, counted as one), with *@p its bytes from @off and *@n
+ * how many of them (at most @max, from that block only); the bytes stay
+ * valid and unchanged until sd_cache_block_put, evicted or not.  NULL is
+ * a miss (counted as one, of @max bytes). */
+struct sd_cache_block *sd_cache_take(struct sd_cache_cons *k, uint64_t off,
+				     size_t max, const uint8_t **p,
+				     size_t *n);
+
+/* The share (0..1) of the SD_CACHE_BLOCK blocks of object (@ino, @id)
+ * from the one holding @off through the one holding @off + @len - 1 that
+ * the cache holds: what a new reader there may expect to find. */
+double sd_cache_held_share(struct sd_cache *c, uint64_t ino, uint32_t id,
+			   uint64_t off, uint64_t len);
+
 /* The share (0..1) of @k's recent bytes (about the last 16 MiB) that
  * came from the cache: what of its stream does not reach the disk. */
 double sd_cache_hit_share(struct sd_cache_cons *k);
@@ -795,6 +814,10 @@ struct sd_pump_stats {
 	struct sd_session_stats sum; /* over every session, closed ones too */
 	uint64_t lateness_max_ns;
 	uint64_t lateness_p99_ns; /* over the last 4096 late reads */
+	uint64_t buffered_bytes; /* queued in the open sessions' buffers */
+	uint64_t private_bytes;	/* their own read buffers' memory; the
+				   rest of what they queue is the cache's
+				   blocks, shared */
 };
 
 struct sd_pump_opts {
@@ -808,14 +831,36 @@ struct sd_pump_opts {
 				   pump): sessions take what it holds
 				   before reading the disk, and put what
 				   they read in */
+	unsigned openers;	/* threads making sd_session_open_async's
+				   opens and the closes' djmfs_close; 0:
+				   SD_OPENERS, at most SD_OPENERS_MAX */
+	size_t open_queue;	/* opens that may wait for an opener; 0:
+				   SD_OPEN_QUEUE */
+	uint64_t open_delay_ns;	/* testing only: each queued open starts
+				   this long after it was queued, as if
+				   the DJMFS server were that slow to
+				   answer (no opener is held meanwhile) */
 };
+
+/* Opens in flight at once: the DJMFS client pipelines the requests of
+ * concurrent callers, so several openers share one server pass. */
+#define SD_OPENERS 8
+#define SD_OPENERS_MAX 64
+/* Opens queued beyond that before sd_session_open_async says -EAGAIN. */
+#define SD_OPEN_QUEUE 1024
 
 /* @o: NULL for the defaults. */
 int sd_pump_new(struct sd_pump **out, struct djmfs_client *c,
 		const struct sd_knobs *k, const struct sd_logger *log,
 		const struct sd_pump_opts *o);
-/* Stops the thread; every session must be closed first. */
+/* Stops the threads; every session must be closed first (the openers
+ * make the closes' djmfs_close calls still queued, then exit). */
 void sd_pump_free(struct sd_pump *p);
+/* Refuses opens from now on (-ESHUTDOWN), answers every queued one with
+ * -ESHUTDOWN (its done runs here) and waits for those being made to be
+ * answered.  Closes go on until sd_pump_free.  For a clean stop, before
+ * the callers' connections end. */
+void sd_pump_stop_opens(struct sd_pump *p);
 /* With a clock of the pump's own (sd_pump_opts.now): it moved.  Returns
  * once the pump has made every period's visit due by now (the
  * operations those started may still be in flight: sd_session_settle).
@@ -843,6 +888,20 @@ struct sd_session_opts {
 int sd_session_open(struct sd_pump *p, const struct sd_session_opts *o,
 		    struct sd_session **out);
 
+/* An sd_session_open_async open's answer: @err 0 and @s (the caller's
+ * now, to close), or -errno (as sd_session_open's, or -ESHUTDOWN) and a
+ * NULL @s.  Runs on an opener thread (or in sd_pump_stop_opens); must
+ * not block on the HTTP side. */
+typedef void (*sd_session_open_fn)(void *arg, int err, struct sd_session *s);
+
+/* sd_session_open on one of the pump's openers, so that the caller does
+ * not wait for the djmfs_open round trip: queues the open (@o copied,
+ * name too) and returns.  0: @done(@arg, ...) runs exactly once later.
+ * -EAGAIN (the queue is full), -ESHUTDOWN (sd_pump_stop_opens was
+ * called), -EINVAL or -ENOMEM: @done never runs. */
+int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
+			  sd_session_open_fn done, void *arg);
+
 #define SD_SESSION_EOF (-1)
 /* HTTP side: copies up to @max buffered bytes.  Returns the count, 0
  * (empty now; wake comes later), SD_SESSION_EOF (the range or the
@@ -866,8 +925,10 @@ void sd_session_stats(struct sd_session *s, struct sd_session_stats *out);
  * with no cache).  For admission: a viewer inside a kept interval costs
  * the disk nothing. */
 double sd_session_cache_share(struct sd_session *s);
-/* Leaves the pump, waits for reads in flight, closes the file, frees.
- * NULL is a no-op. */
+/* Leaves the pump and waits for reads in flight and wakes running; no
+ * wake runs after it returns.  The file's djmfs_close (a round trip) is
+ * left to an opener, which then frees the session (inline when the pump
+ * has none).  NULL is a no-op. */
 void sd_session_close(struct sd_session *s);
 
 /* ------------------------------------------------------------------ */
@@ -961,6 +1022,12 @@ struct sd_admit_stats {
 	unsigned cpus;
 };
 
+/* What admitting one more viewer charges (units of sd_admit_stats). */
+struct sd_admit_cost {
+	double steady[SD_ADMIT_N];	/* for as long as its ticket lives */
+	double start[SD_ADMIT_N];	/* added for its first start_ns */
+};
+
 /* Takes ownership of @model (NULL: the disk is not modelled).  0 or
  * -ENOMEM (the model is freed). */
 int sd_admit_new(struct sd_admit **out, const struct sd_admit_limits *lim,
@@ -981,6 +1048,13 @@ void sd_admit_set_model(struct sd_admit *a, struct iosched_model *m);
 int sd_admit_viewer(struct sd_admit *a, const char *client,
 		    const char *stream, uint64_t bps, uint64_t now,
 		    struct sd_admit_ticket **out, struct sd_admit_refusal *why);
+/* The same, for a viewer expected to read @share (0..1) of its bytes,
+ * its start's included, from the disk (the rest from the cache) until
+ * sd_admit_set_disk_share says what it really reads. */
+int sd_admit_viewer_share(struct sd_admit *a, const char *client,
+			  const char *stream, uint64_t bps, double share,
+			  uint64_t now, struct sd_admit_ticket **out,
+			  struct sd_admit_refusal *why);
 /* A publisher of @stream at @bps: refused (-EBUSY) only if the
  * recorders' writes alone would not fit on the disk or the network. */
 int sd_admit_recorder(struct sd_admit *a, const char *stream, uint64_t bps,
@@ -1001,6 +1075,13 @@ void sd_admit_set_rate(struct sd_admit *a, struct sd_admit_ticket *t,
 void sd_admit_observe(struct sd_admit *a, const struct sd_admit_sample *s);
 void sd_admit_stats(struct sd_admit *a, uint64_t now,
 		    struct sd_admit_stats *out);
+/* What a new viewer of @bps would be charged now on each resource, at
+ * its full disk share (a cache lowers it later): with sd_admit_stats,
+ * the viewers of that rate that settle under the ceiling on resource i
+ * are (ceiling x capacity - promised - start[i]) / steady[i], the last
+ * one's start included. */
+void sd_admit_viewer_cost(struct sd_admit *a, uint64_t bps,
+			  struct sd_admit_cost *out);
 
 /* ------------------------------------------------------------------ */
 /* Logs (sd_log.c)                                                     */

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -473,6 +474,7 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	if (err == 0)
 		err = cache_start(d);
 	po.cache = d->cache;
+	po.open_delay_ns = d->cfg.inject_open_latency_ns;
 	if (err == 0)
 		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger,
 				  &po);
@@ -504,6 +506,12 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int err;
 
+	/* Player buffers are allocated on one thread (a read's planner) and
+	 * freed on another (the player's); with an arena per thread, each
+	 * of the dozen threads keeps free memory of its own and the
+	 * resident size creeps up with the sessions' churn.  Two arenas
+	 * are enough for our few allocating threads. */
+	mallopt(M_ARENA_MAX, 2);
 	if (parse_args(argc, argv, &d.cfg) < 0)
 		return 2;
 	profile_dir_fallback();

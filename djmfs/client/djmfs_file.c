@@ -168,11 +168,122 @@ err:
 	return err;
 }
 
+/*
+ * The asynchronous open of a reader: one OPEN on the connection as it is
+ * now, answered on the receive thread.  Unlike djmfs_open it neither
+ * waits for a connection that is down nor sends the OPEN again when the
+ * connection goes: the caller learns -ENOTCONN and may open the blocking
+ * way, which does both.  So a crowd of players starting at once puts all
+ * its OPENs in one of the server's passes instead of one per pass per
+ * waiting thread.
+ */
+struct open_async {
+	struct open_ctx oc;
+	djmfs_open_fn done;
+	void *user;
+};
+
+static void open_async_reply(void *arg, int status, const struct djmfs__msg *m)
+{
+	struct open_async *oa = arg;
+	struct djmfs_file *f = oa->oc.f;
+	struct djmfs_client *c = f->c;
+	int err;
+
+	open_reply(&oa->oc, status, m);
+	err = status < 0 ? status : oa->oc.err;
+	if (err == 0) {
+		file_link(c, f, oa->oc.gen);
+		oa->done(oa->user, 0, f);
+		free(oa);
+		return;
+	}
+	if (oa->oc.granted) {
+		/* Granted but unusable: given back without waiting (this
+		 * is the receive thread, which the answer would need). */
+		struct djmfs__msg cl = { .h.op = DJMFS_OP_CLOSE };
+
+		cl.u.handle_req.handle = f->handle;
+		djmfs__rpc_async_on(c, oa->oc.gen, &cl, NULL, NULL);
+	}
+	file_free(f);
+	oa->done(oa->user, err, NULL);
+	free(oa);
+}
+
+int djmfs_open_async(struct djmfs_client *c, const char *name,
+		     unsigned flags, djmfs_open_fn done, void *user)
+{
+	struct djmfs__msg *req = NULL;
+	struct open_async *oa = NULL;
+	int err;
+
+	if (!c || !name || !name[0] || !done ||
+	    strlen(name) > DJMFS_NAME_MAX || flags != DJMFS_O_READ) {
+		djmfs__log(c ? &c->log : NULL, DJMFS_LOG_ERROR,
+			   "djmfs_open_async: bad name or flags 0x%x (a "
+			   "reader's only)", flags);
+		return -EINVAL;
+	}
+	oa = calloc(1, sizeof(*oa));
+	req = calloc(1, sizeof(*req));
+	err = -ENOMEM;
+	if (!oa || !req || !(oa->oc.f = calloc(1, sizeof(*oa->oc.f))))
+		goto err;
+	oa->done = done;
+	oa->user = user;
+	oa->oc.f->c = c;
+	oa->oc.f->oflags = flags;
+	oa->oc.f->steps = steps;
+	pthread_mutex_init(&oa->oc.f->mu, NULL);
+	pthread_cond_init(&oa->oc.f->idle, NULL);
+	req->h.op = DJMFS_OP_OPEN;
+	req->u.open_req.flags = flags;
+	strcpy(req->u.open_req.name, name);
+	oa->oc.gen = djmfs__conn_gen(c);
+	err = djmfs__rpc_async_on(c, oa->oc.gen, req, open_async_reply, oa);
+	if (err < 0)
+		goto err;
+	free(req); /* encoded when sent */
+	return 0;
+err:
+	if (oa && oa->oc.f)
+		file_free(oa->oc.f);
+	free(oa);
+	free(req);
+	return err;
+}
+
 int djmfs_flush(struct djmfs_file *f)
 {
 	if (!f)
 		return -EINVAL;
 	return (int)djmfs__op_run(djmfs__op_new(f, ST_PUBLISH, NULL, NULL));
+}
+
+/*
+ * The part of a close before its CLOSE: takes @f out of the client's
+ * list, so no restore starts on it; one under way ends first (its busy
+ * count), and f->gen is then final.  Returns the generation the CLOSE
+ * goes on and fills @req with the handle.
+ */
+static uint64_t close_prepare(struct djmfs_file *f, struct djmfs__msg *req)
+{
+	struct djmfs_client *c = f->c;
+	uint64_t gen;
+
+	pthread_mutex_lock(&c->lock);
+	*f->pprev = f->next;
+	if (f->next)
+		f->next->pprev = f->pprev;
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&f->mu);
+	while (f->busy)
+		pthread_cond_wait(&f->idle, &f->mu);
+	gen = f->gen;
+	req->u.handle_req.handle = f->handle;
+	pthread_mutex_unlock(&f->mu);
+	return gen;
 }
 
 int djmfs_close(struct djmfs_file *f)
@@ -191,25 +302,66 @@ int djmfs_close(struct djmfs_file *f)
 	if (err < 0)
 		djmfs__log(&c->log, DJMFS_LOG_ERROR, "djmfs_close(%s): final "
 			   "publish: %s", f->name, strerror(-err));
-	pthread_mutex_lock(&c->lock);
-	*f->pprev = f->next;
-	if (f->next)
-		f->next->pprev = f->pprev;
-	pthread_mutex_unlock(&c->lock);
-	/* Out of the list, so no restore starts on it; one under way
-	 * ends first (its busy count), and f->gen is then final. */
-	pthread_mutex_lock(&f->mu);
-	while (f->busy)
-		pthread_cond_wait(&f->idle, &f->mu);
-	gen = f->gen;
-	req.u.handle_req.handle = f->handle;
-	pthread_mutex_unlock(&f->mu);
+	gen = close_prepare(f, &req);
 	err2 = djmfs__rpc_on(c, gen, &req, NULL, NULL);
 	/* A handle of a lost connection went with its session. */
 	if (err2 == -ENOTCONN && !djmfs__conn_dead(c))
 		err2 = 0;
 	file_free(f);
 	return err < 0 ? err : err2;
+}
+
+struct close_async {
+	struct djmfs_file *f;
+	djmfs_done_fn done;
+	void *user;
+};
+
+static void close_async_reply(void *arg, int status,
+			      const struct djmfs__msg *m)
+{
+	struct close_async *ca = arg;
+	struct djmfs_client *c = ca->f->c;
+
+	(void)m;
+	/* A handle of a lost connection went with its session. */
+	if (status == -ENOTCONN && !djmfs__conn_dead(c))
+		status = 0;
+	file_free(ca->f);
+	if (ca->done)
+		ca->done(ca->user, status);
+	free(ca);
+}
+
+int djmfs_close_async(struct djmfs_file *f, djmfs_done_fn done, void *user)
+{
+	struct djmfs__msg req = { .h.op = DJMFS_OP_CLOSE };
+	struct close_async *ca;
+	struct djmfs_client *c;
+	uint64_t gen;
+	int err;
+
+	if (!f)
+		return 0;
+	if (f->oflags & DJMFS_O_WRITE)
+		return -EINVAL; /* its close publishes: djmfs_close */
+	c = f->c;
+	ca = calloc(1, sizeof(*ca));
+	if (!ca)
+		return djmfs_close(f);
+	/* A reader's flush publishes nothing: it only waits for what is
+	 * still queued on the handle. */
+	djmfs_flush(f);
+	gen = close_prepare(f, &req);
+	ca->f = f;
+	ca->done = done;
+	ca->user = user;
+	err = djmfs__rpc_async_on(c, gen, &req, close_async_reply, ca);
+	if (err == 0)
+		return 0;
+	free(ca);
+	file_free(f);
+	return err == -ENOTCONN && !djmfs__conn_dead(c) ? 0 : err;
 }
 
 void djmfs__files_close_all(struct djmfs_client *c)

@@ -1,8 +1,9 @@
 /*
  * The private contract between streamd-soak's files: the run's
  * configuration and state, the recorders (soak_rec.c), the viewers
- * (soak_view.c) and the sampling, reporting and verdict (soak_report.c);
- * streamd-soak.c parses the flags and runs the phases.  Everything runs
+ * (soak_view.c), the admission limit (soak_limit.c) and the sampling,
+ * reporting and verdict (soak_report.c); streamd-soak.c parses the flags
+ * and runs the phases.  Everything runs
  * on one thread in one epoll loop (loadgen.h), so nothing here locks.
  *
  * Invariants of a run:
@@ -39,6 +40,7 @@ struct soak_cfg {
 	const char *publish_token, *admin_token, *name_prefix;
 	unsigned recorders, viewers, seed;
 	double bitrate, duration, warmup, interval;
+	double offer;		/* percent of the admission limit; 0: none */
 	double rss_growth_max, fd_growth_max;
 	bool allow_recorder_refusal;
 	pid_t watch[SOAK_MAX_WATCH];
@@ -146,6 +148,12 @@ struct soak {
 	uint64_t verified, mismatches, http_errors, sessions;
 	/* Requests answered 503 with Retry-After: viewers', recorders'. */
 	uint64_t refused, recorders_refused;
+	/* --offer: the viewers streamd said fit as the warm-up ended, the
+	 * resource that set that, and the bitrate it priced. */
+	bool have_limit;
+	unsigned limit;
+	char limit_res[16];
+	double limit_bitrate;
 	/* Samples: all of them, for the baselines and the verdict. */
 	struct soak_sample *samples;
 	size_t nsamples, cap_samples;
@@ -194,6 +202,14 @@ int soak_viewers_start(struct soak *s);
 void soak_viewers_stop(struct soak *s);
 void soak_view_tick(struct soak *s, struct soak_viewer *v, double now);
 void soak_view_event(struct soak *s, struct soak_viewer *v, double now);
+
+/* soak_limit.c */
+/* /admin/capacity answers, with admission on; 0, or -errno with why in
+ * @err. */
+int soak_limit_probe(struct soak *s, char *err, size_t len);
+/* The viewers of the first recording not refused that fit now: 0 with
+ * s->limit, limit_res and limit_bitrate set, or -errno with why in @err. */
+int soak_limit_read(struct soak *s, char *err, size_t len);
 
 /* soak_report.c */
 int soak_report_open(struct soak *s);

@@ -3,7 +3,9 @@
  * /metrics, the watched daemons' RSS and descriptors from /proc, the
  * clients' counters), written as a CSV row and told as one status line
  * on stderr; at the end the verdict (every violation named), the plot
- * (gnuplot draws the CSV) and the JSON object on stdout.
+ * (gnuplot draws the CSV) and the JSON object on stdout.  Under --offer
+ * over 100 % a run that refused nobody is a violation: it did not test
+ * admission.
  *
  * Baselines: counters (underflows, deadline misses) are compared with
  * the sample taken when the viewers start, at the end of the warm-up.
@@ -318,6 +320,13 @@ void soak_verdict(struct soak *s)
 	if (s->http_errors)
 		soak_violation(s, "%" PRIu64 " HTTP errors or short responses",
 			       s->http_errors);
+	/* An overload in which nobody was turned away says nothing about
+	 * admission: the limit was wrong, or the node admitted past it. */
+	if (s->have_limit && s->cfg.offer > 100 && s->duration_s > 0 &&
+	    s->refused == 0)
+		soak_violation(s, "offered %g %% of the admission limit (%u "
+			       "viewers for %u) and nobody was refused",
+			       s->cfg.offer, s->cfg.viewers, s->limit);
 	for (unsigned w = 0; w <= s->cfg.n_watch; w++)
 		growth(s, w, &s->growth[w]);
 }
@@ -528,6 +537,13 @@ void soak_print_json(struct soak *s)
 		return;
 	}
 	growth_json(&s->growth[0], o);
+	json_object_set_new(o, "offer_pct", c->offer > 0 ? num(c->offer) :
+					    json_null());
+	json_object_set_new(o, "admission_limit", s->have_limit ?
+			    json_integer(s->limit) : json_null());
+	json_object_set_new(o, "admission_limit_resource", s->have_limit ?
+			    json_string(s->limit_res) : json_null());
+	json_object_set_new(o, "offered", json_integer(c->viewers));
 	json_object_update(o, d);
 	json_decref(d);
 	if (tool_json_print(stdout, o, JSON_COMPACT) < 0)

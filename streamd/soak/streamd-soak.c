@@ -12,12 +12,17 @@
  * one JSON object.  A request answered 503 with Retry-After (admission
  * control) is a refusal, counted apart from errors: a viewer comes back
  * after the advised time, a refused recording is a violation unless
- * --allow-recorder-refusal.  This file parses the flags and runs the
- * phases; the rest is in soak_rec.c, soak_view.c and soak_report.c
- * (soak.h).
+ * --allow-recorder-refusal.  With --offer PCT the viewers are not given
+ * but learnt: as the warm-up ends the run asks streamd how many viewers
+ * of its recordings fit (soak_limit.c) and offers PCT % of that, so that
+ * an overload means the same on every node; an overload that nobody was
+ * refused in did not test admission, and is a violation.  This file
+ * parses the flags and runs the phases; the rest is in soak_rec.c,
+ * soak_view.c, soak_limit.c and soak_report.c (soak.h).
  *
  * Exit status: 0 no violation, 1 a violation (or the run could not be
- * made), 2 bad usage.
+ * made), 2 bad usage (and --offer against a streamd whose
+ * /admin/capacity cannot be read or has admission off).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -51,6 +56,8 @@
 #define FINISH_TIMEOUT_S 30.0
 #define ERRORS_LOGGED 10
 #define WARMUP_MIN_S 4.0	/* two keyframes and their publication */
+#define VIEWERS_DEFAULT 20
+#define VIEWERS_UNSET UINT_MAX	/* above the flag's range: not given */
 
 volatile sig_atomic_t soak_interrupted;
 
@@ -77,6 +84,10 @@ static const struct flag flags[] = {
 	  "recorders, one recording each (default 2)" },
 	{ "viewers", FK_UINT, CO(viewers), 0, 1000000, "M",
 	  "viewers (default 20)" },
+	{ "offer", FK_NUMBER, CO(offer), 1, 10000, "PCT",
+	  "instead of --viewers: PCT % of the viewers streamd\n"
+	  "                       says fit after the warm-up (/admin/capacity;\n"
+	  "                       over 100, nobody refused is a violation)" },
 	{ "bitrate", FK_RATE, CO(bitrate), SOAK_TS_BITRATE_MIN, 1e9, "BPS",
 	  "bits/s per stream, k/M suffixes (default 2M)" },
 	{ "duration", FK_TIME, CO(duration), 1, 1e8, "T",
@@ -94,9 +105,11 @@ static const struct flag flags[] = {
 	{ "publish-token", FK_STR, CO(publish_token), 0, 0, "T",
 	  "streamd's publish_token, for the uploads" },
 	{ "admin-token", FK_STR, CO(admin_token), 0, 0, "T",
-	  "streamd's admin_token, for /metrics" },
+	  "streamd's admin_token, for /metrics and\n"
+	  "                       /admin/capacity" },
 	{ "metrics-url", FK_STR, CO(metrics_url), 0, 0, "URL",
-	  "/metrics is there (admin_listen; default --url)" },
+	  "/metrics and /admin/capacity are there\n"
+	  "                       (admin_listen; default --url)" },
 	{ "watch-pid", FK_PID, CO(watch), 1, INT_MAX, "PID",
 	  "sample this daemon's RSS and fds too (repeatable)" },
 	{ "seed", FK_UINT, CO(seed), 0, UINT_MAX, "N",
@@ -128,7 +141,8 @@ static void usage(FILE *to)
 			 flags[i].arg ? flags[i].arg : "");
 		fprintf(to, "  %-20s %s\n", lhs, flags[i].help);
 	}
-	fprintf(to, "Exit: 0 ok, 1 a violation, 2 bad usage.\n");
+	fprintf(to, "Exit: 0 ok, 1 a violation, 2 bad usage (or --offer and "
+		"no admission\nlimit to read).\n");
 }
 
 /* "90", "90s", "30m", "24h", "2d": seconds. */
@@ -247,6 +261,9 @@ static int check_args(struct soak *s)
 
 	if (strcmp(c->encoder, "builtin") && strcmp(c->encoder, "ffmpeg"))
 		snprintf(err, sizeof(err), "--encoder is builtin or ffmpeg");
+	else if (c->offer > 0 && c->viewers != VIEWERS_UNSET)
+		snprintf(err, sizeof(err), "--offer and --viewers exclude each "
+			 "other: --offer sets the viewers");
 	else if (c->plot && (!ext || (strcmp(ext, ".png") &&
 				      strcmp(ext, ".svg"))))
 		snprintf(err, sizeof(err), "--plot makes a .png or .svg file");
@@ -418,6 +435,27 @@ static int setup(struct soak *s)
 	return soak_report_open(s);
 }
 
+/* --offer: the viewers are PCT % of the limit streamd gives now (at
+ * least one, so that an offer over a full node still asks); 0, or -EPIPE
+ * after a violation. */
+static int offer_viewers(struct soak *s)
+{
+	char err[768];
+	double n;
+
+	if (soak_limit_read(s, err, sizeof(err)) < 0) {
+		soak_violation(s, "no admission limit after the warm-up: %s",
+			       err);
+		return -EPIPE;
+	}
+	n = ceil(s->cfg.offer / 100 * s->limit - 1e-9);
+	s->cfg.viewers = n >= 1 ? (unsigned)n : 1;
+	fprintf(stderr, PROG ": admission limit %u viewers of %.0f bit/s (set "
+		"by %s): offering %g %%, %u viewers\n", s->limit,
+		s->limit_bitrate, s->limit_res, s->cfg.offer, s->cfg.viewers);
+	return 0;
+}
+
 /* The first sample (streamd must answer), the recorders and the
  * warm-up, then the viewers for the duration.  0, -EINTR, or -errno;
  * s->rec set once the recorders started. */
@@ -445,6 +483,8 @@ static int run(struct soak *s)
 		soak_violation(s, "no recorder is streaming after the warm-up");
 		return -EPIPE;
 	}
+	if (r == 0 && c->offer > 0)
+		r = offer_viewers(s);
 	if (r == 0)
 		r = soak_viewers_start(s);
 	if (r < 0)
@@ -499,12 +539,13 @@ int main(int argc, char **argv)
 {
 	static struct soak s = {
 		.cfg = { .url = "http://127.0.0.1:8080", .recorders = 2,
-			 .viewers = 20, .bitrate = 2e6, .duration = 60,
+			 .viewers = VIEWERS_UNSET, .bitrate = 2e6, .duration = 60,
 			 .warmup = 20, .interval = 10, .encoder = "builtin",
 			 .seed = 1, .name_prefix = "soak-",
 			 .rss_growth_max = 20, .fd_growth_max = 64 },
 		.ep = -1 };
 	struct sigaction sa = { .sa_handler = on_signal };
+	char err[768];
 	int r, status;
 
 	r = parse_args(&s.cfg, argc, argv);
@@ -512,14 +553,23 @@ int main(int argc, char **argv)
 		return r > 0 ? 0 : (usage(stderr), EXIT_USAGE);
 	if (check_args(&s) < 0)
 		return EXIT_USAGE;
+	if (s.cfg.viewers == VIEWERS_UNSET)
+		s.cfg.viewers = s.cfg.offer > 0 ? 0 : VIEWERS_DEFAULT;
 	raise_nofile();
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	r = setup(&s);
-	if (r == 0)
-		r = run(&s);
-	status = finish(&s, r);
+	/* Before the warm-up: a wrong URL or token is told at once. */
+	if (r == 0 && s.cfg.offer > 0 &&
+	    soak_limit_probe(&s, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": --offer: %s\n", err);
+		status = EXIT_USAGE;
+	} else {
+		if (r == 0)
+			r = run(&s);
+		status = finish(&s, r);
+	}
 	soak_recorders_free(&s);
 	soak_report_close(&s);
 	if (s.ep >= 0)

@@ -5,7 +5,8 @@
  * boundaries with unaligned sizes, what readers see before and after a
  * publish, frozen snapshots, the single writer, a full volume, a full
  * host file system under the volume file (as root: a small tmpfs),
- * asynchronous operations, appends in place from the caller's blocks,
+ * asynchronous operations (readers opened and closed without waiting
+ * among them), appends in place from the caller's blocks,
  * the metadata-only mode, a lost server, and a
  * data path thread that sleeps while the device works.
  * Tests that move data skip when the machine has no io_uring.
@@ -995,6 +996,92 @@ Test(client, no_data_io_mode_keeps_every_metadata_operation)
 		     (ssize_t)sizeof(dst));
 	cr_assert_eq(djmfs_close(r), 0);
 	cr_assert_eq(djmfs_close(w), 0);
+	djmfs_disconnect(c);
+}
+
+/* What the asynchronous opens and closes answered. */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int opened, failed, closed;
+	int last_err;
+	struct djmfs_file *f[256];
+} oc = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void opened(void *user, int err, struct djmfs_file *f)
+{
+	pthread_mutex_lock(&oc.mu);
+	if (err == 0) {
+		cr_assert_not_null(f);
+		oc.f[(intptr_t)user] = f;
+		oc.opened++;
+	} else {
+		cr_assert_null(f);
+		oc.last_err = err;
+		oc.failed++;
+	}
+	pthread_cond_broadcast(&oc.cv);
+	pthread_mutex_unlock(&oc.mu);
+}
+
+static void closed(void *user, ssize_t res)
+{
+	(void)user;
+	cr_assert_eq(res, 0);
+	pthread_mutex_lock(&oc.mu);
+	oc.closed++;
+	pthread_cond_broadcast(&oc.cv);
+	pthread_mutex_unlock(&oc.mu);
+}
+
+static void oc_wait(int *counter, int n)
+{
+	pthread_mutex_lock(&oc.mu);
+	while (*counter < n)
+		pthread_cond_wait(&oc.cv, &oc.mu);
+	pthread_mutex_unlock(&oc.mu);
+}
+
+/* Two hundred readers opened at once without a thread each, every one
+ * on the published image; a missing file answers -ENOENT through the
+ * callback; writers are refused up front; closes go the same way. */
+Test(client, opens_and_closes_readers_without_waiting)
+{
+	struct djmfs_client *c = client_flags(DJMFS_CLIENT_NO_DATA_IO);
+	struct djmfs_file_info fi;
+	struct djmfs_file *w;
+	uint32_t id;
+	const int n = 200;
+
+	w = new_stream(c, "s", &id);
+	cr_assert_eq(djmfs_write(w, "abcdef", 6), 6);
+	cr_assert_eq(djmfs_flush(w), 0);
+	cr_assert_eq(djmfs_open_async(c, "s", DJMFS_O_READ | DJMFS_O_WRITE,
+				      opened, NULL), -EINVAL);
+	cr_assert_eq(djmfs_open_async(c, "", DJMFS_O_READ, opened, NULL),
+		     -EINVAL);
+	for (intptr_t i = 0; i < n; i++)
+		cr_assert_eq(djmfs_open_async(c, "s", DJMFS_O_READ, opened,
+					      (void *)i), 0);
+	cr_assert_eq(djmfs_open_async(c, "nothing", DJMFS_O_READ, opened,
+				      NULL), 0);
+	oc_wait(&oc.opened, n);
+	oc_wait(&oc.failed, 1);
+	cr_expect_eq(oc.last_err, -ENOENT);
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(djmfs_file_info(oc.f[i], &fi), 0);
+		cr_expect_eq(fi.size, 6, "reader %d sees %llu bytes", i,
+			     (unsigned long long)fi.size);
+	}
+	cr_assert_eq(djmfs_close_async(w, closed, NULL), -EINVAL);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(djmfs_close_async(oc.f[i], closed, NULL), 0);
+	oc_wait(&oc.closed, n);
+	cr_assert_eq(djmfs_close(w), 0);
+	/* Every handle went back: the writer could unlink at once. */
+	cr_assert_eq(djmfs_unlink(c, "s"), 0);
+	server_env_stop(&env);
+	/* No connection and no reconnect to wait for: refused at once. */
 	djmfs_disconnect(c);
 }
 

@@ -5,7 +5,8 @@
 # until it ends), and a fourth gets 503 at once (no
 # session opened, so no disk read) with Retry-After and the JSON reason
 # "network"; /admin/capacity shows what is promised and the metric counts
-# the refusal; a HEAD still answers.  Once the players close, their
+# the refusal, and prices one more viewer (?stream=, ?bitrate=) at what
+# the refusal charged; a HEAD still answers.  Once the players close, their
 # reservations are held for the grace: the same client takes one over,
 # another client is refused until the grace has passed, then admitted.  A
 # publisher whose writes alone do not fit is refused the same way, and
@@ -61,11 +62,12 @@ expect_code 200 "pushing the recording"
 streams_list "$work/streams.json"
 rate=$(stream_field "$work/streams.json" cam1 bitrate)
 check "$rate > 0" || fail "cam1 has no bitrate: $(cat "$work/streams.json")"
-# A new viewer counts, for its first START s, its burst and its buffer's
-# first fill on top of its rate (sd_admit.c): once three players have
-# settled, 0.85 of max_bandwidth holds them but not a fourth's start.
+# A new viewer counts, for its first START s, its burst on top of its
+# rate on the network (its buffer's first fill is read, not sent: it
+# counts on the disk alone; sd_admit.c): once three players have settled,
+# 0.85 of max_bandwidth holds them but not a fourth's start.
 start=$(awk -v r="$rate" -v s="$START" -v b="$BURST" \
-	'BEGIN { printf "%d\n", (r * b + 1048576 * 8) / s }')
+	'BEGIN { printf "%d\n", (r * b) / s }')
 bw=$(awk -v r="$rate" -v x="$start" 'BEGIN { printf "%d\n", (3 * r + (r + x) / 2) / 0.85 }')
 pass "cam1 recorded at $rate bit/s; a start adds $start bit/s; max_bandwidth will be $bw bit/s"
 
@@ -140,6 +142,35 @@ done
 [ "$(metric_value streamd_admitted_total)" = 4 ] ||
 	fail "streamd_admitted_total is $(metric_value streamd_admitted_total), not 4"
 pass "/admin/capacity: network promised $promised of $bw bit/s; metrics count 4 admitted, 1 refused"
+
+# --- What one more viewer would be charged. ------------------------------
+http "/admin/capacity?stream=cam1" "$work/priced.json"
+expect_code 200 "GET /admin/capacity?stream=cam1"
+[ "$(json_get "$work/priced.json" .viewer_bitrate)" = "$rate" ] ||
+	fail "?stream=cam1 prices $(json_get "$work/priced.json" .viewer_bitrate), not $rate"
+near "$(json_get "$work/priced.json" .network.per_viewer)" "$rate" 1 ||
+	fail "network.per_viewer is not cam1's rate: $(cat "$work/priced.json")"
+near "$(json_get "$work/priced.json" .network.per_viewer_start)" "$start" 1 ||
+	fail "network.per_viewer_start is not $start: $(cat "$work/priced.json")"
+for r in disk cpu memory; do
+	check "$(json_get "$work/priced.json" ".$r.per_viewer") > 0" ||
+		fail "$r.per_viewer missing or 0: $(cat "$work/priced.json")"
+done
+# The fourth player above was refused: by these figures it did not fit.
+check "$(json_get "$work/priced.json" .network.promised) + $rate + $start > 0.85 * $bw" ||
+	fail "the costs say a fourth player fits: $(cat "$work/priced.json")"
+http "/admin/capacity?bitrate=2000000" "$work/priced2.json"
+expect_code 200 "GET /admin/capacity?bitrate=2000000"
+near "$(json_get "$work/priced2.json" .network.per_viewer)" 2000000 1 ||
+	fail "?bitrate=2000000: network.per_viewer $(json_get "$work/priced2.json" .network.per_viewer)"
+http "/admin/capacity" "$work/priced3.json"
+[ "$(json_get "$work/priced3.json" .viewer_bitrate)" = 4000000 ] ||
+	fail "without a bitrate, a viewer is not priced at 4 Mbit/s"
+http "/admin/capacity?bitrate=fast" "$work/bad.json"
+expect_code 400 "?bitrate=fast"
+http "/admin/capacity?stream=nope" "$work/bad.json"
+expect_code 404 "?stream=nope"
+pass "/admin/capacity prices one more viewer: $rate bit/s + $start during its start"
 
 # --- Grace: held for the same client, freed for others after it. -------
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

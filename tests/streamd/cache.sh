@@ -23,8 +23,6 @@ need_clients
 make_workdir cache
 SECS=16
 
-metric() { awk -v m="$2" '$1 == m { print $2 }' "$1"; }
-
 # range_player N A: data.ts from byte A to the live edge into rN.ts,
 # with A in rN.at.
 range_player() {
@@ -105,11 +103,11 @@ done
 
 http /metrics "$work/metrics.txt"
 expect_code 200 "GET /metrics"
-hits=$(metric "$work/metrics.txt" streamd_cache_hits_total)
-hitb=$(metric "$work/metrics.txt" streamd_cache_hit_bytes_total)
-disk=$(metric "$work/metrics.txt" streamd_disk_read_bytes_total)
-out=$(metric "$work/metrics.txt" streamd_bytes_out_total)
-held=$(metric "$work/metrics.txt" streamd_cache_bytes)
+hits=$(metric_in "$work/metrics.txt" streamd_cache_hits_total)
+hitb=$(metric_in "$work/metrics.txt" streamd_cache_hit_bytes_total)
+disk=$(metric_in "$work/metrics.txt" streamd_disk_read_bytes_total)
+out=$(metric_in "$work/metrics.txt" streamd_bytes_out_total)
+held=$(metric_in "$work/metrics.txt" streamd_cache_bytes)
 [ -n "$hits" ] && [ -n "$disk" ] && [ -n "$held" ] ||
 	fail "no streamd_cache_hits_total, streamd_disk_read_bytes_total or streamd_cache_bytes"
 check "$hits > 0 && $hitb > 0" || fail "streamd_cache_hits_total $hits: no hit"
@@ -133,8 +131,8 @@ for pid in "${pids[@]}"; do
 done
 for ((i = 0; i < 6; i++)); do same_as_pushed $i; done
 http /metrics "$work/metrics0.txt"
-hits=$(metric "$work/metrics0.txt" streamd_cache_hits_total)
-disk=$(metric "$work/metrics0.txt" streamd_disk_read_bytes_total)
+hits=$(metric_in "$work/metrics0.txt" streamd_cache_hits_total)
+disk=$(metric_in "$work/metrics0.txt" streamd_disk_read_bytes_total)
 check "$hits == 0" || fail "cache_size = 0, yet $hits hits"
 check "$disk > 0" || fail "cache_size = 0 and nothing read from the disk"
 pass "cache_size = 0: 0 hits, $disk bytes from the disk, the same bytes"

@@ -6,7 +6,8 @@
 # refuses a second publisher of the same name with 409 (the DJMFS write
 # lock, not A's local registry), serves time-shifted playback of it while
 # it grows, and after the push its data.ts matches what was sent, byte
-# for byte, through either daemon.  The volume has a shared secret:
+# for byte, through either daemon; so do live followers on B, which B's
+# interval cache serves from what A's writer published.  The volume has a shared secret:
 # djmfsd asks every client to prove it, and a streamd without it is
 # refused at start with a clear message.
 set -euo pipefail
@@ -86,6 +87,16 @@ curl -fsS -o "$work/list.json" "$url_b/streams" || fail "GET /streams on node b"
 	fail "node b does not list cam as live: $(cat "$work/list.json")"
 pass "node b lists the recording node a is making, live"
 
+# Live followers on node b, a second apart: node b's cache fills from its
+# own reads of what node a's writer publishes, and the ones behind take
+# it from there; each must get exactly the pushed bytes, to the end.
+followers=()
+for ((i = 0; i < 4; i++)); do
+	curl -sS --max-time 40 -D "$work/bf$i.head" -o "$work/bf$i.ts" \
+		"$url_b/streams/cam.ts?start=-$((i + 1))" 2>"$work/bf$i.err" &
+	followers+=($!)
+done
+
 make_pattern "$work/other.ts" 4
 code=$(curl -s -o "$work/409.json" -w '%{http_code}' -X PUT \
 	--data-binary @"$work/other.ts" "$url_b/record/cam") || code="curl $?"
@@ -108,3 +119,20 @@ for u in "$url_a" "$url_b"; do
 	[ "$got" = "$sum" ] || fail "data.ts through $u differs from what was pushed"
 done
 pass "data.ts through both nodes equals the $(wc -c <"$work/cam.ts") bytes pushed (md5 $sum)"
+
+total=$(wc -c <"$work/cam.ts")
+for ((i = 0; i < ${#followers[@]}; i++)); do
+	wait_rc "${followers[$i]}" 30
+	[ "$rc" -eq 0 ] || fail "live follower $i on node b: status $rc: $(cat "$work/bf$i.err")"
+	off=$(tr -d '\r' <"$work/bf$i.head" | sed -n 's/^X-Streamd-Offset: //ip')
+	len=$(wc -c <"$work/bf$i.ts")
+	[ -n "$off" ] || fail "live follower $i: no X-Streamd-Offset"
+	[ $((off + len)) -eq "$total" ] ||
+		fail "live follower $i got bytes $off to $((off + len)) of $total: not to the end"
+	tail -c +$((off + 1)) "$work/cam.ts" | cmp -s - "$work/bf$i.ts" ||
+		fail "live follower $i on node b got other bytes than pushed from $off"
+done
+curl -fsS -o "$work/b.metrics" "$url_b/metrics" || fail "GET /metrics on node b"
+hits=$(metric_in "$work/b.metrics" streamd_cache_hits_total)
+check "${hits:-0} > 0" || fail "node b's followers took nothing from its cache"
+pass "node b's 4 live followers of node a's recording got exactly the pushed bytes to the end, $hits cache hits"

@@ -270,6 +270,28 @@ start_push() {
 	push_pid=$!
 }
 
+# need_soak: sets STREAMD_SOAK to the built streamd-soak (unless set),
+# or skips the test.
+need_soak() {
+	local c
+	if [ -z "${STREAMD_SOAK:-}" ]; then
+		for c in ./streamd/streamd-soak "$(dirname "$STREAMD")/streamd-soak"; do
+			if [ -f "$c" ] && [ -x "$c" ]; then
+				STREAMD_SOAK=$c
+				break
+			fi
+		done
+	fi
+	if [ ! -x "${STREAMD_SOAK:-/nonexistent}" ]; then
+		echo "SKIP: streamd-soak not built (set STREAMD_SOAK)" >&2
+		exit 77
+	fi
+}
+
+# metric_in FILE NAME: the value of an unlabelled Prometheus metric in a
+# saved /metrics answer (nothing when absent).
+metric_in() { awk -v m="$2" '$1 == m { print $2 }' "$1"; }
+
 # make_pattern FILE SECONDS: the pattern as a file, as fast as possible.
 make_pattern() {
 	# shellcheck disable=SC2046

@@ -32,6 +32,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/hls.sh \
 	tests/streamd/hls-live.sh \
 	tests/streamd/range.sh \
+	tests/streamd/opens.sh \
 	tests/streamd/badinput.sh \
 	tests/streamd/admin.sh \
 	tests/streamd/admission.sh \
@@ -46,6 +47,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/crash.sh \
 	tests/streamd/stall.sh \
 	tests/streamd/soak.sh \
+	tests/streamd/soak-admit.sh \
 	tests/streamd/abuse.sh \
 	tests/streamd/playtoken.sh \
 	tests/streamd/bench.sh \

@@ -25,18 +25,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 need_streamd
-if [ -z "${STREAMD_SOAK:-}" ]; then
-	for c in ./streamd/streamd-soak "$(dirname "$STREAMD")/streamd-soak"; do
-		if [ -f "$c" ] && [ -x "$c" ]; then
-			STREAMD_SOAK=$c
-			break
-		fi
-	done
-fi
-if [ ! -x "${STREAMD_SOAK:-/nonexistent}" ]; then
-	echo "SKIP: streamd-soak not built (set STREAMD_SOAK)" >&2
-	exit 77
-fi
+need_soak
 if ! command -v gnuplot >/dev/null 2>&1; then
 	echo "SKIP: gnuplot is not installed (streamd-soak --plot needs it)" >&2
 	exit 77

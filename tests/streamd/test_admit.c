@@ -7,7 +7,7 @@
  * after their grace, and the same client takes its own over within it;
  * measured lateness shrinks the disk; a lower disk share frees the disk;
  * the ceiling and max_bandwidth at their edges; CPU learnt from injected
- * samples.
+ * samples; the per-viewer costs predict how many viewers settle.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -17,6 +17,9 @@
 
 #include "iosched.h"
 #include "streamd-int.h"
+
+/* sd_admit.c's prior CPU cost per byte served, until one is learnt. */
+#define PRIOR 0.6
 
 #define MBIT 1000000ull
 #define S SD_NS
@@ -134,6 +137,47 @@ Test(admit, network_binds_when_max_bandwidth_is_the_smallest)
 	cr_expect_eq(n, 4);
 	cr_expect_eq(why.res, SD_ADMIT_NET);
 	cr_expect_str_eq(sd_admit_res_names[why.res], "network");
+}
+
+/* What /admin/capacity tells a load tool (streamd-soak --offer): the
+ * viewers that settle, wave after wave of starts, are the number the
+ * per-viewer costs give. */
+Test(admit, the_viewer_cost_predicts_how_many_settle)
+{
+	struct sd_admit_limits l = limits();
+	struct sd_admit_refusal why;
+	struct sd_admit_stats st;
+	struct sd_admit_cost cost;
+	/* The burst is sent; the buffer's fill is read, not sent. */
+	double room, sur = 250000.0 * 5 / 5; /* bytes/s */
+	unsigned want, n = 0, wave;
+	uint64_t t = S;
+
+	l.max_bandwidth = 30 * MBIT;
+	l.start_ns = 5 * S;
+	l.burst_ns = 5 * S;
+	make(&l, NULL);
+	sd_admit_viewer_cost(a, 2 * MBIT, &cost);
+	cr_expect_float_eq(cost.steady[SD_ADMIT_NET], 2e6, 1e-6);
+	cr_expect_float_eq(cost.start[SD_ADMIT_NET], sur * 8, 1e-3);
+	cr_expect_float_eq(cost.steady[SD_ADMIT_CPU], 250000 * PRIOR * 1e-9,
+			   1e-12);
+	cr_expect_float_eq(cost.steady[SD_ADMIT_MEM],
+			   (1 << 20) + (64 << 10) + 2 * 65536.0, 1e-6);
+	cr_expect_eq(cost.start[SD_ADMIT_MEM], 0);
+	cr_expect_eq(cost.steady[SD_ADMIT_DISK], 0); /* no model */
+	sd_admit_stats(a, t, &st);
+	room = st.ceiling * st.res[SD_ADMIT_NET].capacity -
+	       st.res[SD_ADMIT_NET].promised - cost.start[SD_ADMIT_NET];
+	want = (unsigned)floor(room / cost.steady[SD_ADMIT_NET]);
+	do {
+		wave = fill(2 * MBIT, t, &why, NULL, 0);
+		n += wave;
+		t += l.start_ns;
+	} while (wave > 0);
+	cr_expect_eq(n, want, "%u settled, the costs say %u", n, want);
+	cr_expect_eq(want, 11);
+	cr_expect_eq(why.res, SD_ADMIT_NET);
 }
 
 Test(admit, max_bandwidth_zero_is_not_modelled)
@@ -453,7 +497,7 @@ Test(admit, cpu_is_learnt_from_injected_samples)
 	l.cpus = 2;
 	make(&l, NULL);
 	sd_admit_stats(a, S, &st);
-	cr_expect_float_eq(st.cpu_ns_per_byte, 2.5, 1e-9, "the prior");
+	cr_expect_float_eq(st.cpu_ns_per_byte, PRIOR, 1e-9, "the prior");
 	sd_admit_observe(a, &s);
 	/* 100 s: streamd spent 10 s of CPU serving 1e9 bytes (10 ns a
 	 * byte), while the whole box was busy 110 s: others used one core. */
@@ -463,7 +507,7 @@ Test(admit, cpu_is_learnt_from_injected_samples)
 	s.bytes_out = 1000000000;
 	sd_admit_observe(a, &s);
 	sd_admit_stats(a, 101 * S, &st);
-	cr_expect_float_eq(st.cpu_ns_per_byte, 2.5 + (10 - 2.5) *
+	cr_expect_float_eq(st.cpu_ns_per_byte, PRIOR + (10 - PRIOR) *
 			   (1 - exp(-10.0)), 1e-6);
 	cr_expect_float_eq(st.cpu_other, 1 - exp(-10.0), 1e-6);
 	cr_expect_float_eq(st.res[SD_ADMIT_CPU].measured, 0.1, 1e-9);
@@ -505,13 +549,13 @@ Test(admit, cpu_per_byte_is_learnt_over_windows_long_enough)
 		sd_admit_observe(a, &s);
 		sd_admit_stats(a, s.now_ns, &st);
 		if (i < 10)
-			cr_expect_float_eq(st.cpu_ns_per_byte, 2.5, 1e-9,
+			cr_expect_float_eq(st.cpu_ns_per_byte, PRIOR, 1e-9,
 					   "learnt from %d MB", 2 * (i - 1));
 	}
 	/* 18 MB over 9 s at i = 10: one window of 9 s. */
-	cr_expect_gt(st.cpu_ns_per_byte, 2.5);
+	cr_expect_gt(st.cpu_ns_per_byte, PRIOR);
 	cr_expect_float_eq(st.cpu_ns_per_byte,
-			   2.5 + (20 - 2.5) * (1 - exp(-0.9)), 1e-6);
+			   PRIOR + (20 - PRIOR) * (1 - exp(-0.9)), 1e-6);
 }
 
 Test(admit, cpu_per_recording_is_learnt_while_nothing_is_served)
@@ -601,4 +645,69 @@ Test(admit, a_starting_viewer_counts_its_burst_until_its_start_ends)
 	cr_expect_eq(sd_admit_viewer(a, "y", "cam", 2 * MBIT, 8 * S, &t, &why),
 		     -EBUSY);
 	cr_expect_float_eq(why.demand, 4e6, 1);
+}
+
+/* A newcomer the cache is expected to serve promises the disk only its
+ * expected share, its start included, and the network its whole rate. */
+Test(admit, a_viewer_expected_from_the_cache_promises_the_disk_its_share)
+{
+	struct sd_admit_limits l = limits();
+	struct sd_admit_ticket *t, *u;
+	struct sd_admit_refusal why;
+	struct sd_admit_stats st;
+	double full;
+
+	l.max_bandwidth = 100 * MBIT;
+	l.burst_ns = 5 * S;
+	l.start_ns = 5 * S;
+	make(&l, slow_ssd);
+	cr_assert_eq(sd_admit_viewer(a, "x", "cam", 2 * MBIT, S, &t, &why), 0);
+	sd_admit_stats(a, S, &st);
+	full = st.res[SD_ADMIT_DISK].promised;
+	cr_assert_gt(full, 0);
+	cr_assert_eq(sd_admit_viewer_share(a, "y", "cam", 2 * MBIT, 0.25, S,
+					   &u, &why), 0);
+	sd_admit_stats(a, S, &st);
+	cr_expect_float_eq(st.res[SD_ADMIT_DISK].promised, full * 1.25,
+			   full * 1e-6);
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 2 * 4e6, 1);
+	/* Its measured share replaces the guess (the start's stays). */
+	sd_admit_set_disk_share(a, u, 1);
+	sd_admit_stats(a, S, &st);
+	cr_expect_gt(st.res[SD_ADMIT_DISK].promised, full * 1.25);
+	sd_admit_release(a, t, S);
+	sd_admit_release(a, u, S);
+}
+
+/* A buffer's fill is read, not sent: it counts on the disk during the
+ * start, not on the network (nor the CPU, which the same sum prices). */
+Test(admit, a_starting_viewer_counts_its_fill_on_the_disk_only)
+{
+	struct sd_admit_limits l = limits();
+	struct sd_admit_ticket *t;
+	struct sd_admit_refusal why;
+	struct sd_admit_stats st;
+	double with_fill;
+
+	l.max_bandwidth = 100 * MBIT;
+	l.burst_ns = 5 * S;
+	l.start_ns = 5 * S;
+	l.buffer_size = 5 << 20;
+	make(&l, slow_ssd);
+	cr_assert_eq(sd_admit_viewer(a, "x", "cam", 2 * MBIT, S, &t, &why), 0);
+	sd_admit_stats(a, S, &st);
+	/* 2 Mbit/s steady and 2 Mbit/s of burst: 4 Mbit/s sent. */
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 4e6, 1);
+	with_fill = st.res[SD_ADMIT_DISK].promised;
+	sd_admit_release(a, t, S);
+	sd_admit_free(a);
+	l.buffer_size = 0;
+	make(&l, slow_ssd);
+	cr_assert_eq(sd_admit_viewer(a, "x", "cam", 2 * MBIT, S, &t, &why), 0);
+	sd_admit_stats(a, S, &st);
+	cr_expect_float_eq(st.res[SD_ADMIT_NET].promised, 4e6, 1);
+	cr_expect_gt(with_fill, st.res[SD_ADMIT_DISK].promised * 1.5,
+		     "the fill (1 MiB/s) counts on the disk: %g vs %g",
+		     with_fill, st.res[SD_ADMIT_DISK].promised);
+	sd_admit_release(a, t, S);
 }

@@ -353,6 +353,34 @@ Test(sd_cache, referenced_block_survives_eviction)
 	free(buf);
 }
 
+/* What a new reader may expect to find: the share of its range's
+ * blocks the cache holds, whatever their offsets within the blocks. */
+Test(sd_cache, says_what_share_of_a_range_it_holds)
+{
+	uint8_t *buf = malloc(BLK);
+	struct sd_cache *c;
+
+	cr_assert_eq(sd_cache_new(&c, 64 * BLK, NULL), 0);
+	for (uint64_t i = 4; i < 8; i++) {
+		fill(buf, i * BLK, BLK);
+		cr_assert_eq(sd_cache_put(c, INO, ID, i * BLK, buf, BLK), 0);
+	}
+	cr_expect_float_eq(sd_cache_held_share(c, INO, ID, 4 * BLK, 4 * BLK),
+			   1.0, 1e-9);
+	cr_expect_float_eq(sd_cache_held_share(c, INO, ID, 100, 2 * BLK),
+			   0.0, 1e-9);
+	/* Blocks 2 to 9, from mid-block: 4 of 8. */
+	cr_expect_float_eq(sd_cache_held_share(c, INO, ID, 2 * BLK + 5,
+					       8 * BLK - 10),
+			   0.5, 1e-9);
+	cr_expect_float_eq(sd_cache_held_share(c, INO + 1, ID, 4 * BLK, BLK),
+			   0.0, 1e-9);
+	cr_expect_float_eq(sd_cache_held_share(NULL, INO, ID, 4 * BLK, BLK),
+			   0.0, 1e-9);
+	sd_cache_free(c);
+	free(buf);
+}
+
 /* A block at the growing end is extended, never rewritten; a piece that
  * does not continue it (a gap) is not taken. */
 Test(sd_cache, blocks_grow_by_appends_only)

@@ -6,7 +6,9 @@
  * and libiosched.  They check the bytes delivered (whole files, ranges,
  * a live recording followed to its end, one growing by odd sizes, fifty
  * readers at once), the A and B thresholds, deadline misses, underflow
- * accounting, the wake callback and closing with reads in flight.  Every byte of "data" is a
+ * accounting, the wake callback, closing with reads in flight, and opens
+ * made by the pump's openers (the caller never waits; a full queue and
+ * a stop are answered at once).  Every byte of "data" is a
  * function of its offset, so any range can be checked without keeping
  * a copy.  Tests that count the pump's periods run it on a fake clock
  * they move (sd_pump_opts.now), so the count does not depend on how
@@ -365,6 +367,106 @@ Test(session, refuses_missing_files_and_files_without_data)
 	sd_pump_free(p);
 }
 
+/* What sd_session_open_async answered, as its caller sees it. */
+struct opened {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int answered;
+	int err;
+	struct sd_session *s;
+};
+
+static void opened_init(struct opened *o)
+{
+	memset(o, 0, sizeof(*o));
+	pthread_mutex_init(&o->mu, NULL);
+	pthread_cond_init(&o->cv, NULL);
+}
+
+static void on_opened(void *arg, int err, struct sd_session *s)
+{
+	struct opened *o = arg;
+
+	pthread_mutex_lock(&o->mu);
+	cr_expect_eq(o->answered, 0, "answered twice");
+	o->answered++;
+	o->err = err;
+	o->s = s;
+	pthread_cond_broadcast(&o->cv);
+	pthread_mutex_unlock(&o->mu);
+}
+
+/* Waits for the answer; returns its error. */
+static int opened_wait(struct opened *o)
+{
+	pthread_mutex_lock(&o->mu);
+	while (!o->answered)
+		pthread_cond_wait(&o->cv, &o->mu);
+	pthread_mutex_unlock(&o->mu);
+	return o->err;
+}
+
+Test(session, opens_on_an_opener_and_refuses_beyond_its_queue)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	const struct sd_pump_opts po = { .openers = 1, .open_queue = 2,
+					 .open_delay_ns = 300 * MS };
+	struct sd_session_opts rec = { "rec", 0, SD_END_LIVE, NULL, NULL };
+	struct sd_session_opts nope = { "nope", 0, SD_END_LIVE, NULL, NULL };
+	struct opened a, b, extra;
+	struct sd_pump *p = NULL;
+	struct waiter w;
+	uint64_t t0;
+
+	waiter_init(&w);
+	rec.wake = on_wake;
+	rec.wake_arg = &w;
+	opened_init(&a);
+	opened_init(&b);
+	opened_init(&extra);
+	finished_file(c, "rec", 1 * MIB);
+	cr_assert_eq(sd_pump_new(&p, c, &k, &sd_test_log, &po), 0);
+	t0 = sd_now();
+	cr_assert_eq(sd_session_open_async(p, &rec, on_opened, &a), 0);
+	cr_assert_eq(sd_session_open_async(p, &nope, on_opened, &b), 0);
+	cr_assert_eq(sd_session_open_async(p, &rec, on_opened, &extra),
+		     -EAGAIN);
+	/* The caller never waited for a round trip, let alone the delay. */
+	cr_assert_lt(sd_now() - t0, 100 * MS);
+	cr_assert_eq(opened_wait(&a), 0);
+	cr_assert_geq(sd_now() - t0, 300 * MS);
+	cr_assert_eq(drain(a.s, &w, 0), 1 * MIB);
+	cr_assert_eq(opened_wait(&b), -ENOENT);
+	cr_assert_null(b.s);
+	cr_assert_eq(extra.answered, 0);
+	/* The close returns at once; the opener makes djmfs_close. */
+	sd_session_close(a.s);
+	sd_pump_free(p);
+}
+
+Test(session, answers_queued_opens_when_opens_stop)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	const struct sd_pump_opts po = { .open_delay_ns = 60000 * MS };
+	struct sd_session_opts rec = { "rec", 0, SD_END_LIVE, NULL, NULL };
+	struct opened a, late;
+	struct sd_pump *p = NULL;
+
+	opened_init(&a);
+	opened_init(&late);
+	finished_file(c, "rec", 256 * KIB);
+	cr_assert_eq(sd_pump_new(&p, c, &k, &sd_test_log, &po), 0);
+	cr_assert_eq(sd_session_open_async(p, &rec, on_opened, &a), 0);
+	sd_pump_stop_opens(p);
+	cr_assert_eq(a.answered, 1, "a queued open left unanswered");
+	cr_assert_eq(a.err, -ESHUTDOWN);
+	cr_assert_eq(sd_session_open_async(p, &rec, on_opened, &late),
+		     -ESHUTDOWN);
+	sd_pump_free(p);
+}
+
 struct live_writer {
 	struct wr w;
 	unsigned appends;
@@ -535,6 +637,53 @@ Test(session, a_follower_is_served_from_the_cache_without_reads)
 	sd_session_close(b);
 	sd_cache_stats(cache, &cs);
 	cr_expect_eq(cs.hit_bytes, 3 * MIB + 1000 - 5000);
+	sd_pump_free(p);
+	sd_cache_free(cache);
+}
+
+/* Twenty players of a recording the cache holds fill their buffers with
+ * references to its blocks: each queues what B asks for, none holds a
+ * private byte, and the cache holds no more than the recording. */
+Test(session, players_of_a_cached_recording_share_its_blocks)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_session *a, *v[20];
+	struct sd_pump_stats ps;
+	struct sd_cache_stats cs;
+	struct sd_cache *cache;
+	struct sd_pump *p;
+	struct waiter w;
+	uint8_t got[4096];
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_with_cache(c, &k, cache);
+	waiter_init(&w);
+	finished_file(c, "rec", 3 * MIB);
+	a = open_session(p, "rec", 0, SD_END_LIVE, &w);
+	cr_assert_eq(drain(a, &w, 0), 3 * MIB);
+	sd_session_close(a);
+	for (size_t i = 0; i < 20; i++)
+		v[i] = open_session(p, "rec", i * 100000, SD_END_LIVE, &w);
+	sd_pump_stats(p, &ps);
+	/* The open fills each to B at once (the A/B rules, as reads). */
+	cr_expect_geq(ps.buffered_bytes, 20 * (256 * KIB * 30 / 100),
+		      "%llu bytes buffered",
+		      (unsigned long long)ps.buffered_bytes);
+	cr_expect_eq(ps.private_bytes, 0, "%llu private bytes",
+		     (unsigned long long)ps.private_bytes);
+	sd_cache_stats(cache, &cs);
+	cr_expect_leq(cs.bytes, 3 * MIB, "the cache holds %llu bytes",
+		      (unsigned long long)cs.bytes);
+	/* And they are the recording's bytes, at each player's place. */
+	for (size_t i = 0; i < 20; i++) {
+		cr_assert_eq(sd_session_read(v[i], got, sizeof(got)),
+			     (ssize_t)sizeof(got));
+		check_bytes(got, sizeof(got), i * 100000);
+		sd_session_close(v[i]);
+	}
+	sd_pump_stats(p, &ps);
+	cr_expect_eq(ps.buffered_bytes, 0);
 	sd_pump_free(p);
 	sd_cache_free(cache);
 }
