@@ -643,8 +643,9 @@ static double expected_disk_share(struct sd_req *r, const struct play *pl)
 	pthread_mutex_lock(&d->knobs_mu);
 	len = d->knobs.buffer_size;
 	pthread_mutex_unlock(&d->knobs_mu);
-	if (pl->ahead > 0)
-		len += pl->bitrate / 8 * (uint64_t)pl->ahead / SD_NS;
+	if (pl->ahead > 0) /* in double: bitrate x ns passes 2^64 */
+		len += (uint64_t)((double)pl->bitrate / 8 *
+				  ((double)pl->ahead / SD_NS));
 	if (pl->limit != UINT64_MAX && pl->limit < len)
 		len = pl->limit;
 	return 1.0 - sd_cache_held_share(d->cache, pl->ino, pl->data_id,

@@ -288,6 +288,27 @@ need_soak() {
 	fi
 }
 
+# soak_bad_usage ARGS: streamd-soak with ARGS (split on blanks) must end
+# with status 2 and a message, and print no result.
+soak_bad_usage() {
+	local rc=0
+	# shellcheck disable=SC2086 # split on purpose
+	"$STREAMD_SOAK" $1 >"$work/usage.out" 2>"$work/usage.err" || rc=$?
+	[ "$rc" -eq 2 ] || fail "'$1': exit $rc, expected 2"
+	[ -s "$work/usage.err" ] || fail "'$1': no message"
+	[ ! -s "$work/usage.out" ] || fail "'$1': printed a result"
+}
+
+# soak_seconds T: a soak duration (60s, 30m, 24h or seconds) in seconds.
+soak_seconds() {
+	case $1 in
+	*h) echo $((${1%h} * 3600)) ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*s) echo "${1%s}" ;;
+	*) echo "$1" ;;
+	esac
+}
+
 # metric_in FILE NAME: the value of an unlabelled Prometheus metric in a
 # saved /metrics answer (nothing when absent).
 metric_in() { awk -v m="$2" '$1 == m { print $2 }' "$1"; }

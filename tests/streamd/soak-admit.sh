@@ -30,31 +30,18 @@ make_workdir soak-admit
 
 # --- Bad usage: status 2, a message, no run -----------------------------
 for args in "--offer 120 --viewers 10" "--offer 0" "--offer x"; do
-	# shellcheck disable=SC2086 # split on purpose
-	if "$STREAMD_SOAK" $args >"$work/usage.out" 2>"$work/usage.err"; then
-		rc=0
-	else
-		rc=$?
-	fi
-	[ "$rc" -eq 2 ] || fail "'$args': exit $rc, expected 2"
-	[ -s "$work/usage.err" ] || fail "'$args': no message"
-	[ ! -s "$work/usage.out" ] || fail "'$args': printed a result"
+	soak_bad_usage "$args"
 done
 pass "--offer with --viewers, or not a percent: status 2"
 
 duration=${STREAMD_SOAK_DURATION:-60s}
-case $duration in
-*h) secs=$((${duration%h} * 3600)) ;;
-*m) secs=$((${duration%m} * 60)) ;;
-*s) secs=${duration%s} ;;
-*) secs=$duration ;;
-esac
+secs=$(soak_seconds "$duration")
 # As in soak.sh: deadlines that a CPU shared with the other tests does not
 # miss on its own; a smaller ASan quarantine; a cache that fills during
 # the warm-up.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
 # 0.85 x 70 Mbit/s, less the two recorders' 4 and the last viewer's start
-# (its rate again plus 1 MiB over 5 s), holds about 23 viewers as streamd
+# (its burst: its rate again; the buffer's fill is read, not sent), holds about 23 viewers as streamd
 # prices them after the warm-up.  A live recording's bitrate is measured
 # up to its newest keyframe, some 10 % over the 2 Mbit/s sent at 20 s and
 # 25 % at 10 s, so the price falls and a few more get in as the

@@ -36,15 +36,7 @@ make_workdir soak
 # --- Bad usage: status 2, a message, no run -----------------------------
 for args in "--encoder bogus" "--duration 1x" "--plot x.pdf" "--viewers -1" \
 	"--bogus" "--url ftp://x" "--allow-recorder-refusal=1"; do
-	# shellcheck disable=SC2086 # split on purpose
-	if "$STREAMD_SOAK" $args >"$work/usage.out" 2>"$work/usage.err"; then
-		rc=0
-	else
-		rc=$?
-	fi
-	[ "$rc" -eq 2 ] || fail "'$args': exit $rc, expected 2"
-	[ -s "$work/usage.err" ] || fail "'$args': no message"
-	[ ! -s "$work/usage.out" ] || fail "'$args': printed a result"
+	soak_bad_usage "$args"
 done
 pass "bad usage refused with status 2"
 
@@ -129,12 +121,7 @@ fi
 # --- The soak -------------------------------------------------------------
 duration=${STREAMD_SOAK_DURATION:-60s}
 viewers=${STREAMD_SOAK_VIEWERS:-20}
-case $duration in
-*h) secs=$((${duration%h} * 3600)) ;;
-*m) secs=$((${duration%m} * 60)) ;;
-*s) secs=${duration%s} ;;
-*) secs=$duration ;;
-esac
+secs=$(soak_seconds "$duration")
 # Deadlines of 1 s (reads) and 2 s (writes) rather than 0.3 s and 1 s:
 # make check runs other tests beside this one on the same two cores, and
 # a read that waits for a CPU is not a disk falling behind.  A miss past
