@@ -19,6 +19,7 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_time.c \
 	streamd/sd_name.c \
 	streamd/sd_index.c \
+	streamd/sd_retain_plan.c \
 	streamd/sd_hls.c \
 	streamd/sd_range.c \
 	streamd/sd_config.c \
@@ -39,7 +40,10 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_route_admin.c \
 	streamd/sd_capacity.c \
 	streamd/sd_token.c \
-	streamd/sd_route_sign.c
+	streamd/sd_route_sign.c \
+	streamd/sd_holds.c \
+	streamd/sd_route_manage.c \
+	streamd/sd_retain.c
 streamd_libstreamd_core_la_CPPFLAGS = $(STREAMD_CPPFLAGS)
 streamd_libstreamd_core_la_CFLAGS = $(STREAMD_CFLAGS)
 

@@ -115,6 +115,9 @@ enum MHD_Result sd_reply_text(struct sd_req *r, unsigned status,
 /* 200 with @o as indented JSON, keys in insertion order; takes @o (NULL:
  * 500, as when it cannot be printed). */
 enum MHD_Result sd_reply_json(struct sd_req *r, json_t *o);
+/* The same with another status (201 for something created). */
+enum MHD_Result sd_reply_json_status(struct sd_req *r, unsigned status,
+				     json_t *o);
 /* {"error":"..."} with @status; the message is also logged at INFO. */
 enum MHD_Result sd_reply_error(struct sd_req *r, unsigned status,
 			       const char *fmt, ...)
@@ -126,12 +129,32 @@ int sd_req_token_ok(struct sd_req *r, const char *want);
 /* Query argument or NULL. */
 const char *sd_req_arg(struct sd_req *r, const char *key);
 
+/*
+ * A small request body gathered whole (a route's priv and cleanup hold
+ * it): call with every access callback of the request.  The first call
+ * only sets it up; each later one with bytes appends them (beyond @max
+ * they are dropped and too_big is set); the call with none sets *@done.
+ * p is NUL-terminated (NULL while empty).  Returns NULL when out of
+ * memory (answer MHD_NO).
+ */
+struct sd_body {
+	char *p;
+	size_t len;
+	int too_big;
+};
+struct sd_body *sd_req_body(struct sd_req *r, const char *upload,
+			    size_t *upload_size, size_t max, int *done);
+
 /* Routes (sd_route_*.c). */
 enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
 				size_t *upload_size);
 enum MHD_Result sd_route_list(struct sd_req *r, const char *upload,
 			      size_t *upload_size);
 enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
+				size_t *upload_size);
+enum MHD_Result sd_route_holds(struct sd_req *r, const char *upload,
+			       size_t *upload_size);
+enum MHD_Result sd_route_delete(struct sd_req *r, const char *upload,
 				size_t *upload_size);
 enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 			      size_t *upload_size);

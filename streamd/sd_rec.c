@@ -86,6 +86,9 @@
  *   sd_rec_key      KEY entry queued (merged into a queued SEGMENT)
  *   sd_rec_tick     a partial piece leaves once publish_ns has passed
  *   sd_rec_close    last piece with the END entry, header, flush, close
+ *   sd_rec_retain   the heads of "data" and "index" trimmed in DJMFS
+ *                   (retention, sd_retain.c); nothing of ours moves,
+ *                   since offsets stay what they were
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -95,6 +98,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -103,6 +107,9 @@
 /* See sd_rec_key. */
 #define SEG_KEY_MERGE 4096u
 
+/* An open that finds the write lock taken tries for about a second. */
+#define REC_BUSY_TRIES 50
+#define REC_BUSY_NS 20000000L
 #define REC_HDR_SIZE 4096 /* the header's size unit, spaces after the JSON */
 #define REC_PTS_HZ 90000
 #define REC_PTS_WRAP (1LL << 33)
@@ -822,8 +829,18 @@ int sd_rec_open(struct djmfs_client *c, const char *name,
 		return -EINVAL;
 	if (!(r = rec_new(name, opts)))
 		return -ENOMEM;
-	err = djmfs_open(c, name, DJMFS_O_READ | DJMFS_O_WRITE |
-				  DJMFS_O_CREATE, &r->f);
+	/* Retention opens a recording nobody records for the moment of a
+	 * trim: an encoder arriving then waits for it rather than be told
+	 * someone else records. */
+	for (int i = 0; i < REC_BUSY_TRIES; i++) {
+		struct timespec ts = { 0, REC_BUSY_NS };
+
+		err = djmfs_open(c, name, DJMFS_O_READ | DJMFS_O_WRITE |
+					  DJMFS_O_CREATE, &r->f);
+		if (err != -EBUSY)
+			break;
+		nanosleep(&ts, NULL);
+	}
 	if (err < 0) {
 		rec_log(r, err == -EBUSY ? SD_LOG_INFO : SD_LOG_ERROR,
 			"sd_rec_open(%s): djmfs_open: %s", name,
@@ -1089,6 +1106,26 @@ int sd_rec_close(struct sd_rec *r, int64_t wall_ns, struct sd_rec_stats *final)
 	if (final)
 		sd_rec_stats(r, final);
 	rec_free(r);
+	return err;
+}
+
+int sd_rec_retain(struct sd_rec *r, uint64_t data_start, uint64_t idx_start)
+{
+	int err;
+
+	pthread_mutex_lock(&r->api_mu);
+	err = rec_err(r);
+	/* The data first: index entries below the data's start are
+	 * ignored by readers, so a crash between the two leaves a
+	 * recording that plays as after both. */
+	if (err == 0)
+		err = djmfs_trim(r->f, r->id[OBJ_DATA], data_start, NULL);
+	if (err == 0)
+		err = djmfs_trim(r->f, r->id[OBJ_IDX], idx_start, NULL);
+	pthread_mutex_unlock(&r->api_mu);
+	if (err < 0)
+		rec_log(r, SD_LOG_WARN, "sd_rec_retain(%s): %s", r->name,
+			strerror(-err));
 	return err;
 }
 

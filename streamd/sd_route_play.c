@@ -187,15 +187,16 @@ static json_t *stream_summary(const struct sd_stream *s)
 	int64_t span = end > s->start_ns ? end - s->start_ns : 0;
 	/* While recording, over the time so far (the catalog's figure only
 	 * counts up to the newest keyframe). */
+	uint64_t kept = s->data_size - s->data_start;
 	uint64_t bitrate = s->live && span > 0 ?
-		(uint64_t)((double)s->data_size * 8e9 / (double)span) :
-		s->bitrate;
+		(uint64_t)((double)kept * 8e9 / (double)span) : s->bitrate;
 
-	return json_pack("{s:s, s:b, s:o, s:f, s:I, s:I}", "name", s->name,
-			 "live", s->live, "start", iso(s->start_ns),
+	return json_pack("{s:s, s:b, s:o, s:f, s:I, s:I, s:I}", "name",
+			 s->name, "live", s->live, "start", iso(s->start_ns),
 			 "duration", secs(span),
-			 "bytes", (json_int_t)s->data_size,
-			 "bitrate", (json_int_t)bitrate);
+			 "bytes", (json_int_t)kept,
+			 "bitrate", (json_int_t)bitrate,
+			 "start_offset", (json_int_t)s->data_start);
 }
 
 static int list_one(void *arg, struct sd_stream *s)
@@ -290,6 +291,7 @@ enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
 	codecs = s->codecs ? json_loads(s->codecs, 0, NULL) : NULL;
 	if (o) {
 		json_object_set_new(o, "end", iso(live_edge(s)));
+		json_object_set_new(o, "created", iso(s->created_ns));
 		json_object_set_new(o, "format", json_string(s->format));
 		json_object_set_new(o, "codecs", codecs ? codecs : json_null());
 		json_object_set_new(o, "connections",
@@ -302,6 +304,16 @@ enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
 		json_decref(codecs);
 	}
 	sd_stream_unlock(s);
+	if (o) {
+		/* Read outside the stream's lock: it asks the DJMFS server. */
+		json_t *h = sd_holds_json(r->d, s);
+
+		json_object_set_new(o, "holds", h ? json_incref(
+			json_object_get(h, "holds")) : json_null());
+		json_object_set_new(o, "held_bytes", h ? json_incref(
+			json_object_get(h, "held_bytes")) : json_null());
+		json_decref(h);
+	}
 	sd_stream_put(s);
 	return sd_reply_json(r, o);
 }
@@ -1077,7 +1089,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 {
 	struct sd_stream *s;
 	enum MHD_Result ret = MHD_NO;
-	uint64_t size, a = 0, b = 0, bitrate, ino;
+	uint64_t size, a = 0, b = 0, bitrate, ino, first;
 	uint32_t data_id;
 	struct play *pl;
 	int rc;
@@ -1092,6 +1104,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 		return ret;
 	sd_stream_rdlock(s);
 	size = s->data_size;
+	first = s->data_start;
 	bitrate = s->bitrate;
 	ino = s->ino;
 	data_id = s->data_id;
@@ -1100,6 +1113,11 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	rc = sd_range_parse(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_RANGE),
 			 size, &a, &b);
+	/* Offsets stay those of the whole recording after retention
+	 * trimmed its head: a range that starts in the trimmed part is
+	 * unsatisfiable, and the whole file is what is left. */
+	if (rc > 0 && a < first)
+		rc = -ERANGE;
 	if (rc < 0) {
 		struct MHD_Response *resp = MHD_create_response_from_buffer(
 			0, NULL, MHD_RESPMEM_PERSISTENT);
@@ -1108,13 +1126,13 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
 		return sd_reply(r, 416, resp);
 	}
-	if (size == 0)
+	if (size == first)
 		return sd_reply_text(r, 200, "video/mp2t", "", 0);
 	pl = calloc(1, sizeof(*pl));
 	if (!pl)
 		return MHD_NO;
 	if (rc == 0) {
-		a = 0;
+		a = first;
 		b = size - 1;
 	} else {
 		snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,

@@ -167,6 +167,51 @@ int sd_index_append(struct sd_index *ix, const struct sd_idx_entry *e);
  * multiple of SD_IDX_SIZE.  Returns entries added or -EBADMSG/-EINVAL
  * (nothing of a bad buffer is kept). */
 int sd_index_load(struct sd_index *ix, const uint8_t *buf, size_t len);
+/* Drops the entries below data offset @offset (retention trimmed their
+ * bytes); returns how many. */
+size_t sd_index_drop_below(struct sd_index *ix, uint64_t offset);
+
+/* ------------------------------------------------------------------ */
+/* Where retention cuts (sd_retain_plan.c)                             */
+/* ------------------------------------------------------------------ */
+
+struct sd_retain_rules {
+	int64_t retention_ns;	  /* keep this much time; 0: forever */
+	uint64_t retention_bytes; /* keep at most this many bytes; 0: all */
+};
+
+struct sd_retain_rec {
+	/* In: the recording as the catalog has it (entries from data_start
+	 * on), the earliest hold's start (INT64_MAX: none), its rules. */
+	const struct sd_index *ix;
+	uint64_t data_start, data_size;
+	int64_t hold_from;
+	struct sd_retain_rules rules;
+	/* Out: the planned start (a keyframe's offset; data_start when
+	 * nothing is cut) and its entry; whether a hold held a rule back
+	 * and by how many bytes; whether the reserve moved it. */
+	uint64_t cut;
+	size_t cut_entry;
+	int pinned;
+	uint64_t pinned_bytes;
+	int by_reserve;
+};
+
+/* The retention rules of recording @name: the knobs' with its
+ * retention_overrides on top (sd_config.c).  With @name NULL it checks
+ * the overrides only.  0, or -EINVAL with the reason in @err. */
+struct sd_knobs;
+int sd_retention_rules(const struct sd_knobs *k, const char *name,
+		       struct sd_retain_rules *out, char *err, size_t errlen);
+/* Plans @r's cut by its own rules at wall time @now_ns. */
+void sd_retain_rules(struct sd_retain_rec *r, int64_t now_ns);
+/* Moves the cuts of @recs further, oldest moment first, until they free
+ * @need_units more units of @unit bytes (or nothing more can go);
+ * returns the units planned. */
+uint64_t sd_retain_reserve(struct sd_retain_rec *recs, size_t n,
+			   uint64_t need_units, uint64_t unit);
+/* Whole units of @unit bytes @r's planned cut frees. */
+uint64_t sd_retain_units(const struct sd_retain_rec *r, uint64_t unit);
 
 /*
  * Where playback of wall time @t begins: the KEY entry at or before @t;
@@ -296,6 +341,11 @@ struct sd_knobs {
 	char admission[4];	/* "on" or "off" (sd_admit.c) */
 	double admission_ceiling; /* 0..1 of each resource (0.85) */
 	uint64_t max_bandwidth;	/* bits/s; 0: the network is not modelled */
+	uint64_t retention_ns;	/* keep this much time; 0: forever */
+	uint64_t retention_bytes; /* keep at most this many bytes; 0: all */
+	double volume_reserve;	/* percent of the volume kept free (5) */
+	/* "cam1 retention=2m; cam2 retention=7d retention_bytes=10G" */
+	char retention_overrides[2048];
 };
 
 struct sd_config {
@@ -619,6 +669,10 @@ int sd_rec_close(struct sd_rec *r, int64_t wall_ns,
 		 struct sd_rec_stats *final);
 
 void sd_rec_stats(struct sd_rec *r, struct sd_rec_stats *out);
+/* Retention: the recording now starts at data offset @data_start (a
+ * keyframe's) and its index at byte @idx_start (that keyframe's entry);
+ * what lies below is trimmed from DJMFS.  0 or -errno. */
+int sd_rec_retain(struct sd_rec *r, uint64_t data_start, uint64_t idx_start);
 
 /* ------------------------------------------------------------------ */
 /* Read side: the catalog of recordings (sd_catalog.c)                 */
@@ -630,7 +684,13 @@ struct sd_stream {
 	char name[SD_NAME_MAX + 1];
 	/* under the lock: */
 	int live;		/* a publisher holds the write lock */
-	int64_t start_ns;	/* wall time of the first byte */
+	int64_t start_ns;	/* wall time of the first byte kept: the
+				   recording's start, or after a trim the
+				   first index entry's */
+	int64_t created_ns;	/* the recording's start, trims or not */
+	uint64_t data_start;	/* bytes of "data" below it are trimmed */
+	uint64_t idx_base;	/* index entries trimmed or dropped before
+				   index.e[0] */
 	int64_t end_ns;		/* live: wall time of the newest entry;
 				   finished: its END entry (or newest) */
 	uint64_t data_size;	/* published bytes of "data" */

@@ -483,12 +483,15 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	if (err == 0)
 		err = sd_capacity_start(d);
 	if (err == 0)
+		err = sd_retain_start(d);
+	if (err == 0)
 		err = sd_http_start(d);
 	if (err == 0) {
 		banner(d, embedded);
 		wait_for_stop(d, set);
 		sd_http_stop(d, STOP_GRACE_NS);
 	}
+	sd_retain_stop(d);
 	sd_recorder_free(d->recorder);
 	sd_capacity_stop(d);
 	sd_pump_free(d->pump);
@@ -528,6 +531,7 @@ int main(int argc, char **argv)
 	d.knobs = d.cfg.knobs;
 	pthread_mutex_init(&d.mu, NULL);
 	pthread_mutex_init(&d.knobs_mu, NULL);
+	pthread_mutex_init(&d.holds_mu, NULL);
 	/* Every thread started from here on inherits the mask, so only
 	 * sigwait sees these signals. */
 	sigemptyset(&set);
@@ -542,6 +546,7 @@ int main(int argc, char **argv)
 		     err < 0 ? strerror(-err) : "");
 	sd_log_close(d.log);
 	pthread_mutex_destroy(&d.knobs_mu);
+	pthread_mutex_destroy(&d.holds_mu);
 	pthread_mutex_destroy(&d.mu);
 	return err < 0 ? 1 : 0;
 }

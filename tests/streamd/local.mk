@@ -10,6 +10,7 @@ STREAMD_TEST_LDADD = $(STREAMD_LIBS) $(CRITERION_LIBS)
 STREAMD_UNIT_TESTS = \
 	tests/streamd/test_time \
 	tests/streamd/test_index \
+	tests/streamd/test_retain \
 	tests/streamd/test_hls \
 	tests/streamd/test_range \
 	tests/streamd/test_config \
@@ -33,6 +34,8 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/hls-live.sh \
 	tests/streamd/range.sh \
 	tests/streamd/opens.sh \
+	tests/streamd/manage.sh \
+	tests/streamd/retention.sh \
 	tests/streamd/badinput.sh \
 	tests/streamd/admin.sh \
 	tests/streamd/admission.sh \
@@ -72,6 +75,10 @@ tests_streamd_test_time_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_time_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_time_LDADD = $(STREAMD_TEST_LDADD)
 
+tests_streamd_test_retain_SOURCES = tests/streamd/test_retain.c
+tests_streamd_test_retain_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_retain_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_retain_LDADD = $(STREAMD_TEST_LDADD)
 tests_streamd_test_index_SOURCES = tests/streamd/test_index.c
 tests_streamd_test_index_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_index_CFLAGS = $(STREAMD_TEST_CFLAGS)
