@@ -348,7 +348,9 @@ static int scan_seconds(const char *s, uint64_t *ns)
 		unit = 86400 * SD_NS;
 	else if (*s && strcmp(s, "s"))
 		return -EINVAL;
-	frac = frac * unit / SD_NS; /* < 1e9 * 1e9: no overflow */
+	/* frac < 1e9: times a minute, hour or day's whole seconds, or a
+	 * millisecond's ns over 1e9, it stays far inside 64 bits. */
+	frac = unit >= SD_NS ? frac * (unit / SD_NS) : frac * unit / SD_NS;
 	if (ip > (UINT64_MAX - frac) / unit)
 		return -ERANGE;
 	*ns = ip * unit + frac;
@@ -630,16 +632,7 @@ static int seconds_from_json(const struct directive *d, void *field,
 			     json_t *v, char *err, size_t errlen)
 {
 	double s = json_is_number(v) ? json_number_value(v) : -1;
-	uint64_t ns;
 
-	/* "36h", "7d": the text a config file takes. */
-	if (json_is_string(v)) {
-		if (scan_seconds(json_string_value(v), &ns) < 0)
-			return fail(err, errlen, "%s: '%.64s' is not %s",
-				    d->key, json_string_value(v),
-				    expected[CT_SECONDS]);
-		return put_int(d, field, ns, err, errlen);
-	}
 	if (!isfinite(s) || s < 0)
 		return fail(err, errlen, "%s: expected a number of seconds",
 			    d->key);

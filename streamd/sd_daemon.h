@@ -106,6 +106,8 @@ const char *sd_pub_full(struct sd_pub *p);
 #define SD_FULL_UNITS "volume full (no free allocation unit on the volume)"
 #define SD_FULL_READ_ONLY "volume full (read-only: host file system full)"
 const char *sd_pub_name(const struct sd_pub *p);
+/* 1 once a forced DELETE ended the upload (sd_recorder_end). */
+int sd_pub_evicted(struct sd_pub *p);
 void sd_pub_free(struct sd_pub *p);
 
 /* Recording metrics. */

@@ -85,6 +85,7 @@ struct sd_pub {
 	const char *full;	/* SD_FULL_*: why result is -ENOSPC */
 	uint64_t nospace0;	/* the client's nospace count at open */
 	int listed;		/* on rc->pubs */
+	int evicted;		/* ended by a forced delete (under mu) */
 	struct sd_pub *next;
 };
 
@@ -418,6 +419,16 @@ const char *sd_pub_full(struct sd_pub *p)
 	return full;
 }
 
+int sd_pub_evicted(struct sd_pub *p)
+{
+	int e;
+
+	pthread_mutex_lock(&p->mu);
+	e = p->evicted;
+	pthread_mutex_unlock(&p->mu);
+	return e;
+}
+
 const char *sd_pub_name(const struct sd_pub *p)
 {
 	return p->name;
@@ -522,10 +533,15 @@ int sd_recorder_end(struct sd_recorder *rc, const char *name,
 	until.tv_sec += wait_s;
 	pthread_mutex_lock(&rc->mu);
 	p = pub_find(rc, name);
-	if (!p)
+	if (!p) {
 		err = -ENOENT;
-	else if (p->in)
-		sd_pub_finish(p);
+	} else {
+		pthread_mutex_lock(&p->mu);
+		p->evicted = 1;
+		pthread_mutex_unlock(&p->mu);
+		if (p->in)
+			sd_pub_finish(p);
+	}
 	/* pub_close takes it off the list, then broadcasts (invariant 2). */
 	while (err == 0 && pub_find(rc, name))
 		if (pthread_cond_timedwait(&rc->cv, &rc->mu, &until) ==
