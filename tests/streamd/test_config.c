@@ -30,7 +30,7 @@ static const char *const all_keys[] = {
 	"A",		 "B",		   "period",	     "read_size",
 	"buffer_size",	 "deadline",	   "policy",	     "depth",
 	"profile",	 "burst",	   "cors_origins",   "admission",
-	"admission_ceiling", "max_bandwidth",
+	"admission_ceiling", "max_bandwidth", "clip_max_duration",
 };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -578,7 +578,8 @@ Test(config, knobs_json_has_exactly_the_admin_keys)
 			      "\"burst\":5.0,\"cors_origins\":\"\","
 			      "\"admission\":\"on\","
 			      "\"admission_ceiling\":0.85,"
-			      "\"max_bandwidth\":0}");
+			      "\"max_bandwidth\":0,"
+			      "\"clip_max_duration\":3600.0}");
 	free(txt);
 }
 
