@@ -17,6 +17,11 @@
  * move), and the HTTP side sends it from there with sendfile.  Nothing
  * is left behind on disk whatever happens to the process.
  *
+ * AAC comes in a TS with ADTS headers on every frame, which MP4 does not
+ * take; the mp4 muxer inserts the aac_adtstoasc filter by itself when it
+ * sees one (libavformat's automatic bitstream filters, on by default;
+ * checked with libavformat 59, Debian 12's), so packets go in as read.
+ *
  * Timestamps: the first is made 0 (avoid_negative_ts make_zero), and a
  * timestamp that goes backwards (an encoder's reconnection within the
  * range starts a new clock) is moved up to continue the stream, since
