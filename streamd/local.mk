@@ -37,6 +37,12 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_http.c \
 	streamd/sd_route_record.c \
 	streamd/sd_route_play.c \
+	streamd/sd_work.c \
+	streamd/sd_media.c \
+	streamd/sd_clip.c \
+	streamd/sd_thumb.c \
+	streamd/sd_thumb_cache.c \
+	streamd/sd_route_clip.c \
 	streamd/sd_route_admin.c \
 	streamd/sd_capacity.c \
 	streamd/sd_token.c \

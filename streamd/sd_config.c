@@ -235,6 +235,14 @@ static const struct directive directives[] = {
 	  FIELD(knobs.retention_overrides), "",
 	  .help = "per-recording rules, '; '-separated: NAME retention=D "
 		  "retention_bytes=B (either or both; 0: none)" },
+	/* An hour: a clip is remuxed into a temporary file before its first
+	 * byte leaves (faststart puts the moov atom first), so its length
+	 * bounds the disk and the worker time one request may take. */
+	{ "clip_max_duration", "SECONDS", CT_SECONDS,
+	  FIELD(knobs.clip_max_duration_ns), "3600", .min = SD_NS,
+	  .max = 86400 * SD_NS,
+	  .help = "longest .mp4 clip a request may ask for; longer gets "
+		  "400" },
 };
 
 #define N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))

@@ -1,9 +1,10 @@
 /*
  * The daemon's context: what main (streamd.c) sets up and every part of
  * the running daemon shares — the configuration as started, the logs,
- * the DJMFS client, the catalog, the pump and the recorder, admission
- * control, the HTTP listeners, the knobs in use, the live requests, and
- * the HTTP counters the metrics route reports.  What each of those parts owns (the
+ * the DJMFS client, the catalog, the pump and the recorder, the media
+ * workers and the thumbnail cache, admission control, the HTTP
+ * listeners, the knobs in use, the live requests, and the HTTP counters
+ * the metrics route reports.  What each of those parts owns (the
  * recorder's publishers and recording counters, the pump's sessions)
  * stays behind its own handle.  The HTTP layer (sd_http.h) only points
  * to it.
@@ -50,6 +51,14 @@ struct sd_daemon {
 	atomic_uint_fast64_t http_other;
 	atomic_uint_fast64_t http_open; /* connections now, both listeners */
 	atomic_uint_fast64_t http_refused[SD_REFUSED_N];
+
+	/* Clips and thumbnails (sd_route_clip.c): the media workers, the
+	 * thumbnails made, and their counters for /metrics. */
+	struct sd_work *work;
+	struct sd_thumb_cache *thumbs;
+	atomic_uint_fast64_t clips_served, clip_bytes;
+	atomic_uint_fast64_t thumbs_served;
+	atomic_uint_fast64_t thumbs_made, thumb_ns; /* decoded: count, time */
 
 	/* Admission control (sd_capacity.c). */
 	struct sd_admit *admit;

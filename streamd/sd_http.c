@@ -109,9 +109,12 @@ static const struct route {
 	{ M_READ, NAME_SUFFIX, "/streams/", "/data.ts", sd_route_data, MAIN },
 	{ M_READ, NAME_SUFFIX, "/streams/", "/index.m3u8", sd_route_hls,
 	  MAIN },
+	{ M_READ, NAME_SUFFIX, "/streams/", "/thumb.jpg", sd_route_thumb,
+	  MAIN },
 	{ M_READ, NAME_SUFFIX, "/streams/", ".ts", sd_route_play, MAIN },
 	{ M_READ | M_POST | M_DELETE, NAME_TAIL, "/streams/", "/holds",
 	  sd_route_holds, MAIN },
+	{ M_READ, NAME_SUFFIX, "/streams/", ".mp4", sd_route_clip, MAIN },
 	{ M_READ, NAME, "/streams/", NULL, sd_route_detail, MAIN },
 	{ M_DELETE, NAME, "/streams/", NULL, sd_route_delete, MAIN },
 	{ M_READ | M_PUT, EXACT, "/admin/config", NULL, sd_route_config,
@@ -1511,6 +1514,9 @@ void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns)
 	 * and none is left waiting for an opener: MHD must find no request
 	 * suspended for good when it stops. */
 	sd_pump_stop_opens(d->pump);
+	/* Likewise the clips and thumbnails: queued ones are answered, and
+	 * those being made see the stop at their next read. */
+	sd_work_stop(d->work);
 	wake_all(d);
 	left = sd_recorder_wait(d->recorder, &until);
 	if (left > 0)

@@ -50,12 +50,14 @@ int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k)
 		sd_log_error(d->log, SD_LOG_INFO, "knobs: A %.1f%% B %.1f%% "
 			     "period %.3f s read %u buffer %u policy %s depth %u "
 			     "profile %s burst %.3f s cors_origins '%s' "
-			     "admission %s ceiling %.2f max_bandwidth %" PRIu64,
+			     "admission %s ceiling %.2f max_bandwidth %" PRIu64
+			     " clip_max_duration %.0f s",
 			     k->a_pct, k->b_pct, (double)k->period_ns / 1e9,
 			     k->read_size, k->buffer_size, k->policy, k->depth,
 			     k->profile, (double)k->burst_ns / 1e9,
 			     k->cors_origins, k->admission,
-			     k->admission_ceiling, k->max_bandwidth);
+			     k->admission_ceiling, k->max_bandwidth,
+			     (double)k->clip_max_duration_ns / 1e9);
 	return err;
 }
 
@@ -167,6 +169,37 @@ static void metric(struct text *t, const char *name, const char *type,
 {
 	put(t, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name,
 	    type, name, v);
+}
+
+/* Clips and thumbnails (sd_route_clip.c).  The thumbnails' cost is a
+ * summary of the decoded ones (a cache hit costs a lookup): the seconds
+ * a media worker spent from opening the session to the JPEG. */
+static void media_metrics(struct text *t, struct sd_daemon *d)
+{
+	struct sd_thumb_cache_stats ts;
+
+	sd_thumb_cache_stats(d->thumbs, &ts);
+	metric(t, "streamd_clips_served_total", "counter",
+	       "MP4 clips answered (200).",
+	       (double)atomic_load(&d->clips_served));
+	metric(t, "streamd_clip_bytes_total", "counter",
+	       "Bytes of the MP4 clips answered.",
+	       (double)atomic_load(&d->clip_bytes));
+	metric(t, "streamd_thumbnails_served_total", "counter",
+	       "JPEG thumbnails answered (200), cache hits included.",
+	       (double)atomic_load(&d->thumbs_served));
+	metric(t, "streamd_thumbnail_cache_hits_total", "counter",
+	       "Thumbnails the thumbnail cache answered without a decode.",
+	       (double)ts.hits);
+	metric(t, "streamd_thumbnail_cache_entries", "gauge",
+	       "Thumbnails the thumbnail cache holds.", (double)ts.entries);
+	put(t, "# HELP streamd_thumbnail_seconds Time a media worker took to "
+	    "make a thumbnail (read, decode, scale, encode).\n"
+	    "# TYPE streamd_thumbnail_seconds summary\n"
+	    "streamd_thumbnail_seconds_sum %.9f\n"
+	    "streamd_thumbnail_seconds_count %" PRIu64 "\n",
+	    (double)atomic_load(&d->thumb_ns) / 1e9,
+	    (uint64_t)atomic_load(&d->thumbs_made));
 }
 
 static void admission_metrics(struct text *t, struct sd_daemon *d)
@@ -415,6 +448,7 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	       "1: the volume is read-only (its host file system was full "
 	       "when the DJMFS server started); recording gets 507.",
 	       (double)atomic_load(&d->read_only));
+	media_metrics(&t, d);
 	admission_metrics(&t, d);
 	retention_metrics(&t, d);
 	djmfs_repair_metrics(&t, d);

@@ -4,8 +4,8 @@
  * file, then flags), logs (and the one place streamd's logger meets
  * libdjmfs's log hook), the DJMFS side (embedded: a volume file in the
  * data directory and the DJMFS server on a thread of this process;
- * cluster: an external djmfsd), the catalog, the pump and the HTTP front
- * end.  Signals are taken by sigwait on the main thread: SIGHUP reopens
+ * cluster: an external djmfsd), the catalog, the pump, the media workers
+ * and the thumbnail cache, and the HTTP front end.  Signals are taken by sigwait on the main thread: SIGHUP reopens
  * the logs, SIGTERM and SIGINT stop cleanly (recordings in progress drain
  * and close before the process exits).
  */
@@ -479,6 +479,12 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger,
 				  &po);
 	if (err == 0)
+		err = sd_work_new(&d->work, SD_WORKERS, SD_WORK_QUEUE,
+				  &d->logger);
+	if (err == 0)
+		err = sd_thumb_cache_new(&d->thumbs, SD_THUMB_CACHE_ENTRIES,
+					 SD_THUMB_CACHE_BYTES);
+	if (err == 0)
 		err = sd_recorder_new(&d->recorder, d);
 	if (err == 0)
 		err = sd_capacity_start(d);
@@ -493,6 +499,9 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 	}
 	sd_retain_stop(d);
 	sd_recorder_free(d->recorder);
+	/* Before the pump: a job still running closes its session. */
+	sd_work_free(d->work);
+	sd_thumb_cache_free(d->thumbs);
 	sd_capacity_stop(d);
 	sd_pump_free(d->pump);
 	sd_cache_free(d->cache);

@@ -22,6 +22,7 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_admit \
 	tests/streamd/test_cache \
 	tests/streamd/test_token \
+	tests/streamd/test_clip \
 	tests/streamd/test_soak_ts \
 	tests/streamd/test_loadgen
 
@@ -30,6 +31,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/record.sh \
 	tests/streamd/timeshift.sh \
 	tests/streamd/clipend.sh \
+	tests/streamd/clips.sh \
 	tests/streamd/hls.sh \
 	tests/streamd/hls-live.sh \
 	tests/streamd/range.sh \
@@ -133,6 +135,11 @@ tests_streamd_test_session_SOURCES = tests/streamd/test_session.c
 tests_streamd_test_session_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_session_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_session_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_clip_SOURCES = tests/streamd/test_clip.c
+tests_streamd_test_clip_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_clip_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_clip_LDADD = $(STREAMD_TEST_LDADD)
 
 tests_streamd_test_token_SOURCES = tests/streamd/test_token.c
 tests_streamd_test_token_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)

@@ -31,7 +31,7 @@ static const char *const all_keys[] = {
 	"buffer_size",	 "deadline",	   "policy",	     "depth",
 	"profile",	 "burst",	   "cors_origins",   "admission",
 	"admission_ceiling", "max_bandwidth", "retention", "retention_bytes",
-	"volume_reserve", "retention_overrides",
+	"volume_reserve", "retention_overrides", "clip_max_duration",
 };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -627,7 +627,8 @@ Test(config, knobs_json_has_exactly_the_admin_keys)
 			      "\"admission_ceiling\":0.85,"
 			      "\"max_bandwidth\":0,\"retention\":0.0,"
 			      "\"retention_bytes\":0,\"volume_reserve\":5,"
-			      "\"retention_overrides\":\"\"}");
+			      "\"retention_overrides\":\"\","
+			      "\"clip_max_duration\":3600.0}");
 	free(txt);
 }
 
