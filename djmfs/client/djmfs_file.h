@@ -91,7 +91,10 @@
  *     start) keeps the server's absolute indices: its map is extents
  *     ext_first .. n_ext - 1, the first beginning at object offset
  *     first_at <= start, and its sums are those of cblocks ck_first on;
- *     entries below the firsts are never read.  No read returns bytes
+ *     extents below ext_first are never read.  Sums, 16 per MiB, are
+ *     what a long recording's image is mostly made of: ck[0] is cblock
+ *     ck_off's, with ck_off <= ck_first, and a snapshot that moves
+ *     ck_first moves the kept sums down to it (ck_off = ck_first).  No read returns bytes
  *     below start (-ENODATA): their units may already hold another
  *     file's data.
  *
@@ -110,6 +113,7 @@
 int djmfs__file_stale(const struct djmfs_file *f);
 
 #define ALL_OBJS UINT32_MAX
+
 #define BLK ((uint64_t)DJMFS_BLOCK)
 
 static inline uint64_t blk_down(uint64_t v)
@@ -156,8 +160,9 @@ struct cobj {
 	 * img_size, the staged state n_ck and run_ck (the CRC of bytes
 	 * [n_ck * CK_BLOCK, size), chained as appends commit).  With
 	 * DJMFS_OBJ_CK_GAP in ck_flags the sums stopped at n_ck. */
-	uint32_t *ck;
-	uint32_t ck_cap;
+	uint32_t *ck;	 /* ck[k - ck_off] is cblock k's (invariant 11) */
+	uint32_t ck_cap; /* entries, from ck_off */
+	uint32_t ck_off;
 	uint32_t img_n_ck, img_last_ck, img_ck_flags;
 	uint32_t n_ck, run_ck, ck_flags;
 	/* Reconnecting: unpublished bytes [salv_off, salv_off + salv_len)
@@ -169,6 +174,12 @@ struct cobj {
 	uint64_t start, first_at;
 	uint32_t ext_first, ck_first;
 };
+
+/* The sum of complete cblock @k of @o (ck_first <= k < n_ck). */
+static inline uint32_t djmfs__ck_get(const struct cobj *o, uint32_t k)
+{
+	return o->ck[k - o->ck_off];
+}
 
 enum step_state {
 	ST_DONE,

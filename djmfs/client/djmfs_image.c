@@ -210,6 +210,23 @@ void djmfs__fill_info(struct djmfs_file *f, struct djmfs_file_info *out)
 	}
 }
 
+/* The first sum @o keeps after @so (@fresh: @o is new): the server's
+ * first (where a map sent afresh starts), raised to the start's cblock
+ * (never past the sums the image has). */
+static uint32_t snap_ck_first(const struct cobj *o,
+			      const struct djmfs__snap_obj *so, int fresh)
+{
+	uint32_t ck = (uint32_t)(so->start >> DJMFS_CK_SHIFT);
+	uint32_t n_ck = so->ck_base + so->ck.n;
+	uint32_t first = fresh ? 0 : o->ck_first;
+
+	if (so->ck_base > (fresh ? 0 : o->img_n_ck))
+		first = so->ck_base;
+	if (ck > n_ck)
+		ck = n_ck;
+	return ck > first ? ck : first;
+}
+
 /* Pass 1 of applying a snapshot: everything that can fail.  nw[i] is the
  * object for snapshot object i (an old one, or fresh), meta[i] its new
  * META bytes. */
@@ -231,10 +248,12 @@ static int snap_prepare(struct djmfs_file *f, const struct djmfs__snap *s,
 		    (so->ck_base > (fresh[i] ? 0 : o->img_n_ck) &&
 		     so->ck_base > so->start >> DJMFS_CK_SHIFT) ||
 		    (!fresh[i] && so->start < o->start) ||
-		    (uint64_t)so->ck_base + so->ck.n > UINT32_MAX)
+		    (uint64_t)so->ck_base + so->ck.n > UINT32_MAX ||
+		    snap_ck_first(o, so, fresh[i]) > so->ck_base + so->ck.n)
 			return -EBADMSG;
 		if (djmfs__ext_reserve(o, so->ext_total) < 0 ||
-		    djmfs__ck_reserve(o, so->ck_base + so->ck.n) < 0)
+		    djmfs__ck_reserve(o, so->ck_base + so->ck.n -
+					 snap_ck_first(o, so, fresh[i])) < 0)
 			return -ENOMEM;
 		/* META bytes come whole, or not at all when unchanged. */
 		if ((so->attrs & DJMFS_ATTR_META) && so->size > 0 &&
@@ -250,12 +269,12 @@ static int snap_prepare(struct djmfs_file *f, const struct djmfs__snap *s,
 	return 0;
 }
 
-/* Pass 1's trims: the firsts @o keeps after @so (invariant 11).  Sums
- * the client holds from before a gap are not kept. */
+/* Pass 2's trims: the firsts @o keeps after @so (invariant 11).  The
+ * sums it keeps move down to ck[0]; those below the new first, and all it
+ * held before a gap, go. */
 static void snap_firsts(struct cobj *o, const struct djmfs__snap_obj *so)
 {
-	uint32_t ck = (uint32_t)(so->start >> DJMFS_CK_SHIFT);
-	uint32_t n_ck = so->ck_base + so->ck.n;
+	uint32_t ck = snap_ck_first(o, so, 0);
 
 	/* Offsets known past the new first extent stay right (invariant
 	 * 10); a map sent afresh from it has none yet. */
@@ -263,12 +282,11 @@ static void snap_firsts(struct cobj *o, const struct djmfs__snap_obj *so)
 		o->n_at = 0;
 	o->ext_first = so->ext_first;
 	o->first_at = so->first_at;
-	if (so->ck_base > o->img_n_ck)
-		o->ck_first = so->ck_base;
-	if (ck > n_ck)
-		ck = n_ck;
-	if (ck > o->ck_first)
-		o->ck_first = ck;
+	if (so->ck_base <= o->img_n_ck && ck > o->ck_off &&
+	    so->ck_base > ck)
+		memmove(o->ck, o->ck + (ck - o->ck_off),
+			(size_t)(so->ck_base - ck) * sizeof(*o->ck));
+	o->ck_first = o->ck_off = ck;
 	o->start = so->start;
 }
 
@@ -284,7 +302,9 @@ static void snap_commit_obj(struct cobj *o, const struct djmfs__snap_obj *so,
 	for (uint32_t k = 0; k < so->ext.n; k++)
 		o->ext[so->ext_base + k] = djmfs__extv_at(so->ext, k);
 	for (uint32_t k = 0; k < so->ck.n; k++)
-		o->ck[so->ck_base + k] = djmfs__ckv_at(so->ck, k);
+		if (so->ck_base + k >= o->ck_off)
+			o->ck[so->ck_base + k - o->ck_off] =
+				djmfs__ckv_at(so->ck, k);
 	o->n_ck = o->img_n_ck = so->ck_base + so->ck.n;
 	o->run_ck = o->img_last_ck = so->last_ck;
 	o->ck_flags = o->img_ck_flags = so->ck_flags;

@@ -81,7 +81,7 @@ static int img_sum(const struct cobj *o, uint64_t k, uint32_t *want)
 	if (k < o->ck_first || k * CKB < o->start)
 		return 0; /* trimmed, or partly so: see the head comment */
 	if (k < o->img_n_ck) {
-		*want = o->ck[k];
+		*want = djmfs__ck_get(o, (uint32_t)k);
 		return 1;
 	}
 	if ((o->img_ck_flags & DJMFS_OBJ_CK_GAP) || k != o->img_n_ck ||

@@ -187,7 +187,8 @@ static int salvage_sums_ok(const struct cobj *o, const uint8_t *buf,
 		hi = o->size;
 	for (uint64_t k = (lo + cb - 1) / cb; (k + 1) * cb <= hi; k++)
 		if (k >= o->ck_first &&
-		    djmfs__crc32c(0, buf + (k * cb - lo), cb) != o->ck[k])
+		    djmfs__crc32c(0, buf + (k * cb - lo), cb) !=
+			    djmfs__ck_get(o, (uint32_t)k))
 			return 0;
 	if (o->size % cb && part >= lo && part < hi &&
 	    djmfs__crc32c(0, buf + (part - lo), o->size - part) != o->run_ck)

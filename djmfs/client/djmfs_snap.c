@@ -222,7 +222,7 @@ int djmfs_obj_checksums(struct djmfs_file *f, uint32_t id, uint32_t *out,
 		/* Indices stay the cblocks': a trimmed one's is 0. */
 		n = (int)o->img_n_ck;
 		for (uint32_t i = 0; i < o->img_n_ck && i < max; i++)
-			out[i] = i < o->ck_first ? 0 : o->ck[i];
+			out[i] = i < o->ck_first ? 0 : djmfs__ck_get(o, i);
 		if (last)
 			*last = o->img_ck_flags & DJMFS_OBJ_CK_GAP ?
 				0 : o->img_last_ck;

@@ -1342,8 +1342,10 @@ Test(client, a_frozen_reader_reads_trimmed_bytes_exactly_until_it_lets_go)
 	struct djmfs_client *c;
 	struct djmfs_file *w, *r = NULL, *r2 = NULL;
 	struct djmfs_file_info fi;
+	struct djmfs_client_stats st, st2;
 	struct djmfs_df d;
 	uint8_t *src = malloc(2 * SIZE), *dst = malloc(2 * SIZE);
+	uint32_t sums[32];
 	uint64_t now = 0;
 	uint32_t id;
 
@@ -1400,6 +1402,20 @@ Test(client, a_frozen_reader_reads_trimmed_bytes_exactly_until_it_lets_go)
 	cr_assert_eq(djmfs_pread_obj(r, id, dst, 100, 0), -ENODATA);
 	cr_assert_eq(djmfs_file_info(r, &fi), 0);
 	cr_assert_eq(fi.objs[0].start, START);
+	/* Its sums moved down with the trim: what it reads is still
+	 * checked against the right ones. */
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, SIZE, SIZE), SIZE);
+	cr_assert_eq(memcmp(dst, src + SIZE, SIZE), 0);
+	djmfs_client_stats(c, &st2);
+	cr_assert_eq(st2.csum_verified_bytes - st.csum_verified_bytes, SIZE);
+	cr_assert_eq(st2.csum_errors, st.csum_errors);
+	cr_assert_eq(djmfs_obj_checksums(r2, id, sums, 32, NULL),
+		     2 * SIZE / DJMFS_CSUM_BLOCK);
+	for (unsigned k = 0; k < 2 * SIZE / DJMFS_CSUM_BLOCK; k++)
+		cr_assert_eq(sums[k], k < START / DJMFS_CSUM_BLOCK ? 0 :
+			     ref_crc32c(src + k * DJMFS_CSUM_BLOCK,
+					DJMFS_CSUM_BLOCK), "sum %u", k);
 	cr_assert_eq(djmfs_close(r2), 0);
 	cr_assert_eq(djmfs_close(r), 0);
 	cr_assert_eq(djmfs_close(w), 0);
