@@ -88,6 +88,8 @@ struct cat_entry {
 	char *hdr;	     /* header bytes last parsed */
 	size_t hdr_len;
 	uint64_t bad_at;     /* index byte offset already warned about */
+	uint32_t idx_loaded; /* the index object s.index came from: a new
+				one (a writer rewrote it) is read afresh */
 	struct sd_catalog *cat;
 	int syncing;	     /* a sync sent, not applied (invariant 5) */
 	int sync_err;	     /* its answer, under cat->rmu */
@@ -407,7 +409,9 @@ static int entry_apply(struct sd_catalog *cat, struct cat_entry *e,
 		idx_start = obj_of(fi, e->id[OBJ_IDX])->start / SD_IDX_SIZE;
 		/* Retention trimmed past every entry held (or this is the
 		 * first load of a trimmed recording): read from its start. */
-		reset = idx_start > e->s.idx_base + e->s.index.n;
+		reset = idx_start > e->s.idx_base + e->s.index.n ||
+			(e->idx_loaded && e->idx_loaded != e->id[OBJ_IDX]);
+		e->idx_loaded = e->id[OBJ_IDX];
 		if (reset) {
 			pthread_rwlock_wrlock(&e->lock);
 			sd_index_free(&e->s.index);

@@ -185,12 +185,18 @@ void sd_capacity_sample(struct sd_daemon *d);
  * volume_reserve.  Its counters, for /metrics: trims made, bytes and
  * units trimmed, failures; and as of the last pass the bytes holds keep
  * beyond the rules, the volume's size and free bytes (deferred ones
- * included), and the units the reserve still lacks after every cut it
- * could make.
+ * included), the free units it aims at, and the units those still
+ * lack after every cut it could make.
  */
+/* Allocation units a recorder reserves at once (the DJMFS client's
+ * reserve_aus). */
+#define SD_RESERVE_AUS 4
+
 struct sd_retain_stats {
 	uint64_t passes, trims, trimmed_bytes, trimmed_units, errors;
 	uint64_t pinned_bytes, volume_bytes, free_bytes, reserve_short_units;
+	uint64_t reserve_units; /* the free units aimed at: the reserve and
+				   the recorders' headroom */
 };
 int sd_retain_start(struct sd_daemon *d);
 void sd_retain_stop(struct sd_daemon *d);

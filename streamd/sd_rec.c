@@ -155,6 +155,7 @@ struct sd_rec {
 	int err;
 	struct sd_rec_stats st;
 	/* under api_mu: */
+	uint64_t idx_first;	/* index entries below it were trimmed */
 	int begun;
 	int ptr_data;		/* the object pointer is at data_end */
 	uint64_t data_end, idx_end;
@@ -613,8 +614,9 @@ static int rec_index_keep(struct sd_rec *r, uint64_t *keep,
 	uint64_t n = r->idx_end / SD_IDX_SIZE, k;
 	int err;
 
-	for (*keep = 0; n > 0; n -= k) {
-		k = n < CHUNK ? n : CHUNK;
+	/* Entries below idx_first were trimmed by retention. */
+	for (*keep = r->idx_first; n > r->idx_first; n -= k) {
+		k = n - r->idx_first < CHUNK ? n - r->idx_first : CHUNK;
 		err = rec_read(r, OBJ_IDX, buf, k * SD_IDX_SIZE,
 			       (n - k) * SD_IDX_SIZE);
 		if (err < 0)
@@ -630,19 +632,22 @@ static int rec_index_keep(struct sd_rec *r, uint64_t *keep,
 	return 0;
 }
 
-/* Rewrites "index" with its first @keep entries and publishes it: a
- * DATA object only grows, so the entries beyond leave with the object.
+/* Rewrites "index" with its entries idx_first to @keep and publishes
+ * it: a DATA object only grows, so the entries beyond leave with the
+ * object (those below retention trimmed, so the new one starts at 0).
  * (A crash between the delete and the publish leaves the recording
  * without keyframes, never without data.) */
 static int rec_trim(struct sd_rec *r, uint64_t keep)
 {
-	size_t len = (size_t)keep * SD_IDX_SIZE;
+	size_t len = (size_t)(keep - r->idx_first) * SD_IDX_SIZE;
 	uint8_t *buf = malloc(len ? len : 1);
 	const char *call = "djmfs_delete_obj";
 	ssize_t n = 0;
 	int err = buf ? 0 : -ENOMEM;
 
-	if (err == 0 && len > 0 && (err = rec_read(r, OBJ_IDX, buf, len, 0)))
+	if (err == 0 && len > 0 &&
+	    (err = rec_read(r, OBJ_IDX, buf, len,
+			    r->idx_first * SD_IDX_SIZE)))
 		goto out; /* logged */
 	if (err == 0)
 		err = djmfs_delete_obj(r->f, r->id[OBJ_IDX]);
@@ -691,9 +696,11 @@ static int rec_load_index(struct sd_rec *r, int64_t mtime_ns)
 			(unsigned long long)(have - keep),
 			(unsigned long long)r->data_end);
 		err = rec_trim(r, keep);
-		r->idx_end = keep * SD_IDX_SIZE;
+		r->idx_end = (keep - r->idx_first) * SD_IDX_SIZE;
+		keep -= r->idx_first;
+		r->idx_first = 0;
 	}
-	if (err < 0 || keep == 0)
+	if (err < 0 || keep == r->idx_first)
 		return err;
 	r->prev_wall = e.wall_ns;
 	if (e.flags & SD_IDX_END)
@@ -716,6 +723,7 @@ static int rec_load(struct sd_rec *r, const struct djmfs_file_info *fi)
 
 	r->data_end = fi->objs[OBJ_DATA].size;
 	r->idx_end = fi->objs[OBJ_IDX].size;
+	r->idx_first = fi->objs[OBJ_IDX].start / SD_IDX_SIZE;
 	r->prev_off = r->data_end;
 	if (r->idx_end % SD_IDX_SIZE)
 		err = -EUCLEAN;

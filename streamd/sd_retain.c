@@ -42,6 +42,9 @@
 #include "sd_daemon.h"
 
 #define RETAIN_PASS_NS (2 * SD_NS)
+/* Units a trim frees come back only once no reader within its lease can
+ * still read them: the DJMFS server's default lease. */
+#define RETAIN_DEFER_S 10
 
 struct sd_retain {
 	struct sd_daemon *d;
@@ -50,6 +53,10 @@ struct sd_retain {
 	pthread_cond_t cv;
 	int stop;
 	struct sd_retain_stats st; /* under mu */
+	/* The recorders' write rate, bytes/s, from bytes_in (pass only). */
+	uint64_t in0;
+	uint64_t in0_ns;
+	double rate;
 };
 
 /* One recording of a pass. */
@@ -153,6 +160,32 @@ static int trim_one(struct sd_daemon *d, struct item *it, uint64_t idx_start)
 	return err;
 }
 
+/*
+ * Units the recorders may take before trimmed ones come back: what they
+ * write in a lease and two passes at their measured rate, and what each
+ * holds reserved ahead.  On top of volume_reserve, so the share an
+ * operator set is what stays free while cameras write.
+ */
+static uint64_t headroom(struct sd_retain *rt, uint64_t unit)
+{
+	struct sd_recorder_stats rs;
+	uint64_t in = atomic_load(&rt->d->bytes_in), now = sd_now();
+	double secs = RETAIN_DEFER_S + 2.0 * RETAIN_PASS_NS / SD_NS;
+
+	if (rt->in0_ns && now > rt->in0_ns) {
+		double r = (double)(in - rt->in0) * SD_NS /
+			   (double)(now - rt->in0_ns);
+
+		/* Up at once, down slowly: a pause must not shrink it. */
+		rt->rate = r > rt->rate ? r : 0.9 * rt->rate + 0.1 * r;
+	}
+	rt->in0 = in;
+	rt->in0_ns = now;
+	sd_recorder_stats(rt->d->recorder, &rs);
+	return (uint64_t)(rt->rate * secs / (double)unit + 0.999) +
+	       (uint64_t)rs.publishing * SD_RESERVE_AUS;
+}
+
 static void pass(struct sd_retain *rt)
 {
 	struct sd_daemon *d = rt->d;
@@ -179,8 +212,12 @@ static void pass(struct sd_retain *rt)
 	unit = df.au_size;
 	reserve_units = (uint64_t)((double)df.total_aus * k.volume_reserve /
 				   100.0 + 0.999);
-	/* Deferred units come back once their readers let go: counting
-	 * them as lost would trim more than needed while they wait. */
+	if (k.volume_reserve > 0)
+		reserve_units += headroom(rt, unit);
+	st.reserve_units = reserve_units;
+	/* Deferred units come back once their readers let go (the headroom
+	 * covers the writes meanwhile): counting them as lost would trim
+	 * again every pass while they wait. */
 	if (df.free_aus + df.deferred_aus < reserve_units)
 		need = reserve_units - df.free_aus - df.deferred_aus;
 	if (ns.n && !(items = calloc(ns.n, sizeof(*items))))
@@ -278,6 +315,7 @@ out:
 	rt->st.errors += st.errors;
 	rt->st.pinned_bytes = st.pinned_bytes;
 	rt->st.reserve_short_units = st.reserve_short_units;
+	rt->st.reserve_units = st.reserve_units;
 	if (err == 0 || df.au_size) {
 		rt->st.volume_bytes = df.total_aus * df.au_size;
 		rt->st.free_bytes = (df.free_aus + df.deferred_aus) *

@@ -242,6 +242,10 @@ static void retention_metrics(struct text *t, struct sd_daemon *d)
 	       "Free bytes of the volume (units readers still hold "
 	       "included), as of the last retention pass.",
 	       (double)st.free_bytes);
+	metric(t, "streamd_volume_reserve_units", "gauge",
+	       "Free units retention keeps: volume_reserve plus what the "
+	       "recorders write before trimmed units come back.",
+	       (double)st.reserve_units);
 	metric(t, "streamd_volume_reserve_short_units", "gauge",
 	       "Units volume_reserve lacked after every cut retention could "
 	       "make (holds, last GOPs).", (double)st.reserve_short_units);

@@ -333,6 +333,10 @@ static int connect_djmfs(struct sd_daemon *d, const struct embedded *e)
 		.inject_eio_every = d->cfg.inject_eio_every,
 		.secret = e->secret,
 		.secret_len = e->secret_len,
+		/* Units a recorder holds ahead are not free for anyone
+		 * else: 4 (8 s of a 4 Mbit/s camera) rather than 16 keep
+		 * the room volume_reserve counts on really free. */
+		.reserve_aus = SD_RESERVE_AUS,
 	};
 	int err;
 

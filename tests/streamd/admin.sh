@@ -22,7 +22,7 @@ need_clients
 make_workdir admin
 KNOBS="A B period read_size buffer_size deadline policy depth profile
 admission admission_ceiling max_bandwidth clip_max_duration retention
-retention_bytes volume_reserve retention_overrides"
+retention_bytes volume_reserve"
 METRICS="streamd_recordings streamd_recordings_total streamd_sessions
 streamd_sessions_total streamd_bytes_in_total streamd_bytes_out_total
 streamd_session_reads_total streamd_session_read_misses_total

@@ -21,7 +21,6 @@ set -euo pipefail
 need_streamd
 need_clients curl ffmpeg
 make_workdir manage
-skip_if_no_direct_io
 
 TOKEN=adm-secret
 AUTH=(-H "Authorization: Bearer $TOKEN")
