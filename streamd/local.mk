@@ -84,3 +84,4 @@ streamd_streamd_soak_CPPFLAGS = $(STREAMD_CPPFLAGS) -I$(top_srcdir)/streamd/benc
 	$(TOOLS_CPPFLAGS)
 streamd_streamd_soak_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)
 streamd_streamd_soak_LDADD = $(LOADGEN_LIBS) $(JANSSON_LIBS) $(CRYPTO_LIBS) $(LIBM)
+EXTRA_DIST += streamd/bench/list-bench.sh

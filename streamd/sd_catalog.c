@@ -706,16 +706,33 @@ static int cat_collect(void *arg, const struct djmfs_file_info *fi)
 	return 0;
 }
 
+int sd_catalog_names(struct sd_catalog *cat, char ***names, size_t *n)
+{
+	struct cat_names ns = { 0 };
+	int err = djmfs_list(cat->c, NULL, cat_collect, &ns);
+
+	if (err < 0 && err != ns.err)
+		cat_log(cat, SD_LOG_ERROR, "sd_catalog_names: djmfs_list: %s",
+			strerror(-err));
+	if (err < 0) {
+		for (size_t i = 0; i < ns.n; i++)
+			free(ns.v[i]);
+		free(ns.v);
+		ns.v = NULL;
+		ns.n = 0;
+	}
+	*names = ns.v;
+	*n = ns.n;
+	return err;
+}
+
 int sd_catalog_list(struct sd_catalog *cat,
 		    int (*fn)(void *arg, struct sd_stream *s), void *arg)
 {
 	struct cat_names ns = { 0 };
 	struct sd_stream *s;
-	int err = djmfs_list(cat->c, NULL, cat_collect, &ns);
+	int err = sd_catalog_names(cat, &ns.v, &ns.n);
 
-	if (err < 0 && err != ns.err)
-		cat_log(cat, SD_LOG_ERROR, "sd_catalog_list: djmfs_list: %s",
-			strerror(-err));
 	for (size_t i = 0; err == 0 && i < ns.n; i++) {
 		int e = sd_catalog_get(cat, ns.v[i], &s);
 

@@ -68,31 +68,6 @@ struct item {
 	uint64_t held_bytes;
 };
 
-struct names {
-	char **v;
-	size_t n, cap;
-	int err;
-};
-
-static int collect(void *arg, const struct djmfs_file_info *fi)
-{
-	struct names *ns = arg;
-	char **v;
-
-	if (!sd_name_valid(fi->name))
-		return 0;
-	if (ns->n == ns->cap) {
-		ns->cap = ns->cap ? ns->cap * 2 : 64;
-		if (!(v = realloc(ns->v, ns->cap * sizeof(*v))))
-			return ns->err = -ENOMEM;
-		ns->v = v;
-	}
-	if (!(ns->v[ns->n] = strdup(fi->name)))
-		return ns->err = -ENOMEM;
-	ns->n++;
-	return 0;
-}
-
 /* Reads @it's holds: its earliest start and the bytes they keep. */
 static void read_holds(struct sd_daemon *d, struct item *it)
 {
@@ -189,7 +164,8 @@ static uint64_t headroom(struct sd_retain *rt, uint64_t unit)
 static void pass(struct sd_retain *rt)
 {
 	struct sd_daemon *d = rt->d;
-	struct names ns = { 0 };
+	char **names = NULL;
+	size_t nn = 0;
 	struct djmfs_df df;
 	struct sd_knobs k;
 	struct item *items = NULL;
@@ -204,7 +180,7 @@ static void pass(struct sd_retain *rt)
 	k = d->knobs;
 	pthread_mutex_unlock(&d->knobs_mu);
 	if ((err = djmfs_df(d->client, &df)) < 0 ||
-	    (err = djmfs_list(d->client, NULL, collect, &ns)) < 0) {
+	    (err = sd_catalog_names(d->cat, &names, &nn)) < 0) {
 		sd_log_error(d->log, SD_LOG_WARN, "retention: %s",
 			     strerror(-err));
 		goto out;
@@ -220,14 +196,14 @@ static void pass(struct sd_retain *rt)
 	 * again every pass while they wait. */
 	if (df.free_aus + df.deferred_aus < reserve_units)
 		need = reserve_units - df.free_aus - df.deferred_aus;
-	if (ns.n && !(items = calloc(ns.n, sizeof(*items))))
+	if (nn && !(items = calloc(nn, sizeof(*items))))
 		goto out;
-	for (size_t i = 0; i < ns.n; i++) {
+	for (size_t i = 0; i < nn; i++) {
 		struct item *it = &items[n];
 
-		if (sd_catalog_get(d->cat, ns.v[i], &it->s) < 0)
+		if (sd_catalog_get(d->cat, names[i], &it->s) < 0)
 			continue;
-		snprintf(it->name, sizeof(it->name), "%s", ns.v[i]);
+		snprintf(it->name, sizeof(it->name), "%s", names[i]);
 		it->rec.hold_from = INT64_MAX;
 		sd_retention_rules(&k, it->name, &it->rec.rules, NULL, 0);
 		n++;
@@ -302,9 +278,9 @@ unlock:
 out:
 	for (size_t i = 0; i < n; i++)
 		sd_stream_put(items[i].s);
-	for (size_t i = 0; i < ns.n; i++)
-		free(ns.v[i]);
-	free(ns.v);
+	for (size_t i = 0; i < nn; i++)
+		free(names[i]);
+	free(names);
 	free(items);
 	free(recs);
 	pthread_mutex_lock(&rt->mu);

@@ -250,26 +250,6 @@ static const char *holds_tail(const struct sd_req *r)
 	return *p == '/' ? p + 1 : p;
 }
 
-static int recording(struct sd_req *r, struct sd_stream **s,
-		     enum MHD_Result *ret)
-{
-	int err;
-
-	if (!sd_name_valid(r->name)) {
-		*ret = sd_reply_error(r, 400, "bad stream name");
-		return 0;
-	}
-	err = sd_catalog_get(r->d->cat, r->name, s);
-	if (err == 0)
-		return 1;
-	if (err == -ENOENT || err == -EUCLEAN)
-		*ret = sd_reply_error(r, 404, "no recording called %s", r->name);
-	else
-		*ret = sd_reply_error(r, 500, "sd_catalog_get(%s): %s", r->name,
-				      strerror(-err));
-	return 0;
-}
-
 enum MHD_Result sd_route_holds(struct sd_req *r, const char *upload,
 			       size_t *upload_size)
 {
@@ -306,7 +286,7 @@ enum MHD_Result sd_route_holds(struct sd_req *r, const char *upload,
 		if (!done)
 			return MHD_YES;
 	}
-	if (!recording(r, &s, &ret))
+	if (sd_play_stream(r, &s, &ret) < 0)
 		return ret;
 	if (post) {
 		ret = holds_post(r, s, r->priv);

@@ -727,6 +727,11 @@ void sd_stream_unlock(struct sd_stream *s);
  * and a player arriving now must see that at once. */
 void sd_catalog_touch(struct sd_catalog *cat, const char *name);
 
+/* The names of the recordings' files, in name order, without opening
+ * them: 0 and an array the caller frees (each name, then the array), or
+ * -errno and none. */
+int sd_catalog_names(struct sd_catalog *cat, char ***names, size_t *n);
+
 /* Calls @fn with every recording, refreshed, in name order (files that
  * are not recordings are skipped). */
 int sd_catalog_list(struct sd_catalog *cat,
