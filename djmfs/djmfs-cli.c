@@ -1,9 +1,9 @@
 /*
  * djmfs: the command-line tool of DJMFS.  It formats, checks and upgrades
  * volumes offline (mkfs, fsck, upgrade, through the server library) and,
- * as a client of a running djmfsd, lists, inspects, imports, exports and
- * removes files, shows free space and the server's counters, and shows or
- * freezes a file's snapshot.  It also makes shared-secret files (secret)
+ * as a client of a running djmfsd, lists, inspects, imports, exports,
+ * trims and removes files, shows free space and the server's counters,
+ * and shows or freezes a file's snapshot.  It also makes shared-secret files (secret)
  * and proves the volume's secret to the server (--secret-file).  With its
  * fsck report printer (djmfs-cli-report.c), this is the only DJMFS program
  * code that parses arguments, prints and exits;
@@ -445,9 +445,10 @@ static int print_objects(const struct djmfs_file_info *fi,
 	for (i = 0; i < fi->n_objs && i < DJMFS_MAX_OBJS; i++) {
 		const struct djmfs_obj_info *o = &fi->objs[i];
 
-		printf("object %u: %s %s size %llu extents %u\n", o->id,
-		       o->name, attrs_str(o->attrs),
-		       (unsigned long long)o->size, o->n_extents);
+		printf("object %u: %s %s size %llu extents %u start %llu\n",
+		       o->id, o->name, attrs_str(o->attrs),
+		       (unsigned long long)o->size, o->n_extents,
+		       (unsigned long long)o->start);
 		if (f && (o->attrs & DJMFS_ATTR_DATA) &&
 		    (r = print_extents(f, o->id)) < 0)
 			return r;
@@ -672,6 +673,31 @@ out:
 	return 0;
 }
 
+/* A writer's handle only for the TRIM: the close publishes nothing. */
+static int cmd_trim(struct ctx *x)
+{
+	const char *name = x->a.pos[0], *obj = x->a.pos[1], *where = name;
+	struct djmfs_file *f = NULL;
+	uint64_t start, now = 0;
+	uint32_t id;
+	int r, c;
+
+	if (parse_bytes(x->a.pos[2], &start) < 0)
+		return usage_error("trim", "OFFSET must be a byte count");
+	r = djmfs_open(x->c, name, DJMFS_O_WRITE, &f);
+	if (r == 0 && ((r = djmfs_find_obj(f, obj, &id)) < 0 ||
+		       (r = djmfs_trim(f, id, start, &now)) < 0))
+		where = obj;
+	c = djmfs_close(f);
+	r = r < 0 ? r : c;
+	if (r < 0)
+		return fail("trim", where, r);
+	if (!x->g->quiet)
+		printf("trim %s: object %s starts at %llu\n", name, obj,
+		       (unsigned long long)now);
+	return 0;
+}
+
 static int cmd_rm(struct ctx *x)
 {
 	int i, r, status = 0;
@@ -881,6 +907,8 @@ static const struct cmd cmds[] = {
 	  TAKES(OPT_OBJECT) | TAKES(OPT_SYNC) | TAKES(OPT_NO_SYNC), 2, 2,
 	  CONN_DATA, cmd_put },
 	{ "rm", "NAME...", "remove files", 0, 1, -1, CONN_META, cmd_rm },
+	{ "trim", "NAME OBJECT OFFSET", "drop a DATA object's bytes below "
+	  "OFFSET", 0, 3, 3, CONN_META, cmd_trim },
 	{ "df", "", "show the volume's space", TAKES(OPT_HUMAN), 0, 0,
 	  CONN_META, cmd_df },
 	{ "fsck", "VOLUME", "check a volume no server has open",

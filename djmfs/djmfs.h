@@ -106,6 +106,9 @@ struct djmfs_obj_info {
 	char name[DJMFS_OBJ_NAME_MAX + 1];
 	uint64_t size;	     /* bytes, in the snapshot */
 	uint32_t n_extents;  /* DATA: extents in the snapshot's map */
+	/* DATA: bytes below it were trimmed (djmfs_trim) and are gone;
+	 * offsets of the rest do not change.  0 when never trimmed. */
+	uint64_t start;
 };
 
 /* One published image of a file (a snapshot), or a file's stat. */
@@ -343,6 +346,22 @@ int djmfs_create_obj(struct djmfs_file *f, const char *name, unsigned attrs,
 /* Writer: removes an object; its space is freed once no locked snapshot
  * can still read it. */
 int djmfs_delete_obj(struct djmfs_file *f, uint32_t id);
+/*
+ * Writer: drops the bytes of DATA object @id below object offset @start
+ * (retention of a recording): the object's start becomes @start and the
+ * offsets of what remains do not change.  A new version of the file,
+ * durable when this returns, like a publish.  The allocation units that
+ * held only bytes below @start are freed once no locked snapshot (and no
+ * reader within its lease) can still read them; a unit that still holds
+ * a byte at or past @start stays.  Reads below an image's start fail
+ * with -ENODATA.  A @start at or below the current start changes nothing
+ * and is not an error.  Appends and publishes may go on meanwhile.
+ * Returns 0 and the object's start after the call in *new_start (may be
+ * NULL), -EINVAL (@start past the published size, a META object),
+ * -ENOENT (no such object), -EBADF (not a writer), or -errno.
+ */
+int djmfs_trim(struct djmfs_file *f, uint32_t id, uint64_t start,
+	       uint64_t *new_start);
 /* Id of the object called @name in the handle's current image. */
 int djmfs_find_obj(struct djmfs_file *f, const char *name, uint32_t *id_out);
 int djmfs_get_attr(struct djmfs_file *f, uint32_t id, unsigned *attrs_out);
@@ -380,7 +399,10 @@ int djmfs_flush(struct djmfs_file *f);
 
 /* Reads from the handle's current image: by file offset (the objects
  * laid end to end in file order) or within one object.  Returns the bytes
- * read (short at the end of the image) or -errno. */
+ * read (short at the end of the image) or -errno: -ENODATA when the range
+ * reaches below a trimmed object's start (in this image, or, for a reader
+ * that is not frozen, in the latest snapshot, which a read failing its
+ * checksums moves to once before it reports -EIO). */
 ssize_t djmfs_pread(struct djmfs_file *f, void *buf, size_t len,
 		    uint64_t offset);
 ssize_t djmfs_pread_obj(struct djmfs_file *f, uint32_t id, void *buf,

@@ -19,6 +19,7 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_time.c \
 	streamd/sd_name.c \
 	streamd/sd_index.c \
+	streamd/sd_retain_plan.c \
 	streamd/sd_hls.c \
 	streamd/sd_range.c \
 	streamd/sd_config.c \
@@ -36,10 +37,19 @@ streamd_libstreamd_core_la_SOURCES = \
 	streamd/sd_http.c \
 	streamd/sd_route_record.c \
 	streamd/sd_route_play.c \
+	streamd/sd_work.c \
+	streamd/sd_media.c \
+	streamd/sd_clip.c \
+	streamd/sd_thumb.c \
+	streamd/sd_thumb_cache.c \
+	streamd/sd_route_clip.c \
 	streamd/sd_route_admin.c \
 	streamd/sd_capacity.c \
 	streamd/sd_token.c \
-	streamd/sd_route_sign.c
+	streamd/sd_route_sign.c \
+	streamd/sd_holds.c \
+	streamd/sd_route_manage.c \
+	streamd/sd_retain.c
 streamd_libstreamd_core_la_CPPFLAGS = $(STREAMD_CPPFLAGS)
 streamd_libstreamd_core_la_CFLAGS = $(STREAMD_CFLAGS)
 
@@ -74,3 +84,4 @@ streamd_streamd_soak_CPPFLAGS = $(STREAMD_CPPFLAGS) -I$(top_srcdir)/streamd/benc
 	$(TOOLS_CPPFLAGS)
 streamd_streamd_soak_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS)
 streamd_streamd_soak_LDADD = $(LOADGEN_LIBS) $(JANSSON_LIBS) $(CRYPTO_LIBS) $(LIBM)
+EXTRA_DIST += streamd/bench/list-bench.sh

@@ -35,6 +35,11 @@
  *     CAT_STALE_MAX refresh_ns old (300 ms by default), and never hides
  *     a start, an end or an error.
  *
+ *  6. s.index holds no entry below s.data_start (retention trimmed
+ *     those bytes), and s.idx_base counts the index object's entries
+ *     before s.index.e[0], trimmed or dropped, so the tail read goes on
+ *     from idx_base + n.
+ *
  *   call             effect
  *   sd_catalog_get   map lookup (insert), refresh (open, sync, re-read;
  *                    merely stale: the sync sent, the refresher applies)
@@ -83,6 +88,8 @@ struct cat_entry {
 	char *hdr;	     /* header bytes last parsed */
 	size_t hdr_len;
 	uint64_t bad_at;     /* index byte offset already warned about */
+	uint32_t idx_loaded; /* the index object s.index came from: a new
+				one (a writer rewrote it) is read afresh */
 	struct sd_catalog *cat;
 	int syncing;	     /* a sync sent, not applied (invariant 5) */
 	int sync_err;	     /* its answer, under cat->rmu */
@@ -328,7 +335,7 @@ static int entry_index_tail(struct sd_catalog *cat, struct cat_entry *e,
 			    uint64_t isize, uint64_t data_size, uint8_t **buf,
 			    size_t *n)
 {
-	uint64_t from = (uint64_t)e->s.index.n * SD_IDX_SIZE, len;
+	uint64_t from = (e->s.idx_base + e->s.index.n) * SD_IDX_SIZE, len;
 	struct sd_idx_entry x;
 	size_t k = 0;
 	int err;
@@ -364,11 +371,14 @@ static void stream_derive(struct sd_stream *s)
 {
 	int64_t span;
 
+	s->start_ns = s->data_start && s->index.n ? s->index.e[0].wall_ns
+						  : s->created_ns;
 	s->end_ns = s->start_ns;
 	if (s->index.n > 0 && s->index.e[s->index.n - 1].wall_ns > s->end_ns)
 		s->end_ns = s->index.e[s->index.n - 1].wall_ns;
 	span = s->end_ns - s->start_ns;
-	s->bitrate = span > 0 ? (uint64_t)((double)s->data_size * 8.0 *
+	s->bitrate = span > 0 ? (uint64_t)((double)(s->data_size -
+						   s->data_start) * 8.0 *
 					   (double)SD_NS / (double)span)
 			      : 0;
 }
@@ -380,7 +390,8 @@ static int entry_apply(struct sd_catalog *cat, struct cat_entry *e,
 	struct cat_hdr h = { 0 };
 	uint8_t *ib = NULL;
 	size_t n = 0;
-	uint64_t data_size;
+	uint64_t data_size, data_start = 0, idx_start;
+	int reset;
 	int hdr = 0, err = entry_shape(e, fi);
 
 	if (err == 0 && e->have && fi->version == e->s.version) {
@@ -393,9 +404,23 @@ static int entry_apply(struct sd_catalog *cat, struct cat_entry *e,
 		hdr = err = entry_header(cat, e, obj_of(fi, e->id[OBJ_HDR])->size,
 					 &h);
 	data_size = err < 0 ? 0 : obj_of(fi, e->id[OBJ_DATA])->size;
-	if (err >= 0)
+	if (err >= 0) {
+		data_start = obj_of(fi, e->id[OBJ_DATA])->start;
+		idx_start = obj_of(fi, e->id[OBJ_IDX])->start / SD_IDX_SIZE;
+		/* Retention trimmed past every entry held (or this is the
+		 * first load of a trimmed recording): read from its start. */
+		reset = idx_start > e->s.idx_base + e->s.index.n ||
+			(e->idx_loaded && e->idx_loaded != e->id[OBJ_IDX]);
+		e->idx_loaded = e->id[OBJ_IDX];
+		if (reset) {
+			pthread_rwlock_wrlock(&e->lock);
+			sd_index_free(&e->s.index);
+			e->s.idx_base = idx_start;
+			pthread_rwlock_unlock(&e->lock);
+		}
 		err = entry_index_tail(cat, e, obj_of(fi, e->id[OBJ_IDX])->size,
 				       data_size, &ib, &n);
+	}
 	if (err < 0)
 		goto out;
 	pthread_rwlock_wrlock(&e->lock);
@@ -403,13 +428,16 @@ static int entry_apply(struct sd_catalog *cat, struct cat_entry *e,
 		free(e->s.codecs);
 		e->s.codecs = h.codecs;
 		h.codecs = NULL;
-		e->s.start_ns = h.start_ns;
+		e->s.created_ns = h.start_ns;
 		e->s.connections = h.connections;
 		memcpy(e->s.format, h.format, sizeof(e->s.format));
 	}
 	if (n > 0 && (err = sd_index_load(&e->s.index, ib, n * SD_IDX_SIZE)) < 0)
 		cat_log(cat, SD_LOG_WARN, "sd_catalog(%s): sd_index_load: "
 			"%s", e->s.name, strerror(-err));
+	/* Entries of trimmed bytes go (invariant 6). */
+	e->s.data_start = data_start;
+	e->s.idx_base += sd_index_drop_below(&e->s.index, data_start);
 	e->s.live = !!(fi->flags & DJMFS_FILE_WRITE_LOCKED);
 	e->s.data_size = data_size;
 	e->s.version = fi->version;
@@ -678,16 +706,33 @@ static int cat_collect(void *arg, const struct djmfs_file_info *fi)
 	return 0;
 }
 
+int sd_catalog_names(struct sd_catalog *cat, char ***names, size_t *n)
+{
+	struct cat_names ns = { 0 };
+	int err = djmfs_list(cat->c, NULL, cat_collect, &ns);
+
+	if (err < 0 && err != ns.err)
+		cat_log(cat, SD_LOG_ERROR, "sd_catalog_names: djmfs_list: %s",
+			strerror(-err));
+	if (err < 0) {
+		for (size_t i = 0; i < ns.n; i++)
+			free(ns.v[i]);
+		free(ns.v);
+		ns.v = NULL;
+		ns.n = 0;
+	}
+	*names = ns.v;
+	*n = ns.n;
+	return err;
+}
+
 int sd_catalog_list(struct sd_catalog *cat,
 		    int (*fn)(void *arg, struct sd_stream *s), void *arg)
 {
 	struct cat_names ns = { 0 };
 	struct sd_stream *s;
-	int err = djmfs_list(cat->c, NULL, cat_collect, &ns);
+	int err = sd_catalog_names(cat, &ns.v, &ns.n);
 
-	if (err < 0 && err != ns.err)
-		cat_log(cat, SD_LOG_ERROR, "sd_catalog_list: djmfs_list: %s",
-			strerror(-err));
 	for (size_t i = 0; err == 0 && i < ns.n; i++) {
 		int e = sd_catalog_get(cat, ns.v[i], &s);
 

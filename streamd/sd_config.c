@@ -42,7 +42,8 @@ enum ctype {
 	CT_ONEOF,	/* CT_STR restricted to a comma-separated list */
 	CT_UINT,	/* plain decimal integer */
 	CT_BYTES,	/* decimal integer, optional K/M/G/T(iB) suffix */
-	CT_SECONDS,	/* decimal seconds, optional "s"/"ms"; stored in ns */
+	CT_SECONDS,	/* decimal seconds, optional "ms", "s", "m", "h" or
+			   "d"; stored in ns */
 	CT_PERCENT,	/* double in [0, 100], optional '%' */
 	CT_FRACTION,	/* double in [0, 1] */
 	CT_BITS,	/* bits/s: decimal, optional k/M/G/T (powers of 1000) */
@@ -218,6 +219,30 @@ static const struct directive directives[] = {
 	{ "max_bandwidth", "BITS/S", CT_BITS, FIELD(knobs.max_bandwidth), "0",
 	  .help = "network capacity for admission, bits/s (k, M, G "
 		  "suffixes); 0: not modelled" },
+	{ "retention", "DURATION", CT_SECONDS, FIELD(knobs.retention_ns), "0",
+	  .help = "keep at most this much time of each recording (e.g. 36h, "
+		  "7d); older data is trimmed a keyframe at a time; 0: "
+		  "forever" },
+	{ "retention_bytes", "BYTES", CT_BYTES, FIELD(knobs.retention_bytes),
+	  "0", .help = "keep at most this many bytes of each recording; 0: "
+		       "no limit" },
+	/* 5 %: room for a few seconds of every recorder's writes between two
+	 * retention passes, on any volume worth running 24/7. */
+	{ "volume_reserve", "PERCENT", CT_PERCENT, FIELD(knobs.volume_reserve),
+	  "5", .help = "keep this share of the volume free: below it the "
+		       "oldest data of all recordings is trimmed first" },
+	{ "retention_overrides", "RULES", CT_STR,
+	  FIELD(knobs.retention_overrides), "",
+	  .help = "per-recording rules, '; '-separated: NAME retention=D "
+		  "retention_bytes=B (either or both; 0: none)" },
+	/* An hour: a clip is remuxed into a temporary file before its first
+	 * byte leaves (faststart puts the moov atom first), so its length
+	 * bounds the disk and the worker time one request may take. */
+	{ "clip_max_duration", "SECONDS", CT_SECONDS,
+	  FIELD(knobs.clip_max_duration_ns), "3600", .min = SD_NS,
+	  .max = 86400 * SD_NS,
+	  .help = "longest .mp4 clip a request may ask for; longer gets "
+		  "400" },
 };
 
 #define N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))
@@ -323,9 +348,17 @@ static int scan_seconds(const char *s, uint64_t *ns)
 	}
 	if (!strcmp(s, "ms"))
 		unit = MS;
+	else if (!strcmp(s, "m"))
+		unit = 60 * SD_NS;
+	else if (!strcmp(s, "h"))
+		unit = 3600 * SD_NS;
+	else if (!strcmp(s, "d"))
+		unit = 86400 * SD_NS;
 	else if (*s && strcmp(s, "s"))
 		return -EINVAL;
-	frac = frac * unit / SD_NS; /* < 1e9 * 1e9: no overflow */
+	/* frac < 1e9: times a minute, hour or day's whole seconds, or a
+	 * millisecond's ns over 1e9, it stays far inside 64 bits. */
+	frac = unit >= SD_NS ? frac * (unit / SD_NS) : frac * unit / SD_NS;
 	if (ip > (UINT64_MAX - frac) / unit)
 		return -ERANGE;
 	*ns = ip * unit + frac;
@@ -476,7 +509,8 @@ static const char *const expected[] = {
 	[CT_UINT] = "a decimal integer",
 	[CT_BYTES] = "a size in bytes (digits, optional K, M, G, T, KiB, "
 		     "MiB, GiB, TiB)",
-	[CT_SECONDS] = "a duration (decimal seconds, optional s or ms)",
+	[CT_SECONDS] = "a duration (decimal seconds, optional ms, s, m, h "
+		       "or d)",
 	[CT_PERCENT] = "a percentage from 0 to 100",
 	[CT_FRACTION] = "a fraction from 0 to 1",
 	[CT_BITS] = "bits per second (digits, optional decimals and k, M, "
@@ -972,7 +1006,79 @@ int sd_knobs_check(const struct sd_knobs *k, char *err, size_t errlen)
 		return fail(err, errlen,
 			    "admission_ceiling (%g) must be from 0 to 1",
 			    k->admission_ceiling);
+	if (!(k->volume_reserve >= 0 && k->volume_reserve <= 50))
+		return fail(err, errlen,
+			    "volume_reserve (%g) must be from 0 to 50",
+			    k->volume_reserve);
+	if (!memchr(k->retention_overrides, '\0',
+		    sizeof(k->retention_overrides)) ||
+	    sd_retention_rules(k, NULL, NULL, err, errlen) < 0)
+		return -EINVAL;
 	return cors_origins_check(k->cors_origins, err, errlen);
+}
+
+/*
+ * Walks retention_overrides: "NAME key=value ...", items separated by ';'
+ * or newlines.  With @name NULL it only checks the whole text (an error
+ * in @err); otherwise *@out gets the knobs' rules with @name's overrides
+ * on top.
+ */
+int sd_retention_rules(const struct sd_knobs *k, const char *name,
+		       struct sd_retain_rules *out, char *err, size_t errlen)
+{
+	const char *p = k->retention_overrides;
+
+	if (out) {
+		out->retention_ns = (int64_t)k->retention_ns;
+		out->retention_bytes = k->retention_bytes;
+	}
+	while (*p) {
+		char item[512], *save = NULL, *w, who[SD_NAME_MAX + 1];
+		size_t n = strcspn(p, ";\n");
+		int words = 0, mine;
+
+		if (n >= sizeof(item))
+			return fail(err, errlen, "retention_overrides: an "
+				    "item is over %zu bytes", sizeof(item) - 1);
+		memcpy(item, p, n);
+		item[n] = '\0';
+		p += n + (p[n] != '\0');
+		w = strtok_r(item, " \t\r", &save);
+		if (!w)
+			continue;
+		if (!sd_name_valid(w))
+			return fail(err, errlen, "retention_overrides: '%.64s' "
+				    "is not a recording name", w);
+		snprintf(who, sizeof(who), "%s", w);
+		mine = name && !strcmp(who, name);
+		while ((w = strtok_r(NULL, " \t\r", &save))) {
+			char *eq = strchr(w, '=');
+			uint64_t v;
+
+			if (eq)
+				*eq++ = '\0';
+			if (eq && !strcmp(w, "retention") &&
+			    scan_seconds(eq, &v) == 0 && v <= (uint64_t)INT64_MAX) {
+				if (mine && out)
+					out->retention_ns = (int64_t)v;
+			} else if (eq && !strcmp(w, "retention_bytes") &&
+				   scan_bytes(eq, &v) == 0) {
+				if (mine && out)
+					out->retention_bytes = v;
+			} else {
+				return fail(err, errlen, "retention_overrides: "
+					    "%s: '%.64s%s%.64s' is not "
+					    "retention=DURATION or "
+					    "retention_bytes=BYTES", who, w,
+					    eq ? "=" : "", eq ? eq : "");
+			}
+			words++;
+		}
+		if (!words)
+			return fail(err, errlen, "retention_overrides: %s names "
+				    "no rule", who);
+	}
+	return 0;
 }
 
 static void *knob_field(const struct sd_knobs *k, const struct directive *d)

@@ -1,9 +1,10 @@
 /*
  * The daemon's context: what main (streamd.c) sets up and every part of
  * the running daemon shares — the configuration as started, the logs,
- * the DJMFS client, the catalog, the pump and the recorder, admission
- * control, the HTTP listeners, the knobs in use, the live requests, and
- * the HTTP counters the metrics route reports.  What each of those parts owns (the
+ * the DJMFS client, the catalog, the pump and the recorder, the media
+ * workers and the thumbnail cache, admission control, the HTTP
+ * listeners, the knobs in use, the live requests, and the HTTP counters
+ * the metrics route reports.  What each of those parts owns (the
  * recorder's publishers and recording counters, the pump's sessions)
  * stays behind its own handle.  The HTTP layer (sd_http.h) only points
  * to it.
@@ -51,11 +52,23 @@ struct sd_daemon {
 	atomic_uint_fast64_t http_open; /* connections now, both listeners */
 	atomic_uint_fast64_t http_refused[SD_REFUSED_N];
 
+	/* Clips and thumbnails (sd_route_clip.c): the media workers, the
+	 * thumbnails made, and their counters for /metrics. */
+	struct sd_work *work;
+	struct sd_thumb_cache *thumbs;
+	atomic_uint_fast64_t clips_served, clip_bytes;
+	atomic_uint_fast64_t thumbs_served;
+	atomic_uint_fast64_t thumbs_made, thumb_ns; /* decoded: count, time */
+
 	/* Admission control (sd_capacity.c). */
 	struct sd_admit *admit;
 	char admit_profile[256];   /* the model's profile (under knobs_mu) */
 	uint64_t mem_budget;	   /* bytes, set at startup */
 	atomic_uint_fast64_t admit_sampled; /* sd_now() of the last sample */
+
+	/* Retention (sd_retain.c) and the holds it honours. */
+	struct sd_retain *retain;
+	pthread_mutex_t holds_mu;  /* a retention pass, a change of holds */
 };
 
 /*
@@ -102,6 +115,8 @@ const char *sd_pub_full(struct sd_pub *p);
 #define SD_FULL_UNITS "volume full (no free allocation unit on the volume)"
 #define SD_FULL_READ_ONLY "volume full (read-only: host file system full)"
 const char *sd_pub_name(const struct sd_pub *p);
+/* 1 once a forced DELETE ended the upload (sd_recorder_end). */
+int sd_pub_evicted(struct sd_pub *p);
 void sd_pub_free(struct sd_pub *p);
 
 /* Recording metrics. */
@@ -116,6 +131,17 @@ void sd_recorder_stats(struct sd_recorder *rc, struct sd_recorder_stats *st);
  * in progress as if its encoder had finished (a clean stop); the ingest
  * threads then close the recordings. */
 void sd_recorder_stop_all(struct sd_recorder *rc);
+/* 1 when this process records @name now.  sd_recorder_end ends that
+ * upload as sd_recorder_stop_all would (what arrived is kept, the
+ * connection is dropped) and waits up to @wait_s for its recording to
+ * close: 0, -ENOENT (not recorded here), -ETIMEDOUT. */
+int sd_recorder_live(struct sd_recorder *rc, const char *name);
+/* sd_rec_retain on this process's recording of @name: 0, -ENOENT (not
+ * recorded here), -errno. */
+int sd_recorder_retain(struct sd_recorder *rc, const char *name,
+		       uint64_t data_start, uint64_t idx_start);
+int sd_recorder_end(struct sd_recorder *rc, const char *name,
+		    unsigned wait_s);
 /* Waits until every recording is closed or CLOCK_REALTIME reaches
  * @until; returns how many are still closing. */
 unsigned sd_recorder_wait(struct sd_recorder *rc,
@@ -153,7 +179,66 @@ void sd_capacity_upload_rate(struct sd_daemon *d, struct sd_admit_ticket *t,
 			     uint64_t bytes, int64_t since, int64_t *next);
 void sd_capacity_sample(struct sd_daemon *d);
 
+/*
+ * Retention (sd_retain.c): a thread that trims the oldest data of the
+ * recordings by the retention knobs, their overrides and holds, and
+ * volume_reserve.  Its counters, for /metrics: trims made, bytes and
+ * units trimmed, failures; and as of the last pass the bytes holds keep
+ * beyond the rules, the volume's size and free bytes (deferred ones
+ * included), the free units it aims at, and the units those still
+ * lack after every cut it could make.
+ */
+/* Allocation units a recorder reserves at once (the DJMFS client's
+ * reserve_aus). */
+#define SD_RESERVE_AUS 4
+
+struct sd_retain_stats {
+	uint64_t passes, trims, trimmed_bytes, trimmed_units, errors;
+	uint64_t pinned_bytes, volume_bytes, free_bytes, reserve_short_units;
+	uint64_t reserve_units; /* the free units aimed at: the reserve and
+				   the recorders' headroom */
+};
+int sd_retain_start(struct sd_daemon *d);
+void sd_retain_stop(struct sd_daemon *d);
+void sd_retain_stats(struct sd_daemon *d, struct sd_retain_stats *out);
+
 /* Knobs in use and a change of them (sd_route_admin.c). */
 int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k);
+
+/*
+ * Protected ranges of a recording (sd_holds.c), kept in DJMFS beside it
+ * in the file NAME SD_HOLDS_SUFFIX.  sd_holds_load gives them sorted by
+ * start (none: n 0); add gives the new hold its id; remove answers
+ * -ENOENT for an unknown id; drop removes them all (the recording is
+ * going); sd_holds_first_start is the earliest start, INT64_MAX with
+ * none.  All block on the DJMFS server.
+ */
+#define SD_HOLDS_SUFFIX "~holds"
+#define SD_HOLDS_MAX 256
+#define SD_HOLD_LABEL_MAX 127
+
+struct sd_hold {
+	uint32_t id;
+	int64_t start_ns, end_ns; /* wall clock, start <= end */
+	int64_t created_ns;
+	char label[SD_HOLD_LABEL_MAX + 1];
+};
+
+struct sd_holds {
+	struct sd_hold *h;
+	size_t n;
+	uint32_t next_id;
+};
+
+int sd_holds_load(struct djmfs_client *c, const char *name,
+		  struct sd_holds *out);
+void sd_holds_free(struct sd_holds *hs);
+int sd_holds_add(struct djmfs_client *c, const char *name, struct sd_hold *h);
+int sd_holds_remove(struct djmfs_client *c, const char *name, uint32_t id);
+int sd_holds_drop(struct djmfs_client *c, const char *name);
+int64_t sd_holds_first_start(const struct sd_holds *hs);
+/* {"name", "holds": [...], "held_bytes"} for @s (sd_route_manage.c);
+ * NULL when they cannot be read. */
+json_t *sd_holds_json(struct sd_daemon *d, struct sd_stream *s);
 
 #endif /* SD_DAEMON_H */

@@ -75,6 +75,8 @@ enum shape {
 	EXACT,	     /* the path itself */
 	NAME,	     /* prefix + name */
 	NAME_SUFFIX, /* prefix + name + suffix */
+	NAME_TAIL,   /* prefix + name + suffix, then nothing or "/" + one
+			segment (the route reads it from r->url) */
 };
 
 #define M_GET 0x1u
@@ -82,6 +84,7 @@ enum shape {
 #define M_PUT 0x4u
 #define M_POST 0x8u
 #define M_OPTIONS 0x10u
+#define M_DELETE 0x20u
 /* The methods a GET-only resource allows. */
 #define M_READ (M_GET | M_HEAD | M_OPTIONS)
 
@@ -106,8 +109,14 @@ static const struct route {
 	{ M_READ, NAME_SUFFIX, "/streams/", "/data.ts", sd_route_data, MAIN },
 	{ M_READ, NAME_SUFFIX, "/streams/", "/index.m3u8", sd_route_hls,
 	  MAIN },
+	{ M_READ, NAME_SUFFIX, "/streams/", "/thumb.jpg", sd_route_thumb,
+	  MAIN },
 	{ M_READ, NAME_SUFFIX, "/streams/", ".ts", sd_route_play, MAIN },
+	{ M_READ | M_POST | M_DELETE, NAME_TAIL, "/streams/", "/holds",
+	  sd_route_holds, MAIN },
+	{ M_READ, NAME_SUFFIX, "/streams/", ".mp4", sd_route_clip, MAIN },
 	{ M_READ, NAME, "/streams/", NULL, sd_route_detail, MAIN },
+	{ M_DELETE, NAME, "/streams/", NULL, sd_route_delete, MAIN },
 	{ M_READ | M_PUT, EXACT, "/admin/config", NULL, sd_route_config,
 	  ADMIN },
 	{ M_READ, EXACT, "/admin/sessions", NULL, sd_route_sessions, ADMIN },
@@ -123,7 +132,7 @@ static const struct {
 	unsigned bit;
 } methods[] = {
 	{ "GET", M_GET }, { "HEAD", M_HEAD }, { "PUT", M_PUT },
-	{ "POST", M_POST }, { "OPTIONS", M_OPTIONS },
+	{ "POST", M_POST }, { "DELETE", M_DELETE }, { "OPTIONS", M_OPTIONS },
 };
 
 static unsigned method_bit(const char *m)
@@ -164,6 +173,22 @@ static int route_match(const struct route *rt, const char *path, char *name,
 
 	if (rt->shape == EXACT)
 		return strcmp(path, rt->prefix) == 0;
+	if (rt->shape == NAME_TAIL) {
+		/* The name ends at the first '/'; the suffix follows it,
+		 * then at most one more segment. */
+		const char *slash, *tail;
+
+		if (n <= pl || strncmp(path, rt->prefix, pl) != 0 ||
+		    !(slash = strchr(path + pl, '/')) || slash == path + pl ||
+		    strncmp(slash, rt->suffix, sl) != 0)
+			return 0;
+		tail = slash + sl;
+		if (*tail && (tail[0] != '/' || !tail[1] ||
+			      strchr(tail + 1, '/')))
+			return 0;
+		nl = (size_t)(slash - path) - pl;
+		goto name;
+	}
 	if (n <= pl + sl || strncmp(path, rt->prefix, pl) != 0)
 		return 0;
 	if (sl && strcmp(path + n - sl, rt->suffix) != 0)
@@ -173,14 +198,15 @@ static int route_match(const struct route *rt, const char *path, char *name,
 		return 0;
 	if (rt->shape == NAME_SUFFIX && memchr(path + pl, '/', nl))
 		return 0;
+name:
 	if (!name)
 		return 1;
-	if (nl >= cap) /* longer than any valid name: keep a marker */
-		nl = cap - 1;
+	if (nl >= cap) {
+		name[0] = '\0'; /* longer than any valid name: invalid */
+		return 1;
+	}
 	memcpy(name, path + pl, nl);
 	name[nl] = '\0';
-	if (n - pl - sl >= cap)
-		name[0] = '\0'; /* too long: invalid */
 	return 1;
 }
 
@@ -496,6 +522,12 @@ enum MHD_Result sd_reply_text(struct sd_req *r, unsigned status,
 
 enum MHD_Result sd_reply_json(struct sd_req *r, json_t *o)
 {
+	return sd_reply_json_status(r, 200, o);
+}
+
+enum MHD_Result sd_reply_json_status(struct sd_req *r, unsigned status,
+				     json_t *o)
+{
 	char *text = o ? json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER |
 				   JSON_REAL_PRECISION(10))
 		       : NULL;
@@ -504,7 +536,7 @@ enum MHD_Result sd_reply_json(struct sd_req *r, json_t *o)
 	json_decref(o);
 	if (!text)
 		return sd_reply_error(r, 500, "out of memory");
-	ret = sd_reply_text(r, 200, "application/json", text, strlen(text));
+	ret = sd_reply_text(r, status, "application/json", text, strlen(text));
 	free(text);
 	return ret;
 }
@@ -570,6 +602,55 @@ int sd_req_token_ok(struct sd_req *r, const char *want)
 const char *sd_req_arg(struct sd_req *r, const char *key)
 {
 	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* ------------------------------------------------------------------ */
+/* Small bodies                                                        */
+/* ------------------------------------------------------------------ */
+
+static void body_cleanup(struct sd_req *r)
+{
+	struct sd_body *b = r->priv;
+
+	if (b)
+		free(b->p);
+	free(b);
+	r->priv = NULL;
+}
+
+struct sd_body *sd_req_body(struct sd_req *r, const char *upload,
+			    size_t *upload_size, size_t max, int *done)
+{
+	struct sd_body *b = r->priv;
+
+	*done = 0;
+	if (!b) {
+		if (!(b = calloc(1, sizeof(*b))))
+			return NULL;
+		r->priv = b;
+		r->cleanup = body_cleanup;
+		return b;
+	}
+	if (*upload_size == 0) {
+		*done = 1;
+		return b;
+	}
+	/* Past the limit the rest is read and dropped, so the answer (413)
+	 * goes out on a connection that is still in step. */
+	if (b->len + *upload_size > max) {
+		b->too_big = 1;
+	} else if (!b->too_big) {
+		char *p = realloc(b->p, b->len + *upload_size + 1);
+
+		if (!p)
+			return NULL;
+		memcpy(p + b->len, upload, *upload_size);
+		b->p = p;
+		b->len += *upload_size;
+		p[b->len] = '\0';
+	}
+	*upload_size = 0;
+	return b;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1433,6 +1514,9 @@ void sd_http_stop(struct sd_daemon *d, uint64_t grace_ns)
 	 * and none is left waiting for an opener: MHD must find no request
 	 * suspended for good when it stops. */
 	sd_pump_stop_opens(d->pump);
+	/* Likewise the clips and thumbnails: queued ones are answered, and
+	 * those being made see the stop at their next read. */
+	sd_work_stop(d->work);
 	wake_all(d);
 	left = sd_recorder_wait(d->recorder, &until);
 	if (left > 0)

@@ -4,7 +4,8 @@
  * from whichever thread produces the missing bytes.  sd_http.c owns the
  * libmicrohttpd daemons (the main listener and, with admin_listen, the
  * admin one), the route table and the connection limits;
- * sd_route_record.c, sd_route_play.c and sd_route_admin.c hold the routes;
+ * sd_route_record.c, sd_route_play.c, sd_route_clip.c and
+ * sd_route_admin.c hold the routes;
  * sd_recorder.c takes uploads to their recordings.
  *
  * Invariants of the suspend handshake (sd_req_wake / sd_req_suspend):
@@ -19,13 +20,15 @@
  *     A resumed access handler finds its request where it left it
  *     (r->calls > 1) and answers, or suspends again if the wake was not
  *     its producer's (a clean stop's).
- *  4. The producer (session, ingest, or a session's open on the pump's
- *     openers) is stopped before the request is freed, or told to drop
+ *  4. The producer (session, ingest, a session's open on the pump's
+ *     openers, or a clip's or thumbnail's job on the media workers) is
+ *     stopped before the request is freed, or told to drop
  *     the request under a lock it wakes under, so no wake can reach a
  *     freed request.
- *  5. No connection stays suspended for an open once the daemon stops:
- *     sd_http_stop has the pump answer every queued open before it wakes
- *     everyone and stops MHD.
+ *  5. No connection stays suspended for an open or a media job once the
+ *     daemon stops: sd_http_stop has the pump answer every queued open
+ *     and the media workers every job before it wakes everyone and
+ *     stops MHD.
  */
 #ifndef SD_HTTP_H
 #define SD_HTTP_H
@@ -115,6 +118,9 @@ enum MHD_Result sd_reply_text(struct sd_req *r, unsigned status,
 /* 200 with @o as indented JSON, keys in insertion order; takes @o (NULL:
  * 500, as when it cannot be printed). */
 enum MHD_Result sd_reply_json(struct sd_req *r, json_t *o);
+/* The same with another status (201 for something created). */
+enum MHD_Result sd_reply_json_status(struct sd_req *r, unsigned status,
+				     json_t *o);
 /* {"error":"..."} with @status; the message is also logged at INFO. */
 enum MHD_Result sd_reply_error(struct sd_req *r, unsigned status,
 			       const char *fmt, ...)
@@ -126,6 +132,60 @@ int sd_req_token_ok(struct sd_req *r, const char *want);
 /* Query argument or NULL. */
 const char *sd_req_arg(struct sd_req *r, const char *key);
 
+/*
+ * A small request body gathered whole (a route's priv and cleanup hold
+ * it): call with every access callback of the request.  The first call
+ * only sets it up; each later one with bytes appends them (beyond @max
+ * they are dropped and too_big is set); the call with none sets *@done.
+ * p is NUL-terminated (NULL while empty).  Returns NULL when out of
+ * memory (answer MHD_NO).
+ */
+struct sd_body {
+	char *p;
+	size_t len;
+	int too_big;
+};
+struct sd_body *sd_req_body(struct sd_req *r, const char *upload,
+			    size_t *upload_size, size_t max, int *done);
+/* What the player routes share (sd_route_play.c), so that the clip
+ * routes (sd_route_clip.c) take a name, a time and a range exactly as
+ * the .ts route does. */
+
+/* 1 when the request may play the stream it names (no play secret, or a
+ * valid token for that name), else 0 with the reply queued in *@ret: 400
+ * for a bad name, 401 without a token, 403 for a bad or expired one. */
+int sd_play_allowed(struct sd_req *r, enum MHD_Result *ret);
+/* 0 and a reference to the recording the URL names (sd_stream_put), or
+ * -errno with the reply queued in *@ret (400 bad name, 404, 500). */
+int sd_play_stream(struct sd_req *r, struct sd_stream **out,
+		   enum MHD_Result *ret);
+/* Query argument @key as a start position (sd_time_parse_start, with an
+ * unescaped '+' of a UTC offset put back).  0 or -EINVAL. */
+int sd_play_parse_start(struct sd_req *r, const char *key,
+			struct sd_start *out);
+
+/* A range of a recording by time, as the .ts route resolves it. */
+struct sd_play_range {
+	size_t key;		/* index position of its first keyframe */
+	uint64_t start;		/* that keyframe's data offset */
+	int64_t begin_wall;	/* and wall time */
+	uint64_t end;		/* one past its last byte: the keyframe
+				   nearest start + duration, or the end of
+				   a finished recording; SD_END_LIVE while
+				   that is still to be recorded */
+	int end_open;		/* a duration whose end keyframe is to come */
+	int64_t end_wall;	/* with a duration: begin_wall + it */
+	uint64_t hold;		/* the newest keyframe after key (key's own
+				   offset with none): how far a range that
+				   must end on a keyframe can go now */
+};
+/* Resolves @st and @dur (0: none) against @s, read-locked: 200 and *@pr,
+ * or 503 (no keyframe yet) / 416 (nothing recorded there) with a
+ * message in @msg. */
+unsigned sd_play_range(const struct sd_stream *s, const struct sd_start *st,
+		       int64_t dur, struct sd_play_range *pr, char *msg,
+		       size_t len);
+
 /* Routes (sd_route_*.c). */
 enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
 				size_t *upload_size);
@@ -133,12 +193,20 @@ enum MHD_Result sd_route_list(struct sd_req *r, const char *upload,
 			      size_t *upload_size);
 enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
 				size_t *upload_size);
+enum MHD_Result sd_route_holds(struct sd_req *r, const char *upload,
+			       size_t *upload_size);
+enum MHD_Result sd_route_delete(struct sd_req *r, const char *upload,
+				size_t *upload_size);
 enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 			      size_t *upload_size);
 enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 			      size_t *upload_size);
 enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
 			     size_t *upload_size);
+enum MHD_Result sd_route_clip(struct sd_req *r, const char *upload,
+			      size_t *upload_size);
+enum MHD_Result sd_route_thumb(struct sd_req *r, const char *upload,
+			       size_t *upload_size);
 enum MHD_Result sd_route_config(struct sd_req *r, const char *upload,
 				size_t *upload_size);
 enum MHD_Result sd_route_capacity(struct sd_req *r, const char *upload,

@@ -171,6 +171,22 @@ int sd_index_load(struct sd_index *ix, const uint8_t *buf, size_t len)
 	return (int)count;
 }
 
+size_t sd_index_drop_below(struct sd_index *ix, uint64_t offset)
+{
+	size_t k = 0;
+
+	while (k < ix->n && ix->e[k].offset < offset)
+		k++;
+	/* The segments dropped stay counted in nsegs: media sequence
+	 * numbers count back from it, so those of the segments kept do not
+	 * change under a playlist being followed. */
+	if (k) {
+		memmove(ix->e, ix->e + k, (ix->n - k) * sizeof(*ix->e));
+		ix->n -= k;
+	}
+	return k;
+}
+
 /* ------------------------------------------------------------------ */
 /* Lookups                                                             */
 /* ------------------------------------------------------------------ */

@@ -86,6 +86,9 @@
  *   sd_rec_key      KEY entry queued (merged into a queued SEGMENT)
  *   sd_rec_tick     a partial piece leaves once publish_ns has passed
  *   sd_rec_close    last piece with the END entry, header, flush, close
+ *   sd_rec_retain   the heads of "data" and "index" trimmed in DJMFS
+ *                   (retention, sd_retain.c); nothing of ours moves,
+ *                   since offsets stay what they were
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -95,6 +98,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -103,6 +107,9 @@
 /* See sd_rec_key. */
 #define SEG_KEY_MERGE 4096u
 
+/* An open that finds the write lock taken tries for about a second. */
+#define REC_BUSY_TRIES 50
+#define REC_BUSY_NS 20000000L
 #define REC_HDR_SIZE 4096 /* the header's size unit, spaces after the JSON */
 #define REC_PTS_HZ 90000
 #define REC_PTS_WRAP (1LL << 33)
@@ -148,6 +155,7 @@ struct sd_rec {
 	int err;
 	struct sd_rec_stats st;
 	/* under api_mu: */
+	uint64_t idx_first;	/* index entries below it were trimmed */
 	int begun;
 	int ptr_data;		/* the object pointer is at data_end */
 	uint64_t data_end, idx_end;
@@ -606,8 +614,9 @@ static int rec_index_keep(struct sd_rec *r, uint64_t *keep,
 	uint64_t n = r->idx_end / SD_IDX_SIZE, k;
 	int err;
 
-	for (*keep = 0; n > 0; n -= k) {
-		k = n < CHUNK ? n : CHUNK;
+	/* Entries below idx_first were trimmed by retention. */
+	for (*keep = r->idx_first; n > r->idx_first; n -= k) {
+		k = n - r->idx_first < CHUNK ? n - r->idx_first : CHUNK;
 		err = rec_read(r, OBJ_IDX, buf, k * SD_IDX_SIZE,
 			       (n - k) * SD_IDX_SIZE);
 		if (err < 0)
@@ -623,19 +632,22 @@ static int rec_index_keep(struct sd_rec *r, uint64_t *keep,
 	return 0;
 }
 
-/* Rewrites "index" with its first @keep entries and publishes it: a
- * DATA object only grows, so the entries beyond leave with the object.
+/* Rewrites "index" with its entries idx_first to @keep and publishes
+ * it: a DATA object only grows, so the entries beyond leave with the
+ * object (those below retention trimmed, so the new one starts at 0).
  * (A crash between the delete and the publish leaves the recording
  * without keyframes, never without data.) */
 static int rec_trim(struct sd_rec *r, uint64_t keep)
 {
-	size_t len = (size_t)keep * SD_IDX_SIZE;
+	size_t len = (size_t)(keep - r->idx_first) * SD_IDX_SIZE;
 	uint8_t *buf = malloc(len ? len : 1);
 	const char *call = "djmfs_delete_obj";
 	ssize_t n = 0;
 	int err = buf ? 0 : -ENOMEM;
 
-	if (err == 0 && len > 0 && (err = rec_read(r, OBJ_IDX, buf, len, 0)))
+	if (err == 0 && len > 0 &&
+	    (err = rec_read(r, OBJ_IDX, buf, len,
+			    r->idx_first * SD_IDX_SIZE)))
 		goto out; /* logged */
 	if (err == 0)
 		err = djmfs_delete_obj(r->f, r->id[OBJ_IDX]);
@@ -684,9 +696,11 @@ static int rec_load_index(struct sd_rec *r, int64_t mtime_ns)
 			(unsigned long long)(have - keep),
 			(unsigned long long)r->data_end);
 		err = rec_trim(r, keep);
-		r->idx_end = keep * SD_IDX_SIZE;
+		r->idx_end = (keep - r->idx_first) * SD_IDX_SIZE;
+		keep -= r->idx_first;
+		r->idx_first = 0;
 	}
-	if (err < 0 || keep == 0)
+	if (err < 0 || keep == r->idx_first)
 		return err;
 	r->prev_wall = e.wall_ns;
 	if (e.flags & SD_IDX_END)
@@ -709,6 +723,7 @@ static int rec_load(struct sd_rec *r, const struct djmfs_file_info *fi)
 
 	r->data_end = fi->objs[OBJ_DATA].size;
 	r->idx_end = fi->objs[OBJ_IDX].size;
+	r->idx_first = fi->objs[OBJ_IDX].start / SD_IDX_SIZE;
 	r->prev_off = r->data_end;
 	if (r->idx_end % SD_IDX_SIZE)
 		err = -EUCLEAN;
@@ -822,8 +837,18 @@ int sd_rec_open(struct djmfs_client *c, const char *name,
 		return -EINVAL;
 	if (!(r = rec_new(name, opts)))
 		return -ENOMEM;
-	err = djmfs_open(c, name, DJMFS_O_READ | DJMFS_O_WRITE |
-				  DJMFS_O_CREATE, &r->f);
+	/* Retention opens a recording nobody records for the moment of a
+	 * trim: an encoder arriving then waits for it rather than be told
+	 * someone else records. */
+	for (int i = 0; i < REC_BUSY_TRIES; i++) {
+		struct timespec ts = { 0, REC_BUSY_NS };
+
+		err = djmfs_open(c, name, DJMFS_O_READ | DJMFS_O_WRITE |
+					  DJMFS_O_CREATE, &r->f);
+		if (err != -EBUSY)
+			break;
+		nanosleep(&ts, NULL);
+	}
 	if (err < 0) {
 		rec_log(r, err == -EBUSY ? SD_LOG_INFO : SD_LOG_ERROR,
 			"sd_rec_open(%s): djmfs_open: %s", name,
@@ -1089,6 +1114,26 @@ int sd_rec_close(struct sd_rec *r, int64_t wall_ns, struct sd_rec_stats *final)
 	if (final)
 		sd_rec_stats(r, final);
 	rec_free(r);
+	return err;
+}
+
+int sd_rec_retain(struct sd_rec *r, uint64_t data_start, uint64_t idx_start)
+{
+	int err;
+
+	pthread_mutex_lock(&r->api_mu);
+	err = rec_err(r);
+	/* The data first: index entries below the data's start are
+	 * ignored by readers, so a crash between the two leaves a
+	 * recording that plays as after both. */
+	if (err == 0)
+		err = djmfs_trim(r->f, r->id[OBJ_DATA], data_start, NULL);
+	if (err == 0)
+		err = djmfs_trim(r->f, r->id[OBJ_IDX], idx_start, NULL);
+	pthread_mutex_unlock(&r->api_mu);
+	if (err < 0)
+		rec_log(r, SD_LOG_WARN, "sd_rec_retain(%s): %s", r->name,
+			strerror(-err));
 	return err;
 }
 

@@ -85,6 +85,7 @@ struct sd_pub {
 	const char *full;	/* SD_FULL_*: why result is -ENOSPC */
 	uint64_t nospace0;	/* the client's nospace count at open */
 	int listed;		/* on rc->pubs */
+	int evicted;		/* ended by a forced delete (under mu) */
 	struct sd_pub *next;
 };
 
@@ -418,6 +419,16 @@ const char *sd_pub_full(struct sd_pub *p)
 	return full;
 }
 
+int sd_pub_evicted(struct sd_pub *p)
+{
+	int e;
+
+	pthread_mutex_lock(&p->mu);
+	e = p->evicted;
+	pthread_mutex_unlock(&p->mu);
+	return e;
+}
+
 const char *sd_pub_name(const struct sd_pub *p)
 {
 	return p->name;
@@ -469,6 +480,75 @@ void sd_recorder_stop_all(struct sd_recorder *rc)
 		if (p->in)
 			sd_pub_finish(p);
 	pthread_mutex_unlock(&rc->mu);
+}
+
+static struct sd_pub *pub_find(struct sd_recorder *rc, const char *name)
+{
+	struct sd_pub *p = rc->pubs;
+
+	while (p && strcmp(p->name, name) != 0)
+		p = p->next;
+	return p;
+}
+
+int sd_recorder_live(struct sd_recorder *rc, const char *name)
+{
+	int live;
+
+	pthread_mutex_lock(&rc->mu);
+	live = pub_find(rc, name) != NULL;
+	pthread_mutex_unlock(&rc->mu);
+	return live;
+}
+
+int sd_recorder_retain(struct sd_recorder *rc, const char *name,
+		       uint64_t data_start, uint64_t idx_start)
+{
+	struct sd_pub *p;
+	int err = -ENOENT;
+
+	pthread_mutex_lock(&rc->mu);
+	p = pub_find(rc, name);
+	/* Listed, so not closed: holding p->mu keeps it so (pub_close
+	 * needs it) and the list lock can go before the DJMFS calls. */
+	if (p)
+		pthread_mutex_lock(&p->mu);
+	pthread_mutex_unlock(&rc->mu);
+	if (!p)
+		return -ENOENT;
+	if (p->rec)
+		err = sd_rec_retain(p->rec, data_start, idx_start);
+	pthread_mutex_unlock(&p->mu);
+	return err;
+}
+
+int sd_recorder_end(struct sd_recorder *rc, const char *name,
+		    unsigned wait_s)
+{
+	struct timespec until;
+	struct sd_pub *p;
+	int err = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += wait_s;
+	pthread_mutex_lock(&rc->mu);
+	p = pub_find(rc, name);
+	if (!p) {
+		err = -ENOENT;
+	} else {
+		pthread_mutex_lock(&p->mu);
+		p->evicted = 1;
+		pthread_mutex_unlock(&p->mu);
+		if (p->in)
+			sd_pub_finish(p);
+	}
+	/* pub_close takes it off the list, then broadcasts (invariant 2). */
+	while (err == 0 && pub_find(rc, name))
+		if (pthread_cond_timedwait(&rc->cv, &rc->mu, &until) ==
+		    ETIMEDOUT)
+			err = -ETIMEDOUT;
+	pthread_mutex_unlock(&rc->mu);
+	return err;
 }
 
 unsigned sd_recorder_wait(struct sd_recorder *rc,

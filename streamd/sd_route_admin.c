@@ -50,29 +50,15 @@ int sd_apply_knobs(struct sd_daemon *d, const struct sd_knobs *k)
 		sd_log_error(d->log, SD_LOG_INFO, "knobs: A %.1f%% B %.1f%% "
 			     "period %.3f s read %u buffer %u policy %s depth %u "
 			     "profile %s burst %.3f s cors_origins '%s' "
-			     "admission %s ceiling %.2f max_bandwidth %" PRIu64,
+			     "admission %s ceiling %.2f max_bandwidth %" PRIu64
+			     " clip_max_duration %.0f s",
 			     k->a_pct, k->b_pct, (double)k->period_ns / 1e9,
 			     k->read_size, k->buffer_size, k->policy, k->depth,
 			     k->profile, (double)k->burst_ns / 1e9,
 			     k->cors_origins, k->admission,
-			     k->admission_ceiling, k->max_bandwidth);
+			     k->admission_ceiling, k->max_bandwidth,
+			     (double)k->clip_max_duration_ns / 1e9);
 	return err;
-}
-
-struct body {
-	char *p;
-	size_t len;
-	int too_big;
-};
-
-static void body_cleanup(struct sd_req *r)
-{
-	struct body *b = r->priv;
-
-	if (b)
-		free(b->p);
-	free(b);
-	r->priv = NULL;
 }
 
 static enum MHD_Result config_get(struct sd_req *r)
@@ -92,7 +78,7 @@ static enum MHD_Result config_get(struct sd_req *r)
 	return ret;
 }
 
-static enum MHD_Result config_put(struct sd_req *r, struct body *b)
+static enum MHD_Result config_put(struct sd_req *r, struct sd_body *b)
 {
 	struct sd_knobs cur, next;
 	char err[256];
@@ -117,7 +103,8 @@ static enum MHD_Result config_put(struct sd_req *r, struct body *b)
 enum MHD_Result sd_route_config(struct sd_req *r, const char *upload,
 				size_t *upload_size)
 {
-	struct body *b = r->priv;
+	struct sd_body *b;
+	int done;
 
 	if (r->calls == 1) {
 		if (!sd_req_token_ok(r, r->d->cfg.admin_token))
@@ -125,34 +112,14 @@ enum MHD_Result sd_route_config(struct sd_req *r, const char *upload,
 					      "the admin token");
 		if (strcmp(r->method, "PUT") != 0)
 			return config_get(r);
-		b = calloc(1, sizeof(*b));
-		if (!b)
-			return MHD_NO;
-		r->priv = b;
-		r->cleanup = body_cleanup;
-		return MHD_YES;
 	}
 	if (r->status) {
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (*upload_size > 0) {
-		if (b->len + *upload_size > ADMIN_BODY_MAX) {
-			b->too_big = 1;
-		} else {
-			char *p = realloc(b->p, b->len + *upload_size + 1);
-
-			if (!p)
-				return MHD_NO;
-			memcpy(p + b->len, upload, *upload_size);
-			b->p = p;
-			b->len += *upload_size;
-			p[b->len] = '\0';
-		}
-		*upload_size = 0;
-		return MHD_YES;
-	}
-	return config_put(r, b);
+	if (!(b = sd_req_body(r, upload, upload_size, ADMIN_BODY_MAX, &done)))
+		return MHD_NO;
+	return done ? config_put(r, b) : MHD_YES;
 }
 
 /* ------------------------------------------------------------------ */
@@ -204,6 +171,37 @@ static void metric(struct text *t, const char *name, const char *type,
 	    type, name, v);
 }
 
+/* Clips and thumbnails (sd_route_clip.c).  The thumbnails' cost is a
+ * summary of the decoded ones (a cache hit costs a lookup): the seconds
+ * a media worker spent from opening the session to the JPEG. */
+static void media_metrics(struct text *t, struct sd_daemon *d)
+{
+	struct sd_thumb_cache_stats ts;
+
+	sd_thumb_cache_stats(d->thumbs, &ts);
+	metric(t, "streamd_clips_served_total", "counter",
+	       "MP4 clips answered (200).",
+	       (double)atomic_load(&d->clips_served));
+	metric(t, "streamd_clip_bytes_total", "counter",
+	       "Bytes of the MP4 clips answered.",
+	       (double)atomic_load(&d->clip_bytes));
+	metric(t, "streamd_thumbnails_served_total", "counter",
+	       "JPEG thumbnails answered (200), cache hits included.",
+	       (double)atomic_load(&d->thumbs_served));
+	metric(t, "streamd_thumbnail_cache_hits_total", "counter",
+	       "Thumbnails the thumbnail cache answered without a decode.",
+	       (double)ts.hits);
+	metric(t, "streamd_thumbnail_cache_entries", "gauge",
+	       "Thumbnails the thumbnail cache holds.", (double)ts.entries);
+	put(t, "# HELP streamd_thumbnail_seconds Time a media worker took to "
+	    "make a thumbnail (read, decode, scale, encode).\n"
+	    "# TYPE streamd_thumbnail_seconds summary\n"
+	    "streamd_thumbnail_seconds_sum %.9f\n"
+	    "streamd_thumbnail_seconds_count %" PRIu64 "\n",
+	    (double)atomic_load(&d->thumb_ns) / 1e9,
+	    (uint64_t)atomic_load(&d->thumbs_made));
+}
+
 static void admission_metrics(struct text *t, struct sd_daemon *d)
 {
 	struct sd_admit_stats st;
@@ -219,6 +217,38 @@ static void admission_metrics(struct text *t, struct sd_daemon *d)
 	for (int i = 0; i < SD_ADMIT_N; i++)
 		put(t, "streamd_admission_refused_total{reason=\"%s\"} %" PRIu64
 		    "\n", sd_admit_res_names[i], st.refused[i]);
+}
+
+static void retention_metrics(struct text *t, struct sd_daemon *d)
+{
+	struct sd_retain_stats st;
+
+	sd_retain_stats(d, &st);
+	metric(t, "streamd_retention_trims_total", "counter",
+	       "Recording heads trimmed by retention.", (double)st.trims);
+	metric(t, "streamd_trimmed_bytes_total", "counter",
+	       "Recorded bytes retention trimmed.", (double)st.trimmed_bytes);
+	metric(t, "streamd_trimmed_units_total", "counter",
+	       "Volume allocation units retention's trims freed.",
+	       (double)st.trimmed_units);
+	metric(t, "streamd_retention_errors_total", "counter",
+	       "Trims that failed (retried next pass).", (double)st.errors);
+	metric(t, "streamd_held_bytes", "gauge",
+	       "Bytes holds keep that the retention rules would have "
+	       "trimmed, as of the last pass.", (double)st.pinned_bytes);
+	metric(t, "streamd_volume_bytes", "gauge", "The volume's size.",
+	       (double)st.volume_bytes);
+	metric(t, "streamd_volume_free_bytes", "gauge",
+	       "Free bytes of the volume (units readers still hold "
+	       "included), as of the last retention pass.",
+	       (double)st.free_bytes);
+	metric(t, "streamd_volume_reserve_units", "gauge",
+	       "Free units retention keeps: volume_reserve plus what the "
+	       "recorders write before trimmed units come back.",
+	       (double)st.reserve_units);
+	metric(t, "streamd_volume_reserve_short_units", "gauge",
+	       "Units volume_reserve lacked after every cut retention could "
+	       "make (holds, last GOPs).", (double)st.reserve_short_units);
 }
 
 static void http_metrics(struct text *t, struct sd_daemon *d)
@@ -422,7 +452,9 @@ enum MHD_Result sd_route_metrics(struct sd_req *r, const char *upload,
 	       "1: the volume is read-only (its host file system was full "
 	       "when the DJMFS server started); recording gets 507.",
 	       (double)atomic_load(&d->read_only));
+	media_metrics(&t, d);
 	admission_metrics(&t, d);
+	retention_metrics(&t, d);
 	djmfs_repair_metrics(&t, d);
 	http_metrics(&t, d);
 	process_metrics(&t);

@@ -87,12 +87,8 @@ static const struct {
 	{ -EKEYEXPIRED, 403 },
 };
 
-/*
- * Returns 1 when the request may play the stream it names (no play secret,
- * or a valid token for that name), else 0 with the reply queued in *ret:
- * 400 for a bad name, 401 without a token, 403 for a bad or expired one.
- */
-static int play_allowed(struct sd_req *r, enum MHD_Result *ret)
+/* sd_http.h: 1, or 0 with 400, 401 or 403 queued. */
+int sd_play_allowed(struct sd_req *r, enum MHD_Result *ret)
 {
 	const char *secret = r->d->cfg.play_secret;
 	unsigned status = 500;
@@ -116,9 +112,9 @@ static int play_allowed(struct sd_req *r, enum MHD_Result *ret)
 	return 0;
 }
 
-/* The recording the URL names, or an error reply already queued. */
-static int get_stream(struct sd_req *r, struct sd_stream **out,
-		      enum MHD_Result *ret)
+/* sd_http.h: the recording the URL names, or an error reply queued. */
+int sd_play_stream(struct sd_req *r, struct sd_stream **out,
+		   enum MHD_Result *ret)
 {
 	int err;
 
@@ -138,14 +134,15 @@ static int get_stream(struct sd_req *r, struct sd_stream **out,
 }
 
 /*
- * The start argument.  A '+' written unescaped in a query string arrives
- * as a space (form encoding), which would turn "…T10:00:00+01:00" into
- * "…T10:00:00 01:00"; a space past the time of day can only have been
- * that '+', so it is put back.
+ * A start argument (sd_http.h).  A '+' written unescaped in a query string
+ * arrives as a space (form encoding), which would turn "…T10:00:00+01:00"
+ * into "…T10:00:00 01:00"; a space past the time of day can only have
+ * been that '+', so it is put back.
  */
-static int parse_start(struct sd_req *r, struct sd_start *out)
+int sd_play_parse_start(struct sd_req *r, const char *key,
+			struct sd_start *out)
 {
-	const char *arg = sd_req_arg(r, "start");
+	const char *arg = sd_req_arg(r, key);
 	char buf[64];
 	size_t n = arg ? strlen(arg) : 0;
 
@@ -187,15 +184,16 @@ static json_t *stream_summary(const struct sd_stream *s)
 	int64_t span = end > s->start_ns ? end - s->start_ns : 0;
 	/* While recording, over the time so far (the catalog's figure only
 	 * counts up to the newest keyframe). */
+	uint64_t kept = s->data_size - s->data_start;
 	uint64_t bitrate = s->live && span > 0 ?
-		(uint64_t)((double)s->data_size * 8e9 / (double)span) :
-		s->bitrate;
+		(uint64_t)((double)kept * 8e9 / (double)span) : s->bitrate;
 
-	return json_pack("{s:s, s:b, s:o, s:f, s:I, s:I}", "name", s->name,
-			 "live", s->live, "start", iso(s->start_ns),
+	return json_pack("{s:s, s:b, s:o, s:f, s:I, s:I, s:I}", "name",
+			 s->name, "live", s->live, "start", iso(s->start_ns),
 			 "duration", secs(span),
-			 "bytes", (json_int_t)s->data_size,
-			 "bitrate", (json_int_t)bitrate);
+			 "bytes", (json_int_t)kept,
+			 "bitrate", (json_int_t)bitrate,
+			 "start_offset", (json_int_t)s->data_start);
 }
 
 static int list_one(void *arg, struct sd_stream *s)
@@ -283,13 +281,14 @@ enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
-	if (!play_allowed(r, &ret) || get_stream(r, &s, &ret) < 0)
+	if (!sd_play_allowed(r, &ret) || sd_play_stream(r, &s, &ret) < 0)
 		return ret;
 	sd_stream_rdlock(s);
 	o = stream_summary(s);
 	codecs = s->codecs ? json_loads(s->codecs, 0, NULL) : NULL;
 	if (o) {
 		json_object_set_new(o, "end", iso(live_edge(s)));
+		json_object_set_new(o, "created", iso(s->created_ns));
 		json_object_set_new(o, "format", json_string(s->format));
 		json_object_set_new(o, "codecs", codecs ? codecs : json_null());
 		json_object_set_new(o, "connections",
@@ -302,6 +301,16 @@ enum MHD_Result sd_route_detail(struct sd_req *r, const char *upload,
 		json_decref(codecs);
 	}
 	sd_stream_unlock(s);
+	if (o) {
+		/* Read outside the stream's lock: it asks the DJMFS server. */
+		json_t *h = sd_holds_json(r->d, s);
+
+		json_object_set_new(o, "holds", h ? json_incref(
+			json_object_get(h, "holds")) : json_null());
+		json_object_set_new(o, "held_bytes", h ? json_incref(
+			json_object_get(h, "held_bytes")) : json_null());
+		json_decref(h);
+	}
 	sd_stream_put(s);
 	return sd_reply_json(r, o);
 }
@@ -965,40 +974,62 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 /* GET /streams/<name>.ts?start=&duration=                             */
 /* ------------------------------------------------------------------ */
 
+/* sd_http.h: where a start and a duration put a range of @s (stream
+ * read-locked), or an HTTP status with a message. */
+unsigned sd_play_range(const struct sd_stream *s, const struct sd_start *st,
+		       int64_t dur, struct sd_play_range *pr, char *msg,
+		       size_t len)
+{
+	const struct sd_index *ix = &s->index;
+	int64_t t = sd_time_resolve(st, s->start_ns, live_edge(s));
+	ssize_t k = sd_index_seek(ix, t);
+
+	memset(pr, 0, sizeof(*pr));
+	if (k < 0) {
+		snprintf(msg, len, "%s has no keyframe yet", s->name);
+		return 503;
+	}
+	pr->key = (size_t)k;
+	pr->start = ix->e[k].offset;
+	pr->begin_wall = ix->e[k].wall_ns;
+	pr->end = s->live ? SD_END_LIVE : s->data_size;
+	/* Live without a duration: the newest keyframe is as far as a
+	 * range that must end on one can go now. */
+	pr->hold = open_end_hold(ix, pr->key);
+	if (dur > 0) {
+		pr->end_wall = ix->e[k].wall_ns + dur;
+		if (!duration_end(s, pr->key, pr->end_wall, &pr->end)) {
+			pr->end_open = 1;
+			pr->end = SD_END_LIVE;
+		}
+	}
+	if (pr->end != SD_END_LIVE && pr->end <= pr->start) {
+		snprintf(msg, len, "nothing recorded in that range");
+		return 416;
+	}
+	return 200;
+}
+
 /* Resolves the request against the index (stream read-locked): fills pl
  * and *end, or returns an HTTP status with a message. */
 static unsigned play_plan(const struct sd_stream *s, const struct sd_start *st,
 			  int64_t dur, struct play *pl, uint64_t *end,
 			  int64_t *begin_wall, char *msg, size_t len)
 {
-	const struct sd_index *ix = &s->index;
-	int64_t t = sd_time_resolve(st, s->start_ns, live_edge(s));
-	ssize_t k = sd_index_seek(ix, t);
+	struct sd_play_range pr;
+	unsigned status = sd_play_range(s, st, dur, &pr, msg, len);
 
-	if (k < 0) {
-		snprintf(msg, len, "%s has no keyframe yet", s->name);
-		return 503;
-	}
-	pl->key = (size_t)k;
-	pl->start = ix->e[k].offset;
-	*begin_wall = ix->e[k].wall_ns;
-	pl->limit = UINT64_MAX;
-	*end = s->live ? SD_END_LIVE : s->data_size;
-	if (dur > 0) {
-		pl->end_wall = ix->e[k].wall_ns + dur;
-		if (duration_end(s, pl->key, pl->end_wall, end))
-			pl->limit = *end > pl->start ? *end - pl->start : 0;
-		else
-			pl->end_open = 1;
-		pl->hold = open_end_hold(ix, pl->key);
-		*end = pl->end_open ? SD_END_LIVE : *end;
-	}
-	if (*end != SD_END_LIVE && *end <= pl->start) {
-		snprintf(msg, len, "nothing recorded in that range");
-		return 416;
-	}
-	if (*end != SD_END_LIVE) /* known length: a Content-Length */
-		pl->limit = *end - pl->start;
+	if (status != 200)
+		return status;
+	pl->key = pr.key;
+	pl->start = pr.start;
+	pl->end_wall = pr.end_wall;
+	pl->end_open = pr.end_open;
+	pl->hold = pr.hold;
+	*begin_wall = pr.begin_wall;
+	*end = pr.end;
+	/* A known length is a Content-Length. */
+	pl->limit = pr.end == SD_END_LIVE ? UINT64_MAX : pr.end - pr.start;
 	return 200;
 }
 
@@ -1021,9 +1052,9 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 	(void)upload_size;
 	if (r->calls > 1) /* resumed: the open was queued */
 		return play_resume(r, upload_size);
-	if (!play_allowed(r, &ret))
+	if (!sd_play_allowed(r, &ret))
 		return ret;
-	if (parse_start(r, &st) < 0)
+	if (sd_play_parse_start(r, "start", &st) < 0)
 		return sd_reply_error(r, 400, "bad start: seconds behind live "
 				      "(-30), seconds from the start (120) or "
 				      "an ISO-8601 time");
@@ -1031,7 +1062,7 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 		return sd_reply_error(r, 400, "bad duration: seconds > 0");
 	if (burst < 0)
 		return sd_reply_error(r, 400, "bad burst: seconds from 0 to 600");
-	if (get_stream(r, &s, &ret) < 0)
+	if (sd_play_stream(r, &s, &ret) < 0)
 		return ret;
 	pl = calloc(1, sizeof(*pl));
 	if (!pl) {
@@ -1077,7 +1108,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 {
 	struct sd_stream *s;
 	enum MHD_Result ret = MHD_NO;
-	uint64_t size, a = 0, b = 0, bitrate, ino;
+	uint64_t size, a = 0, b = 0, bitrate, ino, first;
 	uint32_t data_id;
 	struct play *pl;
 	int rc;
@@ -1088,10 +1119,11 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	(void)upload_size;
 	if (r->calls > 1) /* resumed: the open was queued */
 		return play_resume(r, upload_size);
-	if (!play_allowed(r, &ret) || get_stream(r, &s, &ret) < 0)
+	if (!sd_play_allowed(r, &ret) || sd_play_stream(r, &s, &ret) < 0)
 		return ret;
 	sd_stream_rdlock(s);
 	size = s->data_size;
+	first = s->data_start;
 	bitrate = s->bitrate;
 	ino = s->ino;
 	data_id = s->data_id;
@@ -1100,6 +1132,11 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	rc = sd_range_parse(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_RANGE),
 			 size, &a, &b);
+	/* Offsets stay those of the whole recording after retention
+	 * trimmed its head: a range that starts in the trimmed part is
+	 * unsatisfiable, and the whole file is what is left. */
+	if (rc > 0 && a < first)
+		rc = -ERANGE;
 	if (rc < 0) {
 		struct MHD_Response *resp = MHD_create_response_from_buffer(
 			0, NULL, MHD_RESPMEM_PERSISTENT);
@@ -1108,13 +1145,13 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
 		return sd_reply(r, 416, resp);
 	}
-	if (size == 0)
+	if (size == first)
 		return sd_reply_text(r, 200, "video/mp2t", "", 0);
 	pl = calloc(1, sizeof(*pl));
 	if (!pl)
 		return MHD_NO;
 	if (rc == 0) {
-		a = 0;
+		a = first;
 		b = size - 1;
 	} else {
 		snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
@@ -1150,7 +1187,7 @@ enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
 
 	(void)upload;
 	(void)upload_size;
-	if (!play_allowed(r, &ret))
+	if (!sd_play_allowed(r, &ret))
 		return ret;
 	if (r->d->cfg.play_secret[0]) {
 		/* checked: digits and hex, nothing to escape */
@@ -1158,13 +1195,13 @@ enum MHD_Result sd_route_hls(struct sd_req *r, const char *upload,
 			 sd_req_arg(r, "expires"), sd_req_arg(r, "sig"));
 		hr.query = query;
 	}
-	if (parse_start(r, &hr.start) < 0)
+	if (sd_play_parse_start(r, "start", &hr.start) < 0)
 		return sd_reply_error(r, 400, "bad start: seconds behind live "
 				      "(-30), seconds from the start (120) or "
 				      "an ISO-8601 time");
 	if (wtext && sd_time_parse_duration(wtext, &hr.window_ns) < 0)
 		return sd_reply_error(r, 400, "bad window: seconds > 0");
-	if (get_stream(r, &s, &ret) < 0)
+	if (sd_play_stream(r, &s, &ret) < 0)
 		return ret;
 	sd_stream_rdlock(s);
 	err = sd_hls_playlist(&s->index, s->data_size, !s->live, s->start_ns,

@@ -152,6 +152,14 @@ enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
 	closed = sd_pub_closed(p, &result, &st);
 	if (closed && *upload_size == 0)
 		return record_answer(r, result, &st);
+	if (closed && sd_pub_evicted(p)) {
+		/* DELETE ?force=1: the recording is going, and the encoder
+		 * is told so the only way left mid-body. */
+		sd_log_error(r->d->log, SD_LOG_INFO, "record %s: deleted by "
+			     "an admin; closing the encoder's connection",
+			     sd_pub_name(p));
+		return MHD_NO;
+	}
 	if (closed) {
 		/* libmicrohttpd takes a response only once the body is in, so
 		 * an upload refused midway (409 from another host, 415, 507)
@@ -166,7 +174,7 @@ enum MHD_Result sd_route_record(struct sd_req *r, const char *upload,
 		sd_log_error(r->d->log, SD_LOG_INFO, "record %s: %s; closing "
 			     "the connection after dropping %llu bytes",
 			     sd_pub_name(p),
-			     strerror(-(result ? result : ESHUTDOWN)),
+			     strerror(result ? -result : ESHUTDOWN),
 			     (unsigned long long)q->dropped);
 		return MHD_NO;
 	}

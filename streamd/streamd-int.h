@@ -167,6 +167,51 @@ int sd_index_append(struct sd_index *ix, const struct sd_idx_entry *e);
  * multiple of SD_IDX_SIZE.  Returns entries added or -EBADMSG/-EINVAL
  * (nothing of a bad buffer is kept). */
 int sd_index_load(struct sd_index *ix, const uint8_t *buf, size_t len);
+/* Drops the entries below data offset @offset (retention trimmed their
+ * bytes); returns how many. */
+size_t sd_index_drop_below(struct sd_index *ix, uint64_t offset);
+
+/* ------------------------------------------------------------------ */
+/* Where retention cuts (sd_retain_plan.c)                             */
+/* ------------------------------------------------------------------ */
+
+struct sd_retain_rules {
+	int64_t retention_ns;	  /* keep this much time; 0: forever */
+	uint64_t retention_bytes; /* keep at most this many bytes; 0: all */
+};
+
+struct sd_retain_rec {
+	/* In: the recording as the catalog has it (entries from data_start
+	 * on), the earliest hold's start (INT64_MAX: none), its rules. */
+	const struct sd_index *ix;
+	uint64_t data_start, data_size;
+	int64_t hold_from;
+	struct sd_retain_rules rules;
+	/* Out: the planned start (a keyframe's offset; data_start when
+	 * nothing is cut) and its entry; whether a hold held a rule back
+	 * and by how many bytes; whether the reserve moved it. */
+	uint64_t cut;
+	size_t cut_entry;
+	int pinned;
+	uint64_t pinned_bytes;
+	int by_reserve;
+};
+
+/* The retention rules of recording @name: the knobs' with its
+ * retention_overrides on top (sd_config.c).  With @name NULL it checks
+ * the overrides only.  0, or -EINVAL with the reason in @err. */
+struct sd_knobs;
+int sd_retention_rules(const struct sd_knobs *k, const char *name,
+		       struct sd_retain_rules *out, char *err, size_t errlen);
+/* Plans @r's cut by its own rules at wall time @now_ns. */
+void sd_retain_rules(struct sd_retain_rec *r, int64_t now_ns);
+/* Moves the cuts of @recs further, oldest moment first, until they free
+ * @need_units more units of @unit bytes (or nothing more can go);
+ * returns the units planned. */
+uint64_t sd_retain_reserve(struct sd_retain_rec *recs, size_t n,
+			   uint64_t need_units, uint64_t unit);
+/* Whole units of @unit bytes @r's planned cut frees. */
+uint64_t sd_retain_units(const struct sd_retain_rec *r, uint64_t unit);
 
 /*
  * Where playback of wall time @t begins: the KEY entry at or before @t;
@@ -296,6 +341,12 @@ struct sd_knobs {
 	char admission[4];	/* "on" or "off" (sd_admit.c) */
 	double admission_ceiling; /* 0..1 of each resource (0.85) */
 	uint64_t max_bandwidth;	/* bits/s; 0: the network is not modelled */
+	uint64_t retention_ns;	/* keep this much time; 0: forever */
+	uint64_t retention_bytes; /* keep at most this many bytes; 0: all */
+	double volume_reserve;	/* percent of the volume kept free (5) */
+	/* "cam1 retention=2m; cam2 retention=7d retention_bytes=10G" */
+	char retention_overrides[2048];
+	uint64_t clip_max_duration_ns; /* longest .mp4 clip (3600 s) */
 };
 
 struct sd_config {
@@ -619,6 +670,10 @@ int sd_rec_close(struct sd_rec *r, int64_t wall_ns,
 		 struct sd_rec_stats *final);
 
 void sd_rec_stats(struct sd_rec *r, struct sd_rec_stats *out);
+/* Retention: the recording now starts at data offset @data_start (a
+ * keyframe's) and its index at byte @idx_start (that keyframe's entry);
+ * what lies below is trimmed from DJMFS.  0 or -errno. */
+int sd_rec_retain(struct sd_rec *r, uint64_t data_start, uint64_t idx_start);
 
 /* ------------------------------------------------------------------ */
 /* Read side: the catalog of recordings (sd_catalog.c)                 */
@@ -630,7 +685,13 @@ struct sd_stream {
 	char name[SD_NAME_MAX + 1];
 	/* under the lock: */
 	int live;		/* a publisher holds the write lock */
-	int64_t start_ns;	/* wall time of the first byte */
+	int64_t start_ns;	/* wall time of the first byte kept: the
+				   recording's start, or after a trim the
+				   first index entry's */
+	int64_t created_ns;	/* the recording's start, trims or not */
+	uint64_t data_start;	/* bytes of "data" below it are trimmed */
+	uint64_t idx_base;	/* index entries trimmed or dropped before
+				   index.e[0] */
 	int64_t end_ns;		/* live: wall time of the newest entry;
 				   finished: its END entry (or newest) */
 	uint64_t data_size;	/* published bytes of "data" */
@@ -665,6 +726,11 @@ void sd_stream_unlock(struct sd_stream *s);
  * refresh_ns says: this node's own recording of it just began or ended,
  * and a player arriving now must see that at once. */
 void sd_catalog_touch(struct sd_catalog *cat, const char *name);
+
+/* The names of the recordings' files, in name order, without opening
+ * them: 0 and an array the caller frees (each name, then the array), or
+ * -errno and none. */
+int sd_catalog_names(struct sd_catalog *cat, char ***names, size_t *n);
 
 /* Calls @fn with every recording, refreshed, in name order (files that
  * are not recordings are skipped). */
@@ -1082,6 +1148,172 @@ void sd_admit_stats(struct sd_admit *a, uint64_t now,
  * one's start included. */
 void sd_admit_viewer_cost(struct sd_admit *a, uint64_t bps,
 			  struct sd_admit_cost *out);
+
+/* ------------------------------------------------------------------ */
+/* Media work: clips and thumbnails (sd_work.c, sd_clip.c, sd_thumb.c) */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The media workers (sd_work.c): SD_WORKERS threads that run jobs too
+ * long for an HTTP thread (a clip's remux, a thumbnail's decode) from a
+ * queue of at most SD_WORK_QUEUE.  Thread-safe.
+ */
+#define SD_WORKERS 2
+#define SD_WORKERS_MAX 16
+#define SD_WORK_QUEUE 64
+
+struct sd_work;
+
+/* A job: @err 0 on a worker; -ESHUTDOWN when the pool stopped before a
+ * worker took it (the job then only answers its caller).  Must not call
+ * back into the pool. */
+typedef void (*sd_work_fn)(void *arg, int err);
+
+/* 0 or -EINVAL / -ENOMEM / -errno of pthread_create (nothing left). */
+int sd_work_new(struct sd_work **out, unsigned threads, size_t queue,
+		const struct sd_logger *log);
+/* Queues @fn(@arg, ...): 0, and it runs exactly once later; -EAGAIN (the
+ * queue is full), -ESHUTDOWN (stopped), -EINVAL or -ENOMEM: it never
+ * runs. */
+int sd_work_submit(struct sd_work *w, sd_work_fn fn, void *arg);
+/* Refuses jobs from now on, runs the queued ones' fn with -ESHUTDOWN
+ * here, and waits until the running ones returned.  NULL: no-op. */
+void sd_work_stop(struct sd_work *w);
+/* Stops (as above), joins the threads and frees.  NULL: no-op. */
+void sd_work_free(struct sd_work *w);
+
+/* Where a remux or a decode takes its MPEG-TS from: @read copies up to
+ * @max bytes to @buf and returns the count, 0 at the end, or -errno
+ * (-ECANCELED: the caller gave up). */
+struct sd_media_src {
+	ssize_t (*read)(void *arg, void *buf, size_t max);
+	void *arg;
+};
+
+/*
+ * An MPEG-TS from @src opened by libavformat through a custom AVIOContext
+ * (sd_media.c), with its streams probed (at most @probesize bytes and
+ * @analyze_us of media; 0: libavformat's defaults).  0 and *@in, or
+ * -errno (sd__av_errno's); sd__media_close(NULL's fields) is a no-op.
+ */
+struct AVFormatContext;
+struct AVIOContext;
+struct sd__media_in {
+	struct AVFormatContext *fc;
+	struct AVIOContext *pb;
+};
+int sd__media_open(const struct sd_media_src *src, int64_t probesize,
+		   int64_t analyze_us, struct sd__media_in *in);
+void sd__media_close(struct sd__media_in *in);
+/* A libav error as -errno: an errno passes as it is, the end of the
+ * input is -ENODATA, bad data -EPROTO, anything else -EIO. */
+int sd__av_errno(int averr);
+
+struct sd_clip_stats {
+	uint64_t out_bytes;	/* of the MP4 */
+	uint64_t packets;	/* written, every stream */
+	uint64_t video_packets;
+	unsigned streams;	/* copied (video and audio) */
+};
+
+/*
+ * Remuxes the MPEG-TS of @src into an MP4 written to @fd (an empty file
+ * open for reading and writing, which libavformat reopens through
+ * /proc/self/fd to move the moov atom to the front: "faststart"), with
+ * no transcoding: video and audio streams are copied (ADTS AAC gets the
+ * aac_adtstoasc filter), other streams are dropped, and timestamps
+ * start at 0.  Returns 0 with *@st filled, or -errno: -EPROTO (not a
+ * stream libavformat reads, or no video or audio in it), -ENODATA (no
+ * packet), @src's error, or libavformat's (as -errno).
+ */
+int sd_clip_remux(const struct sd_media_src *src, int fd,
+		  const struct sd_logger *log, struct sd_clip_stats *st);
+
+/* An unlinked temporary file, open read-write: O_TMPFILE in @dir (NULL:
+ * skipped), else in TMPDIR or /tmp (O_TMPFILE, else mkstemp and unlink
+ * at once).  Returns the descriptor or -errno. */
+int sd_clip_tmpfile(const char *dir);
+
+/* "NAME-YYYYMMDDTHHMMSSZ-Ds.mp4": the clip's first keyframe's UTC time
+ * (@start_ns, to the second) and its length (@dur_ns rounded to whole
+ * seconds, at least 1).  Returns the length written, or -ENAMETOOLONG
+ * when @len is too small (buffers of SD_NAME_MAX + 48 suffice). */
+int sd_clip_filename(const char *name, int64_t start_ns, int64_t dur_ns,
+		     char *buf, size_t len);
+
+/* A thumbnail as JPEG (sd_thumb.c). */
+struct sd_thumb {
+	uint8_t *jpeg;		/* malloc'd (caller frees) */
+	size_t len;
+	unsigned width, height;
+	unsigned packets;	/* video packets it took to get a frame */
+};
+
+#define SD_THUMB_MIN_WIDTH 16
+#define SD_THUMB_MAX_WIDTH 4096
+#define SD_THUMB_MAX_PACKETS 300
+#define SD_THUMB_MAX_BYTES (2u << 20)
+
+/* The size a thumbnail of a @sw x @sh picture gets: @want wide (0: the
+ * picture's own size) with the aspect kept and an even height (at
+ * least 2). */
+void sd_thumb_size(unsigned sw, unsigned sh, unsigned want, unsigned *w,
+		   unsigned *h);
+
+/*
+ * Decodes the first video frame of the MPEG-TS in @src (which starts at
+ * a keyframe), reading at most @max_packets video packets, scales it
+ * (sd_thumb_size with @width) and encodes it as a baseline JPEG
+ * (YUVJ420P).  Returns 0 and *@out, or -errno: -EPROTO (no video stream
+ * that libavcodec decodes), -ENODATA (no frame within the bound),
+ * @src's error, or libav's.
+ */
+int sd_thumb_make(const struct sd_media_src *src, unsigned width,
+		  unsigned max_packets, const struct sd_logger *log,
+		  struct sd_thumb *out);
+
+/*
+ * Thumbnails kept in memory (sd_thumb_cache.c), by recording (ino and
+ * data object), keyframe offset and width, least recently used first to
+ * go once more than @max_entries or @max_bytes of JPEG are held: a
+ * scrubbing player asks for the same keyframes again and again.
+ * DATA objects never change below their published size and inos are
+ * never reused, so an entry is never stale.  Thread-safe.
+ */
+struct sd_thumb_cache;
+
+struct sd_thumb_key {
+	uint64_t ino;
+	uint32_t data_id;
+	uint64_t offset;	/* of the keyframe */
+	unsigned width;		/* asked for; 0: the stream's own */
+};
+
+struct sd_thumb_cache_stats {
+	uint64_t entries, bytes;
+	uint64_t hits, misses, evictions;
+};
+
+#define SD_THUMB_CACHE_ENTRIES 256
+#define SD_THUMB_CACHE_BYTES (16u << 20)
+
+int sd_thumb_cache_new(struct sd_thumb_cache **out, size_t max_entries,
+		       size_t max_bytes);
+void sd_thumb_cache_free(struct sd_thumb_cache *c); /* NULL: no-op */
+/* 1 and a malloc'd copy of the JPEG in *@jpeg, *@len (caller frees), the
+ * entry now the most recently used; 0 when not held (-ENOMEM counts as
+ * not held).  Counts a hit or a miss. */
+int sd_thumb_cache_get(struct sd_thumb_cache *c,
+		       const struct sd_thumb_key *k, uint8_t **jpeg,
+		       size_t *len);
+/* Keeps a copy (replacing one of the same key), evicting the least
+ * recently used down to the budget; one larger than the whole budget is
+ * not kept.  0 or -ENOMEM. */
+int sd_thumb_cache_put(struct sd_thumb_cache *c,
+		       const struct sd_thumb_key *k, const uint8_t *jpeg,
+		       size_t len);
+void sd_thumb_cache_stats(struct sd_thumb_cache *c,
+			  struct sd_thumb_cache_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* Logs (sd_log.c)                                                     */

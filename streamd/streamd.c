@@ -4,8 +4,8 @@
  * file, then flags), logs (and the one place streamd's logger meets
  * libdjmfs's log hook), the DJMFS side (embedded: a volume file in the
  * data directory and the DJMFS server on a thread of this process;
- * cluster: an external djmfsd), the catalog, the pump and the HTTP front
- * end.  Signals are taken by sigwait on the main thread: SIGHUP reopens
+ * cluster: an external djmfsd), the catalog, the pump, the media workers
+ * and the thumbnail cache, and the HTTP front end.  Signals are taken by sigwait on the main thread: SIGHUP reopens
  * the logs, SIGTERM and SIGINT stop cleanly (recordings in progress drain
  * and close before the process exits).
  */
@@ -333,6 +333,10 @@ static int connect_djmfs(struct sd_daemon *d, const struct embedded *e)
 		.inject_eio_every = d->cfg.inject_eio_every,
 		.secret = e->secret,
 		.secret_len = e->secret_len,
+		/* Units a recorder holds ahead are not free for anyone
+		 * else: 4 (8 s of a 4 Mbit/s camera) rather than 16 keep
+		 * the room volume_reserve counts on really free. */
+		.reserve_aus = SD_RESERVE_AUS,
 	};
 	int err;
 
@@ -479,9 +483,17 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 		err = sd_pump_new(&d->pump, d->client, &d->knobs, &d->logger,
 				  &po);
 	if (err == 0)
+		err = sd_work_new(&d->work, SD_WORKERS, SD_WORK_QUEUE,
+				  &d->logger);
+	if (err == 0)
+		err = sd_thumb_cache_new(&d->thumbs, SD_THUMB_CACHE_ENTRIES,
+					 SD_THUMB_CACHE_BYTES);
+	if (err == 0)
 		err = sd_recorder_new(&d->recorder, d);
 	if (err == 0)
 		err = sd_capacity_start(d);
+	if (err == 0)
+		err = sd_retain_start(d);
 	if (err == 0)
 		err = sd_http_start(d);
 	if (err == 0) {
@@ -489,7 +501,11 @@ static int run(struct sd_daemon *d, const sigset_t *set)
 		wait_for_stop(d, set);
 		sd_http_stop(d, STOP_GRACE_NS);
 	}
+	sd_retain_stop(d);
 	sd_recorder_free(d->recorder);
+	/* Before the pump: a job still running closes its session. */
+	sd_work_free(d->work);
+	sd_thumb_cache_free(d->thumbs);
 	sd_capacity_stop(d);
 	sd_pump_free(d->pump);
 	sd_cache_free(d->cache);
@@ -528,6 +544,7 @@ int main(int argc, char **argv)
 	d.knobs = d.cfg.knobs;
 	pthread_mutex_init(&d.mu, NULL);
 	pthread_mutex_init(&d.knobs_mu, NULL);
+	pthread_mutex_init(&d.holds_mu, NULL);
 	/* Every thread started from here on inherits the mask, so only
 	 * sigwait sees these signals. */
 	sigemptyset(&set);
@@ -542,6 +559,7 @@ int main(int argc, char **argv)
 		     err < 0 ? strerror(-err) : "");
 	sd_log_close(d.log);
 	pthread_mutex_destroy(&d.knobs_mu);
+	pthread_mutex_destroy(&d.holds_mu);
 	pthread_mutex_destroy(&d.mu);
 	return err < 0 ? 1 : 0;
 }

@@ -616,7 +616,8 @@ static void stat_reply(void *arg, int status, const struct djmfs__msg *m)
 		o->attrs = s->objs[i].attrs;
 		memcpy(o->name, s->objs[i].name, sizeof(o->name));
 		o->size = s->objs[i].size;
-		o->n_extents = s->objs[i].ext_total;
+		o->n_extents = s->objs[i].ext_total - s->objs[i].ext_first;
+		o->start = s->objs[i].start;
 		fi->size += o->size;
 	}
 }

@@ -27,6 +27,7 @@ static const step_fn steps[ST_MAX] = {
 	[ST_PUBLISHED] = djmfs__p_published,
 	[ST_READ] = djmfs__r_read,
 	[ST_R_VERIFY] = djmfs__r_verify,
+	[ST_R_RESYNC] = djmfs__r_resync,
 	[ST_SNAP] = djmfs__s_snap,
 	[ST_UNLOCK] = djmfs__s_unlock,
 	[ST_OBJ] = djmfs__o_obj,

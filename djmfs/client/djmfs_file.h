@@ -28,10 +28,15 @@
  *   PUBLISHED    p_published    DONE
  *   READ         r_read         R_VERIFY   (after the device reads) | DONE
  *   R_VERIFY     r_verify       R_VERIFY   (after re-reading a cblock
- *                               that failed its sum) | DONE
+ *                               that failed its sum) | R_RESYNC (it
+ *                               failed again, on an unfrozen reader's
+ *                               image, the first time) | DONE
+ *   R_RESYNC     r_resync       DONE       (after SYNC_SNAP: -ENODATA
+ *                               when the failed bytes are now trimmed)
  *   SNAP         s_snap         DONE       (after SYNC_SNAP / LOCK_SNAP)
  *   UNLOCK       s_unlock       DONE       (after UNLOCK_SNAP)
- *   OBJ          o_obj          DONE       (after CREATE/DELETE/SET_ATTR)
+ *   OBJ          o_obj          DONE       (after CREATE/DELETE/SET_ATTR/
+ *                               TRIM)
  *
  * Invariants:
  *  1. Only the operation at the head of the FIFO runs; while its
@@ -75,13 +80,23 @@
  *     A handle the restore could not bring back (f->lost_err) fails
  *     every operation that has not finished.
  *
- * 10. o->ext_at[i] for i < o->n_at equals the sum of the lengths of
- *     extents 0 .. i-1.  Whatever changes extent j (its offset or
- *     length), appends after it or drops it calls djmfs__ext_changed(o,
- *     j) first, which forgets the offsets past j; offsets up to j stay,
- *     as they depend only on the extents before.  An image's extents
- *     below img_n_ext - 1 are the staged map's (invariant 3), so one set
- *     of offsets serves both views.
+ * 10. o->ext_at[i] for ext_first <= i < o->n_at equals first_at plus the
+ *     sum of the lengths of extents ext_first .. i-1.  Whatever changes
+ *     extent j (its offset or length), appends after it or drops it
+ *     calls djmfs__ext_changed(o, j) first, which forgets the offsets
+ *     past j; offsets up to j stay, as they depend only on the extents
+ *     before.  An image's extents below img_n_ext - 1 are the staged
+ *     map's (invariant 3), so one set of offsets serves both views.
+ * 11. A trimmed object (djmfs_trim, or an image from the server with a
+ *     start) keeps the server's absolute indices: its map is extents
+ *     ext_first .. n_ext - 1, the first beginning at object offset
+ *     first_at <= start, and its sums are those of cblocks ck_first on;
+ *     extents below ext_first are never read.  Sums, 16 per MiB, are
+ *     what a long recording's image is mostly made of: ck[0] is cblock
+ *     ck_off's, with ck_off <= ck_first, and a snapshot that moves
+ *     ck_first moves the kept sums down to it (ck_off = ck_first).  No read returns bytes
+ *     below start (-ENODATA): their units may already hold another
+ *     file's data.
  *
  * The handle layer never calls up into recovery: it only records what a
  * restore needs (stale by generation, parked operations, lost_err) and
@@ -98,6 +113,7 @@
 int djmfs__file_stale(const struct djmfs_file *f);
 
 #define ALL_OBJS UINT32_MAX
+
 #define BLK ((uint64_t)DJMFS_BLOCK)
 
 static inline uint64_t blk_down(uint64_t v)
@@ -144,15 +160,26 @@ struct cobj {
 	 * img_size, the staged state n_ck and run_ck (the CRC of bytes
 	 * [n_ck * CK_BLOCK, size), chained as appends commit).  With
 	 * DJMFS_OBJ_CK_GAP in ck_flags the sums stopped at n_ck. */
-	uint32_t *ck;
-	uint32_t ck_cap;
+	uint32_t *ck;	 /* ck[k - ck_off] is cblock k's (invariant 11) */
+	uint32_t ck_cap; /* entries, from ck_off */
+	uint32_t ck_off;
 	uint32_t img_n_ck, img_last_ck, img_ck_flags;
 	uint32_t n_ck, run_ck, ck_flags;
 	/* Reconnecting: unpublished bytes [salv_off, salv_off + salv_len)
 	 * read back from the volume, to be rewritten to new units. */
 	uint8_t *salv;
 	uint64_t salv_off, salv_len;
+	/* Trimmed (invariant 11), the image's and the staged state's
+	 * alike: a trim is not staged, it is applied when acknowledged. */
+	uint64_t start, first_at;
+	uint32_t ext_first, ck_first;
 };
+
+/* The sum of complete cblock @k of @o (ck_first <= k < n_ck). */
+static inline uint32_t djmfs__ck_get(const struct cobj *o, uint32_t k)
+{
+	return o->ck[k - o->ck_off];
+}
 
 enum step_state {
 	ST_DONE,
@@ -165,6 +192,7 @@ enum step_state {
 	ST_PUBLISHED,
 	ST_READ,
 	ST_R_VERIFY,
+	ST_R_RESYNC,
 	ST_SNAP,
 	ST_UNLOCK,
 	ST_OBJ,
@@ -226,6 +254,8 @@ struct fop {
 	struct vrange *vr;
 	uint32_t n_vr, vr_cap;
 	int reread;	     /* R_VERIFY: the failed cblocks were read again */
+	int resynced;	     /* R_RESYNC ran: a failure now is final */
+	uint64_t *start_out; /* TRIM: the object's start after it */
 	/* Frees what a step's module hung on the op (NULL: nothing); run
 	 * by djmfs__op_free, so the FIFO needs to know no step's state. */
 	void (*cleanup)(struct fop *op);
@@ -311,6 +341,7 @@ enum step_ret djmfs__p_published(struct fop *op);
 /* djmfs_read.c */
 enum step_ret djmfs__r_read(struct fop *op);
 enum step_ret djmfs__r_verify(struct fop *op);
+enum step_ret djmfs__r_resync(struct fop *op);
 
 /* djmfs_snap.c */
 int djmfs__frozen(const struct djmfs_file *f);

@@ -77,8 +77,11 @@ void djmfs__ext_changed(struct cobj *o, uint32_t j)
  * extent, as only those appended or changed since are summed again. */
 static void ext_at_upto(struct cobj *o, uint32_t n)
 {
-	for (uint32_t i = o->n_at; i < n; i++) {
-		o->ext_at[i] = i ? o->ext_at[i - 1] + o->ext[i - 1].len : 0;
+	uint32_t i = o->n_at > o->ext_first ? o->n_at : o->ext_first;
+
+	for (; i < n; i++) {
+		o->ext_at[i] = i > o->ext_first ?
+			o->ext_at[i - 1] + o->ext[i - 1].len : o->first_at;
 		o->map_steps++;
 	}
 	if (n > o->n_at)
@@ -115,17 +118,18 @@ uint64_t djmfs__map_bytes(struct cobj *o)
 {
 	uint32_t n = o->n_ext;
 
-	if (n == 0)
-		return 0;
+	if (n <= o->ext_first)
+		return o->first_at;
 	ext_at_upto(o, n);
 	return o->ext_at[n - 1] + o->ext[n - 1].len;
 }
 
-/* The last of the first @n extents that begins at or before @lo (0 when
- * none does): a binary search over ext_at, known up to @n. */
+/* The last of the extents ext_first .. @n - 1 that begins at or before
+ * @lo (ext_first when none does): a binary search over ext_at, known up
+ * to @n. */
 static uint32_t ext_find(struct cobj *o, uint32_t n, uint64_t lo)
 {
-	uint32_t a = 0, b = n; /* the answer is in [a, b) */
+	uint32_t a = o->ext_first, b = n; /* the answer is in [a, b) */
 
 	while (b - a > 1) {
 		uint32_t m = a + (b - a) / 2;
@@ -146,11 +150,11 @@ static uint32_t ext_find(struct cobj *o, uint32_t n, uint64_t lo)
 int djmfs__map_range(struct cobj *o, int img, uint64_t lo,
 		     uint64_t hi, struct seg **out, uint32_t *n_out)
 {
-	uint32_t n = img ? o->img_n_ext : o->n_ext, cnt = 0, i = 0;
+	uint32_t n = img ? o->img_n_ext : o->n_ext, cnt = 0, i = n;
 	uint64_t pos = 0;
 	struct seg *v = NULL;
 
-	if (n > 0) {
+	if (n > o->ext_first) {
 		ext_at_upto(o, n);
 		i = ext_find(o, n, lo);
 		pos = o->ext_at[i];
@@ -200,9 +204,27 @@ void djmfs__fill_info(struct djmfs_file *f, struct djmfs_file_info *out)
 		oi->attrs = o->attrs;
 		memcpy(oi->name, o->name, sizeof(oi->name));
 		oi->size = o->img_size;
-		oi->n_extents = o->img_n_ext;
+		oi->n_extents = o->img_n_ext - o->ext_first;
+		oi->start = o->start;
 		out->size += o->img_size;
 	}
+}
+
+/* The first sum @o keeps after @so (@fresh: @o is new): the server's
+ * first (where a map sent afresh starts), raised to the start's cblock
+ * (never past the sums the image has). */
+static uint32_t snap_ck_first(const struct cobj *o,
+			      const struct djmfs__snap_obj *so, int fresh)
+{
+	uint32_t ck = (uint32_t)(so->start >> DJMFS_CK_SHIFT);
+	uint32_t n_ck = so->ck_base + so->ck.n;
+	uint32_t first = fresh ? 0 : o->ck_first;
+
+	if (so->ck_base > (fresh ? 0 : o->img_n_ck))
+		first = so->ck_base;
+	if (ck > n_ck)
+		ck = n_ck;
+	return ck > first ? ck : first;
 }
 
 /* Pass 1 of applying a snapshot: everything that can fail.  nw[i] is the
@@ -219,12 +241,19 @@ static int snap_prepare(struct djmfs_file *f, const struct djmfs__snap *s,
 		if (!o && !(o = calloc(1, sizeof(*o))))
 			return -ENOMEM;
 		nw[i] = o;
-		if (so->ext_base > (fresh[i] ? 0 : o->img_n_ext) ||
-		    so->ck_base > (fresh[i] ? 0 : o->img_n_ck) ||
-		    (uint64_t)so->ck_base + so->ck.n > UINT32_MAX)
-			return -EBADMSG; /* a delta against what we lack */
+		/* A delta against what we lack, unless it starts the map
+		 * (or the sums) afresh at the first the server keeps. */
+		if ((so->ext_base > (fresh[i] ? 0 : o->img_n_ext) &&
+		     so->ext_base != so->ext_first) ||
+		    (so->ck_base > (fresh[i] ? 0 : o->img_n_ck) &&
+		     so->ck_base > so->start >> DJMFS_CK_SHIFT) ||
+		    (!fresh[i] && so->start < o->start) ||
+		    (uint64_t)so->ck_base + so->ck.n > UINT32_MAX ||
+		    snap_ck_first(o, so, fresh[i]) > so->ck_base + so->ck.n)
+			return -EBADMSG;
 		if (djmfs__ext_reserve(o, so->ext_total) < 0 ||
-		    djmfs__ck_reserve(o, so->ck_base + so->ck.n) < 0)
+		    djmfs__ck_reserve(o, so->ck_base + so->ck.n -
+					 snap_ck_first(o, so, fresh[i])) < 0)
 			return -ENOMEM;
 		/* META bytes come whole, or not at all when unchanged. */
 		if ((so->attrs & DJMFS_ATTR_META) && so->size > 0 &&
@@ -240,6 +269,27 @@ static int snap_prepare(struct djmfs_file *f, const struct djmfs__snap *s,
 	return 0;
 }
 
+/* Pass 2's trims: the firsts @o keeps after @so (invariant 11).  The
+ * sums it keeps move down to ck[0]; those below the new first, and all it
+ * held before a gap, go. */
+static void snap_firsts(struct cobj *o, const struct djmfs__snap_obj *so)
+{
+	uint32_t ck = snap_ck_first(o, so, 0);
+
+	/* Offsets known past the new first extent stay right (invariant
+	 * 10); a map sent afresh from it has none yet. */
+	if (so->ext_base > o->img_n_ext)
+		o->n_at = 0;
+	o->ext_first = so->ext_first;
+	o->first_at = so->first_at;
+	if (so->ck_base <= o->img_n_ck && ck > o->ck_off &&
+	    so->ck_base > ck)
+		memmove(o->ck, o->ck + (ck - o->ck_off),
+			(size_t)(so->ck_base - ck) * sizeof(*o->ck));
+	o->ck_first = o->ck_off = ck;
+	o->start = so->start;
+}
+
 /* Pass 2: cannot fail. */
 static void snap_commit_obj(struct cobj *o, const struct djmfs__snap_obj *so,
 			    uint8_t *meta)
@@ -247,11 +297,14 @@ static void snap_commit_obj(struct cobj *o, const struct djmfs__snap_obj *so,
 	o->id = so->id;
 	o->attrs = so->attrs;
 	memcpy(o->name, so->name, sizeof(o->name));
+	snap_firsts(o, so);
 	djmfs__ext_changed(o, so->ext_base);
 	for (uint32_t k = 0; k < so->ext.n; k++)
 		o->ext[so->ext_base + k] = djmfs__extv_at(so->ext, k);
 	for (uint32_t k = 0; k < so->ck.n; k++)
-		o->ck[so->ck_base + k] = djmfs__ckv_at(so->ck, k);
+		if (so->ck_base + k >= o->ck_off)
+			o->ck[so->ck_base + k - o->ck_off] =
+				djmfs__ckv_at(so->ck, k);
 	o->n_ck = o->img_n_ck = so->ck_base + so->ck.n;
 	o->run_ck = o->img_last_ck = so->last_ck;
 	o->ck_flags = o->img_ck_flags = so->ck_flags;

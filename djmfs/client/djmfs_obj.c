@@ -1,8 +1,8 @@
 /*
- * Object calls of a file handle: CREATE_OBJ, DELETE_OBJ and SET_ATTR as
- * the OBJ step of the FIFO (the reply applied to the staged state), and
- * the object API (create, delete, find, attributes, the object pointer
- * that appends follow).
+ * Object calls of a file handle: CREATE_OBJ, DELETE_OBJ, SET_ATTR and
+ * TRIM as the OBJ step of the FIFO (the reply applied to the staged
+ * state), and the object API (create, delete, trim, find, attributes,
+ * the object pointer that appends follow).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,7 +17,17 @@
 /* Object calls                                                         */
 /* ------------------------------------------------------------------ */
 
-/* Under f->mu: applies a CREATE_OBJ / DELETE_OBJ / SET_ATTR reply. */
+/* Under f->mu: a TRIM's start on @o (image and staged state alike).
+ * The map keeps its extents and sums: reads below the start are refused
+ * (invariant 11), and the next snapshot from the server drops them. */
+static void trim_apply(struct cobj *o, uint64_t start)
+{
+	if (start > o->start)
+		o->start = start;
+}
+
+/* Under f->mu: applies a CREATE_OBJ / DELETE_OBJ / SET_ATTR / TRIM
+ * reply (for TRIM, op->off is the start the server answered). */
 int djmfs__obj_apply(struct fop *op, uint32_t id)
 {
 	struct djmfs_file *f = op->f;
@@ -44,6 +54,12 @@ int djmfs__obj_apply(struct fop *op, uint32_t id)
 			f->objs[i]->attrs = op->attrs;
 			return 0;
 		}
+		if (op->rpc_op == DJMFS_OP_TRIM) {
+			trim_apply(f->objs[i], op->off);
+			if (op->start_out)
+				*op->start_out = f->objs[i]->start;
+			return 0;
+		}
 		djmfs__cobj_free(f->objs[i]);
 		memmove(&f->objs[i], &f->objs[i + 1],
 			(--f->n_objs - i) * sizeof(f->objs[0]));
@@ -60,7 +76,11 @@ static void obj_reply(void *arg, int status, const struct djmfs__msg *m)
 	struct djmfs_file *f = op->f;
 
 	pthread_mutex_lock(&f->mu);
-	if (status == 0) {
+	if (status == 0 && op->rpc_op == DJMFS_OP_TRIM) {
+		f->version = m->u.trim_resp.version;
+		op->off = m->u.trim_resp.start;
+		status = djmfs__obj_apply(op, op->obj_id);
+	} else if (status == 0) {
 		f->version = m->u.obj_resp.version;
 		status = djmfs__obj_apply(op, m->u.obj_resp.obj_id);
 	}
@@ -77,6 +97,10 @@ enum step_ret djmfs__o_obj(struct fop *op)
 		req.u.create_obj_req.handle = op->f->handle;
 		req.u.create_obj_req.attrs = op->attrs;
 		memcpy(req.u.create_obj_req.name, op->name, sizeof(op->name));
+	} else if (op->rpc_op == DJMFS_OP_TRIM) {
+		req.u.trim_req.handle = op->f->handle;
+		req.u.trim_req.obj_id = op->obj_id;
+		req.u.trim_req.start = op->off;
 	} else {
 		req.u.obj_req.handle = op->f->handle;
 		req.u.obj_req.obj_id = op->obj_id;
@@ -152,6 +176,24 @@ int djmfs_delete_obj(struct djmfs_file *f, uint32_t id)
 	int err = djmfs__writer_ok(f, "djmfs_delete_obj");
 
 	return err < 0 ? err : obj_call(f, DJMFS_OP_DELETE_OBJ, id, 0);
+}
+
+int djmfs_trim(struct djmfs_file *f, uint32_t id, uint64_t start,
+	       uint64_t *new_start)
+{
+	struct fop *op;
+	int err = djmfs__writer_ok(f, "djmfs_trim");
+
+	if (err < 0)
+		return err;
+	op = djmfs__op_new(f, ST_OBJ, NULL, NULL);
+	if (!op)
+		return -ENOMEM;
+	op->rpc_op = DJMFS_OP_TRIM;
+	op->obj_id = id;
+	op->off = start;
+	op->start_out = new_start;
+	return (int)djmfs__op_run(op);
 }
 
 int djmfs_find_obj(struct djmfs_file *f, const char *name, uint32_t *id_out)

@@ -12,6 +12,16 @@
  * -EIO, logged once per cblock, and none of its bytes reach the caller.
  * The expected sums are copied when the read is planned, so a snapshot
  * moving on meanwhile cannot change what a read is checked against.
+ *
+ * A trimmed object (djmfs_trim) has no bytes below its start: a read
+ * that reaches below it fails with -ENODATA.  The cblock holding the
+ * start, when the start is inside it, is read unverified from the start
+ * on, as the bytes its sum covers below the start may sit in units that
+ * were freed and reused.  A reader that is not frozen may hold an image
+ * older than a trim, whose units were reused since: its read then fails
+ * its sums, and before -EIO the handle moves to the latest snapshot once
+ * (R_RESYNC); if the failed bytes are now below the start, the read
+ * fails with -ENODATA instead.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -68,8 +78,10 @@ static void stat_add(struct fop *op, uint64_t *field, uint64_t n)
  * 0 when it has none (an object whose sums stopped). */
 static int img_sum(const struct cobj *o, uint64_t k, uint32_t *want)
 {
+	if (k < o->ck_first || k * CKB < o->start)
+		return 0; /* trimmed, or partly so: see the head comment */
 	if (k < o->img_n_ck) {
-		*want = o->ck[k];
+		*want = djmfs__ck_get(o, (uint32_t)k);
 		return 1;
 	}
 	if ((o->img_ck_flags & DJMFS_OBJ_CK_GAP) || k != o->img_n_ck ||
@@ -149,11 +161,17 @@ static int plan_checked(struct fop *op, struct cobj *o, uint8_t *buf,
 	return err;
 }
 
+/* The first cblock boundary at or past @v. */
+static uint64_t blk_cb_up(uint64_t v)
+{
+	return (v + CKB - 1) / CKB * CKB;
+}
+
 /* Plans the read of image bytes [off, off+len) of @o into @buf. */
 static int read_obj(struct fop *op, struct cobj *o, uint8_t *buf,
 		    uint64_t off, uint64_t len)
 {
-	uint32_t n = 0, want;
+	uint32_t n = 0, cnt = 0, want;
 	struct seg *s;
 	int err = 0, any = 0;
 
@@ -162,6 +180,25 @@ static int read_obj(struct fop *op, struct cobj *o, uint8_t *buf,
 			memcpy(buf, o->img_meta + off, len);
 		return 0;
 	}
+	if (len && off < o->start)
+		return -ENODATA;
+	if (o->start % CKB && off < blk_cb_up(o->start)) {
+		/* The start's own cblock: unverified (head comment). */
+		uint64_t n = blk_cb_up(o->start) - off;
+
+		if (n > len)
+			n = len;
+		stat_add(op, &op->f->c->csum.csum_unverified_bytes, n);
+		s = plan_io(op, o, buf, off, off + n, &cnt, &err);
+		free(s);
+		if (err < 0)
+			return err;
+		buf += n;
+		off += n;
+		len -= n;
+	}
+	if (!len)
+		return 0;
 	/* Without data I/O (DJMFS_CLIENT_NO_DATA_IO) there is nothing to
 	 * check. */
 	for (uint64_t k = off / CKB; len && k * CKB < off + len && !any &&
@@ -315,6 +352,11 @@ enum step_ret djmfs__r_verify(struct fop *op)
 		op->reread = 1;
 		return djmfs__io_start(op);
 	}
+	if (err == -EIO && !op->resynced &&
+	    !(op->f->oflags & DJMFS_O_WRITE)) {
+		op->state = ST_R_RESYNC;
+		return STEP_GO;
+	}
 	if (err < 0)
 		return djmfs__op_failed(op, err);
 	for (uint32_t j = 0; j < op->n_vr; j++) {
@@ -325,6 +367,63 @@ enum step_ret djmfs__r_verify(struct fop *op)
 	}
 	op->state = ST_DONE;
 	return STEP_GO;
+}
+
+/* Under f->mu: do the cblocks of @op that failed their sums lie, in part,
+ * below their object's start as the handle now sees it? */
+static int failed_trimmed(struct fop *op)
+{
+	for (uint32_t j = 0; j < op->n_vr; j++) {
+		const struct vrange *v = &op->vr[j];
+		const struct cobj *o = djmfs__obj_find(op->f, v->obj_id);
+
+		for (uint32_t i = 0; i < v->n_ck; i++)
+			if (v->st[i] == CK_BAD &&
+			    (!o || v->lo + i * CKB < o->start))
+				return 1;
+	}
+	return 0;
+}
+
+static void resync_reply(void *arg, int status, const struct djmfs__msg *m)
+{
+	struct fop *op = arg;
+	struct djmfs_file *f = op->f;
+
+	pthread_mutex_lock(&f->mu);
+	if (status == 0)
+		status = djmfs__apply_snap(f, &m->u.snap_resp);
+	status = status == 0 && failed_trimmed(op) ? -ENODATA : -EIO;
+	pthread_mutex_unlock(&f->mu);
+	djmfs__op_wake(op, status);
+}
+
+/* The read failed its sums on an image that may be older than a trim:
+ * the latest snapshot tells (a frozen image stays, and fails -EIO). */
+enum step_ret djmfs__r_resync(struct fop *op)
+{
+	struct djmfs_file *f = op->f;
+	struct djmfs__msg *req = calloc(1, sizeof(*req));
+	enum step_ret ret;
+	int frozen;
+
+	op->resynced = 1;
+	op->state = ST_DONE;
+	if (!req)
+		return djmfs__op_failed(op, -EIO);
+	pthread_mutex_lock(&f->mu);
+	frozen = djmfs__frozen(f);
+	djmfs__fill_known(f, &req->u.snap_req.known);
+	pthread_mutex_unlock(&f->mu);
+	if (frozen) {
+		free(req);
+		return djmfs__op_failed(op, -EIO);
+	}
+	req->h.op = DJMFS_OP_SYNC_SNAP;
+	req->u.snap_req.handle = f->handle;
+	ret = djmfs__op_rpc(op, req, resync_reply, ST_R_RESYNC);
+	free(req);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ */

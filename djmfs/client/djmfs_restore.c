@@ -160,11 +160,11 @@ static int io_wait(struct djmfs_client *c, enum iosched_op rw,
 static uint64_t keep_bytes(const struct djmfs_client *c, const struct cobj *o)
 {
 	struct djmfs_extent e;
-	uint64_t pub = 0, end, au = c->au_size;
+	uint64_t pub = o->first_at, end, au = c->au_size;
 
-	if (o->img_n_ext == 0)
-		return 0;
-	for (uint32_t i = 0; i < o->img_n_ext; i++)
+	if (o->img_n_ext <= o->ext_first)
+		return o->first_at;
+	for (uint32_t i = o->ext_first; i < o->img_n_ext; i++)
 		pub += djmfs__img_ext(o, i).len;
 	e = djmfs__img_ext(o, o->img_n_ext - 1);
 	end = e.offset + e.len;
@@ -186,7 +186,9 @@ static int salvage_sums_ok(const struct cobj *o, const uint8_t *buf,
 	if (hi > o->size)
 		hi = o->size;
 	for (uint64_t k = (lo + cb - 1) / cb; (k + 1) * cb <= hi; k++)
-		if (djmfs__crc32c(0, buf + (k * cb - lo), cb) != o->ck[k])
+		if (k >= o->ck_first &&
+		    djmfs__crc32c(0, buf + (k * cb - lo), cb) !=
+			    djmfs__ck_get(o, (uint32_t)k))
 			return 0;
 	if (o->size % cb && part >= lo && part < hi &&
 	    djmfs__crc32c(0, buf + (part - lo), o->size - part) != o->run_ck)
@@ -286,16 +288,28 @@ static int mapcur_fill(struct mapcur *m)
 }
 
 /* Do our map (image or staged) and the server's cover the same bytes of
- * the volume in the same order, however they are cut into extents? */
+ * the volume in the same order, however they are cut into extents?  A
+ * trimmed map is compared from where the server's begins (first_at). */
 static int same_map(const struct cobj *o, int img,
 		    const struct djmfs__snap_obj *so)
 {
-	struct mapcur a = { o, img, { NULL, 0 }, 0,
+	struct mapcur a = { o, img, { NULL, 0 }, o->ext_first,
 			    img ? o->img_n_ext : o->n_ext, { 0, 0 } };
 	struct mapcur b = { NULL, 0, so->ext, 0, so->ext.n, { 0, 0 } };
+	uint64_t skip;
 
-	if (so->ext_base != 0)
+	if (so->ext_base != so->ext_first || so->first_at < o->first_at)
 		return 0;
+	for (skip = so->first_at - o->first_at; skip;) {
+		uint64_t n;
+
+		if (!mapcur_fill(&a))
+			return 0;
+		n = a.e.len < skip ? a.e.len : skip;
+		a.e.offset += n;
+		a.e.len -= n;
+		skip -= n;
+	}
 	for (;;) {
 		int ha = mapcur_fill(&a), hb = mapcur_fill(&b);
 		uint64_t n;
@@ -363,6 +377,15 @@ static int obj_done(const struct djmfs_file *f, const struct fop *op,
 		*id = last->id;
 		return last->attrs == op->attrs && last->size == 0 &&
 		       strcmp(last->name, op->name) == 0;
+	}
+	if (op->rpc_op == DJMFS_OP_TRIM) {
+		*id = op->obj_id;
+		for (uint32_t i = 0; i < s->n_objs; i++)
+			if (s->objs[i].id == op->obj_id &&
+			    s->objs[i].start < op->off)
+				return 0;
+		return same_objs(f, 1, s, ALL_OBJS, ALL_OBJS, 0) ==
+		       (int)s->n_objs;
 	}
 	if (op->rpc_op == DJMFS_OP_DELETE_OBJ) {
 		*id = op->obj_id;
@@ -494,8 +517,8 @@ static int reserve_units(struct djmfs_file *f, uint64_t gen, uint64_t units,
 /* Cuts a staged map down to its first @at bytes. */
 static void map_truncate(struct cobj *o, uint64_t at)
 {
-	uint64_t pos = 0;
-	uint32_t i = 0;
+	uint64_t pos = o->first_at;
+	uint32_t i = o->ext_first;
 
 	while (i < o->n_ext && pos + o->ext[i].len <= at)
 		pos += o->ext[i++].len;

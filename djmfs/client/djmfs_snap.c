@@ -196,9 +196,10 @@ int djmfs_obj_extents(struct djmfs_file *f, uint32_t id,
 	pthread_mutex_lock(&f->mu);
 	o = djmfs__obj_find(f, id);
 	if (o) {
-		n = (int)o->img_n_ext;
-		for (uint32_t i = 0; i < o->img_n_ext && i < max; i++)
-			out[i] = djmfs__img_ext(o, i);
+		/* A trimmed map from its first extent on. */
+		n = (int)(o->img_n_ext - o->ext_first);
+		for (uint32_t i = 0; i < (uint32_t)n && i < max; i++)
+			out[i] = djmfs__img_ext(o, o->ext_first + i);
 	}
 	pthread_mutex_unlock(&f->mu);
 	return n;
@@ -218,9 +219,10 @@ int djmfs_obj_checksums(struct djmfs_file *f, uint32_t id, uint32_t *out,
 	if (o && (o->attrs & DJMFS_ATTR_META))
 		n = -EINVAL;
 	else if (o) {
+		/* Indices stay the cblocks': a trimmed one's is 0. */
 		n = (int)o->img_n_ck;
 		for (uint32_t i = 0; i < o->img_n_ck && i < max; i++)
-			out[i] = o->ck[i];
+			out[i] = i < o->ck_first ? 0 : djmfs__ck_get(o, i);
 		if (last)
 			*last = o->img_ck_flags & DJMFS_OBJ_CK_GAP ?
 				0 : o->img_last_ck;

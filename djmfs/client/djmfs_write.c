@@ -301,7 +301,7 @@ static void ck_extend(struct cobj *o, const uint8_t *p, uint64_t n)
 		at += take;
 		n -= take;
 		if (at % DJMFS_CK_BLOCK == 0) {
-			o->ck[o->n_ck++] = o->run_ck;
+			o->ck[o->n_ck++ - o->ck_off] = o->run_ck;
 			o->run_ck = 0;
 		}
 	}
@@ -318,7 +318,7 @@ enum step_ret djmfs__w_commit(struct fop *op)
 	pthread_mutex_lock(&f->mu);
 	if (djmfs__ext_reserve(o, o->n_ext + op->n_nsegs) < 0 ||
 	    (uint64_t)o->n_ck + done_ck > UINT32_MAX ||
-	    djmfs__ck_reserve(o, o->n_ck + (uint32_t)done_ck) < 0)
+	    djmfs__ck_reserve(o, o->n_ck - o->ck_off + (uint32_t)done_ck) < 0)
 		err = -ENOMEM;
 	if (end % BLK && !op->inplace && !o->tail &&
 	    posix_memalign((void **)&o->tail, BLK, BLK))
@@ -370,7 +370,7 @@ static void pub_sums(const struct cobj *o, struct djmfs__pub_obj *po,
 	po->ck_first = first;
 	po->ck.n = last - first;
 	for (uint32_t k = first; k < last; k++)
-		djmfs__put_u32(cb, gap ? 0 : o->ck[k]);
+		djmfs__put_u32(cb, gap ? 0 : djmfs__ck_get(o, k));
 	po->last_ck = gap || o->size % DJMFS_CK_BLOCK == 0 ? 0 : o->run_ck;
 }
 

@@ -193,7 +193,9 @@ void djmfs__put_run(struct djmfs__buf *b, uint64_t first, uint32_t count);
  * payload starts with an i32 status (0 or -errno); the body follows only
  * when the status is 0.
  */
-#define DJMFS_PROTO_VERSION 3 /* 2: CHALLENGE, HELLO's proof; 3: sums */
+/* 2: CHALLENGE, HELLO's proof; 3: sums; 4: TRIM, an object's start in
+ * SNAP */
+#define DJMFS_PROTO_VERSION 4
 #define DJMFS_FRAME_MAGIC 0xD7F5
 #define DJMFS_HDR_SIZE 16
 #define DJMFS_FRAME_MAX (16u << 20) /* payload bytes */
@@ -219,6 +221,7 @@ enum djmfs__op {
 	DJMFS_OP_DF,
 	DJMFS_OP_STATS,
 	DJMFS_OP_CHALLENGE,
+	DJMFS_OP_TRIM,
 	DJMFS_OP_MAX
 };
 
@@ -289,7 +292,8 @@ struct djmfs__known {
 /* A snapshot (OPEN, SYNC_SNAP, LOCK_SNAP and STAT responses):
  *   u64 ino | str name | u64 version | u32 flags | u64 ctime_ns |
  *   u64 mtime_ns | u8 unchanged | u32 n_objs | n_objs * {
- *     u32 id | u32 attrs | str name | u64 size | u32 ext_total |
+ *     u32 id | u32 attrs | str name | u64 size | u64 start |
+ *     u32 ext_first | u64 first_at | u32 ext_total |
  *     u32 ext_base | u32 n_sent | n_sent * EXT | u32 ck_flags |
  *     u32 ck_base | u32 ck_sent | ck_sent * u32 | u32 last_ck |
  *     u32 meta_len | bytes }
@@ -299,12 +303,18 @@ struct djmfs__known {
  * (n_sent 0).  Sums likewise: complete ones never change, so the
  * client keeps its first ck_base and appends the ck_sent (n_ck = ck_base
  * + ck_sent; STAT sends none); last_ck is the partial last cblock's.
- * meta_len bytes are a META object's whole content. */
+ * meta_len bytes are a META object's whole content.  Indices are
+ * absolute: a trimmed object's map begins at extent ext_first (which
+ * begins at object offset first_at <= start), its sums at cblock
+ * start / CK_BLOCK; ext_first <= ext_base unless STAT. */
 struct djmfs__snap_obj {
 	uint32_t id;
 	uint32_t attrs;
 	char name[DJMFS_OBJ_NAME_MAX + 1];
 	uint64_t size;
+	uint64_t start;	    /* bytes below it are trimmed (<= size) */
+	uint32_t ext_first; /* first extent of the map (<= ext_total) */
+	uint64_t first_at;  /* object offset where that extent begins */
 	uint32_t ext_total;
 	uint32_t ext_base;
 	struct djmfs__extv ext; /* the n_sent extents */
@@ -360,6 +370,7 @@ struct djmfs__list_entry {
  *   CREATE_OBJ  u32 handle | u32 attrs | str name -> u32 obj_id | u64 version
  *   DELETE_OBJ  u32 handle | u32 obj_id -> u32 obj_id | u64 version
  *   SET_ATTR    u32 handle | u32 obj_id | u32 attrs -> u32 obj_id | u64 version
+ *   TRIM        u32 handle | u32 obj_id | u64 start -> u64 start | u64 version
  *   RESERVE     u32 handle | u32 n_aus -> u32 n | n * RUN
  *   PUBLISH     u32 handle | PUBLISH body -> u64 version
  *   SYNC_SNAP   u32 handle | KNOWN -> SNAP
@@ -434,6 +445,15 @@ struct djmfs__msg {
 			uint32_t obj_id;
 			uint64_t version;
 		} obj_resp; /* CREATE_OBJ, DELETE_OBJ, SET_ATTR */
+		struct {
+			uint32_t handle;
+			uint32_t obj_id;
+			uint64_t start;
+		} trim_req;
+		struct {
+			uint64_t start; /* the object's start after it */
+			uint64_t version;
+		} trim_resp;
 		struct {
 			uint32_t handle;
 			uint32_t n_aus;

@@ -18,7 +18,7 @@
 /* Smallest wire size of one LIST entry (empty name), to bound a count. */
 #define LIST_ENTRY_MIN (2 + 8 + 8 + 8 + 4 + 8)
 /* Smallest wire size of one snapshot object (empty name, no payload). */
-#define SNAP_OBJ_MIN (4 + 4 + 2 + 8 + 4 + 4 + 4 + 4 * 4 + 4)
+#define SNAP_OBJ_MIN (4 + 4 + 2 + 8 + 8 + 4 + 8 + 4 + 4 + 4 + 4 * 4 + 4)
 /* Smallest wire size of one PUBLISH object, without and with sums. */
 #define PUB_OBJ_MIN (4 + 8 + 4 + 1)
 #define PUB_CK_MIN (4 + 4 + 4)
@@ -213,9 +213,15 @@ static int snap_obj_ok(const struct djmfs__snap_obj *o, int stat)
 {
 	if (o->meta_len > DJMFS_META_MAX || (o->ck_flags & ~DJMFS_OBJ_CK_GAP))
 		return 0;
+	/* A trimmed map: its start within the size, its first extent no
+	 * further than the map's end and beginning at or below the start. */
+	if (o->start > o->size || o->ext_first > o->ext_total ||
+	    o->first_at > o->start)
+		return 0;
 	if (stat)
 		return o->ext.n == 0 && o->ck.n == 0 && o->meta_len == 0;
-	return (uint64_t)o->ext_base + o->ext.n == o->ext_total;
+	return (uint64_t)o->ext_base + o->ext.n == o->ext_total &&
+	       o->ext_first <= o->ext_base;
 }
 
 static void dec_snap_obj(struct djmfs__cur *c, struct djmfs__snap_obj *o,
@@ -225,6 +231,9 @@ static void dec_snap_obj(struct djmfs__cur *c, struct djmfs__snap_obj *o,
 	o->attrs = djmfs__get_u32(c);
 	djmfs__get_str(c, o->name, sizeof(o->name), 0);
 	o->size = djmfs__get_u64(c);
+	o->start = djmfs__get_u64(c);
+	o->ext_first = djmfs__get_u32(c);
+	o->first_at = djmfs__get_u64(c);
 	o->ext_total = djmfs__get_u32(c);
 	o->ext_base = djmfs__get_u32(c);
 	o->ext.n = djmfs__get_u32(c);
@@ -302,6 +311,9 @@ static int enc_snap(struct djmfs__buf *b, const struct djmfs__snap *s,
 		djmfs__put_u32(b, o->attrs);
 		djmfs__put_str(b, o->name);
 		djmfs__put_u64(b, o->size);
+		djmfs__put_u64(b, o->start);
+		djmfs__put_u32(b, o->ext_first);
+		djmfs__put_u64(b, o->first_at);
 		djmfs__put_u32(b, o->ext_total);
 		djmfs__put_u32(b, o->ext_base);
 		djmfs__put_u32(b, o->ext.n);
@@ -574,6 +586,34 @@ static void dec_set_attr_req(struct djmfs__cur *c, struct djmfs__msg *m)
 {
 	dec_delete_obj_req(c, m);
 	m->u.obj_req.attrs = djmfs__get_u32(c);
+}
+
+static int enc_trim_req(struct djmfs__buf *b, const struct djmfs__msg *m)
+{
+	djmfs__put_u32(b, m->u.trim_req.handle);
+	djmfs__put_u32(b, m->u.trim_req.obj_id);
+	djmfs__put_u64(b, m->u.trim_req.start);
+	return 0;
+}
+
+static void dec_trim_req(struct djmfs__cur *c, struct djmfs__msg *m)
+{
+	m->u.trim_req.handle = djmfs__get_u32(c);
+	m->u.trim_req.obj_id = djmfs__get_u32(c);
+	m->u.trim_req.start = djmfs__get_u64(c);
+}
+
+static int enc_trim_resp(struct djmfs__buf *b, const struct djmfs__msg *m)
+{
+	djmfs__put_u64(b, m->u.trim_resp.start);
+	djmfs__put_u64(b, m->u.trim_resp.version);
+	return 0;
+}
+
+static void dec_trim_resp(struct djmfs__cur *c, struct djmfs__msg *m)
+{
+	m->u.trim_resp.start = djmfs__get_u64(c);
+	m->u.trim_resp.version = djmfs__get_u64(c);
 }
 
 static int enc_reserve_req(struct djmfs__buf *b, const struct djmfs__msg *m)
@@ -903,6 +943,8 @@ static const struct op_codec op_codecs[DJMFS_OP_MAX] = {
 	[DJMFS_OP_CHALLENGE] = {"CHALLENGE", enc_challenge_req,
 				dec_challenge_req, enc_challenge_resp,
 				dec_challenge_resp},
+	[DJMFS_OP_TRIM] = {"TRIM", enc_trim_req, dec_trim_req, enc_trim_resp,
+			   dec_trim_resp},
 };
 
 static const struct op_codec *codec_of(unsigned op)

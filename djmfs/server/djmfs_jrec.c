@@ -134,6 +134,19 @@ static void dec_quarantine(struct djmfs__cur *c, struct djmfs__jrec *r)
 	djmfs__get_str(c, r->u.quarantine.why, sizeof(r->u.quarantine.why), 1);
 }
 
+static int enc_trim(struct djmfs__buf *b, const struct djmfs__jrec *r)
+{
+	djmfs__put_u32(b, r->u.trim.obj_id);
+	djmfs__put_u64(b, r->u.trim.start);
+	return 0;
+}
+
+static void dec_trim(struct djmfs__cur *c, struct djmfs__jrec *r)
+{
+	r->u.trim.obj_id = djmfs__get_u32(c);
+	r->u.trim.start = djmfs__get_u64(c);
+}
+
 /* Every payload starts with u64 ino | u64 time_ns; these codecs do the
  * rest.  NULL: nothing follows. */
 struct jtype_codec {
@@ -155,6 +168,7 @@ static const struct jtype_codec jtypes[DJMFS_J_MAX] = {
 	[DJMFS_J_RELEASE] = {"RELEASE", enc_runs, dec_runs},
 	[DJMFS_J_QUARANTINE] = {"QUARANTINE", enc_quarantine, dec_quarantine},
 	[DJMFS_J_PUBLISH_CK] = {"PUBLISH", enc_publish, dec_publish_ck},
+	[DJMFS_J_TRIM] = {"TRIM", enc_trim, dec_trim},
 };
 
 /* The type a record is written with: a PUBLISH with sums has its own, so

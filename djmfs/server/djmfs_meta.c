@@ -25,11 +25,13 @@
  *     runs inside [0, n_aus); reserved counts the units of all of them.
  *     A unit leaves a reservation when a PUBLISH maps it, or when RELEASE,
  *     FILE_UNLINK or drop_reservations gives it back.
- *  4. A DATA object owns the units its extents touch; the unit holding
- *     its map's end is owned whole, so the next extent may continue in
- *     it.  No unit is owned by two objects, because a new extent may
- *     only touch that end unit or units it takes out of the file's
- *     reservation.
+ *  4. A DATA object owns the units the live parts of its extents touch
+ *     (djmfs__obj_live: the bytes at or past its start); the unit
+ *     holding its map's end is owned whole, so the next extent may
+ *     continue in it.  No unit is owned by two objects, because a new
+ *     extent may only touch that end unit or units it takes out of the
+ *     file's reservation, and a trim lets go only of units no live byte
+ *     is in.
  *  5. A refused record changes nothing, seq included.
  *  6. Every inode entry's wf is the record the working root holds under
  *     its name: whatever puts a file into working (commit_file, loading
@@ -42,6 +44,8 @@
  *   PUBLISH      ap_publish      root + reservation (units mapped)
  *   RESERVE / RELEASE            ap_reserve / ap_release   reservation
  *   QUARANTINE   ap_quarantine   root
+ *   TRIM         ap_trim         root; units below the start out
+ *                                (on_free, deferred)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -203,10 +207,10 @@ static int urun_cmp(const void *a, const void *b)
 }
 
 /*
- * Every unit the extents of @f's objects touch (all of them, or only
- * index @only >= 0), each once, as sorted runs in *out (caller frees).
- * Sorting makes even a damaged map report no unit twice.  Returns the
- * number of runs or -ENOMEM.
+ * Every unit the live parts of the extents of @f's objects touch (all of
+ * them, or only index @only >= 0), each once, as sorted runs in *out
+ * (caller frees).  Sorting makes even a damaged map report no unit
+ * twice.  Returns the number of runs or -ENOMEM.
  */
 static int64_t file_units(const struct djmfs__meta *m,
 			  const struct djmfs__file *f, int only,
@@ -219,7 +223,7 @@ static int64_t file_units(const struct djmfs__meta *m,
 	*out = NULL;
 	for (i = 0; i < f->n_objs; i++)
 		if (only < 0 || (int)i == only)
-			total += f->objs[i]->n_ext;
+			total += f->objs[i]->n_ext - f->objs[i]->ext_first;
 	if (!total)
 		return 0;
 	r = malloc(total * sizeof(*r));
@@ -228,10 +232,11 @@ static int64_t file_units(const struct djmfs__meta *m,
 	for (i = 0; i < f->n_objs; i++) {
 		const struct djmfs__obj *o = f->objs[i];
 
-		for (j = 0; (only < 0 || (int)i == only) && j < o->n_ext; j++) {
-			struct djmfs_extent e = djmfs__obj_extent(o, j);
+		for (j = o->ext_first;
+		     (only < 0 || (int)i == only) && j < o->n_ext; j++) {
+			struct djmfs_extent e = djmfs__obj_live(o, j);
 
-			if (ext_units(m, e.offset, e.len, &u0, &u1))
+			if (e.len && ext_units(m, e.offset, e.len, &u0, &u1))
 				r[n++] = (struct djmfs__urun){ u0, u1 - u0 + 1 };
 		}
 	}
@@ -249,6 +254,37 @@ static int64_t file_units(const struct djmfs__meta *m,
 	}
 	*out = r;
 	return (int64_t)k;
+}
+
+/* Runs of @a (sorted, disjoint) not in @b (likewise), in place into @a.
+ * Returns how many are left. */
+static uint64_t urun_minus(struct djmfs__urun *a, uint64_t na,
+			   const struct djmfs__urun *b, uint64_t nb)
+{
+	struct djmfs__urun *out;
+	uint64_t i, j = 0, n = 0, cap = na + nb;
+
+	out = malloc((cap ? cap : 1) * sizeof(*out));
+	if (!out)
+		return 0; /* units stay counted as owned: a leak, not a loss */
+	for (i = 0; i < na; i++) {
+		uint64_t lo = a[i].first, hi = a[i].first + a[i].count;
+
+		while (j < nb && b[j].first + b[j].count <= lo)
+			j++;
+		for (uint64_t k = j; k < nb && b[k].first < hi; k++) {
+			if (b[k].first > lo)
+				out[n++] = (struct djmfs__urun){
+					lo, b[k].first - lo };
+			if (b[k].first + b[k].count > lo)
+				lo = b[k].first + b[k].count;
+		}
+		if (lo < hi)
+			out[n++] = (struct djmfs__urun){ lo, hi - lo };
+	}
+	memcpy(a, out, n * sizeof(*out));
+	free(out);
+	return n;
 }
 
 static void report(const struct djmfs__meta *m, const struct djmfs__urun *r,
@@ -485,6 +521,63 @@ static int ap_quarantine(struct djmfs__meta *m, const struct djmfs__jrec *r)
 		return no(m, -ENOMEM, "new file version");
 	nf->flags |= DJMFS_FILE_QUARANTINED;
 	return commit_file(m, e, nf);
+}
+
+/* ---- TRIM ---- */
+
+/* The new version of object @i with @start, and the units it lets go:
+ * those the old version's live bytes touch and the new one's do not
+ * (whole units only: one still holding a live byte stays). */
+static int ap_trim(struct djmfs__meta *m, const struct djmfs__jrec *r)
+{
+	const struct djmfs__file *f;
+	struct djmfs__file *nf = NULL;
+	struct djmfs__obj *o = NULL;
+	struct djmfs__urun *before = NULL, *after = NULL;
+	struct djmfs__ient *e;
+	int64_t nb, na = 0;
+	int i, err = lookup(m, r->ino, &e, &f);
+
+	if (err)
+		return err;
+	i = djmfs__file_obj_index(f, r->u.trim.obj_id);
+	if (i < 0)
+		return no(m, -ENOENT, "no such object");
+	if (f->objs[i]->attrs & DJMFS_ATTR_META)
+		return no(m, -EINVAL, "trim of a META object");
+	if (r->u.trim.start > f->objs[i]->size)
+		return no(m, -EINVAL, "start past the published size");
+	if (r->u.trim.start <= f->objs[i]->start)
+		return no(m, -EINVAL, "start not past the current one");
+	nb = file_units(m, f, i, &before);
+	if (nb < 0)
+		return no(m, (int)nb, "unit list");
+	err = djmfs__file_dup(f, &nf);
+	if (!err)
+		err = djmfs__obj_dup(f->objs[i], &o);
+	if (!err)
+		err = djmfs__obj_trim(o, r->u.trim.start);
+	if (!err) {
+		djmfs__file_set_obj(nf, (uint32_t)i, o);
+		o = NULL;
+		na = file_units(m, nf, i, &after);
+		err = na < 0 ? (int)na : 0;
+	}
+	if (!err) {
+		nf->version++;
+		err = commit_file(m, e, nf);
+		nf = NULL;
+	}
+	if (!err) {
+		nb = (int64_t)urun_minus(before, (uint64_t)nb, after,
+					 (uint64_t)na);
+		report(m, before, (uint64_t)nb, DJMFS_FREE_DEFERRED);
+	}
+	djmfs__obj_unref(o);
+	djmfs__file_unref(nf);
+	free(before);
+	free(after);
+	return err ? no(m, err, "new object version") : 0;
 }
 
 /* ---- PUBLISH ---- */
@@ -798,6 +891,7 @@ static const struct {
 	[DJMFS_J_RESERVE] = { "RESERVE", ap_reserve },
 	[DJMFS_J_RELEASE] = { "RELEASE", ap_release },
 	[DJMFS_J_QUARANTINE] = { "QUARANTINE", ap_quarantine },
+	[DJMFS_J_TRIM] = { "TRIM", ap_trim },
 };
 
 int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r)
@@ -924,10 +1018,10 @@ static int walk_mapped_file(void *arg, const struct djmfs__file *f)
 		const struct djmfs__obj *o = f->objs[i];
 
 		have = 0;
-		for (j = 0; j < o->n_ext; j++) {
-			struct djmfs_extent e = djmfs__obj_extent(o, j);
+		for (j = o->ext_first; j < o->n_ext; j++) {
+			struct djmfs_extent e = djmfs__obj_live(o, j);
 
-			if (!ext_units(w->m, e.offset, e.len, &u0, &u1))
+			if (!e.len || !ext_units(w->m, e.offset, e.len, &u0, &u1))
 				continue;
 			if (have && u0 >= a && u0 <= b + 1) {
 				b = u1 > b ? u1 : b;

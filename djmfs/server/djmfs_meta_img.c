@@ -22,16 +22,23 @@
  *   n_files * FILE (in name order) | u32 n_resv | n_resv * RESV
  * FILE: u64 ino | str name | u64 version | u32 flags | u64 ctime_ns |
  *   u64 mtime_ns | u32 next_obj_id | u32 n_objs | n_objs * OBJ
- * OBJ: u32 id | u32 attrs | str name | u64 size | u32 n_ext |
- *   n_ext * { u64 offset | u64 len } | u32 meta_len | meta bytes |
- *   u32 ck_flags | u32 n_ck | n_ck * u32 | u32 last_ck
+ * OBJ: u32 id | u32 attrs | str name | u64 size | u64 start |
+ *   u32 ext_first | u64 first_at | u32 ck_first | u32 n_ext |
+ *   (n_ext - ext_first) * { u64 offset | u64 len } | u32 meta_len |
+ *   meta bytes | u32 ck_flags | u32 n_ck | (n_ck - ck_first) * u32 |
+ *   u32 last_ck
  * RESV (files in name order): u64 ino | u32 n | n * { u64 first |
  *   u64 count }
- * Version 1 had no sums (OBJ ends with the meta bytes); it still loads,
- * its DATA objects holding bytes marked DJMFS_OBJ_CK_GAP (unverified).
+ * Indices are absolute (a trimmed object's map begins at extent
+ * ext_first, at object offset first_at; its sums at cblock ck_first).
+ * Version 2 had no trim fields (start, ext_first, first_at, ck_first all
+ * 0); version 1 no sums either (OBJ ends with the meta bytes).  Both
+ * still load, version 1's DATA objects holding bytes marked
+ * DJMFS_OBJ_CK_GAP (unverified).
  */
 #define IMG_MAGIC 0x494d4a44u /* "DJMI" little-endian */
-#define IMG_VERSION 2u
+#define IMG_VERSION 3u
+#define IMG_VERSION_NOTRIM 2u
 #define IMG_VERSION_NOCK 1u
 #define IMG_FILE_MIN 47u /* smallest FILE: a one-byte name, no objects */
 #define IMG_RUN 16u
@@ -62,8 +69,12 @@ static int put_file(void *arg, const struct djmfs__file *f)
 		djmfs__put_u32(b, o->attrs);
 		djmfs__put_str(b, o->name);
 		djmfs__put_u64(b, o->size);
+		djmfs__put_u64(b, o->start);
+		djmfs__put_u32(b, o->ext_first);
+		djmfs__put_u64(b, djmfs__obj_first_at(o));
+		djmfs__put_u32(b, o->ck_first);
 		djmfs__put_u32(b, o->n_ext);
-		for (j = 0; j < o->n_ext; j++) {
+		for (j = o->ext_first; j < o->n_ext; j++) {
 			struct djmfs_extent e = djmfs__obj_extent(o, j);
 
 			djmfs__put_u64(b, e.offset);
@@ -74,7 +85,7 @@ static int put_file(void *arg, const struct djmfs__file *f)
 			djmfs__put_bytes(b, o->meta, o->meta_len);
 		djmfs__put_u32(b, o->ck_flags);
 		djmfs__put_u32(b, o->n_ck);
-		for (j = 0; j < o->n_ck; j++)
+		for (j = o->ck_first; j < o->n_ck; j++)
 			djmfs__put_u32(b, djmfs__obj_ck(o, j));
 		djmfs__put_u32(b, o->last_ck);
 	}
@@ -117,13 +128,14 @@ int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out)
 	return out->err;
 }
 
-/* Reads an OBJ's sums into @o (size set).  Without them (@version 1) a
- * DATA object's bytes are unverified.  Returns 0, -EBADMSG or -ENOMEM. */
+/* Reads an OBJ's sums into @o (size set, sums starting at its
+ * ck_first).  Without them (@version 1) a DATA object's bytes are
+ * unverified.  Returns 0, -EBADMSG or -ENOMEM. */
 static int get_sums(struct djmfs__cur *c, struct djmfs__obj *o,
 		    uint32_t version)
 {
 	uint64_t whole = o->size >> DJMFS_CK_SHIFT;
-	uint32_t n, k;
+	uint32_t n, k, first = o->ck_first;
 	int err = 0;
 
 	if (version == IMG_VERSION_NOCK) {
@@ -134,12 +146,13 @@ static int get_sums(struct djmfs__cur *c, struct djmfs__obj *o,
 	o->ck_flags = djmfs__get_u32(c);
 	n = djmfs__get_u32(c);
 	if (c->err || (o->ck_flags & ~DJMFS_OBJ_CK_GAP) || n > whole ||
+	    first > n ||
 	    ((o->attrs & DJMFS_ATTR_DATA) &&
 	     !(o->ck_flags & DJMFS_OBJ_CK_GAP) && n != whole) ||
 	    ((o->attrs & DJMFS_ATTR_META) && (n || o->ck_flags)) ||
-	    (uint64_t)n * DJMFS_CK_WIRE > djmfs__cur_left(c))
+	    (uint64_t)(n - first) * DJMFS_CK_WIRE > djmfs__cur_left(c))
 		return -EBADMSG;
-	for (k = 0; !err && k < n; k++)
+	for (k = first; !err && k < n; k++)
 		err = djmfs__obj_ck_append(o, djmfs__get_u32(c));
 	o->last_ck = djmfs__get_u32(c);
 	if (!err && (c->err || ((o->attrs & DJMFS_ATTR_META) && o->last_ck)))
@@ -155,19 +168,32 @@ static int get_obj(struct djmfs__cur *c, struct djmfs__obj **out,
 	char name[DJMFS_OBJ_NAME_MAX + 1];
 	struct djmfs__obj *o = NULL;
 	uint32_t id = djmfs__get_u32(c), attrs = djmfs__get_u32(c), n, k;
-	uint64_t size;
+	uint32_t ext_first = 0, ck_first = 0;
+	uint64_t size, start = 0, first_at = 0;
 	const uint8_t *p;
 	int err;
 
 	djmfs__get_str(c, name, sizeof(name), 0);
 	size = djmfs__get_u64(c);
+	if (version >= IMG_VERSION) {
+		start = djmfs__get_u64(c);
+		ext_first = djmfs__get_u32(c);
+		first_at = djmfs__get_u64(c);
+		ck_first = djmfs__get_u32(c);
+	}
 	n = djmfs__get_u32(c);
 	if (c->err || !djmfs__attrs_valid(attrs) ||
-	    (n && (attrs & DJMFS_ATTR_META)) ||
-	    (uint64_t)n * DJMFS_EXT_WIRE > djmfs__cur_left(c))
+	    (n && (attrs & DJMFS_ATTR_META)) || start > size ||
+	    ext_first > n || (n && ext_first == n) || first_at > start ||
+	    ck_first > start >> DJMFS_CK_SHIFT ||
+	    ((attrs & DJMFS_ATTR_META) && start) ||
+	    (uint64_t)(n - ext_first) * DJMFS_EXT_WIRE > djmfs__cur_left(c))
 		return -EBADMSG;
 	err = djmfs__obj_new(&o, id, attrs, name);
-	for (k = 0; !err && k < n; k++) {
+	if (!err)
+		err = djmfs__obj_load_firsts(o, start, ext_first, first_at,
+					     ck_first);
+	for (k = ext_first; !err && k < n; k++) {
 		uint64_t off = djmfs__get_u64(c), len = djmfs__get_u64(c);
 
 		err = len ? djmfs__obj_append(o, off, len) : -EBADMSG;
@@ -324,7 +350,8 @@ static int meta_parse(struct djmfs__meta *m, const uint8_t *img, size_t n)
 	if (djmfs__get_u32(&c) != IMG_MAGIC)
 		return -EBADMSG;
 	version = djmfs__get_u32(&c);
-	if (version != IMG_VERSION && version != IMG_VERSION_NOCK)
+	if (version != IMG_VERSION && version != IMG_VERSION_NOTRIM &&
+	    version != IMG_VERSION_NOCK)
 		return -EBADMSG;
 	m->next_ino = djmfs__get_u64(&c);
 	nfiles = djmfs__get_u64(&c);

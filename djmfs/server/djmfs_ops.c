@@ -41,34 +41,37 @@ struct op_desc {
 /* ------------------------------------------------------------------ */
 
 /* First extent index to send: the client's count, less one (that last
- * extent may have grown since). */
+ * extent may have grown since), and never below the map's first (a trim
+ * dropped those; indices are absolute). */
 static uint32_t ext_base(const struct djmfs__known *k, uint32_t id,
-			 uint32_t total)
+			 uint32_t first, uint32_t total)
 {
-	uint32_t i, b;
+	uint32_t i, b = 0;
 
-	if (!k)
-		return 0;
-	for (i = 0; i < k->n; i++) {
+	for (i = 0; k && i < k->n; i++) {
 		if (k->o[i].id != id)
 			continue;
 		b = k->o[i].n_ext < total ? k->o[i].n_ext : total;
-		return b ? b - 1 : 0;
+		b = b ? b - 1 : 0;
+		break;
 	}
-	return 0;
+	return b > first ? b : first;
 }
 
 /* First sum to send: the client's count (complete cblocks' sums never
- * change once published). */
+ * change once published), never below the first one kept. */
 static uint32_t ck_base(const struct djmfs__known *k, uint32_t id,
-			uint32_t total)
+			uint32_t first, uint32_t total)
 {
-	if (!k)
-		return 0;
-	for (uint32_t i = 0; i < k->n; i++)
-		if (k->o[i].id == id)
-			return k->o[i].n_ck < total ? k->o[i].n_ck : total;
-	return 0;
+	uint32_t b = 0;
+
+	for (uint32_t i = 0; k && i < k->n; i++) {
+		if (k->o[i].id == id) {
+			b = k->o[i].n_ck < total ? k->o[i].n_ck : total;
+			break;
+		}
+	}
+	return b > first ? b : first;
 }
 
 static void snap_head(struct djmfs__snap *sn, const struct djmfs__file *f,
@@ -104,8 +107,12 @@ static int snap_fill(struct reply *rep, struct djmfs__snap *sn,
 		so->attrs = o->attrs;
 		memcpy(so->name, o->name, sizeof(so->name));
 		so->size = o->size;
+		so->start = o->start;
+		so->ext_first = o->ext_first;
+		so->first_at = djmfs__obj_first_at(o);
 		so->ext_total = o->n_ext;
-		so->ext_base = stat ? o->n_ext : ext_base(k, o->id, o->n_ext);
+		so->ext_base = stat ? o->n_ext
+				    : ext_base(k, o->id, o->ext_first, o->n_ext);
 		so->ext.n = o->n_ext - so->ext_base;
 		so->meta = NULL;
 		so->meta_len = 0;
@@ -116,7 +123,8 @@ static int snap_fill(struct reply *rep, struct djmfs__snap *sn,
 			djmfs__put_ext(&rep->scratch, e.offset, e.len);
 		}
 		so->ck_flags = o->ck_flags;
-		so->ck_base = stat ? o->n_ck : ck_base(k, o->id, o->n_ck);
+		so->ck_base = stat ? o->n_ck
+				   : ck_base(k, o->id, o->ck_first, o->n_ck);
 		so->ck.n = o->n_ck - so->ck_base;
 		so->last_ck = o->last_ck;
 		ck_at[i] = rep->scratch.len;
@@ -535,6 +543,48 @@ static int op_publish(struct djmfs_server *s, struct djmfs__conn *c,
 	return 0;
 }
 
+/* A start at or below the object's current one changes nothing and is
+ * answered at once with the current start; a higher one is a new
+ * version, answered once its record is durable. */
+static int op_trim(struct djmfs_server *s, struct djmfs__conn *c,
+		   const struct djmfs__msg *req, struct reply *rep)
+{
+	const struct djmfs__file *f;
+	const struct djmfs__obj *o;
+	struct djmfs__handle *h;
+	struct djmfs__jrec r;
+	int err = get_writer(c, req->u.trim_req.handle, &h);
+
+	if (err < 0)
+		return err;
+	f = working_file(s, h);
+	o = f ? djmfs__file_obj(f, req->u.trim_req.obj_id) : NULL;
+	if (!o)
+		return -ENOENT;
+	if (!(o->attrs & DJMFS_ATTR_DATA) || req->u.trim_req.start > o->size)
+		return -EINVAL;
+	if (req->u.trim_req.start <= o->start) {
+		rep->m.u.trim_resp.start = o->start;
+		rep->m.u.trim_resp.version = f->version;
+		/* The state it answers from may not be durable yet. */
+		rep->wait_seq = djmfs__meta_seq(s->meta);
+		return 0;
+	}
+	memset(&r, 0, sizeof(r));
+	r.type = DJMFS_J_TRIM;
+	r.ino = h->ino;
+	r.u.trim.obj_id = o->id;
+	r.u.trim.start = req->u.trim_req.start;
+	err = djmfs__srv_mutate(s, &r);
+	if (err < 0)
+		return err;
+	f = working_file(s, h);
+	rep->m.u.trim_resp.start = r.u.trim.start;
+	rep->m.u.trim_resp.version = f ? f->version : 0;
+	rep->wait_seq = r.seq;
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Snapshots                                                            */
 /* ------------------------------------------------------------------ */
@@ -806,6 +856,7 @@ static const struct op_desc op_table[DJMFS_OP_MAX] = {
 	[DJMFS_OP_STAT] = { "STAT", op_stat, OPF_SESSION },
 	[DJMFS_OP_DF] = { "DF", op_df, OPF_SESSION },
 	[DJMFS_OP_STATS] = { "STATS", op_stats, OPF_SESSION },
+	[DJMFS_OP_TRIM] = { "TRIM", op_trim, OPF_SESSION | OPF_MUTATION },
 };
 
 /* Runs the handler of @req under the table's rules; returns its status. */

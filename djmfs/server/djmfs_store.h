@@ -46,6 +46,7 @@
  *   RESERVE      u64 ino | u64 time_ns | u32 n | n * RUN
  *   RELEASE      u64 ino | u64 time_ns | u32 n | n * RUN
  *   QUARANTINE   u64 ino | u64 time_ns | str why
+ *   TRIM         u64 ino | u64 time_ns | u32 obj_id | u64 start
  */
 #define DJMFS_JREC_HDR 32
 #define DJMFS_JREC_MAX (DJMFS_FRAME_MAX + 4096)
@@ -63,6 +64,7 @@ enum djmfs__jtype {
 	/* On the volume only: decoding gives type PUBLISH with
 	 * publish.has_ck set, and encoding such a record writes this. */
 	DJMFS_J_PUBLISH_CK,
+	DJMFS_J_TRIM,
 	DJMFS_J_MAX
 };
 
@@ -86,6 +88,10 @@ struct djmfs__jrec {
 		struct {
 			char why[128];
 		} quarantine;
+		struct {
+			uint32_t obj_id;
+			uint64_t start;
+		} trim;
 	} u;
 };
 
@@ -349,6 +355,13 @@ void djmfs__journal_stop(struct djmfs__journal *j);
  *     and last_ck covers the rest of size.
  *  3. Reference counts are plain integers: every record is created,
  *     shared and freed on the server's loop thread only.
+ *  4. Indices of extents and sums are absolute and survive a trim: a
+ *     version sees extents [ext_first, n_ext) and sums [ck_first, n_ck);
+ *     ext_first < n_ext whenever n_ext > 0 (the last extent, holding the
+ *     map's end, is never dropped), the extent ext_first begins at an
+ *     object offset <= start, and ck_first = min(start / CK_BLOCK, n_ck)
+ *     or more.  An object owns only the units the live parts of its
+ *     extents touch (djmfs__obj_live).
  */
 struct djmfs__xstore; /* append-only extent store of one object */
 
@@ -358,9 +371,12 @@ struct djmfs__obj {
 	uint32_t attrs;
 	char name[DJMFS_OBJ_NAME_MAX + 1];
 	uint64_t size;
+	uint64_t start;	    /* DATA: bytes below it are trimmed (<= size) */
 	struct djmfs__xstore *xs; /* DATA; NULL when empty */
-	uint32_t n_ext;
+	uint32_t ext_first; /* first extent of the map (invariant 4) */
+	uint32_t n_ext;	    /* one past the last extent (absolute) */
 	uint64_t last_len;
+	uint32_t ck_first; /* first complete cblock's sum kept */
 	uint32_t n_ck;	   /* complete cblocks' sums this version sees */
 	uint32_t last_ck;  /* sum of the partial last cblock */
 	uint32_t ck_flags; /* DJMFS_OBJ_CK_GAP */
@@ -398,10 +414,17 @@ const struct djmfs__file *djmfs__file_ref(const struct djmfs__file *f);
 void djmfs__file_unref(const struct djmfs__file *f); /* NULL ok */
 const struct djmfs__obj *djmfs__file_obj(const struct djmfs__file *f,
 					 uint32_t id);
-/* Sum of complete cblock @i (< o->n_ck). */
+/* Sum of complete cblock @i (ck_first <= i < n_ck). */
 uint32_t djmfs__obj_ck(const struct djmfs__obj *o, uint32_t i);
-/* Extent @i (< o->n_ext) as this version sees it. */
+/* Extent @i (ext_first <= i < n_ext) as this version sees it. */
 struct djmfs_extent djmfs__obj_extent(const struct djmfs__obj *o, uint32_t i);
+/* The live part of extent @i (ext_first <= i < n_ext): its bytes at or
+ * past the object's start, and for the last extent at least its last
+ * byte, so that the unit holding the map's end stays owned.  len 0 when
+ * the extent lies wholly below the start. */
+struct djmfs_extent djmfs__obj_live(const struct djmfs__obj *o, uint32_t i);
+/* Object offset where extent ext_first begins (0 with no map). */
+uint64_t djmfs__obj_first_at(const struct djmfs__obj *o);
 /*
  * The open-time consistency check: every extent inside
  * [data_off, data_end) and aligned to DJMFS_BLOCK, no two extents of the
@@ -468,6 +491,8 @@ int djmfs__meta_serialize(const struct djmfs__meta *m, struct djmfs__buf *out);
  *   OBJ_CREATE: a second SYNC object (-EEXIST), too many objects
  *     (-ENOSPC), obj_id == next_obj_id (-EINVAL).
  *   RELEASE: the runs are in the file's reservation (-EINVAL).
+ *   TRIM: the object exists (-ENOENT), is DATA, and start is above its
+ *     current start and at most its size (-EINVAL).
  * Units leaving the metadata are reported through on_free.
  */
 int djmfs__meta_apply(struct djmfs__meta *m, const struct djmfs__jrec *r);

@@ -22,6 +22,12 @@
  *     place only while it is the store's tip (it sees every entry, with
  *     the newest at full length); any other version first takes a
  *     private copy of the prefix it sees.
+ *  5. Indices are absolute: a store holds entries [base, n) and sums
+ *     [ck_base, n_ck), and a version sees entries [ext_first, n_ext) and
+ *     sums [ck_first, n_ck) with base <= ext_first and ck_base <=
+ *     ck_first.  A trim only raises a version's firsts; a private copy
+ *     (branch, compaction) starts its store at the version's firsts, so
+ *     entry i is entry i in every store that holds it.
  *
  * Functions that build trees take ownership of their node and file
  * arguments and return a node owning them, or NULL after releasing them
@@ -143,10 +149,13 @@ struct xent {
 
 struct djmfs__xstore {
 	uint32_t refs;
+	uint32_t base; /* index of the first entry held (invariant 5) */
+	uint64_t base_at; /* object offset where entry base begins */
 	uint32_t n; /* entries appended so far, by any version */
 	struct xent *chunk[XS_CHUNKS];
 	/* Complete cblocks' sums, append-only like the entries (a version
 	 * sees the first n_ck), chunked the same way. */
+	uint32_t ck_base;
 	uint32_t n_ck;
 	uint32_t *ck_chunk[XS_CHUNKS];
 };
@@ -163,9 +172,9 @@ static unsigned xs_chunk_of(uint32_t i, uint64_t *start)
 static struct xent *xs_at(const struct djmfs__xstore *xs, uint32_t i)
 {
 	uint64_t start;
-	unsigned k = xs_chunk_of(i, &start);
+	unsigned k = xs_chunk_of(i - xs->base, &start);
 
-	return &xs->chunk[k][i - start];
+	return &xs->chunk[k][i - xs->base - start];
 }
 
 static struct djmfs__xstore *xs_new(void)
@@ -193,9 +202,9 @@ static void xs_unref(struct djmfs__xstore *xs)
 static uint32_t *xs_ck_at(const struct djmfs__xstore *xs, uint32_t i)
 {
 	uint64_t start;
-	unsigned k = xs_chunk_of(i, &start);
+	unsigned k = xs_chunk_of(i - xs->ck_base, &start);
 
-	return &xs->ck_chunk[k][i - start];
+	return &xs->ck_chunk[k][i - xs->ck_base - start];
 }
 
 static int xs_ck_push(struct djmfs__xstore *xs, uint32_t crc)
@@ -205,14 +214,14 @@ static int xs_ck_push(struct djmfs__xstore *xs, uint32_t crc)
 
 	if (xs->n_ck == UINT32_MAX)
 		return -EFBIG;
-	k = xs_chunk_of(xs->n_ck, &start);
+	k = xs_chunk_of(xs->n_ck - xs->ck_base, &start);
 	if (!xs->ck_chunk[k]) {
 		xs->ck_chunk[k] = calloc((size_t)XS_BASE << k,
 					 sizeof(uint32_t));
 		if (!xs->ck_chunk[k])
 			return -ENOMEM;
 	}
-	xs->ck_chunk[k][xs->n_ck - start] = crc;
+	xs->ck_chunk[k][xs->n_ck - xs->ck_base - start] = crc;
 	xs->n_ck++;
 	return 0;
 }
@@ -226,14 +235,14 @@ static int xs_push(struct djmfs__xstore *xs, uint64_t off, uint64_t len,
 
 	if (xs->n == UINT32_MAX)
 		return -EFBIG;
-	k = xs_chunk_of(xs->n, &start);
+	k = xs_chunk_of(xs->n - xs->base, &start);
 	if (!xs->chunk[k]) {
 		xs->chunk[k] = calloc((size_t)XS_BASE << k,
 				      sizeof(struct xent));
 		if (!xs->chunk[k])
 			return -ENOMEM;
 	}
-	e = &xs->chunk[k][xs->n - start];
+	e = &xs->chunk[k][xs->n - xs->base - start];
 	e->off = off;
 	e->len = len;
 	e->before = before;
@@ -317,16 +326,36 @@ struct djmfs_extent djmfs__obj_extent(const struct djmfs__obj *o, uint32_t i)
 
 uint64_t djmfs__obj_maplen(const struct djmfs__obj *o)
 {
-	if (!o->n_ext)
-		return 0;
+	if (o->n_ext <= o->ext_first)
+		return o->xs ? o->xs->base_at : 0;
 	return xs_at(o->xs, o->n_ext - 1)->before + o->last_len;
 }
 
 uint64_t djmfs__obj_map_end(const struct djmfs__obj *o)
 {
-	if (!o->n_ext)
+	if (o->n_ext <= o->ext_first)
 		return 0;
 	return xs_at(o->xs, o->n_ext - 1)->off + o->last_len;
+}
+
+int djmfs__obj_load_firsts(struct djmfs__obj *o, uint64_t start,
+			   uint32_t ext_first, uint64_t first_at,
+			   uint32_t ck_first)
+{
+	if (o->xs || o->n_ext || o->n_ck)
+		return -EINVAL;
+	if (!ext_first && !first_at && !ck_first) {
+		o->start = start;
+		return 0;
+	}
+	o->xs = xs_new();
+	if (!o->xs)
+		return -ENOMEM;
+	o->xs->base = o->xs->n = o->ext_first = o->n_ext = ext_first;
+	o->xs->base_at = first_at;
+	o->xs->ck_base = o->xs->n_ck = o->ck_first = o->n_ck = ck_first;
+	o->start = start;
+	return 0;
 }
 
 /* Invariant 4: may @o write into its store in place? */
@@ -334,28 +363,33 @@ static int obj_is_tip(const struct djmfs__obj *o)
 {
 	if (o->xs->n != o->n_ext || o->xs->n_ck != o->n_ck)
 		return 0;
-	return !o->n_ext || xs_at(o->xs, o->n_ext - 1)->len == o->last_len;
+	return o->n_ext <= o->ext_first ||
+	       xs_at(o->xs, o->n_ext - 1)->len == o->last_len;
 }
 
-/* Gives @o a private store holding exactly what it sees. */
+/* Gives @o a private store holding exactly what it sees, from its
+ * firsts on (invariant 5): a branch, or the compaction of a trim. */
 static int obj_branch(struct djmfs__obj *o)
 {
 	struct djmfs__xstore *xs = NULL;
 	uint32_t i;
 	int err = 0;
 
-	if (o->n_ext || o->n_ck) {
+	if (o->n_ext > o->ext_first || o->n_ck > o->ck_first) {
 		xs = xs_new();
 		if (!xs)
 			return -ENOMEM;
+		xs->base = xs->n = o->ext_first;
+		xs->base_at = djmfs__obj_first_at(o);
+		xs->ck_base = xs->n_ck = o->ck_first;
 	}
-	for (i = 0; i < o->n_ext && !err; i++) {
+	for (i = o->ext_first; i < o->n_ext && !err; i++) {
 		const struct xent *e = xs_at(o->xs, i);
 		uint64_t len = i == o->n_ext - 1 ? o->last_len : e->len;
 
 		err = xs_push(xs, e->off, len, e->before);
 	}
-	for (i = 0; i < o->n_ck && !err; i++)
+	for (i = o->ck_first; i < o->n_ck && !err; i++)
 		err = xs_ck_push(xs, *xs_ck_at(o->xs, i));
 	if (err) {
 		xs_unref(xs);
@@ -378,6 +412,10 @@ static int obj_own_store(struct djmfs__obj *o)
 		o->xs = xs_new();
 		if (!o->xs)
 			return -ENOMEM;
+		/* A version with nothing to copy goes on at its own
+		 * indices. */
+		o->xs->base = o->xs->n = o->n_ext;
+		o->xs->ck_base = o->xs->n_ck = o->n_ck;
 	}
 	return 0;
 }
@@ -389,7 +427,7 @@ int djmfs__obj_append(struct djmfs__obj *o, uint64_t off, uint64_t len)
 	err = obj_own_store(o);
 	if (err)
 		return err;
-	if (o->n_ext && djmfs__obj_map_end(o) == off) {
+	if (o->n_ext > o->ext_first && djmfs__obj_map_end(o) == off) {
 		/* Older versions clamp this entry to their own last_len. */
 		o->last_len += len;
 		xs_at(o->xs, o->n_ext - 1)->len = o->last_len;
@@ -415,6 +453,81 @@ int djmfs__obj_ck_append(struct djmfs__obj *o, uint32_t crc)
 		return err;
 	o->n_ck++;
 	return 0;
+}
+
+/* Dropped entries and sums worth a compacted store: more than the
+ * store still holds from the version's firsts on, and not a handful. */
+#define TRIM_COMPACT_MIN 64u
+
+static int trim_wants_compaction(const struct djmfs__obj *o)
+{
+	uint64_t dropped, kept;
+
+	if (!o->xs)
+		return 0;
+	dropped = (uint64_t)(o->ext_first - o->xs->base) +
+		  (o->ck_first - o->xs->ck_base);
+	kept = (uint64_t)(o->xs->n - o->ext_first) +
+	       (o->xs->n_ck - o->ck_first);
+	return dropped >= TRIM_COMPACT_MIN && dropped > kept;
+}
+
+int djmfs__obj_trim(struct djmfs__obj *o, uint64_t start)
+{
+	uint32_t a = o->ext_first, b = o->n_ext ? o->n_ext - 1 : o->ext_first;
+	uint32_t ck = (uint32_t)(start >> DJMFS_CK_SHIFT);
+	struct djmfs__obj was = *o; /* a failed compaction changes nothing */
+	int err;
+
+	if (start <= o->start)
+		return 0;
+	/* The first extent holding a byte at or past @start; the last one
+	 * stays in any case, as it holds the map's end. */
+	while (a < b) {
+		uint32_t mid = a + (b - a) / 2;
+
+		if (xs_at(o->xs, mid)->before +
+			    djmfs__obj_extent(o, mid).len > start)
+			b = mid;
+		else
+			a = mid + 1;
+	}
+	if (ck > o->n_ck)
+		ck = o->n_ck; /* sums that stopped (CK_GAP) */
+	if (ck < o->ck_first)
+		ck = o->ck_first;
+	o->start = start;
+	o->ext_first = a;
+	o->ck_first = ck;
+	if (!trim_wants_compaction(o))
+		return 0;
+	err = obj_branch(o);
+	if (err)
+		*o = was;
+	return err;
+}
+
+struct djmfs_extent djmfs__obj_live(const struct djmfs__obj *o, uint32_t i)
+{
+	struct djmfs_extent x = djmfs__obj_extent(o, i);
+	uint64_t before = xs_at(o->xs, i)->before, skip = 0;
+
+	if (o->start > before)
+		skip = o->start - before < x.len ? o->start - before : x.len;
+	/* The unit holding the map's end is owned whole (djmfs_meta.c,
+	 * invariant 4): its last byte stays live however far the start. */
+	if (i == o->n_ext - 1 && x.len && skip == x.len)
+		skip = x.len - 1;
+	x.offset += skip;
+	x.len -= skip;
+	return x;
+}
+
+uint64_t djmfs__obj_first_at(const struct djmfs__obj *o)
+{
+	if (o->n_ext <= o->ext_first)
+		return o->xs ? o->xs->base_at : 0;
+	return xs_at(o->xs, o->ext_first)->before;
 }
 
 uint32_t djmfs__obj_ck(const struct djmfs__obj *o, uint32_t i)
@@ -569,7 +682,8 @@ int djmfs__attrs_valid(uint32_t a)
 	return !(a & DJMFS_ATTR_SYNC) || kind == DJMFS_ATTR_DATA;
 }
 
-/* Checks one object alone; appends its extents to @all. */
+/* Checks one object alone; appends the live parts of its extents (what
+ * it still owns after a trim) to @all. */
 static int check_obj(const struct djmfs__obj *o, uint64_t data_off,
 		     uint64_t data_end, struct cext *all, size_t *n,
 		     char *why, size_t whylen)
@@ -581,14 +695,25 @@ static int check_obj(const struct djmfs__obj *o, uint64_t data_off,
 			   PRIx32, o->id, o->attrs);
 	if (o->attrs & DJMFS_ATTR_META) {
 		if (o->n_ext || o->size != o->meta_len ||
-		    o->meta_len > DJMFS_META_MAX)
+		    o->meta_len > DJMFS_META_MAX || o->start)
 			return bad(why, whylen, "object %" PRIu32
 				   ": META size %" PRIu64 " with %" PRIu32
-				   " bytes, %" PRIu32 " extents", o->id,
-				   o->size, o->meta_len, o->n_ext);
+				   " bytes, %" PRIu32 " extents, start %"
+				   PRIu64, o->id, o->size, o->meta_len,
+				   o->n_ext, o->start);
 		return 0;
 	}
-	for (i = 0; i < o->n_ext; i++) {
+	if (o->start > o->size || o->ext_first > o->n_ext ||
+	    (o->n_ext && o->ext_first == o->n_ext) || o->ck_first > o->n_ck)
+		return bad(why, whylen, "object %" PRIu32 ": start %" PRIu64
+			   " past size %" PRIu64 ", or first extent %" PRIu32
+			   " of %" PRIu32, o->id, o->start, o->size,
+			   o->ext_first, o->n_ext);
+	if (o->n_ext > o->ext_first && djmfs__obj_first_at(o) > o->start)
+		return bad(why, whylen, "object %" PRIu32 ": map begins at %"
+			   PRIu64 ", past its start %" PRIu64, o->id,
+			   djmfs__obj_first_at(o), o->start);
+	for (i = o->ext_first; i < o->n_ext; i++) {
 		struct djmfs_extent e = djmfs__obj_extent(o, i);
 
 		if (e.offset % DJMFS_BLOCK)
@@ -601,6 +726,9 @@ static int check_obj(const struct djmfs__obj *o, uint64_t data_off,
 				   PRIu32 ": [%" PRIu64 ", +%" PRIu64
 				   ") outside the data area", o->id, i,
 				   e.offset, e.len);
+		e = djmfs__obj_live(o, i);
+		if (!e.len)
+			continue;
 		all[*n].off = e.offset;
 		all[*n].len = e.len;
 		all[*n].id = o->id;

@@ -86,6 +86,24 @@ int djmfs__obj_append(struct djmfs__obj *o, uint64_t off, uint64_t len);
  * (invariant 2: versions already published keep seeing their n_ck).
  * Returns 0 or -ENOMEM (then nothing changed). */
 int djmfs__obj_ck_append(struct djmfs__obj *o, uint32_t crc);
+/*
+ * Private version @o of a DATA object: bytes below @start (<= size, the
+ * caller checks) are gone.  Raises start, and ext_first to the first
+ * extent holding a byte at or past it (never past the last extent, which
+ * holds the map's end), and ck_first to start's cblock (never past
+ * n_ck); indices stay absolute.  When the dropped prefix outweighs what
+ * the shared store still holds, @o gets a compacted store of its own.  A
+ * @start at or below the current one changes nothing.  Returns 0 or
+ * -ENOMEM (then @o is unchanged).
+ */
+int djmfs__obj_trim(struct djmfs__obj *o, uint64_t start);
+/* A new, empty object version (a checkpoint being loaded) whose map and
+ * sums will go on from absolute indices @ext_first (which begins at
+ * object offset @first_at) and @ck_first, trimmed at @start.  Returns 0,
+ * -EINVAL (not empty) or -ENOMEM. */
+int djmfs__obj_load_firsts(struct djmfs__obj *o, uint64_t start,
+			   uint32_t ext_first, uint64_t first_at,
+			   uint32_t ck_first);
 /* Private version @o: replaces the META content with a copy of @n bytes
  * and sets size = @n.  Returns 0 or -ENOMEM. */
 int djmfs__obj_set_meta(struct djmfs__obj *o, const uint8_t *p, uint32_t n);

@@ -3,7 +3,8 @@
 # temporary volume, starts the server on a Unix socket, then drives every
 # subcommand the way a user would -- put (a file and stdin), ls, stat,
 # cat (byte-identical to the input), snap and snap --lock (ended by ^C),
-# df, stats, rm -- and, once the server is stopped, fsck (clean).  It also
+# df, stats, trim (stat shows the start, cat of trimmed bytes fails), rm
+# -- and, once the server is stopped, fsck (clean).  It also
 # checks --help of every subcommand and that bad usage exits 2 while
 # runtime errors exit 1 with a "djmfs: CMD ARG: text (ENAME)" line.
 #
@@ -42,7 +43,7 @@ expect_exit() {
 run "--help" --help
 cp "$out" "$work/help"
 grep -q '^usage: djmfs' "$work/help" || fail "--help: no usage line"
-for c in mkfs ls stat cat put rm df fsck snap stats; do
+for c in mkfs ls stat cat put rm trim df fsck snap stats; do
 	grep -q "^  $c " "$work/help" || fail "--help does not list $c"
 	run "$c --help" "$c" --help
 	grep -q "^usage: djmfs .*$c" "$out" || fail "$c --help: no usage"
@@ -166,6 +167,23 @@ if command -v python3 >/dev/null 2>&1; then
 		fail "stats: not JSON"
 fi
 pass "stats prints the server's counters as JSON"
+
+# --- Trimming: the movie's first 2 MiB go; the rest reads the same. ----
+run trim trim movie data 2M
+grep -q '^trim movie: object data starts at 2097152$' "$out" ||
+	fail "trim: $(cat "$out")"
+run "stat after trim" stat movie
+grep -q "^object [0-9]*: data DATA+SYNC size $movie_size extents [1-9][0-9]* start 2097152\$" \
+	"$out" || fail "stat after trim: $(cat "$out")"
+run "trim lower" trim movie data 1M
+grep -q 'starts at 2097152$' "$out" || fail "trim lower: $(cat "$out")"
+expect_exit 1 "trim past the size" trim movie data 1G
+grep -q '(EINVAL)$' "$err" || fail "trim past the size: $(cat "$err")"
+expect_exit 1 "trim of a missing object" trim movie nosuch 1
+expect_exit 2 "trim with a bad offset" trim movie data lots
+expect_exit 1 "cat of trimmed bytes" cat movie
+grep -q '(ENODATA)$' "$err" || fail "cat of trimmed bytes: $(cat "$err")"
+pass "trim, stat shows the start, lower starts change nothing, trimmed bytes are ENODATA"
 
 run rm rm small movie
 run "ls after rm" ls

@@ -8,9 +8,12 @@
  * a function of its offset alone (the files hold one object, so object
  * and file offsets agree).  Subcommands:
  *
- *   write NAME --count N --size S [--period-ms P]   append, one line
- *       "acked VERSION SIZE" per acknowledged publish
- *   check NAME [--min-size N]                       "ok VERSION SIZE"
+ *   write NAME --count N --size S [--period-ms P] [--trim-every K
+ *       --keep B]   append, one line "acked VERSION SIZE" per
+ *       acknowledged publish; every K appends, trim the object to its
+ *       last B bytes, one line "trimmed START" per acknowledged trim
+ *   check NAME [--min-size N]                 "ok VERSION SIZE START"
+ *       (the bytes from the object's start on are checked)
  *   read NAME --seconds T [--lock-ms L]             loop over snapshots;
  *       "reads R versions V max_size S torn N"
  *   lockcheck NAME --seconds T                      a frozen image holds,
@@ -56,6 +59,8 @@ struct opts {
 	uint64_t period_ms;
 	uint64_t min_size;
 	uint64_t lock_ms;
+	uint64_t trim_every;
+	uint64_t keep;
 	double seconds;
 	int no_reconnect; /* --no-reconnect: a lost server fails calls */
 };
@@ -73,6 +78,7 @@ struct image {
 	uint64_t version;
 	uint64_t size;
 	uint32_t id; /* UINT32_MAX: no such object yet */
+	uint64_t start; /* bytes below it were trimmed */
 };
 
 /* ------------------------------------------------------------------ */
@@ -158,10 +164,12 @@ static void image_of(const struct djmfs_file_info *fi, struct image *im)
 	im->version = fi->version;
 	im->size = 0;
 	im->id = UINT32_MAX;
+	im->start = 0;
 	for (uint32_t i = 0; i < fi->n_objs && i < DJMFS_MAX_OBJS; i++) {
 		if (strcmp(fi->objs[i].name, PAT_OBJ) == 0) {
 			im->size = fi->objs[i].size;
 			im->id = fi->objs[i].id;
+			im->start = fi->objs[i].start;
 		}
 	}
 }
@@ -190,17 +198,19 @@ static int check_range(struct ctx *x, struct djmfs_file *f, uint32_t id,
 	return 0;
 }
 
-/* Whole image when small; else its first HEAD_BYTES and last TAIL_BYTES. */
+/* Whole image (from its start) when small; else its first HEAD_BYTES and
+ * last TAIL_BYTES. */
 static int check_image(struct ctx *x, struct djmfs_file *f,
 		       const struct image *im, int whole, uint64_t *bad)
 {
+	uint64_t len = im->size - im->start;
 	int r;
 
-	if (im->size == 0)
+	if (len == 0)
 		return 0;
-	if (whole || im->size <= HEAD_BYTES + TAIL_BYTES)
-		return check_range(x, f, im->id, 0, im->size, bad);
-	r = check_range(x, f, im->id, 0, HEAD_BYTES, bad);
+	if (whole || len <= HEAD_BYTES + TAIL_BYTES)
+		return check_range(x, f, im->id, im->start, len, bad);
+	r = check_range(x, f, im->id, im->start, HEAD_BYTES, bad);
 	if (r != 0)
 		return r;
 	return check_range(x, f, im->id, im->size - TAIL_BYTES, TAIL_BYTES,
@@ -292,6 +302,18 @@ static int cmd_write(struct ctx *x)
 		image_of(&fi, &im);
 		printf("acked %" PRIu64 " %" PRIu64 "\n", im.version, off);
 		fflush(stdout);
+		if (x->o.trim_every && (k + 1) % x->o.trim_every == 0 &&
+		    off > x->o.keep) {
+			uint64_t start = 0;
+
+			call = "trim";
+			r = djmfs_trim(f, (uint32_t)id, off - x->o.keep, &start);
+			if (r < 0)
+				goto out;
+			printf("trimmed %" PRIu64 "\n", start);
+			fflush(stdout);
+			call = "write";
+		}
 		if (x->o.period_ms) {
 			next += x->o.period_ms * 1000000u;
 			sleep_until(next);
@@ -335,7 +357,8 @@ static int cmd_check(struct ctx *x)
 		printf("BAD at %" PRIu64 "\n", bad);
 		rc = EXIT_FAIL;
 	} else if (r == 0) {
-		printf("ok %" PRIu64 " %" PRIu64 "\n", im.version, im.size);
+		printf("ok %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", im.version,
+		       im.size, im.start);
 	}
 out:
 	djmfs_close(f);
@@ -388,7 +411,7 @@ static int read_once(struct ctx *x, struct djmfs_file *f, struct image *last)
 static int cmd_read(struct ctx *x)
 {
 	struct djmfs_file *f = NULL;
-	struct image last = { 0, 0, UINT32_MAX };
+	struct image last = { 0, 0, UINT32_MAX, 0 };
 	uint64_t end, reads = 0, versions = 0, torn = 0, seen = UINT64_MAX;
 	const char *call = "open";
 	int r;
@@ -524,6 +547,8 @@ static const struct opt_def {
 	{ "--min-size", OPT_SIZE, offsetof(struct opts, min_size) },
 	{ "--lock-ms", OPT_U64, offsetof(struct opts, lock_ms) },
 	{ "--seconds", OPT_DBL, offsetof(struct opts, seconds) },
+	{ "--trim-every", OPT_U64, offsetof(struct opts, trim_every) },
+	{ "--keep", OPT_SIZE, offsetof(struct opts, keep) },
 };
 
 static const struct cmd_def {
@@ -541,7 +566,8 @@ static void usage(FILE *to)
 {
 	fprintf(to,
 		"usage: " PROG " [--server ADDR] [--volume PATH] [--no-reconnect] COMMAND NAME ...\n"
-		"  write NAME --count N --size S [--period-ms P]\n"
+		"  write NAME --count N --size S [--period-ms P] "
+		"[--trim-every K --keep B]\n"
 		"  check NAME [--min-size N]\n"
 		"  read NAME --seconds T [--lock-ms L]\n"
 		"  lockcheck NAME --seconds T\n"

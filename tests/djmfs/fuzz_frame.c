@@ -176,6 +176,31 @@ static int seed_msg(unsigned i, struct djmfs__msg *m)
 		m->u.hello_req.has_proof = 1;
 		memset(m->u.hello_req.proof, 0x33, DJMFS_AUTH_PROOF);
 		return 1;
+	case 10:
+		m->h.op = DJMFS_OP_TRIM;
+		m->u.trim_req.handle = 3;
+		m->u.trim_req.obj_id = 2;
+		m->u.trim_req.start = 5000;
+		return 1;
+	case 11:
+		m->h.op = DJMFS_OP_TRIM;
+		m->h.kind = DJMFS_RESP;
+		m->u.trim_resp.start = 5000;
+		m->u.trim_resp.version = 4;
+		return 1;
+	case 12:
+		/* A trimmed object: its map from extent 1, its sums from
+		 * the start's cblock. */
+		m->h.op = DJMFS_OP_SYNC_SNAP;
+		m->h.kind = DJMFS_RESP;
+		seed_snap(&m->u.snap_resp);
+		m->u.snap_resp.objs[1].size = 140000;
+		m->u.snap_resp.objs[1].start = 70000;
+		m->u.snap_resp.objs[1].ext_first = 1;
+		m->u.snap_resp.objs[1].first_at = 65536;
+		m->u.snap_resp.objs[1].ext_base = 1;
+		m->u.snap_resp.objs[1].ext.n = 1;
+		return 1;
 	}
 	return 0;
 }

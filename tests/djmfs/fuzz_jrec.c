@@ -106,6 +106,10 @@ static void seed_rec(unsigned t, struct djmfs__jrec *r)
 		strcpy(r->u.obj.name, "video");
 	if (t == DJMFS_J_QUARANTINE)
 		strcpy(r->u.quarantine.why, "overlap");
+	if (t == DJMFS_J_TRIM) {
+		r->u.trim.obj_id = 2;
+		r->u.trim.start = 70000;
+	}
 	if (t == DJMFS_J_RESERVE || t == DJMFS_J_RELEASE) {
 		r->u.runs.p = bytes;
 		r->u.runs.n = 2;

@@ -7,8 +7,9 @@
  * host file system under the volume file (as root: a small tmpfs),
  * asynchronous operations (readers opened and closed without waiting
  * among them), appends in place from the caller's blocks,
- * the metadata-only mode, a lost server, and a
- * data path thread that sleeps while the device works.
+ * the metadata-only mode, a lost server, a
+ * data path thread that sleeps while the device works, and trims (a
+ * frozen reader keeps reading what was trimmed, others get ENODATA).
  * Tests that move data skip when the machine has no io_uring.
  */
 #define _GNU_SOURCE
@@ -1315,4 +1316,110 @@ Test(client, the_io_thread_sleeps_while_a_read_waits_on_a_slow_device)
 	cr_assert_eq(memcmp(src, dst, sizeof(src)), 0);
 	cr_assert_eq(djmfs_close(r), 0);
 	djmfs_disconnect(slow);
+}
+
+/* ---- trimming ---- */
+
+/* Polls DF until no unit is deferred (the server frees them on its
+ * tick); fails after @ms. */
+static void wait_deferred_zero(struct djmfs_client *c, unsigned ms)
+{
+	struct djmfs_df d;
+
+	for (unsigned t = 0;; t += 20) {
+		cr_assert_eq(djmfs_df(c, &d), 0);
+		if (d.deferred_aus == 0)
+			return;
+		cr_assert_lt(t, ms, "%llu units still deferred",
+			     (unsigned long long)d.deferred_aus);
+		usleep(20 * 1000);
+	}
+}
+
+Test(client, a_frozen_reader_reads_trimmed_bytes_exactly_until_it_lets_go)
+{
+	enum { SIZE = 8 * AU, START = 5 * AU + 100 };
+	struct djmfs_client *c;
+	struct djmfs_file *w, *r = NULL, *r2 = NULL;
+	struct djmfs_file_info fi;
+	struct djmfs_client_stats st, st2;
+	struct djmfs_df d;
+	uint8_t *src = malloc(2 * SIZE), *dst = malloc(2 * SIZE);
+	uint32_t sums[32];
+	uint64_t now = 0;
+	uint32_t id;
+
+	/* A short lease, so deferred units come back within the test. */
+	teardown();
+	env_start(16 * MIB, 200);
+	c = client();
+	fill(src, 2 * SIZE, 33);
+	w = new_stream(c, "rec", &id);
+	cr_assert_eq(djmfs_write(w, src, SIZE), SIZE);
+	cr_assert_eq(djmfs_open(c, "rec", DJMFS_O_READ, &r), 0);
+	cr_assert_eq(djmfs_lock_snap(r, 500, &fi), 0);
+	cr_assert_eq(fi.objs[0].start, 0);
+
+	/* Units 0..4 of the recording hold only bytes below START. */
+	cr_assert_eq(djmfs_trim(w, id, START, &now), 0);
+	cr_assert_eq(now, START);
+	cr_assert_eq(djmfs_df(c, &d), 0);
+	cr_assert_eq(d.deferred_aus, 5);
+	cr_assert_eq(djmfs_file_info(w, &fi), 0);
+	cr_assert_eq(fi.objs[0].start, START);
+	/* Lower starts change nothing. */
+	cr_assert_eq(djmfs_trim(w, id, AU, &now), 0);
+	cr_assert_eq(now, START);
+	cr_assert_eq(djmfs_trim(w, id, SIZE + 1, NULL), -EINVAL);
+	cr_assert_eq(djmfs_trim(w, 99, 1, NULL), -ENOENT);
+	cr_assert_eq(djmfs_trim(r, id, START + 1, NULL), -EBADF);
+
+	/* The writer goes on (its publishes build on the trim's version),
+	 * and the frozen reader still reads every byte of its image. */
+	cr_assert_eq(djmfs_write(w, src + SIZE, SIZE), SIZE);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, SIZE, 0), SIZE);
+	cr_assert_eq(memcmp(dst, src, SIZE), 0);
+
+	/* A new reader sees the start: nothing below it, all above. */
+	cr_assert_eq(djmfs_open(c, "rec", DJMFS_O_READ, &r2), 0);
+	cr_assert_eq(djmfs_file_info(r2, &fi), 0);
+	cr_assert_eq(fi.objs[0].start, START);
+	cr_assert_eq(fi.objs[0].size, 2 * SIZE);
+	cr_assert_eq(djmfs_pread_obj(r2, id, dst, 10, START - 1), -ENODATA);
+	cr_assert_eq(djmfs_pread(r2, dst, 10, 0), -ENODATA);
+	cr_assert_eq(djmfs_pread_obj(r2, id, dst, 2 * SIZE - START, START),
+		     2 * SIZE - START);
+	cr_assert_eq(memcmp(dst, src + START, 2 * SIZE - START), 0);
+
+	/* Let go: the units come back once the hold and the lease end. */
+	cr_assert_eq(djmfs_unlock_snap(r), 0);
+	wait_deferred_zero(c, 3000);
+
+	/* An old image, not frozen, whose trimmed bytes now read back
+	 * wrong (as if their units were reused): -ENODATA, after it moved
+	 * to the latest snapshot. */
+	flip(phys_of(r, id, 10));
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, 100, 0), -ENODATA);
+	cr_assert_eq(djmfs_file_info(r, &fi), 0);
+	cr_assert_eq(fi.objs[0].start, START);
+	/* Its sums moved down with the trim: what it reads is still
+	 * checked against the right ones. */
+	djmfs_client_stats(c, &st);
+	cr_assert_eq(djmfs_pread_obj(r, id, dst, SIZE, SIZE), SIZE);
+	cr_assert_eq(memcmp(dst, src + SIZE, SIZE), 0);
+	djmfs_client_stats(c, &st2);
+	cr_assert_eq(st2.csum_verified_bytes - st.csum_verified_bytes, SIZE);
+	cr_assert_eq(st2.csum_errors, st.csum_errors);
+	cr_assert_eq(djmfs_obj_checksums(r2, id, sums, 32, NULL),
+		     2 * SIZE / DJMFS_CSUM_BLOCK);
+	for (unsigned k = 0; k < 2 * SIZE / DJMFS_CSUM_BLOCK; k++)
+		cr_assert_eq(sums[k], k < START / DJMFS_CSUM_BLOCK ? 0 :
+			     ref_crc32c(src + k * DJMFS_CSUM_BLOCK,
+					DJMFS_CSUM_BLOCK), "sum %u", k);
+	cr_assert_eq(djmfs_close(r2), 0);
+	cr_assert_eq(djmfs_close(r), 0);
+	cr_assert_eq(djmfs_close(w), 0);
+	free(src);
+	free(dst);
+	djmfs_disconnect(c);
 }

@@ -5,8 +5,9 @@
  * fresh and a healthy volume are clean, two files mapping one unit are
  * both reported, orphaned reservations are counted and dropped by repair,
  * repair quarantines so that a second check is clean, a journal record
- * that cannot be applied is a problem that repair retires, and a volume a
- * server holds, or a file that is no volume, is refused.
+ * that cannot be applied is a problem that repair retires, trimmed
+ * objects leave their units free and a corrupted start is caught, and a
+ * volume a server holds, or a file that is no volume, is refused.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -67,6 +68,8 @@ struct writer {
 	struct djmfs__journal *j;
 	struct djmfs__buf pub; /* extent bytes the PUBLISH views point to */
 	int efd;
+	uint64_t gen;	       /* the checkpoint the journal follows */
+	unsigned slot;
 };
 
 static void writer_open(struct writer *w)
@@ -90,6 +93,8 @@ static void writer_open(struct writer *w)
 	jo.vol = w->v;
 	jo.epoch = ck.gen;
 	jo.ckpt_slot = ck.slot;
+	w->gen = ck.gen;
+	w->slot = ck.slot;
 	jo.next_seq = ck.last_seq + 1;
 	jo.notify_fd = w->efd;
 	cr_assert_eq(djmfs__journal_start(&w->j, &jo), 0);
@@ -483,4 +488,101 @@ Test(fsck, one_bad_copy_is_mended_and_reported_corrected)
 	cr_assert_eq(rep.files, 1);
 	cr_assert_eq(fsck(0, &rep), 0, "%s", logged);
 	cr_assert_eq(rep.verdict, DJMFS_FSCK_CLEAN);
+}
+
+/* ------------------------------------------------------------------ */
+/* Trims                                                                */
+/* ------------------------------------------------------------------ */
+
+static void trim(struct writer *w, uint64_t ino, uint64_t start)
+{
+	struct djmfs__jrec r;
+
+	memset(&r, 0, sizeof(r));
+	r.u.trim.obj_id = 1;
+	r.u.trim.start = start;
+	add(w, &r, DJMFS_J_TRIM, ino);
+}
+
+Test(fsck, trimmed_units_are_free_and_the_volume_clean)
+{
+	struct djmfs_fsck_report rep;
+	struct writer w;
+	uint64_t a;
+
+	writer_open(&w);
+	a = new_file(&w, "rec");
+	reserve(&w, a, 2, 4);
+	publish(&w, a, 2, 3 * 1024 * KIB + 4 * KIB); /* units 2..5 */
+	trim(&w, a, 2 * 1024 * KIB + 8 * KIB);	      /* 2 and 3 go */
+	writer_close(&w);
+
+	cr_assert_eq(fsck(0, &rep), 0, "%s", logged);
+	cr_assert_eq(rep.files, 1);
+	cr_assert_eq(rep.bad_files, 0);
+	cr_assert_eq(rep.records_replayed, 5);
+	cr_assert_eq(rep.used_aus, 2);
+	cr_assert_eq(rep.orphan_aus, 0);
+	cr_assert_eq(rep.free_aus, volume_aus() - 2);
+}
+
+Test(fsck, a_corrupted_start_is_caught)
+{
+	struct djmfs_fsck_report rep;
+	struct djmfs__buf img;
+	struct djmfs__obj *o;
+	struct writer w;
+	uint64_t a, b;
+
+	writer_open(&w);
+	a = new_file(&w, "alpha");
+	reserve(&w, a, 2, 2);
+	publish(&w, a, 2, 1024 * KIB + 4 * KIB); /* units 2 and 3 */
+	trim(&w, a, 1024 * KIB);		 /* 2 goes */
+	b = new_file(&w, "beta");
+	reserve(&w, b, 2, 1);
+	publish(&w, b, 2, 4 * KIB);		 /* and is beta's now */
+	/* A checkpoint of that state whose alpha starts at 0 again. */
+	djmfs__journal_stop(w.j);
+	w.j = NULL;
+	o = (struct djmfs__obj *)djmfs__file_obj(
+		djmfs__root_find(djmfs__meta_working(w.m), "alpha"), 1);
+	o->start = 0;
+	djmfs__buf_init(&img);
+	cr_assert_eq(djmfs__meta_serialize(w.m, &img), 0);
+	cr_assert_eq(djmfs__ckpt_store(w.v, 1 - w.slot, w.gen + 1,
+				       djmfs__meta_seq(w.m), img.p, img.len),
+		     0);
+	djmfs__buf_free(&img);
+	writer_close(&w);
+
+	cr_assert_eq(fsck(0, &rep), -EUCLEAN);
+	cr_assert_eq(rep.bad_files, 2);
+	cr_assert_not_null(strstr(logged, "alpha"), "%s", logged);
+	cr_assert_not_null(strstr(logged, "beta"), "%s", logged);
+}
+
+Test(fsck, a_trim_past_the_size_in_the_journal_is_a_problem)
+{
+	struct djmfs_fsck_report rep;
+	struct djmfs__jrec r;
+	struct writer w;
+	uint64_t a;
+
+	writer_open(&w);
+	a = new_file(&w, "rec");
+	reserve(&w, a, 2, 1);
+	publish(&w, a, 2, 4 * KIB);
+	memset(&r, 0, sizeof(r));
+	r.type = DJMFS_J_TRIM;
+	r.ino = a;
+	r.seq = djmfs__meta_seq(w.m) + 1;
+	r.u.trim.obj_id = 1;
+	r.u.trim.start = 8 * KIB;
+	cr_assert_eq(djmfs__journal_append(w.j, &r), 0);
+	writer_close(&w);
+
+	cr_assert_eq(fsck(0, &rep), -EUCLEAN);
+	cr_assert_eq(rep.records_replayed, 4);
+	cr_assert_eq(rep.used_aus, 1);
 }

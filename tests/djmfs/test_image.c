@@ -3,7 +3,8 @@
  * object bytes lie on the volume costs O(log n) extents however long the
  * map, as a recording's map only grows, and that the offsets it keeps
  * stay right when a snapshot delta replaces the map's tail, a writer
- * lengthens or appends extents, or a restore cuts the staged map.  Work
+ * lengthens or appends extents, or a restore cuts the staged map, and
+ * that a trimmed map keeps its absolute indices and offsets.  Work
  * is counted in extents examined (o->map_steps), not timed, so the
  * bounds hold on a loaded machine and under the sanitizers.
  */
@@ -27,9 +28,11 @@ static struct djmfs_extent ext_i(uint32_t i, uint32_t salt)
 }
 
 /* Applies a snapshot of one DATA object (id 1) whose map is @total
- * extents, sending those from @base on (ext_i with @salt). */
-static void apply(struct djmfs_file *f, uint32_t total, uint32_t base,
-		  uint32_t salt, uint64_t *size)
+ * extents, sending those from @base on (ext_i with @salt), trimmed to
+ * extents @first on (@start bytes past where extent @first begins). */
+static void apply_t(struct djmfs_file *f, uint32_t total, uint32_t base,
+		    uint32_t salt, uint32_t first, uint64_t start,
+		    uint64_t *size)
 {
 	struct djmfs__snap *s = calloc(1, sizeof(*s));
 	struct djmfs__buf b;
@@ -42,8 +45,12 @@ static void apply(struct djmfs_file *f, uint32_t total, uint32_t base,
 
 		if (i >= base)
 			djmfs__put_ext(&b, e.offset, e.len);
+		if (i == first)
+			s->objs[0].first_at = sz;
 		sz += e.len;
 	}
+	s->objs[0].ext_first = first;
+	s->objs[0].start = s->objs[0].first_at + start;
 	cr_assert_eq(b.err, 0);
 	s->version = 1;
 	s->n_objs = 1;
@@ -57,6 +64,12 @@ static void apply(struct djmfs_file *f, uint32_t total, uint32_t base,
 	djmfs__buf_free(&b);
 	free(s);
 	*size = sz;
+}
+
+static void apply(struct djmfs_file *f, uint32_t total, uint32_t base,
+		  uint32_t salt, uint64_t *size)
+{
+	apply_t(f, total, base, salt, 0, 0, size);
 }
 
 static struct djmfs_file *mkfile(void)
@@ -78,12 +91,12 @@ static void freefile(struct djmfs_file *f)
  * test keeps itself; returns the extents the lookup examined. */
 static uint64_t check_range(struct cobj *o, uint64_t lo, uint64_t hi)
 {
-	uint64_t steps0 = o->map_steps, pos = 0, want_at = lo;
+	uint64_t steps0 = o->map_steps, pos = o->first_at, want_at = lo;
 	struct seg *s = NULL;
 	uint32_t n = 0, k = 0;
 
 	cr_assert_geq(djmfs__map_range(o, 1, lo, hi, &s, &n), 0);
-	for (uint32_t i = 0; i < o->img_n_ext && pos < hi; i++) {
+	for (uint32_t i = o->ext_first; i < o->img_n_ext && pos < hi; i++) {
 		struct djmfs_extent e = djmfs__img_ext(o, i);
 		uint64_t a = lo > pos ? lo : pos;
 		uint64_t b = hi < pos + e.len ? hi : pos + e.len;
@@ -209,4 +222,50 @@ Test(image, appends_keep_map_bytes_constant)
 		total += o->ext[i].len;
 	cr_assert_eq(djmfs__map_bytes(o), total);
 	djmfs__cobj_free(o);
+}
+
+Test(image, a_trimmed_map_keeps_its_offsets_and_indices)
+{
+	struct djmfs_file *f = mkfile(), *g = mkfile();
+	uint64_t size, size2;
+	struct cobj *o;
+
+	apply(f, BIG, 0, 0, &size);
+	o = f->objs[0];
+	check_range(o, size / 2, size / 2 + 4096);
+	/* Trimmed past extent 4000: a delta of the last extent, with the
+	 * firsts moved; offsets stay the same object offsets. */
+	apply_t(f, BIG, BIG - 1, 0, 4000, 1000, &size2);
+	cr_assert_eq(size2, size);
+	cr_assert_eq(o, f->objs[0]);
+	cr_assert_eq(o->ext_first, 4000);
+	cr_assert_eq(o->start, o->first_at + 1000);
+	cr_assert_eq(djmfs__map_bytes(o), size);
+	check_range(o, o->start, o->start + 300 * KIB);
+	check_range(o, size - 4096, size);
+	/* A handle that never knew the object gets the map from its first
+	 * extent on, and finds every byte where the first one does. */
+	apply_t(g, BIG, 4000, 0, 4000, 1000, &size2);
+	cr_assert_eq(g->objs[0]->ext_first, 4000);
+	cr_assert_eq(g->objs[0]->first_at, o->first_at);
+	cr_assert_eq(djmfs__map_bytes(g->objs[0]), size);
+	for (int r = 0; r < 200; r++) {
+		uint64_t lo = o->start + (uint64_t)r * ((size - o->start) / 200);
+		uint64_t hi = lo + 100 * KIB < size ? lo + 100 * KIB : size;
+
+		check_range(g->objs[0], lo, hi);
+	}
+	/* A snapshot that goes back below the start is refused whole. */
+	{
+		struct djmfs__snap s = { 0 };
+
+		s.version = 9;
+		s.n_objs = 1;
+		s.objs[0].id = 1;
+		s.objs[0].attrs = DJMFS_ATTR_DATA;
+		cr_assert_eq(djmfs__apply_snap(g, &s), -EBADMSG);
+		cr_assert_eq(g->objs[0]->ext_first, 4000);
+	}
+	freefile(f);
+	freefile(g);
 }

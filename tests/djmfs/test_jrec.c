@@ -94,6 +94,10 @@ static void sample(struct djmfs__jrec *r, unsigned type)
 	}
 	if (type == DJMFS_J_QUARANTINE)
 		strcpy(r->u.quarantine.why, "extent 3 overlaps file 9");
+	if (type == DJMFS_J_TRIM) {
+		r->u.trim.obj_id = 5;
+		r->u.trim.start = (7ull << 32) + 12345;
+	}
 }
 
 static void assert_same_rec(const struct djmfs__jrec *a,
@@ -228,6 +232,34 @@ Test(jrec, a_publish_with_sums_has_its_own_type_and_the_first_format_stays)
 	cr_assert_eq(djmfs__jrec_encode(&b, SEED, &r), -EINVAL);
 	djmfs__buf_free(&a);
 	djmfs__buf_free(&b);
+}
+
+Test(jrec, a_trim_is_type_11_with_its_object_and_start)
+{
+	static struct djmfs__jrec r, d;
+	struct djmfs__buf a;
+	size_t used;
+
+	sample(&r, DJMFS_J_TRIM);
+	encode(&r, SEED, &a);
+	cr_assert_eq(DJMFS_J_TRIM, 11);
+	cr_assert_eq(djmfs__le32(a.p + 24) & 0xffff, 11);
+	/* ino, time, then u32 obj_id and u64 start. */
+	cr_assert_eq(a.len, DJMFS_JREC_HDR + 16 + 4 + 8);
+	cr_assert_eq(djmfs__le32(a.p + DJMFS_JREC_HDR + 16), 5);
+	cr_assert_eq(djmfs__le64(a.p + DJMFS_JREC_HDR + 20),
+		     (7ull << 32) + 12345);
+	cr_assert_eq(djmfs__jrec_decode(a.p, a.len, SEED, &d, &used), 0);
+	cr_assert_eq(d.type, DJMFS_J_TRIM);
+	cr_assert_eq(d.u.trim.obj_id, 5);
+	cr_assert_eq(d.u.trim.start, (7ull << 32) + 12345);
+	cr_assert_str_eq(djmfs__jtype_name(DJMFS_J_TRIM), "TRIM");
+	/* Short by one byte of its start: malformed. */
+	djmfs__patch_u32(&a, 0, (uint32_t)(a.len - 1 - DJMFS_JREC_HDR));
+	a.len--;
+	reseal(a.p, a.len, SEED);
+	cr_assert_eq(decode_exact(a.p, a.len, SEED, NULL), -EBADMSG);
+	djmfs__buf_free(&a);
 }
 
 Test(jrec, type_names_cover_every_type)

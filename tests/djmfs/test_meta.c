@@ -4,6 +4,7 @@
  * was), working versus durable roots, the life of reserved units through
  * RESERVE, PUBLISH and RELEASE, the exact unit ranges handed to on_free,
  * checkpoint images that round-trip and that are refused when damaged,
+ * trims that free only whole units below the start and replay the same,
  * snapshot records that outlive many publishes, and a workload big enough
  * to show that a publish costs no more than a path copy.
  */
@@ -783,9 +784,9 @@ Test(meta, load_rejects_truncated_and_garbled_images)
 	copy[0] ^= 1;
 	cr_assert_eq(djmfs__meta_load(m2, copy, a.len, 1), -EBADMSG, "magic");
 	copy[0] ^= 1;
-	copy[4] = 3;
+	copy[4] = 4;
 	cr_assert_eq(djmfs__meta_load(m2, copy, a.len, 1), -EBADMSG, "version");
-	copy[4] = 2;
+	copy[4] = 3;
 	memset(copy + 16, 0xff, 8); /* n_files */
 	cr_assert_eq(djmfs__meta_load(m2, copy, a.len, 1), -EBADMSG, "files");
 	expect_empty(m2);
@@ -1367,5 +1368,204 @@ Test(meta, sums_survive_an_image_and_a_first_format_image_is_unverified)
 	cr_assert_eq(djmfs__meta_load(m2, v1.p, v1.len, 3), -EBADMSG);
 	djmfs__buf_free(&a);
 	djmfs__buf_free(&v1);
+	djmfs__meta_free(m2);
+}
+
+/* ---- TRIM ---- */
+
+static int trim(uint64_t ino, uint32_t id, uint64_t start)
+{
+	struct djmfs__jrec r = { .type = DJMFS_J_TRIM, .ino = ino,
+				 .time_ns = 777 };
+
+	r.u.trim.obj_id = id;
+	r.u.trim.start = start;
+	return apply(&r);
+}
+
+/* Object 1 of "f": extent 0 on units 0..3 (3 MiB + 4 KiB), extent 1 on
+ * unit 5 (1 MiB); 4 MiB + 4 KiB published, version 5; units 4, 6 and
+ * 7 still reserved. */
+static void recording(void)
+{
+	std_file();
+	cr_assert_eq(RESERVE(1, 0, 8), 0);
+	cr_assert_eq(pub1(1, 3, 1, 3 * AU + 100, AT(0, 0), 3 * AU + 4096), 0);
+	cr_assert_eq(pub1(1, 4, 1, 4 * AU + 4096, AT(5, 0), AU), 0);
+	nfreed = 0;
+}
+
+/* The records a trimmed recording is made of, applied to the current
+ * state: the same on any state that starts empty (replay). */
+static void trimmed_recording(void)
+{
+	recording();
+	cr_assert_eq(trim(1, 1, AU + 10), 0);
+	cr_assert_eq(trim(1, 1, 3 * AU + 4096 + 1), 0);
+}
+
+Test(meta, trim_frees_only_whole_units_below_the_start_deferred)
+{
+	const struct djmfs__file *before;
+	const struct djmfs__obj *o;
+	struct mlist l = { .count = 0 };
+
+	recording();
+	before = djmfs__file_ref(wfile("f"));
+	/* Unit 0 holds only trimmed bytes; unit 1 still a live one. */
+	cr_assert_eq(trim(1, 1, AU + 10), 0);
+	cr_assert_eq(nfreed, 1);
+	expect_freed(0, 0, 1, DJMFS_FREE_DEFERRED);
+	o = djmfs__file_obj(wfile("f"), 1);
+	cr_assert_eq(o->start, AU + 10);
+	cr_assert_eq(o->ext_first, 0);
+	cr_assert_eq(wfile("f")->version, 6);
+	/* Past extent 0: it leaves the map, units 1..3 go. */
+	nfreed = 0;
+	cr_assert_eq(trim(1, 1, 3 * AU + 4096 + 1), 0);
+	cr_assert_eq(nfreed, 1);
+	expect_freed(0, 1, 3, DJMFS_FREE_DEFERRED);
+	o = djmfs__file_obj(wfile("f"), 1);
+	cr_assert_eq(o->ext_first, 1);
+	cr_assert_eq(o->n_ext, 2);
+	cr_assert_eq(djmfs__obj_first_at(o), 3 * AU + 4096);
+	cr_assert_eq(wfile("f")->version, 7);
+	/* The version a reader may hold keeps its whole map. */
+	cr_assert_eq(djmfs__file_obj(before, 1)->start, 0);
+	cr_assert_eq(djmfs__file_obj(before, 1)->ext_first, 0);
+	cr_assert_eq(djmfs__file_obj(before, 1)->n_ext, 2);
+	djmfs__file_unref(before);
+	/* Only unit 5 is mapped now; the walk (boot, fsck) says so. */
+	cr_assert_eq(djmfs__meta_walk_mapped(M, mlist_fn, &l), 0);
+	cr_assert_eq(l.count, 1);
+	cr_assert_eq(l.first[0], 5);
+	cr_assert_eq(l.n[0], 1);
+	/* To the very end: the end unit stays, nothing is freed. */
+	nfreed = 0;
+	cr_assert_eq(trim(1, 1, 4 * AU + 4096), 0);
+	cr_assert_eq(nfreed, 0);
+	/* The map goes on from its end into a reserved unit. */
+	cr_assert_eq(pub1(1, 8, 1, 4 * AU + 8192, AT(6, 0), 4096), 0);
+	o = djmfs__file_obj(wfile("f"), 1);
+	cr_assert_eq(o->n_ext, 2);
+	cr_assert_eq(djmfs__obj_maplen(o), 4 * AU + 8192);
+	cr_assert_eq(djmfs__file_check(wfile("f"), DOFF, DOFF + NAUS * AU,
+				       NULL, 0), 0);
+}
+
+Test(meta, trim_refusals_change_nothing)
+{
+	struct state s;
+
+	recording();
+	cr_assert_eq(trim(1, 1, AU), 0);
+	nfreed = 0;
+	grab(&s);
+	refused(trim(1, 1, AU), -EINVAL, &s, "same start");
+	refused(trim(1, 1, 10), -EINVAL, &s, "lower start");
+	refused(trim(1, 1, 4 * AU + 4097), -EINVAL, &s, "past the size");
+	refused(trim(1, 2, 1), -EINVAL, &s, "META object");
+	refused(trim(1, 9, 1), -ENOENT, &s, "no such object");
+	refused(trim(5, 1, 1), -ENOENT, &s, "no such file");
+	djmfs__buf_free(&s.img);
+}
+
+Test(meta, unlink_after_a_trim_frees_only_what_is_left)
+{
+	trimmed_recording();
+	nfreed = 0;
+	cr_assert_eq(simple(DJMFS_J_FILE_UNLINK, 1), 0);
+	/* Reservation 4, 6, 7 now; unit 5 deferred; units 0..3 not again. */
+	cr_assert_eq(nfreed, 3);
+	expect_freed(0, 4, 1, DJMFS_FREE_NOW);
+	expect_freed(1, 6, 2, DJMFS_FREE_NOW);
+	expect_freed(2, 5, 1, DJMFS_FREE_DEFERRED);
+}
+
+Test(meta, a_trimmed_state_round_trips_an_image_and_replays_the_same)
+{
+	struct djmfs__buf a, b, c;
+	struct djmfs__meta *m2 = mk_meta(NAUS), *m3 = mk_meta(NAUS);
+	struct djmfs__meta *keep = M;
+	const struct djmfs__obj *o;
+
+	trimmed_recording();
+	djmfs__buf_init(&a);
+	djmfs__buf_init(&b);
+	djmfs__buf_init(&c);
+	cr_assert_eq(djmfs__meta_serialize(M, &a), 0);
+	cr_assert_eq(djmfs__meta_load(m2, a.p, a.len, 9), 0);
+	cr_assert_eq(djmfs__meta_serialize(m2, &b), 0);
+	cr_assert_eq(a.len, b.len);
+	cr_assert_eq(memcmp(a.p, b.p, a.len), 0);
+	o = djmfs__file_obj(djmfs__root_find(djmfs__meta_working(m2), "f"), 1);
+	cr_assert_eq(o->start, 3 * AU + 4096 + 1);
+	cr_assert_eq(o->ext_first, 1);
+	cr_assert_eq(djmfs__obj_first_at(o), 3 * AU + 4096);
+	cr_assert_eq(djmfs__obj_extent(o, 1).offset, AT(5, 0));
+	/* Replay: the same records on an empty state give the same one. */
+	M = m3;
+	trimmed_recording();
+	M = keep;
+	cr_assert_eq(djmfs__meta_serialize(m3, &c), 0);
+	cr_assert_eq(a.len, c.len);
+	cr_assert_eq(memcmp(a.p, c.p, a.len), 0);
+	/* The loaded state goes on: a publish and another trim. */
+	M = m2;
+	cr_assert_eq(pub1(1, 7, 1, 4 * AU + 8192, AT(6, 0), 4096), 0);
+	cr_assert_eq(trim(1, 1, 4 * AU + 8192), 0);
+	M = keep;
+	djmfs__buf_free(&a);
+	djmfs__buf_free(&b);
+	djmfs__buf_free(&c);
+	djmfs__meta_free(m2);
+	djmfs__meta_free(m3);
+}
+
+Test(meta, an_image_of_the_format_before_trims_loads_untrimmed)
+{
+	struct djmfs__meta *m2 = mk_meta(NAUS);
+	struct djmfs__buf v2;
+	const struct djmfs__obj *o;
+
+	/* Image version 2: sums, no start, ext_first, first_at, ck_first. */
+	djmfs__buf_init(&v2);
+	djmfs__put_u32(&v2, 0x494d4a44u);
+	djmfs__put_u32(&v2, 2);
+	djmfs__put_u64(&v2, 2);
+	djmfs__put_u64(&v2, 1);
+	djmfs__put_u64(&v2, 1);
+	djmfs__put_str(&v2, "f");
+	djmfs__put_u64(&v2, 4);
+	djmfs__put_u32(&v2, 0);
+	djmfs__put_u64(&v2, 1);
+	djmfs__put_u64(&v2, 2);
+	djmfs__put_u32(&v2, 2);
+	djmfs__put_u32(&v2, 1);
+	djmfs__put_u32(&v2, 1);
+	djmfs__put_u32(&v2, DATA);
+	djmfs__put_str(&v2, "data");
+	djmfs__put_u64(&v2, CKB + 5);
+	djmfs__put_u32(&v2, 1);
+	djmfs__put_u64(&v2, AT(0, 0));
+	djmfs__put_u64(&v2, 2 * CKB);
+	djmfs__put_u32(&v2, 0);	 /* meta_len */
+	djmfs__put_u32(&v2, 0);	 /* ck_flags */
+	djmfs__put_u32(&v2, 1);	 /* n_ck */
+	djmfs__put_u32(&v2, 42);
+	djmfs__put_u32(&v2, 43); /* last_ck */
+	djmfs__put_u32(&v2, 0);	 /* no reservations */
+	cr_assert_eq(v2.err, 0);
+	cr_assert_eq(djmfs__meta_load(m2, v2.p, v2.len, 3), 0);
+	o = djmfs__file_obj(djmfs__root_find(djmfs__meta_working(m2), "f"), 1);
+	cr_assert_eq(o->start, 0);
+	cr_assert_eq(o->ext_first, 0);
+	cr_assert_eq(o->ck_first, 0);
+	cr_assert_eq(djmfs__obj_ck(o, 0), 42);
+	cr_assert_eq(o->last_ck, 43);
+	/* Read as the current version it is short of the trim fields. */
+	v2.p[4] = 3;
+	cr_assert_eq(djmfs__meta_load(m2, v2.p, v2.len, 3), -EBADMSG);
+	djmfs__buf_free(&v2);
 	djmfs__meta_free(m2);
 }

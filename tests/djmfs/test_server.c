@@ -5,7 +5,8 @@
  * They cover every operation, durability before acknowledgement, the
  * single-writer lock and its lease after a client dies, LOCK_SNAP holds,
  * hostile peers, a CHALLENGE to a server without a shared secret, a full
- * volume, and booting again after a clean stop and after a crash.
+ * volume, and booting again after a clean stop and after a crash (a trim
+ * too).
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -1398,4 +1399,112 @@ Test(server, refuses_a_checkpoint_the_journal_proves_stale)
 	cr_assert_eq(ck.gen, 4);
 	free(ck.img);
 	djmfs__vol_close(v);
+}
+
+static int op_trim(struct tc *c, uint32_t h, uint32_t id, uint64_t start)
+{
+	struct djmfs__msg *q = req(c, DJMFS_OP_TRIM);
+
+	q->u.trim_req.handle = h;
+	q->u.trim_req.obj_id = id;
+	q->u.trim_req.start = start;
+	return rpc(c);
+}
+
+/* op_publish of one DATA object from size 0, with the sums its size
+ * needs (their values are the writer's business, not checked here). */
+static int op_publish_ck(struct tc *c, uint32_t h, uint64_t base,
+			 const struct pubspec *ps, uint64_t *version)
+{
+	struct djmfs__msg *q = req(c, DJMFS_OP_PUBLISH);
+	struct djmfs__pub_obj *o = &q->u.publish_req.pub.objs[0];
+	struct djmfs__buf x, k;
+	int rc;
+
+	djmfs__buf_init(&x);
+	djmfs__buf_init(&k);
+	djmfs__put_ext(&x, ps->off, ps->len);
+	for (uint64_t i = 0; i < ps->size >> DJMFS_CK_SHIFT; i++)
+		djmfs__put_u32(&k, (uint32_t)i);
+	q->u.publish_req.handle = h;
+	q->u.publish_req.pub.base_version = base;
+	q->u.publish_req.pub.n_objs = 1;
+	o->obj_id = ps->id;
+	o->size = ps->size;
+	o->ext = (struct djmfs__extv){ x.p, 1 };
+	o->ck = (struct djmfs__ckv){ k.p, (uint32_t)(ps->size >>
+						      DJMFS_CK_SHIFT) };
+	o->last_ck = ps->size % DJMFS_CK_BLOCK ? 7 : 0;
+	rc = rpc(c);
+	djmfs__buf_free(&x);
+	djmfs__buf_free(&k);
+	if (rc == 0 && version)
+		*version = c->m.u.publish_resp.version;
+	return rc;
+}
+
+Test(server, a_trim_survives_a_crash_and_a_clean_restart)
+{
+	const struct djmfs__boot_info *bi;
+	const struct djmfs__snap_obj *so;
+	uint32_t h = 0, rh = 0, mid = 0, did = 0;
+	struct djmfs__run run;
+	struct pubspec ps = { 0, 0, 0, 0, NULL };
+	struct tc a;
+	uint64_t v = 0, au;
+	pid_t pid;
+
+	srv_stop();
+	pid = crashable_server();
+	wait_for_socket();
+	tc_open(&a, "doomed");
+	au = a.au_size;
+	make_file(&a, "rec", &h, &mid, &did);
+	cr_assert_eq(op_reserve(&a, h, 4, &run, NULL), 0);
+	cr_assert_geq(run.count, 3);
+	ps.id = did;
+	ps.size = 2 * au + 8192;
+	ps.off = a.data_off + run.first * au;
+	ps.len = 2 * au + 8192; /* units first .. first + 2 */
+	cr_assert_eq(op_publish_ck(&a, h, 2, &ps, &v), 0);
+	cr_assert_eq(op_trim(&a, h, did, au + 100), 0);
+	cr_assert_eq(a.m.u.trim_resp.start, au + 100);
+	cr_assert_eq(a.m.u.trim_resp.version, v + 1);
+	/* Lower: the current start, the same version. */
+	cr_assert_eq(op_trim(&a, h, did, 5), 0);
+	cr_assert_eq(a.m.u.trim_resp.start, au + 100);
+	cr_assert_eq(a.m.u.trim_resp.version, v + 1);
+	cr_assert_eq(op_trim(&a, h, mid, 1), -EINVAL);
+	cr_assert_eq(op_trim(&a, h, did, ps.size + 1), -EINVAL);
+	cr_assert_eq(op_trim(&a, h, 99, 1), -ENOENT);
+	cr_assert_eq(op_open(&a, "rec", DJMFS_O_READ, &rh), 0);
+	cr_assert_eq(op_trim(&a, rh, did, au + 200), -EBADF);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	tc_close(&a);
+
+	/* Replayed: the start, and unit first no longer in use. */
+	srv_start();
+	bi = djmfs__server_boot_info(T.s);
+	cr_assert_eq(bi->files, 1);
+	cr_assert_eq(bi->free_aus, a.n_aus - 2);
+	tc_open(&a, "after");
+	cr_assert_eq(op_name(&a, DJMFS_OP_STAT, "rec"), 0);
+	cr_assert_eq(a.m.u.snap_resp.version, v + 1);
+	so = snap_obj(&a.m.u.snap_resp, did);
+	cr_assert_eq(so->start, au + 100);
+	cr_assert_eq(so->ext_first, 0);
+	cr_assert_eq(so->first_at, 0);
+	/* From a checkpoint after a clean stop, the same. */
+	srv_stop();
+	tc_close(&a);
+	srv_start();
+	tc_open(&a, "last");
+	cr_assert_eq(op_open(&a, "rec", DJMFS_O_READ, &rh), 0);
+	so = snap_obj(&a.m.u.open_resp.snap, did);
+	cr_assert_eq(so->start, au + 100);
+	cr_assert_eq(so->ext_base, 0);
+	cr_assert_eq(so->ext.n, 1);
+	cr_assert_eq(so->size, 2 * au + 8192);
+	tc_close(&a);
 }

@@ -2,8 +2,9 @@
  * Tests of the copy-on-write namespace (djmfs_tree.c): that every root
  * handed out stays the snapshot it was, that the AVL tree stays balanced
  * and ordered under long random update sequences, that extent stores let
- * older object versions keep their own map while newer ones append, and
- * that the open-time consistency check catches each kind of bad map.
+ * older object versions keep their own map while newer ones append or
+ * trim (indices absolute, a mostly dropped store compacted), and that the
+ * open-time consistency check catches each kind of bad map.
  * Memory is checked by building with -fsanitize=address (leaks).
  */
 #include <criterion/criterion.h>
@@ -494,4 +495,128 @@ Test(tree, released_records_are_reused_on_the_same_thread)
 	djmfs__file_unref(c);
 	djmfs__file_unref(a);
 #endif
+}
+
+/* ---- trimming ---- */
+
+#define MIB (1ull << 20)
+
+/* A DATA object of @n extents of one MiB each, a MiB apart on the volume
+ * (so none merge), with 16 sums per extent (k + 1000 for cblock k). */
+static struct djmfs__obj *long_obj(uint32_t n)
+{
+	struct djmfs__obj *o = mkobj(1, DJMFS_ATTR_DATA);
+
+	for (uint32_t i = 0; i < n; i++) {
+		cr_assert_eq(djmfs__obj_append(o, DOFF + 2 * i * MIB, MIB), 0);
+		for (uint32_t k = 0; k < 16; k++)
+			cr_assert_eq(djmfs__obj_ck_append(o, 1000 + i * 16 + k),
+				     0);
+	}
+	o->size = (uint64_t)n * MIB;
+	return o;
+}
+
+Test(tree, trim_drops_whole_extents_and_keeps_indices_absolute)
+{
+	struct djmfs__obj *v1 = long_obj(10), *v2;
+	struct djmfs_extent e;
+
+	cr_assert_eq(djmfs__obj_dup(v1, &v2), 0);
+	cr_assert_eq(djmfs__obj_trim(v2, 3 * MIB + MIB / 2), 0);
+	cr_assert_eq(v2->start, 3 * MIB + MIB / 2);
+	cr_assert_eq(v2->ext_first, 3);
+	cr_assert_eq(v2->n_ext, 10);
+	cr_assert_eq(v2->ck_first, (3 * MIB + MIB / 2) >> DJMFS_CK_SHIFT);
+	cr_assert_eq(djmfs__obj_first_at(v2), 3 * MIB);
+	cr_assert_eq(djmfs__obj_maplen(v2), 10 * MIB);
+	/* Extent 3 is still extent 3; its live part starts at the start. */
+	e = djmfs__obj_extent(v2, 3);
+	cr_assert_eq(e.offset, DOFF + 6 * MIB);
+	e = djmfs__obj_live(v2, 3);
+	cr_assert_eq(e.offset, DOFF + 6 * MIB + MIB / 2);
+	cr_assert_eq(e.len, MIB / 2);
+	cr_assert_eq(djmfs__obj_ck(v2, v2->ck_first), 1000 + v2->ck_first);
+	/* The version before the trim keeps its whole map and sums. */
+	cr_assert_eq(v1->start, 0);
+	cr_assert_eq(v1->ext_first, 0);
+	cr_assert_eq(djmfs__obj_extent(v1, 0).offset, DOFF);
+	cr_assert_eq(djmfs__obj_ck(v1, 0), 1000);
+	/* A start at or below the current one changes nothing. */
+	cr_assert_eq(djmfs__obj_trim(v2, MIB), 0);
+	cr_assert_eq(v2->start, 3 * MIB + MIB / 2);
+	/* Appends go on at the next index; the old version does not see
+	 * them. */
+	cr_assert_eq(djmfs__obj_append(v2, DOFF + 40 * MIB, MIB), 0);
+	cr_assert_eq(v2->n_ext, 11);
+	cr_assert_eq(djmfs__obj_extent(v2, 10).offset, DOFF + 40 * MIB);
+	cr_assert_eq(v1->n_ext, 10);
+	djmfs__obj_unref(v1);
+	djmfs__obj_unref(v2);
+}
+
+Test(tree, trim_to_the_end_keeps_the_last_extent_and_its_end_unit)
+{
+	struct djmfs__obj *o = long_obj(4);
+	struct djmfs_extent e;
+
+	cr_assert_eq(djmfs__obj_trim(o, 4 * MIB), 0);
+	cr_assert_eq(o->ext_first, 3);
+	e = djmfs__obj_live(o, 3);
+	cr_assert_eq(e.len, 1);
+	cr_assert_eq(e.offset, DOFF + 7 * MIB - 1);
+	cr_assert_eq(djmfs__obj_map_end(o), DOFF + 7 * MIB);
+	/* The map goes on from its end. */
+	cr_assert_eq(djmfs__obj_append(o, DOFF + 7 * MIB, 4096), 0);
+	cr_assert_eq(o->n_ext, 4);
+	cr_assert_eq(djmfs__obj_maplen(o), 4 * MIB + 4096);
+	djmfs__obj_unref(o);
+}
+
+Test(tree, a_large_trim_compacts_the_store_with_indices_kept)
+{
+	struct djmfs__obj *v1 = long_obj(300), *v2, *v3;
+
+	cr_assert_eq(djmfs__obj_dup(v1, &v2), 0);
+	cr_assert_eq(djmfs__obj_trim(v2, 250 * MIB + 10), 0);
+	/* A store of its own: the old version's is untouched. */
+	cr_assert_neq(v2->xs, v1->xs);
+	cr_assert_eq(v2->ext_first, 250);
+	for (uint32_t i = 250; i < 300; i++) {
+		cr_assert_eq(djmfs__obj_extent(v2, i).offset,
+			     djmfs__obj_extent(v1, i).offset);
+	}
+	cr_assert_eq(djmfs__obj_first_at(v2), 250 * MIB);
+	cr_assert_eq(djmfs__obj_maplen(v2), 300 * MIB);
+	cr_assert_eq(djmfs__obj_ck(v2, 250 * 16), 1000 + 250 * 16);
+	cr_assert_eq(djmfs__obj_ck(v2, 300 * 16 - 1), 1000 + 300 * 16 - 1);
+	cr_assert_eq(djmfs__obj_ck(v1, 0), 1000);
+	/* The compacted version is its store's tip: appends go in place,
+	 * extents and sums both. */
+	cr_assert_eq(djmfs__obj_append(v2, DOFF + 700 * MIB, MIB), 0);
+	cr_assert_eq(djmfs__obj_ck_append(v2, 7), 0);
+	cr_assert_eq(djmfs__obj_extent(v2, 300).offset, DOFF + 700 * MIB);
+	cr_assert_eq(djmfs__obj_ck(v2, 300 * 16), 7);
+	/* A later version branching from it keeps the indices too. */
+	cr_assert_eq(djmfs__obj_dup(v2, &v3), 0);
+	cr_assert_eq(djmfs__obj_trim(v3, 299 * MIB), 0);
+	cr_assert_eq(v3->ext_first, 299);
+	cr_assert_eq(djmfs__obj_extent(v3, 299).offset, DOFF + 598 * MIB);
+	cr_assert_eq(djmfs__obj_extent(v3, 300).offset, DOFF + 700 * MIB);
+	djmfs__obj_unref(v1);
+	djmfs__obj_unref(v2);
+	djmfs__obj_unref(v3);
+}
+
+Test(tree, file_check_catches_a_start_past_the_size)
+{
+	struct djmfs__file *f = good_file();
+	struct djmfs__obj *o = (struct djmfs__obj *)f->objs[0];
+	char why[128] = "";
+
+	cr_assert_eq(djmfs__obj_trim(o, 4096), 0);
+	cr_assert_eq(djmfs__file_check(f, DOFF, DEND, why, sizeof(why)), 0,
+		     "%s", why);
+	o->start = o->size + 1;
+	expect_bad(f, "start");
 }

@@ -93,6 +93,11 @@ static void fill_snap(struct djmfs__snap *s, int stat)
 		o->ext_total = i == 0 ? 0 : 6;
 		o->ext_base = i == 0 ? 0 : (stat ? 6 : 6 - 2 * i);
 		set_exts(&o->ext, i == 0 || stat ? 0 : 2 * i);
+		if (i == 2) { /* trimmed: its map from extent 2 */
+			o->start = 2 * 65536 + 5;
+			o->ext_first = 2;
+			o->first_at = 65536;
+		}
 		if (i > 0) {
 			o->ck_flags = i == 2 ? DJMFS_OBJ_CK_GAP : 0;
 			o->ck_base = stat ? i + 2 : i;
@@ -299,6 +304,19 @@ static void resp_stats(struct djmfs__msg *m)
 		f[i] = 1000 + i;
 }
 
+static void req_trim(struct djmfs__msg *m)
+{
+	m->u.trim_req.handle = 3;
+	m->u.trim_req.obj_id = 4;
+	m->u.trim_req.start = (5ull << 32) + 7;
+}
+
+static void resp_trim(struct djmfs__msg *m)
+{
+	m->u.trim_resp.start = (5ull << 32) + 7;
+	m->u.trim_resp.version = 12;
+}
+
 typedef void (*fill_fn)(struct djmfs__msg *m);
 
 /* [op] = {request filler, response filler}; NULL: empty body. */
@@ -321,6 +339,7 @@ static const fill_fn fillers[DJMFS_OP_MAX][2] = {
 	[DJMFS_OP_DF] = {NULL, resp_df},
 	[DJMFS_OP_STATS] = {NULL, resp_stats},
 	[DJMFS_OP_CHALLENGE] = {req_challenge, resp_challenge},
+	[DJMFS_OP_TRIM] = {req_trim, resp_trim},
 };
 
 static void sample(struct djmfs__msg *m, unsigned op, unsigned kind)
@@ -929,6 +948,20 @@ Test(wire, inconsistent_snapshots_are_refused)
 	/* Sum flags other than the gap. */
 	sample(&m, DJMFS_OP_SYNC_SNAP, DJMFS_RESP);
 	m.u.snap_resp.objs[1].ck_flags = 0x2;
+	cr_assert_eq(djmfs__msg_encode(&b, &m), -EINVAL);
+	/* A start past the size, a map whose first extent is not sent
+	 * or begins past the start. */
+	sample(&m, DJMFS_OP_SYNC_SNAP, DJMFS_RESP);
+	m.u.snap_resp.objs[2].start = m.u.snap_resp.objs[2].size + 1;
+	cr_assert_eq(djmfs__msg_encode(&b, &m), -EINVAL);
+	sample(&m, DJMFS_OP_SYNC_SNAP, DJMFS_RESP);
+	m.u.snap_resp.objs[2].ext_first = 3;
+	cr_assert_eq(djmfs__msg_encode(&b, &m), -EINVAL);
+	sample(&m, DJMFS_OP_SYNC_SNAP, DJMFS_RESP);
+	m.u.snap_resp.objs[2].first_at = m.u.snap_resp.objs[2].start + 1;
+	cr_assert_eq(djmfs__msg_encode(&b, &m), -EINVAL);
+	sample(&m, DJMFS_OP_STAT, DJMFS_RESP);
+	m.u.snap_resp.objs[2].ext_first = 7;
 	cr_assert_eq(djmfs__msg_encode(&b, &m), -EINVAL);
 	djmfs__buf_free(&b);
 }

@@ -11,7 +11,8 @@
 #     DJMFS_UPGRADE_STOP_AFTER) leaves either the format 1 volume, clean
 #     and serving, or format 2, and a rerun completes it;
 # and every time, every published byte reads back and fsck finds the
-# volume clean.
+# volume clean.  The upgraded volume then takes a trim that a restart
+# keeps (its checkpoint image is of the current version).
 #
 # Environment: DJMFS, DJMFSD, DJMFS_PATTERN, IOSCHED_PROFILE_DIR (defaults:
 # the build tree's programs and the source tree's profiles, see lib.sh).
@@ -139,4 +140,18 @@ for step in 1 2 3 4; do
 	fsck_clean "$v" 2
 	pass "killed after step $step: format $f intact; a rerun completes it, every byte reads back"
 done
+
+# --- An upgraded volume takes trims, kept across a restart. ----------
+vol=$work/cmd
+start_server
+"$DJMFS" -q trim stream data $((COUNT / 2 * 65536)) || fail "trim on $vol"
+stop_server
+start_server
+"$DJMFS_PATTERN" check stream --min-size $((COUNT * 65536)) >"$work/check" 2>&1 ||
+	fail "check after trim on $vol: $(cat "$work/check")"
+[ "$(awk '$1 == "ok" { print $4 }' "$work/check")" -eq $((COUNT / 2 * 65536)) ] ||
+	fail "start after a restart: $(cat "$work/check")"
+stop_server
+fsck_clean "$vol" 2
+pass "an upgraded volume keeps a trim across a restart (checkpoint), fsck clean"
 echo "all upgrade checks passed"

@@ -26,6 +26,9 @@ EXTRA_DIST += tests/fuzz/fuzz.sh tests/fuzz/lib.sh \
 	tests/fuzz/corpus/frame/frame-17 \
 	tests/fuzz/corpus/frame/frame-18 \
 	tests/fuzz/corpus/frame/frame-19 \
+	tests/fuzz/corpus/frame/frame-20 \
+	tests/fuzz/corpus/frame/frame-21 \
+	tests/fuzz/corpus/frame/frame-22 \
 	tests/fuzz/corpus/jrec/jrec-01 \
 	tests/fuzz/corpus/jrec/jrec-02 \
 	tests/fuzz/corpus/jrec/jrec-03 \
@@ -36,6 +39,8 @@ EXTRA_DIST += tests/fuzz/fuzz.sh tests/fuzz/lib.sh \
 	tests/fuzz/corpus/jrec/jrec-08 \
 	tests/fuzz/corpus/jrec/jrec-09 \
 	tests/fuzz/corpus/jrec/jrec-10 \
+	tests/fuzz/corpus/jrec/jrec-11 \
+	tests/fuzz/corpus/jrec/jrec-12 \
 	tests/fuzz/corpus/index/crash \
 	tests/fuzz/corpus/index/gap \
 	tests/fuzz/corpus/index/one \

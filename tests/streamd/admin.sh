@@ -21,7 +21,8 @@ need_streamd
 need_clients
 make_workdir admin
 KNOBS="A B period read_size buffer_size deadline policy depth profile
-admission admission_ceiling max_bandwidth"
+admission admission_ceiling max_bandwidth clip_max_duration retention
+retention_bytes volume_reserve"
 METRICS="streamd_recordings streamd_recordings_total streamd_sessions
 streamd_sessions_total streamd_bytes_in_total streamd_bytes_out_total
 streamd_session_reads_total streamd_session_read_misses_total
@@ -30,7 +31,9 @@ streamd_record_write_misses_total streamd_sched_requests_total
 streamd_sched_deadline_misses_total streamd_sched_latency_p99_seconds
 streamd_sched_lateness_max_seconds streamd_http_requests_total
 streamd_djmfs_metadata_repairs_total streamd_admitted_total
-streamd_admission_refused_total"
+streamd_admission_refused_total streamd_retention_trims_total
+streamd_trimmed_bytes_total streamd_trimmed_units_total streamd_held_bytes
+streamd_volume_bytes streamd_volume_free_bytes"
 
 # put_config BODY [CURL OPTION...]: PUT BODY to /admin/config.
 put_config() {

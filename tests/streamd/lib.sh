@@ -252,14 +252,16 @@ pattern_args() {
 
 # push_pattern NAME SECONDS [FFMPEG OUTPUT OPTION...]: pushes SECONDS of
 # the pattern in real time to /record/NAME$push_query, keeping the same
-# bytes in $push_file (default $work/NAME.ts); ffmpeg's errors go to
+# bytes in $push_file (default $work/NAME.ts), with the MPEG-TS muxer
+# options $push_mux (e.g. muxrate=4000000); ffmpeg's errors go to
 # $work/push-NAME.err.  Returns ffmpeg's status.
 push_pattern() {
 	local name=$1 secs=$2 file=${push_file:-$work/$1.ts}
+	local mux=${push_mux:+:$push_mux}
 	shift 2
 	# shellcheck disable=SC2046 # pattern_args is meant to split
 	ffmpeg -nostdin -hide_banner -v error $(pattern_args -re) -t "$secs" "$@" \
-		-f tee "[f=mpegts]$file|[f=mpegts:method=PUT]$URL/record/$name${push_query:-}" \
+		-f tee "[f=mpegts$mux]$file|[f=mpegts$mux:method=PUT]$URL/record/$name${push_query:-}" \
 		2>>"$work/push-$name.err"
 }
 

@@ -10,6 +10,7 @@ STREAMD_TEST_LDADD = $(STREAMD_LIBS) $(CRITERION_LIBS)
 STREAMD_UNIT_TESTS = \
 	tests/streamd/test_time \
 	tests/streamd/test_index \
+	tests/streamd/test_retain \
 	tests/streamd/test_hls \
 	tests/streamd/test_range \
 	tests/streamd/test_config \
@@ -21,6 +22,7 @@ STREAMD_UNIT_TESTS = \
 	tests/streamd/test_admit \
 	tests/streamd/test_cache \
 	tests/streamd/test_token \
+	tests/streamd/test_clip \
 	tests/streamd/test_soak_ts \
 	tests/streamd/test_loadgen
 
@@ -29,10 +31,13 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/record.sh \
 	tests/streamd/timeshift.sh \
 	tests/streamd/clipend.sh \
+	tests/streamd/clips.sh \
 	tests/streamd/hls.sh \
 	tests/streamd/hls-live.sh \
 	tests/streamd/range.sh \
 	tests/streamd/opens.sh \
+	tests/streamd/manage.sh \
+	tests/streamd/retention.sh \
 	tests/streamd/badinput.sh \
 	tests/streamd/admin.sh \
 	tests/streamd/admission.sh \
@@ -72,6 +77,10 @@ tests_streamd_test_time_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_time_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_time_LDADD = $(STREAMD_TEST_LDADD)
 
+tests_streamd_test_retain_SOURCES = tests/streamd/test_retain.c
+tests_streamd_test_retain_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_retain_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_retain_LDADD = $(STREAMD_TEST_LDADD)
 tests_streamd_test_index_SOURCES = tests/streamd/test_index.c
 tests_streamd_test_index_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_index_CFLAGS = $(STREAMD_TEST_CFLAGS)
@@ -126,6 +135,11 @@ tests_streamd_test_session_SOURCES = tests/streamd/test_session.c
 tests_streamd_test_session_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
 tests_streamd_test_session_CFLAGS = $(STREAMD_TEST_CFLAGS)
 tests_streamd_test_session_LDADD = $(STREAMD_TEST_LDADD)
+
+tests_streamd_test_clip_SOURCES = tests/streamd/test_clip.c
+tests_streamd_test_clip_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)
+tests_streamd_test_clip_CFLAGS = $(STREAMD_TEST_CFLAGS)
+tests_streamd_test_clip_LDADD = $(STREAMD_TEST_LDADD)
 
 tests_streamd_test_token_SOURCES = tests/streamd/test_token.c
 tests_streamd_test_token_CPPFLAGS = $(STREAMD_TEST_CPPFLAGS)

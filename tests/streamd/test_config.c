@@ -30,7 +30,8 @@ static const char *const all_keys[] = {
 	"A",		 "B",		   "period",	     "read_size",
 	"buffer_size",	 "deadline",	   "policy",	     "depth",
 	"profile",	 "burst",	   "cors_origins",   "admission",
-	"admission_ceiling", "max_bandwidth",
+	"admission_ceiling", "max_bandwidth", "retention", "retention_bytes",
+	"volume_reserve", "retention_overrides", "clip_max_duration",
 };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -161,6 +162,52 @@ Test(config, admission_knobs_take_fractions_and_bit_rates)
 	cr_expect_eq(set("max_bandwidth", "1.5"), -EINVAL, "no half bits");
 	cr_expect_eq(set("max_bandwidth", "20000000000T"), -EINVAL);
 	cr_expect_eq(set("max_bandwidth", "M"), -EINVAL);
+}
+
+Test(config, retention_takes_days_hours_minutes_and_overrides)
+{
+	struct sd_retain_rules r;
+
+	cr_assert_eq(set("retention", "7d"), 0, "%s", err);
+	cr_expect_eq(cfg.knobs.retention_ns, 7ull * 86400 * SD_NS);
+	cr_assert_eq(set("retention", "36h"), 0, "%s", err);
+	cr_expect_eq(cfg.knobs.retention_ns, 36ull * 3600 * SD_NS);
+	cr_assert_eq(set("retention", "2.5m"), 0, "%s", err);
+	cr_expect_eq(cfg.knobs.retention_ns, 150ull * SD_NS);
+	cr_expect_eq(set("retention", "2w"), -EINVAL);
+	cr_assert_eq(set("retention_bytes", "10G"), 0, "%s", err);
+	cr_expect_eq(cfg.knobs.retention_bytes, 10ull << 30);
+	cr_assert_eq(set("volume_reserve", "10"), 0, "%s", err);
+	cr_expect_eq(set("volume_reserve", "60"), 0, "the check comes after");
+	cr_expect_neq(sd_knobs_check(&cfg.knobs, err, sizeof(err)), 0);
+	cr_expect(strstr(err, "volume_reserve"), "%s", err);
+	cr_assert_eq(set("volume_reserve", "5%"), 0, "%s", err);
+	cr_assert_eq(set("retention_overrides",
+			 "cam1 retention=2m; cam2 retention=1d "
+			 "retention_bytes=1G\ncam3 retention_bytes=0"), 0, "%s",
+		     err);
+	cr_assert_eq(sd_knobs_check(&cfg.knobs, err, sizeof(err)), 0, "%s",
+		     err);
+	cr_assert_eq(sd_retention_rules(&cfg.knobs, "cam1", &r, NULL, 0), 0);
+	cr_expect_eq(r.retention_ns, 120 * SD_NS);
+	cr_expect_eq(r.retention_bytes, 10ull << 30, "the key's, not overridden");
+	cr_assert_eq(sd_retention_rules(&cfg.knobs, "cam2", &r, NULL, 0), 0);
+	cr_expect_eq(r.retention_ns, 86400 * SD_NS);
+	cr_expect_eq(r.retention_bytes, 1ull << 30);
+	cr_assert_eq(sd_retention_rules(&cfg.knobs, "cam3", &r, NULL, 0), 0);
+	cr_expect_eq(r.retention_ns, 150 * SD_NS);
+	cr_expect_eq(r.retention_bytes, 0);
+	cr_assert_eq(sd_retention_rules(&cfg.knobs, "other", &r, NULL, 0), 0);
+	cr_expect_eq(r.retention_ns, 150 * SD_NS);
+	const char *bad[] = { "cam1", "cam1 retention", "cam1 retention=x",
+			      "cam1 keep=2m", "../x retention=1m",
+			      "cam1 retention=1m;cam2" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(set("retention_overrides", bad[i]), 0);
+		cr_expect_neq(sd_knobs_check(&cfg.knobs, err, sizeof(err)), 0,
+			      "%s accepted", bad[i]);
+		cr_expect(strstr(err, "retention_overrides"), "%s", err);
+	}
 }
 
 Test(config, sizes_take_binary_suffixes)
@@ -578,7 +625,10 @@ Test(config, knobs_json_has_exactly_the_admin_keys)
 			      "\"burst\":5.0,\"cors_origins\":\"\","
 			      "\"admission\":\"on\","
 			      "\"admission_ceiling\":0.85,"
-			      "\"max_bandwidth\":0}");
+			      "\"max_bandwidth\":0,\"retention\":0.0,"
+			      "\"retention_bytes\":0,\"volume_reserve\":5,"
+			      "\"retention_overrides\":\"\","
+			      "\"clip_max_duration\":3600.0}");
 	free(txt);
 }
 
@@ -598,6 +648,10 @@ static void expect_knobs_eq(const struct sd_knobs *a, const struct sd_knobs *b)
 	cr_expect_str_eq(a->admission, b->admission);
 	cr_expect_eq(a->admission_ceiling, b->admission_ceiling);
 	cr_expect_eq(a->max_bandwidth, b->max_bandwidth);
+	cr_expect_eq(a->retention_ns, b->retention_ns);
+	cr_expect_eq(a->retention_bytes, b->retention_bytes);
+	cr_expect_eq(a->volume_reserve, b->volume_reserve);
+	cr_expect_str_eq(a->retention_overrides, b->retention_overrides);
 }
 
 Test(config, knobs_json_round_trips)
