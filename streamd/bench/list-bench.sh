@@ -21,15 +21,16 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/list-bench.XXXXXX")
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
+# start N: streamd, logging to $work/streamd.N.log; sets pid and url.
 start() {
 	"$streamd" --data-dir "$work/data" --listen 127.0.0.1:0 \
 		--volume-size 8GiB --max-connections 4096 \
-		--error-log "$work/streamd.log" >"$work/out" 2>&1 &
+		--error-log "$work/streamd.$1.log" >"$work/out" 2>&1 &
 	pid=$!
 	url=
-	for _ in $(seq 200); do
-		url=$(grep -o 'listening on http://[0-9.:]*' "$work/streamd.log" |
-			tail -n 1 | sed 's/listening on //') || true
+	for _ in $(seq 1200); do # a minute: a volume of thousands of files replays first
+		url=$(grep -so 'listening on http://[0-9.:]*' \
+			"$work/streamd.$1.log" | sed 's/listening on //') || true
 		[ -n "$url" ] && break
 		sleep 0.05
 	done
@@ -45,13 +46,13 @@ ffmpeg -nostdin -v error -f lavfi -i testsrc=size=64x48:rate=25 \
 	-frames:v "$long_keys" -c:v libx264 -preset ultrafast -g 1 \
 	-f mpegts "$work/long.ts"
 
-start
+start 1
 seq "$n" | xargs -P 8 -I{} curl -sS -o /dev/null -X PUT \
 	--data-binary "@$work/short.ts" "$url/record/r{}"
 curl -sS -o /dev/null -X PUT --data-binary "@$work/long.ts" "$url/record/long"
 kill "$pid"
 wait "$pid" 2>/dev/null || true
-start
+start 2
 
 cold=$(ms /streams)
 listed=$(grep -c '"name"' "$work/body" || true)
