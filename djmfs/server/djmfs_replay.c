@@ -465,22 +465,32 @@ static void jcopy_lag_damage(struct djmfs__vol *v, struct bwin *b,
 	b->lag = b->lag_mended = 0;
 }
 
-/* Whether copy B's bytes @q for copy A's record @a look like a write
- * that never happened or stopped part-way: after what they share, B has
- * no whole header of the record, or only zeros (the journal's prepared,
- * never written bytes).  A flipped bit in a written record is neither. */
-static int jcopy_unwritten(const uint8_t *q, const uint8_t *a, size_t n)
+/* Whether copy B's bytes @q for copy A's record @r (@a, @n bytes) look
+ * like a write that never happened or stopped part-way: after what they
+ * share, B has only zeros (the journal's prepared, never written bytes),
+ * or B holds another whole record there (an older epoch's, where the
+ * area is not prepared).  A flipped bit in a written record is neither. */
+static int jcopy_unwritten(const uint8_t *q, const uint8_t *a, size_t n,
+			   const struct djmfs__vol *v,
+			   const struct djmfs__jrec *r)
 {
-	size_t k = 0;
+	struct djmfs__jrec *old;
+	size_t k = 0, used;
+	int other;
 
 	while (k < n && q[k] == a[k])
 		k++;
-	if (k < DJMFS_JREC_HDR)
+	while (k < n && !q[k])
+		k++;
+	if (k == n)
 		return 1;
-	for (; k < n; k++)
-		if (q[k])
-			return 0;
-	return 1;
+	old = malloc(sizeof(*old)); /* large, as in djmfs__journal_replay */
+	if (!old)
+		return 0;
+	other = djmfs__jrec_decode(q, n, v->seed, old, &used) == 0 &&
+		(old->epoch != r->epoch || old->seq != r->seq);
+	free(old);
+	return other;
 }
 
 /* Copy A gave the record at @off (@a, @n bytes): copy B must hold the
@@ -498,7 +508,7 @@ static void jcopy_check(struct djmfs__vol *v, struct bwin *b, uint64_t off,
 		jcopy_lag_damage(v, b, log);
 		return;
 	}
-	if (q && jcopy_unwritten(q, a, n)) {
+	if (q && jcopy_unwritten(q, a, n, v, r)) {
 		jcopy_mend(v, b, 1, off, a, n, r, "not written", 1, log);
 		return;
 	}
