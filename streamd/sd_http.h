@@ -80,6 +80,8 @@ struct sd_req {
 	char *url;		   /* path (decoded; the raw target until the
 				      head is in) */
 	int64_t t0;		   /* monotonic ns at the request line */
+	int64_t t_conn;		   /* ... at the connection's accept, or
+				      its previous request's end */
 	unsigned status;	   /* queued response status */
 	uint64_t bytes;		   /* body bytes sent */
 	int calls;		   /* access callbacks the route has seen */

@@ -371,6 +371,10 @@ struct bwin {
 	uint64_t base;
 	int err;	/* the last read error of copy B */
 	int rewrote;	/* bytes were rewritten: sync before returning */
+	/* Records copy B lacks since the last one it held: a writer killed
+	 * between its two pwrites leaves exactly that at the tail, which is
+	 * no damage; a record B holds after them proves they were. */
+	uint64_t lag, lag_mended, lag_seq;
 };
 
 /* Copy B's bytes [off, off + n), or NULL (beyond the area, a read
@@ -409,45 +413,109 @@ static const uint8_t *bwin_at(struct bwin *b, const struct djmfs__vol *v,
 }
 
 /* Rewrites journal copy @bad (0: A, 1: B) at @off with @good, and says
- * so at WARN; read-only volumes only log. */
+ * so, at WARN unless @lagging (copy B merely behind A: counted in b->lag
+ * until a later record proves it damage); read-only volumes only log. */
 static void jcopy_mend(struct djmfs__vol *v, struct bwin *b, unsigned bad,
 		       uint64_t off, const uint8_t *good, size_t n,
 		       const struct djmfs__jrec *r, const char *why,
-		       const struct djmfs_log *log)
+		       int lagging, const struct djmfs_log *log)
 {
 	uint64_t at = (bad ? v->sb.mj_off : v->sb.journal_off) + off;
-	int err = 0;
+	int err = 0, mended = 0;
 
-	v->bad_jrec++;
 	if (!v->rdonly) {
 		err = djmfs__pwrite_full(v->fd, good, n, at);
 		if (err == 0) {
-			v->repaired_jrec++;
+			mended = 1;
 			b->rewrote = 1;
 		}
 	}
-	djmfs__log(log, DJMFS_LOG_WARN, "%s: journal copy %c: record seq %"
-		   PRIu64 " (%s, %zu bytes) at offset %" PRIu64 " of epoch %"
-		   PRIu64 " bad (%s): %s%s", v->path, "AB"[bad], r->seq,
-		   djmfs__jtype_name(r->type), n, off, r->epoch, why,
+	if (lagging) {
+		if (!b->lag++)
+			b->lag_seq = r->seq;
+		b->lag_mended += mended;
+	} else {
+		v->bad_jrec++;
+		v->repaired_jrec += mended;
+	}
+	djmfs__log(log, lagging ? DJMFS_LOG_INFO : DJMFS_LOG_WARN,
+		   "%s: journal copy %c: record seq %" PRIu64 " (%s, %zu "
+		   "bytes) at offset %" PRIu64 " of epoch %" PRIu64 " %s (%s): "
+		   "%s%s", v->path, "AB"[bad], r->seq,
+		   djmfs__jtype_name(r->type), n, off, r->epoch,
+		   lagging ? "missing" : "bad", why,
 		   v->rdonly ? "not rewritten (read-only)" :
 		   err ? "rewriting it failed: " : "rewritten from copy ",
 		   v->rdonly ? "" : err ? strerror(-err) : bad ? "A" : "B");
 }
 
+/* Copy B held a record again (or had to give one): the records it
+ * lacked before were damage, not a tail it had yet to write. */
+static void jcopy_lag_damage(struct djmfs__vol *v, struct bwin *b,
+			     const struct djmfs_log *log)
+{
+	if (!b->lag)
+		return;
+	djmfs__log(log, DJMFS_LOG_WARN, "%s: journal copy B lacked %" PRIu64
+		   " records from seq %" PRIu64 " with later ones present: "
+		   "damage, not a crash between the copies' writes", v->path,
+		   b->lag, b->lag_seq);
+	v->bad_jrec += b->lag;
+	v->repaired_jrec += b->lag_mended;
+	b->lag = b->lag_mended = 0;
+}
+
+/* Whether copy B's bytes @q for copy A's record @r (@a, @n bytes) look
+ * like a write that never happened or stopped part-way: after what they
+ * share, B has only zeros (the journal's prepared, never written bytes),
+ * or B holds another whole record there (an older epoch's, where the
+ * area is not prepared).  A flipped bit in a written record is neither. */
+static int jcopy_unwritten(const uint8_t *q, const uint8_t *a, size_t n,
+			   const struct djmfs__vol *v,
+			   const struct djmfs__jrec *r)
+{
+	struct djmfs__jrec *old;
+	size_t k = 0, used;
+	int other;
+
+	while (k < n && q[k] == a[k])
+		k++;
+	while (k < n && !q[k])
+		k++;
+	if (k == n)
+		return 1;
+	old = malloc(sizeof(*old)); /* large, as in djmfs__journal_replay */
+	if (!old)
+		return 0;
+	other = djmfs__jrec_decode(q, n, v->seed, old, &used) == 0 &&
+		(old->epoch != r->epoch || old->seq != r->seq);
+	free(old);
+	return other;
+}
+
 /* Copy A gave the record at @off (@a, @n bytes): copy B must hold the
- * same bytes. */
+ * same bytes.  The writer puts a round into copy A and then into B, so a
+ * writer killed in between leaves B without the last round's records:
+ * those are mended as missing, and count as damage only if B holds a
+ * later record. */
 static void jcopy_check(struct djmfs__vol *v, struct bwin *b, uint64_t off,
 			const uint8_t *a, size_t n, const struct djmfs__jrec *r,
 			const struct djmfs_log *log)
 {
 	const uint8_t *q = bwin_at(b, v, off, n);
 
-	if (q && memcmp(q, a, n) == 0)
+	if (q && memcmp(q, a, n) == 0) {
+		jcopy_lag_damage(v, b, log);
 		return;
+	}
+	if (q && jcopy_unwritten(q, a, n, v, r)) {
+		jcopy_mend(v, b, 1, off, a, n, r, "not written", 1, log);
+		return;
+	}
+	jcopy_lag_damage(v, b, log);
 	jcopy_mend(v, b, 1, off, a, n, r,
 		   q ? "differs from copy A" : b->err ? strerror(-b->err)
-						      : "unreadable", log);
+						      : "unreadable", 0, log);
 }
 
 /* Copy A could not give the record of @epoch and @expect at @off: takes
@@ -469,7 +537,8 @@ static int jcopy_take(struct djmfs__vol *v, struct bwin *b, uint64_t off,
 			       used) != 0 ||
 	    r->epoch != epoch || r->seq != expect)
 		return 0;
-	jcopy_mend(v, b, 0, off, q, *used, r, why, log);
+	jcopy_lag_damage(v, b, log);
+	jcopy_mend(v, b, 0, off, q, *used, r, why, 0, log);
 	return 1;
 }
 
@@ -557,6 +626,13 @@ int djmfs__journal_replay(struct djmfs__vol *v, uint64_t epoch,
 		sc.area = v->sb.mj_off;
 		sc.wbase = sc.wlen = 0;
 		err = jscan_run(&sc, info->end_off);
+	}
+	if (bw.lag) {
+		djmfs__log(log, DJMFS_LOG_INFO, "%s: journal copy B lacked the "
+			   "last %" PRIu64 " records (from seq %" PRIu64 "): "
+			   "the writer stopped between its two copies", v->path,
+			   bw.lag, bw.lag_seq);
+		v->lagged_jrec += bw.lag;
 	}
 	if (err == 0 && bw.rewrote)
 		err = djmfs__datasync(v->fd);

@@ -156,6 +156,9 @@ struct djmfs__vol {
 	uint64_t repaired_jrec; /* journal records rewritten in one copy */
 	uint64_t bad_jrec;	/* ... found bad in one copy (rewritten
 				   unless read-only) */
+	uint64_t lagged_jrec;	/* ... missing from copy B at the tail: a
+				   crash between the copies' writes, mended
+				   as bad ones are but no damage */
 	uint64_t ckpt_gen[2];	/* per slot, 0: no valid header */
 	enum djmfs__copy_state ckpt_copy[2][2]; /* [slot][copy A, B] */
 };

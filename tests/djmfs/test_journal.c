@@ -661,6 +661,59 @@ Test(journal, one_bad_copy_of_a_record_is_rewritten_from_the_other)
 	free(s);
 }
 
+/* A writer killed between its pwrite of copy A and that of copy B
+ * leaves B without the round's records (prepared zeros, or part of the
+ * last one): mended, but no damage.  The same gap with a later record
+ * present in B is damage. */
+Test(journal, a_copy_b_behind_at_the_tail_is_a_crash_not_damage)
+{
+	struct djmfs__replay_info info;
+	size_t n = rec_size();
+	struct seen *s;
+
+	cr_assert_neq(vol->sb.mj_off, 0, "format 2 keeps two copies");
+	write_twenty();
+	/* Record 19 never reached B; record 20 only its header and part of
+	 * its body (a short write stopped by the signal). */
+	poke(vol->sb.mj_off + 18 * n, 0, n);
+	poke(vol->sb.mj_off + 19 * n + DJMFS_JREC_HDR + 4, 0,
+	     n - DJMFS_JREC_HDR - 4);
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 20);
+	cr_expect_eq(info.end, DJMFS__JEND_LOG);
+	cr_expect_eq(vol->bad_jrec, 0, "%s", logbuf);
+	cr_expect_eq(vol->repaired_jrec, 0);
+	cr_expect_eq(vol->lagged_jrec, 2);
+	cr_expect_not_null(strstr(logbuf, "lacked the last 2 records (from "
+				  "seq 19)"), "%s", logbuf);
+	free(s);
+	/* Mended: a second load finds both copies whole. */
+	logbuf[0] = 0;
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 20);
+	cr_expect_eq(vol->lagged_jrec, 2, "nothing more to mend");
+	cr_expect_eq(vol->bad_jrec, 0);
+	free(s);
+}
+
+Test(journal, a_record_missing_from_copy_b_before_others_is_damage)
+{
+	struct djmfs__replay_info info;
+	size_t n = rec_size();
+	struct seen *s;
+
+	write_twenty();
+	poke(vol->sb.mj_off + 4 * n, 0, 2 * n);
+	s = replay(1, 0, &info);
+	expect_seqs(s, 1, 20);
+	cr_expect_eq(vol->bad_jrec, 2, "%s", logbuf);
+	cr_expect_eq(vol->repaired_jrec, 2);
+	cr_expect_eq(vol->lagged_jrec, 0);
+	cr_expect_not_null(strstr(logbuf, "lacked 2 records from seq 5 with "
+				  "later ones present"), "%s", logbuf);
+	free(s);
+}
+
 Test(journal, newest_corrupt_slot_falls_back_to_the_older)
 {
 	struct djmfs__journal *j = start(1, 0, 1);
