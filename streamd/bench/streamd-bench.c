@@ -750,6 +750,15 @@ static void on_event(void *arg, void *ptr, uint32_t events, double now)
 static void tick(void *arg, double now)
 {
 	struct bench *b = arg;
+	static double last;
+
+	/* A late tick delays the recorders' sends as well as the viewers'
+	 * reads: the live edge then stops, which the viewers near it see as
+	 * stalls that are the bench's own. */
+	if (b->cfg.stall_log && last && now - last > 0.25)
+		fprintf(stderr, PROG ": stall: the bench's loop ticked %.3f s "
+			"after its last tick\n", now - last);
+	last = now;
 
 	for (unsigned i = 0; i < b->cfg.recorders; i++)
 		rec_tick(b, &b->rec[i], now);
