@@ -93,7 +93,7 @@ struct cfg {
 	const char *url, *streamd;
 	const char *streamd_args[MAX_STREAMD_ARGS];
 	unsigned n_streamd_args;
-	bool sweep, keep;
+	bool sweep, keep, stall_log;
 };
 
 enum flag_kind { FK_UINT, FK_SECONDS, FK_RATE, FK_STR, FK_LIST, FK_SET,
@@ -141,6 +141,8 @@ static const struct flag flags[] = {
 	  "pass X to that streamd (repeatable)" },
 	{ "keep", FK_SET, CO(keep), 0, 0, NULL,
 	  "keep the temporary directory (payload, data, log)" },
+	{ "stall-log", FK_SET, CO(stall_log), 0, 0, NULL,
+	  "describe each viewer stall on stderr (the first 200)" },
 	{ "help", FK_HELP, 0, 0, 0, NULL, "this text" },
 	{ "version", FK_VERSION, 0, 0, 0, NULL, "the version" },
 };
@@ -684,6 +686,23 @@ static void viewer_read(struct bench *b, struct conn *c, double now)
 	}
 }
 
+/* With --stall-log: one line per stall, which viewer and where it was,
+ * so a run tells start-up stalls from live followers' and paced ones. */
+static void stall_say(struct bench *b, const struct conn *c, double now)
+{
+	static unsigned said;
+
+	if (!b->cfg.stall_log || said >= 200)
+		return;
+	said++;
+	fprintf(stderr, PROG ": stall: viewer %u (bench-%u, start=-%g) hungry "
+		"since %.3f s after its connect, now %.3f s; first byte %s%.3f "
+		"s; %" PRIu64 " body bytes\n", c->idx, c->stream, c->shift,
+		c->t_hungry - c->t_start, now - c->t_start,
+		c->t_first ? "at " : "never, ",
+		c->t_first ? c->t_first - c->t_start : 0.0, c->body);
+}
+
 /* Refills the bucket, reads, and notices a hungry viewer that gets
  * nothing (a stall, counted once per episode). */
 static void viewer_tick(struct bench *b, struct conn *c, double now)
@@ -697,8 +716,10 @@ static void viewer_tick(struct bench *b, struct conn *c, double now)
 		return;
 	if (c->bucket.tokens < quantum(b))
 		c->t_hungry = now;
-	else if (now - c->t_hungry > STALL_S && !c->stalled)
+	else if (now - c->t_hungry > STALL_S && !c->stalled) {
 		c->stalls++, c->stalled = true;
+		stall_say(b, c, now);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -729,6 +750,15 @@ static void on_event(void *arg, void *ptr, uint32_t events, double now)
 static void tick(void *arg, double now)
 {
 	struct bench *b = arg;
+	static double last;
+
+	/* A late tick delays the recorders' sends as well as the viewers'
+	 * reads: the live edge then stops, which the viewers near it see as
+	 * stalls that are the bench's own. */
+	if (b->cfg.stall_log && last && now - last > 0.25)
+		fprintf(stderr, PROG ": stall: the bench's loop ticked %.3f s "
+			"after its last tick\n", now - last);
+	last = now;
 
 	for (unsigned i = 0; i < b->cfg.recorders; i++)
 		rec_tick(b, &b->rec[i], now);
