@@ -1164,22 +1164,16 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
 	struct listener *l = cls;
 	struct sd_req *r = req_new(l->d, conn, uri);
-
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	struct conn *c = ci ? ci->socket_context : NULL;
+	struct conn *c = conn_of(conn);
 
 	if (r) {
 		r->bad_path = !raw_target_ok(uri);
 		r->target_len = strlen(uri);
 		/* When the connection was accepted (or its last request
-		 * ended): what a client waited before its request line. */
-		r->t_conn = r->t0;
-		if (c) {
-			pthread_mutex_lock(&l->g->mu);
-			r->t_conn = c->since;
-			pthread_mutex_unlock(&l->g->mu);
-		}
+		 * ended): what a client waited before its request line.  Only
+		 * this connection's own thread writes c->since, so reading it
+		 * here needs no guard lock on the request path. */
+		r->t_conn = c ? c->since : r->t0;
 	}
 	return r;
 }

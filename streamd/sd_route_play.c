@@ -683,7 +683,8 @@ static double ms_between(int64_t a, int64_t b)
 
 /*
  * The stages of a request's wait for its first body byte, at DEBUG: the
- * whole from the request line and from the connection's accept (what the
+ * whole from the request line and from the connection's accept, or the
+ * end of its previous response on a kept-alive connection (what the
  * connection waited in MHD before its request was read), then from
  * the request line to the catalog's answer, to the session's open (the
  * djmfs_open round trip and the first read's submission), to MHD's first
@@ -695,7 +696,8 @@ static void first_byte_log(const struct play *pl)
 	int64_t now = (int64_t)sd_now();
 
 	sd_log_error(r->d->log, SD_LOG_DEBUG, "play %s: first byte after "
-		     "%.1f ms (%.1f ms after the accept): catalog %.1f, open "
+		     "%.1f ms (%.1f ms after the accept or the previous "
+		     "response): catalog %.1f, open "
 		     "%.1f, head %.1f, read %.1f", r->url,
 		     ms_between(r->t0, now), ms_between(r->t_conn, now),
 		     ms_between(r->t0, pl->t_cat),

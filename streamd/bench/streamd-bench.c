@@ -365,6 +365,8 @@ struct result {
 
 struct bench {
 	struct cfg cfg;
+	double last_tick;	/* --stall-log: the loop's previous tick */
+	unsigned stalls_said;	/* --stall-log: lines printed */
 	double rate;		/* bytes per second per stream */
 	int ep;
 	char dir[PATH_MAX];
@@ -690,11 +692,9 @@ static void viewer_read(struct bench *b, struct conn *c, double now)
  * so a run tells start-up stalls from live followers' and paced ones. */
 static void stall_say(struct bench *b, const struct conn *c, double now)
 {
-	static unsigned said;
-
-	if (!b->cfg.stall_log || said >= 200)
+	if (!b->cfg.stall_log || b->stalls_said >= 200)
 		return;
-	said++;
+	b->stalls_said++;
 	fprintf(stderr, PROG ": stall: viewer %u (bench-%u, start=-%g) hungry "
 		"since %.3f s after its connect, now %.3f s; first byte %s%.3f "
 		"s; %" PRIu64 " body bytes\n", c->idx, c->stream, c->shift,
@@ -750,15 +750,14 @@ static void on_event(void *arg, void *ptr, uint32_t events, double now)
 static void tick(void *arg, double now)
 {
 	struct bench *b = arg;
-	static double last;
 
 	/* A late tick delays the recorders' sends as well as the viewers'
 	 * reads: the live edge then stops, which the viewers near it see as
 	 * stalls that are the bench's own. */
-	if (b->cfg.stall_log && last && now - last > 0.25)
+	if (b->cfg.stall_log && b->last_tick && now - b->last_tick > 0.25)
 		fprintf(stderr, PROG ": stall: the bench's loop ticked %.3f s "
-			"after its last tick\n", now - last);
-	last = now;
+			"after its last tick\n", now - b->last_tick);
+	b->last_tick = now;
 
 	for (unsigned i = 0; i < b->cfg.recorders; i++)
 		rec_tick(b, &b->rec[i], now);
