@@ -1862,24 +1862,28 @@ static void *opener_main(void *arg)
 	return NULL;
 }
 
-int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
-			  sd_session_open_fn done, void *arg)
+/* An open of @o (name copied) for the openers, due once the testing
+ * delay passed; NULL without memory. */
+static struct sd_open *open_new(struct sd_pump *p,
+				const struct sd_session_opts *o)
 {
-	struct sd_open *op;
-	int err = 0;
+	struct sd_open *op = calloc(1, sizeof(*op));
 
-	if (!p || !o || !o->name || !done || o->start > o->end ||
-	    strlen(o->name) > SD_NAME_MAX)
-		return -EINVAL;
-	op = calloc(1, sizeof(*op));
 	if (!op)
-		return -ENOMEM;
+		return NULL;
 	op->o = *o;
 	memcpy(op->name, o->name, strlen(o->name) + 1);
 	op->o.name = op->name;
-	op->done = done;
-	op->arg = arg;
 	op->due = sd_now() + p->open_delay_ns;
+	return op;
+}
+
+/* Queues @op for the openers: 0, or -ESHUTDOWN (opens stopped) or
+ * -EAGAIN (the queue is full) with @op not queued. */
+static int open_queue(struct sd_pump *p, struct sd_open *op)
+{
+	int err = 0;
+
 	pthread_mutex_lock(&p->omu);
 	if (p->opens_stopped) {
 		err = -ESHUTDOWN;
@@ -1895,6 +1899,24 @@ int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
 		pthread_cond_signal(&p->ocv);
 	}
 	pthread_mutex_unlock(&p->omu);
+	return err;
+}
+
+int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
+			  sd_session_open_fn done, void *arg)
+{
+	struct sd_open *op;
+	int err = 0;
+
+	if (!p || !o || !o->name || !done || o->start > o->end ||
+	    strlen(o->name) > SD_NAME_MAX)
+		return -EINVAL;
+	op = open_new(p, o);
+	if (!op)
+		return -ENOMEM;
+	op->done = done;
+	op->arg = arg;
+	err = open_queue(p, op);
 	if (err < 0)
 		free(op);
 	return err;
@@ -1914,7 +1936,7 @@ int sd_session_start(struct sd_pump *p, const struct sd_session_opts *o,
 	    sd_cache_held_share(p->cache, o->ino, o->data_id, o->start,
 				1) <= 0)
 		return -ENOTSUP;
-	op = calloc(1, sizeof(*op));
+	op = open_new(p, o);
 	s = op ? session_alloc(p, o) : NULL;
 	if (!s) {
 		free(op);
@@ -1928,34 +1950,18 @@ int sd_session_start(struct sd_pump *p, const struct sd_session_opts *o,
 	s->img_disk = 0;
 	s->live = o->live;
 	s->opening = 1;
-	op->o = *o;
-	memcpy(op->name, o->name, strlen(o->name) + 1);
-	op->o.name = op->name;
 	op->s = s;
 	op->started = 1;
-	op->due = sd_now() + p->open_delay_ns;
 	/* Running before its OPEN is queued, so that the answer never
 	 * finds it half started. */
 	session_start(s);
-	pthread_mutex_lock(&p->omu);
-	if (p->opens_stopped) {
-		err = -ESHUTDOWN;
-	} else if (p->oq_len >= p->oq_max) {
-		err = -EAGAIN;
-	} else {
-		if (p->oq_tail)
-			p->oq_tail->next = op;
-		else
-			p->oq_head = op;
-		p->oq_tail = op;
-		p->oq_len++;
-		pthread_cond_signal(&p->ocv);
-	}
-	if (err < 0)
-		s->opening = 0; /* no answer will come: close frees it */
-	pthread_mutex_unlock(&p->omu);
+	err = open_queue(p, op);
 	if (err < 0) {
 		free(op);
+		/* No answer will come: the close frees it. */
+		pthread_mutex_lock(&p->omu);
+		s->opening = 0;
+		pthread_mutex_unlock(&p->omu);
 		sd_session_close(s);
 		return err;
 	}

@@ -1165,6 +1165,17 @@ static struct sd_pump *pump_slow_opens(struct djmfs_client *c,
 	return p;
 }
 
+/* Reads "@name" [0, @end) through the cache (a blocking open, no
+ * delay), so that its blocks are there for the next session. */
+static void read_through(struct sd_pump *p, const char *name, uint64_t end,
+			 struct waiter *w)
+{
+	struct sd_session *a = open_session(p, name, 0, end, w);
+
+	cr_assert_eq(drain(a, w, 0), end);
+	sd_session_close(a);
+}
+
 /* What a catalog's snapshot of @name says, as sd_session_start takes it
  * (the file's only object is "data"). */
 static struct sd_session_opts known(struct djmfs_client *c, const char *name,
@@ -1195,6 +1206,29 @@ static size_t read_now(struct sd_session *s, uint64_t off)
 	return (size_t)n;
 }
 
+/* Reads as a player would until the session fails, checking every byte
+ * from 0 (counted in *@got); returns the failure. */
+static ssize_t drain_to_error(struct sd_session *s, struct waiter *w,
+			      uint64_t *got)
+{
+	uint8_t b[4096];
+
+	for (;;) {
+		unsigned seen = wakes(w);
+		ssize_t n = sd_session_read(s, b, sizeof(b));
+
+		if (n < 0)
+			return n;
+		if (n == 0) {
+			cr_assert_eq(wait_wake(w, seen, 5000), 0,
+				     "no wake within 5 s");
+			continue;
+		}
+		check_bytes(b, (size_t)n, *got);
+		*got += (uint64_t)n;
+	}
+}
+
 /* A player whose first bytes are cached gets them at once, while its
  * own OPEN is answered 300 ms late; the bytes the cache lacks come from
  * the disk once the answer is in, and every byte is the recording's. */
@@ -1205,7 +1239,7 @@ Test(session, starts_from_the_cache_before_its_open_is_answered)
 	struct sd_session_stats st;
 	struct sd_session_opts o;
 	struct sd_cache *cache;
-	struct sd_session *a, *s = NULL;
+	struct sd_session *s = NULL;
 	struct sd_pump *p;
 	struct waiter w;
 	uint64_t t0, got;
@@ -1214,11 +1248,7 @@ Test(session, starts_from_the_cache_before_its_open_is_answered)
 	p = pump_slow_opens(c, &k, cache, 300);
 	waiter_init(&w);
 	finished_file(c, "rec", 3 * MIB);
-	/* The first MiB goes through the cache (a blocking open: no
-	 * delay). */
-	a = open_session(p, "rec", 0, 1 * MIB, &w);
-	cr_assert_eq(drain(a, &w, 0), 1 * MIB);
-	sd_session_close(a);
+	read_through(p, "rec", 1 * MIB, &w);
 	o = known(c, "rec", 4096, &w);
 	t0 = sd_now();
 	cr_assert_eq(sd_session_start(p, &o, &s), 0);
@@ -1244,7 +1274,7 @@ Test(session, does_not_start_early_without_its_first_block_cached)
 	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
 	struct sd_session_opts o;
 	struct sd_cache *cache;
-	struct sd_session *a, *s = NULL;
+	struct sd_session *s = NULL;
 	struct sd_pump *p;
 	struct waiter w;
 
@@ -1254,9 +1284,7 @@ Test(session, does_not_start_early_without_its_first_block_cached)
 	finished_file(c, "rec", 1 * MIB);
 	o = known(c, "rec", 0, &w);
 	cr_assert_eq(sd_session_start(p, &o, &s), -ENOTSUP);
-	a = open_session(p, "rec", 0, 64 * KIB, &w);
-	cr_assert_eq(drain(a, &w, 0), 64 * KIB);
-	sd_session_close(a);
+	read_through(p, "rec", 64 * KIB, &w);
 	o.start = 64 * KIB; /* the next block: not read */
 	cr_assert_eq(sd_session_start(p, &o, &s), -ENOTSUP);
 	o.start = 0;
@@ -1284,7 +1312,7 @@ Test(session, an_early_session_closed_before_its_open_is_answered)
 	struct sd_pump_stats ps;
 	struct sd_session_opts o;
 	struct sd_cache *cache;
-	struct sd_session *a, *s[8];
+	struct sd_session *s[8];
 	struct sd_pump *p;
 	struct waiter w;
 
@@ -1292,9 +1320,7 @@ Test(session, an_early_session_closed_before_its_open_is_answered)
 	p = pump_slow_opens(c, &k, cache, 100);
 	waiter_init(&w);
 	finished_file(c, "rec", 1 * MIB);
-	a = open_session(p, "rec", 0, SD_END_LIVE, &w);
-	cr_assert_eq(drain(a, &w, 0), 1 * MIB);
-	sd_session_close(a);
+	read_through(p, "rec", 1 * MIB, &w);
 	o = known(c, "rec", 0, &w);
 	for (int i = 0; i < 8; i++) {
 		cr_assert_eq(sd_session_start(p, &o, &s[i]), 0);
@@ -1318,28 +1344,20 @@ Test(session, a_stop_answers_an_early_session_still_queued)
 	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
 	struct sd_session_opts o;
 	struct sd_cache *cache;
-	struct sd_session *a, *s = NULL;
+	struct sd_session *s = NULL;
 	struct sd_pump *p;
 	struct waiter w;
 	uint64_t got = 0;
-	uint8_t b[16];
-	ssize_t n;
 
 	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
 	p = pump_slow_opens(c, &k, cache, 60000);
 	waiter_init(&w);
 	finished_file(c, "rec", 1 * MIB);
-	a = open_session(p, "rec", 0, 128 * KIB, &w);
-	cr_assert_eq(drain(a, &w, 0), 128 * KIB);
-	sd_session_close(a);
+	read_through(p, "rec", 128 * KIB, &w);
 	o = known(c, "rec", 0, &w);
 	cr_assert_eq(sd_session_start(p, &o, &s), 0);
 	sd_pump_stop_opens(p);
-	while ((n = sd_session_read(s, b, sizeof(b))) > 0) {
-		check_bytes(b, (size_t)n, got);
-		got += (uint64_t)n;
-	}
-	cr_assert_eq(n, -ESHUTDOWN);
+	cr_assert_eq(drain_to_error(s, &w, &got), -ESHUTDOWN);
 	cr_assert_eq(got, 128 * KIB);
 	sd_session_close(s);
 	sd_pump_free(p);
@@ -1355,38 +1373,21 @@ Test(session, an_early_session_of_a_remade_recording_fails_stale)
 	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
 	struct sd_session_opts o;
 	struct sd_cache *cache;
-	struct sd_session *a, *s = NULL;
+	struct sd_session *s = NULL;
 	struct sd_pump *p;
 	struct waiter w;
 	uint64_t got = 0;
-	uint8_t b[4096];
-	ssize_t n;
 
 	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
 	p = pump_slow_opens(c, &k, cache, 50);
 	waiter_init(&w);
 	finished_file(c, "rec", 1 * MIB);
-	a = open_session(p, "rec", 0, 64 * KIB, &w);
-	cr_assert_eq(drain(a, &w, 0), 64 * KIB);
-	sd_session_close(a);
+	read_through(p, "rec", 64 * KIB, &w);
 	o = known(c, "rec", 0, &w);
 	cr_assert_eq(djmfs_unlink(c, "rec"), 0);
 	finished_file(c, "rec", 1 * MIB);
 	cr_assert_eq(sd_session_start(p, &o, &s), 0);
-	for (;;) {
-		unsigned seen = wakes(&w);
-
-		n = sd_session_read(s, b, sizeof(b));
-		if (n > 0) {
-			check_bytes(b, (size_t)n, got);
-			got += (uint64_t)n;
-		} else if (n == 0) {
-			cr_assert_eq(wait_wake(&w, seen, 5000), 0);
-		} else {
-			break;
-		}
-	}
-	cr_assert_eq(n, -ESTALE, "%zd", n);
+	cr_assert_eq(drain_to_error(s, &w, &got), -ESTALE);
 	cr_assert_leq(got, 64 * KIB);
 	sd_session_close(s);
 	sd_pump_free(p);
