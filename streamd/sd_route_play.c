@@ -35,6 +35,9 @@
  * GET's session is opened by the pump's openers while its connection is
  * suspended, and closed by them after play_cleanup, so no MHD thread
  * waits for a DJMFS round trip (the transitions are above play_opened).
+ * A GET whose first bytes are in the interval cache does not wait for
+ * its open at all: its session starts on them (sd_session_start) and the
+ * reply goes at once, the open following on an opener.
  *
  * A .ts request with a duration whose end keyframe is not recorded yet
  * starts following the live edge; its end is fixed once the index holds a
@@ -347,6 +350,8 @@ struct play {
 	uint64_t bitrate;	/* the recording's, bits/s; 0: unknown */
 	uint64_t ino;		/* the recording's file and "data" object, */
 	uint32_t data_id;	/* the cache's name of its bytes (ino 0: none) */
+	uint64_t known_size;	/* "data" size and writer in the catalog's */
+	int known_live;		/* snapshot (sd_session_start) */
 	struct sd_admit_ticket *ticket; /* admission's, released at close */
 	int64_t share_at;	/* sd_now() of the last disk share told */
 	/* Where the request's time to its first body byte went (sd_now()
@@ -820,6 +825,9 @@ static enum MHD_Result play_respond(struct sd_req *r,
  *
  *   (none) --play_reply: admitted, open queued----------> QUEUED
  *          (not admitted, or the queue full: 503 at once; no pl)
+ *   (none) --play_reply: admitted, its first block cached, the
+ *          session started (sd_session_start)-----------> OPENED,
+ *          answered at once by play_answer
  *   QUEUED --play_opened: sess or open_err, opened = 1---> OPENED,
  *          sd_req_wake (the request is resumed, or finds the wake
  *          pending as it tries to suspend)
@@ -955,7 +963,25 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 		snprintf(pl->hval[i], sizeof(pl->hval[i]), "%s", hdr[2 * i + 1]);
 	}
 	pthread_mutex_init(&pl->omu, NULL);
-	err = sd_session_open_async(r->d->pump, &so, play_opened, pl);
+	so.ino = pl->ino;
+	so.data_id = pl->data_id;
+	so.size = pl->known_size;
+	so.live = pl->known_live;
+	err = sd_session_start(r->d->pump, &so, &pl->sess);
+	if (err == 0) {
+		/* Its first bytes are in memory: the reply goes now, and
+		 * the session's OPEN follows on an opener (the request goes
+		 * straight to OPENED below). */
+		atomic_store(&pl->opened, 1);
+		pl->t_open = (int64_t)sd_now();
+		pthread_mutex_lock(&r->d->mu);
+		r->priv = pl;
+		r->cleanup = play_cleanup;
+		pthread_mutex_unlock(&r->d->mu);
+		return play_answer(r, pl);
+	}
+	if (err == -ENOTSUP)
+		err = sd_session_open_async(r->d->pump, &so, play_opened, pl);
 	if (err < 0) {
 		sd_capacity_release(r->d, pl->ticket);
 		play_free(pl);
@@ -1082,6 +1108,8 @@ enum MHD_Result sd_route_play(struct sd_req *r, const char *upload,
 	pl->bitrate = s->bitrate;
 	pl->ino = s->ino;
 	pl->data_id = s->data_id;
+	pl->known_size = s->data_size;
+	pl->known_live = s->live;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	if (status != 200) {
@@ -1117,7 +1145,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	uint64_t size, a = 0, b = 0, bitrate, ino, first;
 	uint32_t data_id;
 	struct play *pl;
-	int rc;
+	int rc, live;
 	char cr[96];
 	const char *hdr[3] = { NULL, NULL, NULL };
 
@@ -1133,6 +1161,7 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	bitrate = s->bitrate;
 	ino = s->ino;
 	data_id = s->data_id;
+	live = s->live;
 	sd_stream_unlock(s);
 	sd_stream_put(s);
 	rc = sd_range_parse(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
@@ -1170,6 +1199,8 @@ enum MHD_Result sd_route_data(struct sd_req *r, const char *upload,
 	pl->bitrate = bitrate;
 	pl->ino = ino;
 	pl->data_id = data_id;
+	pl->known_size = size;
+	pl->known_live = live;
 	return play_reply(r, pl, b + 1, rc ? 206 : 200, "video/mp2t", "bytes",
 			  hdr);
 }

@@ -56,8 +56,25 @@
  * either (djmfs_close_async), counted in p->closing.
  * sd_pump_stop_opens answers what is queued with -ESHUTDOWN and waits
  * out the opens in progress; sd_pump_free lets the openers free every
- * queued session, joins them, and waits for the CLOSEs' answers.  An
- * open (struct sd_open) goes:
+ * queued session, joins them, and waits for the CLOSEs' answers.
+ *
+ * Starting before the open.  Even off the caller's thread, a crowd's
+ * OPENs queue at the server: 3,200 players arriving at once waited
+ * 230 ms (p50) for theirs, most of their time to a first byte, while
+ * the bytes most of them wanted (a few seconds behind live) sat in the
+ * cache.  sd_session_start therefore starts a session at once when the
+ * cache holds its first block, on what the caller's own snapshot (the
+ * catalog's) says of the recording: its ino and "data" object, which
+ * name the cache's blocks, and the size that snapshot published, which
+ * bounds what the session may take (invariant 8 with img_disk 0).
+ * With no handle it takes only cached bytes and never reads or syncs
+ * (plan); its OPEN goes to the openers as any, and the answer attaches
+ * the handle and image (session_attach), after which it is an opened
+ * session.  An answer naming another file (the recording made again
+ * under its name) or none is the session's error, seen by its player
+ * once the buffer is drained; a player whose first block is not cached
+ * waits for its open as before, so nothing is promised on bytes the
+ * disk alone has.  An open (struct sd_open) goes:
  *   queued --sd_session_open_async----------------> on p->oq (or -EAGAIN,
  *          -ESHUTDOWN: never queued, done never runs)
  *   on p->oq --opener_main, once due--------------> running (opens_running)
@@ -67,8 +84,18 @@
  *   in flight --opened (library thread)------------> on p->rq
  *   on p->rq --open_ready: done(arg, err, s)------> freed
  *   on p->oq --sd_pump_stop_opens: done(-ESHUTDOWN)-> freed
+ * and one of a started session (sd_session_start: the session runs,
+ * opening set; no done):
+ *   queued --sd_session_start------------------------> on p->oq (or
+ *          -EAGAIN, -ESHUTDOWN: the session closed, never queued)
+ *   on p->oq --open_run: OPEN sent--------------------> in flight
+ *   in flight --opened, then open_ready: attach-------> freed
+ *   on p->oq, or running with no connection: blocking
+ *          open, attach--------------------------------> freed
+ *   on p->oq --sd_pump_stop_opens: attach(-ESHUTDOWN)-> freed
  * and a closing session: off the pump list (sd_session_close) --> on
- * p->cq --opener_main: session_free (CLOSE sent)--> freed.
+ * p->cq --opener_main: session_free (CLOSE sent)--> freed; or, closed
+ * while opening, its attach frees it.
  *
  * Locks and their invariants:
  *  1. Lock order: p->mu (session list, pending knobs, counts) before
@@ -127,7 +154,15 @@
  *     sd_pump_stop_opens; none is queued once opens_stopped is set.
  *     opens_running counts those taken off p->oq and not answered (in
  *     flight or on p->rq included), and sd_pump_stop_opens returns only
- *     once it is zero.
+ *     once it is zero.  A started session's open gets exactly one
+ *     session_attach instead, from the same places, counted the same.
+ * 10. A session started early (sd_session_start) has s->opening set
+ *     from before its open is queued until its attach has settled;
+ *     meanwhile s->f is NULL and plan() starts no read or sync on it.
+ *     sd_session_close of such a session only sets close_at_open (both
+ *     flags under p->omu), and the attach, which holds the session
+ *     alive until it clears opening, then frees it: whichever of the
+ *     two comes second frees, exactly once.
  *
  * A session's operation slot (s->io):
  *   NONE --plan(): bytes in the cache (hit)------> NONE, plan() goes on
@@ -283,6 +318,12 @@ struct sd_session {
 	int waking;			/* wake calls in progress */
 	int tick_wake;			/* wake at the next period (held) */
 	int closing;
+	/* Started before its OPEN was answered (sd_session_start): f stays
+	 * NULL until the opener attaches the answer, under s->mu.  Both
+	 * flags under p->omu: whoever comes second of the answer and
+	 * sd_session_close hands the session to the closes (invariant 10). */
+	int opening;
+	int close_at_open;		/* closed while opening */
 	struct sd_session *cq_next;	/* p->cq, under p->omu */
 	struct sd_session_stats st;
 };
@@ -308,7 +349,11 @@ struct sd_open {
 	sd_session_open_fn done;
 	void *arg;
 	uint64_t due;			/* sd_now() it may start at */
-	struct sd_session *s;		/* sent: its session, file to come */
+	struct sd_session *s;		/* sent: its session, file to come;
+					   or, started, the session already
+					   running (sd_session_start) */
+	int started;			/* s runs: no done, attach instead */
+	struct djmfs_file *f;		/* answered: the file, or NULL */
 	int err;			/* answered: djmfs_open_async's */
 };
 
@@ -716,8 +761,9 @@ again:
 	if (n > 0 && s->pos >= s->img_disk) {
 		/* Published (invariant 8), yet not in the cache: the disk
 		 * has it, once the handle's image does (a sync a period at
-		 * most, as at the live edge). */
-		if (s->sync_tick != tick) {
+		 * most, as at the live edge).  A session still opening has
+		 * no handle: its OPEN's answer brings the image. */
+		if (s->f && s->sync_tick != tick) {
 			s->sync_tick = tick;
 			s->io = a->io = IO_SYNC;
 		}
@@ -741,7 +787,8 @@ again:
 	} else if (s->pos >= readable_end(s) && (learned = learn_size(s))) {
 		if (learned > 0)
 			goto again;
-	} else if (s->pos >= readable_end(s) && s->sync_tick != tick) {
+	} else if (s->pos >= readable_end(s) && s->f &&
+		   s->sync_tick != tick) {
 		s->sync_tick = tick;
 		s->io = a->io = IO_SYNC;
 	}
@@ -853,6 +900,19 @@ static void read_done(void *user, ssize_t res)
 	settle(s, &a);
 }
 
+/* Object @id's size in image @fi, or -ENOENT. */
+static int size_in(const struct djmfs_file_info *fi, uint32_t id,
+		   uint64_t *size)
+{
+	for (uint32_t i = 0; i < fi->n_objs && i < DJMFS_MAX_OBJS; i++) {
+		if (fi->objs[i].id == id) {
+			*size = fi->objs[i].size;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
 /* "data"'s size in the handle's image and whether a writer holds it. */
 static int image_of(struct sd_session *s, uint64_t *size, int *live)
 {
@@ -863,13 +923,7 @@ static int image_of(struct sd_session *s, uint64_t *size, int *live)
 		return err;
 	*live = !!(fi.flags & DJMFS_FILE_WRITE_LOCKED);
 	s->ino = fi.ino;
-	for (uint32_t i = 0; i < fi.n_objs && i < DJMFS_MAX_OBJS; i++) {
-		if (fi.objs[i].id == s->data_id) {
-			*size = fi.objs[i].size;
-			return 0;
-		}
-	}
-	return -ENOENT;
+	return size_in(&fi, s->data_id, size);
 }
 
 static void sync_done(void *user, ssize_t res)
@@ -1538,6 +1592,15 @@ void sd_session_close(struct sd_session *s)
 	 * any more); only the djmfs_close round trip waits for an opener. */
 	sd_cache_leave(s->cons);
 	s->cons = NULL;
+	pthread_mutex_lock(&p->omu);
+	if (s->opening) {
+		/* Its OPEN is on its way: the answer frees it (invariant
+		 * 10). */
+		s->close_at_open = 1;
+		pthread_mutex_unlock(&p->omu);
+		return;
+	}
+	pthread_mutex_unlock(&p->omu);
 	if (!s->f || !p->n_openers) {
 		session_free(s);
 		return;
@@ -1553,6 +1616,72 @@ void sd_session_close(struct sd_session *s)
 /* Opens and closes off the caller's thread                            */
 /* ------------------------------------------------------------------ */
 
+/*
+ * An opener: the answer to the OPEN of a session started early
+ * (sd_session_start), which has run on the cache meanwhile.  Its handle
+ * and image join it, and it goes on as an opened session; or the OPEN's
+ * failure becomes its error, which its player sees once the buffer is
+ * drained.  The image must be of the file the caller's snapshot named:
+ * a recording deleted and made again under its name is another file
+ * (-ESTALE), whose bytes the cache's were not.  Then, of this and
+ * sd_session_close, whichever comes second hands the session to the
+ * closes (invariant 10).
+ */
+static void session_attach(struct sd_session *s, int err,
+			   struct djmfs_file *f)
+{
+	struct sd_pump *p = s->p;
+	struct djmfs_file_info fi;
+	struct act a = { 0 };
+	uint64_t size = 0, tick;
+	uint32_t id = 0;
+	struct tune t;
+	int live = 0, gone;
+
+	if (err == 0)
+		err = djmfs_find_obj(f, "data", &id);
+	if (err == 0)
+		err = djmfs_file_info(f, &fi);
+	if (err == 0)
+		err = fi.ino != s->ino || id != s->data_id ? -ESTALE
+							   : size_in(&fi, id,
+								     &size);
+	if (err == 0)
+		live = !!(fi.flags & DJMFS_FILE_WRITE_LOCKED);
+	tune_get(p, &t, &tick);
+	pthread_mutex_lock(&s->mu);
+	s->f = f; /* even failed: session_free closes it */
+	if (err < 0) {
+		plog(&p->log, err == -ESHUTDOWN ? SD_LOG_INFO : SD_LOG_WARN,
+		     "sd_session(%s): started from the cache, its own open "
+		     "then failed: %s", s->name, strerror(-err));
+		if (!s->err)
+			s->err = err;
+		a.wake = take_waiting(s);
+	} else {
+		/* Invariant 8: what the caller's snapshot published is
+		 * within this newer image. */
+		s->img_disk = size;
+		if (size > s->img_size) {
+			s->img_size = size;
+			s->grew = 1;
+		}
+		s->live = live;
+		plan(s, &t, tick, 0, &a);
+	}
+	if (s->closing || s->settling)
+		pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	/* The session outlives settle: only this call clears opening. */
+	settle(s, &a);
+	pthread_mutex_lock(&p->omu);
+	s->opening = 0;
+	gone = s->close_at_open;
+	pthread_mutex_unlock(&p->omu);
+	if (gone)
+		session_free(s);
+}
+
 /* Receive thread: the server answered @op's OPEN; an opener finishes
  * it (open_ready), so that nothing of ours runs on the library's
  * thread. */
@@ -1561,7 +1690,7 @@ static void opened(void *arg, int err, struct djmfs_file *f)
 	struct sd_open *op = arg;
 	struct sd_pump *p = op->s->p;
 
-	op->s->f = f;
+	op->f = f;
 	op->err = err;
 	pthread_mutex_lock(&p->omu);
 	op->next = p->rq;
@@ -1583,7 +1712,8 @@ static void open_answer(struct sd_open *op, int err, struct sd_session *s)
  * open waits for one, as it always did. */
 static int open_run(struct sd_pump *p, struct sd_open *op)
 {
-	struct sd_session *s = session_alloc(p, &op->o);
+	struct sd_session *s = op->started ? op->s : session_alloc(p, &op->o);
+	struct djmfs_file *f = NULL;
 	int err;
 
 	if (!s) {
@@ -1594,6 +1724,12 @@ static int open_run(struct sd_pump *p, struct sd_open *op)
 	err = djmfs_open_async(p->c, s->name, DJMFS_O_READ, opened, op);
 	if (err == 0)
 		return 0;
+	if (op->started) {
+		free(op);
+		err = djmfs_open(p->c, s->name, DJMFS_O_READ, &f);
+		session_attach(s, err, f);
+		return 1;
+	}
 	session_free(s);
 	s = NULL;
 	err = sd_session_open(p, &op->o, &s);
@@ -1605,8 +1741,19 @@ static int open_run(struct sd_pump *p, struct sd_open *op)
 static void open_ready(struct sd_pump *p, struct sd_open *op)
 {
 	struct sd_session *s = op->s;
+	struct djmfs_file *f = op->f;
 	int err = op->err;
 
+	if (op->started) {
+		free(op);
+		/* The connection went on the way: as below. */
+		if (err == -ENOTCONN)
+			err = djmfs_open(p->c, s->name, DJMFS_O_READ, &f);
+		session_attach(s, err, f);
+		return;
+	}
+	if (err == 0)
+		s->f = f;
 	if (err == -ENOTCONN) {
 		/* The connection went on the way: the blocking open waits
 		 * for the next one and sends again. */
@@ -1715,24 +1862,28 @@ static void *opener_main(void *arg)
 	return NULL;
 }
 
-int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
-			  sd_session_open_fn done, void *arg)
+/* An open of @o (name copied) for the openers, due once the testing
+ * delay passed; NULL without memory. */
+static struct sd_open *open_new(struct sd_pump *p,
+				const struct sd_session_opts *o)
 {
-	struct sd_open *op;
-	int err = 0;
+	struct sd_open *op = calloc(1, sizeof(*op));
 
-	if (!p || !o || !o->name || !done || o->start > o->end ||
-	    strlen(o->name) > SD_NAME_MAX)
-		return -EINVAL;
-	op = calloc(1, sizeof(*op));
 	if (!op)
-		return -ENOMEM;
+		return NULL;
 	op->o = *o;
 	memcpy(op->name, o->name, strlen(o->name) + 1);
 	op->o.name = op->name;
-	op->done = done;
-	op->arg = arg;
 	op->due = sd_now() + p->open_delay_ns;
+	return op;
+}
+
+/* Queues @op for the openers: 0, or -ESHUTDOWN (opens stopped) or
+ * -EAGAIN (the queue is full) with @op not queued. */
+static int open_queue(struct sd_pump *p, struct sd_open *op)
+{
+	int err = 0;
+
 	pthread_mutex_lock(&p->omu);
 	if (p->opens_stopped) {
 		err = -ESHUTDOWN;
@@ -1748,9 +1899,74 @@ int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
 		pthread_cond_signal(&p->ocv);
 	}
 	pthread_mutex_unlock(&p->omu);
+	return err;
+}
+
+int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
+			  sd_session_open_fn done, void *arg)
+{
+	struct sd_open *op;
+	int err = 0;
+
+	if (!p || !o || !o->name || !done || o->start > o->end ||
+	    strlen(o->name) > SD_NAME_MAX)
+		return -EINVAL;
+	op = open_new(p, o);
+	if (!op)
+		return -ENOMEM;
+	op->done = done;
+	op->arg = arg;
+	err = open_queue(p, op);
 	if (err < 0)
 		free(op);
 	return err;
+}
+
+int sd_session_start(struct sd_pump *p, const struct sd_session_opts *o,
+		     struct sd_session **out)
+{
+	struct sd_session *s;
+	struct sd_open *op;
+	int err = 0;
+
+	if (!p || !o || !o->name || !out || o->start > o->end ||
+	    strlen(o->name) > SD_NAME_MAX)
+		return -EINVAL;
+	if (!p->cache || !p->n_openers || !o->ino || o->start >= o->size ||
+	    sd_cache_held_share(p->cache, o->ino, o->data_id, o->start,
+				1) <= 0)
+		return -ENOTSUP;
+	op = open_new(p, o);
+	s = op ? session_alloc(p, o) : NULL;
+	if (!s) {
+		free(op);
+		return -ENOMEM;
+	}
+	/* The caller's snapshot stands for the session's own until the
+	 * OPEN's answer: no handle, so nothing but the cache (plan). */
+	s->ino = o->ino;
+	s->data_id = o->data_id;
+	s->img_size = o->size;
+	s->img_disk = 0;
+	s->live = o->live;
+	s->opening = 1;
+	op->s = s;
+	op->started = 1;
+	/* Running before its OPEN is queued, so that the answer never
+	 * finds it half started. */
+	session_start(s);
+	err = open_queue(p, op);
+	if (err < 0) {
+		free(op);
+		/* No answer will come: the close frees it. */
+		pthread_mutex_lock(&p->omu);
+		s->opening = 0;
+		pthread_mutex_unlock(&p->omu);
+		sd_session_close(s);
+		return err;
+	}
+	*out = s;
+	return 0;
 }
 
 void sd_pump_stop_opens(struct sd_pump *p)
@@ -1767,7 +1983,10 @@ void sd_pump_stop_opens(struct sd_pump *p)
 	pthread_mutex_unlock(&p->omu);
 	for (; op; op = next) {
 		next = op->next;
-		op->done(op->arg, -ESHUTDOWN, NULL);
+		if (op->started)
+			session_attach(op->s, -ESHUTDOWN, NULL);
+		else
+			op->done(op->arg, -ESHUTDOWN, NULL);
 		free(op);
 	}
 	pthread_mutex_lock(&p->omu);

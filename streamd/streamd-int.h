@@ -947,6 +947,14 @@ struct sd_session_opts {
 	 * session ends after sd_session_read() returned 0.  Must not block. */
 	void (*wake)(void *arg);
 	void *wake_arg;
+	/* What the caller's own snapshot of the recording (the catalog's)
+	 * says, for sd_session_start: its file's ino (0: nothing known),
+	 * its "data" object, the size that snapshot published and whether
+	 * a writer held it then. */
+	uint64_t ino;
+	uint32_t data_id;
+	uint64_t size;
+	int live;
 };
 
 /* Opens the recording for reading and joins the pump.  Returns 0,
@@ -967,6 +975,23 @@ typedef void (*sd_session_open_fn)(void *arg, int err, struct sd_session *s);
  * called), -EINVAL or -ENOMEM: @done never runs. */
 int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
 			  sd_session_open_fn done, void *arg);
+
+/*
+ * A session that starts at once, before its own OPEN is answered, when
+ * the pump's cache holds the block of @o->start: it takes only cached
+ * bytes below @o->size (published by the caller's snapshot, so within
+ * what the OPEN will show) while the OPEN, queued to the openers as
+ * sd_session_open_async's is, is on its way, then goes on as an opened
+ * session.  0 and *@out (the caller's, to close as any); -EAGAIN (the
+ * queue of opens is full), -ESHUTDOWN (sd_pump_stop_opens was called);
+ * -ENOTSUP when it cannot start early (no cache or openers, no ino, or
+ * the first block not cached: sd_session_open_async then); -EINVAL,
+ * -ENOMEM.  An OPEN that fails later (the recording deleted meanwhile,
+ * or another file by now under its name: -ESTALE) is the session's
+ * error, which sd_session_read returns once the buffer is drained.
+ */
+int sd_session_start(struct sd_pump *p, const struct sd_session_opts *o,
+		     struct sd_session **out);
 
 #define SD_SESSION_EOF (-1)
 /* HTTP side: copies up to @max buffered bytes.  Returns the count, 0

@@ -250,7 +250,8 @@ static struct sd_session *open_session(struct sd_pump *p, const char *name,
 				       uint64_t start, uint64_t end,
 				       struct waiter *w)
 {
-	struct sd_session_opts o = { name, start, end, on_wake, w };
+	struct sd_session_opts o = { .name = name, .start = start, .end = end,
+				     .wake = on_wake, .wake_arg = w };
 	struct sd_session *s = NULL;
 	int err = sd_session_open(p, &o, &s);
 
@@ -354,7 +355,7 @@ Test(session, refuses_missing_files_and_files_without_data)
 	struct djmfs_client *c = client();
 	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
 	struct sd_pump *p = pump(c, &k);
-	struct sd_session_opts o = { "nope", 0, SD_END_LIVE, NULL, NULL };
+	struct sd_session_opts o = { .name = "nope", .end = SD_END_LIVE };
 	struct sd_session *s = NULL;
 	struct djmfs_file *f = NULL;
 
@@ -412,8 +413,8 @@ Test(session, opens_on_an_opener_and_refuses_beyond_its_queue)
 	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
 	const struct sd_pump_opts po = { .openers = 1, .open_queue = 2,
 					 .open_delay_ns = 300 * MS };
-	struct sd_session_opts rec = { "rec", 0, SD_END_LIVE, NULL, NULL };
-	struct sd_session_opts nope = { "nope", 0, SD_END_LIVE, NULL, NULL };
+	struct sd_session_opts rec = { .name = "rec", .end = SD_END_LIVE };
+	struct sd_session_opts nope = { .name = "nope", .end = SD_END_LIVE };
 	struct opened a, b, extra;
 	struct sd_pump *p = NULL;
 	struct waiter w;
@@ -450,7 +451,7 @@ Test(session, answers_queued_opens_when_opens_stop)
 	struct djmfs_client *c = client();
 	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
 	const struct sd_pump_opts po = { .open_delay_ns = 60000 * MS };
-	struct sd_session_opts rec = { "rec", 0, SD_END_LIVE, NULL, NULL };
+	struct sd_session_opts rec = { .name = "rec", .end = SD_END_LIVE };
 	struct opened a, late;
 	struct sd_pump *p = NULL;
 
@@ -1144,6 +1145,253 @@ Test(session, wakes_the_player_once_when_data_arrives)
 	cr_assert_eq(wakes(&w), 2);
 	sd_session_close(s);
 	sd_pump_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Starting before the open is answered (sd_session_start)             */
+/* ------------------------------------------------------------------ */
+
+/* A pump with @cache whose opens are answered @delay_ms late. */
+static struct sd_pump *pump_slow_opens(struct djmfs_client *c,
+				       const struct sd_knobs *k,
+				       struct sd_cache *cache,
+				       unsigned delay_ms)
+{
+	const struct sd_pump_opts o = { .cache = cache,
+					.open_delay_ns = delay_ms * MS };
+	struct sd_pump *p = NULL;
+
+	cr_assert_eq(sd_pump_new(&p, c, k, &sd_test_log, &o), 0);
+	return p;
+}
+
+/* Reads "@name" [0, @end) through the cache (a blocking open, no
+ * delay), so that its blocks are there for the next session. */
+static void read_through(struct sd_pump *p, const char *name, uint64_t end,
+			 struct waiter *w)
+{
+	struct sd_session *a = open_session(p, name, 0, end, w);
+
+	cr_assert_eq(drain(a, w, 0), end);
+	sd_session_close(a);
+}
+
+/* What a catalog's snapshot of @name says, as sd_session_start takes it
+ * (the file's only object is "data"). */
+static struct sd_session_opts known(struct djmfs_client *c, const char *name,
+				    uint64_t start, struct waiter *w)
+{
+	struct djmfs_file_info fi;
+	struct sd_session_opts o = { .name = name, .start = start,
+				     .end = SD_END_LIVE, .wake = on_wake,
+				     .wake_arg = w };
+
+	cr_assert_eq(djmfs_stat(c, name, &fi), 0);
+	cr_assert_eq(fi.n_objs, 1);
+	o.ino = fi.ino;
+	o.data_id = fi.objs[0].id;
+	o.size = fi.objs[0].size;
+	o.live = !!(fi.flags & DJMFS_FILE_WRITE_LOCKED);
+	return o;
+}
+
+/* Reads what the session has now, checking it from @off; the count. */
+static size_t read_now(struct sd_session *s, uint64_t off)
+{
+	static uint8_t buf[256 * KIB];
+	ssize_t n = sd_session_read(s, buf, sizeof(buf));
+
+	cr_assert_geq(n, 0, "sd_session_read: %s", strerror((int)-n));
+	check_bytes(buf, (size_t)n, off);
+	return (size_t)n;
+}
+
+/* Reads as a player would until the session fails, checking every byte
+ * from 0 (counted in *@got); returns the failure. */
+static ssize_t drain_to_error(struct sd_session *s, struct waiter *w,
+			      uint64_t *got)
+{
+	uint8_t b[4096];
+
+	for (;;) {
+		unsigned seen = wakes(w);
+		ssize_t n = sd_session_read(s, b, sizeof(b));
+
+		if (n < 0)
+			return n;
+		if (n == 0) {
+			cr_assert_eq(wait_wake(w, seen, 5000), 0,
+				     "no wake within 5 s");
+			continue;
+		}
+		check_bytes(b, (size_t)n, *got);
+		*got += (uint64_t)n;
+	}
+}
+
+/* A player whose first bytes are cached gets them at once, while its
+ * own OPEN is answered 300 ms late; the bytes the cache lacks come from
+ * the disk once the answer is in, and every byte is the recording's. */
+Test(session, starts_from_the_cache_before_its_open_is_answered)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_session_stats st;
+	struct sd_session_opts o;
+	struct sd_cache *cache;
+	struct sd_session *s = NULL;
+	struct sd_pump *p;
+	struct waiter w;
+	uint64_t t0, got;
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_slow_opens(c, &k, cache, 300);
+	waiter_init(&w);
+	finished_file(c, "rec", 3 * MIB);
+	read_through(p, "rec", 1 * MIB, &w);
+	o = known(c, "rec", 4096, &w);
+	t0 = sd_now();
+	cr_assert_eq(sd_session_start(p, &o, &s), 0);
+	got = read_now(s, 4096);
+	cr_assert_gt(got, 0, "nothing at once from the cache");
+	cr_assert_lt(sd_now() - t0, 200 * MS, "waited for the open");
+	got += drain(s, &w, 4096 + got);
+	cr_assert_eq(got, 3 * MIB - 4096);
+	cr_expect_geq(sd_now() - t0, 300 * MS, "the disk before the open");
+	sd_session_stats(s, &st);
+	cr_expect_eq(st.hit_bytes, 1 * MIB - 4096);
+	cr_expect_eq(st.disk_bytes, 2 * MIB);
+	sd_session_close(s);
+	sd_pump_free(p);
+	sd_cache_free(cache);
+}
+
+/* Without its first block cached, or without what the catalog knows, a
+ * session does not start early: the caller opens it as before. */
+Test(session, does_not_start_early_without_its_first_block_cached)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_session_opts o;
+	struct sd_cache *cache;
+	struct sd_session *s = NULL;
+	struct sd_pump *p;
+	struct waiter w;
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_slow_opens(c, &k, cache, 0);
+	waiter_init(&w);
+	finished_file(c, "rec", 1 * MIB);
+	o = known(c, "rec", 0, &w);
+	cr_assert_eq(sd_session_start(p, &o, &s), -ENOTSUP);
+	read_through(p, "rec", 64 * KIB, &w);
+	o.start = 64 * KIB; /* the next block: not read */
+	cr_assert_eq(sd_session_start(p, &o, &s), -ENOTSUP);
+	o.start = 0;
+	o.ino = 0;
+	cr_assert_eq(sd_session_start(p, &o, &s), -ENOTSUP);
+	o = known(c, "rec", 1 * MIB, &w); /* at the published end */
+	cr_assert_eq(sd_session_start(p, &o, &s), -ENOTSUP);
+	cr_assert_null(s);
+	sd_pump_free(p);
+	sd_cache_free(cache);
+	/* No cache at all. */
+	p = pump(c, &k);
+	o = known(c, "rec", 0, &w);
+	cr_assert_eq(sd_session_start(p, &o, &s), -ENOTSUP);
+	sd_pump_free(p);
+}
+
+/* Players that leave while their OPEN is on its way: the answer finds
+ * them closed and frees them, nothing stays open, and a stop with such
+ * OPENs still queued answers them. */
+Test(session, an_early_session_closed_before_its_open_is_answered)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_pump_stats ps;
+	struct sd_session_opts o;
+	struct sd_cache *cache;
+	struct sd_session *s[8];
+	struct sd_pump *p;
+	struct waiter w;
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_slow_opens(c, &k, cache, 100);
+	waiter_init(&w);
+	finished_file(c, "rec", 1 * MIB);
+	read_through(p, "rec", 1 * MIB, &w);
+	o = known(c, "rec", 0, &w);
+	for (int i = 0; i < 8; i++) {
+		cr_assert_eq(sd_session_start(p, &o, &s[i]), 0);
+		if (i % 2)
+			read_now(s[i], 0);
+		/* Real time: before, around and after the answer. */
+		sleep_ms((unsigned)i * 20);
+		sd_session_close(s[i]);
+	}
+	sd_pump_stats(p, &ps);
+	cr_assert_eq(ps.sessions, 0);
+	sd_pump_free(p); /* waits for every answer: ASan sees any leak */
+	sd_cache_free(cache);
+}
+
+/* A stop with a started session's OPEN still queued answers it: the
+ * player drains what the cache gave, then sees the stop. */
+Test(session, a_stop_answers_an_early_session_still_queued)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_session_opts o;
+	struct sd_cache *cache;
+	struct sd_session *s = NULL;
+	struct sd_pump *p;
+	struct waiter w;
+	uint64_t got = 0;
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_slow_opens(c, &k, cache, 60000);
+	waiter_init(&w);
+	finished_file(c, "rec", 1 * MIB);
+	read_through(p, "rec", 128 * KIB, &w);
+	o = known(c, "rec", 0, &w);
+	cr_assert_eq(sd_session_start(p, &o, &s), 0);
+	sd_pump_stop_opens(p);
+	cr_assert_eq(drain_to_error(s, &w, &got), -ESHUTDOWN);
+	cr_assert_eq(got, 128 * KIB);
+	sd_session_close(s);
+	sd_pump_free(p);
+	sd_cache_free(cache);
+}
+
+/* A recording deleted and made again under its name is another file:
+ * a session started on the old one's cached bytes fails with -ESTALE
+ * once its OPEN finds the new one, rather than mix the two. */
+Test(session, an_early_session_of_a_remade_recording_fails_stale)
+{
+	struct djmfs_client *c = client();
+	struct sd_knobs k = knobs(20, 64 * KIB, 256 * KIB, 80, 30);
+	struct sd_session_opts o;
+	struct sd_cache *cache;
+	struct sd_session *s = NULL;
+	struct sd_pump *p;
+	struct waiter w;
+	uint64_t got = 0;
+
+	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
+	p = pump_slow_opens(c, &k, cache, 50);
+	waiter_init(&w);
+	finished_file(c, "rec", 1 * MIB);
+	read_through(p, "rec", 64 * KIB, &w);
+	o = known(c, "rec", 0, &w);
+	cr_assert_eq(djmfs_unlink(c, "rec"), 0);
+	finished_file(c, "rec", 1 * MIB);
+	cr_assert_eq(sd_session_start(p, &o, &s), 0);
+	cr_assert_eq(drain_to_error(s, &w, &got), -ESTALE);
+	cr_assert_leq(got, 64 * KIB);
+	sd_session_close(s);
+	sd_pump_free(p);
+	sd_cache_free(cache);
 }
 
 /* ------------------------------------------------------------------ */
