@@ -913,6 +913,16 @@ static enum MHD_Result play_resume(struct sd_req *r, size_t *upload_size)
 	}
 }
 
+/* From here play_cleanup owns @pl, whenever the request ends (set under
+ * d->mu: /admin/sessions walks the requests). */
+static void play_own(struct sd_req *r, struct play *pl)
+{
+	pthread_mutex_lock(&r->d->mu);
+	r->priv = pl;
+	r->cleanup = play_cleanup;
+	pthread_mutex_unlock(&r->d->mu);
+}
+
 /*
  * Starts a session over data bytes [start, end) (end SD_END_LIVE: follow)
  * and answers with it once it is open (see above); a HEAD gets the same
@@ -974,10 +984,7 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 		 * straight to OPENED below). */
 		atomic_store(&pl->opened, 1);
 		pl->t_open = (int64_t)sd_now();
-		pthread_mutex_lock(&r->d->mu);
-		r->priv = pl;
-		r->cleanup = play_cleanup;
-		pthread_mutex_unlock(&r->d->mu);
+		play_own(r, pl);
 		return play_answer(r, pl);
 	}
 	if (err == -ENOTSUP)
@@ -994,11 +1001,7 @@ static enum MHD_Result play_reply(struct sd_req *r, struct play *pl,
 		return sd_reply_error(r, 500, "sd_session_open_async(%s): %s",
 				      r->name, strerror(-err));
 	}
-	/* From here play_cleanup owns pl, whenever the request ends. */
-	pthread_mutex_lock(&r->d->mu);
-	r->priv = pl;
-	r->cleanup = play_cleanup;
-	pthread_mutex_unlock(&r->d->mu);
+	play_own(r, pl);
 	return play_resume(r, NULL);
 }
 

@@ -346,13 +346,13 @@ struct sd_open {
 	struct sd_open *next;
 	struct sd_session_opts o;
 	char name[SD_NAME_MAX + 1];
-	sd_session_open_fn done;
+	sd_session_open_fn done;	/* NULL: a started session's open
+					   (sd_session_start), attached instead */
 	void *arg;
 	uint64_t due;			/* sd_now() it may start at */
 	struct sd_session *s;		/* sent: its session, file to come;
 					   or, started, the session already
 					   running (sd_session_start) */
-	int started;			/* s runs: no done, attach instead */
 	struct djmfs_file *f;		/* answered: the file, or NULL */
 	int err;			/* answered: djmfs_open_async's */
 };
@@ -1712,7 +1712,7 @@ static void open_answer(struct sd_open *op, int err, struct sd_session *s)
  * open waits for one, as it always did. */
 static int open_run(struct sd_pump *p, struct sd_open *op)
 {
-	struct sd_session *s = op->started ? op->s : session_alloc(p, &op->o);
+	struct sd_session *s = op->done ? session_alloc(p, &op->o) : op->s;
 	struct djmfs_file *f = NULL;
 	int err;
 
@@ -1724,7 +1724,7 @@ static int open_run(struct sd_pump *p, struct sd_open *op)
 	err = djmfs_open_async(p->c, s->name, DJMFS_O_READ, opened, op);
 	if (err == 0)
 		return 0;
-	if (op->started) {
+	if (!op->done) {
 		free(op);
 		err = djmfs_open(p->c, s->name, DJMFS_O_READ, &f);
 		session_attach(s, err, f);
@@ -1744,7 +1744,7 @@ static void open_ready(struct sd_pump *p, struct sd_open *op)
 	struct djmfs_file *f = op->f;
 	int err = op->err;
 
-	if (op->started) {
+	if (!op->done) {
 		free(op);
 		/* The connection went on the way: as below. */
 		if (err == -ENOTCONN)
@@ -1862,6 +1862,13 @@ static void *opener_main(void *arg)
 	return NULL;
 }
 
+/* What both kinds of queued open require of @o. */
+static int opts_ok(const struct sd_session_opts *o)
+{
+	return o && o->name && o->start <= o->end &&
+	       strlen(o->name) <= SD_NAME_MAX;
+}
+
 /* An open of @o (name copied) for the openers, due once the testing
  * delay passed; NULL without memory. */
 static struct sd_open *open_new(struct sd_pump *p,
@@ -1908,8 +1915,7 @@ int sd_session_open_async(struct sd_pump *p, const struct sd_session_opts *o,
 	struct sd_open *op;
 	int err = 0;
 
-	if (!p || !o || !o->name || !done || o->start > o->end ||
-	    strlen(o->name) > SD_NAME_MAX)
+	if (!p || !done || !opts_ok(o))
 		return -EINVAL;
 	op = open_new(p, o);
 	if (!op)
@@ -1929,8 +1935,7 @@ int sd_session_start(struct sd_pump *p, const struct sd_session_opts *o,
 	struct sd_open *op;
 	int err = 0;
 
-	if (!p || !o || !o->name || !out || o->start > o->end ||
-	    strlen(o->name) > SD_NAME_MAX)
+	if (!p || !out || !opts_ok(o))
 		return -EINVAL;
 	if (!p->cache || !p->n_openers || !o->ino || o->start >= o->size ||
 	    sd_cache_held_share(p->cache, o->ino, o->data_id, o->start,
@@ -1951,7 +1956,6 @@ int sd_session_start(struct sd_pump *p, const struct sd_session_opts *o,
 	s->live = o->live;
 	s->opening = 1;
 	op->s = s;
-	op->started = 1;
 	/* Running before its OPEN is queued, so that the answer never
 	 * finds it half started. */
 	session_start(s);
@@ -1983,7 +1987,7 @@ void sd_pump_stop_opens(struct sd_pump *p)
 	pthread_mutex_unlock(&p->omu);
 	for (; op; op = next) {
 		next = op->next;
-		if (op->started)
+		if (!op->done)
 			session_attach(op->s, -ESHUTDOWN, NULL);
 		else
 			op->done(op->arg, -ESHUTDOWN, NULL);

@@ -1151,16 +1151,18 @@ Test(session, wakes_the_player_once_when_data_arrives)
 /* Starting before the open is answered (sd_session_start)             */
 /* ------------------------------------------------------------------ */
 
-/* A pump with @cache whose opens are answered @delay_ms late. */
+/* A pump with a cache of its own (16 MiB, in *@cache, freed by the
+ * test) whose opens are answered @delay_ms late. */
 static struct sd_pump *pump_slow_opens(struct djmfs_client *c,
 				       const struct sd_knobs *k,
-				       struct sd_cache *cache,
-				       unsigned delay_ms)
+				       unsigned delay_ms,
+				       struct sd_cache **cache)
 {
-	const struct sd_pump_opts o = { .cache = cache,
-					.open_delay_ns = delay_ms * MS };
+	struct sd_pump_opts o = { .open_delay_ns = delay_ms * MS };
 	struct sd_pump *p = NULL;
 
+	cr_assert_eq(sd_cache_new(cache, 16 * MIB, &sd_test_log), 0);
+	o.cache = *cache;
 	cr_assert_eq(sd_pump_new(&p, c, k, &sd_test_log, &o), 0);
 	return p;
 }
@@ -1244,8 +1246,7 @@ Test(session, starts_from_the_cache_before_its_open_is_answered)
 	struct waiter w;
 	uint64_t t0, got;
 
-	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
-	p = pump_slow_opens(c, &k, cache, 300);
+	p = pump_slow_opens(c, &k, 300, &cache);
 	waiter_init(&w);
 	finished_file(c, "rec", 3 * MIB);
 	read_through(p, "rec", 1 * MIB, &w);
@@ -1278,8 +1279,7 @@ Test(session, does_not_start_early_without_its_first_block_cached)
 	struct sd_pump *p;
 	struct waiter w;
 
-	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
-	p = pump_slow_opens(c, &k, cache, 0);
+	p = pump_slow_opens(c, &k, 0, &cache);
 	waiter_init(&w);
 	finished_file(c, "rec", 1 * MIB);
 	o = known(c, "rec", 0, &w);
@@ -1316,8 +1316,7 @@ Test(session, an_early_session_closed_before_its_open_is_answered)
 	struct sd_pump *p;
 	struct waiter w;
 
-	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
-	p = pump_slow_opens(c, &k, cache, 100);
+	p = pump_slow_opens(c, &k, 100, &cache);
 	waiter_init(&w);
 	finished_file(c, "rec", 1 * MIB);
 	read_through(p, "rec", 1 * MIB, &w);
@@ -1349,8 +1348,7 @@ Test(session, a_stop_answers_an_early_session_still_queued)
 	struct waiter w;
 	uint64_t got = 0;
 
-	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
-	p = pump_slow_opens(c, &k, cache, 60000);
+	p = pump_slow_opens(c, &k, 60000, &cache);
 	waiter_init(&w);
 	finished_file(c, "rec", 1 * MIB);
 	read_through(p, "rec", 128 * KIB, &w);
@@ -1378,8 +1376,7 @@ Test(session, an_early_session_of_a_remade_recording_fails_stale)
 	struct waiter w;
 	uint64_t got = 0;
 
-	cr_assert_eq(sd_cache_new(&cache, 16 * MIB, &sd_test_log), 0);
-	p = pump_slow_opens(c, &k, cache, 50);
+	p = pump_slow_opens(c, &k, 50, &cache);
 	waiter_init(&w);
 	finished_file(c, "rec", 1 * MIB);
 	read_through(p, "rec", 64 * KIB, &w);
