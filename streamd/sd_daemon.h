@@ -51,7 +51,7 @@ struct sd_daemon {
 	atomic_uint_fast64_t http_other;
 	atomic_uint_fast64_t http_open; /* connections now, both listeners */
 	/* Connections of the main listener accepted whose first request
-	 * line MHD has not read yet, and when the last was accepted
+	 * head MHD has not read yet, and when the last was accepted
 	 * (sd_now): while some wait, bodies go in slices (sd_http_slice). */
 	atomic_uint_fast64_t http_fresh;
 	atomic_int_fast64_t http_fresh_at;

@@ -920,16 +920,18 @@ static void conn_started(struct listener *l, struct MHD_Connection *mc,
  * connection's request only when its turn comes, after every connection
  * already writing.  When hundreds of players take their start-up burst
  * at once, each writes a whole buffer per turn (a chunked body fills the
- * connection's memory pool, tens of KiB) and a turn lasts hundreds of
- * milliseconds: that, not our own work, was what a crowd waited for its
- * first byte (doc/streamd.md, "Capacity and cost").  So while a player's
- * connection accepted within the last CROWD_WINDOW_NS has not had its
- * request line read, bodies go CROWD_SLICE at a time: a turn is a
- * fraction as long, the newcomers' requests are read sooner, and players
- * already served get a slice every (shorter) turn, which keeps their
- * rate.  8 KiB slices cost enough more calls that admission's CPU
- * measure refused part of a 3,200-player crowd in three runs of six;
- * 16 KiB in none of six.  The window bounds what a connection that never sends
+ * connection's memory pool: 48 KiB with the default max_header_size)
+ * and a turn lasts hundreds of milliseconds: that, not our own work, is
+ * most of what a crowd waits for its first byte (doc/streamd.md,
+ * "Capacity and cost").  So while a connection accepted within the last
+ * CROWD_WINDOW_NS has not had its request head read, bodies go
+ * CROWD_SLICE at a time: a turn moves a third of the bytes, the
+ * newcomers' requests are read sooner, and players already served get a
+ * slice every (shorter) turn.  Measured, it helps less than the bytes
+ * suggest, since a turn also costs per connection (p99 0.87 times,
+ * stalls unchanged); 8 KiB slices cost enough more calls that admission's
+ * CPU measure refused part of a 3,200-player crowd in three runs of six,
+ * 16 KiB in none.  The window bounds what a connection that never sends
  * (a browser's preconnect, a scanner) costs everyone else: slices for at
  * most that long after it was accepted, not until its idle timeout.
  */
@@ -945,7 +947,7 @@ size_t sd_http_slice(struct sd_daemon *d, size_t max)
 	return CROWD_SLICE;
 }
 
-/* @c's first request line is read, or it closed before one came. */
+/* @c's first request head is read, or it closed before one came. */
 static void conn_unfresh(struct listener *l, struct conn *c)
 {
 	if (c->fresh) {
