@@ -36,8 +36,10 @@ pass "cam1 is live, 11 s in"
 # connections (a new one every 0.2 s, so that one was always accepted
 # within the last second), and alone again.  Prints one line per phase:
 # its chunks, its largest chunk, and the largest after the first MiB of
-# the phase (what was already on its way when the phase began is whole).  A last line: a request sent on a silent connection, answered.
-python3 - "${URL#http://}" "$SLICE" "$work/body.bin" >"$work/player.out" 2>"$work/player.err" <<'EOF'
+# the phase (what was already on its way when the phase began is whole).
+# A last line: a request sent on a silent connection, answered.
+python3 - "${URL#http://}" "$SLICE" "$work/body.bin" \
+	>"$work/player.out" 2>"$work/player.err" <<'EOF'
 import socket, sys, time
 addr, slice_ = sys.argv[1], int(sys.argv[2])
 host, port = addr.rsplit(":", 1)
@@ -97,7 +99,9 @@ cat "$work/player.out"
 	fail "the player stopped: $(cat "$work/player.err")"
 
 late() { sed -n "$1"'p' "$work/player.out" | sed 's/.* //'; }
-largest() { sed -n "$1"'p' "$work/player.out" | sed 's/.*, largest \([0-9]*\),.*/\1/'; }
+largest() {
+	sed -n "$1"'p' "$work/player.out" | sed 's/.*, largest \([0-9]*\),.*/\1/'
+}
 a=$(largest 1) b=$(late 2) c=$(late 3)
 check "$a > $SLICE" || fail "alone, the largest chunk is $a bytes"
 pass "alone: chunks up to $a bytes"
@@ -109,10 +113,11 @@ grep -q '^silent connection: HTTP/1.1 200' "$work/player.out" ||
 	fail "a request on a silent connection: $(tail -n 1 "$work/player.out")"
 pass "a request on a silent connection is answered"
 wait "$push_pid" || fail "the push failed: $(cat "$work/push-cam1.err")"
-python3 - "$work/cam1.ts" "$work/body.bin" <<'EOF' || fail "the player's bytes are not the recording's"
+rec=$work/cam1.ts body=$work/body.bin
+python3 - "$rec" "$body" <<'EOF' || fail "the player's bytes differ"
 import sys
 data, body = (open(p, "rb").read() for p in sys.argv[1:])
 at = data.find(body[:65536])
 sys.exit(at < 0 or at % 188 or data[at:at + len(body)] != body)
 EOF
-pass "the player's $(size_of "$work/body.bin") bytes are the recording's, in order"
+pass "the player's $(size_of "$body") bytes are the recording's, in order"
