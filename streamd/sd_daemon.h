@@ -50,6 +50,11 @@ struct sd_daemon {
 	atomic_uint_fast64_t http_count[SD_HTTP_CODES];
 	atomic_uint_fast64_t http_other;
 	atomic_uint_fast64_t http_open; /* connections now, both listeners */
+	/* Connections of the main listener accepted whose first request
+	 * head MHD has not read yet, and when the last was accepted
+	 * (sd_now): while some wait, bodies go in slices (sd_http_slice). */
+	atomic_uint_fast64_t http_fresh;
+	atomic_int_fast64_t http_fresh_at;
 	atomic_uint_fast64_t http_refused[SD_REFUSED_N];
 
 	/* Clips and thumbnails (sd_route_clip.c): the media workers, the

@@ -109,6 +109,10 @@ void sd_req_wake(struct sd_req *r);
  * 1 when suspended, 0 when the caller should try its producer again. */
 int sd_req_suspend(struct sd_req *r);
 
+/* How much of @max a body's content reader should give MHD in one call
+ * (see sd_http.c, "Slices while a crowd arrives"). */
+size_t sd_http_slice(struct sd_daemon *d, size_t max);
+
 /* Queues a response, records its status; takes ownership of @resp.
  * Every reply goes through here, which adds Server, Allow (on a 405 or an
  * OPTIONS) and the CORS headers cors_origins calls for. */

@@ -726,7 +726,8 @@ static ssize_t play_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	if (pl->limit != UINT64_MAX && pl->sent >= pl->limit)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	for (;;) {
-		size_t room = pace_room(pl, end_room(pl, max));
+		size_t want = sd_http_slice(r->d, max);
+		size_t room = pace_room(pl, end_room(pl, want));
 		ssize_t n;
 
 		if (!pl->end_open && pl->limit != UINT64_MAX &&

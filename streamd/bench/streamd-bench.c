@@ -689,18 +689,27 @@ static void viewer_read(struct bench *b, struct conn *c, double now)
 }
 
 /* With --stall-log: one line per stall, which viewer and where it was,
- * so a run tells start-up stalls from live followers' and paced ones. */
+ * so a run tells start-up stalls from live followers' and paced ones;
+ * and how far its recording's upload is behind its schedule (what the
+ * bench could not send yet because the server had not read it), so a
+ * live follower's stall tells a slow upload from a slow delivery. */
 static void stall_say(struct bench *b, const struct conn *c, double now)
 {
+	const struct conn *rec = &b->rec[c->stream];
+	double due = b->rate * (now - rec->t_start);
+	double behind = due > (double)rec->sent ? due - (double)rec->sent : 0;
+
 	if (!b->cfg.stall_log || b->stalls_said >= 200)
 		return;
 	b->stalls_said++;
 	fprintf(stderr, PROG ": stall: viewer %u (bench-%u, start=-%g) hungry "
 		"since %.3f s after its connect, now %.3f s; first byte %s%.3f "
-		"s; %" PRIu64 " body bytes\n", c->idx, c->stream, c->shift,
-		c->t_hungry - c->t_start, now - c->t_start,
-		c->t_first ? "at " : "never, ",
-		c->t_first ? c->t_first - c->t_start : 0.0, c->body);
+		"s; %" PRIu64 " body bytes; upload %.2f s behind\n", c->idx,
+		c->stream, c->shift, c->t_hungry - c->t_start,
+		now - c->t_start, c->t_first ? "at " : "never, ",
+		c->t_first ? c->t_first - c->t_start : 0.0, c->body,
+		(behind + (double)rec->lc.out_len - (double)rec->lc.out_off) /
+			b->rate);
 }
 
 /* Refills the bucket, reads, and notices a hungry viewer that gets

@@ -41,10 +41,7 @@ ABUSE=$(dirname "$0")/abuse.py
 
 need_streamd
 need_clients
-command -v python3 >/dev/null 2>&1 || {
-	echo "SKIP: python3 is not installed" >&2
-	exit 77
-}
+need_python3
 hard=$(ulimit -Hn)
 [ "$hard" = unlimited ] || [ "$hard" -ge "$NOFILE" ] || NOFILE=$hard
 ulimit -n "$NOFILE" 2>/dev/null || true

@@ -81,6 +81,15 @@ find_djmfs_tools() {
 
 # need_clients: ffmpeg (with libx264 and the lavfi test sources), ffprobe
 # and curl, else skip (77).
+# need_python3: skips the test (77) when python3 is missing, as the raw
+# HTTP clients and stream checks of several tests are written in it.
+need_python3() {
+	if ! command -v python3 >/dev/null 2>&1; then
+		echo "SKIP: python3 is not installed" >&2
+		exit 77
+	fi
+}
+
 need_clients() {
 	local p
 	for p in ffmpeg ffprobe curl; do

@@ -36,6 +36,7 @@ STREAMD_SHELL_TESTS = \
 	tests/streamd/hls-live.sh \
 	tests/streamd/range.sh \
 	tests/streamd/opens.sh \
+	tests/streamd/slices.sh \
 	tests/streamd/manage.sh \
 	tests/streamd/retention.sh \
 	tests/streamd/badinput.sh \

@@ -21,10 +21,7 @@ set -euo pipefail
 
 need_streamd
 need_clients
-command -v python3 >/dev/null 2>&1 || {
-	echo "SKIP: python3 is not installed" >&2
-	exit 77
-}
+need_python3
 make_workdir stall
 IDLE=4
 
