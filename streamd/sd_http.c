@@ -932,8 +932,11 @@ static void conn_started(struct listener *l, struct MHD_Connection *mc,
  * stalls unchanged); 8 KiB slices cost enough more calls that admission's
  * CPU measure refused part of a 3,200-player crowd in three runs of six,
  * 16 KiB in none.  The window bounds what a connection that never sends
- * (a browser's preconnect, a scanner) costs everyone else: slices for at
- * most that long after it was accepted, not until its idle timeout.
+ * (a browser's preconnect, a scanner) costs everyone else: it runs from
+ * the last accept, so such a connection slices bodies until a window
+ * after the last connection came, not until its idle timeout.  A window
+ * per connection would mean walking the guard's list under its lock on
+ * every body call, for a bound on extra calls, not on correctness.
  */
 #define CROWD_SLICE (16u * 1024u)
 #define CROWD_WINDOW_NS ((int64_t)SD_NS)

@@ -51,7 +51,9 @@
  *     prev_off are the newest entry's (queued or written): wall times and
  *     offsets never decrease.
  *  5. err is the first failure; once set no write is submitted any more
- *     and every call returns it.
+ *     and every call returns it.  A refused submit counts only after
+ *     the writes in flight have completed (rec_submit), since a failure
+ *     among them is its cause.
  *  6. api_mu serialises the API calls (a DJMFS handle is used by one
  *     thread at a time) and guards everything not under mu; mu guards
  *     what the completion callbacks touch (in-flight counts, err, stats)
@@ -314,14 +316,28 @@ static int rec_submit(struct sd_rec *r, uint8_t *buf, size_t len, int data)
 	pthread_mutex_unlock(&r->mu);
 	err = rec_issue(r, w);
 	if (err < 0) {
-		rec_log(r, SD_LOG_ERROR, "sd_rec(%s): %s: %s", r->name,
-			w->call, strerror(-err));
+		int refused = err;
+
+		/* A refusal is often the echo of a failure still on its way
+		 * back: once an append fails, libdjmfs takes the object's end
+		 * back to what landed, and the next in-place append is
+		 * refused (EINVAL) before that failure's callback has run.
+		 * So wait for the writes in flight and report the
+		 * recording's first failure (a full volume must read as
+		 * ENOSPC, not as a refused argument). */
 		pthread_mutex_lock(&r->mu);
 		r->inflight--;
 		r->data_inflight -= data;
+		while (r->inflight > 0)
+			pthread_cond_wait(&r->cv, &r->mu);
 		if (r->err == 0)
 			r->err = err;
+		err = r->err;
 		pthread_mutex_unlock(&r->mu);
+		rec_log(r, err == refused ? SD_LOG_ERROR : SD_LOG_INFO,
+			"sd_rec(%s): %s: %s%s", r->name, w->call,
+			strerror(-refused), err == refused ? ""
+			: " (after the recording's first failure)");
 		if (!data)
 			free(buf);
 		free(w);

@@ -696,12 +696,13 @@ static void viewer_read(struct bench *b, struct conn *c, double now)
 static void stall_say(struct bench *b, const struct conn *c, double now)
 {
 	const struct conn *rec = &b->rec[c->stream];
-	double due = b->rate * (now - rec->t_start);
-	double behind = due > (double)rec->sent ? due - (double)rec->sent : 0;
+	double due, behind;
 
 	if (!b->cfg.stall_log || b->stalls_said >= 200)
 		return;
 	b->stalls_said++;
+	due = b->rate * (now - rec->t_start);
+	behind = due > (double)rec->sent ? due - (double)rec->sent : 0;
 	fprintf(stderr, PROG ": stall: viewer %u (bench-%u, start=-%g) hungry "
 		"since %.3f s after its connect, now %.3f s; first byte %s%.3f "
 		"s; %" PRIu64 " body bytes; upload %.2f s behind\n", c->idx,

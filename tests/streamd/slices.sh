@@ -38,10 +38,10 @@ pass "cam1 is live, 11 s in"
 # its chunks, its largest chunk, and the largest after the first MiB of
 # the phase (what was already on its way when the phase began is whole).
 # A last line: a request sent on a silent connection, answered.
-python3 - "${URL#http://}" "$SLICE" "$work/body.bin" \
+python3 - "${URL#http://}" "$work/body.bin" \
 	>"$work/player.out" 2>"$work/player.err" <<'EOF'
 import socket, sys, time
-addr, slice_ = sys.argv[1], int(sys.argv[2])
+addr = sys.argv[1]
 host, port = addr.rsplit(":", 1)
 port = int(port)
 # A small receive buffer, so that what was sent before a phase began
@@ -92,7 +92,7 @@ for phase in ("alone", "beside fresh connections", "alone again"):
         answer = c.recv(64).split(b"\r\n")[0].decode(errors="replace")
         c.close()
 print("silent connection: %s" % answer)
-open(sys.argv[3], "wb").write(body)
+open(sys.argv[2], "wb").write(body)
 EOF
 cat "$work/player.out"
 [ "$(wc -l <"$work/player.out")" -eq 4 ] ||

@@ -3,7 +3,8 @@
  * (sd_catalog.c) against a real DJMFS server started in this process on
  * a temporary volume: what a recording holds byte for byte, its index
  * entries and header, the single publisher, a recording continued by a
- * second connection, publishing a trickle of bytes, a full volume, files
+ * second connection, publishing a trickle of bytes, a full volume (its
+ * failure also reported when its callback comes late), files
  * that are not recordings, readers racing a writer, and data pieces that
  * reach the volume with no copy in libdjmfs.  Tests that move
  * data skip when the machine has no io_uring.
@@ -925,4 +926,252 @@ Test(rec, data_leaves_the_ring_without_a_copy_in_libdjmfs)
 	free(ts);
 	free(back);
 	djmfs_disconnect(c);
+}
+
+/*
+ * A full volume's failure, delivered late.  Every write this file's
+ * recordings submit goes through the wrappers below (the test is linked
+ * with --wrap for both write calls).  Armed, they submit one write at a
+ * time, and hold back a failed write's callback, as a busy completion
+ * thread would: libdjmfs has already taken the object's end back, so the
+ * next in-place append is refused (EINVAL) while the recording has not
+ * heard of the failure yet.  The recording must still report ENOSPC,
+ * whether the held callback runs just before that refusal or only after
+ * it.
+ */
+enum hold_mode { HOLD_OFF, HOLD_RELEASE_BEFORE, HOLD_RELEASE_AFTER };
+
+struct hold_cb {
+	djmfs_done_fn done;
+	void *user;
+	ssize_t res;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	enum hold_mode mode;
+	unsigned submitted, completed; /* while armed */
+	struct hold_cb held[16];
+	unsigned nheld;
+	unsigned refused_while_held; /* in-place appends */
+} hold = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+int __real_djmfs_write_async(struct djmfs_file *f, const void *buf,
+			     size_t len, uint64_t deadline_ns,
+			     djmfs_done_fn done, void *user);
+int __real_djmfs_write_inplace_async(struct djmfs_file *f, const void *blk,
+				     size_t head, size_t len,
+				     uint64_t deadline_ns, djmfs_done_fn done,
+				     void *user);
+int __wrap_djmfs_write_async(struct djmfs_file *f, const void *buf,
+			     size_t len, uint64_t deadline_ns,
+			     djmfs_done_fn done, void *user);
+int __wrap_djmfs_write_inplace_async(struct djmfs_file *f, const void *blk,
+				     size_t head, size_t len,
+				     uint64_t deadline_ns, djmfs_done_fn done,
+				     void *user);
+
+static void hold_done(void *user, ssize_t res)
+{
+	struct hold_cb *cb = user, c = *cb;
+
+	free(cb);
+	pthread_mutex_lock(&hold.mu);
+	hold.completed++;
+	pthread_cond_broadcast(&hold.cv);
+	if (res < 0 && hold.nheld < 16) {
+		hold.held[hold.nheld++] = (struct hold_cb){ c.done, c.user,
+							    res };
+		pthread_mutex_unlock(&hold.mu);
+		return;
+	}
+	pthread_mutex_unlock(&hold.mu);
+	c.done(c.user, res);
+}
+
+/* Runs the held callbacks (without the lock: they take the writer's). */
+static void hold_release(void)
+{
+	struct hold_cb cb[16];
+	unsigned n;
+
+	pthread_mutex_lock(&hold.mu);
+	n = hold.nheld;
+	memcpy(cb, hold.held, n * sizeof(*cb));
+	hold.nheld = 0;
+	pthread_mutex_unlock(&hold.mu);
+	for (unsigned i = 0; i < n; i++)
+		cb[i].done(cb[i].user, cb[i].res);
+}
+
+static void *hold_release_thread(void *arg)
+{
+	(void)arg;
+	hold_release();
+	return NULL;
+}
+
+/* Armed: waits for every earlier write's callback (held or not) and
+ * returns how many are held; with @release, runs them first.  Returns
+ * with the write counted as submitted, or -1 when not armed. */
+static int hold_enter(int release)
+{
+	struct timespec until;
+	int held;
+
+	pthread_mutex_lock(&hold.mu);
+	if (hold.mode == HOLD_OFF) {
+		pthread_mutex_unlock(&hold.mu);
+		return -1;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20;
+	while (hold.completed < hold.submitted)
+		if (pthread_cond_timedwait(&hold.cv, &hold.mu, &until))
+			break;
+	held = (int)hold.nheld;
+	hold.submitted++;
+	pthread_mutex_unlock(&hold.mu);
+	if (release)
+		hold_release();
+	return held;
+}
+
+/* A submit that was refused: no callback will come for it. */
+static void hold_refused(int held, int inplace)
+{
+	pthread_mutex_lock(&hold.mu);
+	hold.submitted--;
+	hold.refused_while_held += inplace && held > 0;
+	pthread_mutex_unlock(&hold.mu);
+}
+
+static struct hold_cb *hold_wrap(djmfs_done_fn done, void *user)
+{
+	struct hold_cb *cb = malloc(sizeof(*cb));
+
+	cr_assert_not_null(cb);
+	*cb = (struct hold_cb){ done, user, 0 };
+	return cb;
+}
+
+int __wrap_djmfs_write_async(struct djmfs_file *f, const void *buf,
+			     size_t len, uint64_t deadline_ns,
+			     djmfs_done_fn done, void *user)
+{
+	int held = hold_enter(1), err;
+	struct hold_cb *cb;
+
+	if (held < 0)
+		return __real_djmfs_write_async(f, buf, len, deadline_ns,
+						done, user);
+	cb = hold_wrap(done, user);
+	err = __real_djmfs_write_async(f, buf, len, deadline_ns, hold_done,
+				       cb);
+	if (err < 0) {
+		free(cb);
+		hold_refused(held, 0);
+	}
+	return err;
+}
+
+int __wrap_djmfs_write_inplace_async(struct djmfs_file *f, const void *blk,
+				     size_t head, size_t len,
+				     uint64_t deadline_ns, djmfs_done_fn done,
+				     void *user)
+{
+	int held = hold_enter(hold.mode == HOLD_RELEASE_BEFORE), err;
+	struct hold_cb *cb;
+	pthread_t t;
+
+	if (held < 0)
+		return __real_djmfs_write_inplace_async(f, blk, head, len,
+							deadline_ns, done,
+							user);
+	cb = hold_wrap(done, user);
+	err = __real_djmfs_write_inplace_async(f, blk, head, len, deadline_ns,
+					       hold_done, cb);
+	if (err < 0) {
+		free(cb);
+		hold_refused(held, 1);
+		/* The callbacks come after the refusal, from another
+		 * thread, as they would from libdjmfs's. */
+		if (hold.mode == HOLD_RELEASE_AFTER) {
+			cr_assert_eq(pthread_create(&t, NULL,
+						    hold_release_thread, NULL),
+				     0);
+			pthread_detach(t);
+		}
+	}
+	return err;
+}
+
+static void full_volume_late_failure(enum hold_mode mode)
+{
+	struct djmfs_client *c;
+	struct sd_catalog *cat;
+	struct sd_rec_opts o = rec_opts;
+	size_t len = 8 * MIB, pos = 0, n;
+	uint8_t *src = malloc(len), *dst = malloc(len);
+	struct sd_rec *r = NULL;
+	struct sd_stream *s;
+	int err = 0;
+
+	env_stop();
+	env_start(9 * MIB);
+	c = client();
+	cat = catalog(c);
+	fill(src, len, 7);
+	/* Pieces off a device block, so the refused append's head differs
+	 * from the object's; no keys after the first, so the pointer stays
+	 * on "data" between appends. */
+	o.write_size = 30000;
+	o.max_inflight = 8;
+	cr_assert_eq(sd_rec_open(c, "late", &o, &r), 0);
+	cr_assert_eq(sd_rec_begin(r, "mpegts", "[]", sd_wall_now()), 0);
+	cr_assert_eq(sd_rec_key(r, 0, PTS0), 0);
+	pthread_mutex_lock(&hold.mu);
+	hold.mode = mode;
+	hold.submitted = hold.completed = 0;
+	hold.refused_while_held = 0;
+	pthread_mutex_unlock(&hold.mu);
+	while (pos < len && err == 0) {
+		err = sd_rec_data(r, src + pos, 10 * KIB);
+		pos += 10 * KIB;
+	}
+	pthread_mutex_lock(&hold.mu);
+	hold.mode = HOLD_OFF;
+	pthread_mutex_unlock(&hold.mu);
+	hold_release(); /* none, unless the race was not reached */
+	cr_assert_eq(hold.refused_while_held, 1,
+		     "an in-place append refused while a failure was held: "
+		     "%u", hold.refused_while_held);
+	cr_assert_eq(err, -ENOSPC, "the first failure, not the refusal: %s",
+		     strerror(-err));
+	cr_assert_eq(sd_rec_data(r, src, 1), -ENOSPC, "the error sticks");
+	cr_assert_eq(sd_rec_close(r, sd_wall_now(), NULL), -ENOSPC);
+
+	cr_assert_eq(sd_catalog_get(cat, "late", &s), 0);
+	sd_stream_rdlock(s);
+	cr_assert_gt(s->data_size, 0);
+	n = s->data_size;
+	sd_stream_unlock(s);
+	sd_stream_put(s);
+	cr_assert_eq(read_data(c, "late", dst, len), n);
+	cr_assert_eq(memcmp(src, dst, n), 0);
+	sd_catalog_free(cat);
+	djmfs_disconnect(c);
+	free(src);
+	free(dst);
+}
+
+Test(rec, a_late_enospc_is_reported_when_it_lands_before_the_refusal)
+{
+	full_volume_late_failure(HOLD_RELEASE_BEFORE);
+}
+
+Test(rec, a_late_enospc_is_reported_when_it_lands_after_the_refusal)
+{
+	full_volume_late_failure(HOLD_RELEASE_AFTER);
 }
